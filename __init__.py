@@ -1,0 +1,24 @@
+"""ComfyUI entry point: ComfyUI imports this folder from custom_nodes/.
+
+Only the web directory and empty node maps live here; the glue in glob/ registers our
+routes when ComfyUI's server is present. Any failure is logged once and ComfyUI goes on.
+"""
+
+WEB_DIRECTORY = "./js"
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+__all__ = ["WEB_DIRECTORY", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+
+
+def _start() -> None:
+    try:
+        from .glob import bootstrap
+    except Exception:  # an import failure of ours must never stop ComfyUI's start
+        import logging
+        logging.getLogger("offline_manager").exception("[offline-manager] could not load its ComfyUI glue")
+        return
+    bootstrap.start(__name__, __file__)
+
+
+if __package__:  # imported as a package by ComfyUI (or a stand-in host), not run as a script
+    _start()

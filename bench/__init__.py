@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench`` from the repo root (see bench/run.py and docs/catalog.md)."""

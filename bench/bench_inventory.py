@@ -1,0 +1,91 @@
+"""Inventory benchmarks: one scan of a synthetic ``custom_nodes/`` holding 200 packs.
+
+The tree is built once per run (outside the timed region) by the test helper
+``tests/support/gitrepos.py``: 80 real git clones copied with ``cp -r`` (some with packed refs,
+a detached HEAD or a ``.git`` file), 60 registry packs (``.tracking`` + ``pyproject.toml``),
+30 single files, 20 plain folders and 10 disabled variants.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from manager.inventory import scan
+from manager.layout import Layout
+
+from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time
+
+
+def _gitrepos(ctx: BenchContext) -> ModuleType:
+    # loaded by path: the test helpers are not a package on sys.path outside pytest
+    path = ctx.repo_root / "tests" / "support" / "gitrepos.py"
+    spec = importlib.util.spec_from_file_location("cm_bench_gitrepos", path)
+    if spec is None or spec.loader is None:
+        raise BenchSkip(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module               # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tree(ctx: BenchContext) -> tuple[Any, Any]:
+    """(TemporaryDirectory keeping the tree alive, Layout of the tree)."""
+    if shutil.which("git") is None:
+        raise BenchSkip("git is not installed")
+    helpers = _gitrepos(ctx)
+    tmp = tempfile.TemporaryDirectory(prefix="cm-bench-inventory-")
+    base = Path(tmp.name)
+    upstream = helpers.make_repo(base / "upstream")
+    template = base / "template"
+    subprocess.run(["git", "clone", "-q", str(upstream.path), str(template)], check=True, timeout=60)
+    tree = helpers.build_pack_tree(base / "ComfyUI" / "custom_nodes", template)
+    if tree.total != 200:
+        raise RuntimeError(f"expected 200 packs, built {tree.total}")
+    return tmp, Layout.from_root(base / "ComfyUI")
+
+
+def scan_200(ctx: BenchContext) -> Figure:
+    _tmp, layout = ctx.memo("inventory.tree", lambda: _tree(ctx))
+    scan(layout)                                   # warm the OS cache: the figure is ours, not the disk's
+    box: list[Any] = []
+    seconds = median_time(lambda: box.append(scan(layout)), repeat=ctx.repeat)
+    inv = box[-1]
+    kinds: dict[str, int] = {}
+    for p in inv.packs:
+        kinds[p.kind] = kinds.get(p.kind, 0) + 1
+    note = f"{len(inv.packs)} packs ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), " \
+           f"{len(inv.conflicts)} conflicts"
+    print(f"inventory scan of {len(inv.packs)} packs: {seconds * 1000:.1f} ms")
+    return Figure(seconds * 1000, note)
+
+
+def scan_200_with_catalog(ctx: BenchContext) -> Figure:
+    from manager.catalog import Catalog, ChannelFiles
+    from manager.catalog_parse import CHANNEL_FILES
+    from manager.records import Channel
+
+    folder = ctx.require_channel_db() / "default"
+    _tmp, layout = ctx.memo("inventory.tree", lambda: _tree(ctx))
+    files = {n: (folder / n).read_bytes() for n in CHANNEL_FILES if (folder / n).is_file()}
+    catalog = ctx.memo("inventory.catalog",
+                       lambda: Catalog.build([ChannelFiles(Channel("default", "https://example.invalid/"), files)]))
+    scan(layout, catalog=catalog)
+    seconds = median_time(lambda: scan(layout, catalog=catalog), repeat=ctx.repeat)
+    print(f"inventory scan of 200 packs matched against {len(catalog.packs)} catalog packs: "
+          f"{seconds * 1000:.1f} ms")
+    return Figure(seconds * 1000, f"catalog of {len(catalog.packs)} packs")
+
+
+BENCHMARKS = [
+    Benchmark("inventory.scan_200", "ms", scan_200, target=300.0,
+              description="scan custom_nodes/ + .disabled/ with 200 packs (git, cnr, file, folder, disabled)"),
+    Benchmark("inventory.scan_200_with_catalog", "ms", scan_200_with_catalog, target=300.0,
+              description="the same scan with catalog matching against the real default channel"),
+]

@@ -1,0 +1,251 @@
+"""Benchmark registry and runner: ``python -m bench [--json] [--only NAME] [--strict]``.
+
+Every ``bench/bench_*.py`` module exposes ``BENCHMARKS: list[Benchmark]``. A benchmark's
+``measure`` receives a ``BenchContext`` and returns its figure (a float in ``unit``, or a
+``Figure`` with a note). Timings are medians of several repetitions; a figure that names a
+``baseline`` is a ratio against that baseline measured in the same run. Exit status: 0 even when
+a target is missed (1 with ``--strict``); 1 when a benchmark crashed; 2 for a bad ``--only``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import gc
+import importlib
+import json
+import os
+import pkgutil
+import platform
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = 1
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}
+
+
+class BenchSkip(Exception):
+    """Raised by a benchmark whose inputs are absent (for example no channel DB)."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    value: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One measured figure with an optional target (``figure <compare> target`` passes)."""
+
+    name: str
+    unit: str
+    measure: Callable[["BenchContext"], "float | Figure"]
+    target: float | None = None
+    compare: str = "<"
+    baseline: str = ""          # names what a ratio figure is measured against
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.compare not in _COMPARE:
+            raise ValueError(f"benchmark {self.name}: compare must be one of {sorted(_COMPARE)}")
+
+    def passes(self, value: float) -> bool | None:
+        return None if self.target is None else _COMPARE[self.compare](value, self.target)
+
+
+@dataclass
+class BenchContext:
+    """Shared by the benchmarks of one run: where things are, and memoised inputs."""
+
+    repo_root: Path
+    channel_db: Path | None
+    repeat: int = 5
+    _memo: dict[str, Any] = field(default_factory=dict)
+
+    def memo(self, key: str, factory: Callable[[], Any]) -> Any:
+        """Compute an expensive input once per run (outside any timed region)."""
+        if key not in self._memo:
+            self._memo[key] = factory()
+        return self._memo[key]
+
+    def require_channel_db(self) -> Path:
+        if self.channel_db is None:
+            raise BenchSkip("no channel DB: set CM_CHANNEL_DB or place it at ../shared/channel-db")
+        return self.channel_db
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    unit: str
+    figure: float | None
+    target: float | None
+    compare: str
+    status: str                  # pass | fail | info | skip | error
+    note: str = ""
+    baseline: str = ""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["passed"] = {"pass": True, "fail": False}.get(self.status)
+        return out
+
+
+# --- timing helpers -----------------------------------------------------------------------
+def median_time(fn: Callable[[], Any], *, repeat: int = 5, number: int = 1) -> float:
+    """Median over ``repeat`` repetitions of the seconds one call of ``fn`` takes."""
+    return statistics.median(_samples(fn, repeat, number))
+
+
+def _samples(fn: Callable[[], Any], repeat: int, number: int) -> list[float]:
+    out = []
+    for _ in range(max(1, repeat)):
+        out.append(_once(fn, number))
+    return out
+
+
+def _once(fn: Callable[[], Any], number: int) -> float:
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()      # a collection landing in one sample would dominate it
+    try:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        return (time.perf_counter() - start) / number
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def timed_ratio(fn: Callable[[], Any], baseline: Callable[[], Any], *, repeat: int = 5,
+                number: int = 1) -> tuple[float, float, float]:
+    """(median fn / median baseline, median fn, median baseline), runs interleaved in one go."""
+    a, b = [], []
+    for _ in range(max(1, repeat)):
+        b.append(_once(baseline, number))
+        a.append(_once(fn, number))
+    ta, tb = statistics.median(a), statistics.median(b)
+    return (ta / tb if tb > 0 else float("inf")), ta, tb
+
+
+# --- discovery and running ----------------------------------------------------------------
+def find_channel_db(repo_root: Path = REPO_ROOT) -> Path | None:
+    """``CM_CHANNEL_DB``, else ``../shared/channel-db`` next to the repo, else /work/shared/channel-db."""
+    for cand in (os.environ.get("CM_CHANNEL_DB", ""), repo_root.parent / "shared" / "channel-db",
+                 "/work/shared/channel-db"):
+        if cand and (Path(cand) / "default" / "custom-node-list.json").is_file():
+            return Path(cand)
+    return None
+
+
+def discover() -> list[Benchmark]:
+    """Every ``BENCHMARKS`` entry of the ``bench/bench_*.py`` modules, in module-name order."""
+    here = Path(__file__).resolve().parent
+    out: list[Benchmark] = []
+    for mod in sorted(pkgutil.iter_modules([str(here)]), key=lambda m: m.name):
+        if mod.name.startswith("bench_"):
+            module = importlib.import_module(f"{__package__ or 'bench'}.{mod.name}")
+            out.extend(getattr(module, "BENCHMARKS", []))
+    names = [b.name for b in out]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise RuntimeError(f"benchmark names used twice: {sorted(dupes)}")
+    return out
+
+
+def select(benchmarks: Sequence[Benchmark], only: Sequence[str]) -> list[Benchmark]:
+    """Benchmarks matching any ``--only`` value: exact name, glob, or a dotted prefix."""
+    if not only:
+        return list(benchmarks)
+    return [b for b in benchmarks
+            if any(b.name == o or fnmatch.fnmatchcase(b.name, o) or b.name.startswith(o + ".") for o in only)]
+
+
+def run_one(bench: Benchmark, ctx: BenchContext) -> Result:
+    base = dict(name=bench.name, unit=bench.unit, target=bench.target, compare=bench.compare,
+                baseline=bench.baseline, description=bench.description)
+    try:
+        # stdout belongs to the table or the JSON document: chatter from a benchmark goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            got = bench.measure(ctx)
+    except BenchSkip as exc:
+        return Result(figure=None, status="skip", note=str(exc), **base)
+    except Exception as exc:  # a crashing benchmark is reported, and the run goes on
+        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return Result(figure=None, status="error", note=tb, **base)
+    fig = got if isinstance(got, Figure) else Figure(float(got))
+    verdict = bench.passes(fig.value)
+    status = "info" if verdict is None else "pass" if verdict else "fail"
+    return Result(figure=fig.value, status=status, note=fig.note, **base)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def render_table(results: Sequence[Result]) -> str:
+    rows = [("benchmark", "figure", "unit", "target", "result", "note")]
+    for r in results:
+        target = f"{r.compare} {_fmt(r.target)}" if r.target is not None else "-"
+        rows.append((r.name, _fmt(r.figure), r.unit, target, r.status, r.note))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[i].ljust(widths[i]) if i != 1 else row[i].rjust(widths[i]) for i in range(5)]
+        lines.append("  ".join(cells + [row[5]]).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Run the benchmarks.")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="run only this benchmark (exact name, glob or dotted prefix); repeatable")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when any target is missed")
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions per timing (median kept)")
+    parser.add_argument("--list", action="store_true", help="list the benchmark names and exit")
+    args = parser.parse_args(argv)
+
+    benchmarks = discover()
+    if args.list:
+        for b in benchmarks:
+            print(f"{b.name:32} {b.description}")
+        return 0
+    chosen = select(benchmarks, args.only)
+    if not chosen:
+        print(f"no benchmark matches {args.only}; known: {', '.join(b.name for b in benchmarks)}",
+              file=sys.stderr)
+        return 2
+    db = find_channel_db()
+    ctx = BenchContext(repo_root=REPO_ROOT, channel_db=db, repeat=max(1, args.repeat))
+    results = [run_one(b, ctx) for b in chosen]
+    if args.json:
+        print(json.dumps({"schema": SCHEMA, "python": platform.python_version(),
+                          "channel_db": str(db) if db else None,
+                          "results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        print(render_table(results))
+    if any(r.status == "error" for r in results):
+        return 1
+    if args.strict and any(r.status == "fail" for r in results):
+        return 1
+    return 0

@@ -1,0 +1,45 @@
+"""The Host implementation backed by a running ComfyUI (folder_paths + PromptServer).
+
+This folder is the only code that touches ComfyUI modules, and it receives them as
+arguments so a stand-in host can drive it in tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..manager.layout import Layout
+
+
+class ComfyHost:
+    """Paths from ``folder_paths``, events through ``PromptServer.send_sync``."""
+
+    def __init__(self, prompt_server: Any, folder_paths: Any, *, version: str | None = None):
+        self._server = prompt_server
+        self._folder_paths = folder_paths
+        self._version = version
+        base = Path(folder_paths.base_path)
+        custom_nodes = Path(folder_paths.get_folder_paths("custom_nodes")[0])
+        user_dir = Path(folder_paths.get_user_directory())
+        manager_dir = None
+        getter = getattr(folder_paths, "get_system_user_directory", None)
+        if callable(getter):  # ComfyUI >= 0.3.76 keeps __manager out of the /userdata web API
+            manager_dir = Path(getter("manager"))
+        self.layout = Layout.from_root(base, user_dir=user_dir, custom_nodes=custom_nodes,
+                                       models_dir=Path(folder_paths.models_dir), manager_dir=manager_dir)
+
+    @property
+    def python_executable(self) -> str:
+        return sys.executable
+
+    def comfyui_version(self) -> str | None:
+        return self._version
+
+    def send_event(self, event: str, data: dict[str, Any]) -> None:
+        self._server.send_sync(event, data)
+
+    def model_folders(self) -> dict[str, list[Path]]:
+        table = getattr(self._folder_paths, "folder_names_and_paths", {})
+        return {name: [Path(p) for p in entry[0]] for name, entry in table.items() if name != "custom_nodes"}

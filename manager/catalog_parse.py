@@ -1,0 +1,566 @@
+"""Tolerant parsing of one channel file (bytes) into channel-free records plus issues.
+
+Each ``parse_*`` function takes the raw bytes of one file and never raises for bad data: a file
+that is not JSON or has the wrong top-level shape yields one file-level issue and nothing else;
+a bad entry yields an entry-level issue and the rest of the file still loads. Results carry no
+channel name, so identical bytes served by two channels are parsed once (``catalog.ParseCache``);
+``catalog.Catalog.build`` stamps the channel and merges. Problem texts start with a stable
+snake_case code (``invalid_json: ...``) so tools can match on them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, NamedTuple
+
+from .records import CatalogIssue, ModelEntry
+
+FILE_NODES = "custom-node-list.json"
+FILE_MODELS = "model-list.json"
+FILE_NODE_MAP = "extension-node-map.json"
+FILE_ALTER = "alter-list.json"
+FILE_STATS = "github-stats.json"
+CHANNEL_FILES = (FILE_NODES, FILE_MODELS, FILE_NODE_MAP, FILE_ALTER, FILE_STATS)
+
+# Every accepted spelling of an install type -> the normalised value used by the installers.
+_INSTALL_TYPES: Mapping[str, str] = MappingProxyType({
+    "git-clone": "git-clone", "git": "git-clone", "git_clone": "git-clone", "gitclone": "git-clone",
+    "clone": "git-clone", "copy": "copy", "unzip": "unzip", "zip": "unzip", "cnr": "cnr",
+})
+_GITHUB_HOSTS = frozenset({"github.com", "gist.github.com", "raw.githubusercontent.com",
+                           "gist.githubusercontent.com", "objects.githubusercontent.com", "api.github.com"})
+# Hosts whose paths are case-insensitive: their URLs are lower-cased entirely for lookups.
+_CASELESS_HOSTS = frozenset({"github.com", "gist.github.com"})
+_SCHEME_RE = re.compile(r"^([A-Za-z]{2,8})(:?)(/{0,3})(?=[^/])")
+_SSH_RE = re.compile(r"^(?:ssh://)?git@([^:/]+)[:/](.+)$")
+_GOOD_URL = re.compile(r"^(https?)://([A-Za-z0-9._-]+)(:\d{1,5})?(/[^\s?#]*)?(?:\?([^\s#]*))?(?:#\S*)?$")
+_SEPARATORS = re.compile(r"[\s_.\-]+")
+_HF_REPO_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
+MAX_PATTERN_LEN = 500   # a longer nodename_pattern is refused: no entry needs one
+
+
+# --- URLs ------------------------------------------------------------------------------
+class UrlInfo(NamedTuple):
+    """A URL after repair, with its lookup key. ``problem`` is '' when it was fine as written."""
+
+    url: str
+    problem: str = ""       # '' | url_repaired | invalid_url | suspicious_url
+    usable: bool = True     # False: not an http(s) URL even after repair
+    key: str = ""           # normalize_url() of it
+    host: str = ""          # lower-cased host
+    path: str = ""
+
+
+def _host_problem(host: str) -> str:
+    if not host or "." not in host:
+        return "invalid_url"
+    if ("github" in host and host not in _GITHUB_HOSTS
+            and not host.endswith((".github.io", ".githubusercontent.com"))):
+        return "suspicious_url"                # github.fcom and friends: kept, but reported
+    return ""
+
+
+def _from_match(url: str, m: re.Match[str], problem: str) -> UrlInfo:
+    host = m.group(2).lower()
+    host_problem = _host_problem(host)
+    if host_problem == "invalid_url":
+        return UrlInfo(url, "invalid_url", False, url.strip().lower(), host)
+    khost = host[4:] if host.startswith("www.") else host
+    if m.group(3):
+        khost += m.group(3)
+    raw_path = m.group(4) or ""
+    path = raw_path.rstrip("/")
+    if path[-4:].lower() == ".git":
+        path = path[:-4].rstrip("/")
+    if khost in _CASELESS_HOSTS:
+        key = f"https://{khost}{path}".lower()
+    else:
+        query = m.group(5)
+        key = f"https://{khost}{path}" + (f"?{query}" if query else "")
+    return UrlInfo(url, problem or host_problem, True, key, host, raw_path)
+
+
+def url_info(raw: str) -> UrlInfo:
+    """Repair obvious scheme typos (``htps://``, ``ttps://``, ``https:/``, a missing scheme, SSH
+    remotes) and flag the rest; one regex match in the common case."""
+    m = _GOOD_URL.match(raw)
+    if m:   # fast path: the form of nearly every URL in the real DB
+        return _from_match(raw, m, "")
+    url = raw.strip()
+    problem = "url_repaired" if url != raw else ""
+    ssh = _SSH_RE.match(url)
+    sm = _SCHEME_RE.match(url)
+    if not url:
+        return UrlInfo("", "invalid_url", False)
+    if url.lower().startswith("file://"):  # local mirrors and offline channels: keyed by path
+        segs = _segments(url[len("file://"):])
+        return UrlInfo(url, problem, True, "file:///" + "/".join(segs), "", "/".join(segs))
+    if ssh:
+        url = f"https://{ssh.group(1)}/{ssh.group(2)}"
+    elif sm and (sm.group(2) or sm.group(3)):
+        scheme, colon, slashes = sm.group(1).lower(), sm.group(2), sm.group(3)
+        if scheme in ("http", "https") and colon and slashes == "//":
+            url = scheme + url[len(sm.group(1)):]
+        elif set(scheme) <= set("htps") and ("tp" in scheme or "tt" in scheme):
+            url = "https://" + url[sm.end():]   # htps, ttps, htttps, https:/, https// ...
+            problem = "url_repaired"
+        else:
+            return UrlInfo(url, "invalid_url", False, url.lower())
+    elif "://" not in url and "." in url.split("/", 1)[0] and " " not in url:
+        url = "https://" + url                 # github.com/owner/repo
+        problem = "url_repaired"
+    m = _GOOD_URL.match(url)
+    if m is None:
+        return UrlInfo(url, "invalid_url", False, url.lower())
+    return _from_match(url, m, problem)
+
+
+def normalize_url(raw: str) -> str:
+    """The lookup key of a repository/page URL.
+
+    Same key for: trailing ``.git`` or ``/``, http vs https, host case, ``www.``, SSH remotes
+    (``git@github.com:o/r.git``), a missing scheme, scheme typos; GitHub paths are case-insensitive.
+    """
+    return url_info(raw).key
+
+
+def _segments(path: str) -> list[str]:
+    """Non-empty path segments (``.git`` dropped from the last one)."""
+    segs = [s for s in path.split("/") if s]
+    if segs and segs[-1].lower().endswith(".git"):
+        segs[-1] = segs[-1][:-4]
+    return [s for s in segs if s]
+
+
+def name_core(name: str) -> str:
+    """A pack name reduced for "is this the pack I typed?": lower case, separators as single
+    spaces, a leading "ComfyUI"/"Comfy" word dropped ("ComfyUI_Impact-Pack" -> "impact pack")."""
+    core = _SEPARATORS.sub(" ", name.lower()).strip()
+    for prefix in ("comfyui ", "comfy "):
+        if core.startswith(prefix):
+            return core[len(prefix):]
+    return core
+
+
+# --- parsed results ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class PackStats:
+    """github-stats.json data of one repository."""
+
+    stars: int | None = None
+    last_update: str = ""
+    author_account_age_days: int | None = None
+
+
+class PackDraft(NamedTuple):
+    """One custom-node-list entry, channel-free; ``catalog`` assigns the final id and channel.
+
+    A NamedTuple, not a dataclass: ~6,000 are made per cold load and tuples build 4x faster.
+    """
+
+    fields: Mapping[str, Any]  # NodePack keyword arguments except id, channel and stats
+    pack_id: str               # explicit id, or derived from the repository name
+    index: int
+    explicit_id: bool
+    identity: str              # normalised repository (or reference+files) deciding "same pack"
+    url_keys: tuple[str, ...]  # normalised reference and file URLs, for by_reference
+    owner: str                 # repository owner, used to disambiguate colliding derived ids
+    pattern: re.Pattern[str] | None = None
+    title_l: str = ""          # lower-cased title, and author + description: search haystack parts
+    rest_l: str = ""
+    title_core: str = ""       # name_core() of the title and of pack_id, for exact-name ranking
+    id_core: str = ""
+    issues: tuple[CatalogIssue, ...] = ()
+
+    @property
+    def title(self) -> str:
+        return str(self.fields.get("title", ""))
+
+
+class NodeMapEntry(NamedTuple):
+    url: str
+    url_key: str
+    names: tuple[str, ...]
+    title: str = ""
+    pattern: re.Pattern[str] | None = None
+    preemptions: tuple[str, ...] = ()
+
+
+class AlterItem(NamedTuple):
+    url: str
+    url_key: str
+    tags: tuple[str, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """What one file yielded. ``file_problem`` is set when the whole file was unusable."""
+
+    kind: str
+    items: tuple[Any, ...] = ()
+    issues: tuple[CatalogIssue, ...] = ()
+    file_problem: CatalogIssue | None = None
+    entry_count: int = 0
+    stats: Mapping[str, PackStats] = field(default_factory=lambda: MappingProxyType({}))
+    # node map: class name -> URL key (str) or list of URL keys; read-only once built
+    names: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    by_url: Mapping[str, NodeMapEntry] = field(default_factory=lambda: MappingProxyType({}))   # node map
+
+
+class _Issues:
+    """Collects issues of one file; channel is stamped later by the catalog."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.items: list[CatalogIssue] = []
+
+    def add(self, index: int | str, code: str, detail: str, title: str = "") -> CatalogIssue:
+        issue = CatalogIssue(channel="", file=self.kind, index=index, problem=f"{code}: {detail}",
+                             entry_title=title)
+        self.items.append(issue)
+        return issue
+
+
+def _load_json(kind: str, data: bytes, key: str | None) -> tuple[Any, CatalogIssue | None]:
+    """Decode ``data``; with ``key`` the top level must be an object holding a list under it."""
+    def problem(code: str, detail: str) -> CatalogIssue:
+        return CatalogIssue(channel="", file=kind, index="(file)", problem=f"{code}: {detail}")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return None, problem("invalid_json", str(exc)[:200] or type(exc).__name__)
+    if not isinstance(doc, dict):
+        return None, problem("wrong_shape", f"top level is {type(doc).__name__}, expected an object")
+    if key is None:
+        return doc, None
+    if not isinstance(doc.get(key), list):
+        return None, problem("wrong_shape", f"expected an object with a list under '{key}'")
+    return doc[key], None
+
+
+def compile_pattern(pattern: str) -> tuple[re.Pattern[str] | None, str]:
+    """Compile a nodename_pattern; return (None, reason) instead of raising."""
+    if len(pattern) > MAX_PATTERN_LEN:
+        return None, f"pattern longer than {MAX_PATTERN_LEN} characters"
+    try:
+        return re.compile(pattern), ""
+    except (re.error, RecursionError, OverflowError) as exc:
+        return None, str(exc)
+
+
+# --- field coercion --------------------------------------------------------------------
+def _text(entry: dict, key: str, issues: _Issues, idx: int, title: str) -> str:
+    value = entry.get(key)
+    if type(value) is str:
+        return value.strip()
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        issues.add(idx, "wrong_type", f"'{key}' is a number; read as text", title)
+        return str(value)
+    issues.add(idx, "wrong_type", f"'{key}' is {type(value).__name__}, expected text; ignored", title)
+    return ""
+
+
+def _text_list(entry: dict, key: str, issues: _Issues, idx: int, title: str) -> tuple[str, ...]:
+    value = entry.get(key)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        # alter-list style "a, b, c" or a single value written without brackets
+        return tuple(v.strip() for v in value.split(",") if v.strip()) if key == "tags" else (value.strip(),)
+    if not isinstance(value, list):
+        issues.add(idx, "wrong_type", f"'{key}' is {type(value).__name__}, expected a list; ignored", title)
+        return ()
+    out = [v.strip() for v in value if isinstance(v, str) and v.strip()]
+    if len(out) != len(value):
+        issues.add(idx, "wrong_type",
+                   f"'{key}' holds {len(value) - len(out)} non-text or empty item(s); skipped", title)
+    return tuple(out)
+
+
+# --- custom-node-list.json ---------------------------------------------------------------
+def parse_custom_node_list(data: bytes) -> ParsedFile:
+    """``{"custom_nodes": [...]}`` -> PackDraft items (see docs/catalog.md for every rule)."""
+    entries, bad = _load_json(FILE_NODES, data, "custom_nodes")
+    if bad is not None:
+        return ParsedFile(FILE_NODES, file_problem=bad, issues=(bad,))
+    issues = _Issues(FILE_NODES)
+    drafts: list[PackDraft] = []
+    for idx, entry in enumerate(entries):
+        draft = _parse_pack(entry, idx, issues)
+        if draft is not None:
+            drafts.append(draft)
+    return ParsedFile(FILE_NODES, tuple(drafts), tuple(issues.items), entry_count=len(entries))
+
+
+def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
+    first_issue = len(issues.items)    # issues from here on belong to this entry
+    if not isinstance(entry, dict):
+        issues.add(idx, "not_an_object", f"entry is {type(entry).__name__}; dropped")
+        return None
+    get = entry.get
+    title = _text(entry, "title", issues, idx, "")
+    raw_id = _text(entry, "id", issues, idx, title)
+    install_raw = _text(entry, "install_type", issues, idx, title)
+    install_type = _INSTALL_TYPES.get(install_raw, "")
+    if install_type != install_raw or not install_raw:   # anything but a canonical spelling
+        lowered = install_raw.lower()
+        if not install_raw:
+            install_type = "git-clone"
+            issues.add(idx, "missing_field", "'install_type' missing; assumed git-clone", title)
+        elif lowered not in _INSTALL_TYPES:
+            install_type = lowered
+            issues.add(idx, "unknown_install_type",
+                       f"'{install_raw}' is not git-clone/copy/unzip/cnr; kept, not installable", title)
+        else:
+            install_type = _INSTALL_TYPES[lowered]
+            issues.add(idx, "install_type_normalised", f"'{install_raw}' read as '{install_type}'", title)
+
+    v = get("reference")
+    raw_ref = v if type(v) is str else _text(entry, "reference", issues, idx, title)
+    ref = _check_one(raw_ref, "reference", issues, idx, title)
+    v = get("files")
+    raw_files = v if type(v) is list else _text_list(entry, "files", issues, idx, title)
+    files: list[UrlInfo] = []
+    for pos, raw in enumerate(raw_files):
+        if type(raw) is not str:
+            issues.add(idx, "wrong_type", f"files[{pos}] is {type(raw).__name__}, expected text; skipped", title)
+            continue
+        info = ref if ref is not None and raw == raw_ref else _check_one(raw, f"files[{pos}]", issues, idx, title)
+        if info is not None:
+            files.append(info)
+    if not files:
+        if install_type == "git-clone" and ref is not None:
+            files = [ref]
+            issues.add(idx, "empty_files", "'files' is empty; the reference is used as the clone URL", title)
+        else:
+            issues.add(idx, "empty_files", "'files' is empty; kept, not installable", title)
+    if ref is None:
+        ref = files[0] if files else None
+        if not raw_ref:
+            issues.add(idx, "missing_field",
+                       "'reference' missing" + ("; the first file URL is used" if ref else ""), title)
+    reference = ref.url if ref is not None else ""
+
+    # the folder name `git clone` would create is the id users expect when an entry has none
+    repo = files[0] if install_type == "git-clone" and files else ref
+    segs = _segments(repo.path) if repo is not None else []
+    owner = segs[0] if len(segs) >= 2 else ""
+    if raw_id:
+        pack_id, explicit = raw_id, True
+    else:
+        explicit = False
+        if segs:   # GitHub-style URLs (.../owner/repo/tree/main, raw.../owner/repo/main/x.py): the repo
+            pack_id = segs[1] if len(segs) >= 2 and repo is not None and "github" in repo.host else segs[-1]
+        else:
+            pack_id = re.sub(r"[^\w.-]+", "-", title).strip("-")
+        if not pack_id:
+            issues.add(idx, "unusable_entry", "no id, reference, files or title; dropped", title)
+            return None
+    if not title:
+        title = pack_id
+        issues.add(idx, "missing_field", f"'title' missing; '{pack_id}' used", title)
+
+    pattern = None
+    pattern_text = ""
+    if "nodename_pattern" in entry:
+        pattern_text = _text(entry, "nodename_pattern", issues, idx, title)
+        if pattern_text:
+            pattern, why = compile_pattern(pattern_text)
+            if pattern is None:
+                issues.add(idx, "bad_regex", f"nodename_pattern {pattern_text!r}: {why}; ignored", title)
+                pattern_text = ""
+
+    ref_key = ref.key if ref is not None else ""
+    file_keys = [f.key for f in files]
+    if install_type == "git-clone" and files:
+        identity = file_keys[0]
+    else:
+        identity = ref_key + "|" + "|".join(sorted(file_keys))
+    keys = tuple(dict.fromkeys(k for k in (ref_key, *file_keys) if k))
+    if not keys:
+        identity = "id:" + pack_id   # no URL at all: only the id can tell two such entries apart
+    author = _text(entry, "author", issues, idx, title)
+    description = _text(entry, "description", issues, idx, title)
+    fields = {
+        "title": title, "author": author, "reference": reference, "files": tuple(f.url for f in files),
+        "install_type": install_type, "description": description,
+        "pip": _text_list(entry, "pip", issues, idx, title) if "pip" in entry else (),
+        "tags": _text_list(entry, "tags", issues, idx, title) if "tags" in entry else (),
+        "nodename_pattern": pattern_text,
+        "preemptions": _text_list(entry, "preemptions", issues, idx, title) if "preemptions" in entry else (),
+    }
+    return PackDraft(fields=MappingProxyType(fields), pack_id=pack_id, index=idx, explicit_id=explicit,
+                     identity=identity, url_keys=keys, owner=owner, pattern=pattern,
+                     title_l=title.lower(), rest_l=f"{author.lower()}\n{description.lower()}",
+                     title_core=name_core(title), id_core=name_core(pack_id),
+                     issues=tuple(issues.items[first_issue:]))
+
+
+def _check_one(raw: str, what: str, issues: _Issues, idx: int, title: str) -> UrlInfo | None:
+    """The repaired URL, or None when it is unusable (reported either way)."""
+    if not raw:
+        return None
+    checked = url_info(raw)
+    if checked.problem == "url_repaired":
+        issues.add(idx, "url_repaired", f"{what} {raw!r} read as {checked.url!r}", title)
+    elif checked.problem == "suspicious_url":
+        issues.add(idx, "suspicious_url", f"{what} {raw!r} has an unusual host; kept as written", title)
+    elif checked.problem == "invalid_url":
+        issues.add(idx, "invalid_url", f"{what} {raw!r} is not an http(s) URL; ignored", title)
+        return None
+    return checked
+
+
+# --- model-list.json -------------------------------------------------------------------
+def parse_model_list(data: bytes) -> ParsedFile:
+    """``{"models": [...]}`` -> ModelEntry items; unsafe save_path/filename entries are dropped."""
+    entries, bad = _load_json(FILE_MODELS, data, "models")
+    if bad is not None:
+        return ParsedFile(FILE_MODELS, file_problem=bad, issues=(bad,))
+    issues = _Issues(FILE_MODELS)
+    models: list[ModelEntry] = []
+    for idx, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            issues.add(idx, "not_an_object", f"entry is {type(entry).__name__}; dropped")
+            continue
+        name = _text(entry, "name", issues, idx, "")
+        filename = _text(entry, "filename", issues, idx, name)
+        url_raw = _text(entry, "url", issues, idx, name)
+        if not filename or not url_raw:
+            issues.add(idx, "missing_field", "'filename' and 'url' are required; dropped", name)
+            continue
+        save_path = _text(entry, "save_path", issues, idx, name) or "default"
+        if _unsafe_rel(save_path) or _unsafe_name(filename):
+            issues.add(idx, "unsafe_path",
+                       f"save_path {save_path!r} / filename {filename!r} leaves the models folder; dropped", name)
+            continue
+        url = url_raw
+        if not _HF_REPO_RE.match(url_raw):    # 'owner/repo' is a Hugging Face repository id: kept
+            checked = url_info(url_raw)
+            url = checked.url if checked.usable else url_raw
+            if checked.problem:
+                what = {"url_repaired": f"read as {url!r}", "suspicious_url": "has an unusual host; kept",
+                        "invalid_url": "is not an http(s) URL; kept, not downloadable"}[checked.problem]
+                issues.add(idx, checked.problem, f"url {url_raw!r} {what}", name)
+        models.append(ModelEntry(
+            name=name or filename, type=_text(entry, "type", issues, idx, name), filename=filename, url=url,
+            base=_text(entry, "base", issues, idx, name), save_path=save_path,
+            size=_text(entry, "size", issues, idx, name), description=_text(entry, "description", issues, idx, name),
+            reference=_text(entry, "reference", issues, idx, name),
+        ))
+    return ParsedFile(FILE_MODELS, tuple(models), tuple(issues.items), entry_count=len(entries))
+
+
+def _unsafe_rel(path: str) -> bool:
+    p = path.replace("\\", "/")
+    return p.startswith("/") or re.match(r"^[A-Za-z]:", p) is not None or ".." in p.split("/")
+
+
+def _unsafe_name(name: str) -> bool:
+    return name != "<huggingface>" and ("/" in name or "\\" in name or name in (".", ".."))
+
+
+# --- extension-node-map.json -------------------------------------------------------------
+def parse_node_map(data: bytes) -> ParsedFile:
+    """``{url: [[class names], {meta}]}`` -> NodeMapEntry items."""
+    doc, bad = _load_json(FILE_NODE_MAP, data, None)
+    if bad is not None:
+        return ParsedFile(FILE_NODE_MAP, file_problem=bad, issues=(bad,))
+    issues = _Issues(FILE_NODE_MAP)
+    out: list[NodeMapEntry] = []
+    by_name: dict[str, Any] = {}   # class name -> URL key, or a list of them when shared
+    by_url: dict[str, NodeMapEntry] = {}
+    for url, value in doc.items():
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            raw_names, meta = value[0], value[1] if len(value) > 1 and isinstance(value[1], dict) else {}
+        else:
+            issues.add(url, "wrong_type", "expected [[class names], {meta}]; skipped")
+            continue
+        names = tuple(n for n in dict.fromkeys(x for x in raw_names if type(x) is str) if n)
+        if len(names) != len(raw_names):
+            issues.add(url, "wrong_type", "non-text, empty or repeated class names skipped")
+        title = meta.get("title_aux") if isinstance(meta.get("title_aux"), str) else ""
+        pattern = None
+        ptext = meta.get("nodename_pattern")
+        if isinstance(ptext, str) and ptext:
+            pattern, why = compile_pattern(ptext)
+            if pattern is None:
+                issues.add(url, "bad_regex", f"nodename_pattern {ptext!r}: {why}; ignored", title)
+        pre = meta.get("preemptions")
+        preemptions = tuple(p for p in pre if isinstance(p, str)) if isinstance(pre, list) else ()
+        entry = NodeMapEntry(url, normalize_url(url), names, title, pattern, preemptions)
+        out.append(entry)
+        by_url.setdefault(entry.url_key, entry)
+        key = entry.url_key
+        for name in names:   # the class-name index is cached with the parse, not rebuilt per catalog
+            have = by_name.setdefault(name, key)
+            if have is not key:
+                if type(have) is str:
+                    if have != key:
+                        by_name[name] = [have, key]
+                elif key not in have:
+                    have.append(key)
+    return ParsedFile(FILE_NODE_MAP, tuple(out), tuple(issues.items), entry_count=len(doc),
+                      names=MappingProxyType(by_name), by_url=MappingProxyType(by_url))
+
+
+# --- alter-list.json ---------------------------------------------------------------------
+def parse_alter_list(data: bytes) -> ParsedFile:
+    """``{"items": [{id, tags, description}]}`` -> AlterItem items (``id`` is a repository URL)."""
+    entries, bad = _load_json(FILE_ALTER, data, "items")
+    if bad is not None:
+        return ParsedFile(FILE_ALTER, file_problem=bad, issues=(bad,))
+    issues = _Issues(FILE_ALTER)
+    out: list[AlterItem] = []
+    for idx, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            issues.add(idx, "not_an_object", f"item is {type(entry).__name__}; dropped")
+            continue
+        url = _text(entry, "id", issues, idx, "")
+        if not url:
+            issues.add(idx, "missing_field", "'id' missing; dropped")
+            continue
+        out.append(AlterItem(url, normalize_url(url), _text_list(entry, "tags", issues, idx, url),
+                             _text(entry, "description", issues, idx, url)))
+    return ParsedFile(FILE_ALTER, tuple(out), tuple(issues.items), entry_count=len(entries))
+
+
+# --- github-stats.json -------------------------------------------------------------------
+def parse_github_stats(data: bytes) -> ParsedFile:
+    """``{repo url: {stars, last_update, author_account_age_days}}`` -> stats keyed by normalised URL."""
+    doc, bad = _load_json(FILE_STATS, data, None)
+    if bad is not None:
+        return ParsedFile(FILE_STATS, file_problem=bad, issues=(bad,))
+    issues = _Issues(FILE_STATS)
+    stats: dict[str, PackStats] = {}
+    for url, value in doc.items():
+        if not isinstance(value, dict):
+            issues.add(url, "wrong_type", f"value is {type(value).__name__}, expected an object; skipped")
+            continue
+        checked = url_info(url)
+        if checked.problem == "url_repaired":
+            issues.add(url, "url_repaired", f"key {url!r} read as {checked.url!r}")
+        key = checked.key
+        if key in stats and checked.problem:
+            continue   # a typo'd duplicate of a key already read: the clean key wins
+        stars, age = value.get("stars"), value.get("author_account_age_days")
+        last = value.get("last_update")
+        stats[key] = PackStats(
+            stars=stars if isinstance(stars, int) and not isinstance(stars, bool) else None,
+            last_update=last if isinstance(last, str) else "",
+            author_account_age_days=age if isinstance(age, int) and not isinstance(age, bool) else None,
+        )
+    return ParsedFile(FILE_STATS, issues=tuple(issues.items), entry_count=len(doc),
+                      stats=MappingProxyType(stats))
+
+
+PARSERS: Mapping[str, Callable[[bytes], ParsedFile]] = MappingProxyType({
+    FILE_NODES: parse_custom_node_list, FILE_MODELS: parse_model_list, FILE_NODE_MAP: parse_node_map,
+    FILE_ALTER: parse_alter_list, FILE_STATS: parse_github_stats,
+})

@@ -1,0 +1,1 @@
+"""cm-cli: the command-line door onto the Manager."""

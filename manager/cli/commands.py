@@ -1,0 +1,182 @@
+"""cm-cli commands: each builds on a Manager and renders human text or the JSON envelope."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from ..context import CHANNEL_FILES, CatalogView, Manager, load_channel_set
+from ..errors import ManagerError
+from ..host import StandaloneHost
+from ..layout import Layout
+from .render import envelope_ok, human_age, print_json, table
+
+Command = Callable[[Manager, argparse.Namespace, str], Any]
+
+
+def dispatch(args: argparse.Namespace, *, refresh: str, overrides: dict[str, str], default_root: str) -> int:
+    if args.command == "demo":
+        from ..demo import create_demo_tree
+        root = create_demo_tree(Path(args.dir))
+        if not args.json:
+            print(f"demo ComfyUI tree ready at {root} (offline mode, local channel 'demo')\n")
+        args.comfyui, args.command, args.what, args.limit = str(root), "show", "all", 0
+    root = args.comfyui or default_root
+    host = StandaloneHost(Layout.from_root(root, user_dir=args.user_directory))
+    if args.channel and "://" not in args.channel:  # a channels.list name: config holds URLs
+        overrides["channel_url"] = load_channel_set(host.layout).resolve(args.channel).url
+    manager = Manager.create(host, cli=overrides, config_path=args.config)
+    result = COMMANDS[args.command](manager, args, refresh)
+    if args.json:
+        print_json(envelope_ok(result))
+    return 0
+
+
+def _notices(view: CatalogView, as_json: bool) -> None:
+    if as_json:
+        return
+    for n in view.notices:
+        sys.stderr.write(f"{n.level} [{n.code}]: {n.message}" + (f" (hint: {n.hint})" if n.hint else "") + "\n")
+
+
+def _status_line(m: Manager, view: CatalogView) -> str:
+    src = ",".join(sorted(set(view.sources.values()))) or "none"
+    return (f"channel {view.channel.name} ({view.channel.url}) · network {m.config['network_mode']} · "
+            f"data {src}, age {human_age(view.oldest_age_seconds)} · {len(view.catalog.packs)} packs")
+
+
+def cmd_show(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    view = m.load_catalog(refresh=refresh)
+    _notices(view, args.json)
+    packs = view.catalog.packs[: args.limit] if args.limit else view.catalog.packs
+    if args.json:
+        return {"channel": view.channel.to_dict(), "packs": [p.to_dict() for p in packs],
+                "notices": [n.to_dict() for n in view.notices]}
+    print(_status_line(m, view))
+    table([[p.id, p.author, p.install_type, p.title] for p in packs], ["ID", "AUTHOR", "TYPE", "TITLE"])
+    return None
+
+
+def cmd_simple_show(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    view = m.load_catalog(refresh=refresh)
+    ids = [p.id for p in view.catalog.packs]
+    if not args.json:
+        print("\n".join(ids))
+    return ids
+
+
+def cmd_search(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    view = m.load_catalog(refresh=refresh)
+    _notices(view, args.json)
+    hits = view.catalog.search(" ".join(args.text), limit=args.limit)
+    if args.json:
+        return [p.to_dict() for p in hits]
+    table([[p.id, str(p.stars or ""), p.title] for p in hits], ["ID", "STARS", "TITLE"])
+    return None
+
+
+def cmd_node_type(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    view = m.load_catalog(refresh=refresh)
+    hits = view.catalog.packs_for_node_type(args.class_name)
+    if args.json:
+        return [p.to_dict() for p in hits]
+    if not hits:
+        print(f"no pack in channel {view.channel.name} provides {args.class_name!r}")
+    for p in hits:
+        print(f"{p.id}  {p.reference}")
+    return None
+
+
+def cmd_models(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    view = m.load_catalog(refresh=refresh)
+    _notices(view, args.json)
+    if args.json:
+        return [e.to_dict() for e in view.catalog.models]
+    table([[e.type, e.base, e.save_path, e.filename] for e in view.catalog.models],
+          ["TYPE", "BASE", "SAVE_PATH", "FILENAME"])
+    return None
+
+
+def cmd_catalog_issues(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    view = m.load_catalog(refresh=refresh)
+    issues = view.catalog.issues
+    if args.json:
+        return [i.to_dict() for i in issues]
+    table([[i.file, str(i.index), i.entry_title, i.problem] for i in issues],
+          ["FILE", "ENTRY", "TITLE", "PROBLEM"])
+    return None
+
+
+def cmd_channels(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    active = m.config["channel_url"]
+    rows = [{"name": c.name, "url": c.url, "active": active in (c.name, c.url)} for c in m.channels]
+    if not args.json:
+        table([["*" if r["active"] else "", r["name"], r["url"]] for r in rows], ["", "NAME", "URL"])
+    return rows
+
+
+def cmd_config(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    items = m.config.explain()
+    if args.json:
+        return {"path": str(m.config.path), "settings": [dataclasses.asdict(i) for i in items]}
+    print(f"config file: {m.config.path}")
+    table([[i.section, i.key, i.source, str(i.value)] for i in items], ["SECTION", "KEY", "SOURCE", "VALUE"])
+    return None
+
+
+def cmd_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    if args.action == "refresh":
+        return cmd_update_cache(m, args, refresh)
+    health = m.cache.health()
+    if not args.json:
+        if not health:
+            print(f"the channel cache at {m.layout.cache_dir} is empty")
+        table([[str(h.get("state", "")), human_age(float(h.get("age_seconds", 0))), str(h.get("url", ""))]
+               for h in health], ["STATE", "AGE", "URL"])
+    return health
+
+
+def cmd_update_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    channel = m.active_channel()
+    report: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        for name in CHANNEL_FILES:
+            url = m.channels.file_url(channel, name)
+            try:
+                got = await m.cache.aget(url, refresh="force")
+                report.append({"file": name, "ok": True, "source": got.source, "bytes": len(got.data)})
+            except ManagerError as err:
+                report.append({"file": name, "ok": False, "error": err.to_dict()})
+
+    asyncio.run(run())
+    if not args.json:
+        for r in report:
+            status = f"{r['source']} {r['bytes']} bytes" if r["ok"] else f"FAILED [{r['error']['code']}] {r['error']['message']}"
+            print(f"{r['file']}: {status}")
+    return report
+
+
+def cmd_registry(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    if args.action == "versions":
+        if not args.node_id:
+            raise ManagerError("registry versions needs a node id", hint="cm-cli.py registry versions <node-id>")
+        versions = asyncio.run(m.registry.versions(args.node_id, refresh=refresh))
+        if not args.json:
+            table([[v.version, v.status, v.download_url] for v in versions], ["VERSION", "STATUS", "URL"])
+        return [v.to_dict() for v in versions] if args.json else None
+    listing = asyncio.run(m.registry.list_nodes(refresh=refresh))
+    if not args.json:
+        table([[n.id, n.latest_version, n.name] for n in listing.nodes], ["ID", "LATEST", "NAME"])
+    return [n.to_dict() for n in listing.nodes] if args.json else None
+
+
+COMMANDS: dict[str, Command] = {
+    "show": cmd_show, "simple-show": cmd_simple_show, "search": cmd_search, "node-type": cmd_node_type,
+    "models": cmd_models, "catalog-issues": cmd_catalog_issues, "channels": cmd_channels,
+    "config": cmd_config, "cache": cmd_cache, "update-cache": cmd_update_cache, "registry": cmd_registry,
+}

@@ -1,0 +1,104 @@
+"""Argument parsing and dispatch for cm-cli.py. Each command is a small function in commands.py."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import InternalError, ManagerError
+from . import commands
+from .render import print_error
+
+DB_MODES = {"cache": "auto", "remote": "force", "local": "never"}
+
+
+def default_comfyui_root() -> str:
+    """COMFYUI_PATH, else two folders up from this checkout (custom_nodes/<us>/ -> ComfyUI/)."""
+    env = os.environ.get("COMFYUI_PATH")
+    if env:
+        return env
+    return str(Path(__file__).resolve().parents[3])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cm-cli.py", description="ComfyUI Offline Manager")
+    p.add_argument("--comfyui", metavar="PATH", help="ComfyUI root (default: $COMFYUI_PATH, else ../..)")
+    p.add_argument("--user-directory", metavar="DIR", help="ComfyUI user directory (default: <root>/user)")
+    p.add_argument("--config", metavar="FILE", help="config.ini to use (default: <user>/__manager/config.ini)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a setting for this run (repeatable)")
+    p.add_argument("--network-mode", choices=["public", "private", "offline"], help="override network_mode")
+    p.add_argument("--channel", help="channel name from channels.list, or its URL")
+    p.add_argument("--mode", choices=sorted(DB_MODES), default="cache",
+                   help="data source: cache (TTL rules), remote (revalidate now), local (cache only, no network)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (the API's envelope)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("show", help="list node packs from the catalog")
+    s.add_argument("what", nargs="?", default="all", choices=["all"])
+    s.add_argument("--limit", type=int, default=0)
+    s = sub.add_parser("simple-show", help="list pack ids only")
+    s.add_argument("what", nargs="?", default="all", choices=["all"])
+    s = sub.add_parser("search", help="search packs by title, author, description")
+    s.add_argument("text", nargs="+")
+    s.add_argument("--limit", type=int, default=20)
+    s = sub.add_parser("node-type", help="which packs provide a node class")
+    s.add_argument("class_name")
+    sub.add_parser("models", help="list models from the channel's model-list")
+    sub.add_parser("catalog-issues", help="bad entries found in the channel data (reported, not fatal)")
+    sub.add_parser("channels", help="list channels and the active one")
+    s = sub.add_parser("config", help="show effective settings and where each came from")
+    s.add_argument("action", nargs="?", default="show", choices=["show"])
+    s = sub.add_parser("cache", help="channel cache health")
+    s.add_argument("action", nargs="?", default="status", choices=["status", "refresh"])
+    sub.add_parser("update-cache", help="fetch every channel file (and the registry list) into the cache")
+    s = sub.add_parser("registry", help="Comfy Registry queries (through the gate and cache)")
+    s.add_argument("action", choices=["list", "versions"])
+    s.add_argument("node_id", nargs="?")
+    s = sub.add_parser("demo", help="create a demo ComfyUI tree with a local channel and show it")
+    s.add_argument("--dir", default="demo", help="where to create the demo tree (default ./demo)")
+    return p
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """--set, --network-mode and --channel as config overrides (highest precedence)."""
+    out: dict[str, str] = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ManagerError(f"--set {item!r} is not KEY=VALUE", hint="write it as --set network_mode=offline")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    if args.network_mode:
+        out["network_mode"] = args.network_mode
+    if args.channel:
+        out["channel_url"] = args.channel
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return commands.dispatch(args, refresh=DB_MODES[args.mode], overrides=cli_overrides(args),
+                                 default_root=default_comfyui_root())
+    except ManagerError as err:
+        print_error(err, as_json=args.json)
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:  # a bug of ours: still one coded answer, with the trace in the log
+        logging.getLogger("offline_manager").debug("unexpected error", exc_info=True)
+        print_error(InternalError(f"unexpected {type(exc).__name__}: {exc}",
+                                  hint="this is a bug; rerun with CM_DEBUG=1 for the traceback and report it"),
+                    as_json=args.json)
+        if os.environ.get("CM_DEBUG"):
+            raise
+        return 1

@@ -1,0 +1,483 @@
+"""Load and save config.ini: precedence CLI > environment > config.ini > default.
+
+Every value records where it came from (``Config.source``/``Config.explain``). Saving edits
+the file line by line: comments, foreign sections, unknown content and the user's other
+values survive, and the file is replaced atomically. The settings themselves are declared in
+``config_schema.SETTINGS``.
+
+The file is read like the classic manager reads it (``configparser`` rules: ``key = value``
+or ``key: value``, full-line ``#``/``;`` comments, indented continuation lines, no inline
+comments, keys case-insensitive, last duplicate wins), but parsed by hand so that every
+value keeps its line number and a save can rewrite exactly one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from .config_schema import (
+    RETIRED_KEYS,
+    SETTINGS,
+    SETTINGS_BY_KEY,
+    ConfigValue,
+    Setting,
+    ValueInvalid,
+    coerce,
+    format_value,
+    parse_text,
+    redact,
+    redact_text,
+    suggest_keys,
+)
+from .errors import ConfigError, ConfigUnknownKey, ConfigUnreadable
+from .fsops import atomic_write_bytes
+from .layout import Layout
+
+CONFIG_ENV = "CM_CONFIG"
+DOCS_HINT = "every setting is listed in docs/config.md and in the shipped config.ini"
+
+_BOM = "\ufeff"
+_LINE_RE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+_SECTION_RE = re.compile(r"^\s*\[(?P<name>[^\]]+)\]\s*$")
+_KEY_RE = re.compile(r"^(?P<key>\s*[^\s=:][^=:]*?)\s*(?P<delim>[=:])[ \t]*")
+
+
+def resolve_config_path(
+    layout: Layout,
+    env: Mapping[str, str] = os.environ,
+    cli_path: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The config.ini in effect: ``--config`` on the command line, else ``CM_CONFIG``, else
+    ``<user>/__manager/config.ini``."""
+    if cli_path:
+        return Path(cli_path).expanduser().absolute()
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser().absolute()
+    return layout.config_file
+
+
+# --- the line-preserving INI reader -----------------------------------------------------
+@dataclass
+class _Line:
+    number: int  # 1-based, as editors count
+    text: str  # including its line ending
+    kind: str  # blank | comment | section | key | cont
+    section: str | None  # current section, lower-cased; None before the first header
+    key: str = ""
+    value: str = ""
+    value_start: int = 0  # index in ``text`` where the value begins
+
+
+@dataclass(frozen=True)
+class _Entry:
+    key: str
+    section: str
+    value: str  # continuation lines joined with "\n"
+    line: int  # number of the key line
+    first: int  # index of the key line in the line list
+    last: int  # index of its last continuation line
+
+
+def _split_lines(text: str) -> list[str]:
+    return _LINE_RE.findall(text)
+
+
+def _parse(text: str, path: Path | None) -> tuple[list[_Line], list[_Entry]]:
+    """Classify every line and collect ``key = value`` entries; ``ConfigError`` on bad syntax."""
+    lines: list[_Line] = []
+    entries: list[_Entry] = []
+    section: str | None = None
+    open_key: _Line | None = None
+    key_indent = 0
+    key_index = last_index = 0
+    values: list[str] = []
+
+    def close() -> None:
+        if open_key is not None and open_key.section is not None:
+            entries.append(_Entry(open_key.key, open_key.section, "\n".join(values),
+                                  open_key.number, key_index, last_index))
+
+    for number, raw in enumerate(_split_lines(text), start=1):
+        body = raw.rstrip("\r\n")
+        stripped = body.strip()
+        indent = len(body) - len(body.lstrip())
+        if not stripped:
+            lines.append(_Line(number, raw, "blank", section))
+            continue
+        if stripped[0] in "#;":
+            lines.append(_Line(number, raw, "comment", section))
+            continue
+        if open_key is not None and indent > key_indent:
+            # An indented line continues the value above it (configparser's rule).
+            lines.append(_Line(number, raw, "cont", section, key=open_key.key, value=stripped))
+            values.append(stripped)
+            last_index = len(lines) - 1
+            continue
+        close()
+        open_key = None
+        header = _SECTION_RE.match(body)
+        if header:
+            section = header.group("name").strip().lower()
+            lines.append(_Line(number, raw, "section", section))
+            continue
+        match = _KEY_RE.match(body)
+        if not match:
+            raise _syntax_error(path, number, body, "is neither 'key = value', a [section] nor a comment")
+        if section is None:
+            raise _syntax_error(path, number, body, "comes before the first [section] header")
+        key = match.group("key").strip().lower()
+        value = body[match.end():].rstrip()
+        open_key = _Line(number, raw, "key", section, key=key, value=value, value_start=match.end())
+        lines.append(open_key)
+        key_indent = indent
+        key_index = last_index = len(lines) - 1
+        values = [value] if value else []
+    close()
+    return lines, entries
+
+
+def _syntax_error(path: Path | None, number: int, body: str, why: str) -> ConfigError:
+    where = f"{path}:{number}" if path else f"line {number}"
+    return ConfigError(
+        f"{where}: the line {body.strip()[:80]!r} {why}",
+        hint=f"Fix or delete line {number} of {path}; {DOCS_HINT}.",
+        details={"path": str(path) if path else None, "line": number},
+    )
+
+
+# --- errors with their origin -----------------------------------------------------------
+@dataclass(frozen=True)
+class _Origin:
+    source: str  # cli | env | file | save
+    path: Path | None
+    line: int | None = None
+    env: str = ""
+
+    def describe(self) -> str:
+        if self.source == "file":
+            return f"{self.path}:{self.line}"
+        if self.source == "env":
+            return self.env
+        return "command line" if self.source == "cli" else "saved change"
+
+
+def _invalid(setting: Setting, raw: Any, exc: ValueInvalid, where: _Origin) -> ConfigError:
+    text = redact_text(setting, raw) if isinstance(raw, str) else raw
+    reason = redact_text(setting, exc.reason)
+    guess = f" Did you mean {exc.suggestion!r}?" if exc.suggestion else ""
+    if where.source == "file":
+        msg = f"{where.describe()}: {setting.key} = {text!r} is invalid: {reason}."
+        hint = (f"Edit line {where.line} of {where.path} (allowed: {exc.allowed}), or delete it to use "
+                f"the default {format_value(setting, setting.default)!r}.")
+    elif where.source == "env":
+        msg = f"environment variable {where.env}={text!r} is invalid for {setting.key}: {reason}."
+        hint = f"Fix or unset {where.env}; allowed: {exc.allowed}.{_in_effect(where.path)}"
+    else:
+        msg = f"{where.describe()} value {text!r} for {setting.key} is invalid: {reason}."
+        hint = f"Allowed: {exc.allowed}.{_in_effect(where.path)}"
+    return ConfigError(msg + guess, hint=hint, details={
+        "key": setting.key, "value": str(text), "allowed": exc.allowed, "suggestion": exc.suggestion,
+        "source": where.source, "origin": where.describe(),
+        "path": str(where.path) if where.path else None, "line": where.line,
+    })
+
+
+def _in_effect(path: Path | None) -> str:
+    return f" Config file in effect: {path}." if path else ""
+
+
+def _unknown(key: str, where: _Origin, section: str | None = None) -> ConfigUnknownKey:
+    close = suggest_keys(key)
+    guess = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    if where.source == "file":
+        msg = f"{where.describe()}: unknown setting {key!r} in [{section}].{guess}"
+        hint = f"Rename or delete line {where.line} of {where.path}; {DOCS_HINT}."
+    elif where.source == "cli":
+        msg = f"unknown setting {key!r} on the command line.{guess}"
+        hint = f"Check the setting name; {DOCS_HINT}.{_in_effect(where.path)}"
+    else:
+        msg = f"unknown setting {key!r}.{guess}"
+        hint = f"Check the setting name; {DOCS_HINT}."
+    return ConfigUnknownKey(msg, hint=hint, details={
+        "key": key, "suggestions": close, "source": where.source, "origin": where.describe(),
+        "path": str(where.path) if where.path else None, "line": where.line,
+    })
+
+
+def _norm_key(key: str) -> str:
+    return key.strip().lower().replace("-", "_")
+
+
+# --- reading the file -------------------------------------------------------------------
+def _read_text(path: Path) -> tuple[str, bool] | None:
+    """(text, had_bom) of the file, None when it does not exist; ``ConfigUnreadable`` otherwise."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigUnreadable(
+            f"cannot read the config file {path}: {exc.strerror or exc}",
+            hint=f"Check that {path} is a readable file (permissions, not a folder), "
+                 f"or point {CONFIG_ENV} at another file.",
+            details={"path": str(path)},
+        ) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigUnreadable(
+            f"the config file {path} is not UTF-8 text (bad byte at line {line})",
+            hint=f"Re-save {path} as UTF-8.",
+            details={"path": str(path), "line": line},
+        ) from exc
+    if text.startswith(_BOM):
+        return text[1:], True
+    return text, False
+
+
+def _effective(entries: list[_Entry], key: str) -> _Entry | None:
+    """The entry that counts for ``key``: its declared section beats the other known section
+    (classic files keep [security] keys in [default]); within one, the last line wins."""
+    setting = SETTINGS_BY_KEY[key]
+    found = [e for e in entries if e.key == key and e.section in ("default", "security")]
+    preferred = [e for e in found if e.section == setting.section]
+    pool = preferred or found
+    return pool[-1] if pool else None
+
+
+# --- the Config object ------------------------------------------------------------------
+class Config:
+    """Resolved settings with their sources. Immutable: ``save`` returns a new ``Config``."""
+
+    __slots__ = ("_path", "_values", "_sources", "_origins", "_env", "_cli", "_strict",
+                 "problems", "notes")
+
+    def __init__(self, *, path: Path | None, values: dict[str, Any], sources: dict[str, str],
+                 origins: dict[str, str], env: dict[str, str], cli: dict[str, Any], strict: bool,
+                 problems: tuple[ConfigError, ...] = (), notes: tuple[str, ...] = ()):
+        self._path = path
+        self._values = values
+        self._sources = sources
+        self._origins = origins
+        self._env = env
+        self._cli = cli
+        self._strict = strict
+        #: errors skipped because ``strict=False`` (their setting fell back a level).
+        self.problems = problems
+        #: harmless findings worth logging: retired classic keys, settings in a foreign section.
+        self.notes = notes
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None, *, env: Mapping[str, str] = os.environ,
+             cli: Mapping[str, Any] | None = None, strict: bool = True) -> "Config":
+        """Read ``path`` (missing is fine: defaults), then apply ``CM_<KEY>`` variables and ``cli``.
+
+        ``strict=False`` never raises for a bad key or value: the offending layer is skipped,
+        the next one down is used and the error lands in ``problems`` (for a host that must
+        not fail to start). An unreadable or unparsable file still raises.
+        """
+        file_path = Path(path).expanduser().absolute() if path is not None else None
+        read = _read_text(file_path) if file_path is not None else None
+        return cls._build(file_path, read[0] if read else "", env=env, cli=cli or {}, strict=strict)
+
+    @classmethod
+    def defaults(cls) -> "Config":
+        """Every setting at its default, with no file behind it."""
+        return cls._build(None, "", env={}, cli={}, strict=True)
+
+    @classmethod
+    def _build(cls, path: Path | None, text: str, *, env: Mapping[str, str],
+               cli: Mapping[str, Any], strict: bool) -> "Config":
+        problems: list[ConfigError] = []
+        notes: list[str] = []
+
+        def fail(err: ConfigError) -> None:
+            if strict:
+                raise err
+            problems.append(err)
+
+        _lines, entries = _parse(text, path)
+        for entry in entries:
+            here = _Origin("file", path, entry.line)
+            if entry.key in SETTINGS_BY_KEY:
+                if entry.section not in ("default", "security"):
+                    notes.append(f"{here.describe()}: {entry.key} in [{entry.section}] is ignored; "
+                                 "settings are read from [default] and [security]")
+            elif entry.key in RETIRED_KEYS:
+                if entry.section in ("default", "security"):
+                    notes.append(f"{here.describe()}: {entry.key} is no longer used "
+                                 f"({RETIRED_KEYS[entry.key]}); left as is")
+            elif entry.section in ("default", "security"):
+                fail(_unknown(entry.key, here, entry.section))
+
+        cli_by_key: dict[str, Any] = {}
+        for raw_key, value in cli.items():
+            key = _norm_key(raw_key)
+            if key not in SETTINGS_BY_KEY:
+                fail(_unknown(raw_key, _Origin("cli", path)))
+                continue
+            cli_by_key[key] = value
+
+        env_seen = {s.env: env[s.env] for s in SETTINGS if s.env in env}
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        origins: dict[str, str] = {}
+        for setting in SETTINGS:
+            candidates: list[tuple[_Origin, Any]] = []
+            if setting.key in cli_by_key:
+                candidates.append((_Origin("cli", path), cli_by_key[setting.key]))
+            if setting.env in env_seen:
+                candidates.append((_Origin("env", path, env=setting.env), env_seen[setting.env]))
+            entry = _effective(entries, setting.key)
+            if entry is not None:
+                candidates.append((_Origin("file", path, entry.line), entry.value))
+            values[setting.key] = setting.default
+            sources[setting.key] = "default"
+            origins[setting.key] = "built-in default"
+            for where, raw in candidates:
+                try:
+                    value = coerce(setting, raw) if where.source == "cli" else parse_text(setting, raw)
+                except ValueInvalid as exc:
+                    fail(_invalid(setting, raw, exc, where))
+                    continue
+                values[setting.key] = value
+                sources[setting.key] = where.source
+                origins[setting.key] = where.describe()
+                break
+        return cls(path=path, values=values, sources=sources, origins=origins, env=env_seen,
+                   cli=dict(cli), strict=strict, problems=tuple(problems), notes=tuple(notes))
+
+    # --- reading values -------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        """The config.ini this object was loaded from (it may not exist yet)."""
+        return self._path
+
+    def _setting(self, key: str) -> Setting:
+        norm = _norm_key(key)
+        if norm not in SETTINGS_BY_KEY:
+            raise _unknown(key, _Origin("save", self._path))
+        return SETTINGS_BY_KEY[norm]
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[self._setting(key).key]
+
+    def get(self, key: str) -> Any:
+        """The typed value of ``key``; an undeclared key raises ``ConfigUnknownKey``."""
+        return self[key]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and _norm_key(key) in SETTINGS_BY_KEY
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def source(self, key: str) -> str:
+        """Where the value of ``key`` came from: ``cli``, ``env``, ``file`` or ``default``."""
+        return self._sources[self._setting(key).key]
+
+    def origin(self, key: str) -> str:
+        """Exactly where: ``<path>:<line>``, the variable name, ``command line`` or ``built-in default``."""
+        return self._origins[self._setting(key).key]
+
+    def values(self, include_secrets: bool = False) -> dict[str, Any]:
+        """Every setting's typed value; secret ones have credentials masked unless asked."""
+        return {s.key: self._values[s.key] if include_secrets else redact(s, self._values[s.key])
+                for s in SETTINGS}
+
+    def explain(self, include_secrets: bool = False) -> list[ConfigValue]:
+        """One ``ConfigValue`` per setting, in declaration order, with its source."""
+        shown = self.values(include_secrets=include_secrets)
+        return [ConfigValue(key=s.key, value=shown[s.key], source=self._sources[s.key],
+                            section=s.section, help=s.help, origin=self._origins[s.key],
+                            default=s.default) for s in SETTINGS]
+
+    def __repr__(self) -> str:
+        return f"Config(path={str(self._path)!r}, overrides={sorted(k for k, v in self._sources.items() if v != 'default')})"
+
+    # --- saving ---------------------------------------------------------------------------
+    def save(self, changes: Mapping[str, Any]) -> "Config":
+        """Write ``changes`` into the file and return the reloaded ``Config``.
+
+        Only the changed keys are touched, on the file as it is on disk now; every other
+        line stays byte for byte. A key is updated where it already is (every active line of
+        it in [default]/[security], so a classic reader agrees), else a commented-out
+        ``;key = ...`` template line in its section is replaced, else it is added to its
+        section. Nothing is written when a change is invalid, the file cannot be parsed, or
+        the result would not load.
+        """
+        if self._path is None:
+            raise ConfigError("this configuration has no file to save to",
+                              hint=f"Load it with Config.load(<path>) or set {CONFIG_ENV}.")
+        typed: dict[str, str] = {}
+        for raw_key, value in changes.items():
+            setting = self._setting(raw_key)
+            try:
+                typed[setting.key] = format_value(setting, coerce(setting, value))
+            except ValueInvalid as exc:
+                raise _invalid(setting, value, exc, _Origin("save", self._path)) from None
+        read = _read_text(self._path)
+        original, bom = read if read else ("", False)
+        text = original
+        newline = _newline_of(original)
+        for key, value_text in typed.items():
+            text = _apply(text, key, value_text, newline, self._path)
+        updated = Config._build(self._path, text, env=self._env, cli=self._cli, strict=self._strict)
+        if text != original or read is None:
+            mode = self._path.stat().st_mode & 0o777 if read is not None else 0o644
+            atomic_write_bytes(self._path, ((_BOM if bom else "") + text).encode("utf-8"), mode=mode)
+        return updated
+
+
+def _newline_of(text: str) -> str:
+    match = re.search(r"\r\n|\r|\n", text)
+    return match.group(0) if match else "\n"
+
+
+def _apply(text: str, key: str, value_text: str, newline: str, path: Path) -> str:
+    """Return ``text`` with ``key`` set to ``value_text``, every other line unchanged."""
+    lines, entries = _parse(text, path)
+    out = [line.text for line in lines]
+    setting = SETTINGS_BY_KEY[key]
+    active = [e for e in entries if e.key == key and e.section in ("default", "security")]
+    if active:
+        # Rewrite from the bottom so earlier indices stay valid.
+        for entry in sorted(active, key=lambda e: e.first, reverse=True):
+            first = lines[entry.first]
+            prefix = first.text[: first.value_start]
+            if prefix.endswith(("=", ":")) and prefix[:-1].endswith((" ", "\t")):
+                prefix += " "
+            ending = _ending_of(lines[entry.last].text) or newline
+            out[entry.first: entry.last + 1] = [(prefix + value_text).rstrip() + ending]
+        return "".join(out)
+    new_line = f"{key} = {value_text}".rstrip()
+    # The shipped config.ini lists each default as ";key = value"; only that exact form is
+    # taken over, so a user's own "# key = ..." notes are never rewritten.
+    template = re.compile(rf"^;\s*{re.escape(key)}\s*=", re.IGNORECASE)
+    in_section = [i for i, line in enumerate(lines) if line.section == setting.section]
+    for index in reversed(in_section):
+        if lines[index].kind == "comment" and template.match(lines[index].text):
+            out[index] = new_line + (_ending_of(lines[index].text) or newline)
+            return "".join(out)
+    if in_section:
+        # After the last key of the section's last block, else right under its header.
+        headers = [i for i in in_section if lines[i].kind == "section"]
+        block = [i for i in in_section if i >= headers[-1]]
+        anchor = max((i for i in block if lines[i].kind in ("key", "cont")), default=headers[-1])
+        if not _ending_of(out[anchor]):
+            out[anchor] += newline
+        out.insert(anchor + 1, new_line + newline)
+        return "".join(out)
+    if out and not _ending_of(out[-1]):
+        out[-1] += newline
+    lead = newline if out and out[-1].strip() else ""
+    return "".join(out) + f"{lead}[{setting.section}]{newline}{new_line}{newline}"
+
+
+def _ending_of(line: str) -> str:
+    return line[len(line.rstrip("\r\n")):]

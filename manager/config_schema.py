@@ -1,0 +1,356 @@
+"""The declared table of every config.ini setting, and how each value type is parsed.
+
+One place lists every key: its section, default, type, allowed values and help. The loader
+(``config.py``), the shipped ``config.ini`` and ``docs/config.md`` are all checked against
+this table by tests, so a setting cannot exist in one and be missing from another.
+
+Keys marked ``classic`` are read by the classic ComfyUI-Manager too and keep its meaning
+and default, so an existing classic ``config.ini`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+TYPES = ("str", "bool", "int", "float", "choice", "list", "url", "url-list")
+SECTIONS = ("default", "security")
+SOURCES = ("cli", "env", "file", "default")
+ENV_PREFIX = "CM_"
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_URL_SCHEMES = ("http", "https", "file")
+_FORBIDDEN_CHARS = ("\r", "\n", "\x00")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting. ``env`` defaults to ``CM_<KEY_UPPER>``."""
+
+    key: str
+    section: str
+    default: Any
+    type: str
+    help: str
+    choices: tuple[str, ...] = ()
+    classic: bool = False
+    secret: bool = False
+    env: str = ""
+    # Case-fold values before matching choices (the classic manager lower-cases these).
+    lower: bool = False
+    # Inclusive lower bound for int/float settings.
+    minimum: float | None = None
+    # Extra line for docs: what the classic manager does differently, if anything.
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.section not in SECTIONS:
+            raise ValueError(f"setting {self.key}: unknown section {self.section!r}")
+        if self.type not in TYPES:
+            raise ValueError(f"setting {self.key}: unknown type {self.type!r}")
+        if (self.type == "choice") != bool(self.choices):
+            raise ValueError(f"setting {self.key}: choices go with type 'choice' only")
+        if not self.env:
+            object.__setattr__(self, "env", ENV_PREFIX + self.key.upper())
+
+
+def _s(key: str, section: str, default: Any, type_: str, help_: str, **kw: Any) -> Setting:
+    return Setting(key=key, section=section, default=default, type=type_, help=help_, **kw)
+
+
+DEFAULT_CHANNEL_URL = "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main"
+DEFAULT_REGISTRY_URL = "https://api.comfy.org"
+
+_D, _S = "default", "security"
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- network ------------------------------------------------------------------------
+    _s("network_mode", _D, "public", "choice",
+       "public: fetch with short timeouts and fall back to the cache; private: reach only the "
+       "configured mirrors (private_mirrors, pip_index_url); offline: never open a socket.",
+       choices=("public", "private", "offline"), classic=True, lower=True),
+    _s("channel_url", _D, DEFAULT_CHANNEL_URL, "url",
+       "Base URL of the active channel (the folder holding custom-node-list.json, "
+       "model-list.json, ...). http(s):// or file://.", classic=True),
+    _s("default_cache_as_channel_url", _D, False, "bool",
+       "When refreshing the cache, take the default catalog files from channel_url instead of "
+       "the built-in default channel.", classic=True),
+    _s("cache_ttl", _D, 86400, "int",
+       "Seconds a cached channel file counts as fresh; older copies are still used but flagged "
+       "stale. 0 = always revalidate when the network is allowed.", minimum=0),
+    _s("db_mode", _D, "cache", "choice",
+       "Default data source of the panel: cache (cached copy, refreshed when stale), local "
+       "(files bundled with the Manager) or remote (always refetch).",
+       choices=("cache", "local", "remote"), classic=True),
+    _s("registry_url", _D, DEFAULT_REGISTRY_URL, "url",
+       "Base URL of the Comfy Registry API (point it at a mirror in private mode)."),
+    _s("private_mirrors", _D, (), "url-list",
+       "URL prefixes that private mode may reach (channel hosts, registry, git and model "
+       "mirrors). Comma- or newline-separated.", secret=True),
+    _s("http_timeout", _D, 30.0, "float",
+       "Seconds an HTTP request may wait for data before it is abandoned.", minimum=0.1),
+    _s("http_connect_timeout", _D, 10.0, "float",
+       "Seconds to wait for an HTTP connection to be established.", minimum=0.1),
+    _s("bypass_ssl", _D, False, "bool",
+       "Do not verify TLS certificates (only for a company proxy that intercepts TLS; prefer "
+       "installing its CA certificate).", classic=True),
+    # --- installs -----------------------------------------------------------------------
+    _s("use_uv", _D, False, "bool",
+       "Install Python packages with `uv pip` instead of `python -m pip` (uv is still used "
+       "when pip is missing).", classic=True,
+       note="The classic manager defaults to true when no config.ini exists and uv is importable (not on Windows)."),
+    _s("python_executable", _D, "", "str",
+       "Python used for dependency installs; empty = the interpreter running ComfyUI."),
+    _s("pip_index_url", _D, "", "url",
+       "Package index used for installs (required for pip in private mode); empty = the "
+       "installer's default.", secret=True),
+    _s("wheelhouse_dirs", _D, (), "list",
+       "Extra folders of .whl files searched before any index (offline mode uses only these and "
+       "the Manager's own wheelhouse). Comma- or newline-separated.", ),
+    _s("git_exe", _D, "", "str",
+       "Path to the git executable; empty = `git` from PATH.", classic=True),
+    _s("always_lazy_install", _D, False, "bool",
+       "Defer every dependency install to the next ComfyUI start.", classic=True),
+    _s("downgrade_blacklist", _D, (), "list",
+       "Pip packages never downgraded, added to the built-in set (torch family, transformers, "
+       "safetensors, kornia). Comma-separated.", classic=True),
+    _s("model_download_by_agent", _D, False, "bool",
+       "Download models with a plain HTTP client and a browser user agent.", classic=True),
+    # --- security level -----------------------------------------------------------------
+    _s("security_level", _D, "normal", "choice",
+       "strong: read-only plus ComfyUI update; normal: catalog installs; normal-: also "
+       "risky installs when listening on loopback; weak: everything.",
+       choices=("strong", "normal", "normal-", "weak"), classic=True, lower=True),
+    # --- ComfyUI and front-end behaviour --------------------------------------------------
+    _s("file_logging", _D, True, "bool",
+       "Copy console output to a log file in the ComfyUI user folder.", classic=True,
+       note="The classic manager reads a missing key as false; here a missing key is true."),
+    _s("preview_method", _D, "none", "choice",
+       "Latent preview method applied at start when ComfyUI was launched without "
+       "--preview-method and has no per-queue preview setting.",
+       choices=("auto", "latent2rgb", "taesd", "none"), classic=True),
+    _s("share_option", _D, "all", "choice",
+       "Which share targets the Share button offers.",
+       choices=("none", "openart", "youml", "matrix", "comfyworkflows", "copus", "all"), classic=True),
+    _s("component_policy", _D, "workflow", "choice",
+       "Which copy wins when a workflow brings a component that already exists: workflow, "
+       "higher (version) or mine.", choices=("workflow", "higher", "mine"), classic=True),
+    _s("update_policy", _D, "stable-comfyui", "choice",
+       "What updating ComfyUI moves to: the latest stable tag or the nightly branch.",
+       choices=("stable-comfyui", "nightly-comfyui"), classic=True),
+    _s("windows_selector_event_loop_policy", _D, False, "bool",
+       "Windows only: use the selector event loop (works around some socket errors).", classic=True),
+    # --- [security] ---------------------------------------------------------------------
+    _s("allow_git_url_install", _S, False, "bool",
+       "Allow installing a node pack from an arbitrary git URL (only on a loopback listener).",
+       classic=True, note="Classic files keep it in [default]; it is read there too."),
+    _s("allow_pip_install", _S, False, "bool",
+       "Allow installing an arbitrary pip package by name (only on a loopback listener).",
+       classic=True, note="Classic files keep it in [default]; it is read there too."),
+    _s("allow_external_pip", _S, False, "bool",
+       "Allow pack requirements that point outside the configured indexes (direct URLs, "
+       "git+ specs, --index-url lines)."),
+    _s("allow_remote_channel", _S, False, "bool",
+       "Allow selecting a channel URL that is in neither channels.list nor allowed_channels."),
+    _s("allowed_channels", _S, (), "url-list",
+       "Channel URLs allowed besides the default channel and channels.list. Comma- or "
+       "newline-separated."),
+    _s("allowed_pip_sources", _S, (), "url-list",
+       "Package index URL prefixes pip may use besides pip_index_url. Comma- or newline-separated.",
+       secret=True),
+    _s("http_channel_enabled", _S, False, "bool",
+       "Allow plain http:// channel URLs (otherwise only https:// and file://).", classic=True,
+       note="Classic files keep it in [default]; it is read there too."),
+    _s("audit_logging", _S, True, "bool",
+       "Log every security decision (allowed or refused) with its reason."),
+    _s("log_level", _S, "info", "choice",
+       "Verbosity of the Manager's own log.", choices=("debug", "info", "warning", "error"), lower=True),
+)
+
+SETTINGS_BY_KEY: Mapping[str, Setting] = MappingProxyType({s.key: s for s in SETTINGS})
+
+# Keys older classic releases wrote into every config.ini. They no longer mean anything;
+# they are accepted (not an unknown-key error) and left untouched on save.
+RETIRED_KEYS: Mapping[str, str] = MappingProxyType({
+    "badge_mode": "node badge display of old classic releases, now a ComfyUI front-end setting",
+    "default_ui": "start page of old classic releases",
+    "double_click_policy": "node double-click action of old classic releases",
+    "skip_migration_check": "migration prompt of old classic releases",
+})
+
+
+class ValueInvalid(ValueError):
+    """A value that does not fit its setting; ``allowed`` says what would."""
+
+    def __init__(self, reason: str, allowed: str, suggestion: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.allowed = allowed
+        self.suggestion = suggestion
+
+
+def allowed_text(setting: Setting) -> str:
+    """Human description of the accepted values of ``setting``."""
+    if setting.type == "choice":
+        return ", ".join(setting.choices)
+    if setting.type == "bool":
+        return "true/false (also yes/no, on/off, 1/0)"
+    if setting.type in ("int", "float"):
+        kind = "a whole number" if setting.type == "int" else "a number"
+        return kind + (f" >= {setting.minimum:g}" if setting.minimum is not None else "")
+    if setting.type == "url":
+        return "an http(s):// or file:// URL" + (" or empty" if setting.default == "" else "")
+    if setting.type == "url-list":
+        return "http(s):// or file:// URLs separated by commas or new lines"
+    if setting.type == "list":
+        return "items separated by commas or new lines"
+    return "any text on one line"
+
+
+def _check_url(setting: Setting, text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in _URL_SCHEMES:
+        raise ValueInvalid(f"{text!r} is not an http(s):// or file:// URL", allowed_text(setting))
+    if parts.scheme.lower() != "file" and not parts.netloc:
+        raise ValueInvalid(f"{text!r} has no host name", allowed_text(setting))
+    return text
+
+
+def _split_list(text: str) -> tuple[str, ...]:
+    items = [part.strip() for line in text.splitlines() for part in line.split(",")]
+    return tuple(item for item in items if item)
+
+
+def parse_text(setting: Setting, text: str) -> Any:
+    """Parse the text form of a value (file, env or CLI) into its typed value.
+
+    Raises ``ValueInvalid`` naming the allowed values.
+    """
+    raw = text.strip()
+    kind = setting.type
+    if kind == "bool":
+        low = raw.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueInvalid("not a boolean", allowed_text(setting))
+    if kind == "choice":
+        probe = raw.lower() if setting.lower else raw
+        if probe in setting.choices:
+            return probe
+        close = difflib.get_close_matches(raw.lower(), setting.choices, n=1, cutoff=0.6)
+        raise ValueInvalid("not one of the allowed values", allowed_text(setting),
+                           close[0] if close else None)
+    if kind in ("int", "float"):
+        try:
+            number: float = int(raw, 10) if kind == "int" else float(raw)
+        except ValueError:
+            raise ValueInvalid(f"not {allowed_text(setting)}", allowed_text(setting)) from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueInvalid("not a finite number", allowed_text(setting))
+        if setting.minimum is not None and number < setting.minimum:
+            raise ValueInvalid(f"below the minimum {setting.minimum:g}", allowed_text(setting))
+        return number
+    if kind == "url":
+        if raw == "" and setting.default == "":
+            return ""
+        return _check_url(setting, raw)
+    if kind == "list":
+        return _split_list(raw)
+    if kind == "url-list":
+        return tuple(_check_url(setting, item) for item in _split_list(raw))
+    return raw
+
+
+def format_value(setting: Setting, value: Any) -> str:
+    """The config.ini text of a typed value (booleans as true/false, which the classic manager reads)."""
+    if setting.type == "bool":
+        return "true" if value else "false"
+    if setting.type in ("list", "url-list"):
+        return ", ".join(value)
+    if setting.type == "float":
+        text = repr(float(value))
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+def coerce(setting: Setting, value: Any) -> Any:
+    """Validate a value handed in by code (typed or text) and return its typed form.
+
+    Text goes through ``parse_text``; typed values are checked by re-parsing their text form,
+    so both paths accept exactly the same set. CR, LF and NUL are refused outright because a
+    value must stay on its own line in config.ini.
+    """
+    if isinstance(value, str):
+        text = value
+    elif setting.type == "bool" and isinstance(value, bool):
+        text = format_value(setting, value)
+    elif setting.type in ("int", "float") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)
+    elif setting.type in ("list", "url-list") and isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+        if any("," in item for item in items):
+            raise ValueInvalid("a list item contains a comma, the list separator", allowed_text(setting))
+        text = ", ".join(items)
+    else:
+        raise ValueInvalid(f"{value!r} has the wrong type for a {setting.type} setting", allowed_text(setting))
+    if any(ch in text for ch in _FORBIDDEN_CHARS):
+        raise ValueInvalid("it contains a line break or NUL character", allowed_text(setting))
+    return parse_text(setting, text)
+
+
+def redact(setting: Setting, value: Any) -> Any:
+    """Hide credentials in a secret setting's value; URLs keep their shape minus the password."""
+    if not setting.secret or value in ("", ()):
+        return value
+    if setting.type in ("url", "url-list"):
+        items = (value,) if isinstance(value, str) else value
+        hidden = tuple(_strip_password(item) for item in items)
+        return hidden[0] if isinstance(value, str) else hidden
+    return "***"
+
+
+def redact_text(setting: Setting, text: str) -> str:
+    """Mask URL credentials in raw text of a secret setting (for error messages)."""
+    return re.sub(r"(://)[^/@\s]*@", r"\1***@", text) if setting.secret else text
+
+
+def _strip_password(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, colon, _password = userinfo.partition(":")
+    # A lone user part is often a token (https://TOKEN@host), so hide it too.
+    netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def suggest_keys(name: str, *, limit: int = 3) -> list[str]:
+    """Declared keys close to ``name`` (typos, dashes for underscores)."""
+    probe = name.strip().lower().replace("-", "_")
+    return difflib.get_close_matches(probe, list(SETTINGS_BY_KEY), n=limit, cutoff=0.6)
+
+
+@dataclass(frozen=True)
+class ConfigValue:
+    """One resolved setting as shown by ``Config.explain()``.
+
+    ``origin`` says exactly where the value came from: ``<path>:<line>``, the environment
+    variable name, ``command line`` or ``built-in default``.
+    """
+
+    key: str
+    value: Any
+    source: str
+    section: str
+    help: str
+    origin: str = ""
+    default: Any = field(default=None, compare=False)

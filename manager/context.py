@@ -1,0 +1,159 @@
+"""The ``Manager`` object: wires config, layout, gate, cache, channels, catalog and registry.
+
+Every door (ComfyUI glue, standalone server, CLI) builds one of these and passes it down;
+nothing in the core reaches for module-level state. Construction does no network I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .catalog import Catalog, ChannelFiles, ParseCache
+from .channel_cache import CachedFile, ChannelCache
+from .channels import ChannelSet, check_allowed, parse_channels_list
+from .config import Config, resolve_config_path
+from .errors import ManagerError
+from .host import Host, StandaloneHost
+from .layout import Layout
+from .network import NetworkGate, NetworkMode, NetworkPolicy
+from .records import Channel, Notice
+from .registry import RegistryClient
+
+log = logging.getLogger("offline_manager")
+
+CHANNEL_FILES = ("custom-node-list.json", "model-list.json", "extension-node-map.json",
+                 "alter-list.json", "github-stats.json")
+SHIPPED_CHANNELS_LIST = Path(__file__).resolve().parent.parent / "channels.list"
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    """A loaded catalog plus what the user must be told about its data (stale, missing files)."""
+
+    catalog: Catalog
+    channel: Channel
+    notices: tuple[Notice, ...]
+    sources: Mapping[str, str]          # file name -> cache source (fresh/stale/local/...)
+    oldest_age_seconds: float
+
+
+def build_network_policy(config: Config) -> NetworkPolicy:
+    """Translate settings into the gate's policy.
+
+    In private mode only mirrors the admin named are reachable: ``private_mirrors``,
+    ``allowed_channels`` URLs, and ``channel_url``/``registry_url`` when set away from their
+    public defaults. Shipped public defaults never become allowed by accident.
+    """
+    allowed: list[str] = [u for u in config["allowed_channels"] if "://" in u]
+    for key in ("channel_url", "registry_url"):
+        if config.source(key) != "default":
+            allowed.append(config[key])
+    return NetworkPolicy(
+        mode=NetworkMode(config["network_mode"]),
+        private_mirrors=tuple(config["private_mirrors"]),
+        allowed_prefixes=tuple(allowed),
+        connect_timeout=float(config["http_connect_timeout"]),
+        total_timeout=float(config["http_timeout"]),
+        bypass_ssl=bool(config["bypass_ssl"]),
+    )
+
+
+@dataclass
+class Manager:
+    """One ComfyUI tree, its settings and the services built from them."""
+
+    host: Host
+    config: Config
+    gate: NetworkGate
+    cache: ChannelCache
+    channels: ChannelSet
+    registry: RegistryClient
+    parse_cache: ParseCache = field(default_factory=ParseCache)
+
+    @classmethod
+    def create(cls, host: Host, *, cli: Mapping[str, str] | None = None,
+               env: Mapping[str, str] | None = None, config_path: str | os.PathLike[str] | None = None
+               ) -> "Manager":
+        """Build a Manager from the host's tree; reads config.ini and channels.list, nothing else."""
+        env = os.environ if env is None else env
+        path = resolve_config_path(host.layout, env, config_path)
+        config = Config.load(path, env=env, cli=cli)
+        gate = NetworkGate(build_network_policy(config), logger=log)
+        cache = ChannelCache(host.layout.cache_dir / "channels", gate, ttl=float(config["cache_ttl"]))
+        channels = load_channel_set(host.layout)
+        registry = RegistryClient(config["registry_url"], gate,
+                                  ChannelCache(host.layout.cache_dir / "registry", gate,
+                                               ttl=float(config["cache_ttl"])))
+        return cls(host=host, config=config, gate=gate, cache=cache, channels=channels, registry=registry)
+
+    @classmethod
+    def standalone(cls, comfyui_root: str | os.PathLike[str], **kw: Any) -> "Manager":
+        return cls.create(StandaloneHost.from_root(comfyui_root), **kw)
+
+    @property
+    def layout(self) -> Layout:
+        return self.host.layout
+
+    def active_channel(self) -> Channel:
+        """The channel ``channel_url`` names (a channels.list name or URL), checked against policy."""
+        wanted = self.config["channel_url"]
+        try:
+            channel = self.channels.resolve(wanted)
+        except ManagerError:
+            # channel_url may be a URL outside channels.list: the classic manager accepted those
+            channel = Channel(name="custom", url=wanted)
+        check_allowed(channel, allow_remote_channel=self._remote_channels_allowed(channel),
+                      allowed_channels=self.config["allowed_channels"],
+                      http_channel_enabled=self.config["http_channel_enabled"])
+        return channel
+
+    def _remote_channels_allowed(self, channel: Channel) -> bool:
+        # The shipped default channel list is trusted; other remote channels need the flag.
+        return bool(self.config["allow_remote_channel"]) or channel.name in self.channels.names()
+
+    async def aload_catalog(self, *, refresh: str = "auto", channel: Channel | None = None) -> CatalogView:
+        """Load the channel's files through the cache (fresh, revalidated, stale or local) into a Catalog."""
+        channel = channel or self.active_channel()
+        results = await asyncio.gather(
+            *(self._fetch_channel_file(channel, name, refresh) for name in CHANNEL_FILES))
+        files: dict[str, bytes] = {}
+        notices: list[Notice] = []
+        sources: dict[str, str] = {}
+        ages: list[float] = []
+        for name, result in zip(CHANNEL_FILES, results):
+            if isinstance(result, ManagerError):
+                level = "error" if name == "custom-node-list.json" else "warning"
+                notices.append(Notice(level, result.code, f"{name}: {result.message}", result.hint))
+                if name == "custom-node-list.json":
+                    raise result
+                continue
+            files[name] = result.data
+            sources[name] = result.source
+            ages.append(result.age_seconds)
+            if result.notice:
+                notices.append(result.notice)
+        catalog = Catalog.build([ChannelFiles(channel, files)], parse_cache=self.parse_cache)
+        return CatalogView(catalog, channel, tuple(notices), sources, max(ages) if ages else 0.0)
+
+    def load_catalog(self, **kw: Any) -> CatalogView:
+        return asyncio.run(self.aload_catalog(**kw))
+
+    async def _fetch_channel_file(self, channel: Channel, name: str, refresh: str) -> CachedFile | ManagerError:
+        try:
+            return await self.cache.aget(self.channels.file_url(channel, name), refresh=refresh)
+        except ManagerError as exc:
+            return exc
+
+
+def load_channel_set(layout: Layout) -> ChannelSet:
+    """channels.list from the manager data folder, else the shipped one."""
+    for candidate in (layout.channels_file, SHIPPED_CHANNELS_LIST):
+        if candidate.is_file():
+            text = candidate.read_text(encoding="utf-8")
+            return ChannelSet(parse_channels_list(text, source=str(candidate)))
+    return ChannelSet([])

@@ -1,0 +1,366 @@
+"""Gated GET and streaming download: the HTTP half of ``NetworkGate`` (see network.py).
+
+Every request starts with ``gate.decide`` and every redirect hop is decided again, so a
+mirror cannot bounce us to a host the mode forbids (nor to a local ``file://``). aiohttp
+failures become coded errors whose hint names ``network_mode``, ``http_timeout``, the proxy
+variables or ``bypass_ssl``. Downloads go to ``<dest>.part`` and are renamed into place only
+after their size and sha256 check out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import re
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+
+import aiohttp
+
+from .errors import (ChecksumMismatch, DownloadIncomplete, HttpStatusError, ManagerError,
+                     NetworkBlocked, NetworkUnreachable, NotFound, ResponseTooLarge)
+from .fsops import atomic_write_json, file_lock
+
+if TYPE_CHECKING:  # network.py imports this module; only the type is needed here
+    from .network import NetworkGate
+
+MAX_REDIRECTS = 10
+CHUNK = 1 << 16
+_REDIRECTS = (301, 302, 303, 307, 308)
+_CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RE = re.compile(r"bytes\s+\*/(\d+)")
+
+Progress = Callable[[int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class GateResponse:
+    """A finished GET: final URL (after mirror map and redirects), status, lower-case headers, body."""
+
+    url: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    def text(self, encoding: str = "utf-8") -> str:
+        return self.body.decode(encoding, "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+# -- error translation ------------------------------------------------------------------
+def _unreachable(gate: "NetworkGate", url: str, purpose: str, exc: BaseException) -> ManagerError:
+    from .network import redact_url
+
+    shown = redact_url(url)
+    pol = gate.policy
+    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
+        return NetworkUnreachable(
+            f"TLS failure reaching {shown} ({purpose}): {exc}",
+            hint="The certificate is not trusted (a company proxy re-signing TLS?). Point SSL_CERT_FILE "
+                 "at your CA bundle, or set bypass_ssl = True in config.ini (insecure).",
+            details={"url": shown, "purpose": purpose, "reason": "ssl"})
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        reason, what = "timeout", (f"timed out (connect {pol.connect_timeout:g} s, "
+                                   f"total {pol.total_timeout:g} s)")
+    else:
+        reason, what = "connect", f"failed: {exc.__class__.__name__}: {exc}"
+    return NetworkUnreachable(
+        f"could not reach {shown} ({purpose}): {what}",
+        hint="Check the connection and the proxy (HTTPS_PROXY / NO_PROXY are honoured); raise "
+             "http_timeout / http_connect_timeout in config.ini for a slow link; or set network_mode = offline (or private "
+             "with a reachable mirror) to work from the cache.",
+        details={"url": shown, "purpose": purpose, "reason": reason,
+                 "network_mode": gate.mode.value})
+
+
+def _status_error(url: str, purpose: str, status: int, reason: str = "") -> HttpStatusError:
+    from .network import redact_url
+
+    shown = redact_url(url)
+    if status == 404:
+        hint = "Nothing at this URL: check the channel or mirror URL (channels.list, mirror_map)."
+    elif status == 407:
+        hint = "The proxy wants credentials: put them in HTTPS_PROXY (http://user:pass@proxy:port)."
+    elif status in (401, 403):
+        hint = "The server refused access: check the mirror's permissions, the proxy, or the token."
+    elif status == 429:
+        hint = "Rate limited: wait a while and retry; cached data is used meanwhile."
+    elif status >= 500:
+        hint = "The server failed: retry later; cached data is used meanwhile when there is some."
+    else:
+        hint = "Check the URL (channels.list, mirror_map)."
+    return HttpStatusError(f"HTTP {status}{' ' + reason if reason else ''} from {shown} ({purpose})",
+                           hint=hint, details={"url": shown, "status": status, "purpose": purpose})
+
+
+def _decide_redirect(gate: "NetworkGate", target: str, purpose: str) -> str:
+    if gate.is_local(target) or urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
+        raise NetworkBlocked(f"refused a redirect to {target!r}: only http(s) redirects are followed",
+                             hint="The server (or mirror) redirected somewhere unsafe; check its setup.")
+    return gate.decide(target, purpose)
+
+
+@contextlib.asynccontextmanager
+async def _open(gate: "NetworkGate", sess: aiohttp.ClientSession, url: str, purpose: str,
+                headers: Mapping[str, str] | None) -> AsyncIterator[tuple[str, aiohttp.ClientResponse]]:
+    """GET following redirects by hand (each hop decided by the gate); aiohttp errors, also those
+    raised while the caller reads the body, become coded errors."""
+    current = url
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = await sess.get(current, headers=dict(headers or {}), allow_redirects=False)
+            location = resp.headers.get("Location")
+            if resp.status in _REDIRECTS and location:
+                resp.release()
+                current = _decide_redirect(gate, urllib.parse.urljoin(current, location), purpose)
+                continue
+            try:
+                yield current, resp
+            finally:
+                resp.release()
+            return
+        raise NetworkUnreachable(f"more than {MAX_REDIRECTS} redirects starting at {url}",
+                                 hint="The server or mirror loops; check its configuration.")
+    except ManagerError:
+        raise
+    except aiohttp.ClientPayloadError as exc:
+        raise DownloadIncomplete(f"transfer from {current} was cut short: {exc}",
+                                 hint="The connection dropped; run the command again (downloads resume).",
+                                 details={"url": current, "purpose": purpose}) from exc
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:   # not OSError: disk errors stay disk errors
+        raise _unreachable(gate, current, purpose, exc) from exc
+
+
+def _lower_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in resp.headers.items():
+        k = key.lower()
+        out[k] = f"{out[k]}, {value}" if k in out else value
+    return out
+
+
+def _declared_length(resp: aiohttp.ClientResponse) -> int | None:
+    """Content-Length when it describes the bytes we read (not a compressed size)."""
+    if resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
+        return None
+    try:
+        return int(resp.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
+
+
+# -- GET --------------------------------------------------------------------------------
+def _read_local(gate: "NetworkGate", url: str, max_bytes: int | None) -> GateResponse:
+    path = gate.local_path(url)
+    if not path.is_file():
+        raise NotFound(f"local file {path} does not exist",
+                       hint="Check the file:// URL or path (channels.list, the catalog entry, the bundle).",
+                       details={"path": str(path)})
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise ResponseTooLarge(f"{path} is {size} bytes, over the {max_bytes}-byte cap",
+                               hint="This is not the file expected here; check the path.")
+    data = path.read_bytes()
+    return GateResponse(url=url, status=200, headers={"content-length": str(len(data))}, body=data)
+
+
+async def gated_get(gate: "NetworkGate", url: str, *, purpose: str = "other",
+                    headers: Mapping[str, str] | None = None, max_bytes: int | None = None,
+                    session: aiohttp.ClientSession | None = None) -> GateResponse:
+    """See ``NetworkGate.get``."""
+    final = gate.decide(url, purpose)
+    if gate.is_local(final):
+        return await asyncio.to_thread(_read_local, gate, final, max_bytes)
+    sess = session or gate.session()
+    try:
+        async with _open(gate, sess, final, purpose, headers) as (current, resp):
+            if resp.status >= 400:
+                raise _status_error(current, purpose, resp.status, resp.reason or "")
+            declared = _declared_length(resp)
+            if max_bytes is not None and declared is not None and declared > max_bytes:
+                raise ResponseTooLarge(f"{current} announces {declared} bytes, over the {max_bytes}-byte cap",
+                                       hint="This is not the file expected here; check the URL.")
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                total += len(chunk)
+                if max_bytes is not None and total > max_bytes:
+                    raise ResponseTooLarge(f"{current} sent more than {max_bytes} bytes",
+                                           hint="This is not the file expected here; check the URL.")
+                chunks.append(chunk)
+            if declared is not None and total != declared and resp.status != 304:
+                raise DownloadIncomplete(f"{current}: got {total} of {declared} bytes",
+                                         hint="The connection dropped; retry.",
+                                         details={"url": current, "received": total, "expected": declared})
+            return GateResponse(url=current, status=resp.status, headers=_lower_headers(resp),
+                                body=b"".join(chunks))
+    finally:
+        if session is None:
+            await sess.close()
+
+
+# -- download ---------------------------------------------------------------------------
+def _hash_file(path: Path) -> "hashlib._Hash":
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h
+
+
+def _copy_local(gate: "NetworkGate", url: str, part: Path, progress: Progress | None) -> str:
+    src = gate.local_path(url)
+    if not src.is_file():
+        raise NotFound(f"local file {src} does not exist", hint="Check the file:// URL or bundle path.",
+                       details={"path": str(src)})
+    total = src.stat().st_size
+    h = hashlib.sha256()
+    done = 0
+    with open(src, "rb") as fin, open(part, "wb") as fout:
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            fout.write(block)
+            h.update(block)
+            done += len(block)
+            if progress:
+                progress(done, total)
+        fout.flush()
+        os.fsync(fout.fileno())
+    return h.hexdigest()
+
+
+def _discard(*paths: Path) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _read_validator(meta: Path, url: str) -> str:
+    """The ETag/Last-Modified of the partial file, so If-Range restarts when the file changed."""
+    try:
+        data = json.loads(meta.read_text("utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(data, dict) or data.get("url") != url:
+        return ""
+    return str(data.get("etag") or data.get("last_modified") or "")
+
+
+async def _stream_http(gate: "NetworkGate", url: str, part: Path, meta: Path, *, purpose: str,
+                       resume: bool, expected_size: int | None, progress: Progress | None) -> str:
+    """Fill ``part`` from ``url``; returns its sha256. Leaves ``part`` for a later resume on a
+    dropped connection."""
+    if not resume:
+        _discard(part, meta)
+    async with gate.session(streaming=True) as sess:
+        for _attempt in range(2):                         # second pass = restart from zero
+            offset = part.stat().st_size if part.exists() else 0
+            if expected_size is not None and offset > expected_size:
+                _discard(part, meta)
+                offset = 0
+            headers = {"Accept-Encoding": "identity"}     # byte ranges of a compressed stream are useless
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+                validator = _read_validator(meta, url)
+                if validator:
+                    headers["If-Range"] = validator
+            async with _open(gate, sess, url, purpose, headers) as (current, resp):
+                if resp.status == 416 and offset:
+                    m = _UNSATISFIED_RE.match(resp.headers.get("Content-Range", ""))
+                    if m and int(m.group(1)) == offset:   # the part is already complete
+                        return (await asyncio.to_thread(_hash_file, part)).hexdigest()
+                    _discard(part, meta)
+                    continue
+                if resp.status >= 400:
+                    raise _status_error(current, purpose, resp.status, resp.reason or "")
+                if resp.status == 206:
+                    m = _CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", ""))
+                    if not offset or not m or int(m.group(1)) != offset:
+                        _discard(part, meta)              # a range we did not ask for: start over
+                        continue
+                    total = int(m.group(3)) if m.group(3) != "*" else expected_size
+                    hasher = await asyncio.to_thread(_hash_file, part)
+                    mode = "ab"
+                else:                                     # 200: no Range support, or changed file
+                    offset, mode, hasher = 0, "wb", hashlib.sha256()
+                    declared = _declared_length(resp)
+                    total = declared if declared is not None else expected_size
+                atomic_write_json(meta, {"url": url, "etag": resp.headers.get("ETag", ""),
+                                         "last_modified": resp.headers.get("Last-Modified", "")})
+                declared = _declared_length(resp)
+                received = 0
+                with open(part, mode) as fh:
+                    async for chunk in resp.content.iter_chunked(CHUNK):
+                        fh.write(chunk)
+                        hasher.update(chunk)
+                        received += len(chunk)
+                        if progress:
+                            progress(offset + received, total)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                if declared is not None and received != declared:
+                    raise DownloadIncomplete(
+                        f"{current}: got {received} of {declared} bytes",
+                        hint="The connection dropped; run the command again to resume.",
+                        details={"url": current, "received": received, "expected": declared})
+                return hasher.hexdigest()
+    raise DownloadIncomplete(f"{url}: the server's byte ranges do not match the partial file",
+                             hint=f"Delete {part} and retry.", details={"url": url})
+
+
+def _finish(part: Path, meta: Path, dest: Path, digest: str, expected_size: int | None,
+            sha256: str | None, url: str) -> None:
+    size = part.stat().st_size
+    if expected_size is not None and size != expected_size:
+        if size > expected_size:
+            _discard(part, meta)
+        raise DownloadIncomplete(f"{dest.name}: got {size} bytes, expected {expected_size}",
+                                 hint="The source changed or the transfer broke; retry, or check the "
+                                      "expected size in the catalog entry.",
+                                 details={"url": url, "size": size, "expected": expected_size})
+    if sha256 and digest.lower() != sha256.strip().lower():
+        _discard(part, meta)
+        raise ChecksumMismatch(f"{dest.name}: sha256 {digest} does not match the expected {sha256}",
+                               hint="The file is not the one the catalog describes (a wrong mirror "
+                                    "or a tampered file); nothing was installed.",
+                               details={"url": url, "sha256": digest, "expected": sha256})
+    os.replace(part, dest)
+    with contextlib.suppress(OSError):
+        fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _discard(meta)
+
+
+async def download(gate: "NetworkGate", url: str, dest: Path, *, purpose: str = "model",
+                   expected_size: int | None = None, sha256: str | None = None, resume: bool = True,
+                   progress: Progress | None = None) -> Path:
+    """See ``NetworkGate.download``. Raises ``LockBusy`` when the same dest is being downloaded."""
+    final = gate.decide(url, purpose)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    meta = dest.with_name(dest.name + ".part.json")
+    lock = dest.with_name("." + dest.name + ".lock")
+    with file_lock(lock, timeout=0):
+        try:
+            if gate.is_local(final):
+                digest = await asyncio.to_thread(_copy_local, gate, final, part, progress)
+            else:
+                digest = await _stream_http(gate, final, part, meta, purpose=purpose, resume=resume,
+                                            expected_size=expected_size, progress=progress)
+            await asyncio.to_thread(_finish, part, meta, dest, digest, expected_size, sha256, final)
+        finally:
+            _discard(lock)
+    return dest

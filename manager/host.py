@@ -1,0 +1,85 @@
+"""What the Manager needs from whoever hosts it: ComfyUI (via glob/) or the standalone server.
+
+The core never imports ComfyUI; it talks to a ``Host``. ``StandaloneHost`` serves the CLI,
+the standalone server and the tests, from a ComfyUI folder on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from .layout import Layout
+
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class Host(Protocol):
+    """The host-facing surface the core relies on."""
+
+    layout: Layout
+
+    @property
+    def python_executable(self) -> str: ...
+
+    def comfyui_version(self) -> str | None: ...
+
+    def send_event(self, event: str, data: dict[str, Any]) -> None: ...
+
+    def model_folders(self) -> dict[str, list[Path]]: ...
+
+
+@dataclass
+class StandaloneHost:
+    """A ComfyUI tree on disk with no ComfyUI process around it."""
+
+    layout: Layout
+    python: str = field(default_factory=lambda: sys.executable)
+    event_sinks: list[EventSink] = field(default_factory=list)
+
+    @classmethod
+    def from_root(cls, comfyui_root: str | os.PathLike[str], **layout_kw: Any) -> "StandaloneHost":
+        return cls(layout=Layout.from_root(comfyui_root, **layout_kw))
+
+    @property
+    def python_executable(self) -> str:
+        return self.python
+
+    def comfyui_version(self) -> str | None:
+        """ComfyUI's version from comfyui_version.py, else the git commit; None when unknown."""
+        root = self.layout.comfyui_root
+        version_file = root / "comfyui_version.py"
+        if version_file.is_file():
+            for line in version_file.read_text(encoding="utf-8", errors="replace").splitlines():
+                if line.startswith("__version__"):
+                    return line.split("=", 1)[1].strip().strip("\"'")
+        if (root / ".git").exists():
+            try:
+                out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                     text=True, timeout=10)
+                if out.returncode == 0:
+                    return out.stdout.strip()
+            except (OSError, subprocess.SubprocessError):
+                return None
+        return None
+
+    def send_event(self, event: str, data: dict[str, Any]) -> None:
+        for sink in list(self.event_sinks):
+            sink(event, data)
+
+    def model_folders(self) -> dict[str, list[Path]]:
+        """Model folder names to their directories (standalone: the default ComfyUI layout)."""
+        base = self.layout.models_dir
+        names = ["checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models",
+                 "clip_vision", "style_models", "embeddings", "diffusers", "vae_approx", "controlnet",
+                 "gligen", "upscale_models", "latent_upscale_models", "hypernetworks", "photomaker",
+                 "classifiers", "model_patches", "audio_encoders"]
+        folders = {name: [base / name] for name in names}
+        folders["text_encoders"].append(base / "clip")
+        folders["diffusion_models"].insert(0, base / "unet")
+        folders["controlnet"].append(base / "t2i_adapter")
+        return folders

@@ -1,0 +1,125 @@
+"""Every path the Manager touches, derived from the ComfyUI root, plus ``ensure_inside``.
+
+Hidden working folders under ``custom_nodes/`` end in ``.disabled`` on purpose: ComfyUI
+skips any entry whose path ends in ``.disabled``, so a staging or trash folder is never
+imported as a node pack, and it sits on the same filesystem as the packs so a rename
+into place is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PathEscape
+
+STAGING_DIRNAME = ".cm-staging.disabled"
+TRASH_DIRNAME = ".cm-trash.disabled"
+DISABLED_DIRNAME = ".disabled"
+MANAGER_DIRNAME = "__manager"
+
+
+def ensure_inside(path: str | os.PathLike[str], *roots: str | os.PathLike[str]) -> Path:
+    """Return ``path`` resolved, or raise ``PathEscape`` when it is not inside one of ``roots``.
+
+    Symlinks are resolved on both sides, so a link that points out of the tree is caught.
+    """
+    target = Path(os.path.realpath(path))
+    for root in roots:
+        base = Path(os.path.realpath(root))
+        if target == base or base in target.parents:
+            return target
+    raise PathEscape(
+        f"path {str(path)!r} is outside the allowed folders",
+        details={"path": str(path), "allowed": [str(r) for r in roots]},
+    )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of one ComfyUI tree. Only computes paths; creates nothing."""
+
+    comfyui_root: Path
+    user_dir: Path
+    custom_nodes: Path
+    models_dir: Path
+    manager_dir: Path
+
+    @classmethod
+    def from_root(
+        cls,
+        comfyui_root: str | os.PathLike[str],
+        *,
+        user_dir: str | os.PathLike[str] | None = None,
+        custom_nodes: str | os.PathLike[str] | None = None,
+        models_dir: str | os.PathLike[str] | None = None,
+        manager_dir: str | os.PathLike[str] | None = None,
+    ) -> "Layout":
+        root = Path(comfyui_root).absolute()
+        user = Path(user_dir).absolute() if user_dir else root / "user"
+        return cls(
+            comfyui_root=root,
+            user_dir=user,
+            custom_nodes=Path(custom_nodes).absolute() if custom_nodes else root / "custom_nodes",
+            models_dir=Path(models_dir).absolute() if models_dir else root / "models",
+            manager_dir=Path(manager_dir).absolute() if manager_dir else user / MANAGER_DIRNAME,
+        )
+
+    # custom_nodes side
+    @property
+    def disabled_dir(self) -> Path:
+        return self.custom_nodes / DISABLED_DIRNAME
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.custom_nodes / STAGING_DIRNAME
+
+    @property
+    def trash_dir(self) -> Path:
+        return self.custom_nodes / TRASH_DIRNAME
+
+    # manager data side
+    @property
+    def config_file(self) -> Path:
+        return self.manager_dir / "config.ini"
+
+    @property
+    def channels_file(self) -> Path:
+        return self.manager_dir / "channels.list"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.manager_dir / "cache"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.manager_dir / "snapshots"
+
+    @property
+    def wheelhouse_dir(self) -> Path:
+        return self.manager_dir / "wheelhouse"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.manager_dir / "logs"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.manager_dir / "locks"
+
+    @property
+    def pip_overrides_file(self) -> Path:
+        return self.manager_dir / "pip_overrides.json"
+
+    @property
+    def pip_blacklist_file(self) -> Path:
+        return self.manager_dir / "pip_blacklist.list"
+
+    def writable_roots(self) -> tuple[Path, ...]:
+        """Folders the Manager may ever write into."""
+        return (self.custom_nodes, self.models_dir, self.manager_dir)
+
+    def inside(self, path: str | os.PathLike[str]) -> Path:
+        """``ensure_inside`` against every writable root of this tree."""
+        return ensure_inside(path, *self.writable_roots())

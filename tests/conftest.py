@@ -1,0 +1,77 @@
+"""Suite-wide fixtures: the loopback-only socket guard and shared fixture builders."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from support import socket_audit
+from support.http_server import LoopbackServer
+
+AUDIT = socket_audit.install()
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _find_channel_db() -> Path:
+    candidates = [os.environ.get("CM_CHANNEL_DB", ""), REPO_ROOT.parent / "shared" / "channel-db",
+                  "/work/shared/channel-db"]
+    for cand in candidates:
+        if cand and (Path(cand) / "default" / "custom-node-list.json").exists():
+            return Path(cand)
+    return REPO_ROOT.parent / "shared" / "channel-db"
+
+
+CHANNEL_DB = _find_channel_db()
+
+
+@pytest.fixture(autouse=True)
+def _guard_sockets(request: pytest.FixtureRequest):
+    """Fail any test that tried to reach beyond 127.0.0.0/8 and ::1."""
+    AUDIT.reset()
+    yield
+    if AUDIT.violations:
+        violations = list(AUDIT.violations)
+        AUDIT.reset()
+        pytest.fail("test reached outside loopback: " + "; ".join(violations), pytrace=False)
+
+
+@pytest.fixture
+def socket_audit_log() -> socket_audit.SocketAudit:
+    """The live audit record: ``.inet_connects()`` lists every connect made so far in this test."""
+    return AUDIT
+
+
+@pytest.fixture
+def http_server():
+    """A real aiohttp server on 127.0.0.1 in a background thread."""
+    with LoopbackServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def channel_db() -> Path:
+    """The real public channel DB (read-only; copy what a test writes to)."""
+    if not (CHANNEL_DB / "default" / "custom-node-list.json").exists():
+        pytest.skip("../shared/channel-db is not present")
+    return CHANNEL_DB
+
+
+@pytest.fixture
+def comfy_tree(tmp_path: Path) -> Path:
+    """An empty ComfyUI-shaped tree: custom_nodes/, models/, user/."""
+    root = tmp_path / "ComfyUI"
+    for sub in ("custom_nodes", "models/checkpoints", "user"):
+        (root / sub).mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def local_channel(tmp_path: Path, channel_db: Path) -> Path:
+    """A writable copy of the real default channel, usable as a file:// channel."""
+    dest = tmp_path / "channel"
+    shutil.copytree(channel_db / "default", dest)
+    return dest
