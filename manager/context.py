@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .catalog import Catalog, ChannelFiles, ParseCache
 from .channel_cache import CachedFile, ChannelCache
@@ -23,6 +23,9 @@ from .layout import Layout
 from .network import NetworkGate, NetworkMode, NetworkPolicy
 from .records import Channel, Notice
 from .registry import RegistryClient
+from .git import GitClient
+from .inventory import Inventory, scan
+from .tasks import Runner, TaskQueue
 
 log = logging.getLogger("offline_manager")
 
@@ -74,6 +77,10 @@ class Manager:
     channels: ChannelSet
     registry: RegistryClient
     parse_cache: ParseCache = field(default_factory=ParseCache)
+    git: GitClient | None = None
+    _catalog_view: CatalogView | None = field(default=None, repr=False)
+    _queue: TaskQueue | None = field(default=None, repr=False)
+    _runner_factories: list[Callable[["Manager"], Mapping[str, Runner]]] = field(default_factory=list, repr=False)
 
     @classmethod
     def create(cls, host: Host, *, cli: Mapping[str, str] | None = None,
@@ -89,7 +96,9 @@ class Manager:
         registry = RegistryClient(config["registry_url"], gate,
                                   ChannelCache(host.layout.cache_dir / "registry", gate,
                                                ttl=float(config["cache_ttl"])))
-        return cls(host=host, config=config, gate=gate, cache=cache, channels=channels, registry=registry)
+        git = GitClient(gate, git_exe=config["git_exe"])
+        return cls(host=host, config=config, gate=gate, cache=cache, channels=channels, registry=registry,
+                   git=git)
 
     @classmethod
     def standalone(cls, comfyui_root: str | os.PathLike[str], **kw: Any) -> "Manager":
@@ -142,6 +151,40 @@ class Manager:
 
     def load_catalog(self, **kw: Any) -> CatalogView:
         return asyncio.run(self.aload_catalog(**kw))
+
+    async def acatalog_view(self, *, refresh: str = "auto") -> CatalogView:
+        """The in-memory catalog view, loaded once; ``refresh="force"`` reloads it through the cache."""
+        if self._catalog_view is None or refresh == "force":
+            self._catalog_view = await self.aload_catalog(refresh=refresh)
+        return self._catalog_view
+
+    def catalog_view(self, *, refresh: str = "auto") -> CatalogView:
+        """Sync twin of ``acatalog_view`` for worker threads and the CLI."""
+        if self._catalog_view is None or refresh == "force":
+            self._catalog_view = self.load_catalog(refresh=refresh)
+        return self._catalog_view
+
+    def inventory(self, *, with_catalog: bool = True) -> Inventory:
+        """What is installed now (enabled, disabled, conflicts), matched against the catalog if loaded."""
+        catalog = self._catalog_view.catalog if (with_catalog and self._catalog_view) else None
+        return scan(self.layout, catalog=catalog)
+
+    # -- task queue -----------------------------------------------------------------------
+    def add_runners(self, factory: Callable[["Manager"], Mapping[str, Runner]]) -> None:
+        """Register a factory of task runners (kind -> callable); used before the queue is built."""
+        if self._queue is not None:
+            raise RuntimeError("runners must be registered before the queue is first used")
+        self._runner_factories.append(factory)
+
+    @property
+    def queue(self) -> TaskQueue:
+        """The one task queue of this Manager, built on first use from the registered runners."""
+        if self._queue is None:
+            runners: dict[str, Runner] = {}
+            for factory in self._runner_factories:
+                runners.update(factory(self))
+            self._queue = TaskQueue(runners, lock_path=self.layout.locks_dir / "operations.lock", logger=log)
+        return self._queue
 
     async def _fetch_channel_file(self, channel: Channel, name: str, refresh: str) -> CachedFile | ManagerError:
         try:

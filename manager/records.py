@@ -107,3 +107,23 @@ class Notice(_Record):
     message: str
     hint: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PolicyDecision(_Record):
+    """The security policy's answer for one operation: allowed, or denied with a code and hint.
+
+    Operations take one of these from their caller (the API or the CLI decides with
+    ``manager.security``), so an operation never runs a risky source nobody approved.
+    """
+
+    allowed: bool
+    operation: str
+    risk: str = ""                      # e.g. catalog | registry | git_url | local_path | pip
+    code: str = ""
+    reason: str = ""
+    hint: str = ""
+
+    @classmethod
+    def allow(cls, operation: str, risk: str = "", reason: str = "") -> "PolicyDecision":
+        return cls(True, operation, risk, "", reason)
