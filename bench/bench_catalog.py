@@ -13,7 +13,7 @@ from .run import Benchmark, BenchContext, Figure, median_time, timed_ratio
 
 # What people type into the panel's search box.
 SEARCH_QUERIES = ("impact", "controlnet aux", "video helper suite", "upscale", "ipadapter plus",
-                  "face detailer", "kijai wan")
+                  "face detailer", "kijai wan", "comfyui", "a")  # the last two match nearly every pack
 # Class names from the real extension-node-map, plus one nobody provides (full pattern scan).
 NODE_TYPES = ("ImpactWildcardProcessor", "VHS_VideoCombine", "IPAdapterAdvanced", "Image Comparer (rgthree)",
               "NoSuchNodeClassAnywhere")

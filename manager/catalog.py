@@ -121,6 +121,7 @@ class Catalog:
         self._name_l: list[str] = []               # "lower title\nlower id" per pack
         self._cores: list[tuple[str, str]] = []     # name_core(title), name_core(id) per pack
         self._neg_stars: list[int] = []             # -stars per pack: the in-tier sort key
+        self._star_order: list[int] = []            # pack indices, most stars first
         self._node_maps: list[ParsedFile] = []      # extension-node-map.json per channel, in order
         self._patterns: list[tuple[re.Pattern[str], str]] = []
         self._pack_keys: dict[str, tuple[str, ...]] = {}
@@ -251,6 +252,8 @@ class Catalog:
                                 draft.id_core if pack_id == draft.pack_id else name_core(pack_id)))
             self._hay.append(f"{draft.title_l}\n{id_l}\n{draft.rest_l}")
         self.packs = tuple(packs)
+        # Search scans packs in this order, so hits come out already sorted inside each tier.
+        self._star_order = sorted(range(len(packs)), key=self._neg_stars.__getitem__)
 
     @staticmethod
     def _free_id(pack_id: str, owner: str, taken: Mapping[str, str]) -> str:
@@ -346,29 +349,29 @@ class Catalog:
         words = text.lower().split()
         if not words:
             return list(self.packs[:limit] if limit is not None else self.packs)
-        hay, name_l, cores, neg_stars = self._hay, self._name_l, self._cores, self._neg_stars
+        hay, name_l, cores = self._hay, self._name_l, self._cores
         first, rest = words[0], words[1:]
+        order = self._star_order
         if rest:
-            hits = [i for i, h in enumerate(hay) if first in h and all(w in h for w in rest)]
+            hits = [i for i in order if first in hay[i] and all(w in hay[i] for w in rest)]
         else:
-            hits = [i for i, h in enumerate(hay) if first in h]
+            hits = [i for i in order if first in hay[i]]
         qcore = name_core(text)   # equal cores also covers an exact title/id match
+        # One pass into four tiers keeps the in-tier star order without a per-item sort key.
+        tiers: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
         n_words = len(words)
-
-        def rank(i: int) -> tuple[int, int, int]:
+        for i in hits:
             names = name_l[i]
             in_name = sum(1 for w in words if w in names) if rest else (first in names)
             if in_name == n_words:
-                tier = 0 if qcore in cores[i] else 1
+                tiers[0 if qcore in cores[i] else 1].append(i)
             else:
-                tier = 2 if in_name else 3
-            return tier, neg_stars[i], i
-
-        hits.sort(key=rank)
+                tiers[2 if in_name else 3].append(i)
+        ranked = tiers[0] + tiers[1] + tiers[2] + tiers[3]
         if limit is not None:
-            hits = hits[:max(0, limit)]
+            ranked = ranked[:max(0, limit)]
         packs = self.packs
-        return [packs[i] for i in hits]
+        return [packs[i] for i in ranked]
 
     def packs_for_node_type(self, class_name: str) -> list[NodePack]:
         """Packs that provide node class ``class_name``: exact map entries, then pattern matches."""
