@@ -102,8 +102,8 @@ SETTINGS: tuple[Setting, ...] = (
        "installing its CA certificate).", classic=True),
     # --- installs -----------------------------------------------------------------------
     _s("use_uv", _D, False, "bool",
-       "Install Python packages with `uv pip` instead of `python -m pip` (uv is still used "
-       "when pip is missing).", classic=True,
+       "true: install Python packages with `uv pip`; false: with `python -m pip`. Left unset, "
+       "uv is used when running it works, else pip (uv is still used when pip is missing).", classic=True,
        note="The classic manager defaults to true when no config.ini exists and uv is importable (not on Windows)."),
     _s("python_executable", _D, "", "str",
        "Python used for dependency installs; empty = the interpreter running ComfyUI."),
@@ -122,6 +122,14 @@ SETTINGS: tuple[Setting, ...] = (
        "safetensors, kornia). Comma-separated.", classic=True),
     _s("model_download_by_agent", _D, False, "bool",
        "Download models with a plain HTTP client and a browser user agent.", classic=True),
+    _s("model_store", _D, (), "list",
+       "Local model store: folders, file:// or http(s):// URL prefixes holding model files as "
+       "<folder>/<subfolder>/<file>, <file> or sha256/<hex>. Tried before the model's own URL; "
+       "in offline mode the only source (folders and file:// only). An http(s) store must also "
+       "be reachable under private_mirrors in private mode. Comma- or newline-separated."),
+    _s("snapshot_retention", _D, 20, "int",
+       "How many auto-snapshots (taken before every update-all and restore) to keep; older ones "
+       "are deleted. Snapshots saved by hand are never deleted. 0 = keep every one.", minimum=0),
     # --- security level -----------------------------------------------------------------
     _s("security_level", _D, "normal", "choice",
        "strong: read-only plus ComfyUI update; normal: catalog installs; normal-: also "

@@ -49,10 +49,13 @@ def build_network_policy(config: Config) -> NetworkPolicy:
     """Translate settings into the gate's policy.
 
     In private mode only mirrors the admin named are reachable: ``private_mirrors``,
-    ``allowed_channels`` URLs, and ``channel_url``/``registry_url`` when set away from their
-    public defaults. Shipped public defaults never become allowed by accident.
+    ``allowed_channels`` and ``allowed_pip_sources`` URLs, ``pip_index_url``, and
+    ``channel_url``/``registry_url`` when set away from their public defaults. Shipped public defaults never become allowed by accident.
     """
     allowed: list[str] = [u for u in config["allowed_channels"] if "://" in u]
+    allowed += [u for u in config["allowed_pip_sources"] if "://" in u]
+    if config["pip_index_url"]:
+        allowed.append(config["pip_index_url"])
     for key in ("channel_url", "registry_url"):
         if config.source(key) != "default":
             allowed.append(config[key])
@@ -107,6 +110,15 @@ class Manager:
     @property
     def layout(self) -> Layout:
         return self.host.layout
+
+    def apply_config(self, config: Config) -> None:
+        """Adopt a saved or re-read ``Config``: the gate follows its network settings and a
+        changed ``channel_url`` drops the loaded catalog view (the next read loads the new one)."""
+        channel_changed = config["channel_url"] != self.config["channel_url"]
+        self.config = config
+        self.gate.set_policy(build_network_policy(config))
+        if channel_changed:
+            self._catalog_view = None
 
     def active_channel(self) -> Channel:
         """The channel ``channel_url`` names (a channels.list name or URL), checked against policy."""

@@ -1,0 +1,161 @@
+"""export-deps and download-deps: carry every pack's dependencies to an air-gapped machine.
+
+``export_requirements`` writes one ``requirements-offline.txt`` for a set of packs (overrides,
+blacklists and downgrade protection applied, conflicts resolved, a comment per line naming
+the packs). ``download_deps`` fills a wheelhouse from such a file with ``pip download`` through
+the allowed index (never in offline mode), so a fresh venv can install it with
+``--no-index --find-links <wheelhouse>``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+from ..fsops import atomic_write_text
+from ..installers.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions, run_streaming
+from ..installers.detect import probe_tool
+from ..installers.pip import PipBackend
+from ..network import NetworkGate
+from .errors import DepsInstallerUnavailable, DepsInstallFailed
+from .installer import DependencyInstaller, PackLike, shown_command
+from .plan import Conflict, Planned, Skipped
+from .requirements import name_from_filename, parse_requirements_file
+from .policy import DepsPolicy
+
+OFFLINE_REQUIREMENTS = "requirements-offline.txt"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    requirements: tuple[str, ...]
+    packs: tuple[str, ...]
+    skipped: tuple[Skipped, ...]
+    conflicts: tuple[Conflict, ...]
+    problems: tuple[str, ...]            # packs whose requirements could not be read (left out)
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    wheelhouse: Path
+    added: tuple[str, ...]               # file names new in the wheelhouse
+    commands: tuple[str, ...]
+    seconds: float
+
+
+def _line_for(item: Planned, installed: dict[str, str], pin_installed: bool) -> str:
+    text = item.text
+    if item.kind == "path":                         # a local wheel: name==version, the file is copied
+        name, version = name_from_filename(Path(item.text).name)
+        text = f"{name}=={version}" if name and version else item.text
+    elif pin_installed and item.kind == "name" and item.requirement is not None and item.name in installed:
+        have = installed[item.name]
+        if item.requirement.specifier.contains(have, prereleases=True):
+            req = item.requirement
+            extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+            text = f"{req.name}{extras}=={have}" + (f"; {req.marker}" if req.marker else "")
+    comment = ", ".join(item.packs)
+    if item.kind == "path":
+        comment += f" (local wheel {item.text})"
+    if item.index_url:
+        comment += f" (index {item.index_url})"
+    return f"{text}  # {comment}"
+
+
+def export_requirements(installer: DependencyInstaller, packs: Sequence[PackLike], out: Path, *,
+                        pin_installed: bool = False) -> ExportResult:
+    """Write ``out`` (atomically) with the merged requirements of ``packs``.
+
+    Markers are kept (the target machine evaluates them); a pack whose requirements.txt is
+    refused is left out and listed as a comment and in ``problems``. ``pin_installed`` pins
+    each requirement to the version installed here when it satisfies the pack's specifier.
+    """
+    plan = installer.plan_for(packs, evaluate_markers=False)
+    installed = dict(plan.installed)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    lines = [f"# {OFFLINE_REQUIREMENTS}: dependencies of {len(plan.packs)} pack(s), written {stamp}",
+             "# Overrides, the blacklist and downgrade protection are applied; each line names its packs.",
+             "# Fill a wheelhouse from it: python cm-cli.py download-deps <this file>"]
+    requirements = [_line_for(item, installed, pin_installed) for item in plan.merged]
+    problems = [f"{p.pack}: {p.error.message}" for p in plan.packs if p.error is not None]
+    tail = [f"# skipped {s.requirement} ({s.pack}): {s.message}" for s in plan.skipped]
+    tail += [f"# conflict {c.message}" for c in plan.conflicts]
+    tail += [f"# left out {p}" for p in problems]
+    atomic_write_text(out, "\n".join(lines + requirements + tail) + "\n")
+    return ExportResult(out, tuple(r.split("  #", 1)[0] for r in requirements),
+                        tuple(p.pack for p in plan.packs), plan.skipped, plan.conflicts, tuple(problems))
+
+
+def _pip_choice(python: str) -> InstallerChoice:
+    """pip to download with: the ComfyUI python's, else the Manager's own interpreter's."""
+    tried = []
+    for candidate in dict.fromkeys([python, sys.executable]):
+        version, why = probe_tool((candidate, "-m", "pip"))
+        if version:
+            return InstallerChoice("pip", "pip download (uv has no download command)",
+                                   (candidate, "-m", "pip"), candidate, version)
+        tried.append(why)
+    raise DepsInstallerUnavailable(
+        "download-deps needs pip, and neither the ComfyUI python nor the Manager's python has it",
+        hint=f"Install pip (`{python} -m ensurepip`) on the machine that downloads.",
+        details={"tried": tried})
+
+
+def download_deps(requirements_file: Path, wheelhouse: Path, *, policy: DepsPolicy, gate: NetworkGate,
+                  progress: ProgressFn | None = None, python_version: str | None = None,
+                  platforms: Sequence[str] = (), run_options: RunOptions = RunOptions()) -> DownloadResult:
+    """Fill ``wheelhouse`` with wheels for ``requirements_file`` and their dependencies.
+
+    The file is read with the same rules as a pack's (only allowed sources), overrides and
+    the blacklist are applied again, ``local_path`` override wheels are copied in, and
+    ``index_url`` overrides are downloaded from their own index. Offline mode refuses before
+    anything runs (``offline_mode``); private mode uses only the configured index.
+    """
+    started = time.monotonic()
+    main_index = gate.decide(policy.effective_index, "pip")
+    parsed = parse_requirements_file(requirements_file, pack=requirements_file.name,
+                                     pack_dir=requirements_file.parent, rules=policy.source_rules(),
+                                     rewrite=policy.overrides.rewrite_text)
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(wheelhouse))
+    groups: dict[tuple[str, str | None], list[str]] = {}
+    local_wheels = policy.overrides.local_wheels()
+    for line in parsed.requirements:
+        outcome = policy.overrides.apply(line)
+        new = outcome.line
+        if {n for n in (line.name, new.name) if n} & policy.blacklist:
+            continue
+        if new.kind != "path" and new.name in local_wheels:    # exported as name==version of a local wheel
+            new = replace(new, kind="path", text=str(local_wheels[new.name]))
+        if new.kind == "path":
+            shutil.copy2(new.text, wheelhouse / Path(new.text).name)
+            continue
+        key = (gate.decide(outcome.index_url, "pip"), outcome.trusted_host) if outcome.index_url else (main_index, None)
+        groups.setdefault(key, []).append(new.text)
+    extra = tuple(gate.decide(s.value, "pip") for s in parsed.sources if s.option in ("index-url", "extra-index-url"))
+    hosts = tuple(s.value for s in parsed.sources if s.option == "trusted-host")
+    backend = PipBackend(_pip_choice(policy.python), run_options)
+    commands: list[str] = []
+    for (index, host), texts in groups.items():
+        args = InstallArgs(tuple(texts), index_url=index, find_links=(str(wheelhouse),),
+                           extra_index_urls=extra if index == main_index else (),
+                           trusted_hosts=((host,) if host else ()) + (hosts if index == main_index else ()))
+        cmd = backend.download_command(args, wheelhouse, python_version=python_version, platforms=platforms)
+        commands.append(shown_command(cmd))
+        result = run_streaming(cmd, progress, options=run_options)
+        if not result.ok:
+            raise DepsInstallFailed(
+                f"pip download failed for {requirements_file.name} (exit {result.returncode})"
+                + (f": {result.output_tail[-1]}" if result.output_tail else ""),
+                hint="Read the pip output; check pip_index_url / allowed_pip_sources and that every "
+                     "requirement exists on the index.",
+                details={"command": commands[-1], "output_tail": list(result.output_tail)})
+    added = tuple(sorted(set(os.listdir(wheelhouse)) - before))
+    return DownloadResult(wheelhouse, added, tuple(commands), time.monotonic() - started)
