@@ -125,8 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("model_store", _D, (), "list",
        "Local model store: folders, file:// or http(s):// URL prefixes holding model files as "
        "<folder>/<subfolder>/<file>, <file> or sha256/<hex>. Tried before the model's own URL; "
-       "in offline mode the only source (folders and file:// only). An http(s) store must also "
-       "be reachable under private_mirrors in private mode. Comma- or newline-separated."),
+       "in offline mode the only source (folders and file:// only). An http(s) store is "
+       "reachable in private mode too. Comma- or newline-separated."),
     _s("snapshot_retention", _D, 20, "int",
        "How many auto-snapshots (taken before every update-all and restore) to keep; older ones "
        "are deleted. Snapshots saved by hand are never deleted. 0 = keep every one.", minimum=0),

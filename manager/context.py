@@ -49,11 +49,12 @@ def build_network_policy(config: Config) -> NetworkPolicy:
     """Translate settings into the gate's policy.
 
     In private mode only mirrors the admin named are reachable: ``private_mirrors``,
-    ``allowed_channels`` and ``allowed_pip_sources`` URLs, ``pip_index_url``, and
+    ``allowed_channels``, ``allowed_pip_sources`` and ``model_store`` URLs, ``pip_index_url``, and
     ``channel_url``/``registry_url`` when set away from their public defaults. Shipped public defaults never become allowed by accident.
     """
     allowed: list[str] = [u for u in config["allowed_channels"] if "://" in u]
     allowed += [u for u in config["allowed_pip_sources"] if "://" in u]
+    allowed += [u for u in config["model_store"] if u.startswith(("http://", "https://"))]
     if config["pip_index_url"]:
         allowed.append(config["pip_index_url"])
     for key in ("channel_url", "registry_url"):
@@ -100,8 +101,11 @@ class Manager:
                                   ChannelCache(host.layout.cache_dir / "registry", gate,
                                                ttl=float(config["cache_ttl"])))
         git = GitClient(gate, git_exe=config["git_exe"])
-        return cls(host=host, config=config, gate=gate, cache=cache, channels=channels, registry=registry,
-                   git=git)
+        manager = cls(host=host, config=config, gate=gate, cache=cache, channels=channels, registry=registry,
+                      git=git)
+        for factory in default_runner_factories():
+            manager.add_runners(factory)
+        return manager
 
     @classmethod
     def standalone(cls, comfyui_root: str | os.PathLike[str], **kw: Any) -> "Manager":
@@ -203,6 +207,28 @@ class Manager:
             return await self.cache.aget(self.channels.file_url(channel, name), refresh=refresh)
         except ManagerError as exc:
             return exc
+
+
+def default_runner_factories() -> list[Callable[[Manager], Mapping[str, Runner]]]:
+    """Every task kind the product ships: pack operations, models, snapshots.
+
+    Imported here, not at module top, so building a Manager for a read-only command does
+    not import the whole engine.
+    """
+
+    def operations(m: Manager) -> Mapping[str, Runner]:
+        from .operations import build_runners
+        return build_runners(m)
+
+    def models(m: Manager) -> Mapping[str, Runner]:
+        from .models import build_runners
+        return build_runners(m)
+
+    def snapshots(m: Manager) -> Mapping[str, Runner]:
+        from .snapshots import build_runners
+        return build_runners(m)
+
+    return [operations, models, snapshots]
 
 
 def load_channel_set(layout: Layout) -> ChannelSet:

@@ -236,6 +236,200 @@ class InternalError(ManagerError):
                     "report it with that log.")
 
 
+# --- node pack operations (manager/operations) ---------------------------------------
+class PackExists(ManagerError):
+    """The install destination in custom_nodes/ is taken; nothing was changed."""
+
+    code = "pack_exists"
+    http_status = 409
+    default_hint = ("The pack is already installed: use update, reinstall or switch_version, or install "
+                    "under another folder name (the `name` parameter).")
+
+
+class PackConflict(ManagerError):
+    """A move would overwrite another copy (enabled/disabled/trash); nothing was overwritten."""
+
+    code = "pack_conflict"
+    http_status = 409
+
+
+class PackAmbiguous(ManagerError):
+    """A pack key names several installed entries; the caller must pick one."""
+
+    code = "pack_ambiguous"
+    http_status = 409
+
+
+class PolicyDenied(ManagerError):
+    """A risky source (raw git URL, local path) without an allowed security decision."""
+
+    code = "policy_denied"
+    http_status = 403
+    default_hint = ("Installing from a raw git URL or a local path needs the security policy's approval: "
+                    "raise security_level (weak, or normal- on a loopback listener) or allow_git_url_install "
+                    "in config.ini, or install the pack from the catalog/registry instead.")
+
+
+class InstallUnsupported(ManagerError):
+    """The source cannot be installed (unknown install_type, a copy entry that is not a .py file, ...)."""
+
+    code = "install_unsupported"
+    http_status = 400
+
+
+class InstallScriptFailed(ManagerError):
+    """A pack's install.py exited non-zero or timed out; the staged copy was removed."""
+
+    code = "install_script_failed"
+    http_status = 500
+
+
+class InstallStepFailed(ManagerError):
+    """An install step failed with an OS-level error; ``details`` name the step and output tail."""
+
+    code = "install_step_failed"
+    http_status = 500
+
+
+class UpdateAllIncomplete(ManagerError):
+    """A step of an update-all plan failed; ``details`` list the steps done, failed and not done."""
+
+    code = "update_all_incomplete"
+    http_status = 500
+
+
+class TrashEntryInvalid(ManagerError):
+    """A trash entry has no readable manifest or no payload; it cannot be restored."""
+
+    code = "trash_entry_invalid"
+    http_status = 500
+
+
+class WorkflowInvalid(ManagerError):
+    """A workflow document is neither the UI format (nodes[].type) nor the API format ({id: {class_type}})."""
+
+    code = "workflow_invalid"
+    http_status = 400
+
+
+# --- models (manager/models) --------------------------------------------------------
+class ModelPathInvalid(ManagerError):
+    """A model's save_path or filename is not a safe, portable name; nothing was written."""
+
+    code = "model_path_invalid"
+    http_status = 400
+    default_hint = ("The channel entry names an unsafe file or folder (control or bidi characters, a "
+                    "Windows-reserved name, a trailing dot or space, a reserved character); fix the "
+                    "entry in model-list.json or report it to the channel owner.")
+
+
+class ModelFolderUnknown(ManagerError):
+    """A catalog model's type maps to no ComfyUI model folder and it names no save_path."""
+
+    code = "model_folder_unknown"
+    http_status = 422
+    default_hint = ("Give the entry an explicit save_path in model-list.json, or place the file by hand "
+                    "in the folder the node that uses it expects.")
+
+
+class ModelSourceUnsupported(ManagerError):
+    """The model's source cannot be downloaded as one file (a repository snapshot, a bad URL)."""
+
+    code = "model_source_unsupported"
+    http_status = 422
+    default_hint = ("Download the model by hand and place it in the folder named in the message, "
+                    "or put it in the model store (model_store in config.ini).")
+
+
+class ModelNotInStore(ManagerError):
+    """Offline mode and the model store does not hold the file: nothing was fetched."""
+
+    code = "model_not_in_store"
+    http_status = 503
+    default_hint = ("Copy the file into the model store (model_store in config.ini) or straight into "
+                    "the model folder named in the message, then retry.")
+
+
+# --- snapshots (manager/snapshots) ----------------------------------------------------
+class SnapshotInvalid(ManagerError):
+    """A snapshot document is not valid JSON/YAML or breaks the format; ``details.field`` names where."""
+
+    code = "snapshot_invalid"
+    http_status = 400
+
+
+class SnapshotExists(ManagerError):
+    """A snapshot of that name is already stored; nothing was overwritten."""
+
+    code = "snapshot_exists"
+    http_status = 409
+    default_hint = "Choose another name, or remove the stored snapshot first (cm-cli.py snapshot remove NAME)."
+
+
+class SnapshotSourcesMissing(ManagerError):
+    """An offline restore lacks local sources (repos, archives, wheels); nothing was changed."""
+
+    code = "snapshot_sources_missing"
+    http_status = 409
+
+
+class SnapshotRestoreFailed(ManagerError):
+    """A restore step failed; the plan stopped and ``details`` list the steps done, failed and not done."""
+
+    code = "snapshot_restore_failed"
+    http_status = 500
+
+
+# --- API doors and security policy ------------------------------------------------------
+class SecurityDenied(ManagerError):
+    """The security policy refused an operation; the hint names the setting that would allow it."""
+
+    code = "security_denied"
+    http_status = 403
+
+
+class RequestInvalid(ManagerError):
+    """A request's body, query or path parameter is missing, malformed or out of range."""
+
+    code = "request_invalid"
+    http_status = 400
+
+
+class RequestTooLarge(ManagerError):
+    code = "request_too_large"
+    http_status = 413
+
+
+class ContentTypeRefused(ManagerError):
+    """A state-changing request came with a form content type (the CSRF guard of the classic routes)."""
+
+    code = "content_type_refused"
+    http_status = 400
+    default_hint = "Send the body as application/json, or send no body and no Content-Type."
+
+
+class CrossOriginDenied(ManagerError):
+    """A state-changing request came from a page of another origin (Origin/Host mismatch)."""
+
+    code = "cross_origin_denied"
+    http_status = 403
+    default_hint = ("Open the Manager from the same address as the server (the ComfyUI page itself); "
+                    "pages of other sites may not drive it.")
+
+
+class QueueBusy(ManagerError):
+    code = "queue_busy"
+    http_status = 409
+    default_hint = "Wait until the running tasks finish (GET the queue status), then retry."
+
+
+class NotImplementedYet(ManagerError):
+    """A declared route or feature that this build or this host does not provide yet."""
+
+    code = "not_implemented"
+    http_status = 501
+
+
 def _walk(cls: type[ManagerError]) -> list[type[ManagerError]]:
     out = [cls]
     for sub in cls.__subclasses__():

@@ -1,0 +1,108 @@
+"""Snapshot benchmarks on a synthetic ``custom_nodes/`` of 200 packs (git and registry mixed).
+
+The tree is built once per run (untimed) by ``tests/support/gitrepos.py``: 80 real git clones,
+60 registry packs, 30 single files, 20 plain folders, 10 disabled variants. ``save_200`` times a
+whole ``snapshot save``: inventory scan, python packages of the ComfyUI python (one probe
+subprocess), requirements graph, models, atomic write. ``noop_restore_200`` times a restore of
+the snapshot just taken (capture again, diff, empty plan) and checks that it changed no file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time
+
+
+def _load(ctx: BenchContext, name: str) -> ModuleType:
+    path = ctx.repo_root / "tests" / "support" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"cm_bench_snap_{name}", path)
+    if spec is None or spec.loader is None:
+        raise BenchSkip(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module               # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _world(ctx: BenchContext) -> tuple[Any, Any]:
+    """(TemporaryDirectory keeping the tree alive, Manager of the tree)."""
+    if shutil.which("git") is None:
+        raise BenchSkip("git is not installed")
+    from manager.context import Manager
+
+    helpers = _load(ctx, "gitrepos")
+    tmp = tempfile.TemporaryDirectory(prefix="cm-bench-snapshots-")
+    base = Path(tmp.name)
+    upstream = helpers.make_repo(base / "upstream")
+    template = base / "template"
+    subprocess.run(["git", "clone", "-q", str(upstream.path), str(template)], check=True, timeout=60)
+    tree = helpers.build_pack_tree(base / "ComfyUI" / "custom_nodes", template)
+    if tree.total != 200:
+        raise RuntimeError(f"expected 200 packs, built {tree.total}")
+    (base / "ComfyUI" / "models" / "checkpoints").mkdir(parents=True)
+    (base / "ComfyUI" / "models" / "checkpoints" / "model.safetensors").write_bytes(b"\0" * 4096)
+    manager = Manager.standalone(base / "ComfyUI", env={}, cli={"network_mode": "offline"})
+    return tmp, manager
+
+
+def save_200(ctx: BenchContext) -> Figure:
+    from manager.snapshots import store_of
+    from manager.snapshots.capture import capture
+
+    _tmp, manager = ctx.memo("snapshots.world", lambda: _world(ctx))
+    store = store_of(manager)
+    box: list[Any] = []
+
+    def once() -> None:
+        snap = capture(manager)
+        box.append((snap, store.save(snap)))
+    once()                                          # warm the OS cache and the imports
+    seconds = median_time(once, repeat=ctx.repeat)
+    snap, saved = box[-1]
+    kinds: dict[str, int] = {}
+    for p in snap.packs:
+        kinds[p.kind] = kinds.get(p.kind, 0) + 1
+    note = (f"{len(snap.packs)} packs ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), "
+            f"{len(snap.python)} python packages, {saved.size // 1024} KiB")
+    print(f"snapshot save of {len(snap.packs)} packs: {seconds * 1000:.0f} ms ({note})")
+    return Figure(seconds * 1000, note)
+
+
+def noop_restore_200(ctx: BenchContext) -> Figure:
+    from manager.records import PolicyDecision
+    from manager.snapshots import store_of
+    from manager.snapshots.capture import capture
+    from manager.snapshots.plan import RestoreOptions
+    from manager.snapshots.restore import restore
+
+    listing = _load(ctx, "treesum").listing
+    _tmp, manager = ctx.memo("snapshots.world", lambda: _world(ctx))
+    saved = store_of(manager).save(capture(manager))
+    snap = store_of(manager).load(saved.name)
+    root = manager.layout.comfyui_root
+    before = listing(root)
+    allow = PolicyDecision.allow("snapshot_restore", "", "bench")
+    results: list[Any] = []
+    seconds = median_time(lambda: results.append(restore(manager, snap, RestoreOptions(), policy=allow)),
+                          repeat=ctx.repeat)
+    changed = listing(root) != before
+    if changed or any(r.done for r in results):
+        raise RuntimeError("a no-op restore changed the tree")
+    print(f"no-op restore of {len(snap.packs)} packs: {seconds * 1000:.0f} ms, files changed: none")
+    return Figure(seconds * 1000, f"{len(snap.packs)} packs, {len(snap.python)} python packages; no file changed")
+
+
+BENCHMARKS = [
+    Benchmark("snapshots.save_200", "ms", save_200, target=1000.0,
+              description="capture + atomic save of a tree with 200 packs (git, registry, files, disabled)"),
+    Benchmark("snapshots.noop_restore_200", "ms", noop_restore_200, target=2000.0,
+              description="restore of a snapshot equal to the tree: capture, diff, empty plan; no file changes"),
+]

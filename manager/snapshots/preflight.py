@@ -1,0 +1,238 @@
+"""Checks made before a restore changes anything.
+
+Always: git installs need an allowed security decision, and package sources must be allowed.
+Offline: every source must be local. Packs come from ``file://`` repositories (or a mirror map
+that points at one) holding the wanted commit, or from the registry archive cache; packages and
+the packs' own requirements from the wheelhouse. Everything missing is collected and reported
+at once (``snapshot_sources_missing``) so an air-gapped restore never fails half-way.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from packaging.requirements import Requirement
+
+from ..errors import ManagerError, NetworkBlocked, PolicyDenied, SnapshotSourcesMissing
+from ..records import PolicyDecision
+from .model import _Record
+from .plan import RestorePlan, RestoreStep
+
+__all__ = ["MissingSource", "check_policy", "missing_local_sources", "preflight"]
+
+
+@dataclass(frozen=True)
+class MissingSource(_Record):
+    step: int
+    what: str                          # repository | commit | archive | wheel | file
+    name: str                          # pack or package
+    needed: str                        # URL, commit, requirement or path
+    hint: str = ""
+
+
+def _git(git_exe: str, repo: Path, *args: str) -> tuple[int, bytes]:
+    """A read-only local git command (never touches a remote)."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        out = subprocess.run([git_exe, "-C", str(repo), *args], capture_output=True, timeout=60, env=env,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return 1, b""
+    return out.returncode, out.stdout
+
+
+def _has_commit(git_exe: str, repo: Path, commit: str) -> bool:
+    if not repo.is_dir():
+        return False
+    if not commit:
+        return _git(git_exe, repo, "rev-parse", "--verify", "-q", "HEAD^{commit}")[0] == 0
+    return _git(git_exe, repo, "cat-file", "-e", f"{commit}^{{commit}}")[0] == 0
+
+
+def _requirements_at(git_exe: str, repo: Path, commit: str) -> str:
+    rc, out = _git(git_exe, repo, "show", f"{commit or 'HEAD'}:requirements.txt")
+    return out.decode("utf-8", "replace") if rc == 0 else ""
+
+
+def _zip_requirements(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.endswith("requirements.txt") and n.count("/") <= 1]
+            names.sort(key=lambda n: n.count("/"))
+            return zf.read(names[0]).decode("utf-8", "replace") if names else ""
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return ""
+
+
+def check_policy(plan: RestorePlan, policy: PolicyDecision | None) -> None:
+    """Git installs from a snapshot need the door's allowed decision for the restore."""
+    gits = [s for s in plan.steps if s.kind == "pack_install" and s.params.get("kind") == "git"]
+    if not gits:
+        return
+    if policy is None or not policy.allowed:
+        raise PolicyDenied(
+            f"restoring needs {len(gits)} install(s) from git URLs ({', '.join(s.target for s in gits[:5])}) and no "
+            "allowed security decision was given for the restore"
+            + (f": {policy.reason}" if policy is not None and policy.reason else ""),
+            hint=(policy.hint if policy is not None and policy.hint else
+                  "Restore from cm-cli.py or the panel (they ask the security policy: security_level normal or "
+                  "lower), or use a snapshot of registry packs only."),
+            details={"packs": [s.target for s in gits]})
+
+
+class _Checker:
+    def __init__(self, manager: Any, plan: RestorePlan):
+        self.manager = manager
+        self.plan = plan
+        self.gate = manager.gate
+        self.git_exe = str(manager.config["git_exe"] or "git")
+        self.missing: list[MissingSource] = []
+        self.pack_reqs: list[tuple[str, str]] = []          # (pack, requirements.txt text)
+
+    def miss(self, step: RestoreStep, what: str, needed: str, hint: str) -> None:
+        self.missing.append(MissingSource(step.index, what, step.target, needed, hint))
+
+    def local_repo(self, url: str) -> Path | None:
+        try:
+            final = self.gate.rewrite(url)
+            return self.gate.local_path(final) if self.gate.is_local(final) else None
+        except NetworkBlocked:
+            return None
+
+    def git_step(self, step: RestoreStep, installed: Path | None) -> None:
+        url, commit = str(step.params.get("url") or ""), str(step.params.get("commit") or "")
+        for repo in (installed, self.local_repo(url) if url else None):
+            if repo is not None and _has_commit(self.git_exe, repo, commit):
+                self.pack_reqs.append((step.target, _requirements_at(self.git_exe, repo, commit)))
+                return
+        if url and self.local_repo(url) is None:
+            self.miss(step, "repository", url, "Offline, a pack comes from a file:// repository: add a mirror_map "
+                      "rule or clone the repository next to the tree and restore from a snapshot that names it.")
+        else:
+            self.miss(step, "commit", f"{url} {commit[:12]}".strip(),
+                      "The local repository lacks that commit; update the local mirror (git fetch) online.")
+
+    def cnr_step(self, step: RestoreStep) -> None:
+        from ..operations.common import Ops
+        from ..operations.sources import _cached_versions, cnr_archive_path
+
+        ops = Ops(self.manager)
+        ident, version = str(step.params.get("id") or ""), str(step.params.get("version") or "")
+        if version in ("", "latest"):
+            cached = _cached_versions(ops, ident)
+            version = cached[0] if cached else ""
+        archive = cnr_archive_path(ops, ident, version) if version else None
+        if archive is not None and archive.is_file():
+            self.pack_reqs.append((step.target, _zip_requirements(archive)))
+            return
+        if step.kind == "pack_switch" and version and self._parked(ident, version):
+            return
+        where = archive or self.manager.layout.cache_dir / "archives" / "cnr" / ident
+        self.miss(step, "archive", f"{ident}@{version or 'latest'}",
+                  f"Run `cm-cli.py install {ident}@{version or 'latest'}` on a machine with network and the same "
+                  f"manager data folder, or copy the registry zip to {where}.")
+
+    def _parked(self, ident: str, version: str) -> bool:
+        inv = self.manager.inventory(with_catalog=False)
+        return any(not p.enabled and (p.cnr_id or p.pack_id).lower() == ident.lower() and p.version == version
+                   for p in inv.packs)
+
+    def run(self, inventory_paths: dict[str, Path]) -> None:
+        for step in self.plan.steps:
+            kind = step.params.get("kind")
+            if step.kind == "pack_checkout" or (step.kind == "pack_install" and kind == "git"):
+                installed = inventory_paths.get(str(step.params.get("name") or "")) \
+                    if step.kind == "pack_checkout" else None
+                self.git_step(step, installed)
+            elif step.kind == "pack_switch" or (step.kind == "pack_install" and kind == "cnr"):
+                self.cnr_step(step)
+
+
+def _wheel_gaps(manager: Any, plan: RestorePlan, pack_reqs: Sequence[tuple[str, str]],
+                pip_requirements: Sequence[str]) -> list[MissingSource]:
+    """Requirements (the packs' and the snapshot's pins) the wheelhouse cannot satisfy."""
+    from ..deps.plan import PackSource
+    from .restore import dependency_installer
+
+    installer = dependency_installer(manager)
+    wanted: list[tuple[Requirement, str]] = []
+    with tempfile.TemporaryDirectory(prefix="cm-restore-") as tmp:
+        sources = []
+        for i, (pack, text) in enumerate(pack_reqs):
+            if not text.strip():
+                continue
+            folder = Path(tmp) / f"p{i}"
+            folder.mkdir()
+            (folder / "requirements.txt").write_text(text, encoding="utf-8")
+            sources.append(PackSource(pack, folder))
+        if sources:
+            deps_plan = installer.plan_for(sources)
+            for item in deps_plan.merged:
+                if item.requirement is not None and item.kind != "path" and item.name:
+                    req = item.requirement if item.kind == "name" else Requirement(item.name)
+                    wanted.append((req, ", ".join(item.packs)))
+    step_index = next((s.index for s in plan.steps if s.kind == "pip_install"), 0)
+    for text in pip_requirements:
+        req = Requirement(text)
+        if req.url:
+            if req.url.lower().startswith("file:"):
+                continue                                    # checked as a file below
+            req = Requirement(req.name)
+        wanted.append((req, "snapshot"))
+    if not wanted:
+        return []
+    env = installer.environment
+    gaps = installer.wheelhouse().missing(wanted, env, env.installed())
+    return [MissingSource(step_index, "wheel", m.needed_by, m.requirement,
+                          "Fill the wheelhouse online: `cm-cli.py download-deps` (or pip download -d <wheelhouse> "
+                          f"{m.requirement})" + (f"; it has {', '.join(m.available)}" if m.available else ""))
+            for m in gaps]
+
+
+def missing_local_sources(manager: Any, plan: RestorePlan, pip_requirements: Sequence[str]) -> list[MissingSource]:
+    """Everything an offline restore of ``plan`` would need and cannot find locally (nothing is changed)."""
+    checker = _Checker(manager, plan)
+    inv = manager.inventory(with_catalog=False)
+    paths = {}
+    for p in inv.packs:
+        base = p.name if p.enabled else p.pack_id
+        paths.setdefault(base, Path(p.path))
+    checker.run(paths)
+    missing = list(checker.missing)
+    reqs = [] if plan.options.no_deps else checker.pack_reqs
+    try:
+        missing += _wheel_gaps(manager, plan, reqs, pip_requirements)
+    except ManagerError as exc:                            # e.g. a pack's requirements.txt that cannot be read
+        missing.append(MissingSource(0, "requirements", exc.details.get("pack", ""), exc.message, exc.hint))
+    for text in pip_requirements:
+        req = Requirement(text)
+        if req.url and req.url.lower().startswith("file:"):
+            path = manager.gate.local_path(req.url)
+            if not path.exists():
+                step = next((s.index for s in plan.steps if s.kind == "pip_install"), 0)
+                missing.append(MissingSource(step, "file", req.name, str(path),
+                                             "The local file the package was installed from is gone; copy it back."))
+    return missing
+
+
+def preflight(manager: Any, plan: RestorePlan, pip_requirements: Sequence[str], *,
+              policy: PolicyDecision | None) -> None:
+    """Raise before the first change: denied git installs, or (offline) every missing local source."""
+    check_policy(plan, policy)
+    if not manager.gate.offline:
+        return
+    missing = missing_local_sources(manager, plan, pip_requirements)
+    if missing:
+        listing = "; ".join(f"{m.name}: {m.what} {m.needed}" for m in missing[:10])
+        raise SnapshotSourcesMissing(
+            f"offline restore cannot start: {len(missing)} source(s) are not available locally: {listing}"
+            + (" ..." if len(missing) > 10 else ""),
+            hint="Nothing was changed. Fetch the listed items on a machine with network (see each entry's hint), "
+                 "or set network_mode in config.ini.",
+            details={"missing": [m.to_dict() for m in missing]})

@@ -1,0 +1,293 @@
+"""Restore a snapshot: plan (shown by ``--dry-run``), check, then run step by step.
+
+Every pack step goes through the operations engine (``manager.operations``: staged installs,
+journalled renames, trash), every package step through the dependency installer, so a failed
+step leaves no half pack. The first failing step stops the plan; the result (and the
+``snapshot_restore_failed`` error) lists exactly the steps done, the one that failed and the
+ones not started. An offline restore first lists everything missing locally and stops before
+any change when something is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from packaging.requirements import Requirement
+
+from ..errors import ManagerError, SnapshotRestoreFailed
+from ..records import PolicyDecision
+from .capture import capture, python_environment, target_python
+from .diff import SnapshotDiff, diff
+from .model import PythonPackage, Snapshot, _Record
+from .plan import RestoreOptions, RestorePlan, RestoreStep, build_plan, python_requirements, removable
+from .preflight import preflight
+
+__all__ = ["RestoreResult", "StepOutcome", "plan_restore", "execute_plan", "restore", "dependency_installer"]
+
+
+@dataclass(frozen=True)
+class StepOutcome(_Record):
+    step: RestoreStep
+    status: str                        # done | failed
+    seconds: float = 0.0
+    result: Mapping[str, Any] | None = None
+    error: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RestoreResult(_Record):
+    snapshot: str
+    ok: bool
+    done: tuple[StepOutcome, ...] = ()
+    failed: StepOutcome | None = None
+    not_done: tuple[RestoreStep, ...] = ()
+    auto_snapshot: str = ""
+    restart_required: bool = False
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot, "ok": self.ok, "auto_snapshot": self.auto_snapshot,
+                "restart_required": self.restart_required, "notes": list(self.notes),
+                "done": [o.to_dict() for o in self.done],
+                "failed": self.failed.to_dict() if self.failed else None,
+                "not_done": [s.to_dict() for s in self.not_done]}
+
+
+def dependency_installer(manager: Any) -> Any:
+    """The dependency installer under the current config, for the ComfyUI python."""
+    from ..deps.installer import DependencyInstaller
+    from ..deps.policy import deps_policy_from_config
+
+    policy = deps_policy_from_config(manager.config, manager.layout)
+    policy = dataclasses.replace(policy, python=target_python(manager))
+    return DependencyInstaller(policy, manager.gate)
+
+
+def plan_restore(manager: Any, snapshot: Snapshot, options: RestoreOptions | None = None, *, where: str = "",
+                 current: Snapshot | None = None) -> RestorePlan:
+    """The restore plan for ``snapshot`` against the tree now; reads only (the dry run)."""
+    options = options or RestoreOptions()
+    want_python = bool(snapshot.python) and bool(options.pip_kinds())
+    if current is None:
+        current = capture(manager, include_python=want_python, include_models=bool(snapshot.models),
+                          strict_python=want_python)
+    changes = diff(current, snapshot, python=want_python)
+    protected = frozenset()
+    if want_python and options.remove_extra_pips:
+        protected = dependency_installer(manager).policy.protected
+    return build_plan(snapshot, changes, options, where=where, protected=protected)
+
+
+# --- python steps ------------------------------------------------------------------------------
+def _live_python_changes(manager: Any, snapshot: Snapshot) -> SnapshotDiff:
+    """The package differences now (packs installed earlier in the plan may have changed them)."""
+    version, pips = python_environment(target_python(manager))
+    now = Snapshot(created_at="", python=pips, python_version=version)
+    return diff(now, dataclasses.replace(snapshot, packs=(), models=()), models=False)
+
+
+def _req_line(pkg: PythonPackage, index: int, where: str, installer: Any) -> Any:
+    from ..deps.errors import DepsSourceNotAllowed
+    from ..deps.requirements import Origin, ReqLine
+
+    text = pkg.requirement
+    origin = Origin("snapshot", where or "snapshot", index, text)
+    if pkg.kind == "index" or not pkg.source:
+        return ReqLine(origin, "name", pkg.name, text, Requirement(text))
+    if pkg.kind == "local":
+        return ReqLine(origin, "path", pkg.name, str(installer.gate.local_path(pkg.source)))
+    bare = pkg.source
+    if not installer.policy.source_rules().url_allowed(bare):
+        raise DepsSourceNotAllowed(
+            f"snapshot package {pkg.name} comes from {bare}, outside allowed_pip_sources",
+            hint="Add the URL prefix to allowed_pip_sources (or set allow_external_pip = true) in the [security] "
+                 "section of config.ini, or restore without --pip-non-local-url.",
+            details={"package": pkg.name, "source": bare})
+    return ReqLine(origin, "url", pkg.name, text, Requirement(text), bare)
+
+
+def _pip_install(manager: Any, snapshot: Snapshot, options: RestoreOptions, where: str,
+                 emit: Callable[[str], None]) -> dict[str, Any]:
+    from ..deps.plan import DepsPlan, Planner
+
+    wanted, skipped = python_requirements(_live_python_changes(manager, snapshot), options.pip_kinds())
+    if not wanted:
+        return {"installed": [], "note": "every package already matches the snapshot"}
+    installer = dependency_installer(manager)
+    env = installer.environment
+    installed = env.installed()
+    lines = [_req_line(p, i + 1, where, installer) for i, p in enumerate(wanted)]
+    planner = Planner(installer.policy, env)
+    deps = planner.plan_lines("snapshot", manager.layout.manager_dir, None, lines, (), (), installed)
+    merged, conflicts, skips = planner.merge([deps], installed)
+    result = installer.install_plan(DepsPlan((deps,), merged, conflicts, skips, installed), emit)
+    return {"installed": [p.requirement for p in wanted], "skipped_by_flags": skipped, "deps": result.to_dict()}
+
+
+def _pip_uninstall(manager: Any, snapshot: Snapshot, emit: Callable[[str], None]) -> dict[str, Any]:
+    from ..deps.errors import DepsInstallFailed
+    from ..installers.base import RunOptions, run_streaming
+
+    installer = dependency_installer(manager)
+    names, kept = removable(_live_python_changes(manager, snapshot), installer.policy.protected)
+    if not names:
+        return {"uninstalled": [], "kept": kept}
+    choice = installer.choice
+    if choice.name == "uv":
+        cmd = [*choice.command, "pip", "uninstall", "--python", choice.python, *names]
+    else:
+        cmd = [*choice.command, "uninstall", "-y", *names]
+    res = run_streaming(cmd, emit, options=RunOptions())
+    if not res.ok:
+        raise DepsInstallFailed(f"{choice.name} failed to uninstall {', '.join(names)} (exit {res.returncode})",
+                                hint="Read the installer output; uninstall the packages by hand if needed.",
+                                details={"command": cmd, "output_tail": list(res.output_tail)})
+    return {"uninstalled": names, "kept": kept}
+
+
+# --- pack steps --------------------------------------------------------------------------------
+def _pack_step(ops: Any, step: RestoreStep, rep: Any, snapshot: Snapshot, options: RestoreOptions,
+               policy: PolicyDecision | None) -> dict[str, Any]:
+    from ..operations.install import install
+    from ..operations.remove import uninstall
+    from ..operations.toggle import disable, enable
+    from ..operations.update import switch_version
+
+    p = step.params
+    name = str(p.get("name") or step.target)
+    if step.kind == "pack_remove":
+        return uninstall(ops, name, rep, enabled=bool(p.get("enabled")), version=None).to_dict()
+    if step.kind == "pack_disable":
+        return disable(ops, name, rep).to_dict()
+    if step.kind == "pack_enable":
+        return enable(ops, name, rep, version=str(p.get("version") or "") or None).to_dict()
+    if step.kind == "pack_checkout":
+        return switch_version(ops, name, rep, commit=str(p["commit"]), skip_deps=options.no_deps).to_dict()
+    if step.kind == "pack_switch":
+        result = switch_version(ops, name, rep, version=str(p["version"]), skip_deps=options.no_deps)
+        return {**result.to_dict(), **_drop_parked(ops, rep, snapshot, str(p.get("id") or name), result.previous)}
+    if step.kind == "pack_install":
+        if p.get("kind") == "git":
+            allow = PolicyDecision.allow("snapshot_restore", "git_url",
+                                         f"restoring a snapshot ({policy.reason if policy else 'allowed'})")
+            ref = str(p.get("commit") or p.get("branch") or "") or None
+            return install(ops, str(p["url"]), rep, name=name, ref=ref, policy=allow,
+                           skip_deps=options.no_deps).to_dict()
+        version = str(p.get("version") or "") or "latest"
+        return install(ops, str(p.get("id") or name), rep, version=version, name=name,
+                       skip_deps=options.no_deps).to_dict()
+    raise ValueError(f"unknown restore step kind {step.kind!r}")
+
+
+def _drop_parked(ops: Any, rep: Any, snapshot: Snapshot, ident: str, previous: str) -> dict[str, Any]:
+    """A version switch parks the old copy in .disabled/; unless the snapshot has it, it goes to the trash."""
+    from ..operations.remove import uninstall
+
+    if not previous or any(not s.enabled and (s.cnr_id or s.id).lower() == ident.lower() for s in snapshot.packs):
+        return {}
+    parked = [x for x in ops.inventory().disabled
+              if (x.cnr_id or x.pack_id).lower() == ident.lower() and previous in (x.version, x.cnr_version)]
+    if len(parked) != 1:
+        return {}
+    res = uninstall(ops, parked[0].name, rep, enabled=False, version=previous)
+    return {"parked_copy_trashed": res.to_dict()}
+
+
+# --- running the plan --------------------------------------------------------------------------
+def _pip_texts(manager: Any, snapshot: Snapshot, plan: RestorePlan) -> list[str]:
+    if not any(s.kind == "pip_install" for s in plan.steps):
+        return []
+    assert plan.diff is not None
+    wanted, _ = python_requirements(plan.diff, plan.options.pip_kinds())
+    return [p.requirement for p in wanted]
+
+
+def execute_plan(manager: Any, snapshot: Snapshot, plan: RestorePlan, *, ctx: Any = None,
+                 policy: PolicyDecision | None = None, deps_step: Any = None,
+                 auto_snapshot_name: str = "", checked: bool = False) -> RestoreResult:
+    """Run ``plan``'s steps in order; stop at the first failure. Checks (policy, offline sources) run first
+    and raise before anything changes. Returns the result; a failed step is in ``result.failed``."""
+    from ..operations.common import Ops, Reporter
+
+    if not checked:
+        preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy)
+    ops = Ops(manager, deps_step=deps_step)
+    rep = Reporter(ctx)
+    total = len(plan.steps)
+    done: list[StepOutcome] = []
+    restart = False
+    for i, step in enumerate(plan.steps):
+        if ctx is not None:
+            ctx.check_cancelled()
+            ctx.progress("step", 100.0 * i / max(1, total), f"[{i + 1}/{total}] {step.description}")
+        started = time.monotonic()
+        try:
+            if step.kind == "pip_install":
+                result = _pip_install(manager, snapshot, plan.options, plan.snapshot, rep.line_fn("deps"))
+            elif step.kind == "pip_uninstall":
+                result = _pip_uninstall(manager, snapshot, rep.line_fn("deps"))
+            else:
+                result = _pack_step(ops, step, rep, snapshot, plan.options, policy)
+                restart = restart or bool(result.get("restart_required", True))
+        except ManagerError as exc:
+            failed = StepOutcome(step, "failed", time.monotonic() - started, error=exc.to_dict())
+            return RestoreResult(plan.snapshot, False, tuple(done), failed, plan.steps[i + 1:],
+                                 auto_snapshot_name, restart, plan.notes)
+        done.append(StepOutcome(step, "done", round(time.monotonic() - started, 3), result=result))
+    if ctx is not None:
+        ctx.progress("done", 100.0, f"restored {plan.snapshot or 'the snapshot'}: {total} step(s)")
+        if restart:
+            ctx.require_restart("a snapshot was restored")
+    return RestoreResult(plan.snapshot, True, tuple(done), None, (), auto_snapshot_name, restart, plan.notes)
+
+
+def failure_error(result: RestoreResult) -> SnapshotRestoreFailed:
+    """The coded error for a failed restore, carrying the whole report in ``details``."""
+    assert result.failed is not None
+    cause = dict(result.failed.error or {})
+    step = result.failed.step
+    return SnapshotRestoreFailed(
+        f"restore of {result.snapshot or 'the snapshot'} stopped at step {step.index} ({step.description}): "
+        f"{cause.get('message', 'failed')}",
+        hint=(f"{len(result.done)} step(s) were done, {len(result.not_done)} not started. {cause.get('hint', '')} "
+              + (f"The state before the restore is saved as snapshot {result.auto_snapshot}."
+                 if result.auto_snapshot else "")).strip(),
+        details={**result.to_json(), "cause": cause})
+
+
+def restore(manager: Any, snapshot: Snapshot, options: RestoreOptions | None = None, *, where: str = "",
+            ctx: Any = None, policy: PolicyDecision | None = None, deps_step: Any = None,
+            raise_on_failure: bool = True) -> RestoreResult:
+    """Plan, check, auto-snapshot (when there is something to do), then execute.
+
+    Raises ``snapshot_sources_missing`` / ``policy_denied`` before any change, and
+    ``snapshot_restore_failed`` (the full report in details) when a step fails, unless
+    ``raise_on_failure`` is false.
+    """
+    from . import auto_snapshot
+
+    options = options or RestoreOptions()
+    plan = plan_restore(manager, snapshot, options, where=where)
+    if plan.empty:
+        return RestoreResult(plan.snapshot, True, notes=plan.notes + ("nothing to do",))
+    preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy)
+    auto_name = auto_snapshot(manager, "restore").name if options.auto_snapshot else ""
+    result = execute_plan(manager, snapshot, plan, ctx=ctx, policy=policy, deps_step=deps_step,
+                          auto_snapshot_name=auto_name, checked=True)
+    if not result.ok and raise_on_failure:
+        raise failure_error(result)
+    return result
+
+
+def load_target(manager: Any, target: str) -> tuple[Snapshot, str]:
+    """A stored snapshot by name, or a file path (absolute or containing a separator)."""
+    from .store import SnapshotStore, read_snapshot_file
+
+    path = Path(target)
+    if "/" in target or "\\" in target or (path.suffix.lower() in (".json", ".yaml", ".yml") and path.is_file()):
+        return read_snapshot_file(path), str(path)
+    return SnapshotStore(manager.layout.snapshots_dir).load(target), target
