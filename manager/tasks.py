@@ -160,6 +160,11 @@ class TaskQueue:
         self._thread: threading.Thread | None = None
         self._stopping = False
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The task kinds this queue has a runner for."""
+        return tuple(sorted(self._runners))
+
     # --- events --------------------------------------------------------------------------
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Register ``callback(event)`` for every event; returns the unsubscribe function."""

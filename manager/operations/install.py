@@ -1,0 +1,133 @@
+"""Install and reinstall: resolve, stage, fetch, run install scripts, rename into place.
+
+Stages, in order: ``resolve``, ``stage``, ``clone`` | ``download`` + ``extract`` (+ ``tracking``
+for registry zips) | ``copy``, ``deps``, ``install-script``, ``rename``, ``done``. Everything
+before ``rename`` happens inside ``custom_nodes/.cm-staging.disabled/<name>-<random>/``; the
+rename is journalled (``staging.RenameTxn``), so any failure or kill leaves the tree as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..errors import InstallUnsupported, PackExists
+from ..inventory import InstalledPack, read_tracking
+from ..records import PolicyDecision
+from .common import OpResult, Ops, Reporter, Step, check_policy, find_pack, run_pack_scripts
+from .names import name_from_url
+from .remove import trash_into
+from .sources import NodeSpec, Source, fetch_into, registry_source, resolve
+from .staging import (RenameTxn, carry_over_user_files, new_staging_dir, prepare_tree, remove_tree,
+                      tidy_staging)
+
+__all__ = ["install", "reinstall", "stage_and_place", "source_of_installed"]
+
+# Moves the copy being replaced out of the way inside the transaction; returns a note.
+Displace = Callable[[RenameTxn], str]
+
+
+def _targets(ops: Ops, source: Source) -> list[Path]:
+    root = ops.layout.custom_nodes
+    if source.kind == "copy" and source.urls:
+        return [root / name_from_url(u) for u in source.urls]
+    return [root / source.name]
+
+
+def stage_and_place(ops: Ops, source: Source, rep: Reporter, *, action: str = "install",
+                    displace: Displace | None = None, carry_from: Path | None = None,
+                    skip_deps: bool = False, script_timeout: float | None = None,
+                    previous: str = "") -> OpResult:
+    """Fetch ``source`` into staging, run its scripts, then rename it to ``custom_nodes/<name>``.
+
+    ``displace`` moves the copy being replaced (to the trash or ``.disabled/``) in the same
+    transaction; ``carry_from`` is an old registry copy whose user files are carried over.
+    """
+    layout = ops.layout
+    label = source.pack_id or source.name
+    rep.stage("stage", None, f"staging {source.describe()}")
+    notes: list[str] = []
+    staging_existed = layout.staging_dir.exists()
+    work = new_staging_dir(layout, source.name)
+    try:
+        fetched = fetch_into(ops, source, work, rep)
+        if carry_from is not None and fetched.files == ():
+            carried = carry_over_user_files(carry_from, fetched.root, read_tracking(carry_from))
+            if carried:
+                notes.append(f"kept {len(carried)} file(s) not shipped by the pack: " + ", ".join(carried[:10]))
+        deps = run_pack_scripts(ops, fetched.root, source.name, rep, skip_deps=skip_deps, timeout=script_timeout)
+        rep.check_cancelled()
+        with Step(rep, "rename", label):
+            with RenameTxn(layout, label=f"{action} {source.name}") as txn:
+                if displace is not None:
+                    notes.append(displace(txn))
+                if fetched.files:
+                    for file_name in fetched.files:
+                        txn.move(work / file_name, layout.custom_nodes / file_name)
+                else:
+                    txn.move(fetched.root, layout.custom_nodes / source.name)
+    finally:
+        remove_tree(work)
+        if not staging_existed:
+            tidy_staging(layout)
+    rep.stage("done", 100.0)
+    rep.require_restart(f"{source.name}: {action}")
+    dest = layout.custom_nodes / (fetched.files[0] if fetched.files else source.name)
+    return OpResult(action, dest.name, path=str(dest), source=source.kind, version=source.version,
+                    commit=fetched.commit, previous=previous, restart_required=True, deps=deps,
+                    notes=tuple(n for n in notes if n),
+                    extra={"files": list(fetched.files)} if fetched.files else {})
+
+
+def install(ops: Ops, spec: str | NodeSpec, rep: Reporter, *, version: str | None = None, name: str | None = None,
+            ref: str | None = None, policy: PolicyDecision | None = None, skip_deps: bool = False,
+            script_timeout: float | None = None) -> OpResult:
+    """Install a pack from a spec (see ``sources``). Raw git URLs and local paths need an allowed
+    ``policy``; an existing ``custom_nodes/<name>`` is never replaced (``pack_exists``)."""
+    label = spec.raw if isinstance(spec, NodeSpec) else str(spec)
+    with Step(rep, "resolve", label):
+        source = resolve(ops, spec, version=version, name=name, ref=ref)
+        check_policy(source.risk, source.describe(), policy)
+        prepare_tree(ops.layout)                 # after validation: refused input touches nothing
+        taken = [p for p in _targets(ops, source) if os.path.lexists(p)]
+        if taken:
+            raise PackExists(f"{taken[0].name} is already installed at {taken[0]}",
+                             details={"pack": taken[0].name, "path": str(taken[0]), "source": source.to_dict()})
+    return stage_and_place(ops, source, rep, skip_deps=skip_deps, script_timeout=script_timeout)
+
+
+def source_of_installed(ops: Ops, pack: InstalledPack) -> Source:
+    """Where an installed pack came from, to fetch the same again (git remote + branch/commit,
+    or registry id + version)."""
+    if pack.kind == "git":
+        if not pack.remote_url:
+            raise InstallUnsupported(f"{pack.name} is a git checkout without a remote; it cannot be fetched again",
+                                     hint="Install it again from a URL or path with the install command.")
+        return Source("git", pack.name, pack.cnr_id or pack.catalog_id, "nightly",
+                      url=pack.remote_url, ref=pack.branch or pack.commit)
+    if pack.kind == "cnr" and pack.cnr_id and pack.version:
+        return registry_source(ops, pack.cnr_id, pack.version, pack.name)
+    raise InstallUnsupported(f"{pack.name} ({pack.kind}) has no known source to fetch it again",
+                             hint="Reinstall it by giving a spec (catalog id, URL or path) with the `spec` parameter.",
+                             details={"pack": pack.name, "kind": pack.kind})
+
+
+def reinstall(ops: Ops, key: str, rep: Reporter, *, spec: str | None = None, policy: PolicyDecision | None = None,
+              skip_deps: bool = False, script_timeout: float | None = None) -> OpResult:
+    """Fetch an installed pack again; the old copy goes to the trash in the same transaction."""
+    with Step(rep, "resolve", key):
+        prepare_tree(ops.layout)
+        pack = find_pack(ops.inventory(), key, enabled=True)
+        if spec:
+            source = resolve(ops, spec, name=pack.name)
+            check_policy(source.risk, source.describe(), policy)
+        else:
+            source = source_of_installed(ops, pack)
+        old = Path(pack.path)
+
+    def to_trash(txn: RenameTxn) -> str:
+        entry = trash_into(txn, old, reason="reinstall", pack=pack)
+        return f"previous copy kept in the trash as {entry.name}"
+    return stage_and_place(ops, source, rep, action="reinstall", displace=to_trash, skip_deps=skip_deps,
+                           script_timeout=script_timeout, previous=pack.version or pack.commit)
