@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import logging
 import re
 import time
@@ -129,8 +130,8 @@ class ChannelCache:
     def _load(self, url: str, check: Callable[[bytes], None] | None) -> tuple[CacheEntry, bytes] | None:
         """The verified cached copy, ``None`` when there is none; ``_BadCache`` when it is corrupt."""
         body, sidecar = self.paths(url)
-        if not body.exists() and not sidecar.exists():
-            return None
+        if not sidecar.exists() and not body.exists():
+            return None                                 # (a stray staged body is not a copy)
         if not sidecar.exists():
             raise _BadCache(f"cached body {body.name} has no metadata sidecar")
         entry = self._parse_sidecar(sidecar, body)
@@ -139,11 +140,17 @@ class ChannelCache:
         try:
             data = body.read_bytes()
         except OSError as exc:
-            raise _BadCache(f"cached body {body.name} is unreadable ({exc})") from exc
-        if len(data) != entry.size:
-            raise _BadCache(f"cached body {body.name} has {len(data)} bytes, its sidecar says {entry.size}")
-        if hashlib.sha256(data).hexdigest() != entry.sha256:
-            raise _BadCache(f"cached body {body.name} does not match its sha256")
+            data = self._roll_forward(body, entry)      # a first write killed after its commit
+            if data is None:
+                raise _BadCache(f"cached body {body.name} is unreadable ({exc})") from exc
+        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+            recovered = self._roll_forward(body, entry)
+            if recovered is not None:
+                data = recovered
+            elif len(data) != entry.size:
+                raise _BadCache(f"cached body {body.name} has {len(data)} bytes, its sidecar says {entry.size}")
+            else:
+                raise _BadCache(f"cached body {body.name} does not match its sha256")
         if check is not None:
             try:
                 check(data)
@@ -156,11 +163,32 @@ class ChannelCache:
         entry = CacheEntry(url=url, path=str(body), fetched_at=fetched_at,
                            sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                            etag=etag, last_modified=last_modified)
+        staged = self._staged_path(body)
         with self._lock():
-            # body first: a crash in between leaves a sha mismatch that is detected and refetched
-            atomic_write_bytes(body, data)
+            # The sidecar is the commit point: the new body waits under a hidden name until the
+            # sidecar describing it is on disk, then takes the real name. A kill before the
+            # commit leaves the old pair intact; a kill after it is rolled forward on read.
+            atomic_write_bytes(staged, data)
             atomic_write_json(sidecar, self._sidecar_dict(entry))
+            os.replace(staged, body)
         return entry
+
+    @staticmethod
+    def _staged_path(body: Path) -> Path:
+        return body.with_name(f".{body.name}.new")   # hidden: never listed as a cache file
+
+    def _roll_forward(self, body: Path, entry: CacheEntry) -> bytes | None:
+        """Finish a write killed between its sidecar commit and the body rename; None if none."""
+        staged = self._staged_path(body)
+        try:
+            data = staged.read_bytes()
+        except OSError:
+            return None
+        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+            return None
+        os.replace(staged, body)
+        self.log.warning("channel cache: finished the interrupted write of %s", body.name)
+        return data
 
     def _touch(self, entry: CacheEntry, *, fetched_at: float, etag: str, last_modified: str) -> CacheEntry:
         new = CacheEntry(url=entry.url, path=entry.path, fetched_at=fetched_at, sha256=entry.sha256,

@@ -68,6 +68,10 @@ class UpdateResult(_Record):
 
 
 # --- input checks (pure) ----------------------------------------------------------------
+# Words that look like a scp-style "host:path" but are URL schemes a user never meant as ssh.
+_SCHEME_WORDS = frozenset({"javascript", "data", "vbscript", "about", "blob", "mailto", "http", "https",
+                           "ftp", "file", "ext", "fd"})
+
 def check_remote_url(url: str) -> str:
     """Return ``url`` stripped, or raise ``InvalidGitUrl`` for anything git could misuse.
 
@@ -107,6 +111,8 @@ def check_remote_url(url: str) -> str:
     if m and not re.match(r"^[A-Za-z]:[\\/]", text):      # scp-like ssh address, not C:\path
         if m.group("host").startswith("-") or (m.group("user") or "").startswith("-"):
             raise bad("host or user starts with '-'")
+        if m.group("host").lower() in _SCHEME_WORDS:   # javascript:..., data:... are not ssh hosts
+            raise bad(f"{m.group('host')!r} is a URL scheme, not a host")
     return text
 
 

@@ -9,6 +9,7 @@ into place is atomic.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,19 @@ STAGING_DIRNAME = ".cm-staging.disabled"
 TRASH_DIRNAME = ".cm-trash.disabled"
 DISABLED_DIRNAME = ".disabled"
 MANAGER_DIRNAME = "__manager"
+
+
+_RESERVED_STEMS = frozenset({"con", "prn", "aux", "nul", "conin$", "conout$", "clock$"})
+_RESERVED_NUMBERED = re.compile(r"^(com|lpt)[0-9\u00b9\u00b2\u00b3]$")
+
+
+def is_reserved_device_name(name: str) -> bool:
+    """True for Windows device names (``CON``, ``com1``, ``nul.txt`` ...): unusable as file names.
+
+    Trees are copied between Linux GPU boxes and Windows desktops, so we refuse them everywhere.
+    """
+    stem = name.split(".", 1)[0].rstrip(" ").lower()
+    return stem in _RESERVED_STEMS or bool(_RESERVED_NUMBERED.match(stem))
 
 
 def ensure_inside(path: str | os.PathLike[str], *roots: str | os.PathLike[str]) -> Path:

@@ -160,7 +160,7 @@ def _int(value: Any, default: int = 0) -> int:
 def _decode_json(body: bytes, url: str) -> Any:
     try:
         return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting is hostile input
         raise _registry_error(f"the registry answer from {url} is not JSON ({exc.__class__.__name__})",
                               url, body_start=body[:80].decode("utf-8", "replace")) from None
 

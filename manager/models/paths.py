@@ -17,6 +17,7 @@ import unicodedata
 from pathlib import Path, PurePosixPath
 
 from ..errors import ModelPathInvalid, PathEscape
+from ..layout import is_reserved_device_name
 
 DEFAULT_SAVE_PATH = "default"
 MAX_COMPONENT_BYTES = 255
@@ -26,8 +27,6 @@ MAX_PATH_CHARS = 1024
 TEMP_SUFFIXES = (".part", ".part.json", ".lock", ".tmp")
 
 _WINDOWS_FORBIDDEN = set('<>:"|?*')
-_RESERVED_STEMS = {"con", "prn", "aux", "nul", "conin$", "conout$", "clock$"}
-_RESERVED_NUMBERED = re.compile(r"^(com|lpt)[0-9\u00b9\u00b2\u00b3]$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Categories refused anywhere in a name: controls, format chars (bidi overrides, zero-width,
 # BOM), surrogates, private use, unassigned.
@@ -83,8 +82,7 @@ def check_component(part: str, *, field: str, original: str) -> str:
     if part[-1] in ". ":
         raise _invalid(field, original, "trailing_dot_space", "a part ends with a dot or a space "
                        "(Windows drops it and the name changes)")
-    stem = part.split(".", 1)[0].rstrip(" ").lower()
-    if stem in _RESERVED_STEMS or _RESERVED_NUMBERED.match(stem):
+    if is_reserved_device_name(part):
         raise _invalid(field, original, "reserved_name", f"{part!r} is a reserved device name on Windows")
     if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
         raise _invalid(field, original, "too_long", f"a part is longer than {MAX_COMPONENT_BYTES} bytes")

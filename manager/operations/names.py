@@ -14,13 +14,12 @@ from typing import Any
 
 from ..errors import InvalidName
 from ..inventory import InstalledPack, parse_disabled_name
-from ..layout import DISABLED_DIRNAME, MANAGER_DIRNAME, STAGING_DIRNAME, TRASH_DIRNAME
+from ..layout import DISABLED_DIRNAME, MANAGER_DIRNAME, STAGING_DIRNAME, TRASH_DIRNAME, is_reserved_device_name
 
 __all__ = ["validate_pack_name", "name_from_url", "disabled_name", "enabled_name", "version_token"]
 
 _RESERVED = {DISABLED_DIRNAME, STAGING_DIRNAME, TRASH_DIRNAME, MANAGER_DIRNAME, "__pycache__", ".git",
              "custom_nodes", "models", "user", "web", "input", "output"}
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+\-]{0,63}$")
 MAX_NAME = 200
 
@@ -64,7 +63,7 @@ def validate_pack_name(name: Any, *, what: str = "pack folder name") -> str:
     low = name.lower()
     if low.endswith(".disabled"):
         raise _bad(name, "ends with '.disabled' (ComfyUI would skip it)", what)
-    if low in _RESERVED or low.split(".", 1)[0] in _WINDOWS_RESERVED:
+    if low in _RESERVED or is_reserved_device_name(name):
         raise _bad(name, "reserved name", what)
     if name.endswith("."):
         raise _bad(name, "ends with '.'", what)

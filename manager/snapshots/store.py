@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from ..errors import InvalidName, NotFound, SnapshotExists, SnapshotInvalid
 from ..fsops import atomic_write_bytes
+from ..layout import is_reserved_device_name
 from .classic import created_from_name, from_classic, is_classic, to_classic
 from .model import Snapshot, _Record
 
@@ -38,7 +39,8 @@ def check_name(name: Any) -> str:
             break
     if not text:
         raise InvalidName("the snapshot name is empty", hint=_NAME_HINT, details={"name": name})
-    if "/" in text or "\\" in text or ".." in text or os.path.isabs(text) or not _NAME_RE.match(text):
+    if "/" in text or "\\" in text or ".." in text or os.path.isabs(text) or not _NAME_RE.match(text) \
+            or is_reserved_device_name(text):
         raise InvalidName(f"{name[:80]!r} is not a valid snapshot name", hint=_NAME_HINT, details={"name": name})
     return text
 
