@@ -1,6 +1,10 @@
 """Build the Manager inside a running ComfyUI and mount its routes. Idempotent, never raises.
 
-Nothing here touches the network or does heavy work: ComfyUI's start must stay fast.
+Nothing here touches the network or does heavy work: ComfyUI's start must stay fast. Our own
+routes (``/offline-manager/...``) always mount; the classic ComfyUI-Manager paths mount only
+where no other extension owns them (``server.mount``). The task queue is built, its events
+forwarded through ``send_sync`` and its worker thread started by the first request that uses
+it (so the operation modules are not imported during ComfyUI's start).
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from ..manager import __version__
+from ..manager.api import Api, EventForwarder, register_runners, route_defs
+from . import events as comfy_events
 from . import server as route_mount
-from .comfy_host import ComfyHost
+from .comfy_host import ComfyHost, restart_comfyui
 
 log = logging.getLogger("offline_manager")
 _MARK = "_offline_manager_started"
+DEFAULT_LISTEN = "127.0.0.1"
 
 
 def _comfy_modules() -> tuple[Any, Any] | None:
@@ -32,12 +39,19 @@ def _comfy_modules() -> tuple[Any, Any] | None:
     return instance, folder_paths
 
 
+def listen_address() -> str:
+    """ComfyUI's ``--listen`` value (its default is 127.0.0.1; a bare --listen is 0.0.0.0,::)."""
+    cli_args = sys.modules.get("comfy.cli_args")
+    value = getattr(getattr(cli_args, "args", None), "listen", None)
+    return str(value) if value else DEFAULT_LISTEN
+
+
 def base_routes(host: ComfyHost) -> list[web.RouteDef]:
-    """Routes that exist from the first line of glue; the full API mounts through the same path."""
+    """Routes that exist from the first line of glue (a liveness probe)."""
 
     async def health(_request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "data": {"version": __version__,
-                                                        "comfyui_root": str(host.layout.comfyui_root)}})
+        return web.json_response({"ok": True, "version": 1,
+                                  "data": {"version": __version__, "comfyui_root": str(host.layout.comfyui_root)}})
 
     return [web.get("/offline-manager/health", health)]
 
@@ -51,13 +65,28 @@ def start(package_name: str, package_file: str) -> bool:
             log.debug("[offline-manager] no ComfyUI server in this process; routes not mounted")
             return False
         instance, folder_paths = found
-        if getattr(instance, _MARK, False):
+        if getattr(instance, _MARK, None):
             return True
         host = ComfyHost(instance, folder_paths, version=_comfyui_version())
-        mounted, _skipped = route_mount.mount(instance.routes, base_routes(host))
-        setattr(instance, _MARK, True)
-        log.info("[offline-manager] %s ready: %d route(s) in %.1f ms", __version__, len(mounted),
-                 (time.perf_counter() - t0) * 1000)
+
+        def build_manager() -> Any:
+            # Built by the first request: config.ini, channels.list and the core modules are
+            # read then, so ComfyUI's start pays for mounting routes only.
+            from ..manager.context import Manager
+            manager = Manager.create(host)
+            register_runners(manager)
+            return manager
+
+        api = Api(build_manager, listen=listen_address(), restart=restart_comfyui, door="comfyui")
+        mounted, skipped = route_mount.mount(instance.routes, base_routes(host) + route_defs(api))
+        forwarder = EventForwarder(comfy_events.comfy_sink(instance))
+        # The queue (and the operation modules behind it) is built by the first request that
+        # needs it; then events start flowing to send_sync and the worker thread starts.
+        api.on_queue(forwarder.attach)
+        api.on_queue(lambda queue: queue.start())
+        setattr(instance, _MARK, {"api": api, "forwarder": forwarder, "mounted": mounted, "skipped": skipped})
+        log.info("[offline-manager] %s ready: %d route(s) mounted, %d left to their owner, in %.1f ms",
+                 __version__, len(mounted), len(skipped), (time.perf_counter() - t0) * 1000)
         return True
     except Exception:  # ComfyUI goes on whatever happens here
         log.exception("[offline-manager] failed to start inside ComfyUI; ComfyUI continues without it")

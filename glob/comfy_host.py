@@ -43,3 +43,20 @@ class ComfyHost:
     def model_folders(self) -> dict[str, list[Path]]:
         table = getattr(self._folder_paths, "folder_names_and_paths", {})
         return {name: [Path(p) for p in entry[0]] for name, entry in table.items() if name != "custom_nodes"}
+
+
+def restart_comfyui() -> None:
+    """Restart the ComfyUI process the way ComfyUI is commonly launched.
+
+    Under comfy-cli (``__COMFY_CLI_SESSION__`` set) touch ``<session>.reboot`` and exit, so the
+    launcher starts it again; otherwise re-execute the same interpreter with the same argv.
+    """
+    import os
+
+    session = os.environ.get("__COMFY_CLI_SESSION__")
+    if session:
+        Path(session + ".reboot").touch()
+        os._exit(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.argv])

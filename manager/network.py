@@ -111,6 +111,10 @@ class NetworkGate:
     def policy(self) -> NetworkPolicy:
         return self._policy
 
+    def set_policy(self, policy: NetworkPolicy) -> None:
+        """Adopt new settings (a saved network_mode); sessions built afterwards follow them."""
+        self._policy = policy
+
     @property
     def mode(self) -> NetworkMode:
         return NetworkMode(self._policy.mode)

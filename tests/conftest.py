@@ -75,3 +75,14 @@ def local_channel(tmp_path: Path, channel_db: Path) -> Path:
     dest = tmp_path / "channel"
     shutil.copytree(channel_db / "default", dest)
     return dest
+
+
+# --- quality harnesses (issue 11): markers, one-line summary, offline_suite guard --------------
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the quality markers and the plugin that prints the end-of-run summary line."""
+    from support.session_report import MARKER_HELP, QualityReportPlugin
+
+    for name, text in MARKER_HELP.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    if not config.pluginmanager.has_plugin("cm-quality-report"):
+        config.pluginmanager.register(QualityReportPlugin(AUDIT), "cm-quality-report")

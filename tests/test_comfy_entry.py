@@ -40,11 +40,25 @@ def comfy_modules(comfy_tree: Path, monkeypatch: pytest.MonkeyPatch):
     fp.get_system_user_directory = lambda name="system": str(comfy_tree / "user" / f"__{name}")
     monkeypatch.setitem(sys.modules, "server", server)
     monkeypatch.setitem(sys.modules, "folder_paths", fp)
-    return StandInPromptServer.instance
+    yield StandInPromptServer.instance
+    started = getattr(StandInPromptServer.instance, "_offline_manager_started", None)
+    manager = started["api"]._manager if isinstance(started, dict) else None
+    if manager is not None and manager._queue is not None:
+        started["forwarder"].detach()     # the glue started a worker thread: end it with the test
+        manager.queue.stop(timeout=10)
 
 
-def load_like_comfyui(folder: Path):
-    """nodes.load_custom_node: path-mangled module name, sys.modules entry before exec."""
+def _forget(name: str) -> None:
+    for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+        del sys.modules[key]
+
+
+def load_like_comfyui(folder: Path, *, keep: bool = False):
+    """nodes.load_custom_node: path-mangled module name, sys.modules entry before exec.
+
+    ``keep=True`` leaves the modules loaded (as ComfyUI does: the worker imports lazily); the
+    ``loaded`` fixture removes them after the test.
+    """
     name = str(folder).replace(".", "_x_")
     spec = importlib.util.spec_from_file_location(name, folder / "__init__.py")
     module = importlib.util.module_from_spec(spec)
@@ -52,9 +66,17 @@ def load_like_comfyui(folder: Path):
     try:
         spec.loader.exec_module(module)
     finally:
-        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-            del sys.modules[key]
+        if not keep:
+            _forget(name)
     return module
+
+
+@pytest.fixture
+def loaded(comfy_modules):
+    """Load the extension like ComfyUI and keep it loaded for the test."""
+    name = str(REPO).replace(".", "_x_")
+    yield lambda: load_like_comfyui(REPO, keep=True)
+    _forget(name)
 
 
 def test_entry_exports_and_mounts_routes(comfy_modules):
@@ -91,3 +113,94 @@ def test_broken_host_never_raises(comfy_modules, monkeypatch, caplog):
         module = load_like_comfyui(REPO)
     assert module.NODE_CLASS_MAPPINGS == {}
     assert "ComfyUI continues" in caplog.text
+
+
+# --- the whole route table inside the stand-in host ---------------------------------------------
+def _offline_demo(comfy_tree: Path, tmp_path: Path) -> None:
+    """An offline config and a local file:// channel for the stand-in tree (no network at all)."""
+    from support.api_tree import demo_root
+    demo = demo_root(tmp_path)
+    channel = demo.parent / "demo-channel"
+    manager_dir = comfy_tree / "user" / "__manager"
+    manager_dir.mkdir(parents=True, exist_ok=True)
+    (manager_dir / "config.ini").write_text(
+        f"[default]\nnetwork_mode = offline\nchannel_url = {channel.as_uri()}\n", encoding="utf-8")
+    (manager_dir / "channels.list").write_text(f"demo::{channel.as_uri()}\n", encoding="utf-8")
+
+
+def comfy_app(instance: StandInPromptServer) -> web.Application:
+    """What PromptServer.add_routes does: every RouteDef under /api first, then the table itself."""
+    app = web.Application()
+    mirror = web.RouteTableDef()
+    for route in instance.routes:
+        if isinstance(route, web.RouteDef):
+            mirror.route(route.method, "/api" + route.path)(route.handler)
+    app.add_routes(mirror)
+    app.add_routes(instance.routes)
+    return app
+
+
+def test_entry_mounts_the_whole_table_without_network(comfy_modules, comfy_tree, tmp_path, socket_audit_log, loaded):
+    _offline_demo(comfy_tree, tmp_path)
+    before = len(socket_audit_log.inet_connects())
+    loaded()
+    assert len(socket_audit_log.inet_connects()) == before      # no connection at all while loading
+    paths = {(r.method, r.path) for r in comfy_modules.routes}
+    from manager.api.routes import ROUTES
+    assert {(r.method, r.path) for r in ROUTES} <= paths
+    started = comfy_modules._offline_manager_started
+    api = started["api"]
+    assert api.door == "comfyui" and api._manager is None         # built on first use, not at start
+    assert api.manager._queue is None
+    assert api.queue.worker_alive                                 # first use: worker started
+    assert "install" in api.kinds and "install_model" in api.kinds
+
+
+def test_entry_leaves_classic_paths_to_their_owner(comfy_modules, comfy_tree, tmp_path, caplog):
+    _offline_demo(comfy_tree, tmp_path)
+
+    async def classic(_):  # the classic manager in custom_nodes/ registered first
+        return web.Response(text="classic")
+    comfy_modules.routes.get("/customnode/getlist")(classic)
+    comfy_modules.routes.post("/manager/queue/start")(classic)
+    with caplog.at_level(logging.INFO, logger="offline_manager"):
+        load_like_comfyui(REPO)
+    owners = [r for r in comfy_modules.routes if r.path == "/customnode/getlist"]
+    assert len(owners) == 1 and owners[0].handler is classic
+    assert ("GET", "/offline-manager/v1/packs") in {(r.method, r.path) for r in comfy_modules.routes}
+    skipped = comfy_modules._offline_manager_started["skipped"]
+    assert skipped == ["GET /customnode/getlist", "POST /manager/queue/start"]
+
+
+async def test_routes_answer_and_events_reach_send_sync(comfy_modules, comfy_tree, tmp_path, aiohttp_client, loaded):
+    import asyncio
+    _offline_demo(comfy_tree, tmp_path)
+    loaded()
+    client = await aiohttp_client(comfy_app(comfy_modules))
+    status = await (await client.get("/api/offline-manager/v1/status")).json()
+    assert status["ok"] and status["data"]["door"] == "comfyui" and status["data"]["network_mode"] == "offline"
+    listing = await (await client.get("/customnode/getlist?mode=cache&skip_update=true")).json()
+    assert "demo-image-tools" in listing["node_packs"]
+    resp = await client.post("/api/manager/queue/install",
+                             json={"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly",
+                                   "ui_id": "row-1"})
+    assert resp.status == 200, await resp.text()
+    assert (await client.post("/api/manager/queue/start")).status in (200, 201)
+    queue = comfy_modules._offline_manager_started["api"].queue
+    assert await asyncio.to_thread(queue.run_until_idle, 30)
+    names = [name for name, _data in comfy_modules.sent]
+    assert "offline-manager.event" in names
+    classic = [data for name, data in comfy_modules.sent if name == "cm-queue-status"]
+    assert classic[-1]["status"] == "done" and classic[-1]["nodepack_result"] == {"row-1": "success"}
+    assert (comfy_tree / "custom_nodes" / "demo-image-tools" / "__init__.py").is_file()
+
+
+def test_listen_address_comes_from_comfy_args(comfy_modules, comfy_tree, tmp_path, monkeypatch, loaded):
+    _offline_demo(comfy_tree, tmp_path)
+    cli_args = types.ModuleType("comfy.cli_args")
+    cli_args.args = types.SimpleNamespace(listen="0.0.0.0,::")
+    monkeypatch.setitem(sys.modules, "comfy.cli_args", cli_args)
+    loaded()
+    api = comfy_modules._offline_manager_started["api"]
+    assert api.listen == "0.0.0.0,::" and not api.settings.loopback
+    assert not api.decide("install_git_url").allowed

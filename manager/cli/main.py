@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InternalError, ManagerError
-from . import commands
+from . import commands, serve
 from .render import print_error
 
 DB_MODES = {"cache": "auto", "remote": "force", "local": "never"}
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("node_id", nargs="?")
     s = sub.add_parser("demo", help="create a demo ComfyUI tree with a local channel and show it")
     s.add_argument("--dir", default="demo", help="where to create the demo tree (default ./demo)")
+    serve.add_parser(sub)
     return p
 
 
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command == "serve":
+            return serve.run(args, overrides=cli_overrides(args), default_root=default_comfyui_root())
         return commands.dispatch(args, refresh=DB_MODES[args.mode], overrides=cli_overrides(args),
                                  default_root=default_comfyui_root())
     except ManagerError as err:

@@ -1,0 +1,111 @@
+// The one client of the Offline Manager API that the panel uses.
+//
+// Give it ComfyUI's `api` (from scripts/api.js) or the standalone page's shim: any object with
+// fetchApi(path, init) (which adds the /api prefix) and addEventListener(type, fn). One method per
+// route under /offline-manager/v1; each resolves to the envelope's `data` or throws a
+// ManagerApiError carrying the error's code, message and hint. A test checks these methods
+// against the server's route table and docs/openapi.json, so keep one `return this._call(...)`
+// per method.
+//
+// Importing this module has no side effects (ComfyUI imports every .js file of the extension).
+
+export const PREFIX = "/offline-manager/v1";
+export const EVENT = "offline-manager.event";      // every queue event: {event, task_id, client_id, seq, at, data}
+export const CLASSIC_EVENT = "cm-queue-status";    // classic progress messages (in_progress, done)
+
+export class ManagerApiError extends Error {
+  constructor(error, status) {
+    super(error && error.message ? error.message : `request failed with status ${status}`);
+    this.name = "ManagerApiError";
+    this.code = (error && error.code) || `http_${status}`;
+    this.hint = (error && error.hint) || "";
+    this.details = (error && error.details) || {};
+    this.status = status;
+  }
+}
+
+const enc = encodeURIComponent;
+
+export class OfflineManagerClient {
+  constructor(api) {
+    if (!api || typeof api.fetchApi !== "function") {
+      throw new TypeError("OfflineManagerClient needs an object with fetchApi(path, init)");
+    }
+    this.api = api;
+  }
+
+  addEventListener(type, listener, options) { return this.api.addEventListener(type, listener, options); }
+  removeEventListener(type, listener, options) { return this.api.removeEventListener(type, listener, options); }
+  get clientId() { return this.api.clientId || this.api.initialClientId || undefined; }
+
+  async _call(method, path, { query, body } = {}) {
+    let url = PREFIX + path;
+    if (query) {
+      const params = new URLSearchParams();
+      for (const [key, value] of Object.entries(query)) {
+        if (value !== undefined && value !== null && value !== "") params.set(key, String(value));
+      }
+      const text = params.toString();
+      if (text) url += `?${text}`;
+    }
+    const init = { method, headers: {} };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const res = await this.api.fetchApi(url, init);
+    const text = await res.text();
+    let payload = null;
+    try { payload = text ? JSON.parse(text) : null; } catch (_) { payload = null; }
+    if (payload && payload.ok === false) throw new ManagerApiError(payload.error, res.status);
+    if (!res.ok) throw new ManagerApiError({ message: text.slice(0, 300) }, res.status);
+    return payload && payload.ok === true ? payload.data : payload;
+  }
+
+  // --- status and catalog ---------------------------------------------------------------------
+  getStatus() { return this._call("GET", `/status`); }
+  getOpenapi() { return this._call("GET", `/openapi.json`); }
+  listPacks({ mode } = {}) { return this._call("GET", `/packs`, { query: { mode } }); }
+  getPack(id) { return this._call("GET", `/packs/${enc(id)}`); }
+  getPackVersions(id) { return this._call("GET", `/packs/${enc(id)}/versions`); }
+  listInstalled() { return this._call("GET", `/installed`); }
+  findNodeType(name) { return this._call("GET", `/node-types/${enc(name)}`); }
+  workflowMissing(workflow) { return this._call("POST", `/workflow/missing`, { body: workflow }); }
+  listModels({ mode } = {}) { return this._call("GET", `/models`, { query: { mode } }); }
+
+  // --- queue ------------------------------------------------------------------------------------
+  getQueue({ clientId, history } = {}) {
+    return this._call("GET", `/queue`, { query: { client_id: clientId, history } });
+  }
+  // tasks: one {kind, target, params, task_id?} or an array of them; resolves to {tasks, started}
+  enqueue(tasks, { start = true } = {}) {
+    return this._call("POST", `/queue`, { body: { tasks: [].concat(tasks), start, client_id: this.clientId } });
+  }
+  startQueue() { return this._call("POST", `/queue/start`); }
+  resetQueue() { return this._call("POST", `/queue/reset`); }
+  getTask(id) { return this._call("GET", `/tasks/${enc(id)}`); }
+  cancelTask(id) { return this._call("POST", `/tasks/${enc(id)}/cancel`); }
+
+  // --- snapshots --------------------------------------------------------------------------------
+  listSnapshots() { return this._call("GET", `/snapshots`); }
+  saveSnapshot({ name } = {}) { return this._call("POST", `/snapshots`, { body: { name } }); }
+  currentSnapshot() { return this._call("GET", `/snapshots/current`); }
+  getSnapshot(name) { return this._call("GET", `/snapshots/${enc(name)}`); }
+  diffSnapshot(name) { return this._call("GET", `/snapshots/${enc(name)}/diff`); }
+  restoreSnapshot(name, { dryRun = false } = {}) {
+    return this._call("POST", `/snapshots/${enc(name)}/restore`, { body: { dry_run: dryRun } });
+  }
+  removeSnapshot(name) { return this._call("POST", `/snapshots/${enc(name)}/remove`); }
+
+  // --- settings, channels, cache, policy -------------------------------------------------------
+  getConfig() { return this._call("GET", `/config`); }
+  setConfig(changes) { return this._call("POST", `/config`, { body: { changes } }); }
+  getNetwork() { return this._call("GET", `/network`); }
+  setNetwork(mode) { return this._call("POST", `/network`, { body: { mode } }); }
+  getChannels() { return this._call("GET", `/channels`); }
+  setChannel({ name, url } = {}) { return this._call("POST", `/channels`, { body: { name, url } }); }
+  getCache() { return this._call("GET", `/cache`); }
+  refreshCache() { return this._call("POST", `/cache/refresh`); }
+  getPolicy() { return this._call("GET", `/policy`); }
+  reboot() { return this._call("POST", `/reboot`); }
+}

@@ -1,0 +1,216 @@
+"""One JSON envelope for every answer, and the guards every route passes through.
+
+Success: ``{"ok": true, "version": 1, "data": ...}``; failure: ``{"ok": false, "version": 1,
+"error": {"code", "message", "hint", "details?"}}`` with the error's HTTP status. The classic
+routes keep their own success shapes (scripts parse them) but fail with this envelope too.
+``guarded`` wraps a handler: CSRF checks on state-changing requests, ``ManagerError`` to the
+envelope, any other exception to ``internal_error`` (traceback logged, never swallowed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from ..errors import (ContentTypeRefused, CrossOriginDenied, InternalError, ManagerError, NotFound,
+                      RequestInvalid, RequestTooLarge)
+
+log = logging.getLogger("offline_manager.api")
+
+ENVELOPE_VERSION = 1
+MAX_BODY_BYTES = 4 * 1024 * 1024
+# Content types a page of another site can send without a CORS preflight (classic section 3.6).
+SIMPLE_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes (ASCII-safe, so any client decodes them)."""
+    return json.dumps(value, separators=(",", ":"), default=_default).encode("ascii")
+
+
+def _default(value: Any) -> Any:
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_bytes_response(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+def ok(data: Any = None, *, status: int = 200) -> web.Response:
+    """The success envelope."""
+    return json_bytes_response(dumps({"ok": True, "version": ENVELOPE_VERSION, "data": data}), status=status)
+
+
+def envelope_prefix() -> bytes:
+    """Bytes that open a success envelope whose ``data`` follows (for pre-encoded bodies)."""
+    return b'{"ok":true,"version":%d,"data":' % ENVELOPE_VERSION
+
+
+def raw_json(value: Any, *, status: int = 200) -> web.Response:
+    """A bare JSON answer (classic shapes)."""
+    return json_bytes_response(dumps(value), status=status)
+
+
+def error_response(err: ManagerError, *, status: int | None = None) -> web.Response:
+    """The failure envelope with the error's HTTP status (or ``status`` for classic quirks)."""
+    body = {"ok": False, "version": ENVELOPE_VERSION, "error": err.to_dict()}
+    return json_bytes_response(dumps(body), status=status or err.http_status)
+
+
+# --- request guards ------------------------------------------------------------------------------
+def host_of(value: str) -> str:
+    value = value.strip().lower()
+    if "://" in value:
+        value = value.split("://", 1)[1]
+    return value.split("/", 1)[0]
+
+
+def _strip_default_port(host: str, scheme: str) -> str:
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    return host[: -len(default)] if default and host.endswith(default) else host
+
+
+def check_csrf(request: web.Request) -> None:
+    """Refuse a state-changing request a page of another site could have sent.
+
+    Two rules: the ``Origin`` (when sent, browsers always send it on cross-site POSTs) must name
+    the host the request was sent to, and the body may not be one of the simple form types.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        raise CrossOriginDenied("refused a state-changing request sent by a page of another site "
+                                "(Sec-Fetch-Site: cross-site)")
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        host = request.headers.get("Host", "")
+        scheme = origin.split("://", 1)[0].lower() if "://" in origin else request.scheme
+        o, h = _strip_default_port(host_of(origin), scheme), _strip_default_port(host_of(host), scheme)
+        if origin.strip().lower() == "null" or not h or o != h:
+            raise CrossOriginDenied(f"refused a state-changing request from origin {origin!r} to host {host!r}",
+                                    details={"origin": origin, "host": host})
+    ctype = request.content_type.lower() if request.headers.get("Content-Type") else ""
+    if ctype in SIMPLE_FORM_TYPES:
+        raise ContentTypeRefused(f"Content-Type {ctype!r} is not accepted for {request.method} {request.path}",
+                                 details={"content_type": ctype})
+
+
+async def read_body(request: web.Request, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body, refusing more than ``max_bytes`` before reading it all."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise RequestTooLarge(f"request body of {length} bytes exceeds the {max_bytes}-byte limit",
+                              hint="Send a smaller body; workflows and batches over the limit must be split.",
+                              details={"limit": max_bytes, "size": length})
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > max_bytes:
+            raise RequestTooLarge(f"request body exceeds the {max_bytes}-byte limit",
+                                  hint="Send a smaller body.", details={"limit": max_bytes})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: web.Request, *, default: Any = None, max_bytes: int = MAX_BODY_BYTES,
+                    expect: type | tuple[type, ...] = dict) -> Any:
+    """The JSON body (``default`` when empty); ``request_invalid`` when not JSON or not ``expect``."""
+    data = await read_body(request, max_bytes=max_bytes)
+    if not data.strip():
+        if default is not None:
+            return default
+        raise RequestInvalid(f"{request.method} {request.path} needs a JSON body",
+                             hint="Send a JSON object as the request body.")
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestInvalid(f"the request body is not valid JSON: {exc}",
+                             hint="Send a JSON object with Content-Type: application/json.") from None
+    except RecursionError:
+        raise RequestInvalid("the request body nests JSON too deeply to read",
+                             hint="Send a plain JSON object; no request needs more than a few levels.") from None
+    if not isinstance(value, expect):
+        kind = "an object" if expect is dict else "a list" if expect is list else str(expect)
+        raise RequestInvalid(f"the request body must be {kind}, got {type(value).__name__}",
+                             hint="Send a JSON object as the request body.")
+    return value
+
+
+def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...] = str, *, required: bool = True,
+          default: Any = None) -> Any:
+    """One typed field of a JSON body; ``request_invalid`` naming the field otherwise."""
+    if name not in body or body[name] is None:
+        if required:
+            raise RequestInvalid(f"missing field {name!r}", hint=f"Add {name!r} to the JSON body.",
+                                 details={"field": name})
+        return default
+    value = body[name]
+    if isinstance(value, bool) and kind in (int, float):
+        value = None
+    if not isinstance(value, kind) or (kind is str and required and not value.strip()):
+        raise RequestInvalid(f"field {name!r} has the wrong type or is empty",
+                             hint=f"{name!r} must be a non-empty {getattr(kind, '__name__', kind)}.",
+                             details={"field": name})
+    return value
+
+
+def query(request: web.Request, name: str, *, default: str | None = None,
+          choices: tuple[str, ...] | None = None) -> str | None:
+    """A query parameter, checked against ``choices`` (``request_invalid`` naming the allowed values)."""
+    value = request.query.get(name, default)
+    if value is not None and choices is not None and value not in choices:
+        raise RequestInvalid(f"query parameter {name}={value!r} is not one of {', '.join(choices)}",
+                             hint=f"Use {name}=" + f" or {name}=".join(choices) + ".",
+                             details={"parameter": name, "allowed": list(choices)})
+    return value
+
+
+# --- wrapping ---------------------------------------------------------------------------------------
+def guarded(handler: Handler, *, label: str, before: Callable[[web.Request], None] | None = None) -> Handler:
+    """``handler`` with CSRF checks (``check_csrf``), ``before`` (the policy gate) and the envelope."""
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            check_csrf(request)
+            if before is not None:
+                before(request)
+            return await handler(request)
+        except ManagerError as err:
+            if err.http_status >= 500:   # 5xx codes (cache missing, not implemented) are worth a log line
+                log.info("%s %s failed: %s", request.method, request.path, err)
+            return error_response(err)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # one coded answer for a bug of ours; the traceback goes to the log
+            log.exception("%s %s (%s) raised", request.method, request.path, label)
+            return error_response(InternalError(f"unexpected {type(exc).__name__} in {label}: {exc}"))
+    run.__name__ = getattr(handler, "__name__", label)
+    return run
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Standalone app only: unknown paths and wrong methods answer the envelope too."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return error_response(NotFound(f"no route {request.method} {request.path}",
+                                       hint="GET /offline-manager/v1/openapi.json lists every route."))
+    except web.HTTPMethodNotAllowed as exc:
+        err = RequestInvalid(f"{request.method} is not allowed on {request.path}",
+                             hint=f"Use {', '.join(sorted(exc.allowed_methods))}.",
+                             details={"allowed": sorted(exc.allowed_methods)})
+        return error_response(err, status=405)

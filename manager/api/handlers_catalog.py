@@ -1,0 +1,164 @@
+"""Read-only catalog handlers of the v1 API: packs, one pack, versions, installed, models, workflows.
+
+Every handler is ``async def h(api, request)``; the route table binds ``api``. Nothing here
+blocks the loop: bodies come pre-encoded from ``api.listing`` and scans run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Iterable
+
+from aiohttp import web
+
+from ..errors import NotFound, RequestInvalid
+from .envelope import dumps, envelope_prefix, json_bytes_response, ok, query, read_json
+from .listing import Body, by_catalog_id, installed_dict
+from .service import DB_MODES, Api
+
+if TYPE_CHECKING:
+    from ..context import CatalogView
+
+MODES = tuple(m for m in DB_MODES if m != "nickname")
+WORKFLOW_MAX_BYTES = 32 * 1024 * 1024
+
+
+def body_response(request: web.Request, body: Body) -> web.Response:
+    """Pre-encoded bytes with an ETag; a matching ``If-None-Match`` gets 304 and no body."""
+    headers = {"ETag": body.etag, "Cache-Control": "no-cache"}
+    if request.headers.get("If-None-Match") == body.etag:
+        return web.Response(status=304, headers=headers)
+    return json_bytes_response(body.data, headers=headers)
+
+
+async def list_packs(api: Api, request: web.Request) -> web.Response:
+    view = await api.view(query(request, "mode", default="cache", choices=MODES) or "cache")
+    return body_response(request, await api.listing.packs("v1", view))
+
+
+async def get_pack(api: Api, request: web.Request) -> web.Response:
+    pack_id = request.match_info["id"]
+    view = await api.view()
+    pack = view.catalog.get(pack_id)
+    _key, inv = await api.inventory()
+    matched, _ = by_catalog_id(inv)
+    if pack is None:
+        here = inv.find(pack_id)
+        if not here:
+            raise NotFound(f"no pack {pack_id!r} in channel {view.channel.name!r} and none installed",
+                           hint="List the packs with GET /offline-manager/v1/packs; check the channel "
+                                "(GET /offline-manager/v1/channels).", details={"id": pack_id})
+        return ok({"pack": None, "installed": [installed_dict(p) for p in here], "node_types": [],
+                   "issues": [], "stats": None})
+    st = view.catalog.stats_for(pack.id)
+    inst = matched.get(pack.id)
+    return ok({"pack": pack.to_dict(), "installed": [installed_dict(inst)] if inst else [],
+               "node_types": list(view.catalog.node_types(pack.id)),
+               "issues": [i.to_dict() for i in view.catalog.issues_for(pack.id)],
+               "stats": st.__dict__ if st else None})
+
+
+async def registry_versions(api: Api, node_id: str) -> list[dict[str, Any]]:
+    """Registry versions of ``node_id`` through the gate and the cache (offline: cache only)."""
+    versions = await api.manager.registry.versions(node_id)
+    return [v.to_dict() for v in versions]
+
+
+async def pack_versions(api: Api, request: web.Request) -> web.Response:
+    pack_id = request.match_info["id"]
+    view = await api.view()
+    pack = view.catalog.get(pack_id)
+    node_id = (pack.cnr_id or pack.id) if pack else pack_id
+    return ok({"id": node_id, "versions": await registry_versions(api, node_id)})
+
+
+async def list_installed(api: Api, request: web.Request) -> web.Response:
+    await api.view()  # packs are matched against the catalog when one is loaded
+    _key, inv = await api.inventory()
+    return ok(inv.to_dict())
+
+
+def model_listing(api: Api, view: CatalogView) -> Any:
+    """The models module's listing (folders from the host, installed state from disk); blocking."""
+    from ..models import list_models as map_models, load_model_folders   # imported on first use
+    return map_models(view.catalog.models, load_model_folders(api.manager.host))
+
+
+async def list_models(api: Api, request: web.Request) -> web.Response:
+    view = await api.view(query(request, "mode", default="cache", choices=MODES) or "cache")
+
+    def build(v: CatalogView) -> bytes:
+        listing = model_listing(api, v)
+        data = {"channel": v.channel.to_dict(), **listing.to_dict()}
+        data["notices"] = [n.to_dict() for n in v.notices] + data["notices"]
+        return envelope_prefix() + dumps(data) + b"}"
+    return body_response(request, await api.listing.models("v1-models", view, build))
+
+
+async def node_type(api: Api, request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    view = await api.view()
+    packs = view.catalog.packs_for_node_type(name)
+    _key, inv = await api.inventory()
+    matched, _ = by_catalog_id(inv)
+    return ok({"type": name, "packs": [dict(p.to_dict(), installed=p.id in matched) for p in packs]})
+
+
+# --- workflows ---------------------------------------------------------------------------------
+def workflow_node_types(workflow: Any) -> list[str]:
+    """Node class names used by a workflow in the UI format (``nodes``, subgraphs) or API format."""
+    found: dict[str, None] = {}
+
+    def ui_nodes(nodes: Iterable[Any]) -> None:
+        for node in nodes:
+            if isinstance(node, dict) and isinstance(node.get("type"), str) and node["type"]:
+                found.setdefault(node["type"])
+
+    if isinstance(workflow, dict) and isinstance(workflow.get("nodes"), list):
+        ui_nodes(workflow["nodes"])
+        defs = workflow.get("definitions")
+        for sub in (defs.get("subgraphs") if isinstance(defs, dict) else None) or []:
+            if isinstance(sub, dict) and isinstance(sub.get("nodes"), list):
+                ui_nodes(sub["nodes"])
+    elif isinstance(workflow, dict):
+        for node in workflow.values():
+            if isinstance(node, dict) and isinstance(node.get("class_type"), str):
+                found.setdefault(node["class_type"])
+    else:
+        raise RequestInvalid("a workflow must be a JSON object (UI format with 'nodes', or API format)",
+                             hint="Send the workflow file's JSON as the request body.")
+    # subgraph instances use their uuid as type; they are not node classes
+    return [t for t in found if not (len(t) == 36 and t.count("-") == 4)]
+
+
+def missing_packs(view: CatalogView, inv: Any, types: list[str]) -> dict[str, Any]:
+    """Which node types no installed pack provides, and the catalog packs that would."""
+    matched, _ = by_catalog_id(inv)
+    enabled_ids = {pid for pid, p in matched.items() if p.enabled}
+    rows, to_install = [], {}
+    for name in types:
+        providers = view.catalog.packs_for_node_type(name)
+        if not providers:
+            rows.append({"type": name, "state": "unknown", "packs": []})
+            continue
+        ids = [p.id for p in providers]
+        if any(i in enabled_ids for i in ids):
+            state = "installed"
+        elif any(i in matched for i in ids):
+            state = "disabled"
+        else:
+            state = "missing"
+            to_install.setdefault(ids[0], providers[0].title)
+        rows.append({"type": name, "state": state, "packs": ids})
+    return {"node_types": rows, "install": [{"id": k, "title": v} for k, v in to_install.items()]}
+
+
+async def workflow_missing(api: Api, request: web.Request) -> web.Response:
+    workflow = await read_json(request, max_bytes=WORKFLOW_MAX_BYTES)
+    if isinstance(workflow.get("workflow"), dict):   # {"workflow": {...}} wrapper
+        workflow = workflow["workflow"]
+    types = workflow_node_types(workflow)
+    view = await api.view()
+    _key, inv = await api.inventory()
+    result = await asyncio.to_thread(missing_packs, view, inv, types)
+    return ok(result)

@@ -1,0 +1,250 @@
+"""THE route table: every route once, from which aiohttp RouteDefs and the OpenAPI file are made.
+
+A ``Route`` names its method, path, handler (``async def h(api, request)``), the security
+operation checked before the handler runs (``gate=False``: the handler decides, because the
+risk depends on the request), and what the OpenAPI document says about it. Our own routes
+live under ``/offline-manager/v1`` and always mount; the classic paths mount where free.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from .. import security as sec
+from . import handlers_admin as admin
+from . import handlers_catalog as cat
+from . import handlers_queue as q
+from . import legacy as cl
+from .envelope import guarded
+from .service import Api
+
+PREFIX = "/offline-manager/v1"
+ApiHandler = Callable[[Api, web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str = "query"            # query | path | header
+    required: bool = False
+    description: str = ""
+    enum: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: ApiHandler
+    operation: str                  # a manager.security operation (documentation and the gate)
+    name: str                       # operationId; for v1 routes also the JS client's method name
+    summary: str
+    legacy: bool = False
+    gate: bool = True               # False: the handler asks the policy with the request's risk
+    params: tuple[Param, ...] = ()
+    body: Mapping[str, Any] | None = None      # JSON schema of the request body
+    response: str = "envelope"      # envelope | json | text | html | empty
+    result: Mapping[str, Any] = field(default_factory=dict)  # JSON schema of data / the classic body
+    statuses: tuple[int, ...] = ()  # notable non-error statuses besides 200 (201, 202, 204, 304)
+
+
+def _obj(**props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": {k: (v if isinstance(v, dict) else {"type": v}) for k, v in props.items()}}
+
+
+def _req(schema: dict[str, Any], *names: str) -> dict[str, Any]:
+    return dict(schema, required=list(names))
+
+
+MODE = Param("mode", enum=("cache", "local", "remote"), description="data source: cache (default), local "
+             "(cached copy only, never the network), remote (revalidate through the network gate)")
+CLASSIC_MODE = Param("mode", enum=("cache", "local", "remote", "nickname"),
+                     description="classic data source; optional here (default cache)")
+TASK = _obj(kind={"type": "string", "enum": sorted(q.KIND_OPERATION)}, target="string",
+            params={"type": "object"}, task_id="string", client_id="string")
+CLASSIC_ROW = _obj(id="string", version="string", selected_version="string", repository="string",
+                   files={"type": "array", "items": {"type": "string"}}, channel="string", mode="string",
+                   ui_id="string", skip_post_install="boolean")
+VALUE = _req(_obj(value="string"), "value")
+TASK_RESULT = _obj(task={"type": "object"})
+_D = sec  # short alias for operations in the table below
+
+_get_db, _set_db = cl.setting_routes("db_mode")
+_get_upd, _set_upd = cl.setting_routes("update_policy", {"stable": "stable-comfyui", "nightly": "nightly-comfyui"})
+_get_comp, _set_comp = cl.setting_routes("component_policy")
+
+
+def _v1(method: str, path: str, handler: ApiHandler, op: str, name: str, summary: str, **kw: Any) -> Route:
+    return Route(method, PREFIX + path, handler, op, name, summary, **kw)
+
+
+def _c(method: str, path: str, handler: ApiHandler, op: str, name: str, summary: str, **kw: Any) -> Route:
+    return Route(method, path, handler, op, name, summary, legacy=True, **kw)
+
+
+ROUTES: tuple[Route, ...] = (
+    # --- v1: our own prefix, always mounted; the panel uses only these ---------------------------
+    _v1("GET", "/status", admin.get_status, _D.READ, "getStatus", "Version, door, network mode, catalog and queue summary"),
+    _v1("GET", "/openapi.json", admin.get_openapi, _D.READ, "getOpenapi", "This document", response="json"),
+    _v1("GET", "/packs", cat.list_packs, _D.READ, "listPacks",
+        "Every catalog pack with its installed state (pre-encoded; ETag/304)", params=(MODE,), statuses=(304,)),
+    _v1("GET", "/packs/{id}", cat.get_pack, _D.READ, "getPack", "One pack: catalog entry, installed copies, node types",
+        params=(Param("id", "path", True),)),
+    _v1("GET", "/packs/{id}/versions", cat.pack_versions, _D.READ, "getPackVersions",
+        "Registry versions of a pack (offline: from the cache)", params=(Param("id", "path", True),)),
+    _v1("GET", "/installed", cat.list_installed, _D.READ, "listInstalled", "What custom_nodes holds (inventory)"),
+    _v1("GET", "/node-types/{name}", cat.node_type, _D.READ, "findNodeType", "Packs that provide a node class",
+        params=(Param("name", "path", True),)),
+    _v1("POST", "/workflow/missing", cat.workflow_missing, _D.READ, "workflowMissing",
+        "Node types of a workflow that no installed pack provides, and the packs to install",
+        body={"type": "object", "description": "a workflow (UI or API format) or {workflow: ...}"}),
+    _v1("GET", "/models", cat.list_models, _D.READ, "listModels", "Catalog models with installed state",
+        params=(MODE,), statuses=(304,)),
+    _v1("GET", "/queue", q.get_queue, _D.READ, "getQueue", "Queue status, running, pending and history",
+        params=(Param("client_id"), Param("history", description="how many finished tasks (default 50)"))),
+    _v1("POST", "/queue", q.post_queue, _D.INSTALL, "enqueue",
+        "Queue one task or {tasks: [...]}; each is classified and decided by the policy, then the worker starts",
+        gate=False, body={"oneOf": [TASK, _obj(tasks={"type": "array", "items": TASK}, start="boolean",
+                                              client_id="string")]}, statuses=(202,)),
+    _v1("POST", "/queue/start", q.start_queue, _D.QUEUE_CONTROL, "startQueue", "Start the worker"),
+    _v1("POST", "/queue/reset", q.reset_queue, _D.QUEUE_CONTROL, "resetQueue",
+        "Cancel queued tasks and clear the history (a running task finishes)"),
+    _v1("GET", "/tasks/{id}", q.get_task, _D.READ, "getTask", "One task", params=(Param("id", "path", True),)),
+    _v1("POST", "/tasks/{id}/cancel", q.cancel_task, _D.QUEUE_CONTROL, "cancelTask", "Cancel a queued or running task",
+        params=(Param("id", "path", True),)),
+    _v1("GET", "/snapshots", admin.snapshots_pending, _D.READ, "listSnapshots", "Saved snapshots"),
+    _v1("POST", "/snapshots", admin.snapshots_pending, _D.SNAPSHOT_SAVE, "saveSnapshot", "Save a snapshot now",
+        body=_obj(name="string")),
+    _v1("GET", "/snapshots/current", admin.snapshots_pending, _D.READ, "currentSnapshot",
+        "The snapshot of the tree as it is now (not saved)"),
+    _v1("GET", "/snapshots/{name}", admin.snapshots_pending, _D.READ, "getSnapshot", "One saved snapshot",
+        params=(Param("name", "path", True),)),
+    _v1("GET", "/snapshots/{name}/diff", admin.snapshots_pending, _D.READ, "diffSnapshot",
+        "What restoring the snapshot would change", params=(Param("name", "path", True),)),
+    _v1("POST", "/snapshots/{name}/restore", admin.snapshots_pending, _D.SNAPSHOT_RESTORE, "restoreSnapshot",
+        "Restore a snapshot (dry_run: only the plan)", params=(Param("name", "path", True),),
+        body=_obj(dry_run="boolean")),
+    _v1("POST", "/snapshots/{name}/remove", admin.snapshots_pending, _D.SNAPSHOT_REMOVE, "removeSnapshot",
+        "Delete a saved snapshot", params=(Param("name", "path", True),)),
+    _v1("GET", "/config", admin.get_config, _D.READ, "getConfig", "Every setting, its value and where it came from"),
+    _v1("POST", "/config", admin.post_config, _D.CONFIG_WRITE, "setConfig",
+        "Save plain settings to config.ini ({changes: {key: value}}); security keys are refused",
+        gate=False, body=_req(_obj(changes={"type": "object"}), "changes")),
+    _v1("GET", "/network", admin.get_network, _D.READ, "getNetwork", "The network mode in effect and its source"),
+    _v1("POST", "/network", admin.post_network, _D.NETWORK_MODE, "setNetwork",
+        "Change network_mode (towards offline always; towards public needs normal level and loopback)",
+        gate=False, body=_req(_obj(mode={"type": "string", "enum": ["offline", "private", "public"]}), "mode")),
+    _v1("GET", "/channels", admin.get_channels, _D.READ, "getChannels", "channels.list and the active channel"),
+    _v1("POST", "/channels", admin.post_channels, _D.CHANNEL_SELECT, "setChannel",
+        "Select the active channel by name (or URL, as the policy allows)", gate=False,
+        body=_obj(name="string", url="string")),
+    _v1("GET", "/cache", admin.get_cache, _D.READ, "getCache", "Channel cache health (age, fresh/stale, checksums)"),
+    _v1("POST", "/cache/refresh", admin.refresh_cache, _D.CACHE_REFRESH, "refreshCache",
+        "Revalidate the channel files through the network gate"),
+    _v1("GET", "/policy", admin.get_policy, _D.READ, "getPolicy",
+        "Security settings and, per operation, whether it is allowed now (with the hint when not)"),
+    _v1("POST", "/reboot", admin.reboot, _D.REBOOT, "reboot", "Restart ComfyUI (answers first)"),
+
+    # --- classic ComfyUI-Manager paths (mounted only where no other extension owns them) ---------
+    _c("GET", "/customnode/getlist", cl.getlist, _D.READ, "classicGetlist",
+       "{channel, node_packs}; skip_update is accepted, git never runs", response="json",
+       params=(CLASSIC_MODE, Param("skip_update")), statuses=(304,)),
+    _c("GET", "/customnode/getmappings", cl.getmappings, _D.READ, "classicGetmappings",
+       "{pack: [[node classes], {title_aux, nodename_pattern?}]}", response="json", params=(CLASSIC_MODE,)),
+    _c("GET", "/customnode/alternatives", cl.alternatives, _D.READ, "classicAlternatives", "{id: alternative}",
+       response="json", params=(CLASSIC_MODE,)),
+    _c("GET", "/customnode/versions/{node_name}", cl.versions, _D.READ, "classicVersions",
+       "Registry versions (offline: cached copy or a coded error)", response="json",
+       params=(Param("node_name", "path", True),)),
+    _c("GET", "/customnode/disabled_versions/{node_name}", cl.disabled_versions, _D.READ, "classicDisabledVersions",
+       "[{version}] of disabled copies", response="json", params=(Param("node_name", "path", True),)),
+    _c("GET", "/customnode/installed", cl.installed, _D.READ, "classicInstalled",
+       "{dir: {ver, cnr_id, aux_id, enabled}}", response="json",
+       params=(Param("mode", enum=("default", "imported")),)),
+    _c("POST", "/customnode/fetch_updates", cl.fetch_updates, _D.CACHE_REFRESH, "classicFetchUpdates",
+       "Revalidate channel data (no git fetch)", response="json"),
+    _c("GET", "/customnode/get_node_types_in_workflows", cl.node_types_in_workflows, _D.READ,
+       "classicWorkflowNodeTypes", "Node types per saved workflow of the user", response="json",
+       params=(Param("comfy-user", "header"),), statuses=(204,)),
+    _c("POST", "/customnode/install/git_url", cl.install_git_url, _D.INSTALL_GIT_URL, "classicInstallGitUrl",
+       "Queue an install from a git URL (allow_git_url_install + loopback)", gate=False,
+       body=_req(_obj(url="string"), "url"), result=TASK_RESULT),
+    _c("POST", "/customnode/install/pip", cl.install_pip, _D.INSTALL_PIP, "classicInstallPip",
+       "Queue a pip install (allow_pip_install + loopback; URLs also allow_external_pip)", gate=False,
+       body=_req(_obj(packages="string", index_url="string"), "packages"), result=TASK_RESULT),
+    *(_c("POST", f"/manager/queue/{kind}", cl.queue_route(kind), q.KIND_OPERATION[kind], f"classicQueue_{kind}",
+         f"Queue {kind} (classic body; ui_id becomes the task id)", body=CLASSIC_ROW, result=TASK_RESULT)
+      for kind in ("install", "reinstall", "uninstall", "update", "fix", "disable")),
+    _c("POST", "/manager/queue/install_model", cl.queue_route("install_model"), _D.INSTALL_MODEL,
+       "classicQueue_install_model", "Queue a model download (must be in the channel's model list)",
+       body=_obj(name="string", type="string", base="string", save_path="string", url="string",
+                 filename="string", ui_id="string"), result=TASK_RESULT),
+    _c("POST", "/manager/queue/update_all", cl.queue_update_all, _D.UPDATE_ALL, "classicQueue_update_all",
+       "Queue update-all (401 while tasks are queued or running)", body=_obj(mode="string"), result=TASK_RESULT),
+    _c("POST", "/manager/queue/start", cl.queue_start, _D.QUEUE_CONTROL, "classicQueueStart",
+       "Start the worker: 200 started, 201 already running", statuses=(201,)),
+    _c("POST", "/manager/queue/reset", cl.queue_reset, _D.QUEUE_CONTROL, "classicQueueReset", "Cancel queued tasks"),
+    _c("GET", "/manager/queue/status", cl.queue_status, _D.READ, "classicQueueStatus",
+       "{total_count, done_count, in_progress_count, is_processing, ...}", response="json",
+       params=(Param("client_id"),)),
+    _c("GET", "/snapshot/getlist", cl.snapshot_pending, _D.READ, "classicSnapshotList", "{items: [names]}",
+       response="json"),
+    _c("GET", "/snapshot/get_current", cl.snapshot_pending, _D.READ, "classicSnapshotCurrent",
+       "The live snapshot", response="json"),
+    _c("POST", "/snapshot/save", cl.snapshot_pending, _D.SNAPSHOT_SAVE, "classicSnapshotSave", "Save a snapshot"),
+    _c("POST", "/snapshot/restore", cl.snapshot_pending, _D.SNAPSHOT_RESTORE, "classicSnapshotRestore",
+       "Restore a snapshot", body=_obj(target="string")),
+    _c("POST", "/snapshot/remove", cl.snapshot_pending, _D.SNAPSHOT_REMOVE, "classicSnapshotRemove",
+       "Delete a snapshot", body=_obj(target="string")),
+    _c("GET", "/externalmodel/getlist", cl.external_models, _D.READ, "classicModelList",
+       "{models: [... installed: 'True'|'False']}", response="json", params=(CLASSIC_MODE,)),
+    _c("GET", "/manager/channel_url_list", cl.get_channel_list, _D.READ, "classicChannelList",
+       "{selected, list: ['name::url']}", response="json"),
+    _c("POST", "/manager/channel_url_list", cl.post_channel_list, _D.CHANNEL_SELECT, "classicChannelSelect",
+       "Select a channel by name ({value})", gate=False, body=VALUE),
+    _c("GET", "/manager/db_mode", _get_db, _D.READ, "classicGetDbMode", "db_mode as text", response="text"),
+    _c("POST", "/manager/db_mode", _set_db, _D.CONFIG_WRITE, "classicSetDbMode", "Save db_mode ({value})", body=VALUE),
+    _c("GET", "/manager/policy/update", _get_upd, _D.READ, "classicGetUpdatePolicy", "update_policy as text",
+       response="text"),
+    _c("POST", "/manager/policy/update", _set_upd, _D.CONFIG_WRITE, "classicSetUpdatePolicy",
+       "Save update_policy ({value})", body=VALUE),
+    _c("GET", "/manager/policy/component", _get_comp, _D.READ, "classicGetComponentPolicy",
+       "component_policy as text", response="text"),
+    _c("POST", "/manager/policy/component", _set_comp, _D.CONFIG_WRITE, "classicSetComponentPolicy",
+       "Save component_policy ({value})", body=VALUE),
+    _c("GET", "/manager/version", cl.version, _D.READ, "classicVersion", "'V<version>' as text", response="text"),
+    _c("POST", "/manager/reboot", admin.reboot, _D.REBOOT, "classicReboot", "Restart ComfyUI (answers first)"),
+    _c("GET", "/manager/notice", cl.notice, _D.READ, "classicNotice", "A local status notice (no network)",
+       response="html"),
+    _c("GET", "/manager/startup_alerts", cl.startup_alerts, _D.READ, "classicStartupAlerts",
+       "[{message, level}] from loading config.ini", response="json"),
+    _c("GET", "/manager/is_legacy_manager_ui", cl.is_legacy_ui, _D.READ, "classicIsLegacyUi",
+       "{is_legacy_manager_ui: false}", response="json"),
+)
+
+
+def _gate(api: Api, operation: str) -> Callable[[web.Request], None]:
+    def before(_request: web.Request) -> None:
+        api.require(operation)
+    return before
+
+
+def route_defs(api: Api, routes: tuple[Route, ...] = ROUTES, *, legacy: bool = True) -> list[web.RouteDef]:
+    """aiohttp RouteDefs of ``routes`` bound to ``api`` (bare paths; hosts add the ``/api`` mirror)."""
+    out: list[web.RouteDef] = []
+    for r in routes:
+        if r.legacy and not legacy:
+            continue
+        before = _gate(api, r.operation) if r.gate and r.operation != sec.READ else None
+        handler = guarded(functools.partial(r.handler, api), label=r.name, before=before)
+        out.append(web.route(r.method, r.path, handler))
+    return out
+
+
+def with_api_mirror(defs: list[web.RouteDef]) -> list[web.RouteDef]:
+    """Each route twice, under ``/api`` first and bare, the way ComfyUI mounts extension routes."""
+    return [web.route(d.method, "/api" + d.path, d.handler) for d in defs] + list(defs)

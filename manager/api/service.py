@@ -1,0 +1,224 @@
+"""``Api``: what every handler shares (the Manager, the listen address, the policy, caches).
+
+One ``Api`` per door (ComfyUI or the standalone server). It holds no global state: handlers get
+it bound by the route table. Blocking work (catalog builds, inventory scans, config writes)
+runs in ``asyncio.to_thread``; the hot list routes read pre-encoded bytes (``listing.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from ..errors import RequestInvalid
+from ..security import SecuritySettings, decide, enforce
+from .listing import ListingCache
+
+if TYPE_CHECKING:   # the core is imported when the Manager is built, not when a host mounts us
+    from ..config import Config
+    from ..context import CatalogView, Manager
+    from ..events import Event
+    from ..inventory import Inventory
+    from ..records import PolicyDecision
+    from ..tasks import TaskQueue
+
+log = logging.getLogger("offline_manager.api")
+
+DB_MODES = {"cache": "auto", "local": "never", "remote": "force", "nickname": "auto"}
+_TREE_EVENTS = ("done", "failed", "cancelled")
+
+
+class Api:
+    """State shared by the handlers of one door.
+
+    ``manager`` is a Manager, or a function building one on first use (ComfyUI's start then
+    pays for mounting routes only). ``listen`` is the address the server listens on (policy
+    input: loopback or not); ``restart`` re-executes the host (ComfyUI) or is None.
+    """
+
+    def __init__(self, manager: "Manager | Callable[[], Manager]", *, listen: str = "127.0.0.1",
+                 restart: Callable[[], None] | None = None, door: str = "standalone") -> None:
+        if hasattr(manager, "config"):
+            self._manager: "Manager | None" = manager  # type: ignore[assignment]
+            self._factory: "Callable[[], Manager] | None" = None
+        else:
+            self._manager, self._factory = None, manager  # type: ignore[assignment]
+        self.listen = listen
+        self.restart = restart
+        self.door = door
+        self._queue_hooks: list[Callable[[TaskQueue], None]] = []
+        self._queue_ready = False
+        self.started_at = time.time()
+        self.listing = ListingCache(self)
+        self._view: CatalogView | None = None
+        self._view_lock: asyncio.Lock | None = None
+        self._inv: tuple[tuple[Any, ...], Inventory] | None = None
+        self._inv_lock: asyncio.Lock | None = None
+        self._generation = 0
+        self._imported: Mapping[str, Any] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def manager(self) -> "Manager":
+        """The Manager (built by the factory on first use)."""
+        if self._manager is None:
+            assert self._factory is not None
+            self._manager = self._factory()
+        return self._manager
+
+    # --- policy ---------------------------------------------------------------------------
+    @property
+    def settings(self) -> SecuritySettings:
+        return SecuritySettings.from_config(self.manager.config, self.listen)
+
+    def decide(self, operation: str, risk: str = "", *, source: str = "") -> "PolicyDecision":
+        return decide(self.settings, operation, risk, source=source)
+
+    def require(self, operation: str, risk: str = "", *, source: str = "",
+                details: Mapping[str, Any] | None = None) -> PolicyDecision:
+        """The allowing decision, or ``SecurityDenied`` (403 with the hint)."""
+        return enforce(self.decide(operation, risk, source=source), details)
+
+    # --- queue hook-up --------------------------------------------------------------------
+    def on_queue(self, hook: Callable[[TaskQueue], None]) -> None:
+        """Run ``hook(queue)`` once the queue exists (now, if a handler already used it).
+
+        The queue, and with it the operation modules its runners import, is built on first
+        use, so a host's start pays nothing for it.
+        """
+        self._queue_hooks.append(hook)
+        if self._queue_ready:
+            hook(self.manager.queue)
+
+    @property
+    def queue(self) -> TaskQueue:
+        """The Manager's task queue; the first use runs the ``on_queue`` hooks."""
+        queue = self.manager.queue
+        if not self._queue_ready:
+            self._queue_ready = True
+            self.attach()
+            for hook in list(self._queue_hooks):
+                hook(queue)
+        return queue
+
+    @property
+    def queue_built(self) -> bool:
+        """True once a request (or the door) has used the queue."""
+        return self._queue_ready
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Task kinds with a registered runner (asking builds the queue)."""
+        return self.queue.kinds
+
+    def attach(self) -> None:
+        """Follow the task queue (the installed state changes when a task ends). Call once the
+        runners are registered: the first use of ``manager.queue`` freezes them."""
+        if self._unsubscribe is None:
+            self._unsubscribe = self.manager.queue.subscribe(self._on_event)
+
+    def detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_event(self, event: Event) -> None:
+        if event.name in _TREE_EVENTS:
+            self._generation += 1   # an int bump is atomic enough: readers only compare it
+
+    # --- catalog ----------------------------------------------------------------------------
+    async def view(self, mode: str = "cache") -> CatalogView:
+        """The catalog view for a classic ``mode`` (cache/local/remote); loads off the loop."""
+        refresh = DB_MODES.get(mode)
+        if refresh is None:
+            raise RequestInvalid(f"mode {mode!r} is not one of {', '.join(DB_MODES)}",
+                                 hint="Use mode=cache (default), local or remote.",
+                                 details={"parameter": "mode"})
+        if self._view is not None and refresh != "force":
+            return self._view
+        if self._view_lock is None:
+            self._view_lock = asyncio.Lock()
+        async with self._view_lock:
+            if self._view is not None and refresh != "force":
+                return self._view
+            # Manager.catalog_view is the sync twin: parsing 5,900 packs must not stall the loop.
+            view = await asyncio.to_thread(self.manager.catalog_view, refresh=refresh)
+            self._view = view
+            return view
+
+    @property
+    def loaded_view(self) -> "CatalogView | None":
+        """The catalog view if one is loaded (status displays must not trigger a load)."""
+        return self._view
+
+    def forget_view(self) -> None:
+        self._view = None
+
+    # --- installed state -----------------------------------------------------------------------
+    def tree_fingerprint(self) -> tuple[Any, ...]:
+        """Cheap proof that the tree is unchanged: folder mtimes, the operations lock (every
+        operation of any process writes it) and the count of finished tasks."""
+        layout = self.manager.layout
+        out: list[int] = []
+        for path in (layout.custom_nodes, layout.disabled_dir, layout.locks_dir / "operations.lock"):
+            try:
+                out.append(os.stat(path).st_mtime_ns)
+            except OSError:
+                out.append(0)
+        return (*out, self._generation)
+
+    async def inventory(self) -> tuple[tuple[Any, ...], Inventory]:
+        """(key, Inventory) for the tree as it is now; rescanned off the loop only on change."""
+        view = self._view
+        key = (*self.tree_fingerprint(), view.catalog.version if view else "")
+        cached = self._inv
+        if cached is not None and cached[0] == key:
+            return cached
+        if self._inv_lock is None:
+            self._inv_lock = asyncio.Lock()
+        async with self._inv_lock:
+            cached = self._inv
+            if cached is not None and cached[0] == key:
+                return cached
+            inv = await asyncio.to_thread(self.manager.inventory)
+            self._inv = (key, inv)
+            if self._imported is None:
+                self._imported = installed_map(inv)
+            return self._inv
+
+    async def imported(self) -> Mapping[str, Any]:
+        """The installed map as first seen by this door (the classic ``mode=imported``)."""
+        if self._imported is None:
+            await self.inventory()
+        return self._imported or {}
+
+    # --- settings -------------------------------------------------------------------------------
+    async def save_config(self, changes: Mapping[str, Any]) -> Config:
+        """Persist ``changes`` to config.ini (off the loop) and adopt the result."""
+        new = await asyncio.to_thread(self.manager.config.save, dict(changes))
+        old_channel = self.manager.config["channel_url"]
+        self.manager.apply_config(new)
+        if new["channel_url"] != old_channel:
+            self.forget_view()
+        return new
+
+
+def installed_map(inv: Inventory) -> dict[str, Any]:
+    """The classic ``/customnode/installed`` map: entry name -> {ver, cnr_id, aux_id, enabled}."""
+    out: dict[str, Any] = {}
+    enabled_bases = {p.name.lower() for p in inv.packs if p.enabled}
+    for pack in inv.packs:
+        key = pack.name[:-4] if pack.name.endswith(".git") else pack.name
+        if not pack.enabled and pack.pack_id.lower() in enabled_bases:
+            continue
+        aux = None
+        url = pack.remote_url or pack.repository
+        if url and "github.com" in url:
+            tail = url.split("github.com", 1)[1].lstrip(":/")
+            aux = tail[:-4] if tail.endswith(".git") else tail.rstrip("/")
+        out[key] = {"ver": pack.cnr_version or pack.version or pack.commit or "unknown",
+                    "cnr_id": pack.cnr_id or pack.catalog_id or "", "aux_id": aux, "enabled": pack.enabled}
+    return out

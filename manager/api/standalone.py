@@ -1,0 +1,192 @@
+"""The standalone server (``cm-cli.py serve``): the same route table, without ComfyUI.
+
+Routes are mounted bare and under ``/api`` (as ComfyUI does), queue events go out on a ``/ws``
+websocket in ComfyUI's ``{"type", "data"}`` framing, ``/js/`` serves the panel's modules and
+``/`` a small page that loads them through a ``fetchApi`` shim. Listens on 127.0.0.1 unless told
+otherwise; a non-loopback address is reported and the policy treats it as such.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from aiohttp import WSMsgType, web
+
+from .. import __version__
+from ..security import is_loopback_listen
+from .envelope import MAX_BODY_BYTES, host_of, error_middleware
+from .events import EventForwarder
+from .routes import PREFIX, route_defs, with_api_mirror
+from .runners import register_runners
+from .service import Api
+
+if TYPE_CHECKING:
+    from ..context import Manager
+
+log = logging.getLogger("offline_manager.api")
+
+JS_DIR = Path(__file__).resolve().parents[2] / "js"
+INDEX_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ComfyUI Offline Manager</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><main id="offline-manager">Loading the Offline Manager…</main>
+<script type="module">
+import { OfflineManagerClient } from "/js/api-client.js";
+
+// The object the panel expects from ComfyUI: fetchApi(path, init) and events from the socket.
+class StandaloneApi extends EventTarget {
+  constructor() { super(); this.apiBase = "/api"; this.clientId = undefined; this.connect(); }
+  fetchApi(path, init) { return fetch(this.apiBase + path, init); }
+  connect() {
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+    ws.onmessage = (e) => {
+      const msg = JSON.parse(e.data);
+      if (msg.type === "status" && msg.data && msg.data.sid) this.clientId = msg.data.sid;
+      this.dispatchEvent(new CustomEvent(msg.type, { detail: msg.data }));
+    };
+    ws.onclose = () => setTimeout(() => this.connect(), 1000);
+  }
+}
+
+const api = new StandaloneApi();
+const client = new OfflineManagerClient(api);
+const root = document.getElementById("offline-manager");
+window.offlineManager = { api, client };
+try {
+  const panel = await import("/js/panel.js");          // the panel module, when this build has it
+  await panel.mountStandalone(root, client, api);
+} catch (err) {
+  const status = await client.getStatus();
+  root.textContent = `Offline Manager ${status.version}: network ${status.network_mode}, ` +
+    `channel ${status.channel_url}. API: ${location.origin}/offline-manager/v1/openapi.json`;
+}
+</script></body></html>
+"""
+
+
+class SocketHub:
+    """The ``/ws`` clients; ``sink`` may be called from any thread (the queue's worker)."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[str, web.WebSocketResponse] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def sink(self, event: str, data: dict[str, Any], sid: str | None = None) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._spawn, {"type": event, "data": data}, sid)
+
+    def _spawn(self, message: dict[str, Any], sid: str | None) -> None:
+        asyncio.ensure_future(self.send(message, sid))
+
+    async def send(self, message: dict[str, Any], sid: str | None = None) -> None:
+        targets = [self.sockets[sid]] if sid in self.sockets else ([] if sid else list(self.sockets.values()))
+        for ws in targets:
+            if ws.closed:
+                continue
+            try:
+                await ws.send_json(message)
+            except (ConnectionError, RuntimeError) as exc:  # a client that went away
+                log.debug("websocket send failed: %s", exc)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin and host_of(origin) != host_of(request.headers.get("Host", "")):
+            return web.Response(status=403, text="cross-origin websocket refused")
+        ws = web.WebSocketResponse(heartbeat=30)
+        await ws.prepare(request)
+        sid = request.query.get("clientId") or uuid.uuid4().hex
+        old = self.sockets.pop(sid, None)
+        if old is not None:
+            await old.close()
+        self.sockets[sid] = ws
+        api = request.app[API_KEY]
+        pending = api.queue.status()["pending_count"]
+        await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": pending}},
+                                                       "sid": sid}})
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT and '"feature_flags"' in msg.data:
+                    await ws.send_json({"type": "feature_flags", "data": {"offline_manager": __version__}})
+        finally:
+            if self.sockets.get(sid) is ws:
+                del self.sockets[sid]
+        return ws
+
+
+async def _index(_request: web.Request) -> web.Response:
+    return web.Response(text=INDEX_HTML, content_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+API_KEY = web.AppKey("offline_manager_api", Api)
+HUB_KEY = web.AppKey("offline_manager_hub", SocketHub)
+
+
+def build_app(api: Api, *, js_dir: Path = JS_DIR, hub: SocketHub | None = None) -> web.Application:
+    """The aiohttp app: table (bare + /api), /ws, /js/, the page at /. Events flow while it runs."""
+    hub = hub or SocketHub()
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES * 8)
+    app[API_KEY] = api
+    app.router.add_routes(with_api_mirror(route_defs(api)))
+    app.router.add_get("/ws", hub.handle)
+    app.router.add_get("/api/ws", hub.handle)
+    app.router.add_get("/", _index)
+    if js_dir.is_dir():
+        app.router.add_static("/js", js_dir, append_version=False)
+    forwarder = EventForwarder(hub.sink)
+
+    async def on_startup(app: web.Application) -> None:
+        hub.bind(asyncio.get_running_loop())
+        api.on_queue(forwarder.attach)
+
+    async def on_cleanup(app: web.Application) -> None:
+        forwarder.detach()
+        api.detach()
+        for ws in list(hub.sockets.values()):
+            await ws.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app[HUB_KEY] = hub
+    return app
+
+
+def prepare(manager: Manager, *, host: str = "127.0.0.1", extra_runners: Any = None) -> Api:
+    """Register runners and build the Api for a standalone server listening on ``host``."""
+    register_runners(manager, extra=extra_runners)
+    return Api(manager, listen=host, restart=None, door="standalone")
+
+
+async def serve(api: Api, *, host: str = "127.0.0.1", port: int = 8188,
+                ready: Callable[[str], None] | None = None) -> None:
+    """Serve until cancelled; starts the task worker. ``ready(url)`` is called once listening."""
+    app = build_app(api)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        api.queue.start()
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}/"
+        if not is_loopback_listen(host):
+            log.warning("listening on %s, which is not loopback: other machines can reach the Manager; risky "
+                        "operations (git URL, pip, remote channels, network mode) are refused", host)
+        if ready is not None:
+            ready(url)
+        await asyncio.Event().wait()
+    finally:
+        api.manager.queue.stop(timeout=5)
+        await runner.cleanup()
+
+
+def openapi_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}{PREFIX}/openapi.json"

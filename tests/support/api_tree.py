@@ -1,0 +1,49 @@
+"""A ComfyUI tree for API tests: the demo tree (real git packs, a file:// channel, offline) with
+the config.ini a test asks for, and an ``Api`` with real runners plus the test's own."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from manager.api.standalone import prepare
+from manager.api.service import Api
+from manager.context import Manager
+from manager.demo import create_demo_tree
+
+_TEMPLATE: dict[str, Path] = {}
+
+
+def demo_root(tmp_path: Path) -> Path:
+    """A fresh copy of the demo tree (built once per session, then copied: git init is slow)."""
+    if "demo" not in _TEMPLATE or not _TEMPLATE["demo"].exists():
+        import tempfile
+        base = Path(tempfile.mkdtemp(prefix="cm-api-demo-"))
+        create_demo_tree(base)
+        _TEMPLATE["demo"] = base
+    dest = tmp_path / "demo"
+    shutil.copytree(_TEMPLATE["demo"], dest, symlinks=True)
+    # absolute paths inside the template point at the template: rewrite them to the copy
+    old, new = str(_TEMPLATE["demo"]), str(dest)
+    for rel in ("demo-channel/custom-node-list.json", "demo-channel/extension-node-map.json",
+                "demo-channel/model-list.json", "ComfyUI/user/__manager/channels.list"):
+        path = dest / rel
+        path.write_text(path.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    return dest / "ComfyUI"
+
+
+def write_config(root: Path, *, default: str = "", security: str = "", network_mode: str = "offline") -> Path:
+    channel = root.parent / "demo-channel"
+    path = root / "user" / "__manager" / "config.ini"
+    path.write_text(f"[default]\nnetwork_mode = {network_mode}\nchannel_url = {channel.as_uri()}\n{default}\n"
+                    f"[security]\n{security}\n", encoding="utf-8")
+    return path
+
+
+def make_api(root: Path, *, listen: str = "127.0.0.1", extra: Mapping[str, Any] | None = None,
+             restart: Any = None) -> Api:
+    manager = Manager.standalone(root)
+    api = prepare(manager, host=listen, extra_runners=extra)
+    api.restart = restart
+    return api

@@ -1,0 +1,150 @@
+"""One-line end-of-run summary of the quality harnesses, and a per-test socket record.
+
+``tests/conftest.py`` feeds a ``SessionReport`` from its hooks: every test carrying one of the
+``QUALITY_MARKERS`` (``fault``, ``hostile``, ``load``) is counted by outcome, and every test that
+tried to reach beyond loopback is named. ``summary_line()`` is the line printed at the end of
+the run, e.g. ``quality: faults 7 passed, 1 xfailed | hostile inputs 84 passed | loads 1 passed |
+outside-loopback connects: none``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import pytest
+
+from .socket_audit import SocketAudit
+
+QUALITY_MARKERS = {"fault": "faults", "hostile": "hostile inputs", "load": "loads"}
+OFFLINE_MARKER = "offline_suite"
+MARKER_HELP = {
+    "fault": "fault-injection case (SIGKILL at a named point); counted in the end-of-run summary",
+    "hostile": "hostile-input case (must end in a coded error, nothing written); counted in the summary",
+    "load": "load case against the standalone server; counted in the summary",
+    OFFLINE_MARKER: "offline suite: the test fails on ANY socket connect, loopback included",
+}
+_ORDER = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
+_RANK = {"passed": 0, "skipped": 1, "xfailed": 2, "xpassed": 3, "failed": 4, "error": 5}
+
+
+@dataclass
+class SessionReport:
+    """Counts of quality cases by outcome, and which tests connected outside loopback."""
+
+    tests: dict[str, tuple[frozenset[str], str]] = field(default_factory=dict)  # nodeid -> (kinds, outcome)
+    outside_loopback: dict[str, list[str]] = field(default_factory=dict)    # nodeid -> violations
+    connects: dict[str, int] = field(default_factory=dict)                  # nodeid -> connect count
+    notes: dict[str, list[str]] = field(default_factory=dict)               # kind -> figures to show
+
+    def note(self, kind: str, text: str) -> None:
+        """Add a figure (e.g. a load run's throughput and p50/p99) to that kind's part of the line."""
+        self.notes.setdefault(kind, []).append(text)
+
+    def record_phase(self, nodeid: str, kinds: set[str], outcome: str | None) -> None:
+        """Fold one phase (setup/call/teardown) of a quality test into its final outcome.
+
+        A failure in any phase wins over a pass; a teardown error after a passed call counts as
+        an error, as pytest itself reports it.
+        """
+        kinds = set(kinds) & set(QUALITY_MARKERS)
+        if not kinds or outcome is None:
+            return
+        _, before = self.tests.get(nodeid, (frozenset(), ""))
+        if not before or _RANK[outcome] > _RANK[before]:
+            self.tests[nodeid] = (frozenset(kinds), outcome)
+
+    @property
+    def outcomes(self) -> dict[str, Counter]:
+        out: dict[str, Counter] = {k: Counter() for k in QUALITY_MARKERS}
+        for kinds, outcome in self.tests.values():
+            for kind in kinds:
+                out[kind][outcome] += 1
+        return out
+
+    def record_sockets(self, nodeid: str, connects: int, violations: list[str]) -> None:
+        """Remember how many connects a test made and any attempt outside loopback."""
+        if connects:
+            self.connects[nodeid] = self.connects.get(nodeid, 0) + connects
+        if violations:
+            self.outside_loopback.setdefault(nodeid, []).extend(violations)
+
+    def tried(self, kind: str) -> int:
+        return sum(self.outcomes[kind].values())
+
+    def summary_line(self) -> str:
+        parts = []
+        outcomes = self.outcomes
+        for kind, label in QUALITY_MARKERS.items():
+            counts = outcomes[kind]
+            if not counts:
+                parts.append(f"{label} 0")
+                continue
+            shown = ", ".join(f"{counts[o]} {o}" for o in _ORDER if counts.get(o))
+            extra = "; ".join(self.notes.get(kind, []))
+            parts.append(f"{label} {sum(counts.values())} ({shown}{'; ' + extra if extra else ''})")
+        if self.outside_loopback:
+            names = ", ".join(sorted(self.outside_loopback))
+            parts.append(f"outside-loopback connects: {len(self.outside_loopback)} test(s): {names}")
+        else:
+            parts.append("outside-loopback connects: none")
+        return "quality: " + " | ".join(parts)
+
+
+def outcome_of(report: object) -> str | None:
+    """The outcome word of a pytest ``TestReport`` phase, or None when the phase says nothing new."""
+    when = getattr(report, "when", "")
+    if hasattr(report, "wasxfail"):
+        if getattr(report, "skipped", False):
+            return "xfailed"
+        if getattr(report, "passed", False) and when == "call":
+            return "xpassed"
+        if getattr(report, "failed", False):
+            return "failed"          # strict xfail that passed
+    if getattr(report, "skipped", False):
+        return "skipped"
+    if getattr(report, "failed", False):
+        return "failed" if when == "call" else "error"
+    if getattr(report, "passed", False) and when == "call":
+        return "passed"
+    return None
+
+
+class QualityReportPlugin:
+    """The pytest plugin behind the summary line and the ``offline_suite`` marker.
+
+    Registered by ``tests/conftest.py``'s ``pytest_configure`` with the suite's socket audit
+    (``support.socket_audit.AUDIT``). It reads the audit before any fixture is torn down (the
+    conftest's socket guard resets it there), so setup and call connects are both seen.
+    """
+
+    def __init__(self, audit: SocketAudit) -> None:
+        self.audit = audit
+        self.report = SessionReport()
+
+    @staticmethod
+    def _kinds(item: pytest.Item) -> set[str]:
+        return {m.name for m in item.iter_markers() if m.name in QUALITY_MARKERS}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+        report = yield
+        if call.when == "call" and report.passed and item.get_closest_marker(OFFLINE_MARKER) is not None:
+            connects = self.audit.inet_connects()
+            if connects:
+                # any connect, loopback included: an offline suite must not even try
+                report.outcome = "failed"
+                report.longrepr = (f"offline_suite test made {len(connects)} socket connect(s), none allowed "
+                                   f"(loopback included): {connects[:5]!r}")
+        self.report.record_phase(item.nodeid, self._kinds(item), outcome_of(report))
+        return report
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+        # before the fixtures' teardown: the socket guard has not reset the audit yet
+        self.report.record_sockets(item.nodeid, len(self.audit.inet_connects()), list(self.audit.violations))
+        return (yield)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        terminalreporter.write_line(self.report.summary_line())

@@ -1,0 +1,231 @@
+"""Policy, CSRF and input guards through a real server: refused requests change nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from manager.api.envelope import MAX_BODY_BYTES
+from manager.api.routes import PREFIX
+from manager.api.standalone import build_app
+from support.api_tree import demo_root, make_api, write_config
+
+INSTALL_ROW = {"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly", "ui_id": "r1"}
+
+
+@pytest.fixture
+def api_app(tmp_path):
+    apis = []
+
+    def make(**kw):
+        root = demo_root(tmp_path)
+        write_config(root, **{k: kw.pop(k) for k in ("default", "security", "network_mode") if k in kw})
+        api = make_api(root, **kw)
+        apis.append(api)
+        return build_app(api), api
+    yield make
+    for api in apis:
+        api.manager.queue.stop(timeout=10)
+
+
+def _nothing_queued(api) -> bool:
+    return api.manager.queue.status()["total_count"] == 0
+
+
+async def _error(resp, status: int, code: str) -> dict:
+    body = await resp.json()
+    assert resp.status == status, body
+    assert body["ok"] is False and body["error"]["code"] == code, body
+    return body["error"]
+
+
+async def test_strong_level_refuses_changes_with_the_key_to_change(aiohttp_client, api_app):
+    app, api = api_app(default="security_level = strong")
+    client = await aiohttp_client(app)
+    for path, body in (("/manager/queue/install", INSTALL_ROW), ("/manager/queue/uninstall", INSTALL_ROW),
+                       ("/manager/db_mode", {"value": "local"}), (PREFIX + "/queue", {"kind": "fix",
+                                                                                     "target": "demo-image-tools"})):
+        err = await _error(await client.post(path, json=body), 403, "security_denied")
+        assert "security_level = normal" in err["hint"] and str(api.manager.config.path) in err["hint"], err
+    # reads and the always-allowed controls still work
+    assert (await client.get("/customnode/getlist?mode=cache")).status == 200
+    assert (await client.post("/manager/queue/start")).status in (200, 201)
+    assert _nothing_queued(api)
+    assert "db_mode" not in api.manager.config.path.read_text(encoding="utf-8")
+
+
+async def test_git_url_and_pip_need_their_flag_and_loopback(aiohttp_client, api_app, tmp_path):
+    app, api = api_app()
+    client = await aiohttp_client(app)
+    err = await _error(await client.post("/customnode/install/git_url", json={"url": "https://example.invalid/a.git"}),
+                       403, "security_denied")
+    assert "allow_git_url_install = true" in err["hint"]
+    err = await _error(await client.post("/customnode/install/pip", json={"packages": "numpy"}), 403,
+                       "security_denied")
+    assert "allow_pip_install = true" in err["hint"]
+    # the queue route: a URL no catalog lists is "high" risk, even with a made-up catalog row
+    row = {"id": "x", "version": "unknown", "files": ["https://example.invalid/evil.git"], "ui_id": "u"}
+    err = await _error(await client.post("/manager/queue/install", json=row), 403, "security_denied")
+    assert "allow_git_url_install" in err["hint"]
+    assert _nothing_queued(api)
+
+
+async def test_flags_do_nothing_on_a_lan_listener(aiohttp_client, api_app):
+    app, api = api_app(listen="0.0.0.0", default="security_level = weak",
+                       security="allow_git_url_install = true\nallow_pip_install = true\nallow_remote_channel = true")
+    client = await aiohttp_client(app)
+    for path, body in (("/customnode/install/git_url", {"url": "https://example.invalid/a.git"}),
+                       ("/customnode/install/pip", {"packages": "numpy"}),
+                       (PREFIX + "/network", {"mode": "public"}),
+                       (PREFIX + "/channels", {"url": "https://channels.example/c"})):
+        err = await _error(await client.post(path, json=body), 403, "security_denied")
+        assert "--listen 127.0.0.1" in err["hint"], (path, err)
+    # a catalog install is still fine at weak on a LAN listener (classic "middle")
+    assert (await client.post("/manager/queue/install", json=INSTALL_ROW)).status == 200
+    policy = (await (await client.get(PREFIX + "/policy")).json())["data"]
+    assert policy["settings"]["loopback"] is False
+    assert policy["operations"]["direct_git_url"]["allowed"] is False and policy["operations"]["install"]["allowed"]
+
+
+async def test_allowed_git_url_install_runs_from_a_local_repo(aiohttp_client, api_app, tmp_path):
+    app, api = api_app(security="allow_git_url_install = true")
+    client = await aiohttp_client(app)
+    repo = tmp_path / "demo" / "sources" / "demo-video-helper"
+    resp = await client.post("/customnode/install/git_url", json={"url": repo.as_uri()})
+    assert resp.status == 200, await resp.text()
+    task = (await resp.json())["data"]["task"]
+    assert task["params"]["policy"]["allowed"] is True
+    import asyncio
+    assert await asyncio.to_thread(api.manager.queue.run_until_idle, 30)
+    assert api.manager.queue.get(task["id"]).state.value == "done"
+
+
+@pytest.mark.parametrize("headers,status,code", [
+    ({"Origin": "http://evil.example"}, 403, "cross_origin_denied"),
+    ({"Origin": "null"}, 403, "cross_origin_denied"),
+    ({"Sec-Fetch-Site": "cross-site"}, 403, "cross_origin_denied"),
+    ({"Content-Type": "text/plain"}, 400, "content_type_refused"),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 400, "content_type_refused"),
+    ({"Content-Type": "multipart/form-data; boundary=x"}, 400, "content_type_refused"),
+])
+async def test_csrf_guards_refuse_and_change_nothing(aiohttp_client, api_app, headers, status, code):
+    app, api = api_app()
+    client = await aiohttp_client(app)
+    for path in ("/manager/queue/install", "/manager/queue/start", PREFIX + "/queue/reset", "/api/manager/reboot"):
+        resp = await client.post(path, data=json.dumps(INSTALL_ROW), headers=headers)
+        await _error(resp, status, code)
+    assert _nothing_queued(api) and not api.manager.queue.worker_alive
+
+
+async def test_same_origin_and_no_content_type_pass(aiohttp_client, api_app):
+    app, api = api_app()
+    client = await aiohttp_client(app)
+    host = f"{client.server.host}:{client.server.port}"
+    resp = await client.post("/manager/queue/install", data=json.dumps(INSTALL_ROW).encode(),
+                             headers={"Origin": f"http://{host}"},
+                             skip_auto_headers=["Content-Type"])   # the classic UI sends no Content-Type
+    assert resp.status == 200, await resp.text()
+    assert api.manager.queue.status()["total_count"] == 1
+
+
+async def test_body_cap_and_malformed_json(aiohttp_client, api_app):
+    app, api = api_app()
+    client = await aiohttp_client(app)
+    big = b'{"kind": "fix", "target": "' + b"x" * (MAX_BODY_BYTES + 10) + b'"}'
+    await _error(await client.post(PREFIX + "/queue", data=big, headers={"Content-Type": "application/json"}),
+                 413, "request_too_large")
+    await _error(await client.post(PREFIX + "/queue", data=b"{not json", headers={"Content-Type": "application/json"}),
+                 400, "request_invalid")
+    await _error(await client.post(PREFIX + "/queue", json=["a", "list"]), 400, "request_invalid")
+    err = await _error(await client.post("/customnode/install/git_url", json={"link": "x"}), 400, "request_invalid")
+    assert "'url'" in err["message"]
+    assert _nothing_queued(api)
+
+
+async def test_network_mode_route_persists_and_moves_the_gate(aiohttp_client, api_app):
+    app, api = api_app()
+    client = await aiohttp_client(app)
+    data = (await (await client.get(PREFIX + "/network")).json())["data"]
+    assert data["mode"] == "offline" and data["source"] == "file"
+    resp = await client.post(PREFIX + "/network", json={"mode": "public"})
+    assert resp.status == 200, await resp.text()
+    assert api.manager.gate.mode.value == "public"
+    assert "network_mode = public" in api.manager.config.path.read_text(encoding="utf-8")
+    assert (await client.post(PREFIX + "/network", json={"mode": "offline"})).status == 200
+    assert api.manager.gate.offline
+    await _error(await client.post(PREFIX + "/network", json={"mode": "sometimes"}), 400, "request_invalid")
+
+
+async def test_strong_level_may_still_go_offline(aiohttp_client, api_app):
+    app, api = api_app(default="security_level = strong", network_mode="public")
+    client = await aiohttp_client(app)
+    assert (await client.post(PREFIX + "/network", json={"mode": "offline"})).status == 200
+    assert api.manager.gate.offline
+    await _error(await client.post(PREFIX + "/network", json={"mode": "private"}), 403, "security_denied")
+
+
+async def test_channel_and_config_writes(aiohttp_client, api_app, tmp_path):
+    app, api = api_app()
+    client = await aiohttp_client(app)
+    other = tmp_path / "demo" / "demo-channel"
+    resp = await client.post("/manager/channel_url_list", json={"value": "demo"})
+    assert resp.status == 200, await resp.text()
+    await _error(await client.post(PREFIX + "/channels", json={"url": "https://channels.example/c"}), 403,
+                 "security_denied")
+    resp = await client.post(PREFIX + "/channels", json={"url": other.as_uri()})
+    assert resp.status == 200, await resp.text()
+    await _error(await client.post(PREFIX + "/config", json={"changes": {"channel_url": "https://channels.example/c"}}),
+                 403, "security_denied")
+    await _error(await client.post(PREFIX + "/config", json={"changes": {"channel_url": "http://10.0.0.5/c"}}),
+                 403, "security_denied")
+    resp = await client.post(PREFIX + "/config", json={"changes": {"db_mode": "remote", "update_policy": "nightly-comfyui"}})
+    assert resp.status == 200, await resp.text()
+    text = api.manager.config.path.read_text(encoding="utf-8")
+    assert "db_mode = remote" in text and "update_policy = nightly-comfyui" in text
+    for key, value in (("git_exe", "/tmp/evil"), ("security_level", "weak"), ("allow_pip_install", True),
+                       ("pip_index_url", "https://evil.example/simple")):
+        err = await _error(await client.post(PREFIX + "/config", json={"changes": {key: value}}), 403,
+                           "security_denied")
+        assert "by hand" in err["hint"]
+    assert api.manager.config.path.read_text(encoding="utf-8") == text
+    config = (await (await client.get(PREFIX + "/config")).json())["data"]
+    writable = {row["key"]: row["writable"] for row in config["settings"]}
+    assert writable["db_mode"] is True and writable["git_exe"] is False
+    assert await (await client.get("/manager/policy/update")).text() == "nightly-comfyui"
+    assert (await client.post("/manager/policy/update", json={"value": "stable"})).status == 200
+    assert api.manager.config["update_policy"] == "stable-comfyui"
+
+
+async def test_reboot_answers_then_restarts(aiohttp_client, api_app):
+    import asyncio
+    called = asyncio.Event()
+    app, api = api_app(restart=called.set)
+    client = await aiohttp_client(app)
+    resp = await client.post("/manager/reboot")
+    assert resp.status == 200 and (await resp.json())["data"]["restarting"] is True
+    await asyncio.wait_for(called.wait(), 5)
+
+
+@pytest.mark.parametrize("task", [
+    {"kind": "install", "target": "https://example.invalid/evil.git"},
+    {"kind": "install", "target": "git@example.invalid:owner/evil.git"},
+    {"kind": "install", "target": "/tmp/somewhere/pack"},
+    {"kind": "install", "target": "file:///tmp/somewhere/pack"},
+    {"kind": "install", "target": "demo-image-tools", "params": {"url": "https://example.invalid/evil.git@abc123"}},
+    {"kind": "reinstall", "target": "x", "params": {"url": "https://example.invalid/evil.git"}},
+])
+async def test_a_url_or_path_in_any_field_is_a_risky_source(aiohttp_client, api_app, task):
+    app, api = api_app()
+    client = await aiohttp_client(app)
+    err = await _error(await client.post(PREFIX + "/queue", json=task), 403, "security_denied")
+    assert "allow_git_url_install" in err["hint"] and err["details"]["risk"] in ("git_url", "local_path")
+    assert _nothing_queued(api)
+
+
+async def test_a_bad_pack_id_is_refused_before_queueing(aiohttp_client, api_app):
+    app, api = api_app()
+    client = await aiohttp_client(app)
+    await _error(await client.post(PREFIX + "/queue", json={"kind": "install", "target": "../../etc"}),
+                 400, "invalid_name")
+    assert _nothing_queued(api)

@@ -1,0 +1,106 @@
+"""The end-of-run summary line and the offline_suite marker (tests/support/session_report.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from support.session_report import SessionReport, outcome_of
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Rep:
+    def __init__(self, when: str, outcome: str, xfail: bool = False) -> None:
+        self.when = when
+        self.passed, self.failed, self.skipped = outcome == "passed", outcome == "failed", outcome == "skipped"
+        if xfail:
+            self.wasxfail = "reason"
+
+
+def test_phases_fold_into_one_outcome_per_test() -> None:
+    rep = SessionReport()
+    for phase in (_Rep("setup", "passed"), _Rep("call", "passed"), _Rep("teardown", "passed")):
+        rep.record_phase("t::ok", {"hostile"}, outcome_of(phase))
+    for phase in (_Rep("setup", "passed"), _Rep("call", "passed"), _Rep("teardown", "failed")):
+        rep.record_phase("t::teardown-error", {"fault"}, outcome_of(phase))
+    rep.record_phase("t::xfail", {"fault"}, outcome_of(_Rep("call", "skipped", xfail=True)))
+    rep.record_phase("t::plain", set(), outcome_of(_Rep("call", "failed")))
+    rep.record_sockets("t::net", 2, ["socket.connect to ('10.0.0.1', 80) (outside loopback)"])
+    rep.note("load", "8 clients: 200 req/s")
+    line = rep.summary_line()
+    assert line.startswith("quality: ") and "\n" not in line
+    assert "faults 2 (1 error, 1 xfailed)" in line
+    assert "hostile inputs 1 (1 passed)" in line
+    assert "loads 0" in line and "8 clients: 200 req/s" not in line   # a note without a case is not shown
+    assert "outside-loopback connects: 1 test(s): t::net" in line
+
+
+CONFTEST = '''
+import pytest
+from support import socket_audit
+from support.session_report import MARKER_HELP, QualityReportPlugin
+
+AUDIT = socket_audit.install()
+
+@pytest.fixture(autouse=True)
+def _reset():
+    AUDIT.reset()
+    yield
+
+def pytest_configure(config):
+    for name, text in MARKER_HELP.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    config.pluginmanager.register(QualityReportPlugin(AUDIT), "cm-quality-report")
+'''
+
+TESTS = '''
+import socket
+import pytest
+
+def _loopback_connect():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0)); srv.listen(1)
+    cli = socket.create_connection(srv.getsockname())
+    cli.close(); srv.close()
+
+@pytest.mark.offline_suite
+def test_offline_but_connects():
+    _loopback_connect()
+
+@pytest.mark.offline_suite
+@pytest.mark.hostile
+def test_offline_quiet():
+    assert True
+
+@pytest.mark.fault
+def test_fault_case():
+    _loopback_connect()      # loopback is fine outside offline suites
+
+@pytest.mark.load
+@pytest.mark.xfail(strict=True, reason="demo")
+def test_load_xfail():
+    assert False
+
+def test_outside_loopback():
+    with pytest.raises(Exception):
+        socket.create_connection(("10.255.255.1", 9), timeout=0.01)
+'''
+
+
+def test_plugin_prints_one_line_and_guards_offline_suites(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "test_sample.py").write_text(TESTS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull,
+                          "--rootdir", str(tmp_path), str(tmp_path)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    assert "FAILED test_sample.py::test_offline_but_connects" in text, text
+    assert "offline_suite test made 1 socket connect(s)" in text, text
+    lines = [line for line in text.splitlines() if line.startswith("quality: ")]
+    assert lines == [
+        "quality: faults 1 (1 passed) | hostile inputs 1 (1 passed) | loads 1 (1 xfailed) | "
+        "outside-loopback connects: 1 test(s): test_sample.py::test_outside_loopback"], text
