@@ -101,3 +101,49 @@ def test_cli_errors_are_coded_in_both_renderings(tmp_path: Path):
     machine = _cli("--comfyui", str(root), "--json", "show", cwd=tmp_path)
     doc = json.loads(machine.stdout)
     assert doc["ok"] is False and doc["error"]["code"] == "config_invalid" and doc["error"]["hint"]
+
+
+def test_cli_operations_round_trip_on_the_demo_tree(tmp_path: Path):
+    """install -> show installed -> disable -> enable -> snapshot -> uninstall -> restore, all offline."""
+    assert _cli("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path).returncode == 0
+    root = str(tmp_path / "demo" / "ComfyUI")
+    custom = Path(root) / "custom_nodes"
+
+    def ok(*args: str) -> dict:
+        out = _cli("--comfyui", root, "--json", *args, cwd=tmp_path)
+        assert out.returncode == 0, (args, out.stdout, out.stderr)
+        doc = json.loads(out.stdout)
+        assert doc["ok"] is True
+        return doc["data"]
+
+    tasks = ok("install", "demo-mask-utils")
+    assert tasks[0]["state"] == "done" and tasks[0]["restart_required"] is True
+    assert (custom / "demo-mask-utils" / "__init__.py").is_file()
+    installed = ok("show", "installed")["packs"]
+    assert [(p["name"], p["enabled"], p["catalog_id"]) for p in installed] == [("demo-mask-utils", True, "demo-mask-utils")]
+    ok("disable", "demo-mask-utils")
+    assert not (custom / "demo-mask-utils").exists() and any((custom / ".disabled").iterdir())
+    ok("enable", "demo-mask-utils")
+    assert (custom / "demo-mask-utils").is_dir()
+    saved = ok("snapshot", "save", "before-removal")
+    assert saved["name"] == "before-removal"
+    ok("uninstall", "demo-mask-utils")
+    assert not (custom / "demo-mask-utils").exists()
+    diff = ok("snapshot", "diff", "before-removal")
+    assert "demo-mask-utils" in json.dumps(diff)
+    plan = ok("snapshot", "restore", "before-removal", "--dry-run")
+    assert plan["steps"] and not (custom / "demo-mask-utils").exists(), "a dry run changes nothing"
+    ok("snapshot", "restore", "before-removal")
+    assert (custom / "demo-mask-utils" / "__init__.py").is_file()
+
+
+def test_cli_refuses_a_remote_install_offline_with_its_code(tmp_path: Path):
+    assert _cli("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path).returncode == 0
+    root = str(tmp_path / "demo" / "ComfyUI")
+    out = _cli("--comfyui", root, "--json", "--set", "allow_git_url_install=true", "install",
+               "https://github.com/example/some-pack", cwd=tmp_path)
+    doc = json.loads(out.stdout)
+    assert out.returncode == 1 and doc["ok"] is False
+    assert doc["error"]["code"] in ("offline_mode", "security_denied"), doc
+    assert doc["error"]["hint"]
+    assert not any(p for p in (Path(root) / "custom_nodes").iterdir() if not p.name.startswith("."))

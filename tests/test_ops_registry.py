@@ -148,6 +148,12 @@ def test_update_all_plan_then_run(env, tmp_path):
         assert len(step_lines) == 2 and "->" in step_lines[0]
         assert _pack(env2, "git-pack").commit == new and _pack(env2, NODE).version == "1.1.0"
         assert plan_update_all(env2.ops).steps == ()
+        # the state before the update was saved, so a restore can undo it
+        from manager.snapshots import store_of
+        undo = task.result["auto_snapshot"]
+        assert undo and "auto" in undo
+        before = {p.name: p for p in store_of(env2.manager).load(undo).packs}
+        assert before["git-pack"].commit == repo.commits[-2] and before[NODE].version == "1.0.0"
     finally:
         env2.close()
 

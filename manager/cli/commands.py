@@ -13,6 +13,7 @@ from ..context import CHANNEL_FILES, CatalogView, Manager, load_channel_set
 from ..errors import ManagerError
 from ..host import StandaloneHost
 from ..layout import Layout
+from . import ops_commands
 from .render import envelope_ok, human_age, print_json, table
 
 Command = Callable[[Manager, argparse.Namespace, str], Any]
@@ -50,6 +51,8 @@ def _status_line(m: Manager, view: CatalogView) -> str:
 
 
 def cmd_show(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    if args.what != "all":
+        return ops_commands.cmd_show_installed(m, args, refresh)
     view = m.load_catalog(refresh=refresh)
     _notices(view, args.json)
     packs = view.catalog.packs[: args.limit] if args.limit else view.catalog.packs
@@ -176,6 +179,7 @@ def cmd_registry(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
 
 
 COMMANDS: dict[str, Command] = {
+    **ops_commands.COMMANDS,
     "show": cmd_show, "simple-show": cmd_simple_show, "search": cmd_search, "node-type": cmd_node_type,
     "models": cmd_models, "catalog-issues": cmd_catalog_issues, "channels": cmd_channels,
     "config": cmd_config, "cache": cmd_cache, "update-cache": cmd_update_cache, "registry": cmd_registry,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InternalError, ManagerError
-from . import commands, serve
+from . import commands, ops_commands, serve
 from .render import print_error
 
 DB_MODES = {"cache": "auto", "remote": "force", "local": "never"}
@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output (the API's envelope)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("show", help="list node packs from the catalog")
-    s.add_argument("what", nargs="?", default="all", choices=["all"])
+    s = sub.add_parser("show", help="list node packs: the catalog (all) or what is on disk")
+    s.add_argument("what", nargs="?", default="all", choices=["all", "installed", "enabled", "disabled"])
     s.add_argument("--limit", type=int, default=0)
     s = sub.add_parser("simple-show", help="list pack ids only")
     s.add_argument("what", nargs="?", default="all", choices=["all"])
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="create a demo ComfyUI tree with a local channel and show it")
     s.add_argument("--dir", default="demo", help="where to create the demo tree (default ./demo)")
     serve.add_parser(sub)
+    ops_commands.add_parsers(sub)
     return p
 
 

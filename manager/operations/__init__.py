@@ -82,8 +82,14 @@ def build_runners(manager: "Manager", *, deps_step: DepsStep | None = None) -> d
     def update_all(ctx: "TaskContext", rep: Reporter, p: Mapping[str, Any]) -> Any:
         raw = p.get("plan")
         plan = upd.Plan.from_dict(raw) if isinstance(raw, Mapping) else upd.plan_update_all(ops, rep)
+        undo = None
+        if plan.steps and p.get("auto_snapshot", True):
+            from ..snapshots import auto_snapshot   # so an update-all can be undone by a restore
+            rep.stage("snapshot", 0.0, "saving an auto-snapshot before the update")
+            undo = auto_snapshot(manager, "update_all").name
         result = upd.run_update_all(ops, plan, rep, skip_deps=bool(p.get("skip_deps")))
         result["plan"] = plan.to_dict()
+        result["auto_snapshot"] = undo
         return result
 
     def fix(ctx: "TaskContext", rep: Reporter, p: Mapping[str, Any]) -> Any:
