@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from .errors import (GitDetachedHead, GitDiverged, GitError, GitLocalChanges, GitUnavailable, InvalidGitRef,
                      InvalidGitUrl, NotFound, OfflineModeEnabled)
 from .inventory import parse_git_config, read_git_meta
+from .procs import child_kwargs
 from .network import NetworkGate, redact_url
 from .records import _Record
 
@@ -156,8 +157,6 @@ def _hint_for(stderr: str) -> str:
     return "See the git output in the error details."
 
 
-# git in its own process group, so a timeout also stops its helpers (git-remote-https, ssh)
-_SESSION: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {}
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
@@ -211,6 +210,8 @@ class GitClient:
                 "-c", "core.askPass=", *args]
 
     def _spawn(self, argv: list[str], cwd: Path) -> tuple[Any, subprocess.Popen]:
+        # own process group (a timeout stops git's helpers too), and killed with us so an
+        # orphan never writes on into a staging folder the next operation is cleaning
         try:
             from git.cmd import Git
             from git.exc import GitCommandNotFound
@@ -218,13 +219,13 @@ class GitClient:
             Git = None
         if Git is not None:
             try:
-                handle = Git(str(cwd)).execute(argv, as_process=True, env=self._env(), **_SESSION)
+                handle = Git(str(cwd)).execute(argv, as_process=True, env=self._env(), **child_kwargs())
             except GitCommandNotFound as exc:
                 raise self._unavailable(str(exc)) from exc
             return handle, handle.proc
         try:
             proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **self._env()}, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, **_SESSION)
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, **child_kwargs())
         except OSError as exc:
             raise self._unavailable(str(exc)) from exc
         return proc, proc

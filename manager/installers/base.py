@@ -16,6 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Mapping, Sequence
 
+from ..procs import child_kwargs
+
 ProgressFn = Callable[[str], None]
 
 # Package-source settings that pip/uv would otherwise take from the environment. The gate owns
@@ -110,7 +112,7 @@ def run_streaming(command: Sequence[str], progress: ProgressFn | None = None, *,
     started = time.monotonic()
     proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=child_env(options.extra_env),
-                            text=True, encoding="utf-8", errors="replace", bufsize=1)
+                            text=True, encoding="utf-8", errors="replace", bufsize=1, **child_kwargs())
     timer: threading.Timer | None = None
     timed_out = threading.Event()
     if options.timeout:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Deque, Iterable, Mapping, Protocol
 
+from ..procs import child_kwargs
 from ..errors import (InstallScriptFailed, InstallStepFailed, ManagerError, NotFound, PackAmbiguous,
                       PolicyDenied)
 from ..inventory import InstalledPack, Inventory
@@ -262,7 +263,7 @@ def run_install_script(python: str, folder: Path, emit: LineFn, *, timeout: floa
     try:
         proc = subprocess.Popen([python, "install.py"], cwd=folder, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env),
-                                start_new_session=(os.name == "posix"))
+                                **child_kwargs())
     except OSError as exc:
         raise InstallScriptFailed(f"could not start {python} for install.py: {exc}",
                                   hint="Check python_executable in config.ini (empty = ComfyUI's python).",

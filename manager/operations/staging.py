@@ -44,7 +44,16 @@ def remove_tree(path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
     elif path.exists():
-        shutil.rmtree(path, onerror=onerror)
+        # A child of a killed Manager may still be dying inside the folder: retry briefly.
+        for _ in range(20):
+            shutil.rmtree(path, onerror=onerror if _ == 19 else _ignore)
+            if not path.exists():
+                return
+            time.sleep(0.05)
+
+
+def _ignore(*_args: Any) -> None:
+    return None
 
 
 def tidy_staging(layout: Layout) -> None:

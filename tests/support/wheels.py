@@ -115,7 +115,7 @@ def installed_names(python: str | Path) -> dict[str, str]:
     """Every distribution in ``python``'s environment: canonical name -> version."""
     code = ("import json, importlib.metadata as m; "
             "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True)
     import json
     return {str(canonicalize_name(k)): v for k, v in json.loads(out.stdout).items()}
 

@@ -1,0 +1,191 @@
+"""Panel benchmarks, measured in headless chromium with the page's ``performance.now()``.
+
+The real ComfyUI frontend (comfyui-frontend-package) is served by the stand-in host with our
+extension loaded like ComfyUI does, over the real default channel (5,896 packs) as a file://
+channel in offline mode. Targets from targets.md: click on our entry until the pack list shows
+rows <= 200 ms (the classic manager: ~0.8 s); a search keystroke until the filtered rows are in
+the DOM and laid out <= 16 ms (one frame; classic: 20-44 ms).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .run import Benchmark, BenchContext, BenchSkip, Figure
+
+CHROMIUM = os.environ.get("CM_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+NOT_LOOPBACK = re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost|\[::1\])[:/])")
+PRELOAD_SETTING = "OfflineManager.PreloadList"
+PRELOADED = """() => performance.getEntriesByType('resource').some(
+    (e) => e.name.includes('/offline-manager/v1/packs') && e.name.includes('mode=local') && e.responseEnd > 0)"""
+QUERIES = ("impact pack", "controlnet", "video helper suite", "upscale", "kijai wan")
+
+# Installed before the click: t0 when our entry is clicked, t1 when a pack row is in the DOM and
+# laid out, t2 at the next frame (painted).
+OPEN_PROBE = """() => {
+    window.__open = {};
+    document.addEventListener('click', (e) => {
+        if (e.target.closest && e.target.closest('.offline-manager-entry')) window.__open.t0 = performance.now();
+    }, true);
+    const mo = new MutationObserver(() => {
+        if (window.__open.t1 || !document.querySelector('.om-pack-row:not([hidden])')) return;
+        document.querySelector('.om-pack-list').offsetHeight;          // force layout
+        window.__open.t1 = performance.now();
+        requestAnimationFrame(() => setTimeout(() => { window.__open.t2 = performance.now(); }, 0));
+        mo.disconnect();
+    });
+    mo.observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['hidden'] });
+}"""
+
+# Per keystroke: t0 at keydown (capture), t1 once the rows for the new query are in the DOM and
+# laid out (the view stamps data-query synchronously after rendering), t2 at the next frame.
+KEY_PROBE = """() => {
+    window.__keys = [];
+    const input = document.querySelector('[data-testid=pack-search]');
+    const view = document.querySelector('.om-nodes');
+    let cur = null;
+    input.addEventListener('keydown', () => { cur = { t0: performance.now() }; window.__keys.push(cur); }, true);
+    new MutationObserver(() => {
+        if (!cur || cur.t1) return;
+        document.querySelector('.om-pack-list').offsetHeight;          // force layout of the new rows
+        const k = cur;
+        k.t1 = performance.now();
+        k.rows = Number(view.dataset.rows);
+        requestAnimationFrame(() => setTimeout(() => { k.t2 = performance.now(); }, 0));
+    }).observe(view, { attributes: true, attributeFilter: ['data-query'] });
+}"""
+
+
+class PanelRig:
+    """A stand-in ComfyUI over the real DB plus a chromium, for one benchmark run."""
+
+    def __init__(self, ctx: BenchContext) -> None:
+        db = ctx.require_channel_db() / "default"
+        if not Path(CHROMIUM).exists():
+            raise BenchSkip(f"chromium not found at {CHROMIUM}")
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            raise BenchSkip("the Python playwright package is not installed") from None
+        sys.path.insert(0, str(ctx.repo_root / "tests"))
+        from support.standin_host import StandInComfy, find_frontend_static
+        if find_frontend_static() is None:
+            raise BenchSkip("comfyui-frontend-package is not installed")
+        self.tmp = Path(tempfile.mkdtemp(prefix="cm-bench-panel-"))
+        root = self.tmp / "ComfyUI"
+        for sub in ("custom_nodes", "models/checkpoints", "user/__manager"):
+            (root / sub).mkdir(parents=True)
+        (root / "user/__manager/config.ini").write_text(
+            f"[default]\nnetwork_mode = offline\nchannel_url = {db.as_uri()}\n", encoding="utf-8")
+        self.host = StandInComfy(root).start()
+        self._pw = sync_playwright().start()
+        self.context = self._pw.chromium.launch_persistent_context(
+            str(self.tmp / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1400, "height": 900})
+        self.context.route(NOT_LOOPBACK, lambda route: route.abort())
+        self.page = self.context.new_page()
+
+    def boot(self) -> None:
+        """Load the frontend fresh (a new panel) and wait for our entry."""
+        self.page.goto(self.host.url("/"))
+        self.page.wait_for_selector(".offline-manager-entry", timeout=60_000)
+        self.page.wait_for_timeout(300)   # let the frontend settle after boot
+
+    def open_once(self, *, preload: bool) -> dict[str, float]:
+        """One first open in a fresh page; with ``preload`` the page first idles until the
+        background preload of the list (cached copy) has arrived, as it does for a user."""
+        self.host.settings[PRELOAD_SETTING] = preload
+        self.boot()
+        if preload:
+            self.page.wait_for_function(PRELOADED, timeout=60_000, polling=100)
+        self.page.evaluate(OPEN_PROBE)
+        self.page.click(".offline-manager-entry")
+        self.page.wait_for_function("window.__open.t2 !== undefined", timeout=60_000)
+        return self.page.evaluate("window.__open")
+
+    def keystrokes(self) -> list[dict[str, float]]:
+        page = self.page
+        page.evaluate(KEY_PROBE)
+        out: list[dict[str, float]] = []
+        for query in QUERIES:
+            page.fill("[data-testid=pack-search]", "")
+            page.wait_for_timeout(50)
+            page.evaluate("window.__keys = []")
+            page.keyboard.type(query, delay=60)
+            page.wait_for_function(f"window.__keys.length === {len(query)} && window.__keys.every(k => k.t2)",
+                                   timeout=30_000)
+            out += page.evaluate("window.__keys")
+        return out
+
+    def close(self) -> None:
+        try:
+            self.context.close()
+            self._pw.stop()
+        finally:
+            self.host.stop()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _measure(ctx: BenchContext) -> dict[str, Any]:
+    rig = PanelRig(ctx)
+    try:
+        cold = rig.open_once(preload=False)        # the server's first list request loads the catalog
+        plain = [rig.open_once(preload=False) for _ in range(max(3, ctx.repeat))]
+        warm = [rig.open_once(preload=True) for _ in range(max(3, ctx.repeat))]
+        rig.page.focus("[data-testid=pack-search]")
+        keys = rig.keystrokes()
+    finally:
+        rig.close()
+    return {"cold": cold, "plain": plain, "warm": warm, "keys": keys}
+
+
+def _results(ctx: BenchContext) -> dict[str, Any]:
+    return ctx.memo("panel.results", lambda: _measure(ctx))
+
+
+def open_to_rows(ctx: BenchContext) -> Figure:
+    r = _results(ctx)
+    rows = [w["t1"] - w["t0"] for w in r["warm"]]
+    painted = [w["t2"] - w["t0"] for w in r["warm"]]
+    cold = r["cold"]
+    return Figure(statistics.median(rows),
+                  f"median of {len(rows)} fresh page loads with the list preloaded in the background; painted "
+                  f"{statistics.median(painted):.0f} ms")
+
+
+def open_to_rows_no_preload(ctx: BenchContext) -> Figure:
+    r = _results(ctx)
+    rows = [w["t1"] - w["t0"] for w in r["plain"]]
+    cold = r["cold"]
+    return Figure(statistics.median(rows),
+                  f"median of {len(rows)} fresh page loads, list fetched on click (3.3 MB), server catalog warm; "
+                  f"very first open after server start (catalog build) {cold['t1'] - cold['t0']:.0f} ms")
+
+
+def search_keystroke(ctx: BenchContext) -> Figure:
+    keys = _results(ctx)["keys"]
+    dom = sorted(k["t1"] - k["t0"] for k in keys)
+    painted = sorted(k["t2"] - k["t0"] for k in keys)
+    p95 = dom[min(len(dom) - 1, int(len(dom) * 0.95))]
+    return Figure(statistics.median(dom),
+                  f"{len(dom)} keystrokes over 5.9k packs; p95 {p95:.1f} ms, max {dom[-1]:.1f} ms; "
+                  f"to next frame median {statistics.median(painted):.1f} ms")
+
+
+BENCHMARKS = [
+    Benchmark("panel.open_to_rows", "ms", open_to_rows, target=200.0, compare="<=",
+              description="click on the ComfyUI entry until the pack list shows rows (real frontend, real DB)"),
+    Benchmark("panel.open_to_rows_no_preload", "ms", open_to_rows_no_preload,
+              description="same with the background preload turned off (informational)"),
+    Benchmark("panel.search_keystroke", "ms", search_keystroke, target=16.0, compare="<=",
+              description="search keystroke until the filtered rows are in the DOM and laid out (5.9k packs)"),
+]

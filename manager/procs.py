@@ -1,0 +1,47 @@
+"""How the Manager starts child processes (git, uv/pip, install.py).
+
+Children get their own session, so a timeout can stop a whole tree of helpers, and on Linux
+they are killed when the thread that started them dies: if the Manager is SIGKILLed mid-clone,
+an orphaned git must not keep writing into a staging folder the next operation is cleaning.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import signal
+import sys
+from typing import Any, Callable
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _death_signal_setter() -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None).prctl   # libc's, resolved in the parent: the child makes one call
+    except (OSError, AttributeError):
+        return None
+
+    def set_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return set_death_signal
+
+
+@functools.lru_cache(maxsize=1)   # resolved on the first child, never at import
+def _setter() -> Callable[[], None] | None:
+    return _death_signal_setter()
+
+
+def child_kwargs() -> dict[str, Any]:
+    """``Popen`` keyword arguments for a child that dies with us and owns its process group."""
+    if os.name != "posix":
+        return {}
+    kwargs: dict[str, Any] = {"start_new_session": True}
+    setter = _setter()
+    if setter is not None:
+        kwargs["preexec_fn"] = setter
+    return kwargs

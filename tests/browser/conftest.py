@@ -1,0 +1,113 @@
+"""Browser fixtures: the system chromium driven by Playwright, a stand-in ComfyUI serving the
+real frontend wheel with our extension loaded like ComfyUI does, and a tmp channel.
+
+Tests skip (with the reason) only when the chromium binary is absent; ``scripts/test.sh``
+installs it (and the test extra installs playwright and comfyui-frontend-package), so CI runs them. Never ``playwright install``: no browser
+download, ever.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from browser.pages import SECOND_PACK_ID, TEST_PACK_ID, PanelEnv, make_plain_repo
+from support.standin_host import StandInComfy
+
+CHROMIUM = os.environ.get("CM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Everything the page asks of a host that is not loopback is aborted (the real frontend asks
+# api.comfy.org for release notes); loopback requests never go through the handler.
+NOT_LOOPBACK = re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost|\[::1\])[:/])")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives the system chromium through Playwright")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the browser tests when, and only when, the chromium binary is absent. A missing
+    playwright or comfyui-frontend-package is an installation error and fails loudly."""
+    if Path(CHROMIUM).exists():
+        return
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason=f"chromium not found at {CHROMIUM}: scripts/test.sh installs the Debian "
+                                   "chromium package (apt-get install chromium); never `playwright install`")
+    for item in items:
+        if Path(item.path).is_relative_to(here):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def playwright_driver() -> Iterator[Any]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in this
+    # thread while it lives, which would break the pytest-aiohttp tests collected after us.
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture
+def browser_context(playwright_driver: Any) -> Iterator[Any]:
+    """A fresh chromium profile per test (its own user-data-dir), non-loopback requests aborted."""
+    profile = tempfile.mkdtemp(prefix="cm-chromium-")
+    ctx = playwright_driver.chromium.launch_persistent_context(
+        profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+        viewport={"width": 1400, "height": 900})
+    ctx.route(NOT_LOOPBACK, lambda route: route.abort())
+    ctx.set_default_timeout(20_000)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def page(browser_context: Any) -> Any:
+    page = browser_context.new_page()
+    page.console_errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+    return page
+
+
+# --- the Manager's environment ------------------------------------------------------------------
+@pytest.fixture
+def panel_env(tmp_path: Path, channel_db: Path, http_server: Any) -> PanelEnv:
+    """The real default channel as a tmp file:// channel, plus one pack backed by a local git repo.
+
+    Public mode, with the registry pointed at a loopback server that knows nothing: no request
+    of the Manager can leave 127.0.0.1.
+    """
+    root = tmp_path / "ComfyUI"
+    for sub in ("custom_nodes", "models/checkpoints", "user", "input", "output", "temp"):
+        (root / sub).mkdir(parents=True)
+    channel = tmp_path / "channel"
+    shutil.copytree(channel_db / "default", channel)
+    env = PanelEnv(root=root, channel=channel, config=root / "user" / "__manager" / "config.ini")
+    env.repo_url = make_plain_repo(tmp_path / "repos" / TEST_PACK_ID)
+    env.add_pack({"author": "panel-tests", "title": "Panel Test Pack", "id": TEST_PACK_ID,
+                  "reference": env.repo_url, "files": [env.repo_url], "install_type": "git-clone",
+                  "description": "A pack from a local git repo. <img src=x onerror=\"window.__xss=1\">"})
+    env.repo2_url = make_plain_repo(tmp_path / "repos" / SECOND_PACK_ID, name=SECOND_PACK_ID)
+    env.add_pack({"author": "panel-tests", "title": "Panel Test Pack Two", "id": SECOND_PACK_ID,
+                  "reference": env.repo2_url, "files": [env.repo2_url], "install_type": "git-clone",
+                  "description": "A second pack from a local git repo, for batch actions."})
+    env.write_config(network_mode="public", channel_url=channel.as_uri(), registry_url=http_server.url(""),
+                     security_level="normal")
+    return env
+
+
+@pytest.fixture
+def comfy(panel_env: PanelEnv) -> Iterator[StandInComfy]:
+    """The stand-in ComfyUI with our extension loaded, serving the real frontend."""
+    with StandInComfy(panel_env.root) as host:
+        yield host

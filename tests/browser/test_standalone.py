@@ -1,0 +1,78 @@
+"""The same panel on the standalone server's page (``cm-cli.py serve``), no ComfyUI shims.
+
+The server runs as a real subprocess on 127.0.0.1 over a tmp tree whose config points at a tmp
+copy of the real channel; the page imports ``/js/panel.js`` and mounts the panel full-page.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from browser.pages import REPO_ROOT, TEST_PACK_ID, PanelEnv, pack_row, screenshot, search
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def standalone(panel_env: PanelEnv, tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("CM_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "cm-cli.py"), "--comfyui", str(panel_env.root),
+                             "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "offline-manager/v1/status", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("cm-cli.py serve did not start:\n" + (tmp_path / "serve.log").read_text())
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+def test_standalone_page_lists_searches_and_installs(page: Any, standalone: str) -> None:
+    page.goto(standalone)
+    page.wait_for_selector(".om-pack-row:not([hidden])", timeout=60_000)
+    assert page.evaluate("typeof window.comfyAPI") == "undefined"          # no ComfyUI on this page
+    total = int(page.inner_text("[data-testid=pack-count]").split(" of ")[1].replace(",", ""))
+    assert total >= 5800
+    search(page, "panel test pack")
+    row = pack_row(page, TEST_PACK_ID)
+    row.get_by_role("button", name="Install").click()
+    page.wait_for_function(
+        """id => { const b = document.querySelector(`.om-pack-row[data-pack-id="${id}"]:not([hidden]) .om-task`);
+            return b && b.textContent === 'restart required'; }""", arg=TEST_PACK_ID, timeout=60_000)
+    prompt = page.locator("[data-testid=restart-prompt]")
+    prompt.wait_for(state="visible")
+    assert page.locator("[data-testid=restart-now]").is_hidden()           # standalone cannot restart ComfyUI
+    row.locator(".om-state").filter(has_text="enabled").wait_for(timeout=30_000)   # the list reloaded
+    assert row.get_by_role("button", name="Disable").is_visible()
+    screenshot(page, "standalone")

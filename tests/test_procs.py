@@ -1,0 +1,41 @@
+"""Children started by the Manager die with it: no orphaned git keeps writing after a SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_child_is_killed_when_the_manager_process_is_sigkilled(tmp_path: Path):
+    script = (f"import sys, subprocess; sys.path.append({str(REPO)!r})\n"
+              "from manager.procs import child_kwargs\n"
+              "p = subprocess.Popen(['sleep', '60'], **child_kwargs())\n"
+              "print(p.pid, flush=True)\n"
+              "p.wait()\n")
+    manager = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(manager.stdout.readline())
+    os.kill(child, 0)                                   # alive while the Manager lives
+    os.kill(manager.pid, signal.SIGKILL)
+    manager.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as fh:          # a zombie reaped by init counts as gone
+            if fh.read().split()[2] == "Z":
+                break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the child outlived the SIGKILLed Manager")
