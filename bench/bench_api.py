@@ -54,6 +54,26 @@ print(elapsed)
 """
 
 
+_PRESTART_SCRIPT = r"""
+import importlib.util, os, sys, tempfile, time, types
+from pathlib import Path
+repo = Path(sys.argv[1]); tree = Path(tempfile.mkdtemp())
+for sub in ("custom_nodes", "user/__manager"):
+    (tree / sub).mkdir(parents=True)
+fp = types.ModuleType("folder_paths"); fp.base_path = str(tree)
+fp.get_user_directory = lambda: str(tree / "user")
+fp.get_system_user_directory = lambda name="system": str(tree / "user" / ("__" + name))
+sys.modules["folder_paths"] = fp
+script = repo / "prestartup_script.py"
+t0 = time.perf_counter()
+spec = importlib.util.spec_from_file_location(os.path.splitext(str(script))[0], script)
+module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)
+elapsed = time.perf_counter() - t0
+assert not [m for m in sys.modules if m.startswith("_offline_manager")], "package loaded with nothing pending"
+print(elapsed)
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -166,6 +186,18 @@ def extension_start(ctx: BenchContext) -> Figure:
                                                   "(aiohttp already imported, as in ComfyUI)")
 
 
+def prestartup_idle(ctx: BenchContext) -> Figure:
+    """prestartup_script.py with nothing pending, run the way ComfyUI's main.py runs it."""
+    runs = []
+    for _ in range(max(3, ctx.repeat)):
+        out = subprocess.run([sys.executable, "-c", _PRESTART_SCRIPT, str(ctx.repo_root)], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "prestartup failed")
+        runs.append(float(out.stdout.strip().splitlines()[-1]))
+    return Figure(statistics.median(runs) * 1000, f"max {max(runs) * 1000:.2f} ms over {len(runs)} fresh interpreters")
+
+
 BENCHMARKS = [
     Benchmark("api.getlist_warm", "ms", list_median, target=18.0, compare="<=",
               description="warm GET /customnode/getlist?mode=cache&skip_update=true, real DB, median"),
@@ -176,4 +208,6 @@ BENCHMARKS = [
               description="a warm list request as a multiple of merely encoding its payload"),
     Benchmark("api.extension_start", "ms", extension_start, target=100.0, compare="<",
               description="import + route registration of the extension inside a (stand-in) ComfyUI"),
+    Benchmark("api.prestartup_idle", "ms", prestartup_idle, target=100.0, compare="<",
+              description="prestartup_script.py with no operation scheduled for the start (one stat)"),
 ]

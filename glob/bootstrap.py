@@ -21,6 +21,7 @@ from ..manager.api import Api, EventForwarder, register_runners, route_defs
 from . import events as comfy_events
 from . import server as route_mount
 from .comfy_host import ComfyHost, restart_comfyui
+from .import_failures import ImportFailureTracker
 
 log = logging.getLogger("offline_manager")
 _MARK = "_offline_manager_started"
@@ -78,19 +79,40 @@ def start(package_name: str, package_file: str) -> bool:
             return manager
 
         api = Api(build_manager, listen=listen_address(), restart=restart_comfyui, door="comfyui")
+        tracker = import_failure_tracker(host, folder_paths, package_file)
+        api.import_failure_source = tracker.collect
         mounted, skipped = route_mount.mount(instance.routes, base_routes(host) + route_defs(api))
         forwarder = EventForwarder(comfy_events.comfy_sink(instance))
         # The queue (and the operation modules behind it) is built by the first request that
         # needs it; then events start flowing to send_sync and the worker thread starts.
         api.on_queue(forwarder.attach)
         api.on_queue(lambda queue: queue.start())
-        setattr(instance, _MARK, {"api": api, "forwarder": forwarder, "mounted": mounted, "skipped": skipped})
+        setattr(instance, _MARK, {"api": api, "forwarder": forwarder, "mounted": mounted, "skipped": skipped,
+                                  "import_failures": tracker})
         log.info("[offline-manager] %s ready: %d route(s) mounted, %d left to their owner, in %.1f ms",
                  __version__, len(mounted), len(skipped), (time.perf_counter() - t0) * 1000)
         return True
     except Exception:  # ComfyUI goes on whatever happens here
         log.exception("[offline-manager] failed to start inside ComfyUI; ComfyUI continues without it")
         return False
+
+
+def import_failure_tracker(host: ComfyHost, folder_paths: Any, package_file: str) -> ImportFailureTracker:
+    """Listen for import failures of the packs ComfyUI imports after us; the report is read on
+    first use (loading is over by then) and kept in the manager folder for the other doors."""
+    import os
+
+    def folders() -> list[str]:
+        return list(folder_paths.get_folder_paths("custom_nodes"))
+
+    def keep(report: Any) -> None:
+        from ..manager.import_failures import save_report
+        save_report(host.layout, report)
+
+    tracker = ImportFailureTracker(folders, own_folder=os.path.dirname(os.path.abspath(package_file)),
+                                   on_report=keep)
+    tracker.install()
+    return tracker
 
 
 def _comfyui_version() -> str | None:

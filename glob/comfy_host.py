@@ -13,6 +13,20 @@ from typing import Any
 from ..manager.layout import Layout
 
 
+def layout_from_folder_paths(folder_paths: Any) -> Layout:
+    """Every path of the tree as ComfyUI's ``folder_paths`` sees it (the prestartup script and
+    the glue use the same rule, so both find the same manager folder)."""
+    base = Path(folder_paths.base_path)
+    custom_nodes = Path(folder_paths.get_folder_paths("custom_nodes")[0])
+    user_dir = Path(folder_paths.get_user_directory())
+    manager_dir = None
+    getter = getattr(folder_paths, "get_system_user_directory", None)
+    if callable(getter):  # ComfyUI >= 0.3.76 keeps __manager out of the /userdata web API
+        manager_dir = Path(getter("manager"))
+    return Layout.from_root(base, user_dir=user_dir, custom_nodes=custom_nodes,
+                            models_dir=Path(folder_paths.models_dir), manager_dir=manager_dir)
+
+
 class ComfyHost:
     """Paths from ``folder_paths``, events through ``PromptServer.send_sync``."""
 
@@ -20,15 +34,7 @@ class ComfyHost:
         self._server = prompt_server
         self._folder_paths = folder_paths
         self._version = version
-        base = Path(folder_paths.base_path)
-        custom_nodes = Path(folder_paths.get_folder_paths("custom_nodes")[0])
-        user_dir = Path(folder_paths.get_user_directory())
-        manager_dir = None
-        getter = getattr(folder_paths, "get_system_user_directory", None)
-        if callable(getter):  # ComfyUI >= 0.3.76 keeps __manager out of the /userdata web API
-            manager_dir = Path(getter("manager"))
-        self.layout = Layout.from_root(base, user_dir=user_dir, custom_nodes=custom_nodes,
-                                       models_dir=Path(folder_paths.models_dir), manager_dir=manager_dir)
+        self.layout = layout_from_folder_paths(folder_paths)
 
     @property
     def python_executable(self) -> str:

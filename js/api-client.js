@@ -88,14 +88,31 @@ export class OfflineManagerClient {
 
   // --- snapshots --------------------------------------------------------------------------------
   listSnapshots() { return this._call("GET", `/snapshots`); }
-  saveSnapshot({ name } = {}) { return this._call("POST", `/snapshots`, { body: { name } }); }
+  // resolves to the stored entry {name, path, created_at, summary, ...}
+  saveSnapshot({ name, overwrite, hashModels } = {}) {
+    return this._call("POST", `/snapshots`, { body: { name, overwrite, hash_models: hashModels } });
+  }
   currentSnapshot() { return this._call("GET", `/snapshots/current`); }
   getSnapshot(name) { return this._call("GET", `/snapshots/${enc(name)}`); }
-  diffSnapshot(name) { return this._call("GET", `/snapshots/${enc(name)}/diff`); }
-  restoreSnapshot(name, { dryRun = false } = {}) {
-    return this._call("POST", `/snapshots/${enc(name)}/restore`, { body: { dry_run: dryRun } });
+  // against: "current" (default) or another snapshot's name; resolves to {name, against, diff}
+  diffSnapshot(name, { against } = {}) {
+    return this._call("GET", `/snapshots/${enc(name)}/diff`, { query: { against } });
+  }
+  // dryRun: resolves to {plan, blockers, policy}; atNextStart: {scheduled}; else {task, started} (queued)
+  restoreSnapshot(name, { dryRun = false, atNextStart = false, options } = {}) {
+    return this._call("POST", `/snapshots/${enc(name)}/restore`,
+      { body: { dry_run: dryRun, at_next_start: atNextStart, options, client_id: this.clientId } });
   }
   removeSnapshot(name) { return this._call("POST", `/snapshots/${enc(name)}/remove`); }
+
+  // --- ComfyUI start: import failures, operations for the next start ---------------------------
+  listImportFailures() { return this._call("GET", `/import-failures`); }
+  getStartup() { return this._call("GET", `/startup`); }
+  // action: uninstall | disable | enable | snapshot_restore; resolves to {scheduled}
+  scheduleAtStartup(action, target, params = {}) {
+    return this._call("POST", `/startup`, { body: { action, target, params } });
+  }
+  cancelAtStartup(id) { return this._call("POST", `/startup/${enc(id)}/cancel`); }
 
   // --- settings, channels, cache, policy -------------------------------------------------------
   getConfig() { return this._call("GET", `/config`); }

@@ -176,7 +176,9 @@ SETTINGS: tuple[Setting, ...] = (
        "Allow plain http:// channel URLs (otherwise only https:// and file://).", classic=True,
        note="Classic files keep it in [default]; it is read there too."),
     _s("audit_logging", _S, True, "bool",
-       "Log every security decision (allowed or refused) with its reason."),
+       "Append one JSON line per state-changing request and per operation result (time, "
+       "address, route, operation, target, decision, result, duration) to "
+       "<manager dir>/logs/audit.jsonl, rotated at 5 MiB."),
     _s("log_level", _S, "info", "choice",
        "Verbosity of the Manager's own log.", choices=("debug", "info", "warning", "error"), lower=True),
 )

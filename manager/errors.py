@@ -423,6 +423,13 @@ class QueueBusy(ManagerError):
     default_hint = "Wait until the running tasks finish (GET the queue status), then retry."
 
 
+class PendingInvalid(ManagerError):
+    """An operation scheduled for the next start (startup/pending.json) is malformed or unsafe."""
+
+    code = "pending_invalid"
+    http_status = 400
+
+
 class NotImplementedYet(ManagerError):
     """A declared route or feature that this build or this host does not provide yet."""
 

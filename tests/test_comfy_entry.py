@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import sys
 import types
@@ -42,6 +43,8 @@ def comfy_modules(comfy_tree: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(sys.modules, "folder_paths", fp)
     yield StandInPromptServer.instance
     started = getattr(StandInPromptServer.instance, "_offline_manager_started", None)
+    if isinstance(started, dict):
+        started["import_failures"].uninstall()   # the log handler the glue added to the root logger
     manager = started["api"]._manager if isinstance(started, dict) else None
     if manager is not None and manager._queue is not None:
         started["forwarder"].detach()     # the glue started a worker thread: end it with the test
@@ -204,3 +207,78 @@ def test_listen_address_comes_from_comfy_args(comfy_modules, comfy_tree, tmp_pat
     api = comfy_modules._offline_manager_started["api"]
     assert api.listen == "0.0.0.0,::" and not api.settings.loopback
     assert not api.decide("install_git_url").allowed
+
+
+# --- import failures and the classic restore inside ComfyUI --------------------------------------
+def _pack(folder: Path, body: str = "NODE_CLASS_MAPPINGS = {}\n") -> str:
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(body, encoding="utf-8")
+    return str(folder)
+
+
+async def test_import_failures_are_recorded_once_loading_is_over(comfy_modules, comfy_tree, tmp_path, aiohttp_client,
+                                                                loaded, monkeypatch):
+    _offline_demo(comfy_tree, tmp_path)
+    cn = comfy_tree / "custom_nodes"
+    good, nodeless = _pack(cn / "good_pack"), _pack(cn / "nodeless", "X = 1\n")
+    early, late = _pack(cn / "early_bad", "import cv3\n"), _pack(cn / "late_bad", "raise RuntimeError('boom')\n")
+    _pack(cn / "off.disabled")
+    (cn / "single_ok.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    (cn / "single_bad.py").write_text("import nope\n")
+    (cn / "readme.txt").write_text("not a pack")
+    (cn / "__pycache__").mkdir()
+    # ComfyUI's in-memory log already holds the failure of a pack imported before us
+    early_tb = f'Traceback (most recent call last):\n  File "{early}/__init__.py", line 1\nModuleNotFoundError: cv3\n'
+    app_logger = types.ModuleType("app.logger")
+    app_logger.get_logs = lambda: [{"t": 1.0, "m": early_tb}, {"t": 1.1, "m": f"Cannot import {early} module for "
+                                                                            "custom nodes: No module named 'cv3'\n"}]
+    monkeypatch.setitem(sys.modules, "app.logger", app_logger)
+    nodes = types.ModuleType("nodes")
+    nodes.LOADED_MODULE_DIRS = {"good_pack": good, "nodeless": nodeless, str(cn / "single_ok"): str(cn)}
+    monkeypatch.setitem(sys.modules, "nodes", nodes)
+    loaded()
+    # packs imported after us fail the way nodes.load_custom_node logs it
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        import traceback
+        logging.warning(traceback.format_exc())
+        logging.warning(f"Cannot import {late} module for custom nodes: boom")
+    logging.warning(f"Skip {nodeless} module for custom nodes due to the lack of NODE_CLASS_MAPPINGS or NODES_LIST "
+                    "(need one).")
+    client = await aiohttp_client(comfy_app(comfy_modules))
+    data = (await (await client.get("/api/offline-manager/v1/import-failures")).json())["data"]
+    assert data["available"] is True and data["live"] is True, data
+    rows = {f["name"]: f for f in data["failures"]}
+    assert set(rows) == {"early_bad", "late_bad", "single_bad.py", "nodeless"}, rows
+    assert rows["late_bad"]["message"] == "boom" and "RuntimeError: boom" in rows["late_bad"]["traceback"]
+    assert rows["late_bad"]["source"] == "log" and rows["late_bad"]["installed"] is True
+    assert rows["early_bad"]["message"] == "No module named 'cv3'" and "cv3" in rows["early_bad"]["traceback"]
+    assert rows["single_bad.py"]["source"] == "not_loaded" and rows["nodeless"]["kind"] == "no_nodes"
+    tracker = comfy_modules._offline_manager_started["import_failures"]
+    assert all(h is not tracker._capture for h in logging.getLogger().handlers)     # detached after reading
+    stored = json.loads((comfy_tree / "user" / "__manager" / "startup" / "import-failures.json").read_text())
+    assert {f["name"] for f in stored["failures"]} == set(rows)
+    info = await (await client.post("/customnode/import_fail_info", json={"cnr_id": "late_bad"})).json()
+    assert info["name"] == "late_bad" and info["path"] == late and "RuntimeError: boom" in info["msg"]
+    listing = await (await client.get("/customnode/getlist?mode=cache&skip_update=true")).json()
+    assert listing["node_packs"]["late_bad"]["import-fail"] is True
+    assert listing["node_packs"]["good_pack"]["import-fail"] is False
+
+
+async def test_classic_restore_waits_for_the_next_start_inside_comfyui(comfy_modules, comfy_tree, tmp_path,
+                                                                       aiohttp_client, loaded):
+    _offline_demo(comfy_tree, tmp_path)
+    loaded()
+    client = await aiohttp_client(comfy_app(comfy_modules))
+    name = (await (await client.post("/api/snapshot/save")).json())["data"]["name"]
+    resp = await client.post("/api/snapshot/restore", json={"target": name})
+    assert resp.status == 200, await resp.text()
+    scheduled = (await resp.json())["data"]["scheduled"]
+    assert scheduled["action"] == "snapshot_restore" and scheduled["origin"] == "api:comfyui"
+    pending = json.loads((comfy_tree / "user" / "__manager" / "startup" / "pending.json").read_text())
+    assert [p["target"] for p in pending["pending"]] == [name]
+    api = comfy_modules._offline_manager_started["api"]
+    assert not api.queue_built or api.queue.status()["total_count"] == 0
+    startup = (await (await client.get("/api/offline-manager/v1/startup")).json())["data"]
+    assert startup["applies_at_restart"] is True and startup["pending"][0]["policy"]["allowed"] is True

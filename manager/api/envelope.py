@@ -180,23 +180,53 @@ def query(request: web.Request, name: str, *, default: str | None = None,
 
 
 # --- wrapping ---------------------------------------------------------------------------------------
-def guarded(handler: Handler, *, label: str, before: Callable[[web.Request], None] | None = None) -> Handler:
-    """``handler`` with CSRF checks (``check_csrf``), ``before`` (the policy gate) and the envelope."""
+Observer = Callable[[web.Request], Callable[[int, str], None]]
+
+
+def _code_of(resp: web.StreamResponse) -> str:
+    """The error code of an error envelope a handler returned itself (classic status quirks)."""
+    body = getattr(resp, "body", None)
+    try:
+        return str(json.loads(body)["error"]["code"]) if isinstance(body, bytes) else f"http_{resp.status}"
+    except (ValueError, KeyError, TypeError):
+        return f"http_{resp.status}"
+
+
+def guarded(handler: Handler, *, label: str, before: Callable[[web.Request], None] | None = None,
+            observe: Observer | None = None) -> Handler:
+    """``handler`` with CSRF checks (``check_csrf``), ``before`` (the policy gate) and the envelope.
+
+    ``observe(request)`` (the audit log) is called first and returns ``finish(status, code)``,
+    called once with the answer's status and ``ok`` or the error code, whatever happened.
+    """
     async def run(request: web.Request) -> web.StreamResponse:
+        finish = observe(request) if observe is not None else None
+        status, code = 500, "internal_error"
         try:
             check_csrf(request)
             if before is not None:
                 before(request)
-            return await handler(request)
+            resp = await handler(request)
+            status, code = resp.status, "ok" if resp.status < 400 else _code_of(resp)
+            return resp
         except ManagerError as err:
             if err.http_status >= 500:   # 5xx codes (cache missing, not implemented) are worth a log line
                 log.info("%s %s failed: %s", request.method, request.path, err)
-            return error_response(err)
-        except web.HTTPException:
+            resp = error_response(err)
+            status, code = resp.status, err.code
+            return resp
+        except web.HTTPException as exc:
+            status, code = exc.status, f"http_{exc.status}"
             raise
         except Exception as exc:  # one coded answer for a bug of ours; the traceback goes to the log
             log.exception("%s %s (%s) raised", request.method, request.path, label)
             return error_response(InternalError(f"unexpected {type(exc).__name__} in {label}: {exc}"))
+        finally:
+            if finish is not None:
+                try:
+                    finish(status, code)
+                except Exception:  # the audit log must never change an answer
+                    log.exception("audit of %s %s failed", request.method, request.path)
     run.__name__ = getattr(handler, "__name__", label)
     return run
 

@@ -62,6 +62,7 @@ async def post_config(api: Api, request: web.Request) -> web.Response:
                              hint='Send {"changes": {"<key>": <value>}}; GET /offline-manager/v1/config lists the keys.')
     for key, value in list(changes.items()):
         norm = str(key).strip().lower().replace("-", "_")
+        api.note(target=norm)
         op = config_operation(norm)
         if op == sec.NETWORK_MODE:
             api.require(op, network_risk(api.manager.config["network_mode"], str(value)))
@@ -97,6 +98,7 @@ async def get_network(api: Api, request: web.Request) -> web.Response:
 async def post_network(api: Api, request: web.Request) -> web.Response:
     body = await read_json(request)
     wanted = field(body, "mode")
+    api.note(target=f"network_mode={wanted}")
     cfg = api.manager.config
     api.require(sec.NETWORK_MODE, network_risk(cfg["network_mode"], wanted), details={"mode": wanted})
     if cfg.source("network_mode") in ("cli", "env"):
@@ -153,6 +155,7 @@ def checked_channel(api: Api, wanted: str) -> "Channel":
     lists, a local folder that exists) admit it."""
     from ..channels import check_allowed
     from ..network import NetworkGate
+    api.note(target=f"channel={wanted}")
     channel, risk = classify_channel(api, wanted)
     api.require(sec.CHANNEL_SELECT, risk, source=channel.url, details={"channel": wanted})
     cfg = api.manager.config
@@ -248,11 +251,3 @@ async def reboot(api: Api, request: web.Request) -> web.Response:
 async def get_openapi(api: Api, request: web.Request) -> web.Response:
     from .openapi import build_document  # the document imports the route table, which imports us
     return web.json_response(build_document())
-
-
-# --- snapshots: declared now, wired when the snapshot module lands -----------------------------------
-async def snapshots_pending(api: Api, request: web.Request) -> web.Response:
-    raise NotImplementedYet("snapshots are not available in this build yet",
-                            hint="Use cm-cli.py once its snapshot commands land; this route answers then.",
-                            details={"route": f"{request.method} {request.path}"})
-

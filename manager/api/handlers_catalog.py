@@ -41,6 +41,7 @@ async def get_pack(api: Api, request: web.Request) -> web.Response:
     view = await api.view()
     pack = view.catalog.get(pack_id)
     _key, inv = await api.inventory()
+    failed = await api.failed_import_names()
     matched, _ = by_catalog_id(inv)
     if pack is None:
         here = inv.find(pack_id)
@@ -48,11 +49,11 @@ async def get_pack(api: Api, request: web.Request) -> web.Response:
             raise NotFound(f"no pack {pack_id!r} in channel {view.channel.name!r} and none installed",
                            hint="List the packs with GET /offline-manager/v1/packs; check the channel "
                                 "(GET /offline-manager/v1/channels).", details={"id": pack_id})
-        return ok({"pack": None, "installed": [installed_dict(p) for p in here], "node_types": [],
+        return ok({"pack": None, "installed": [installed_dict(p, failed) for p in here], "node_types": [],
                    "issues": [], "stats": None})
     st = view.catalog.stats_for(pack.id)
     inst = matched.get(pack.id)
-    return ok({"pack": pack.to_dict(), "installed": [installed_dict(inst)] if inst else [],
+    return ok({"pack": pack.to_dict(), "installed": [installed_dict(inst, failed)] if inst else [],
                "node_types": list(view.catalog.node_types(pack.id)),
                "issues": [i.to_dict() for i in view.catalog.issues_for(pack.id)],
                "stats": st.__dict__ if st else None})

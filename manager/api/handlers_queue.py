@@ -164,7 +164,10 @@ def enqueue(api: Api, planned: list[PlannedTask]) -> list[dict[str, Any]]:
     if len(ids) != len(set(ids)):
         raise RequestInvalid("two tasks of the batch have the same task_id", details={"field": "task_id"},
                              hint="Give each task its own task_id, or leave task_id out.")
-    return [queue.enqueue(p.spec, client_id=p.client_id, task_id=p.task_id).to_dict() for p in planned]
+    tasks = [queue.enqueue(p.spec, client_id=p.client_id, task_id=p.task_id).to_dict() for p in planned]
+    for task in tasks:
+        api.note(target=task["target"], task_ids=[task["id"]])
+    return tasks
 
 
 def _one(body: Mapping[str, Any], default_client: str | None) -> tuple[str, str, dict[str, Any], str | None, str | None]:

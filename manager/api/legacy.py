@@ -18,7 +18,7 @@ from aiohttp import web
 
 from .. import __version__
 from .. import security as sec
-from ..errors import ManagerError, NotFound, NotImplementedYet, QueueBusy, RequestInvalid
+from ..errors import ManagerError, NotFound, QueueBusy, RequestInvalid
 from .envelope import dumps, error_response, field, ok, query, raw_json, read_json
 from .handlers_admin import _channels_data, select_channel
 from .handlers_catalog import body_response, model_listing, registry_versions
@@ -306,6 +306,7 @@ def setting_routes(key: str, aliases: dict[str, str] | None = None):  # noqa: AN
         body = await read_json(request)
         value = field(body, "value")
         value = (aliases or {}).get(value, value)
+        api.note(target=f"{key}={value}")
         await api.save_config({key: value})
         return ok({key: api.manager.config[key]})
     get.__name__, post.__name__ = f"get_{key}", f"set_{key}"
@@ -343,10 +344,3 @@ async def startup_alerts(api: Api, request: web.Request) -> web.Response:
 
 async def is_legacy_ui(api: Api, request: web.Request) -> web.Response:
     return raw_json({"is_legacy_manager_ui": False})
-
-
-async def snapshot_pending(api: Api, request: web.Request) -> web.Response:
-    raise NotImplementedYet("snapshots are not available in this build yet",
-                            hint="This route answers once the snapshot module lands.",
-                            details={"route": f"{request.method} {request.path}"})
-

@@ -73,15 +73,21 @@ def installed_version(pack: InstalledPack) -> str:
     return "nightly" if pack.kind == "git" else "unknown"
 
 
-def classic_installed(row: Mapping[str, Any], pack: InstalledPack) -> dict[str, Any]:
+def import_failed(pack: InstalledPack, failed: frozenset[str]) -> bool:
+    """True when ComfyUI failed to import this (enabled) entry at its start."""
+    return pack.enabled and pack.name in failed
+
+
+def classic_installed(row: Mapping[str, Any], pack: InstalledPack, failed: frozenset[str] = frozenset()
+                      ) -> dict[str, Any]:
     out = dict(row)
     out.update({"state": "enabled" if pack.enabled else "disabled", "version": installed_version(pack),
                 "active_version": installed_version(pack) if pack.enabled else None,
-                "invalid-installation": bool(pack.problems)})
+                "invalid-installation": bool(pack.problems), "import-fail": import_failed(pack, failed)})
     return out
 
 
-def classic_unknown(pack: InstalledPack) -> dict[str, Any]:
+def classic_unknown(pack: InstalledPack, failed: frozenset[str] = frozenset()) -> dict[str, Any]:
     """An installed pack no catalog entry matches (classic lists these as unknown packs)."""
     url = pack.remote_url or pack.repository
     return classic_installed({
@@ -89,14 +95,15 @@ def classic_unknown(pack: InstalledPack) -> dict[str, Any]:
         "reference": url, "files": [url] if url else [], "install_type": "git-clone" if pack.kind == "git" else "unknown",
         "description": "", "pip": [], "update-state": "false", "cnr_latest": None, "repository": url,
         "health": "-", "import-fail": False, "stars": -1, "last_update": "", "trust": False, "is_favorite": False,
-    }, pack)
+    }, pack, failed)
 
 
-def installed_dict(pack: InstalledPack) -> dict[str, Any]:
+def installed_dict(pack: InstalledPack, failed: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The ``installed`` part of a v1 pack row."""
     return {"name": pack.name, "enabled": pack.enabled, "kind": pack.kind, "version": installed_version(pack),
             "commit": pack.commit, "branch": pack.branch, "remote_url": pack.remote_url,
-            "disabled_style": pack.disabled_style, "problems": list(pack.problems)}
+            "disabled_style": pack.disabled_style, "problems": list(pack.problems),
+            "import_failed": import_failed(pack, failed)}
 
 
 def by_catalog_id(inv: Inventory) -> tuple[dict[str, InstalledPack], list[InstalledPack]]:
@@ -142,21 +149,23 @@ def _v1_fragments(catalog: Catalog) -> _Fragments:
     return _Fragments(catalog.version, rows, enc, tuple(rows))
 
 
-def _join_classic(frags: _Fragments, view: CatalogView, inv: Inventory) -> tuple[bytes, int]:
+def _join_classic(frags: _Fragments, view: CatalogView, inv: Inventory, failed: frozenset[str] = frozenset()
+                  ) -> tuple[bytes, int]:
     matched, unmatched = by_catalog_id(inv)
     parts = []
     for pid in frags.order:
         pack = matched.get(pid)
         parts.append(frags.encoded[pid] if pack is None
-                     else dumps(pid) + b":" + dumps(classic_installed(frags.rows[pid], pack)))
+                     else dumps(pid) + b":" + dumps(classic_installed(frags.rows[pid], pack, failed)))
     for pack in unmatched:
         if pack.pack_id not in frags.rows:
-            parts.append(dumps(pack.pack_id) + b":" + dumps(classic_unknown(pack)))
+            parts.append(dumps(pack.pack_id) + b":" + dumps(classic_unknown(pack, failed)))
     body = b'{"channel":' + dumps(view.channel.name) + b',"node_packs":{' + b",".join(parts) + b"}}"
     return body, len(parts)
 
 
-def _join_v1(frags: _Fragments, view: CatalogView, inv: Inventory) -> tuple[bytes, int]:
+def _join_v1(frags: _Fragments, view: CatalogView, inv: Inventory, failed: frozenset[str] = frozenset()
+             ) -> tuple[bytes, int]:
     matched, unmatched = by_catalog_id(inv)
     parts = []
     for pid in frags.order:
@@ -165,12 +174,14 @@ def _join_v1(frags: _Fragments, view: CatalogView, inv: Inventory) -> tuple[byte
             parts.append(frags.encoded[pid])
         else:
             row = dict(frags.rows[pid])
-            row["installed"] = installed_dict(pack)
+            row["installed"] = installed_dict(pack, failed)
             parts.append(dumps(row))
     head = {"channel": view.channel.to_dict(), "catalog_version": view.catalog.version,
             "sources": dict(view.sources), "age_seconds": view.oldest_age_seconds,
             "notices": [n.to_dict() for n in view.notices], "installed_count": len(inv.packs),
-            "unmatched": [dict(p.to_dict(), version=installed_version(p)) for p in unmatched]}
+            "import_failed_count": sum(1 for p in inv.packs if import_failed(p, failed)),
+            "unmatched": [dict(p.to_dict(), version=installed_version(p), import_failed=import_failed(p, failed))
+                          for p in unmatched]}
     opening = dumps(head)[:-1] + b',"packs":['
     return envelope_prefix() + opening + b",".join(parts) + b"]}}", len(parts)
 
@@ -219,9 +230,10 @@ class ListingCache:
     async def packs(self, kind: str, view: CatalogView) -> Body:
         """The classic getlist body (``kind="classic"``) or the v1 envelope (``"v1"``)."""
         inv_key, inv = await self._api.inventory()
-        key = (kind, view.catalog.version, view.channel.name, id(view), inv_key)
+        failed = await self._api.failed_import_names()
+        key = (kind, view.catalog.version, view.channel.name, id(view), inv_key, failed)
         join = _join_classic if kind == "classic" else _join_v1
-        return await self._cached(key, lambda: join(self._fragments(kind, view.catalog), view, inv))
+        return await self._cached(key, lambda: join(self._fragments(kind, view.catalog), view, inv, failed))
 
     async def per_catalog(self, kind: str, view: CatalogView, build: Callable[[CatalogView], bytes]) -> Body:
         """A body that depends on the catalog only (mappings, alternatives)."""

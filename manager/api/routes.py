@@ -9,6 +9,7 @@ live under ``/offline-manager/v1`` and always mount; the classic paths mount whe
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -18,8 +19,10 @@ from .. import security as sec
 from . import handlers_admin as admin
 from . import handlers_catalog as cat
 from . import handlers_queue as q
+from . import handlers_snapshots as snap
+from . import handlers_startup as start
 from . import legacy as cl
-from .envelope import guarded
+from .envelope import Observer, guarded
 from .service import Api
 
 PREFIX = "/offline-manager/v1"
@@ -116,20 +119,36 @@ ROUTES: tuple[Route, ...] = (
     _v1("GET", "/tasks/{id}", q.get_task, _D.READ, "getTask", "One task", params=(Param("id", "path", True),)),
     _v1("POST", "/tasks/{id}/cancel", q.cancel_task, _D.QUEUE_CONTROL, "cancelTask", "Cancel a queued or running task",
         params=(Param("id", "path", True),)),
-    _v1("GET", "/snapshots", admin.snapshots_pending, _D.READ, "listSnapshots", "Saved snapshots"),
-    _v1("POST", "/snapshots", admin.snapshots_pending, _D.SNAPSHOT_SAVE, "saveSnapshot", "Save a snapshot now",
-        body=_obj(name="string")),
-    _v1("GET", "/snapshots/current", admin.snapshots_pending, _D.READ, "currentSnapshot",
+    _v1("GET", "/snapshots", snap.list_snapshots, _D.READ, "listSnapshots", "Saved snapshots, newest first"),
+    _v1("POST", "/snapshots", snap.save_snapshot, _D.SNAPSHOT_SAVE, "saveSnapshot",
+        "Save a snapshot of the tree now (default name <time>_snapshot)",
+        body=_obj(name="string", overwrite="boolean", hash_models="boolean")),
+    _v1("GET", "/snapshots/current", snap.current_snapshot, _D.READ, "currentSnapshot",
         "The snapshot of the tree as it is now (not saved)"),
-    _v1("GET", "/snapshots/{name}", admin.snapshots_pending, _D.READ, "getSnapshot", "One saved snapshot",
+    _v1("GET", "/snapshots/{name}", snap.get_snapshot, _D.READ, "getSnapshot", "One saved snapshot",
         params=(Param("name", "path", True),)),
-    _v1("GET", "/snapshots/{name}/diff", admin.snapshots_pending, _D.READ, "diffSnapshot",
-        "What restoring the snapshot would change", params=(Param("name", "path", True),)),
-    _v1("POST", "/snapshots/{name}/restore", admin.snapshots_pending, _D.SNAPSHOT_RESTORE, "restoreSnapshot",
-        "Restore a snapshot (dry_run: only the plan)", params=(Param("name", "path", True),),
-        body=_obj(dry_run="boolean")),
-    _v1("POST", "/snapshots/{name}/remove", admin.snapshots_pending, _D.SNAPSHOT_REMOVE, "removeSnapshot",
+    _v1("GET", "/snapshots/{name}/diff", snap.diff_snapshot, _D.READ, "diffSnapshot",
+        "What restoring the snapshot would change (against the tree now, or another snapshot)",
+        params=(Param("name", "path", True),
+                Param("against", description="'current' (default) or the name of another saved snapshot"))),
+    _v1("POST", "/snapshots/{name}/restore", snap.restore_snapshot, _D.SNAPSHOT_RESTORE, "restoreSnapshot",
+        "Restore a snapshot: queue it (202), or dry_run: only the plan, or at_next_start: before the next start",
+        gate=False, params=(Param("name", "path", True),),
+        body=_obj(dry_run="boolean", at_next_start="boolean", options={"type": "object"}, task_id="string",
+                  client_id="string"), statuses=(202,)),
+    _v1("POST", "/snapshots/{name}/remove", snap.remove_snapshot, _D.SNAPSHOT_REMOVE, "removeSnapshot",
         "Delete a saved snapshot", params=(Param("name", "path", True),)),
+    _v1("GET", "/import-failures", start.import_failures, _D.READ, "listImportFailures",
+        "Packs ComfyUI failed to import at its (last) start, with its message and traceback"),
+    _v1("GET", "/startup", start.get_startup, _D.READ, "getStartup",
+        "Operations scheduled for the next ComfyUI start, and what the last start applied"),
+    _v1("POST", "/startup", start.schedule_startup, _D.UNINSTALL, "scheduleAtStartup",
+        "Schedule uninstall/disable/enable of a pack or a snapshot restore for the next start (prestartup)",
+        gate=False, body=_req(_obj(action={"type": "string", "enum": ["uninstall", "disable", "enable",
+                                                                     "snapshot_restore"]},
+                                   target="string", params={"type": "object"}), "action", "target")),
+    _v1("POST", "/startup/{id}/cancel", start.cancel_startup, _D.QUEUE_CONTROL, "cancelAtStartup",
+        "Cancel an operation scheduled for the next start", params=(Param("id", "path", True),)),
     _v1("GET", "/config", admin.get_config, _D.READ, "getConfig", "Every setting, its value and where it came from"),
     _v1("POST", "/config", admin.post_config, _D.CONFIG_WRITE, "setConfig",
         "Save plain settings to config.ini ({changes: {key: value}}); security keys are refused",
@@ -191,15 +210,20 @@ ROUTES: tuple[Route, ...] = (
     _c("GET", "/manager/queue/status", cl.queue_status, _D.READ, "classicQueueStatus",
        "{total_count, done_count, in_progress_count, is_processing, ...}", response="json",
        params=(Param("client_id"),)),
-    _c("GET", "/snapshot/getlist", cl.snapshot_pending, _D.READ, "classicSnapshotList", "{items: [names]}",
+    _c("GET", "/snapshot/getlist", snap.classic_getlist, _D.READ, "classicSnapshotList", "{items: [names]}, newest first",
        response="json"),
-    _c("GET", "/snapshot/get_current", cl.snapshot_pending, _D.READ, "classicSnapshotCurrent",
-       "The live snapshot", response="json"),
-    _c("POST", "/snapshot/save", cl.snapshot_pending, _D.SNAPSHOT_SAVE, "classicSnapshotSave", "Save a snapshot"),
-    _c("POST", "/snapshot/restore", cl.snapshot_pending, _D.SNAPSHOT_RESTORE, "classicSnapshotRestore",
-       "Restore a snapshot", body=_obj(target="string")),
-    _c("POST", "/snapshot/remove", cl.snapshot_pending, _D.SNAPSHOT_REMOVE, "classicSnapshotRemove",
-       "Delete a snapshot", body=_obj(target="string")),
+    _c("GET", "/snapshot/get_current", snap.classic_get_current, _D.READ, "classicSnapshotCurrent",
+       "The live state in the classic snapshot shape", response="json"),
+    _c("POST", "/snapshot/save", snap.classic_save, _D.SNAPSHOT_SAVE, "classicSnapshotSave",
+       "Save <time>_snapshot"),
+    _c("POST", "/snapshot/restore", snap.classic_restore, _D.SNAPSHOT_RESTORE, "classicSnapshotRestore",
+       "Restore a snapshot: at the next start inside ComfyUI (classic), queued now in the standalone server",
+       body=_req(_obj(target="string"), "target")),
+    _c("POST", "/snapshot/remove", snap.classic_remove, _D.SNAPSHOT_REMOVE, "classicSnapshotRemove",
+       "Delete a snapshot (200 also when absent)", body=_req(_obj(target="string"), "target")),
+    _c("POST", "/customnode/import_fail_info", start.classic_import_fail_info, _D.READ, "classicImportFailInfo",
+       "{name, path, msg} of a pack that failed to import ({cnr_id} or {url})",
+       body=_obj(cnr_id="string", url="string"), response="json"),
     _c("GET", "/externalmodel/getlist", cl.external_models, _D.READ, "classicModelList",
        "{models: [... installed: 'True'|'False']}", response="json", params=(CLASSIC_MODE,)),
     _c("GET", "/manager/channel_url_list", cl.get_channel_list, _D.READ, "classicChannelList",
@@ -233,6 +257,28 @@ def _gate(api: Api, operation: str) -> Callable[[web.Request], None]:
     return before
 
 
+def audited(route: Route) -> bool:
+    """State-changing routes: every POST that is not a read (the audit log records them)."""
+    return route.method not in ("GET", "HEAD", "OPTIONS") and route.operation != sec.READ
+
+
+def _observer(api: Api, route: Route) -> Observer:
+    """The audit hook of one route: opens the request's note, writes its line at the end."""
+    def observe(request: web.Request) -> Callable[[int, str], None]:
+        started = time.perf_counter()
+        api.begin_request(request.remote, request.headers.get("User-Agent"))
+
+        def finish(status: int, code: str) -> None:
+            note = api.end_request()
+            if not note.get("targets") and request.match_info:
+                note["targets"] = [str(v) for v in request.match_info.values()]
+            api.audit_request(method=request.method, route=route.path, operation=route.operation, status=status,
+                              code=code, seconds=time.perf_counter() - started, remote=request.remote,
+                              user_agent=request.headers.get("User-Agent"), note=note)
+        return finish
+    return observe
+
+
 def route_defs(api: Api, routes: tuple[Route, ...] = ROUTES, *, legacy: bool = True) -> list[web.RouteDef]:
     """aiohttp RouteDefs of ``routes`` bound to ``api`` (bare paths; hosts add the ``/api`` mirror)."""
     out: list[web.RouteDef] = []
@@ -240,7 +286,8 @@ def route_defs(api: Api, routes: tuple[Route, ...] = ROUTES, *, legacy: bool = T
         if r.legacy and not legacy:
             continue
         before = _gate(api, r.operation) if r.gate and r.operation != sec.READ else None
-        handler = guarded(functools.partial(r.handler, api), label=r.name, before=before)
+        handler = guarded(functools.partial(r.handler, api), label=r.name, before=before,
+                          observe=_observer(api, r) if audited(r) else None)
         out.append(web.route(r.method, r.path, handler))
     return out
 

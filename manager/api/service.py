@@ -18,7 +18,9 @@ from ..security import SecuritySettings, decide, enforce
 from .listing import ListingCache
 
 if TYPE_CHECKING:   # the core is imported when the Manager is built, not when a host mounts us
+    from ..audit import AuditLog
     from ..config import Config
+    from ..import_failures import ImportFailureReport
     from ..context import CatalogView, Manager
     from ..events import Event
     from ..inventory import Inventory
@@ -29,6 +31,7 @@ log = logging.getLogger("offline_manager.api")
 
 DB_MODES = {"cache": "auto", "local": "never", "remote": "force", "nickname": "auto"}
 _TREE_EVENTS = ("done", "failed", "cancelled")
+_MAX_ORIGINS = 2000          # task id -> (remote, user agent) kept for the audit line of its result
 
 
 class Api:
@@ -60,6 +63,13 @@ class Api:
         self._generation = 0
         self._imported: Mapping[str, Any] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        # audit: what each in-flight request decided (keyed by its asyncio task), who queued each task
+        self._notes: dict[Any, dict[str, Any]] = {}
+        self._task_origin: dict[str, tuple[str | None, str | None]] = {}
+        self._audit: AuditLog | None = None
+        # import failures: the host's collector (ComfyUI), else the report stored by the last start
+        self.import_failure_source: Callable[[], ImportFailureReport] | None = None
+        self._import_report: tuple[int, ImportFailureReport] | None = None
 
     @property
     def manager(self) -> "Manager":
@@ -79,8 +89,120 @@ class Api:
 
     def require(self, operation: str, risk: str = "", *, source: str = "",
                 details: Mapping[str, Any] | None = None) -> PolicyDecision:
-        """The allowing decision, or ``SecurityDenied`` (403 with the hint)."""
-        return enforce(self.decide(operation, risk, source=source), details)
+        """The allowing decision, or ``SecurityDenied`` (403 with the hint). Noted for the audit log."""
+        decision = self.decide(operation, risk, source=source)
+        note = self._note()
+        if note is not None:
+            note["operation"] = operation
+            # one denial makes the request denied, whatever was allowed before it
+            if note.get("decision") != "denied":
+                note["decision"] = "allowed" if decision.allowed else "denied"
+            if not decision.allowed:
+                note["reason"] = decision.reason
+        return enforce(decision, details)
+
+    # --- audit -----------------------------------------------------------------------------
+    def _note(self) -> dict[str, Any] | None:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:          # called from a worker thread: no request to note on
+            return None
+        return self._notes.get(task) if task is not None else None
+
+    def note(self, *, target: str | None = None, task_ids: Any = (), **fields: Any) -> None:
+        """Add to the audit line of the request being handled (no-op outside a request)."""
+        note = self._note()
+        if note is None:
+            return
+        if target:
+            note.setdefault("targets", []).append(str(target))
+        if task_ids:
+            note.setdefault("task_ids", []).extend(str(t) for t in task_ids)
+            for tid in task_ids:     # remembered now: a quick task may end before the request does
+                if len(self._task_origin) >= _MAX_ORIGINS:
+                    self._task_origin.pop(next(iter(self._task_origin)))
+                self._task_origin[str(tid)] = note.get("origin", (None, None))
+        note.update(fields)
+
+    def begin_request(self, remote: str | None = None, user_agent: str | None = None) -> None:
+        """Open the audit note of the current request (called by the route wrapper)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._notes[task] = {"origin": (remote, user_agent)}
+
+    def end_request(self) -> dict[str, Any]:
+        """Close and return the audit note of the current request."""
+        task = asyncio.current_task()
+        if task is None:
+            return {}
+        return self._notes.pop(task, None) or {}
+
+    @property
+    def audit(self) -> AuditLog | None:
+        """The audit log when ``audit_logging`` is on (read each time: a reload may change it)."""
+        from ..audit import AuditLog, audit_enabled
+        manager = self.manager
+        if not audit_enabled(manager.config):
+            return None
+        if self._audit is None:
+            self._audit = AuditLog.for_layout(manager.layout)
+        return self._audit
+
+    def audit_request(self, *, method: str, route: str, operation: str, status: int, code: str, seconds: float,
+                      remote: str | None, user_agent: str | None, note: Mapping[str, Any]) -> None:
+        """One audit line for a state-changing request (written synchronously: a local append)."""
+        from ..audit import AuditEntry
+        try:
+            log_file = self.audit
+        except Exception:  # the Manager could not be built (bad config.ini): the request says why
+            log.debug("no audit line: the Manager is not available", exc_info=True)
+            return
+        if log_file is None:
+            return
+        targets = list(dict.fromkeys(note.get("targets") or ()))
+        target = ", ".join(targets[:3]) + (f" (+{len(targets) - 3})" if len(targets) > 3 else "")
+        task_ids = tuple(note.get("task_ids") or ())
+        log_file.write(AuditEntry(
+            "request", str(note.get("operation") or operation), target, str(note.get("decision") or "none"),
+            code, round(seconds * 1000.0, 1), remote=remote, user_agent=user_agent, route=route, method=method,
+            status=status, door=self.door, task_ids=task_ids, reason=note.get("reason")))
+
+    def _audit_task(self, event: Event) -> None:
+        from ..audit import task_entry
+        task = event.data.get("task") if isinstance(event.data, Mapping) else None
+        if not isinstance(task, Mapping):
+            return
+        remote, agent = self._task_origin.pop(str(task.get("id")), (None, None))
+        try:
+            log_file = self.audit
+        except Exception:
+            log.debug("no audit line for task %s", task.get("id"), exc_info=True)
+            return
+        if log_file is not None:
+            log_file.write(task_entry(task, remote=remote, user_agent=agent, door=self.door))
+
+    # --- import failures -------------------------------------------------------------------
+    def import_failures(self) -> ImportFailureReport:
+        """What failed to import at ComfyUI's start: live from the host, else the stored report
+        (re-read when the file changes). May read a file: call off the loop the first time."""
+        from ..import_failures import load_report, report_mtime
+        if self.import_failure_source is not None:
+            if self._import_report is None:
+                self._import_report = (0, self.import_failure_source())
+            return self._import_report[1]
+        stamp = report_mtime(self.manager.layout)
+        if self._import_report is None or self._import_report[0] != stamp:
+            self._import_report = (stamp, load_report(self.manager.layout))
+        return self._import_report[1]
+
+    async def failed_import_names(self) -> frozenset[str]:
+        """Folder names that failed to import (for the list routes' ``import-fail`` flags)."""
+        from ..import_failures import report_mtime
+        cached = self._import_report
+        if cached is not None and (self.import_failure_source is not None
+                                   or cached[0] == report_mtime(self.manager.layout)):
+            return cached[1].names()
+        return (await asyncio.to_thread(self.import_failures)).names()
 
     # --- queue hook-up --------------------------------------------------------------------
     def on_queue(self, hook: Callable[[TaskQueue], None]) -> None:
@@ -128,6 +250,7 @@ class Api:
     def _on_event(self, event: Event) -> None:
         if event.name in _TREE_EVENTS:
             self._generation += 1   # an int bump is atomic enough: readers only compare it
+            self._audit_task(event)
 
     # --- catalog ----------------------------------------------------------------------------
     async def view(self, mode: str = "cache") -> CatalogView:

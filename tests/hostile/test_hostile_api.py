@@ -21,6 +21,7 @@ from hostile.harness import Case
 
 pytestmark = pytest.mark.hostile
 LOCKS = "demo/ComfyUI/user/__manager/locks"
+AUDIT = "demo/ComfyUI/user/__manager/logs"      # refused requests are audited (docs/api.md, Audit log)
 
 
 @pytest.fixture
@@ -46,5 +47,5 @@ async def test_api_request_refused(case: Case, api_client, tmp_path: Path) -> No
     assert err["message"] and err["hint"], err
     assert resp.status == error_codes()[case.code].http_status or resp.status == 405, (resp.status, err)
     api.manager.queue.run_until_idle(timeout=30)
-    diff = treesum.changes(before, treesum.listing(tmp_path)).outside(LOCKS)
+    diff = treesum.changes(before, treesum.listing(tmp_path)).outside(LOCKS, AUDIT)
     assert not diff, diff.describe()

@@ -1,0 +1,130 @@
+"""What happens around ComfyUI's start: packs that failed to import, and operations scheduled
+for the next start (``manager/startup.py``, applied by ``prestartup_script.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .. import security as sec
+from ..errors import NotFound, RequestInvalid
+from .envelope import field, ok, raw_json, read_json
+from .service import Api
+
+if TYPE_CHECKING:
+    from ..inventory import InstalledPack
+
+ACTION_OPERATION = {"uninstall": sec.UNINSTALL, "disable": sec.DISABLE, "enable": sec.ENABLE,
+                    "snapshot_restore": sec.SNAPSHOT_RESTORE}
+
+
+# --- import failures ---------------------------------------------------------------------------------
+async def import_failures(api: Api, request: web.Request) -> web.Response:
+    """The packs ComfyUI failed to import at its start (live in ComfyUI, else the last start's record)."""
+    report = await asyncio.to_thread(api.import_failures)
+    _key, inv = await api.inventory()
+    out = report.to_dict()
+    by_name = {p.name: p for p in inv.packs}
+    for row in out["failures"]:
+        pack = by_name.get(row["name"]) or by_name.get(row["name"][:-3] if row["name"].endswith(".py") else "")
+        row["pack_id"] = (pack.catalog_id or pack.cnr_id or pack.pack_id) if pack else None
+        row["installed"] = pack is not None
+    return ok(out)
+
+
+def _normal(url: str) -> str:
+    from ..inventory import normalise_remote
+    return normalise_remote(url)
+
+
+def _pack_for(packs: tuple["InstalledPack", ...], cnr_id: str, url: str) -> "InstalledPack | None":
+    if cnr_id:
+        key = cnr_id.strip().lower()
+        for p in packs:
+            if p.enabled and key in (p.cnr_id.lower(), p.catalog_id.lower(), p.pack_id.lower(), p.name.lower()):
+                return p
+    if url:
+        want = _normal(url)
+        for p in packs:
+            if p.enabled and any(u and _normal(u) == want for u in (p.remote_url, p.repository)):
+                return p
+    return None
+
+
+async def classic_import_fail_info(api: Api, request: web.Request) -> web.Response:
+    """``{"cnr_id"}`` or ``{"url"}`` -> ``{"name", "path", "msg"}`` of the pack's failed import."""
+    body = await read_json(request)
+    cnr_id = field(body, "cnr_id", str, required=False, default="")
+    url = field(body, "url", str, required=False, default="")
+    if not cnr_id and not url:
+        raise RequestInvalid("give 'cnr_id' or 'url'", details={"field": "cnr_id"},
+                             hint='Send {"cnr_id": "<pack id>"} or {"url": "<repository URL>"}.')
+    report = await asyncio.to_thread(api.import_failures)
+    _key, inv = await api.inventory()
+    pack = _pack_for(inv.packs, cnr_id, url)
+    failure = report.find((pack.name,)) if pack is not None else None
+    if failure is None and cnr_id:
+        failure = report.find((cnr_id,))
+    if failure is None:
+        what = cnr_id or url
+        raise NotFound(f"no import failure is recorded for {what!r}" + ("" if pack else " (not an installed pack)"),
+                       hint="GET /offline-manager/v1/import-failures lists what failed at ComfyUI's last start.",
+                       details={"cnr_id": cnr_id, "url": url, "recorded": report.available})
+    return raw_json({"name": failure.name, "path": failure.path,
+                     "msg": failure.traceback or failure.message})
+
+
+# --- operations at the next start -------------------------------------------------------------------
+def _startup_data(api: Api) -> dict[str, Any]:
+    from ..startup import PendingStore
+    store = PendingStore(api.manager.layout)
+    return {"path": str(store.path), "pending": [o.to_dict() for o in store.entries()],
+            "problems": store.problems(), "last": store.last(), "applies_at_restart": api.door == "comfyui"}
+
+
+async def get_startup(api: Api, request: web.Request) -> web.Response:
+    return ok(await asyncio.to_thread(_startup_data, api))
+
+
+async def schedule_startup(api: Api, request: web.Request) -> web.Response:
+    """``{action, target, params?}``: decided by the policy like the same operation now, checked
+    against the tree (the pack must be installed, the snapshot stored), then written."""
+    from ..startup import PACK_ACTIONS, check_target
+    body = await read_json(request)
+    action = field(body, "action")
+    operation = ACTION_OPERATION.get(action)
+    if operation is None:
+        raise RequestInvalid(f"unknown action {action!r}", details={"field": "action"},
+                             hint="Actions: " + ", ".join(ACTION_OPERATION) + ".")
+    target = check_target(action, field(body, "target"))
+    api.note(target=target)
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise RequestInvalid("'params' must be an object", details={"field": "params"},
+                             hint='Give params as a JSON object, e.g. {"version": "1.2.0"}, or leave it out.')
+    decision = api.require(operation, details={"target": target, "action": action})
+    if action == "snapshot_restore":
+        from .handlers_snapshots import restore_options
+        params = {k: v for k, v in restore_options({"options": params}).to_dict().items() if v != ""}
+
+    def write() -> dict[str, Any]:
+        from ..operations.common import find_pack
+        from ..startup import PendingStore
+        if action in PACK_ACTIONS:    # refuse now what would fail at the start
+            find_pack(api.manager.inventory(), target, enabled={"enable": False, "disable": True}.get(action))
+        else:
+            from ..snapshots import store_of
+            store_of(api.manager).path_of(target)
+        return PendingStore(api.manager.layout).schedule(action, target, params=params, policy=decision.to_dict(),
+                                                         origin=f"api:{api.door}").to_dict()
+    return ok({"scheduled": await asyncio.to_thread(write)})
+
+
+async def cancel_startup(api: Api, request: web.Request) -> web.Response:
+    from ..startup import PendingStore
+    op_id = request.match_info["id"]
+    api.note(target=op_id)
+    removed = await asyncio.to_thread(PendingStore(api.manager.layout).cancel, op_id)
+    return ok({"cancelled": removed.to_dict()})
