@@ -11,15 +11,12 @@ two subprocesses.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from manager.deps.installer import DependencyInstaller
@@ -32,19 +29,8 @@ from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time
 N_WHEELS = 20
 
 
-def _wheels_module(ctx: BenchContext) -> ModuleType:
-    path = ctx.repo_root / "tests" / "support" / "wheels.py"
-    spec = importlib.util.spec_from_file_location("cm_bench_wheels", path)
-    if spec is None or spec.loader is None:
-        raise BenchSkip(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _setup(ctx: BenchContext) -> dict[str, Any]:
-    helpers = _wheels_module(ctx)
+    helpers = ctx.support("wheels")
     uv = helpers.find_uv()
     if uv is None:
         raise BenchSkip("uv is not installed (pip install uv)")

@@ -8,13 +8,10 @@ a detached HEAD or a ``.git`` file), 60 registry packs (``.tracking`` + ``pyproj
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from manager.inventory import scan
@@ -23,23 +20,11 @@ from manager.layout import Layout
 from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time
 
 
-def _gitrepos(ctx: BenchContext) -> ModuleType:
-    # loaded by path: the test helpers are not a package on sys.path outside pytest
-    path = ctx.repo_root / "tests" / "support" / "gitrepos.py"
-    spec = importlib.util.spec_from_file_location("cm_bench_gitrepos", path)
-    if spec is None or spec.loader is None:
-        raise BenchSkip(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module               # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def _tree(ctx: BenchContext) -> tuple[Any, Any]:
     """(TemporaryDirectory keeping the tree alive, Layout of the tree)."""
     if shutil.which("git") is None:
         raise BenchSkip("git is not installed")
-    helpers = _gitrepos(ctx)
+    helpers = ctx.support("gitrepos")
     tmp = tempfile.TemporaryDirectory(prefix="cm-bench-inventory-")
     base = Path(tmp.name)
     upstream = helpers.make_repo(base / "upstream")

@@ -9,27 +9,13 @@ the snapshot just taken (capture again, diff, empty plan) and checks that it cha
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time
-
-
-def _load(ctx: BenchContext, name: str) -> ModuleType:
-    path = ctx.repo_root / "tests" / "support" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"cm_bench_snap_{name}", path)
-    if spec is None or spec.loader is None:
-        raise BenchSkip(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module               # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _world(ctx: BenchContext) -> tuple[Any, Any]:
@@ -38,7 +24,7 @@ def _world(ctx: BenchContext) -> tuple[Any, Any]:
         raise BenchSkip("git is not installed")
     from manager.context import Manager
 
-    helpers = _load(ctx, "gitrepos")
+    helpers = ctx.support("gitrepos")
     tmp = tempfile.TemporaryDirectory(prefix="cm-bench-snapshots-")
     base = Path(tmp.name)
     upstream = helpers.make_repo(base / "upstream")
@@ -83,7 +69,7 @@ def noop_restore_200(ctx: BenchContext) -> Figure:
     from manager.snapshots.plan import RestoreOptions
     from manager.snapshots.restore import restore
 
-    listing = _load(ctx, "treesum").listing
+    listing = ctx.support("treesum").listing
     _tmp, manager = ctx.memo("snapshots.world", lambda: _world(ctx))
     saved = store_of(manager).save(capture(manager))
     snap = store_of(manager).load(saved.name)

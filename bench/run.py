@@ -73,6 +73,22 @@ class BenchContext:
     repeat: int = 5
     _memo: dict[str, Any] = field(default_factory=dict)
 
+    def support(self, name: str) -> Any:
+        """A test helper module (``tests/support/<name>.py``), loaded by path: outside pytest
+        the test helpers are not a package on sys.path. Raises ``BenchSkip`` when absent."""
+        import importlib.util
+        import sys
+
+        path = self.repo_root / "tests" / "support" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"cm_bench_support_{name}", path)
+        if spec is None or spec.loader is None or not path.is_file():
+            raise BenchSkip(f"cannot load {path}")
+        if spec.name not in sys.modules:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module           # dataclasses look their module up there
+            spec.loader.exec_module(module)
+        return sys.modules[spec.name]
+
     def memo(self, key: str, factory: Callable[[], Any]) -> Any:
         """Compute an expensive input once per run (outside any timed region)."""
         if key not in self._memo:

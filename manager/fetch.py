@@ -10,12 +10,14 @@ after their size and sha256 check out.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
 import os
 import re
 import urllib.parse
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
@@ -31,6 +33,13 @@ if TYPE_CHECKING:  # network.py imports this module; only the type is needed her
 
 MAX_REDIRECTS = 10
 CHUNK = 1 << 16
+# Download pipeline (see _Sink): the event loop only receives; a writer thread and a hasher
+# thread take the bytes in batches, so receiving, writing and sha256 run side by side.
+READ_BUFSIZE = 1 << 21          # aiohttp buffer per download: fewer pause/resume cycles per MB
+BATCH = 1 << 20                 # bytes handed to the workers at a time
+MAX_IN_FLIGHT = 16              # batches queued before the receiver waits for the disk (memory cap)
+SYNC_STEP = 8 << 20             # bytes between background fdatasyncs (see _Sink)
+_EARLY_SYNC = hasattr(os, "fdatasync")   # not on Windows or macOS: there the final fsync does it all
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RE = re.compile(r"bytes\s+\*/(\d+)")
@@ -113,13 +122,15 @@ def _decide_redirect(gate: "NetworkGate", target: str, purpose: str) -> str:
 
 @contextlib.asynccontextmanager
 async def _open(gate: "NetworkGate", sess: aiohttp.ClientSession, url: str, purpose: str,
-                headers: Mapping[str, str] | None) -> AsyncIterator[tuple[str, aiohttp.ClientResponse]]:
+                headers: Mapping[str, str] | None,
+                read_bufsize: int | None = None) -> AsyncIterator[tuple[str, aiohttp.ClientResponse]]:
     """GET following redirects by hand (each hop decided by the gate); aiohttp errors, also those
     raised while the caller reads the body, become coded errors."""
     current = url
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            resp = await sess.get(current, headers=dict(headers or {}), allow_redirects=False)
+            extra: dict[str, Any] = {"read_bufsize": read_bufsize} if read_bufsize else {}
+            resp = await sess.get(current, headers=dict(headers or {}), allow_redirects=False, **extra)
             location = resp.headers.get("Location")
             if resp.status in _REDIRECTS and location:
                 resp.release()
@@ -219,7 +230,8 @@ def _hash_file(path: Path) -> "hashlib._Hash":
     return h
 
 
-def _copy_local(gate: "NetworkGate", url: str, part: Path, progress: Progress | None) -> str:
+def _copy_local(gate: "NetworkGate", url: str, part: Path, progress: Progress | None,
+                hashing: bool = True) -> str:
     src = gate.local_path(url)
     if not src.is_file():
         raise NotFound(f"local file {src} does not exist", hint="Check the file:// URL or bundle path.",
@@ -230,13 +242,14 @@ def _copy_local(gate: "NetworkGate", url: str, part: Path, progress: Progress | 
     with open(src, "rb") as fin, open(part, "wb") as fout:
         for block in iter(lambda: fin.read(1 << 20), b""):
             fout.write(block)
-            h.update(block)
+            if hashing:
+                h.update(block)
             done += len(block)
             if progress:
                 progress(done, total)
         fout.flush()
         os.fsync(fout.fileno())
-    return h.hexdigest()
+    return h.hexdigest() if hashing else ""
 
 
 def _discard(*paths: Path) -> None:
@@ -256,10 +269,114 @@ def _read_validator(meta: Path, url: str) -> str:
     return str(data.get("etag") or data.get("last_modified") or "")
 
 
+class _Sink:
+    """Writes, hashes and syncs received bytes on worker threads; the event loop only receives.
+
+    Batches go to single-thread executors, so they run in order and the file is always a prefix
+    of the stream, also when a transfer stops halfway (the next attempt resumes after it). At
+    most ``MAX_IN_FLIGHT`` batches wait, which bounds memory when the disk is slower than the
+    network. While bytes arrive, a third thread keeps an ``fdatasync`` running (one at a time,
+    at most every ``SYNC_STEP`` bytes): the device flushes as we go, so the closing fsync only
+    waits for the tail. On this kind of disk the flush, not the writing, is most of the cost.
+    """
+
+    def __init__(self, fh: Any, hasher: "hashlib._Hash | None") -> None:
+        self._fh, self._hasher = fh, hasher
+        self._fd = fh.fileno()
+        self._written = self._synced_at = fh.tell()
+        self._failed = False                             # after a failed write nothing more is appended
+        self._batch: list[bytes] = []
+        self._pending = 0
+        self._inflight: collections.deque[tuple[Future[None], ...]] = collections.deque()   # per batch
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="download-write")
+        self._hashing = ThreadPoolExecutor(1, thread_name_prefix="download-hash") if hasher else None
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="download-sync") if _EARLY_SYNC else None
+        self._early: Future[None] | None = None          # the running background fdatasync
+
+    async def add(self, chunk: bytes) -> None:
+        """Queue ``chunk``; waits only while the workers are ``MAX_IN_FLIGHT`` batches behind."""
+        self._batch.append(chunk)
+        self._pending += len(chunk)
+        if self._pending >= BATCH:
+            self._submit()
+        queue = self._inflight
+        while queue and all(f.done() for f in queue[0]):
+            for f in queue.popleft():
+                f.result()                            # a worker's error (disk full) surfaces here
+        while len(queue) > MAX_IN_FLIGHT:
+            for f in queue.popleft():
+                await _wait(f)
+
+    async def finish(self) -> None:
+        """Write the rest, then fsync: the bytes are on disk before anyone renames the file."""
+        self._submit()
+        while self._inflight:
+            for f in self._inflight.popleft():
+                await _wait(f)
+        await _wait(self._writer.submit(self._sync))
+
+    def close(self) -> None:
+        """Let queued writes land (a later resume continues after them), then stop the workers
+        (the writer first: it starts the syncs). Blocks for at most ``MAX_IN_FLIGHT`` batches."""
+        self._submit()
+        for pool in (self._writer, self._syncer, self._hashing):
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def _submit(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch, self._pending = self._batch, [], 0
+        futures = [self._writer.submit(self._write, batch)]
+        if self._hashing is not None:
+            futures.append(self._hashing.submit(self._hash, batch))
+        self._inflight.append(tuple(futures))
+
+    def _write(self, batch: list[bytes]) -> None:
+        if self._failed:                                 # the file must stay a prefix of the stream
+            return
+        try:
+            for chunk in batch:
+                self._fh.write(chunk)
+                self._written += len(chunk)
+            self._sync_early()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _sync_early(self) -> None:
+        if self._syncer is None or self._written - self._synced_at < SYNC_STEP:
+            return
+        if self._early is not None:
+            if not self._early.done():
+                return                                   # one at a time: the device is busy anyway
+            self._early.result()                         # an I/O error must not wait for the end
+        self._synced_at = self._written
+        self._early = self._syncer.submit(os.fdatasync, self._fd)   # what the kernel has now
+
+    def _hash(self, batch: list[bytes]) -> None:
+        assert self._hasher is not None
+        for chunk in batch:
+            self._hasher.update(chunk)
+
+    def _sync(self) -> None:
+        if self._early is not None:
+            self._early.result()                         # its error is reported once: raise it here
+        self._fh.flush()
+        os.fsync(self._fd)
+
+
+async def _wait(fut: "Future[None]") -> None:
+    """Await a worker's batch. Shielded: a cancelled download must not cancel a queued write,
+    or the batches after it would land early and the partial file would no longer be a prefix."""
+    await asyncio.shield(asyncio.wrap_future(fut))
+
+
 async def _stream_http(gate: "NetworkGate", url: str, part: Path, meta: Path, *, purpose: str,
-                       resume: bool, expected_size: int | None, progress: Progress | None) -> str:
-    """Fill ``part`` from ``url``; returns its sha256. Leaves ``part`` for a later resume on a
-    dropped connection."""
+                       resume: bool, expected_size: int | None, progress: Progress | None,
+                       hashing: bool = True) -> str:
+    """Fill ``part`` from ``url``; returns its sha256 ("" unless ``hashing``). Leaves ``part``
+    for a later resume on a dropped connection."""
     if not resume:
         _discard(part, meta)
     async with gate.session(streaming=True) as sess:
@@ -274,11 +391,11 @@ async def _stream_http(gate: "NetworkGate", url: str, part: Path, meta: Path, *,
                 validator = _read_validator(meta, url)
                 if validator:
                     headers["If-Range"] = validator
-            async with _open(gate, sess, url, purpose, headers) as (current, resp):
+            async with _open(gate, sess, url, purpose, headers, READ_BUFSIZE) as (current, resp):
                 if resp.status == 416 and offset:
                     m = _UNSATISFIED_RE.match(resp.headers.get("Content-Range", ""))
                     if m and int(m.group(1)) == offset:   # the part is already complete
-                        return (await asyncio.to_thread(_hash_file, part)).hexdigest()
+                        return (await asyncio.to_thread(_hash_file, part)).hexdigest() if hashing else ""
                     _discard(part, meta)
                     continue
                 if resp.status >= 400:
@@ -289,10 +406,10 @@ async def _stream_http(gate: "NetworkGate", url: str, part: Path, meta: Path, *,
                         _discard(part, meta)              # a range we did not ask for: start over
                         continue
                     total = int(m.group(3)) if m.group(3) != "*" else expected_size
-                    hasher = await asyncio.to_thread(_hash_file, part)
+                    hasher = await asyncio.to_thread(_hash_file, part) if hashing else None
                     mode = "ab"
                 else:                                     # 200: no Range support, or changed file
-                    offset, mode, hasher = 0, "wb", hashlib.sha256()
+                    offset, mode, hasher = 0, "wb", hashlib.sha256() if hashing else None
                     declared = _declared_length(resp)
                     total = declared if declared is not None else expected_size
                 atomic_write_json(meta, {"url": url, "etag": resp.headers.get("ETag", ""),
@@ -300,20 +417,25 @@ async def _stream_http(gate: "NetworkGate", url: str, part: Path, meta: Path, *,
                 declared = _declared_length(resp)
                 received = 0
                 with open(part, mode) as fh:
-                    async for chunk in resp.content.iter_chunked(CHUNK):
-                        fh.write(chunk)
-                        hasher.update(chunk)
-                        received += len(chunk)
-                        if progress:
-                            progress(offset + received, total)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    sink = _Sink(fh, hasher)
+                    try:
+                        # iter_chunks hands over aiohttp's own buffers: no slicing, no joining
+                        async for chunk, _end in resp.content.iter_chunks():
+                            if not chunk:
+                                continue
+                            await sink.add(chunk)
+                            received += len(chunk)
+                            if progress:
+                                progress(offset + received, total)
+                        await sink.finish()
+                    finally:
+                        sink.close()
                 if declared is not None and received != declared:
                     raise DownloadIncomplete(
                         f"{current}: got {received} of {declared} bytes",
                         hint="The connection dropped; run the command again to resume.",
                         details={"url": current, "received": received, "expected": declared})
-                return hasher.hexdigest()
+                return hasher.hexdigest() if hasher is not None else ""
     raise DownloadIncomplete(f"{url}: the server's byte ranges do not match the partial file",
                              hint=f"Delete {part} and retry.", details={"url": url})
 
@@ -356,10 +478,11 @@ async def download(gate: "NetworkGate", url: str, dest: Path, *, purpose: str = 
     with file_lock(lock, timeout=0):
         try:
             if gate.is_local(final):
-                digest = await asyncio.to_thread(_copy_local, gate, final, part, progress)
-            else:
+                digest = await asyncio.to_thread(_copy_local, gate, final, part, progress, bool(sha256))
+            else:                                 # sha256 only when there is one to check against
                 digest = await _stream_http(gate, final, part, meta, purpose=purpose, resume=resume,
-                                            expected_size=expected_size, progress=progress)
+                                            expected_size=expected_size, progress=progress,
+                                            hashing=bool(sha256))
             await asyncio.to_thread(_finish, part, meta, dest, digest, expected_size, sha256, final)
         finally:
             _discard(lock)

@@ -15,7 +15,7 @@ import pytest
 from manager.api.routes import PREFIX
 from manager.api.standalone import build_app
 from manager.audit import AuditEntry, AuditLog, task_entry
-from support.api_tree import demo_root, make_api, write_config
+from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,20 +98,6 @@ def test_processes_write_whole_lines_and_rotate_once_at_a_time(tmp_path):
         mine = [int(e["target"].split("-")[1]) for e in lines if e["target"].startswith(f"p{n}-")]
         assert mine == sorted(mine)
 
-
-@pytest.fixture
-def api_app(tmp_path):
-    apis = []
-
-    def make(**kw):
-        root = demo_root(tmp_path)
-        write_config(root, **{k: kw.pop(k) for k in ("default", "security", "network_mode") if k in kw})
-        api = make_api(root, **kw)
-        apis.append(api)
-        return build_app(api), api, root
-    yield make
-    for api in apis:
-        api.manager.queue.stop(timeout=10)
 
 
 async def test_server_requests_and_task_results_are_audited(aiohttp_client, api_app):

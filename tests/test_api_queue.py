@@ -12,22 +12,8 @@ from manager.api.events import CLASSIC_EVENT, EVENT_NAME, EventForwarder
 from manager.api.routes import PREFIX
 from manager.api.standalone import build_app
 from manager.events import Event
-from support.api_tree import demo_root, make_api, write_config
+from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 
-
-@pytest.fixture
-def api_app(tmp_path):
-    apis = []
-
-    def make(**kw):
-        root = demo_root(tmp_path)
-        write_config(root, **{k: kw.pop(k) for k in ("default", "security", "network_mode") if k in kw})
-        api = make_api(root, **kw)
-        apis.append(api)
-        return build_app(api), api
-    yield make
-    for api in apis:
-        api.manager.queue.stop(timeout=10)
 
 
 async def _ws_messages(ws, until, timeout: float = 30.0) -> list[dict]:
@@ -46,7 +32,7 @@ async def _ws_messages(ws, until, timeout: float = 30.0) -> list[dict]:
 
 async def test_classic_script_flow(aiohttp_client, api_app):
     """status -> reset -> queue/install -> start -> poll status until done, exactly as a classic script."""
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     ws = await client.ws_connect("/ws")
     hello = await ws.receive_json(timeout=5)
@@ -82,7 +68,7 @@ async def test_classic_script_flow(aiohttp_client, api_app):
 
 
 async def test_classic_failure_and_disable_enable_flow(aiohttp_client, api_app):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     for body in ({"id": "demo-mask-utils", "version": "nightly", "selected_version": "nightly", "ui_id": "a"},):
         assert (await client.post("/manager/queue/install", json=body)).status == 200
@@ -111,7 +97,7 @@ async def test_classic_failure_and_disable_enable_flow(aiohttp_client, api_app):
 
 async def test_v1_enqueue_batch_and_task_routes(aiohttp_client, api_app, tmp_path):
     # offline, models come from the local model store (the demo's model-store folder)
-    app, api = api_app(default=f"model_store = {tmp_path / 'demo' / 'model-store'}")
+    app, api, _root = api_app(default=f"model_store = {tmp_path / 'demo' / 'model-store'}")
     client = await aiohttp_client(app)
     resp = await client.post(PREFIX + "/queue", json={
         "tasks": [{"kind": "install", "target": "demo-upscale-pack", "params": {"version": "nightly"}, "task_id": "u1"},
@@ -153,7 +139,7 @@ async def test_fifty_parallel_lists_while_a_task_runs(aiohttp_client, api_app):
         gate.wait(30)
         return {"fixed": ctx.target}
 
-    app, api = api_app(extra={"fix": slow_fix})
+    app, api, _root = api_app(extra={"fix": slow_fix})
     client = await aiohttp_client(app)
     await client.post(PREFIX + "/queue", json={"kind": "fix", "target": "demo-image-tools", "task_id": "slow"})
     assert await asyncio.to_thread(running.wait, 10)

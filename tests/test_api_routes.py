@@ -16,7 +16,7 @@ from manager.api.openapi import build_document, openapi_path, render
 from manager.api.routes import PREFIX, ROUTES
 from manager.api.standalone import build_app
 from manager.errors import error_codes
-from support.api_tree import demo_root, make_api, write_config
+from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 PATH_VALUES = {"id": "demo-image-tools", "name": "DemoResize", "node_name": "demo-image-tools"}
@@ -61,20 +61,6 @@ def _check_error(body: dict, status: int) -> None:
     assert error_codes()[err["code"]].http_status == status or status in (401, 405), (err, status)
 
 
-@pytest.fixture
-def api_app(tmp_path):
-    apis = []
-
-    def make(**kw):
-        root = demo_root(tmp_path)
-        write_config(root, **{k: kw.pop(k) for k in ("default", "security", "network_mode") if k in kw})
-        api = make_api(root, **kw)
-        apis.append(api)
-        return build_app(api), api
-    yield make
-    for api in apis:
-        api.manager.queue.stop(timeout=10)
-
 
 async def _answer(client, method: str, path: str, body=None):
     resp = await client.request(method, path, json=body) if body is not None else await client.request(method, path)
@@ -84,7 +70,7 @@ async def _answer(client, method: str, path: str, body=None):
 
 @pytest.mark.parametrize("mirror", ["", "/api"])
 async def test_every_get_route_answers_offline(aiohttp_client, api_app, socket_audit_log, mirror):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     queued = await client.post(PREFIX + "/queue", json={"kind": "disable", "target": "demo-image-tools",
                                                          "task_id": "t-known", "start": False})
@@ -115,7 +101,7 @@ async def test_every_get_route_answers_offline(aiohttp_client, api_app, socket_a
 
 
 async def test_every_post_route_answers_coded(aiohttp_client, api_app):
-    app, api = api_app(restart=lambda: None)
+    app, api, _root = api_app(restart=lambda: None)
     client = await aiohttp_client(app)
     for route in ROUTES:
         if route.method != "POST":
@@ -132,7 +118,7 @@ async def test_every_post_route_answers_coded(aiohttp_client, api_app):
 
 
 async def test_unknown_route_and_method_answer_the_envelope(aiohttp_client, api_app):
-    app, _api = api_app()
+    app, _api, _root = api_app()
     client = await aiohttp_client(app)
     resp, raw = await _answer(client, "GET", PREFIX + "/no-such-thing")
     assert resp.status == 404
@@ -143,7 +129,7 @@ async def test_unknown_route_and_method_answer_the_envelope(aiohttp_client, api_
 
 
 async def test_errors_are_coded_for_bad_input(aiohttp_client, api_app):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     cases = [
         ("GET", "/customnode/getlist?mode=sideways", None, 400, "request_invalid"),
@@ -170,7 +156,7 @@ async def test_errors_are_coded_for_bad_input(aiohttp_client, api_app):
 
 
 async def test_getlist_shape_etag_and_installed_state(aiohttp_client, api_app):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     resp = await client.get("/customnode/getlist?mode=cache&skip_update=true")
     assert resp.status == 200
@@ -207,7 +193,7 @@ async def _wait_idle(api, timeout: float = 30.0) -> bool:
 
 
 async def test_classic_read_shapes(aiohttp_client, api_app):
-    app, _api = api_app()
+    app, _api, _root = api_app()
     client = await aiohttp_client(app)
     maps = await (await client.get("/customnode/getmappings?mode=nickname")).json()
     assert any(names == ["DemoResize", "DemoCrop"] for names, _meta in maps.values())

@@ -9,24 +9,10 @@ import pytest
 from manager.api.envelope import MAX_BODY_BYTES
 from manager.api.routes import PREFIX
 from manager.api.standalone import build_app
-from support.api_tree import demo_root, make_api, write_config
+from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 
 INSTALL_ROW = {"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly", "ui_id": "r1"}
 
-
-@pytest.fixture
-def api_app(tmp_path):
-    apis = []
-
-    def make(**kw):
-        root = demo_root(tmp_path)
-        write_config(root, **{k: kw.pop(k) for k in ("default", "security", "network_mode") if k in kw})
-        api = make_api(root, **kw)
-        apis.append(api)
-        return build_app(api), api
-    yield make
-    for api in apis:
-        api.manager.queue.stop(timeout=10)
 
 
 def _nothing_queued(api) -> bool:
@@ -41,7 +27,7 @@ async def _error(resp, status: int, code: str) -> dict:
 
 
 async def test_strong_level_refuses_changes_with_the_key_to_change(aiohttp_client, api_app):
-    app, api = api_app(default="security_level = strong")
+    app, api, _root = api_app(default="security_level = strong")
     client = await aiohttp_client(app)
     for path, body in (("/manager/queue/install", INSTALL_ROW), ("/manager/queue/uninstall", INSTALL_ROW),
                        ("/manager/db_mode", {"value": "local"}), (PREFIX + "/queue", {"kind": "fix",
@@ -56,7 +42,7 @@ async def test_strong_level_refuses_changes_with_the_key_to_change(aiohttp_clien
 
 
 async def test_git_url_and_pip_need_their_flag_and_loopback(aiohttp_client, api_app, tmp_path):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     err = await _error(await client.post("/customnode/install/git_url", json={"url": "https://example.invalid/a.git"}),
                        403, "security_denied")
@@ -72,7 +58,7 @@ async def test_git_url_and_pip_need_their_flag_and_loopback(aiohttp_client, api_
 
 
 async def test_flags_do_nothing_on_a_lan_listener(aiohttp_client, api_app):
-    app, api = api_app(listen="0.0.0.0", default="security_level = weak",
+    app, api, _root = api_app(listen="0.0.0.0", default="security_level = weak",
                        security="allow_git_url_install = true\nallow_pip_install = true\nallow_remote_channel = true")
     client = await aiohttp_client(app)
     for path, body in (("/customnode/install/git_url", {"url": "https://example.invalid/a.git"}),
@@ -89,7 +75,7 @@ async def test_flags_do_nothing_on_a_lan_listener(aiohttp_client, api_app):
 
 
 async def test_allowed_git_url_install_runs_from_a_local_repo(aiohttp_client, api_app, tmp_path):
-    app, api = api_app(security="allow_git_url_install = true")
+    app, api, _root = api_app(security="allow_git_url_install = true")
     client = await aiohttp_client(app)
     repo = tmp_path / "demo" / "sources" / "demo-video-helper"
     resp = await client.post("/customnode/install/git_url", json={"url": repo.as_uri()})
@@ -110,7 +96,7 @@ async def test_allowed_git_url_install_runs_from_a_local_repo(aiohttp_client, ap
     ({"Content-Type": "multipart/form-data; boundary=x"}, 400, "content_type_refused"),
 ])
 async def test_csrf_guards_refuse_and_change_nothing(aiohttp_client, api_app, headers, status, code):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     for path in ("/manager/queue/install", "/manager/queue/start", PREFIX + "/queue/reset", "/api/manager/reboot"):
         resp = await client.post(path, data=json.dumps(INSTALL_ROW), headers=headers)
@@ -119,7 +105,7 @@ async def test_csrf_guards_refuse_and_change_nothing(aiohttp_client, api_app, he
 
 
 async def test_same_origin_and_no_content_type_pass(aiohttp_client, api_app):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     host = f"{client.server.host}:{client.server.port}"
     resp = await client.post("/manager/queue/install", data=json.dumps(INSTALL_ROW).encode(),
@@ -130,7 +116,7 @@ async def test_same_origin_and_no_content_type_pass(aiohttp_client, api_app):
 
 
 async def test_body_cap_and_malformed_json(aiohttp_client, api_app):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     big = b'{"kind": "fix", "target": "' + b"x" * (MAX_BODY_BYTES + 10) + b'"}'
     await _error(await client.post(PREFIX + "/queue", data=big, headers={"Content-Type": "application/json"}),
@@ -144,7 +130,7 @@ async def test_body_cap_and_malformed_json(aiohttp_client, api_app):
 
 
 async def test_network_mode_route_persists_and_moves_the_gate(aiohttp_client, api_app):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     data = (await (await client.get(PREFIX + "/network")).json())["data"]
     assert data["mode"] == "offline" and data["source"] == "file"
@@ -158,7 +144,7 @@ async def test_network_mode_route_persists_and_moves_the_gate(aiohttp_client, ap
 
 
 async def test_strong_level_may_still_go_offline(aiohttp_client, api_app):
-    app, api = api_app(default="security_level = strong", network_mode="public")
+    app, api, _root = api_app(default="security_level = strong", network_mode="public")
     client = await aiohttp_client(app)
     assert (await client.post(PREFIX + "/network", json={"mode": "offline"})).status == 200
     assert api.manager.gate.offline
@@ -166,7 +152,7 @@ async def test_strong_level_may_still_go_offline(aiohttp_client, api_app):
 
 
 async def test_channel_and_config_writes(aiohttp_client, api_app, tmp_path):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     other = tmp_path / "demo" / "demo-channel"
     resp = await client.post("/manager/channel_url_list", json={"value": "demo"})
@@ -200,7 +186,7 @@ async def test_channel_and_config_writes(aiohttp_client, api_app, tmp_path):
 async def test_reboot_answers_then_restarts(aiohttp_client, api_app):
     import asyncio
     called = asyncio.Event()
-    app, api = api_app(restart=called.set)
+    app, api, _root = api_app(restart=called.set)
     client = await aiohttp_client(app)
     resp = await client.post("/manager/reboot")
     assert resp.status == 200 and (await resp.json())["data"]["restarting"] is True
@@ -216,7 +202,7 @@ async def test_reboot_answers_then_restarts(aiohttp_client, api_app):
     {"kind": "reinstall", "target": "x", "params": {"url": "https://example.invalid/evil.git"}},
 ])
 async def test_a_url_or_path_in_any_field_is_a_risky_source(aiohttp_client, api_app, task):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     err = await _error(await client.post(PREFIX + "/queue", json=task), 403, "security_denied")
     assert "allow_git_url_install" in err["hint"] and err["details"]["risk"] in ("git_url", "local_path")
@@ -224,7 +210,7 @@ async def test_a_url_or_path_in_any_field_is_a_risky_source(aiohttp_client, api_
 
 
 async def test_a_bad_pack_id_is_refused_before_queueing(aiohttp_client, api_app):
-    app, api = api_app()
+    app, api, _root = api_app()
     client = await aiohttp_client(app)
     await _error(await client.post(PREFIX + "/queue", json={"kind": "install", "target": "../../etc"}),
                  400, "invalid_name")

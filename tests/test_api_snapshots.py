@@ -14,26 +14,12 @@ import pytest
 from manager.api.routes import PREFIX
 from manager.api.standalone import build_app
 from support import treesum
-from support.api_tree import demo_root, make_api, write_config
+from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 
 SNAPS = PREFIX + "/snapshots"
 # .git internals change when git reads a repo (index refresh); the tree itself must not
 SKIP = ("demo/ComfyUI/user/__manager/locks", "demo/ComfyUI/user/__manager/logs")
 
-
-@pytest.fixture
-def api_app(tmp_path):
-    apis = []
-
-    def make(**kw):
-        root = demo_root(tmp_path)
-        write_config(root, **{k: kw.pop(k) for k in ("default", "security", "network_mode") if k in kw})
-        api = make_api(root, **kw)
-        apis.append(api)
-        return build_app(api), api, root
-    yield make
-    for api in apis:
-        api.manager.queue.stop(timeout=10)
 
 
 async def _idle(api, timeout: float = 60.0) -> None:

@@ -7,7 +7,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from manager.api.standalone import prepare
+import pytest
+
+from manager.api.standalone import build_app, prepare
 from manager.api.service import Api
 from manager.context import Manager
 from manager.demo import create_demo_tree
@@ -47,3 +49,19 @@ def make_api(root: Path, *, listen: str = "127.0.0.1", extra: Mapping[str, Any] 
     api = prepare(manager, host=listen, extra_runners=extra)
     api.restart = restart
     return api
+
+
+@pytest.fixture
+def api_app(tmp_path: Path):
+    """``make(**kw) -> (aiohttp app, Api, ComfyUI root)`` over a fresh demo tree; queues stopped after."""
+    apis: list[Api] = []
+
+    def make(**kw: Any):
+        root = demo_root(tmp_path)
+        write_config(root, **{k: kw.pop(k) for k in ("default", "security", "network_mode") if k in kw})
+        api = make_api(root, **kw)
+        apis.append(api)
+        return build_app(api), api, root
+    yield make
+    for api in apis:
+        api.manager.queue.stop(timeout=10)
