@@ -44,13 +44,12 @@ def _setup(ctx: BenchContext) -> dict[str, Any]:
     pack = base / "custom_nodes" / "BenchPack"
     pack.mkdir(parents=True)
     (pack / "requirements.txt").write_text("".join(f"{n}>=1.0\n" for n in names))
-    direct_venv = helpers.make_venv(base / "venv-direct")
     ours_venv = helpers.make_venv(base / "venv-ours")
     installer = DependencyInstaller(
         DepsPolicy(python=str(ours_venv), use_uv=True, wheelhouse_dirs=(base / "wheelhouse",)),
         NetworkGate(NetworkPolicy(mode=NetworkMode.OFFLINE)))
     return {"tmp": tmp, "uv": uv, "names": names, "pack": pack, "wheelhouse": base / "wheelhouse",
-            "direct": direct_venv, "ours": ours_venv, "installer": installer}
+            "ours": ours_venv, "installer": installer}
 
 
 def _uninstall(uv: str, python: Path, names: list[str]) -> None:
@@ -59,7 +58,9 @@ def _uninstall(uv: str, python: Path, names: list[str]) -> None:
 
 
 def _direct(s: dict[str, Any]) -> None:
-    subprocess.run([s["uv"], "pip", "install", "--python", str(s["direct"]), "--no-config", "--offline",
+    # the same target venv as ours (emptied before each half of a pair): two venvs of one
+    # recipe still differ by tens of ms for uv, which would be measured as our overhead
+    subprocess.run([s["uv"], "pip", "install", "--python", str(s["ours"]), "--no-config", "--offline",
                     "--no-index", "--find-links", str(s["wheelhouse"]), *[f"{n}>=1.0" for n in s["names"]]],
                    capture_output=True, check=True, env=child_env())
 
@@ -78,11 +79,11 @@ def overhead_ratio(ctx: BenchContext) -> Figure:
     _direct(s)
     direct, ours = [], []
     for _ in range(max(11, ctx.repeat)):
-        _uninstall(s["uv"], s["direct"], s["names"])
         _uninstall(s["uv"], s["ours"], s["names"])
         start = time.perf_counter()
         _direct(s)
         direct.append(time.perf_counter() - start)
+        _uninstall(s["uv"], s["ours"], s["names"])
         start = time.perf_counter()
         _ours(s)
         ours.append(time.perf_counter() - start)
