@@ -17,25 +17,19 @@ from manager.deps.overrides import load_overrides
 from manager.deps.plan import PackSource
 from manager.deps.policy import DepsPolicy
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
-from support.wheels import (ConnectTrap, Pkg, build_wheel, build_wheels, find_uv, installed_version,
+from support.wheels import (own_caches, uv_bin,  # noqa: F401 (fixtures)
+                            ConnectTrap, Pkg, build_wheel, build_wheels, find_uv, installed_version,
                             make_venv, serve_simple_index)
 
 DIST = [Pkg("alpha", "1.0", ("beta>=1",)), Pkg("beta", "1.0"), Pkg("beta", "2.0"), Pkg("gamma", "3.0"),
         Pkg("unused", "1.0")]
 
 
-@pytest.fixture(scope="session")
-def uv_bin() -> str:
-    uv = find_uv()
-    if uv is None:
-        pytest.skip("uv is not installed next to the test interpreter (pip install uv)")
-    return uv
 
 
 @pytest.fixture(autouse=True)
-def _own_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
-    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+def _own_caches(own_caches):
+    return own_caches
 
 
 def packs(root: Path) -> list[PackSource]:

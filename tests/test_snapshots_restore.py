@@ -28,7 +28,9 @@ from support.fake_registry import FakeRegistry, make_node, make_version
 from support.gitrepos import GitDaemon, git
 from support.ops_fixtures import build_zip, cnr_files, write_channel, write_config
 from support.treesum import listing
-from support.wheels import ConnectTrap, Pkg, build_wheels, find_uv, installed_names, make_venv, serve_simple_index
+from support.wheels import (own_caches, uv_bin,  # noqa: F401 (fixtures)
+                            ConnectTrap, Pkg, build_wheels, find_uv, installed_names, make_venv,
+                            serve_simple_index)
 
 ALLOW = PolicyDecision.allow("snapshot_restore", "", "test")
 REG = "reg-pack"
@@ -44,18 +46,11 @@ PACKS = {
 }
 
 
-@pytest.fixture(scope="module")
-def uv_bin() -> str:
-    uv = find_uv()
-    if uv is None:
-        pytest.skip("uv is not installed next to the test interpreter")
-    return uv
 
 
 @pytest.fixture(autouse=True)
-def _own_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
-    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+def _own_caches(own_caches):
+    return own_caches
 
 
 def pack_repo(path: Path, versions: list[dict[str, str]]) -> list[str]:

@@ -61,6 +61,21 @@ class InstallArgs:
     no_index: bool = False
     offline: bool = False                    # uv: --offline (never touch the network)
 
+    def source_flags(self, *, trusted_flag: str) -> list[str]:
+        """The index/find-links options both backends share; only the trusted-host flag differs."""
+        cmd: list[str] = []
+        if self.no_index:
+            cmd.append("--no-index")
+        elif self.index_url:
+            cmd += ["--index-url", self.index_url]
+        for url in self.extra_index_urls:
+            cmd += ["--extra-index-url", url]
+        for link in self.find_links:
+            cmd += ["--find-links", link]
+        for host in self.trusted_hosts:
+            cmd += [trusted_flag, host]
+        return cmd
+
 
 @dataclass(frozen=True)
 class RunResult:

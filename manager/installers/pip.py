@@ -11,18 +11,7 @@ _QUIET = ["--no-input", "--disable-pip-version-check", "--progress-bar", "off"]
 
 
 def _sources(args: InstallArgs) -> list[str]:
-    cmd: list[str] = []
-    if args.no_index:
-        cmd.append("--no-index")
-    elif args.index_url:
-        cmd += ["--index-url", args.index_url]
-    for url in args.extra_index_urls:
-        cmd += ["--extra-index-url", url]
-    for link in args.find_links:
-        cmd += ["--find-links", link]
-    for host in args.trusted_hosts:
-        cmd += ["--trusted-host", host]
-    return cmd
+    return args.source_flags(trusted_flag="--trusted-host")
 
 
 class PipBackend(Backend):

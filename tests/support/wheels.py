@@ -213,3 +213,23 @@ class ConnectTrap:
             env[key.lower()] = self.url
         env["NO_PROXY"] = env["no_proxy"] = ""
         return env
+
+
+# --- fixtures shared by the suites that install into real venvs ------------------------------
+import pytest  # noqa: E402  (fixtures only; the helpers above stay importable without pytest)
+
+
+@pytest.fixture(scope="session")
+def uv_bin() -> str:
+    """The uv next to the test interpreter (the test command installs it)."""
+    uv = find_uv()
+    if uv is None:
+        pytest.skip("uv is not installed next to the test interpreter (pip install uv)")
+    return uv
+
+
+@pytest.fixture
+def own_caches(tmp_path, monkeypatch):
+    """Every test builds its own wheels under the same names: never reuse another test's cache."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
