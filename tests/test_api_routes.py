@@ -6,6 +6,7 @@ with the route table, and nothing reaches beyond loopback.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -275,5 +276,14 @@ async def test_getlist_over_the_real_channel_db(aiohttp_client, comfy_tree, loca
         assert await again.read() == body and api.listing.builds == builds
         v1 = await (await client.get(PREFIX + "/packs")).json()
         assert len(v1["data"]["packs"]) == len(data["node_packs"])
+        # compressed once per version for clients that accept gzip; the same JSON inside
+        raw = await aiohttp_client(build_app(api), auto_decompress=False)
+        packed = await raw.get("/customnode/getlist?mode=cache&skip_update=true",
+                               headers={"Accept-Encoding": "gzip"})
+        assert packed.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed.headers["Vary"]
+        wire = await packed.read()
+        assert len(wire) * 4 < len(body) and gzip.decompress(wire) == body
+        plain = await raw.get("/customnode/getlist?mode=cache&skip_update=true", headers={"Accept-Encoding": "identity"})
+        assert "Content-Encoding" not in plain.headers and await plain.read() == body
     finally:
         api.manager.queue.stop(timeout=10)

@@ -25,9 +25,11 @@ WORKFLOW_MAX_BYTES = 32 * 1024 * 1024
 
 def body_response(request: web.Request, body: Body) -> web.Response:
     """Pre-encoded bytes with an ETag; a matching ``If-None-Match`` gets 304 and no body."""
-    headers = {"ETag": body.etag, "Cache-Control": "no-cache"}
+    headers = {"ETag": body.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
     if request.headers.get("If-None-Match") == body.etag:
         return web.Response(status=304, headers=headers)
+    if body.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+        return json_bytes_response(body.gzipped, headers={**headers, "Content-Encoding": "gzip"})
     return json_bytes_response(body.data, headers=headers)
 
 
