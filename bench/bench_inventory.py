@@ -9,7 +9,6 @@ a detached HEAD or a ``.git`` file), 60 registry packs (``.tracking`` + ``pyproj
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,7 @@ def _tree(ctx: BenchContext) -> tuple[Any, Any]:
     helpers = ctx.support("gitrepos")
     tmp = tempfile.TemporaryDirectory(prefix="cm-bench-inventory-")
     base = Path(tmp.name)
-    upstream = helpers.make_repo(base / "upstream")
-    template = base / "template"
-    subprocess.run(["git", "clone", "-q", str(upstream.path), str(template)], check=True, timeout=60)
-    tree = helpers.build_pack_tree(base / "ComfyUI" / "custom_nodes", template)
-    if tree.total != 200:
-        raise RuntimeError(f"expected 200 packs, built {tree.total}")
+    helpers.build_200_pack_comfyui(base)
     return tmp, Layout.from_root(base / "ComfyUI")
 
 

@@ -10,7 +10,6 @@ the snapshot just taken (capture again, diff, empty plan) and checks that it cha
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,7 @@ def _world(ctx: BenchContext) -> tuple[Any, Any]:
     helpers = ctx.support("gitrepos")
     tmp = tempfile.TemporaryDirectory(prefix="cm-bench-snapshots-")
     base = Path(tmp.name)
-    upstream = helpers.make_repo(base / "upstream")
-    template = base / "template"
-    subprocess.run(["git", "clone", "-q", str(upstream.path), str(template)], check=True, timeout=60)
-    tree = helpers.build_pack_tree(base / "ComfyUI" / "custom_nodes", template)
-    if tree.total != 200:
-        raise RuntimeError(f"expected 200 packs, built {tree.total}")
+    helpers.build_200_pack_comfyui(base)
     (base / "ComfyUI" / "models" / "checkpoints").mkdir(parents=True)
     (base / "ComfyUI" / "models" / "checkpoints" / "model.safetensors").write_bytes(b"\0" * 4096)
     manager = Manager.standalone(base / "ComfyUI", env={}, cli={"network_mode": "offline"})

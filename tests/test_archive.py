@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -14,6 +13,7 @@ import pytest
 
 from manager.archive import ArchiveLimits, extract_archive, extract_tar, extract_zip, safe_member_name
 from manager.errors import ArchiveInvalid, ArchiveTooLarge, ArchiveUnsafe
+from support import treesum
 
 
 # --- builders ------------------------------------------------------------------------------
@@ -60,18 +60,7 @@ def make_tar(path: Path, members: list[tuple[str, str, bytes | str]], mode: str 
 
 def tree_digest(root: Path) -> dict[str, str]:
     """Every path below ``root`` with its content hash or link target (links not followed)."""
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = str(p.relative_to(root))
-            if p.is_symlink():
-                out[rel] = "link:" + os.readlink(p)
-            elif p.is_file():
-                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-            else:
-                out[rel] = "dir"
-    return out
+    return treesum.listing(root)
 
 
 @pytest.fixture

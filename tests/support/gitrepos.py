@@ -277,3 +277,15 @@ def build_pack_tree(custom_nodes: Path, template: Path, *, n_git: int = 80, n_cn
     (custom_nodes / "notes.txt").write_text("notes\n")
     (disabled_dir / ".DS_Store").write_text("")
     return tree
+
+
+def build_200_pack_comfyui(base: Path) -> Path:
+    """A ComfyUI root under ``base`` whose custom_nodes holds the 200-pack mix of
+    ``build_pack_tree`` (cloned from one real upstream repository); used by the benchmarks."""
+    upstream = make_repo(base / "upstream")
+    template = base / "template"
+    subprocess.run(["git", "clone", "-q", str(upstream.path), str(template)], check=True, timeout=60)
+    tree = build_pack_tree(base / "ComfyUI" / "custom_nodes", template)
+    if tree.total != 200:
+        raise RuntimeError(f"expected 200 packs, built {tree.total}")
+    return base / "ComfyUI"

@@ -8,7 +8,6 @@ itself with SIGKILL when the named progress stage is reported.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -87,19 +86,9 @@ class DepsRecorder:
 
 
 def tree_listing(root: Path) -> dict[str, str]:
-    """Relative path -> sha256 (files), 'dir' or 'link:<target>' of everything under ``root``."""
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = Path(dirpath) / name
-            rel = str(full.relative_to(root))
-            if full.is_symlink():
-                out[rel] = "link:" + os.readlink(full)
-            elif full.is_dir():
-                out[rel] = "dir"
-            else:
-                out[rel] = hashlib.sha256(full.read_bytes()).hexdigest()
-    return out
+    """Relative path -> fingerprint of everything under ``root`` (see support/treesum)."""
+    from support import treesum   # here, not at the top: this file also runs as a child script
+    return treesum.listing(root)
 
 
 @dataclass
