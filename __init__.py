@@ -15,7 +15,12 @@ def _start() -> None:
         from .glob import bootstrap
     except Exception:  # an import failure of ours must never stop ComfyUI's start
         import logging
-        logging.getLogger("offline_manager").exception("[offline-manager] could not load its ComfyUI glue")
+        import os
+        here = os.path.dirname(os.path.abspath(__file__))
+        logging.getLogger("offline_manager").exception(
+            "[offline-manager] could not load its ComfyUI glue; ComfyUI continues without it. The same operations "
+            "work from the shell meanwhile: python %s --comfyui %s serve", os.path.join(here, "cm-cli.py"),
+            os.path.dirname(os.path.dirname(here)))
         return
     bootstrap.start(__name__, __file__)
 

@@ -10,6 +10,7 @@ it (so the operation modules are not imported during ComfyUI's start).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -54,7 +55,7 @@ def base_routes(host: ComfyHost) -> list[web.RouteDef]:
         return web.json_response({"ok": True, "version": 1,
                                   "data": {"version": __version__, "comfyui_root": str(host.layout.comfyui_root)}})
 
-    return [web.get("/offline-manager/health", health)]
+    return [web.route("GET", "/offline-manager/health", health)]
 
 
 def start(package_name: str, package_file: str) -> bool:
@@ -81,26 +82,40 @@ def start(package_name: str, package_file: str) -> bool:
         api = Api(build_manager, listen=listen_address(), restart=restart_comfyui, door="comfyui")
         tracker = import_failure_tracker(host, folder_paths, package_file)
         api.import_failure_source = tracker.collect
-        mounted, skipped = route_mount.mount(instance.routes, base_routes(host) + route_defs(api))
+        report = route_mount.mount(instance.routes, route_mount.mark_ours(base_routes(host) + route_defs(api)))
         forwarder = EventForwarder(comfy_events.comfy_sink(instance))
         # The queue (and the operation modules behind it) is built by the first request that
         # needs it; then events start flowing to send_sync and the worker thread starts.
         api.on_queue(forwarder.attach)
         api.on_queue(lambda queue: queue.start())
-        setattr(instance, _MARK, {"api": api, "forwarder": forwarder, "mounted": mounted, "skipped": skipped,
-                                  "import_failures": tracker})
-        log.info("[offline-manager] %s ready: %d route(s) mounted, %d left to their owner, in %.1f ms",
-                 __version__, len(mounted), len(skipped), (time.perf_counter() - t0) * 1000)
+        state = {"api": api, "forwarder": forwarder, "report": report, "import_failures": tracker}
+        setattr(instance, _MARK, state)
+
+        def ready() -> None:
+            # Extensions imported after us may own some of the same paths: settle, then say so once.
+            route_mount.settle_owners(instance.routes, report)
+            api.route_owners = dict(report.owners)
+            left = f", {len(report.skipped)} already owned by another extension ({', '.join(report.skipped[:4])}" \
+                   f"{' ...' if len(report.skipped) > 4 else ''})" if report.skipped else ""
+            owners = ", ".join(f"{family}={owner}" for family, owner in sorted(report.owners.items())) or "-"
+            log.info("[offline-manager] %s ready: %d route(s) mounted%s; route owners: %s; %.1f ms of ComfyUI's start",
+                     __version__, len(report.mounted), left, owners, report.seconds * 1000)
+
+        report.seconds = time.perf_counter() - t0
+        if not route_mount.before_add_routes(instance, ready):
+            ready()
         return True
     except Exception:  # ComfyUI goes on whatever happens here
-        log.exception("[offline-manager] failed to start inside ComfyUI; ComfyUI continues without it")
+        here = os.path.dirname(os.path.abspath(package_file))
+        log.exception("[offline-manager] failed to start inside ComfyUI; ComfyUI continues without it. The same "
+                      "operations work from the shell meanwhile: python %s --comfyui %s serve",
+                      os.path.join(here, "cm-cli.py"), os.path.dirname(os.path.dirname(here)))
         return False
 
 
 def import_failure_tracker(host: ComfyHost, folder_paths: Any, package_file: str) -> ImportFailureTracker:
     """Listen for import failures of the packs ComfyUI imports after us; the report is read on
     first use (loading is over by then) and kept in the manager folder for the other doors."""
-    import os
 
     def folders() -> list[str]:
         return list(folder_paths.get_folder_paths("custom_nodes"))

@@ -171,7 +171,7 @@ def test_entry_leaves_classic_paths_to_their_owner(comfy_modules, comfy_tree, tm
     owners = [r for r in comfy_modules.routes if r.path == "/customnode/getlist"]
     assert len(owners) == 1 and owners[0].handler is classic
     assert ("GET", "/offline-manager/v1/packs") in {(r.method, r.path) for r in comfy_modules.routes}
-    skipped = comfy_modules._offline_manager_started["skipped"]
+    skipped = comfy_modules._offline_manager_started["report"].skipped
     assert skipped == ["GET /customnode/getlist", "POST /manager/queue/start"]
 
 

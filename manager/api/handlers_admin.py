@@ -236,7 +236,7 @@ async def get_status(api: Api, request: web.Request) -> web.Response:
                # the queue is built by the first queue request; status never pays for that
                "queue": api.queue.status() if api.queue_built else None,
                "task_kinds": list(api.kinds) if api.queue_built else None, "started_at": api.started_at,
-               "can_restart": api.restart is not None})
+               "can_restart": api.restart is not None, "route_owners": api.route_owners})
 
 
 async def reboot(api: Api, request: web.Request) -> web.Response:

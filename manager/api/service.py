@@ -69,6 +69,9 @@ class Api:
         self._audit: AuditLog | None = None
         # import failures: the host's collector (ComfyUI), else the report stored by the last start
         self.import_failure_source: Callable[[], ImportFailureReport] | None = None
+        # family (offline-manager, classic, v2) -> who answers it; set by the host glue once
+        # ComfyUI mounts its table (another manager may own the classic paths)
+        self.route_owners: dict[str, str] = {}
         self._import_report: tuple[int, ImportFailureReport] | None = None
 
     @property

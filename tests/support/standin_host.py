@@ -306,6 +306,9 @@ class StandInComfy:
     async def _boot(self) -> None:
         loop = asyncio.get_running_loop()
         self.server = StandInPromptServer(loop, self.static_dir)
+        # PromptServer.add_routes, reached through the instance as main.py does, so an extension
+        # that wraps the instance attribute at import time sees the call, as in ComfyUI
+        self.server.add_routes = self._add_routes
         self._core_routes(self.server.routes)
         self._install_modules()
         if self.load_extension:
@@ -315,7 +318,7 @@ class StandInComfy:
                 path = (self.extension_dir / web_dir).resolve()
                 if path.is_dir():
                     self.extension_web_dirs[self.extension_name] = path
-        self._add_routes()
+        self.server.add_routes()
         self._runner = web.AppRunner(self.server.app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -357,7 +360,8 @@ class StandInComfy:
         api_routes = web.RouteTableDef()
         for route in self.server.routes:
             if isinstance(route, web.RouteDef):
-                api_routes.route(route.method, "/api" + route.path, **route.kwargs)(route.handler)
+                # exactly ComfyUI's copy (server.py add_routes): kwargs go to the inner decorator
+                api_routes.route(route.method, "/api" + route.path)(route.handler, **route.kwargs)
         app.add_routes(api_routes)
         app.add_routes(self.server.routes)
         for name, folder in self.extension_web_dirs.items():
