@@ -4,6 +4,9 @@ Only the web directory and empty node maps live here; the glue in glob/ register
 routes when ComfyUI's server is present. Any failure is logged once and ComfyUI goes on.
 """
 
+import time as _time
+
+_IMPORTED_AT = _time.perf_counter()     # our whole share of ComfyUI's start is reported from here
 WEB_DIRECTORY = "./js"
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
@@ -22,7 +25,7 @@ def _start() -> None:
             "work from the shell meanwhile: python %s --comfyui %s serve", os.path.join(here, "cm-cli.py"),
             os.path.dirname(os.path.dirname(here)))
         return
-    bootstrap.start(__name__, __file__)
+    bootstrap.start(__name__, __file__, _IMPORTED_AT)
 
 
 if __package__:  # imported as a package by ComfyUI (or a stand-in host), not run as a script

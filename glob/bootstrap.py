@@ -1,10 +1,13 @@
 """Build the Manager inside a running ComfyUI and mount its routes. Idempotent, never raises.
 
-Nothing here touches the network or does heavy work: ComfyUI's start must stay fast. Our own
-routes (``/offline-manager/...``) always mount; the classic ComfyUI-Manager paths mount only
+ComfyUI's start must stay fast and must never break because of us. Importing our package only
+records the moment and installs two light hooks (the import-failure tracker and a call made
+right before ComfyUI's ``add_routes``); the route table, the API and their modules are imported
+in that call, when every other extension has registered its routes, so owners are known:
+our own routes (``/offline-manager/...``) always mount, the classic and ``/v2`` paths only
 where no other extension owns them (``server.mount``). The task queue is built, its events
 forwarded through ``send_sync`` and its worker thread started by the first request that uses
-it (so the operation modules are not imported during ComfyUI's start).
+it. Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -17,11 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..manager import __version__
-from ..manager.api import Api, EventForwarder, register_runners, route_defs
-from . import events as comfy_events
 from . import server as route_mount
-from .comfy_host import ComfyHost, restart_comfyui
 from .import_failures import ImportFailureTracker
 
 log = logging.getLogger("offline_manager")
@@ -48,19 +47,25 @@ def listen_address() -> str:
     return str(value) if value else DEFAULT_LISTEN
 
 
-def base_routes(host: ComfyHost) -> list[web.RouteDef]:
+def base_routes(host: Any, version: str) -> list[web.RouteDef]:
     """Routes that exist from the first line of glue (a liveness probe)."""
 
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "version": 1,
-                                  "data": {"version": __version__, "comfyui_root": str(host.layout.comfyui_root)}})
+                                  "data": {"version": version, "comfyui_root": str(host.layout.comfyui_root)}})
 
     return [web.route("GET", "/offline-manager/health", health)]
 
 
-def start(package_name: str, package_file: str) -> bool:
-    """Mount our routes on ComfyUI's server; returns True when mounted (or already mounted)."""
-    t0 = time.perf_counter()
+def failure_hint(package_file: str) -> str:
+    here = os.path.dirname(os.path.abspath(package_file))
+    return (f"ComfyUI continues without it. The same operations work from the shell meanwhile: "
+            f"python {os.path.join(here, 'cm-cli.py')} --comfyui {os.path.dirname(os.path.dirname(here))} serve")
+
+
+def start(package_name: str, package_file: str, imported_at: float | None = None) -> bool:
+    """Prepare our routes for ComfyUI's server; True when they will be (or were) mounted."""
+    t0 = imported_at if imported_at is not None else time.perf_counter()
     try:
         found = _comfy_modules()
         if found is None:
@@ -69,63 +74,89 @@ def start(package_name: str, package_file: str) -> bool:
         instance, folder_paths = found
         if getattr(instance, _MARK, None):
             return True
-        host = ComfyHost(instance, folder_paths, version=_comfyui_version())
-
-        def build_manager() -> Any:
-            # Built by the first request: config.ini, channels.list and the core modules are
-            # read then, so ComfyUI's start pays for mounting routes only.
-            from ..manager.context import Manager
-            manager = Manager.create(host)
-            register_runners(manager)
-            return manager
-
-        api = Api(build_manager, listen=listen_address(), restart=restart_comfyui, door="comfyui")
-        tracker = import_failure_tracker(host, folder_paths, package_file)
-        api.import_failure_source = tracker.collect
-        report = route_mount.mount(instance.routes, route_mount.mark_ours(base_routes(host) + route_defs(api)))
-        forwarder = EventForwarder(comfy_events.comfy_sink(instance))
-        # The queue (and the operation modules behind it) is built by the first request that
-        # needs it; then events start flowing to send_sync and the worker thread starts.
-        api.on_queue(forwarder.attach)
-        api.on_queue(lambda queue: queue.start())
-        state = {"api": api, "forwarder": forwarder, "report": report, "import_failures": tracker}
+        state: dict[str, Any] = {}
+        state["import_failures"] = import_failure_tracker(folder_paths, package_file,
+                                                          lambda report: _keep_report(state, report))
         setattr(instance, _MARK, state)
+        spent = time.perf_counter() - t0
 
-        def ready() -> None:
-            # Extensions imported after us may own some of the same paths: settle, then say so once.
-            route_mount.settle_owners(instance.routes, report)
-            api.route_owners = dict(report.owners)
-            left = f", {len(report.skipped)} already owned by another extension ({', '.join(report.skipped[:4])}" \
-                   f"{' ...' if len(report.skipped) > 4 else ''})" if report.skipped else ""
-            owners = ", ".join(f"{family}={owner}" for family, owner in sorted(report.owners.items())) or "-"
-            log.info("[offline-manager] %s ready: %d route(s) mounted%s; route owners: %s; %.1f ms of ComfyUI's start",
-                     __version__, len(report.mounted), left, owners, report.seconds * 1000)
+        def mount_now() -> None:
+            t1 = time.perf_counter()
+            try:
+                mount(instance, folder_paths, state)
+            except Exception:  # ComfyUI goes on whatever happens here
+                log.exception("[offline-manager] failed to mount its routes; %s", failure_hint(package_file))
+                return
+            report = state["report"]
+            report.seconds = spent + (time.perf_counter() - t1)
+            log_ready(state["version"], report)
 
-        report.seconds = time.perf_counter() - t0
-        if not route_mount.before_add_routes(instance, ready):
-            ready()
+        if not route_mount.before_add_routes(instance, mount_now):
+            mount_now()      # a host without add_routes on the instance: mount at once
         return True
     except Exception:  # ComfyUI goes on whatever happens here
-        here = os.path.dirname(os.path.abspath(package_file))
-        log.exception("[offline-manager] failed to start inside ComfyUI; ComfyUI continues without it. The same "
-                      "operations work from the shell meanwhile: python %s --comfyui %s serve",
-                      os.path.join(here, "cm-cli.py"), os.path.dirname(os.path.dirname(here)))
+        log.exception("[offline-manager] failed to start inside ComfyUI; %s", failure_hint(package_file))
         return False
 
 
-def import_failure_tracker(host: ComfyHost, folder_paths: Any, package_file: str) -> ImportFailureTracker:
+def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
+    """Build the API and put our free routes on ComfyUI's table (runs before add_routes)."""
+    from ..manager import __version__
+    from ..manager.api import Api, EventForwarder, register_runners, route_defs
+    from . import events as comfy_events
+    from .comfy_host import ComfyHost, restart_comfyui
+
+    host = ComfyHost(instance, folder_paths, version=_comfyui_version())
+
+    def build_manager() -> Any:
+        # Built by the first request: config.ini, channels.list and the core modules are read
+        # then, so ComfyUI's start pays for mounting routes only.
+        from ..manager.context import Manager
+        manager = Manager.create(host)
+        register_runners(manager)
+        return manager
+
+    api = Api(build_manager, listen=listen_address(), restart=restart_comfyui, door="comfyui")
+    tracker: ImportFailureTracker = state["import_failures"]
+    api.import_failure_source = tracker.collect
+    report = route_mount.mount(instance.routes, route_mount.mark_ours(base_routes(host, __version__) +
+                                                                      route_defs(api)))
+    report.owners = route_mount.family_owners(instance.routes)
+    api.route_owners = dict(report.owners)
+    forwarder = EventForwarder(comfy_events.comfy_sink(instance))
+    # The queue (and the operation modules behind it) is built by the first request that needs
+    # it; then events start flowing to send_sync and the worker thread starts.
+    api.on_queue(forwarder.attach)
+    api.on_queue(lambda queue: queue.start())
+    state.update(api=api, forwarder=forwarder, report=report, version=__version__, host=host)
+
+
+def log_ready(version: str, report: Any) -> None:
+    """Our one ready line: what mounted, who owns each route family, what we cost the start."""
+    left = ""
+    if report.skipped:
+        more = " ..." if len(report.skipped) > 4 else ""
+        left = f", {len(report.skipped)} already owned by another extension ({', '.join(report.skipped[:4])}{more})"
+    owners = ", ".join(f"{family}={owner}" for family, owner in sorted(report.owners.items())) or "-"
+    log.info("[offline-manager] %s ready: %d route(s) mounted%s; route owners: %s; %.1f ms of ComfyUI's start",
+             version, len(report.mounted), left, owners, report.seconds * 1000)
+
+
+def _keep_report(state: dict[str, Any], report: Any) -> None:
+    if "host" in state:
+        from ..manager.import_failures import save_report
+        save_report(state["host"].layout, report)
+
+
+def import_failure_tracker(folder_paths: Any, package_file: str,
+                           on_report: Any = None) -> ImportFailureTracker:
     """Listen for import failures of the packs ComfyUI imports after us; the report is read on
     first use (loading is over by then) and kept in the manager folder for the other doors."""
-
     def folders() -> list[str]:
         return list(folder_paths.get_folder_paths("custom_nodes"))
 
-    def keep(report: Any) -> None:
-        from ..manager.import_failures import save_report
-        save_report(host.layout, report)
-
     tracker = ImportFailureTracker(folders, own_folder=os.path.dirname(os.path.abspath(package_file)),
-                                   on_report=keep)
+                                   on_report=on_report)
     tracker.install()
     return tracker
 

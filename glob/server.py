@@ -8,9 +8,9 @@ Two host facts shape this module (both proven in the real-host tier, tests/realh
   TypeError there and ComfyUI dies before it listens. We hand ComfyUI only kwargs-free copies,
   and each one is first put through the same copy on a scratch table.
 - ComfyUI imports ``custom_nodes/*`` in directory order, so another manager (the classic
-  ComfyUI-Manager) may register the same (method, path) after us. aiohttp then answers with
-  whichever came first, silently. Owners are therefore settled once more just before
-  ``add_routes`` mounts the table: where another extension also registered a pair, it keeps it.
+  ComfyUI-Manager) may register the same (method, path) after us, and aiohttp would answer
+  with whichever came first, silently. We mount right before ``add_routes`` (glob/bootstrap.py),
+  when every extension has registered its routes: a pair another extension owns stays its.
 """
 
 from __future__ import annotations
@@ -114,28 +114,6 @@ def mount(table: web.RouteTableDef, routes: Iterable[web.RouteDef]) -> MountRepo
     if report.refused:
         log.error("[offline-manager] %d route(s) would break ComfyUI's /api copying and were not mounted: %s",
                   len(report.refused), ", ".join(report.refused[:8]))
-    return report
-
-
-def settle_owners(table: web.RouteTableDef, report: MountReport) -> MountReport:
-    """Give back every pair another extension registered after us; record each family's owner.
-
-    Only our routes are ever removed from the table; the other extension's stay as they are.
-    """
-    ours = set(report.mounted)
-    foreign: dict[str, str] = {}
-    for item in table:
-        if isinstance(item, web.RouteDef) and not _is_ours(item.handler):
-            label = _label(item)
-            if label in ours:
-                foreign[label] = owner_name(item.handler)
-    if foreign:
-        table._items[:] = [item for item in table._items
-                           if not (isinstance(item, web.RouteDef) and _label(item) in foreign
-                                   and _is_ours(item.handler))]
-        report.mounted = [label for label in report.mounted if label not in foreign]
-        report.skipped.extend(sorted(foreign))
-    report.owners = family_owners(table)
     return report
 
 

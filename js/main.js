@@ -11,6 +11,7 @@ import { createPanel, ensureStyles } from "./panel/index.js";
 export const EXTENSION_NAME = "OfflineManager.Panel";
 export const COMMAND_ID = "OfflineManager.OpenPanel";
 const ICON = "pi pi-box";
+export const ENTRY_LABEL = "Offline Manager";      // never "Manager": the classic manager's button says that
 
 const PRELOAD_SETTING = "OfflineManager.PreloadList";
 const PRELOAD_DELAY_MS = 3000;
@@ -104,12 +105,48 @@ function renderLauncher(el) {
   el.appendChild(box);
 }
 
+/**
+ * Frontends before `actionBarButtons` (1.27 in ComfyUI 0.3.64) show no entry of ours in the top
+ * bar: put our own button there. Where the frontend renders its own entry (it may do so after
+ * setup), ours is removed again, so there is only ever one.
+ */
+function ensureEntryButton() {
+  const native = () => document.querySelector(".offline-manager-entry:not(.om-entry-fallback)");
+  const place = () => {
+    if (native() || document.querySelector(".om-entry-fallback")) return;
+    const bar = document.querySelector(".comfyui-menu-right") || document.querySelector(".comfyui-menu")
+      || document.querySelector(".comfy-menu");
+    if (!bar) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "offline-manager-entry om-entry-fallback p-button p-component p-button-text";
+    button.setAttribute("aria-label", ENTRY_LABEL);
+    button.title = ENTRY_LABEL;
+    const icon = document.createElement("i");
+    icon.className = ICON;
+    const text = document.createElement("span");
+    text.textContent = ENTRY_LABEL;
+    button.append(icon, " ", text);
+    button.addEventListener("click", () => togglePanel());
+    bar.prepend(button);
+  };
+  const observer = new MutationObserver(() => {
+    const fallback = document.querySelector(".om-entry-fallback");
+    if (fallback && native()) fallback.remove();
+  });
+  observer.observe(document.body, { subtree: true, childList: true });
+  setTimeout(() => observer.disconnect(), 15000);
+  for (const ms of [1500, 5000]) setTimeout(place, ms);
+}
+
 app.registerExtension({
   name: EXTENSION_NAME,
-  commands: [{ id: COMMAND_ID, label: "Offline Manager", icon: ICON, tooltip: "Node packs, models and snapshots",
+  commands: [{ id: COMMAND_ID, label: ENTRY_LABEL, icon: ICON, tooltip: "Node packs, models and snapshots",
     function: () => togglePanel() }],
   menuCommands: [{ path: ["Extensions"], commands: [COMMAND_ID] }],
-  actionBarButtons: [{ icon: ICON, label: "Manager", tooltip: "Offline Manager", class: "offline-manager-entry",
+  // The frontend shows `label` and uses `tooltip || label` as the accessible name: both say
+  // "Offline Manager", so the button is told apart from the classic manager's "Manager".
+  actionBarButtons: [{ icon: ICON, label: ENTRY_LABEL, tooltip: ENTRY_LABEL, class: "offline-manager-entry",
     onClick: () => togglePanel() }],
   settings: [{ id: PRELOAD_SETTING, name: "Preload the node pack list in the background (cached copy, no network)",
     category: ["Offline Manager", "Panel", "Preload"], type: "boolean", defaultValue: true,
@@ -126,9 +163,10 @@ app.registerExtension({
     ensureStyles();   // ready before the first click
     const em = app.extensionManager;
     if (em && typeof em.registerSidebarTab === "function") {
-      em.registerSidebarTab({ id: "offline-manager", icon: ICON, title: "Manager", tooltip: "Offline Manager",
+      em.registerSidebarTab({ id: "offline-manager", icon: ICON, title: ENTRY_LABEL, tooltip: ENTRY_LABEL,
         type: "custom", render: renderLauncher });
     }
     window.offlineManager = { open: openPanel, close: closePanel, get panel() { return panel; } };
+    ensureEntryButton();
   },
 });

@@ -45,7 +45,8 @@ def comfy_modules(comfy_tree: Path, monkeypatch: pytest.MonkeyPatch):
     started = getattr(StandInPromptServer.instance, "_offline_manager_started", None)
     if isinstance(started, dict):
         started["import_failures"].uninstall()   # the log handler the glue added to the root logger
-    manager = started["api"]._manager if isinstance(started, dict) else None
+    api = started.get("api") if isinstance(started, dict) else None   # absent when the mount failed
+    manager = api._manager if api is not None else None
     if manager is not None and manager._queue is not None:
         started["forwarder"].detach()     # the glue started a worker thread: end it with the test
         manager.queue.stop(timeout=10)

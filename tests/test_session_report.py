@@ -103,4 +103,17 @@ def test_plugin_prints_one_line_and_guards_offline_suites(tmp_path: Path) -> Non
     lines = [line for line in text.splitlines() if line.startswith("quality: ")]
     assert lines == [
         "quality: faults 1 (1 passed) | hostile inputs 1 (1 passed) | loads 1 (1 xfailed) | "
-        "outside-loopback connects: 1 test(s): test_sample.py::test_outside_loopback"], text
+        "outside-loopback connects: 1 test(s): test_sample.py::test_outside_loopback | "
+        "REAL-HOST TIER DID NOT RUN: no real-host test was selected"], text
+
+
+def test_the_summary_counts_real_host_cases_or_says_the_tier_did_not_run():
+    rep = SessionReport()
+    rep.record_realhost("t1", "skipped", "real-host tier did not run: no source for ComfyUI 0.8.0")
+    assert rep.summary_line().endswith(
+        "REAL-HOST TIER DID NOT RUN: real-host tier did not run: no source for ComfyUI 0.8.0")
+    rep.record_realhost("t2", "passed")
+    rep.record_realhost("t3", "passed")
+    rep.record_realhost("t3", "error")          # a teardown error after a pass counts as the error
+    assert rep.summary_line().endswith("real-host 3 (1 passed, 1 error, 1 skipped) "
+                                       "(skipped: real-host tier did not run: no source for ComfyUI 0.8.0)")

@@ -32,6 +32,8 @@ from . import realhost_env as envs
 
 REPO_ROOT = envs.REPO_ROOT
 FOLDER = "offline-manager"            # the folder name the README tells users to clone into
+# The frontend's first-run templates dialog would cover the canvas (comfyui-host.md §6.4).
+FIRST_RUN_FILES = {"user/default/comfy.settings.json": json.dumps({"Comfy.TutorialCompleted": True})}
 READY_LINE = re.compile(r"\[offline-manager\] \S+ ready: .*")
 CONNECT = re.compile(r"connect\(\d+, \{sa_family=(AF_INET6?),[^}]*?(?:inet_addr\(\"([^\"]+)\"\)|inet_pton\(AF_INET6, \"([^\"]+)\")")
 
@@ -239,7 +241,9 @@ def _spawn(host: RealComfyUI) -> subprocess.Popen:
     argv = ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=connect", "-o", str(host.strace_path),
             str(host.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(host.port),
             "--disable-auto-launch", *host.args]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CM_", "PYTEST", "COV_"))}
+    # the user's environment, not the test runner's (users keep bytecode caching on)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CM_", "PYTEST", "COV_")) and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(host.extra.get("env", {}))
     env["PYTHONUNBUFFERED"] = "1"
     log = open(host.log_path, "ab")
@@ -259,13 +263,15 @@ def write_config(manager_dir: Path, settings: dict[str, str]) -> None:
 def start_comfyui(workdir: Path, version: str = "0.8.0", *, config: dict[str, str] | None = None,
                   args: Iterable[str] = (), extra_nodes: Iterable[Path] = (), manager_package: bool = False,
                   install_ours: bool = True, patch: dict[str, tuple[str, str]] | None = None,
-                  env: dict[str, str] | None = None, wait: bool = True) -> RealComfyUI:
+                  env: dict[str, str] | None = None, files: dict[str, str] | None = None,
+                  wait: bool = True) -> RealComfyUI:
     """A fresh copy of ComfyUI ``version`` with us installed, started and (``wait``) ready.
 
     ``config``: our config.ini (default ``network_mode = offline``); ``extra_nodes``: folders
     copied into ``custom_nodes/`` beside us (the classic manager, a pack); ``patch``: edits to our
     installed copy, ``{relative file: (old text, new text)}`` (fault injection in the real host);
-    ``manager_package``: the environment that also holds ``comfyui-manager==4.3``.
+    ``manager_package``: the environment that also holds ``comfyui-manager==4.3``; ``files``:
+    text files to write into the tree before the start (``{relative path: text}``).
     """
     reason = unavailable(version, manager_package=manager_package)
     if reason:
@@ -286,6 +292,9 @@ def start_comfyui(workdir: Path, version: str = "0.8.0", *, config: dict[str, st
                         str(ours / "requirements.txt")], check=True, capture_output=True, timeout=300)
     for node in extra_nodes:
         shutil.copytree(node, root / "custom_nodes" / node.name)
+    for rel, text in {**FIRST_RUN_FILES, **(files or {})}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
     settings = {"network_mode": "offline"}
     settings.update(config or {})
     write_config(root / "user" / "__manager", settings)

@@ -19,7 +19,9 @@ from .socket_audit import SocketAudit
 
 QUALITY_MARKERS = {"fault": "faults", "hostile": "hostile inputs", "load": "loads"}
 OFFLINE_MARKER = "offline_suite"
+REALHOST_MARKER = "realhost"
 MARKER_HELP = {
+    REALHOST_MARKER: "real-host tier case (the real ComfyUI); counted in the summary, or the summary says it did not run",
     "fault": "fault-injection case (SIGKILL at a named point); counted in the end-of-run summary",
     "hostile": "hostile-input case (must end in a coded error, nothing written); counted in the summary",
     "load": "load case against the standalone server; counted in the summary",
@@ -37,6 +39,27 @@ class SessionReport:
     outside_loopback: dict[str, list[str]] = field(default_factory=dict)    # nodeid -> violations
     connects: dict[str, int] = field(default_factory=dict)                  # nodeid -> connect count
     notes: dict[str, list[str]] = field(default_factory=dict)               # kind -> figures to show
+    realhost: dict[str, tuple[str, str]] = field(default_factory=dict)      # nodeid -> (outcome, skip reason)
+
+    def record_realhost(self, nodeid: str, outcome: str | None, reason: str = "") -> None:
+        """Fold one phase of a real-host test into its outcome (a failure in any phase wins)."""
+        if outcome is None:
+            return
+        before = self.realhost.get(nodeid, ("", ""))[0]
+        if not before or _RANK[outcome] > _RANK[before]:
+            self.realhost[nodeid] = (outcome, reason)
+
+    def realhost_part(self) -> str:
+        """The real-host figures, or in capitals that the tier did not run (and why)."""
+        counts = Counter(outcome for outcome, _ in self.realhost.values())
+        ran = sum(n for o, n in counts.items() if o != "skipped")
+        reasons = sorted({r for o, r in self.realhost.values() if o == "skipped" and r})
+        if not ran:
+            why = "; ".join(reasons) if reasons else "no real-host test was selected"
+            return f"REAL-HOST TIER DID NOT RUN: {why}"
+        shown = ", ".join(f"{counts[o]} {o}" for o in _ORDER if counts.get(o))
+        skipped = f" (skipped: {'; '.join(reasons)})" if reasons else ""
+        return f"real-host {ran + counts.get('skipped', 0)} ({shown}){skipped}"
 
     def note(self, kind: str, text: str) -> None:
         """Add a figure (e.g. a load run's throughput and p50/p99) to that kind's part of the line."""
@@ -89,6 +112,7 @@ class SessionReport:
             parts.append(f"outside-loopback connects: {len(self.outside_loopback)} test(s): {names}")
         else:
             parts.append("outside-loopback connects: none")
+        parts.append(self.realhost_part())
         return "quality: " + " | ".join(parts)
 
 
@@ -138,6 +162,11 @@ class QualityReportPlugin:
                 report.longrepr = (f"offline_suite test made {len(connects)} socket connect(s), none allowed "
                                    f"(loopback included): {connects[:5]!r}")
         self.report.record_phase(item.nodeid, self._kinds(item), outcome_of(report))
+        if item.get_closest_marker(REALHOST_MARKER) is not None:
+            reason = ""
+            if report.skipped and isinstance(report.longrepr, tuple):
+                reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+            self.report.record_realhost(item.nodeid, outcome_of(report), reason)
         return report
 
     @pytest.hookimpl(wrapper=True)

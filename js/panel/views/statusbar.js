@@ -10,19 +10,20 @@ export class StatusBar {
       const value = el("span", { class: "om-badge", dataset: { testid } });
       return [el("span", { class: "om-sb-item" }, el("span", { class: "om-label", text: label }), value), value];
     };
-    let mode, channel, db, security, queue;
+    let mode, channel, db, security, queue, routes;
     [mode, this.mode] = item("status-network", "Network");
     [channel, this.channel] = item("status-channel", "Channel");
     [db, this.db] = item("status-db", "DB");
     [security, this.security] = item("status-security", "Security");
     [queue, this.queue] = item("status-queue", "Queue");
+    [routes, this.routes] = item("status-routes", "Routes");
     this.restartText = el("span", { text: "Restart required" });
     this.restartBtn = el("button", { class: "om-btn om-btn-primary", dataset: { testid: "restart-now" },
       onclick: () => this.ctx.restart() }, "Restart now");
     this.restart = el("span", { class: "om-restart", hidden: true, dataset: { testid: "restart-prompt" } },
       this.restartText, this.restartBtn);
     this.root = el("footer", { class: "om-statusbar", dataset: { testid: "statusbar" } },
-      mode, channel, db, security, queue, el("span", { class: "om-spacer" }), this.restart);
+      mode, channel, db, security, queue, routes, el("span", { class: "om-spacer" }), this.restart);
     ctx.tasks.on("change", () => this.renderQueue());
     ctx.tasks.on("restart", (list) => this.showRestart(list));
   }
@@ -48,9 +49,21 @@ export class StatusBar {
     this.db.title = db.source ? `source: ${db.source}` : "";
     setText(this.security, s.security_level || s.security?.level || "—");
     this.renderQueue(s.queue);
+    this.renderRoutes(s.route_owners);
     this.restartBtn.hidden = s.can_restart === false;   // standalone: ComfyUI is restarted by its owner
     this.restart.title = s.can_restart === false ? "Restart ComfyUI to load the changes" : "";
     if (s.restart_required) this.showRestart([{ reason: "pending changes" }]);
+  }
+
+  /** "ours" when we answer every family; otherwise the families another extension answers. */
+  renderRoutes(owners) {
+    const entries = Object.entries(owners || {});
+    const others = entries.filter(([, owner]) => owner !== "offline-manager");
+    const text = !entries.length ? "ours" : others.length
+      ? others.map(([family, owner]) => `${family}: ${owner}`).join("; ") : "ours";
+    setText(this.routes, text);
+    this.routes.dataset.kind = others.length ? "shared" : "";
+    this.routes.title = entries.map(([family, owner]) => `${family} routes answered by ${owner}`).join("\n");
   }
 
   renderQueue(serverQueue) {

@@ -1,0 +1,53 @@
+"""Helpers of the real-host tests (plain functions; the fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser.conftest import CHROMIUM
+from browser.pages import ARTIFACTS, SECOND_PACK_ID, TEST_PACK_ID, PanelEnv, make_plain_repo
+from support import realhost
+
+
+def need_host(version: str = "0.8.0", *, manager_package: bool = False, browser: bool = False) -> None:
+    """Skip with the reason (which the run's last line repeats in capitals) when the tier cannot run."""
+    reason = realhost.unavailable(version, manager_package=manager_package)
+    if reason is None and browser and not Path(CHROMIUM).exists():
+        reason = f"chromium not found at {CHROMIUM} (scripts/test.sh installs it)"
+    if reason:
+        pytest.skip(f"real-host tier did not run: {reason}")
+
+
+def channel_env(workdir: Path, channel_db: Path) -> PanelEnv:
+    """A file:// copy of the real channel with two packs backed by local git repos (offline-safe)."""
+    channel = workdir / "channel"
+    shutil.copytree(channel_db / "default", channel)
+    env = PanelEnv(root=workdir, channel=channel, config=workdir / "unused.ini")
+    env.repo_url = make_plain_repo(workdir / "repos" / TEST_PACK_ID)
+    env.add_pack({"author": "realhost-tests", "title": "Panel Test Pack", "id": TEST_PACK_ID,
+                  "reference": env.repo_url, "files": [env.repo_url], "install_type": "git-clone",
+                  "description": "A pack from a local git repo."})
+    env.repo2_url = make_plain_repo(workdir / "repos" / SECOND_PACK_ID, name=SECOND_PACK_ID)
+    env.add_pack({"author": "realhost-tests", "title": "Panel Test Pack Two", "id": SECOND_PACK_ID,
+                  "reference": env.repo2_url, "files": [env.repo2_url], "install_type": "git-clone",
+                  "description": "A second pack from a local git repo."})
+    env.settings = {"network_mode": "offline", "channel_url": channel.as_uri(), "security_level": "normal"}
+    return env
+
+
+def keep_artifacts(host: realhost.RealComfyUI, label: str) -> None:
+    """The host's log and strace record, next to the screenshots (artifacts/ is git-ignored)."""
+    dest = ARTIFACTS / "realhost"
+    dest.mkdir(parents=True, exist_ok=True)
+    for src, name in ((host.log_path, f"{label}.log"), (host.strace_path, f"{label}.strace.txt")):
+        if src.exists():
+            shutil.copyfile(src, dest / name)
+
+
+def start_or_skip(workdir: Path, version: str, **kwargs: Any) -> realhost.RealComfyUI:
+    need_host(version, manager_package=kwargs.get("manager_package", False))
+    return realhost.start_comfyui(workdir, version, **kwargs)
