@@ -1,0 +1,151 @@
+"""The panel as users feel it: in the page the real ComfyUI 0.8.0 serves (its pinned frontend).
+
+The same probes as bench_panel.py (click on our entry until a pack row is in the DOM and laid
+out; each search keystroke until the filtered rows are), over the real channel DB as a
+file:// channel, offline, plus our share of ComfyUI's start from our ready line. ComfyUI runs
+in a network namespace with only loopback: when this process is not already in one, the
+measurement runs in a child under ``unshare -n`` and hands its figures back as JSON.
+Targets: ../shared/targets.md ("where we stand"): click to rows <= 100 ms, keystroke <= 16 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .bench_panel import CHROMIUM, FLAGS, KEY_PROBE, NOT_LOOPBACK, OPEN_PROBE, PRELOAD_SETTING, PRELOADED, QUERIES
+from .run import Benchmark, BenchContext, BenchSkip, Figure
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SETTINGS_FILE = "user/default/comfy.settings.json"
+
+
+def _support() -> Any:
+    if str(REPO_ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from support import realhost
+    return realhost
+
+
+def measure(channel_db: Path, repeat: int, workdir: Path) -> dict[str, Any]:
+    """Start the real ComfyUI, open the panel ``repeat`` times per mode, type the queries."""
+    realhost = _support()
+    from playwright.sync_api import sync_playwright
+
+    host = realhost.start_comfyui(workdir, "0.8.0", config={"channel_url": (channel_db / "default").as_uri()})
+    settings_path = host.root / SETTINGS_FILE
+    base_settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    try:
+        ready = realhost.READY_LINE.findall(host.log_text())
+        with sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(
+                str(workdir / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+                viewport={"width": 1400, "height": 900})
+            context.route(NOT_LOOPBACK, lambda route: route.abort())
+            page = context.new_page()
+
+            def open_once(preload: bool) -> dict[str, float]:
+                settings_path.write_text(json.dumps({**base_settings, PRELOAD_SETTING: preload}), encoding="utf-8")
+                page.goto(host.url("/"))
+                page.wait_for_selector(".offline-manager-entry", timeout=60_000)
+                page.wait_for_timeout(300)
+                if preload:
+                    page.wait_for_function(PRELOADED, timeout=60_000, polling=100)
+                page.evaluate(OPEN_PROBE)
+                page.click(".offline-manager-entry")
+                page.wait_for_function("window.__open.t2 !== undefined", timeout=60_000)
+                return page.evaluate("window.__open")
+
+            cold = open_once(False)
+            plain = [open_once(False) for _ in range(repeat)]
+            warm = [open_once(True) for _ in range(repeat)]
+            page.focus("[data-testid=pack-search]")
+            page.evaluate(KEY_PROBE)
+            keys: list[dict[str, float]] = []
+            for query in QUERIES:
+                page.fill("[data-testid=pack-search]", "")
+                page.wait_for_timeout(50)
+                page.evaluate("window.__keys = []")
+                page.keyboard.type(query, delay=60)
+                page.wait_for_function(f"window.__keys.length === {len(query)} && window.__keys.every(k => k.t2)",
+                                       timeout=30_000)
+                keys += page.evaluate("window.__keys")
+            context.close()
+        return {"cold": cold, "plain": plain, "warm": warm, "keys": keys, "ready": ready,
+                "connects": host.connects()}
+    finally:
+        host.stop()
+
+
+def _measure(ctx: BenchContext) -> dict[str, Any]:
+    realhost = _support()
+    if not Path(CHROMIUM).exists():
+        raise BenchSkip(f"chromium not found at {CHROMIUM}")
+    reason = realhost.unavailable("0.8.0")
+    namespaced = reason is not None and "network namespace" in reason
+    if reason and not namespaced:
+        raise BenchSkip(f"real-host tier unavailable: {reason}")
+    db = ctx.require_channel_db()
+    repeat = max(3, ctx.repeat)
+    with tempfile.TemporaryDirectory(prefix="cm-bench-real-") as tmp:
+        if not namespaced:
+            return measure(db, repeat, Path(tmp))
+        out = Path(tmp) / "figures.json"
+        argv = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, "-m",
+                "bench.bench_panel_real", str(db), str(repeat), tmp, str(out)]
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        if done.returncode != 0 or not out.exists():
+            raise BenchSkip("could not run the real host in a network namespace (needs root): "
+                            + (done.stderr.strip().splitlines() or ["no output"])[-1])
+        return json.loads(out.read_text())
+
+
+def _results(ctx: BenchContext) -> dict[str, Any]:
+    return ctx.memo("panel_real.results", lambda: _measure(ctx))
+
+
+def open_to_rows(ctx: BenchContext) -> Figure:
+    r = _results(ctx)
+    rows = [w["t1"] - w["t0"] for w in r["warm"]]
+    plain = [w["t1"] - w["t0"] for w in r["plain"]]
+    return Figure(statistics.median(rows),
+                  f"real ComfyUI 0.8.0 page, median of {len(rows)} loads with the background preload; without "
+                  f"preload {statistics.median(plain):.0f} ms; very first open {r['cold']['t1'] - r['cold']['t0']:.0f} ms")
+
+
+def search_keystroke(ctx: BenchContext) -> Figure:
+    dom = sorted(k["t1"] - k["t0"] for k in _results(ctx)["keys"])
+    p95 = dom[min(len(dom) - 1, int(len(dom) * 0.95))]
+    return Figure(statistics.median(dom), f"real ComfyUI 0.8.0 page, {len(dom)} keystrokes; p95 {p95:.1f} ms")
+
+
+def start_cost(ctx: BenchContext) -> Figure:
+    r = _results(ctx)
+    lines = r["ready"]
+    if not lines:
+        raise BenchSkip("no ready line in the real host's log")
+    ms = float(lines[-1].rsplit("; ", 1)[1].split(" ms", 1)[0])
+    return Figure(ms, f"first start after install (compiles our modules); outside connects {len(r['connects'])}")
+
+
+BENCHMARKS = [
+    Benchmark("panel_real.open_to_rows", "ms", open_to_rows, target=100.0, compare="<=",
+              description="click on our entry in the real ComfyUI page until the pack list shows rows"),
+    Benchmark("panel_real.search_keystroke", "ms", search_keystroke, target=16.0, compare="<=",
+              description="search keystroke in the real ComfyUI page until the filtered rows are laid out"),
+    Benchmark("panel_real.start_cost", "ms", start_cost, target=200.0, compare="<=",
+              description="our import + mount in the real ComfyUI's start, from our ready line (first start)"),
+]
+
+
+if __name__ == "__main__":     # the child run inside ``unshare -n`` (see _measure)
+    db_arg, repeat_arg, work_arg, out_arg = sys.argv[1:5]
+    figures = measure(Path(db_arg), int(repeat_arg), Path(work_arg))
+    Path(out_arg).write_text(json.dumps(figures))
+    os._exit(0)
