@@ -110,10 +110,22 @@ def test_plugin_prints_one_line_and_guards_offline_suites(tmp_path: Path) -> Non
 def test_the_summary_counts_real_host_cases_or_says_the_tier_did_not_run():
     rep = SessionReport()
     rep.record_realhost("t1", "skipped", "real-host tier did not run: no source for ComfyUI 0.8.0")
-    assert rep.summary_line().endswith(
-        "REAL-HOST TIER DID NOT RUN: real-host tier did not run: no source for ComfyUI 0.8.0")
+    assert rep.summary_line().endswith("REAL-HOST TIER DID NOT RUN: no source for ComfyUI 0.8.0")
     rep.record_realhost("t2", "passed")
     rep.record_realhost("t3", "passed")
     rep.record_realhost("t3", "error")          # a teardown error after a pass counts as the error
     assert rep.summary_line().endswith("real-host 3 (1 passed, 1 error, 1 skipped) "
-                                       "(skipped: real-host tier did not run: no source for ComfyUI 0.8.0)")
+                                       "(skipped: no source for ComfyUI 0.8.0)")
+
+
+def test_a_run_without_host_sources_says_so_on_its_last_line(tmp_path):
+    """The real pytest run, with no host source anywhere: its last line says it in capitals."""
+    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_DIR"}
+    env["OFFLINE_MANAGER_HOSTS"] = str(tmp_path)          # an empty folder: no tarballs
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "tests/realhost/test_start.py", "-k", "ready_line"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("quality: ") and "REAL-HOST TIER DID NOT RUN: no source for ComfyUI" in last \
+        and "no source for ComfyUI 0.8.0" in last, \
+        out.stdout[-1500:]

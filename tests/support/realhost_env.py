@@ -49,9 +49,11 @@ def cache_root() -> Path:
 
 
 def hosts_dir() -> Path | None:
-    """The folder holding the host tarballs, or None."""
-    for cand in (os.environ.get("OFFLINE_MANAGER_HOSTS", ""), str(REPO_ROOT.parent / "shared" / "hosts"),
-                 "/work/shared/hosts"):
+    """The folder holding the host tarballs, or None. ``$OFFLINE_MANAGER_HOSTS``, when set, is the
+    only place looked at (set it to an empty folder to see how a run without hosts reports)."""
+    chosen = os.environ.get("OFFLINE_MANAGER_HOSTS")
+    places = (chosen,) if chosen is not None else (str(REPO_ROOT.parent / "shared" / "hosts"), "/work/shared/hosts")
+    for cand in places:
         if cand and (Path(cand) / TARBALLS["0.8.0"]).is_file():
             return Path(cand)
     return None

@@ -45,6 +45,7 @@ class SessionReport:
         """Fold one phase of a real-host test into its outcome (a failure in any phase wins)."""
         if outcome is None:
             return
+        reason = reason.removeprefix("real-host tier did not run: ")
         before = self.realhost.get(nodeid, ("", ""))[0]
         if not before or _RANK[outcome] > _RANK[before]:
             self.realhost[nodeid] = (outcome, reason)
@@ -175,5 +176,9 @@ class QualityReportPlugin:
         self.report.record_sockets(item.nodeid, len(self.audit.inet_connects()), list(self.audit.violations))
         return (yield)
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        terminalreporter.write_line(self.report.summary_line())
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # after pytest's own "N passed in ..." line: ours is the run's last line
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(self.report.summary_line())
