@@ -51,6 +51,52 @@ class ComfyHost:
         return {name: [Path(p) for p in entry[0]] for name, entry in table.items() if name != "custom_nodes"}
 
 
+    # --- the latent preview method (classic /manager/preview_method) -----------------------
+    @staticmethod
+    def _preview_modules() -> tuple[Any, Any] | None:
+        try:
+            import importlib
+            return importlib.import_module("latent_preview"), importlib.import_module("comfy.cli_args")
+        except Exception:  # not inside ComfyUI, or an unexpected layout: no live preview control
+            return None
+
+    def native_preview(self) -> bool:
+        """True when ComfyUI has its own per-queue preview setting (newer releases): the Manager's
+        setting then does nothing, as with the classic manager."""
+        mods = self._preview_modules()
+        return bool(mods and hasattr(mods[0], "set_preview_method"))
+
+    def preview_method(self) -> str | None:
+        """The method ComfyUI uses now (auto, latent2rgb, taesd, none), or None if unknown."""
+        mods = self._preview_modules()
+        if mods is None:
+            return None
+        value = getattr(getattr(mods[1].args, "preview_method", None), "value", None)
+        return {"auto": "auto", "latent2rgb": "latent2rgb", "taesd": "taesd"}.get(str(value), "none")
+
+    def set_preview_method(self, method: str) -> bool:
+        """Apply ``method`` now; False when ComfyUI owns the setting or cannot be reached."""
+        mods = self._preview_modules()
+        if mods is None or self.native_preview():
+            return False
+        kinds = getattr(mods[0], "LatentPreviewMethod", None) or getattr(mods[1], "LatentPreviewMethod", None)
+        if kinds is None:
+            return False
+        member = {"auto": "Auto", "latent2rgb": "Latent2RGB", "taesd": "TAESD"}.get(method, "NoPreviews")
+        mods[1].args.preview_method = getattr(kinds, member)
+        return True
+
+    def adopt_config(self, config: Any) -> None:
+        """Apply config.ini's preview_method when ComfyUI was started without --preview-method
+        (classic behaviour; ComfyUI's own per-queue setting wins where it exists)."""
+        try:
+            if self.preview_method() == "none" and config["preview_method"] != "none":
+                self.set_preview_method(str(config["preview_method"]))
+        except Exception:  # never fail the Manager's build over a display preference
+            import logging
+            logging.getLogger("offline_manager").debug("preview_method not applied", exc_info=True)
+
+
 def restart_comfyui() -> None:
     """Restart the ComfyUI process the way ComfyUI is commonly launched.
 

@@ -37,8 +37,10 @@ REFRESH_MODES = ("auto", "force", "never")
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 _FETCH_ERRORS = (NetworkUnreachable, HttpStatusError, DownloadIncomplete, ResponseTooLarge, NetworkBlocked,
                  ChannelDataInvalid)
-_REFRESH_HINT = ("On a machine with network run `cm-cli.py --cache-only update-cache` and bring the cache "
-                 "over, or import an offline bundle.")
+# The command that fills a cache (it exists: tests run it with --help), and what to carry over.
+REFRESH_COMMAND = "cm-cli.py update-cache"
+_REFRESH_HINT = (f"On a machine with network run `{REFRESH_COMMAND}` and copy its user/__manager/cache folder "
+                 "to the same place here.")
 
 
 @dataclass(frozen=True)
@@ -332,17 +334,20 @@ class ChannelCache:
 
     def _no_copy(self, url: str, corrupt: str, blocked: ManagerError | None) -> ManagerError:
         shown = redact_url(url)
-        details = {"url": shown, "cache_dir": str(self.cache_dir)}
+        details = {"url": shown, "cache_dir": str(self.cache_dir), "command": REFRESH_COMMAND}
         if corrupt:
             return CacheCorrupt(f"the cached copy of {shown} is corrupt ({corrupt})",
                                 hint=("Refresh it with network_mode = public/private, or " if not self.gate.offline
                                       else "") + _REFRESH_HINT, details=details)
         if self.gate.offline:
             return CacheMissing(f"offline mode and no cached copy of {shown}",
-                                hint="network_mode is 'offline'. " + _REFRESH_HINT
-                                     + " A file:// channel in channels.list also works offline.", details=details)
+                                hint=f"network_mode is 'offline' and nothing was cached yet: on a machine with "
+                                     f"network run `{REFRESH_COMMAND}` and copy its user/__manager/cache folder to "
+                                     f"{self.cache_dir.parent} here, or select a file:// channel from channels.list.",
+                                details=details)
         return CacheMissing(f"no cached copy of {shown} (refresh=never)",
-                            hint="Refresh the channel (without --cache-only). " + _REFRESH_HINT, details=details)
+                            hint="Refresh the channel (mode=remote, or cache with network_mode public/private). "
+                                 + _REFRESH_HINT, details=details)
 
     def get(self, url: str, **kw: Any) -> CachedFile:
         """``aget`` for synchronous callers; refuses to run inside an event loop."""
@@ -351,7 +356,7 @@ class ChannelCache:
     # -- import and inspection ---------------------------------------------------------
     def put(self, url: str, data: bytes, *, etag: str = "", last_modified: str = "",
             fetched_at: float | None = None) -> CacheEntry:
-        """Store a body fetched elsewhere (bundle import, ``--cache-only`` runs)."""
+        """Store a body fetched elsewhere (a copied cache, a future bundle import)."""
         return self._store(url, data, etag=etag, last_modified=last_modified,
                            fetched_at=self.clock() if fetched_at is None else fetched_at)
 

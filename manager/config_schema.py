@@ -172,6 +172,10 @@ SETTINGS: tuple[Setting, ...] = (
     _s("allowed_pip_sources", _S, (), "url-list",
        "Package index URL prefixes pip may use besides pip_index_url. Comma- or newline-separated.",
        secret=True),
+    _s("allowed_hosts", _S, (), "list",
+       "Extra host names (optionally name:port) a loopback listener answers to and whose pages may "
+       "drive it, e.g. behind a reverse proxy; loopback names and addresses always work. "
+       "Comma- or newline-separated."),
     _s("http_channel_enabled", _S, False, "bool",
        "Allow plain http:// channel URLs (otherwise only https:// and file://).", classic=True,
        note="Classic files keep it in [default]; it is read there too."),

@@ -105,6 +105,9 @@ class Manager:
                       git=git)
         for factory in default_runner_factories():
             manager.add_runners(factory)
+        adopt = getattr(host, "adopt_config", None)
+        if callable(adopt):       # a live host applies what it owns itself (ComfyUI: preview_method)
+            adopt(config)
         return manager
 
     @classmethod

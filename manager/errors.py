@@ -128,8 +128,8 @@ class CacheMissing(ManagerError):
     code = "cache_missing"
     http_status = 503
     default_hint = (
-        "No cached copy exists. On a machine with network run `cm-cli.py update-cache`, "
-        "or import an offline bundle."
+        "No cached copy exists. On a machine with network run `cm-cli.py update-cache` and copy its "
+        "user/__manager/cache folder to the same place here, or select a file:// channel."
     )
 
 
@@ -401,11 +401,12 @@ class RequestTooLarge(ManagerError):
 
 
 class ContentTypeRefused(ManagerError):
-    """A state-changing request came with a form content type (the CSRF guard of the classic routes)."""
+    """A route that reads JSON got form fields (urlencoded or multipart) instead of JSON text."""
 
     code = "content_type_refused"
     http_status = 400
-    default_hint = "Send the body as application/json, or send no body and no Content-Type."
+    default_hint = ("This route reads a JSON body: send the JSON text itself (Content-Type application/json; "
+                    "text/plain or a urlencoded label also work when the body is JSON), not form fields.")
 
 
 class CrossOriginDenied(ManagerError):
@@ -415,6 +416,16 @@ class CrossOriginDenied(ManagerError):
     http_status = 403
     default_hint = ("Open the Manager from the same address as the server (the ComfyUI page itself); "
                     "pages of other sites may not drive it.")
+
+
+class HostNotAllowed(ManagerError):
+    """A request named a Host this loopback listener does not answer (DNS rebinding guard)."""
+
+    code = "host_not_allowed"
+    http_status = 403
+    default_hint = ("Open the Manager as http://127.0.0.1:<port>/ or http://localhost:<port>/. To reach it under "
+                    "another name (a reverse proxy, a hosts-file alias), add that name to allowed_hosts in the "
+                    "[security] section of config.ini and restart the server.")
 
 
 class QueueBusy(ManagerError):

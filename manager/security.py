@@ -38,6 +38,7 @@ READ = "read"                        # every GET: always allowed
 QUEUE_CONTROL = "queue_control"      # start, reset, cancel: classic leaves them ungated
 SNAPSHOT_SAVE = "snapshot_save"      # classic: CSRF guard only
 CACHE_REFRESH = "cache_refresh"      # the network gate still decides every URL
+USER_DATA_WRITE = "user_data_write"  # components, share keys: the user's own data, no code (classic: ungated)
 INSTALL = "install"
 REINSTALL = "reinstall"
 UNINSTALL = "uninstall"
@@ -62,7 +63,7 @@ SECURITY_WRITE = "security_write"    # security_level and [security] keys: never
 _MIDDLE = frozenset({INSTALL, REINSTALL, UNINSTALL, UPDATE, UPDATE_ALL, FIX, DISABLE, ENABLE,
                      SWITCH_VERSION, INSTALL_MODEL, SNAPSHOT_RESTORE, SNAPSHOT_REMOVE, REBOOT,
                      CONFIG_WRITE, CHANNEL_SELECT})
-_ALWAYS = frozenset({READ, QUEUE_CONTROL, SNAPSHOT_SAVE, CACHE_REFRESH})
+_ALWAYS = frozenset({READ, QUEUE_CONTROL, SNAPSHOT_SAVE, CACHE_REFRESH, USER_DATA_WRITE})
 OPERATIONS = tuple(sorted(_MIDDLE | _ALWAYS | {NETWORK_MODE, INSTALL_GIT_URL, INSTALL_PIP, SECURITY_WRITE}))
 
 # --- risks (what the source of an operation is) ------------------------------------------------

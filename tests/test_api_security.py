@@ -87,32 +87,156 @@ async def test_allowed_git_url_install_runs_from_a_local_repo(aiohttp_client, ap
     assert api.manager.queue.get(task["id"]).state.value == "done"
 
 
-@pytest.mark.parametrize("headers,status,code", [
-    ({"Origin": "http://evil.example"}, 403, "cross_origin_denied"),
-    ({"Origin": "null"}, 403, "cross_origin_denied"),
-    ({"Sec-Fetch-Site": "cross-site"}, 403, "cross_origin_denied"),
-    ({"Content-Type": "text/plain"}, 400, "content_type_refused"),
-    ({"Content-Type": "application/x-www-form-urlencoded"}, 400, "content_type_refused"),
-    ({"Content-Type": "multipart/form-data; boundary=x"}, 400, "content_type_refused"),
-])
-async def test_csrf_guards_refuse_and_change_nothing(aiohttp_client, api_app, headers, status, code):
-    app, api, _root = api_app()
-    client = await aiohttp_client(app)
-    for path in ("/manager/queue/install", "/manager/queue/start", PREFIX + "/queue/reset", "/api/manager/reboot"):
-        resp = await client.post(path, data=json.dumps(INSTALL_ROW), headers=headers)
-        await _error(resp, status, code)
-    assert _nothing_queued(api) and not api.manager.queue.worker_alive
+# --- who may drive the Manager: the request guard (manager/api/origin.py) -------------------------
+# A browser page is told apart by what the browser sends and the page cannot forge (Origin,
+# Sec-Fetch-Site, Host); the Content-Type is not a signal: fetchApi posts JSON as text/plain and
+# urllib labels every body as a form.
+def _base(client) -> str:
+    return f"http://{client.server.host}:{client.server.port}"
 
 
-async def test_same_origin_and_no_content_type_pass(aiohttp_client, api_app):
+def _same_origin(client) -> dict[str, str]:
+    """What Chromium sends for ComfyUI's api.fetchApi(path, {method: 'POST', body: JSON})."""
+    return {"Origin": _base(client), "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors",
+            "Content-Type": "text/plain;charset=UTF-8"}
+
+
+async def test_same_origin_page_posts_json_as_text_plain(aiohttp_client, api_app):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
-    host = f"{client.server.host}:{client.server.port}"
-    resp = await client.post("/manager/queue/install", data=json.dumps(INSTALL_ROW).encode(),
-                             headers={"Origin": f"http://{host}"},
-                             skip_auto_headers=["Content-Type"])   # the classic UI sends no Content-Type
+    resp = await client.post("/api/manager/queue/install", data=json.dumps(INSTALL_ROW), headers=_same_origin(client))
     assert resp.status == 200, await resp.text()
     assert api.manager.queue.status()["total_count"] == 1
+    resp = await client.post("/manager/db_mode", data=json.dumps({"value": "local"}), headers=_same_origin(client))
+    assert resp.status == 200, await resp.text()
+    assert "db_mode = local" in api.manager.config.path.read_text(encoding="utf-8")
+    # the classic UI's no-body POSTs (no Content-Type at all) and the default-port spelling of the origin
+    resp = await client.post("/manager/queue/start", headers={"Origin": _base(client)},
+                             skip_auto_headers=["Content-Type"])
+    assert resp.status in (200, 201), await resp.text()
+
+
+async def test_urllib_scripts_post_json_with_the_form_label(aiohttp_client, api_app):
+    """urllib sends application/x-www-form-urlencoded for any body and no Origin: a script, accepted."""
+    import asyncio
+    import urllib.request
+
+    app, api, _root = api_app()
+    client = await aiohttp_client(app)
+
+    def post(path: str, body: bytes) -> tuple[int, str, bytes]:
+        req = urllib.request.Request(_base(client) + path, data=body, method="POST")
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status, req.get_header("Content-type"), resp.read()
+
+    status, ctype, _ = await asyncio.to_thread(post, "/manager/queue/install", json.dumps(INSTALL_ROW).encode())
+    assert status == 200 and ctype == "application/x-www-form-urlencoded"
+    assert api.manager.queue.status()["total_count"] == 1
+    status, _, body = await asyncio.to_thread(post, PREFIX + "/queue/start", b"")
+    assert status == 200 and json.loads(body)["ok"] is True
+    status, _, _ = await asyncio.to_thread(post, "/manager/policy/component", b'{"value": "mine"}')
+    assert status == 200 and api.manager.config["component_policy"] == "mine"
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "http://evil.example"},                                   # a page of another host
+    {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "cross-site"},                                    # a no-cors form post
+    {"Origin": "null"},                                                  # a sandboxed frame, a file:// page
+    {"Origin": "http://127.0.0.1:9", "Sec-Fetch-Site": "same-site"},     # another local program's page
+    {"Origin": "http://127.0.0.1:9"},
+    {"Origin": "http://{host}.evil.example"},
+], ids=["other-host", "other-host-cross-site", "cross-site", "null", "same-site-other-port", "other-port",
+        "suffix"])
+async def test_cross_site_requests_are_refused_and_change_nothing(aiohttp_client, api_app, headers):
+    app, api, _root = api_app()
+    client = await aiohttp_client(app)
+    headers = {k: v.replace("{host}", str(client.server.host)) for k, v in headers.items()}
+    before = api.manager.config.path.read_text(encoding="utf-8")
+    for path, body in (("/manager/queue/install", INSTALL_ROW), ("/api/manager/queue/start", None),
+                       (PREFIX + "/queue/reset", None), ("/api/manager/reboot", None),
+                       ("/manager/db_mode", {"value": "remote"}), (PREFIX + "/network", {"mode": "public"})):
+        data = json.dumps(body) if body is not None else None
+        err = await _error(await client.post(path, data=data, headers={"Content-Type": "text/plain", **headers}),
+                           403, "cross_origin_denied")
+        assert err["hint"], err
+    # the classic UI's GET writes are guarded like POSTs; plain reads stay open to any page's navigation
+    await _error(await client.get("/manager/queue/start", headers=headers), 403, "cross_origin_denied")
+    await _error(await client.get("/manager/share_option?value=none", headers=headers), 403, "cross_origin_denied")
+    assert (await client.get("/manager/share_option", headers=headers)).status == 200
+    assert _nothing_queued(api) and not api.manager.queue.worker_alive
+    assert api.manager.config.path.read_text(encoding="utf-8") == before
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io:{port}", "0.0.0.0:{port}",
+                                  "192.168.1.20:{port}", "[fe80::1]:{port}", "localhost.evil.example:{port}"])
+async def test_a_rebinding_host_is_refused_even_for_reads(aiohttp_client, api_app, host):
+    """DNS rebinding: the page of evil.example, now resolved to 127.0.0.1, is same-origin with itself."""
+    app, api, _root = api_app()
+    client = await aiohttp_client(app)
+    host = host.replace("{port}", str(client.server.port))
+    page = {"Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
+    err = await _error(await client.get(PREFIX + "/config", headers={"Host": host}), 403, "host_not_allowed")
+    assert "allowed_hosts" in err["hint"]
+    await _error(await client.get("/customnode/installed", headers={"Host": host}), 403, "host_not_allowed")
+    await _error(await client.post("/manager/queue/uninstall", json=INSTALL_ROW, headers=page), 403, "host_not_allowed")
+    await _error(await client.get("/ws", headers=page), 403, "host_not_allowed")
+    assert _nothing_queued(api)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST.:{port}", "[::1]:{port}",
+                                  "127.0.0.2:{port}", "localhost", "panel.localhost:{port}"])
+async def test_loopback_host_names_are_accepted(aiohttp_client, api_app, host):
+    app, api, _root = api_app()
+    client = await aiohttp_client(app)
+    host = host.replace("{port}", str(client.server.port))
+    assert (await client.get(PREFIX + "/config", headers={"Host": host})).status == 200
+    resp = await client.post("/manager/queue/start", headers={"Host": host, "Origin": f"http://{host}"})
+    assert resp.status in (200, 201), await resp.text()
+
+
+async def test_allowed_hosts_admits_a_proxy_name_and_its_pages(aiohttp_client, api_app):
+    app, api, _root = api_app(security="allowed_hosts = comfy.lan, studio.example:8443")
+    client = await aiohttp_client(app)
+    assert (await client.get(PREFIX + "/config", headers={"Host": "comfy.lan:8188"})).status == 200
+    # a proxy that rewrites Host to the listener: the page's origin is accepted because it is listed
+    resp = await client.post("/manager/queue/start", headers={"Origin": "https://studio.example:8443"})
+    assert resp.status in (200, 201), await resp.text()
+    await _error(await client.get(PREFIX + "/config", headers={"Host": "studio.example:9999"}), 403, "host_not_allowed")
+    await _error(await client.post("/manager/queue/start", headers={"Origin": "https://studio.example"}), 403,
+                 "cross_origin_denied")
+    # allowed_hosts is a security key: no door may change it
+    await _error(await client.post(PREFIX + "/config", json={"changes": {"allowed_hosts": ["evil.example"]}}), 403,
+                 "security_denied")
+
+
+async def test_a_lan_listener_answers_any_host_but_still_refuses_foreign_pages(aiohttp_client, api_app):
+    app, api, _root = api_app(listen="0.0.0.0")
+    client = await aiohttp_client(app)
+    assert (await client.get(PREFIX + "/config", headers={"Host": "comfy-box.lan:8188"})).status == 200
+    await _error(await client.post("/manager/queue/start", headers={"Host": "comfy-box.lan:8188",
+                                                                    "Origin": "http://evil.example"}),
+                 403, "cross_origin_denied")
+    resp = await client.post("/manager/queue/start", headers={"Host": "comfy-box.lan:8188",
+                                                              "Origin": "http://comfy-box.lan:8188"})
+    assert resp.status in (200, 201)
+
+
+@pytest.mark.parametrize("body,ctype,code", [
+    (b"value=local", "application/x-www-form-urlencoded", "content_type_refused"),
+    (b'--x\r\nContent-Disposition: form-data; name="value"\r\n\r\nlocal\r\n--x--\r\n',
+     "multipart/form-data; boundary=x", "content_type_refused"),
+    (b"local", "text/plain;charset=UTF-8", "request_invalid"),
+    (b"", "application/x-www-form-urlencoded", "request_invalid"),
+])
+async def test_a_body_that_is_not_json_is_refused_naming_the_fix(aiohttp_client, api_app, body, ctype, code):
+    app, api, _root = api_app()
+    client = await aiohttp_client(app)
+    before = api.manager.config.path.read_text(encoding="utf-8")
+    for path in ("/manager/db_mode", "/manager/queue/install", PREFIX + "/queue"):
+        err = await _error(await client.post(path, data=body, headers={"Content-Type": ctype}), 400, code)
+        assert "JSON" in err["hint"], err
+    assert api.manager.config.path.read_text(encoding="utf-8") == before and _nothing_queued(api)
 
 
 async def test_body_cap_and_malformed_json(aiohttp_client, api_app):

@@ -43,7 +43,8 @@ MATRIX: dict[tuple[str, str], list[str]] = {
     (sec.INSTALL_PIP, sec.RISK_PIP_PACKAGE): ["allow_pip_install"] * 4 + ["N"] * 4,
     (sec.INSTALL_PIP, sec.RISK_PIP_EXTERNAL): ["allow_pip_install+allow_external_pip"] * 4 + ["N"] * 4,
     # ungated in the classic manager (CSRF guard only)
-    **{(op, ""): ["Y"] * 8 for op in (sec.READ, sec.QUEUE_CONTROL, sec.SNAPSHOT_SAVE, sec.CACHE_REFRESH)},
+    **{(op, ""): ["Y"] * 8 for op in (sec.READ, sec.QUEUE_CONTROL, sec.SNAPSHOT_SAVE, sec.CACHE_REFRESH,
+                                           sec.USER_DATA_WRITE)},
     (sec.SECURITY_WRITE, ""): ["N"] * 8,
     (sec.NETWORK_MODE, sec.RISK_NET_TIGHTEN): ["Y"] * 8,
     (sec.NETWORK_MODE, sec.RISK_NET_LOOSEN): ["N", "Y", "Y", "Y", "N", "N", "N", "N"],

@@ -64,6 +64,12 @@ export class Backend {
       age_seconds: d.age_seconds };
   }
 
+  /** What custom_nodes holds, as list rows (no catalog needed: the offline box's first day). */
+  async installedOnly() {
+    const d = await this.client.listInstalled();
+    return { packs: (d.packs || []).map(unmatchedRow) };
+  }
+
   /** One pack's details: catalog entry, installed copies, node types. */
   pack(id) { return this.client.getPack(id); }
 

@@ -3,8 +3,9 @@
 Success: ``{"ok": true, "version": 1, "data": ...}``; failure: ``{"ok": false, "version": 1,
 "error": {"code", "message", "hint", "details?"}}`` with the error's HTTP status. The classic
 routes keep their own success shapes (scripts parse them) but fail with this envelope too.
-``guarded`` wraps a handler: CSRF checks on state-changing requests, ``ManagerError`` to the
-envelope, any other exception to ``internal_error`` (traceback logged, never swallowed).
+``guarded`` wraps a handler: the request guard (Host, and for state-changing requests the
+cross-site checks of ``origin.py``), ``ManagerError`` to the envelope, any other exception to
+``internal_error`` (traceback logged, never swallowed).
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from ..errors import (ContentTypeRefused, CrossOriginDenied, InternalError, ManagerError, NotFound,
-                      RequestInvalid, RequestTooLarge)
+from ..errors import ContentTypeRefused, InternalError, ManagerError, NotFound, RequestInvalid, RequestTooLarge
+from .origin import SAFE_METHODS, RequestGuard
 
 log = logging.getLogger("offline_manager.api")
 
 ENVELOPE_VERSION = 1
 MAX_BODY_BYTES = 4 * 1024 * 1024
-# Content types a page of another site can send without a CORS preflight (classic section 3.6).
-SIMPLE_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Bodies that carry form fields: when one does not parse as JSON, the hint says to send JSON.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -71,41 +71,11 @@ def error_response(err: ManagerError, *, status: int | None = None) -> web.Respo
 
 
 # --- request guards ------------------------------------------------------------------------------
-def host_of(value: str) -> str:
-    value = value.strip().lower()
-    if "://" in value:
-        value = value.split("://", 1)[1]
-    return value.split("/", 1)[0]
-
-
-def _strip_default_port(host: str, scheme: str) -> str:
-    default = {"http": ":80", "https": ":443"}.get(scheme, "")
-    return host[: -len(default)] if default and host.endswith(default) else host
-
-
 def check_csrf(request: web.Request) -> None:
-    """Refuse a state-changing request a page of another site could have sent.
-
-    Two rules: the ``Origin`` (when sent, browsers always send it on cross-site POSTs) must name
-    the host the request was sent to, and the body may not be one of the simple form types.
-    """
-    if request.method in SAFE_METHODS:
-        return
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        raise CrossOriginDenied("refused a state-changing request sent by a page of another site "
-                                "(Sec-Fetch-Site: cross-site)")
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        host = request.headers.get("Host", "")
-        scheme = origin.split("://", 1)[0].lower() if "://" in origin else request.scheme
-        o, h = _strip_default_port(host_of(origin), scheme), _strip_default_port(host_of(host), scheme)
-        if origin.strip().lower() == "null" or not h or o != h:
-            raise CrossOriginDenied(f"refused a state-changing request from origin {origin!r} to host {host!r}",
-                                    details={"origin": origin, "host": host})
-    ctype = request.content_type.lower() if request.headers.get("Content-Type") else ""
-    if ctype in SIMPLE_FORM_TYPES:
-        raise ContentTypeRefused(f"Content-Type {ctype!r} is not accepted for {request.method} {request.path}",
-                                 details={"content_type": ctype})
+    """The cross-site check alone (no Host check: the listen address is unknown here); routes
+    built by ``route_defs`` get the door's full ``RequestGuard`` instead."""
+    if request.method not in SAFE_METHODS:
+        RequestGuard().check_cross_site(request)
 
 
 async def read_body(request: web.Request, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
@@ -138,8 +108,14 @@ async def read_json(request: web.Request, *, default: Any = None, max_bytes: int
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
+        # Any declared type is read as JSON (fetchApi sends text/plain, urllib a form label);
+        # form fields are not JSON, and the answer says what to send instead.
+        ctype = request.content_type.lower() if request.headers.get("Content-Type") else ""
+        if ctype in FORM_TYPES:
+            raise ContentTypeRefused(f"{request.method} {request.path} reads a JSON body; got {ctype} form fields",
+                                     details={"content_type": ctype}) from None
         raise RequestInvalid(f"the request body is not valid JSON: {exc}",
-                             hint="Send a JSON object with Content-Type: application/json.") from None
+                             hint="Send a JSON object as the body (Content-Type: application/json).") from None
     except RecursionError:
         raise RequestInvalid("the request body nests JSON too deeply to read",
                              hint="Send a plain JSON object; no request needs more than a few levels.") from None
@@ -193,17 +169,20 @@ def _code_of(resp: web.StreamResponse) -> str:
 
 
 def guarded(handler: Handler, *, label: str, before: Callable[[web.Request], None] | None = None,
-            observe: Observer | None = None) -> Handler:
-    """``handler`` with CSRF checks (``check_csrf``), ``before`` (the policy gate) and the envelope.
+            observe: Observer | None = None, screen: Callable[[web.Request], None] | None = None) -> Handler:
+    """``handler`` behind ``screen`` (the door's request guard; default ``check_csrf``), ``before``
+    (the policy gate) and the envelope.
 
     ``observe(request)`` (the audit log) is called first and returns ``finish(status, code)``,
     called once with the answer's status and ``ok`` or the error code, whatever happened.
     """
+    screen = screen or check_csrf
+
     async def run(request: web.Request) -> web.StreamResponse:
         finish = observe(request) if observe is not None else None
         status, code = 500, "internal_error"
         try:
-            check_csrf(request)
+            screen(request)
             if before is not None:
                 before(request)
             resp = await handler(request)

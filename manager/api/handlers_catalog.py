@@ -7,11 +7,12 @@ blocks the loop: bodies come pre-encoded from ``api.listing`` and scans run in t
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
 from aiohttp import web
 
-from ..errors import NotFound, RequestInvalid
+from ..errors import ManagerError, NotFound, RequestInvalid
 from .envelope import dumps, envelope_prefix, json_bytes_response, ok, query, read_json
 from .listing import Body, by_catalog_id, installed_dict
 from .service import DB_MODES, Api
@@ -19,6 +20,7 @@ from .service import DB_MODES, Api
 if TYPE_CHECKING:
     from ..context import CatalogView
 
+log = logging.getLogger("offline_manager.api")
 MODES = tuple(m for m in DB_MODES if m != "nickname")
 WORKFLOW_MAX_BYTES = 32 * 1024 * 1024
 
@@ -31,6 +33,18 @@ def body_response(request: web.Request, body: Body) -> web.Response:
     if body.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
         return json_bytes_response(body.gzipped, headers={**headers, "Content-Encoding": "gzip"})
     return json_bytes_response(body.data, headers=headers)
+
+
+async def optional_view(api: Api) -> CatalogView | None:
+    """The catalog view, or None when no channel data can be had (an offline box before its first
+    cache, a refused channel): routes about what is on disk answer without it."""
+    if api.loaded_view is not None:
+        return api.loaded_view
+    try:
+        return await api.view()
+    except ManagerError as exc:
+        log.info("answering without a catalog: %s (%s)", exc.message, exc.code)
+        return None
 
 
 async def list_packs(api: Api, request: web.Request) -> web.Response:
@@ -69,14 +83,14 @@ async def registry_versions(api: Api, node_id: str) -> list[dict[str, Any]]:
 
 async def pack_versions(api: Api, request: web.Request) -> web.Response:
     pack_id = request.match_info["id"]
-    view = await api.view()
-    pack = view.catalog.get(pack_id)
+    view = await optional_view(api)
+    pack = view.catalog.get(pack_id) if view else None
     node_id = (pack.cnr_id or pack.id) if pack else pack_id
     return ok({"id": node_id, "versions": await registry_versions(api, node_id)})
 
 
 async def list_installed(api: Api, request: web.Request) -> web.Response:
-    await api.view()  # packs are matched against the catalog when one is loaded
+    await optional_view(api)  # packs are matched against the catalog when there is one
     _key, inv = await api.inventory()
     return ok(inv.to_dict())
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from .. import security as sec
 from ..errors import ManagerError, NotFound, QueueBusy, RequestInvalid
 from .envelope import field, ok, read_json
+from .handlers_catalog import optional_view
 from .service import Api
 
 if TYPE_CHECKING:
@@ -47,13 +48,13 @@ def spec_kind(text: str) -> str:
     return parse_spec(strip_ref(text)).kind
 
 
-def classify_install(view: "CatalogView", target: str, params: Mapping[str, Any]) -> tuple[str, str, str]:
+def classify_install(view: "CatalogView | None", target: str, params: Mapping[str, Any]) -> tuple[str, str, str]:
     """(target, risk, source) of an install: a catalog pack, a registry id, or a URL/path.
 
     The target is read with the operations' own spec parser, so the policy classifies exactly
     what the install will fetch: a URL or path (``params.url``, or the target itself) is
     ``catalog`` risk only when the catalog lists it, else ``git_url``/``local_path``. Client
-    file lists are never consulted.
+    file lists are never consulted. Without a catalog (``view`` None) nothing is listed.
     """
     from ..operations.sources import parse_spec
 
@@ -61,11 +62,11 @@ def classify_install(view: "CatalogView", target: str, params: Mapping[str, Any]
     raw = url.strip() if isinstance(url, str) and url.strip() else target.strip()
     spec = parse_spec(strip_ref(raw))
     if spec.kind in ("url", "path"):
-        pack = view.catalog.by_reference(strip_ref(raw))
+        pack = view.catalog.by_reference(strip_ref(raw)) if view else None
         if pack is not None:
             return pack.id, sec.RISK_CATALOG, raw
         return strip_ref(raw), (sec.RISK_LOCAL_PATH if spec.kind == "path" else sec.RISK_GIT_URL), raw
-    pack = view.catalog.get(spec.id)
+    pack = view.catalog.get(spec.id) if view else None
     version = str(params.get("version") or spec.version or "latest")
     if pack is None or pack.install_type == "cnr" or (pack.cnr_id and SEMVER_RE.match(version)):
         return raw, sec.RISK_REGISTRY, ""
@@ -120,7 +121,7 @@ def model_risk(view: "CatalogView", model: "ModelEntry") -> str:
     return sec.RISK_MODEL_URL
 
 
-def plan_task(api: Api, view: CatalogView, kind: str, target: str, params: Mapping[str, Any], *,
+def plan_task(api: Api, view: CatalogView | None, kind: str, target: str, params: Mapping[str, Any], *,
               task_id: str | None = None, client_id: str | None = None) -> PlannedTask:
     """Classify, decide (raising ``security_denied``) and build the TaskSpec of one request."""
     operation = KIND_OPERATION.get(kind)
@@ -136,6 +137,9 @@ def plan_task(api: Api, view: CatalogView, kind: str, target: str, params: Mappi
         target, risk, source = classify_install(view, target, params)
     elif kind == "install_model":
         from ..models import model_id   # the models package is imported when a model is queued
+        if view is None:                # callers load the catalog for models (its error says why)
+            raise RequestInvalid("a model install needs the channel's model list, which is not loaded",
+                                 hint="Load the catalog first (GET /offline-manager/v1/models).")
         model = find_model(view, target, params)
         risk = model_risk(view, model)
         target = model_id(model)
@@ -195,7 +199,9 @@ async def post_queue(api: Api, request: web.Request) -> web.Response:
     if any(not isinstance(i, dict) for i in items):
         raise RequestInvalid("every entry of 'tasks' must be an object", details={"field": "tasks"},
                              hint='Each task is {"kind": ..., "target": ..., "params": {...}}.')
-    view = await api.view()
+    # Only models need the catalog; pack operations go on without one (an offline box's first day).
+    models = any(i.get("kind") == "install_model" for i in items)
+    view = await api.view() if models else await optional_view(api)
     client = body.get("client_id") if isinstance(body.get("client_id"), str) else None
     planned = []
     for item in items:

@@ -21,7 +21,7 @@ from .. import security as sec
 from ..errors import ManagerError, NotFound, QueueBusy, RequestInvalid
 from .envelope import dumps, error_response, field, ok, query, raw_json, read_json
 from .handlers_admin import _channels_data, select_channel
-from .handlers_catalog import body_response, model_listing, registry_versions
+from .handlers_catalog import body_response, model_listing, optional_view, registry_versions
 from .handlers_queue import SEMVER_RE, PlannedTask, classify_install, ensure_idle, enqueue, plan_task, url_params
 from .service import DB_MODES, Api, installed_map
 
@@ -84,8 +84,8 @@ async def alternatives(api: Api, request: web.Request) -> web.Response:
 
 async def versions(api: Api, request: web.Request) -> web.Response:
     name = request.match_info["node_name"]
-    view = await api.view()
-    pack = view.catalog.get(name)
+    view = await optional_view(api)
+    pack = view.catalog.get(name) if view else None
     return raw_json(await registry_versions(api, (pack.cnr_id or pack.id) if pack else name))
 
 
@@ -104,7 +104,7 @@ async def disabled_versions(api: Api, request: web.Request) -> web.Response:
 
 async def installed(api: Api, request: web.Request) -> web.Response:
     mode = query(request, "mode", default="default", choices=("default", "imported"))
-    await api.view()
+    await optional_view(api)      # matched against the catalog when there is one; never needed
     if mode == "imported":
         return raw_json(dict(await api.imported()))
     _key, inv = await api.inventory()
@@ -175,7 +175,7 @@ def _files0(body: dict[str, Any]) -> str:
     return ""
 
 
-async def _classic_install_task(api: Api, view: CatalogView, body: dict[str, Any], kind: str) -> PlannedTask:
+async def _classic_install_task(api: Api, view: CatalogView | None, body: dict[str, Any], kind: str) -> PlannedTask:
     version = body.get("version")
     selected = body.get("selected_version")
     ui_id = body.get("ui_id") if isinstance(body.get("ui_id"), str) and body.get("ui_id") else None
@@ -209,7 +209,8 @@ def queue_route(kind: str):  # noqa: ANN201  (a handler factory)
     """The handler of ``POST /manager/queue/<kind>`` (classic body: a catalog row plus ui_id)."""
     async def handler(api: Api, request: web.Request) -> web.Response:
         body = await read_json(request)
-        view = await api.view()
+        # only a model needs the catalog; pack operations work on an offline box without one
+        view = await api.view() if kind == "install_model" else await optional_view(api)
         ui_id = body.get("ui_id") if isinstance(body.get("ui_id"), str) and body.get("ui_id") else None
         if kind in ("install", "reinstall"):
             planned = await _classic_install_task(api, view, body, kind)
@@ -234,7 +235,7 @@ async def queue_update_all(api: Api, request: web.Request) -> web.Response:
         ensure_idle(api)
     except QueueBusy as err:
         return error_response(err, status=401)   # the classic status for "busy"
-    view = await api.view()
+    view = await optional_view(api)
     (task,) = enqueue(api, [plan_task(api, view, "update_all", "all", {"mode": mode})])
     return ok({"task": task})
 
@@ -257,7 +258,7 @@ async def install_git_url(api: Api, request: web.Request) -> web.Response:
     body = await read_json(request)
     url = field(body, "url").strip()
     decision = api.require(sec.INSTALL_GIT_URL, sec.RISK_GIT_URL, source=url, details={"url": url})
-    view = await api.view()
+    view = await optional_view(api)
     target, _risk, _source = classify_install(view, url, {"url": url})
     from ..events import TaskSpec
     spec = TaskSpec("install", target, {**url_params(url), "policy": decision.to_dict()})

@@ -29,8 +29,9 @@ _DESCRIPTION = (
     "(as ComfyUI mounts extension routes); the standalone server (cm-cli.py serve) does the same. "
     "Routes under /offline-manager/v1 answer the envelope {ok, version, data}; the classic "
     "ComfyUI-Manager routes keep their classic success shapes. Every failure answers "
-    "{ok: false, version, error: {code, message, hint}} with the error's HTTP status. State-changing "
-    "routes refuse form content types and cross-origin requests, and cap the body at 4 MiB. "
+    "{ok: false, version, error: {code, message, hint}} with the error's HTTP status. Every route refuses "
+    "a Host that is not this machine on a loopback listener; state-changing routes refuse pages of other "
+    "origins (Origin, Sec-Fetch-Site), read JSON bodies whatever their declared type, and cap them at 4 MiB. "
     "x-security-operation names the manager.security operation the policy decides (docs/api.md).")
 
 
@@ -69,7 +70,8 @@ def _operation(route: Route) -> dict[str, Any]:
                              "content": {"application/json": {"schema": dict(route.body)}}}
     responses: dict[str, Any] = {"200": {"description": "success", "content": _content(route)}}
     for status in route.statuses:
-        desc = {201: "already running", 202: "queued", 204: "nothing to list", 304: "not modified (ETag)"}
+        desc = {201: "already running", 202: "queued", 204: "nothing to list", 304: "not modified (ETag)",
+                501: "not done by this Manager (not_implemented)"}
         responses[str(status)] = {"description": desc.get(status, "success")}
         if status in (201, 202):
             responses[str(status)]["content"] = _content(route)

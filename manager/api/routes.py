@@ -18,11 +18,13 @@ from aiohttp import web
 from .. import security as sec
 from . import handlers_admin as admin
 from . import handlers_catalog as cat
+from . import handlers_classic_ui as ui
 from . import handlers_queue as q
 from . import handlers_snapshots as snap
 from . import handlers_startup as start
 from . import legacy as cl
 from .envelope import Observer, guarded
+from .origin import RequestGuard, changes_state
 from .service import Api
 
 PREFIX = "/offline-manager/v1"
@@ -53,6 +55,7 @@ class Route:
     response: str = "envelope"      # envelope | json | text | html | empty
     result: Mapping[str, Any] = field(default_factory=dict)  # JSON schema of data / the classic body
     statuses: tuple[int, ...] = ()  # notable non-error statuses besides 200 (201, 202, 204, 304)
+    setter: str = ""                # a query parameter that makes this GET a write (classic share_option)
 
 
 def _obj(**props: Any) -> dict[str, Any]:
@@ -248,6 +251,58 @@ ROUTES: tuple[Route, ...] = (
        "[{message, level}] from loading config.ini", response="json"),
     _c("GET", "/manager/is_legacy_manager_ui", cl.is_legacy_ui, _D.READ, "classicIsLegacyUi",
        "{is_legacy_manager_ui: false}", response="json"),
+    # --- the rest of what the classic panel's JS calls (handlers_classic_ui.py) ------------------
+    _c("GET", "/manager/queue/reset", cl.queue_reset, _D.QUEUE_CONTROL, "classicQueueResetGet",
+       "Cancel queued tasks (the classic JS calls it with GET too; cross-site guarded like a POST)"),
+    _c("GET", "/manager/queue/start", cl.queue_start, _D.QUEUE_CONTROL, "classicQueueStartGet",
+       "Start the worker (the classic JS calls it with GET too): 200 started, 201 already running",
+       statuses=(201,)),
+    _c("GET", "/manager/share_option", ui.share_option, _D.CONFIG_WRITE, "classicShareOption",
+       "share_option as text; ?value= saves it first (the classic setter, guarded like a POST)", gate=False,
+       setter="value", response="text", params=(Param("value", enum=("none", "openart", "youml", "matrix",
+                                                                         "comfyworkflows", "copus", "all")),)),
+    _c("GET", "/manager/preview_method", ui.get_preview_method, _D.READ, "classicGetPreviewMethod",
+       "The preview method as text; DISABLED where ComfyUI has its own per-queue setting", response="text"),
+    _c("POST", "/manager/preview_method", ui.set_preview_method, _D.CONFIG_WRITE, "classicSetPreviewMethod",
+       "Save preview_method ({value}) and apply it now; 403 where ComfyUI owns the setting",
+       body=_req(_obj(value={"type": "string", "enum": list(ui.PREVIEW_METHODS)}), "value")),
+    _c("POST", "/manager/component/loads", ui.component_loads, _D.READ, "classicComponentLoads",
+       "{name: component} of every saved component (.json files, then .pack files)", response="json"),
+    _c("POST", "/manager/component/save", ui.component_save, _D.USER_DATA_WRITE, "classicComponentSave",
+       "Save one component ({name, workflow}); answers the file's path as text", response="text",
+       body=_req(_obj(name="string", workflow={"type": "object"}), "name", "workflow")),
+    _c("GET", "/manager/get_openart_auth", ui.get_openart_auth, _D.READ, "classicGetOpenartAuth",
+       "{openart_key} (empty when none is saved)", response="json"),
+    _c("POST", "/manager/set_openart_auth", ui.set_openart_auth, _D.USER_DATA_WRITE, "classicSetOpenartAuth",
+       "Save the OpenArt key ({openart_key})", body=_obj(openart_key="string")),
+    _c("GET", "/manager/get_matrix_auth", ui.get_matrix_auth, _D.READ, "classicGetMatrixAuth",
+       "{homeserver, username, password}: always empty (Matrix sharing is not done here)", response="json"),
+    _c("GET", "/manager/get_comfyworkflows_auth", ui.get_comfyworkflows_auth, _D.READ,
+       "classicGetComfyworkflowsAuth", "{comfyworkflows_sharekey}: always empty (not shared from here)",
+       response="json"),
+    _c("GET", "/manager/youml/settings", ui.get_youml_settings, _D.READ, "classicGetYoumlSettings",
+       "The saved YouML settings object ({} when none)", response="json"),
+    _c("POST", "/manager/youml/settings", ui.set_youml_settings, _D.USER_DATA_WRITE, "classicSetYoumlSettings",
+       "Save the YouML settings object", body={"type": "object"}),
+    _c("POST", "/manager/set_esheep_workflow_and_images", ui.set_esheep, _D.USER_DATA_WRITE, "classicSetEsheep",
+       "Keep the workflow and images handed to esheep", body={"type": "object"}),
+    _c("GET", "/manager/get_esheep_workflow_and_images", ui.get_esheep, _D.READ, "classicGetEsheep",
+       "The workflow and images last handed to esheep ({} before any)", response="json"),
+    _c("POST", "/manager/share", ui.share, _D.READ, "classicShare",
+       "Upload a workflow to comfyworkflows/Matrix: not done here (not_implemented, 501)",
+       body={"type": "object"}, statuses=(501,)),
+    _c("POST", "/manager/queue/update_comfyui", ui.queue_update_comfyui, _D.READ, "classicQueueUpdateComfyui",
+       "Update ComfyUI itself: not done here (not_implemented, 501)", statuses=(501,)),
+    _c("GET", "/comfyui_manager/comfyui_versions", ui.comfyui_versions, _D.READ, "classicComfyuiVersions",
+       "ComfyUI versions: not listed here (not_implemented, 501)", response="json", statuses=(501,)),
+    _c("POST", "/comfyui_manager/comfyui_switch_version", ui.comfyui_switch_version, _D.READ,
+       "classicComfyuiSwitchVersion", "Switch ComfyUI's version: not done here (not_implemented, 501)",
+       body=_obj(ver="string"), statuses=(501,)),
+    _c("POST", "/customnode/toggle_active", ui.toggle_active, _D.ENABLE, "classicToggleActive",
+       "Enable a disabled pack (cm-api.js; queued and started)", gate=False, body=CLASSIC_ROW, result=TASK_RESULT),
+    _c("POST", "/customnode/install", ui.install_row, _D.INSTALL, "classicInstallRow",
+       "Install the pack of a catalog row (cm-api.js; queued and started)", gate=False, body=CLASSIC_ROW,
+       result=TASK_RESULT),
 )
 
 
@@ -258,13 +313,27 @@ def _gate(api: Api, operation: str) -> Callable[[web.Request], None]:
 
 
 def audited(route: Route) -> bool:
-    """State-changing routes: every POST that is not a read (the audit log records them)."""
-    return route.method not in ("GET", "HEAD", "OPTIONS") and route.operation != sec.READ
+    """Routes that may change state: every one whose operation is not a read (POSTs, and the GETs
+    the classic UI uses as writes); each such request is recorded in the audit log."""
+    return route.operation != sec.READ
+
+
+def _changes(route: Route, request: web.Request) -> bool:
+    return changes_state(request.method, route.operation, sec.READ, setter=route.setter, request=request)
+
+
+def _screen(guard: RequestGuard, route: Route) -> Callable[[web.Request], None]:
+    """The door's request guard for one route: Host always, cross-site checks when it writes."""
+    def screen(request: web.Request) -> None:
+        guard.check(request, changes=_changes(route, request))
+    return screen
 
 
 def _observer(api: Api, route: Route) -> Observer:
     """The audit hook of one route: opens the request's note, writes its line at the end."""
     def observe(request: web.Request) -> Callable[[int, str], None]:
+        if not _changes(route, request):
+            return lambda _status, _code: None      # a plain read of a route that can also write
         started = time.perf_counter()
         api.begin_request(request.remote, request.headers.get("User-Agent"))
 
@@ -282,12 +351,13 @@ def _observer(api: Api, route: Route) -> Observer:
 def route_defs(api: Api, routes: tuple[Route, ...] = ROUTES, *, legacy: bool = True) -> list[web.RouteDef]:
     """aiohttp RouteDefs of ``routes`` bound to ``api`` (bare paths; hosts add the ``/api`` mirror)."""
     out: list[web.RouteDef] = []
+    guard = RequestGuard(api.listen, lambda: api.manager.config["allowed_hosts"])
     for r in routes:
         if r.legacy and not legacy:
             continue
         before = _gate(api, r.operation) if r.gate and r.operation != sec.READ else None
         handler = guarded(functools.partial(r.handler, api), label=r.name, before=before,
-                          observe=_observer(api, r) if audited(r) else None)
+                          observe=_observer(api, r) if audited(r) else None, screen=_screen(guard, r))
         out.append(web.route(r.method, r.path, handler))
     return out
 

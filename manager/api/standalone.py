@@ -18,7 +18,9 @@ from aiohttp import WSMsgType, web
 
 from .. import __version__
 from ..security import is_loopback_listen
-from .envelope import MAX_BODY_BYTES, host_of, error_middleware
+from ..errors import ManagerError
+from .envelope import MAX_BODY_BYTES, error_middleware, error_response
+from .origin import RequestGuard
 from .events import EventForwarder
 from .routes import PREFIX, route_defs, with_api_mirror
 from .runners import register_runners
@@ -98,9 +100,11 @@ class SocketHub:
                 log.debug("websocket send failed: %s", exc)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        if origin and host_of(origin) != host_of(request.headers.get("Host", "")):
-            return web.Response(status=403, text="cross-origin websocket refused")
+        api = request.app[API_KEY]
+        try:   # the socket carries task events: a foreign page or a rebound Host gets none
+            RequestGuard(api.listen, lambda: api.manager.config["allowed_hosts"]).check(request, changes=True)
+        except ManagerError as err:
+            return error_response(err)
         ws = web.WebSocketResponse(heartbeat=30)
         await ws.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
@@ -108,7 +112,6 @@ class SocketHub:
         if old is not None:
             await old.close()
         self.sockets[sid] = ws
-        api = request.app[API_KEY]
         pending = api.queue.status()["pending_count"]
         await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": pending}},
                                                        "sid": sid}})

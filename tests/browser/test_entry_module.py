@@ -71,13 +71,15 @@ def test_every_module_is_inert_on_import_and_main_registers_the_entry(page: Any,
         return { count: window.__registered.length, name: ext.name,
                  commands: ext.commands.map((c) => ({ id: c.id, label: c.label, fn: typeof c.function })),
                  menu: ext.menuCommands, buttons: ext.actionBarButtons.map((b) => ({ label: b.label,
-                   cls: b.class, fn: typeof b.onClick })), setup: typeof ext.setup };
+                   tooltip: b.tooltip, cls: b.class, fn: typeof b.onClick })), setup: typeof ext.setup };
     }""", main)
     assert ext["count"] == 1 and ext["name"] == "OfflineManager.Panel"
     command_ids = {c["id"] for c in ext["commands"]}
     assert ext["commands"][0]["fn"] == "function" and ext["commands"][0]["label"]
     assert all(cid in command_ids for m in ext["menu"] for cid in m["commands"])   # menu ids must be ours
-    assert ext["buttons"] == [{"label": "Manager", "cls": "offline-manager-entry", "fn": "function"}]
+    # told apart from the classic manager's "Manager" button: label and accessible name (the tooltip)
+    assert ext["buttons"] == [{"label": "Offline Manager", "tooltip": "Offline Manager", "cls": "offline-manager-entry",
+                               "fn": "function"}]
     assert ext["setup"] == "function"
 
     # setup() adds the sidebar tab; its launcher opens the panel, which lists the real DB.
@@ -85,8 +87,8 @@ def test_every_module_is_inert_on_import_and_main_registers_the_entry(page: Any,
         await window.__registered[0].setup();
         window.__sidebar[0].render(document.getElementById('sidebar'));
     }""")
-    assert page.evaluate("window.__sidebar.map(t => [t.id, t.type, typeof t.render])") == [
-        ["offline-manager", "custom", "function"]]
+    assert page.evaluate("window.__sidebar.map(t => [t.id, t.type, typeof t.render, t.title])") == [
+        ["offline-manager", "custom", "function", "Offline Manager"]]
     page.click("[data-testid=offline-manager-launcher]")
     page.wait_for_selector(".om-pack-row:not([hidden])")
     assert page.locator("[data-testid=offline-manager-overlay]").is_visible()

@@ -301,8 +301,12 @@ API_REQUESTS: list[Case] = [
         ("unknown-kind", "POST", V1 + "/queue", b'{"kind": "explode", "target": "x"}', _JSON, "request_invalid", ""),
         ("params-not-object", "POST", V1 + "/queue", b'{"kind": "install", "target": "x", "params": "no"}', _JSON,
          "request_invalid", ""),
-        ("form-content-type", "POST", V1 + "/queue", b'{"kind": "install", "target": "x"}', "text/plain",
+        # JSON text is read whatever the label (fetchApi says text/plain); form fields are not JSON
+        ("form-fields", "POST", V1 + "/queue", b"kind=install&target=x", "application/x-www-form-urlencoded",
          "content_type_refused", ""),
+        ("multipart-fields", "POST", "/manager/queue/install", b'--b\r\nContent-Disposition: form-data; name="id"'
+         b'\r\n\r\nx\r\n--b--\r\n', "multipart/form-data; boundary=b", "content_type_refused", ""),
+        ("text-plain-not-json", "POST", "/manager/db_mode", b"value=local", "text/plain", "request_invalid", ""),
         ("config-changes-not-object", "POST", V1 + "/config", b'{"changes": "x"}', _JSON, "request_invalid", ""),
         ("config-unknown-key", "POST", V1 + "/config", b'{"changes": {"netwrok_mode": "offline"}}', _JSON,
          "config_unknown_key", ""),
@@ -333,5 +337,43 @@ API_REQUESTS: list[Case] = [
         ("task-classic-install-traversal", "POST", "/manager/queue/install",
          json.dumps({"id": "../../x", "version": "nightly", "selected_version": "nightly"}).encode(), _JSON,
          "invalid_name", ""),
+    ]
+]
+
+
+# --- Host and Origin headers: DNS rebinding and foreign pages (a 127.0.0.1 listener) -------------
+# ``{port}`` is the test server's port; every case must be refused before its handler runs.
+_PAGE = {"Sec-Fetch-Site": "same-origin"}
+API_HEADERS: list[Case] = [
+    Case(f"headers-{label}", (headers, method, path), code)
+    for label, headers, method, path, code in [
+        ("rebind-name", {"Host": "evil.example:{port}"}, "GET", V1 + "/config", "host_not_allowed"),
+        ("rebind-page", {"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}", **_PAGE},
+         "POST", V1 + "/queue/reset", "host_not_allowed"),
+        ("rebind-no-port", {"Host": "evil.example"}, "GET", "/customnode/installed", "host_not_allowed"),
+        ("loopback-prefix", {"Host": "127.0.0.1.evil.example:{port}"}, "GET", V1 + "/status", "host_not_allowed"),
+        ("localhost-prefix", {"Host": "localhost.evil.example:{port}"}, "GET", V1 + "/status", "host_not_allowed"),
+        ("hex-address", {"Host": "0x7f.0.0.1:{port}"}, "GET", V1 + "/status", "host_not_allowed"),
+        ("decimal-address", {"Host": "2130706433:{port}"}, "GET", V1 + "/status", "host_not_allowed"),
+        ("any-address", {"Host": "0.0.0.0:{port}"}, "GET", V1 + "/status", "host_not_allowed"),
+        ("lan-address", {"Host": "192.168.0.10:{port}"}, "GET", V1 + "/status", "host_not_allowed"),
+        ("bad-port", {"Host": "127.0.0.1:99999"}, "GET", V1 + "/status", "host_not_allowed"),
+        ("empty-host", {"Host": ""}, "GET", V1 + "/status", "host_not_allowed"),
+        ("userinfo-host", {"Host": "127.0.0.1@evil.example"}, "GET", V1 + "/status", "host_not_allowed"),
+        ("ws-rebind", {"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}"}, "GET", "/ws",
+         "host_not_allowed"),
+        ("origin-null", {"Origin": "null"}, "POST", "/manager/queue/start", "cross_origin_denied"),
+        ("origin-other", {"Origin": "http://evil.example"}, "POST", "/api/manager/reboot", "cross_origin_denied"),
+        ("origin-suffix", {"Origin": "http://127.0.0.1:{port}.evil.example"}, "POST", V1 + "/queue/reset",
+         "cross_origin_denied"),
+        ("origin-userinfo", {"Origin": "http://127.0.0.1:{port}@evil.example"}, "POST", V1 + "/queue/reset",
+         "cross_origin_denied"),
+        ("origin-garbage", {"Origin": "http://127.0.0.1:port"}, "POST", V1 + "/queue/reset", "cross_origin_denied"),
+        ("fetch-cross-site", {"Sec-Fetch-Site": "cross-site"}, "POST", "/snapshot/save", "cross_origin_denied"),
+        ("fetch-same-site", {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1"}, "POST",
+         "/manager/queue/reset", "cross_origin_denied"),
+        ("get-write-cross-site", {"Sec-Fetch-Site": "cross-site"}, "GET", "/manager/share_option?value=none",
+         "cross_origin_denied"),
+        ("ws-foreign-page", {"Origin": "http://evil.example"}, "GET", "/ws", "cross_origin_denied"),
     ]
 ]

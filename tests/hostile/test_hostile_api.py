@@ -49,3 +49,18 @@ async def test_api_request_refused(case: Case, api_client, tmp_path: Path) -> No
     api.manager.queue.run_until_idle(timeout=30)
     diff = treesum.changes(before, treesum.listing(tmp_path)).outside(LOCKS, AUDIT)
     assert not diff, diff.describe()
+
+
+@pytest.mark.parametrize("case", [c.param() for c in C.API_HEADERS])
+async def test_api_headers_refused(case: Case, api_client, tmp_path: Path) -> None:
+    """Rebinding Host names and foreign pages: refused before any handler, nothing written."""
+    client, api = api_client
+    raw, method, path = case.payload
+    headers = {k: v.replace("{port}", str(client.server.port)) for k, v in raw.items()}
+    before = treesum.listing(tmp_path)
+    resp = await client.request(method, path, headers=headers)
+    doc = json.loads(await resp.text())
+    assert doc.get("ok") is False and doc["error"]["code"] == case.code, doc
+    assert resp.status == 403 and doc["error"]["hint"], doc
+    diff = treesum.changes(before, treesum.listing(tmp_path)).outside(LOCKS, AUDIT)
+    assert not diff, diff.describe()

@@ -3,6 +3,7 @@
 
 import { el, replace, setText, clear, safeHref } from "../dom.js";
 import { errorBox } from "../errors.js";
+import { catalogHowTo, isCatalogMissing } from "../catalog.js";
 import { splitTerms } from "../search.js";
 import { taskLabel } from "../tasks.js";
 import { VirtualList } from "../vlist.js";
@@ -70,6 +71,11 @@ export class ModelsView {
       clear(this.errors);
       this.loaded = true;
     } catch (err) {
+      if (isCatalogMissing(err)) {        // not an error to shout about: the sentence says what to do
+        replace(this.errors, el("div", { class: "om-notice om-catalog-missing", role: "status",
+          dataset: { testid: "catalog-missing-models" } }, catalogHowTo(err)));
+        return;
+      }
       replace(this.errors, errorBox(err));
       this.ctx.report(err);
     }

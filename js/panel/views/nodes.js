@@ -3,6 +3,7 @@
 
 import { el, replace, setText, clear, safeHref } from "../dom.js";
 import { errorBox, toError } from "../errors.js";
+import { catalogHowTo, isCatalogMissing } from "../catalog.js";
 import { FILTERS, SORTS, PackIndex, normalisePack } from "../search.js";
 import { taskLabel } from "../tasks.js";
 import { VirtualList } from "../vlist.js";
@@ -90,6 +91,22 @@ export class NodesView {
       replace(this.notices, ...(res.notices || []).map((n) =>
         el("div", { class: "om-notice", dataset: { code: n.code || "" } },
           el("code", { text: n.code || n.level || "notice" }), " ", n.message || "", n.hint ? ` (${n.hint})` : "")));
+      clear(this.errors);
+      this.loaded = true;
+    } catch (err) {
+      if (isCatalogMissing(err)) return this._installedOnly(err);
+      replace(this.errors, errorBox(err));
+      this.ctx.report(err);
+    }
+  }
+
+  /** No catalog yet: say how to get one, and still list (and act on) what is installed. */
+  async _installedOnly(cause) {
+    replace(this.notices, el("div", { class: "om-notice om-catalog-missing", role: "status",
+      dataset: { testid: "catalog-missing", code: toError(cause).code } }, catalogHowTo(cause)));
+    try {
+      const res = await this.ctx.backend.installedOnly();
+      this.setPacks(res.packs.map((raw, k) => normalisePack(raw, k)), { keepScroll: this.loaded });
       clear(this.errors);
       this.loaded = true;
     } catch (err) {
