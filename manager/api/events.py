@@ -4,7 +4,8 @@ Every queue event goes out as ``offline-manager.event`` (``Event.to_dict()``: th
 For scripts and panels written for the classic manager the same events are also translated to
 ``cm-queue-status`` messages: ``in_progress`` after each task ends (with the batch counts) and
 ``done`` when the queue goes idle, with ``nodepack_result``/``model_result`` keyed by task id
-(the classic ``ui_id``): ``"success"``, or the error message.
+(the classic ``ui_id``): ``"success"``, or the error message. The 4.x events of the /v2 family
+(``v2_history.py``) go out through the same sink.
 """
 
 from __future__ import annotations
@@ -49,16 +50,23 @@ class EventForwarder:
         self._total = 0
         self._done = 0
         self._unsubscribe: Callable[[], None] | None = None
+        self._v2_disconnect: Callable[[], None] | None = None
 
     def attach(self, queue: "TaskQueue") -> "EventForwarder":
         if self._unsubscribe is None:
             self._unsubscribe = queue.subscribe(self)
+            # the /v2 family's events (cm-task-*, all-done) leave through this same sink
+            from .v2_history import connect_sink
+            self._v2_disconnect = connect_sink(queue, self._send)
         return self
 
     def detach(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._v2_disconnect is not None:
+            self._v2_disconnect()
+            self._v2_disconnect = None
 
     def _send(self, name: str, data: dict[str, Any], sid: str | None) -> None:
         try:

@@ -28,7 +28,7 @@ _DESCRIPTION = (
     "ComfyUI Offline Manager. Every route is served twice, at the path below and under /api "
     "(as ComfyUI mounts extension routes); the standalone server (cm-cli.py serve) does the same. "
     "Routes under /offline-manager/v1 answer the envelope {ok, version, data}; the classic "
-    "ComfyUI-Manager routes keep their classic success shapes. Every failure answers "
+    "ComfyUI-Manager routes, and its 4.x family under /v2, keep their success shapes. Every failure answers "
     "{ok: false, version, error: {code, message, hint}} with the error's HTTP status. Every route refuses "
     "a Host that is not this machine on a loopback listener; state-changing routes refuse pages of other "
     "origins (Origin, Sec-Fetch-Site), read JSON bodies whatever their declared type, and cap them at 4 MiB. "
@@ -51,7 +51,7 @@ def _content(route: Route) -> dict[str, Any]:
 
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": route.name, "summary": route.summary,
-                          "tags": ["classic" if route.legacy else "v1"],
+                          "tags": ["v2" if route.path.startswith("/v2/") else "classic" if route.legacy else "v1"],
                           "x-security-operation": route.operation,
                           "x-policy-gate": "route" if route.gate else "handler"}
     params = []
@@ -71,7 +71,7 @@ def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": "success", "content": _content(route)}}
     for status in route.statuses:
         desc = {201: "already running", 202: "queued", 204: "nothing to list", 304: "not modified (ETag)",
-                501: "not done by this Manager (not_implemented)"}
+                410: "gone: a deprecated route (route_gone)", 501: "not done by this Manager (not_implemented)"}
         responses[str(status)] = {"description": desc.get(status, "success")}
         if status in (201, 202):
             responses[str(status)]["content"] = _content(route)

@@ -23,6 +23,7 @@ from . import handlers_queue as q
 from . import handlers_snapshots as snap
 from . import handlers_startup as start
 from . import legacy as cl
+from . import v2_routes as v2r
 from .envelope import Observer, guarded
 from .origin import RequestGuard, changes_state
 from .service import Api
@@ -303,6 +304,8 @@ ROUTES: tuple[Route, ...] = (
     _c("POST", "/customnode/install", ui.install_row, _D.INSTALL, "classicInstallRow",
        "Install the pack of a catalog row (cm-api.js; queued and started)", gate=False, body=CLASSIC_ROW,
        result=TASK_RESULT),
+    # --- the ComfyUI-Manager 4.x family under /v2 (v2_routes.py), mounted where free like classic --
+    *v2r.v2_routes(_c, Param),
 )
 
 
