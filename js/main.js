@@ -4,7 +4,7 @@
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { OfflineManagerClient } from "./api-client.js";
+import { EVENT, OfflineManagerClient } from "./api-client.js";
 import { Backend } from "./panel/backend.js";
 import { createPanel, ensureStyles } from "./panel/index.js";
 
@@ -160,6 +160,9 @@ app.registerExtension({
       const idle = typeof requestIdleCallback === "function" ? (fn) => requestIdleCallback(fn, { timeout: 5000 }) : (fn) => fn();
       setTimeout(() => idle(preload), PRELOAD_DELAY_MS);
     }
+    // The frontend logs every server message nobody listens to; our queue events arrive while
+    // the panel is closed too (another tab or the shell queued work), so someone always listens.
+    api.addEventListener(EVENT, () => {});
     ensureStyles();   // ready before the first click
     const em = app.extensionManager;
     if (em && typeof em.registerSidebarTab === "function") {

@@ -328,7 +328,7 @@ class GitClient:
                 f"offline mode: refused to reach git remote {shown}",
                 hint=(f"Offline, git works only with local repositories. On a machine with network run "
                       f"`git clone {shown}`, copy the folder here and install from its path or a file:// "
-                      "URL (or import an offline bundle containing it); or set network_mode in config.ini."),
+                      "URL; or set network_mode in config.ini."),
                 details=exc.details) from exc
         if final != checked:
             final = check_remote_url(final)
