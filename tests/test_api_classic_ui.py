@@ -79,7 +79,7 @@ CLASSIC_JS_CALLS: list[tuple[str, str, dict[str, str], Any, tuple[int, ...], Cal
     ("POST", "/manager/queue/update_all", JSON, {"mode": "cache"}, (200,), _keys("ok")),
     ("POST", "/manager/queue/reset", {}, None, (200,), _dict),
     ("POST", "/manager/queue/update_comfyui", {}, None, (501,), _code("not_implemented")),
-    ("GET", "/comfyui_manager/comfyui_versions", {}, None, (501,), _code("not_implemented")),
+    ("GET", "/comfyui_manager/comfyui_versions", {}, None, (200,), _keys("versions", "current")),
     ("POST", "/comfyui_manager/comfyui_switch_version", JSON, {"ver": "nightly"}, (501,), _code("not_implemented")),
     ("GET", "/manager/share_option", {}, None, (200,), _text("all")),
     ("GET", "/manager/share_option?value=openart", {}, None, (200,), _text("")),

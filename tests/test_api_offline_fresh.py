@@ -28,8 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 CATALOG_GETS = {PREFIX + "/packs", PREFIX + "/models", "/customnode/getlist", "/customnode/getmappings",
                 "/customnode/alternatives", "/externalmodel/getlist"}
 # GETs that never touch the catalog but are not plain 200s here (or are not about this box).
-OTHER_GETS = {"/customnode/get_node_types_in_workflows": 204,        # no saved workflows yet
-              "/comfyui_manager/comfyui_versions": 501}               # ComfyUI itself is not managed
+OTHER_GETS = {"/customnode/get_node_types_in_workflows": 204}        # no saved workflows yet
 
 
 def fresh_tree(base: Path) -> Path:

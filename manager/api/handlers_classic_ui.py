@@ -240,10 +240,6 @@ def _comfyui_not_managed(what: str) -> NotImplementedYet:
              "ComfyUI folder (git pull / git checkout <tag>), then restart it.")
 
 
-async def comfyui_versions(api: Api, request: web.Request) -> web.Response:
-    raise _comfyui_not_managed("list or switch ComfyUI versions")
-
-
 async def comfyui_switch_version(api: Api, request: web.Request) -> web.Response:
     raise _comfyui_not_managed("switch ComfyUI versions")
 
