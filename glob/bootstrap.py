@@ -4,8 +4,8 @@ ComfyUI's start must stay fast and must never break because of us. Importing our
 records the moment and installs two light hooks (the import-failure tracker and a call made
 right before ComfyUI's ``add_routes``); the route table, the API and their modules are imported
 in that call, when every other extension has registered its routes, so owners are known:
-our own routes (``/offline-manager/...``) always mount, the classic and ``/v2`` paths only
-where no other extension owns them (``server.mount``). The task queue is built, its events
+our own routes (``/offline-manager/...``) always mount, the classic and ``/v2`` families only
+where no other extension owns a route of them (``server.mount``). The task queue is built, its events
 forwarded through ``send_sync`` and its worker thread started by the first request that uses
 it. Nothing here touches the network.
 """
@@ -123,6 +123,7 @@ def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
                                                                       route_defs(api)))
     report.owners = route_mount.family_owners(instance.routes)
     api.route_owners = dict(report.owners)
+    report.frontend = frontend_manager_ui(instance, api, report)
     forwarder = EventForwarder(comfy_events.comfy_sink(instance))
     # The queue (and the operation modules behind it) is built by the first request that needs
     # it; then events start flowing to send_sync and the worker thread starts.
@@ -137,9 +138,23 @@ def log_ready(version: str, report: Any) -> None:
     if report.skipped:
         more = " ..." if len(report.skipped) > 4 else ""
         left = f", {len(report.skipped)} already owned by another extension ({', '.join(report.skipped[:4])}{more})"
+    if getattr(report, "yielded", None):
+        left += f", {len(report.yielded)} more left unmounted because their family belongs to another extension"
     owners = ", ".join(f"{family}={owner}" for family, owner in sorted(report.owners.items())) or "-"
+    if getattr(report, "frontend", ""):
+        owners += f"; {report.frontend}"
     log.info("[offline-manager] %s ready: %d route(s) mounted%s; route owners: %s; %.1f ms of ComfyUI's start",
              version, len(report.mounted), left, owners, report.seconds * 1000)
+
+
+def frontend_manager_ui(instance: Any, api: Any, report: Any) -> str:
+    """Let the frontend's built-in manager UI use our /v2 routes where ComfyUI allows it."""
+    try:
+        from . import frontend_manager
+        return frontend_manager.attach(instance, api, report, route_mount)
+    except Exception:  # a convenience for the frontend; never a reason to stop ComfyUI's start
+        log.exception("[offline-manager] could not prepare the frontend's manager UI; ComfyUI continues")
+        return ""
 
 
 def _keep_report(state: dict[str, Any], report: Any) -> None:

@@ -10,7 +10,9 @@ Two host facts shape this module (both proven in the real-host tier, tests/realh
 - ComfyUI imports ``custom_nodes/*`` in directory order, so another manager (the classic
   ComfyUI-Manager) may register the same (method, path) after us, and aiohttp would answer
   with whichever came first, silently. We mount right before ``add_routes`` (glob/bootstrap.py),
-  when every extension has registered its routes: a pair another extension owns stays its.
+  when every extension has registered its routes: a pair another extension owns stays its, and
+  so does the rest of that family (a client of the other manager must never reach our queue
+  through a path its manager lacks), except our own ``/offline-manager/`` family.
 """
 
 from __future__ import annotations
@@ -50,8 +52,10 @@ class MountReport:
 
     mounted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    yielded: list[str] = field(default_factory=list)        # free pairs of a family another extension owns
     refused: list[str] = field(default_factory=list)
     owners: dict[str, str] = field(default_factory=dict)   # family -> owner (or "a, b" when split)
+    frontend: str = ""                                      # who serves the frontend's manager UI, if asked
     seconds: float = 0.0                                    # our share of ComfyUI's start
 
 
@@ -99,6 +103,7 @@ def mount(table: web.RouteTableDef, routes: Iterable[web.RouteDef]) -> MountRepo
     """Add each free, host-safe route to ``table``."""
     report = MountReport()
     taken = taken_routes(table)
+    foreign = foreign_families(table)
     for route in routes:
         safe = host_safe(route)
         key = (safe.method, safe.path)
@@ -108,6 +113,9 @@ def mount(table: web.RouteTableDef, routes: Iterable[web.RouteDef]) -> MountRepo
         if key in taken:
             report.skipped.append(_label(safe))
             continue
+        if family_of(safe.path) in foreign:
+            report.yielded.append(_label(safe))
+            continue
         table._items.append(safe)  # RouteTableDef has no public "add a RouteDef" method
         taken.add(key)
         report.mounted.append(_label(safe))
@@ -115,6 +123,12 @@ def mount(table: web.RouteTableDef, routes: Iterable[web.RouteDef]) -> MountRepo
         log.error("[offline-manager] %d route(s) would break ComfyUI's /api copying and were not mounted: %s",
                   len(report.refused), ", ".join(report.refused[:8]))
     return report
+
+
+def foreign_families(table: web.RouteTableDef) -> set[str]:
+    """Families (except our own) in which another extension registered a route."""
+    return {family for item in table if isinstance(item, web.RouteDef) and not _is_ours(item.handler)
+            for family in (family_of(item.path),) if family not in (None, OURS)}
 
 
 def _is_ours(handler: Any) -> bool:

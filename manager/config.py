@@ -5,6 +5,10 @@ the file line by line: comments, foreign sections, unknown content and the user'
 values survive, and the file is replaced atomically. The settings themselves are declared in
 ``config_schema.SETTINGS``.
 
+A second file may sit beneath the one we write (``under``): read, never written. That is how
+the Manager shares ``config.ini`` with another manager that reads it (manager/config_share.py):
+our changes go to our own file on top, so a key the other manager reads never changes.
+
 The file is read like the classic manager reads it (``configparser`` rules: ``key = value``
 or ``key: value``, full-line ``#``/``;`` comments, indented continuation lines, no inline
 comments, keys case-insensitive, last duplicate wins), but parsed by hand so that every
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .config_schema import (
+    FOREIGN_KEYS,
     RETIRED_KEYS,
     SETTINGS,
     SETTINGS_BY_KEY,
@@ -254,13 +259,14 @@ def _effective(entries: list[_Entry], key: str) -> _Entry | None:
 class Config:
     """Resolved settings with their sources. Immutable: ``save`` returns a new ``Config``."""
 
-    __slots__ = ("_path", "_values", "_sources", "_origins", "_env", "_cli", "_strict",
+    __slots__ = ("_path", "_under", "_values", "_sources", "_origins", "_env", "_cli", "_strict",
                  "problems", "notes")
 
     def __init__(self, *, path: Path | None, values: dict[str, Any], sources: dict[str, str],
                  origins: dict[str, str], env: dict[str, str], cli: dict[str, Any], strict: bool,
-                 problems: tuple[ConfigError, ...] = (), notes: tuple[str, ...] = ()):
+                 problems: tuple[ConfigError, ...] = (), notes: tuple[str, ...] = (), under: Path | None = None):
         self._path = path
+        self._under = under
         self._values = values
         self._sources = sources
         self._origins = origins
@@ -274,8 +280,12 @@ class Config:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None, *, env: Mapping[str, str] = os.environ,
-             cli: Mapping[str, Any] | None = None, strict: bool = True) -> "Config":
+             cli: Mapping[str, Any] | None = None, strict: bool = True,
+             under: str | os.PathLike[str] | None = None) -> "Config":
         """Read ``path`` (missing is fine: defaults), then apply ``CM_<KEY>`` variables and ``cli``.
+
+        ``under``: a file read beneath ``path`` (its values count where ``path`` has none) and
+        never written; ``save`` writes ``path`` only.
 
         ``strict=False`` never raises for a bad key or value: the offending layer is skipped,
         the next one down is used and the error lands in ``problems`` (for a host that must
@@ -283,7 +293,8 @@ class Config:
         """
         file_path = Path(path).expanduser().absolute() if path is not None else None
         read = _read_text(file_path) if file_path is not None else None
-        return cls._build(file_path, read[0] if read else "", env=env, cli=cli or {}, strict=strict)
+        return cls._build(file_path, read[0] if read else "", env=env, cli=cli or {}, strict=strict,
+                          under=_read_under(under))
 
     @classmethod
     def defaults(cls) -> "Config":
@@ -292,28 +303,38 @@ class Config:
 
     @classmethod
     def _build(cls, path: Path | None, text: str, *, env: Mapping[str, str],
-               cli: Mapping[str, Any], strict: bool) -> "Config":
+               cli: Mapping[str, Any], strict: bool, under: tuple[Path, str] | None = None) -> "Config":
         problems: list[ConfigError] = []
         notes: list[str] = []
+        if under is not None:
+            notes.append(f"{under[0]} is read beneath {path} and never written here; changes are saved to {path}")
 
         def fail(err: ConfigError) -> None:
             if strict:
                 raise err
             problems.append(err)
 
-        _lines, entries = _parse(text, path)
-        for entry in entries:
-            here = _Origin("file", path, entry.line)
-            if entry.key in SETTINGS_BY_KEY:
-                if entry.section not in ("default", "security"):
-                    notes.append(f"{here.describe()}: {entry.key} in [{entry.section}] is ignored; "
-                                 "settings are read from [default] and [security]")
-            elif entry.key in RETIRED_KEYS:
-                if entry.section in ("default", "security"):
-                    notes.append(f"{here.describe()}: {entry.key} is no longer used "
-                                 f"({RETIRED_KEYS[entry.key]}); left as is")
-            elif entry.section in ("default", "security"):
-                fail(_unknown(entry.key, here, entry.section))
+        def fail_in(where: Path | None) -> Any:
+            # Another manager's file never stops ours: what we cannot read there falls back.
+            return problems.append if under is not None and where == under[0] else fail
+
+        # Lowest first: the file beneath (shared with another manager), then ours.
+        layers = [(under[0], _parse(under[1], under[0])[1])] if under is not None else []
+        layers.append((path, _parse(text, path)[1]))
+        for layer_path, layer_entries in layers:
+            for entry in layer_entries:
+                here = _Origin("file", layer_path, entry.line)
+                if entry.key in SETTINGS_BY_KEY:
+                    if entry.section not in ("default", "security"):
+                        notes.append(f"{here.describe()}: {entry.key} in [{entry.section}] is ignored; "
+                                     "settings are read from [default] and [security]")
+                elif entry.key in RETIRED_KEYS or entry.key in FOREIGN_KEYS:
+                    if entry.section in ("default", "security"):
+                        why = RETIRED_KEYS.get(entry.key) or FOREIGN_KEYS[entry.key]
+                        state = "is no longer used" if entry.key in RETIRED_KEYS else "is not a setting of this Manager"
+                        notes.append(f"{here.describe()}: {entry.key} {state} ({why}); left as is")
+                elif entry.section in ("default", "security"):
+                    fail_in(layer_path)(_unknown(entry.key, here, entry.section))
 
         cli_by_key: dict[str, Any] = {}
         for raw_key, value in cli.items():
@@ -333,9 +354,10 @@ class Config:
                 candidates.append((_Origin("cli", path), cli_by_key[setting.key]))
             if setting.env in env_seen:
                 candidates.append((_Origin("env", path, env=setting.env), env_seen[setting.env]))
-            entry = _effective(entries, setting.key)
-            if entry is not None:
-                candidates.append((_Origin("file", path, entry.line), entry.value))
+            for layer_path, layer_entries in reversed(layers):
+                entry = _effective(layer_entries, setting.key)
+                if entry is not None:
+                    candidates.append((_Origin("file", layer_path, entry.line), entry.value))
             values[setting.key] = setting.default
             sources[setting.key] = "default"
             origins[setting.key] = "built-in default"
@@ -343,20 +365,26 @@ class Config:
                 try:
                     value = coerce(setting, raw) if where.source == "cli" else parse_text(setting, raw)
                 except ValueInvalid as exc:
-                    fail(_invalid(setting, raw, exc, where))
+                    fail_in(where.path if where.source == "file" else None)(_invalid(setting, raw, exc, where))
                     continue
                 values[setting.key] = value
                 sources[setting.key] = where.source
                 origins[setting.key] = where.describe()
                 break
         return cls(path=path, values=values, sources=sources, origins=origins, env=env_seen,
-                   cli=dict(cli), strict=strict, problems=tuple(problems), notes=tuple(notes))
+                   cli=dict(cli), strict=strict, problems=tuple(problems), notes=tuple(notes),
+                   under=under[0] if under is not None else None)
 
     # --- reading values -------------------------------------------------------------------
     @property
     def path(self) -> Path | None:
-        """The config.ini this object was loaded from (it may not exist yet)."""
+        """The file this object was loaded from and saves to (it may not exist yet)."""
         return self._path
+
+    @property
+    def under(self) -> Path | None:
+        """The file read beneath ``path`` and never written (shared with another manager), if any."""
+        return self._under
 
     def _setting(self, key: str) -> Setting:
         norm = _norm_key(key)
@@ -427,11 +455,21 @@ class Config:
         newline = _newline_of(original)
         for key, value_text in typed.items():
             text = _apply(text, key, value_text, newline, self._path)
-        updated = Config._build(self._path, text, env=self._env, cli=self._cli, strict=self._strict)
+        updated = Config._build(self._path, text, env=self._env, cli=self._cli, strict=self._strict,
+                                under=_read_under(self._under))
         if text != original or read is None:
             mode = self._path.stat().st_mode & 0o777 if read is not None else 0o644
             atomic_write_bytes(self._path, ((_BOM if bom else "") + text).encode("utf-8"), mode=mode)
         return updated
+
+
+def _read_under(under: str | os.PathLike[str] | None) -> tuple[Path, str] | None:
+    """(path, text) of the file beneath ours; a missing one reads as empty."""
+    if under is None:
+        return None
+    path = Path(under).expanduser().absolute()
+    read = _read_text(path)
+    return path, read[0] if read else ""
 
 
 def _newline_of(text: str) -> str:

@@ -198,6 +198,14 @@ RETIRED_KEYS: Mapping[str, str] = MappingProxyType({
     "skip_migration_check": "migration prompt of old classic releases",
 })
 
+# Keys the packaged ComfyUI-Manager 4.x writes into a shared config.ini that mean nothing here.
+# Accepted (not an unknown-key error) and never written, so that manager keeps reading them.
+FOREIGN_KEYS: Mapping[str, str] = MappingProxyType({
+    "use_unified_resolver": "ComfyUI-Manager 4.x: its dependency resolver",
+    "verbose": "ComfyUI-Manager 4.x: its log verbosity",
+    "allow_flagged_nodepack_install": "ComfyUI-Manager 4.x: installs of packs the registry flagged",
+})
+
 
 class ValueInvalid(ValueError):
     """A value that does not fit its setting; ``allowed`` says what would."""

@@ -17,6 +17,7 @@ from .catalog import Catalog, ChannelFiles, ParseCache
 from .channel_cache import CachedFile, ChannelCache
 from .channels import ChannelSet, check_allowed, parse_channels_list
 from .config import Config, resolve_config_path
+from .config_share import load_config
 from .errors import ManagerError
 from .host import Host, StandaloneHost
 from .layout import Layout
@@ -93,7 +94,7 @@ class Manager:
         """Build a Manager from the host's tree; reads config.ini and channels.list, nothing else."""
         env = os.environ if env is None else env
         path = resolve_config_path(host.layout, env, config_path)
-        config = Config.load(path, env=env, cli=cli)
+        config = load_config(host.layout, path, env=env, cli=cli)   # our own file on top where shared
         gate = NetworkGate(build_network_policy(config), logger=log)
         cache = ChannelCache(host.layout.cache_dir / "channels", gate, ttl=float(config["cache_ttl"]))
         channels = load_channel_set(host.layout)

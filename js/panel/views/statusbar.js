@@ -49,7 +49,7 @@ export class StatusBar {
     this.db.title = db.source ? `source: ${db.source}` : "";
     setText(this.security, s.security_level || s.security?.level || "—");
     this.renderQueue(s.queue);
-    this.renderRoutes(s.route_owners);
+    this.renderRoutes(s.route_owners || (s.raw && s.raw.route_owners));   // backend.status() keeps the answer in raw
     this.restartBtn.hidden = s.can_restart === false;   // standalone: ComfyUI is restarted by its owner
     this.restart.title = s.can_restart === false ? "Restart ComfyUI to load the changes" : "";
     if (s.restart_required) this.showRestart([{ reason: "pending changes" }]);
