@@ -65,6 +65,32 @@ KEY_PROBE = """() => {
 }"""
 
 
+def timed_open(page: Any, *, preload: bool) -> dict[str, float]:
+    """Click our entry in a booted page; t0/t1/t2 of OPEN_PROBE. With ``preload`` the page first
+    idles until the background preload of the list (cached copy) arrived, as it does for a user."""
+    if preload:
+        page.wait_for_function(PRELOADED, timeout=60_000, polling=100)
+    page.evaluate(OPEN_PROBE)
+    page.click(".offline-manager-entry")
+    page.wait_for_function("window.__open.t2 !== undefined", timeout=60_000)
+    return page.evaluate("window.__open")
+
+
+def timed_keystrokes(page: Any) -> list[dict[str, float]]:
+    """Type each of QUERIES into the open panel's search; KEY_PROBE's t0/t1/t2 per keystroke."""
+    page.evaluate(KEY_PROBE)
+    out: list[dict[str, float]] = []
+    for query in QUERIES:
+        page.fill("[data-testid=pack-search]", "")
+        page.wait_for_timeout(50)
+        page.evaluate("window.__keys = []")
+        page.keyboard.type(query, delay=60)
+        page.wait_for_function(f"window.__keys.length === {len(query)} && window.__keys.every(k => k.t2)",
+                               timeout=30_000)
+        out += page.evaluate("window.__keys")
+    return out
+
+
 class PanelRig:
     """A stand-in ComfyUI over the real DB plus a chromium, for one benchmark run."""
 
@@ -105,26 +131,10 @@ class PanelRig:
         background preload of the list (cached copy) has arrived, as it does for a user."""
         self.host.settings[PRELOAD_SETTING] = preload
         self.boot()
-        if preload:
-            self.page.wait_for_function(PRELOADED, timeout=60_000, polling=100)
-        self.page.evaluate(OPEN_PROBE)
-        self.page.click(".offline-manager-entry")
-        self.page.wait_for_function("window.__open.t2 !== undefined", timeout=60_000)
-        return self.page.evaluate("window.__open")
+        return timed_open(self.page, preload=preload)
 
     def keystrokes(self) -> list[dict[str, float]]:
-        page = self.page
-        page.evaluate(KEY_PROBE)
-        out: list[dict[str, float]] = []
-        for query in QUERIES:
-            page.fill("[data-testid=pack-search]", "")
-            page.wait_for_timeout(50)
-            page.evaluate("window.__keys = []")
-            page.keyboard.type(query, delay=60)
-            page.wait_for_function(f"window.__keys.length === {len(query)} && window.__keys.every(k => k.t2)",
-                                   timeout=30_000)
-            out += page.evaluate("window.__keys")
-        return out
+        return timed_keystrokes(self.page)
 
     def close(self) -> None:
         try:
@@ -156,7 +166,6 @@ def open_to_rows(ctx: BenchContext) -> Figure:
     r = _results(ctx)
     rows = [w["t1"] - w["t0"] for w in r["warm"]]
     painted = [w["t2"] - w["t0"] for w in r["warm"]]
-    cold = r["cold"]
     return Figure(statistics.median(rows),
                   f"median of {len(rows)} fresh page loads with the list preloaded in the background; painted "
                   f"{statistics.median(painted):.0f} ms")

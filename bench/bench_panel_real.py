@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .bench_panel import CHROMIUM, FLAGS, KEY_PROBE, NOT_LOOPBACK, OPEN_PROBE, PRELOAD_SETTING, PRELOADED, QUERIES
+from .bench_panel import CHROMIUM, FLAGS, NOT_LOOPBACK, PRELOAD_SETTING, timed_keystrokes, timed_open
 from .run import Benchmark, BenchContext, BenchSkip, Figure
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,27 +55,13 @@ def measure(channel_db: Path, repeat: int, workdir: Path) -> dict[str, Any]:
                 page.goto(host.url("/"))
                 page.wait_for_selector(".offline-manager-entry", timeout=60_000)
                 page.wait_for_timeout(300)
-                if preload:
-                    page.wait_for_function(PRELOADED, timeout=60_000, polling=100)
-                page.evaluate(OPEN_PROBE)
-                page.click(".offline-manager-entry")
-                page.wait_for_function("window.__open.t2 !== undefined", timeout=60_000)
-                return page.evaluate("window.__open")
+                return timed_open(page, preload=preload)
 
             cold = open_once(False)
             plain = [open_once(False) for _ in range(repeat)]
             warm = [open_once(True) for _ in range(repeat)]
             page.focus("[data-testid=pack-search]")
-            page.evaluate(KEY_PROBE)
-            keys: list[dict[str, float]] = []
-            for query in QUERIES:
-                page.fill("[data-testid=pack-search]", "")
-                page.wait_for_timeout(50)
-                page.evaluate("window.__keys = []")
-                page.keyboard.type(query, delay=60)
-                page.wait_for_function(f"window.__keys.length === {len(query)} && window.__keys.every(k => k.t2)",
-                                       timeout=30_000)
-                keys += page.evaluate("window.__keys")
+            keys = timed_keystrokes(page)
             context.close()
         return {"cold": cold, "plain": plain, "warm": warm, "keys": keys, "ready": ready,
                 "connects": host.connects()}

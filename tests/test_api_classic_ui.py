@@ -25,9 +25,13 @@ from typing import Any, Callable
 import pytest
 
 from manager.api.routes import ROUTES
+from support import realhost_env
 from support.api_tree import api_app  # noqa: F401 (fixture)
 
-CLASSIC_TARBALL = Path(__file__).resolve().parents[2] / "shared" / "hosts" / "ComfyUI-Manager-3.41.tar.gz"
+# found as the real-host tier finds it (../shared/hosts, $OFFLINE_MANAGER_HOSTS); without it the
+# tier does not run either, and the run's last line says so
+_CLASSIC = realhost_env.sources().get("classic-3.41")
+CLASSIC_TARBALL = _CLASSIC.tarball if _CLASSIC and _CLASSIC.tarball else Path("/nonexistent/ComfyUI-Manager-3.41.tar.gz")
 JSON = {"Content-Type": "application/json"}
 PLAIN = {"Content-Type": "text/plain;charset=UTF-8"}     # what fetchApi sends for a bare string body
 ROW = {"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly", "channel": "default",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -12,22 +11,8 @@ from manager.api.events import CLASSIC_EVENT, EVENT_NAME, EventForwarder
 from manager.api.routes import PREFIX
 from manager.api.standalone import build_app
 from manager.events import Event
-from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
+from support.api_tree import api_app, demo_root, make_api, write_config, ws_messages  # noqa: F401 (api_app: a fixture)
 
-
-
-async def _ws_messages(ws, until, timeout: float = 30.0) -> list[dict]:
-    seen: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            msg = await ws.receive_json(timeout=max(0.1, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            break
-        seen.append(msg)
-        if until(msg):
-            return seen
-    raise AssertionError(f"condition not met; got {[m['type'] for m in seen]}")
 
 
 async def test_classic_script_flow(aiohttp_client, api_app):
@@ -54,7 +39,7 @@ async def test_classic_script_flow(aiohttp_client, api_app):
         await asyncio.sleep(0.1)
     else:
         raise AssertionError(status)
-    msgs = await _ws_messages(ws, lambda m: m["type"] == CLASSIC_EVENT and m["data"]["status"] == "done")
+    msgs = await ws_messages(ws, lambda m: m["type"] == CLASSIC_EVENT and m["data"]["status"] == "done")
     classic = [m["data"] for m in msgs if m["type"] == CLASSIC_EVENT]
     assert classic[0] == {"status": "in_progress", "target": "row-7", "ui_target": "nodepack_manager",
                           "total_count": 1, "done_count": 1}

@@ -17,7 +17,7 @@ from pathlib import Path
 from manager.api.v2_history import QUEUE_STATUS, TASK_COMPLETED, TASK_STARTED, journal_of
 from manager.api.v2_records import prune_batches
 from manager.api.v2_routes import V2
-from support.api_tree import api_app  # noqa: F401 (a fixture)
+from support.api_tree import api_app, ws_messages  # noqa: F401 (api_app: a fixture)
 from test_api_v2 import INSTALL, coded, run_all, task
 from test_comfy_entry import comfy_modules, loaded  # noqa: F401 (fixtures: the glue in a stand-in host)
 
@@ -98,20 +98,6 @@ def test_old_batch_records_are_pruned(tmp_path):
     assert prune_batches(layout) == 1 and not old.exists() and new.exists()
 
 
-async def _until(ws, pred, timeout: float = 30.0) -> list[dict]:
-    seen: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            msg = await ws.receive_json(timeout=max(0.1, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            break
-        seen.append(msg)
-        if pred(msg):
-            return seen
-    raise AssertionError(f"not seen; got {[m['type'] for m in seen]}")
-
-
 async def test_events_reach_the_client_that_queued(aiohttp_client, api_app):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
@@ -121,7 +107,7 @@ async def test_events_reach_the_client_that_queued(aiohttp_client, api_app):
         assert (await ws.receive_json(timeout=5))["type"] == "status"
     assert (await client.post(V2 + "/manager/queue/task", json=task("install", "e1", INSTALL, "c1"))).status == 200
     await client.post(V2 + "/manager/queue/start")
-    seen = await _until(mine, lambda m: m["type"] == QUEUE_STATUS and m["data"].get("status") == "all-done")
+    seen = await ws_messages(mine, lambda m: m["type"] == QUEUE_STATUS and m["data"].get("status") == "all-done")
     by_type = {m["type"]: m["data"] for m in seen if m["type"] in (TASK_STARTED, TASK_COMPLETED)}
     started, completed = by_type[TASK_STARTED], by_type[TASK_COMPLETED]
     assert set(started) == {"ui_id", "kind", "timestamp", "state"} and started["ui_id"] == "e1"
@@ -135,12 +121,12 @@ async def test_events_reach_the_client_that_queued(aiohttp_client, api_app):
     types = [m["type"] for m in seen]
     assert types.index(TASK_STARTED) < types.index(TASK_COMPLETED) < len(types) - 1
     # the other client gets the broadcast, never another client's task events or history
-    theirs = await _until(other, lambda m: m["type"] == QUEUE_STATUS and m["data"].get("status") == "all-done")
+    theirs = await ws_messages(other, lambda m: m["type"] == QUEUE_STATUS and m["data"].get("status") == "all-done")
     assert not any(m["type"] in (TASK_STARTED, TASK_COMPLETED) for m in theirs)
     # a failed task: status error, the message, and the worker's next task still runs
     await client.post(V2 + "/manager/queue/task", json=task("uninstall", "e2", {"node_name": "demo-video-helper"}))
     await client.post(V2 + "/manager/queue/start")
-    seen = await _until(mine, lambda m: m["type"] == TASK_COMPLETED)
+    seen = await ws_messages(mine, lambda m: m["type"] == TASK_COMPLETED)
     failed = seen[-1]["data"]
     assert failed["ui_id"] == "e2" and failed["status"]["status_str"] == "error"
     assert failed["result"] == failed["status"]["messages"][0] and failed["result"] != "failed"

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from browser.pages import SECOND_PACK_ID, TEST_PACK_ID, PanelEnv, make_plain_repo
+from browser.pages import PanelEnv, add_local_packs
 from support.standin_host import StandInComfy
 
 CHROMIUM = os.environ.get("CM_CHROMIUM", "/usr/bin/chromium")
@@ -93,14 +93,7 @@ def panel_env(tmp_path: Path, channel_db: Path, http_server: Any) -> PanelEnv:
     channel = tmp_path / "channel"
     shutil.copytree(channel_db / "default", channel)
     env = PanelEnv(root=root, channel=channel, config=root / "user" / "__manager" / "config.ini")
-    env.repo_url = make_plain_repo(tmp_path / "repos" / TEST_PACK_ID)
-    env.add_pack({"author": "panel-tests", "title": "Panel Test Pack", "id": TEST_PACK_ID,
-                  "reference": env.repo_url, "files": [env.repo_url], "install_type": "git-clone",
-                  "description": "A pack from a local git repo. <img src=x onerror=\"window.__xss=1\">"})
-    env.repo2_url = make_plain_repo(tmp_path / "repos" / SECOND_PACK_ID, name=SECOND_PACK_ID)
-    env.add_pack({"author": "panel-tests", "title": "Panel Test Pack Two", "id": SECOND_PACK_ID,
-                  "reference": env.repo2_url, "files": [env.repo2_url], "install_type": "git-clone",
-                  "description": "A second pack from a local git repo, for batch actions."})
+    add_local_packs(env, tmp_path / "repos", author="panel-tests")
     env.write_config(network_mode="public", channel_url=channel.as_uri(), registry_url=http_server.url(""),
                      security_level="normal")
     return env

@@ -56,6 +56,18 @@ class PanelEnv:
         path.write_text(json.dumps(data), encoding="utf-8")
 
 
+def add_local_packs(env: PanelEnv, repos: Path, *, author: str) -> None:
+    """Two packs in ``env``'s channel, each backed by a local git repo under ``repos`` (offline-safe)."""
+    env.repo_url = make_plain_repo(repos / TEST_PACK_ID)
+    env.add_pack({"author": author, "title": "Panel Test Pack", "id": TEST_PACK_ID,
+                  "reference": env.repo_url, "files": [env.repo_url], "install_type": "git-clone",
+                  "description": "A pack from a local git repo. <img src=x onerror=\"window.__xss=1\">"})
+    env.repo2_url = make_plain_repo(repos / SECOND_PACK_ID, name=SECOND_PACK_ID)
+    env.add_pack({"author": author, "title": "Panel Test Pack Two", "id": SECOND_PACK_ID,
+                  "reference": env.repo2_url, "files": [env.repo2_url], "install_type": "git-clone",
+                  "description": "A second pack from a local git repo, for batch actions."})
+
+
 def screenshot(page: Any, name: str) -> Path:
     """Write ``artifacts/<name>.png`` (git-ignored) and return its path."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -8,9 +8,8 @@ network namespace). Hosts are module-scoped: each start costs ComfyUI's ~8 s.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from browser.conftest import CHROMIUM
-from browser.pages import ARTIFACTS, SECOND_PACK_ID, TEST_PACK_ID, PanelEnv, make_plain_repo
+from browser.pages import ARTIFACTS, PanelEnv, add_local_packs
 from support import realhost
 
 
@@ -27,14 +27,7 @@ def channel_env(workdir: Path, channel_db: Path) -> PanelEnv:
     channel = workdir / "channel"
     shutil.copytree(channel_db / "default", channel)
     env = PanelEnv(root=workdir, channel=channel, config=workdir / "unused.ini")
-    env.repo_url = make_plain_repo(workdir / "repos" / TEST_PACK_ID)
-    env.add_pack({"author": "realhost-tests", "title": "Panel Test Pack", "id": TEST_PACK_ID,
-                  "reference": env.repo_url, "files": [env.repo_url], "install_type": "git-clone",
-                  "description": "A pack from a local git repo."})
-    env.repo2_url = make_plain_repo(workdir / "repos" / SECOND_PACK_ID, name=SECOND_PACK_ID)
-    env.add_pack({"author": "realhost-tests", "title": "Panel Test Pack Two", "id": SECOND_PACK_ID,
-                  "reference": env.repo2_url, "files": [env.repo2_url], "install_type": "git-clone",
-                  "description": "A second pack from a local git repo."})
+    add_local_packs(env, workdir / "repos", author="realhost-tests")
     env.settings = {"network_mode": "offline", "channel_url": channel.as_uri(), "security_level": "normal"}
     return env
 

@@ -3,7 +3,9 @@ the config.ini a test asks for, and an ``Api`` with real runners plus the test's
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -65,3 +67,18 @@ def api_app(tmp_path: Path):
     yield make
     for api in apis:
         api.manager.queue.stop(timeout=10)
+
+
+async def ws_messages(ws: Any, until: Any, timeout: float = 30.0) -> list[dict]:
+    """The JSON messages ``ws`` receives until one satisfies ``until`` (all of them, that one last)."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = await ws.receive_json(timeout=max(0.1, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            break
+        seen.append(msg)
+        if until(msg):
+            return seen
+    raise AssertionError(f"condition not met; got {[m['type'] for m in seen]}")
