@@ -341,3 +341,17 @@ def test_comfy_host_leaves_a_native_preview_setting_alone(monkeypatch, tmp_path)
     assert host.native_preview()
     host.adopt_config({"preview_method": "taesd"})
     assert args.preview_method.value == "none" and host.set_preview_method("auto") is False
+
+
+def test_classic_version_words_for_installed_copies():
+    """Classic clients pick their flows by the word: a clone is nightly (registry id) or unknown."""
+    from manager.api.listing import classic_version
+    from manager.inventory import InstalledPack
+
+    def pack(**kw: Any) -> InstalledPack:
+        return InstalledPack(name="p", path="/x/p", enabled=True, pack_id="p", **kw)
+
+    assert classic_version(pack(kind="git", cnr_id="p", cnr_version="1.0.0")) == "nightly"
+    assert classic_version(pack(kind="git")) == "unknown"
+    assert classic_version(pack(kind="cnr", cnr_id="p", cnr_version="2.1.0")) == "2.1.0"
+    assert classic_version(pack(kind="cnr", version="1.3.0")) == "1.3.0"

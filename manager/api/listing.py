@@ -85,6 +85,17 @@ def installed_version(pack: InstalledPack) -> str:
     return "nightly" if pack.kind == "git" else "unknown"
 
 
+def classic_version(pack: InstalledPack) -> str:
+    """The classic manager's word for an installed copy: the registry version of a registry
+    install, ``nightly`` for a git clone of a pack that declares a registry id, else ``unknown``
+    (classic clients pick their flows by it: a clone is never a registry version there)."""
+    if pack.kind == "git":
+        return "nightly" if pack.cnr_id else "unknown"
+    if pack.cnr_version or (pack.kind == "cnr" and pack.version):
+        return pack.cnr_version or pack.version
+    return pack.version or "unknown"
+
+
 def import_failed(pack: InstalledPack, failed: frozenset[str]) -> bool:
     """True when ComfyUI failed to import this (enabled) entry at its start."""
     return pack.enabled and pack.name in failed
@@ -93,8 +104,8 @@ def import_failed(pack: InstalledPack, failed: frozenset[str]) -> bool:
 def classic_installed(row: Mapping[str, Any], pack: InstalledPack, failed: frozenset[str] = frozenset()
                       ) -> dict[str, Any]:
     out = dict(row)
-    out.update({"state": "enabled" if pack.enabled else "disabled", "version": installed_version(pack),
-                "active_version": installed_version(pack) if pack.enabled else None,
+    out.update({"state": "enabled" if pack.enabled else "disabled", "version": classic_version(pack),
+                "active_version": classic_version(pack) if pack.enabled else None,
                 "invalid-installation": bool(pack.problems), "import-fail": import_failed(pack, failed)})
     return out
 
