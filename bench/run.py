@@ -15,7 +15,6 @@ import fnmatch
 import gc
 import importlib
 import json
-import os
 import pkgutil
 import platform
 import statistics
@@ -96,8 +95,13 @@ class BenchContext:
         return self._memo[key]
 
     def require_channel_db(self) -> Path:
+        """The channel DB of this run; without one, the copy shipped in ``tests/data/``."""
         if self.channel_db is None:
-            raise BenchSkip("no channel DB: set CM_CHANNEL_DB or place it at ../shared/channel-db")
+            data = _channel_data(self.repo_root if (self.repo_root / "tests" / "support").is_dir() else REPO_ROOT)
+            try:
+                self.channel_db = data.channel_db()
+            except data.ChannelDataError as exc:
+                raise BenchSkip(f"no channel DB: {exc}") from None
         return self.channel_db
 
 
@@ -158,13 +162,33 @@ def timed_ratio(fn: Callable[[], Any], baseline: Callable[[], Any], *, repeat: i
 
 
 # --- discovery and running ----------------------------------------------------------------
-def find_channel_db(repo_root: Path = REPO_ROOT) -> Path | None:
-    """``CM_CHANNEL_DB``, else ``../shared/channel-db`` next to the repo, else /work/shared/channel-db."""
-    for cand in (os.environ.get("CM_CHANNEL_DB", ""), repo_root.parent / "shared" / "channel-db",
-                 "/work/shared/channel-db"):
-        if cand and (Path(cand) / "default" / "custom-node-list.json").is_file():
-            return Path(cand)
-    return None
+def _channel_data(repo_root: Path = REPO_ROOT) -> Any:
+    """``tests/support/channel_data.py`` loaded by path (outside pytest tests/ is not on sys.path)."""
+    import importlib.util
+    import sys
+
+    name = "cm_bench_support_channel_data"
+    if name not in sys.modules:
+        path = repo_root / "tests" / "support" / "channel_data.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None or not path.is_file():
+            raise BenchSkip(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def find_channel_db(repo_root: Path = REPO_ROOT) -> Path:
+    """``CM_CHANNEL_DB``, else the dated copy shipped in ``tests/data/`` (unpacked once into a cache).
+
+    A ``CM_CHANNEL_DB`` without ``default/custom-node-list.json`` is an error (``SystemExit`` with why).
+    """
+    data = _channel_data(repo_root)
+    try:
+        return data.channel_db()
+    except data.ChannelDataError as exc:
+        raise SystemExit(f"bench: {exc}") from None
 
 
 def discover() -> list[Benchmark]:

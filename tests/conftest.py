@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from support import socket_audit
+from support import channel_data, socket_audit
 from support.http_server import LoopbackServer
 
 AUDIT = socket_audit.install()
@@ -17,12 +16,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _find_channel_db() -> Path:
-    candidates = [os.environ.get("CM_CHANNEL_DB", ""), REPO_ROOT.parent / "shared" / "channel-db",
-                  "/work/shared/channel-db"]
-    for cand in candidates:
-        if cand and (Path(cand) / "default" / "custom-node-list.json").exists():
-            return Path(cand)
-    return REPO_ROOT.parent / "shared" / "channel-db"
+    """``$CM_CHANNEL_DB``, else the dated copy shipped in tests/data/ (unpacked once into a cache)."""
+    try:
+        return channel_data.channel_db()
+    except channel_data.ChannelDataError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 CHANNEL_DB = _find_channel_db()
@@ -54,9 +52,10 @@ def http_server():
 
 @pytest.fixture(scope="session")
 def channel_db() -> Path:
-    """The real public channel DB (read-only; copy what a test writes to)."""
-    if not (CHANNEL_DB / "default" / "custom-node-list.json").exists():
-        pytest.skip("../shared/channel-db is not present")
+    """The real public channel DB: the shipped copy (tests/data/) or ``$CM_CHANNEL_DB``.
+
+    Read-only by convention: copy what a test writes to (``local_channel`` does).
+    """
     return CHANNEL_DB
 
 

@@ -67,8 +67,10 @@ def test_statuses_and_selection(tmp_path: Path):
     ctx = BenchContext(repo_root=tmp_path, channel_db=None)
     result = run_one(slow, ctx)
     assert (result.status, result.figure, result.note) == ("fail", 50.0, "made up")
-    skipped = run_one(Benchmark("demo.db", "s", lambda c: c.require_channel_db()), ctx)
-    assert skipped.status == "skip" and "CM_CHANNEL_DB" in skipped.note
+    # no channel DB given: the copy shipped in tests/data/ (never a skip for want of ../shared)
+    shipped = run_one(Benchmark("demo.db", "files", lambda c: float(len(list(
+        (c.require_channel_db() / "default").glob("*.json"))))), ctx)
+    assert (shipped.status, shipped.figure) == ("info", 6.0), shipped
     broken = run_one(Benchmark("demo.err", "s", lambda c: 1 / 0), ctx)
     assert broken.status == "error" and "ZeroDivisionError" in broken.note
     names = [Benchmark(n, "s", lambda c: 1.0) for n in ("catalog.a", "catalog.b", "other.a")]
