@@ -49,10 +49,10 @@ def listen_address() -> str:
 
 def base_routes(host: Any, version: str) -> list[web.RouteDef]:
     """Routes that exist from the first line of glue (a liveness probe)."""
+    from ..manager.envelope import envelope_ok
 
     async def health(_request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "version": 1,
-                                  "data": {"version": version, "comfyui_root": str(host.layout.comfyui_root)}})
+        return web.json_response(envelope_ok({"version": version, "comfyui_root": str(host.layout.comfyui_root)}))
 
     return [web.route("GET", "/offline-manager/health", health)]
 

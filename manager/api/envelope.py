@@ -1,4 +1,4 @@
-"""One JSON envelope for every answer, and the guards every route passes through.
+"""The envelope (``manager/envelope.py``) as HTTP answers, and the guards every route passes through.
 
 Success: ``{"ok": true, "version": 1, "data": ...}``; failure: ``{"ok": false, "version": 1,
 "error": {"code", "message", "hint", "details?"}}`` with the error's HTTP status. The classic
@@ -16,12 +16,12 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from ..envelope import ENVELOPE_VERSION, envelope_error, envelope_ok
 from ..errors import ContentTypeRefused, InternalError, ManagerError, NotFound, RequestInvalid, RequestTooLarge
 from .origin import SAFE_METHODS, RequestGuard
 
 log = logging.getLogger("offline_manager.api")
 
-ENVELOPE_VERSION = 1
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # Bodies that carry form fields: when one does not parse as JSON, the hint says to send JSON.
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -51,7 +51,7 @@ def json_bytes_response(body: bytes, *, status: int = 200, headers: dict[str, st
 
 def ok(data: Any = None, *, status: int = 200) -> web.Response:
     """The success envelope."""
-    return json_bytes_response(dumps({"ok": True, "version": ENVELOPE_VERSION, "data": data}), status=status)
+    return json_bytes_response(dumps(envelope_ok(data)), status=status)
 
 
 def envelope_prefix() -> bytes:
@@ -66,8 +66,7 @@ def raw_json(value: Any, *, status: int = 200) -> web.Response:
 
 def error_response(err: ManagerError, *, status: int | None = None) -> web.Response:
     """The failure envelope with the error's HTTP status (or ``status`` for classic quirks)."""
-    body = {"ok": False, "version": ENVELOPE_VERSION, "error": err.to_dict()}
-    return json_bytes_response(dumps(body), status=status or err.http_status)
+    return json_bytes_response(dumps(envelope_error(err)), status=status or err.http_status)
 
 
 # --- request guards ------------------------------------------------------------------------------

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from aiohttp import web
 
 from .. import security as sec
+from ..envelope import envelope_error
 from ..errors import ManagerError, RequestInvalid
 from . import handlers_admin as admin
 from . import handlers_snapshots as snap
 from . import handlers_startup as start
 from . import handlers_v2 as v2
 from . import legacy as cl
-from .envelope import ENVELOPE_VERSION, dumps, json_bytes_response, raw_json, read_json
+from .envelope import dumps, json_bytes_response, raw_json, read_json
 from .service import Api
 from .v2_history import V2Journal, existing_journal
 from .v2_records import list_batches, read_batch
@@ -110,7 +111,7 @@ async def fetch_updates(api: Api, request: web.Request) -> web.Response:
                     hint="Updates are found by the pack list (update-state) and applied with the queue's update "
                          "tasks; to revalidate the channel data use POST /offline-manager/v1/cache/refresh.")
     # our failure envelope, plus the flag 4.x clients look for
-    body = {"ok": False, "version": ENVELOPE_VERSION, "error": err.to_dict(), "deprecated": True}
+    body = dict(envelope_error(err), deprecated=True)
     return json_bytes_response(dumps(body), status=err.http_status)
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..context import CHANNEL_FILES, CatalogView, Manager, load_channel_set
+from ..envelope import envelope_ok
 from ..errors import ManagerError
 from ..host import StandaloneHost
 from ..layout import Layout
 from . import ops_commands
-from .render import envelope_ok, human_age, print_json, table
+from .render import human_age, print_json, table
 
 Command = Callable[[Manager, argparse.Namespace, str], Any]
 

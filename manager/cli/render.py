@@ -1,4 +1,4 @@
-"""Human and ``--json`` output. Both share the API's envelope: ``{ok, data}`` or ``{ok, error}``."""
+"""Human and ``--json`` output; ``--json`` writes the envelope every door shares (``manager/envelope.py``)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,8 @@ import json
 import sys
 from typing import Any, TextIO
 
+from ..envelope import envelope_error
 from ..errors import ManagerError
-
-ENVELOPE_VERSION = 1
-
-
-def envelope_ok(data: Any) -> dict[str, Any]:
-    return {"ok": True, "version": ENVELOPE_VERSION, "data": data}
-
-
-def envelope_error(err: ManagerError) -> dict[str, Any]:
-    return {"ok": False, "version": ENVELOPE_VERSION, "error": err.to_dict()}
 
 
 def print_json(obj: Any, out: TextIO | None = None) -> None:
