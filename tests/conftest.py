@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from support import channel_data, socket_audit
+from support import channel_data, socket_audit, tools
 from support.http_server import LoopbackServer
 
 AUDIT = socket_audit.install()
@@ -57,6 +57,12 @@ def channel_db() -> Path:
     Read-only by convention: copy what a test writes to (``local_channel`` does).
     """
     return CHANNEL_DB
+
+
+@pytest.fixture(scope="session")
+def git_bin() -> str:
+    """The git on PATH; missing, the test FAILS with the install command (never a silent skip)."""
+    return tools.require("git")
 
 
 @pytest.fixture

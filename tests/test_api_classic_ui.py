@@ -28,8 +28,8 @@ from manager.api.routes import ROUTES
 from support import realhost_env
 from support.api_tree import api_app  # noqa: F401 (fixture)
 
-# found as the real-host tier finds it (../shared/hosts, $OFFLINE_MANAGER_HOSTS); without it the
-# tier does not run either, and the run's last line says so
+# found as the real-host tier finds it (../shared/hosts, $OFFLINE_MANAGER_HOSTS); the test that reads
+# it belongs to that tier (marker ``realhost``): without it, the run's last line says it did not run
 _CLASSIC = realhost_env.sources().get("classic-3.41")
 CLASSIC_TARBALL = _CLASSIC.tarball if _CLASSIC and _CLASSIC.tarball else Path("/nonexistent/ComfyUI-Manager-3.41.tar.gz")
 JSON = {"Content-Type": "application/json"}
@@ -182,7 +182,10 @@ def _served(method: str, path: str, routes: set[tuple[str, str]]) -> bool:
                for r_method, r_path in routes)
 
 
-@pytest.mark.skipif(not CLASSIC_TARBALL.is_file(), reason="the classic 3.41 sources (../shared/hosts) are not here")
+@pytest.mark.realhost        # reads a real-host source: counted (or said not to run) on the run's last line
+@pytest.mark.skipif(not CLASSIC_TARBALL.is_file(),
+                    reason="real-host tier did not run: no classic ComfyUI-Manager 3.41 source "
+                           "(../shared/hosts/, $OFFLINE_MANAGER_HOSTS)")
 def test_no_call_of_the_classic_js_is_left_without_a_route():
     ours = {(r.method, re.sub(r"\{[^}]*\}", "{}", r.path)) for r in ROUTES}
     replayed = {(m, p.split("?", 1)[0]) for m, p, *_ in CLASSIC_JS_CALLS}

@@ -13,7 +13,7 @@ from manager.git import GitClient, check_ref, check_remote_url
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
 from support.gitrepos import GitDaemon, RepoInfo, git, make_repo, serve_smart_http
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+pytestmark = pytest.mark.usefixtures("git_bin")     # no git: every test here FAILS with the install command
 
 
 def client(mode: NetworkMode = NetworkMode.PUBLIC, **policy) -> GitClient:

@@ -16,7 +16,7 @@ from manager.layout import Layout
 from manager.records import Channel
 from support.gitrepos import PackTree, build_pack_tree, git, make_repo
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+pytestmark = pytest.mark.usefixtures("git_bin")     # no git: every test here FAILS with the install command
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import socket
 import ssl
 import subprocess
@@ -21,6 +20,7 @@ from aiohttp import web
 from manager.errors import (HttpStatusError, NetworkBlocked, NetworkUnreachable, NotFound,
                             OfflineModeEnabled, ResponseTooLarge)
 from manager.network import GateResponse, NetworkGate, NetworkMode, NetworkPolicy
+from support import tools
 
 PUBLIC_RAW = "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main/custom-node-list.json"
 
@@ -252,8 +252,7 @@ def test_git_accepts_ssh_forms_and_local_paths_are_local():
 @pytest.fixture
 def tls_server(tmp_path):
     """A self-signed HTTPS server on 127.0.0.1 (openssl CLI makes the certificate)."""
-    if not shutil.which("openssl"):
-        pytest.skip("openssl CLI not available")
+    tools.require("openssl")                # missing: the test fails with the install command
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],

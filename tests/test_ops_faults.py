@@ -17,7 +17,8 @@ from manager.fsops import file_lock
 from manager.inventory import scan
 from support.gitrepos import make_repo
 from support.ops_fixtures import catalog_entry, make_env, tree_listing
-from support.wheels import build_wheel, find_uv, installed_version, make_venv
+from support import tools
+from support.wheels import build_wheel, installed_version, make_venv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD = REPO_ROOT / "tests" / "support" / "ops_fixtures.py"
@@ -96,10 +97,7 @@ def test_queue_waits_for_a_cli_child_holding_the_lock_and_never_interleaves(tmp_
 
 @pytest.fixture
 def uv_bin():
-    uv = find_uv()
-    if uv is None:
-        pytest.skip("uv is not installed next to the test interpreter")
-    return uv
+    return tools.require("uv")              # missing: the test fails with the install command
 
 
 def test_real_dependency_installer_runs_before_rename_offline(tmp_path, monkeypatch, uv_bin, socket_audit_log):

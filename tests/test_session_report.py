@@ -129,3 +129,54 @@ def test_a_run_without_host_sources_says_so_on_its_last_line(tmp_path):
     assert last.startswith("quality: ") and "REAL-HOST TIER DID NOT RUN: no source for ComfyUI" in last \
         and "no source for ComfyUI 0.8.0" in last, \
         out.stdout[-1500:]
+
+
+def test_the_summary_lists_what_did_not_run_outside_the_real_host_tier():
+    rep = SessionReport()
+    assert "did not run" not in rep.summary_line()                   # everything ran: no part at all
+    rep.record_skip("t::linux", "Skipped: parent-death signal is Linux-only")
+    rep.record_skip("t::linux2", "parent-death signal is Linux-only")
+    rep.record_skip("t_mod.py", "could not import 'x'")
+    rep.record_realhost("t::host", "skipped", "real-host tier did not run: no source")
+    line = rep.summary_line()
+    assert " | did not run: 3 (could not import 'x': 1; parent-death signal is Linux-only: 2) | " in line
+    assert line.endswith("REAL-HOST TIER DID NOT RUN: no source")     # the real-host part stays last
+
+
+SKIPPING = '''
+import sys
+import pytest
+
+@pytest.mark.skipif(sys.platform != "no-such-platform", reason="needs no-such-platform")
+def test_platform_only():
+    pass
+
+def test_skips_inside():
+    pytest.skip("decided at run time")
+
+@pytest.mark.xfail(reason="known")
+def test_expected_failure():
+    assert False
+
+@pytest.mark.realhost
+def test_host_case():
+    pytest.skip("real-host tier did not run: no host here")
+
+def test_runs():
+    pass
+'''
+
+
+def test_a_real_run_names_its_skips_on_its_last_line(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    (tmp_path / "test_skipping.py").write_text(SKIPPING)
+    (tmp_path / "test_whole_module.py").write_text(
+        "import pytest\npytest.skip('module needs a thing', allow_module_level=True)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull,
+                          "--rootdir", str(tmp_path), str(tmp_path)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    last = out.stdout.strip().splitlines()[-1]
+    assert last == ("quality: faults 0 | hostile inputs 0 | loads 0 | outside-loopback connects: none | "
+                    "did not run: 3 (decided at run time: 1; module needs a thing: 1; needs no-such-platform: 1) | "
+                    "REAL-HOST TIER DID NOT RUN: no host here"), out.stdout[-1500:]

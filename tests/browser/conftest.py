@@ -1,14 +1,13 @@
 """Browser fixtures: the system chromium driven by Playwright, a stand-in ComfyUI serving the
 real frontend wheel with our extension loaded like ComfyUI does, and a tmp channel.
 
-Tests skip (with the reason) only when the chromium binary is absent; ``scripts/test.sh``
-installs it (and the test extra installs playwright and comfyui-frontend-package), so CI runs them. Never ``playwright install``: no browser
-download, ever.
+A missing chromium binary FAILS the browser tests with the install command (never a skip);
+``scripts/test.sh`` installs it (and the test extra installs playwright and
+comfyui-frontend-package). Never ``playwright install``: no browser download, ever.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
@@ -18,9 +17,10 @@ from typing import Any, Iterator
 import pytest
 
 from browser.pages import PanelEnv, add_local_packs
+from support import tools
 from support.standin_host import StandInComfy
 
-CHROMIUM = os.environ.get("CM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = tools.chromium_path()
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,17 +33,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives the system chromium through Playwright")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip the browser tests when, and only when, the chromium binary is absent. A missing
-    playwright or comfyui-frontend-package is an installation error and fails loudly."""
-    if Path(CHROMIUM).exists():
-        return
-    here = Path(__file__).parent
-    skip = pytest.mark.skip(reason=f"chromium not found at {CHROMIUM}: scripts/test.sh installs the Debian "
-                                   "chromium package (apt-get install chromium); never `playwright install`")
-    for item in items:
-        if Path(item.path).is_relative_to(here):
-            item.add_marker(skip)
+@pytest.fixture(autouse=True)
+def _need_chromium() -> None:
+    """A missing chromium FAILS every browser test with the install command (never a silent skip).
+    A missing playwright or comfyui-frontend-package is an installation error and fails loudly too."""
+    tools.require("chromium")
 
 
 @pytest.fixture(scope="module")

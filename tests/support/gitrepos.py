@@ -24,8 +24,12 @@ _ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """Run git in ``cwd`` with a fixed identity; returns stdout; raises on failure."""
-    out = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **_ENV, **(env or {})},
-                         capture_output=True, text=True, timeout=60)
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **_ENV, **(env or {})},
+                             capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise RuntimeError("git is not installed; install it with: apt-get install git "
+                           "(scripts/test.sh installs it)") from None
     if out.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {out.stderr}")
     return out.stdout.strip()

@@ -4,7 +4,9 @@
 ``QUALITY_MARKERS`` (``fault``, ``hostile``, ``load``) is counted by outcome, and every test that
 tried to reach beyond loopback is named. ``summary_line()`` is the line printed at the end of
 the run, e.g. ``quality: faults 7 passed, 1 xfailed | hostile inputs 84 passed | loads 1 passed |
-outside-loopback connects: none``.
+outside-loopback connects: none``. Every other test (or module) that was skipped is counted with
+its reason (``did not run: 2 (parent-death signal is Linux-only: 1; ...)``): nothing stops running
+in silence. The real-host tier keeps its own part, last.
 """
 
 from __future__ import annotations
@@ -40,6 +42,19 @@ class SessionReport:
     connects: dict[str, int] = field(default_factory=dict)                  # nodeid -> connect count
     notes: dict[str, list[str]] = field(default_factory=dict)               # kind -> figures to show
     realhost: dict[str, tuple[str, str]] = field(default_factory=dict)      # nodeid -> (outcome, skip reason)
+    skipped: dict[str, str] = field(default_factory=dict)                   # nodeid -> skip reason (not real-host)
+
+    def record_skip(self, nodeid: str, reason: str) -> None:
+        """A test or module outside the real-host tier that did not run, and why."""
+        self.skipped[nodeid] = reason.removeprefix("Skipped: ") or "no reason given"
+
+    def skipped_part(self) -> str:
+        """``did not run: N (reason: n; ...)``, or "" when everything outside the real-host tier ran."""
+        if not self.skipped:
+            return ""
+        reasons = Counter(self.skipped.values())
+        why = "; ".join(f"{reason}: {n}" for reason, n in sorted(reasons.items()))
+        return f"did not run: {len(self.skipped)} ({why})"
 
     def record_realhost(self, nodeid: str, outcome: str | None, reason: str = "") -> None:
         """Fold one phase of a real-host test into its outcome (a failure in any phase wins)."""
@@ -113,6 +128,8 @@ class SessionReport:
             parts.append(f"outside-loopback connects: {len(self.outside_loopback)} test(s): {names}")
         else:
             parts.append("outside-loopback connects: none")
+        if self.skipped:
+            parts.append(self.skipped_part())
         parts.append(self.realhost_part())
         return "quality: " + " | ".join(parts)
 
@@ -134,6 +151,14 @@ def outcome_of(report: object) -> str | None:
     if getattr(report, "passed", False) and when == "call":
         return "passed"
     return None
+
+
+def _skip_reason(report: object) -> str:
+    """The reason of a skipped pytest report (``longrepr`` is ``(path, lineno, "Skipped: why")``)."""
+    longrepr = getattr(report, "longrepr", None)
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr or "")
 
 
 class QualityReportPlugin:
@@ -163,12 +188,19 @@ class QualityReportPlugin:
                 report.longrepr = (f"offline_suite test made {len(connects)} socket connect(s), none allowed "
                                    f"(loopback included): {connects[:5]!r}")
         self.report.record_phase(item.nodeid, self._kinds(item), outcome_of(report))
+        outcome = outcome_of(report)
+        reason = _skip_reason(report) if outcome == "skipped" else ""
         if item.get_closest_marker(REALHOST_MARKER) is not None:
-            reason = ""
-            if report.skipped and isinstance(report.longrepr, tuple):
-                reason = str(report.longrepr[2]).removeprefix("Skipped: ")
-            self.report.record_realhost(item.nodeid, outcome_of(report), reason)
+            self.report.record_realhost(item.nodeid, outcome, reason)
+        elif outcome == "skipped":
+            self.report.record_skip(item.nodeid, reason)
         return report
+
+    @pytest.hookimpl
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # a module skipped as a whole (``pytest.skip(allow_module_level=True)``, ``importorskip``)
+        if report.skipped:
+            self.report.record_skip(report.nodeid, _skip_reason(report))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:

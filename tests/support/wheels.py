@@ -221,11 +221,9 @@ import pytest  # noqa: E402  (fixtures only; the helpers above stay importable w
 
 @pytest.fixture(scope="session")
 def uv_bin() -> str:
-    """The uv next to the test interpreter (the test command installs it)."""
-    uv = find_uv()
-    if uv is None:
-        pytest.skip("uv is not installed next to the test interpreter (pip install uv)")
-    return uv
+    """The uv next to the test interpreter (the test command installs it); missing, the test FAILS."""
+    from .tools import require
+    return require("uv")
 
 
 @pytest.fixture
