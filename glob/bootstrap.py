@@ -18,8 +18,6 @@ import sys
 import time
 from typing import Any
 
-from aiohttp import web
-
 from . import server as route_mount
 from .import_failures import ImportFailureTracker
 
@@ -45,16 +43,6 @@ def listen_address() -> str:
     cli_args = sys.modules.get("comfy.cli_args")
     value = getattr(getattr(cli_args, "args", None), "listen", None)
     return str(value) if value else DEFAULT_LISTEN
-
-
-def base_routes(host: Any, version: str) -> list[web.RouteDef]:
-    """Routes that exist from the first line of glue (a liveness probe)."""
-    from ..manager.envelope import envelope_ok
-
-    async def health(_request: web.Request) -> web.Response:
-        return web.json_response(envelope_ok({"version": version, "comfyui_root": str(host.layout.comfyui_root)}))
-
-    return [web.route("GET", "/offline-manager/health", health)]
 
 
 def failure_hint(package_file: str) -> str:
@@ -116,11 +104,11 @@ def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
         register_runners(manager)
         return manager
 
-    api = Api(build_manager, listen=listen_address(), restart=restart_comfyui, door="comfyui")
+    api = Api(build_manager, listen=listen_address(), restart=restart_comfyui, door="comfyui",
+              comfyui_root=host.layout.comfyui_root)
     tracker: ImportFailureTracker = state["import_failures"]
     api.import_failure_source = tracker.collect
-    report = route_mount.mount(instance.routes, route_mount.mark_ours(base_routes(host, __version__) +
-                                                                      route_defs(api)))
+    report = route_mount.mount(instance.routes, route_mount.mark_ours(route_defs(api)))
     report.owners = route_mount.family_owners(instance.routes)
     api.route_owners = dict(report.owners)
     report.frontend = frontend_manager_ui(instance, api, report)

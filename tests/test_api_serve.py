@@ -60,6 +60,8 @@ def test_serve_demo_answers_the_table_page_and_script(demo_dir: Path, socket_aud
         status, body, _ = _get(base + "/offline-manager/v1/status")
         data = json.loads(body)["data"]
         assert status == 200 and data["door"] == "standalone" and data["network_mode"] == "offline"
+        status, body, _ = _get(base + "/api/offline-manager/health")    # the table's probe, as in ComfyUI
+        assert status == 200 and json.loads(body)["data"]["comfyui_root"] == data["comfyui_root"]
         status, body, _ = _get(base + "/api/customnode/getlist?mode=cache&skip_update=true")
         assert status == 200 and "demo-image-tools" in json.loads(body)["node_packs"]
         status, body, ctype = _get(base + "/")

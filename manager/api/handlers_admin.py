@@ -224,6 +224,11 @@ async def get_policy(api: Api, request: web.Request) -> web.Response:
     return ok({"settings": s.to_dict(), "levels": list(sec.LEVELS), "operations": rows})
 
 
+async def health(api: Api, request: web.Request) -> web.Response:
+    """The liveness probe: answers as soon as the routes are mounted, without building the Manager."""
+    return ok({"version": __version__, "comfyui_root": api.comfyui_root})
+
+
 async def get_status(api: Api, request: web.Request) -> web.Response:
     m = api.manager
     view = api.loaded_view

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from .. import __version__
-from .routes import ROUTES, Route
+from .routes import PREFIX, ROUTES, Route
 
 _ENVELOPE_OK = {"type": "object", "required": ["ok", "version", "data"],
                 "properties": {"ok": {"const": True}, "version": {"const": 1}, "data": {}}}
@@ -49,9 +49,17 @@ def _content(route: Route) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+def _tag(route: Route) -> str:
+    if route.path.startswith("/v2/"):
+        return "v2"
+    if route.legacy:
+        return "classic"
+    return "v1" if route.path.startswith(PREFIX) else "probe"
+
+
 def _operation(route: Route) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": route.name, "summary": route.summary,
-                          "tags": ["v2" if route.path.startswith("/v2/") else "classic" if route.legacy else "v1"],
+                          "tags": [_tag(route)],
                           "x-security-operation": route.operation,
                           "x-policy-gate": "route" if route.gate else "handler"}
     params = []

@@ -3,7 +3,8 @@
 A ``Route`` names its method, path, handler (``async def h(api, request)``), the security
 operation checked before the handler runs (``gate=False``: the handler decides, because the
 risk depends on the request), and what the OpenAPI document says about it. Our own routes
-live under ``/offline-manager/v1`` and always mount; the classic paths mount where free.
+live under ``/offline-manager/`` (the health probe, then ``v1``) and always mount; the classic
+paths mount where free.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .origin import RequestGuard, changes_state
 from .service import Api
 
 PREFIX = "/offline-manager/v1"
+HEALTH = "/offline-manager/health"     # outside v1: probes and scripts keep it across API versions
 ApiHandler = Callable[[Api, web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -94,7 +96,10 @@ def _c(method: str, path: str, handler: ApiHandler, op: str, name: str, summary:
 
 
 ROUTES: tuple[Route, ...] = (
-    # --- v1: our own prefix, always mounted; the panel uses only these ---------------------------
+    # --- our own prefix, always mounted; the panel uses only the v1 routes -------------------------
+    Route("GET", HEALTH, admin.health, _D.READ, "getHealth",
+          "Liveness: our version and the ComfyUI root, answered without loading the Manager",
+          result=_obj(version="string", comfyui_root="string")),
     _v1("GET", "/status", admin.get_status, _D.READ, "getStatus", "Version, door, network mode, catalog and queue summary"),
     _v1("GET", "/openapi.json", admin.get_openapi, _D.READ, "getOpenapi", "This document", response="json"),
     _v1("GET", "/packs", cat.list_packs, _D.READ, "listPacks",

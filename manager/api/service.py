@@ -38,18 +38,20 @@ class Api:
     """State shared by the handlers of one door.
 
     ``manager`` is a Manager, or a function building one on first use (ComfyUI's start then
-    pays for mounting routes only). ``listen`` is the address the server listens on (policy
+    pays for mounting routes only; ``comfyui_root`` then names the tree). ``listen`` is the address the server listens on (policy
     input: loopback or not); ``restart`` re-executes the host (ComfyUI) or is None.
     """
 
     def __init__(self, manager: "Manager | Callable[[], Manager]", *, listen: str = "127.0.0.1",
-                 restart: Callable[[], None] | None = None, door: str = "standalone") -> None:
+                 restart: Callable[[], None] | None = None, door: str = "standalone",
+                 comfyui_root: "str | os.PathLike[str] | None" = None) -> None:
         if hasattr(manager, "config"):
             self._manager: "Manager | None" = manager  # type: ignore[assignment]
             self._factory: "Callable[[], Manager] | None" = None
         else:
             self._manager, self._factory = None, manager  # type: ignore[assignment]
         self.listen = listen
+        self._root = comfyui_root
         self.restart = restart
         self.door = door
         self._queue_hooks: list[Callable[[TaskQueue], None]] = []
@@ -81,6 +83,12 @@ class Api:
             assert self._factory is not None
             self._manager = self._factory()
         return self._manager
+
+    @property
+    def comfyui_root(self) -> str:
+        """The tree this door manages; given by the host glue so the health probe never builds
+        the Manager (no config.ini read, no catalog) just to answer that it is alive."""
+        return str(self._root if self._root is not None else self.manager.layout.comfyui_root)
 
     # --- policy ---------------------------------------------------------------------------
     @property

@@ -67,7 +67,7 @@ def both_hosts(tmp_path_factory: pytest.TempPathFactory, channel_db: Path) -> It
         real.stop()
 
 
-ASKED = sorted({(r.method, _path(r.path)) for r in ROUTES} | {("GET", "/offline-manager/health")})
+ASKED = sorted({(r.method, _path(r.path)) for r in ROUTES})
 
 
 def test_every_route_of_the_table_is_served_alike(both_hosts: tuple[str, str]) -> None:

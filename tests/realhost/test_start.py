@@ -147,6 +147,7 @@ def test_the_tier_catches_a_web_get_route_that_reaches_comfyui(workdir) -> None:
     """A route put on ComfyUI's table without our mount is the bug of issue 15: the tier sees it."""
     patch = {"glob/bootstrap.py": ("        setattr(instance, _MARK, state)\n",
                                    "        setattr(instance, _MARK, state)\n"
+                                   "        from aiohttp import web\n"
                                    "        instance.routes._items.append(web.get('/offline-manager/broken', "
                                    "lambda r: web.Response()))\n")}
     with pytest.raises(realhost.HostDidNotStart) as caught:
