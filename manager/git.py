@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -24,11 +23,11 @@ from urllib.parse import urlsplit
 from .errors import (GitDetachedHead, GitDiverged, GitError, GitLocalChanges, GitUnavailable, InvalidGitRef,
                      InvalidGitUrl, NotFound, OfflineModeEnabled)
 from .inventory import parse_git_config, read_git_meta
-from .procs import child_kwargs
+from .procs import child_kwargs, kill_tree
 from .network import NetworkGate, redact_url
 from .records import _Record
 
-__all__ = ["GitClient", "GitState", "UpdateResult", "check_remote_url", "check_ref"]
+__all__ = ["GitClient", "GitState", "UpdateResult", "check_remote_url", "check_ref", "run_local"]
 
 Progress = Callable[[str], None]
 _ALLOWED_SCHEMES = {"https", "http", "ssh", "git", "file", "git+ssh", "ssh+git"}
@@ -40,6 +39,9 @@ _NETWORK_TIMEOUT = 900.0
 _LOCAL_TIMEOUT = 120.0
 _TAIL_LINES = 20
 _NEUTRAL_DIR = Path(os.path.abspath(os.sep))   # cwd for commands that need no repository
+# no prompt ever (a task would hang), only these transports, and English output for the hints
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "GIT_PROTOCOL_FROM_USER": "0",
+            "GIT_ALLOW_PROTOCOL": "https:http:ssh:git:file", "LC_ALL": "C", "LANGUAGE": "C"}
 
 
 @dataclass(frozen=True)
@@ -159,18 +161,6 @@ def _hint_for(stderr: str) -> str:
 
 
 
-def _kill_tree(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
 def _emit(progress: Progress | None, line: str) -> None:
     if progress is None:
         return
@@ -178,6 +168,28 @@ def _emit(progress: Progress | None, line: str) -> None:
         progress(line)
     except Exception:                               # a broken listener must not stall git's stderr pipe
         logging.getLogger("offline_manager.git").exception("git progress callback failed")
+
+
+def run_local(git_exe: str, repo: Path, *args: str, timeout: float = _LOCAL_TIMEOUT) -> tuple[int, bytes]:
+    """A read-only git command in a local repository, for callers that hold no network gate
+    (restore preflight, the host's ComfyUI commit): exit code and stdout; ``(1, b"")`` when git
+    cannot run or overruns ``timeout``. Never give it a command that reaches a remote."""
+    try:
+        proc = subprocess.Popen([git_exe, "-C", str(repo), *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **_GIT_ENV}, **child_kwargs())
+    except OSError:
+        return 1, b""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        proc.communicate()
+        return 1, b""
+    except BaseException:                          # Ctrl-C: leave no git behind
+        kill_tree(proc)
+        raise
+    return proc.returncode, out
 
 
 # --- the client --------------------------------------------------------------------------
@@ -202,8 +214,7 @@ class GitClient:
 
     # -- running git ------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
-        return {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "GIT_PROTOCOL_FROM_USER": "0",
-                "GIT_ALLOW_PROTOCOL": "https:http:ssh:git:file", "LC_ALL": "C", "LANGUAGE": "C"}
+        return dict(_GIT_ENV)
 
     def _argv(self, args: Sequence[str]) -> list[str]:
         return [self.git_exe, "-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never",
@@ -260,7 +271,7 @@ class GitClient:
 
         def kill() -> None:
             timed_out.set()
-            _kill_tree(proc)
+            kill_tree(proc)
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
@@ -271,7 +282,7 @@ class GitClient:
             proc.wait()
             reader.join()
         except BaseException:                      # Ctrl-C or a failing read: leave no git behind
-            _kill_tree(proc)
+            kill_tree(proc)
             raise
         finally:
             timer.cancel()

@@ -7,7 +7,6 @@ the standalone server and the tests, from a ComfyUI folder on disk.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,13 +57,9 @@ class StandaloneHost:
                 if line.startswith("__version__"):
                     return line.split("=", 1)[1].strip().strip("\"'")
         if (root / ".git").exists():
-            try:
-                out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                                     text=True, timeout=10)
-                if out.returncode == 0:
-                    return out.stdout.strip()
-            except (OSError, subprocess.SubprocessError):
-                return None
+            from .git import run_local   # here, not at the top: the prestartup script imports this module
+            rc, out = run_local("git", root, "rev-parse", "HEAD", timeout=10)
+            return out.decode("utf-8", "replace").strip() if rc == 0 else None
         return None
 
     def send_event(self, event: str, data: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import ctypes
 import functools
 import os
 import signal
+import subprocess
 import sys
 from typing import Any, Callable
 
@@ -45,3 +46,17 @@ def child_kwargs() -> dict[str, Any]:
     if setter is not None:
         kwargs["preexec_fn"] = setter
     return kwargs
+
+
+def kill_tree(proc: subprocess.Popen[Any]) -> None:
+    """Stop ``proc`` and every helper it started: a child of ``child_kwargs`` leads its own
+    process group, so a timeout or Ctrl-C leaves no git-remote-https or pip build running."""
+    if proc.poll() is not None:
+        return
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError):   # the group is gone, or not ours to signal
+        proc.kill()

@@ -39,3 +39,30 @@ def test_child_is_killed_when_the_manager_process_is_sigkilled(tmp_path: Path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the child outlived the SIGKILLed Manager")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_local_git_that_overruns_is_stopped_with_its_helpers(tmp_path: Path):
+    """``git.run_local`` stops the whole group at its timeout (``procs.kill_tree``): no helper lingers."""
+    from manager.git import run_local
+    pid_file = tmp_path / "helper.pid"
+    fake_git = tmp_path / "git"
+    fake_git.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
+    fake_git.chmod(0o755)
+    started = time.monotonic()
+    assert run_local(str(fake_git), tmp_path, "status", timeout=0.5) == (1, b"")
+    assert time.monotonic() - started < 10
+    helper = int(pid_file.read_text())
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{helper}/stat") as fh:          # a zombie reaped by init counts as gone
+            if fh.read().split()[2] == "Z":
+                break
+        time.sleep(0.05)
+    else:
+        os.kill(helper, signal.SIGKILL)
+        pytest.fail("the helper outlived the timeout")

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Mapping, Sequence
 
-from ..procs import child_kwargs
+from ..procs import child_kwargs, kill_tree
 
 ProgressFn = Callable[[str], None]
 
@@ -133,7 +133,7 @@ def run_streaming(command: Sequence[str], progress: ProgressFn | None = None, *,
     if options.timeout:
         def _kill() -> None:
             timed_out.set()
-            proc.kill()
+            kill_tree(proc)
         timer = threading.Timer(options.timeout, _kill)
         timer.daemon = True
         timer.start()
@@ -149,7 +149,7 @@ def run_streaming(command: Sequence[str], progress: ProgressFn | None = None, *,
         if timer:
             timer.cancel()
         if proc.poll() is None:
-            proc.kill()
+            kill_tree(proc)
             proc.wait()
     if timed_out.is_set():
         tail.append(f"(killed after {options.timeout:.0f} s)")

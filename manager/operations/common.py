@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Deque, Iterable, Mapping, Protocol
 
-from ..procs import child_kwargs
+from ..procs import child_kwargs, kill_tree
 from ..errors import (InstallScriptFailed, InstallStepFailed, ManagerError, NotFound, PackAmbiguous,
                       PolicyDenied)
 from ..inventory import InstalledPack, Inventory
@@ -272,13 +271,7 @@ def run_install_script(python: str, folder: Path, emit: LineFn, *, timeout: floa
 
     def kill() -> None:
         timed_out.set()
-        try:
-            if os.name == "posix":
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                proc.kill()
-        except (ProcessLookupError, PermissionError):
-            proc.kill()
+        kill_tree(proc)
     timer = threading.Timer(timeout, kill)
     timer.daemon = True
     timer.start()

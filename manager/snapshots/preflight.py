@@ -9,8 +9,6 @@ at once (``snapshot_sources_missing``) so an air-gapped restore never fails half
 
 from __future__ import annotations
 
-import os
-import subprocess
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import Any, Sequence
 from packaging.requirements import Requirement
 
 from ..errors import ManagerError, NetworkBlocked, PolicyDenied, SnapshotSourcesMissing
+from ..git import run_local
 from ..records import PolicyDecision
 from .model import _Record
 from .plan import RestorePlan, RestoreStep
@@ -38,13 +37,7 @@ class MissingSource(_Record):
 
 def _git(git_exe: str, repo: Path, *args: str) -> tuple[int, bytes]:
     """A read-only local git command (never touches a remote)."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    try:
-        out = subprocess.run([git_exe, "-C", str(repo), *args], capture_output=True, timeout=60, env=env,
-                             stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return 1, b""
-    return out.returncode, out.stdout
+    return run_local(git_exe, repo, *args, timeout=60)
 
 
 def _has_commit(git_exe: str, repo: Path, commit: str) -> bool:
