@@ -65,7 +65,9 @@ def test_serve_demo_answers_the_table_page_and_script(demo_dir: Path, socket_aud
         status, body, _ = _get(base + "/api/customnode/getlist?mode=cache&skip_update=true")
         assert status == 200 and "demo-image-tools" in json.loads(body)["node_packs"]
         status, body, ctype = _get(base + "/")
-        assert status == 200 and ctype.startswith("text/html") and b"/js/api-client.js" in body
+        assert status == 200 and ctype.startswith("text/html") and b"/js/standalone.js" in body
+        status, body, ctype = _get(base + "/js/standalone.js")
+        assert status == 200 and b"export async function startStandalone" in body
         status, body, ctype = _get(base + "/js/api-client.js")
         assert status == 200 and b"export class OfflineManagerClient" in body
         status, body, _ = _get(base + "/offline-manager/v1/openapi.json")

@@ -2,8 +2,9 @@
 
 Routes are mounted bare and under ``/api`` (as ComfyUI does), queue events go out on a ``/ws``
 websocket in ComfyUI's ``{"type", "data"}`` framing, ``/js/`` serves the panel's modules and
-``/`` a small page that loads them through a ``fetchApi`` shim. Listens on 127.0.0.1 unless told
-otherwise; a non-loopback address is reported and the policy treats it as such.
+``/`` a small page that loads them through the ``fetchApi`` shim of ``js/standalone.js``.
+Listens on 127.0.0.1 unless told otherwise; a non-loopback address is reported and the policy
+treats it as such.
 """
 
 from __future__ import annotations
@@ -32,40 +33,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("offline_manager.api")
 
 JS_DIR = Path(__file__).resolve().parents[2] / "js"
+# The page only loads js/standalone.js (the fetchApi shim and the panel); the shim is a module
+# file so it is linted, cached and read like the rest of the panel, not kept in a Python string.
 INDEX_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ComfyUI Offline Manager</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body><main id="offline-manager">Loading the Offline Manager…</main>
 <script type="module">
-import { OfflineManagerClient } from "/js/api-client.js";
-
-// The object the panel expects from ComfyUI: fetchApi(path, init) and events from the socket.
-class StandaloneApi extends EventTarget {
-  constructor() { super(); this.apiBase = "/api"; this.clientId = undefined; this.connect(); }
-  fetchApi(path, init) { return fetch(this.apiBase + path, init); }
-  connect() {
-    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
-    ws.onmessage = (e) => {
-      const msg = JSON.parse(e.data);
-      if (msg.type === "status" && msg.data && msg.data.sid) this.clientId = msg.data.sid;
-      this.dispatchEvent(new CustomEvent(msg.type, { detail: msg.data }));
-    };
-    ws.onclose = () => setTimeout(() => this.connect(), 1000);
-  }
-}
-
-const api = new StandaloneApi();
-const client = new OfflineManagerClient(api);
-const root = document.getElementById("offline-manager");
-window.offlineManager = { api, client };
-try {
-  const panel = await import("/js/panel.js");          // the panel module, when this build has it
-  await panel.mountStandalone(root, client, api);
-} catch (err) {
-  const status = await client.getStatus();
-  root.textContent = `Offline Manager ${status.version}: network ${status.network_mode}, ` +
-    `channel ${status.channel_url}. API: ${location.origin}/offline-manager/v1/openapi.json`;
-}
+import { startStandalone } from "/js/standalone.js";
+await startStandalone(document.getElementById("offline-manager"));
 </script></body></html>
 """
 
