@@ -26,19 +26,7 @@ def test_child_is_killed_when_the_manager_process_is_sigkilled(tmp_path: Path):
     os.kill(child, 0)                                   # alive while the Manager lives
     os.kill(manager.pid, signal.SIGKILL)
     manager.wait()
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            break
-        with open(f"/proc/{child}/stat") as fh:          # a zombie reaped by init counts as gone
-            if fh.read().split()[2] == "Z":
-                break
-        time.sleep(0.05)
-    else:
-        os.kill(child, signal.SIGKILL)
-        pytest.fail("the child outlived the SIGKILLed Manager")
+    _assert_gone(child, "the child outlived the SIGKILLed Manager")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -53,16 +41,20 @@ def test_a_local_git_that_overruns_is_stopped_with_its_helpers(tmp_path: Path):
     assert run_local(str(fake_git), tmp_path, "status", timeout=0.5) == (1, b"")
     assert time.monotonic() - started < 10
     helper = int(pid_file.read_text())
-    deadline = time.time() + 5
+    _assert_gone(helper, "the helper outlived the timeout")
+
+
+def _assert_gone(pid: int, failure: str, within: float = 5.0) -> None:
+    """Wait until ``pid`` is gone (a zombie reaped by init counts as gone); kill it and fail if not."""
+    deadline = time.time() + within
     while time.time() < deadline:
         try:
-            os.kill(helper, 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
-            break
-        with open(f"/proc/{helper}/stat") as fh:          # a zombie reaped by init counts as gone
+            return
+        with open(f"/proc/{pid}/stat") as fh:
             if fh.read().split()[2] == "Z":
-                break
+                return
         time.sleep(0.05)
-    else:
-        os.kill(helper, signal.SIGKILL)
-        pytest.fail("the helper outlived the timeout")
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail(failure)
