@@ -227,6 +227,7 @@ class StandInComfy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._publisher: asyncio.Task | None = None
         self._saved_modules: dict[str, types.ModuleType | None] = {}
         self._module_name = ""
 
@@ -286,6 +287,9 @@ class StandInComfy:
                     await ws.close()
             if self._runner:
                 await self._runner.cleanup()
+            if self._publisher is not None:        # ended here, not by a closed loop later
+                self._publisher.cancel()
+                await asyncio.gather(self._publisher, return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), loop).result(15)
@@ -325,7 +329,7 @@ class StandInComfy:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._cli_args.args.port = self.port
-        loop.create_task(self.server.publish_loop())
+        self._publisher = loop.create_task(self.server.publish_loop())
 
     def _install_modules(self) -> None:
         assert self.server is not None
