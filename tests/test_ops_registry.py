@@ -119,6 +119,23 @@ def test_switch_version_parks_old_copy_disabled_and_swaps_back(env, http_server)
     assert http_server.count(f"/cdn/pub/{NODE}/1.0.0/node.zip") == downloads     # swapped, not fetched
 
 
+def test_switch_a_registry_pack_to_nightly_clones_the_catalog_repo(env, tmp_path):
+    """A registry install switched to ``nightly`` becomes a git clone of the catalog's repository
+    (this path once died on a local name shadowing the catalog lookup: internal_error)."""
+    repo = make_repo(tmp_path / "src" / NODE, name=NODE)
+    env2 = make_env(tmp_path / "two", mode="public", packs=[catalog_entry(NODE, repo.url)],
+                    registry_url=env.manager.config["registry_url"])
+    try:
+        assert env2.run("install", f"{NODE}@1.0.0").state.value == "done"
+        task = env2.run("switch_version", NODE, version="nightly")
+        assert task.state.value == "done", task.error
+        pack = _pack(env2, NODE)
+        assert pack.kind == "git" and pack.commit == repo.commits[-1]
+        assert (env2.custom_nodes / ".disabled" / f"{NODE}@1_0_0" / "old.py").is_file()
+    finally:
+        env2.close()
+
+
 def test_hostile_registry_zip_is_refused_and_tree_unchanged(env, tmp_path):
     before = tree_listing(env.custom_nodes)
     task = env.run("install", "evil-pack@1.0.0")

@@ -107,9 +107,9 @@ def fix(ops: Ops, key: str, rep: Reporter, *, script_timeout: float | None = Non
 # --- switch version ------------------------------------------------------------------------------
 def _nightly_source(ops: Ops, pack: InstalledPack) -> Source:
     ident = pack.cnr_id or pack.catalog_id or pack.pack_id
-    catalog_pack, _err = catalog_pack(ops, ident)
-    if catalog_pack is not None and catalog_pack.install_type == "git-clone":
-        return from_catalog(catalog_pack, name=pack.name, ref="", nightly=True)
+    entry, _err = catalog_pack(ops, ident)
+    if entry is not None and entry.install_type == "git-clone":
+        return from_catalog(entry, name=pack.name, ref="", nightly=True)
     if pack.repository:                          # [project.urls] Repository of the registry pack
         return Source("git", pack.name, ident, "nightly", url=pack.repository)
     raise NotFound(f"no repository is known for {pack.name}, so it has no nightly version",
