@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time
+from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time, percentile
 
 LIST_PATH = "/customnode/getlist?mode=cache&skip_update=true"
 REQUESTS = 200
@@ -163,7 +163,7 @@ def list_median(ctx: BenchContext) -> Figure:
 def list_p99(ctx: BenchContext) -> Figure:
     r = _run(ctx)
     values = sorted(r["samples"])
-    p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+    p99 = percentile(values, 0.99)
     return Figure(p99 * 1000, f"max {values[-1] * 1000:.1f} ms")
 
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .run import Benchmark, BenchContext, BenchSkip, Figure
+from .run import Benchmark, BenchContext, BenchSkip, Figure, percentile
 
 CHROMIUM = os.environ.get("CM_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -184,7 +184,7 @@ def search_keystroke(ctx: BenchContext) -> Figure:
     keys = _results(ctx)["keys"]
     dom = sorted(k["t1"] - k["t0"] for k in keys)
     painted = sorted(k["t2"] - k["t0"] for k in keys)
-    p95 = dom[min(len(dom) - 1, int(len(dom) * 0.95))]
+    p95 = percentile(dom, 0.95)
     return Figure(statistics.median(dom),
                   f"{len(dom)} keystrokes over 5.9k packs; p95 {p95:.1f} ms, max {dom[-1]:.1f} ms; "
                   f"to next frame median {statistics.median(painted):.1f} ms")

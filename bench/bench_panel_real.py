@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench_panel import CHROMIUM, FLAGS, NOT_LOOPBACK, PRELOAD_SETTING, timed_keystrokes, timed_open
-from .run import Benchmark, BenchContext, BenchSkip, Figure
+from .run import Benchmark, BenchContext, BenchSkip, Figure, percentile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_FILE = "user/default/comfy.settings.json"
@@ -107,7 +107,7 @@ def open_to_rows(ctx: BenchContext) -> Figure:
 
 def search_keystroke(ctx: BenchContext) -> Figure:
     dom = sorted(k["t1"] - k["t0"] for k in _results(ctx)["keys"])
-    p95 = dom[min(len(dom) - 1, int(len(dom) * 0.95))]
+    p95 = percentile(dom, 0.95)
     return Figure(statistics.median(dom), f"real ComfyUI 0.8.0 page, {len(dom)} keystrokes; p95 {p95:.1f} ms")
 
 
@@ -116,7 +116,7 @@ def start_cost(ctx: BenchContext) -> Figure:
     lines = r["ready"]
     if not lines:
         raise BenchSkip("no ready line in the real host's log")
-    ms = float(lines[-1].rsplit("; ", 1)[1].split(" ms", 1)[0])
+    ms = _support().ready_cost_ms(lines[-1])
     return Figure(ms, f"first start after install (compiles our modules); outside connects {len(r['connects'])}")
 
 

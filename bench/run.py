@@ -124,6 +124,12 @@ class Result:
 
 
 # --- timing helpers -----------------------------------------------------------------------
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values`` by rank: the value at or above ``q`` of the sorted list."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 def median_time(fn: Callable[[], Any], *, repeat: int = 5, number: int = 1) -> float:
     """Median over ``repeat`` repetitions of the seconds one call of ``fn`` takes."""
     return statistics.median(_samples(fn, repeat, number))

@@ -148,16 +148,23 @@ def family_owners(table: web.RouteTableDef) -> dict[str, str]:
 
 
 def mark_ours(routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
-    """Tag each handler so ownership can be told apart from another extension's handler."""
+    """Tag each handler so ownership can be told apart from another extension's handler.
+
+    The tag sits on the handler itself (our route table builds plain functions), so a request
+    pays for no extra layer; an object that takes no attribute is wrapped once instead.
+    """
     out = []
     for route in routes:
         handler = route.handler
+        try:
+            handler.__offline_manager__ = True  # type: ignore[union-attr]
+        except (AttributeError, TypeError):
+            async def ours(request: web.Request, _inner: Callable[..., Any] = handler) -> web.StreamResponse:
+                return await _inner(request)
 
-        async def ours(request: web.Request, _inner: Callable[..., Any] = handler) -> web.StreamResponse:
-            return await _inner(request)
-
-        ours.__offline_manager__ = True  # type: ignore[attr-defined]
-        out.append(web.RouteDef(route.method, route.path, ours, dict(route.kwargs)))
+            ours.__offline_manager__ = True  # type: ignore[attr-defined]
+            route = web.RouteDef(route.method, route.path, ours, dict(route.kwargs))
+        out.append(route)
     return out
 
 
@@ -174,8 +181,8 @@ def before_add_routes(instance: Any, hook: Callable[[], None]) -> bool:
     def add_routes(*args: Any, **kwargs: Any) -> Any:
         try:
             hook()
-        except Exception:  # settling owners must never stop ComfyUI's start
-            log.exception("[offline-manager] could not settle route owners; ComfyUI continues")
+        except Exception:  # our mount must never stop ComfyUI's start
+            log.exception("[offline-manager] could not mount before ComfyUI's add_routes; ComfyUI continues")
         return original(*args, **kwargs)
 
     add_routes.__offline_manager__ = True  # type: ignore[attr-defined]

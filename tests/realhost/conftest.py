@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from browser.conftest import browser_context, page, playwright_driver  # noqa: F401  (fixtures)
-from realhost.helpers import channel_env, keep_artifacts, need_host
+from realhost.helpers import channel_host, need_host
 from support import realhost
 from support.realhost_env import HOST_VERSIONS
 
@@ -33,15 +33,9 @@ def real_comfy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     """A started real ComfyUI per version, offline, with a file:// channel and local pack repos."""
     version = request.param
     need_host(version)
-    workdir = tmp_path_factory.mktemp(f"real-{version}")
-    env = channel_env(workdir, channel_db)
-    host = realhost.start_comfyui(workdir, version, config=env.settings)
-    host.extra["env_panel"] = env
-    try:
+    label = f"{request.module.__name__.rsplit('.', 1)[-1]}-{version}"
+    with channel_host(tmp_path_factory.mktemp(f"real-{version}"), channel_db, version, label) as host:
         yield host
-    finally:
-        host.stop()
-        keep_artifacts(host, f"{request.module.__name__.rsplit('.', 1)[-1]}-{version}")
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -44,3 +45,18 @@ def keep_artifacts(host: realhost.RealComfyUI, label: str) -> None:
 def start_or_skip(workdir: Path, version: str, **kwargs: Any) -> realhost.RealComfyUI:
     need_host(version, manager_package=kwargs.get("manager_package", False))
     return realhost.start_comfyui(workdir, version, **kwargs)
+
+
+@contextlib.contextmanager
+def channel_host(workdir: Path, channel_db: Path, version: str, label: str,
+                 **kwargs: Any) -> Iterator[realhost.RealComfyUI]:
+    """A started real ComfyUI, offline, over a file:// channel with local pack repos; stopped and
+    its log kept as ``label`` afterwards. ``kwargs`` go to ``start_comfyui`` (extra_nodes, ...)."""
+    env = channel_env(workdir, channel_db)
+    host = realhost.start_comfyui(workdir, version, config=env.settings, **kwargs)
+    host.extra["env_panel"] = env
+    try:
+        yield host
+    finally:
+        host.stop()
+        keep_artifacts(host, label)

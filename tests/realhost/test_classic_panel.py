@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from browser.pages import ARTIFACTS, SECOND_PACK_ID, TEST_PACK_ID, screenshot
-from realhost.helpers import channel_env, keep_artifacts, need_host
+from realhost.helpers import channel_host, need_host
 from support import realhost
 from support.realhost_env import HOST_VERSIONS
 
@@ -63,14 +63,9 @@ def classic_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     version = request.param
     need_host(version, browser=True)
     workdir = tmp_path_factory.mktemp(f"classic-panel-{version}")
-    env = channel_env(workdir, channel_db)
-    host = realhost.start_comfyui(workdir, version, config=env.settings, extra_nodes=[classic_panel_folder(workdir)])
-    host.extra["env_panel"] = env
-    try:
+    with channel_host(workdir, channel_db, version, f"classic-panel-{version}",
+                      extra_nodes=[classic_panel_folder(workdir)]) as host:
         yield host
-    finally:
-        host.stop()
-        keep_artifacts(host, f"classic-panel-{version}")
 
 
 # --- what the page asked of the server ------------------------------------------------------------

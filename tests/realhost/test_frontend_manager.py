@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pytest
 
 from browser.pages import ENTRY, TEST_PACK_ID, screenshot
-from realhost.helpers import channel_env, keep_artifacts, need_host, start_or_skip
+from realhost.helpers import channel_host, need_host, start_or_skip
 from support import realhost
 
 STORE = """() => {
@@ -34,15 +34,9 @@ STORE = """() => {
 @pytest.fixture(scope="module")
 def enabled_host(tmp_path_factory: pytest.TempPathFactory, channel_db: Path) -> Iterator[realhost.RealComfyUI]:
     need_host("0.8.0")
-    workdir = tmp_path_factory.mktemp("frontend-manager")
-    env = channel_env(workdir, channel_db)
-    host = realhost.start_comfyui(workdir, "0.8.0", config=env.settings, args=["--enable-manager"])
-    host.extra["env_panel"] = env
-    try:
+    with channel_host(tmp_path_factory.mktemp("frontend-manager"), channel_db, "0.8.0", "frontend-manager-0.8.0",
+                      args=["--enable-manager"]) as host:
         yield host
-    finally:
-        host.stop()
-        keep_artifacts(host, "frontend-manager-0.8.0")
 
 
 def _audit(host: realhost.RealComfyUI) -> list[dict[str, Any]]:

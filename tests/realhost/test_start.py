@@ -34,13 +34,9 @@ def test_comfyui_reaches_ready_with_our_one_ready_line(real_comfy: realhost.Real
     assert len(ready) == 1, ready
     assert "route owners: " in ready[0] and "offline-manager=offline-manager" in ready[0]
     # import + mount, from the first line of our __init__; a first start also compiles our modules
-    assert _cost_ms(ready[0]) < 200, ready[0]
+    assert realhost.ready_cost_ms(ready[0]) < 200, ready[0]
     assert _our_tracebacks(log) == []
     assert "IMPORT FAILED" not in log.split("Import times for custom nodes:", 1)[1].split("\n\n")[0]
-
-
-def _cost_ms(ready_line: str) -> float:
-    return float(re.search(r"; ([\d.]+) ms of ComfyUI's start", ready_line).group(1))
 
 
 def test_import_and_prestartup_each_under_a_tenth_of_a_second(real_comfy: realhost.RealComfyUI) -> None:
@@ -95,7 +91,7 @@ def test_a_later_start_costs_under_a_tenth_of_a_second(real_comfy: realhost.Real
     """The usual start (our bytecode cached by the first one): import + mount under 100 ms."""
     real_comfy.restart()
     ready = realhost.READY_LINE.findall(real_comfy.log_text())
-    assert len(ready) == 2 and _cost_ms(ready[-1]) < 100, ready
+    assert len(ready) == 2 and realhost.ready_cost_ms(ready[-1]) < 100, ready
     assert real_comfy.connects() == []
 
 

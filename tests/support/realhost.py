@@ -35,6 +35,15 @@ FOLDER = "offline-manager"            # the folder name the README tells users t
 # The frontend's first-run templates dialog would cover the canvas (comfyui-host.md §6.4).
 FIRST_RUN_FILES = {"user/default/comfy.settings.json": json.dumps({"Comfy.TutorialCompleted": True})}
 READY_LINE = re.compile(r"\[offline-manager\] \S+ ready: .*")
+READY_COST = re.compile(r"; ([\d.]+) ms of ComfyUI's start")
+
+
+def ready_cost_ms(ready_line: str) -> float:
+    """Our share of ComfyUI's start (import + mount) as our ready line reports it."""
+    found = READY_COST.search(ready_line)
+    if found is None:
+        raise ValueError(f"no start cost in the ready line: {ready_line!r}")
+    return float(found.group(1))
 CONNECT = re.compile(r"connect\(\d+, \{sa_family=(AF_INET6?),[^}]*?(?:inet_addr\(\"([^\"]+)\"\)|inet_pton\(AF_INET6, \"([^\"]+)\")")
 
 
