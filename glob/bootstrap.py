@@ -91,7 +91,7 @@ def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
     """Build the API and put our free routes on ComfyUI's table (runs before add_routes)."""
     from ..manager import __version__
     from ..manager.api import Api, EventForwarder, register_runners, route_defs
-    from . import events as comfy_events
+    from . import prompt_server_sink
     from .comfy_host import ComfyHost, restart_comfyui
 
     host = ComfyHost(instance, folder_paths, version=_comfyui_version())
@@ -112,7 +112,7 @@ def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
     report.owners = route_mount.family_owners(instance.routes)
     api.route_owners = dict(report.owners)
     report.frontend = frontend_manager_ui(instance, api, report)
-    forwarder = EventForwarder(comfy_events.comfy_sink(instance))
+    forwarder = EventForwarder(prompt_server_sink.comfy_sink(instance))
     # The queue (and the operation modules behind it) is built by the first request that needs
     # it; then events start flowing to send_sync and the worker thread starts.
     api.on_queue(forwarder.attach)

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from manager.api.events import CLASSIC_EVENT, EVENT_NAME, EventForwarder
+from manager.api.event_forwarder import CLASSIC_EVENT, EVENT_NAME, EventForwarder
 from manager.api.routes import PREFIX
 from manager.api.standalone import build_app
 from manager.events import Event

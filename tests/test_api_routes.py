@@ -260,7 +260,7 @@ def test_docs_list_every_route():
 
 def test_forwarder_event_names_match_the_queue():
     from manager import events as core
-    from manager.api import events as fwd
+    from manager.api import event_forwarder as fwd
     assert (fwd.QUEUED, fwd.DONE, fwd.FAILED, fwd.CANCELLED, fwd.QUEUE_IDLE) == \
         (core.QUEUED, core.DONE, core.FAILED, core.CANCELLED, core.QUEUE_IDLE)
 

@@ -1,7 +1,7 @@
 """Queue events to the browser through ComfyUI's ``PromptServer.instance.send_sync``.
 
 ``send_sync`` is thread-safe (it hops onto ComfyUI's loop), so the worker thread can call it.
-The translation of queue events to messages lives in ``manager/api/events.py``.
+The translation of queue events to messages lives in ``manager/api/event_forwarder.py``.
 """
 
 from __future__ import annotations
