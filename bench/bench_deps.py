@@ -21,7 +21,7 @@ from typing import Any
 
 from manager.deps.installer import DependencyInstaller
 from manager.deps.policy import DepsPolicy
-from manager.installers.base import child_env
+from manager.deps.backends.base import child_env
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
 
 from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time

@@ -16,7 +16,7 @@ from manager.deps.installer import DependencyInstaller
 from manager.deps.overrides import load_overrides
 from manager.deps.policy import DepsPolicy
 from manager.errors import NetworkBlocked, OfflineModeEnabled
-from manager.installers.detect import detect_installer
+from manager.deps.backends.detect import detect_installer
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
 from support.wheels import (own_caches, uv_bin,  # noqa: F401 (fixtures)
                             ConnectTrap, Pkg, build_wheel, build_wheels, find_uv, installed_names,

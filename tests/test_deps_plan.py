@@ -200,9 +200,9 @@ def test_policy_from_real_config_and_layout(tmp_path):
 
 # --- command lines and the child environment ---------------------------------------------------
 def test_backend_commands_carry_only_the_given_sources():
-    from manager.installers.base import InstallArgs, InstallerChoice
-    from manager.installers.pip import PipBackend
-    from manager.installers.uv import UvBackend
+    from manager.deps.backends.base import InstallArgs, InstallerChoice
+    from manager.deps.backends.pip import PipBackend
+    from manager.deps.backends.uv import UvBackend
     offline = InstallArgs(("alpha",), no_index=True, find_links=("/wh",), offline=True)
     uv = UvBackend(InstallerChoice("uv", "test", ("/bin/uv",), "/py"))
     assert uv.install_command(offline) == ["/bin/uv", "pip", "install", "--python", "/py", "--no-config",
@@ -224,7 +224,7 @@ def test_commands_are_shown_without_credentials():
 
 def test_child_env_drops_package_source_settings(monkeypatch):
     import os
-    from manager.installers.base import child_env
+    from manager.deps.backends.base import child_env
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "https://pypi.org/simple")
     monkeypatch.setenv("UV_INDEX_URL", "https://pypi.org/simple")
     monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")

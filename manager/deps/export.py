@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..fsops import atomic_write_text
-from ..installers.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions, run_streaming
-from ..installers.detect import probe_tool
-from ..installers.pip import PipBackend
+from .backends.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions, run_streaming
+from .backends.detect import probe_tool
+from .backends.pip import PipBackend
 from ..network import NetworkGate
 from .errors import DepsInstallerUnavailable, DepsInstallFailed
 from .installer import DependencyInstaller, PackLike, shown_command

@@ -22,8 +22,8 @@ from packaging.requirements import Requirement
 
 from ..errors import NetworkBlocked
 from ..network import NetworkGate, NetworkMode, redact_url
-from ..installers.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions
-from ..installers.detect import backend_for, detect_installer
+from .backends.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions
+from .backends.detect import backend_for, detect_installer
 from .environment import TargetEnvironment, probe_environment
 from .errors import DepsInstallFailed, DepsMissingWheels
 from .overrides import AppliedOverride

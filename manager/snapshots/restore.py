@@ -130,7 +130,7 @@ def _pip_install(manager: Any, snapshot: Snapshot, options: RestoreOptions, wher
 
 def _pip_uninstall(manager: Any, snapshot: Snapshot, emit: Callable[[str], None]) -> dict[str, Any]:
     from ..deps.errors import DepsInstallFailed
-    from ..installers.base import RunOptions, run_streaming
+    from ..deps.backends.base import RunOptions, run_streaming
 
     installer = dependency_installer(manager)
     names, kept = removable(_live_python_changes(manager, snapshot), installer.policy.protected)

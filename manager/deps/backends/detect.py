@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..deps.errors import DepsInstallerUnavailable
+from ..errors import DepsInstallerUnavailable
 from .base import Backend, InstallerChoice, RunOptions, child_env
 from .pip import PipBackend
 from .uv import UvBackend

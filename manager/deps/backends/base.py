@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Mapping, Sequence
 
-from ..procs import child_kwargs, kill_tree
+from ...procs import child_kwargs, kill_tree
 
 ProgressFn = Callable[[str], None]
 
