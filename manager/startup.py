@@ -206,7 +206,9 @@ def _conflict_key(op: PendingOp) -> str:
 
 # --- applying (prestartup) ------------------------------------------------------------------------
 def _apply_one(manager: Any, op: PendingOp) -> Mapping[str, Any]:
-    from .operations.common import Ops, Reporter, parse_policy
+    from .operations.ops import Ops
+    from .operations.policy import parse_policy
+    from .operations.reporting import Reporter
 
     if op.action in PACK_ACTIONS:
         from .operations import remove, toggle

@@ -268,7 +268,7 @@ def test_local_bare_repo_path(env, repo, tmp_path):
 
 def test_docs_cover_every_kind_and_stage():
     from manager.operations import KINDS
-    from manager.operations.common import STAGES
+    from manager.operations.reporting import STAGES
     doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text(encoding="utf-8")
     for name in (*KINDS, *STAGES):
         assert f"`{name}`" in doc, name

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .common import DepsStep, OpResult, Ops, Reporter, parse_policy
+from .ops import DepsStep, Ops
+from .policy import parse_policy
+from .reporting import OpResult, Reporter
 
 if TYPE_CHECKING:                                   # pragma: no cover
     from ..context import Manager

@@ -15,9 +15,13 @@ from typing import Callable
 from ..errors import InstallUnsupported, PackExists
 from ..inventory import InstalledPack, read_tracking
 from ..records import PolicyDecision
-from .common import OpResult, Ops, Reporter, Step, check_policy, find_pack, run_pack_scripts
+from .installed import find_pack
 from .names import name_from_url
+from .ops import Ops
+from .pack_scripts import run_pack_scripts
+from .policy import check_policy
 from .remove import trash_into
+from .reporting import OpResult, Reporter, Step
 from .sources import NodeSpec, Source, fetch_into, registry_source, resolve
 from .staging import (RenameTxn, carry_over_user_files, new_staging_dir, prepare_tree, remove_tree,
                       tidy_staging)

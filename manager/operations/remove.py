@@ -25,7 +25,9 @@ from ..fsops import atomic_write_json
 from ..inventory import InstalledPack
 from ..layout import Layout, ensure_inside
 from ..records import _Record
-from .common import OpResult, Ops, Reporter, Step, find_pack
+from .installed import find_pack
+from .ops import Ops
+from .reporting import OpResult, Reporter, Step
 from .staging import TRASH_MANIFEST, RenameTxn, prepare_tree, remove_tree, tidy_staging
 
 __all__ = ["TrashEntry", "list_trash", "trash_into", "uninstall", "restore_trash", "empty_trash"]

@@ -23,8 +23,9 @@ from ..errors import (CacheMissing, InstallUnsupported, InvalidName, ManagerErro
 from ..fsops import atomic_write_text
 from ..network import NetworkGate, redact_url, run_sync
 from ..records import NodePack
-from .common import Ops, Reporter, Step
 from .names import name_from_url, validate_pack_name, version_token
+from .ops import Ops
+from .reporting import Reporter, Step
 
 __all__ = ["NodeSpec", "Source", "Fetched", "parse_spec", "resolve", "fetch_into", "cnr_archive_path",
            "registry_source", "catalog_pack", "from_catalog"]

@@ -17,8 +17,10 @@ from ..errors import PackConflict
 from ..fsops import atomic_write_json
 from ..inventory import InstalledPack
 from ..layout import Layout
-from .common import OpResult, Ops, Reporter, Step, find_pack
+from .installed import find_pack
 from .names import disabled_name, enabled_name, validate_pack_name
+from .ops import Ops
+from .reporting import OpResult, Reporter, Step
 from .staging import RenameTxn, prepare_tree
 
 __all__ = ["disable", "enable", "move_to_disabled", "ORIGINS_FILE", "read_origins"]

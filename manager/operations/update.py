@@ -21,10 +21,13 @@ from typing import Any, Mapping
 
 from ..errors import InstallUnsupported, ManagerError, NotFound, PackConflict, UpdateAllIncomplete
 from ..inventory import InstalledPack
-from .common import OpResult, Ops, Reporter, Step, find_pack, run_pack_scripts
 from .install import stage_and_place
+from .installed import find_pack
 from .names import version_token
+from .ops import Ops
+from .pack_scripts import run_pack_scripts
 from .remove import trash_into
+from .reporting import OpResult, Reporter, Step
 from .sources import Source, catalog_pack, from_catalog, registry_source
 from .staging import RenameTxn, prepare_tree
 from .toggle import enabled_target, move_to_disabled

@@ -54,7 +54,7 @@ def _save_runner(manager: Any) -> Any:
 
 def _restore_runner(manager: Any, deps_step: Any = None) -> Any:
     def run(ctx: Any) -> Mapping[str, Any]:
-        from ..operations.common import parse_policy
+        from ..operations.policy import parse_policy
         from .plan import RestoreOptions
         from .restore import failure_error, plan_restore, restore
 

@@ -112,7 +112,7 @@ class _Checker:
                       "The local repository lacks that commit; update the local mirror (git fetch) online.")
 
     def cnr_step(self, step: RestoreStep) -> None:
-        from ..operations.common import Ops
+        from ..operations.ops import Ops
         from ..operations.sources import _cached_versions, cnr_archive_path
 
         ops = Ops(self.manager)

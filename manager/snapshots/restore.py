@@ -211,7 +211,8 @@ def execute_plan(manager: Any, snapshot: Snapshot, plan: RestorePlan, *, ctx: An
                  auto_snapshot_name: str = "", checked: bool = False) -> RestoreResult:
     """Run ``plan``'s steps in order; stop at the first failure. Checks (policy, offline sources) run first
     and raise before anything changes. Returns the result; a failed step is in ``result.failed``."""
-    from ..operations.common import Ops, Reporter
+    from ..operations.ops import Ops
+    from ..operations.reporting import Reporter
 
     if not checked:
         preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy)

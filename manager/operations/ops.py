@@ -1,0 +1,65 @@
+"""``Ops``: what every verb is handed (the Manager, the dependency step, the install.py timeout),
+and the real dependency step that runs ``DependencyInstaller``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..inventory import Inventory
+from .reporting import LineFn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..context import Manager
+
+DEFAULT_SCRIPT_TIMEOUT = 600.0
+
+
+class DepsStep(Protocol):
+    """Installs one staged pack's Python requirements; returns a JSON-able summary."""
+
+    def __call__(self, pack_dir: Path, pack_name: str, progress: LineFn) -> Mapping[str, Any] | None: ...
+
+
+@dataclass
+class Ops:
+    """What every verb needs: the Manager plus an optional dependency step (tests, CLI dry runs)."""
+
+    manager: Manager
+    deps_step: DepsStep | None = None
+    script_timeout: float = DEFAULT_SCRIPT_TIMEOUT
+
+    @property
+    def layout(self) -> Any:
+        return self.manager.layout
+
+    def inventory(self) -> Inventory:
+        return self.manager.inventory()
+
+    def deps(self) -> DepsStep:
+        """The dependency step: the injected one, else the real installer (policy read now)."""
+        if self.deps_step is not None:
+            return self.deps_step
+        return real_deps_step(self.manager)
+
+
+def real_deps_step(manager: Manager) -> DepsStep:
+    """``DependencyInstaller.install_pack_requirements`` under the current config, using the
+    host's python unless ``python_executable`` is set."""
+    from ..deps.installer import DependencyInstaller  # imported on use: keeps import light
+    from ..deps.policy import deps_policy_from_config
+
+    policy = deps_policy_from_config(manager.config, manager.layout)
+    if not str(manager.config["python_executable"] or "").strip():
+        policy = dataclasses.replace(policy, python=str(manager.host.python_executable))
+    installer = DependencyInstaller(policy, manager.gate)
+
+    def step(pack_dir: Path, pack_name: str, progress: LineFn) -> Mapping[str, Any]:
+        others = [(p.name, Path(p.path)) for p in manager.inventory(with_catalog=False).enabled
+                  if p.has_requirements and p.name != pack_name]
+        return installer.install_pack_requirements(Path(pack_dir), pack_name, progress,
+                                                   other_packs=others).to_dict()
+    return step
