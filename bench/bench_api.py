@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time, percentile
+from .run import BenchContext, Benchmark, BenchSkip, Figure, median_time, percentile
 
 LIST_PATH = "/customnode/getlist?mode=cache&skip_update=true"
 REQUESTS = 200

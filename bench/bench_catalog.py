@@ -9,7 +9,7 @@ from manager.catalog import Catalog, ChannelFiles, ParseCache
 from manager.catalog_parse import CHANNEL_FILES
 from manager.records import Channel
 
-from .run import Benchmark, BenchContext, Figure, median_time, timed_ratio
+from .run import BenchContext, Benchmark, Figure, median_time, timed_ratio
 
 # What people type into the panel's search box.
 SEARCH_QUERIES = ("impact", "controlnet aux", "video helper suite", "upscale", "ipadapter plus",

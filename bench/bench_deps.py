@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from manager.deps.backends.base import child_env
 from manager.deps.installer import DependencyInstaller
 from manager.deps.policy import DepsPolicy
-from manager.deps.backends.base import child_env
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
 
-from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time
+from .run import BenchContext, Benchmark, BenchSkip, Figure, median_time
 
 N_WHEELS = 20
 

@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .run import Benchmark, BenchContext, BenchSkip, Figure, timed_ratio
+from .run import BenchContext, Benchmark, BenchSkip, Figure, timed_ratio
 
 _ENV = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.invalid", "GIT_COMMITTER_NAME": "b",
         "GIT_COMMITTER_EMAIL": "b@example.invalid"}

@@ -16,7 +16,7 @@ from typing import Any
 from manager.inventory import scan
 from manager.layout import Layout
 
-from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time
+from .run import BenchContext, Benchmark, BenchSkip, Figure, median_time
 
 
 def _tree(ctx: BenchContext) -> tuple[Any, Any]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .run import Benchmark, BenchContext, Figure
+from .run import BenchContext, Benchmark, Figure
 
 V1 = "/offline-manager/v1"
 
@@ -70,7 +70,7 @@ class ServerThread:
         self._thread: threading.Thread | None = None
         self._runner: Any = None
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         from aiohttp import web
 
         from manager.api.standalone import build_app, prepare

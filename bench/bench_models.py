@@ -25,9 +25,10 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -38,7 +39,7 @@ from manager.models import install_entry, load_model_folders
 from manager.network import NetworkGate, NetworkPolicy
 from manager.records import ModelEntry
 
-from .run import Benchmark, BenchContext, Figure
+from .run import BenchContext, Benchmark, Figure
 
 SIZE = 128 * 1024 * 1024
 CHUNK = 1 << 16

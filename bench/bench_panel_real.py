@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench_panel import CHROMIUM, FLAGS, NOT_LOOPBACK, PRELOAD_SETTING, timed_keystrokes, timed_open
-from .run import Benchmark, BenchContext, BenchSkip, Figure, percentile
+from .run import BenchContext, Benchmark, BenchSkip, Figure, percentile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_FILE = "user/default/comfy.settings.json"

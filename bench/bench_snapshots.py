@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .run import Benchmark, BenchContext, BenchSkip, Figure, median_time
+from .run import BenchContext, Benchmark, BenchSkip, Figure, median_time
 
 
 def _world(ctx: BenchContext) -> tuple[Any, Any]:

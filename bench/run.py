@@ -21,9 +21,10 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = 1
@@ -49,7 +50,7 @@ class Benchmark:
 
     name: str
     unit: str
-    measure: Callable[["BenchContext"], "float | Figure"]
+    measure: Callable[[BenchContext], float | Figure]
     target: float | None = None
     compare: str = "<"
     baseline: str = ""          # names what a ratio figure is measured against

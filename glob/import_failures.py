@@ -23,7 +23,8 @@ import os
 import re
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:   # the records are imported on first use: ComfyUI's start pays for the handler only
     from ..manager.import_failures import ImportFailureReport

@@ -20,8 +20,9 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from aiohttp import web
 

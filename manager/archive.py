@@ -16,9 +16,10 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 
 from .errors import ArchiveInvalid, ArchiveTooLarge, ArchiveUnsafe
 

@@ -17,9 +17,10 @@ import datetime as _dt
 import json
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from .errors import LockBusy
 from .fsops import file_lock
@@ -117,7 +118,7 @@ class AuditLog:
         self._warned = False
 
     @classmethod
-    def for_layout(cls, layout: Any, **kw: Any) -> "AuditLog":
+    def for_layout(cls, layout: Any, **kw: Any) -> AuditLog:
         """The Manager's audit log: ``<manager dir>/logs/audit.jsonl``, rotation lock in ``locks/``."""
         return cls(layout.logs_dir / FILE_NAME, lock_path=layout.locks_dir / "audit.lock", **kw)
 

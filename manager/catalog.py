@@ -13,13 +13,26 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .catalog_parse import (
-    CHANNEL_FILES, FILE_ALTER, FILE_MODELS, FILE_NODE_MAP, FILE_NODES, FILE_STATS,
-    PARSERS, AlterItem, NodeMapEntry, PackDraft, PackStats, ParsedFile, name_core, normalize_url,
+    CHANNEL_FILES,
+    FILE_ALTER,
+    FILE_MODELS,
+    FILE_NODE_MAP,
+    FILE_NODES,
+    FILE_STATS,
+    PARSERS,
+    AlterItem,
+    NodeMapEntry,
+    PackDraft,
+    PackStats,
+    ParsedFile,
+    name_core,
+    normalize_url,
 )
 from .errors import ChannelDataInvalid
 from .records import CatalogIssue, Channel, ModelEntry, NodePack
@@ -131,13 +144,13 @@ class Catalog:
 
     # --- building -------------------------------------------------------------------
     @classmethod
-    def empty(cls) -> "Catalog":
+    def empty(cls) -> Catalog:
         """A catalog with nothing in it (no channel data available yet)."""
         return cls()
 
     @classmethod
     def build(cls, sources: Sequence[ChannelFiles], *, parse_cache: ParseCache | None = None,
-              strict: bool = False) -> "Catalog":
+              strict: bool = False) -> Catalog:
         """Parse, merge and index ``sources`` (earlier channels win on conflicts).
 
         Bad entries and unusable files become ``issues``; with ``strict=True`` a file that is

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator, Sequence
 
 from .errors import ChannelInvalid, ChannelNotAllowed, PathEscape
 from .network import NetworkGate
@@ -89,11 +89,11 @@ class ChannelSet:
             raise ChannelInvalid(f"{source}: duplicate channel names", hint=_FORM_HINT, details={"file": source})
 
     @classmethod
-    def from_text(cls, text: str, *, source: str = "channels.list") -> "ChannelSet":
+    def from_text(cls, text: str, *, source: str = "channels.list") -> ChannelSet:
         return cls(parse_channels_list(text, source=source), source=source)
 
     @classmethod
-    def load(cls, path: Path) -> "ChannelSet":
+    def load(cls, path: Path) -> ChannelSet:
         """Read and parse a channels.list file."""
         try:
             text = Path(path).read_text("utf-8")

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from .config_schema import (
     FOREIGN_KEYS,
@@ -281,7 +282,7 @@ class Config:
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None, *, env: Mapping[str, str] = os.environ,
              cli: Mapping[str, Any] | None = None, strict: bool = True,
-             under: str | os.PathLike[str] | None = None) -> "Config":
+             under: str | os.PathLike[str] | None = None) -> Config:
         """Read ``path`` (missing is fine: defaults), then apply ``CM_<KEY>`` variables and ``cli``.
 
         ``under``: a file read beneath ``path`` (its values count where ``path`` has none) and
@@ -297,13 +298,13 @@ class Config:
                           under=_read_under(under))
 
     @classmethod
-    def defaults(cls) -> "Config":
+    def defaults(cls) -> Config:
         """Every setting at its default, with no file behind it."""
         return cls._build(None, "", env={}, cli={}, strict=True)
 
     @classmethod
     def _build(cls, path: Path | None, text: str, *, env: Mapping[str, str],
-               cli: Mapping[str, Any], strict: bool, under: tuple[Path, str] | None = None) -> "Config":
+               cli: Mapping[str, Any], strict: bool, under: tuple[Path, str] | None = None) -> Config:
         problems: list[ConfigError] = []
         notes: list[str] = []
         if under is not None:
@@ -429,7 +430,7 @@ class Config:
         return f"Config(path={str(self._path)!r}, overrides={sorted(k for k, v in self._sources.items() if v != 'default')})"
 
     # --- saving ---------------------------------------------------------------------------
-    def save(self, changes: Mapping[str, Any]) -> "Config":
+    def save(self, changes: Mapping[str, Any]) -> Config:
         """Write ``changes`` into the file and return the reloaded ``Config``.
 
         Only the changed keys are touched, on the file as it is on disk now; every other

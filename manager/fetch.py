@@ -17,15 +17,24 @@ import json
 import os
 import re
 import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from .errors import (ChecksumMismatch, DownloadIncomplete, HttpStatusError, ManagerError,
-                     NetworkBlocked, NetworkUnreachable, NotFound, ResponseTooLarge)
+from .errors import (
+    ChecksumMismatch,
+    DownloadIncomplete,
+    HttpStatusError,
+    ManagerError,
+    NetworkBlocked,
+    NetworkUnreachable,
+    NotFound,
+    ResponseTooLarge,
+)
 from .fsops import atomic_write_json, file_lock
 
 if TYPE_CHECKING:  # network.py imports this module; only the type is needed here
@@ -68,7 +77,7 @@ class GateResponse:
 
 
 # -- error translation ------------------------------------------------------------------
-def _unreachable(gate: "NetworkGate", url: str, purpose: str, exc: BaseException) -> ManagerError:
+def _unreachable(gate: NetworkGate, url: str, purpose: str, exc: BaseException) -> ManagerError:
     from .network import redact_url
 
     shown = redact_url(url)
@@ -113,7 +122,7 @@ def _status_error(url: str, purpose: str, status: int, reason: str = "") -> Http
                            hint=hint, details={"url": shown, "status": status, "purpose": purpose})
 
 
-def _decide_redirect(gate: "NetworkGate", target: str, purpose: str) -> str:
+def _decide_redirect(gate: NetworkGate, target: str, purpose: str) -> str:
     if gate.is_local(target) or urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
         raise NetworkBlocked(f"refused a redirect to {target!r}: only http(s) redirects are followed",
                              hint="The server (or mirror) redirected somewhere unsafe; check its setup.")
@@ -121,7 +130,7 @@ def _decide_redirect(gate: "NetworkGate", target: str, purpose: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _open(gate: "NetworkGate", sess: aiohttp.ClientSession, url: str, purpose: str,
+async def _open(gate: NetworkGate, sess: aiohttp.ClientSession, url: str, purpose: str,
                 headers: Mapping[str, str] | None,
                 read_bufsize: int | None = None) -> AsyncIterator[tuple[str, aiohttp.ClientResponse]]:
     """GET following redirects by hand (each hop decided by the gate); aiohttp errors, also those
@@ -172,7 +181,7 @@ def _declared_length(resp: aiohttp.ClientResponse) -> int | None:
 
 
 # -- GET --------------------------------------------------------------------------------
-def _read_local(gate: "NetworkGate", url: str, max_bytes: int | None) -> GateResponse:
+def _read_local(gate: NetworkGate, url: str, max_bytes: int | None) -> GateResponse:
     path = gate.local_path(url)
     if not path.is_file():
         raise NotFound(f"local file {path} does not exist",
@@ -186,7 +195,7 @@ def _read_local(gate: "NetworkGate", url: str, max_bytes: int | None) -> GateRes
     return GateResponse(url=url, status=200, headers={"content-length": str(len(data))}, body=data)
 
 
-async def gated_get(gate: "NetworkGate", url: str, *, purpose: str = "other",
+async def gated_get(gate: NetworkGate, url: str, *, purpose: str = "other",
                     headers: Mapping[str, str] | None = None, max_bytes: int | None = None,
                     session: aiohttp.ClientSession | None = None) -> GateResponse:
     """See ``NetworkGate.get``."""
@@ -222,7 +231,7 @@ async def gated_get(gate: "NetworkGate", url: str, *, purpose: str = "other",
 
 
 # -- download ---------------------------------------------------------------------------
-def _hash_file(path: Path) -> "hashlib._Hash":
+def _hash_file(path: Path) -> hashlib._Hash:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -230,7 +239,7 @@ def _hash_file(path: Path) -> "hashlib._Hash":
     return h
 
 
-def _copy_local(gate: "NetworkGate", url: str, part: Path, progress: Progress | None,
+def _copy_local(gate: NetworkGate, url: str, part: Path, progress: Progress | None,
                 hashing: bool = True) -> str:
     src = gate.local_path(url)
     if not src.is_file():
@@ -280,7 +289,7 @@ class _Sink:
     waits for the tail. On this kind of disk the flush, not the writing, is most of the cost.
     """
 
-    def __init__(self, fh: Any, hasher: "hashlib._Hash | None") -> None:
+    def __init__(self, fh: Any, hasher: hashlib._Hash | None) -> None:
         self._fh, self._hasher = fh, hasher
         self._fd = fh.fileno()
         self._written = self._synced_at = fh.tell()
@@ -366,13 +375,13 @@ class _Sink:
         os.fsync(self._fd)
 
 
-async def _wait(fut: "Future[None]") -> None:
+async def _wait(fut: Future[None]) -> None:
     """Await a worker's batch. Shielded: a cancelled download must not cancel a queued write,
     or the batches after it would land early and the partial file would no longer be a prefix."""
     await asyncio.shield(asyncio.wrap_future(fut))
 
 
-async def _stream_http(gate: "NetworkGate", url: str, part: Path, meta: Path, *, purpose: str,
+async def _stream_http(gate: NetworkGate, url: str, part: Path, meta: Path, *, purpose: str,
                        resume: bool, expected_size: int | None, progress: Progress | None,
                        hashing: bool = True) -> str:
     """Fill ``part`` from ``url``; returns its sha256 ("" unless ``hashing``). Leaves ``part``
@@ -466,7 +475,7 @@ def _finish(part: Path, meta: Path, dest: Path, digest: str, expected_size: int 
     _discard(meta)
 
 
-async def download(gate: "NetworkGate", url: str, dest: Path, *, purpose: str = "model",
+async def download(gate: NetworkGate, url: str, dest: Path, *, purpose: str = "model",
                    expected_size: int | None = None, sha256: str | None = None, resume: bool = True,
                    progress: Progress | None = None) -> Path:
     """See ``NetworkGate.download``. Raises ``LockBusy`` when the same dest is being downloaded."""

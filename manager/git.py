@@ -15,16 +15,26 @@ import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import (GitDetachedHead, GitDiverged, GitError, GitLocalChanges, GitUnavailable, InvalidGitRef,
-                     InvalidGitUrl, NotFound, OfflineModeEnabled)
+from .errors import (
+    GitDetachedHead,
+    GitDiverged,
+    GitError,
+    GitLocalChanges,
+    GitUnavailable,
+    InvalidGitRef,
+    InvalidGitUrl,
+    NotFound,
+    OfflineModeEnabled,
+)
 from .inventory import parse_git_config, read_git_meta
-from .procs import child_kwargs, kill_tree
 from .network import NetworkGate, redact_url
+from .procs import child_kwargs, kill_tree
 from .records import _Record
 
 __all__ = ["GitClient", "GitState", "UpdateResult", "check_remote_url", "check_ref", "run_local"]

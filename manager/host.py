@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .layout import Layout
 
@@ -41,7 +42,7 @@ class StandaloneHost:
     event_sinks: list[EventSink] = field(default_factory=list)
 
     @classmethod
-    def from_root(cls, comfyui_root: str | os.PathLike[str], **layout_kw: Any) -> "StandaloneHost":
+    def from_root(cls, comfyui_root: str | os.PathLike[str], **layout_kw: Any) -> StandaloneHost:
         return cls(layout=Layout.from_root(comfyui_root, **layout_kw))
 
     @property
@@ -57,7 +58,7 @@ class StandaloneHost:
                 if line.startswith("__version__"):
                     return line.split("=", 1)[1].strip().strip("\"'")
         if (root / ".git").exists():
-            from .git import run_local   # here, not at the top: the prestartup script imports this module
+            from .git import run_local  # here, not at the top: the prestartup script imports this module
             rc, out = run_local("git", root, "rev-parse", "HEAD", timeout=10)
             return out.decode("utf-8", "replace").strip() if rc == 0 else None
         return None

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .fsops import atomic_write_json
 
@@ -38,7 +39,7 @@ class ImportFailure:
                 "kind": self.kind, "source": self.source}
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "ImportFailure":
+    def from_dict(cls, raw: Mapping[str, Any]) -> ImportFailure:
         return cls(str(raw.get("name") or ""), str(raw.get("path") or ""), str(raw.get("message") or ""),
                    str(raw.get("traceback") or ""), str(raw.get("kind") or "import_error"),
                    str(raw.get("source") or ""))
@@ -78,7 +79,7 @@ class ImportFailureReport:
                 "notes": list(self.notes)}
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "ImportFailureReport":
+    def from_dict(cls, raw: Mapping[str, Any]) -> ImportFailureReport:
         items = raw.get("failures") if isinstance(raw.get("failures"), list) else []
         return cls(tuple(ImportFailure.from_dict(i) for i in items if isinstance(i, Mapping)),
                    str(raw.get("recorded_at") or ""), bool(raw.get("available", True)), False,

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from .errors import NotFound
 from .layout import DISABLED_DIRNAME, STAGING_DIRNAME, TRASH_DIRNAME, Layout
@@ -164,7 +165,7 @@ def normalise_remote(url: str) -> str:
 
 # --- git metadata ------------------------------------------------------------------------
 def _read_text(path: str) -> str:
-    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         return fh.read()
 
 
@@ -321,7 +322,7 @@ def read_tracking(pack_dir: str | os.PathLike[str]) -> tuple[str, ...]:
 
 
 def _read_pyproject(path: str) -> dict[str, str]:
-    import toml                                  # imported on first use: keeps module import light
+    import toml  # imported on first use: keeps module import light
 
     data = toml.loads(_read_text(path))
     project = data.get("project") if isinstance(data.get("project"), dict) else {}

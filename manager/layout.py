@@ -69,7 +69,7 @@ class Layout:
         custom_nodes: str | os.PathLike[str] | None = None,
         models_dir: str | os.PathLike[str] | None = None,
         manager_dir: str | os.PathLike[str] | None = None,
-    ) -> "Layout":
+    ) -> Layout:
         root = Path(comfyui_root).absolute()
         user = Path(user_dir).absolute() if user_dir else root / "user"
         return cls(

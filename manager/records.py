@@ -125,5 +125,5 @@ class PolicyDecision(_Record):
     hint: str = ""
 
     @classmethod
-    def allow(cls, operation: str, risk: str = "", reason: str = "") -> "PolicyDecision":
+    def allow(cls, operation: str, risk: str = "", reason: str = "") -> PolicyDecision:
         return cls(True, operation, risk, "", reason)

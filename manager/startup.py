@@ -22,9 +22,10 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InternalError, LockBusy, ManagerError, NotFound, PendingInvalid
 from .fsops import atomic_write_json, file_lock
@@ -72,7 +73,7 @@ class PendingOp:
                 "scheduled_at": self.scheduled_at, "origin": self.origin}
 
     @classmethod
-    def from_dict(cls, raw: Any, where: str = "pending.json") -> "PendingOp":
+    def from_dict(cls, raw: Any, where: str = "pending.json") -> PendingOp:
         """Validate one entry (the file may have been edited by hand); ``PendingInvalid`` if bad."""
         if not isinstance(raw, Mapping):
             raise PendingInvalid(f"{where}: an entry is not an object", details={"entry": str(raw)[:200]})

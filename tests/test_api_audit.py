@@ -10,10 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 from manager.api.routes import PREFIX
-from manager.api.standalone import build_app
 from manager.audit import AuditEntry, AuditLog, task_entry
 from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import pytest
-
 from manager.api.event_forwarder import CLASSIC_EVENT, EVENT_NAME, EventForwarder
 from manager.api.routes import PREFIX
-from manager.api.standalone import build_app
 from manager.events import Event
 from support.api_tree import api_app, demo_root, make_api, write_config, ws_messages  # noqa: F401 (api_app: a fixture)
-
 
 
 async def test_classic_script_flow(aiohttp_client, api_app):

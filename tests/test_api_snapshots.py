@@ -9,10 +9,7 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
-
 from manager.api.routes import PREFIX
-from manager.api.standalone import build_app
 from support import treesum
 from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 

@@ -14,12 +14,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from test_api_v2 import INSTALL, coded, run_all, task
+from test_comfy_entry import comfy_modules, loaded  # noqa: F401 (fixtures: the glue in a stand-in host)
+
 from manager.api.v2_history import QUEUE_STATUS, TASK_COMPLETED, TASK_STARTED, journal_of
 from manager.api.v2_records import prune_batches
 from manager.api.v2_routes import V2
 from support.api_tree import api_app, ws_messages  # noqa: F401 (api_app: a fixture)
-from test_api_v2 import INSTALL, coded, run_all, task
-from test_comfy_entry import comfy_modules, loaded  # noqa: F401 (fixtures: the glue in a stand-in host)
 
 
 async def _settled(api) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import Benchmark, BenchContext, Figure, run_one, select
+from bench.run import BenchContext, Benchmark, Figure, run_one, select
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

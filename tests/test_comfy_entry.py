@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class StandInPromptServer:
-    instance: "StandInPromptServer"
+    instance: StandInPromptServer
 
     def __init__(self) -> None:
         self.routes = web.RouteTableDef()

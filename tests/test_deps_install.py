@@ -9,18 +9,33 @@ from pathlib import Path
 
 import pytest
 
+from manager.deps.backends.detect import detect_installer
 from manager.deps.blacklist import downgrade_protected
-from manager.deps.errors import (DepsInstallerUnavailable, DepsInstallFailed, DepsMissingWheels,
-                                 DepsRequirementInvalid, DepsSourceNotAllowed)
+from manager.deps.errors import (
+    DepsInstallerUnavailable,
+    DepsInstallFailed,
+    DepsMissingWheels,
+    DepsRequirementInvalid,
+    DepsSourceNotAllowed,
+)
 from manager.deps.installer import DependencyInstaller
 from manager.deps.overrides import load_overrides
 from manager.deps.policy import DepsPolicy
 from manager.errors import NetworkBlocked, OfflineModeEnabled
-from manager.deps.backends.detect import detect_installer
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
-from support.wheels import (own_caches, uv_bin,  # noqa: F401 (fixtures)
-                            ConnectTrap, Pkg, build_wheel, build_wheels, find_uv, installed_names,
-                            installed_version, make_venv, serve_simple_index)
+from support.wheels import (  # noqa: F401 (fixtures)
+    ConnectTrap,
+    Pkg,
+    build_wheel,
+    build_wheels,
+    find_uv,
+    installed_names,
+    installed_version,
+    make_venv,
+    own_caches,
+    serve_simple_index,
+    uv_bin,
+)
 
 BASIC = [Pkg("alpha", "1.0", ("beta>=1",)), Pkg("beta", "1.0"), Pkg("beta", "2.0"), Pkg("gamma", "3.0"),
          Pkg("evil", "1.0")]

@@ -14,7 +14,7 @@ from manager.config import Config
 from manager.deps.blacklist import downgrade_protected, load_blacklist, would_downgrade
 from manager.deps.environment import TargetEnvironment, probe_environment
 from manager.deps.errors import DepsListInvalid
-from manager.deps.overrides import Overrides, load_overrides
+from manager.deps.overrides import load_overrides
 from manager.deps.plan import PackSource, Planner
 from manager.deps.policy import DepsPolicy, deps_policy_from_config
 from manager.layout import Layout
@@ -224,6 +224,7 @@ def test_commands_are_shown_without_credentials():
 
 def test_child_env_drops_package_source_settings(monkeypatch):
     import os
+
     from manager.deps.backends.base import child_env
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "https://pypi.org/simple")
     monkeypatch.setenv("UV_INDEX_URL", "https://pypi.org/simple")
@@ -237,7 +238,9 @@ def test_child_env_drops_package_source_settings(monkeypatch):
 
 def test_wheelhouse_listing_cache_follows_folder_changes(tmp_path):
     import os
+
     from packaging.requirements import Requirement
+
     from manager.deps.wheelhouse import Wheelhouse
     folder = tmp_path / "wh"
     build_wheel(folder, "alpha", "1.0", requires=("beta>=2",))

@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 
 from manager.deps.errors import DepsRequirementInvalid, DepsSourceNotAllowed
-from manager.deps.requirements import (SourceRules, logical_lines, parse_requirement_lines,
-                                       parse_requirements_file, under_prefix)
+from manager.deps.requirements import (
+    SourceRules,
+    logical_lines,
+    parse_requirement_lines,
+    parse_requirements_file,
+    under_prefix,
+)
 from support.wheels import build_wheel
 
 

@@ -7,8 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from manager.errors import (GitDetachedHead, GitDiverged, GitError, GitLocalChanges, GitUnavailable, InvalidGitRef,
-                            InvalidGitUrl, NetworkBlocked, NotFound, OfflineModeEnabled)
+from manager.errors import (
+    GitDetachedHead,
+    GitDiverged,
+    GitError,
+    GitLocalChanges,
+    GitUnavailable,
+    InvalidGitRef,
+    InvalidGitUrl,
+    NetworkBlocked,
+    NotFound,
+    OfflineModeEnabled,
+)
 from manager.git import GitClient, check_ref, check_remote_url
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
 from support.gitrepos import GitDaemon, RepoInfo, git, make_repo, serve_smart_http

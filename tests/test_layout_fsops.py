@@ -85,7 +85,7 @@ def test_atomic_write_survives_sigkill(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
 
 
-def _hold_lock(path: str, ready: "multiprocessing.synchronize.Event") -> None:
+def _hold_lock(path: str, ready: multiprocessing.synchronize.Event) -> None:
     with file_lock(path):
         ready.set()
         time.sleep(30)

@@ -11,8 +11,15 @@ from manager.catalog import Catalog, ChannelFiles
 from manager.context import Manager
 from manager.errors import NotFound
 from manager.host import StandaloneHost
-from manager.models import (InstalledModel, catalog_models, find_model, installed_models, list_models,
-                            load_model_folders, model_id)
+from manager.models import (
+    InstalledModel,
+    catalog_models,
+    find_model,
+    installed_models,
+    list_models,
+    load_model_folders,
+    model_id,
+)
 from manager.models.folders import COMFY_FOLDERS
 from manager.records import Channel, ModelEntry
 

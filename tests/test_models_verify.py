@@ -10,8 +10,14 @@ from pathlib import Path
 
 from manager.context import Manager
 from manager.host import StandaloneHost
-from manager.models import (Expectation, HashCache, load_model_folders, verify_catalog, verify_expectations,
-                            verify_models)
+from manager.models import (
+    Expectation,
+    HashCache,
+    load_model_folders,
+    verify_catalog,
+    verify_expectations,
+    verify_models,
+)
 from manager.models.verify import approx_size, sha256_file
 from manager.records import ModelEntry
 

@@ -15,9 +15,9 @@ import pytest
 
 from manager.fsops import file_lock
 from manager.inventory import scan
+from support import tools
 from support.gitrepos import make_repo
 from support.ops_fixtures import catalog_entry, make_env, tree_listing
-from support import tools
 from support.wheels import build_wheel, installed_version, make_venv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

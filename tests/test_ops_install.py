@@ -229,9 +229,9 @@ def test_catalog_copy_and_unzip_packs_over_loopback_http(tmp_path, http_server, 
 def test_hostile_names_are_refused_and_write_nothing(env, tmp_path, target, params):
     before = tree_listing(tmp_path)
     if not target:
+        from manager.errors import InvalidName
         from manager.operations import Reporter
         from manager.operations.install import install
-        from manager.errors import InvalidName
         with pytest.raises(InvalidName):
             install(env.ops, target, Reporter())
     else:

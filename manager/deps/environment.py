@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from packaging.requirements import Requirement
 from packaging.tags import Tag

@@ -14,20 +14,20 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 from ..fsops import atomic_write_text
+from ..network import NetworkGate
 from .backends.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions, run_streaming
 from .backends.detect import probe_tool
 from .backends.pip import PipBackend
-from ..network import NetworkGate
 from .errors import DepsInstallerUnavailable, DepsInstallFailed
 from .installer import DependencyInstaller, PackLike, shown_command
 from .plan import Conflict, Planned, Skipped
-from .requirements import name_from_filename, parse_requirements_file
 from .policy import DepsPolicy
+from .requirements import name_from_filename, parse_requirements_file
 
 OFFLINE_REQUIREMENTS = "requirements-offline.txt"
 

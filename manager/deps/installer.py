@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from packaging.requirements import Requirement
 

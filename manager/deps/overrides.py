@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -80,11 +81,11 @@ class Overrides:
     source: str = ""
 
     @classmethod
-    def empty(cls) -> "Overrides":
+    def empty(cls) -> Overrides:
         return cls({}, {}, "")
 
     @classmethod
-    def from_mapping(cls, data: Any, *, source: str = "<mapping>", base_dir: Path | None = None) -> "Overrides":
+    def from_mapping(cls, data: Any, *, source: str = "<mapping>", base_dir: Path | None = None) -> Overrides:
         """Validate ``data`` (the JSON object); ``DepsListInvalid`` names the bad key."""
         if not isinstance(data, dict):
             raise _invalid(source, "the top level must be a JSON object {\"package\": ...}")

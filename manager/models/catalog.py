@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.parse
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..errors import ManagerError, ModelSourceUnsupported, NotFound
 from ..records import ModelEntry, Notice

@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import InvalidName, LockBusy, ManagerError, NetworkBlocked
 from ..fsops import file_lock

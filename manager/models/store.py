@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..errors import ModelNotInStore
 from ..network import NetworkGate
@@ -69,7 +70,7 @@ class ModelStore:
         self.roots = tuple(roots)
 
     @classmethod
-    def parse(cls, values: Iterable[str], *, base_dir: Path) -> "ModelStore":
+    def parse(cls, values: Iterable[str], *, base_dir: Path) -> ModelStore:
         """Build from ``model_store`` values; relative folders are taken from ``base_dir`` (ComfyUI root)."""
         roots: list[StoreRoot] = []
         for raw in values:
@@ -85,7 +86,7 @@ class ModelStore:
         return cls(roots)
 
     @classmethod
-    def from_manager(cls, manager: Any) -> "ModelStore":
+    def from_manager(cls, manager: Any) -> ModelStore:
         """The store configured for ``manager`` (``model_store``; empty when the key is unknown)."""
         try:
             values = manager.config[SETTING]

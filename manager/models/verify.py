@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..errors import ManagerError, ModelPathInvalid, PathEscape
 from ..fsops import atomic_write_json, file_lock
@@ -62,7 +63,7 @@ class HashCache:
         self.computed = 0
 
     @classmethod
-    def for_manager(cls, manager: Any, **kw: Any) -> "HashCache":
+    def for_manager(cls, manager: Any, **kw: Any) -> HashCache:
         return cls(manager.layout.cache_dir / CACHE_NAME, **kw)
 
     def _read(self) -> dict[str, dict[str, Any]]:
@@ -146,7 +147,7 @@ class Expectation:
     size: int | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Expectation":
+    def from_dict(cls, data: Mapping[str, Any]) -> Expectation:
         size = data.get("size")
         return cls(folder=str(data.get("folder", "")), name=str(data.get("name", "")),
                    sha256=normalise_sha(str(data.get("sha256") or "")),

@@ -9,8 +9,8 @@ rename is journalled (``staging.RenameTxn``), so any failure or kill leaves the 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import InstallUnsupported, PackExists
 from ..inventory import InstalledPack, read_tracking
@@ -23,8 +23,7 @@ from .policy import check_policy
 from .remove import trash_into
 from .reporting import OpResult, Reporter, Step
 from .sources import NodeSpec, Source, fetch_into, registry_source, resolve
-from .staging import (RenameTxn, carry_over_user_files, new_staging_dir, prepare_tree, remove_tree,
-                      tidy_staging)
+from .staging import RenameTxn, carry_over_user_files, new_staging_dir, prepare_tree, remove_tree, tidy_staging
 
 __all__ = ["install", "reinstall", "stage_and_place", "source_of_installed"]
 

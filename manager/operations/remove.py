@@ -16,9 +16,10 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import NotFound, PackConflict, TrashEntryInvalid
 from ..fsops import atomic_write_json

@@ -21,8 +21,9 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import PackConflict
 from ..fsops import atomic_write_json
@@ -138,7 +139,7 @@ class RenameTxn:
             tidy_staging(self.layout)
         return problems
 
-    def __enter__(self) -> "RenameTxn":
+    def __enter__(self) -> RenameTxn:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import InstallUnsupported, ManagerError, NotFound, PackConflict, UpdateAllIncomplete
 from ..inventory import InstalledPack
@@ -221,7 +222,7 @@ class Plan:
                 "skipped": [dict(s) for s in self.skipped], "created_at": self.created_at}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Plan":
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
         steps = tuple(PlanStep(str(s["pack"]), str(s["kind"]), str(s.get("action", "update")), str(s.get("from", "")),
                                str(s.get("to", ""))) for s in data.get("steps", []))
         return cls(steps, tuple(data.get("up_to_date", ())), tuple(dict(s) for s in data.get("skipped", ())),

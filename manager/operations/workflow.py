@@ -9,8 +9,9 @@ not known to the Manager: the caller passes them as ``known_types`` (ComfyUI's
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Collection, Iterable, Mapping
+from typing import Any
 
 from ..errors import WorkflowInvalid
 from ..inventory import Inventory

@@ -12,8 +12,9 @@ import datetime as _dt
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from packaging.utils import canonicalize_name
 

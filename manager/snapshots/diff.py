@@ -8,8 +8,9 @@ missing ones are ``add``, unlisted ones ``remove``, and a matched pack may need 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from .model import ModelState, PackState, PythonPackage, Snapshot, _Record
 

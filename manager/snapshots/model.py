@@ -9,10 +9,11 @@ name that is a path, a commit that is not hex) before a single file is touched.
 
 from __future__ import annotations
 
-import re
 import dataclasses
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -161,7 +162,7 @@ class Snapshot(_Record):
                 "python_packages": len(self.python), "models": len(self.models),
                 "comfyui": self.comfyui, "reason": self.reason, "origin": self.origin}
 
-    def with_reason(self, reason: str) -> "Snapshot":
+    def with_reason(self, reason: str) -> Snapshot:
         return replace(self, reason=reason)
 
     # -- JSON ------------------------------------------------------------------------------
@@ -189,7 +190,7 @@ class Snapshot(_Record):
         }
 
     @classmethod
-    def from_dict(cls, doc: Any, *, where: str = "snapshot") -> "Snapshot":
+    def from_dict(cls, doc: Any, *, where: str = "snapshot") -> Snapshot:
         """Validate and build; raises ``SnapshotInvalid`` naming the first bad field."""
         return _Reader(where).snapshot(doc)
 

@@ -12,8 +12,9 @@ The package steps re-read the environment when they run; the plan shows what the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import TaskInvalid
 from .diff import PackChange, SnapshotDiff
@@ -57,7 +58,7 @@ class RestoreOptions(_Record):
         return self.unlisted or ("disable" if snapshot.origin == "classic" else "remove")
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "RestoreOptions":
+    def from_params(cls, params: Mapping[str, Any]) -> RestoreOptions:
         """Options from task params / API JSON / CLI flags (dashes or underscores); ``task_invalid`` if bad."""
         norm = {str(k).replace("-", "_").lstrip("_"): v for k, v in params.items()}
         kw: dict[str, Any] = {}

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from packaging.requirements import Requirement
 
@@ -129,8 +130,8 @@ def _pip_install(manager: Any, snapshot: Snapshot, options: RestoreOptions, wher
 
 
 def _pip_uninstall(manager: Any, snapshot: Snapshot, emit: Callable[[str], None]) -> dict[str, Any]:
-    from ..deps.errors import DepsInstallFailed
     from ..deps.backends.base import RunOptions, run_streaming
+    from ..deps.errors import DepsInstallFailed
 
     installer = dependency_installer(manager)
     names, kept = removable(_live_python_changes(manager, snapshot), installer.policy.protected)

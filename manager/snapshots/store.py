@@ -11,9 +11,10 @@ import datetime as _dt
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import InvalidName, NotFound, SnapshotExists, SnapshotInvalid
 from ..fsops import atomic_write_bytes
@@ -63,7 +64,7 @@ def parse_snapshot(data: bytes, *, where: str, suffix: str = ".json", stem: str 
     try:
         text = data.decode("utf-8-sig")
         if is_yaml:
-            import yaml                          # only classic --output files need it
+            import yaml  # only classic --output files need it
 
             try:
                 doc = yaml.safe_load(text)

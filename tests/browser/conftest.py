@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from browser.pages import PanelEnv, add_local_packs
+
 from support import tools
 from support.standin_host import StandInComfy
 

@@ -13,14 +13,15 @@ import re
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from browser.conftest import CHROMIUM, CHROMIUM_FLAGS
 from browser.pages import ENTRY, VISIBLE_ROW, pack_row, screenshot
 from browser.test_standalone import standalone  # noqa: F401 (fixture: cm-cli.py serve in a subprocess)
+
 from support.standin_host import StandInComfy
 
 pytestmark = pytest.mark.browser
@@ -28,7 +29,7 @@ ROW = {"id": "panel-test-pack", "version": "nightly", "selected_version": "night
 
 
 def _manager_api(comfy: StandInComfy) -> Any:
-    return getattr(comfy.server, "_offline_manager_started")["api"]
+    return comfy.server._offline_manager_started["api"]
 
 
 def _boot(page: Any, url: str) -> None:

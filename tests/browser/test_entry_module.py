@@ -8,11 +8,12 @@ imported first, the way ComfyUI imports every .js file of an extension: none may
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
 from browser.pages import PanelEnv, screenshot
+
 from support.standin_host import StandInComfy
 
 pytestmark = pytest.mark.browser

@@ -11,8 +11,17 @@ import re
 from typing import Any
 
 import pytest
+from browser.pages import (
+    SECOND_PACK_ID,
+    TEST_PACK_ID,
+    PanelEnv,
+    open_panel,
+    pack_row,
+    screenshot,
+    search,
+    watch_row_badges,
+)
 
-from browser.pages import SECOND_PACK_ID, TEST_PACK_ID, PanelEnv, open_panel, pack_row, screenshot, search, watch_row_badges
 from support.standin_host import StandInComfy
 
 pytestmark = pytest.mark.browser

@@ -12,11 +12,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from browser.pages import REPO_ROOT, TEST_PACK_ID, PanelEnv, pack_row, screenshot, search
 
 pytestmark = pytest.mark.browser

@@ -8,13 +8,13 @@ network namespace). Hosts are module-scoped: each start costs ComfyUI's ~8 s.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from browser.conftest import browser_context, page, playwright_driver  # noqa: F401  (fixtures)
 from realhost.helpers import channel_host, need_host
+
 from support import realhost
 from support.realhost_env import HOST_VERSIONS
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from browser.conftest import CHROMIUM
 from browser.pages import ARTIFACTS, PanelEnv, add_local_packs
+
 from support import realhost
 
 

@@ -17,15 +17,16 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-
 from browser.pages import ARTIFACTS, SECOND_PACK_ID, TEST_PACK_ID, screenshot
 from realhost.helpers import channel_host, need_host
+
 from support import realhost
 from support.realhost_env import HOST_VERSIONS
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from browser.pages import ENTRY, open_panel, screenshot
 from realhost.helpers import channel_env, keep_artifacts, need_host
+
 from support import realhost
 from support.realhost_env import HOST_VERSIONS
 

@@ -15,13 +15,14 @@ file:// channel. ComfyUI 0.3.64 has no ``--enable-manager`` flag at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from browser.pages import ENTRY, TEST_PACK_ID, screenshot
 from realhost.helpers import channel_host, need_host, start_or_skip
+
 from support import realhost
 
 STORE = """() => {

@@ -14,10 +14,9 @@ import subprocess
 import sys
 
 import pytest
+from realhost.helpers import keep_artifacts, need_host, start_or_skip
 
 from support import realhost
-
-from realhost.helpers import keep_artifacts, need_host, start_or_skip
 
 NO_CATALOG_NEEDED = ("/customnode/installed", "/snapshot/getlist", "/manager/queue/status",
                      "/offline-manager/v1/installed", "/offline-manager/v1/snapshots",

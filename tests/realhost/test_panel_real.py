@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from browser.pages import TEST_PACK_ID, ENTRY, open_panel, pack_row, screenshot, search
-from support import realhost
-
+from browser.pages import ENTRY, TEST_PACK_ID, open_panel, pack_row, screenshot, search
 from realhost.helpers import need_host
+
+from support import realhost
 
 
 def _wait_state(page: Any, pack_id: str, state: str, timeout: float = 90_000) -> None:

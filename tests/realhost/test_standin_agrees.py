@@ -16,16 +16,15 @@ import re
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from realhost.helpers import channel_env, need_host
 
 from manager.api.routes import ROUTES
 from support import realhost
 from support.standin_host import StandInComfy
-
-from realhost.helpers import channel_env, need_host
 
 SAMPLE = {"id": "panel-test-pack", "name": "panel-test-pack", "node_name": "panel-test-pack"}
 

@@ -6,10 +6,9 @@ import json
 import re
 
 import pytest
+from realhost.helpers import keep_artifacts, start_or_skip
 
 from support import realhost
-
-from realhost.helpers import keep_artifacts, start_or_skip
 
 # GET routes a user's script or the classic panel calls first, with the shape each must have.
 CLASSIC_SHAPES = {

@@ -15,11 +15,11 @@ from collections import defaultdict
 from typing import Any
 
 import aiohttp
-
 from browser.pages import SECOND_PACK_ID, TEST_PACK_ID
+from test_api_v2_history import _script_written_for_4x
+
 from manager.api.routes import ROUTES
 from support import realhost
-from test_api_v2_history import _script_written_for_4x
 
 API = "/api/v2"
 V2_PAIRS = {(r.method, r.path[len("/v2"):]) for r in ROUTES if r.path.startswith("/v2/")}

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 
-from manager.api.standalone import build_app, prepare
 from manager.api.service import Api
+from manager.api.standalone import build_app, prepare
 from manager.context import Manager
 from manager.demo import create_demo_tree
 

@@ -190,7 +190,7 @@ class FakeRegistry:
         self.seen_statuses: list[list[str]] = []
 
     # -- mounting ---------------------------------------------------------------------------
-    def install(self, srv: LoopbackServer) -> "FakeRegistry":
+    def install(self, srv: LoopbackServer) -> FakeRegistry:
         srv.route("GET", f"{self.prefix}/nodes", self._list)
         ids = {n.get("id") for n in self.nodes if isinstance(n, dict) and isinstance(n.get("id"), str)}
         for node_id in ids | set(self.versions):

@@ -99,7 +99,7 @@ class GitDaemon:
     def url(self, repo_name: str) -> str:
         return f"git://127.0.0.1:{self.port}/{repo_name}"
 
-    def __enter__(self) -> "GitDaemon":
+    def __enter__(self) -> GitDaemon:
         for _ in range(5):                       # a free port may be taken between probe and bind
             self.port = free_port()
             self.proc = subprocess.Popen(

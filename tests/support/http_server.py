@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -70,7 +70,7 @@ class LoopbackServer:
             return web.Response(status=404, text="not found")
         return await handler(request)
 
-    def start(self) -> "LoopbackServer":
+    def start(self) -> LoopbackServer:
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
 
@@ -111,7 +111,7 @@ class LoopbackServer:
         loop.close()
         self._loop = None
 
-    def __enter__(self) -> "LoopbackServer":
+    def __enter__(self) -> LoopbackServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -24,9 +24,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from . import realhost_env as envs
 
@@ -217,7 +218,7 @@ class RealComfyUI:
     def prestartup_seconds(self, folder: str = FOLDER) -> float | None:
         return _times_line(self.log_text(), "Prestartup times for custom nodes:", folder)
 
-    def __enter__(self) -> "RealComfyUI":
+    def __enter__(self) -> RealComfyUI:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,8 +12,8 @@ in silence. The real-host tier keeps its own part, last.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import pytest
 

@@ -27,8 +27,9 @@ import threading
 import types
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -53,7 +54,7 @@ def find_frontend_static() -> Path | None:
 class StandInPromptServer:
     """The attributes of ``server.PromptServer.instance`` that extensions use (§2.1, §7)."""
 
-    instance: "StandInPromptServer"
+    instance: StandInPromptServer
 
     def __init__(self, loop: asyncio.AbstractEventLoop, web_root: Path | None) -> None:
         StandInPromptServer.instance = self
@@ -244,7 +245,7 @@ class StandInComfy:
         assert self.server is not None
         self.server.send_sync(event, data, sid)
 
-    def start(self) -> "StandInComfy":
+    def start(self) -> StandInComfy:
         if self.static_dir is None:
             raise RuntimeError("comfyui-frontend-package is not installed: pip install comfyui-frontend-package")
         ready = threading.Event()
@@ -300,7 +301,7 @@ class StandInComfy:
             self._loop = None
             self._restore_modules()
 
-    def __enter__(self) -> "StandInComfy":
+    def __enter__(self) -> StandInComfy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

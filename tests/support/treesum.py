@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 
 def _fingerprint(path: str, st: os.stat_result) -> str:
@@ -63,7 +63,7 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.modified)
 
-    def outside(self, *allowed: str) -> "Changes":
+    def outside(self, *allowed: str) -> Changes:
         """Only the changes not under one of the ``allowed`` relative folders."""
         allow = tuple(a.strip("/") for a in allowed)
 

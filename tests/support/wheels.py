@@ -14,9 +14,9 @@ import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -43,7 +43,7 @@ def build_wheel(dest: Path, name: str, version: str, *, requires: Sequence[str] 
     dist = _dist_name(name)
     mod = module or dist.lower()
     info = f"{dist}-{version}.dist-info"
-    metadata = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
                 f"Summary: test package {name}"]
     metadata += [f"Requires-Dist: {r}" for r in requires]
     files: dict[str, bytes] = {

@@ -11,8 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import DepsInstallerUnavailable
 from .base import Backend, InstallerChoice, RunOptions, child_env
