@@ -27,7 +27,7 @@ from typing import Any, Callable
 from .errors import (CacheCorrupt, CacheMissing, ChannelDataInvalid, DownloadIncomplete, HttpStatusError,
                      ManagerError, NetworkBlocked, NetworkUnreachable, ResponseTooLarge)
 from .fsops import atomic_write_bytes, atomic_write_json, file_lock
-from .network import NetworkGate, redact_url, run_sync
+from .network import NetworkGate, redact_url
 from .records import CacheEntry, Notice
 
 __all__ = ["CachedFile", "ChannelCache", "cache_file_name", "format_age"]
@@ -348,10 +348,6 @@ class ChannelCache:
         return CacheMissing(f"no cached copy of {shown} (refresh=never)",
                             hint="Refresh the channel (mode=remote, or cache with network_mode public/private). "
                                  + _REFRESH_HINT, details=details)
-
-    def get(self, url: str, **kw: Any) -> CachedFile:
-        """``aget`` for synchronous callers; refuses to run inside an event loop."""
-        return run_sync(self.aget(url, **kw))
 
     # -- import and inspection ---------------------------------------------------------
     def put(self, url: str, data: bytes, *, etag: str = "", last_modified: str = "",

@@ -265,13 +265,12 @@ class NetworkGate:
                                     expected_size=expected_size, sha256=sha256, resume=resume,
                                     progress=progress)
 
-    def get_sync(self, url: str, **kw: Any) -> GateResponse:
-        """``get`` for synchronous callers (CLI); refuses to run inside an event loop."""
-        return run_sync(self.get(url, **kw))
-
 
 def run_sync(coro: Any) -> Any:
-    """Run ``coro`` in a fresh event loop; a RuntimeError inside a running loop (use await)."""
+    """Run ``coro`` in a fresh event loop; a RuntimeError inside a running loop (use await).
+
+    The one bridge from sync code (task workers, the CLI) into this async network layer; no
+    per-method ``*_sync`` twins (docs/decisions.md)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

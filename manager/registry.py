@@ -27,7 +27,7 @@ from .channel_cache import CachedFile, ChannelCache, format_age
 from .errors import (CacheCorrupt, CacheMissing, ChannelDataInvalid, ConfigError, DownloadIncomplete,
                      HttpStatusError, InvalidName, ManagerError, NetworkBlocked, NetworkUnreachable,
                      NotFound, RegistryError, ResponseTooLarge)
-from .network import NetworkGate, redact_url, run_sync
+from .network import NetworkGate, redact_url
 from .records import CatalogIssue, NodePack, Notice, _Record
 
 DEFAULT_REGISTRY_URL = "https://api.comfy.org"
@@ -539,19 +539,6 @@ class RegistryClient:
         except ChannelDataInvalid as exc:
             raise _registry_error(f"the registry answer for {what} is malformed ({exc.message})", url) from None
         return _decode_json(data, url)
-
-    # -- sync doors (CLI) ----------------------------------------------------------------------------
-    def list_nodes_sync(self, *, refresh: str = "auto") -> RegistryListing:
-        """``list_nodes`` for synchronous callers; refuses to run inside an event loop."""
-        return run_sync(self.list_nodes(refresh=refresh))
-
-    def versions_sync(self, node_id: str, *, refresh: str = "auto") -> list[RegistryNodeVersion]:
-        """``versions`` for synchronous callers."""
-        return run_sync(self.versions(node_id, refresh=refresh))
-
-    def install_info_sync(self, node_id: str, version: str | None = None) -> RegistryNodeVersion:
-        """``install_info`` for synchronous callers."""
-        return run_sync(self.install_info(node_id, version))
 
 
 def _must_be_list(data: bytes) -> None:

@@ -15,7 +15,7 @@ from aiohttp import web
 from manager.channel_cache import ChannelCache, cache_file_name, format_age
 from manager.errors import (CacheCorrupt, CacheMissing, ChannelDataInvalid, NetworkBlocked,
                             NetworkUnreachable)
-from manager.network import NetworkGate, NetworkMode, NetworkPolicy
+from manager.network import NetworkGate, NetworkMode, NetworkPolicy, run_sync
 
 DAY = 86400.0
 GOOD = b'{"custom_nodes": [{"title": "A"}]}'
@@ -323,7 +323,7 @@ def test_layout_entries_health_and_sync_get(http_server, tmp_path, clock):
     http_server.static("/a/github-stats.json", "{}")
     cache = make_cache(tmp_path, clock)
     url_m, url_g = http_server.url("/a/model-list.json"), http_server.url("/a/github-stats.json")
-    assert cache.get(url_m).source == "fetched"               # the sync wrapper
+    assert run_sync(cache.aget(url_m)).source == "fetched"    # from sync code: the one bridge
     clock.advance(2 * DAY)
     cache.put(url_g, b"{}")
     body, sidecar = cache.paths(url_m)

@@ -11,7 +11,7 @@ import pytest
 from manager.channel_cache import ChannelCache
 from manager.channels import DEFAULT_CHANNEL_URL, ChannelSet, check_allowed, parse_channels_list
 from manager.errors import ChannelInvalid, ChannelNotAllowed, PathEscape
-from manager.network import NetworkGate, NetworkMode, NetworkPolicy
+from manager.network import NetworkGate, NetworkMode, NetworkPolicy, run_sync
 from manager.records import Channel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ def test_local_channel_layouts(tmp_path, local_channel):
 def test_local_channel_read_through_cache_offline(tmp_path, local_channel, socket_audit_log):
     chans = ChannelSet.from_text(f"local::{local_channel.as_uri()}\n")
     cache = ChannelCache(tmp_path / "cache", NetworkGate(NetworkPolicy(mode=NetworkMode.OFFLINE)))
-    got = cache.get(chans.file_url(chans.resolve("local"), "model-list.json"))
+    got = run_sync(cache.aget(chans.file_url(chans.resolve("local"), "model-list.json")))
     assert got.source == "local" and len(got.json()["models"]) > 100
     assert socket_audit_log.inet_connects() == []
 

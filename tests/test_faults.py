@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from manager.layout import Layout
+from manager.network import run_sync
 from manager.tasks import TaskState
 from support.faults import (POINTS, assert_tree_consistent, check_tree, pack_listings, run_and_kill,
                             run_install)
@@ -126,7 +127,7 @@ def _next_cache_write_succeeds(layout: Layout, before: dict) -> None:
     cache = ChannelCache(layout.cache_dir / "channels", manager.gate)
     url = "https://channel.invalid/ch0/custom-node-list.json"
     cache.put(url, b'{"custom_nodes": []}')
-    assert cache.get(url, refresh="never").data == b'{"custom_nodes": []}'
+    assert run_sync(cache.aget(url, refresh="never")).data == b'{"custom_nodes": []}'
     assert_tree_consistent(layout, before=before)
 
 

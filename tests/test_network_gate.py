@@ -19,7 +19,7 @@ from aiohttp import web
 
 from manager.errors import (HttpStatusError, NetworkBlocked, NetworkUnreachable, NotFound,
                             OfflineModeEnabled, ResponseTooLarge)
-from manager.network import GateResponse, NetworkGate, NetworkMode, NetworkPolicy
+from manager.network import GateResponse, NetworkGate, NetworkMode, NetworkPolicy, run_sync
 from support import tools
 
 PUBLIC_RAW = "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main/custom-node-list.json"
@@ -47,14 +47,14 @@ async def test_public_fetches_and_sends_user_agent(http_server):
     assert http_server.requests[-1].headers["User-Agent"] == "comfyui-offline-manager"
 
 
-def test_get_sync_outside_loop_and_refused_inside(http_server):
+def test_run_sync_outside_loop_and_refused_inside(http_server):
     http_server.static("/x", "hello", content_type="text/plain")
     g = gate()
-    assert g.get_sync(http_server.url("/x")).text() == "hello"
+    assert run_sync(g.get(http_server.url("/x"))).text() == "hello"
 
     async def inside():
         with pytest.raises(RuntimeError, match="await"):
-            g.get_sync(http_server.url("/x"))
+            run_sync(g.get(http_server.url("/x")))
     asyncio.run(inside())
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from manager.channel_cache import ChannelCache
 from manager.errors import (CacheCorrupt, CacheMissing, ConfigError, HttpStatusError, InvalidName, NetworkBlocked, NotFound,
                             OfflineModeEnabled, RegistryError)
-from manager.network import NetworkGate, NetworkMode, NetworkPolicy
+from manager.network import NetworkGate, NetworkMode, NetworkPolicy, run_sync
 from manager.registry import (NIGHTLY, VERSION_STATUSES, RegistryClient, RegistryListing, decode_listing,
                               to_node_packs)
 from support.fake_registry import FakeRegistry, make_node, sample_data, synthetic_nodes
@@ -365,9 +365,9 @@ async def test_to_node_packs(fake, http_server, tmp_path, clock):
     assert RegistryClient.to_node_packs(listing) == list(packs.values())
 
 
-def test_sync_wrappers(fake, http_server, tmp_path, clock):
+def test_sync_callers_cross_through_run_sync(fake, http_server, tmp_path, clock):
     client = client_for(http_server.url(), tmp_path, clock)
-    listing = client.list_nodes_sync()
+    listing = run_sync(client.list_nodes())
     assert isinstance(listing, RegistryListing) and len(listing.nodes) == 5
-    assert client.versions_sync("rgthree-comfy")[0].version == "1.0.0"
-    assert client.install_info_sync("rgthree-comfy", "1.0.0").node_id == "rgthree-comfy"
+    assert run_sync(client.versions("rgthree-comfy"))[0].version == "1.0.0"
+    assert run_sync(client.install_info("rgthree-comfy", "1.0.0")).node_id == "rgthree-comfy"

@@ -155,7 +155,7 @@ def registry_source(ops: Ops, node_id: str, version: str, name: str | None) -> S
         if versions:
             return Source("cnr", folder, node_id, versions[0], path=str(cnr_archive_path(ops, node_id, versions[0])))
     try:
-        info = ops.manager.registry.install_info_sync(node_id, version if pinned else None)
+        info = run_sync(ops.manager.registry.install_info(node_id, version if pinned else None))
     except (OfflineModeEnabled, NetworkBlocked, CacheMissing) as exc:
         if isinstance(exc, CacheMissing) and not ops.manager.gate.offline:
             raise

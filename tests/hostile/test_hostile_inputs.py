@@ -209,7 +209,7 @@ def test_channel_file_refused_from_local_channel(case: Case, sealed: Sealed) -> 
     channel.mkdir()
     (channel / "custom-node-list.json").write_bytes(body)
     url = (channel / "custom-node-list.json").as_uri()
-    sealed.refuses(case.code, lambda: _cache(sealed, max_bytes).get(url))
+    sealed.refuses(case.code, lambda: run_sync(_cache(sealed, max_bytes).aget(url)))
 
 
 @pytest.mark.parametrize("case", [c.param() for c in C.CHANNEL_BODIES])
@@ -217,7 +217,7 @@ def test_channel_file_refused_from_http(case: Case, sealed: Sealed, http_server)
     body, max_bytes = case.payload
     http_server.static("/ch/custom-node-list.json", body)
     url = http_server.url("/ch/custom-node-list.json")
-    sealed.refuses(case.code, lambda: _cache(sealed, max_bytes).get(url))
+    sealed.refuses(case.code, lambda: run_sync(_cache(sealed, max_bytes).aget(url)))
     assert http_server.count("/ch/custom-node-list.json") == 1
 
 
@@ -231,7 +231,7 @@ def test_channel_file_refused_keeps_last_good_copy(case: Case, sealed: Sealed, h
     cache.put(url, good)
     http_server.static("/ch/custom-node-list.json", body)
     before = sealed.snapshot()
-    result = cache.get(url, refresh="force")
+    result = run_sync(cache.aget(url, refresh="force"))
     assert result.data == good and result.source == "stale"
     assert result.notice is not None and result.notice.details.get("reason") == case.code
     assert sealed.snapshot() == before
