@@ -10,6 +10,10 @@ import pytest
 from support import channel_data, socket_audit, tools
 from support.http_server import LoopbackServer
 
+# Fixture modules shared by several test modules: registered once here, never imported by name
+# into a test module (a test's parameter would shadow the import).
+pytest_plugins = ["support.api_tree", "support.wheels", "support.comfy_entry"]
+
 AUDIT = socket_audit.install()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

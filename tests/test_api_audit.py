@@ -12,7 +12,6 @@ from pathlib import Path
 
 from manager.api.routes import PREFIX
 from manager.audit import AuditEntry, AuditLog, task_entry
-from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 

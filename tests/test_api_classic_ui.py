@@ -27,7 +27,6 @@ import pytest
 
 from manager.api.routes import ROUTES
 from support import realhost_env
-from support.api_tree import api_app  # noqa: F401 (fixture)
 
 # found as the real-host tier finds it (../shared/hosts, $OFFLINE_MANAGER_HOSTS); the test that reads
 # it belongs to that tier (marker ``realhost``): without it, the run's last line says it did not run

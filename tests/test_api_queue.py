@@ -8,7 +8,7 @@ import threading
 from manager.api.event_forwarder import CLASSIC_EVENT, EVENT_NAME, EventForwarder
 from manager.api.routes import PREFIX
 from manager.events import Event
-from support.api_tree import api_app, demo_root, make_api, write_config, ws_messages  # noqa: F401 (api_app: a fixture)
+from support.api_tree import ws_messages
 
 
 async def test_classic_script_flow(aiohttp_client, api_app):

@@ -17,7 +17,7 @@ from manager.api.openapi import build_document, openapi_path, render
 from manager.api.routes import PREFIX, ROUTES
 from manager.api.standalone import build_app
 from manager.errors import error_codes
-from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
+from support.api_tree import make_api
 
 REPO = Path(__file__).resolve().parents[1]
 PATH_VALUES = {"id": "demo-image-tools", "name": "DemoResize", "node_name": "demo-image-tools"}

@@ -8,7 +8,6 @@ import pytest
 
 from manager.api.envelope import MAX_BODY_BYTES
 from manager.api.routes import PREFIX
-from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 
 INSTALL_ROW = {"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly", "ui_id": "r1"}
 

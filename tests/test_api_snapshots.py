@@ -11,7 +11,6 @@ from urllib.parse import quote
 
 from manager.api.routes import PREFIX
 from support import treesum
-from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 
 SNAPS = PREFIX + "/snapshots"
 # .git internals change when git reads a repo (index refresh); the tree itself must not

@@ -7,7 +7,6 @@ import json
 
 from manager.api.routes import PREFIX
 from manager.import_failures import ImportFailure, ImportFailureReport, save_report
-from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
 
 
 async def _install(client, api, *ids: str) -> None:

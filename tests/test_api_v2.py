@@ -11,7 +11,6 @@ import pytest
 
 from manager.api.routes import ROUTES
 from manager.api.v2_routes import V2
-from support.api_tree import api_app  # noqa: F401 (a fixture)
 
 V2_ROUTES = [r for r in ROUTES if r.path.startswith(V2 + "/")]
 

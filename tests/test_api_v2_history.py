@@ -15,12 +15,12 @@ import urllib.request
 from pathlib import Path
 
 from test_api_v2 import INSTALL, coded, run_all, task
-from test_comfy_entry import comfy_modules, loaded  # noqa: F401 (fixtures: the glue in a stand-in host)
 
 from manager.api.v2_history import QUEUE_STATUS, TASK_COMPLETED, TASK_STARTED, journal_of
 from manager.api.v2_records import prune_batches
 from manager.api.v2_routes import V2
-from support.api_tree import api_app, ws_messages  # noqa: F401 (api_app: a fixture)
+from support.api_tree import ws_messages
+from support.comfy_entry import comfy_app, offline_demo
 
 
 async def _settled(api) -> None:
@@ -186,8 +186,7 @@ async def test_a_script_written_for_4x_works_unchanged(aiohttp_client, api_app):
 async def test_inside_comfyui_the_events_leave_through_send_sync(comfy_modules, comfy_tree, tmp_path, aiohttp_client,
                                                                  loaded):
     """The glue's forwarder carries the /v2 events to PromptServer.send_sync, addressed to the sid."""
-    from test_comfy_entry import _offline_demo, comfy_app
-    _offline_demo(comfy_tree, tmp_path)
+    offline_demo(comfy_tree, tmp_path)
     sent: list[tuple[str, dict, str | None]] = []
     comfy_modules.send_sync = lambda event, data, sid=None: sent.append((event, data, sid))
     loaded()

@@ -17,17 +17,14 @@ from manager.deps.overrides import load_overrides
 from manager.deps.plan import PackSource
 from manager.deps.policy import DepsPolicy
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
-from support.wheels import (  # noqa: F401 (fixtures)
+from support.wheels import (
     ConnectTrap,
     Pkg,
     build_wheel,
     build_wheels,
-    find_uv,
     installed_version,
     make_venv,
-    own_caches,
     serve_simple_index,
-    uv_bin,
 )
 
 DIST = [Pkg("alpha", "1.0", ("beta>=1",)), Pkg("beta", "1.0"), Pkg("beta", "2.0"), Pkg("gamma", "3.0"),

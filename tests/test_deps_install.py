@@ -23,18 +23,15 @@ from manager.deps.overrides import load_overrides
 from manager.deps.policy import DepsPolicy
 from manager.errors import NetworkBlocked, OfflineModeEnabled
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
-from support.wheels import (  # noqa: F401 (fixtures)
+from support.wheels import (
     ConnectTrap,
     Pkg,
     build_wheel,
     build_wheels,
-    find_uv,
     installed_names,
     installed_version,
     make_venv,
-    own_caches,
     serve_simple_index,
-    uv_bin,
 )
 
 BASIC = [Pkg("alpha", "1.0", ("beta>=1",)), Pkg("beta", "1.0"), Pkg("beta", "2.0"), Pkg("gamma", "3.0"),

@@ -8,9 +8,15 @@ comfyui-frontend-package). Never ``playwright install``: no browser download, ev
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,3 +105,40 @@ def comfy(panel_env: PanelEnv) -> Iterator[StandInComfy]:
     """The stand-in ComfyUI with our extension loaded, serving the real frontend."""
     with StandInComfy(panel_env.root) as host:
         yield host
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def standalone(panel_env: PanelEnv, tmp_path: Path) -> Iterator[str]:
+    """``cm-cli.py serve`` in a subprocess over the panel tree; yields its URL, stopped after."""
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("CM_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "cm-cli.py"), "--comfyui", str(panel_env.root),
+                             "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(url + "offline-manager/v1/status", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("cm-cli.py serve did not start:\n" + (tmp_path / "serve.log").read_text())
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from browser.conftest import CHROMIUM, CHROMIUM_FLAGS
 from browser.pages import ENTRY, VISIBLE_ROW, pack_row, screenshot
-from browser.test_standalone import standalone  # noqa: F401 (fixture: cm-cli.py serve in a subprocess)
 
 from support.standin_host import StandInComfy
 

@@ -6,56 +6,12 @@ copy of the real channel; the page imports ``/js/panel.js`` and mounts the panel
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from browser.pages import REPO_ROOT, TEST_PACK_ID, PanelEnv, pack_row, screenshot, search
+from browser.pages import TEST_PACK_ID, pack_row, screenshot, search
 
 pytestmark = pytest.mark.browser
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def standalone(panel_env: PanelEnv, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("CM_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "cm-cli.py"), "--comfyui", str(panel_env.root),
-                             "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "offline-manager/v1/status", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("cm-cli.py serve did not start:\n" + (tmp_path / "serve.log").read_text())
-                time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
 
 
 def test_standalone_page_lists_searches_and_installs(page: Any, standalone: str) -> None:
