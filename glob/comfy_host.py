@@ -28,7 +28,7 @@ def layout_from_folder_paths(folder_paths: Any) -> Layout:
 
 
 class ComfyHost:
-    """Paths from ``folder_paths``, events through ``PromptServer.send_sync``."""
+    """Paths from ``folder_paths``; queue events reach the browser through ``prompt_server_sink``."""
 
     def __init__(self, prompt_server: Any, folder_paths: Any, *, version: str | None = None):
         self._server = prompt_server
@@ -42,9 +42,6 @@ class ComfyHost:
 
     def comfyui_version(self) -> str | None:
         return self._version
-
-    def send_event(self, event: str, data: dict[str, Any]) -> None:
-        self._server.send_sync(event, data)
 
     def model_folders(self) -> dict[str, list[Path]]:
         table = getattr(self._folder_paths, "folder_names_and_paths", {})

@@ -21,7 +21,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 TYPES = ("str", "bool", "int", "float", "choice", "list", "url", "url-list")
 SECTIONS = ("default", "security")
-SOURCES = ("cli", "env", "file", "default")
 ENV_PREFIX = "CM_"
 
 _TRUE = ("true", "yes", "on", "1")

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .layout import Layout
-
-EventSink = Callable[[str, dict[str, Any]], None]
 
 
 class Host(Protocol):
@@ -28,8 +25,6 @@ class Host(Protocol):
 
     def comfyui_version(self) -> str | None: ...
 
-    def send_event(self, event: str, data: dict[str, Any]) -> None: ...
-
     def model_folders(self) -> dict[str, list[Path]]: ...
 
 
@@ -39,7 +34,6 @@ class StandaloneHost:
 
     layout: Layout
     python: str = field(default_factory=lambda: sys.executable)
-    event_sinks: list[EventSink] = field(default_factory=list)
 
     @classmethod
     def from_root(cls, comfyui_root: str | os.PathLike[str], **layout_kw: Any) -> StandaloneHost:
@@ -62,10 +56,6 @@ class StandaloneHost:
             rc, out = run_local("git", root, "rev-parse", "HEAD", timeout=10)
             return out.decode("utf-8", "replace").strip() if rc == 0 else None
         return None
-
-    def send_event(self, event: str, data: dict[str, Any]) -> None:
-        for sink in list(self.event_sinks):
-            sink(event, data)
 
     def model_folders(self) -> dict[str, list[Path]]:
         """Model folder names to their directories (standalone: the default ComfyUI layout)."""

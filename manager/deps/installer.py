@@ -30,7 +30,7 @@ from .errors import DepsInstallFailed, DepsMissingWheels
 from .overrides import AppliedOverride
 from .plan import Conflict, DepsPlan, PackSource, Planned, Planner, Skipped
 from .policy import DepsPolicy
-from .requirements import ParsedRequirements, parse_requirement_lines, parse_requirements_file
+from .requirements import ParsedRequirements, parse_requirements_file
 from .wheelhouse import MissingRequirement, Wheelhouse, local_dir
 
 log = logging.getLogger("offline_manager.deps")
@@ -149,15 +149,6 @@ class DependencyInstaller:
         parsed = parse_requirements_file(path, pack=label or path.name, pack_dir=path.parent,
                                          rules=self.policy.source_rules(), rewrite=self._rewrite())
         return self._install_parsed(parsed, path.parent, path, progress)
-
-    def install_requirement_lines(self, lines: Sequence[str], progress: ProgressFn | None = None, *,
-                                  label: str = "command line", base_dir: Path | None = None) -> DepsResult:
-        """Install requirement strings given directly (``cm-cli.py install-pip``, a snapshot's
-        pip list), checked like a pack's lines."""
-        base = Path(base_dir) if base_dir is not None else Path.cwd()
-        parsed = parse_requirement_lines(lines, pack=label, base_dir=base, rules=self.policy.source_rules(),
-                                         rewrite=self._rewrite())
-        return self._install_parsed(parsed, base, None, progress)
 
     def _rewrite(self) -> Any:
         return self.policy.overrides.rewrite_text if len(self.policy.overrides) else None

@@ -95,10 +95,6 @@ class ModelStore:
         return cls.parse(values, base_dir=manager.layout.comfyui_root)
 
     @property
-    def configured(self) -> bool:
-        return bool(self.roots)
-
-    @property
     def local_roots(self) -> tuple[StoreRoot, ...]:
         return tuple(r for r in self.roots if r.is_local)
 
@@ -115,15 +111,6 @@ class ModelStore:
             out.append(rel_posix((written, *placement.subdir), placement.filename))
         out.append(placement.filename)
         return list(dict.fromkeys(out))
-
-    def find_local(self, placement: Placement, sha256: str | None = None) -> StoreSource | None:
-        """The first local store file holding this model, or None (checks the disk, never the network)."""
-        for root in self.local_roots:
-            for rel in self.names(placement, sha256):
-                path = Path(root.location(rel))
-                if path.is_file():
-                    return StoreSource(root, rel, path.absolute().as_uri())
-        return None
 
     def sources(self, placement: Placement, sha256: str | None = None, *, remote: bool = True) -> list[StoreSource]:
         """Sources to try in order: local hits (existing files), then every remote candidate."""

@@ -41,11 +41,6 @@ class WorkflowPlan(_Record):
     steps: tuple[WorkflowStep, ...]
     unresolved: tuple[str, ...]          # no pack in the catalog provides these
 
-    @property
-    def complete(self) -> bool:
-        return not self.steps and not self.unresolved
-
-
 def _ui_nodes(doc: Mapping[str, Any]) -> Iterable[str]:
     subgraph_ids: set[str] = set()
     graphs: list[Any] = [doc.get("nodes")]

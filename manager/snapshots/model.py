@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -161,9 +161,6 @@ class Snapshot(_Record):
                 "disabled": sum(1 for p in self.packs if not p.enabled),
                 "python_packages": len(self.python), "models": len(self.models),
                 "comfyui": self.comfyui, "reason": self.reason, "origin": self.origin}
-
-    def with_reason(self, reason: str) -> Snapshot:
-        return replace(self, reason=reason)
 
     # -- JSON ------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

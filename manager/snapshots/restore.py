@@ -14,7 +14,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -283,13 +282,3 @@ def restore(manager: Any, snapshot: Snapshot, options: RestoreOptions | None = N
     if not result.ok and raise_on_failure:
         raise failure_error(result)
     return result
-
-
-def load_target(manager: Any, target: str) -> tuple[Snapshot, str]:
-    """A stored snapshot by name, or a file path (absolute or containing a separator)."""
-    from .store import SnapshotStore, read_snapshot_file
-
-    path = Path(target)
-    if "/" in target or "\\" in target or (path.suffix.lower() in (".json", ".yaml", ".yml") and path.is_file()):
-        return read_snapshot_file(path), str(path)
-    return SnapshotStore(manager.layout.snapshots_dir).load(target), target
