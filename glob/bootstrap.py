@@ -90,7 +90,7 @@ def start(package_name: str, package_file: str, imported_at: float | None = None
 def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
     """Build the API and put our free routes on ComfyUI's table (runs before add_routes)."""
     from ..manager import __version__
-    from ..manager.api import Api, EventForwarder, register_runners, route_defs
+    from ..manager.api import Api, EventForwarder, route_defs
     from . import prompt_server_sink
     from .comfy_host import ComfyHost, restart_comfyui
 
@@ -100,9 +100,7 @@ def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
         # Built by the first request: config.ini, channels.list and the core modules are read
         # then, so ComfyUI's start pays for mounting routes only.
         from ..manager.context import Manager
-        manager = Manager.create(host)
-        register_runners(manager)
-        return manager
+        return Manager.create(host)
 
     api = Api(build_manager, listen=listen_address(), restart=restart_comfyui, door="comfyui",
               comfyui_root=host.layout.comfyui_root)

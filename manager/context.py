@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .catalog import Catalog, ChannelFiles, ParseCache
 from .channel_cache import CachedFile, ChannelCache
@@ -21,12 +21,16 @@ from .config_share import load_config
 from .errors import ManagerError
 from .host import Host, StandaloneHost
 from .layout import Layout
-from .network import NetworkGate, NetworkMode, NetworkPolicy
+from .network import NetworkGate, NetworkMode, NetworkPolicy, run_sync
 from .records import Channel, Notice
 from .registry import RegistryClient
 from .git import GitClient
 from .inventory import Inventory, scan
 from .tasks import Runner, TaskQueue
+
+if TYPE_CHECKING:
+    from .kinds import PlannedTask
+    from .tasks import Task
 
 log = logging.getLogger("offline_manager")
 
@@ -83,6 +87,8 @@ class Manager:
     registry: RegistryClient
     parse_cache: ParseCache = field(default_factory=ParseCache)
     git: GitClient | None = None
+    # the step that installs a pack's requirements; None: the real installer (tests pass a recording one)
+    deps_step: Any = None
     _catalog_view: CatalogView | None = field(default=None, repr=False)
     _queue: TaskQueue | None = field(default=None, repr=False)
     _runner_factories: list[Callable[["Manager"], Mapping[str, Runner]]] = field(default_factory=list, repr=False)
@@ -104,8 +110,7 @@ class Manager:
         git = GitClient(gate, git_exe=config["git_exe"])
         manager = cls(host=host, config=config, gate=gate, cache=cache, channels=channels, registry=registry,
                       git=git)
-        for factory in default_runner_factories():
-            manager.add_runners(factory)
+        manager.add_runners(_table_runners)
         adopt = getattr(host, "adopt_config", None)
         if callable(adopt):       # a live host applies what it owns itself (ComfyUI: preview_method)
             adopt(config)
@@ -145,7 +150,7 @@ class Manager:
         # The shipped default channel list is trusted; other remote channels need the flag.
         return bool(self.config["allow_remote_channel"]) or channel.name in self.channels.names()
 
-    async def aload_catalog(self, *, refresh: str = "auto", channel: Channel | None = None) -> CatalogView:
+    async def _fetch_catalog(self, *, refresh: str = "auto", channel: Channel | None = None) -> CatalogView:
         """Load the channel's files through the cache (fresh, revalidated, stale or local) into a Catalog."""
         channel = channel or self.active_channel()
         results = await asyncio.gather(
@@ -170,16 +175,12 @@ class Manager:
         return CatalogView(catalog, channel, tuple(notices), sources, max(ages) if ages else 0.0)
 
     def load_catalog(self, **kw: Any) -> CatalogView:
-        return asyncio.run(self.aload_catalog(**kw))
-
-    async def acatalog_view(self, *, refresh: str = "auto") -> CatalogView:
-        """The in-memory catalog view, loaded once; ``refresh="force"`` reloads it through the cache."""
-        if self._catalog_view is None or refresh == "force":
-            self._catalog_view = await self.aload_catalog(refresh=refresh)
-        return self._catalog_view
+        """A fresh catalog view (not kept); sync, like the rest of the core (docs/decisions.md)."""
+        return run_sync(self._fetch_catalog(**kw))
 
     def catalog_view(self, *, refresh: str = "auto") -> CatalogView:
-        """Sync twin of ``acatalog_view`` for worker threads and the CLI."""
+        """The in-memory catalog view, loaded once; ``refresh="force"`` reloads it through the cache.
+        Sync: the HTTP door calls it through ``asyncio.to_thread``."""
         if self._catalog_view is None or refresh == "force":
             self._catalog_view = self.load_catalog(refresh=refresh)
         return self._catalog_view
@@ -206,6 +207,25 @@ class Manager:
             self._queue = TaskQueue(runners, lock_path=self.layout.locks_dir / "operations.lock", logger=log)
         return self._queue
 
+    # -- planned work: every door's changes go through these two ----------------------------------
+    def plan(self, kind: str, target: str = "", params: Mapping[str, Any] | None = None, *, listen: str,
+             view: CatalogView | None = None, enforce: bool = True, task_id: str | None = None,
+             client_id: str | None = None) -> "PlannedTask":
+        """Validate, classify and decide one request of the task table (``kinds.plan``)."""
+        from .kinds import plan
+        return plan(self, kind, target, params, listen=listen, view=view, enforce=enforce, task_id=task_id,
+                    client_id=client_id)
+
+    def submit(self, planned: "Sequence[PlannedTask]") -> "list[Task]":
+        """Queue decided tasks; a batch with one refusal queues nothing (``kinds.submit``)."""
+        from .kinds import submit
+        return submit(self, planned)
+
+    def preview(self, planned: "PlannedTask") -> Mapping[str, Any]:
+        """What a planned task would change, changing nothing (``kinds.preview``; blocking)."""
+        from .kinds import preview
+        return preview(self, planned)
+
     async def _fetch_channel_file(self, channel: Channel, name: str, refresh: str) -> CachedFile | ManagerError:
         try:
             return await self.cache.aget(self.channels.file_url(channel, name), refresh=refresh)
@@ -213,26 +233,10 @@ class Manager:
             return exc
 
 
-def default_runner_factories() -> list[Callable[[Manager], Mapping[str, Runner]]]:
-    """Every task kind the product ships: pack operations, models, snapshots.
-
-    Imported here, not at module top, so building a Manager for a read-only command does
-    not import the whole engine.
-    """
-
-    def operations(m: Manager) -> Mapping[str, Runner]:
-        from .operations import build_runners
-        return build_runners(m)
-
-    def models(m: Manager) -> Mapping[str, Runner]:
-        from .models import build_runners
-        return build_runners(m)
-
-    def snapshots(m: Manager) -> Mapping[str, Runner]:
-        from .snapshots import build_runners
-        return build_runners(m)
-
-    return [operations, models, snapshots]
+def _table_runners(manager: Manager) -> Mapping[str, Runner]:
+    """The runner of every kind of the task table (imported when the queue is first built)."""
+    from .kinds import runners
+    return runners(manager)
 
 
 def load_channel_set(layout: Layout) -> ChannelSet:

@@ -51,6 +51,8 @@ SWITCH_VERSION = "switch_version"
 INSTALL_MODEL = "install_model"
 SNAPSHOT_RESTORE = "snapshot_restore"
 SNAPSHOT_REMOVE = "snapshot_remove"
+RESTORE_TRASH = "restore_trash"      # puts a trashed pack back (code that was installed before)
+EMPTY_TRASH = "empty_trash"          # deletes trash entries for good
 REBOOT = "reboot"
 CONFIG_WRITE = "config_write"        # db_mode, update/component policy and other plain settings
 CHANNEL_SELECT = "channel_select"
@@ -62,6 +64,7 @@ SECURITY_WRITE = "security_write"    # security_level and [security] keys: never
 # Operations that change the tree or the settings and need a level other than ``strong``.
 _MIDDLE = frozenset({INSTALL, REINSTALL, UNINSTALL, UPDATE, UPDATE_ALL, FIX, DISABLE, ENABLE,
                      SWITCH_VERSION, INSTALL_MODEL, SNAPSHOT_RESTORE, SNAPSHOT_REMOVE, REBOOT,
+                     RESTORE_TRASH, EMPTY_TRASH,
                      CONFIG_WRITE, CHANNEL_SELECT})
 _ALWAYS = frozenset({READ, QUEUE_CONTROL, SNAPSHOT_SAVE, CACHE_REFRESH, USER_DATA_WRITE})
 OPERATIONS = tuple(sorted(_MIDDLE | _ALWAYS | {NETWORK_MODE, INSTALL_GIT_URL, INSTALL_PIP, SECURITY_WRITE}))

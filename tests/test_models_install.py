@@ -22,7 +22,7 @@ from manager.context import Manager
 from manager.errors import ChecksumMismatch, DownloadIncomplete, HttpStatusError, InvalidName, ModelSourceUnsupported
 from manager.events import TaskSpec, TaskState
 from manager.host import StandaloneHost
-from manager.models import HashCache, InstallResult, build_runners, install_entry, load_model_folders
+from manager.models import HashCache, InstallResult, install_entry, load_model_folders
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
 from manager.records import ModelEntry
 from manager.tasks import TaskCancelled
@@ -296,7 +296,6 @@ def test_runner_installs_by_id_and_reports_progress(tmp_path: Path, http_server,
         "name": "Test LoRA", "type": "lora", "base": "SDXL", "save_path": "loras/test", "description": "",
         "reference": "", "filename": "lora.safetensors", "url": http_server.url("/lora.safetensors"),
         "size": "2MB"}])
-    manager.add_runners(build_runners)
     events: list[Any] = []
     manager.queue.subscribe(events.append)
     task = manager.queue.enqueue(TaskSpec("install_model", "loras/test/lora.safetensors"))
@@ -317,7 +316,6 @@ def test_runner_accepts_a_classic_payload_and_reports_errors(tmp_path: Path, htt
     data = _blob(1 * MB, seed=12)
     http_server.route("GET", "/vae.pt", ModelServer(data))
     manager = _channel_manager(tmp_path, local_channel, [])
-    manager.add_runners(build_runners)
     classic = {"name": "Some VAE", "type": "VAE", "base": "SD1.5", "save_path": "default",
                "filename": "vae.pt", "url": http_server.url("/vae.pt"), "size": "1MB"}
     ok = manager.queue.enqueue(TaskSpec("install_model", "Some VAE", classic))

@@ -34,7 +34,8 @@ MATRIX: dict[tuple[str, str], list[str]] = {
     (sec.INSTALL, sec.RISK_LOCAL_PATH): ["N"] + ["allow_git_url_install"] * 3 + ["N"] * 4,
     **{(op, ""): ["N", "Y", "Y", "Y", "N", "Y", "Y", "Y"]
        for op in (sec.UNINSTALL, sec.UPDATE, sec.UPDATE_ALL, sec.FIX, sec.DISABLE, sec.ENABLE, sec.SWITCH_VERSION,
-                  sec.SNAPSHOT_RESTORE, sec.SNAPSHOT_REMOVE, sec.REBOOT, sec.CONFIG_WRITE)},
+                  sec.SNAPSHOT_RESTORE, sec.SNAPSHOT_REMOVE, sec.REBOOT, sec.CONFIG_WRITE, sec.RESTORE_TRASH,
+                  sec.EMPTY_TRASH)},
     (sec.INSTALL_MODEL, sec.RISK_MODEL_CATALOG): ["N", "Y", "Y", "Y", "N", "Y", "Y", "Y"],
     # classic "high" model rule: weak anywhere, normal- on loopback only
     (sec.INSTALL_MODEL, sec.RISK_MODEL_URL): ["N", "N", "Y", "Y", "N", "N", "N", "Y"],

@@ -18,7 +18,7 @@ from manager.errors import PolicyDenied, SnapshotRestoreFailed, SnapshotSourcesM
 from manager.host import StandaloneHost
 from manager.inventory import read_git_meta
 from manager.records import PolicyDecision
-from manager.snapshots import auto_snapshot, build_runners as snapshot_runners, store_of
+from manager.snapshots import auto_snapshot, store_of
 from manager.snapshots.capture import capture
 from manager.snapshots.classic import from_classic
 from manager.snapshots.plan import RestoreOptions
@@ -28,9 +28,17 @@ from support.fake_registry import FakeRegistry, make_node, make_version
 from support.gitrepos import GitDaemon, git
 from support.ops_fixtures import build_zip, cnr_files, write_channel, write_config
 from support.treesum import listing
-from support.wheels import (own_caches, uv_bin,  # noqa: F401 (fixtures)
-                            ConnectTrap, Pkg, build_wheels, find_uv, installed_names, make_venv,
-                            serve_simple_index)
+from support.wheels import (  # noqa: F401 (fixtures)
+    ConnectTrap,
+    Pkg,
+    build_wheels,
+    find_uv,
+    installed_names,
+    make_venv,
+    own_caches,
+    serve_simple_index,
+    uv_bin,
+)
 
 ALLOW = PolicyDecision.allow("snapshot_restore", "", "test")
 REG = "reg-pack"
@@ -155,9 +163,6 @@ def build_world(tmp_path: Path, uv_bin: str, *, mode: str, stack: contextlib.Exi
     host = StandaloneHost.from_root(root)
     host.python = str(python)
     manager = Manager.create(host, env={})
-    from manager.operations import build_runners
-    manager.add_runners(build_runners)
-    manager.add_runners(snapshot_runners)
     world = World(root, manager, python, urls, commits, src, wheels)
     manager.queue.subscribe(world.events.append)
     stack.callback(lambda: manager.queue.stop(timeout=10))

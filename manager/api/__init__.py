@@ -7,9 +7,8 @@ all on its own. Importing this package does no I/O.
 
 from __future__ import annotations
 
-from .events import EventForwarder
+from .event_forwarder import EventForwarder
 from .routes import PREFIX, ROUTES, Route, route_defs, with_api_mirror
-from .runners import register_runners
 from .service import Api
 
-__all__ = ["Api", "EventForwarder", "PREFIX", "ROUTES", "Route", "register_runners", "route_defs", "with_api_mirror"]
+__all__ = ["Api", "EventForwarder", "PREFIX", "ROUTES", "Route", "route_defs", "with_api_mirror"]

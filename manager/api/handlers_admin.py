@@ -198,27 +198,26 @@ async def refresh_cache(api: Api, request: web.Request) -> web.Response:
 
 
 # --- policy, status, version, reboot ----------------------------------------------------------------
-POLICY_ROWS = (
-    ("install", sec.INSTALL, sec.RISK_CATALOG), ("install_registry", sec.INSTALL, sec.RISK_REGISTRY),
-    ("install_git_url", sec.INSTALL, sec.RISK_GIT_URL), ("install_local_path", sec.INSTALL, sec.RISK_LOCAL_PATH),
-    ("uninstall", sec.UNINSTALL, ""), ("update", sec.UPDATE, ""), ("update_all", sec.UPDATE_ALL, ""),
-    ("fix", sec.FIX, ""), ("disable", sec.DISABLE, ""), ("enable", sec.ENABLE, ""),
-    ("switch_version", sec.SWITCH_VERSION, ""), ("install_model", sec.INSTALL_MODEL, sec.RISK_MODEL_CATALOG),
-    ("install_model_url", sec.INSTALL_MODEL, sec.RISK_MODEL_URL), ("snapshot_save", sec.SNAPSHOT_SAVE, ""),
-    ("snapshot_restore", sec.SNAPSHOT_RESTORE, ""), ("snapshot_remove", sec.SNAPSHOT_REMOVE, ""),
-    ("reboot", sec.REBOOT, ""), ("config_write", sec.CONFIG_WRITE, ""),
+# what is not a queued task: settings, channels, the network mode, snapshot removal, reboot
+SETTING_ROWS = (
+    ("snapshot_remove", sec.SNAPSHOT_REMOVE, ""), ("reboot", sec.REBOOT, ""), ("config_write", sec.CONFIG_WRITE, ""),
     ("channel_select", sec.CHANNEL_SELECT, sec.RISK_CHANNEL_LISTED),
     ("channel_select_remote", sec.CHANNEL_SELECT, sec.RISK_CHANNEL_REMOTE),
-    ("network_tighten", sec.NETWORK_MODE, sec.RISK_NET_TIGHTEN), ("network_loosen", sec.NETWORK_MODE, sec.RISK_NET_LOOSEN),
-    ("direct_git_url", sec.INSTALL_GIT_URL, ""), ("direct_pip", sec.INSTALL_PIP, sec.RISK_PIP_PACKAGE),
-    ("direct_pip_external", sec.INSTALL_PIP, sec.RISK_PIP_EXTERNAL),
+    ("network_tighten", sec.NETWORK_MODE, sec.RISK_NET_TIGHTEN),
+    ("network_loosen", sec.NETWORK_MODE, sec.RISK_NET_LOOSEN),
 )
+
+
+def policy_rows() -> tuple[tuple[str, str, str], ...]:
+    """(row, operation, risk) of GET /v1/policy: every task kind's cells (the task table), then settings."""
+    from ..kinds import KINDS
+    return tuple((row, k.operation, risk) for k in KINDS for row, risk in k.policy_rows) + SETTING_ROWS
 
 
 async def get_policy(api: Api, request: web.Request) -> web.Response:
     s = api.settings
     rows = {}
-    for name, op, risk in POLICY_ROWS:
+    for name, op, risk in policy_rows():
         d = sec.decide(s, op, risk)
         rows[name] = {"allowed": d.allowed, "operation": op, "risk": risk, "reason": d.reason, "hint": d.hint}
     return ok({"settings": s.to_dict(), "levels": list(sec.LEVELS), "operations": rows})

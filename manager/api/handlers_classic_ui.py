@@ -24,7 +24,7 @@ from ..errors import NotImplementedYet, RequestInvalid
 from ..fsops import atomic_write_bytes, atomic_write_json
 from .envelope import error_response, field, ok, raw_json, read_json
 from .handlers_catalog import optional_view
-from .handlers_queue import enqueue, plan_task, url_params
+from ..kinds.classify import url_params
 from .service import Api
 
 COMPONENTS_DIR = "components"
@@ -260,10 +260,10 @@ async def _row_task(api: Api, request: web.Request, kind: str) -> web.Response:
     view = await optional_view(api)
     known = bool(view and pack_id and view.catalog.get(pack_id))
     if kind == "enable" or known:
-        planned = plan_task(api, view, kind, pack_id or url, {})
+        planned = api.plan(kind, pack_id or url, view=view)
     else:   # not in this catalog: its repository URL is classified (and gated) like any URL
-        planned = plan_task(api, view, kind, url or pack_id, url_params(url) if url else {})
-    tasks = enqueue(api, [planned])
+        planned = api.plan(kind, url or pack_id, url_params(url) if url else {}, view=view)
+    tasks = api.submit([planned])
     api.queue.start()
     return ok({"task": tasks[0]})
 

@@ -16,21 +16,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from aiohttp import web
 
-from .. import security as sec
-from ..errors import PolicyDenied, RequestInvalid, SnapshotSourcesMissing
+from ..errors import RequestInvalid
 from .envelope import field, ok, raw_json, read_json
-from .handlers_queue import PlannedTask, enqueue
+from .handlers_startup import schedule_planned
 from .service import Api
 
 if TYPE_CHECKING:
-    from ..records import PolicyDecision
     from ..snapshots import SnapshotStore
-    from ..snapshots.plan import RestoreOptions
-
-RESTORE_OPTIONS = ("pip_non_url", "pip_non_local_url", "pip_local_url", "no_deps", "only", "unlisted",
-                   "remove_extra_pips", "auto_snapshot")
-_SAVE_FIELDS = ("name", "overwrite", "hash_models")
-
 
 def _store(api: Api) -> "SnapshotStore":
     from ..snapshots import store_of
@@ -45,20 +37,18 @@ def checked_name(api: Api, name: Any) -> str:
     return stored
 
 
-def restore_options(body: Mapping[str, Any]) -> "RestoreOptions":
-    """Restore options from a JSON body (``options`` object or top-level keys); unknown keys refused."""
-    from ..snapshots.plan import RestoreOptions
+def restore_params(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The restore options of a JSON body (an ``options`` object, or top-level option keys); the
+    task table validates them (unknown keys and wrong types refused before anything runs)."""
+    from ..kinds.params import SnapshotRestoreParams
     raw = body.get("options")
     if raw is None:
-        raw = {k: v for k, v in body.items() if k in RESTORE_OPTIONS}
+        names = {f.name for f in SnapshotRestoreParams.fields()} - {"dry_run"}
+        raw = {k: v for k, v in body.items() if k in names}
     if not isinstance(raw, dict):
         raise RequestInvalid("'options' must be an object", details={"field": "options"},
                              hint="Send {\"options\": {\"pip_non_url\": true, ...}} or leave it out.")
-    unknown = sorted(set(raw) - set(RESTORE_OPTIONS))
-    if unknown:
-        raise RequestInvalid(f"unknown restore option(s): {', '.join(unknown)}", details={"options": unknown},
-                             hint="Restore options: " + ", ".join(RESTORE_OPTIONS) + " (docs/snapshots.md).")
-    return RestoreOptions.from_params(raw)
+    return dict(raw)
 
 
 # --- v1 -----------------------------------------------------------------------------------------
@@ -81,10 +71,9 @@ async def save_snapshot(api: Api, request: web.Request) -> web.Response:
 
 
 def _save(api: Api, name: str | None, *, overwrite: bool = False, hash_models: bool = False) -> dict[str, Any]:
-    from ..snapshots.capture import capture
-    snap = capture(api.manager, reason="manual", hash_models=hash_models)
-    saved = _store(api).save(snap, name, overwrite=overwrite)
-    return {**saved.to_dict(), "notes": list(snap.notes)}
+    from ..snapshots import save_now
+    saved = save_now(api.manager, name, reason="manual", hash_models=hash_models, overwrite=overwrite)
+    return {k: v for k, v in saved.items() if k != "action"}
 
 
 def _current(api: Api) -> dict[str, Any]:
@@ -122,38 +111,6 @@ async def diff_snapshot(api: Api, request: web.Request) -> web.Response:
     return ok(await asyncio.to_thread(compute))
 
 
-def restore_decision(api: Api, name: str) -> "PolicyDecision":
-    """The allowing decision a restore carries (``security_denied`` otherwise). A restore may
-    install git packs: the operation refuses those without this decision."""
-    return api.require(sec.SNAPSHOT_RESTORE, details={"snapshot": name})
-
-
-def _plan(api: Api, name: str, options: "RestoreOptions", decision: "PolicyDecision") -> dict[str, Any]:
-    from ..snapshots.plan import python_requirements
-    from ..snapshots.preflight import preflight
-    from ..snapshots.restore import plan_restore
-
-    snapshot = _store(api).load(name)
-    plan = plan_restore(api.manager, snapshot, options, where=name)
-    blockers: list[dict[str, Any]] = []
-    if not plan.empty:
-        wanted: list[Any] = []
-        if plan.diff is not None and any(s.kind == "pip_install" for s in plan.steps):
-            wanted, _ = python_requirements(plan.diff, options.pip_kinds())
-        try:   # what would stop the restore before its first change (offline sources, policy)
-            preflight(api.manager, plan, [p.requirement for p in wanted], policy=decision)
-        except (SnapshotSourcesMissing, PolicyDenied) as exc:
-            blockers.append(exc.to_dict())
-    return {"name": name, "dry_run": True, "plan": plan.to_json(), "blockers": blockers,
-            "policy": decision.to_dict()}
-
-
-def restore_spec(name: str, options: "RestoreOptions", decision: "PolicyDecision") -> Any:
-    from ..events import TaskSpec
-    params = {k: v for k, v in options.to_dict().items() if v not in ("",)}
-    return TaskSpec("snapshot_restore", name, {**params, "policy": decision.to_dict()})
-
-
 async def restore_snapshot(api: Api, request: web.Request) -> web.Response:
     """``{dry_run?, options?, at_next_start?, task_id?, client_id?}``: the plan (dry run, nothing
     changes), a queued ``snapshot_restore`` task (202), or an entry applied at the next start."""
@@ -161,28 +118,19 @@ async def restore_snapshot(api: Api, request: web.Request) -> web.Response:
     body = await read_json(request, default={})
     dry_run = field(body, "dry_run", bool, required=False, default=False)
     at_next_start = field(body, "at_next_start", bool, required=False, default=False)
-    options = restore_options(body)
-    store = _store(api)
-    await asyncio.to_thread(store.path_of, name)           # not_found before anything is decided
-    if dry_run:
-        decision = api.decide(sec.SNAPSHOT_RESTORE)         # a plan changes nothing: shown at any level
-        return ok(await asyncio.to_thread(_plan, api, name, options, decision))
-    decision = restore_decision(api, name)
-    if at_next_start:
-        return ok({"scheduled": await asyncio.to_thread(_schedule, api, name, options, decision)})
+    params = restore_params(body)
+    await asyncio.to_thread(_store(api).path_of, name)           # not_found before anything is decided
+    if dry_run:                                  # a plan changes nothing: shown at any level, with its decision
+        planned = api.plan("snapshot_restore", name, params, enforce=False)
+        return ok(await asyncio.to_thread(api.manager.preview, planned))
     task_id = field(body, "task_id", str, required=False)
     client_id = field(body, "client_id", str, required=False)
-    (task,) = enqueue(api, [PlannedTask(restore_spec(name, options, decision), task_id, client_id, decision)])
+    planned = api.plan("snapshot_restore", name, params, task_id=task_id, client_id=client_id)
+    if at_next_start:
+        return ok({"scheduled": await asyncio.to_thread(schedule_planned, api, planned)})
+    (task,) = api.submit([planned])
     started = api.queue.start()
     return ok({"task": task, "tasks": [task], "started": started}, status=202)
-
-
-def _schedule(api: Api, name: str, options: "RestoreOptions", decision: "PolicyDecision") -> dict[str, Any]:
-    from ..startup import PendingStore
-    op = PendingStore(api.manager.layout).schedule(
-        "snapshot_restore", name, params={k: v for k, v in options.to_dict().items() if v != ""},
-        policy=decision.to_dict(), origin=f"api:{api.door}")
-    return op.to_dict()
 
 
 async def remove_snapshot(api: Api, request: web.Request) -> web.Response:
@@ -236,11 +184,9 @@ async def classic_restore(api: Api, request: web.Request) -> web.Response:
     standalone server: queued now. The route's gate already decided ``snapshot_restore``."""
     name = await _classic_target(api, request)
     await asyncio.to_thread(_store(api).path_of, name)
-    from ..snapshots.plan import RestoreOptions
-    decision = restore_decision(api, name)
-    options = RestoreOptions()
+    planned = api.plan("snapshot_restore", name)
     if api.restart is not None:
-        return ok({"scheduled": await asyncio.to_thread(_schedule, api, name, options, decision)})
-    (task,) = enqueue(api, [PlannedTask(restore_spec(name, options, decision), None, None, decision)])
+        return ok({"scheduled": await asyncio.to_thread(schedule_planned, api, planned)})
+    (task,) = api.submit([planned])
     api.queue.start()
     return ok({"task": task})

@@ -8,16 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .. import security as sec
 from ..errors import NotFound, RequestInvalid
 from .envelope import field, ok, raw_json, read_json
 from .service import Api
 
 if TYPE_CHECKING:
     from ..inventory import InstalledPack
-
-ACTION_OPERATION = {"uninstall": sec.UNINSTALL, "disable": sec.DISABLE, "enable": sec.ENABLE,
-                    "snapshot_restore": sec.SNAPSHOT_RESTORE}
+    from ..kinds import PlannedTask
 
 
 # --- import failures ---------------------------------------------------------------------------------
@@ -91,35 +88,40 @@ async def get_startup(api: Api, request: web.Request) -> web.Response:
 async def schedule_startup(api: Api, request: web.Request) -> web.Response:
     """``{action, target, params?}``: decided by the policy like the same operation now, checked
     against the tree (the pack must be installed, the snapshot stored), then written."""
+    from ..kinds import BY_NAME
     from ..startup import PACK_ACTIONS, check_target
     body = await read_json(request)
     action = field(body, "action")
-    operation = ACTION_OPERATION.get(action)
-    if operation is None:
+    kind = BY_NAME.get(action)
+    if kind is None or not kind.at_next_start:
         raise RequestInvalid(f"unknown action {action!r}", details={"field": "action"},
-                             hint="Actions: " + ", ".join(ACTION_OPERATION) + ".")
+                             hint="Actions: " + ", ".join(k.name for k in BY_NAME.values() if k.at_next_start) + ".")
     target = check_target(action, field(body, "target"))
     api.note(target=target)
     params = body.get("params") or {}
     if not isinstance(params, dict):
         raise RequestInvalid("'params' must be an object", details={"field": "params"},
                              hint='Give params as a JSON object, e.g. {"version": "1.2.0"}, or leave it out.')
-    decision = api.require(operation, details={"target": target, "action": action})
-    if action == "snapshot_restore":
-        from .handlers_snapshots import restore_options
-        params = {k: v for k, v in restore_options({"options": params}).to_dict().items() if v != ""}
+    planned = api.plan(action, target, params)
 
     def write() -> dict[str, Any]:
-        from ..operations.common import find_pack
-        from ..startup import PendingStore
+        from ..operations.installed import find_pack
         if action in PACK_ACTIONS:    # refuse now what would fail at the start
             find_pack(api.manager.inventory(), target, enabled={"enable": False, "disable": True}.get(action))
         else:
             from ..snapshots import store_of
             store_of(api.manager).path_of(target)
-        return PendingStore(api.manager.layout).schedule(action, target, params=params, policy=decision.to_dict(),
-                                                         origin=f"api:{api.door}").to_dict()
+        return schedule_planned(api, planned)
     return ok({"scheduled": await asyncio.to_thread(write)})
+
+
+def schedule_planned(api: Api, planned: "PlannedTask") -> dict[str, Any]:
+    """Write a decided task to the operations applied at ComfyUI's next start (prestartup)."""
+    from ..startup import PendingStore
+    params = {k: v for k, v in planned.spec.params.items() if k != "policy"}
+    return PendingStore(api.manager.layout).schedule(planned.spec.kind, planned.spec.target, params=params,
+                                                     policy=planned.decision.to_dict(),
+                                                     origin=f"api:{api.door}").to_dict()
 
 
 async def cancel_startup(api: Api, request: web.Request) -> web.Response:

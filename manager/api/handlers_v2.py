@@ -1,8 +1,8 @@
 """The 4.x task model on our queue: ``POST /v2/manager/queue/task`` and the routes that queue.
 
 A 4.x ``QueueTaskItem`` (``{ui_id, client_id, kind, params}``) becomes the same planned task
-the classic and v1 routes make (``handlers_queue.plan_task``: classified, decided by the policy
-through ``KIND_OPERATION``, carrying its decision), with its 4.x identity in ``params["v2"]`` for
+the classic and v1 routes make (``Api.plan``: the task table validates, classifies and decides,
+and the task carries the decision), with its 4.x identity in ``params["v2"]`` for
 the history, the batch record and the events (``v2_history``). ``ui_id`` is the task id.
 
 What we do differently from 4.x (docs/api.md, "/v2 family"): a task the policy refuses is
@@ -12,7 +12,6 @@ is 400 ``request_invalid`` naming the field; ``update-comfyui`` is 501 ``not_imp
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
@@ -22,8 +21,8 @@ from aiohttp import web
 from ..errors import ManagerError, NotImplementedYet, RequestInvalid, SecurityDenied
 from .envelope import field, ok, raw_json, read_json
 from .handlers_catalog import optional_view
-from .handlers_queue import SEMVER_RE, PlannedTask, enqueue, plan_task, url_params
-from .legacy import _classic_install_task, _classic_target
+from ..kinds.classify import SEMVER_RE, url_params
+from .legacy import model_lookup, plan_classic_row
 from .service import Api
 from .v2_history import journal_of
 from .v2_records import V2_PARAM, system_state
@@ -31,8 +30,9 @@ from .v2_records import V2_PARAM, system_state
 if TYPE_CHECKING:
     from ..context import CatalogView
     from ..inventory import Inventory
+    from ..kinds import PlannedTask
 
-# 4.x OperationType -> our queue kind (the policy operation comes from KIND_OPERATION of that kind)
+# 4.x OperationType -> our task kind (manager/kinds declares its parameters and policy operation)
 KIND_NAMES: Mapping[str, str | None] = {
     "install": "install", "uninstall": "uninstall", "update": "update", "update-comfyui": None, "fix": "fix",
     "disable": "disable", "enable": "enable", "install-model": "install_model",
@@ -98,16 +98,16 @@ def _plan_install(api: Api, view: "CatalogView | None", inv: "Inventory", item: 
             raise RequestInvalid(f"install {pack_id!r} at version 'unknown' needs params.repository",
                                  details={"field": "params.repository"},
                                  hint="Give the git URL of the pack as params.repository.")
-        return plan_task(api, view, "install", url, url_params(url), **kw)
+        return api.plan("install", url, url_params(url), view=view, **kw)
     copies = inv.find(pack_id)
     if copies and not any(p.enabled for p in copies):
-        return plan_task(api, view, "enable", pack_id, {}, **kw)   # as 4.x: installing a disabled pack enables it
+        return api.plan("enable", pack_id, view=view, **kw)   # as 4.x: installing a disabled pack enables it
     params: dict[str, Any] = {"skip_deps": bool(item.params.get("skip_post_install"))}
     if _COMMIT.match(selected):
         params["ref"] = selected
     else:
         params["version"] = selected
-    return plan_task(api, view, "install", pack_id, params, **kw)
+    return api.plan("install", pack_id, params, view=view, **kw)
 
 
 def plan_item(api: Api, view: "CatalogView | None", inv: "Inventory", item: V2Task) -> PlannedTask:
@@ -121,19 +121,19 @@ def plan_item(api: Api, view: "CatalogView | None", inv: "Inventory", item: V2Ta
         planned = _plan_install(api, view, inv, item)
     elif kind == "install_model":
         filename = item.params.get("filename")
-        planned = plan_task(api, view, kind, str(filename or item.params.get("name") or ""), item.params, **kw)
+        planned = api.plan(kind, str(filename or item.params.get("name") or ""), model_lookup(item.params),
+                           view=view, **kw)
     else:
         target = _param(item, "cnr_id" if kind == "enable" else "node_name")
         version = item.params.get("node_ver")
         params = {"version": version} if kind == "update" and isinstance(version, str) and SEMVER_RE.match(version) \
             else {}
-        planned = plan_task(api, view, kind, target, params, **kw)
+        planned = api.plan(kind, target, params, view=view, **kw)
     return with_meta(planned, item)
 
 
-def with_meta(planned: PlannedTask, item: V2Task) -> PlannedTask:
-    spec = dataclasses.replace(planned.spec, params={**planned.spec.params, V2_PARAM: item.meta()})
-    return dataclasses.replace(planned, spec=spec)
+def with_meta(planned: "PlannedTask", item: V2Task) -> "PlannedTask":
+    return planned.with_params(**{V2_PARAM: item.meta()})
 
 
 async def queue_planned(api: Api, planned: list[PlannedTask]) -> list[dict[str, Any]]:
@@ -141,7 +141,7 @@ async def queue_planned(api: Api, planned: list[PlannedTask]) -> list[dict[str, 
     journal = journal_of(api)
     _key, inv = await api.inventory()
     journal.open_batch(lambda: system_state(api.manager, inv))
-    return enqueue(api, planned)
+    return api.submit(planned)
 
 
 async def _context(api: Api, kind: str) -> tuple["CatalogView | None", "Inventory"]:
@@ -181,8 +181,8 @@ async def update_all(api: Api, request: web.Request) -> web.Response:
                              details={"parameter": "mode"}, hint="Use mode=remote (default), local or cache.")
     view = await optional_view(api)
     item = V2Task(ui_id, client_id, "update", {"mode": mode, "ui_id": ui_id})
-    planned = with_meta(plan_task(api, view, "update_all", "all", {"mode": mode}, task_id=ui_id,
-                                  client_id=client_id), item)
+    planned = with_meta(api.plan("update_all", "all", {"mode": mode}, view=view, task_id=ui_id,
+                                 client_id=client_id), item)
     (task,) = await queue_planned(api, [planned])
     return ok({"task": task})
 
@@ -211,26 +211,13 @@ async def switch_comfyui_version(api: Api, request: web.Request) -> web.Response
 
 
 # --- the legacy 4.x batch ------------------------------------------------------------------------
-async def _plan_row(api: Api, view: "CatalogView | None", kind: str, row: dict[str, Any]) -> PlannedTask:
-    """One classic row of the legacy batch, planned as the classic ``/manager/queue/<kind>`` does."""
-    ui_id = row.get("ui_id") if isinstance(row.get("ui_id"), str) and row.get("ui_id") else None
-    if kind in ("install", "reinstall"):
-        return await _classic_install_task(api, view, row, kind)
-    if kind == "install_model":
-        return plan_task(api, view, kind, str(row.get("filename") or ""), row, task_id=ui_id)
-    version = row.get("version")
-    params = {"version": version} if kind == "uninstall" and isinstance(version, str) and SEMVER_RE.match(version) \
-        else {}
-    return plan_task(api, view, kind, _classic_target(row), params, task_id=ui_id)
-
-
 async def queue_batch(api: Api, request: web.Request) -> web.Response:
     """``POST /v2/manager/queue/batch`` (4.x legacy server): ``{install: [rows], ..., update_all:
     mode}`` -> ``{"failed": [ids]}``; queues what is valid and starts the worker. A policy refusal
     refuses the whole batch (403 with the hint, nothing queued), as the v1 batch does."""
     body = await read_json(request)
     view = await api.view() if body.get("install_model") else await optional_view(api)
-    planned: list[PlannedTask] = []
+    planned: list["PlannedTask"] = []
     failed: list[str] = []
     errors: dict[str, Any] = {}
     for kind in BATCH_KINDS:
@@ -244,7 +231,7 @@ async def queue_batch(api: Api, request: web.Request) -> web.Response:
             try:
                 if not isinstance(row, dict):
                     raise RequestInvalid(f"an entry of '{kind}' is not an object", details={"field": kind})
-                planned.append(await _plan_row(api, view, kind, row))
+                planned.append(await plan_classic_row(api, view, kind, row))
             except SecurityDenied:
                 raise
             except ManagerError as err:
@@ -252,7 +239,7 @@ async def queue_batch(api: Api, request: web.Request) -> web.Response:
                 errors[key] = err.to_dict()
     if body.get("update_all"):
         mode = body["update_all"] if body["update_all"] in ("remote", "local", "cache") else "cache"
-        planned.append(plan_task(api, view, "update_all", "all", {"mode": mode}))
+        planned.append(api.plan("update_all", "all", {"mode": mode}, view=view))
     if "update_comfyui" in body:
         failed.append("comfyui")
         errors["comfyui"] = NotImplementedYet("updating ComfyUI is not an operation of this manager",

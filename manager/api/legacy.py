@@ -12,21 +12,22 @@ import asyncio
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from aiohttp import web
 
 from .. import __version__
-from .. import security as sec
 from ..errors import ManagerError, NotFound, QueueBusy, RequestInvalid
 from .envelope import dumps, error_response, field, ok, query, raw_json, read_json
 from .handlers_admin import _channels_data, select_channel
+from ..kinds.classify import SEMVER_RE, url_params
 from .handlers_catalog import body_response, model_listing, optional_view, registry_versions
-from .handlers_queue import SEMVER_RE, PlannedTask, classify_install, ensure_idle, enqueue, plan_task, url_params
+from .handlers_queue import ensure_idle
 from .service import DB_MODES, Api, installed_map
 
 if TYPE_CHECKING:
     from ..context import CatalogView
+    from ..kinds import PlannedTask
 
 CLASSIC_MODES = tuple(DB_MODES)
 
@@ -175,7 +176,7 @@ def _files0(body: dict[str, Any]) -> str:
     return ""
 
 
-async def _classic_install_task(api: Api, view: CatalogView | None, body: dict[str, Any], kind: str) -> PlannedTask:
+async def _classic_install_task(api: Api, view: CatalogView | None, body: dict[str, Any], kind: str) -> "PlannedTask":
     version = body.get("version")
     selected = body.get("selected_version")
     ui_id = body.get("ui_id") if isinstance(body.get("ui_id"), str) and body.get("ui_id") else None
@@ -187,15 +188,20 @@ async def _classic_install_task(api: Api, view: CatalogView | None, body: dict[s
         if not url:
             raise RequestInvalid("an unknown pack needs its git URL in files[0]", details={"field": "files"},
                                  hint="Give the repository URL as files[0], or install through /customnode/install/git_url.")
-        return plan_task(api, view, kind, url, url_params(url), task_id=ui_id)
+        return api.plan(kind, url, url_params(url), view=view, task_id=ui_id)
     pack_id = field(body, "id")
     params = {"version": selected or "latest", "skip_deps": bool(body.get("skip_post_install"))}
     if kind == "install" and params["skip_deps"]:
         _key, inv = await api.inventory()
         copies = inv.find(pack_id)
         if copies and not any(p.enabled for p in copies):   # the classic "enable" fast path, queued
-            return plan_task(api, view, "enable", pack_id, {}, task_id=ui_id)
-    return plan_task(api, view, kind, pack_id, params, task_id=ui_id)
+            return api.plan("enable", pack_id, view=view, task_id=ui_id)
+    return api.plan(kind, pack_id, params, view=view, task_id=ui_id)
+
+
+def model_lookup(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The lookup keys of a classic model row (the rest of the row is display data)."""
+    return {k: body[k] for k in ("url", "filename", "save_path", "base") if isinstance(body.get(k), str)}
 
 
 def _classic_target(body: dict[str, Any]) -> str:
@@ -205,24 +211,27 @@ def _classic_target(body: dict[str, Any]) -> str:
     return field(body, "id")
 
 
+async def plan_classic_row(api: Api, view: CatalogView | None, kind: str, body: dict[str, Any]) -> "PlannedTask":
+    """One classic catalog row (``/manager/queue/<kind>``, the 4.x legacy batch) as a planned task."""
+    ui_id = body.get("ui_id") if isinstance(body.get("ui_id"), str) and body.get("ui_id") else None
+    if kind in ("install", "reinstall"):
+        return await _classic_install_task(api, view, body, kind)
+    if kind == "install_model":
+        return api.plan(kind, str(body.get("filename") or ""), model_lookup(body), view=view, task_id=ui_id)
+    version = body.get("version")
+    # the installed version picks the copy to uninstall; update/fix/disable take no version
+    params = {"version": version} if kind == "uninstall" and isinstance(version, str) \
+        and SEMVER_RE.match(version) else {}
+    return api.plan(kind, _classic_target(body), params, view=view, task_id=ui_id)
+
+
 def queue_route(kind: str):  # noqa: ANN201  (a handler factory)
     """The handler of ``POST /manager/queue/<kind>`` (classic body: a catalog row plus ui_id)."""
     async def handler(api: Api, request: web.Request) -> web.Response:
         body = await read_json(request)
         # only a model needs the catalog; pack operations work on an offline box without one
         view = await api.view() if kind == "install_model" else await optional_view(api)
-        ui_id = body.get("ui_id") if isinstance(body.get("ui_id"), str) and body.get("ui_id") else None
-        if kind in ("install", "reinstall"):
-            planned = await _classic_install_task(api, view, body, kind)
-        elif kind == "install_model":
-            planned = plan_task(api, view, kind, str(body.get("filename") or ""), body, task_id=ui_id)
-        else:
-            version = body.get("version")
-            # the installed version picks the copy to uninstall; update/fix/disable take no version
-            params = {"version": version} if kind == "uninstall" and isinstance(version, str) \
-                and SEMVER_RE.match(version) else {}
-            planned = plan_task(api, view, kind, _classic_target(body), params, task_id=ui_id)
-        (task,) = enqueue(api, [planned])
+        (task,) = api.submit([await plan_classic_row(api, view, kind, body)])
         return ok({"task": task})
     handler.__name__ = f"queue_{kind}"
     return handler
@@ -236,7 +245,7 @@ async def queue_update_all(api: Api, request: web.Request) -> web.Response:
     except QueueBusy as err:
         return error_response(err, status=401)   # the classic status for "busy"
     view = await optional_view(api)
-    (task,) = enqueue(api, [plan_task(api, view, "update_all", "all", {"mode": mode})])
+    (task,) = api.submit([api.plan("update_all", "all", {"mode": mode}, view=view)])
     return ok({"task": task})
 
 
@@ -257,12 +266,8 @@ async def queue_status(api: Api, request: web.Request) -> web.Response:
 async def install_git_url(api: Api, request: web.Request) -> web.Response:
     body = await read_json(request)
     url = field(body, "url").strip()
-    decision = api.require(sec.INSTALL_GIT_URL, sec.RISK_GIT_URL, source=url, details={"url": url})
     view = await optional_view(api)
-    target, _risk, _source = classify_install(view, url, {"url": url})
-    from ..events import TaskSpec
-    spec = TaskSpec("install", target, {**url_params(url), "policy": decision.to_dict()})
-    (task,) = enqueue(api, [PlannedTask(spec, None, None, decision)])
+    (task,) = api.submit([api.plan("install_git_url", url, view=view)])
     api.queue.start()
     return ok({"task": task})
 
@@ -276,12 +281,7 @@ async def install_pip(api: Api, request: web.Request) -> web.Response:
         raise RequestInvalid("'packages' names no package", details={"field": "packages"},
                              hint='Send {"packages": "name1 name2"}.')
     index = body.get("index_url") if isinstance(body.get("index_url"), str) else ""
-    decision = api.require(sec.INSTALL_PIP, sec.pip_spec_risk(specs), source=index,
-                           details={"packages": specs})
-    from ..events import TaskSpec
-    spec = TaskSpec("install_pip", " ".join(specs)[:200], {"packages": specs, "index_url": index,
-                                                            "policy": decision.to_dict()})
-    (task,) = enqueue(api, [PlannedTask(spec, None, None, decision)])
+    (task,) = api.submit([api.plan("install_pip", "", {"packages": specs, "index_url": index})])
     api.queue.start()
     return ok({"task": task})
 

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from aiohttp import web
 
 from .. import security as sec
+from ..kinds import BY_NAME, KINDS
 from . import handlers_admin as admin
 from . import handlers_catalog as cat
 from . import handlers_classic_ui as ui
@@ -73,8 +74,12 @@ MODE = Param("mode", enum=("cache", "local", "remote"), description="data source
              "(cached copy only, never the network), remote (revalidate through the network gate)")
 CLASSIC_MODE = Param("mode", enum=("cache", "local", "remote", "nickname"),
                      description="classic data source; optional here (default cache)")
-TASK = _obj(kind={"type": "string", "enum": sorted(q.KIND_OPERATION)}, target="string",
-            params={"type": "object"}, task_id="string", client_id="string")
+# one queued task: kind, its description and its params' schema all come from the task table
+TASK = {"type": "object", "required": ["kind"], "properties": {
+    "kind": {"type": "string", "enum": [k.name for k in KINDS],
+             "description": "; ".join(f"{k.name}: {k.summary} (target: {k.target})" for k in KINDS)},
+    "target": {"type": "string"}, "task_id": {"type": "string"}, "client_id": {"type": "string"},
+    "params": {"oneOf": [{"title": k.name, **k.params.schema()} for k in KINDS]}}}
 CLASSIC_ROW = _obj(id="string", version="string", selected_version="string", repository="string",
                    files={"type": "array", "items": {"type": "string"}}, channel="string", mode="string",
                    ui_id="string", skip_post_install="boolean")
@@ -204,7 +209,7 @@ ROUTES: tuple[Route, ...] = (
     _c("POST", "/customnode/install/pip", cl.install_pip, _D.INSTALL_PIP, "classicInstallPip",
        "Queue a pip install (allow_pip_install + loopback; URLs also allow_external_pip)", gate=False,
        body=_req(_obj(packages="string", index_url="string"), "packages"), result=TASK_RESULT),
-    *(_c("POST", f"/manager/queue/{kind}", cl.queue_route(kind), q.KIND_OPERATION[kind], f"classicQueue_{kind}",
+    *(_c("POST", f"/manager/queue/{kind}", cl.queue_route(kind), BY_NAME[kind].operation, f"classicQueue_{kind}",
          f"Queue {kind} (classic body; ui_id becomes the task id)", body=CLASSIC_ROW, result=TASK_RESULT)
       for kind in ("install", "reinstall", "uninstall", "update", "fix", "disable")),
     _c("POST", "/manager/queue/install_model", cl.queue_route("install_model"), _D.INSTALL_MODEL,

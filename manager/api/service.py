@@ -11,10 +11,11 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..errors import RequestInvalid
-from ..security import SecuritySettings, decide, enforce
+from ..errors import RequestInvalid, SecurityDenied
+from ..security import SecuritySettings, decide
+from ..security import enforce as enforce_decision
 from .listing import ListingCache
 
 if TYPE_CHECKING:   # the core is imported when the Manager is built, not when a host mounts us
@@ -24,6 +25,7 @@ if TYPE_CHECKING:   # the core is imported when the Manager is built, not when a
     from ..context import CatalogView, Manager
     from ..events import Event
     from ..inventory import Inventory
+    from ..kinds import PlannedTask
     from ..records import PolicyDecision
     from ..tasks import TaskQueue
 
@@ -102,15 +104,41 @@ class Api:
                 details: Mapping[str, Any] | None = None) -> PolicyDecision:
         """The allowing decision, or ``SecurityDenied`` (403 with the hint). Noted for the audit log."""
         decision = self.decide(operation, risk, source=source)
+        self._note_decision(decision.operation, decision.allowed, decision.reason)
+        return enforce_decision(decision, details)
+
+    def _note_decision(self, operation: str, allowed: bool, reason: str) -> None:
         note = self._note()
         if note is not None:
             note["operation"] = operation
             # one denial makes the request denied, whatever was allowed before it
             if note.get("decision") != "denied":
-                note["decision"] = "allowed" if decision.allowed else "denied"
-            if not decision.allowed:
-                note["reason"] = decision.reason
-        return enforce(decision, details)
+                note["decision"] = "allowed" if allowed else "denied"
+            if not allowed:
+                note["reason"] = reason
+
+    # --- the task table (manager/kinds): the door only translates, the core decides -----------------
+    def plan(self, kind: str, target: str = "", params: Mapping[str, Any] | None = None, *,
+             view: "CatalogView | None" = None, enforce: bool = True, task_id: str | None = None,
+             client_id: str | None = None) -> "PlannedTask":
+        """``Manager.plan`` for this door's listener; the decision is noted for the audit log."""
+        try:
+            planned = self.manager.plan(kind, target, params, listen=self.listen, view=view, enforce=enforce,
+                                        task_id=task_id, client_id=client_id)
+        except SecurityDenied as denied:
+            self._note_decision(str((denied.details or {}).get("operation") or kind), False, denied.message)
+            raise
+        if enforce:
+            self._note_decision(planned.decision.operation, True, "")
+        return planned
+
+    def submit(self, planned: "Sequence[PlannedTask]") -> list[dict[str, Any]]:
+        """Queue decided tasks (a refused batch queues nothing); each is noted for the audit log."""
+        self.queue                     # noqa: B018  (the first use hooks the door's listeners up)
+        tasks = [t.to_dict() for t in self.manager.submit(planned)]
+        for task in tasks:
+            self.note(target=task["target"], task_ids=[task["id"]])
+        return tasks
 
     # --- audit -----------------------------------------------------------------------------
     def _note(self) -> dict[str, Any] | None:
@@ -278,7 +306,7 @@ class Api:
         async with self._view_lock:
             if self._view is not None and refresh != "force":
                 return self._view
-            # Manager.catalog_view is the sync twin: parsing 5,900 packs must not stall the loop.
+            # catalog_view is sync core work: parsing 5,900 packs must not stall the loop.
             view = await asyncio.to_thread(self.manager.catalog_view, refresh=refresh)
             self._view = view
             return view

@@ -22,9 +22,8 @@ from ..security import is_loopback_listen
 from ..errors import ManagerError
 from .envelope import MAX_BODY_BYTES, error_middleware, error_response
 from .origin import RequestGuard
-from .events import EventForwarder
+from .event_forwarder import EventForwarder
 from .routes import PREFIX, route_defs, with_api_mirror
-from .runners import register_runners
 from .service import Api
 
 if TYPE_CHECKING:
@@ -139,8 +138,11 @@ def build_app(api: Api, *, js_dir: Path = JS_DIR, hub: SocketHub | None = None) 
 
 
 def prepare(manager: Manager, *, host: str = "127.0.0.1", extra_runners: Any = None) -> Api:
-    """Register runners and build the Api for a standalone server listening on ``host``."""
-    register_runners(manager, extra=extra_runners)
+    """Build the Api for a standalone server listening on ``host``. ``extra_runners`` (tests, demos)
+    replace the task table's runners of the same kinds."""
+    if extra_runners:
+        fixed = dict(extra_runners)
+        manager.add_runners(lambda _m: fixed)
     return Api(manager, listen=host, restart=None, door="standalone")
 
 

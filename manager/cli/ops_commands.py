@@ -1,8 +1,10 @@
 """cm-cli commands that change the tree: pack operations, models, snapshots, dependencies.
 
-Every change goes through the same door as the API: the request is classified and decided
-by the security policy (``plan_task``), queued on the Manager's task queue (which holds the
-cross-process operations lock) and run here in the foreground, with progress printed.
+Every change goes through the task table, as the API's do: ``Manager.plan`` validates the
+parameters, classifies the source and asks the security policy (the CLI's listener is loopback);
+the task is queued on the Manager's task queue (which holds the cross-process operations lock)
+and run here in the foreground, with progress printed. Commands, help and flags of the queued
+kinds come from the table (``manager/kinds``).
 """
 
 from __future__ import annotations
@@ -15,41 +17,67 @@ from typing import Any
 from ..context import Manager
 from ..errors import ManagerError, NotFound
 from ..events import Event, Task, TaskSpec
-from .render import human_age, table
+from ..kinds import BY_NAME, KINDS, TaskKind
+from .render import table
 
+CLI_LISTEN = "127.0.0.1"     # policy input: the shell is a local user, like a loopback listener
+
+# one-word commands that queue one kind per target; their help and flags come from the task table
 PACK_VERBS = ("install", "reinstall", "uninstall", "update", "fix", "disable", "enable")
+TABLE_VERBS = (*PACK_VERBS, "switch-version", "install-model", "install-pip")
+
+
+def _kind_of_command(command: str) -> TaskKind:
+    return next(k for k in KINDS if k.cli == command)
+
+
+def add_flags(parser: argparse.ArgumentParser, kind: TaskKind) -> None:
+    """argparse options of the fields a kind offers on the command line (help from the dataclass)."""
+    for f in kind.params.fields():
+        if f.name not in kind.params.CLI_FIELDS:
+            continue
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=f.name, action="store_true", help=f.metadata.get("help"))
+        else:
+            parser.add_argument(flag, dest=f.name, choices=[c for c in f.metadata.get("choices", ()) if c] or None,
+                                default=None, help=f.metadata.get("help"))
 
 
 def add_parsers(sub: Any) -> None:
     """Register the mutating commands on the CLI's sub-parser table."""
-    for verb in PACK_VERBS:
-        s = sub.add_parser(verb, help=f"{verb} node packs (id, id@version, git URL or local path; "
-                                      f"'all' for update/fix)")
-        s.add_argument("targets", nargs="+", metavar="PACK")
-        if verb in ("install", "reinstall"):
-            s.add_argument("--version", help="registry version, 'nightly' or 'latest'")
-            s.add_argument("--no-deps", action="store_true", help="skip requirements.txt")
-    s = sub.add_parser("switch-version", help="move a pack to a registry version, nightly or a git commit")
-    s.add_argument("target", metavar="PACK")
-    g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--version")
-    g.add_argument("--commit")
-    s = sub.add_parser("install-model", help="download a model of the channel's model list into its folder")
-    s.add_argument("targets", nargs="+", metavar="MODEL", help="model id (save_path/filename), name or file name")
+    for verb in TABLE_VERBS:
+        kind = _kind_of_command(verb)
+        extra = {"update": "; 'all' updates every pack (update_all)", "fix": "; 'all' fixes every installed pack"}
+        s = sub.add_parser(verb, help=kind.summary[0].lower() + kind.summary[1:] + extra.get(verb, ""), description=kind.summary)
+        s.add_argument("targets", nargs="+" if verb != "switch-version" else 1, metavar="TARGET", help=kind.target)
+        add_flags(s, kind)
     s = sub.add_parser("snapshot", help="save, list, show, diff, restore or remove snapshots")
     s.add_argument("action", choices=["save", "list", "show", "diff", "restore", "remove"])
     s.add_argument("name", nargs="?", help="snapshot name (or, for restore, a snapshot file to import)")
     s.add_argument("--output", help="save: also write the snapshot to this file (.json, .yaml)")
     s.add_argument("--dry-run", action="store_true", help="restore: show the plan, change nothing")
-    for flag in ("--pip-non-url", "--pip-non-local-url", "--pip-local-url", "--no-deps"):
-        s.add_argument(flag, action="store_true", help="restore: classic restore flag")
-    s.add_argument("--only", choices=["all", "nodes", "pips"], default="all")
+    add_flags(s, BY_NAME["snapshot_restore"])
+    s = sub.add_parser("trash", help="list, restore or empty the trash (uninstalled packs)")
+    s.add_argument("action", choices=["list", "restore", "empty"])
+    s.add_argument("entries", nargs="*", metavar="ENTRY", help="trash entry ids (restore: one or more)")
+    add_flags(s, BY_NAME["empty_trash"])
     s = sub.add_parser("export-deps", help="write one requirements file for every installed pack")
     s.add_argument("--output", default="requirements-offline.txt")
     s.add_argument("--pin-installed", action="store_true", help="pin to the versions installed here")
     s = sub.add_parser("download-deps", help="fill a wheelhouse from a requirements file (online/private)")
     s.add_argument("requirements")
     s.add_argument("--dest", help="wheelhouse folder (default: the Manager's wheelhouse)")
+
+
+def flag_params(kind: TaskKind, args: argparse.Namespace) -> dict[str, Any]:
+    """The kind's parameters given on the command line (unset flags left out)."""
+    out: dict[str, Any] = {}
+    for name in kind.params.CLI_FIELDS:
+        value = getattr(args, name, None)
+        if value not in (None, False):
+            out[name] = value
+    return out
 
 
 # --- running tasks in the foreground ---------------------------------------------------------
@@ -72,14 +100,11 @@ def _printer(as_json: bool) -> Any:
 
 
 def run_tasks(manager: Manager, requests: list[tuple[str, str, dict[str, Any]]], *, as_json: bool) -> list[Task]:
-    """Decide, queue and run ``(kind, target, params)`` requests in order; stops at the first failure."""
-    from ..api.handlers_queue import plan_task
-    from ..api.service import Api
-
-    api = Api(manager, listen="127.0.0.1", door="cli")
-    view = manager.catalog_view()
-    return run_specs(manager, [plan_task(api, view, kind, target, params).spec
-                               for kind, target, params in requests], as_json=as_json)
+    """Plan (validate, classify, decide) every ``(kind, target, params)`` request first, then queue
+    and run them in order; stops at the first failure."""
+    view = manager.catalog_view() if any(k != "install_pip" for k, _t, _p in requests) else None
+    planned = [manager.plan(kind, target, params, listen=CLI_LISTEN, view=view) for kind, target, params in requests]
+    return run_specs(manager, [p.spec for p in planned], as_json=as_json)
 
 
 def run_specs(manager: Manager, specs: list[TaskSpec], *, as_json: bool) -> list[Task]:
@@ -124,33 +149,40 @@ def _installed_ids(manager: Manager) -> list[str]:
     return [p.name for p in manager.inventory().packs]
 
 
-def cmd_pack_verb(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+def cmd_table_verb(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    """A one-word command of the task table: one task per target ('all' for update and fix)."""
     verb = args.command
+    kind = _kind_of_command(verb)
+    params = flag_params(kind, args)
     requests: list[tuple[str, str, dict[str, Any]]] = []
-    for target in args.targets:
+    if verb == "install-pip":
+        requests.append(("install_pip", "", {**params, "packages": list(args.targets)}))
+    for target in args.targets if verb != "install-pip" else ():
         if target == "all" and verb == "update":
-            requests.append(("update_all", "all", {}))
+            requests.append(("update_all", "all", params))
         elif target == "all" and verb == "fix":
-            requests += [("fix", name, {}) for name in _installed_ids(m)]
+            requests += [("fix", name, params) for name in _installed_ids(m)]
         else:
-            params: dict[str, Any] = {}
-            if getattr(args, "version", None):
-                params["version"] = args.version
-            if getattr(args, "no_deps", False):
-                params["skip_deps"] = True
-            requests.append((verb, target, params))
-    tasks = run_tasks(m, requests, as_json=args.json)
-    return [t.to_dict() for t in tasks]
+            requests.append((kind.name, target, params))
+    return [t.to_dict() for t in run_tasks(m, requests, as_json=args.json)]
 
 
-def cmd_switch_version(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
-    params = {"version": args.version} if args.version else {"commit": args.commit}
-    return [t.to_dict() for t in run_tasks(m, [("switch_version", args.target, params)], as_json=args.json)]
-
-
-def cmd_install_model(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
-    tasks = run_tasks(m, [("install_model", t, {}) for t in args.targets], as_json=args.json)
-    return [t.to_dict() for t in tasks]
+def cmd_trash(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    from ..operations.remove import list_trash
+    if args.action == "list":
+        rows = [e.to_dict() for e in list_trash(m.layout, with_size=True)]
+        if not args.json:
+            table([[str(r.get("id", "")), str(r.get("name", "")), str(r.get("kind", "")),
+                    str(r.get("version", ""))] for r in rows], ["ENTRY", "PACK", "KIND", "VERSION"])
+        return rows
+    if args.action == "restore":
+        if not args.entries:
+            raise NotFound("trash restore needs an entry id", hint="cm-cli.py trash list shows them")
+        requests = [("restore_trash", entry, {}) for entry in args.entries]
+    else:
+        params = flag_params(BY_NAME["empty_trash"], args)
+        requests = [("empty_trash", "trash", {**params, **({"entries": args.entries} if args.entries else {})})]
+    return [t.to_dict() for t in run_tasks(m, requests, as_json=args.json)]
 
 
 # --- snapshots ---------------------------------------------------------------------------------
@@ -158,7 +190,7 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     from ..snapshots import SnapshotStore, store_of
     from ..snapshots.capture import capture
     from ..snapshots.diff import diff_current
-    from ..snapshots.plan import RestoreOptions
+    from ..kinds.runners import restore_options
     from ..snapshots.restore import plan_restore
 
     store = store_of(m)
@@ -201,25 +233,16 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
         if not args.json:
             print("\n".join(d.lines()) or "no differences")
         return d.to_json()
-    options = RestoreOptions(pip_non_url=args.pip_non_url, pip_non_local_url=args.pip_non_local_url,
-                             pip_local_url=args.pip_local_url, no_deps=args.no_deps, only=args.only)
-    plan = plan_restore(m, snap, options, where=name)
+    planned = m.plan("snapshot_restore", name, flag_params(BY_NAME["snapshot_restore"], args), listen=CLI_LISTEN,
+                     enforce=not args.dry_run)
+    plan = plan_restore(m, snap, restore_options(BY_NAME["snapshot_restore"].params.from_mapping(
+        planned.spec.params, lenient=True)), where=name)
     if not args.json:
         print(f"restore plan for {name}:")
         print("\n".join(plan.lines()) or "  nothing to do")
     if args.dry_run:
         return plan.to_json()
-    return [t.to_dict() for t in _restore(m, name, options.to_dict(), args.json)]
-
-
-def _restore(m: Manager, name: str, params: dict[str, Any], as_json: bool) -> list[Task]:
-    """Restore through the queue with a policy decision made here (a restore may install git packs)."""
-    from .. import security as sec
-    from ..api.service import Api
-
-    decision = Api(m, listen="127.0.0.1", door="cli").require(sec.SNAPSHOT_RESTORE, "", details={"target": name})
-    return run_specs(m, [TaskSpec("snapshot_restore", name, {**params, "policy": decision.to_dict()})],
-                     as_json=as_json)
+    return [t.to_dict() for t in run_specs(m, [planned.spec], as_json=args.json)]
 
 
 # --- dependencies ------------------------------------------------------------------------------
@@ -272,7 +295,6 @@ def cmd_show_installed(m: Manager, args: argparse.Namespace, refresh: str) -> An
 
 
 COMMANDS = {
-    **{verb: cmd_pack_verb for verb in PACK_VERBS},
-    "switch-version": cmd_switch_version, "install-model": cmd_install_model, "snapshot": cmd_snapshot,
-    "export-deps": cmd_export_deps, "download-deps": cmd_download_deps,
+    **{verb: cmd_table_verb for verb in TABLE_VERBS},
+    "snapshot": cmd_snapshot, "trash": cmd_trash, "export-deps": cmd_export_deps, "download-deps": cmd_download_deps,
 }

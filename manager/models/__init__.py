@@ -1,8 +1,7 @@
 """Models: the catalog's models mapped to ComfyUI folders, install (resumable, store first),
 verify (cached sha256), the model store, and path safety. See docs/models.md.
 
-``build_runners(manager)`` gives the task runner ``install_model``; the lead registers it
-with ``manager.add_runners(build_runners)``.
+``install_requested`` is what the ``install_model`` task runs (manager/kinds).
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ from .verify import Expectation, HashCache, VerifyReport, verify_catalog, verify
 
 __all__ = ["Expectation", "HashCache", "InstallResult", "InstalledModel", "ModelFolders", "ModelItem",
            "ModelListing", "ModelProgress", "ModelStore", "Placement", "VerifyReport", "apply_extra_paths",
-           "build_runners", "catalog_models", "find_model", "install_entry", "install_model",
-           "installed_models", "list_models", "load_model_folders", "model_id", "place", "resolve_entry",
+           "catalog_models", "find_model", "install_entry", "install_model",
+           "install_requested", "installed_models", "list_models", "load_model_folders", "model_id", "place", "resolve_entry",
            "safe_filename", "safe_save_path", "verify_catalog", "verify_expectations", "verify_models"]
 
-INSTALL_KIND = "install_model"
 _ENTRY_KEYS = ("name", "type", "base", "save_path", "filename", "url", "size", "description", "reference")
 
 
@@ -34,6 +32,8 @@ def _exact_size(value: Any) -> int | None:
     """A byte count from params; the classic payload's ``size`` ("6.46GB") is display text, ignored."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
+    if isinstance(value, str) and value.isdigit():   # a byte count passed through the params dataclass
+        return int(value)
     return None
 
 
@@ -82,22 +82,17 @@ def verify_models(manager: Any, expectations: Any = None, *, cache: HashCache | 
     return verify_catalog(folders, manager.catalog_view().catalog.models, cache, with_sha256=with_sha256)
 
 
-def build_runners(manager: Any) -> dict[str, Any]:
-    """Task runners of this package: ``install_model`` (target: model id, name or URL; params may
-    carry the classic entry fields, an exact ``size`` in bytes, ``sha256`` and ``force``)."""
+def install_requested(manager: Any, ctx: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``install_model`` task: the planned entry (target: model id, name or URL; params: the
+    catalog entry's fields, an exact ``size`` in bytes, ``sha256``, ``force``) downloaded into its folder."""
+    ctx.progress("resolve", 0.0, f"looking up {ctx.target}")
+    entry, listed = resolve_entry(manager, ctx.target, params)
 
-    def install(ctx: Any) -> dict[str, Any]:
-        params = ctx.params
-        ctx.progress("resolve", 0.0, f"looking up {ctx.target}")
-        entry, listed = resolve_entry(manager, ctx.target, params)
+    def report(p: ModelProgress) -> None:
+        ctx.progress("download", p.percent, p.line)
 
-        def report(p: ModelProgress) -> None:
-            ctx.progress("download", p.percent, p.line)
-
-        result = run_sync(install_model(manager, entry, sha256=params.get("sha256") or None,
-                                        size=_exact_size(params.get("size")), force=bool(params.get("force")),
-                                        progress=report, check_cancelled=ctx.check_cancelled))
-        ctx.progress("done", 100.0, f"{result.relpath} in {result.folder} ({result.source})")
-        return {**result.to_dict(), "listed": listed}
-
-    return {INSTALL_KIND: install}
+    result = run_sync(install_model(manager, entry, sha256=params.get("sha256") or None,
+                                    size=_exact_size(params.get("size")), force=bool(params.get("force")),
+                                    progress=report, check_cancelled=ctx.check_cancelled))
+    ctx.progress("done", 100.0, f"{result.relpath} in {result.folder} ({result.source})")
+    return {**result.to_dict(), "listed": listed}

@@ -7,13 +7,13 @@ Modules: ``model`` (the document), ``capture``, ``store``, ``classic`` (the clas
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable
 
 from .model import FORMAT, FORMAT_VERSION, ModelState, PackState, PythonPackage, Snapshot
 from .store import SnapshotStore, StoredSnapshot
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelState", "PackState", "PythonPackage", "Snapshot", "SnapshotStore",
-           "StoredSnapshot", "auto_snapshot", "build_runners", "store_of"]
+           "StoredSnapshot", "auto_snapshot", "restore_preview", "restore_stored", "save_now", "store_of"]
 
 
 def store_of(manager: Any) -> SnapshotStore:
@@ -36,48 +36,56 @@ def auto_snapshot(manager: Any, reason: str) -> StoredSnapshot:
     return saved
 
 
-def _save_runner(manager: Any) -> Any:
-    def run(ctx: Any) -> Mapping[str, Any]:
-        from .capture import capture
+def save_now(manager: Any, name: str | None, *, reason: str = "manual", hash_models: bool = False,
+             overwrite: bool = False, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+    """Capture the tree and store it as ``name`` (None: ``<time>_snapshot``); the ``snapshot_save`` task."""
+    from .capture import capture
 
-        params = ctx.params
-        name = params.get("name") or (ctx.target if ctx.target not in ("", "-", "new", "auto") else None)
-        ctx.progress("capture", 10.0)
-        snap = capture(manager, reason=str(params.get("reason") or "manual"),
-                       hash_models=bool(params.get("hash_models", False)))
-        ctx.progress("save", 80.0)
-        saved = store_of(manager).save(snap, name, overwrite=bool(params.get("overwrite", False)))
-        ctx.progress("done", 100.0, f"saved snapshot {saved.name}")
-        return {"action": "snapshot_save", **saved.to_dict(), "notes": list(snap.notes)}
-    return run
+    report = progress or (lambda _stage, _percent: None)
+    report("capture", 10.0)
+    snap = capture(manager, reason=reason, hash_models=hash_models)
+    report("save", 80.0)
+    saved = store_of(manager).save(snap, name, overwrite=overwrite)
+    report("done", 100.0)
+    return {"action": "snapshot_save", **saved.to_dict(), "notes": list(snap.notes)}
 
 
-def _restore_runner(manager: Any, deps_step: Any = None) -> Any:
-    def run(ctx: Any) -> Mapping[str, Any]:
-        from ..operations.policy import parse_policy
-        from .plan import RestoreOptions
-        from .restore import failure_error, plan_restore, restore
+def restore_stored(manager: Any, name: str, options: Any, *, dry_run: bool, ctx: Any, policy: Any
+                   ) -> dict[str, Any]:
+    """The ``snapshot_restore`` task: a stored snapshot (never a path a client names: a file is
+    imported first with ``SnapshotStore.import_file``) planned, then restored under ``policy``."""
+    from .restore import failure_error, plan_restore, restore
 
-        params = ctx.params
-        options = RestoreOptions.from_params({k: v for k, v in params.items()
-                                              if k not in ("policy", "dry_run")})
-        snapshot, where = store_of(manager).load(ctx.target), ctx.target
-        ctx.progress("plan", 5.0)
-        if params.get("dry_run"):
-            plan = plan_restore(manager, snapshot, options, where=where)
-            ctx.progress("done", 100.0, f"{len(plan.steps)} step(s) planned (dry run)")
-            return {"action": "snapshot_restore", "dry_run": True, **plan.to_json()}
-        result = restore(manager, snapshot, options, where=where, ctx=ctx,
-                         policy=parse_policy(params.get("policy")), deps_step=deps_step, raise_on_failure=False)
-        if not result.ok:
-            raise failure_error(result)
-        return {"action": "snapshot_restore", "dry_run": False, **result.to_json()}
-    return run
+    snapshot = store_of(manager).load(name)
+    ctx.progress("plan", 5.0)
+    if dry_run:
+        plan = plan_restore(manager, snapshot, options, where=name)
+        ctx.progress("done", 100.0, f"{len(plan.steps)} step(s) planned (dry run)")
+        return {"action": "snapshot_restore", "dry_run": True, **plan.to_json()}
+    result = restore(manager, snapshot, options, where=name, ctx=ctx, policy=policy,
+                     deps_step=manager.deps_step, raise_on_failure=False)
+    if not result.ok:
+        raise failure_error(result)
+    return {"action": "snapshot_restore", "dry_run": False, **result.to_json()}
 
 
-def build_runners(manager: Any, *, deps_step: Any = None) -> Mapping[str, Any]:
-    """Task runners: ``snapshot_save`` (target: a name, or ``-`` for the default name; params: reason,
-    hash_models, overwrite) and ``snapshot_restore`` (target: a stored name; params: the restore options,
-    dry_run, policy). Only stored names are restored: a file is imported first (``SnapshotStore.import_file``),
-    so a remote client can never hand in a document naming arbitrary sources."""
-    return {"snapshot_save": _save_runner(manager), "snapshot_restore": _restore_runner(manager, deps_step)}
+def restore_preview(manager: Any, name: str, options: Any, policy: Any) -> dict[str, Any]:
+    """What restoring ``name`` would do, changing nothing: the plan, and what would stop it before
+    its first change (offline sources, the policy) as blockers."""
+    from ..errors import PolicyDenied, SnapshotSourcesMissing
+    from .plan import python_requirements
+    from .preflight import preflight
+    from .restore import plan_restore
+
+    plan = plan_restore(manager, store_of(manager).load(name), options, where=name)
+    blockers: list[dict[str, Any]] = []
+    if not plan.empty:
+        wanted: list[Any] = []
+        if plan.diff is not None and any(s.kind == "pip_install" for s in plan.steps):
+            wanted, _ = python_requirements(plan.diff, options.pip_kinds())
+        try:
+            preflight(manager, plan, [p.requirement for p in wanted], policy=policy)
+        except (SnapshotSourcesMissing, PolicyDenied) as exc:
+            blockers.append(exc.to_dict())
+    return {"name": name, "dry_run": True, "plan": plan.to_json(), "blockers": blockers,
+            "policy": policy.to_dict()}

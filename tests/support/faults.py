@@ -30,9 +30,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TESTS_DIR = REPO_ROOT / "tests"
@@ -128,11 +129,8 @@ class SlowDeps:
 def build_manager(root: str | os.PathLike[str], *, deps: str = "slow") -> Any:
     """A Manager on ``root`` with the operation runners (``deps``: slow | none | real)."""
     from manager.context import Manager
-    from manager.operations import build_runners
-
     manager = Manager.standalone(root, env={})
-    step = {"slow": SlowDeps(), "none": _no_deps, "real": None}[deps]     # None: the real installer
-    manager.add_runners(lambda m: build_runners(m, deps_step=step))
+    manager.deps_step = {"slow": SlowDeps(), "none": _no_deps, "real": None}[deps]     # None: the real installer
     return manager
 
 

@@ -12,9 +12,10 @@ import json
 import os
 import sys
 import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 
 def write_config(root: Path, **settings: Any) -> Path:
@@ -87,7 +88,7 @@ class DepsRecorder:
 
 def tree_listing(root: Path) -> dict[str, str]:
     """Relative path -> fingerprint of everything under ``root`` (see support/treesum)."""
-    from support import treesum   # here, not at the top: this file also runs as a child script
+    from support import treesum  # here, not at the top: this file also runs as a child script
     return treesum.listing(root)
 
 
@@ -134,8 +135,6 @@ def make_env(tmp_path: Path, *, mode: str = "offline", packs: Iterable[Mapping[s
     """Tree at ``tmp_path/ComfyUI`` + a local channel + config.ini (``network_mode`` = ``mode``)."""
     from manager.context import Manager
     from manager.host import StandaloneHost
-    from manager.operations import build_runners
-
     root = tmp_path / "ComfyUI"
     for sub in ("custom_nodes", "models", "user"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -147,7 +146,7 @@ def make_env(tmp_path: Path, *, mode: str = "offline", packs: Iterable[Mapping[s
     manager = Manager.create(host, env={})
     recorder = DepsRecorder() if deps is None else deps
     step = recorder if deps is not False else None
-    manager.add_runners(lambda m: build_runners(m, deps_step=step))
+    manager.deps_step = step
     env = OpsEnv(root, manager, recorder if isinstance(recorder, DepsRecorder) else DepsRecorder())
     manager.queue.subscribe(env.events.append)
     return env
@@ -162,11 +161,9 @@ def _child(root: str, spec: str, kill_stage: str, params_json: str = "{}") -> in
     import time
 
     from manager.context import Manager
-    from manager.operations import build_runners
     from manager.tasks import TaskSpec
 
     manager = Manager.standalone(root, env={})
-    manager.add_runners(build_runners)
     queue = manager.queue
     stage, _, when = kill_stage.partition(":")
 
