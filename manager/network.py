@@ -16,9 +16,10 @@ import logging
 import re
 import urllib.parse
 import urllib.request
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import aiohttp
 
@@ -266,7 +267,10 @@ class NetworkGate:
                                     progress=progress)
 
 
-def run_sync(coro: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run ``coro`` in a fresh event loop; a RuntimeError inside a running loop (use await).
 
     The one bridge from sync code (task workers, the CLI) into this async network layer; no
