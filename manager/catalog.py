@@ -217,14 +217,14 @@ class Catalog:
                 first = identity_owner.get(draft.identity)
                 if first is not None:
                     if first[1] == name:   # the same repository listed twice in one file
-                        issues.append(CatalogIssue(name, FILE_NODES, draft.index,
+                        issues.append(CatalogIssue(name, FILE_NODES, draft.entry_index,
                                       f"duplicate_entry: repository already listed as '{first[0]}'; dropped",
                                       draft.title))
                     continue               # a later channel listing the same repository: first wins
                 if pack_id in id_identity:
                     new_id = self._free_id(pack_id, draft.owner, id_identity)
                     what = "duplicate_id" if draft.explicit_id else "id_collision"   # issue, not error code
-                    issues.append(CatalogIssue(name, FILE_NODES, draft.index,
+                    issues.append(CatalogIssue(name, FILE_NODES, draft.entry_index,
                                   f"{what}: id '{pack_id}' is taken by another repository; kept as '{new_id}'",
                                   draft.title))
                     pack_id = new_id

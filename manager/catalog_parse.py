@@ -164,7 +164,7 @@ class PackDraft(NamedTuple):
 
     fields: Mapping[str, Any]  # NodePack keyword arguments except id, channel and stats
     pack_id: str               # explicit id, or derived from the repository name
-    index: int
+    entry_index: int           # the entry's place in the file (named so: a tuple has .index())
     explicit_id: bool
     identity: str              # normalised repository (or reference+files) deciding "same pack"
     url_keys: tuple[str, ...]  # normalised reference and file URLs, for by_reference
@@ -254,7 +254,7 @@ def compile_pattern(pattern: str) -> tuple[re.Pattern[str] | None, str]:
 
 
 # --- field coercion --------------------------------------------------------------------
-def _text(entry: dict, key: str, issues: _Issues, idx: int, title: str) -> str:
+def _text(entry: dict[str, Any], key: str, issues: _Issues, idx: int, title: str) -> str:
     value = entry.get(key)
     if type(value) is str:
         return value.strip()
@@ -267,7 +267,7 @@ def _text(entry: dict, key: str, issues: _Issues, idx: int, title: str) -> str:
     return ""
 
 
-def _text_list(entry: dict, key: str, issues: _Issues, idx: int, title: str) -> tuple[str, ...]:
+def _text_list(entry: dict[str, Any], key: str, issues: _Issues, idx: int, title: str) -> tuple[str, ...]:
     value = entry.get(key)
     if value is None:
         return ()
@@ -396,7 +396,7 @@ def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
         "nodename_pattern": pattern_text,
         "preemptions": _text_list(entry, "preemptions", issues, idx, title) if "preemptions" in entry else (),
     }
-    return PackDraft(fields=MappingProxyType(fields), pack_id=pack_id, index=idx, explicit_id=explicit,
+    return PackDraft(fields=MappingProxyType(fields), pack_id=pack_id, entry_index=idx, explicit_id=explicit,
                      identity=identity, url_keys=keys, owner=owner, pattern=pattern,
                      title_l=title.lower(), rest_l=f"{author.lower()}\n{description.lower()}",
                      title_core=name_core(title), id_core=name_core(pack_id),
@@ -486,7 +486,8 @@ def parse_node_map(data: bytes) -> ParsedFile:
         names = tuple(n for n in dict.fromkeys(x for x in raw_names if type(x) is str) if n)
         if len(names) != len(raw_names):
             issues.add(url, "wrong_type", "non-text, empty or repeated class names skipped")
-        title = meta.get("title_aux") if isinstance(meta.get("title_aux"), str) else ""
+        title_aux = meta.get("title_aux")
+        title = title_aux if isinstance(title_aux, str) else ""
         pattern = None
         ptext = meta.get("nodename_pattern")
         if isinstance(ptext, str) and ptext:

@@ -320,7 +320,8 @@ class Config:
             return problems.append if under is not None and where == under[0] else fail
 
         # Lowest first: the file beneath (shared with another manager), then ours.
-        layers = [(under[0], _parse(under[1], under[0])[1])] if under is not None else []
+        layers: list[tuple[Path | None, list[_Entry]]] = (
+            [(under[0], _parse(under[1], under[0])[1])] if under is not None else [])
         layers.append((path, _parse(text, path)[1]))
         for layer_path, layer_entries in layers:
             for entry in layer_entries:
@@ -356,9 +357,9 @@ class Config:
             if setting.env in env_seen:
                 candidates.append((_Origin("env", path, env=setting.env), env_seen[setting.env]))
             for layer_path, layer_entries in reversed(layers):
-                entry = _effective(layer_entries, setting.key)
-                if entry is not None:
-                    candidates.append((_Origin("file", layer_path, entry.line), entry.value))
+                found = _effective(layer_entries, setting.key)
+                if found is not None:
+                    candidates.append((_Origin("file", layer_path, found.line), found.value))
             values[setting.key] = setting.default
             sources[setting.key] = "default"
             origins[setting.key] = "built-in default"

@@ -230,15 +230,15 @@ class GitClient:
         return [self.git_exe, "-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never",
                 "-c", "core.askPass=", *args]
 
-    def _spawn(self, argv: list[str], cwd: Path) -> tuple[Any, subprocess.Popen]:
+    def _spawn(self, argv: list[str], cwd: Path) -> tuple[Any, subprocess.Popen[bytes]]:
         # own process group (a timeout stops git's helpers too), and killed with us so an
         # orphan never writes on into a staging folder the next operation is cleaning
         try:
             from git.cmd import Git
             from git.exc import GitCommandNotFound
         except ImportError:          # GitPython finds no git on PATH at import; git_exe may still work
-            Git = None
-        if Git is not None:
+            pass
+        else:
             try:
                 handle = Git(str(cwd)).execute(argv, as_process=True, env=self._env(), **child_kwargs())
             except GitCommandNotFound as exc:

@@ -80,14 +80,15 @@ class ImportFailureReport:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ImportFailureReport:
-        items = raw.get("failures") if isinstance(raw.get("failures"), list) else []
+        raw_items = raw.get("failures")
+        items = raw_items if isinstance(raw_items, list) else []
         return cls(tuple(ImportFailure.from_dict(i) for i in items if isinstance(i, Mapping)),
                    str(raw.get("recorded_at") or ""), bool(raw.get("available", True)), False,
                    tuple(str(n) for n in raw.get("notes") or () if isinstance(n, str)))
 
 
 def report_path(layout: Any) -> Path:
-    return layout.manager_dir / "startup" / FILE_NAME
+    return Path(layout.manager_dir) / "startup" / FILE_NAME
 
 
 def save_report(layout: Any, report: ImportFailureReport) -> Path:

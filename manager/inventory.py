@@ -325,9 +325,11 @@ def _read_pyproject(path: str) -> dict[str, str]:
     import toml  # imported on first use: keeps module import light
 
     data = toml.loads(_read_text(path))
-    project = data.get("project") if isinstance(data.get("project"), dict) else {}
-    comfy = data.get("tool", {}).get("comfy", {}) if isinstance(data.get("tool"), dict) else {}
-    urls = project.get("urls") if isinstance(project.get("urls"), dict) else {}
+    raw_project, raw_tool = data.get("project"), data.get("tool")
+    project = raw_project if isinstance(raw_project, dict) else {}
+    comfy = raw_tool.get("comfy", {}) if isinstance(raw_tool, dict) else {}
+    raw_urls = project.get("urls")
+    urls = raw_urls if isinstance(raw_urls, dict) else {}
     repo = next((v for k, v in urls.items() if str(k).lower() in ("repository", "source", "homepage")), "")
     comfy = comfy if isinstance(comfy, dict) else {}
     return {"cnr_id": str(project.get("name") or ""), "cnr_version": str(project.get("version") or ""),
@@ -372,7 +374,8 @@ def _scan_entry(entry: os.DirEntry[str], *, enabled: bool, style: str) -> Instal
         kind = "cnr"
     elif "__init__.py" in children:
         kind = "folder"
-    pack_id = fields.get("cnr_id") if kind == "cnr" and fields.get("cnr_id") else base
+    cnr_id = fields.get("cnr_id")
+    pack_id = cnr_id if kind == "cnr" and cnr_id else base
     version = fields.get("cnr_version", "") if kind == "cnr" else ""
     return InstalledPack(
         kind=kind, pack_id=pack_id, version=version or name_version,

@@ -39,7 +39,7 @@ LOCK_TIMEOUT = 5.0
 
 
 def startup_dir(layout: Any) -> Path:
-    return layout.manager_dir / "startup"
+    return Path(layout.manager_dir) / "startup"
 
 
 def pending_path(layout: Any) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..fsops import atomic_write_text
 from ..network import NetworkGate
-from .backends.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions, run_streaming
+from .backends.base import DEFAULT_RUN_OPTIONS, InstallArgs, InstallerChoice, ProgressFn, RunOptions, run_streaming
 from .backends.detect import probe_tool
 from .backends.pip import PipBackend
 from .errors import DepsInstallerUnavailable, DepsInstallFailed
@@ -110,7 +110,7 @@ def _pip_choice(python: str) -> InstallerChoice:
 
 def download_deps(requirements_file: Path, wheelhouse: Path, *, policy: DepsPolicy, gate: NetworkGate,
                   progress: ProgressFn | None = None, python_version: str | None = None,
-                  platforms: Sequence[str] = (), run_options: RunOptions = RunOptions()) -> DownloadResult:
+                  platforms: Sequence[str] = (), run_options: RunOptions = DEFAULT_RUN_OPTIONS) -> DownloadResult:
     """Fill ``wheelhouse`` with wheels for ``requirements_file`` and their dependencies.
 
     The file is read with the same rules as a pack's (only allowed sources), overrides and

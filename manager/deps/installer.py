@@ -16,6 +16,7 @@ import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -181,18 +182,18 @@ class DependencyInstaller:
             emit(f"[deps] {item.pack}: override {item.original} -> {item.result}")
         for conflict in plan.conflicts:
             emit(f"[deps] conflict: {conflict.message}")
-        base = dict(packs=packs, skipped=plan.skipped, overrides=plan.overrides,
-                    conflicts=plan.conflicts, notes=plan.notes)
+        finished = partial(DepsResult, packs=packs, skipped=plan.skipped, overrides=plan.overrides,
+                           conflicts=plan.conflicts, notes=plan.notes)
         items = list(plan.merged)
         if not items:
-            return DepsResult(installer=None, seconds=time.monotonic() - started, **base)
+            return finished(installer=None, seconds=time.monotonic() - started)
         offline = self.gate.mode is NetworkMode.OFFLINE
         if offline:
             items = self._check_offline(items, plan, label)
         if self._all_satisfied(items, plan.installed):
             emit(f"[deps] {label}: every requirement is already installed")
-            return DepsResult(installer=None, requirements=tuple(i.text for i in items),
-                              seconds=time.monotonic() - started, **base)
+            return finished(installer=None, requirements=tuple(i.text for i in items),
+                            seconds=time.monotonic() - started)
         invocations = self._invocations(items, plan, offline)
         backend = backend_for(self.choice, self.run_options)
         emit(f"[deps] {label}: installing {len(items)} requirement(s) with {self.choice.describe()}")
@@ -210,16 +211,16 @@ class DependencyInstaller:
                          "pack's requirements.txt; pip_overrides.json can replace a broken requirement.",
                     details={"packs": list(packs), "command": commands[-1], "returncode": result.returncode,
                              "output_tail": list(result.output_tail), "installer": self.choice.name})
-        return DepsResult(installer=self.choice, requirements=tuple(i.text for i in items),
-                          commands=tuple(commands), ran=True, seconds=time.monotonic() - started, **base)
+        return finished(installer=self.choice, requirements=tuple(i.text for i in items),
+                        commands=tuple(commands), ran=True, seconds=time.monotonic() - started)
 
     @staticmethod
     def _all_satisfied(items: Sequence[Planned], installed: Mapping[str, str]) -> bool:
         for item in items:
-            req = item.requirement
-            if item.kind != "name" or req is None or req.extras or item.name not in installed:
+            req, name = item.requirement, item.name
+            if item.kind != "name" or req is None or req.extras or name is None or name not in installed:
                 return False
-            if not req.specifier.contains(installed[item.name], prereleases=True):
+            if not req.specifier.contains(installed[name], prereleases=True):
                 return False
         return True
 

@@ -165,7 +165,7 @@ class Wheelhouse:
         installed by path (their dependencies are checked too).
         """
         queue: list[tuple[Requirement, str, frozenset[str]]] = [(r, who, frozenset()) for r, who in wanted]
-        for path, who in local_wheels:
+        for path, _who in local_wheels:
             dist = _dist_file(path)
             if dist:
                 queue.extend(_deps_of(self.requires(dist), f"{path.name}", frozenset()))

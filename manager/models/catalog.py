@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,9 @@ def catalog_models(manager: Any, *, refresh: str = "auto", folders: ModelFolders
 def find_model(items: Sequence[ModelItem], ref: str) -> ModelItem:
     """Look a model up by id, then name, then URL, then file name (each must be unambiguous)."""
     ref = ref.strip()
-    for key in (lambda i: i.id, lambda i: i.entry.name, lambda i: i.entry.url, lambda i: i.entry.filename):
+    keys: tuple[Callable[[ModelItem], str], ...] = (
+        lambda i: i.id, lambda i: i.entry.name, lambda i: i.entry.url, lambda i: i.entry.filename)
+    for key in keys:
         hits = [i for i in items if key(i) == ref]
         if len(hits) == 1:
             return hits[0]

@@ -18,6 +18,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +163,11 @@ async def install_entry(entry: ModelEntry, *, gate: NetworkGate, folders: ModelF
     if sha256 and not want_sha:
         raise InvalidName(f"{sha256!r} is not a sha256 digest", hint="Give 64 hexadecimal digits.",
                           details={"sha256": sha256})
-    base = dict(id=mid, name=entry.name, folder=placement.folder, relpath=placement.relpath)
+    result = partial(InstallResult, id=mid, name=entry.name, folder=placement.folder, relpath=placement.relpath)
     if not force:
         for existing in placement.candidates():
             if existing.is_file():
-                return InstallResult(**base, path=str(existing), source="existing", size=existing.stat().st_size)
+                return result(path=str(existing), source="existing", size=existing.stat().st_size)
     sources: list[tuple[str, str]] = [("store", s.url) for s in store.sources(placement, want_sha,
                                                                               remote=not gate.offline)]
     if gate.offline:
@@ -178,7 +179,7 @@ async def install_entry(entry: ModelEntry, *, gate: NetworkGate, folders: ModelF
         raise problem or store.miss(placement, want_sha)
     existing_parent = next(p for p in (placement.path.parent, *placement.path.parent.parents) if p.exists())
     try:
-        return await _fetch_first(sources, placement, base, gate=gate, sha256=want_sha, size=size,
+        return await _fetch_first(sources, placement, result, gate=gate, sha256=want_sha, size=size,
                                   hash_cache=hash_cache, progress=progress, check_cancelled=check_cancelled)
     except BaseException:
         _prune_empty(placement.path.parent, existing_parent)   # folders made for nothing go again
@@ -195,7 +196,7 @@ def _prune_empty(folder: Path, stop: Path) -> None:
         folder = folder.parent
 
 
-async def _fetch_first(sources: list[tuple[str, str]], placement: Placement, base: dict[str, Any], *,
+async def _fetch_first(sources: list[tuple[str, str]], placement: Placement, result: partial[InstallResult], *,
                        gate: NetworkGate, sha256: str, size: int | None, hash_cache: HashCache | None,
                        progress: Callable[[ModelProgress], None] | None,
                        check_cancelled: Callable[[], None] | None) -> InstallResult:
@@ -229,7 +230,7 @@ async def _fetch_first(sources: list[tuple[str, str]], placement: Placement, bas
             hash_cache.save()
         resumed = min(meter.resumed_from, final_size)
         transferred = final_size - resumed
-        return InstallResult(**base, path=str(dest), source=kind, url=redact_url(final), size=final_size,
+        return result(path=str(dest), source=kind, url=redact_url(final), size=final_size,
                              transferred=transferred, resumed_from=resumed, seconds=round(seconds, 3),
                              rate=round(transferred / seconds, 1) if seconds > 0 else 0.0, sha256=sha256)
     assert last is not None

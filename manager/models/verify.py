@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -223,17 +224,17 @@ def verify_expectations(folders: ModelFolders, expectations: Iterable[Expectatio
                                     expected_size=exp.size, message=f"{exp.folder}/{exp.name} is not installed"))
             continue
         size = path.stat().st_size
-        common = dict(path=str(path), expected_sha256=exp.sha256, expected_size=exp.size, actual_size=size)
+        finding = partial(Finding, exp.folder, exp.name, path=str(path), expected_sha256=exp.sha256,
+                          expected_size=exp.size, actual_size=size)
         if exp.size is not None and size != exp.size:
-            findings.append(Finding(exp.folder, exp.name, "size_mismatch", **common,
-                                    message=f"{size} bytes, expected {exp.size}"))
+            findings.append(finding("size_mismatch", message=f"{size} bytes, expected {exp.size}"))
             continue
         if not exp.sha256:
-            findings.append(Finding(exp.folder, exp.name, "ok" if exp.size is not None else "unchecked", **common))
+            findings.append(finding("ok" if exp.size is not None else "unchecked"))
             continue
         actual = cache.sha256(path)
         status = "ok" if actual == exp.sha256 else "sha_mismatch"
-        findings.append(Finding(exp.folder, exp.name, status, actual_sha256=actual, **common,
+        findings.append(finding(status, actual_sha256=actual,
                                 message="" if status == "ok" else "sha256 differs from the expected one"))
     cache.save()
     return VerifyReport(tuple(findings), hashed=cache.computed - before)

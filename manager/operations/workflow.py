@@ -129,7 +129,7 @@ def missing_packs(workflow: Any, *, catalog: Any, inventory: Inventory,
         parked = disabled_by_pack.get(pack_id, "")
         steps.append(WorkflowStep(pack_id=pack_id, title=getattr(pack, "title", pack_id) or pack_id,
                                   action="enable" if parked else "install", node_types=tuple(needed),
-                                  alternatives=tuple(sorted(alternatives.get(pack_id, ()) - set(chosen))),
+                                  alternatives=tuple(sorted(alternatives.get(pack_id, set()) - set(chosen))),
                                   installed_name=parked))
     provided = tuple(t for t in types if t in enabled_provides)
     return WorkflowPlan(types, provided, tuple(steps), tuple(unresolved))

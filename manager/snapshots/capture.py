@@ -190,7 +190,8 @@ def capture(manager: Any, *, reason: str = "manual", include_python: bool = True
     inv = inventory if inventory is not None else manager.inventory()
     notes += [f"{n.code}: {n.message}" for n in inv.notices]
     packs = pack_states(inv, notes)
-    py_version, pips = "", ()
+    py_version = ""
+    pips: tuple[PythonPackage, ...] = ()
     if include_python:
         try:
             py_version, pips = python_environment(target_python(manager))

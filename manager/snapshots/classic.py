@@ -35,7 +35,8 @@ def created_from_name(name: str) -> str | None:
     if not m:
         return None
     try:
-        local = _dt.datetime(*(int(g) for g in m.groups())).astimezone()
+        year, month, day, hour, minute, second = (int(g) for g in m.groups())
+        local = _dt.datetime(year, month, day, hour, minute, second).astimezone()
     except ValueError:
         return None
     return local.astimezone(_dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -47,7 +47,8 @@ class _Record:
     """``to_dict`` for the records of this package (nested records become plain JSON)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(self)
+        out: dict[str, Any] = jsonable(self)   # a dataclass becomes a dict
+        return out
 
 
 def safe_entry_name(name: str) -> bool:

@@ -193,7 +193,7 @@ def missing_local_sources(manager: Any, plan: RestorePlan, pip_requirements: Seq
     """Everything an offline restore of ``plan`` would need and cannot find locally (nothing is changed)."""
     checker = _Checker(manager, plan)
     inv = manager.inventory(with_catalog=False)
-    paths = {}
+    paths: dict[str, Path] = {}
     for p in inv.packs:
         base = p.name if p.enabled else p.pack_id
         paths.setdefault(base, Path(p.path))

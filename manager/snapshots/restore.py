@@ -76,7 +76,7 @@ def plan_restore(manager: Any, snapshot: Snapshot, options: RestoreOptions | Non
         current = capture(manager, include_python=want_python, include_models=bool(snapshot.models),
                           strict_python=want_python)
     changes = diff(current, snapshot, python=want_python)
-    protected = frozenset()
+    protected: frozenset[str] = frozenset()
     if want_python and options.remove_extra_pips:
         protected = dependency_installer(manager).policy.protected
     return build_plan(snapshot, changes, options, where=where, protected=protected)

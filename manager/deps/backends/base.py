@@ -99,6 +99,9 @@ class RunOptions:
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
 
+DEFAULT_RUN_OPTIONS = RunOptions()     # the shared default of the functions that take options
+
+
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for uv/pip: inherited, minus package-source settings, quiet and non-interactive."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_SOURCE_ENV_PREFIXES)}

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DepsInstallerUnavailable
-from .base import Backend, InstallerChoice, RunOptions, child_env
+from .base import DEFAULT_RUN_OPTIONS, Backend, InstallerChoice, RunOptions, child_env
 from .pip import PipBackend
 from .uv import UvBackend
 
@@ -109,7 +109,7 @@ def _unavailable(python: str, tried: list[str]) -> DepsInstallerUnavailable:
         details={"python": python, "tried": tried})
 
 
-def backend_for(choice: InstallerChoice, options: RunOptions = RunOptions()) -> Backend:
+def backend_for(choice: InstallerChoice, options: RunOptions = DEFAULT_RUN_OPTIONS) -> Backend:
     """The backend object for a recorded choice."""
     if choice.name == "uv":
         return UvBackend(choice, options)
