@@ -87,7 +87,8 @@ def _tree(ctx: BenchContext, base: Path) -> Path:
     channel = base / "channel"
     shutil.copytree(ctx.require_channel_db() / "default", channel)
     (root / "user" / "__manager" / "config.ini").write_text(
-        f"[default]\nnetwork_mode = offline\nchannel_url = {channel.as_uri()}\n", encoding="utf-8")
+        f"[default]\nnetwork_mode = offline\nchannel_url = {channel.as_uri()}\n", encoding="utf-8"
+    )
     (root / "user" / "__manager" / "channels.list").write_text(f"default::{channel.as_uri()}\n", encoding="utf-8")
     return root
 
@@ -106,8 +107,12 @@ def _measure_list(ctx: BenchContext) -> dict[str, Any]:
     try:
         root = _tree(ctx, base)
         env = {**os.environ, "PYTHONPATH": ""}
-        proc = subprocess.Popen([sys.executable, str(ctx.repo_root / "cm-cli.py"), "--comfyui", str(root), "serve",
-                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(ctx.repo_root / "cm-cli.py"), "--comfyui", str(root), "serve", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         deadline = time.monotonic() + 120
         while True:
@@ -115,13 +120,14 @@ def _measure_list(ctx: BenchContext) -> dict[str, Any]:
                 status, _ = _get(conn, "/offline-manager/v1/status")
                 if status == 200:
                     break
-            except OSError:
+            except OSError as err:
                 conn.close()
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise BenchSkip("cm-cli.py serve did not start: " + (proc.stderr.read() or b"").decode()[-300:])
+                    stderr = (proc.stderr.read() or b"").decode()[-300:]
+                    raise BenchSkip("cm-cli.py serve did not start: " + stderr) from err
                 time.sleep(0.2)
         t0 = time.perf_counter()
-        status, body = _get(conn, LIST_PATH)          # cold: load, scan, encode
+        status, body = _get(conn, LIST_PATH)  # cold: load, scan, encode
         cold = time.perf_counter() - t0
         if status != 200:
             raise RuntimeError(f"{LIST_PATH} answered {status}: {body[:200]!r}")
@@ -137,8 +143,13 @@ def _measure_list(ctx: BenchContext) -> dict[str, Any]:
         conn.close()
         payload = json.loads(body)
         dumps = median_time(lambda: json.dumps(payload), repeat=max(5, ctx.repeat))
-        return {"samples": samples, "cold": cold, "bytes": len(body), "packs": len(payload["node_packs"]),
-                "dumps": dumps}
+        return {
+            "samples": samples,
+            "cold": cold,
+            "bytes": len(body),
+            "packs": len(payload["node_packs"]),
+            "dumps": dumps,
+        }
     finally:
         if proc is not None:
             proc.terminate()
@@ -155,9 +166,11 @@ def _run(ctx: BenchContext) -> dict[str, Any]:
 
 def list_median(ctx: BenchContext) -> Figure:
     r = _run(ctx)
-    return Figure(statistics.median(r["samples"]) * 1000,
-                  f"{r['packs']} packs, {r['bytes'] / 1e6:.1f} MB, {REQUESTS} keep-alive requests from another "
-                  f"process; cold first answer {r['cold'] * 1000:.0f} ms")
+    return Figure(
+        statistics.median(r["samples"]) * 1000,
+        f"{r['packs']} packs, {r['bytes'] / 1e6:.1f} MB, {REQUESTS} keep-alive requests from another "
+        f"process; cold first answer {r['cold'] * 1000:.0f} ms",
+    )
 
 
 def list_p99(ctx: BenchContext) -> Figure:
@@ -177,21 +190,33 @@ def extension_start(ctx: BenchContext) -> Figure:
     """Import + registration of the extension as ComfyUI loads it (fresh interpreter each time)."""
     runs = []
     for _ in range(max(3, ctx.repeat)):
-        out = subprocess.run([sys.executable, "-c", _START_SCRIPT, str(ctx.repo_root)], capture_output=True,
-                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+        out = subprocess.run(
+            [sys.executable, "-c", _START_SCRIPT, str(ctx.repo_root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": ""},
+        )
         if out.returncode != 0:
             raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "start failed")
         runs.append(float(out.stdout.strip().splitlines()[-1]))
-    return Figure(statistics.median(runs) * 1000, f"min {min(runs) * 1000:.0f} ms over {len(runs)} fresh interpreters "
-                                                  "(aiohttp already imported, as in ComfyUI)")
+    return Figure(
+        statistics.median(runs) * 1000,
+        f"min {min(runs) * 1000:.0f} ms over {len(runs)} fresh interpreters (aiohttp already imported, as in ComfyUI)",
+    )
 
 
 def prestartup_idle(ctx: BenchContext) -> Figure:
     """prestartup_script.py with nothing pending, run the way ComfyUI's main.py runs it."""
     runs = []
     for _ in range(max(3, ctx.repeat)):
-        out = subprocess.run([sys.executable, "-c", _PRESTART_SCRIPT, str(ctx.repo_root)], capture_output=True,
-                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": ""})
+        out = subprocess.run(
+            [sys.executable, "-c", _PRESTART_SCRIPT, str(ctx.repo_root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": ""},
+        )
         if out.returncode != 0:
             raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "prestartup failed")
         runs.append(float(out.stdout.strip().splitlines()[-1]))
@@ -199,15 +224,40 @@ def prestartup_idle(ctx: BenchContext) -> Figure:
 
 
 BENCHMARKS = [
-    Benchmark("api.getlist_warm", "ms", list_median, target=18.0, compare="<=",
-              description="warm GET /customnode/getlist?mode=cache&skip_update=true, real DB, median"),
-    Benchmark("api.getlist_warm_p99", "ms", list_p99, target=18.0, compare="<=",
-              description="same requests, 99th percentile"),
-    Benchmark("api.getlist_vs_json_dumps", "x", list_vs_dumps, target=1.0, compare="<",
-              baseline="json.dumps of the same payload, same run",
-              description="a warm list request as a multiple of merely encoding its payload"),
-    Benchmark("api.extension_start", "ms", extension_start, target=100.0, compare="<",
-              description="import + route registration of the extension inside a (stand-in) ComfyUI"),
-    Benchmark("api.prestartup_idle", "ms", prestartup_idle, target=100.0, compare="<",
-              description="prestartup_script.py with no operation scheduled for the start (one stat)"),
+    Benchmark(
+        "api.getlist_warm",
+        "ms",
+        list_median,
+        target=18.0,
+        compare="<=",
+        description="warm GET /customnode/getlist?mode=cache&skip_update=true, real DB, median",
+    ),
+    Benchmark(
+        "api.getlist_warm_p99", "ms", list_p99, target=18.0, compare="<=", description="same requests, 99th percentile"
+    ),
+    Benchmark(
+        "api.getlist_vs_json_dumps",
+        "x",
+        list_vs_dumps,
+        target=1.0,
+        compare="<",
+        baseline="json.dumps of the same payload, same run",
+        description="a warm list request as a multiple of merely encoding its payload",
+    ),
+    Benchmark(
+        "api.extension_start",
+        "ms",
+        extension_start,
+        target=100.0,
+        compare="<",
+        description="import + route registration of the extension inside a (stand-in) ComfyUI",
+    ),
+    Benchmark(
+        "api.prestartup_idle",
+        "ms",
+        prestartup_idle,
+        target=100.0,
+        compare="<",
+        description="prestartup_script.py with no operation scheduled for the start (one stat)",
+    ),
 ]

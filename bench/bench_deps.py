@@ -36,7 +36,7 @@ def _setup(ctx: BenchContext) -> dict[str, Any]:
         raise BenchSkip("uv is not installed (pip install uv)")
     tmp = tempfile.TemporaryDirectory(prefix="cm-bench-deps-")
     base = Path(tmp.name)
-    os.environ["UV_CACHE_DIR"] = str(base / "uv-cache")       # both sides share one warm cache
+    os.environ["UV_CACHE_DIR"] = str(base / "uv-cache")  # both sides share one warm cache
     names = [f"benchpkg{i:02d}" for i in range(N_WHEELS)]
     for i, name in enumerate(names):
         requires = (f"{names[i + 1]}>=1",) if i % 4 == 0 and i + 1 < N_WHEELS else ()
@@ -47,22 +47,46 @@ def _setup(ctx: BenchContext) -> dict[str, Any]:
     ours_venv = helpers.make_venv(base / "venv-ours")
     installer = DependencyInstaller(
         DepsPolicy(python=str(ours_venv), use_uv=True, wheelhouse_dirs=(base / "wheelhouse",)),
-        NetworkGate(NetworkPolicy(mode=NetworkMode.OFFLINE)))
-    return {"tmp": tmp, "uv": uv, "names": names, "pack": pack, "wheelhouse": base / "wheelhouse",
-            "ours": ours_venv, "installer": installer}
+        NetworkGate(NetworkPolicy(mode=NetworkMode.OFFLINE)),
+    )
+    return {
+        "tmp": tmp,
+        "uv": uv,
+        "names": names,
+        "pack": pack,
+        "wheelhouse": base / "wheelhouse",
+        "ours": ours_venv,
+        "installer": installer,
+    }
 
 
 def _uninstall(uv: str, python: Path, names: list[str]) -> None:
-    subprocess.run([uv, "pip", "uninstall", "--python", str(python), *names], capture_output=True,
-                   check=True, env=child_env())
+    subprocess.run(
+        [uv, "pip", "uninstall", "--python", str(python), *names], capture_output=True, check=True, env=child_env()
+    )
 
 
 def _direct(s: dict[str, Any]) -> None:
     # the same target venv as ours (emptied before each half of a pair): two venvs of one
     # recipe still differ by tens of ms for uv, which would be measured as our overhead
-    subprocess.run([s["uv"], "pip", "install", "--python", str(s["ours"]), "--no-config", "--offline",
-                    "--no-index", "--find-links", str(s["wheelhouse"]), *[f"{n}>=1.0" for n in s["names"]]],
-                   capture_output=True, check=True, env=child_env())
+    subprocess.run(
+        [
+            s["uv"],
+            "pip",
+            "install",
+            "--python",
+            str(s["ours"]),
+            "--no-config",
+            "--offline",
+            "--no-index",
+            "--find-links",
+            str(s["wheelhouse"]),
+            *[f"{n}>=1.0" for n in s["names"]],
+        ],
+        capture_output=True,
+        check=True,
+        env=child_env(),
+    )
 
 
 def _ours(s: dict[str, Any]) -> None:
@@ -74,7 +98,7 @@ def _ours(s: dict[str, Any]) -> None:
 def overhead_ratio(ctx: BenchContext) -> Figure:
     s = ctx.memo("deps.setup", lambda: _setup(ctx))
     cold_start = time.perf_counter()
-    _ours(s)                                       # first call: detection + probe of the target python
+    _ours(s)  # first call: detection + probe of the target python
     cold = time.perf_counter() - cold_start
     _direct(s)
     direct, ours = [], []
@@ -89,18 +113,21 @@ def overhead_ratio(ctx: BenchContext) -> Figure:
         ours.append(time.perf_counter() - start)
     # paired differences: a load spike from other processes hits both halves of a pair alike
     td = statistics.median(direct)
-    extra = statistics.median(o - d for o, d in zip(ours, direct))
+    extra = statistics.median(o - d for o, d in zip(ours, direct, strict=True))
     ctx.memo("deps.cold", lambda: cold - td)
-    return Figure((td + extra) / td, f"uv alone {td * 1000:.0f} ms, ours +{extra * 1000:.1f} ms "
-                                     f"(medians of {len(direct)} pairs); first call {cold * 1000:.0f} ms")
+    return Figure(
+        (td + extra) / td,
+        f"uv alone {td * 1000:.0f} ms, ours +{extra * 1000:.1f} ms "
+        f"(medians of {len(direct)} pairs); first call {cold * 1000:.0f} ms",
+    )
 
 
 def prepare_ms(ctx: BenchContext) -> Figure:
     """Our in-process share alone: parse, plan, wheelhouse pre-check, command (no subprocess)."""
     s = ctx.memo("deps.setup", lambda: _setup(ctx))
     inst: DependencyInstaller = s["installer"]
-    inst.environment                                  # probed once, like a running Manager
-    _uninstall(s["uv"], s["ours"], s["names"])        # an empty venv: the pre-check walks every wheel
+    _ = inst.environment  # the property access probes the target once, like a running Manager
+    _uninstall(s["uv"], s["ours"], s["names"])  # an empty venv: the pre-check walks every wheel
 
     def prepare() -> None:
         plan = inst.plan_for([("BenchPack", s["pack"])])
@@ -119,11 +146,25 @@ def cold_overhead(ctx: BenchContext) -> Figure:
 
 
 BENCHMARKS = [
-    Benchmark("deps.install_20_wheels_overhead", "ratio", overhead_ratio, target=1.10, compare="<=",
-              baseline="uv pip install --offline --no-index --find-links (direct)",
-              description="20 wheels from the wheelhouse through DependencyInstaller vs uv directly"),
-    Benchmark("deps.prepare_20_requirements", "ms", prepare_ms,
-              description="in-process part of one install (parse, plan, wheelhouse pre-check, command)"),
-    Benchmark("deps.first_install_extra", "ms", cold_overhead,
-              description="extra time of the first install (installer detection + target probe)"),
+    Benchmark(
+        "deps.install_20_wheels_overhead",
+        "ratio",
+        overhead_ratio,
+        target=1.10,
+        compare="<=",
+        baseline="uv pip install --offline --no-index --find-links (direct)",
+        description="20 wheels from the wheelhouse through DependencyInstaller vs uv directly",
+    ),
+    Benchmark(
+        "deps.prepare_20_requirements",
+        "ms",
+        prepare_ms,
+        description="in-process part of one install (parse, plan, wheelhouse pre-check, command)",
+    ),
+    Benchmark(
+        "deps.first_install_extra",
+        "ms",
+        cold_overhead,
+        description="extra time of the first install (installer detection + target probe)",
+    ),
 ]

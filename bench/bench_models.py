@@ -43,7 +43,7 @@ from .run import BenchContext, Benchmark, Figure
 
 SIZE = 128 * 1024 * 1024
 CHUNK = 1 << 16
-REPEAT = 9                      # samples of each; medians kept
+REPEAT = 9  # samples of each; medians kept
 
 
 class _Server:
@@ -99,7 +99,8 @@ async def _plain_copy(url: str, dest: Path, *, verified: bool) -> str:
     async with aiohttp.ClientSession() as sess:
         async with sess.get(url) as resp:
             resp.raise_for_status()
-            with open(dest, "wb") as fh:
+            fh = await asyncio.to_thread(open, dest, "wb")
+            with fh:
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     fh.write(chunk)
                     if verified:
@@ -118,9 +119,8 @@ def _persist(data: bytes, dest: Path) -> float:
     with open(dest, "wb") as fh, ThreadPoolExecutor(1) as syncer:
         running, synced_at = None, 0
         for i in range(0, len(data), step):
-            fh.write(data[i:i + step])
-            if (hasattr(os, "fdatasync") and i + step - synced_at >= SYNC_STEP
-                    and (running is None or running.done())):
+            fh.write(data[i : i + step])
+            if hasattr(os, "fdatasync") and i + step - synced_at >= SYNC_STEP and (running is None or running.done()):
                 running, synced_at = syncer.submit(os.fdatasync, fh.fileno()), i + step
         fh.flush()
         if running is not None:
@@ -144,27 +144,27 @@ def _samples(ctx: BenchContext) -> dict[str, float]:
     url, root = inp["server"].url, inp["root"]
     folders = load_model_folders(StandaloneHost.from_root(root))
     gate = NetworkGate(NetworkPolicy())
-    entry = ModelEntry(name="bench", type="checkpoint", filename="model.safetensors", url=url,
-                       save_path="checkpoints")
+    entry = ModelEntry(name="bench", type="checkpoint", filename="model.safetensors", url=url, save_path="checkpoints")
     dest = root / "models" / "checkpoints" / "model.safetensors"
     plain = inp["base"] / "plain.bin"
     reports: list[Any] = []
     runs: dict[str, Callable[[], Any]] = {
-        "ours": lambda: asyncio.run(install_entry(entry, gate=gate, folders=folders, sha256=inp["sha256"],
-                                                  progress=reports.append)),
+        "ours": lambda: asyncio.run(
+            install_entry(entry, gate=gate, folders=folders, sha256=inp["sha256"], progress=reports.append)
+        ),
         "raw": lambda: asyncio.run(_plain_copy(url, plain, verified=False)),
         "verified": lambda: asyncio.run(_plain_copy(url, plain, verified=True)),
     }
     times: dict[str, list[float]] = {name: [] for name in (*runs, "persist")}
     data = (inp["base"] / "model.bin").read_bytes()
-    for fn in runs.values():                            # warm-up: page cache, server, imports
+    for fn in runs.values():  # warm-up: page cache, server, imports
         _quiesce(dest, plain)
         fn()
     for _ in range(max(REPEAT, ctx.repeat)):
         for name, fn in runs.items():
             _quiesce(dest, plain)
             gc.collect()
-            gc.disable()                                # a collection inside one sample would dominate it
+            gc.disable()  # a collection inside one sample would dominate it
             try:
                 start = time.perf_counter()
                 fn()
@@ -180,7 +180,7 @@ def _samples(ctx: BenchContext) -> dict[str, float]:
 def _figure(ctx: BenchContext, kind: str) -> Figure:
     t = ctx.memo("models.samples", lambda: _samples(ctx))
     mb = SIZE / (1 << 20)
-    if kind == "persist":                               # same bytes: throughput ratio = inverse time ratio
+    if kind == "persist":  # same bytes: throughput ratio = inverse time ratio
         ratio = t["raw"] / t["persist"]
         note = f"write+fsync from memory {mb / t['persist']:.0f} MB/s vs raw copy {mb / t['raw']:.0f} MB/s"
     else:
@@ -204,14 +204,30 @@ def persist_vs_raw_copy(ctx: BenchContext) -> Figure:
 
 
 BENCHMARKS = [
-    Benchmark("models.download_vs_verified_copy", "x", download_vs_verified_copy, target=0.9, compare=">=",
-              baseline="plain aiohttp streamed copy that also sha256-hashes and fsyncs, same loopback server",
-              description="install_entry throughput as a fraction of a like-for-like streamed copy (128 MB)"),
-    Benchmark("models.download_vs_raw_copy", "x", download_vs_raw_copy, target=0.9, compare=">=",
-              baseline="plain aiohttp streamed copy (write only), same loopback server",
-              description="install_entry throughput as a fraction of a write-only streamed copy (128 MB)"),
-    Benchmark("models.persist_vs_raw_copy", "x", persist_vs_raw_copy,
-              baseline="plain aiohttp streamed copy (write only), same loopback server",
-              description="writing the same 128 MB from memory and fsyncing it, as a fraction of the raw "
-                          "copy: the ceiling for any download that must be on disk before its rename"),
+    Benchmark(
+        "models.download_vs_verified_copy",
+        "x",
+        download_vs_verified_copy,
+        target=0.9,
+        compare=">=",
+        baseline="plain aiohttp streamed copy that also sha256-hashes and fsyncs, same loopback server",
+        description="install_entry throughput as a fraction of a like-for-like streamed copy (128 MB)",
+    ),
+    Benchmark(
+        "models.download_vs_raw_copy",
+        "x",
+        download_vs_raw_copy,
+        target=0.9,
+        compare=">=",
+        baseline="plain aiohttp streamed copy (write only), same loopback server",
+        description="install_entry throughput as a fraction of a write-only streamed copy (128 MB)",
+    ),
+    Benchmark(
+        "models.persist_vs_raw_copy",
+        "x",
+        persist_vs_raw_copy,
+        baseline="plain aiohttp streamed copy (write only), same loopback server",
+        description="writing the same 128 MB from memory and fsyncing it, as a fraction of the raw "
+        "copy: the ceiling for any download that must be on disk before its rename",
+    ),
 ]

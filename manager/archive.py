@@ -26,7 +26,7 @@ from .errors import ArchiveInvalid, ArchiveTooLarge, ArchiveUnsafe
 __all__ = ["ArchiveLimits", "extract_archive", "extract_zip", "extract_tar", "safe_member_name"]
 
 _CHUNK = 1 << 20
-_RATIO_FLOOR = 1 << 20      # ratios are only judged for entries that inflate beyond 1 MiB
+_RATIO_FLOOR = 1 << 20  # ratios are only judged for entries that inflate beyond 1 MiB
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ class ArchiveLimits:
 
 @dataclass(frozen=True)
 class _Member:
-    name: str            # safe relative posix path
-    kind: str            # file | dir | symlink
+    name: str  # safe relative posix path
+    kind: str  # file | dir | symlink
     size: int
     mode: int
     link: str = ""
@@ -56,8 +56,10 @@ def _too_large(what: str, value: float, limit: float, entry: str = "") -> Archiv
     details = {"limit": what, "value": value, "max": limit}
     if entry:
         details["entry"] = entry
-    return ArchiveTooLarge(f"archive too large: {what} {value:g} exceeds {limit:g}"
-                           + (f" (entry {entry!r})" if entry else ""), details=details)
+    return ArchiveTooLarge(
+        f"archive too large: {what} {value:g} exceeds {limit:g}" + (f" (entry {entry!r})" if entry else ""),
+        details=details,
+    )
 
 
 def safe_member_name(raw: str) -> str:
@@ -187,7 +189,7 @@ class _Writer:
                 os.symlink(m.link, dest)
             except OSError as exc:
                 raise _unsafe(m.name, f"cannot create symlink here: {exc}") from exc
-        for m in self.links:                       # chains of links are only visible once all exist
+        for m in self.links:  # chains of links are only visible once all exist
             real = os.path.realpath(self.root.joinpath(*m.name.split("/")))
             if real != self.real_root and not real.startswith(self.real_root + os.sep):
                 raise _unsafe(m.name, f"symlink to {m.link!r} resolves outside the target")
@@ -241,8 +243,9 @@ def _zip_members(zf: zipfile.ZipFile, limits: ArchiveLimits) -> Iterator[tuple[_
             raise _unsafe(name, "special file (device, FIFO or socket)")
 
 
-def extract_zip(archive: str | os.PathLike[str], target: str | os.PathLike[str], *,
-                limits: ArchiveLimits = ArchiveLimits()) -> list[str]:
+def extract_zip(
+    archive: str | os.PathLike[str], target: str | os.PathLike[str], *, limits: ArchiveLimits = ArchiveLimits()
+) -> list[str]:
     """Extract a zip into ``target`` (created; must be absent or empty); return the extracted
     relative paths (files and links, posix separators) for a ``.tracking`` file."""
     try:
@@ -272,16 +275,18 @@ def extract_zip(archive: str | os.PathLike[str], target: str | os.PathLike[str],
                         with zf.open(info) as src:
                             writer.file(m, src)
                     except (zipfile.BadZipFile, EOFError, NotImplementedError) as exc:
-                        raise ArchiveInvalid(f"entry {m.name!r} is damaged or unsupported: {exc}",
-                                             details={"entry": m.name}) from exc
+                        raise ArchiveInvalid(
+                            f"entry {m.name!r} is damaged or unsupported: {exc}", details={"entry": m.name}
+                        ) from exc
             return writer.finish()
 
         return _staged(Path(target), body)
 
 
 # --- tar -------------------------------------------------------------------------------
-def extract_tar(archive: str | os.PathLike[str], target: str | os.PathLike[str], *,
-                limits: ArchiveLimits = ArchiveLimits()) -> list[str]:
+def extract_tar(
+    archive: str | os.PathLike[str], target: str | os.PathLike[str], *, limits: ArchiveLimits = ArchiveLimits()
+) -> list[str]:
     """Extract a tar, tar.gz, tar.bz2 or tar.xz archive; same rules and result as ``extract_zip``.
 
     Hard links, devices and FIFOs are refused; the compression ratio is judged on the whole file.
@@ -294,7 +299,7 @@ def extract_tar(archive: str | os.PathLike[str], target: str | os.PathLike[str],
     with tf:
         try:
             infos: list[tarfile.TarInfo] = []
-            for info in tf:                          # reads headers only; stops early on a cap
+            for info in tf:  # reads headers only; stops early on a cap
                 infos.append(info)
                 if len(infos) > limits.max_entries:
                     raise _too_large("entry count", len(infos), limits.max_entries)
@@ -322,7 +327,7 @@ def extract_tar(archive: str | os.PathLike[str], target: str | os.PathLike[str],
             if _case_insensitive(work):
                 _check_case_clashes(members)
             writer = _Writer(work, limits)
-            for m, info in zip(members, infos):
+            for m, info in zip(members, infos, strict=True):
                 if m.kind == "dir":
                     writer.directory(m)
                 elif m.kind == "symlink":
@@ -341,8 +346,9 @@ def extract_tar(archive: str | os.PathLike[str], target: str | os.PathLike[str],
             raise ArchiveInvalid(f"damaged tar archive: {exc}", details={"archive": str(archive)}) from exc
 
 
-def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[str], *,
-                    limits: ArchiveLimits = ArchiveLimits()) -> list[str]:
+def extract_archive(
+    archive: str | os.PathLike[str], target: str | os.PathLike[str], *, limits: ArchiveLimits = ArchiveLimits()
+) -> list[str]:
     """Extract a zip or tar archive, chosen by its content (not its name)."""
     if zipfile.is_zipfile(archive):
         return extract_zip(archive, target, limits=limits)
@@ -352,5 +358,6 @@ def extract_archive(archive: str | os.PathLike[str], target: str | os.PathLike[s
         raise ArchiveInvalid(f"cannot read archive: {exc}", details={"archive": str(archive)}) from exc
     if is_tar:
         return extract_tar(archive, target, limits=limits)
-    raise ArchiveInvalid(f"{os.fspath(archive)!r} is neither a zip nor a tar archive",
-                         details={"archive": str(archive)})
+    raise ArchiveInvalid(
+        f"{os.fspath(archive)!r} is neither a zip nor a tar archive", details={"archive": str(archive)}
+    )

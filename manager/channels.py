@@ -7,6 +7,7 @@ skipped silently. ``check_allowed`` is the policy that config.ini's channel keys
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,8 +21,10 @@ __all__ = ["parse_channels_list", "ChannelSet", "check_allowed", "DEFAULT_CHANNE
 
 DEFAULT_CHANNEL_URL = "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main"
 CHANNEL_SCHEMES = ("https", "http", "file")
-_FORM_HINT = ("Each line must read name::url, for example "
-              f"'default::{DEFAULT_CHANNEL_URL}' or 'mine::file:///srv/channel'; lines starting with # are comments.")
+_FORM_HINT = (
+    "Each line must read name::url, for example "
+    f"'default::{DEFAULT_CHANNEL_URL}' or 'mine::file:///srv/channel'; lines starting with # are comments."
+)
 _DRIVE_RE = re.compile(r"^[A-Za-z]:[\\/]")
 
 
@@ -49,6 +52,14 @@ def _norm_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+def _line_invalid(source: str, lineno: int, line: str, problem: str) -> ChannelInvalid:
+    return ChannelInvalid(
+        f"{source}, line {lineno}: {problem}: {line!r}",
+        hint=_FORM_HINT,
+        details={"file": source, "line": lineno},
+    )
+
+
 def parse_channels_list(text: str, *, source: str = "channels.list") -> list[Channel]:
     """Parse channels.list text; raises ``ChannelInvalid`` naming ``source`` and the line."""
     channels: list[Channel] = []
@@ -58,9 +69,7 @@ def parse_channels_list(text: str, *, source: str = "channels.list") -> list[Cha
         if not line or line.startswith("#"):
             continue
 
-        def bad(problem: str) -> ChannelInvalid:
-            return ChannelInvalid(f"{source}, line {lineno}: {problem}: {line!r}", hint=_FORM_HINT,
-                                  details={"file": source, "line": lineno})
+        bad = functools.partial(_line_invalid, source, lineno, line)
         if "::" not in line:
             raise bad("expected 'name::url'")
         name, url = (part.strip() for part in line.split("::", 1))
@@ -98,9 +107,11 @@ class ChannelSet:
         try:
             text = Path(path).read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ChannelInvalid(f"cannot read {path}: {exc}",
-                                 hint="Restore channels.list (a copy ships at the extension's root).",
-                                 details={"file": str(path)}) from exc
+            raise ChannelInvalid(
+                f"cannot read {path}: {exc}",
+                hint="Restore channels.list (a copy ships at the extension's root).",
+                details={"file": str(path)},
+            ) from exc
         return cls.from_text(text, source=str(path))
 
     def __iter__(self) -> Iterator[Channel]:
@@ -136,17 +147,20 @@ class ChannelSet:
         if found is None:
             raise ChannelInvalid(
                 f"unknown channel {name_or_url!r}: not a name or URL listed in {self.source}",
-                hint=f"Use one of: {', '.join(self.names()) or '(none)'}; or add a 'name::url' line to "
-                     f"{self.source}.", details={"channel": name_or_url, "file": self.source})
+                hint=f"Use one of: {', '.join(self.names()) or '(none)'}; or add a 'name::url' line to {self.source}.",
+                details={"channel": name_or_url, "file": self.source},
+            )
         return found
 
     @property
     def default(self) -> Channel:
         """The channel named ``default``, else the first listed one."""
         if not self._channels:
-            raise ChannelInvalid(f"{self.source} lists no channels",
-                                 hint=f"Add a line such as 'default::{DEFAULT_CHANNEL_URL}'.",
-                                 details={"file": self.source})
+            raise ChannelInvalid(
+                f"{self.source} lists no channels",
+                hint=f"Add a line such as 'default::{DEFAULT_CHANNEL_URL}'.",
+                details={"file": self.source},
+            )
         return self.get("default") or self._channels[0]
 
     def file_url(self, channel: Channel, filename: str) -> str:
@@ -157,8 +171,9 @@ class ChannelSet:
         """
         rel = PurePosixPath(filename.replace("\\", "/"))
         if not filename or rel.is_absolute() or ".." in rel.parts or _DRIVE_RE.match(filename):
-            raise PathEscape(f"channel file name {filename!r} must be a plain relative name",
-                             details={"file": filename})
+            raise PathEscape(
+                f"channel file name {filename!r} must be a plain relative name", details={"file": filename}
+            )
         if not channel.is_local:
             return _norm_url(channel.url) + "/" + urllib.parse.quote(rel.as_posix())
         root = NetworkGate.local_path(channel.url)
@@ -174,8 +189,9 @@ class ChannelSet:
         return candidates[0].as_uri()
 
 
-def check_allowed(channel: Channel, *, allow_remote_channel: bool, allowed_channels: Sequence[str],
-                  http_channel_enabled: bool) -> None:
+def check_allowed(
+    channel: Channel, *, allow_remote_channel: bool, allowed_channels: Sequence[str], http_channel_enabled: bool
+) -> None:
     """Raise ``ChannelNotAllowed`` (hint names the config.ini key) unless policy admits ``channel``.
 
     Local channels are always admitted. A remote channel needs ``allow_remote_channel`` (callers
@@ -191,10 +207,13 @@ def check_allowed(channel: Channel, *, allow_remote_channel: bool, allowed_chann
         raise ChannelNotAllowed(
             f"remote channel {channel.name!r} ({channel.url}) is not allowed",
             hint="Add it to channels.list or to allowed_channels in config.ini, or set "
-                 "allow_remote_channel = True there; a local file:// channel is always allowed.",
-            details=details)
+            "allow_remote_channel = True there; a local file:// channel is always allowed.",
+            details=details,
+        )
     if channel.url.lower().startswith("http://") and not http_channel_enabled:
         raise ChannelNotAllowed(
             f"channel {channel.name!r} uses plain http:// ({channel.url})",
             hint="Use https://, or set http_channel_enabled = True in config.ini (the data can then be "
-                 "altered in transit).", details=details)
+            "altered in transit).",
+            details=details,
+        )

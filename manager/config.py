@@ -104,8 +104,9 @@ def _parse(text: str, path: Path | None) -> tuple[list[_Line], list[_Entry]]:
 
     def close() -> None:
         if open_key is not None and open_key.section is not None:
-            entries.append(_Entry(open_key.key, open_key.section, "\n".join(values),
-                                  open_key.number, key_index, last_index))
+            entries.append(
+                _Entry(open_key.key, open_key.section, "\n".join(values), open_key.number, key_index, last_index)
+            )
 
     for number, raw in enumerate(_split_lines(text), start=1):
         body = raw.rstrip("\r\n")
@@ -136,7 +137,7 @@ def _parse(text: str, path: Path | None) -> tuple[list[_Line], list[_Entry]]:
         if section is None:
             raise _syntax_error(path, number, body, "comes before the first [section] header")
         key = match.group("key").strip().lower()
-        value = body[match.end():].rstrip()
+        value = body[match.end() :].rstrip()
         open_key = _Line(number, raw, "key", section, key=key, value=value, value_start=match.end())
         lines.append(open_key)
         key_indent = indent
@@ -177,19 +178,30 @@ def _invalid(setting: Setting, raw: Any, exc: ValueInvalid, where: _Origin) -> C
     guess = f" Did you mean {exc.suggestion!r}?" if exc.suggestion else ""
     if where.source == "file":
         msg = f"{where.describe()}: {setting.key} = {text!r} is invalid: {reason}."
-        hint = (f"Edit line {where.line} of {where.path} (allowed: {exc.allowed}), or delete it to use "
-                f"the default {format_value(setting, setting.default)!r}.")
+        hint = (
+            f"Edit line {where.line} of {where.path} (allowed: {exc.allowed}), or delete it to use "
+            f"the default {format_value(setting, setting.default)!r}."
+        )
     elif where.source == "env":
         msg = f"environment variable {where.env}={text!r} is invalid for {setting.key}: {reason}."
         hint = f"Fix or unset {where.env}; allowed: {exc.allowed}.{_in_effect(where.path)}"
     else:
         msg = f"{where.describe()} value {text!r} for {setting.key} is invalid: {reason}."
         hint = f"Allowed: {exc.allowed}.{_in_effect(where.path)}"
-    return ConfigError(msg + guess, hint=hint, details={
-        "key": setting.key, "value": str(text), "allowed": exc.allowed, "suggestion": exc.suggestion,
-        "source": where.source, "origin": where.describe(),
-        "path": str(where.path) if where.path else None, "line": where.line,
-    })
+    return ConfigError(
+        msg + guess,
+        hint=hint,
+        details={
+            "key": setting.key,
+            "value": str(text),
+            "allowed": exc.allowed,
+            "suggestion": exc.suggestion,
+            "source": where.source,
+            "origin": where.describe(),
+            "path": str(where.path) if where.path else None,
+            "line": where.line,
+        },
+    )
 
 
 def _in_effect(path: Path | None) -> str:
@@ -208,10 +220,18 @@ def _unknown(key: str, where: _Origin, section: str | None = None) -> ConfigUnkn
     else:
         msg = f"unknown setting {key!r}.{guess}"
         hint = f"Check the setting name; {DOCS_HINT}."
-    return ConfigUnknownKey(msg, hint=hint, details={
-        "key": key, "suggestions": close, "source": where.source, "origin": where.describe(),
-        "path": str(where.path) if where.path else None, "line": where.line,
-    })
+    return ConfigUnknownKey(
+        msg,
+        hint=hint,
+        details={
+            "key": key,
+            "suggestions": close,
+            "source": where.source,
+            "origin": where.describe(),
+            "path": str(where.path) if where.path else None,
+            "line": where.line,
+        },
+    )
 
 
 def _norm_key(key: str) -> str:
@@ -229,7 +249,7 @@ def _read_text(path: Path) -> tuple[str, bool] | None:
         raise ConfigUnreadable(
             f"cannot read the config file {path}: {exc.strerror or exc}",
             hint=f"Check that {path} is a readable file (permissions, not a folder), "
-                 f"or point {CONFIG_ENV} at another file.",
+            f"or point {CONFIG_ENV} at another file.",
             details={"path": str(path)},
         ) from exc
     try:
@@ -260,12 +280,22 @@ def _effective(entries: list[_Entry], key: str) -> _Entry | None:
 class Config:
     """Resolved settings with their sources. Immutable: ``save`` returns a new ``Config``."""
 
-    __slots__ = ("_path", "_under", "_values", "_sources", "_origins", "_env", "_cli", "_strict",
-                 "problems", "notes")
+    __slots__ = ("_path", "_under", "_values", "_sources", "_origins", "_env", "_cli", "_strict", "problems", "notes")
 
-    def __init__(self, *, path: Path | None, values: dict[str, Any], sources: dict[str, str],
-                 origins: dict[str, str], env: dict[str, str], cli: dict[str, Any], strict: bool,
-                 problems: tuple[ConfigError, ...] = (), notes: tuple[str, ...] = (), under: Path | None = None):
+    def __init__(
+        self,
+        *,
+        path: Path | None,
+        values: dict[str, Any],
+        sources: dict[str, str],
+        origins: dict[str, str],
+        env: dict[str, str],
+        cli: dict[str, Any],
+        strict: bool,
+        problems: tuple[ConfigError, ...] = (),
+        notes: tuple[str, ...] = (),
+        under: Path | None = None,
+    ):
         self._path = path
         self._under = under
         self._values = values
@@ -280,9 +310,15 @@ class Config:
         self.notes = notes
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None, *, env: Mapping[str, str] = os.environ,
-             cli: Mapping[str, Any] | None = None, strict: bool = True,
-             under: str | os.PathLike[str] | None = None) -> Config:
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None,
+        *,
+        env: Mapping[str, str] = os.environ,
+        cli: Mapping[str, Any] | None = None,
+        strict: bool = True,
+        under: str | os.PathLike[str] | None = None,
+    ) -> Config:
         """Read ``path`` (missing is fine: defaults), then apply ``CM_<KEY>`` variables and ``cli``.
 
         ``under``: a file read beneath ``path`` (its values count where ``path`` has none) and
@@ -294,8 +330,9 @@ class Config:
         """
         file_path = Path(path).expanduser().absolute() if path is not None else None
         read = _read_text(file_path) if file_path is not None else None
-        return cls._build(file_path, read[0] if read else "", env=env, cli=cli or {}, strict=strict,
-                          under=_read_under(under))
+        return cls._build(
+            file_path, read[0] if read else "", env=env, cli=cli or {}, strict=strict, under=_read_under(under)
+        )
 
     @classmethod
     def defaults(cls) -> Config:
@@ -303,8 +340,16 @@ class Config:
         return cls._build(None, "", env={}, cli={}, strict=True)
 
     @classmethod
-    def _build(cls, path: Path | None, text: str, *, env: Mapping[str, str],
-               cli: Mapping[str, Any], strict: bool, under: tuple[Path, str] | None = None) -> Config:
+    def _build(
+        cls,
+        path: Path | None,
+        text: str,
+        *,
+        env: Mapping[str, str],
+        cli: Mapping[str, Any],
+        strict: bool,
+        under: tuple[Path, str] | None = None,
+    ) -> Config:
         problems: list[ConfigError] = []
         notes: list[str] = []
         if under is not None:
@@ -321,15 +366,18 @@ class Config:
 
         # Lowest first: the file beneath (shared with another manager), then ours.
         layers: list[tuple[Path | None, list[_Entry]]] = (
-            [(under[0], _parse(under[1], under[0])[1])] if under is not None else [])
+            [(under[0], _parse(under[1], under[0])[1])] if under is not None else []
+        )
         layers.append((path, _parse(text, path)[1]))
         for layer_path, layer_entries in layers:
             for entry in layer_entries:
                 here = _Origin("file", layer_path, entry.line)
                 if entry.key in SETTINGS_BY_KEY:
                     if entry.section not in ("default", "security"):
-                        notes.append(f"{here.describe()}: {entry.key} in [{entry.section}] is ignored; "
-                                     "settings are read from [default] and [security]")
+                        notes.append(
+                            f"{here.describe()}: {entry.key} in [{entry.section}] is ignored; "
+                            "settings are read from [default] and [security]"
+                        )
                 elif entry.key in RETIRED_KEYS or entry.key in FOREIGN_KEYS:
                     if entry.section in ("default", "security"):
                         why = RETIRED_KEYS.get(entry.key) or FOREIGN_KEYS[entry.key]
@@ -373,9 +421,18 @@ class Config:
                 sources[setting.key] = where.source
                 origins[setting.key] = where.describe()
                 break
-        return cls(path=path, values=values, sources=sources, origins=origins, env=env_seen,
-                   cli=dict(cli), strict=strict, problems=tuple(problems), notes=tuple(notes),
-                   under=under[0] if under is not None else None)
+        return cls(
+            path=path,
+            values=values,
+            sources=sources,
+            origins=origins,
+            env=env_seen,
+            cli=dict(cli),
+            strict=strict,
+            problems=tuple(problems),
+            notes=tuple(notes),
+            under=under[0] if under is not None else None,
+        )
 
     # --- reading values -------------------------------------------------------------------
     @property
@@ -417,18 +474,27 @@ class Config:
 
     def values(self, include_secrets: bool = False) -> dict[str, Any]:
         """Every setting's typed value; secret ones have credentials masked unless asked."""
-        return {s.key: self._values[s.key] if include_secrets else redact(s, self._values[s.key])
-                for s in SETTINGS}
+        return {s.key: self._values[s.key] if include_secrets else redact(s, self._values[s.key]) for s in SETTINGS}
 
     def explain(self, include_secrets: bool = False) -> list[ConfigValue]:
         """One ``ConfigValue`` per setting, in declaration order, with its source."""
         shown = self.values(include_secrets=include_secrets)
-        return [ConfigValue(key=s.key, value=shown[s.key], source=self._sources[s.key],
-                            section=s.section, help=s.help, origin=self._origins[s.key],
-                            default=s.default) for s in SETTINGS]
+        return [
+            ConfigValue(
+                key=s.key,
+                value=shown[s.key],
+                source=self._sources[s.key],
+                section=s.section,
+                help=s.help,
+                origin=self._origins[s.key],
+                default=s.default,
+            )
+            for s in SETTINGS
+        ]
 
     def __repr__(self) -> str:
-        return f"Config(path={str(self._path)!r}, overrides={sorted(k for k, v in self._sources.items() if v != 'default')})"
+        overrides = sorted(k for k, v in self._sources.items() if v != "default")
+        return f"Config(path={str(self._path)!r}, overrides={overrides})"
 
     # --- saving ---------------------------------------------------------------------------
     def save(self, changes: Mapping[str, Any]) -> Config:
@@ -442,8 +508,10 @@ class Config:
         the result would not load.
         """
         if self._path is None:
-            raise ConfigError("this configuration has no file to save to",
-                              hint=f"Load it with Config.load(<path>) or set {CONFIG_ENV}.")
+            raise ConfigError(
+                "this configuration has no file to save to",
+                hint=f"Load it with Config.load(<path>) or set {CONFIG_ENV}.",
+            )
         typed: dict[str, str] = {}
         for raw_key, value in changes.items():
             setting = self._setting(raw_key)
@@ -457,8 +525,9 @@ class Config:
         newline = _newline_of(original)
         for key, value_text in typed.items():
             text = _apply(text, key, value_text, newline, self._path)
-        updated = Config._build(self._path, text, env=self._env, cli=self._cli, strict=self._strict,
-                                under=_read_under(self._under))
+        updated = Config._build(
+            self._path, text, env=self._env, cli=self._cli, strict=self._strict, under=_read_under(self._under)
+        )
         if text != original or read is None:
             mode = self._path.stat().st_mode & 0o777 if read is not None else 0o644
             atomic_write_bytes(self._path, ((_BOM if bom else "") + text).encode("utf-8"), mode=mode)
@@ -493,7 +562,7 @@ def _apply(text: str, key: str, value_text: str, newline: str, path: Path) -> st
             if prefix.endswith(("=", ":")) and prefix[:-1].endswith((" ", "\t")):
                 prefix += " "
             ending = _ending_of(lines[entry.last].text) or newline
-            out[entry.first: entry.last + 1] = [(prefix + value_text).rstrip() + ending]
+            out[entry.first : entry.last + 1] = [(prefix + value_text).rstrip() + ending]
         return "".join(out)
     new_line = f"{key} = {value_text}".rstrip()
     # The shipped config.ini lists each default as ";key = value"; only that exact form is
@@ -520,4 +589,4 @@ def _apply(text: str, key: str, value_text: str, newline: str, path: Path) -> st
 
 
 def _ending_of(line: str) -> str:
-    return line[len(line.rstrip("\r\n")):]
+    return line[len(line.rstrip("\r\n")) :]

@@ -44,11 +44,11 @@ MAX_REDIRECTS = 10
 CHUNK = 1 << 16
 # Download pipeline (see _Sink): the event loop only receives; a writer thread and a hasher
 # thread take the bytes in batches, so receiving, writing and sha256 run side by side.
-READ_BUFSIZE = 1 << 21          # aiohttp buffer per download: fewer pause/resume cycles per MB
-BATCH = 1 << 20                 # bytes handed to the workers at a time
-MAX_IN_FLIGHT = 16              # batches queued before the receiver waits for the disk (memory cap)
-SYNC_STEP = 8 << 20             # bytes between background fdatasyncs (see _Sink)
-_EARLY_SYNC = hasattr(os, "fdatasync")   # not on Windows or macOS: there the final fsync does it all
+READ_BUFSIZE = 1 << 21  # aiohttp buffer per download: fewer pause/resume cycles per MB
+BATCH = 1 << 20  # bytes handed to the workers at a time
+MAX_IN_FLIGHT = 16  # batches queued before the receiver waits for the disk (memory cap)
+SYNC_STEP = 8 << 20  # bytes between background fdatasyncs (see _Sink)
+_EARLY_SYNC = hasattr(os, "fdatasync")  # not on Windows or macOS: there the final fsync does it all
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RE = re.compile(r"bytes\s+\*/(\d+)")
@@ -86,20 +86,20 @@ def _unreachable(gate: NetworkGate, url: str, purpose: str, exc: BaseException) 
         return NetworkUnreachable(
             f"TLS failure reaching {shown} ({purpose}): {exc}",
             hint="The certificate is not trusted (a company proxy re-signing TLS?). Point SSL_CERT_FILE "
-                 "at your CA bundle, or set bypass_ssl = True in config.ini (insecure).",
-            details={"url": shown, "purpose": purpose, "reason": "ssl"})
+            "at your CA bundle, or set bypass_ssl = True in config.ini (insecure).",
+            details={"url": shown, "purpose": purpose, "reason": "ssl"},
+        )
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        reason, what = "timeout", (f"timed out (connect {pol.connect_timeout:g} s, "
-                                   f"total {pol.total_timeout:g} s)")
+        reason, what = "timeout", (f"timed out (connect {pol.connect_timeout:g} s, total {pol.total_timeout:g} s)")
     else:
         reason, what = "connect", f"failed: {exc.__class__.__name__}: {exc}"
     return NetworkUnreachable(
         f"could not reach {shown} ({purpose}): {what}",
         hint="Check the connection and the proxy (HTTPS_PROXY / NO_PROXY are honoured); raise "
-             "http_timeout / http_connect_timeout in config.ini for a slow link; or set network_mode = offline (or private "
-             "with a reachable mirror) to work from the cache.",
-        details={"url": shown, "purpose": purpose, "reason": reason,
-                 "network_mode": gate.mode.value})
+        "http_timeout / http_connect_timeout in config.ini for a slow link; or set network_mode = offline (or private "
+        "with a reachable mirror) to work from the cache.",
+        details={"url": shown, "purpose": purpose, "reason": reason, "network_mode": gate.mode.value},
+    )
 
 
 def _status_error(url: str, purpose: str, status: int, reason: str = "") -> HttpStatusError:
@@ -118,21 +118,31 @@ def _status_error(url: str, purpose: str, status: int, reason: str = "") -> Http
         hint = "The server failed: retry later; cached data is used meanwhile when there is some."
     else:
         hint = "Check the URL (channels.list, mirror_map)."
-    return HttpStatusError(f"HTTP {status}{' ' + reason if reason else ''} from {shown} ({purpose})",
-                           hint=hint, details={"url": shown, "status": status, "purpose": purpose})
+    return HttpStatusError(
+        f"HTTP {status}{' ' + reason if reason else ''} from {shown} ({purpose})",
+        hint=hint,
+        details={"url": shown, "status": status, "purpose": purpose},
+    )
 
 
 def _decide_redirect(gate: NetworkGate, target: str, purpose: str) -> str:
     if gate.is_local(target) or urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
-        raise NetworkBlocked(f"refused a redirect to {target!r}: only http(s) redirects are followed",
-                             hint="The server (or mirror) redirected somewhere unsafe; check its setup.")
+        raise NetworkBlocked(
+            f"refused a redirect to {target!r}: only http(s) redirects are followed",
+            hint="The server (or mirror) redirected somewhere unsafe; check its setup.",
+        )
     return gate.decide(target, purpose)
 
 
 @contextlib.asynccontextmanager
-async def _open(gate: NetworkGate, sess: aiohttp.ClientSession, url: str, purpose: str,
-                headers: Mapping[str, str] | None,
-                read_bufsize: int | None = None) -> AsyncIterator[tuple[str, aiohttp.ClientResponse]]:
+async def _open(
+    gate: NetworkGate,
+    sess: aiohttp.ClientSession,
+    url: str,
+    purpose: str,
+    headers: Mapping[str, str] | None,
+    read_bufsize: int | None = None,
+) -> AsyncIterator[tuple[str, aiohttp.ClientResponse]]:
     """GET following redirects by hand (each hop decided by the gate); aiohttp errors, also those
     raised while the caller reads the body, become coded errors."""
     current = url
@@ -150,15 +160,19 @@ async def _open(gate: NetworkGate, sess: aiohttp.ClientSession, url: str, purpos
             finally:
                 resp.release()
             return
-        raise NetworkUnreachable(f"more than {MAX_REDIRECTS} redirects starting at {url}",
-                                 hint="The server or mirror loops; check its configuration.")
+        raise NetworkUnreachable(
+            f"more than {MAX_REDIRECTS} redirects starting at {url}",
+            hint="The server or mirror loops; check its configuration.",
+        )
     except ManagerError:
         raise
     except aiohttp.ClientPayloadError as exc:
-        raise DownloadIncomplete(f"transfer from {current} was cut short: {exc}",
-                                 hint="The connection dropped; run the command again (downloads resume).",
-                                 details={"url": current, "purpose": purpose}) from exc
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:   # not OSError: disk errors stay disk errors
+        raise DownloadIncomplete(
+            f"transfer from {current} was cut short: {exc}",
+            hint="The connection dropped; run the command again (downloads resume).",
+            details={"url": current, "purpose": purpose},
+        ) from exc
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:  # not OSError: disk errors stay disk errors
         raise _unreachable(gate, current, purpose, exc) from exc
 
 
@@ -184,20 +198,30 @@ def _declared_length(resp: aiohttp.ClientResponse) -> int | None:
 def _read_local(gate: NetworkGate, url: str, max_bytes: int | None) -> GateResponse:
     path = gate.local_path(url)
     if not path.is_file():
-        raise NotFound(f"local file {path} does not exist",
-                       hint="Check the file:// URL or path (channels.list, the catalog entry, the bundle).",
-                       details={"path": str(path)})
+        raise NotFound(
+            f"local file {path} does not exist",
+            hint="Check the file:// URL or path (channels.list, the catalog entry, the bundle).",
+            details={"path": str(path)},
+        )
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
-        raise ResponseTooLarge(f"{path} is {size} bytes, over the {max_bytes}-byte cap",
-                               hint="This is not the file expected here; check the path.")
+        raise ResponseTooLarge(
+            f"{path} is {size} bytes, over the {max_bytes}-byte cap",
+            hint="This is not the file expected here; check the path.",
+        )
     data = path.read_bytes()
     return GateResponse(url=url, status=200, headers={"content-length": str(len(data))}, body=data)
 
 
-async def gated_get(gate: NetworkGate, url: str, *, purpose: str = "other",
-                    headers: Mapping[str, str] | None = None, max_bytes: int | None = None,
-                    session: aiohttp.ClientSession | None = None) -> GateResponse:
+async def gated_get(
+    gate: NetworkGate,
+    url: str,
+    *,
+    purpose: str = "other",
+    headers: Mapping[str, str] | None = None,
+    max_bytes: int | None = None,
+    session: aiohttp.ClientSession | None = None,
+) -> GateResponse:
     """See ``NetworkGate.get``."""
     final = gate.decide(url, purpose)
     if gate.is_local(final):
@@ -209,22 +233,27 @@ async def gated_get(gate: NetworkGate, url: str, *, purpose: str = "other",
                 raise _status_error(current, purpose, resp.status, resp.reason or "")
             declared = _declared_length(resp)
             if max_bytes is not None and declared is not None and declared > max_bytes:
-                raise ResponseTooLarge(f"{current} announces {declared} bytes, over the {max_bytes}-byte cap",
-                                       hint="This is not the file expected here; check the URL.")
+                raise ResponseTooLarge(
+                    f"{current} announces {declared} bytes, over the {max_bytes}-byte cap",
+                    hint="This is not the file expected here; check the URL.",
+                )
             chunks: list[bytes] = []
             total = 0
             async for chunk in resp.content.iter_chunked(CHUNK):
                 total += len(chunk)
                 if max_bytes is not None and total > max_bytes:
-                    raise ResponseTooLarge(f"{current} sent more than {max_bytes} bytes",
-                                           hint="This is not the file expected here; check the URL.")
+                    raise ResponseTooLarge(
+                        f"{current} sent more than {max_bytes} bytes",
+                        hint="This is not the file expected here; check the URL.",
+                    )
                 chunks.append(chunk)
             if declared is not None and total != declared and resp.status != 304:
-                raise DownloadIncomplete(f"{current}: got {total} of {declared} bytes",
-                                         hint="The connection dropped; retry.",
-                                         details={"url": current, "received": total, "expected": declared})
-            return GateResponse(url=current, status=resp.status, headers=_lower_headers(resp),
-                                body=b"".join(chunks))
+                raise DownloadIncomplete(
+                    f"{current}: got {total} of {declared} bytes",
+                    hint="The connection dropped; retry.",
+                    details={"url": current, "received": total, "expected": declared},
+                )
+            return GateResponse(url=current, status=resp.status, headers=_lower_headers(resp), body=b"".join(chunks))
     finally:
         if session is None:
             await sess.close()
@@ -239,12 +268,12 @@ def _hash_file(path: Path) -> hashlib._Hash:
     return h
 
 
-def _copy_local(gate: NetworkGate, url: str, part: Path, progress: Progress | None,
-                hashing: bool = True) -> str:
+def _copy_local(gate: NetworkGate, url: str, part: Path, progress: Progress | None, hashing: bool = True) -> str:
     src = gate.local_path(url)
     if not src.is_file():
-        raise NotFound(f"local file {src} does not exist", hint="Check the file:// URL or bundle path.",
-                       details={"path": str(src)})
+        raise NotFound(
+            f"local file {src} does not exist", hint="Check the file:// URL or bundle path.", details={"path": str(src)}
+        )
     total = src.stat().st_size
     h = hashlib.sha256()
     done = 0
@@ -259,6 +288,11 @@ def _copy_local(gate: NetworkGate, url: str, part: Path, progress: Progress | No
         fout.flush()
         os.fsync(fout.fileno())
     return h.hexdigest() if hashing else ""
+
+
+def _part_size(part: Path) -> int:
+    """Bytes already in ``part`` (0 when there is none yet)."""
+    return part.stat().st_size if part.exists() else 0
 
 
 def _discard(*paths: Path) -> None:
@@ -293,14 +327,14 @@ class _Sink:
         self._fh, self._hasher = fh, hasher
         self._fd = fh.fileno()
         self._written = self._synced_at = fh.tell()
-        self._failed = False                             # after a failed write nothing more is appended
+        self._failed = False  # after a failed write nothing more is appended
         self._batch: list[bytes] = []
         self._pending = 0
-        self._inflight: collections.deque[tuple[Future[None], ...]] = collections.deque()   # per batch
+        self._inflight: collections.deque[tuple[Future[None], ...]] = collections.deque()  # per batch
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="download-write")
         self._hashing = ThreadPoolExecutor(1, thread_name_prefix="download-hash") if hasher else None
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="download-sync") if _EARLY_SYNC else None
-        self._early: Future[None] | None = None          # the running background fdatasync
+        self._early: Future[None] | None = None  # the running background fdatasync
 
     async def add(self, chunk: bytes) -> None:
         """Queue ``chunk``; waits only while the workers are ``MAX_IN_FLIGHT`` batches behind."""
@@ -311,7 +345,7 @@ class _Sink:
         queue = self._inflight
         while queue and all(f.done() for f in queue[0]):
             for f in queue.popleft():
-                f.result()                            # a worker's error (disk full) surfaces here
+                f.result()  # a worker's error (disk full) surfaces here
         while len(queue) > MAX_IN_FLIGHT:
             for f in queue.popleft():
                 await _wait(f)
@@ -342,7 +376,7 @@ class _Sink:
         self._inflight.append(tuple(futures))
 
     def _write(self, batch: list[bytes]) -> None:
-        if self._failed:                                 # the file must stay a prefix of the stream
+        if self._failed:  # the file must stay a prefix of the stream
             return
         try:
             for chunk in batch:
@@ -358,10 +392,10 @@ class _Sink:
             return
         if self._early is not None:
             if not self._early.done():
-                return                                   # one at a time: the device is busy anyway
-            self._early.result()                         # an I/O error must not wait for the end
+                return  # one at a time: the device is busy anyway
+            self._early.result()  # an I/O error must not wait for the end
         self._synced_at = self._written
-        self._early = self._syncer.submit(os.fdatasync, self._fd)   # what the kernel has now
+        self._early = self._syncer.submit(os.fdatasync, self._fd)  # what the kernel has now
 
     def _hash(self, batch: list[bytes]) -> None:
         assert self._hasher is not None
@@ -370,7 +404,7 @@ class _Sink:
 
     def _sync(self) -> None:
         if self._early is not None:
-            self._early.result()                         # its error is reported once: raise it here
+            self._early.result()  # its error is reported once: raise it here
         self._fh.flush()
         os.fsync(self._fd)
 
@@ -381,20 +415,29 @@ async def _wait(fut: Future[None]) -> None:
     await asyncio.shield(asyncio.wrap_future(fut))
 
 
-async def _stream_http(gate: NetworkGate, url: str, part: Path, meta: Path, *, purpose: str,
-                       resume: bool, expected_size: int | None, progress: Progress | None,
-                       hashing: bool = True) -> str:
+async def _stream_http(
+    gate: NetworkGate,
+    url: str,
+    part: Path,
+    meta: Path,
+    *,
+    purpose: str,
+    resume: bool,
+    expected_size: int | None,
+    progress: Progress | None,
+    hashing: bool = True,
+) -> str:
     """Fill ``part`` from ``url``; returns its sha256 ("" unless ``hashing``). Leaves ``part``
     for a later resume on a dropped connection."""
     if not resume:
         _discard(part, meta)
     async with gate.session(streaming=True) as sess:
-        for _attempt in range(2):                         # second pass = restart from zero
-            offset = part.stat().st_size if part.exists() else 0
+        for _attempt in range(2):  # second pass = restart from zero
+            offset = await asyncio.to_thread(_part_size, part)
             if expected_size is not None and offset > expected_size:
                 _discard(part, meta)
                 offset = 0
-            headers = {"Accept-Encoding": "identity"}     # byte ranges of a compressed stream are useless
+            headers = {"Accept-Encoding": "identity"}  # byte ranges of a compressed stream are useless
             if offset:
                 headers["Range"] = f"bytes={offset}-"
                 validator = _read_validator(meta, url)
@@ -403,7 +446,7 @@ async def _stream_http(gate: NetworkGate, url: str, part: Path, meta: Path, *, p
             async with _open(gate, sess, url, purpose, headers, READ_BUFSIZE) as (current, resp):
                 if resp.status == 416 and offset:
                     m = _UNSATISFIED_RE.match(resp.headers.get("Content-Range", ""))
-                    if m and int(m.group(1)) == offset:   # the part is already complete
+                    if m and int(m.group(1)) == offset:  # the part is already complete
                         return (await asyncio.to_thread(_hash_file, part)).hexdigest() if hashing else ""
                     _discard(part, meta)
                     continue
@@ -412,20 +455,29 @@ async def _stream_http(gate: NetworkGate, url: str, part: Path, meta: Path, *, p
                 if resp.status == 206:
                     m = _CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", ""))
                     if not offset or not m or int(m.group(1)) != offset:
-                        _discard(part, meta)              # a range we did not ask for: start over
+                        _discard(part, meta)  # a range we did not ask for: start over
                         continue
                     total = int(m.group(3)) if m.group(3) != "*" else expected_size
                     hasher = await asyncio.to_thread(_hash_file, part) if hashing else None
                     mode = "ab"
-                else:                                     # 200: no Range support, or changed file
+                else:  # 200: no Range support, or changed file
                     offset, mode, hasher = 0, "wb", hashlib.sha256() if hashing else None
                     declared = _declared_length(resp)
                     total = declared if declared is not None else expected_size
-                atomic_write_json(meta, {"url": url, "etag": resp.headers.get("ETag", ""),
-                                         "last_modified": resp.headers.get("Last-Modified", "")})
+                atomic_write_json(
+                    meta,
+                    {
+                        "url": url,
+                        "etag": resp.headers.get("ETag", ""),
+                        "last_modified": resp.headers.get("Last-Modified", ""),
+                    },
+                )
                 declared = _declared_length(resp)
                 received = 0
-                with open(part, mode) as fh:
+                # Opened on the loop on purpose (ASYNC230): an await here would let the loop take in a
+                # dropped connection before the first read, and aiohttp then discards the bytes it has
+                # already buffered, so the .part kept for the resume would be shorter (or empty).
+                with open(part, mode) as fh:  # noqa: ASYNC230
                     sink = _Sink(fh, hasher)
                     try:
                         # iter_chunks hands over aiohttp's own buffers: no slicing, no joining
@@ -443,28 +495,36 @@ async def _stream_http(gate: NetworkGate, url: str, part: Path, meta: Path, *, p
                     raise DownloadIncomplete(
                         f"{current}: got {received} of {declared} bytes",
                         hint="The connection dropped; run the command again to resume.",
-                        details={"url": current, "received": received, "expected": declared})
+                        details={"url": current, "received": received, "expected": declared},
+                    )
                 return hasher.hexdigest() if hasher is not None else ""
-    raise DownloadIncomplete(f"{url}: the server's byte ranges do not match the partial file",
-                             hint=f"Delete {part} and retry.", details={"url": url})
+    raise DownloadIncomplete(
+        f"{url}: the server's byte ranges do not match the partial file",
+        hint=f"Delete {part} and retry.",
+        details={"url": url},
+    )
 
 
-def _finish(part: Path, meta: Path, dest: Path, digest: str, expected_size: int | None,
-            sha256: str | None, url: str) -> None:
+def _finish(
+    part: Path, meta: Path, dest: Path, digest: str, expected_size: int | None, sha256: str | None, url: str
+) -> None:
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
         if size > expected_size:
             _discard(part, meta)
-        raise DownloadIncomplete(f"{dest.name}: got {size} bytes, expected {expected_size}",
-                                 hint="The source changed or the transfer broke; retry, or check the "
-                                      "expected size in the catalog entry.",
-                                 details={"url": url, "size": size, "expected": expected_size})
+        raise DownloadIncomplete(
+            f"{dest.name}: got {size} bytes, expected {expected_size}",
+            hint="The source changed or the transfer broke; retry, or check the expected size in the catalog entry.",
+            details={"url": url, "size": size, "expected": expected_size},
+        )
     if sha256 and digest.lower() != sha256.strip().lower():
         _discard(part, meta)
-        raise ChecksumMismatch(f"{dest.name}: sha256 {digest} does not match the expected {sha256}",
-                               hint="The file is not the one the catalog describes (a wrong mirror "
-                                    "or a tampered file); nothing was installed.",
-                               details={"url": url, "sha256": digest, "expected": sha256})
+        raise ChecksumMismatch(
+            f"{dest.name}: sha256 {digest} does not match the expected {sha256}",
+            hint="The file is not the one the catalog describes (a wrong mirror "
+            "or a tampered file); nothing was installed.",
+            details={"url": url, "sha256": digest, "expected": sha256},
+        )
     os.replace(part, dest)
     with contextlib.suppress(OSError):
         fd = os.open(dest.parent, os.O_RDONLY)
@@ -475,9 +535,17 @@ def _finish(part: Path, meta: Path, dest: Path, digest: str, expected_size: int 
     _discard(meta)
 
 
-async def download(gate: NetworkGate, url: str, dest: Path, *, purpose: str = "model",
-                   expected_size: int | None = None, sha256: str | None = None, resume: bool = True,
-                   progress: Progress | None = None) -> Path:
+async def download(
+    gate: NetworkGate,
+    url: str,
+    dest: Path,
+    *,
+    purpose: str = "model",
+    expected_size: int | None = None,
+    sha256: str | None = None,
+    resume: bool = True,
+    progress: Progress | None = None,
+) -> Path:
     """See ``NetworkGate.download``. Raises ``LockBusy`` when the same dest is being downloaded."""
     final = gate.decide(url, purpose)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -488,10 +556,18 @@ async def download(gate: NetworkGate, url: str, dest: Path, *, purpose: str = "m
         try:
             if gate.is_local(final):
                 digest = await asyncio.to_thread(_copy_local, gate, final, part, progress, bool(sha256))
-            else:                                 # sha256 only when there is one to check against
-                digest = await _stream_http(gate, final, part, meta, purpose=purpose, resume=resume,
-                                            expected_size=expected_size, progress=progress,
-                                            hashing=bool(sha256))
+            else:  # sha256 only when there is one to check against
+                digest = await _stream_http(
+                    gate,
+                    final,
+                    part,
+                    meta,
+                    purpose=purpose,
+                    resume=resume,
+                    expected_size=expected_size,
+                    progress=progress,
+                    hashing=bool(sha256),
+                )
             await asyncio.to_thread(_finish, part, meta, dest, digest, expected_size, sha256, final)
         finally:
             _discard(lock)

@@ -25,10 +25,16 @@ from support.gitrepos import git
 
 REPO = Path(__file__).resolve().parents[1]
 # Routes that need channel data: without any they answer the coded error, nothing else.
-CATALOG_GETS = {PREFIX + "/packs", PREFIX + "/models", "/customnode/getlist", "/customnode/getmappings",
-                "/customnode/alternatives", "/externalmodel/getlist"}
+CATALOG_GETS = {
+    PREFIX + "/packs",
+    PREFIX + "/models",
+    "/customnode/getlist",
+    "/customnode/getmappings",
+    "/customnode/alternatives",
+    "/externalmodel/getlist",
+}
 # GETs that never touch the catalog but are not plain 200s here (or are not about this box).
-OTHER_GETS = {"/customnode/get_node_types_in_workflows": 204}        # no saved workflows yet
+OTHER_GETS = {"/customnode/get_node_types_in_workflows": 204}  # no saved workflows yet
 
 
 def fresh_tree(base: Path) -> Path:
@@ -42,7 +48,7 @@ def fresh_tree(base: Path) -> Path:
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "first")
-    git(repo, "remote", "add", "origin", "https://example.invalid/me/git-pack.git")   # never contacted
+    git(repo, "remote", "add", "origin", "https://example.invalid/me/git-pack.git")  # never contacted
     (nodes / "folder-pack").mkdir()
     (nodes / "folder-pack" / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
     (nodes / ".disabled" / "sleeping-pack").mkdir(parents=True)
@@ -89,7 +95,7 @@ async def test_every_route_about_this_box_answers_without_a_catalog(fresh):
     checked = []
     for r in ROUTES:
         if r.method != "GET" or "{" in r.path or r.path in CATALOG_GETS or r.path.startswith("/v2/"):
-            continue                      # (the /v2 family has its own tests)
+            continue  # (the /v2 family has its own tests)
         resp = await client.get(r.path)
         want = OTHER_GETS.get(r.path, 200)
         text = await resp.text()
@@ -97,12 +103,19 @@ async def test_every_route_about_this_box_answers_without_a_catalog(fresh):
         if want == 200 and r.response in ("json", "envelope"):
             _shape(r.path, json.loads(text))
         checked.append(r.path)
-    assert {"/customnode/installed", PREFIX + "/installed", PREFIX + "/snapshots", PREFIX + "/config",
-            PREFIX + "/queue", "/manager/queue/status", PREFIX + "/status"} <= set(checked)
+    assert {
+        "/customnode/installed",
+        PREFIX + "/installed",
+        PREFIX + "/snapshots",
+        PREFIX + "/config",
+        PREFIX + "/queue",
+        "/manager/queue/status",
+        PREFIX + "/status",
+    } <= set(checked)
     resp = await client.get("/customnode/disabled_versions/sleeping-pack")
     versions = await resp.json()
     assert resp.status == 200 and len(versions) == 1 and versions[0]["version"], versions
-    assert api.loaded_view is None                               # nothing pretended to have a catalog
+    assert api.loaded_view is None  # nothing pretended to have a catalog
 
 
 async def test_pack_operations_and_snapshots_work_without_a_catalog(fresh):
@@ -112,8 +125,15 @@ async def test_pack_operations_and_snapshots_work_without_a_catalog(fresh):
     resp = await client.post(PREFIX + "/queue", json={"kind": "disable", "target": "folder-pack"})
     assert resp.status == 202, await resp.text()
     # the classic panel's disable of an unknown (git) pack: the name comes from files[0]
-    resp = await client.post("/manager/queue/disable", json={"id": "git-pack", "version": "unknown", "ui_id": "d1",
-                                                              "files": ["https://example.invalid/me/git-pack.git"]})
+    resp = await client.post(
+        "/manager/queue/disable",
+        json={
+            "id": "git-pack",
+            "version": "unknown",
+            "ui_id": "d1",
+            "files": ["https://example.invalid/me/git-pack.git"],
+        },
+    )
     assert resp.status == 200, await resp.text()
     resp = await client.post(PREFIX + "/queue", json={"kind": "enable", "target": "sleeping-pack"})
     assert resp.status == 202, await resp.text()
@@ -146,8 +166,13 @@ async def test_catalog_routes_answer_a_coded_error_naming_a_real_command(fresh):
 
     # the command exists: its --help runs through the real cm-cli.py
     (command,) = commands
-    out = subprocess.run([sys.executable, str(REPO / "cm-cli.py"), *command.split()[1:], "--help"],
-                         capture_output=True, text=True, timeout=60)
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(REPO / "cm-cli.py"), *command.split()[1:], "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert f"usage: {command}" in out.stdout, out.stdout
 
@@ -156,29 +181,50 @@ async def test_the_catalog_appears_once_the_cache_is_copied_in(fresh, tmp_path: 
     """The hint's recipe works: what update-cache fills on a machine with network, copied into the
     manager folder of the offline box, is its catalog (same channel URL, no connection)."""
     client, api, root = fresh
-    http_server.static("/channel/custom-node-list.json", json.dumps({"custom_nodes": [
-        {"id": "copied-pack", "title": "Copied Pack", "author": "me", "reference": "https://example.invalid/p",
-         "files": ["https://example.invalid/p"], "install_type": "git-clone", "description": "d"}]}).encode())
+    http_server.static(
+        "/channel/custom-node-list.json",
+        json.dumps(
+            {
+                "custom_nodes": [
+                    {
+                        "id": "copied-pack",
+                        "title": "Copied Pack",
+                        "author": "me",
+                        "reference": "https://example.invalid/p",
+                        "files": ["https://example.invalid/p"],
+                        "install_type": "git-clone",
+                        "description": "d",
+                    }
+                ]
+            }
+        ).encode(),
+    )
     channel = http_server.url("/channel")
     settings = f"channel_url = {channel}\n[security]\nhttp_channel_enabled = true\nallowed_channels = {channel}\n"
     online = fresh_tree(tmp_path / "online")
-    (online / "user" / "__manager" / "config.ini").write_text(f"[default]\nnetwork_mode = public\n{settings}",
-                                                              encoding="utf-8")
-    out = subprocess.run([sys.executable, str(REPO / "cm-cli.py"), "--comfyui", str(online), "update-cache"],
-                         capture_output=True, text=True, timeout=120)
+    (online / "user" / "__manager" / "config.ini").write_text(
+        f"[default]\nnetwork_mode = public\n{settings}", encoding="utf-8"
+    )
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(REPO / "cm-cli.py"), "--comfyui", str(online), "update-cache"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
     import shutil
+
     config = root / "user" / "__manager" / "config.ini"
     config.write_text(f"[default]\nnetwork_mode = offline\n{settings}", encoding="utf-8")
     api.manager.apply_config(type(api.manager.config).load(config, env={}))
     api.forget_view()
     resp = await client.get("/customnode/getlist")
     assert resp.status == 503 and (await resp.json())["error"]["code"] == "cache_missing"
-    shutil.copytree(online / "user" / "__manager" / "cache", root / "user" / "__manager" / "cache",
-                    dirs_exist_ok=True)
+    shutil.copytree(online / "user" / "__manager" / "cache", root / "user" / "__manager" / "cache", dirs_exist_ok=True)
     served = http_server.count("/channel/custom-node-list.json")
     resp = await client.get("/customnode/getlist")
     assert resp.status == 200, await resp.text()
     assert "copied-pack" in (await resp.json())["node_packs"]
-    assert http_server.count("/channel/custom-node-list.json") == served      # offline: read from the copy
+    assert http_server.count("/channel/custom-node-list.json") == served  # offline: read from the copy

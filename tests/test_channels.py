@@ -26,27 +26,35 @@ def test_shipped_channels_list_parses():
         if ch.name != "default":
             assert "/node_db/" in ch.url
     text = (REPO_ROOT / "channels.list").read_text()
-    assert text.count("\n#") >= 5                                 # documented, commented
+    assert text.count("\n#") >= 5  # documented, commented
 
 
 def test_comments_blank_lines_and_whitespace():
-    text = "\ufeff# header\n\n  default :: https://example.org/main/  \n\t# indented comment\nlocal::/srv/ch\n" \
-           "w::file:///C:/ch\n"
+    text = (
+        "\ufeff# header\n\n  default :: https://example.org/main/  \n\t# indented comment\nlocal::/srv/ch\n"
+        "w::file:///C:/ch\n"
+    )
     chans = parse_channels_list(text)
-    assert [(c.name, c.url) for c in chans] == [("default", "https://example.org/main/"), ("local", "/srv/ch"),
-                                               ("w", "file:///C:/ch")]
+    assert [(c.name, c.url) for c in chans] == [
+        ("default", "https://example.org/main/"),
+        ("local", "/srv/ch"),
+        ("w", "file:///C:/ch"),
+    ]
 
 
-@pytest.mark.parametrize("line,problem", [
-    ("default https://example.org", "expected 'name::url'"),
-    ("::https://example.org", "name is empty"),
-    ("x::", "URL is empty"),
-    ("typo::htps://raw.githubusercontent.com/x", "unknown URL scheme 'htps://'"),
-    ("ftp::ftp://example.org/x", "unknown URL scheme"),
-    ("nohost::https:///path", "no host"),
-    ("bare::raw.githubusercontent.com/x", "not a URL nor an absolute path"),
-    ("rel::channels/mine", "not a URL nor an absolute path"),
-])
+@pytest.mark.parametrize(
+    "line,problem",
+    [
+        ("default https://example.org", "expected 'name::url'"),
+        ("::https://example.org", "name is empty"),
+        ("x::", "URL is empty"),
+        ("typo::htps://raw.githubusercontent.com/x", "unknown URL scheme 'htps://'"),
+        ("ftp::ftp://example.org/x", "unknown URL scheme"),
+        ("nohost::https:///path", "no host"),
+        ("bare::raw.githubusercontent.com/x", "not a URL nor an absolute path"),
+        ("rel::channels/mine", "not a URL nor an absolute path"),
+    ],
+)
 def test_bad_lines_name_file_and_line(line, problem):
     text = f"# comment\ndefault::{DEFAULT_CHANNEL_URL}\n\n{line}\n"
     with pytest.raises(ChannelInvalid) as info:
@@ -73,9 +81,9 @@ def test_unreadable_file_is_channel_invalid(tmp_path):
 def test_resolve_by_name_or_listed_url_only():
     chans = ChannelSet.from_text("main::https://x.org/main\nmine::file:///srv/ch\n")
     assert chans.resolve("main").url == "https://x.org/main"
-    assert chans.resolve("https://x.org/main/").name == "main"     # trailing slash tolerated
+    assert chans.resolve("https://x.org/main/").name == "main"  # trailing slash tolerated
     assert chans.resolve("file:///srv/ch").name == "mine"
-    assert chans.default.name == "main"                            # no "default": the first one
+    assert chans.default.name == "main"  # no "default": the first one
     for bad in ("https://evil.org/main", "nope", "", None):
         with pytest.raises(ChannelInvalid) as info:
             chans.resolve(bad)
@@ -83,7 +91,7 @@ def test_resolve_by_name_or_listed_url_only():
     assert chans.as_strings() == ["main::https://x.org/main", "mine::file:///srv/ch"]
     assert chans.remote_prefixes() == ("https://x.org/main/",)
     with pytest.raises(ChannelInvalid):
-        ChannelSet([]).default
+        _ = ChannelSet([]).default  # the property access is what must raise
 
 
 def test_remote_file_url_joins_and_refuses_traversal():
@@ -129,7 +137,7 @@ def test_check_allowed_policy():
     plain = Channel("corp", "http://mirror.corp/channel")
     local = Channel("local", "file:///srv/ch")
     closed = dict(allow_remote_channel=False, allowed_channels=(), http_channel_enabled=False)
-    check_allowed(local, **closed)                                 # local: always
+    check_allowed(local, **closed)  # local: always
     check_allowed(remote, **{**closed, "allow_remote_channel": True})
     with pytest.raises(ChannelNotAllowed) as info:
         check_allowed(remote, **closed)

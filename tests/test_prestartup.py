@@ -24,7 +24,7 @@ from support.api_tree import demo_root, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 
-FOLDER_PATHS = '''
+FOLDER_PATHS = """
 import os
 base_path = os.path.dirname(os.path.abspath(__file__))
 models_dir = os.path.join(base_path, "models")
@@ -35,10 +35,10 @@ def get_user_directory():
     return os.path.join(base_path, "user")
 def get_system_user_directory(name="system"):
     return os.path.join(get_user_directory(), "__" + name)
-'''
+"""
 
 # main.py: the ComfyUI root is the script folder (first on sys.path); execute_prestartup_script()
-RUNNER = '''
+RUNNER = """
 import importlib.util, json, logging, os, sys, time
 sys.path.insert(0, sys.argv[1])
 logging.basicConfig(level=logging.INFO)
@@ -64,14 +64,14 @@ import glob
 ours = sorted(m for m in sys.modules if m.startswith("_offline_manager") or m == "manager" or m.startswith("manager."))
 print("RESULT " + json.dumps({"elapsed": elapsed, "failed": failed, "ours": ours,
                               "glob_stdlib": callable(glob.glob) and "site-packages" not in glob.__file__
-                              and not glob.__file__.startswith(%r)}))
-''' % str(REPO)
+                              and not glob.__file__.startswith(__REPO__)}))
+""".replace("__REPO__", repr(str(REPO)))
 
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     root = demo_root(tmp_path)
-    write_config(root, network_mode="public")        # the script forces offline whatever the config says
+    write_config(root, network_mode="public")  # the script forces offline whatever the config says
     (root / "folder_paths.py").write_text(FOLDER_PATHS, encoding="utf-8")
     extra = tmp_path / "extra_nodes"
     extra.mkdir()
@@ -81,15 +81,16 @@ def tree(tmp_path: Path) -> Path:
 
 def run_start(root: Path) -> dict:
     env = {**os.environ, "STANDIN_EXTRA_NODES": str(root.parent.parent / "extra_nodes"), "PYTHONPATH": ""}
-    out = subprocess.run([sys.executable, "-c", RUNNER, str(root)], capture_output=True, text=True, env=env,
-                         timeout=300, cwd=root.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(root)], capture_output=True, text=True, env=env, timeout=300, cwd=root.parent
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
-    result = json.loads(line[len("RESULT "):])
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))
+    result = json.loads(line[len("RESULT ") :])
     result["log"] = out.stderr
     assert result["failed"] == [], result
     assert result["glob_stdlib"] is True
-    assert result["ours"] == [], result["ours"]          # the private package is gone again
+    assert result["ours"] == [], result["ours"]  # the private package is gone again
     return result
 
 
@@ -122,8 +123,12 @@ def test_nothing_pending_costs_a_stat_and_imports_nothing(tree: Path):
 
 def test_pending_pack_operations_are_applied_before_packs_load(tree: Path):
     manager = _manager(tree)
-    _run_tasks(manager, TaskSpec("install", "demo-image-tools"), TaskSpec("install", "demo-prompt-kit"),
-               TaskSpec("install", "demo-mask-utils"))
+    _run_tasks(
+        manager,
+        TaskSpec("install", "demo-image-tools"),
+        TaskSpec("install", "demo-prompt-kit"),
+        TaskSpec("install", "demo-mask-utils"),
+    )
     _run_tasks(_manager(tree), TaskSpec("disable", "demo-mask-utils"))
     store = PendingStore(manager.layout)
     store.schedule("disable", "demo-image-tools")
@@ -137,10 +142,13 @@ def test_pending_pack_operations_are_applied_before_packs_load(tree: Path):
     assert any(n.startswith("demo-image-tools") for n in _entries(cn / ".disabled"))
     assert not pending_path(manager.layout).exists()
     last = json.loads(last_path(manager.layout).read_text())
-    assert [(r["op"]["action"], r["ok"]) for r in last["results"]] == [("disable", True), ("uninstall", True),
-                                                                       ("enable", True)], last
+    assert [(r["op"]["action"], r["ok"]) for r in last["results"]] == [
+        ("disable", True),
+        ("uninstall", True),
+        ("enable", True),
+    ], last
     assert "applied 3 operation(s)" in result["log"]
-    run_start(tree)                                  # applied once: the next start has nothing to do
+    run_start(tree)  # applied once: the next start has nothing to do
     assert _entries(cn) == {"demo-mask-utils"}
 
 
@@ -148,11 +156,11 @@ def test_pending_snapshot_restore_is_applied_offline(tree: Path):
     manager = _manager(tree)
     _run_tasks(manager, TaskSpec("install", "demo-video-helper"))
     store_of(manager).save(capture(manager), "before-change")
-    _run_tasks(_manager(tree), TaskSpec("uninstall", "demo-video-helper"),
-               TaskSpec("install", "demo-upscale-pack"))
+    _run_tasks(_manager(tree), TaskSpec("uninstall", "demo-video-helper"), TaskSpec("install", "demo-upscale-pack"))
     policy = decide(SecuritySettings.from_config(manager.config, "127.0.0.1"), SNAPSHOT_RESTORE)
-    PendingStore(manager.layout).schedule("snapshot_restore", "before-change", params={"unlisted": "remove"},
-                                          policy=policy.to_dict())
+    PendingStore(manager.layout).schedule(
+        "snapshot_restore", "before-change", params={"unlisted": "remove"}, policy=policy.to_dict()
+    )
     run_start(tree)
     assert _entries(tree / "custom_nodes") == {"demo-video-helper"}
     last = json.loads(last_path(manager.layout).read_text())
@@ -174,17 +182,27 @@ def test_bad_pending_files_never_break_the_start(tree: Path, tmp_path: Path):
     outside = tmp_path / "precious"
     outside.mkdir()
     (outside / "keep.txt").write_text("mine")
-    path.write_text(json.dumps({"version": 1, "pending": [
-        {"id": "a", "action": "uninstall", "target": "../../precious"},
-        {"id": "b", "action": "explode", "target": "demo-image-tools"},
-        {"id": "c", "action": "uninstall", "target": "no-such-pack"},
-        {"id": "d", "action": "disable", "target": "demo-image-tools"},
-    ]}), encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "pending": [
+                    {"id": "a", "action": "uninstall", "target": "../../precious"},
+                    {"id": "b", "action": "explode", "target": "demo-image-tools"},
+                    {"id": "c", "action": "uninstall", "target": "no-such-pack"},
+                    {"id": "d", "action": "disable", "target": "demo-image-tools"},
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     before = treesum.listing(outside)
     run_start(tree)
     assert treesum.listing(outside) == before
     last = json.loads(last_path(manager.layout).read_text())
     assert {s["code"] for s in last["skipped"]} == {"invalid_name", "pending_invalid"}
     assert [(r["op"]["id"], r["ok"], (r["error"] or {}).get("code")) for r in last["results"]] == [
-        ("c", False, "not_found"), ("d", True, None)]
+        ("c", False, "not_found"),
+        ("d", True, None),
+    ]
     assert _entries(tree / "custom_nodes") == set()

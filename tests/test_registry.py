@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from manager.channel_cache import ChannelCache
-from manager.errors import (CacheCorrupt, CacheMissing, ConfigError, HttpStatusError, InvalidName, NetworkBlocked, NotFound,
-                            OfflineModeEnabled, RegistryError)
+from manager.errors import (
+    CacheCorrupt,
+    CacheMissing,
+    ConfigError,
+    HttpStatusError,
+    InvalidName,
+    NetworkBlocked,
+    NotFound,
+    OfflineModeEnabled,
+    RegistryError,
+)
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy, run_sync
-from manager.registry import (NIGHTLY, VERSION_STATUSES, RegistryClient, RegistryListing, decode_listing,
-                              to_node_packs)
+from manager.registry import NIGHTLY, VERSION_STATUSES, RegistryClient, RegistryListing, decode_listing, to_node_packs
 from support.fake_registry import FakeRegistry, make_node, sample_data, synthetic_nodes
 
 TTL = 3600.0
@@ -40,8 +49,16 @@ def gate_for(mode: NetworkMode = NetworkMode.PUBLIC, **kw) -> NetworkGate:
     return NetworkGate(NetworkPolicy(mode=mode, **kw))
 
 
-def client_for(base: str, tmp_path: Path, clock: Clock, *, mode: NetworkMode = NetworkMode.PUBLIC,
-               cached: bool = True, page_size: int = 2, **policy) -> RegistryClient:
+def client_for(
+    base: str,
+    tmp_path: Path,
+    clock: Clock,
+    *,
+    mode: NetworkMode = NetworkMode.PUBLIC,
+    cached: bool = True,
+    page_size: int = 2,
+    **policy,
+) -> RegistryClient:
     gate = gate_for(mode, **policy)
     cache = ChannelCache(tmp_path / "registry-cache", gate, ttl=TTL, clock=clock) if cached else None
     return RegistryClient(base, gate, cache, page_size=page_size)
@@ -79,8 +96,11 @@ async def test_listing_parses_real_field_names(fake, http_server, tmp_path, cloc
 
 async def test_bad_nodes_are_skipped_and_counted(http_server, tmp_path, clock):
     nodes, versions = sample_data()
-    broken = [{"name": "no id here"}, make_node("../evil", name="x", publisher_id="p", publisher_name="p",
-                                                repository=""), "not an object"]
+    broken = [
+        {"name": "no id here"},
+        make_node("../evil", name="x", publisher_id="p", publisher_name="p", repository=""),
+        "not an object",
+    ]
     FakeRegistry(nodes[:2] + broken + nodes[2:], versions).install(http_server)
 
     listing = await client_for(http_server.url(), tmp_path, clock).list_nodes()
@@ -98,7 +118,7 @@ async def test_second_call_within_ttl_makes_no_request(fake, http_server, tmp_pa
     clock.now += TTL / 2
     second = await client.list_nodes()
 
-    assert len(http_server.requests) == requests_after_first == 3    # 5 nodes, 2 per page
+    assert len(http_server.requests) == requests_after_first == 3  # 5 nodes, 2 per page
     assert second.source == "fresh" and second.age_seconds == pytest.approx(TTL / 2)
     assert second.nodes == first.nodes
 
@@ -128,7 +148,7 @@ async def test_listing_is_one_cache_entry(fake, http_server, tmp_path, clock):
     await client.list_nodes()
     entries = client.cache.entries()
     assert [e.url for e in entries] == [client.listing_key()]
-    doc = decode_listing(Path(entries[0].path).read_bytes())
+    doc = decode_listing(await asyncio.to_thread(Path(entries[0].path).read_bytes))
     assert len(doc["nodes"]) == 5 and doc["base_url"] == http_server.url()
 
 
@@ -136,14 +156,14 @@ async def test_a_corrupt_cached_listing_is_refetched_never_served(fake, http_ser
     client = client_for(http_server.url(), tmp_path, clock)
     await client.list_nodes()
     body = Path(client.cache.entries()[0].path)
-    body.write_bytes(b'{"format": "something else"}')
+    await asyncio.to_thread(body.write_bytes, b'{"format": "something else"}')
 
     offline = client_for(http_server.url(), tmp_path, clock, mode=NetworkMode.OFFLINE)
     with pytest.raises(CacheCorrupt):
         await offline.list_nodes()
     again = await client.list_nodes()
     assert again.source == "fetched" and len(again.nodes) == 5 and fake.calls["nodes"] == 6
-    assert decode_listing(body.read_bytes())["base_url"] == http_server.url()
+    assert decode_listing(await asyncio.to_thread(body.read_bytes))["base_url"] == http_server.url()
 
 
 async def test_page_count_is_derived_when_the_mirror_omits_it(http_server, tmp_path, clock):
@@ -151,8 +171,9 @@ async def test_page_count_is_derived_when_the_mirror_omits_it(http_server, tmp_p
 
     async def handler(request):
         page, limit = int(request.query["page"]), int(request.query["limit"])
-        return web.json_response({"total": 7, "limit": limit, "page": page,
-                                  "nodes": nodes[(page - 1) * limit: page * limit]})
+        return web.json_response(
+            {"total": 7, "limit": limit, "page": page, "nodes": nodes[(page - 1) * limit : page * limit]}
+        )
 
     http_server.route("GET", "/nodes", handler)
     listing = await client_for(http_server.url(), tmp_path, clock, page_size=3).list_nodes()
@@ -170,8 +191,9 @@ async def test_too_many_pages_is_a_registry_error(http_server, tmp_path, clock):
 
 
 # --- offline and private modes --------------------------------------------------------------------
-async def test_offline_serves_the_cached_listing_without_any_connect(fake, http_server, tmp_path, clock,
-                                                                     socket_audit_log):
+async def test_offline_serves_the_cached_listing_without_any_connect(
+    fake, http_server, tmp_path, clock, socket_audit_log
+):
     filled = await client_for(http_server.url(), tmp_path, clock).list_nodes()
     socket_audit_log.reset()
     requests_before = len(http_server.requests)
@@ -205,8 +227,9 @@ async def test_offline_with_nothing_cached_fails_cleanly(fake, http_server, tmp_
     assert socket_audit_log.inet_connects() == [] and http_server.requests == []
 
 
-async def test_offline_serves_a_pinned_install_answer_cached_before(fake, http_server, tmp_path, clock,
-                                                                    socket_audit_log):
+async def test_offline_serves_a_pinned_install_answer_cached_before(
+    fake, http_server, tmp_path, clock, socket_audit_log
+):
     await client_for(http_server.url(), tmp_path, clock).install_info("comfyui-kjnodes", "1.0.7")
     socket_audit_log.reset()
     offline = client_for(http_server.url(), tmp_path, clock, mode=NetworkMode.OFFLINE)
@@ -222,8 +245,9 @@ async def test_private_mode_reaches_a_listed_mirror_only(fake, http_server, tmp_
     assert (await private.install_info("rgthree-comfy")).version == "1.0.0"
 
     socket_audit_log.reset()
-    public_base = client_for("https://api.comfy.org", tmp_path / "b", clock, mode=NetworkMode.PRIVATE,
-                             private_mirrors=(mirror,))
+    public_base = client_for(
+        "https://api.comfy.org", tmp_path / "b", clock, mode=NetworkMode.PRIVATE, private_mirrors=(mirror,)
+    )
     with pytest.raises(NetworkBlocked) as err:
         await public_base.list_nodes()
     assert err.value.code == "network_blocked" and "private_mirrors" in err.value.hint
@@ -281,7 +305,7 @@ async def test_versions_shape_and_status_filter(fake, http_server, tmp_path, clo
     assert [v.deprecated for v in impact] == [False, False, True]
 
     again = await client.versions("comfyui-impact-pack")
-    assert again == impact and fake.calls["versions"] == 2          # second answer came from the cache
+    assert again == impact and fake.calls["versions"] == 2  # second answer came from the cache
 
 
 async def test_install_info_latest_is_never_cached_pinned_is(fake, http_server, tmp_path, clock):
@@ -321,12 +345,12 @@ async def test_malformed_answers_are_registry_errors(fake, http_server, tmp_path
         await client.versions("comfyui-kjnodes")
     with pytest.raises(RegistryError):
         await client.install_info("comfyui-kjnodes")
-    assert client.cache.entries() == []                            # nothing bad was stored
+    assert client.cache.entries() == []  # nothing bad was stored
 
 
 async def test_a_mirror_answering_another_node_is_refused(http_server, tmp_path, clock):
     nodes, versions = sample_data()
-    versions["rgthree-comfy"] = versions["comfyui-kjnodes"]           # a confused mirror
+    versions["rgthree-comfy"] = versions["comfyui-kjnodes"]  # a confused mirror
     FakeRegistry(nodes, versions).install(http_server)
     client = client_for(http_server.url(), tmp_path, clock)
     with pytest.raises(RegistryError):
@@ -336,8 +360,11 @@ async def test_a_mirror_answering_another_node_is_refused(http_server, tmp_path,
 @pytest.mark.parametrize("bad", ["../x", "a/b", "a?b=1", "a#b", "", "..", ".hidden", "a b", "%2e%2e", "x\n"])
 async def test_hostile_ids_are_refused_before_any_request(fake, http_server, tmp_path, clock, bad):
     client = client_for(http_server.url(), tmp_path, clock)
-    calls = (lambda: client.versions(bad), lambda: client.install_info(bad),
-             lambda: client.install_info("ok-id", bad or "x/y"))
+    calls = (
+        lambda: client.versions(bad),
+        lambda: client.install_info(bad),
+        lambda: client.install_info("ok-id", bad or "x/y"),
+    )
     for call in calls:
         with pytest.raises(InvalidName) as err:
             await call()

@@ -32,10 +32,24 @@ MATRIX: dict[tuple[str, str], list[str]] = {
     # classic "high" on the queue route: entry gate, then the git-URL flag on loopback
     (sec.INSTALL, sec.RISK_GIT_URL): ["N"] + ["allow_git_url_install"] * 3 + ["N"] * 4,
     (sec.INSTALL, sec.RISK_LOCAL_PATH): ["N"] + ["allow_git_url_install"] * 3 + ["N"] * 4,
-    **{(op, ""): ["N", "Y", "Y", "Y", "N", "Y", "Y", "Y"]
-       for op in (sec.UNINSTALL, sec.UPDATE, sec.UPDATE_ALL, sec.FIX, sec.DISABLE, sec.ENABLE, sec.SWITCH_VERSION,
-                  sec.SNAPSHOT_RESTORE, sec.SNAPSHOT_REMOVE, sec.REBOOT, sec.CONFIG_WRITE, sec.RESTORE_TRASH,
-                  sec.EMPTY_TRASH)},
+    **{
+        (op, ""): ["N", "Y", "Y", "Y", "N", "Y", "Y", "Y"]
+        for op in (
+            sec.UNINSTALL,
+            sec.UPDATE,
+            sec.UPDATE_ALL,
+            sec.FIX,
+            sec.DISABLE,
+            sec.ENABLE,
+            sec.SWITCH_VERSION,
+            sec.SNAPSHOT_RESTORE,
+            sec.SNAPSHOT_REMOVE,
+            sec.REBOOT,
+            sec.CONFIG_WRITE,
+            sec.RESTORE_TRASH,
+            sec.EMPTY_TRASH,
+        )
+    },
     (sec.INSTALL_MODEL, sec.RISK_MODEL_CATALOG): ["N", "Y", "Y", "Y", "N", "Y", "Y", "Y"],
     # classic "high" model rule: weak anywhere, normal- on loopback only
     (sec.INSTALL_MODEL, sec.RISK_MODEL_URL): ["N", "N", "Y", "Y", "N", "N", "N", "Y"],
@@ -44,8 +58,10 @@ MATRIX: dict[tuple[str, str], list[str]] = {
     (sec.INSTALL_PIP, sec.RISK_PIP_PACKAGE): ["allow_pip_install"] * 4 + ["N"] * 4,
     (sec.INSTALL_PIP, sec.RISK_PIP_EXTERNAL): ["allow_pip_install+allow_external_pip"] * 4 + ["N"] * 4,
     # ungated in the classic manager (CSRF guard only)
-    **{(op, ""): ["Y"] * 8 for op in (sec.READ, sec.QUEUE_CONTROL, sec.SNAPSHOT_SAVE, sec.CACHE_REFRESH,
-                                           sec.USER_DATA_WRITE)},
+    **{
+        (op, ""): ["Y"] * 8
+        for op in (sec.READ, sec.QUEUE_CONTROL, sec.SNAPSHOT_SAVE, sec.CACHE_REFRESH, sec.USER_DATA_WRITE)
+    },
     (sec.SECURITY_WRITE, ""): ["N"] * 8,
     (sec.NETWORK_MODE, sec.RISK_NET_TIGHTEN): ["Y"] * 8,
     (sec.NETWORK_MODE, sec.RISK_NET_LOOSEN): ["N", "Y", "Y", "Y", "N", "N", "N", "N"],
@@ -65,7 +81,7 @@ def _settings(level: str, listener: str, flags: dict[str, bool], **kw) -> Securi
     return SecuritySettings(level=level, listen=LISTENERS[listener], config_path=CONFIG, **flags, **kw)
 
 
-FLAG_COMBOS = [dict(zip(FLAGS, bits)) for bits in itertools.product((False, True), repeat=len(FLAGS))]
+FLAG_COMBOS = [dict(zip(FLAGS, bits, strict=True)) for bits in itertools.product((False, True), repeat=len(FLAGS))]
 
 
 def test_matrix_covers_every_operation():
@@ -76,7 +92,7 @@ def test_matrix_covers_every_operation():
 @pytest.mark.parametrize("op,risk", sorted(MATRIX))
 def test_matrix_cell(op: str, risk: str):
     checked = 0
-    for (level, listener), cell in zip(COLUMNS, MATRIX[(op, risk)]):
+    for (level, listener), cell in zip(COLUMNS, MATRIX[(op, risk)], strict=True):
         for flags in FLAG_COMBOS:
             d = decide(_settings(level, listener, flags), op, risk)
             want = _expected(cell, flags)
@@ -84,7 +100,7 @@ def test_matrix_cell(op: str, risk: str):
             assert d.operation == op and d.risk == risk
             if not d.allowed:
                 assert d.code == "security_denied" and d.reason and d.hint
-                assert CONFIG in d.hint, d.hint           # the config.ini in effect is named
+                assert CONFIG in d.hint, d.hint  # the config.ini in effect is named
             checked += 1
     assert checked == len(COLUMNS) * len(FLAG_COMBOS)
 
@@ -118,8 +134,9 @@ def test_allowed_lists():
     url = "https://mirror.corp/channel"
     listed = SecuritySettings(allowed_channels=("https://mirror.corp",), **base)
     assert decide(listed, sec.CHANNEL_SELECT, sec.RISK_CHANNEL_REMOTE, source=url).allowed
-    assert not decide(listed, sec.CHANNEL_SELECT, sec.RISK_CHANNEL_REMOTE,
-                      source="https://mirror.corp.evil.com/c").allowed
+    assert not decide(
+        listed, sec.CHANNEL_SELECT, sec.RISK_CHANNEL_REMOTE, source="https://mirror.corp.evil.com/c"
+    ).allowed
     # a listed remote channel still needs a non-strong level
     strong = SecuritySettings(**{**base, "level": "strong"}, allowed_channels=("https://mirror.corp",))
     assert not decide(strong, sec.CHANNEL_SELECT, sec.RISK_CHANNEL_REMOTE, source=url).allowed
@@ -131,11 +148,22 @@ def test_allowed_lists():
     assert decide(free, sec.INSTALL_PIP, sec.RISK_PIP_PACKAGE, source="https://other.example/simple").allowed
 
 
-@pytest.mark.parametrize("listen,loop", [
-    ("127.0.0.1", True), ("::1", True), ("127.0.0.1,::1", True), ("localhost", True), ("[::1]", True),
-    ("0.0.0.0", False), ("0.0.0.0,::", False), ("192.168.1.5", False), ("127.0.0.1,0.0.0.0", False),
-    ("", False), ("not-an-address", False),
-])
+@pytest.mark.parametrize(
+    "listen,loop",
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("127.0.0.1,::1", True),
+        ("localhost", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("0.0.0.0,::", False),
+        ("192.168.1.5", False),
+        ("127.0.0.1,0.0.0.0", False),
+        ("", False),
+        ("not-an-address", False),
+    ],
+)
 def test_loopback_listen(listen: str, loop: bool):
     assert is_loopback_listen(listen) is loop
 
@@ -150,12 +178,18 @@ def test_unknown_operation_is_denied():
     assert not decide(SecuritySettings(level="weak"), "format_disk").allowed
 
 
-@pytest.mark.parametrize("specs,risk", [
-    (["numpy", "requests>=2"], sec.RISK_PIP_PACKAGE), (["pkg[extra]==1.0; python_version>'3.8'"], sec.RISK_PIP_PACKAGE),
-    (["git+https://x/y"], sec.RISK_PIP_EXTERNAL), (["pkg @ https://x/y.whl"], sec.RISK_PIP_EXTERNAL),
-    (["--index-url", "https://x"], sec.RISK_PIP_EXTERNAL), (["./local"], sec.RISK_PIP_EXTERNAL),
-    (["C:\\wheels\\a.whl"], sec.RISK_PIP_EXTERNAL),
-])
+@pytest.mark.parametrize(
+    "specs,risk",
+    [
+        (["numpy", "requests>=2"], sec.RISK_PIP_PACKAGE),
+        (["pkg[extra]==1.0; python_version>'3.8'"], sec.RISK_PIP_PACKAGE),
+        (["git+https://x/y"], sec.RISK_PIP_EXTERNAL),
+        (["pkg @ https://x/y.whl"], sec.RISK_PIP_EXTERNAL),
+        (["--index-url", "https://x"], sec.RISK_PIP_EXTERNAL),
+        (["./local"], sec.RISK_PIP_EXTERNAL),
+        (["C:\\wheels\\a.whl"], sec.RISK_PIP_EXTERNAL),
+    ],
+)
 def test_pip_spec_risk(specs, risk):
     assert pip_spec_risk(specs) == risk
 
@@ -172,9 +206,13 @@ def test_enforce_raises_coded_error():
 
 def test_settings_from_config(tmp_path):
     from manager.config import Config
+
     path = tmp_path / "config.ini"
-    path.write_text("[default]\nsecurity_level = weak\n[security]\nallow_pip_install = true\n"
-                    "allowed_channels = https://a.example/c\n", encoding="utf-8")
+    path.write_text(
+        "[default]\nsecurity_level = weak\n[security]\nallow_pip_install = true\n"
+        "allowed_channels = https://a.example/c\n",
+        encoding="utf-8",
+    )
     s = SecuritySettings.from_config(Config.load(path, env={}), "0.0.0.0")
     assert s.level == "weak" and s.allow_pip_install and not s.loopback
     assert s.allowed_channels == ("https://a.example/c",) and s.config_path == str(path)

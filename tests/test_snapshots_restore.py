@@ -28,16 +28,13 @@ from support.fake_registry import FakeRegistry, make_node, make_version
 from support.gitrepos import GitDaemon, git
 from support.ops_fixtures import build_zip, cnr_files, write_channel, write_config
 from support.treesum import listing
-from support.wheels import (  # noqa: F401 (fixtures)
+from support.wheels import (
     ConnectTrap,
     Pkg,
     build_wheels,
-    find_uv,
     installed_names,
     make_venv,
-    own_caches,
     serve_simple_index,
-    uv_bin,
 )
 
 ALLOW = PolicyDecision.allow("snapshot_restore", "", "test")
@@ -46,14 +43,14 @@ LOCKS = "user/__manager/locks"
 WHEELS = [Pkg("beta", "1.0"), Pkg("beta", "2.0"), Pkg("gamma", "1.0"), Pkg("gamma", "2.0"), Pkg("delta", "1.0")]
 INIT = {"__init__.py": "NODE_CLASS_MAPPINGS = {}\n"}
 PACKS = {
-    "alpha": [{**INIT, "nodes.py": "V = 1\n", "requirements.txt": "beta==1.0\n"},
-              {"nodes.py": "V = 2\n", "requirements.txt": "beta==2.0\n"}],
+    "alpha": [
+        {**INIT, "nodes.py": "V = 1\n", "requirements.txt": "beta==1.0\n"},
+        {"nodes.py": "V = 2\n", "requirements.txt": "beta==2.0\n"},
+    ],
     "bravo": [{**INIT, "nodes.py": "B = 1\n", "requirements.txt": "gamma==1.0\n"}],
     "charlie": [{**INIT, "nodes.py": "C = 1\n"}],
     "delta-pack": [{**INIT, "nodes.py": "D = 1\n", "requirements.txt": "delta==1.0\n"}],
 }
-
-
 
 
 @pytest.fixture(autouse=True)
@@ -92,10 +89,12 @@ class World:
     @property
     def ops(self) -> Any:
         from manager.operations import Ops
+
         return Ops(self.manager)
 
     def rep(self) -> Any:
         from manager.operations import Reporter
+
         return Reporter()
 
     def run(self, kind: str, target: str, **params: Any) -> Any:
@@ -123,8 +122,9 @@ class World:
         return out
 
 
-def build_world(tmp_path: Path, uv_bin: str, *, mode: str, stack: contextlib.ExitStack,
-                http_server: Any = None) -> World:
+def build_world(
+    tmp_path: Path, uv_bin: str, *, mode: str, stack: contextlib.ExitStack, http_server: Any = None
+) -> World:
     src = tmp_path / "src"
     commits = {name: pack_repo(src / name, versions) for name, versions in PACKS.items()}
     wheels = tmp_path / "wheels"
@@ -151,15 +151,24 @@ def build_world(tmp_path: Path, uv_bin: str, *, mode: str, stack: contextlib.Exi
         urls = {name: daemon.url(name) for name in PACKS}
         index = serve_simple_index(http_server, built)
         base = http_server.url("/cdn")
-        versions = [make_version(REG, "pub", v, created_at=f"2025-0{i + 1}-01T00:00:00Z", download_base=base)
-                    for i, v in enumerate(("1.1.0", "1.0.0"))]
+        versions = [
+            make_version(REG, "pub", v, created_at=f"2025-0{i + 1}-01T00:00:00Z", download_base=base)
+            for i, v in enumerate(("1.1.0", "1.0.0"))
+        ]
         for v, zpath in zips.items():
             http_server.static(f"/cdn/pub/{REG}/{v}/node.zip", zpath.read_bytes(), content_type="application/zip")
-        node = make_node(REG, name="Reg", publisher_id="pub", publisher_name="Pub",
-                         repository="https://github.com/example/reg-pack", versions=versions)
+        node = make_node(
+            REG,
+            name="Reg",
+            publisher_id="pub",
+            publisher_name="Pub",
+            repository="https://github.com/example/reg-pack",
+            versions=versions,
+        )
         FakeRegistry([node], {REG: versions}, prefix="/api").install(http_server)
-        write_config(root, network_mode="public", channel_url=channel, pip_index_url=index,
-                     registry_url=http_server.url("/api"))
+        write_config(
+            root, network_mode="public", channel_url=channel, pip_index_url=index, registry_url=http_server.url("/api")
+        )
     host = StandaloneHost.from_root(root)
     host.python = str(python)
     manager = Manager.create(host, env={})
@@ -189,8 +198,13 @@ def make_state_b(w: World) -> None:
     switch_version(w.ops, "alpha", w.rep(), commit=w.commits["alpha"][1])
     disable(w.ops, "bravo", w.rep())
     uninstall(w.ops, "charlie", w.rep())
-    install(w.ops, w.urls["delta-pack"], w.rep(), name="delta-pack",
-            policy=PolicyDecision.allow("install", "git_url", "test"))
+    install(
+        w.ops,
+        w.urls["delta-pack"],
+        w.rep(),
+        name="delta-pack",
+        policy=PolicyDecision.allow("install", "git_url", "test"),
+    )
     switch_version(w.ops, REG, w.rep(), version="1.1.0")
     req = w.root / "gamma2.txt"
     req.write_text("gamma==2.0\n")
@@ -233,18 +247,25 @@ def _round_trip(w: World, *, through_queue: bool) -> dict[str, Any]:
         assert task.state.value == "done", task.error
         result = task.result
     else:
-        result = restore(w.manager, store_of(w.manager).load(saved.name), RestoreOptions(remove_extra_pips=True),
-                         where=saved.name, policy=ALLOW).to_json()
+        result = restore(
+            w.manager,
+            store_of(w.manager).load(saved.name),
+            RestoreOptions(remove_extra_pips=True),
+            where=saved.name,
+            policy=ALLOW,
+        ).to_json()
     assert result["ok"] and result["failed"] is None and result["not_done"] == []
     assert w.state() == state_a
     # nothing half-done left behind, and the undo point exists
-    assert not any((w.nodes / ".cm-staging.disabled").glob("*")) if (w.nodes / ".cm-staging.disabled").exists() \
-        else True
+    assert (
+        not any((w.nodes / ".cm-staging.disabled").glob("*")) if (w.nodes / ".cm-staging.disabled").exists() else True
+    )
     assert result["auto_snapshot"] and store_of(w.manager).load(result["auto_snapshot"]).reason == "auto:restore"
     # a second restore has nothing to do and changes no file
     before = listing(w.root)
-    again = restore(w.manager, store_of(w.manager).load(saved.name), RestoreOptions(remove_extra_pips=True),
-                    policy=ALLOW)
+    again = restore(
+        w.manager, store_of(w.manager).load(saved.name), RestoreOptions(remove_extra_pips=True), policy=ALLOW
+    )
     assert again.ok and again.done == () and listing(w.root) == before
     return result
 
@@ -252,12 +273,19 @@ def _round_trip(w: World, *, through_queue: bool) -> dict[str, Any]:
 def test_round_trip_offline_from_local_sources(offline_world, trap, socket_audit_log):
     result = _round_trip(offline_world, through_queue=True)
     kinds = [d["step"]["kind"] for d in result["done"]]
-    assert kinds == ["pack_remove", "pack_checkout", "pack_enable", "pack_switch", "pack_install", "pip_install",
-                     "pip_uninstall"]
+    assert kinds == [
+        "pack_remove",
+        "pack_checkout",
+        "pack_enable",
+        "pack_switch",
+        "pack_install",
+        "pip_install",
+        "pip_uninstall",
+    ]
     steps = [e.data["line"] for e in offline_world.events if e.name == "progress" and e.data["stage"] == "step"]
     assert [s.split("]")[0] for s in steps] == [f"[{i}/7" for i in range(1, 8)]
-    assert socket_audit_log.inet_connects() == []            # offline: not even loopback
-    assert trap.count == 0                                    # and uv/pip never tried the network
+    assert socket_audit_log.inet_connects() == []  # offline: not even loopback
+    assert trap.count == 0  # and uv/pip never tried the network
 
 
 def test_round_trip_online_through_loopback_servers(online_world, http_server):
@@ -289,15 +317,15 @@ def test_offline_restore_lists_everything_missing_before_starting(offline_world)
     make_state_a(w)
     snap = capture(w.manager)
     make_state_b(w)
-    shutil.rmtree(w.src / "charlie")                                   # a pack source gone
-    (w.root / "user" / "__manager" / "wheelhouse" / "gamma-1.0-py3-none-any.whl").unlink()   # and a wheel
+    shutil.rmtree(w.src / "charlie")  # a pack source gone
+    (w.root / "user" / "__manager" / "wheelhouse" / "gamma-1.0-py3-none-any.whl").unlink()  # and a wheel
     tree, venv = listing(w.root), installed_names(w.python)
     with pytest.raises(SnapshotSourcesMissing) as err:
         restore(w.manager, snap, RestoreOptions(), policy=ALLOW)
     missing = {(m["name"], m["what"]) for m in err.value.details["missing"]}
     assert ("charlie", "repository") in missing or ("charlie", "commit") in missing
     assert any(m["what"] == "wheel" and "gamma" in m["needed"] for m in err.value.details["missing"])
-    assert listing(w.root) == tree and installed_names(w.python) == venv        # nothing changed, no auto-snapshot
+    assert listing(w.root) == tree and installed_names(w.python) == venv  # nothing changed, no auto-snapshot
 
 
 def test_failure_mid_restore_reports_done_and_not_done_and_leaves_no_half_pack(online_world):
@@ -305,25 +333,28 @@ def test_failure_mid_restore_reports_done_and_not_done_and_leaves_no_half_pack(o
     make_state_a(w)
     snap = capture(w.manager)
     make_state_b(w)
-    (w.src / "charlie").rename(w.src / "charlie-moved")                 # its source became unreachable
+    (w.src / "charlie").rename(w.src / "charlie-moved")  # its source became unreachable
     with pytest.raises(SnapshotRestoreFailed) as err:
         restore(w.manager, snap, RestoreOptions(remove_extra_pips=True), policy=ALLOW)
     details = err.value.details
-    assert [d["step"]["kind"] for d in details["done"]] == ["pack_remove", "pack_checkout", "pack_enable",
-                                                             "pack_switch"]
+    assert [d["step"]["kind"] for d in details["done"]] == [
+        "pack_remove",
+        "pack_checkout",
+        "pack_enable",
+        "pack_switch",
+    ]
     assert details["failed"]["step"]["target"] == "charlie" and details["cause"]["code"] == "git_failed"
     assert [s["kind"] for s in details["not_done"]] == ["pip_install", "pip_uninstall"]
     assert details["auto_snapshot"] and err.value.code == "snapshot_restore_failed"
     assert not (w.nodes / "charlie").exists()
     staging = w.nodes / ".cm-staging.disabled"
     assert not staging.exists() or not any(staging.iterdir())
-    assert (w.nodes / "alpha" / "nodes.py").read_text() == "V = 1\n"   # the done steps stay done
+    assert (w.nodes / "alpha" / "nodes.py").read_text() == "V = 1\n"  # the done steps stay done
 
 
 def test_git_installs_need_an_allowed_decision(offline_world):
     w = offline_world
-    snap = from_classic({"git_custom_nodes": {w.urls["charlie"]: {"hash": w.commits["charlie"][0],
-                                                                   "disabled": False}}})
+    snap = from_classic({"git_custom_nodes": {w.urls["charlie"]: {"hash": w.commits["charlie"][0], "disabled": False}}})
     before = listing(w.root)
     with pytest.raises(PolicyDenied):
         restore(w.manager, snap, RestoreOptions(), policy=None)
@@ -334,8 +365,10 @@ def test_classic_snapshot_restores(offline_world):
     w = offline_world
     classic = {
         "comfyui": None,
-        "git_custom_nodes": {w.urls["alpha"]: {"hash": w.commits["alpha"][0], "disabled": False},
-                             w.urls["charlie"]: {"hash": w.commits["charlie"][0], "disabled": True}},
+        "git_custom_nodes": {
+            w.urls["alpha"]: {"hash": w.commits["alpha"][0], "disabled": False},
+            w.urls["charlie"]: {"hash": w.commits["charlie"][0], "disabled": True},
+        },
         "cnr_custom_nodes": {REG: "1.0.0"},
         "file_custom_nodes": [],
         "pips": {"gamma==1.0": "", "beta==1.0": ""},
@@ -343,6 +376,7 @@ def test_classic_snapshot_restores(offline_world):
     path = w.root / "user" / "__manager" / "snapshots" / "2024-05-01_10-00-00_snapshot.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     import json
+
     path.write_text(json.dumps(classic))
     task = w.run("snapshot_restore", "2024-05-01_10-00-00_snapshot", policy=ALLOW.to_dict())
     assert task.state.value == "done", task.error

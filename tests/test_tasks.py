@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import multiprocessing
@@ -65,6 +66,7 @@ def make_queue(lock_path: Path):
         q = TaskQueue(runners, **kw)
         made.append(q)
         return q
+
     yield make
     for q in made:
         assert q.stop(timeout=10)
@@ -80,8 +82,7 @@ def test_tasks_run_in_fifo_order_with_results_and_history(make_queue):
         return {"installed": ctx.target, "version": ctx.params["version"]}
 
     q = make_queue({"install": install})
-    ids = [q.enqueue(TaskSpec("install", f"pack-{i}", {"version": f"1.{i}"}), client_id="c1").id
-           for i in range(5)]
+    ids = [q.enqueue(TaskSpec("install", f"pack-{i}", {"version": f"1.{i}"}), client_id="c1").id for i in range(5)]
     assert [t.id for t in q.pending()] == ids and q.status()["is_processing"] is False
     assert q.run_until_idle(10)
     assert order == [f"pack-{i}" for i in range(5)]
@@ -93,8 +94,14 @@ def test_tasks_run_in_fifo_order_with_results_and_history(make_queue):
     assert t2.created_at <= t2.started_at <= t2.finished_at
     assert t2.progress.stage == "copy" and t2.progress.percent == 50.0
     json.dumps(t2.to_dict())  # JSON-able
-    assert q.status() == {"total_count": 5, "done_count": 5, "in_progress_count": 0, "pending_count": 0,
-                          "failed_count": 0, "is_processing": False}
+    assert q.status() == {
+        "total_count": 5,
+        "done_count": 5,
+        "in_progress_count": 0,
+        "pending_count": 0,
+        "failed_count": 0,
+        "is_processing": False,
+    }
 
 
 def test_start_and_stop_are_idempotent(make_queue):
@@ -154,7 +161,7 @@ def test_two_queues_on_one_target_never_overlap(make_queue, lock_path):
     assert q1.run_until_idle(30) and q2.run_until_idle(30)
     assert len(spans) == 8
     spans.sort()
-    for (s1, e1, a), (s2, e2, b) in zip(spans, spans[1:]):
+    for (_s1, e1, a), (s2, _e2, b) in itertools.pairwise(spans):
         assert e1 <= s2, f"tasks {a} and {b} on pack-a overlapped"
     assert all(t.state is TaskState.DONE for t in q1.history() + q2.history())
 
@@ -246,14 +253,22 @@ def test_reset_cancels_queued_keeps_running_and_clears_history(make_queue):
 # --- failures ---------------------------------------------------------------------------------
 def test_failure_codes_and_traceback_logged(make_queue, caplog):
     def fail_coded(ctx):
-        raise ArchiveUnsafe("pack.zip has an entry outside the target", hint="use another archive",
-                            details={"entry": "../x"})
+        raise ArchiveUnsafe(
+            "pack.zip has an entry outside the target", hint="use another archive", details={"entry": "../x"}
+        )
 
     def fail_bug(ctx):
         return {"x": 1 / len([])}
 
-    q = make_queue({"coded": fail_coded, "bug": fail_bug, "bad": lambda ctx: "success",
-                    "ok": _ok, "nan": lambda ctx: {"v": object()}})
+    q = make_queue(
+        {
+            "coded": fail_coded,
+            "bug": fail_bug,
+            "bad": lambda ctx: "success",
+            "ok": _ok,
+            "nan": lambda ctx: {"v": object()},
+        }
+    )
     rec = Recorder()
     q.subscribe(rec)
     ids = {k: q.enqueue(TaskSpec(k, "p")).id for k in ("coded", "bug", "bad", "nan", "ok")}
@@ -261,8 +276,12 @@ def test_failure_codes_and_traceback_logged(make_queue, caplog):
         assert q.run_until_idle(5)
     coded = q.get(ids["coded"])
     assert coded.state is TaskState.FAILED
-    assert dict(coded.error) == {"code": "archive_unsafe", "message": "pack.zip has an entry outside the target",
-                                 "hint": "use another archive", "details": {"entry": "../x"}}
+    assert dict(coded.error) == {
+        "code": "archive_unsafe",
+        "message": "pack.zip has an entry outside the target",
+        "hint": "use another archive",
+        "details": {"entry": "../x"},
+    }
     bug = q.get(ids["bug"]).error
     assert bug["code"] == "internal_error" and "ZeroDivisionError" in bug["message"] and bug["hint"]
     assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
@@ -417,8 +436,7 @@ async def test_async_event_bridge_on_a_real_loop(make_queue):
             got.append(event)
             if event.name == "queue-idle":
                 break
-    assert [e.name for e in got] == ["queued", "started", "progress", "progress", "progress", "done",
-                                     "queue-idle"]
+    assert [e.name for e in got] == ["queued", "started", "progress", "progress", "progress", "done", "queue-idle"]
     assert seen_threads == {loop_thread}
     assert got[-2].data["task"]["result"] == {"ok": True} and got[0].task_id == t.id
 
@@ -456,6 +474,7 @@ def _hold_ops_lock(path: str, ready, release, released_at) -> None:
 
 def _cli_like_queue(path: str, spans_file: str, ready) -> None:
     """What cm-cli does: its own TaskQueue on the same lock, running two tasks."""
+
     def touch(ctx: TaskContext) -> dict:
         start = time.time()
         ready.set()
@@ -555,8 +574,9 @@ def test_server_queue_and_cli_process_never_interleave(make_queue, lock_path, tm
     finally:
         child.join(60)
     assert child.exitcode == 0
-    spans = sorted((float(a), float(b), who) for a, b, who in
-                   (line.split() for line in spans_file.read_text().splitlines()))
+    spans = sorted(
+        (float(a), float(b), who) for a, b, who in (line.split() for line in spans_file.read_text().splitlines())
+    )
     assert [who for *_, who in spans].count("cli") == 2 and len(spans) == 6
-    for (s1, e1, w1), (s2, e2, w2) in zip(spans, spans[1:]):
+    for (_s1, e1, w1), (s2, _e2, w2) in itertools.pairwise(spans):
         assert e1 <= s2, f"{w1} and {w2} changed the tree at the same time"

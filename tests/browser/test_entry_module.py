@@ -38,7 +38,8 @@ MINIMAL_HOST = """<!doctype html><html><head><meta charset="utf-8"><title>minima
     },
   };
   window.comfyAPI = { app: { app, ComfyApp: function ComfyApp() {}, sanitizeNodeName: (s) => s },
-                      api: { api, ComfyApi: function ComfyApi() {}, UnauthorizedError: Error, PromptExecutionError: Error } };
+                      api: { api, ComfyApi: function ComfyApi() {},
+                             UnauthorizedError: Error, PromptExecutionError: Error } };
   window.__hostApi = api;
 </script>
 </body></html>"""
@@ -57,30 +58,37 @@ def test_every_module_is_inert_on_import_and_main_registers_the_entry(page: Any,
 
     # ComfyUI imports every listed .js: all but main.js must do nothing when imported.
     others = [p for p in ours if not p.endswith("/main.js")]
-    effects = page.evaluate("""async (paths) => {
+    effects = page.evaluate(
+        """async (paths) => {
         const before = document.body.innerHTML, heads = document.head.children.length;
         for (const p of paths) await import(p);
         return { body: document.body.innerHTML === before, head: document.head.children.length === heads,
                  registered: window.__registered.length, global: typeof window.offlineManager };
-    }""", others)
+    }""",
+        others,
+    )
     assert effects == {"body": True, "head": True, "registered": 0, "global": "undefined"}, effects
 
     main = next(p for p in ours if p.endswith("/main.js"))
-    ext = page.evaluate("""async (main) => {
+    ext = page.evaluate(
+        """async (main) => {
         await import(main);
         const ext = window.__registered[0];
         return { count: window.__registered.length, name: ext.name,
                  commands: ext.commands.map((c) => ({ id: c.id, label: c.label, fn: typeof c.function })),
                  menu: ext.menuCommands, buttons: ext.actionBarButtons.map((b) => ({ label: b.label,
                    tooltip: b.tooltip, cls: b.class, fn: typeof b.onClick })), setup: typeof ext.setup };
-    }""", main)
+    }""",
+        main,
+    )
     assert ext["count"] == 1 and ext["name"] == "OfflineManager.Panel"
     command_ids = {c["id"] for c in ext["commands"]}
     assert ext["commands"][0]["fn"] == "function" and ext["commands"][0]["label"]
-    assert all(cid in command_ids for m in ext["menu"] for cid in m["commands"])   # menu ids must be ours
+    assert all(cid in command_ids for m in ext["menu"] for cid in m["commands"])  # menu ids must be ours
     # told apart from the classic manager's "Manager" button: label and accessible name (the tooltip)
-    assert ext["buttons"] == [{"label": "Offline Manager", "tooltip": "Offline Manager", "cls": "offline-manager-entry",
-                               "fn": "function"}]
+    assert ext["buttons"] == [
+        {"label": "Offline Manager", "tooltip": "Offline Manager", "cls": "offline-manager-entry", "fn": "function"}
+    ]
     assert ext["setup"] == "function"
 
     # setup() adds the sidebar tab; its launcher opens the panel, which lists the real DB.
@@ -89,7 +97,8 @@ def test_every_module_is_inert_on_import_and_main_registers_the_entry(page: Any,
         window.__sidebar[0].render(document.getElementById('sidebar'));
     }""")
     assert page.evaluate("window.__sidebar.map(t => [t.id, t.type, typeof t.render, t.title])") == [
-        ["offline-manager", "custom", "function", "Offline Manager"]]
+        ["offline-manager", "custom", "function", "Offline Manager"]
+    ]
     page.click("[data-testid=offline-manager-launcher]")
     page.wait_for_selector(".om-pack-row:not([hidden])")
     assert page.locator("[data-testid=offline-manager-overlay]").is_visible()

@@ -32,8 +32,8 @@ def test_entry_opens_panel_over_the_real_db(page: Any, comfy: StandInComfy, chan
     assert page.locator("[data-testid=offline-manager-overlay]").is_visible()
     count = page.inner_text("[data-testid=pack-count]")
     total = int(count.split(" of ")[1].replace(",", ""))
-    assert total >= 5800, count                      # the real channel (5,896 packs, minus duplicates)
-    assert page.locator(".om-pack-row:not([hidden])").count() < 80   # virtualised: only the visible rows
+    assert total >= 5800, count  # the real channel (5,896 packs, minus duplicates)
+    assert page.locator(".om-pack-row:not([hidden])").count() < 80  # virtualised: only the visible rows
     assert page.inner_text("[data-testid=status-network]") == "public"
     assert "DB" in page.inner_text("[data-testid=statusbar]")
     screenshot(page, "panel-nodes")
@@ -74,8 +74,12 @@ def test_filter_and_sort(page: Any, comfy: StandInComfy) -> None:
 
 def _wait_badge(page: Any, pack_id: str, text: str, timeout: float = 60_000) -> None:
     page.wait_for_function(
-        """([id, text]) => { const b = document.querySelector(`.om-pack-row[data-pack-id="${id}"]:not([hidden]) .om-task`);
-            return b && !b.hidden && b.textContent === text; }""", arg=[pack_id, text], timeout=timeout)
+        """([id, text]) => {
+            const b = document.querySelector(`.om-pack-row[data-pack-id="${id}"]:not([hidden]) .om-task`);
+            return b && !b.hidden && b.textContent === text; }""",
+        arg=[pack_id, text],
+        timeout=timeout,
+    )
 
 
 def _wait_state(page: Any, pack_id: str, state: str, timeout: float = 60_000) -> None:
@@ -83,11 +87,14 @@ def _wait_state(page: Any, pack_id: str, state: str, timeout: float = 60_000) ->
         """([id, state]) => { const r = document.querySelector(`.om-pack-row[data-pack-id="${id}"]:not([hidden])`);
             const b = r && r.querySelector('.om-state');
             return !!b && (state === 'not-installed' ? b.hidden : !b.hidden && b.textContent.startsWith(state)); }""",
-        arg=[pack_id, state], timeout=timeout)
+        arg=[pack_id, state],
+        timeout=timeout,
+    )
 
 
-def test_install_disable_enable_uninstall_from_a_local_repo(page: Any, comfy: StandInComfy,
-                                                            panel_env: PanelEnv) -> None:
+def test_install_disable_enable_uninstall_from_a_local_repo(
+    page: Any, comfy: StandInComfy, panel_env: PanelEnv
+) -> None:
     custom_nodes = panel_env.root / "custom_nodes"
     open_panel(page, comfy)
     search(page, "panel test pack")
@@ -101,8 +108,11 @@ def test_install_disable_enable_uninstall_from_a_local_repo(page: Any, comfy: St
     assert any(b != "restart required" for b in seen), f"no progress shown before the end: {seen}"
     page.locator("[data-testid=restart-prompt]").wait_for(state="visible")
     _wait_state(page, TEST_PACK_ID, "enabled")
-    assert any(p.name.startswith(TEST_PACK_ID) or p.name.lower().startswith("panel")
-               for p in custom_nodes.iterdir() if not p.name.startswith("."))
+    assert any(
+        p.name.startswith(TEST_PACK_ID) or p.name.lower().startswith("panel")
+        for p in custom_nodes.iterdir()
+        if not p.name.startswith(".")
+    )
     screenshot(page, "panel-installed")
 
     row.get_by_role("button", name="Disable").click()
@@ -113,7 +123,7 @@ def test_install_disable_enable_uninstall_from_a_local_repo(page: Any, comfy: St
     _wait_state(page, TEST_PACK_ID, "enabled")
 
     row.get_by_role("button", name="Uninstall").click()
-    page.locator("[data-testid=confirm-yes]").click()          # asked first: the pack goes to the trash
+    page.locator("[data-testid=confirm-yes]").click()  # asked first: the pack goes to the trash
     _wait_state(page, TEST_PACK_ID, "not-installed")
     assert not [p for p in custom_nodes.iterdir() if p.name.lower().startswith("panel")]
     screenshot(page, "panel-statusbar-restart")
@@ -128,7 +138,7 @@ def test_batch_install_and_uninstall_of_selected_packs(page: Any, comfy: StandIn
     page.locator(".om-batch [data-batch=install]").click()
     for pack_id in (TEST_PACK_ID, SECOND_PACK_ID):
         _wait_state(page, pack_id, "enabled")
-    assert page.locator(".om-batch").is_hidden()                     # the selection is cleared after a batch
+    assert page.locator(".om-batch").is_hidden()  # the selection is cleared after a batch
     page.select_option("[data-testid=pack-filter]", "installed")
     page.wait_for_function("document.querySelector('.om-nodes').dataset.rows === '2'")
     for pack_id in (TEST_PACK_ID, SECOND_PACK_ID):
@@ -165,13 +175,13 @@ def test_snapshot_save_diff_restore_remove(page: Any, comfy: StandInComfy, panel
     snap.get_by_role("button", name="Restore…").click()
     plan = page.locator("[data-testid=restore-plan]")
     plan.wait_for()
-    assert TEST_PACK_ID in plan.locator("li").first.inner_text()   # the plan is shown before anything runs
+    assert TEST_PACK_ID in plan.locator("li").first.inner_text()  # the plan is shown before anything runs
     assert any(p.name.lower().startswith("panel") for p in (panel_env.root / "custom_nodes").iterdir())
     screenshot(page, "panel-snapshots-plan")
     page.click("[data-testid=restore-run]")
     page.locator(".om-restore-status .om-badge").filter(has_text=re.compile("restored")).wait_for(timeout=60_000)
     assert not [p for p in (panel_env.root / "custom_nodes").iterdir() if p.name.lower().startswith("panel")]
-    page.locator("tr[data-snapshot]").nth(1).wait_for()     # the restore saved an auto-snapshot first
+    page.locator("tr[data-snapshot]").nth(1).wait_for()  # the restore saved an auto-snapshot first
     screenshot(page, "panel-snapshots")
     snap.get_by_role("button", name="Remove").click()
     snap.wait_for(state="detached")
@@ -207,10 +217,20 @@ def model_env(panel_env: PanelEnv, http_server: Any) -> PanelEnv:
     http_server.static(f"/models/{MODEL_FILE}", body, content_type="application/octet-stream")
     path = panel_env.channel / "model-list.json"
     data = json.loads(path.read_text(encoding="utf-8"))
-    data["models"].insert(0, {"name": "Panel Test Model", "type": "checkpoint", "base": "SD1.5",
-                              "save_path": "checkpoints", "description": "served from 127.0.0.1",
-                              "reference": http_server.url("/"), "filename": MODEL_FILE,
-                              "url": http_server.url(f"/models/{MODEL_FILE}"), "size": "256KB"})
+    data["models"].insert(
+        0,
+        {
+            "name": "Panel Test Model",
+            "type": "checkpoint",
+            "base": "SD1.5",
+            "save_path": "checkpoints",
+            "description": "served from 127.0.0.1",
+            "reference": http_server.url("/"),
+            "filename": MODEL_FILE,
+            "url": http_server.url(f"/models/{MODEL_FILE}"),
+            "size": "256KB",
+        },
+    )
     path.write_text(json.dumps(data), encoding="utf-8")
     return panel_env
 
@@ -221,7 +241,7 @@ def test_models_view_filters_and_installs_with_progress(page: Any, model_env: Pa
         page.click("[data-tab=models]")
         page.wait_for_selector(".om-model-row:not([hidden])")
         rows = int(page.locator(".om-models").get_attribute("data-rows"))
-        assert rows >= 500                                              # the real model list (562)
+        assert rows >= 500  # the real model list (562)
         page.select_option("[data-testid=model-type]", index=1)
         assert 0 < int(page.locator(".om-models").get_attribute("data-rows")) < rows
         page.select_option("[data-testid=model-type]", "")
@@ -230,11 +250,13 @@ def test_models_view_filters_and_installs_with_progress(page: Any, model_env: Pa
         row.wait_for()
         screenshot(page, "panel-models")
         page.evaluate("""() => { window.__modelBadges = [];
-            new MutationObserver(() => { const b = document.querySelector('.om-model-row:not([hidden]) .om-task');
-                if (b && !b.hidden && window.__modelBadges.at(-1) !== b.textContent) window.__modelBadges.push(b.textContent); })
-              .observe(document.querySelector('.om-model-list'), {subtree: true, childList: true, characterData: true, attributes: true}); }""")
+            new MutationObserver(() => {
+                const b = document.querySelector('.om-model-row:not([hidden]) .om-task');
+                if (b && !b.hidden && window.__modelBadges.at(-1) !== b.textContent)
+                    window.__modelBadges.push(b.textContent); })
+              .observe(document.querySelector('.om-model-list'),
+                       {subtree: true, childList: true, characterData: true, attributes: true}); }""")
         row.get_by_role("button", name="Install").click()
         row.locator(".om-state").filter(has_text="installed").wait_for(timeout=60_000)
         assert (model_env.root / "models" / "checkpoints" / MODEL_FILE).stat().st_size == 256 * 1024
         assert page.evaluate("window.__modelBadges"), "no task state was shown while installing"
-

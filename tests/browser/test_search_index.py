@@ -36,8 +36,10 @@ CHECK = """async ([base, queries]) => {
                     const got = Array.from(index.query({ text, filter, sort }));
                     const terms = splitTerms(text);
                     const hit = (i) => pass[filter](packs[i]) && terms.every((t) =>
-                        (packs[i].id + '\\n' + packs[i].title + '\\n' + packs[i].author + '\\n' + packs[i].description).toLowerCase().includes(t));
-                    const head = (i) => terms.every((t) => (packs[i].id + '\\n' + packs[i].title).toLowerCase().includes(t));
+                        (packs[i].id + '\\n' + packs[i].title + '\\n' + packs[i].author + '\\n' + packs[i].description)
+                            .toLowerCase().includes(t));
+                    const head = (i) => terms.every((t) =>
+                        (packs[i].id + '\\n' + packs[i].title).toLowerCase().includes(t));
                     const want = order.filter(hit);
                     const tiered = terms.length ? want.filter(head).concat(want.filter((i) => !head(i))) : want;
                     checked++;

@@ -47,8 +47,8 @@ class KillPoint:
 
     Stage point: ``stage`` set; fires on the ``occurrence``-th progress event of that stage (only
     counting events whose line contains ``line_contains`` when given). Audit point: ``audit`` set
-    (an audit event name); fires on the ``occurrence``-th time the event's path argument (``arg`` index) sits directly in
-    the layout folder named by ``in_dir`` (a ``Layout`` attribute) and its name starts with
+    (an audit event name); fires on the ``occurrence``-th time the event's path argument (``arg`` index) sits
+    directly in the layout folder named by ``in_dir`` (a ``Layout`` attribute) and its name starts with
     ``prefix`` / ends with ``suffix``. Hidden names only match when ``prefix`` asks for them.
     Audit hooks run *before* the operation, so the kill lands just before that call.
     """
@@ -64,26 +64,28 @@ class KillPoint:
     suffix: str = ""
 
 
-POINTS: dict[str, KillPoint] = {p.name: p for p in (
-    # the staging folder exists and the fetch has just begun
-    KillPoint("after-staging", stage="clone"),
-    # git is transferring objects into the staging folder
-    KillPoint("clone", stage="clone", line_contains="Receiving objects", occurrence=2),
-    # the dependency installer (a real subprocess) is half-way through
-    KillPoint("deps", stage="deps", occurrence=3),
-    # install.py is running
-    KillPoint("install-script", stage="install-script", occurrence=2),
-    # journal written, the pack's rename into custom_nodes/ about to happen
-    KillPoint("rename", audit="os.rename", arg=1, in_dir="custom_nodes"),
-    # the pack is in place, the journal not yet removed (the next operation rolls it back)
-    KillPoint("rename-done", audit="os.remove", arg=0, in_dir="staging_dir", prefix=".txn-"),
-    # the new cache body is staged, its sidecar (the commit point) is about to be written
-    # (4th sidecar: the loop rotates 3 URLs, so a good older pair of this URL exists)
-    KillPoint("cache-write", audit="os.rename", arg=1, in_dir="cache_channels", suffix=".meta.json",
-              occurrence=4),
-    # a snapshot temp file is complete and about to replace the stored snapshot
-    KillPoint("snapshot-write", audit="os.rename", arg=1, in_dir="snapshots_dir", suffix=".json"),
-)}
+POINTS: dict[str, KillPoint] = {
+    p.name: p
+    for p in (
+        # the staging folder exists and the fetch has just begun
+        KillPoint("after-staging", stage="clone"),
+        # git is transferring objects into the staging folder
+        KillPoint("clone", stage="clone", line_contains="Receiving objects", occurrence=2),
+        # the dependency installer (a real subprocess) is half-way through
+        KillPoint("deps", stage="deps", occurrence=3),
+        # install.py is running
+        KillPoint("install-script", stage="install-script", occurrence=2),
+        # journal written, the pack's rename into custom_nodes/ about to happen
+        KillPoint("rename", audit="os.rename", arg=1, in_dir="custom_nodes"),
+        # the pack is in place, the journal not yet removed (the next operation rolls it back)
+        KillPoint("rename-done", audit="os.remove", arg=0, in_dir="staging_dir", prefix=".txn-"),
+        # the new cache body is staged, its sidecar (the commit point) is about to be written
+        # (4th sidecar: the loop rotates 3 URLs, so a good older pair of this URL exists)
+        KillPoint("cache-write", audit="os.rename", arg=1, in_dir="cache_channels", suffix=".meta.json", occurrence=4),
+        # a snapshot temp file is complete and about to replace the stored snapshot
+        KillPoint("snapshot-write", audit="os.rename", arg=1, in_dir="snapshots_dir", suffix=".json"),
+    )
+}
 
 
 # --- a dependency step that behaves like an installer ---------------------------------------------
@@ -115,13 +117,18 @@ class SlowDeps:
 
     def __call__(self, pack_dir: Path, pack_name: str, progress: Any) -> dict[str, Any]:
         self.calls.append(pack_name)
-        proc = subprocess.Popen([sys.executable, "-c", _DEPS_SCRIPT, str(pack_dir), str(self.parts)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _DEPS_SCRIPT, str(pack_dir), str(self.parts)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             progress(line.rstrip())
         if proc.wait() != 0:
             from manager.deps.errors import DepsInstallFailed
+
             raise DepsInstallFailed(f"fake installer failed for {pack_name}")
         return {"parts": self.parts}
 
@@ -129,8 +136,9 @@ class SlowDeps:
 def build_manager(root: str | os.PathLike[str], *, deps: str = "slow") -> Any:
     """A Manager on ``root`` with the operation runners (``deps``: slow | none | real)."""
     from manager.context import Manager
+
     manager = Manager.standalone(root, env={})
-    manager.deps_step = {"slow": SlowDeps(), "none": _no_deps, "real": None}[deps]     # None: the real installer
+    manager.deps_step = {"slow": SlowDeps(), "none": _no_deps, "real": None}[deps]  # None: the real installer
     return manager
 
 
@@ -138,8 +146,14 @@ def _no_deps(pack_dir: Path, pack_name: str, progress: Any) -> dict[str, Any]:
     return {}
 
 
-def run_install(root: str | os.PathLike[str], spec: str, params: Mapping[str, Any] | None = None, *,
-                deps: str = "slow", timeout: float = 120.0) -> Any:
+def run_install(
+    root: str | os.PathLike[str],
+    spec: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    deps: str = "slow",
+    timeout: float = 120.0,
+) -> Any:
     """Run one install in this process through a fresh Manager's queue; returns the final task."""
     from manager.tasks import TaskSpec
 
@@ -171,14 +185,25 @@ class FaultRun:
         return self.returncode == -signal.SIGKILL
 
     def describe(self) -> str:
-        return (f"{self.scenario} at {self.point}: rc={self.returncode} reached={self.reached} "
-                f"status={dict(self.status)} after {self.seconds:.2f}s; output tail:\n{self.output[-2000:]}")
+        return (
+            f"{self.scenario} at {self.point}: rc={self.returncode} reached={self.reached} "
+            f"status={dict(self.status)} after {self.seconds:.2f}s; output tail:\n{self.output[-2000:]}"
+        )
 
 
-def run_and_kill(root: str | os.PathLike[str], scenario: str, *, point: str | KillPoint | None = None,
-                 kill_after: float | tuple[float, float] | None = None, spec: str = "",
-                 params: Mapping[str, Any] | None = None, deps: str = "slow", seed: int | None = None,
-                 timeout: float = 90.0, require_kill: bool = True) -> FaultRun:
+def run_and_kill(
+    root: str | os.PathLike[str],
+    scenario: str,
+    *,
+    point: str | KillPoint | None = None,
+    kill_after: float | tuple[float, float] | None = None,
+    spec: str = "",
+    params: Mapping[str, Any] | None = None,
+    deps: str = "slow",
+    seed: int | None = None,
+    timeout: float = 90.0,
+    require_kill: bool = True,
+) -> FaultRun:
     """Start the child on ``root`` and let it die at ``point`` (or kill it after ``kill_after``
     seconds, a number or a (min, max) range drawn with ``seed``, counted from its first write).
 
@@ -190,16 +215,32 @@ def run_and_kill(root: str | os.PathLike[str], scenario: str, *, point: str | Ki
     workdir.mkdir()
     status_file = workdir / "status.json"
     ready_file = workdir / "ready"
-    config = {"root": str(root), "scenario": scenario, "point": asdict(kp) if kp else None, "spec": spec,
-              "params": dict(params or {}), "deps": deps, "status": str(status_file), "ready": str(ready_file)}
+    config = {
+        "root": str(root),
+        "scenario": scenario,
+        "point": asdict(kp) if kp else None,
+        "spec": spec,
+        "params": dict(params or {}),
+        "deps": deps,
+        "status": str(status_file),
+        "ready": str(ready_file),
+    }
     cfg_path = workdir / "config.json"
     cfg_path.write_text(json.dumps(config), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(TESTS_DIR)]),
-           "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(TESTS_DIR)]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "support.faults", str(cfg_path)], cwd=str(workdir),
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "support.faults", str(cfg_path)],
+        cwd=str(workdir),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         if kill_after is not None:
             rng = random.Random(seed)
@@ -217,12 +258,21 @@ def run_and_kill(root: str | os.PathLike[str], scenario: str, *, point: str | Ki
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        raise AssertionError(f"fault child ({scenario}) hung for {timeout}s:\n{out.decode(errors='replace')[-2000:]}")
+        raise AssertionError(
+            f"fault child ({scenario}) hung for {timeout}s:\n{out.decode(errors='replace')[-2000:]}"
+        ) from None
     status: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         status = json.loads(status_file.read_text(encoding="utf-8"))
-    run = FaultRun(scenario, kp.name if kp else f"random({kill_after})", proc.returncode, "reached" in status,
-                   status, time.monotonic() - started, out.decode("utf-8", "replace"))
+    run = FaultRun(
+        scenario,
+        kp.name if kp else f"random({kill_after})",
+        proc.returncode,
+        "reached" in status,
+        status,
+        time.monotonic() - started,
+        out.decode("utf-8", "replace"),
+    )
     with contextlib.suppress(OSError):
         for f in workdir.iterdir():
             f.unlink()
@@ -268,14 +318,15 @@ class TreeReport:
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    packs: dict[str, str] = field(default_factory=dict)     # entry -> "before" | "complete"
+    packs: dict[str, str] = field(default_factory=dict)  # entry -> "before" | "complete"
 
     def __bool__(self) -> bool:
         return not self.problems
 
 
-def check_tree(layout: Any, *, before: Mapping[str, Mapping[str, str]],
-               expected: Mapping[str, Mapping[str, str]]) -> TreeReport:
+def check_tree(
+    layout: Any, *, before: Mapping[str, Mapping[str, str]], expected: Mapping[str, Mapping[str, str]]
+) -> TreeReport:
     """Look at the tree as a fresh Manager would (see the module docstring).
 
     ``before``: ``pack_listings`` taken before the operation; ``expected``: the listings of the
@@ -298,8 +349,9 @@ def check_tree(layout: Any, *, before: Mapping[str, Mapping[str, str]],
             missing = sorted(set(ref) - set(items))[:8]
             extra = sorted(set(items) - set(ref))[:8]
             changed = sorted(k for k in set(ref) & set(items) if ref[k] != items[k])[:8]
-            rep.problems.append(f"half-installed or altered pack {name!r}: missing {missing}, extra {extra}, "
-                                f"changed {changed}")
+            rep.problems.append(
+                f"half-installed or altered pack {name!r}: missing {missing}, extra {extra}, changed {changed}"
+            )
     for name in before:
         if name not in now:
             rep.problems.append(f"pack {name!r} that existed before is gone")
@@ -325,7 +377,7 @@ def check_tree(layout: Any, *, before: Mapping[str, Mapping[str, str]],
     try:
         with file_lock(layout.locks_dir / "operations.lock", timeout=0):
             pass
-    except Exception as exc:           # LockBusy or an OS error: both block the next operation
+    except Exception as exc:  # LockBusy or an OS error: both block the next operation
         rep.problems.append(f"the operations lock cannot be taken at once: {exc}")
     return rep
 
@@ -364,17 +416,24 @@ def _snapshot_problems(layout: Any) -> list[str]:
             continue
         try:
             read_snapshot_file(path)
-        except Exception as exc:       # SnapshotInvalid: parses as JSON but is not a snapshot
+        except Exception as exc:  # SnapshotInvalid: parses as JSON but is not a snapshot
             problems.append(f"snapshot {path.name} does not load: {exc}")
     return problems
 
 
-def assert_tree_consistent(layout: Any, *, before: Mapping[str, Mapping[str, str]] | None = None,
-                           expected: Mapping[str, Mapping[str, str]] | None = None) -> TreeReport:
+def assert_tree_consistent(
+    layout: Any,
+    *,
+    before: Mapping[str, Mapping[str, str]] | None = None,
+    expected: Mapping[str, Mapping[str, str]] | None = None,
+) -> TreeReport:
     """``check_tree`` that fails with every problem listed; returns the report."""
     rep = check_tree(layout, before=before or {}, expected=expected or {})
-    assert not rep.problems, "tree is not consistent:\n  " + "\n  ".join(rep.problems) + \
-        ("\nnotes:\n  " + "\n  ".join(rep.notes) if rep.notes else "")
+    assert not rep.problems, (
+        "tree is not consistent:\n  "
+        + "\n  ".join(rep.problems)
+        + ("\nnotes:\n  " + "\n  ".join(rep.notes) if rep.notes else "")
+    )
     return rep
 
 
@@ -402,10 +461,11 @@ def _audit_hook(kp: KillPoint, folder: Path, status_file: str) -> Any:
         if path.parent != folder or not name.startswith(kp.prefix) or not name.endswith(kp.suffix):
             return
         if name.startswith(".") and not kp.prefix.startswith("."):
-            return                         # temp files of atomic writes, unless asked for
+            return  # temp files of atomic writes, unless asked for
         seen[0] += 1
         if seen[0] >= kp.occurrence:
             _die(status_file, f"{kp.name}: {event} {name} #{seen[0]}")
+
     return hook
 
 
@@ -430,6 +490,7 @@ def _child_install(cfg: Mapping[str, Any], kp: KillPoint | None) -> dict[str, An
         seen[0] += 1
         if seen[0] >= kp.occurrence:
             _die(cfg["status"], f"{kp.name}: stage {kp.stage} #{seen[0]}")
+
     queue.subscribe(on_event)
     if kp is not None and kp.audit:
         sys.addaudithook(_audit_hook(kp, _folder(manager.layout, kp.in_dir), cfg["status"]))
@@ -469,8 +530,11 @@ def _child_snapshot_loop(cfg: Mapping[str, Any], kp: KillPoint | None) -> dict[s
         sys.addaudithook(_audit_hook(kp, _folder(manager.layout, kp.in_dir), cfg["status"]))
     rounds = int(cfg["params"].get("rounds", 10_000))
     for i in range(rounds):
-        snap = Snapshot(created_at="2026-01-01T00:00:00Z", reason="manual",
-                        notes=tuple(f"round {i} note {j}" for j in range(20_000)))
+        snap = Snapshot(
+            created_at="2026-01-01T00:00:00Z",
+            reason="manual",
+            notes=tuple(f"round {i} note {j}" for j in range(20_000)),
+        )
         store.save(snap, f"fault-{i % 3}", overwrite=True)
         if i == 0:
             Path(cfg["ready"]).touch()

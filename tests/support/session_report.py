@@ -23,7 +23,9 @@ QUALITY_MARKERS = {"fault": "faults", "hostile": "hostile inputs", "load": "load
 OFFLINE_MARKER = "offline_suite"
 REALHOST_MARKER = "realhost"
 MARKER_HELP = {
-    REALHOST_MARKER: "real-host tier case (the real ComfyUI); counted in the summary, or the summary says it did not run",
+    REALHOST_MARKER: (
+        "real-host tier case (the real ComfyUI); counted in the summary, or the summary says it did not run"
+    ),
     "fault": "fault-injection case (SIGKILL at a named point); counted in the end-of-run summary",
     "hostile": "hostile-input case (must end in a coded error, nothing written); counted in the summary",
     "load": "load case against the standalone server; counted in the summary",
@@ -38,11 +40,11 @@ class SessionReport:
     """Counts of quality cases by outcome, and which tests connected outside loopback."""
 
     tests: dict[str, tuple[frozenset[str], str]] = field(default_factory=dict)  # nodeid -> (kinds, outcome)
-    outside_loopback: dict[str, list[str]] = field(default_factory=dict)    # nodeid -> violations
-    connects: dict[str, int] = field(default_factory=dict)                  # nodeid -> connect count
-    notes: dict[str, list[str]] = field(default_factory=dict)               # kind -> figures to show
-    realhost: dict[str, tuple[str, str]] = field(default_factory=dict)      # nodeid -> (outcome, skip reason)
-    skipped: dict[str, str] = field(default_factory=dict)                   # nodeid -> skip reason (not real-host)
+    outside_loopback: dict[str, list[str]] = field(default_factory=dict)  # nodeid -> violations
+    connects: dict[str, int] = field(default_factory=dict)  # nodeid -> connect count
+    notes: dict[str, list[str]] = field(default_factory=dict)  # kind -> figures to show
+    realhost: dict[str, tuple[str, str]] = field(default_factory=dict)  # nodeid -> (outcome, skip reason)
+    skipped: dict[str, str] = field(default_factory=dict)  # nodeid -> skip reason (not real-host)
 
     def record_skip(self, nodeid: str, reason: str) -> None:
         """A test or module outside the real-host tier that did not run, and why."""
@@ -143,7 +145,7 @@ def outcome_of(report: object) -> str | None:
         if getattr(report, "passed", False) and when == "call":
             return "xpassed"
         if getattr(report, "failed", False):
-            return "failed"          # strict xfail that passed
+            return "failed"  # strict xfail that passed
     if getattr(report, "skipped", False):
         return "skipped"
     if getattr(report, "failed", False):
@@ -185,8 +187,10 @@ class QualityReportPlugin:
             if connects:
                 # any connect, loopback included: an offline suite must not even try
                 report.outcome = "failed"
-                report.longrepr = (f"offline_suite test made {len(connects)} socket connect(s), none allowed "
-                                   f"(loopback included): {connects[:5]!r}")
+                report.longrepr = (
+                    f"offline_suite test made {len(connects)} socket connect(s), none allowed "
+                    f"(loopback included): {connects[:5]!r}"
+                )
         self.report.record_phase(item.nodeid, self._kinds(item), outcome_of(report))
         outcome = outcome_of(report)
         reason = _skip_reason(report) if outcome == "skipped" else ""
