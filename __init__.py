@@ -6,7 +6,7 @@ routes when ComfyUI's server is present. Any failure is logged once and ComfyUI 
 
 import time as _time
 
-_IMPORTED_AT = _time.perf_counter()     # our whole share of ComfyUI's start is reported from here
+_IMPORTED_AT = _time.perf_counter()  # our whole share of ComfyUI's start is reported from here
 WEB_DIRECTORY = "./js"
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
@@ -19,11 +19,14 @@ def _start() -> None:
     except Exception:  # an import failure of ours must never stop ComfyUI's start
         import logging
         import os
+
         here = os.path.dirname(os.path.abspath(__file__))
         logging.getLogger("offline_manager").exception(
             "[offline-manager] could not load its ComfyUI glue; ComfyUI continues without it. The same operations "
-            "work from the shell meanwhile: python %s --comfyui %s serve", os.path.join(here, "cm-cli.py"),
-            os.path.dirname(os.path.dirname(here)))
+            "work from the shell meanwhile: python %s --comfyui %s serve",
+            os.path.join(here, "cm-cli.py"),
+            os.path.dirname(os.path.dirname(here)),
+        )
         return
     bootstrap.start(__name__, __file__, _IMPORTED_AT)
 

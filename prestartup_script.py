@@ -36,9 +36,10 @@ def _apply(here: str) -> None:
     import importlib
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(_PRIVATE, os.path.join(here, "__init__.py"),
-                                                  submodule_search_locations=[here])
-    package = importlib.util.module_from_spec(spec)   # not executed: only the parent of our subpackages
+    spec = importlib.util.spec_from_file_location(
+        _PRIVATE, os.path.join(here, "__init__.py"), submodule_search_locations=[here]
+    )
+    package = importlib.util.module_from_spec(spec)  # not executed: only the parent of our subpackages
     sys.modules[_PRIVATE] = package
     try:
         prestartup = importlib.import_module(_PRIVATE + ".glob.prestartup")
@@ -59,5 +60,7 @@ try:
     _main()
 except Exception:  # ComfyUI's start goes on whatever happens here
     import logging
+
     logging.getLogger("offline_manager").exception(
-        "[offline-manager] prestartup failed; the operations scheduled for this start were not applied")
+        "[offline-manager] prestartup failed; the operations scheduled for this start were not applied"
+    )

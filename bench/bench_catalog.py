@@ -12,11 +12,25 @@ from manager.records import Channel
 from .run import BenchContext, Benchmark, Figure, median_time, timed_ratio
 
 # What people type into the panel's search box.
-SEARCH_QUERIES = ("impact", "controlnet aux", "video helper suite", "upscale", "ipadapter plus",
-                  "face detailer", "kijai wan", "comfyui", "a")  # the last two match nearly every pack
+SEARCH_QUERIES = (
+    "impact",
+    "controlnet aux",
+    "video helper suite",
+    "upscale",
+    "ipadapter plus",
+    "face detailer",
+    "kijai wan",
+    "comfyui",
+    "a",
+)  # the last two match nearly every pack
 # Class names from the real extension-node-map, plus one nobody provides (full pattern scan).
-NODE_TYPES = ("ImpactWildcardProcessor", "VHS_VideoCombine", "IPAdapterAdvanced", "Image Comparer (rgthree)",
-              "NoSuchNodeClassAnywhere")
+NODE_TYPES = (
+    "ImpactWildcardProcessor",
+    "VHS_VideoCombine",
+    "IPAdapterAdvanced",
+    "Image Comparer (rgthree)",
+    "NoSuchNodeClassAnywhere",
+)
 
 
 def _read_default(ctx: BenchContext) -> dict[str, bytes]:
@@ -35,22 +49,25 @@ def _catalog(ctx: BenchContext) -> Catalog:
 
 def cold_load(ctx: BenchContext) -> Figure:
     """Read the files and build with an empty ParseCache: every file parsed and indexed."""
-    _read_default(ctx)   # warm the OS page cache so the figure is ours, not the disk's
+    _read_default(ctx)  # warm the OS page cache so the figure is ours, not the disk's
     box: list[Catalog] = []
-    seconds = median_time(lambda: box.append(Catalog.build(_sources(_read_default(ctx)),
-                                                           parse_cache=ParseCache())), repeat=ctx.repeat)
+    seconds = median_time(
+        lambda: box.append(Catalog.build(_sources(_read_default(ctx)), parse_cache=ParseCache())), repeat=ctx.repeat
+    )
     cat = box[-1]
     return Figure(seconds, f"{len(cat.packs)} packs, {len(cat.models)} models, {len(cat.issues)} issues")
 
 
 def cold_load_vs_json(ctx: BenchContext) -> Figure:
     """Cold load divided by a plain read + json.loads of the same files, same run."""
+
     def baseline() -> None:
         for data in _read_default(ctx).values():
             json.loads(data)
+
     ratio, ours, base = timed_ratio(
-        lambda: Catalog.build(_sources(_read_default(ctx)), parse_cache=ParseCache()), baseline,
-        repeat=ctx.repeat)
+        lambda: Catalog.build(_sources(_read_default(ctx)), parse_cache=ParseCache()), baseline, repeat=ctx.repeat
+    )
     return Figure(ratio, f"build {ours * 1000:.0f} ms vs json.loads {base * 1000:.0f} ms")
 
 
@@ -65,7 +82,7 @@ def warm_build(ctx: BenchContext) -> Figure:
 
 def lookup_by_id(ctx: BenchContext) -> Figure:
     cat = _catalog(ctx)
-    ids = [p.id for p in cat.packs] + [p.id.upper() for p in cat.packs[:500]]   # some case-insensitive
+    ids = [p.id for p in cat.packs] + [p.id.upper() for p in cat.packs[:500]]  # some case-insensitive
     per_call = median_time(lambda: [cat.get(i) for i in ids], repeat=ctx.repeat) / len(ids)
     return Figure(per_call * 1e6, f"{len(ids)} lookups per repetition")
 
@@ -81,35 +98,68 @@ def lookup_by_reference(ctx: BenchContext) -> Figure:
 
 def search(ctx: BenchContext) -> Figure:
     cat = _catalog(ctx)
-    per_query = {q: median_time(lambda q=q: cat.search(q, limit=50), repeat=max(ctx.repeat, 5))
-                 for q in SEARCH_QUERIES}
+    per_query = {q: median_time(lambda q=q: cat.search(q, limit=50), repeat=max(ctx.repeat, 5)) for q in SEARCH_QUERIES}
     slowest = max(per_query, key=per_query.__getitem__)
-    return Figure(statistics.median(per_query.values()) * 1000,
-                  f"{len(SEARCH_QUERIES)} queries over {len(cat.packs)} packs; slowest {slowest!r} "
-                  f"{per_query[slowest] * 1000:.1f} ms")
+    return Figure(
+        statistics.median(per_query.values()) * 1000,
+        f"{len(SEARCH_QUERIES)} queries over {len(cat.packs)} packs; slowest {slowest!r} "
+        f"{per_query[slowest] * 1000:.1f} ms",
+    )
 
 
 def node_type_lookup(ctx: BenchContext) -> Figure:
     cat = _catalog(ctx)
     found = sum(1 for n in NODE_TYPES if cat.packs_for_node_type(n))
-    per_call = median_time(lambda: [cat.packs_for_node_type(n) for n in NODE_TYPES],
-                           repeat=ctx.repeat, number=20) / len(NODE_TYPES)
+    per_call = median_time(
+        lambda: [cat.packs_for_node_type(n) for n in NODE_TYPES], repeat=ctx.repeat, number=20
+    ) / len(NODE_TYPES)
     return Figure(per_call * 1e6, f"{found}/{len(NODE_TYPES)} class names resolved")
 
 
 BENCHMARKS = [
-    Benchmark("catalog.cold_load", "s", cold_load, target=1.0,
-              description="read + parse + merge + index the default channel (empty ParseCache)"),
-    Benchmark("catalog.cold_load_vs_json", "x", cold_load_vs_json, baseline="read + json.loads of the same files",
-              description="cold load as a multiple of plain JSON decoding (informational)"),
-    Benchmark("catalog.warm_build", "s", warm_build, target=0.5,
-              description="rebuild from unchanged bytes (every file a ParseCache hit)"),
-    Benchmark("catalog.lookup_by_id", "us", lookup_by_id, target=1000.0,
-              description="Catalog.get per call (exact and case-insensitive ids)"),
-    Benchmark("catalog.lookup_by_reference", "us", lookup_by_reference, target=1000.0,
-              description="Catalog.by_reference per call (.git, www., http variants)"),
-    Benchmark("catalog.search", "ms", search, target=10.0,
-              description="median Catalog.search latency over realistic queries"),
-    Benchmark("catalog.node_type_lookup", "us", node_type_lookup, target=1000.0,
-              description="Catalog.packs_for_node_type per call (exact map + nodename_pattern scan)"),
+    Benchmark(
+        "catalog.cold_load",
+        "s",
+        cold_load,
+        target=1.0,
+        description="read + parse + merge + index the default channel (empty ParseCache)",
+    ),
+    Benchmark(
+        "catalog.cold_load_vs_json",
+        "x",
+        cold_load_vs_json,
+        baseline="read + json.loads of the same files",
+        description="cold load as a multiple of plain JSON decoding (informational)",
+    ),
+    Benchmark(
+        "catalog.warm_build",
+        "s",
+        warm_build,
+        target=0.5,
+        description="rebuild from unchanged bytes (every file a ParseCache hit)",
+    ),
+    Benchmark(
+        "catalog.lookup_by_id",
+        "us",
+        lookup_by_id,
+        target=1000.0,
+        description="Catalog.get per call (exact and case-insensitive ids)",
+    ),
+    Benchmark(
+        "catalog.lookup_by_reference",
+        "us",
+        lookup_by_reference,
+        target=1000.0,
+        description="Catalog.by_reference per call (.git, www., http variants)",
+    ),
+    Benchmark(
+        "catalog.search", "ms", search, target=10.0, description="median Catalog.search latency over realistic queries"
+    ),
+    Benchmark(
+        "catalog.node_type_lookup",
+        "us",
+        node_type_lookup,
+        target=1000.0,
+        description="Catalog.packs_for_node_type per call (exact map + nodename_pattern scan)",
+    ),
 ]

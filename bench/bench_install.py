@@ -22,13 +22,19 @@ from typing import Any
 
 from .run import BenchContext, Benchmark, BenchSkip, Figure, timed_ratio
 
-_ENV = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.invalid", "GIT_COMMITTER_NAME": "b",
-        "GIT_COMMITTER_EMAIL": "b@example.invalid"}
+_ENV = {
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@example.invalid",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@example.invalid",
+}
 
 
 def _pack_files() -> dict[str, str]:
-    files = {"__init__.py": "NODE_CLASS_MAPPINGS = {}\n",
-             "pyproject.toml": '[project]\nname = "bench-pack"\nversion = "1.0.0"\n'}
+    files = {
+        "__init__.py": "NODE_CLASS_MAPPINGS = {}\n",
+        "pyproject.toml": '[project]\nname = "bench-pack"\nversion = "1.0.0"\n',
+    }
     for i in range(148):
         files[f"{['nodes', 'utils', 'web/js', 'data'][i % 4]}/file_{i}.py"] = f"X_{i} = {i}\n" * 40
     return files
@@ -61,8 +67,7 @@ def _setup(ctx: BenchContext) -> dict[str, Any]:
     cfg.parent.mkdir(parents=True)
     cfg.write_text("[default]\nnetwork_mode = offline\n")
     manager = Manager.standalone(root, env={})
-    return {"tmp": tmp, "src": src, "archive": archive, "root": root, "ops": Ops(manager),
-            "counter": itertools.count()}
+    return {"tmp": tmp, "src": src, "archive": archive, "root": root, "ops": Ops(manager), "counter": itertools.count()}
 
 
 def _ours(state: dict[str, Any], spec: str) -> None:
@@ -80,13 +85,20 @@ def git_local_ratio(ctx: BenchContext) -> Figure:
 
     def raw() -> None:
         dest = custom / f"raw-{next(state['counter'])}"
-        subprocess.run(["git", "clone", "-q", "--local", "--", str(state["src"]), str(dest)], check=True,
-                       capture_output=True, timeout=120)
-    _ours(state, str(state["src"]))              # warm: git --version detection, OS caches
+        subprocess.run(
+            ["git", "clone", "-q", "--local", "--", str(state["src"]), str(dest)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    _ours(state, str(state["src"]))  # warm: git --version detection, OS caches
     raw()
     ratio, ours, base = timed_ratio(lambda: _ours(state, str(state["src"])), raw, repeat=max(ctx.repeat, 7))
-    print(f"install from local git repo: ours {ours * 1000:.1f} ms vs git clone --local {base * 1000:.1f} ms "
-          f"(x{ratio:.2f})")
+    print(
+        f"install from local git repo: ours {ours * 1000:.1f} ms vs git clone --local {base * 1000:.1f} ms "
+        f"(x{ratio:.2f})"
+    )
     return Figure(ratio, f"ours {ours * 1000:.1f} ms, git clone --local {base * 1000:.1f} ms")
 
 
@@ -97,6 +109,7 @@ def zip_local_ratio(ctx: BenchContext) -> Figure:
     def raw() -> None:
         with zipfile.ZipFile(state["archive"]) as zf:
             zf.extractall(custom / f"raw-zip-{next(state['counter'])}")
+
     _ours(state, str(state["archive"]))
     raw()
     ratio, ours, base = timed_ratio(lambda: _ours(state, str(state["archive"])), raw, repeat=max(ctx.repeat, 7))
@@ -105,10 +118,22 @@ def zip_local_ratio(ctx: BenchContext) -> Figure:
 
 
 BENCHMARKS = [
-    Benchmark("install.git_local_ratio", "x", git_local_ratio, target=1.3, compare="<=",
-              baseline="git clone --local of the same repository",
-              description="staged install of a 150-file local git repo vs raw git clone --local"),
-    Benchmark("install.zip_local_ratio", "x", zip_local_ratio, target=1.3, compare="<=",
-              baseline="zipfile extractall of the same archive",
-              description="staged install of a 150-file local zip vs plain unzip"),
+    Benchmark(
+        "install.git_local_ratio",
+        "x",
+        git_local_ratio,
+        target=1.3,
+        compare="<=",
+        baseline="git clone --local of the same repository",
+        description="staged install of a 150-file local git repo vs raw git clone --local",
+    ),
+    Benchmark(
+        "install.zip_local_ratio",
+        "x",
+        zip_local_ratio,
+        target=1.3,
+        compare="<=",
+        baseline="zipfile extractall of the same archive",
+        description="staged install of a 150-file local zip vs plain unzip",
+    ),
 ]

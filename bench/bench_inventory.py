@@ -32,15 +32,17 @@ def _tree(ctx: BenchContext) -> tuple[Any, Any]:
 
 def scan_200(ctx: BenchContext) -> Figure:
     _tmp, layout = ctx.memo("inventory.tree", lambda: _tree(ctx))
-    scan(layout)                                   # warm the OS cache: the figure is ours, not the disk's
+    scan(layout)  # warm the OS cache: the figure is ours, not the disk's
     box: list[Any] = []
     seconds = median_time(lambda: box.append(scan(layout)), repeat=ctx.repeat)
     inv = box[-1]
     kinds: dict[str, int] = {}
     for p in inv.packs:
         kinds[p.kind] = kinds.get(p.kind, 0) + 1
-    note = f"{len(inv.packs)} packs ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), " \
-           f"{len(inv.conflicts)} conflicts"
+    note = (
+        f"{len(inv.packs)} packs ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), "
+        f"{len(inv.conflicts)} conflicts"
+    )
     print(f"inventory scan of {len(inv.packs)} packs: {seconds * 1000:.1f} ms")
     return Figure(seconds * 1000, note)
 
@@ -53,18 +55,29 @@ def scan_200_with_catalog(ctx: BenchContext) -> Figure:
     folder = ctx.require_channel_db() / "default"
     _tmp, layout = ctx.memo("inventory.tree", lambda: _tree(ctx))
     files = {n: (folder / n).read_bytes() for n in CHANNEL_FILES if (folder / n).is_file()}
-    catalog = ctx.memo("inventory.catalog",
-                       lambda: Catalog.build([ChannelFiles(Channel("default", "https://example.invalid/"), files)]))
+    catalog = ctx.memo(
+        "inventory.catalog",
+        lambda: Catalog.build([ChannelFiles(Channel("default", "https://example.invalid/"), files)]),
+    )
     scan(layout, catalog=catalog)
     seconds = median_time(lambda: scan(layout, catalog=catalog), repeat=ctx.repeat)
-    print(f"inventory scan of 200 packs matched against {len(catalog.packs)} catalog packs: "
-          f"{seconds * 1000:.1f} ms")
+    print(f"inventory scan of 200 packs matched against {len(catalog.packs)} catalog packs: {seconds * 1000:.1f} ms")
     return Figure(seconds * 1000, f"catalog of {len(catalog.packs)} packs")
 
 
 BENCHMARKS = [
-    Benchmark("inventory.scan_200", "ms", scan_200, target=300.0,
-              description="scan custom_nodes/ + .disabled/ with 200 packs (git, cnr, file, folder, disabled)"),
-    Benchmark("inventory.scan_200_with_catalog", "ms", scan_200_with_catalog, target=300.0,
-              description="the same scan with catalog matching against the real default channel"),
+    Benchmark(
+        "inventory.scan_200",
+        "ms",
+        scan_200,
+        target=300.0,
+        description="scan custom_nodes/ + .disabled/ with 200 packs (git, cnr, file, folder, disabled)",
+    ),
+    Benchmark(
+        "inventory.scan_200_with_catalog",
+        "ms",
+        scan_200_with_catalog,
+        target=300.0,
+        description="the same scan with catalog matching against the real default channel",
+    ),
 ]

@@ -31,7 +31,7 @@ class LoadReport:
 
     clients: int
     seconds: float
-    latencies: dict[str, list[float]] = field(default_factory=dict)   # op -> seconds
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # op -> seconds
     errors: list[str] = field(default_factory=list)
     installs_queued: int = 0
 
@@ -53,10 +53,12 @@ class LoadReport:
         return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, int(q) - 1))]
 
     def summary(self) -> str:
-        return (f"{self.clients} clients, {self.requests} requests in {self.seconds:.1f}s: "
-                f"{self.throughput:.0f} req/s, p50 {self.percentile(50) * 1000:.1f} ms, "
-                f"p99 {self.percentile(99) * 1000:.1f} ms, {len(self.errors)} errors, "
-                f"{self.installs_queued} installs")
+        return (
+            f"{self.clients} clients, {self.requests} requests in {self.seconds:.1f}s: "
+            f"{self.throughput:.0f} req/s, p50 {self.percentile(50) * 1000:.1f} ms, "
+            f"p99 {self.percentile(99) * 1000:.1f} ms, {len(self.errors)} errors, "
+            f"{self.installs_queued} installs"
+        )
 
 
 class ServerThread:
@@ -121,8 +123,9 @@ class ServerThread:
         loop.close()
 
 
-async def _client(n: int, base: str, deadline: float, report: LoadReport, task_ids: list[str],
-                  targets: list[str]) -> None:
+async def _client(
+    n: int, base: str, deadline: float, report: LoadReport, task_ids: list[str], targets: list[str]
+) -> None:
     import aiohttp
 
     ops = ("list", "status", "queue", "task", "list", "status", "queue", "list", "status", "enqueue")
@@ -142,8 +145,11 @@ async def _client(n: int, base: str, deadline: float, report: LoadReport, task_i
                 method, path, body = "GET", f"{V1}/tasks/{task_ids[-1 - i % min(len(task_ids), 10)]}", None
             elif op == "enqueue":
                 # an install of a pack that is queued or installed already: fails fast in the worker
-                method, path, body = "POST", V1 + "/queue", {"kind": "install", "target": targets[i % len(targets)],
-                                                             "client_id": f"load-{n}"}
+                method, path, body = (
+                    "POST",
+                    V1 + "/queue",
+                    {"kind": "install", "target": targets[i % len(targets)], "client_id": f"load-{n}"},
+                )
             else:
                 continue
             started = time.perf_counter()
@@ -155,7 +161,7 @@ async def _client(n: int, base: str, deadline: float, report: LoadReport, task_i
                         report.errors.append(f"{method} {path}: {resp.status} {str(doc)[:200]}")
                     elif op == "enqueue":
                         task_ids.extend(t["id"] for t in doc["data"]["tasks"])
-            except Exception as exc:     # a refused connection or a broken answer is a request error
+            except Exception as exc:  # a refused connection or a broken answer is a request error
                 report.errors.append(f"{method} {path}: {type(exc).__name__}: {exc}")
                 continue
             report.latencies.setdefault(op, []).append(time.perf_counter() - started)
@@ -166,8 +172,9 @@ async def _drive(base: str, *, clients: int, duration: float, targets: list[str]
 
     report = LoadReport(clients=clients, seconds=0.0)
     async with aiohttp.ClientSession() as session:
-        async with session.post(base + V1 + "/queue",
-                                json={"tasks": [{"kind": "install", "target": t} for t in targets]}) as resp:
+        async with session.post(
+            base + V1 + "/queue", json={"tasks": [{"kind": "install", "target": t} for t in targets]}
+        ) as resp:
             doc = await resp.json(content_type=None)
             if resp.status != 202:
                 raise RuntimeError(f"queueing the installs failed: {resp.status} {doc}")
@@ -180,8 +187,9 @@ async def _drive(base: str, *, clients: int, duration: float, targets: list[str]
     return report
 
 
-def run_load(root: Path, *, clients: int = 8, duration: float = 2.0, targets: list[str] | None = None,
-             settle: float = 120.0) -> tuple[LoadReport, list[Any]]:
+def run_load(
+    root: Path, *, clients: int = 8, duration: float = 2.0, targets: list[str] | None = None, settle: float = 120.0
+) -> tuple[LoadReport, list[Any]]:
     """Serve ``root``, queue installs of ``targets`` (default: every demo pack), drive the load,
     wait for the queue to drain; returns the report and the queued installs' final task dicts."""
     from manager.demo import DEMO_PACKS
@@ -192,7 +200,8 @@ def run_load(root: Path, *, clients: int = 8, duration: float = 2.0, targets: li
     def on_event(event: Any) -> None:
         task = event.data.get("task") if event.name in ("done", "failed", "cancelled") else None
         if task and task.get("kind") == "install" and task.get("client_id") is None:
-            finished[task["id"]] = task                      # the queued installs (clients tag theirs)
+            finished[task["id"]] = task  # the queued installs (clients tag theirs)
+
     with ServerThread(root) as server:
         queue = server.api.manager.queue
         queue.subscribe(on_event)
@@ -214,6 +223,7 @@ def _measured(ctx: BenchContext) -> LoadReport:
         with tempfile.TemporaryDirectory(prefix="cm-bench-load-") as tmp:
             report, _ = run_load(demo_tree(Path(tmp)), clients=32, duration=5.0)
             return report
+
     return ctx.memo("load", make)
 
 
@@ -237,8 +247,14 @@ def _errors(ctx: BenchContext) -> Figure:
 
 BENCHMARKS = [
     # issue 11 names no load targets: zero errors is the promise; the others are sanity floors
-    Benchmark("load.throughput", "req/s", _throughput, target=100, compare=">=",
-              description="32 clients mixing list/status/queue requests while 5 installs run"),
+    Benchmark(
+        "load.throughput",
+        "req/s",
+        _throughput,
+        target=100,
+        compare=">=",
+        description="32 clients mixing list/status/queue requests while 5 installs run",
+    ),
     Benchmark("load.p50", "ms", _p50, description="median request latency under load"),
     Benchmark("load.p99", "ms", _p99, target=1000, compare="<", description="99th percentile latency under load"),
     Benchmark("load.errors", "count", _errors, target=0, compare="<=", description="requests that failed"),

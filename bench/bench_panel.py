@@ -21,8 +21,16 @@ from typing import Any
 from .run import BenchContext, Benchmark, BenchSkip, Figure, percentile
 
 CHROMIUM = os.environ.get("CM_CHROMIUM", "/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 NOT_LOOPBACK = re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost|\[::1\])[:/])")
 PRELOAD_SETTING = "OfflineManager.PreloadList"
 PRELOADED = """() => performance.getEntriesByType('resource').some(
@@ -85,8 +93,9 @@ def timed_keystrokes(page: Any) -> list[dict[str, float]]:
         page.wait_for_timeout(50)
         page.evaluate("window.__keys = []")
         page.keyboard.type(query, delay=60)
-        page.wait_for_function(f"window.__keys.length === {len(query)} && window.__keys.every(k => k.t2)",
-                               timeout=30_000)
+        page.wait_for_function(
+            f"window.__keys.length === {len(query)} && window.__keys.every(k => k.t2)", timeout=30_000
+        )
         out += page.evaluate("window.__keys")
     return out
 
@@ -104,6 +113,7 @@ class PanelRig:
             raise BenchSkip("the Python playwright package is not installed") from None
         sys.path.insert(0, str(ctx.repo_root / "tests"))
         from support.standin_host import StandInComfy, find_frontend_static
+
         if find_frontend_static() is None:
             raise BenchSkip("comfyui-frontend-package is not installed")
         self.tmp = Path(tempfile.mkdtemp(prefix="cm-bench-panel-"))
@@ -111,12 +121,17 @@ class PanelRig:
         for sub in ("custom_nodes", "models/checkpoints", "user/__manager"):
             (root / sub).mkdir(parents=True)
         (root / "user/__manager/config.ini").write_text(
-            f"[default]\nnetwork_mode = offline\nchannel_url = {db.as_uri()}\n", encoding="utf-8")
+            f"[default]\nnetwork_mode = offline\nchannel_url = {db.as_uri()}\n", encoding="utf-8"
+        )
         self.host = StandInComfy(root).start()
         self._pw = sync_playwright().start()
         self.context = self._pw.chromium.launch_persistent_context(
-            str(self.tmp / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1400, "height": 900})
+            str(self.tmp / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1400, "height": 900},
+        )
         self.context.route(NOT_LOOPBACK, lambda route: route.abort())
         self.page = self.context.new_page()
 
@@ -124,7 +139,7 @@ class PanelRig:
         """Load the frontend fresh (a new panel) and wait for our entry."""
         self.page.goto(self.host.url("/"))
         self.page.wait_for_selector(".offline-manager-entry", timeout=60_000)
-        self.page.wait_for_timeout(300)   # let the frontend settle after boot
+        self.page.wait_for_timeout(300)  # let the frontend settle after boot
 
     def open_once(self, *, preload: bool) -> dict[str, float]:
         """One first open in a fresh page; with ``preload`` the page first idles until the
@@ -148,7 +163,7 @@ class PanelRig:
 def _measure(ctx: BenchContext) -> dict[str, Any]:
     rig = PanelRig(ctx)
     try:
-        cold = rig.open_once(preload=False)        # the server's first list request loads the catalog
+        cold = rig.open_once(preload=False)  # the server's first list request loads the catalog
         plain = [rig.open_once(preload=False) for _ in range(max(3, ctx.repeat))]
         warm = [rig.open_once(preload=True) for _ in range(max(3, ctx.repeat))]
         rig.page.focus("[data-testid=pack-search]")
@@ -166,18 +181,22 @@ def open_to_rows(ctx: BenchContext) -> Figure:
     r = _results(ctx)
     rows = [w["t1"] - w["t0"] for w in r["warm"]]
     painted = [w["t2"] - w["t0"] for w in r["warm"]]
-    return Figure(statistics.median(rows),
-                  f"median of {len(rows)} fresh page loads with the list preloaded in the background; painted "
-                  f"{statistics.median(painted):.0f} ms")
+    return Figure(
+        statistics.median(rows),
+        f"median of {len(rows)} fresh page loads with the list preloaded in the background; painted "
+        f"{statistics.median(painted):.0f} ms",
+    )
 
 
 def open_to_rows_no_preload(ctx: BenchContext) -> Figure:
     r = _results(ctx)
     rows = [w["t1"] - w["t0"] for w in r["plain"]]
     cold = r["cold"]
-    return Figure(statistics.median(rows),
-                  f"median of {len(rows)} fresh page loads, list fetched on click (3.3 MB), server catalog warm; "
-                  f"very first open after server start (catalog build) {cold['t1'] - cold['t0']:.0f} ms")
+    return Figure(
+        statistics.median(rows),
+        f"median of {len(rows)} fresh page loads, list fetched on click (3.3 MB), server catalog warm; "
+        f"very first open after server start (catalog build) {cold['t1'] - cold['t0']:.0f} ms",
+    )
 
 
 def search_keystroke(ctx: BenchContext) -> Figure:
@@ -185,16 +204,34 @@ def search_keystroke(ctx: BenchContext) -> Figure:
     dom = sorted(k["t1"] - k["t0"] for k in keys)
     painted = sorted(k["t2"] - k["t0"] for k in keys)
     p95 = percentile(dom, 0.95)
-    return Figure(statistics.median(dom),
-                  f"{len(dom)} keystrokes over 5.9k packs; p95 {p95:.1f} ms, max {dom[-1]:.1f} ms; "
-                  f"to next frame median {statistics.median(painted):.1f} ms")
+    return Figure(
+        statistics.median(dom),
+        f"{len(dom)} keystrokes over 5.9k packs; p95 {p95:.1f} ms, max {dom[-1]:.1f} ms; "
+        f"to next frame median {statistics.median(painted):.1f} ms",
+    )
 
 
 BENCHMARKS = [
-    Benchmark("panel.open_to_rows", "ms", open_to_rows, target=200.0, compare="<=",
-              description="click on the ComfyUI entry until the pack list shows rows (real frontend, real DB)"),
-    Benchmark("panel.open_to_rows_no_preload", "ms", open_to_rows_no_preload,
-              description="same with the background preload turned off (informational)"),
-    Benchmark("panel.search_keystroke", "ms", search_keystroke, target=16.0, compare="<=",
-              description="search keystroke until the filtered rows are in the DOM and laid out (5.9k packs)"),
+    Benchmark(
+        "panel.open_to_rows",
+        "ms",
+        open_to_rows,
+        target=200.0,
+        compare="<=",
+        description="click on the ComfyUI entry until the pack list shows rows (real frontend, real DB)",
+    ),
+    Benchmark(
+        "panel.open_to_rows_no_preload",
+        "ms",
+        open_to_rows_no_preload,
+        description="same with the background preload turned off (informational)",
+    ),
+    Benchmark(
+        "panel.search_keystroke",
+        "ms",
+        search_keystroke,
+        target=16.0,
+        compare="<=",
+        description="search keystroke until the filtered rows are in the DOM and laid out (5.9k packs)",
+    ),
 ]

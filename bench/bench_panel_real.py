@@ -30,6 +30,7 @@ def _support() -> Any:
     if str(REPO_ROOT / "tests") not in sys.path:
         sys.path.insert(0, str(REPO_ROOT / "tests"))
     from support import realhost
+
     return realhost
 
 
@@ -45,8 +46,12 @@ def measure(channel_db: Path, repeat: int, workdir: Path) -> dict[str, Any]:
         ready = realhost.READY_LINE.findall(host.log_text())
         with sync_playwright() as pw:
             context = pw.chromium.launch_persistent_context(
-                str(workdir / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport={"width": 1400, "height": 900})
+                str(workdir / "profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport={"width": 1400, "height": 900},
+            )
             context.route(NOT_LOOPBACK, lambda route: route.abort())
             page = context.new_page()
 
@@ -63,8 +68,7 @@ def measure(channel_db: Path, repeat: int, workdir: Path) -> dict[str, Any]:
             page.focus("[data-testid=pack-search]")
             keys = timed_keystrokes(page)
             context.close()
-        return {"cold": cold, "plain": plain, "warm": warm, "keys": keys, "ready": ready,
-                "connects": host.connects()}
+        return {"cold": cold, "plain": plain, "warm": warm, "keys": keys, "ready": ready, "connects": host.connects()}
     finally:
         host.stop()
 
@@ -83,12 +87,27 @@ def _measure(ctx: BenchContext) -> dict[str, Any]:
         if not namespaced:
             return measure(db, repeat, Path(tmp))
         out = Path(tmp) / "figures.json"
-        argv = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable, "-m",
-                "bench.bench_panel_real", str(db), str(repeat), tmp, str(out)]
+        argv = [
+            "unshare",
+            "-n",
+            "sh",
+            "-c",
+            'ip link set lo up && exec "$@"',
+            "sh",
+            sys.executable,
+            "-m",
+            "bench.bench_panel_real",
+            str(db),
+            str(repeat),
+            tmp,
+            str(out),
+        ]
         done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
         if done.returncode != 0 or not out.exists():
-            raise BenchSkip("could not run the real host in a network namespace (needs root): "
-                            + (done.stderr.strip().splitlines() or ["no output"])[-1])
+            raise BenchSkip(
+                "could not run the real host in a network namespace (needs root): "
+                + (done.stderr.strip().splitlines() or ["no output"])[-1]
+            )
         return json.loads(out.read_text())
 
 
@@ -100,9 +119,11 @@ def open_to_rows(ctx: BenchContext) -> Figure:
     r = _results(ctx)
     rows = [w["t1"] - w["t0"] for w in r["warm"]]
     plain = [w["t1"] - w["t0"] for w in r["plain"]]
-    return Figure(statistics.median(rows),
-                  f"real ComfyUI 0.8.0 page, median of {len(rows)} loads with the background preload; without "
-                  f"preload {statistics.median(plain):.0f} ms; very first open {r['cold']['t1'] - r['cold']['t0']:.0f} ms")
+    return Figure(
+        statistics.median(rows),
+        f"real ComfyUI 0.8.0 page, median of {len(rows)} loads with the background preload; without "
+        f"preload {statistics.median(plain):.0f} ms; very first open {r['cold']['t1'] - r['cold']['t0']:.0f} ms",
+    )
 
 
 def search_keystroke(ctx: BenchContext) -> Figure:
@@ -121,16 +142,34 @@ def start_cost(ctx: BenchContext) -> Figure:
 
 
 BENCHMARKS = [
-    Benchmark("panel_real.open_to_rows", "ms", open_to_rows, target=100.0, compare="<=",
-              description="click on our entry in the real ComfyUI page until the pack list shows rows"),
-    Benchmark("panel_real.search_keystroke", "ms", search_keystroke, target=16.0, compare="<=",
-              description="search keystroke in the real ComfyUI page until the filtered rows are laid out"),
-    Benchmark("panel_real.start_cost", "ms", start_cost, target=200.0, compare="<=",
-              description="our import + mount in the real ComfyUI's start, from our ready line (first start)"),
+    Benchmark(
+        "panel_real.open_to_rows",
+        "ms",
+        open_to_rows,
+        target=100.0,
+        compare="<=",
+        description="click on our entry in the real ComfyUI page until the pack list shows rows",
+    ),
+    Benchmark(
+        "panel_real.search_keystroke",
+        "ms",
+        search_keystroke,
+        target=16.0,
+        compare="<=",
+        description="search keystroke in the real ComfyUI page until the filtered rows are laid out",
+    ),
+    Benchmark(
+        "panel_real.start_cost",
+        "ms",
+        start_cost,
+        target=200.0,
+        compare="<=",
+        description="our import + mount in the real ComfyUI's start, from our ready line (first start)",
+    ),
 ]
 
 
-if __name__ == "__main__":     # the child run inside ``unshare -n`` (see _measure)
+if __name__ == "__main__":  # the child run inside ``unshare -n`` (see _measure)
     db_arg, repeat_arg, work_arg, out_arg = sys.argv[1:5]
     figures = measure(Path(db_arg), int(repeat_arg), Path(work_arg))
     Path(out_arg).write_text(json.dumps(figures))

@@ -44,14 +44,17 @@ def save_200(ctx: BenchContext) -> Figure:
     def once() -> None:
         snap = capture(manager)
         box.append((snap, store.save(snap)))
-    once()                                          # warm the OS cache and the imports
+
+    once()  # warm the OS cache and the imports
     seconds = median_time(once, repeat=ctx.repeat)
     snap, saved = box[-1]
     kinds: dict[str, int] = {}
     for p in snap.packs:
         kinds[p.kind] = kinds.get(p.kind, 0) + 1
-    note = (f"{len(snap.packs)} packs ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), "
-            f"{len(snap.python)} python packages, {saved.size // 1024} KiB")
+    note = (
+        f"{len(snap.packs)} packs ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), "
+        f"{len(snap.python)} python packages, {saved.size // 1024} KiB"
+    )
     print(f"snapshot save of {len(snap.packs)} packs: {seconds * 1000:.0f} ms ({note})")
     return Figure(seconds * 1000, note)
 
@@ -71,8 +74,9 @@ def noop_restore_200(ctx: BenchContext) -> Figure:
     before = listing(root)
     allow = PolicyDecision.allow("snapshot_restore", "", "bench")
     results: list[Any] = []
-    seconds = median_time(lambda: results.append(restore(manager, snap, RestoreOptions(), policy=allow)),
-                          repeat=ctx.repeat)
+    seconds = median_time(
+        lambda: results.append(restore(manager, snap, RestoreOptions(), policy=allow)), repeat=ctx.repeat
+    )
     changed = listing(root) != before
     if changed or any(r.done for r in results):
         raise RuntimeError("a no-op restore changed the tree")
@@ -81,8 +85,18 @@ def noop_restore_200(ctx: BenchContext) -> Figure:
 
 
 BENCHMARKS = [
-    Benchmark("snapshots.save_200", "ms", save_200, target=1000.0,
-              description="capture + atomic save of a tree with 200 packs (git, registry, files, disabled)"),
-    Benchmark("snapshots.noop_restore_200", "ms", noop_restore_200, target=2000.0,
-              description="restore of a snapshot equal to the tree: capture, diff, empty plan; no file changes"),
+    Benchmark(
+        "snapshots.save_200",
+        "ms",
+        save_200,
+        target=1000.0,
+        description="capture + atomic save of a tree with 200 packs (git, registry, files, disabled)",
+    ),
+    Benchmark(
+        "snapshots.noop_restore_200",
+        "ms",
+        noop_restore_200,
+        target=2000.0,
+        description="restore of a snapshot equal to the tree: capture, diff, empty plan; no file changes",
+    ),
 ]

@@ -29,8 +29,10 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = 1
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
-    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
 }
 
 
@@ -53,7 +55,7 @@ class Benchmark:
     measure: Callable[[BenchContext], float | Figure]
     target: float | None = None
     compare: str = "<"
-    baseline: str = ""          # names what a ratio figure is measured against
+    baseline: str = ""  # names what a ratio figure is measured against
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -85,7 +87,7 @@ class BenchContext:
             raise BenchSkip(f"cannot load {path}")
         if spec.name not in sys.modules:
             module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module           # dataclasses look their module up there
+            sys.modules[spec.name] = module  # dataclasses look their module up there
             spec.loader.exec_module(module)
         return sys.modules[spec.name]
 
@@ -113,7 +115,7 @@ class Result:
     figure: float | None
     target: float | None
     compare: str
-    status: str                  # pass | fail | info | skip | error
+    status: str  # pass | fail | info | skip | error
     note: str = ""
     baseline: str = ""
     description: str = ""
@@ -146,7 +148,7 @@ def _samples(fn: Callable[[], Any], repeat: int, number: int) -> list[float]:
 def _once(fn: Callable[[], Any], number: int) -> float:
     gc.collect()
     enabled = gc.isenabled()
-    gc.disable()      # a collection landing in one sample would dominate it
+    gc.disable()  # a collection landing in one sample would dominate it
     try:
         start = time.perf_counter()
         for _ in range(number):
@@ -157,8 +159,9 @@ def _once(fn: Callable[[], Any], number: int) -> float:
             gc.enable()
 
 
-def timed_ratio(fn: Callable[[], Any], baseline: Callable[[], Any], *, repeat: int = 5,
-                number: int = 1) -> tuple[float, float, float]:
+def timed_ratio(
+    fn: Callable[[], Any], baseline: Callable[[], Any], *, repeat: int = 5, number: int = 1
+) -> tuple[float, float, float]:
     """(median fn / median baseline, median fn, median baseline), runs interleaved in one go."""
     a, b = [], []
     for _ in range(max(1, repeat)):
@@ -217,13 +220,22 @@ def select(benchmarks: Sequence[Benchmark], only: Sequence[str]) -> list[Benchma
     """Benchmarks matching any ``--only`` value: exact name, glob, or a dotted prefix."""
     if not only:
         return list(benchmarks)
-    return [b for b in benchmarks
-            if any(b.name == o or fnmatch.fnmatchcase(b.name, o) or b.name.startswith(o + ".") for o in only)]
+    return [
+        b
+        for b in benchmarks
+        if any(b.name == o or fnmatch.fnmatchcase(b.name, o) or b.name.startswith(o + ".") for o in only)
+    ]
 
 
 def run_one(bench: Benchmark, ctx: BenchContext) -> Result:
-    base = dict(name=bench.name, unit=bench.unit, target=bench.target, compare=bench.compare,
-                baseline=bench.baseline, description=bench.description)
+    base = dict(
+        name=bench.name,
+        unit=bench.unit,
+        target=bench.target,
+        compare=bench.compare,
+        baseline=bench.baseline,
+        description=bench.description,
+    )
     try:
         # stdout belongs to the table or the JSON document: chatter from a benchmark goes to stderr
         with contextlib.redirect_stdout(sys.stderr):
@@ -265,8 +277,13 @@ def render_table(results: Sequence[Result]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Run the benchmarks.")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="run only this benchmark (exact name, glob or dotted prefix); repeatable")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this benchmark (exact name, glob or dotted prefix); repeatable",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when any target is missed")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per timing (median kept)")
     parser.add_argument("--list", action="store_true", help="list the benchmark names and exit")
@@ -279,16 +296,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     chosen = select(benchmarks, args.only)
     if not chosen:
-        print(f"no benchmark matches {args.only}; known: {', '.join(b.name for b in benchmarks)}",
-              file=sys.stderr)
+        print(f"no benchmark matches {args.only}; known: {', '.join(b.name for b in benchmarks)}", file=sys.stderr)
         return 2
     db = find_channel_db()
     ctx = BenchContext(repo_root=REPO_ROOT, channel_db=db, repeat=max(1, args.repeat))
     results = [run_one(b, ctx) for b in chosen]
     if args.json:
-        print(json.dumps({"schema": SCHEMA, "python": platform.python_version(),
-                          "channel_db": str(db) if db else None,
-                          "results": [r.to_dict() for r in results]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "schema": SCHEMA,
+                    "python": platform.python_version(),
+                    "channel_db": str(db) if db else None,
+                    "results": [r.to_dict() for r in results],
+                },
+                indent=2,
+            )
+        )
     else:
         print(render_table(results))
     if any(r.status == "error" for r in results):

@@ -47,8 +47,10 @@ def listen_address() -> str:
 
 def failure_hint(package_file: str) -> str:
     here = os.path.dirname(os.path.abspath(package_file))
-    return (f"ComfyUI continues without it. The same operations work from the shell meanwhile: "
-            f"python {os.path.join(here, 'cm-cli.py')} --comfyui {os.path.dirname(os.path.dirname(here))} serve")
+    return (
+        f"ComfyUI continues without it. The same operations work from the shell meanwhile: "
+        f"python {os.path.join(here, 'cm-cli.py')} --comfyui {os.path.dirname(os.path.dirname(here))} serve"
+    )
 
 
 def start(package_name: str, package_file: str, imported_at: float | None = None) -> bool:
@@ -63,8 +65,9 @@ def start(package_name: str, package_file: str, imported_at: float | None = None
         if getattr(instance, _MARK, None):
             return True
         state: dict[str, Any] = {}
-        state["import_failures"] = import_failure_tracker(folder_paths, package_file,
-                                                          lambda report: _keep_report(state, report))
+        state["import_failures"] = import_failure_tracker(
+            folder_paths, package_file, lambda report: _keep_report(state, report)
+        )
         setattr(instance, _MARK, state)
         spent = time.perf_counter() - t0
 
@@ -80,7 +83,7 @@ def start(package_name: str, package_file: str, imported_at: float | None = None
             log_ready(state["version"], report)
 
         if not route_mount.before_add_routes(instance, mount_now):
-            mount_now()      # a host without add_routes on the instance: mount at once
+            mount_now()  # a host without add_routes on the instance: mount at once
         return True
     except Exception:  # ComfyUI goes on whatever happens here
         log.exception("[offline-manager] failed to start inside ComfyUI; %s", failure_hint(package_file))
@@ -90,7 +93,7 @@ def start(package_name: str, package_file: str, imported_at: float | None = None
 def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
     """Build the API and put our free routes on ComfyUI's table (runs before add_routes)."""
     from ..manager import __version__
-    from ..manager.api import Api, EventForwarder, route_defs
+    from ..manager.api import EventForwarder, HttpDoor, route_defs
     from . import prompt_server_sink
     from .comfy_host import ComfyHost, restart_comfyui
 
@@ -100,10 +103,16 @@ def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
         # Built by the first request: config.ini, channels.list and the core modules are read
         # then, so ComfyUI's start pays for mounting routes only.
         from ..manager.context import Manager
+
         return Manager.create(host)
 
-    api = Api(build_manager, listen=listen_address(), restart=restart_comfyui, door="comfyui",
-              comfyui_root=host.layout.comfyui_root)
+    api = HttpDoor(
+        build_manager,
+        listen=listen_address(),
+        restart=restart_comfyui,
+        door="comfyui",
+        comfyui_root=host.layout.comfyui_root,
+    )
     tracker: ImportFailureTracker = state["import_failures"]
     api.import_failure_source = tracker.collect
     report = route_mount.mount(instance.routes, route_mount.mark_ours(route_defs(api)))
@@ -129,14 +138,21 @@ def log_ready(version: str, report: Any) -> None:
     owners = ", ".join(f"{family}={owner}" for family, owner in sorted(report.owners.items())) or "-"
     if getattr(report, "frontend", ""):
         owners += f"; {report.frontend}"
-    log.info("[offline-manager] %s ready: %d route(s) mounted%s; route owners: %s; %.1f ms of ComfyUI's start",
-             version, len(report.mounted), left, owners, report.seconds * 1000)
+    log.info(
+        "[offline-manager] %s ready: %d route(s) mounted%s; route owners: %s; %.1f ms of ComfyUI's start",
+        version,
+        len(report.mounted),
+        left,
+        owners,
+        report.seconds * 1000,
+    )
 
 
 def frontend_manager_ui(instance: Any, api: Any, report: Any) -> str:
     """Let the frontend's built-in manager UI use our /v2 routes where ComfyUI allows it."""
     try:
         from . import frontend_manager
+
         return frontend_manager.attach(instance, api, report, route_mount)
     except Exception:  # a convenience for the frontend; never a reason to stop ComfyUI's start
         log.exception("[offline-manager] could not prepare the frontend's manager UI; ComfyUI continues")
@@ -146,18 +162,20 @@ def frontend_manager_ui(instance: Any, api: Any, report: Any) -> str:
 def _keep_report(state: dict[str, Any], report: Any) -> None:
     if "host" in state:
         from ..manager.import_failures import save_report
+
         save_report(state["host"].layout, report)
 
 
-def import_failure_tracker(folder_paths: Any, package_file: str,
-                           on_report: Any = None) -> ImportFailureTracker:
+def import_failure_tracker(folder_paths: Any, package_file: str, on_report: Any = None) -> ImportFailureTracker:
     """Listen for import failures of the packs ComfyUI imports after us; the report is read on
     first use (loading is over by then) and kept in the manager folder for the other doors."""
+
     def folders() -> list[str]:
         return list(folder_paths.get_folder_paths("custom_nodes"))
 
-    tracker = ImportFailureTracker(folders, own_folder=os.path.dirname(os.path.abspath(package_file)),
-                                   on_report=on_report)
+    tracker = ImportFailureTracker(
+        folders, own_folder=os.path.dirname(os.path.abspath(package_file)), on_report=on_report
+    )
     tracker.install()
     return tracker
 

@@ -23,8 +23,13 @@ def layout_from_folder_paths(folder_paths: Any) -> Layout:
     getter = getattr(folder_paths, "get_system_user_directory", None)
     if callable(getter):  # ComfyUI >= 0.3.76 keeps __manager out of the /userdata web API
         manager_dir = Path(getter("manager"))
-    return Layout.from_root(base, user_dir=user_dir, custom_nodes=custom_nodes,
-                            models_dir=Path(folder_paths.models_dir), manager_dir=manager_dir)
+    return Layout.from_root(
+        base,
+        user_dir=user_dir,
+        custom_nodes=custom_nodes,
+        models_dir=Path(folder_paths.models_dir),
+        manager_dir=manager_dir,
+    )
 
 
 class ComfyHost:
@@ -47,12 +52,12 @@ class ComfyHost:
         table = getattr(self._folder_paths, "folder_names_and_paths", {})
         return {name: [Path(p) for p in entry[0]] for name, entry in table.items() if name != "custom_nodes"}
 
-
     # --- the latent preview method (classic /manager/preview_method) -----------------------
     @staticmethod
     def _preview_modules() -> tuple[Any, Any] | None:
         try:
             import importlib
+
             return importlib.import_module("latent_preview"), importlib.import_module("comfy.cli_args")
         except Exception:  # not inside ComfyUI, or an unexpected layout: no live preview control
             return None
@@ -91,6 +96,7 @@ class ComfyHost:
                 self.set_preview_method(str(config["preview_method"]))
         except Exception:  # never fail the Manager's build over a display preference
             import logging
+
             logging.getLogger("offline_manager").debug("preview_method not applied", exc_info=True)
 
 

@@ -74,12 +74,28 @@ def get_variant_routes(existing: set[tuple[str, str]]) -> tuple[Any, ...]:
 
     note = "(frontend 1.35.x sends GET; guarded like the POST)"
     rows = (
-        Route("GET", "/v2/manager/queue/start", cl.queue_start, sec.QUEUE_CONTROL, "v2QueueStartGet",
-              f"Start the worker {note}: 200 started, 201 already running", legacy=True, statuses=(201,)),
-        Route("GET", "/v2/manager/queue/update_all", v2.update_all, sec.UPDATE_ALL, "v2QueueUpdateAllGet",
-              f"Queue update-all {note}", legacy=True),
-        Route("GET", "/v2/manager/reboot", admin.reboot, sec.REBOOT, "v2RebootGet",
-              f"Restart ComfyUI {note}", legacy=True),
+        Route(
+            "GET",
+            "/v2/manager/queue/start",
+            cl.queue_start,
+            sec.QUEUE_CONTROL,
+            "v2QueueStartGet",
+            f"Start the worker {note}: 200 started, 201 already running",
+            legacy=True,
+            statuses=(201,),
+        ),
+        Route(
+            "GET",
+            "/v2/manager/queue/update_all",
+            v2.update_all,
+            sec.UPDATE_ALL,
+            "v2QueueUpdateAllGet",
+            f"Queue update-all {note}",
+            legacy=True,
+        ),
+        Route(
+            "GET", "/v2/manager/reboot", admin.reboot, sec.REBOOT, "v2RebootGet", f"Restart ComfyUI {note}", legacy=True
+        ),
     )
     return tuple(r for r in rows if (r.method, r.path) not in existing)
 

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:   # the records are imported on first use: ComfyUI's start pays for the handler only
+if TYPE_CHECKING:  # the records are imported on first use: ComfyUI's start pays for the handler only
     from ..manager.import_failures import ImportFailureReport
 
 log = logging.getLogger("offline_manager")
@@ -66,7 +66,7 @@ def _args() -> Any:
 
 def _would_import(name: str, path: str, args: Any) -> bool:
     """ComfyUI's discovery rules (nodes.init_external_custom_nodes)."""
-    if name == "__pycache__" or name.startswith("."):        # dot-entries: our own working folders
+    if name == "__pycache__" or name.startswith("."):  # dot-entries: our own working folders
         return False
     if os.path.isfile(path) and os.path.splitext(path)[1] != ".py":
         return False
@@ -74,7 +74,8 @@ def _would_import(name: str, path: str, args: Any) -> bool:
         return False
     if args is not None:
         if getattr(args, "disable_all_custom_nodes", False) and name not in (
-                getattr(args, "whitelist_custom_nodes", None) or ()):
+            getattr(args, "whitelist_custom_nodes", None) or ()
+        ):
             return False
         if getattr(args, "enable_manager", False) and "comfyui-manager" in name.lower():
             return False
@@ -85,7 +86,7 @@ def parse_log_text(text: str) -> dict[str, tuple[str, str, str]]:
     """``{path: (kind, message, traceback)}`` from ComfyUI's log output."""
     out: dict[str, tuple[str, str, str]] = {}
     for m in _CANNOT.finditer(text):
-        before = text[:m.start()]
+        before = text[: m.start()]
         tb_at = before.rfind(_TRACEBACK)
         # the traceback belongs to this failure only if no other failure line sits in between
         traceback = before[tb_at:].strip() if tb_at >= 0 and "module for custom nodes" not in before[tb_at:] else ""
@@ -112,8 +113,14 @@ def _comfy_log_text() -> str:
 class ImportFailureTracker:
     """Installed at our import; ``collect()`` once ComfyUI finished loading custom nodes."""
 
-    def __init__(self, folders: Callable[[], Iterable[str]], *, nodes_module: Callable[[], Any] | None = None,
-                 own_folder: str = "", on_report: Callable[[ImportFailureReport], None] | None = None) -> None:
+    def __init__(
+        self,
+        folders: Callable[[], Iterable[str]],
+        *,
+        nodes_module: Callable[[], Any] | None = None,
+        own_folder: str = "",
+        on_report: Callable[[ImportFailureReport], None] | None = None,
+    ) -> None:
         self._folders = folders
         self._nodes = nodes_module or (lambda: sys.modules.get("nodes"))
         self._own = os.path.normcase(os.path.abspath(own_folder)) if own_folder else ""
@@ -137,9 +144,11 @@ class ImportFailureTracker:
                     self._report = self._build()
                 except Exception as exc:  # an unknown ComfyUI shape must not break the route
                     from ..manager.import_failures import ImportFailureReport
+
                     log.exception("[offline-manager] could not read the import failures")
-                    self._report = ImportFailureReport(available=False, live=True,
-                                                       notes=(f"import failures unknown: {exc}",))
+                    self._report = ImportFailureReport(
+                        available=False, live=True, notes=(f"import failures unknown: {exc}",)
+                    )
                 self.uninstall()
                 if self._on_report is not None:
                     try:
@@ -181,12 +190,23 @@ class ImportFailureTracker:
                     missing = loaded is not None and norm not in loaded_dirs
                 else:
                     stem = os.path.normcase(os.path.splitext(path)[0])
-                    missing = loaded is not None and stem not in loaded_keys and \
-                        os.path.normcase(os.path.splitext(name)[0]) not in loaded_keys
+                    missing = (
+                        loaded is not None
+                        and stem not in loaded_keys
+                        and os.path.normcase(os.path.splitext(name)[0]) not in loaded_keys
+                    )
                 if hit is not None:
                     kind, message, tb = hit
                     failures.append(ImportFailure(name, path, message, tb, kind, "log"))
                 elif missing:
-                    failures.append(ImportFailure(name, path, "not loaded by ComfyUI (its log has the reason)",
-                                                  "", "import_error", "not_loaded"))
+                    failures.append(
+                        ImportFailure(
+                            name,
+                            path,
+                            "not loaded by ComfyUI (its log has the reason)",
+                            "",
+                            "import_error",
+                            "not_loaded",
+                        )
+                    )
         return ImportFailureReport(tuple(failures), utc_now(), available=True, live=True, notes=tuple(notes))

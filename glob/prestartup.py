@@ -23,6 +23,7 @@ def layout_for(folder_paths: Any, package_dir: str) -> Any:
 
     if folder_paths is not None:
         from .comfy_host import layout_from_folder_paths
+
         return layout_from_folder_paths(folder_paths)
     return Layout.from_root(Path(package_dir).resolve().parent.parent)
 
@@ -44,10 +45,15 @@ def run(folder_paths: Any, package_dir: str) -> list[dict[str, Any]] | None:
     if applied is None:
         return None
     failed = [a for a in applied if not a.ok]
-    log.info("[offline-manager] applied %d operation(s) scheduled for this start (%d failed) in %.1f s; "
-             "details in %s", len(applied), len(failed), time.perf_counter() - started,
-             layout.manager_dir / "startup" / "last.json")
+    log.info(
+        "[offline-manager] applied %d operation(s) scheduled for this start (%d failed) in %.1f s; details in %s",
+        len(applied),
+        len(failed),
+        time.perf_counter() - started,
+        layout.manager_dir / "startup" / "last.json",
+    )
     for a in failed:
-        log.warning("[offline-manager] %s %s failed at start: %s", a.op.action, a.op.target,
-                    (a.error or {}).get("message"))
+        log.warning(
+            "[offline-manager] %s %s failed at start: %s", a.op.action, a.op.target, (a.error or {}).get("message")
+        )
     return [a.to_dict() for a in applied]

@@ -11,10 +11,11 @@ from typing import Any
 
 def comfy_sink(prompt_server: Any):  # noqa: ANN201  (returns a Sink)
     """A sink that hands each message to ``prompt_server.send_sync`` (sid None: every client)."""
+
     def sink(event: str, data: dict[str, Any], sid: str | None = None) -> None:
         if sid is None:
             prompt_server.send_sync(event, data)
         else:
             prompt_server.send_sync(event, data, sid)
-    return sink
 
+    return sink

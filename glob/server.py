@@ -53,11 +53,11 @@ class MountReport:
 
     mounted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    yielded: list[str] = field(default_factory=list)        # free pairs of a family another extension owns
+    yielded: list[str] = field(default_factory=list)  # free pairs of a family another extension owns
     refused: list[str] = field(default_factory=list)
-    owners: dict[str, str] = field(default_factory=dict)   # family -> owner (or "a, b" when split)
-    frontend: str = ""                                      # who serves the frontend's manager UI, if asked
-    seconds: float = 0.0                                    # our share of ComfyUI's start
+    owners: dict[str, str] = field(default_factory=dict)  # family -> owner (or "a, b" when split)
+    frontend: str = ""  # who serves the frontend's manager UI, if asked
+    seconds: float = 0.0  # our share of ComfyUI's start
 
 
 def _label(route: web.RouteDef) -> str:
@@ -121,15 +121,23 @@ def mount(table: web.RouteTableDef, routes: Iterable[web.RouteDef]) -> MountRepo
         taken.add(key)
         report.mounted.append(_label(safe))
     if report.refused:
-        log.error("[offline-manager] %d route(s) would break ComfyUI's /api copying and were not mounted: %s",
-                  len(report.refused), ", ".join(report.refused[:8]))
+        log.error(
+            "[offline-manager] %d route(s) would break ComfyUI's /api copying and were not mounted: %s",
+            len(report.refused),
+            ", ".join(report.refused[:8]),
+        )
     return report
 
 
 def foreign_families(table: web.RouteTableDef) -> set[str]:
     """Families (except our own) in which another extension registered a route."""
-    return {family for item in table if isinstance(item, web.RouteDef) and not _is_ours(item.handler)
-            for family in (family_of(item.path),) if family not in (None, OURS)}
+    return {
+        family
+        for item in table
+        if isinstance(item, web.RouteDef) and not _is_ours(item.handler)
+        for family in (family_of(item.path),)
+        if family not in (None, OURS)
+    }
 
 
 def _is_ours(handler: Any) -> bool:
@@ -160,6 +168,7 @@ def mark_ours(routes: Iterable[web.RouteDef]) -> list[web.RouteDef]:
         try:
             handler.__offline_manager__ = True  # type: ignore[union-attr]
         except (AttributeError, TypeError):
+
             async def ours(request: web.Request, _inner: Callable[..., Any] = handler) -> web.StreamResponse:
                 return await _inner(request)
 

@@ -30,7 +30,7 @@ log = logging.getLogger("offline_manager.audit")
 FILE_NAME = "audit.jsonl"
 MAX_BYTES = 5 * 1024 * 1024
 KEEP = 5
-MAX_FIELD = 300            # long targets and user agents are cut: a line stays small and whole
+MAX_FIELD = 300  # long targets and user agents are cut: a line stays small and whole
 _TASK_END = {"done": "ok", "cancelled": "cancelled"}
 
 
@@ -86,8 +86,9 @@ class AuditEntry:
         return (json.dumps(doc, separators=(",", ":"), ensure_ascii=True, default=str) + "\n").encode("ascii")
 
 
-def task_entry(task: Mapping[str, Any], *, remote: str | None = None, user_agent: str | None = None,
-               door: str | None = None) -> AuditEntry:
+def task_entry(
+    task: Mapping[str, Any], *, remote: str | None = None, user_agent: str | None = None, door: str | None = None
+) -> AuditEntry:
     """The audit entry of a finished task (``Task.to_dict()``, as the queue's end events carry it)."""
     params = task.get("params") or {}
     policy = params.get("policy") if isinstance(params, Mapping) else None
@@ -96,21 +97,38 @@ def task_entry(task: Mapping[str, Any], *, remote: str | None = None, user_agent
         decision = "allowed" if policy.get("allowed") is True else "denied"
     state = str(task.get("state") or "")
     error = task.get("error") or {}
-    code = _TASK_END.get(state) or (str(error.get("code")) if isinstance(error, Mapping) and error.get("code")
-                                    else state or "unknown")
+    code = _TASK_END.get(state) or (
+        str(error.get("code")) if isinstance(error, Mapping) and error.get("code") else state or "unknown"
+    )
     started, finished = task.get("started_at"), task.get("finished_at")
     duration = (float(finished) - float(started)) * 1000.0 if started and finished else 0.0
     reason = error.get("message") if isinstance(error, Mapping) and error.get("message") else None
-    return AuditEntry("task", str(task.get("kind") or ""), str(task.get("target") or ""), decision, code,
-                      round(duration, 1), remote=remote, user_agent=user_agent, door=door,
-                      task_id=str(task.get("id") or "") or None, reason=reason)
+    return AuditEntry(
+        "task",
+        str(task.get("kind") or ""),
+        str(task.get("target") or ""),
+        decision,
+        code,
+        round(duration, 1),
+        remote=remote,
+        user_agent=user_agent,
+        door=door,
+        task_id=str(task.get("id") or "") or None,
+        reason=reason,
+    )
 
 
 class AuditLog:
     """Append-only JSON lines with size rotation; safe across threads and processes."""
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_path: str | os.PathLike[str] | None = None,
-                 max_bytes: int = MAX_BYTES, keep: int = KEEP) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_path: str | os.PathLike[str] | None = None,
+        max_bytes: int = MAX_BYTES,
+        keep: int = KEEP,
+    ) -> None:
         self.path = Path(path)
         self.lock_path = Path(lock_path) if lock_path is not None else self.path.with_name(f".{FILE_NAME}.lock")
         self.max_bytes = max(1024, int(max_bytes))
@@ -133,8 +151,11 @@ class AuditLog:
 
     def write(self, entry: AuditEntry | Mapping[str, Any]) -> bool:
         """Append one line; False (and one warning in the log) when the file cannot be written."""
-        data = entry.line() if isinstance(entry, AuditEntry) else \
-            (json.dumps(dict(entry), separators=(",", ":"), ensure_ascii=True, default=str) + "\n").encode("ascii")
+        data = (
+            entry.line()
+            if isinstance(entry, AuditEntry)
+            else (json.dumps(dict(entry), separators=(",", ":"), ensure_ascii=True, default=str) + "\n").encode("ascii")
+        )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -145,7 +166,7 @@ class AuditLog:
                     fd = -1
                     self._rotate(len(data))
                     fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                written = os.write(fd, data)   # one write: the kernel appends it whole
+                written = os.write(fd, data)  # one write: the kernel appends it whole
             finally:
                 if fd >= 0:
                     os.close(fd)
@@ -163,7 +184,7 @@ class AuditLog:
             with file_lock(self.lock_path, timeout=2.0):
                 try:
                     if os.stat(self.path).st_size + incoming <= self.max_bytes:
-                        return           # another writer rotated while we waited for the lock
+                        return  # another writer rotated while we waited for the lock
                 except FileNotFoundError:
                     return
                 oldest = self._rotated(self.keep)

@@ -41,7 +41,7 @@ __all__ = ["Catalog", "ChannelFiles", "PackStats", "ParseCache", "normalize_url"
 
 # Bump when the mapping from bytes to records changes: it is part of ``Catalog.version``.
 CATALOG_FORMAT = "catalog-1"
-MAX_CLASS_NAME = 512   # longer "class names" only get the exact lookup, never the regex scan
+MAX_CLASS_NAME = 512  # longer "class names" only get the exact lookup, never the regex scan
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class ParseCache:
                 self._items.move_to_end(key)
                 self.hits += 1
                 return found
-        parsed = parser(data)   # outside the lock: a parse takes tens of milliseconds
+        parsed = parser(data)  # outside the lock: a parse takes tens of milliseconds
         with self._lock:
             self.parses += 1
             self._items[key] = parsed
@@ -128,14 +128,14 @@ class Catalog:
         self.version = hashlib.sha256(CATALOG_FORMAT.encode()).hexdigest()[:20]
         self._by_id: dict[str, NodePack] = {}
         self._by_id_lower: dict[str, NodePack] = {}
-        self._by_url: dict[str, str] = {}           # normalised URL -> pack id
+        self._by_url: dict[str, str] = {}  # normalised URL -> pack id
         self._by_title: dict[str, list[NodePack]] = {}
         self._hay: list[str] = []
-        self._name_l: list[str] = []               # "lower title\nlower id" per pack
-        self._cores: list[tuple[str, str]] = []     # name_core(title), name_core(id) per pack
-        self._neg_stars: list[int] = []             # -stars per pack: the in-tier sort key
-        self._star_order: list[int] = []            # pack indices, most stars first
-        self._node_maps: list[ParsedFile] = []      # extension-node-map.json per channel, in order
+        self._name_l: list[str] = []  # "lower title\nlower id" per pack
+        self._cores: list[tuple[str, str]] = []  # name_core(title), name_core(id) per pack
+        self._neg_stars: list[int] = []  # -stars per pack: the in-tier sort key
+        self._star_order: list[int] = []  # pack indices, most stars first
+        self._node_maps: list[ParsedFile] = []  # extension-node-map.json per channel, in order
         self._patterns: list[tuple[re.Pattern[str], str]] = []
         self._pack_keys: dict[str, tuple[str, ...]] = {}
         self._stats: dict[str, PackStats] = {}
@@ -149,8 +149,9 @@ class Catalog:
         return cls()
 
     @classmethod
-    def build(cls, sources: Sequence[ChannelFiles], *, parse_cache: ParseCache | None = None,
-              strict: bool = False) -> Catalog:
+    def build(
+        cls, sources: Sequence[ChannelFiles], *, parse_cache: ParseCache | None = None, strict: bool = False
+    ) -> Catalog:
         """Parse, merge and index ``sources`` (earlier channels win on conflicts).
 
         Bad entries and unusable files become ``issues``; with ``strict=True`` a file that is
@@ -176,8 +177,9 @@ class Catalog:
                     raise ChannelDataInvalid(
                         f"{kind} of channel '{name}' is unusable: {result.file_problem.problem}",
                         hint=f"Refresh the channel cache or fix the channel at {src.channel.url} "
-                             "(channels.list); without strict mode the rest of the channel still loads.",
-                        details={"channel": name, "file": kind})
+                        "(channels.list); without strict mode the rest of the channel still loads.",
+                        details={"channel": name, "file": kind},
+                    )
                 per_file[kind] = result
             parsed.append((name, per_file))
         cat.version = version.hexdigest()[:20]
@@ -199,12 +201,13 @@ class Catalog:
         cat.issues = tuple(issues)
         return cat
 
-    def _place_packs(self, parsed: list[tuple[str, dict[str, ParsedFile]]]
-                     ) -> tuple[list[tuple[PackDraft, str, str]], list[CatalogIssue]]:
+    def _place_packs(
+        self, parsed: list[tuple[str, dict[str, ParsedFile]]]
+    ) -> tuple[list[tuple[PackDraft, str, str]], list[CatalogIssue]]:
         """Decide every pack's final id (first channel wins) and index URLs to ids."""
         issues: list[CatalogIssue] = []
-        placed: list[tuple[PackDraft, str, str]] = []          # (draft, final id, channel)
-        identity_owner: dict[str, tuple[str, str]] = {}        # identity -> (id, channel)
+        placed: list[tuple[PackDraft, str, str]] = []  # (draft, final id, channel)
+        identity_owner: dict[str, tuple[str, str]] = {}  # identity -> (id, channel)
         id_identity: dict[str, str] = {}
         for name, files in parsed:
             pf = files.get(FILE_NODES)
@@ -216,17 +219,29 @@ class Catalog:
                 pack_id = draft.pack_id
                 first = identity_owner.get(draft.identity)
                 if first is not None:
-                    if first[1] == name:   # the same repository listed twice in one file
-                        issues.append(CatalogIssue(name, FILE_NODES, draft.entry_index,
-                                      f"duplicate_entry: repository already listed as '{first[0]}'; dropped",
-                                      draft.title))
-                    continue               # a later channel listing the same repository: first wins
+                    if first[1] == name:  # the same repository listed twice in one file
+                        issues.append(
+                            CatalogIssue(
+                                name,
+                                FILE_NODES,
+                                draft.entry_index,
+                                f"duplicate_entry: repository already listed as '{first[0]}'; dropped",
+                                draft.title,
+                            )
+                        )
+                    continue  # a later channel listing the same repository: first wins
                 if pack_id in id_identity:
                     new_id = self._free_id(pack_id, draft.owner, id_identity)
-                    what = "duplicate_id" if draft.explicit_id else "id_collision"   # issue, not error code
-                    issues.append(CatalogIssue(name, FILE_NODES, draft.entry_index,
-                                  f"{what}: id '{pack_id}' is taken by another repository; kept as '{new_id}'",
-                                  draft.title))
+                    what = "duplicate_id" if draft.explicit_id else "id_collision"  # issue, not error code
+                    issues.append(
+                        CatalogIssue(
+                            name,
+                            FILE_NODES,
+                            draft.entry_index,
+                            f"{what}: id '{pack_id}' is taken by another repository; kept as '{new_id}'",
+                            draft.title,
+                        )
+                    )
                     pack_id = new_id
                 id_identity[pack_id] = draft.identity
                 identity_owner[draft.identity] = (pack_id, name)
@@ -246,14 +261,15 @@ class Catalog:
             st = self._stats_for_keys(draft.url_keys)
             kw: Mapping[str, Any] = draft.fields
             entry = fill.get(pack_id)
-            if entry is not None:   # pattern/preemptions only the node map knows
+            if entry is not None:  # pattern/preemptions only the node map knows
                 kw = dict(kw)
                 if not kw["nodename_pattern"] and entry.pattern is not None:
                     kw["nodename_pattern"] = entry.pattern.pattern
                 if not kw["preemptions"] and entry.preemptions:
                     kw["preemptions"] = entry.preemptions
-            pack = NodePack(id=pack_id, channel=name, stars=st.stars if st else None,
-                            last_update=st.last_update if st else "", **kw)
+            pack = NodePack(
+                id=pack_id, channel=name, stars=st.stars if st else None, last_update=st.last_update if st else "", **kw
+            )
             packs.append(pack)
             self._by_id[pack_id] = pack
             self._by_id_lower.setdefault(pack_id.lower(), pack)
@@ -261,8 +277,7 @@ class Catalog:
             id_l = pack_id.lower()
             self._name_l.append(f"{draft.title_l}\n{id_l}")
             self._neg_stars.append(-(pack.stars or 0))
-            self._cores.append((draft.title_core,
-                                draft.id_core if pack_id == draft.pack_id else name_core(pack_id)))
+            self._cores.append((draft.title_core, draft.id_core if pack_id == draft.pack_id else name_core(pack_id)))
             self._hay.append(f"{draft.title_l}\n{id_l}\n{draft.rest_l}")
         self.packs = tuple(packs)
         # Search scans packs in this order, so hits come out already sorted inside each tier.
@@ -283,9 +298,9 @@ class Catalog:
                 return st
         return None
 
-    def _index_node_map(self, parsed: list[tuple[str, dict[str, ParsedFile]]],
-                        placed: list[tuple[PackDraft, str, str]]
-                        ) -> tuple[dict[str, NodeMapEntry], list[CatalogIssue]]:
+    def _index_node_map(
+        self, parsed: list[tuple[str, dict[str, ParsedFile]]], placed: list[tuple[PackDraft, str, str]]
+    ) -> tuple[dict[str, NodeMapEntry], list[CatalogIssue]]:
         """Keep each channel's node-map index; collect nodename_pattern and unresolved URLs.
 
         The class-name -> URL index is built once per file content by the parser (cached), so a
@@ -295,7 +310,9 @@ class Catalog:
         # patterns written in custom-node-list entries win over the node map's
         fill: dict[str, NodeMapEntry] = {
             pack_id: NodeMapEntry(str(draft.fields["reference"]), "", (), "", draft.pattern)
-            for draft, pack_id, _ in placed if draft.pattern is not None}
+            for draft, pack_id, _ in placed
+            if draft.pattern is not None
+        }
         for name, files in parsed:
             pf = files.get(FILE_NODE_MAP)
             if pf is None:
@@ -306,9 +323,15 @@ class Catalog:
             for entry in pf.items:
                 pack_id = self._by_url.get(entry.url_key)
                 if pack_id is None:
-                    issues.append(CatalogIssue(name, FILE_NODE_MAP, entry.url,
-                                  "unresolved_reference: no pack has this URL; its node names are ignored",
-                                  entry.title))
+                    issues.append(
+                        CatalogIssue(
+                            name,
+                            FILE_NODE_MAP,
+                            entry.url,
+                            "unresolved_reference: no pack has this URL; its node names are ignored",
+                            entry.title,
+                        )
+                    )
                 elif (entry.pattern is not None or entry.preemptions) and pack_id not in fill:
                     fill[pack_id] = entry
         self._patterns = [(e.pattern, pid) for pid, e in fill.items() if e.pattern is not None]
@@ -329,9 +352,16 @@ class Catalog:
                     continue
                 seen.add(item.url_key)
                 pack = self._by_id.get(self._by_url.get(item.url_key, ""))
-                out.append({"id": item.url, "tags": list(item.tags), "description": item.description,
-                            "pack_id": pack.id if pack else None, "title": pack.title if pack else "",
-                            "channel": name})
+                out.append(
+                    {
+                        "id": item.url,
+                        "tags": list(item.tags),
+                        "description": item.description,
+                        "pack_id": pack.id if pack else None,
+                        "title": pack.title if pack else "",
+                        "channel": name,
+                    }
+                )
         self._alternatives = tuple(out)
         return issues
 
@@ -369,7 +399,7 @@ class Catalog:
             hits = [i for i in order if first in hay[i] and all(w in hay[i] for w in rest)]
         else:
             hits = [i for i in order if first in hay[i]]
-        qcore = name_core(text)   # equal cores also covers an exact title/id match
+        qcore = name_core(text)  # equal cores also covers an exact title/id match
         # One pass into four tiers keeps the in-tier star order without a per-item sort key.
         tiers: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
         n_words = len(words)
@@ -382,7 +412,7 @@ class Catalog:
                 tiers[2 if in_name else 3].append(i)
         ranked = tiers[0] + tiers[1] + tiers[2] + tiers[3]
         if limit is not None:
-            ranked = ranked[:max(0, limit)]
+            ranked = ranked[: max(0, limit)]
         packs = self.packs
         return [packs[i] for i in ranked]
 
@@ -392,7 +422,7 @@ class Catalog:
         by_url = self._by_url
         for pf in self._node_maps:
             found = pf.names.get(class_name, ())
-            for key in ((found,) if isinstance(found, str) else found):
+            for key in (found,) if isinstance(found, str) else found:
                 pack_id = by_url.get(key)
                 if pack_id is not None and pack_id not in ids:
                     ids.append(pack_id)
@@ -433,6 +463,12 @@ class Catalog:
 
     def summary(self) -> Mapping[str, Any]:
         """Counts for status displays and logs."""
-        return MappingProxyType({"version": self.version, "channels": list(self.channels),
-                                 "packs": len(self.packs), "models": len(self.models),
-                                 "issues": len(self.issues)})
+        return MappingProxyType(
+            {
+                "version": self.version,
+                "channels": list(self.channels),
+                "packs": len(self.packs),
+                "models": len(self.models),
+                "issues": len(self.issues),
+            }
+        )

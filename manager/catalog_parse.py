@@ -27,12 +27,29 @@ FILE_STATS = "github-stats.json"
 CHANNEL_FILES = (FILE_NODES, FILE_MODELS, FILE_NODE_MAP, FILE_ALTER, FILE_STATS)
 
 # Every accepted spelling of an install type -> the normalised value used by the installers.
-_INSTALL_TYPES: Mapping[str, str] = MappingProxyType({
-    "git-clone": "git-clone", "git": "git-clone", "git_clone": "git-clone", "gitclone": "git-clone",
-    "clone": "git-clone", "copy": "copy", "unzip": "unzip", "zip": "unzip", "cnr": "cnr",
-})
-_GITHUB_HOSTS = frozenset({"github.com", "gist.github.com", "raw.githubusercontent.com",
-                           "gist.githubusercontent.com", "objects.githubusercontent.com", "api.github.com"})
+_INSTALL_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        "git-clone": "git-clone",
+        "git": "git-clone",
+        "git_clone": "git-clone",
+        "gitclone": "git-clone",
+        "clone": "git-clone",
+        "copy": "copy",
+        "unzip": "unzip",
+        "zip": "unzip",
+        "cnr": "cnr",
+    }
+)
+_GITHUB_HOSTS = frozenset(
+    {
+        "github.com",
+        "gist.github.com",
+        "raw.githubusercontent.com",
+        "gist.githubusercontent.com",
+        "objects.githubusercontent.com",
+        "api.github.com",
+    }
+)
 # Hosts whose paths are case-insensitive: their URLs are lower-cased entirely for lookups.
 _CASELESS_HOSTS = frozenset({"github.com", "gist.github.com"})
 _SCHEME_RE = re.compile(r"^([A-Za-z]{2,8})(:?)(/{0,3})(?=[^/])")
@@ -40,7 +57,7 @@ _SSH_RE = re.compile(r"^(?:ssh://)?git@([^:/]+)[:/](.+)$")
 _GOOD_URL = re.compile(r"^(https?)://([A-Za-z0-9._-]+)(:\d{1,5})?(/[^\s?#]*)?(?:\?([^\s#]*))?(?:#\S*)?$")
 _SEPARATORS = re.compile(r"[\s_.\-]+")
 _HF_REPO_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
-MAX_PATTERN_LEN = 500   # a longer nodename_pattern is refused: no entry needs one
+MAX_PATTERN_LEN = 500  # a longer nodename_pattern is refused: no entry needs one
 
 
 # --- URLs ------------------------------------------------------------------------------
@@ -48,19 +65,18 @@ class UrlInfo(NamedTuple):
     """A URL after repair, with its lookup key. ``problem`` is '' when it was fine as written."""
 
     url: str
-    problem: str = ""       # '' | url_repaired | invalid_url | suspicious_url
-    usable: bool = True     # False: not an http(s) URL even after repair
-    key: str = ""           # normalize_url() of it
-    host: str = ""          # lower-cased host
+    problem: str = ""  # '' | url_repaired | invalid_url | suspicious_url
+    usable: bool = True  # False: not an http(s) URL even after repair
+    key: str = ""  # normalize_url() of it
+    host: str = ""  # lower-cased host
     path: str = ""
 
 
 def _host_problem(host: str) -> str:
     if not host or "." not in host:
         return "invalid_url"
-    if ("github" in host and host not in _GITHUB_HOSTS
-            and not host.endswith((".github.io", ".githubusercontent.com"))):
-        return "suspicious_url"                # github.fcom and friends: kept, but reported
+    if "github" in host and host not in _GITHUB_HOSTS and not host.endswith((".github.io", ".githubusercontent.com")):
+        return "suspicious_url"  # github.fcom and friends: kept, but reported
     return ""
 
 
@@ -88,7 +104,7 @@ def url_info(raw: str) -> UrlInfo:
     """Repair obvious scheme typos (``htps://``, ``ttps://``, ``https:/``, a missing scheme, SSH
     remotes) and flag the rest; one regex match in the common case."""
     m = _GOOD_URL.match(raw)
-    if m:   # fast path: the form of nearly every URL in the real DB
+    if m:  # fast path: the form of nearly every URL in the real DB
         return _from_match(raw, m, "")
     url = raw.strip()
     problem = "url_repaired" if url != raw else ""
@@ -97,21 +113,21 @@ def url_info(raw: str) -> UrlInfo:
     if not url:
         return UrlInfo("", "invalid_url", False)
     if url.lower().startswith("file://"):  # local mirrors and offline channels: keyed by path
-        segs = _segments(url[len("file://"):])
+        segs = _segments(url[len("file://") :])
         return UrlInfo(url, problem, True, "file:///" + "/".join(segs), "", "/".join(segs))
     if ssh:
         url = f"https://{ssh.group(1)}/{ssh.group(2)}"
     elif sm and (sm.group(2) or sm.group(3)):
         scheme, colon, slashes = sm.group(1).lower(), sm.group(2), sm.group(3)
         if scheme in ("http", "https") and colon and slashes == "//":
-            url = scheme + url[len(sm.group(1)):]
+            url = scheme + url[len(sm.group(1)) :]
         elif set(scheme) <= set("htps") and ("tp" in scheme or "tt" in scheme):
-            url = "https://" + url[sm.end():]   # htps, ttps, htttps, https:/, https// ...
+            url = "https://" + url[sm.end() :]  # htps, ttps, htttps, https:/, https// ...
             problem = "url_repaired"
         else:
             return UrlInfo(url, "invalid_url", False, url.lower())
     elif "://" not in url and "." in url.split("/", 1)[0] and " " not in url:
-        url = "https://" + url                 # github.com/owner/repo
+        url = "https://" + url  # github.com/owner/repo
         problem = "url_repaired"
     m = _GOOD_URL.match(url)
     if m is None:
@@ -142,7 +158,7 @@ def name_core(name: str) -> str:
     core = _SEPARATORS.sub(" ", name.lower()).strip()
     for prefix in ("comfyui ", "comfy "):
         if core.startswith(prefix):
-            return core[len(prefix):]
+            return core[len(prefix) :]
     return core
 
 
@@ -163,16 +179,16 @@ class PackDraft(NamedTuple):
     """
 
     fields: Mapping[str, Any]  # NodePack keyword arguments except id, channel and stats
-    pack_id: str               # explicit id, or derived from the repository name
-    entry_index: int           # the entry's place in the file (named so: a tuple has .index())
+    pack_id: str  # explicit id, or derived from the repository name
+    entry_index: int  # the entry's place in the file (named so: a tuple has .index())
     explicit_id: bool
-    identity: str              # normalised repository (or reference+files) deciding "same pack"
+    identity: str  # normalised repository (or reference+files) deciding "same pack"
     url_keys: tuple[str, ...]  # normalised reference and file URLs, for by_reference
-    owner: str                 # repository owner, used to disambiguate colliding derived ids
+    owner: str  # repository owner, used to disambiguate colliding derived ids
     pattern: re.Pattern[str] | None = None
-    title_l: str = ""          # lower-cased title, and author + description: search haystack parts
+    title_l: str = ""  # lower-cased title, and author + description: search haystack parts
     rest_l: str = ""
-    title_core: str = ""       # name_core() of the title and of pack_id, for exact-name ranking
+    title_core: str = ""  # name_core() of the title and of pack_id, for exact-name ranking
     id_core: str = ""
     issues: tuple[CatalogIssue, ...] = ()
 
@@ -209,7 +225,7 @@ class ParsedFile:
     stats: Mapping[str, PackStats] = field(default_factory=lambda: MappingProxyType({}))
     # node map: class name -> URL key (str) or list of URL keys; read-only once built
     names: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    by_url: Mapping[str, NodeMapEntry] = field(default_factory=lambda: MappingProxyType({}))   # node map
+    by_url: Mapping[str, NodeMapEntry] = field(default_factory=lambda: MappingProxyType({}))  # node map
 
 
 class _Issues:
@@ -220,16 +236,17 @@ class _Issues:
         self.items: list[CatalogIssue] = []
 
     def add(self, index: int | str, code: str, detail: str, title: str = "") -> CatalogIssue:
-        issue = CatalogIssue(channel="", file=self.kind, index=index, problem=f"{code}: {detail}",
-                             entry_title=title)
+        issue = CatalogIssue(channel="", file=self.kind, index=index, problem=f"{code}: {detail}", entry_title=title)
         self.items.append(issue)
         return issue
 
 
 def _load_json(kind: str, data: bytes, key: str | None) -> tuple[Any, CatalogIssue | None]:
     """Decode ``data``; with ``key`` the top level must be an object holding a list under it."""
+
     def problem(code: str, detail: str) -> CatalogIssue:
         return CatalogIssue(channel="", file=kind, index="(file)", problem=f"{code}: {detail}")
+
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -279,8 +296,9 @@ def _text_list(entry: dict[str, Any], key: str, issues: _Issues, idx: int, title
         return ()
     out = [v.strip() for v in value if isinstance(v, str) and v.strip()]
     if len(out) != len(value):
-        issues.add(idx, "wrong_type",
-                   f"'{key}' holds {len(value) - len(out)} non-text or empty item(s); skipped", title)
+        issues.add(
+            idx, "wrong_type", f"'{key}' holds {len(value) - len(out)} non-text or empty item(s); skipped", title
+        )
     return tuple(out)
 
 
@@ -300,7 +318,7 @@ def parse_custom_node_list(data: bytes) -> ParsedFile:
 
 
 def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
-    first_issue = len(issues.items)    # issues from here on belong to this entry
+    first_issue = len(issues.items)  # issues from here on belong to this entry
     if not isinstance(entry, dict):
         issues.add(idx, "not_an_object", f"entry is {type(entry).__name__}; dropped")
         return None
@@ -309,15 +327,19 @@ def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
     raw_id = _text(entry, "id", issues, idx, title)
     install_raw = _text(entry, "install_type", issues, idx, title)
     install_type = _INSTALL_TYPES.get(install_raw, "")
-    if install_type != install_raw or not install_raw:   # anything but a canonical spelling
+    if install_type != install_raw or not install_raw:  # anything but a canonical spelling
         lowered = install_raw.lower()
         if not install_raw:
             install_type = "git-clone"
             issues.add(idx, "missing_field", "'install_type' missing; assumed git-clone", title)
         elif lowered not in _INSTALL_TYPES:
             install_type = lowered
-            issues.add(idx, "unknown_install_type",
-                       f"'{install_raw}' is not git-clone/copy/unzip/cnr; kept, not installable", title)
+            issues.add(
+                idx,
+                "unknown_install_type",
+                f"'{install_raw}' is not git-clone/copy/unzip/cnr; kept, not installable",
+                title,
+            )
         else:
             install_type = _INSTALL_TYPES[lowered]
             issues.add(idx, "install_type_normalised", f"'{install_raw}' read as '{install_type}'", title)
@@ -344,8 +366,9 @@ def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
     if ref is None:
         ref = files[0] if files else None
         if not raw_ref:
-            issues.add(idx, "missing_field",
-                       "'reference' missing" + ("; the first file URL is used" if ref else ""), title)
+            issues.add(
+                idx, "missing_field", "'reference' missing" + ("; the first file URL is used" if ref else ""), title
+            )
     reference = ref.url if ref is not None else ""
 
     # the folder name `git clone` would create is the id users expect when an entry has none
@@ -356,7 +379,7 @@ def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
         pack_id, explicit = raw_id, True
     else:
         explicit = False
-        if segs:   # GitHub-style URLs (.../owner/repo/tree/main, raw.../owner/repo/main/x.py): the repo
+        if segs:  # GitHub-style URLs (.../owner/repo/tree/main, raw.../owner/repo/main/x.py): the repo
             pack_id = segs[1] if len(segs) >= 2 and repo is not None and "github" in repo.host else segs[-1]
         else:
             pack_id = re.sub(r"[^\w.-]+", "-", title).strip("-")
@@ -385,22 +408,36 @@ def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
         identity = ref_key + "|" + "|".join(sorted(file_keys))
     keys = tuple(dict.fromkeys(k for k in (ref_key, *file_keys) if k))
     if not keys:
-        identity = "id:" + pack_id   # no URL at all: only the id can tell two such entries apart
+        identity = "id:" + pack_id  # no URL at all: only the id can tell two such entries apart
     author = _text(entry, "author", issues, idx, title)
     description = _text(entry, "description", issues, idx, title)
     fields = {
-        "title": title, "author": author, "reference": reference, "files": tuple(f.url for f in files),
-        "install_type": install_type, "description": description,
+        "title": title,
+        "author": author,
+        "reference": reference,
+        "files": tuple(f.url for f in files),
+        "install_type": install_type,
+        "description": description,
         "pip": _text_list(entry, "pip", issues, idx, title) if "pip" in entry else (),
         "tags": _text_list(entry, "tags", issues, idx, title) if "tags" in entry else (),
         "nodename_pattern": pattern_text,
         "preemptions": _text_list(entry, "preemptions", issues, idx, title) if "preemptions" in entry else (),
     }
-    return PackDraft(fields=MappingProxyType(fields), pack_id=pack_id, entry_index=idx, explicit_id=explicit,
-                     identity=identity, url_keys=keys, owner=owner, pattern=pattern,
-                     title_l=title.lower(), rest_l=f"{author.lower()}\n{description.lower()}",
-                     title_core=name_core(title), id_core=name_core(pack_id),
-                     issues=tuple(issues.items[first_issue:]))
+    return PackDraft(
+        fields=MappingProxyType(fields),
+        pack_id=pack_id,
+        entry_index=idx,
+        explicit_id=explicit,
+        identity=identity,
+        url_keys=keys,
+        owner=owner,
+        pattern=pattern,
+        title_l=title.lower(),
+        rest_l=f"{author.lower()}\n{description.lower()}",
+        title_core=name_core(title),
+        id_core=name_core(pack_id),
+        issues=tuple(issues.items[first_issue:]),
+    )
 
 
 def _check_one(raw: str, what: str, issues: _Issues, idx: int, title: str) -> UrlInfo | None:
@@ -438,23 +475,37 @@ def parse_model_list(data: bytes) -> ParsedFile:
             continue
         save_path = _text(entry, "save_path", issues, idx, name) or "default"
         if _unsafe_rel(save_path) or _unsafe_name(filename):
-            issues.add(idx, "unsafe_path",
-                       f"save_path {save_path!r} / filename {filename!r} leaves the models folder; dropped", name)
+            issues.add(
+                idx,
+                "unsafe_path",
+                f"save_path {save_path!r} / filename {filename!r} leaves the models folder; dropped",
+                name,
+            )
             continue
         url = url_raw
-        if not _HF_REPO_RE.match(url_raw):    # 'owner/repo' is a Hugging Face repository id: kept
+        if not _HF_REPO_RE.match(url_raw):  # 'owner/repo' is a Hugging Face repository id: kept
             checked = url_info(url_raw)
             url = checked.url if checked.usable else url_raw
             if checked.problem:
-                what = {"url_repaired": f"read as {url!r}", "suspicious_url": "has an unusual host; kept",
-                        "invalid_url": "is not an http(s) URL; kept, not downloadable"}[checked.problem]
+                what = {
+                    "url_repaired": f"read as {url!r}",
+                    "suspicious_url": "has an unusual host; kept",
+                    "invalid_url": "is not an http(s) URL; kept, not downloadable",
+                }[checked.problem]
                 issues.add(idx, checked.problem, f"url {url_raw!r} {what}", name)
-        models.append(ModelEntry(
-            name=name or filename, type=_text(entry, "type", issues, idx, name), filename=filename, url=url,
-            base=_text(entry, "base", issues, idx, name), save_path=save_path,
-            size=_text(entry, "size", issues, idx, name), description=_text(entry, "description", issues, idx, name),
-            reference=_text(entry, "reference", issues, idx, name),
-        ))
+        models.append(
+            ModelEntry(
+                name=name or filename,
+                type=_text(entry, "type", issues, idx, name),
+                filename=filename,
+                url=url,
+                base=_text(entry, "base", issues, idx, name),
+                save_path=save_path,
+                size=_text(entry, "size", issues, idx, name),
+                description=_text(entry, "description", issues, idx, name),
+                reference=_text(entry, "reference", issues, idx, name),
+            )
+        )
     return ParsedFile(FILE_MODELS, tuple(models), tuple(issues.items), entry_count=len(entries))
 
 
@@ -475,7 +526,7 @@ def parse_node_map(data: bytes) -> ParsedFile:
         return ParsedFile(FILE_NODE_MAP, file_problem=bad, issues=(bad,))
     issues = _Issues(FILE_NODE_MAP)
     out: list[NodeMapEntry] = []
-    by_name: dict[str, Any] = {}   # class name -> URL key, or a list of them when shared
+    by_name: dict[str, Any] = {}  # class name -> URL key, or a list of them when shared
     by_url: dict[str, NodeMapEntry] = {}
     for url, value in doc.items():
         if isinstance(value, list) and value and isinstance(value[0], list):
@@ -500,7 +551,7 @@ def parse_node_map(data: bytes) -> ParsedFile:
         out.append(entry)
         by_url.setdefault(entry.url_key, entry)
         key = entry.url_key
-        for name in names:   # the class-name index is cached with the parse, not rebuilt per catalog
+        for name in names:  # the class-name index is cached with the parse, not rebuilt per catalog
             have = by_name.setdefault(name, key)
             if have is not key:
                 if type(have) is str:
@@ -508,8 +559,14 @@ def parse_node_map(data: bytes) -> ParsedFile:
                         by_name[name] = [have, key]
                 elif key not in have:
                     have.append(key)
-    return ParsedFile(FILE_NODE_MAP, tuple(out), tuple(issues.items), entry_count=len(doc),
-                      names=MappingProxyType(by_name), by_url=MappingProxyType(by_url))
+    return ParsedFile(
+        FILE_NODE_MAP,
+        tuple(out),
+        tuple(issues.items),
+        entry_count=len(doc),
+        names=MappingProxyType(by_name),
+        by_url=MappingProxyType(by_url),
+    )
 
 
 # --- alter-list.json ---------------------------------------------------------------------
@@ -528,8 +585,14 @@ def parse_alter_list(data: bytes) -> ParsedFile:
         if not url:
             issues.add(idx, "missing_field", "'id' missing; dropped")
             continue
-        out.append(AlterItem(url, normalize_url(url), _text_list(entry, "tags", issues, idx, url),
-                             _text(entry, "description", issues, idx, url)))
+        out.append(
+            AlterItem(
+                url,
+                normalize_url(url),
+                _text_list(entry, "tags", issues, idx, url),
+                _text(entry, "description", issues, idx, url),
+            )
+        )
     return ParsedFile(FILE_ALTER, tuple(out), tuple(issues.items), entry_count=len(entries))
 
 
@@ -550,7 +613,7 @@ def parse_github_stats(data: bytes) -> ParsedFile:
             issues.add(url, "url_repaired", f"key {url!r} read as {checked.url!r}")
         key = checked.key
         if key in stats and checked.problem:
-            continue   # a typo'd duplicate of a key already read: the clean key wins
+            continue  # a typo'd duplicate of a key already read: the clean key wins
         stars, age = value.get("stars"), value.get("author_account_age_days")
         last = value.get("last_update")
         stats[key] = PackStats(
@@ -558,11 +621,15 @@ def parse_github_stats(data: bytes) -> ParsedFile:
             last_update=last if isinstance(last, str) else "",
             author_account_age_days=age if isinstance(age, int) and not isinstance(age, bool) else None,
         )
-    return ParsedFile(FILE_STATS, issues=tuple(issues.items), entry_count=len(doc),
-                      stats=MappingProxyType(stats))
+    return ParsedFile(FILE_STATS, issues=tuple(issues.items), entry_count=len(doc), stats=MappingProxyType(stats))
 
 
-PARSERS: Mapping[str, Callable[[bytes], ParsedFile]] = MappingProxyType({
-    FILE_NODES: parse_custom_node_list, FILE_MODELS: parse_model_list, FILE_NODE_MAP: parse_node_map,
-    FILE_ALTER: parse_alter_list, FILE_STATS: parse_github_stats,
-})
+PARSERS: Mapping[str, Callable[[bytes], ParsedFile]] = MappingProxyType(
+    {
+        FILE_NODES: parse_custom_node_list,
+        FILE_MODELS: parse_model_list,
+        FILE_NODE_MAP: parse_node_map,
+        FILE_ALTER: parse_alter_list,
+        FILE_STATS: parse_github_stats,
+    }
+)

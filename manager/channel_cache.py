@@ -15,17 +15,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import logging
+import os
 import re
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from .errors import (CacheCorrupt, CacheMissing, ChannelDataInvalid, DownloadIncomplete, HttpStatusError,
-                     ManagerError, NetworkBlocked, NetworkUnreachable, ResponseTooLarge)
+from .errors import (
+    CacheCorrupt,
+    CacheMissing,
+    ChannelDataInvalid,
+    DownloadIncomplete,
+    HttpStatusError,
+    ManagerError,
+    NetworkBlocked,
+    NetworkUnreachable,
+    ResponseTooLarge,
+)
 from .fsops import atomic_write_bytes, atomic_write_json, file_lock
 from .network import NetworkGate, redact_url
 from .records import CacheEntry, Notice
@@ -35,12 +45,20 @@ __all__ = ["CachedFile", "ChannelCache", "cache_file_name", "format_age"]
 SIDECAR_SUFFIX = ".meta.json"
 REFRESH_MODES = ("auto", "force", "never")
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-_FETCH_ERRORS = (NetworkUnreachable, HttpStatusError, DownloadIncomplete, ResponseTooLarge, NetworkBlocked,
-                 ChannelDataInvalid)
+_FETCH_ERRORS = (
+    NetworkUnreachable,
+    HttpStatusError,
+    DownloadIncomplete,
+    ResponseTooLarge,
+    NetworkBlocked,
+    ChannelDataInvalid,
+)
 # The command that fills a cache (it exists: tests run it with --help), and what to carry over.
 REFRESH_COMMAND = "cm-cli.py update-cache"
-_REFRESH_HINT = (f"On a machine with network run `{REFRESH_COMMAND}` and copy its user/__manager/cache folder "
-                 "to the same place here.")
+_REFRESH_HINT = (
+    f"On a machine with network run `{REFRESH_COMMAND}` and copy its user/__manager/cache folder "
+    "to the same place here."
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,7 @@ class CachedFile:
     url: str
     data: bytes
     entry: CacheEntry | None
-    source: str                 # fresh | revalidated | fetched | stale | local
+    source: str  # fresh | revalidated | fetched | stale | local
     age_seconds: float
     notice: Notice | None = None
 
@@ -98,9 +116,16 @@ def _json_check(data: bytes) -> None:
 class ChannelCache:
     """Fetches channel files through the gate and keeps the last good copy of each."""
 
-    def __init__(self, cache_dir: Path, gate: NetworkGate, *, ttl: float = 86400.0,
-                 clock: Callable[[], float] = time.time, max_bytes: int = DEFAULT_MAX_BYTES,
-                 logger: logging.Logger | None = None):
+    def __init__(
+        self,
+        cache_dir: Path,
+        gate: NetworkGate,
+        *,
+        ttl: float = 86400.0,
+        clock: Callable[[], float] = time.time,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        logger: logging.Logger | None = None,
+    ):
         self.cache_dir = Path(cache_dir)
         self.gate = gate
         self.ttl = float(ttl)
@@ -123,9 +148,15 @@ class ChannelCache:
             raw = json.loads(sidecar.read_text("utf-8"))
             if not isinstance(raw, dict):
                 raise ValueError("not an object")
-            return CacheEntry(url=str(raw["url"]), path=str(body), fetched_at=float(raw["fetched_at"]),
-                              sha256=str(raw["sha256"]), size=int(raw["size"]),
-                              etag=str(raw.get("etag") or ""), last_modified=str(raw.get("last_modified") or ""))
+            return CacheEntry(
+                url=str(raw["url"]),
+                path=str(body),
+                fetched_at=float(raw["fetched_at"]),
+                sha256=str(raw["sha256"]),
+                size=int(raw["size"]),
+                etag=str(raw.get("etag") or ""),
+                last_modified=str(raw.get("last_modified") or ""),
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise _BadCache(f"metadata sidecar {sidecar.name} is unreadable ({exc})") from exc
 
@@ -133,7 +164,7 @@ class ChannelCache:
         """The verified cached copy, ``None`` when there is none; ``_BadCache`` when it is corrupt."""
         body, sidecar = self.paths(url)
         if not sidecar.exists() and not body.exists():
-            return None                                 # (a stray staged body is not a copy)
+            return None  # (a stray staged body is not a copy)
         if not sidecar.exists():
             raise _BadCache(f"cached body {body.name} has no metadata sidecar")
         entry = self._parse_sidecar(sidecar, body)
@@ -142,9 +173,10 @@ class ChannelCache:
         try:
             data = body.read_bytes()
         except OSError as exc:
-            data = self._roll_forward(body, entry)      # a first write killed after its commit
-            if data is None:
+            rolled = self._roll_forward(body, entry)  # a first write killed after its commit
+            if rolled is None:
                 raise _BadCache(f"cached body {body.name} is unreadable ({exc})") from exc
+            data = rolled
         if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
             recovered = self._roll_forward(body, entry)
             if recovered is not None:
@@ -156,15 +188,21 @@ class ChannelCache:
         if check is not None:
             try:
                 check(data)
-            except Exception as exc:   # any rejection by the validator means: do not serve it
+            except Exception as exc:  # any rejection by the validator means: do not serve it
                 raise _BadCache(f"cached body {body.name} fails validation ({exc})") from exc
         return entry, data
 
     def _store(self, url: str, data: bytes, *, etag: str, last_modified: str, fetched_at: float) -> CacheEntry:
         body, sidecar = self.paths(url)
-        entry = CacheEntry(url=url, path=str(body), fetched_at=fetched_at,
-                           sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                           etag=etag, last_modified=last_modified)
+        entry = CacheEntry(
+            url=url,
+            path=str(body),
+            fetched_at=fetched_at,
+            sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data),
+            etag=etag,
+            last_modified=last_modified,
+        )
         staged = self._staged_path(body)
         with self._lock():
             # The sidecar is the commit point: the new body waits under a hidden name until the
@@ -177,7 +215,7 @@ class ChannelCache:
 
     @staticmethod
     def _staged_path(body: Path) -> Path:
-        return body.with_name(f".{body.name}.new")   # hidden: never listed as a cache file
+        return body.with_name(f".{body.name}.new")  # hidden: never listed as a cache file
 
     def _roll_forward(self, body: Path, entry: CacheEntry) -> bytes | None:
         """Finish a write killed between its sidecar commit and the body rename; None if none."""
@@ -193,8 +231,15 @@ class ChannelCache:
         return data
 
     def _touch(self, entry: CacheEntry, *, fetched_at: float, etag: str, last_modified: str) -> CacheEntry:
-        new = CacheEntry(url=entry.url, path=entry.path, fetched_at=fetched_at, sha256=entry.sha256,
-                         size=entry.size, etag=etag or entry.etag, last_modified=last_modified or entry.last_modified)
+        new = CacheEntry(
+            url=entry.url,
+            path=entry.path,
+            fetched_at=fetched_at,
+            sha256=entry.sha256,
+            size=entry.size,
+            etag=etag or entry.etag,
+            last_modified=last_modified or entry.last_modified,
+        )
         _, sidecar = self.paths(entry.url)
         with self._lock():
             atomic_write_json(sidecar, self._sidecar_dict(new))
@@ -202,13 +247,20 @@ class ChannelCache:
 
     @staticmethod
     def _sidecar_dict(entry: CacheEntry) -> dict[str, Any]:
-        return {"url": entry.url, "etag": entry.etag, "last_modified": entry.last_modified,
-                "fetched_at": entry.fetched_at, "sha256": entry.sha256, "size": entry.size,
-                "body": Path(entry.path).name}
+        return {
+            "url": entry.url,
+            "etag": entry.etag,
+            "last_modified": entry.last_modified,
+            "fetched_at": entry.fetched_at,
+            "sha256": entry.sha256,
+            "size": entry.size,
+            "body": Path(entry.path).name,
+        }
 
     # -- the ladder -----------------------------------------------------------------------
-    async def aget(self, url: str, *, refresh: str = "auto",
-                   validate: Callable[[bytes], None] | None = None) -> CachedFile:
+    async def aget(
+        self, url: str, *, refresh: str = "auto", validate: Callable[[bytes], None] | None = None
+    ) -> CachedFile:
         """Return the file at ``url`` following the cache ladder (see the module docstring).
 
         ``validate(body)`` raises to reject a body; ``*.json`` URLs are JSON-checked by default.
@@ -223,9 +275,9 @@ class ChannelCache:
         blocked: ManagerError | None = None
         try:
             final = self.gate.decide(url, "channel")
-            if self.gate.is_local(final):          # mirror_map points this URL at a local folder
+            if self.gate.is_local(final):  # mirror_map points this URL at a local folder
                 return await self._local(url, final, check)
-        except NetworkBlocked as exc:              # offline or private: decided before any socket
+        except NetworkBlocked as exc:  # offline or private: decided before any socket
             blocked = exc
 
         corrupt = ""
@@ -250,22 +302,31 @@ class ChannelCache:
                 error = exc
             else:
                 if corrupt:
-                    result = _with_notice(result, Notice(
-                        "warning", CacheCorrupt.code, f"the cached copy was corrupt and has been refetched: {corrupt}",
-                        details={"url": redact_url(url)}))
+                    result = _with_notice(
+                        result,
+                        Notice(
+                            "warning",
+                            CacheCorrupt.code,
+                            f"the cached copy was corrupt and has been refetched: {corrupt}",
+                            details={"url": redact_url(url)},
+                        ),
+                    )
                 return result
         self.log.warning("channel fetch failed for %s: %s", redact_url(url), error)
         if cached is not None:
             age = max(0.0, self.clock() - cached[0].fetched_at)
             return self._stale(url, cached, age, error)
         if corrupt:
-            raise CacheCorrupt(f"the cached copy of {redact_url(url)} is corrupt ({corrupt}) and refetching failed: "
-                               f"{error.message}", hint=error.hint or _REFRESH_HINT,
-                               details={"url": redact_url(url), "cache_dir": str(self.cache_dir)})
+            raise CacheCorrupt(
+                f"the cached copy of {redact_url(url)} is corrupt ({corrupt}) and refetching failed: {error.message}",
+                hint=error.hint or _REFRESH_HINT,
+                details={"url": redact_url(url), "cache_dir": str(self.cache_dir)},
+            )
         raise error
 
-    async def _fetch(self, url: str, cached: tuple[CacheEntry, bytes] | None,
-                     check: Callable[[bytes], None] | None) -> CachedFile:
+    async def _fetch(
+        self, url: str, cached: tuple[CacheEntry, bytes] | None, check: Callable[[bytes], None] | None
+    ) -> CachedFile:
         headers: dict[str, str] = {}
         if cached is not None:
             if cached[0].etag:
@@ -277,23 +338,28 @@ class ChannelCache:
         etag, last_modified = resp.headers.get("etag", ""), resp.headers.get("last-modified", "")
         if resp.status == 304:
             if cached is None:
-                raise HttpStatusError(f"{redact_url(url)} answered 304 to an unconditional request",
-                                      hint="The server or proxy is misconfigured; retry later.",
-                                      details={"url": redact_url(url), "status": 304})
-            entry = await asyncio.to_thread(self._touch, cached[0], fetched_at=now, etag=etag,
-                                            last_modified=last_modified)
+                raise HttpStatusError(
+                    f"{redact_url(url)} answered 304 to an unconditional request",
+                    hint="The server or proxy is misconfigured; retry later.",
+                    details={"url": redact_url(url), "status": 304},
+                )
+            entry = await asyncio.to_thread(
+                self._touch, cached[0], fetched_at=now, etag=etag, last_modified=last_modified
+            )
             return CachedFile(url, cached[1], entry, "revalidated", 0.0)
         if check is not None:
             try:
                 check(resp.body)
-            except Exception as exc:   # the validator's own exception type is not ours to know
+            except Exception as exc:  # the validator's own exception type is not ours to know
                 raise ChannelDataInvalid(
                     f"{redact_url(url)} sent a body that is not valid ({exc}); the last good copy is kept",
                     hint="The channel or mirror is serving an error page or a broken file; check the "
-                         "channel URL in channels.list or the mirror.",
-                    details={"url": redact_url(url)}) from exc
-        entry = await asyncio.to_thread(self._store, url, resp.body, etag=etag, last_modified=last_modified,
-                                        fetched_at=now)
+                    "channel URL in channels.list or the mirror.",
+                    details={"url": redact_url(url)},
+                ) from exc
+        entry = await asyncio.to_thread(
+            self._store, url, resp.body, etag=etag, last_modified=last_modified, fetched_at=now
+        )
         return CachedFile(url, resp.body, entry, "fetched", 0.0)
 
     async def _local(self, url: str, final: str, check: Callable[[bytes], None] | None) -> CachedFile:
@@ -301,10 +367,12 @@ class ChannelCache:
         if check is not None:
             try:
                 check(resp.body)
-            except Exception as exc:   # reported with the file's path, never served
-                raise ChannelDataInvalid(f"local channel file {final} is not valid ({exc})",
-                                         hint="Fix or replace the file (re-export the bundle).",
-                                         details={"url": final}) from exc
+            except Exception as exc:  # reported with the file's path, never served
+                raise ChannelDataInvalid(
+                    f"local channel file {final} is not valid ({exc})",
+                    hint="Fix or replace the file (re-export the bundle).",
+                    details={"url": final},
+                ) from exc
         try:
             age = max(0.0, self.clock() - NetworkGate.local_path(final).stat().st_mtime)
         except OSError:
@@ -316,45 +384,66 @@ class ChannelCache:
         if age < self.ttl:
             return CachedFile(url, data, entry, "fresh", age)
         why = "offline mode" if offline else "refresh=never"
-        notice = Notice("info", "cache_stale",
-                        f"{why}: using the cached copy of {_name(url)} fetched {format_age(age)} ago",
-                        hint=("Set network_mode = public (or private with a mirror) and refresh, or import a "
-                              "newer bundle." if offline else "Refresh the channel to get current data."),
-                        details={"url": redact_url(url), "age_seconds": age, "fetched_at": entry.fetched_at})
+        notice = Notice(
+            "info",
+            "cache_stale",
+            f"{why}: using the cached copy of {_name(url)} fetched {format_age(age)} ago",
+            hint=(
+                "Set network_mode = public (or private with a mirror) and refresh, or import a newer bundle."
+                if offline
+                else "Refresh the channel to get current data."
+            ),
+            details={"url": redact_url(url), "age_seconds": age, "fetched_at": entry.fetched_at},
+        )
         return CachedFile(url, data, entry, "stale", age, notice)
 
     def _stale(self, url: str, cached: tuple[CacheEntry, bytes], age: float, error: ManagerError) -> CachedFile:
         entry, data = cached
-        notice = Notice("warning", "cache_stale",
-                        f"using the cached copy of {_name(url)} from {format_age(age)} ago: {error.message}",
-                        hint=error.hint or _REFRESH_HINT,
-                        details={"url": redact_url(url), "age_seconds": age, "fetched_at": entry.fetched_at,
-                                 "reason": error.code})
+        notice = Notice(
+            "warning",
+            "cache_stale",
+            f"using the cached copy of {_name(url)} from {format_age(age)} ago: {error.message}",
+            hint=error.hint or _REFRESH_HINT,
+            details={"url": redact_url(url), "age_seconds": age, "fetched_at": entry.fetched_at, "reason": error.code},
+        )
         return CachedFile(url, data, entry, "stale", age, notice)
 
     def _no_copy(self, url: str, corrupt: str, blocked: ManagerError | None) -> ManagerError:
         shown = redact_url(url)
         details = {"url": shown, "cache_dir": str(self.cache_dir), "command": REFRESH_COMMAND}
         if corrupt:
-            return CacheCorrupt(f"the cached copy of {shown} is corrupt ({corrupt})",
-                                hint=("Refresh it with network_mode = public/private, or " if not self.gate.offline
-                                      else "") + _REFRESH_HINT, details=details)
+            return CacheCorrupt(
+                f"the cached copy of {shown} is corrupt ({corrupt})",
+                hint=("Refresh it with network_mode = public/private, or " if not self.gate.offline else "")
+                + _REFRESH_HINT,
+                details=details,
+            )
         if self.gate.offline:
-            return CacheMissing(f"offline mode and no cached copy of {shown}",
-                                hint=f"network_mode is 'offline' and nothing was cached yet: on a machine with "
-                                     f"network run `{REFRESH_COMMAND}` and copy its user/__manager/cache folder to "
-                                     f"{self.cache_dir.parent} here, or select a file:// channel from channels.list.",
-                                details=details)
-        return CacheMissing(f"no cached copy of {shown} (refresh=never)",
-                            hint="Refresh the channel (mode=remote, or cache with network_mode public/private). "
-                                 + _REFRESH_HINT, details=details)
+            return CacheMissing(
+                f"offline mode and no cached copy of {shown}",
+                hint=f"network_mode is 'offline' and nothing was cached yet: on a machine with "
+                f"network run `{REFRESH_COMMAND}` and copy its user/__manager/cache folder to "
+                f"{self.cache_dir.parent} here, or select a file:// channel from channels.list.",
+                details=details,
+            )
+        return CacheMissing(
+            f"no cached copy of {shown} (refresh=never)",
+            hint="Refresh the channel (mode=remote, or cache with network_mode public/private). " + _REFRESH_HINT,
+            details=details,
+        )
 
     # -- import and inspection ---------------------------------------------------------
-    def put(self, url: str, data: bytes, *, etag: str = "", last_modified: str = "",
-            fetched_at: float | None = None) -> CacheEntry:
+    def put(
+        self, url: str, data: bytes, *, etag: str = "", last_modified: str = "", fetched_at: float | None = None
+    ) -> CacheEntry:
         """Store a body fetched elsewhere (a copied cache, a future bundle import)."""
-        return self._store(url, data, etag=etag, last_modified=last_modified,
-                           fetched_at=self.clock() if fetched_at is None else fetched_at)
+        return self._store(
+            url,
+            data,
+            etag=etag,
+            last_modified=last_modified,
+            fetched_at=self.clock() if fetched_at is None else fetched_at,
+        )
 
     def peek(self, url: str) -> CacheEntry | None:
         """The sidecar of ``url`` as recorded (not verified), or ``None``."""
@@ -372,7 +461,7 @@ class ChannelCache:
         out = []
         for sidecar in sorted(self.cache_dir.glob("*" + SIDECAR_SUFFIX)):
             try:
-                out.append(self._parse_sidecar(sidecar, sidecar.with_name(sidecar.name[:-len(SIDECAR_SUFFIX)])))
+                out.append(self._parse_sidecar(sidecar, sidecar.with_name(sidecar.name[: -len(SIDECAR_SUFFIX)])))
             except _BadCache as exc:
                 self.log.warning("channel cache: %s", exc)
         return sorted(out, key=lambda e: e.url)
@@ -383,13 +472,22 @@ class ChannelCache:
         now = self.clock()
         seen: set[str] = set()
         for sidecar in sorted(self.cache_dir.glob("*" + SIDECAR_SUFFIX)):
-            body = sidecar.with_name(sidecar.name[:-len(SIDECAR_SUFFIX)])
+            body = sidecar.with_name(sidecar.name[: -len(SIDECAR_SUFFIX)])
             seen.add(body.name)
             try:
                 entry = self._parse_sidecar(sidecar, body)
             except _BadCache as exc:
-                rows.append({"url": "", "file": body.name, "age_seconds": None, "state": "corrupt",
-                             "sha_ok": False, "size": None, "problem": str(exc)})
+                rows.append(
+                    {
+                        "url": "",
+                        "file": body.name,
+                        "age_seconds": None,
+                        "state": "corrupt",
+                        "sha_ok": False,
+                        "size": None,
+                        "problem": str(exc),
+                    }
+                )
                 continue
             age = max(0.0, now - entry.fetched_at)
             problem = ""
@@ -400,16 +498,36 @@ class ChannelCache:
                     self._load(entry.url, _json_check if _is_json_url(entry.url) else None)
                 except _BadCache as exc:
                     problem = str(exc)
-            rows.append({"url": entry.url, "file": body.name, "age_seconds": age,
-                         "state": "corrupt" if problem else ("fresh" if age < self.ttl else "stale"),
-                         "sha_ok": not problem, "size": entry.size, "problem": problem})
+            rows.append(
+                {
+                    "url": entry.url,
+                    "file": body.name,
+                    "age_seconds": age,
+                    "state": "corrupt" if problem else ("fresh" if age < self.ttl else "stale"),
+                    "sha_ok": not problem,
+                    "size": entry.size,
+                    "problem": problem,
+                }
+            )
         if self.cache_dir.is_dir():
             for body in sorted(self.cache_dir.iterdir()):
-                if body.is_file() and not body.name.startswith(".") and not body.name.endswith(SIDECAR_SUFFIX) \
-                        and body.name not in seen:
-                    rows.append({"url": "", "file": body.name, "age_seconds": None, "state": "corrupt",
-                                 "sha_ok": False, "size": body.stat().st_size,
-                                 "problem": "cached body has no metadata sidecar"})
+                if (
+                    body.is_file()
+                    and not body.name.startswith(".")
+                    and not body.name.endswith(SIDECAR_SUFFIX)
+                    and body.name not in seen
+                ):
+                    rows.append(
+                        {
+                            "url": "",
+                            "file": body.name,
+                            "age_seconds": None,
+                            "state": "corrupt",
+                            "sha_ok": False,
+                            "size": body.stat().st_size,
+                            "problem": "cached body has no metadata sidecar",
+                        }
+                    )
         return rows
 
 

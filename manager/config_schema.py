@@ -71,140 +71,350 @@ _D, _S = "default", "security"
 
 SETTINGS: tuple[Setting, ...] = (
     # --- network ------------------------------------------------------------------------
-    _s("network_mode", _D, "public", "choice",
-       "public: fetch with short timeouts and fall back to the cache; private: reach only the "
-       "configured mirrors (private_mirrors, pip_index_url); offline: never open a socket.",
-       choices=("public", "private", "offline"), classic=True, lower=True),
-    _s("channel_url", _D, DEFAULT_CHANNEL_URL, "url",
-       "Base URL of the active channel (the folder holding custom-node-list.json, "
-       "model-list.json, ...). http(s):// or file://.", classic=True),
-    _s("default_cache_as_channel_url", _D, False, "bool",
-       "When refreshing the cache, take the default catalog files from channel_url instead of "
-       "the built-in default channel.", classic=True),
-    _s("cache_ttl", _D, 86400, "int",
-       "Seconds a cached channel file counts as fresh; older copies are still used but flagged "
-       "stale. 0 = always revalidate when the network is allowed.", minimum=0),
-    _s("db_mode", _D, "cache", "choice",
-       "Default data source of the panel: cache (cached copy, refreshed when stale), local "
-       "(files bundled with the Manager) or remote (always refetch).",
-       choices=("cache", "local", "remote"), classic=True),
-    _s("registry_url", _D, DEFAULT_REGISTRY_URL, "url",
-       "Base URL of the Comfy Registry API (point it at a mirror in private mode)."),
-    _s("private_mirrors", _D, (), "url-list",
-       "URL prefixes that private mode may reach (channel hosts, registry, git and model "
-       "mirrors). Comma- or newline-separated.", secret=True),
-    _s("http_timeout", _D, 30.0, "float",
-       "Seconds an HTTP request may wait for data before it is abandoned.", minimum=0.1),
-    _s("http_connect_timeout", _D, 10.0, "float",
-       "Seconds to wait for an HTTP connection to be established.", minimum=0.1),
-    _s("bypass_ssl", _D, False, "bool",
-       "Do not verify TLS certificates (only for a company proxy that intercepts TLS; prefer "
-       "installing its CA certificate).", classic=True),
+    _s(
+        "network_mode",
+        _D,
+        "public",
+        "choice",
+        "public: fetch with short timeouts and fall back to the cache; private: reach only the "
+        "configured mirrors (private_mirrors, pip_index_url); offline: never open a socket.",
+        choices=("public", "private", "offline"),
+        classic=True,
+        lower=True,
+    ),
+    _s(
+        "channel_url",
+        _D,
+        DEFAULT_CHANNEL_URL,
+        "url",
+        "Base URL of the active channel (the folder holding custom-node-list.json, "
+        "model-list.json, ...). http(s):// or file://.",
+        classic=True,
+    ),
+    _s(
+        "default_cache_as_channel_url",
+        _D,
+        False,
+        "bool",
+        "When refreshing the cache, take the default catalog files from channel_url instead of "
+        "the built-in default channel.",
+        classic=True,
+    ),
+    _s(
+        "cache_ttl",
+        _D,
+        86400,
+        "int",
+        "Seconds a cached channel file counts as fresh; older copies are still used but flagged "
+        "stale. 0 = always revalidate when the network is allowed.",
+        minimum=0,
+    ),
+    _s(
+        "db_mode",
+        _D,
+        "cache",
+        "choice",
+        "Default data source of the panel: cache (cached copy, refreshed when stale), local "
+        "(files bundled with the Manager) or remote (always refetch).",
+        choices=("cache", "local", "remote"),
+        classic=True,
+    ),
+    _s(
+        "registry_url",
+        _D,
+        DEFAULT_REGISTRY_URL,
+        "url",
+        "Base URL of the Comfy Registry API (point it at a mirror in private mode).",
+    ),
+    _s(
+        "private_mirrors",
+        _D,
+        (),
+        "url-list",
+        "URL prefixes that private mode may reach (channel hosts, registry, git and model "
+        "mirrors). Comma- or newline-separated.",
+        secret=True,
+    ),
+    _s(
+        "http_timeout",
+        _D,
+        30.0,
+        "float",
+        "Seconds an HTTP request may wait for data before it is abandoned.",
+        minimum=0.1,
+    ),
+    _s(
+        "http_connect_timeout",
+        _D,
+        10.0,
+        "float",
+        "Seconds to wait for an HTTP connection to be established.",
+        minimum=0.1,
+    ),
+    _s(
+        "bypass_ssl",
+        _D,
+        False,
+        "bool",
+        "Do not verify TLS certificates (only for a company proxy that intercepts TLS; prefer "
+        "installing its CA certificate).",
+        classic=True,
+    ),
     # --- installs -----------------------------------------------------------------------
-    _s("use_uv", _D, False, "bool",
-       "true: install Python packages with `uv pip`; false: with `python -m pip`. Left unset, "
-       "uv is used when running it works, else pip (uv is still used when pip is missing).", classic=True,
-       note="The classic manager defaults to true when no config.ini exists and uv is importable (not on Windows)."),
-    _s("python_executable", _D, "", "str",
-       "Python used for dependency installs; empty = the interpreter running ComfyUI."),
-    _s("pip_index_url", _D, "", "url",
-       "Package index used for installs (required for pip in private mode); empty = the "
-       "installer's default.", secret=True),
-    _s("wheelhouse_dirs", _D, (), "list",
-       "Extra folders of .whl files searched before any index (offline mode uses only these and "
-       "the Manager's own wheelhouse). Comma- or newline-separated.", ),
-    _s("git_exe", _D, "", "str",
-       "Path to the git executable; empty = `git` from PATH.", classic=True),
-    _s("always_lazy_install", _D, False, "bool",
-       "Defer every dependency install to the next ComfyUI start.", classic=True),
-    _s("downgrade_blacklist", _D, (), "list",
-       "Pip packages never downgraded, added to the built-in set (torch family, transformers, "
-       "safetensors, kornia). Comma-separated.", classic=True),
-    _s("model_download_by_agent", _D, False, "bool",
-       "Download models with a plain HTTP client and a browser user agent.", classic=True),
-    _s("model_store", _D, (), "list",
-       "Local model store: folders, file:// or http(s):// URL prefixes holding model files as "
-       "<folder>/<subfolder>/<file>, <file> or sha256/<hex>. Tried before the model's own URL; "
-       "in offline mode the only source (folders and file:// only). An http(s) store is "
-       "reachable in private mode too. Comma- or newline-separated."),
-    _s("snapshot_retention", _D, 20, "int",
-       "How many auto-snapshots (taken before every update-all and restore) to keep; older ones "
-       "are deleted. Snapshots saved by hand are never deleted. 0 = keep every one.", minimum=0),
+    _s(
+        "use_uv",
+        _D,
+        False,
+        "bool",
+        "true: install Python packages with `uv pip`; false: with `python -m pip`. Left unset, "
+        "uv is used when running it works, else pip (uv is still used when pip is missing).",
+        classic=True,
+        note="The classic manager defaults to true when no config.ini exists and uv is importable (not on Windows).",
+    ),
+    _s(
+        "python_executable",
+        _D,
+        "",
+        "str",
+        "Python used for dependency installs; empty = the interpreter running ComfyUI.",
+    ),
+    _s(
+        "pip_index_url",
+        _D,
+        "",
+        "url",
+        "Package index used for installs (required for pip in private mode); empty = the installer's default.",
+        secret=True,
+    ),
+    _s(
+        "wheelhouse_dirs",
+        _D,
+        (),
+        "list",
+        "Extra folders of .whl files searched before any index (offline mode uses only these and "
+        "the Manager's own wheelhouse). Comma- or newline-separated.",
+    ),
+    _s("git_exe", _D, "", "str", "Path to the git executable; empty = `git` from PATH.", classic=True),
+    _s(
+        "always_lazy_install",
+        _D,
+        False,
+        "bool",
+        "Defer every dependency install to the next ComfyUI start.",
+        classic=True,
+    ),
+    _s(
+        "downgrade_blacklist",
+        _D,
+        (),
+        "list",
+        "Pip packages never downgraded, added to the built-in set (torch family, transformers, "
+        "safetensors, kornia). Comma-separated.",
+        classic=True,
+    ),
+    _s(
+        "model_download_by_agent",
+        _D,
+        False,
+        "bool",
+        "Download models with a plain HTTP client and a browser user agent.",
+        classic=True,
+    ),
+    _s(
+        "model_store",
+        _D,
+        (),
+        "list",
+        "Local model store: folders, file:// or http(s):// URL prefixes holding model files as "
+        "<folder>/<subfolder>/<file>, <file> or sha256/<hex>. Tried before the model's own URL; "
+        "in offline mode the only source (folders and file:// only). An http(s) store is "
+        "reachable in private mode too. Comma- or newline-separated.",
+    ),
+    _s(
+        "snapshot_retention",
+        _D,
+        20,
+        "int",
+        "How many auto-snapshots (taken before every update-all and restore) to keep; older ones "
+        "are deleted. Snapshots saved by hand are never deleted. 0 = keep every one.",
+        minimum=0,
+    ),
     # --- security level -----------------------------------------------------------------
-    _s("security_level", _D, "normal", "choice",
-       "strong: read-only plus ComfyUI update; normal: catalog installs; normal-: also "
-       "risky installs when listening on loopback; weak: everything.",
-       choices=("strong", "normal", "normal-", "weak"), classic=True, lower=True),
+    _s(
+        "security_level",
+        _D,
+        "normal",
+        "choice",
+        "strong: read-only plus ComfyUI update; normal: catalog installs; normal-: also "
+        "risky installs when listening on loopback; weak: everything.",
+        choices=("strong", "normal", "normal-", "weak"),
+        classic=True,
+        lower=True,
+    ),
     # --- ComfyUI and front-end behaviour --------------------------------------------------
-    _s("file_logging", _D, True, "bool",
-       "Copy console output to a log file in the ComfyUI user folder.", classic=True,
-       note="The classic manager reads a missing key as false; here a missing key is true."),
-    _s("preview_method", _D, "none", "choice",
-       "Latent preview method applied at start when ComfyUI was launched without "
-       "--preview-method and has no per-queue preview setting.",
-       choices=("auto", "latent2rgb", "taesd", "none"), classic=True),
-    _s("share_option", _D, "all", "choice",
-       "Which share targets the Share button offers.",
-       choices=("none", "openart", "youml", "matrix", "comfyworkflows", "copus", "all"), classic=True),
-    _s("component_policy", _D, "workflow", "choice",
-       "Which copy wins when a workflow brings a component that already exists: workflow, "
-       "higher (version) or mine.", choices=("workflow", "higher", "mine"), classic=True),
-    _s("update_policy", _D, "stable-comfyui", "choice",
-       "What updating ComfyUI moves to: the latest stable tag or the nightly branch.",
-       choices=("stable-comfyui", "nightly-comfyui"), classic=True),
-    _s("windows_selector_event_loop_policy", _D, False, "bool",
-       "Windows only: use the selector event loop (works around some socket errors).", classic=True),
+    _s(
+        "file_logging",
+        _D,
+        True,
+        "bool",
+        "Copy console output to a log file in the ComfyUI user folder.",
+        classic=True,
+        note="The classic manager reads a missing key as false; here a missing key is true.",
+    ),
+    _s(
+        "preview_method",
+        _D,
+        "none",
+        "choice",
+        "Latent preview method applied at start when ComfyUI was launched without "
+        "--preview-method and has no per-queue preview setting.",
+        choices=("auto", "latent2rgb", "taesd", "none"),
+        classic=True,
+    ),
+    _s(
+        "share_option",
+        _D,
+        "all",
+        "choice",
+        "Which share targets the Share button offers.",
+        choices=("none", "openart", "youml", "matrix", "comfyworkflows", "copus", "all"),
+        classic=True,
+    ),
+    _s(
+        "component_policy",
+        _D,
+        "workflow",
+        "choice",
+        "Which copy wins when a workflow brings a component that already exists: workflow, higher (version) or mine.",
+        choices=("workflow", "higher", "mine"),
+        classic=True,
+    ),
+    _s(
+        "update_policy",
+        _D,
+        "stable-comfyui",
+        "choice",
+        "What updating ComfyUI moves to: the latest stable tag or the nightly branch.",
+        choices=("stable-comfyui", "nightly-comfyui"),
+        classic=True,
+    ),
+    _s(
+        "windows_selector_event_loop_policy",
+        _D,
+        False,
+        "bool",
+        "Windows only: use the selector event loop (works around some socket errors).",
+        classic=True,
+    ),
     # --- [security] ---------------------------------------------------------------------
-    _s("allow_git_url_install", _S, False, "bool",
-       "Allow installing a node pack from an arbitrary git URL (only on a loopback listener).",
-       classic=True, note="Classic files keep it in [default]; it is read there too."),
-    _s("allow_pip_install", _S, False, "bool",
-       "Allow installing an arbitrary pip package by name (only on a loopback listener).",
-       classic=True, note="Classic files keep it in [default]; it is read there too."),
-    _s("allow_external_pip", _S, False, "bool",
-       "Allow pack requirements that point outside the configured indexes (direct URLs, "
-       "git+ specs, --index-url lines)."),
-    _s("allow_remote_channel", _S, False, "bool",
-       "Allow selecting a channel URL that is in neither channels.list nor allowed_channels."),
-    _s("allowed_channels", _S, (), "url-list",
-       "Channel URLs allowed besides the default channel and channels.list. Comma- or "
-       "newline-separated."),
-    _s("allowed_pip_sources", _S, (), "url-list",
-       "Package index URL prefixes pip may use besides pip_index_url. Comma- or newline-separated.",
-       secret=True),
-    _s("allowed_hosts", _S, (), "list",
-       "Extra host names (optionally name:port) a loopback listener answers to and whose pages may "
-       "drive it, e.g. behind a reverse proxy; loopback names and addresses always work. "
-       "Comma- or newline-separated."),
-    _s("http_channel_enabled", _S, False, "bool",
-       "Allow plain http:// channel URLs (otherwise only https:// and file://).", classic=True,
-       note="Classic files keep it in [default]; it is read there too."),
-    _s("audit_logging", _S, True, "bool",
-       "Append one JSON line per state-changing request and per operation result (time, "
-       "address, route, operation, target, decision, result, duration) to "
-       "<manager dir>/logs/audit.jsonl, rotated at 5 MiB."),
-    _s("log_level", _S, "info", "choice",
-       "Verbosity of the Manager's own log.", choices=("debug", "info", "warning", "error"), lower=True),
+    _s(
+        "allow_git_url_install",
+        _S,
+        False,
+        "bool",
+        "Allow installing a node pack from an arbitrary git URL (only on a loopback listener).",
+        classic=True,
+        note="Classic files keep it in [default]; it is read there too.",
+    ),
+    _s(
+        "allow_pip_install",
+        _S,
+        False,
+        "bool",
+        "Allow installing an arbitrary pip package by name (only on a loopback listener).",
+        classic=True,
+        note="Classic files keep it in [default]; it is read there too.",
+    ),
+    _s(
+        "allow_external_pip",
+        _S,
+        False,
+        "bool",
+        "Allow pack requirements that point outside the configured indexes (direct URLs, "
+        "git+ specs, --index-url lines).",
+    ),
+    _s(
+        "allow_remote_channel",
+        _S,
+        False,
+        "bool",
+        "Allow selecting a channel URL that is in neither channels.list nor allowed_channels.",
+    ),
+    _s(
+        "allowed_channels",
+        _S,
+        (),
+        "url-list",
+        "Channel URLs allowed besides the default channel and channels.list. Comma- or newline-separated.",
+    ),
+    _s(
+        "allowed_pip_sources",
+        _S,
+        (),
+        "url-list",
+        "Package index URL prefixes pip may use besides pip_index_url. Comma- or newline-separated.",
+        secret=True,
+    ),
+    _s(
+        "allowed_hosts",
+        _S,
+        (),
+        "list",
+        "Extra host names (optionally name:port) a loopback listener answers to and whose pages may "
+        "drive it, e.g. behind a reverse proxy; loopback names and addresses always work. "
+        "Comma- or newline-separated.",
+    ),
+    _s(
+        "http_channel_enabled",
+        _S,
+        False,
+        "bool",
+        "Allow plain http:// channel URLs (otherwise only https:// and file://).",
+        classic=True,
+        note="Classic files keep it in [default]; it is read there too.",
+    ),
+    _s(
+        "audit_logging",
+        _S,
+        True,
+        "bool",
+        "Append one JSON line per state-changing request and per operation result (time, "
+        "address, route, operation, target, decision, result, duration) to "
+        "<manager dir>/logs/audit.jsonl, rotated at 5 MiB.",
+    ),
+    _s(
+        "log_level",
+        _S,
+        "info",
+        "choice",
+        "Verbosity of the Manager's own log.",
+        choices=("debug", "info", "warning", "error"),
+        lower=True,
+    ),
 )
 
 SETTINGS_BY_KEY: Mapping[str, Setting] = MappingProxyType({s.key: s for s in SETTINGS})
 
 # Keys older classic releases wrote into every config.ini. They no longer mean anything;
 # they are accepted (not an unknown-key error) and left untouched on save.
-RETIRED_KEYS: Mapping[str, str] = MappingProxyType({
-    "badge_mode": "node badge display of old classic releases, now a ComfyUI front-end setting",
-    "default_ui": "start page of old classic releases",
-    "double_click_policy": "node double-click action of old classic releases",
-    "skip_migration_check": "migration prompt of old classic releases",
-})
+RETIRED_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "badge_mode": "node badge display of old classic releases, now a ComfyUI front-end setting",
+        "default_ui": "start page of old classic releases",
+        "double_click_policy": "node double-click action of old classic releases",
+        "skip_migration_check": "migration prompt of old classic releases",
+    }
+)
 
 # Keys the packaged ComfyUI-Manager 4.x writes into a shared config.ini that mean nothing here.
 # Accepted (not an unknown-key error) and never written, so that manager keeps reading them.
-FOREIGN_KEYS: Mapping[str, str] = MappingProxyType({
-    "use_unified_resolver": "ComfyUI-Manager 4.x: its dependency resolver",
-    "verbose": "ComfyUI-Manager 4.x: its log verbosity",
-    "allow_flagged_nodepack_install": "ComfyUI-Manager 4.x: installs of packs the registry flagged",
-})
+FOREIGN_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "use_unified_resolver": "ComfyUI-Manager 4.x: its dependency resolver",
+        "verbose": "ComfyUI-Manager 4.x: its log verbosity",
+        "allow_flagged_nodepack_install": "ComfyUI-Manager 4.x: installs of packs the registry flagged",
+    }
+)
 
 
 class ValueInvalid(ValueError):
@@ -268,8 +478,7 @@ def parse_text(setting: Setting, text: str) -> Any:
         if probe in setting.choices:
             return probe
         close = difflib.get_close_matches(raw.lower(), setting.choices, n=1, cutoff=0.6)
-        raise ValueInvalid("not one of the allowed values", allowed_text(setting),
-                           close[0] if close else None)
+        raise ValueInvalid("not one of the allowed values", allowed_text(setting), close[0] if close else None)
     if kind in ("int", "float"):
         try:
             number: float = int(raw, 10) if kind == "int" else float(raw)

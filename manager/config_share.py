@@ -65,8 +65,7 @@ def own_file(layout: Layout) -> Path:
     return layout.manager_dir / OWN_FILE
 
 
-def load_config(layout: Layout, path: Path, *, env: Mapping[str, str], cli: Mapping[str, Any] | None = None
-                ) -> Config:
+def load_config(layout: Layout, path: Path, *, env: Mapping[str, str], cli: Mapping[str, Any] | None = None) -> Config:
     """The Manager's settings from ``path``; with our own file on top where config.ini is shared."""
     if Path(path).absolute() != layout.config_file.absolute():
         return Config.load(path, env=env, cli=cli)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, ChannelFiles, ParseCache
 from .channel_cache import CachedFile, ChannelCache
@@ -19,23 +20,29 @@ from .channels import ChannelSet, check_allowed, parse_channels_list
 from .config import Config, resolve_config_path
 from .config_share import load_config
 from .errors import ManagerError
+from .git import GitClient
 from .host import Host, StandaloneHost
+from .inventory import Inventory, scan
 from .layout import Layout
 from .network import NetworkGate, NetworkMode, NetworkPolicy, run_sync
 from .records import Channel, Notice
 from .registry import RegistryClient
-from .git import GitClient
-from .inventory import Inventory, scan
 from .tasks import Runner, TaskQueue
 
 if TYPE_CHECKING:
     from .kinds import PlannedTask
+    from .operations import DepsStep
     from .tasks import Task
 
 log = logging.getLogger("offline_manager")
 
-CHANNEL_FILES = ("custom-node-list.json", "model-list.json", "extension-node-map.json",
-                 "alter-list.json", "github-stats.json")
+CHANNEL_FILES = (
+    "custom-node-list.json",
+    "model-list.json",
+    "extension-node-map.json",
+    "alter-list.json",
+    "github-stats.json",
+)
 SHIPPED_CHANNELS_LIST = Path(__file__).resolve().parent.parent / "channels.list"
 
 
@@ -46,7 +53,7 @@ class CatalogView:
     catalog: Catalog
     channel: Channel
     notices: tuple[Notice, ...]
-    sources: Mapping[str, str]          # file name -> cache source (fresh/stale/local/...)
+    sources: Mapping[str, str]  # file name -> cache source (fresh/stale/local/...)
     oldest_age_seconds: float
 
 
@@ -55,7 +62,8 @@ def build_network_policy(config: Config) -> NetworkPolicy:
 
     In private mode only mirrors the admin named are reachable: ``private_mirrors``,
     ``allowed_channels``, ``allowed_pip_sources`` and ``model_store`` URLs, ``pip_index_url``, and
-    ``channel_url``/``registry_url`` when set away from their public defaults. Shipped public defaults never become allowed by accident.
+    ``channel_url``/``registry_url`` when set away from their public defaults. Shipped public
+    defaults never become allowed by accident.
     """
     allowed: list[str] = [u for u in config["allowed_channels"] if "://" in u]
     allowed += [u for u in config["allowed_pip_sources"] if "://" in u]
@@ -85,39 +93,45 @@ class Manager:
     cache: ChannelCache
     channels: ChannelSet
     registry: RegistryClient
+    git: GitClient
     parse_cache: ParseCache = field(default_factory=ParseCache)
-    git: GitClient | None = None
     # the step that installs a pack's requirements; None: the real installer (tests pass a recording one)
-    deps_step: Any = None
+    deps_step: DepsStep | None = None
     _catalog_view: CatalogView | None = field(default=None, repr=False)
     _queue: TaskQueue | None = field(default=None, repr=False)
-    _runner_factories: list[Callable[["Manager"], Mapping[str, Runner]]] = field(default_factory=list, repr=False)
+    _runner_factories: list[Callable[[Manager], Mapping[str, Runner]]] = field(default_factory=list, repr=False)
 
     @classmethod
-    def create(cls, host: Host, *, cli: Mapping[str, str] | None = None,
-               env: Mapping[str, str] | None = None, config_path: str | os.PathLike[str] | None = None
-               ) -> "Manager":
+    def create(
+        cls,
+        host: Host,
+        *,
+        cli: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+    ) -> Manager:
         """Build a Manager from the host's tree; reads config.ini and channels.list, nothing else."""
         env = os.environ if env is None else env
         path = resolve_config_path(host.layout, env, config_path)
-        config = load_config(host.layout, path, env=env, cli=cli)   # our own file on top where shared
+        config = load_config(host.layout, path, env=env, cli=cli)  # our own file on top where shared
         gate = NetworkGate(build_network_policy(config), logger=log)
         cache = ChannelCache(host.layout.cache_dir / "channels", gate, ttl=float(config["cache_ttl"]))
         channels = load_channel_set(host.layout)
-        registry = RegistryClient(config["registry_url"], gate,
-                                  ChannelCache(host.layout.cache_dir / "registry", gate,
-                                               ttl=float(config["cache_ttl"])))
+        registry = RegistryClient(
+            config["registry_url"],
+            gate,
+            ChannelCache(host.layout.cache_dir / "registry", gate, ttl=float(config["cache_ttl"])),
+        )
         git = GitClient(gate, git_exe=config["git_exe"])
-        manager = cls(host=host, config=config, gate=gate, cache=cache, channels=channels, registry=registry,
-                      git=git)
+        manager = cls(host=host, config=config, gate=gate, cache=cache, channels=channels, registry=registry, git=git)
         manager.add_runners(_table_runners)
         adopt = getattr(host, "adopt_config", None)
-        if callable(adopt):       # a live host applies what it owns itself (ComfyUI: preview_method)
+        if callable(adopt):  # a live host applies what it owns itself (ComfyUI: preview_method)
             adopt(config)
         return manager
 
     @classmethod
-    def standalone(cls, comfyui_root: str | os.PathLike[str], **kw: Any) -> "Manager":
+    def standalone(cls, comfyui_root: str | os.PathLike[str], **kw: Any) -> Manager:
         return cls.create(StandaloneHost.from_root(comfyui_root), **kw)
 
     @property
@@ -141,9 +155,12 @@ class Manager:
         except ManagerError:
             # channel_url may be a URL outside channels.list: the classic manager accepted those
             channel = Channel(name="custom", url=wanted)
-        check_allowed(channel, allow_remote_channel=self._remote_channels_allowed(channel),
-                      allowed_channels=self.config["allowed_channels"],
-                      http_channel_enabled=self.config["http_channel_enabled"])
+        check_allowed(
+            channel,
+            allow_remote_channel=self._remote_channels_allowed(channel),
+            allowed_channels=self.config["allowed_channels"],
+            http_channel_enabled=self.config["http_channel_enabled"],
+        )
         return channel
 
     def _remote_channels_allowed(self, channel: Channel) -> bool:
@@ -153,13 +170,12 @@ class Manager:
     async def _fetch_catalog(self, *, refresh: str = "auto", channel: Channel | None = None) -> CatalogView:
         """Load the channel's files through the cache (fresh, revalidated, stale or local) into a Catalog."""
         channel = channel or self.active_channel()
-        results = await asyncio.gather(
-            *(self._fetch_channel_file(channel, name, refresh) for name in CHANNEL_FILES))
+        results = await asyncio.gather(*(self._fetch_channel_file(channel, name, refresh) for name in CHANNEL_FILES))
         files: dict[str, bytes] = {}
         notices: list[Notice] = []
         sources: dict[str, str] = {}
         ages: list[float] = []
-        for name, result in zip(CHANNEL_FILES, results):
+        for name, result in zip(CHANNEL_FILES, results, strict=True):
             if isinstance(result, ManagerError):
                 level = "error" if name == "custom-node-list.json" else "warning"
                 notices.append(Notice(level, result.code, f"{name}: {result.message}", result.hint))
@@ -191,7 +207,7 @@ class Manager:
         return scan(self.layout, catalog=catalog)
 
     # -- task queue -----------------------------------------------------------------------
-    def add_runners(self, factory: Callable[["Manager"], Mapping[str, Runner]]) -> None:
+    def add_runners(self, factory: Callable[[Manager], Mapping[str, Runner]]) -> None:
         """Register a factory of task runners (kind -> callable); used before the queue is built."""
         if self._queue is not None:
             raise RuntimeError("runners must be registered before the queue is first used")
@@ -208,22 +224,35 @@ class Manager:
         return self._queue
 
     # -- planned work: every door's changes go through these two ----------------------------------
-    def plan(self, kind: str, target: str = "", params: Mapping[str, Any] | None = None, *, listen: str,
-             view: CatalogView | None = None, enforce: bool = True, task_id: str | None = None,
-             client_id: str | None = None) -> "PlannedTask":
+    def plan(
+        self,
+        kind: str,
+        target: str = "",
+        params: Mapping[str, Any] | None = None,
+        *,
+        listen: str,
+        view: CatalogView | None = None,
+        enforce: bool = True,
+        task_id: str | None = None,
+        client_id: str | None = None,
+    ) -> PlannedTask:
         """Validate, classify and decide one request of the task table (``kinds.plan``)."""
         from .kinds import plan
-        return plan(self, kind, target, params, listen=listen, view=view, enforce=enforce, task_id=task_id,
-                    client_id=client_id)
 
-    def submit(self, planned: "Sequence[PlannedTask]") -> "list[Task]":
+        return plan(
+            self, kind, target, params, listen=listen, view=view, enforce=enforce, task_id=task_id, client_id=client_id
+        )
+
+    def submit(self, planned: Sequence[PlannedTask]) -> list[Task]:
         """Queue decided tasks; a batch with one refusal queues nothing (``kinds.submit``)."""
         from .kinds import submit
+
         return submit(self, planned)
 
-    def preview(self, planned: "PlannedTask") -> Mapping[str, Any]:
+    def preview(self, planned: PlannedTask) -> Mapping[str, Any]:
         """What a planned task would change, changing nothing (``kinds.preview``; blocking)."""
         from .kinds import preview
+
         return preview(self, planned)
 
     async def _fetch_channel_file(self, channel: Channel, name: str, refresh: str) -> CachedFile | ManagerError:
@@ -235,8 +264,9 @@ class Manager:
 
 def _table_runners(manager: Manager) -> Mapping[str, Runner]:
     """The runner of every kind of the task table (imported when the queue is first built)."""
-    from .kinds import runners
-    return runners(manager)
+    from .kinds import queue_runners
+
+    return queue_runners(manager)
 
 
 def load_channel_set(layout: Layout) -> ChannelSet:

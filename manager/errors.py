@@ -176,8 +176,10 @@ class GitLocalChanges(ManagerError):
 class GitDiverged(ManagerError):
     code = "git_diverged"
     http_status = 409
-    default_hint = ("The local branch and the remote have both moved; merge or reset the pack folder by hand "
-                    "(git -C <pack> status), or reinstall the pack.")
+    default_hint = (
+        "The local branch and the remote have both moved; merge or reset the pack folder by hand "
+        "(git -C <pack> status), or reinstall the pack."
+    )
 
 
 class GitDetachedHead(ManagerError):
@@ -216,7 +218,9 @@ class ArchiveUnsafe(ManagerError):
 class ArchiveTooLarge(ManagerError):
     code = "archive_too_large"
     http_status = 413
-    default_hint = "The archive exceeds the extraction limits (size, entry count or compression ratio); nothing was extracted."
+    default_hint = (
+        "The archive exceeds the extraction limits (size, entry count or compression ratio); nothing was extracted."
+    )
 
 
 # --- task queue ----------------------------------------------------------------------
@@ -232,8 +236,9 @@ class InternalError(ManagerError):
 
     code = "internal_error"
     http_status = 500
-    default_hint = ("This is a bug in the Manager: the full traceback is in the server or cm-cli log; "
-                    "report it with that log.")
+    default_hint = (
+        "This is a bug in the Manager: the full traceback is in the server or cm-cli log; report it with that log."
+    )
 
 
 # --- node pack operations (manager/operations) ---------------------------------------
@@ -242,8 +247,10 @@ class PackExists(ManagerError):
 
     code = "pack_exists"
     http_status = 409
-    default_hint = ("The pack is already installed: use update, reinstall or switch_version, or install "
-                    "under another folder name (the `name` parameter).")
+    default_hint = (
+        "The pack is already installed: use update, reinstall or switch_version, or install "
+        "under another folder name (the `name` parameter)."
+    )
 
 
 class PackConflict(ManagerError):
@@ -265,9 +272,11 @@ class PolicyDenied(ManagerError):
 
     code = "policy_denied"
     http_status = 403
-    default_hint = ("Installing from a raw git URL or a local path needs the security policy's approval: "
-                    "raise security_level (weak, or normal- on a loopback listener) or allow_git_url_install "
-                    "in config.ini, or install the pack from the catalog/registry instead.")
+    default_hint = (
+        "Installing from a raw git URL or a local path needs the security policy's approval: "
+        "raise security_level (weak, or normal- on a loopback listener) or allow_git_url_install "
+        "in config.ini, or install the pack from the catalog/registry instead."
+    )
 
 
 class InstallUnsupported(ManagerError):
@@ -318,9 +327,11 @@ class ModelPathInvalid(ManagerError):
 
     code = "model_path_invalid"
     http_status = 400
-    default_hint = ("The channel entry names an unsafe file or folder (control or bidi characters, a "
-                    "Windows-reserved name, a trailing dot or space, a reserved character); fix the "
-                    "entry in model-list.json or report it to the channel owner.")
+    default_hint = (
+        "The channel entry names an unsafe file or folder (control or bidi characters, a "
+        "Windows-reserved name, a trailing dot or space, a reserved character); fix the "
+        "entry in model-list.json or report it to the channel owner."
+    )
 
 
 class ModelFolderUnknown(ManagerError):
@@ -328,8 +339,10 @@ class ModelFolderUnknown(ManagerError):
 
     code = "model_folder_unknown"
     http_status = 422
-    default_hint = ("Give the entry an explicit save_path in model-list.json, or place the file by hand "
-                    "in the folder the node that uses it expects.")
+    default_hint = (
+        "Give the entry an explicit save_path in model-list.json, or place the file by hand "
+        "in the folder the node that uses it expects."
+    )
 
 
 class ModelSourceUnsupported(ManagerError):
@@ -337,8 +350,10 @@ class ModelSourceUnsupported(ManagerError):
 
     code = "model_source_unsupported"
     http_status = 422
-    default_hint = ("Download the model by hand and place it in the folder named in the message, "
-                    "or put it in the model store (model_store in config.ini).")
+    default_hint = (
+        "Download the model by hand and place it in the folder named in the message, "
+        "or put it in the model store (model_store in config.ini)."
+    )
 
 
 class ModelNotInStore(ManagerError):
@@ -346,8 +361,10 @@ class ModelNotInStore(ManagerError):
 
     code = "model_not_in_store"
     http_status = 503
-    default_hint = ("Copy the file into the model store (model_store in config.ini) or straight into "
-                    "the model folder named in the message, then retry.")
+    default_hint = (
+        "Copy the file into the model store (model_store in config.ini) or straight into "
+        "the model folder named in the message, then retry."
+    )
 
 
 # --- snapshots (manager/snapshots) ----------------------------------------------------
@@ -405,8 +422,10 @@ class ContentTypeRefused(ManagerError):
 
     code = "content_type_refused"
     http_status = 400
-    default_hint = ("This route reads a JSON body: send the JSON text itself (Content-Type application/json; "
-                    "text/plain or a urlencoded label also work when the body is JSON), not form fields.")
+    default_hint = (
+        "This route reads a JSON body: send the JSON text itself (Content-Type application/json; "
+        "text/plain or a urlencoded label also work when the body is JSON), not form fields."
+    )
 
 
 class CrossOriginDenied(ManagerError):
@@ -414,8 +433,10 @@ class CrossOriginDenied(ManagerError):
 
     code = "cross_origin_denied"
     http_status = 403
-    default_hint = ("Open the Manager from the same address as the server (the ComfyUI page itself); "
-                    "pages of other sites may not drive it.")
+    default_hint = (
+        "Open the Manager from the same address as the server (the ComfyUI page itself); "
+        "pages of other sites may not drive it."
+    )
 
 
 class HostNotAllowed(ManagerError):
@@ -423,9 +444,11 @@ class HostNotAllowed(ManagerError):
 
     code = "host_not_allowed"
     http_status = 403
-    default_hint = ("Open the Manager as http://127.0.0.1:<port>/ or http://localhost:<port>/. To reach it under "
-                    "another name (a reverse proxy, a hosts-file alias), add that name to allowed_hosts in the "
-                    "[security] section of config.ini and restart the server.")
+    default_hint = (
+        "Open the Manager as http://127.0.0.1:<port>/ or http://localhost:<port>/. To reach it under "
+        "another name (a reverse proxy, a hosts-file alias), add that name to allowed_hosts in the "
+        "[security] section of config.ini and restart the server."
+    )
 
 
 class QueueBusy(ManagerError):

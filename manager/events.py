@@ -15,10 +15,11 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Callable, Deque, Mapping
+from typing import Any
 
 QUEUED = "queued"
 STARTED = "started"
@@ -35,10 +36,12 @@ Subscriber = Callable[["Event"], None]
 
 def json_copy(value: Any) -> Any:
     """A deep, JSON-only copy (read-only mappings included); TypeError/ValueError otherwise."""
+
     def _mapping(obj: Any) -> Any:
         if isinstance(obj, Mapping):
             return dict(obj)
         raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
     return json.loads(json.dumps(value, default=_mapping, allow_nan=False))
 
 
@@ -98,14 +101,20 @@ class Task:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (times are Unix seconds)."""
         return {
-            "id": self.id, "kind": self.kind, "target": self.target,
-            "params": json_copy(self.params), "state": self.state.value,
+            "id": self.id,
+            "kind": self.kind,
+            "target": self.target,
+            "params": json_copy(self.params),
+            "state": self.state.value,
             "progress": self.progress.to_dict(),
             "result": json_copy(self.result) if self.result is not None else None,
             "error": json_copy(self.error) if self.error is not None else None,
-            "created_at": self.created_at, "started_at": self.started_at,
-            "finished_at": self.finished_at, "client_id": self.client_id,
-            "restart_required": self.restart_required, "cancel_requested": self.cancel_requested,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "client_id": self.client_id,
+            "restart_required": self.restart_required,
+            "cancel_requested": self.cancel_requested,
         }
 
 
@@ -126,8 +135,14 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for the websocket and ``cm-cli --json``."""
-        return {"event": self.name, "task_id": self.task_id, "client_id": self.client_id,
-                "seq": self.seq, "at": self.at, "data": dict(self.data)}
+        return {
+            "event": self.name,
+            "task_id": self.task_id,
+            "client_id": self.client_id,
+            "seq": self.seq,
+            "at": self.at,
+            "data": dict(self.data),
+        }
 
 
 class EventHub:
@@ -142,7 +157,7 @@ class EventHub:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._log = logger or logging.getLogger("offline_manager.events")
         self._subscribers: list[Subscriber] = []
-        self._outbox: Deque[Event] = collections.deque()
+        self._outbox: collections.deque[Event] = collections.deque()
         self._seq = itertools.count(1)
         self._cond = threading.Condition(threading.Lock())
         self._dispatcher: int | None = None  # thread ident currently delivering
@@ -160,16 +175,24 @@ class EventHub:
             with self._cond:
                 if callback in self._subscribers:
                     self._subscribers.remove(callback)
+
         return unsubscribe
 
-    def post(self, name: str, task_id: str | None, data: Mapping[str, Any] | None = None,
-             client_id: str | None = None) -> Event:
+    def post(
+        self, name: str, task_id: str | None, data: Mapping[str, Any] | None = None, client_id: str | None = None
+    ) -> Event:
         """Record an event for delivery by the next ``flush``."""
         if name not in EVENT_NAMES:
             raise ValueError(f"unknown event name {name!r}")
         with self._cond:
-            event = Event(name=name, task_id=task_id, data=MappingProxyType(dict(data or {})),
-                          client_id=client_id, seq=next(self._seq), at=time.time())
+            event = Event(
+                name=name,
+                task_id=task_id,
+                data=MappingProxyType(dict(data or {})),
+                client_id=client_id,
+                seq=next(self._seq),
+                at=time.time(),
+            )
             self._outbox.append(event)
         return event
 
@@ -222,8 +245,9 @@ class EventHub:
         try:
             callback(event)
         except Exception:  # a broken subscriber must never stop the worker or other subscribers
-            self._log.exception("event subscriber %r failed on %s event of task %s",
-                                callback, event.name, event.task_id)
+            self._log.exception(
+                "event subscriber %r failed on %s event of task %s", callback, event.name, event.task_id
+            )
 
 
 class EventStream:
@@ -233,14 +257,20 @@ class EventStream:
     events are dropped first (counted in ``dropped``) so state changes are kept.
     """
 
-    def __init__(self, hub: EventHub, *, loop: asyncio.AbstractEventLoop | None = None,
-                 maxsize: int = 1000, where: Callable[[Event], bool] | None = None) -> None:
+    def __init__(
+        self,
+        hub: EventHub,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        maxsize: int = 1000,
+        where: Callable[[Event], bool] | None = None,
+    ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self._loop = loop or asyncio.get_running_loop()
         self._maxsize = maxsize
         self._where = where
-        self._buffer: Deque[Event] = collections.deque()
+        self._buffer: collections.deque[Event] = collections.deque()
         self._wakeup = asyncio.Event()
         self._closed = False
         self.dropped = 0
@@ -270,7 +300,7 @@ class EventStream:
         self._wakeup.set()
 
     # --- consumer side (the loop) ----------------------------------------------------
-    def __aiter__(self) -> "EventStream":
+    def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> Event:
@@ -291,7 +321,7 @@ class EventStream:
         self._unsubscribe()
         self._wakeup.set()
 
-    async def __aenter__(self) -> "EventStream":
+    async def __aenter__(self) -> EventStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -48,10 +48,16 @@ _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _NETWORK_TIMEOUT = 900.0
 _LOCAL_TIMEOUT = 120.0
 _TAIL_LINES = 20
-_NEUTRAL_DIR = Path(os.path.abspath(os.sep))   # cwd for commands that need no repository
+_NEUTRAL_DIR = Path(os.path.abspath(os.sep))  # cwd for commands that need no repository
 # no prompt ever (a task would hang), only these transports, and English output for the hints
-_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "GIT_PROTOCOL_FROM_USER": "0",
-            "GIT_ALLOW_PROTOCOL": "https:http:ssh:git:file", "LC_ALL": "C", "LANGUAGE": "C"}
+_GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GCM_INTERACTIVE": "never",
+    "GIT_PROTOCOL_FROM_USER": "0",
+    "GIT_ALLOW_PROTOCOL": "https:http:ssh:git:file",
+    "LC_ALL": "C",
+    "LANGUAGE": "C",
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class GitState(_Record):
 
     path: str
     commit: str
-    branch: str              # "" when detached
+    branch: str  # "" when detached
     detached: bool
     remote_url: str
 
@@ -82,8 +88,10 @@ class UpdateResult(_Record):
 
 # --- input checks (pure) ----------------------------------------------------------------
 # Words that look like a scp-style "host:path" but are URL schemes a user never meant as ssh.
-_SCHEME_WORDS = frozenset({"javascript", "data", "vbscript", "about", "blob", "mailto", "http", "https",
-                           "ftp", "file", "ext", "fd"})
+_SCHEME_WORDS = frozenset(
+    {"javascript", "data", "vbscript", "about", "blob", "mailto", "http", "https", "ftp", "file", "ext", "fd"}
+)
+
 
 def check_remote_url(url: str) -> str:
     """Return ``url`` stripped, or raise ``InvalidGitUrl`` for anything git could misuse.
@@ -95,8 +103,9 @@ def check_remote_url(url: str) -> str:
     text = url.strip() if isinstance(url, str) else ""
 
     def bad(reason: str) -> InvalidGitUrl:
-        return InvalidGitUrl(f"refused git URL {redact_url(text)!r}: {reason}",
-                             details={"url": redact_url(text), "reason": reason})
+        return InvalidGitUrl(
+            f"refused git URL {redact_url(text)!r}: {reason}", details={"url": redact_url(text), "reason": reason}
+        )
 
     if not text:
         raise bad("empty")
@@ -121,10 +130,10 @@ def check_remote_url(url: str) -> str:
                 raise bad("host or user starts with '-'")
         return text
     m = _SCP_RE.match(text)
-    if m and not re.match(r"^[A-Za-z]:[\\/]", text):      # scp-like ssh address, not C:\path
+    if m and not re.match(r"^[A-Za-z]:[\\/]", text):  # scp-like ssh address, not C:\path
         if m.group("host").startswith("-") or (m.group("user") or "").startswith("-"):
             raise bad("host or user starts with '-'")
-        if m.group("host").lower() in _SCHEME_WORDS:   # javascript:..., data:... are not ssh hosts
+        if m.group("host").lower() in _SCHEME_WORDS:  # javascript:..., data:... are not ssh hosts
             raise bad(f"{m.group('host')!r} is a URL scheme, not a host")
     return text
 
@@ -153,14 +162,20 @@ def check_ref(ref: str) -> str:
 
 def _hint_for(stderr: str) -> str:
     low = stderr.lower()
-    if "could not resolve host" in low or "connection refused" in low or "timed out" in low \
-            or "unable to access" in low or "failed to connect" in low:
-        return ("The git server could not be reached: check network_mode and mirror_map in config.ini, "
-                "or install from a local copy of the repository (path or file:// URL).")
+    if (
+        "could not resolve host" in low
+        or "connection refused" in low
+        or "timed out" in low
+        or "unable to access" in low
+        or "failed to connect" in low
+    ):
+        return (
+            "The git server could not be reached: check network_mode and mirror_map in config.ini, "
+            "or install from a local copy of the repository (path or file:// URL)."
+        )
     if "not found in upstream" in low or "did not match any" in low or "couldn't find remote ref" in low:
         return "That branch, tag or commit does not exist in the repository; list its tags or use nightly."
-    if "repository not found" in low or "does not appear to be a git repository" in low \
-            or "not found" in low:
+    if "repository not found" in low or "does not appear to be a git repository" in low or "not found" in low:
         return "Check the repository URL (catalog entry or command line) for typos."
     if "dubious ownership" in low:
         return "git refuses a folder owned by another user: run git config --global --add safe.directory <path>."
@@ -169,14 +184,12 @@ def _hint_for(stderr: str) -> str:
     return "See the git output in the error details."
 
 
-
-
 def _emit(progress: Progress | None, line: str) -> None:
     if progress is None:
         return
     try:
         progress(line)
-    except Exception:                               # a broken listener must not stall git's stderr pipe
+    except Exception:  # a broken listener must not stall git's stderr pipe
         logging.getLogger("offline_manager.git").exception("git progress callback failed")
 
 
@@ -185,9 +198,14 @@ def run_local(git_exe: str, repo: Path, *args: str, timeout: float = _LOCAL_TIME
     (restore preflight, the host's ComfyUI commit): exit code and stdout; ``(1, b"")`` when git
     cannot run or overruns ``timeout``. Never give it a command that reaches a remote."""
     try:
-        proc = subprocess.Popen([git_exe, "-C", str(repo), *args], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                env={**os.environ, **_GIT_ENV}, **child_kwargs())
+        proc = subprocess.Popen(
+            [git_exe, "-C", str(repo), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **_GIT_ENV},
+            **child_kwargs(),
+        )
     except OSError:
         return 1, b""
     try:
@@ -196,7 +214,7 @@ def run_local(git_exe: str, repo: Path, *args: str, timeout: float = _LOCAL_TIME
         kill_tree(proc)
         proc.communicate()
         return 1, b""
-    except BaseException:                          # Ctrl-C: leave no git behind
+    except BaseException:  # Ctrl-C: leave no git behind
         kill_tree(proc)
         raise
     return proc.returncode, out
@@ -213,8 +231,15 @@ class _Result:
 class GitClient:
     """Git operations for one ``Manager``: holds the gate and the git executable; no globals."""
 
-    def __init__(self, gate: NetworkGate, *, git_exe: str = "", network_timeout: float = _NETWORK_TIMEOUT,
-                 local_timeout: float = _LOCAL_TIMEOUT, logger: logging.Logger | None = None):
+    def __init__(
+        self,
+        gate: NetworkGate,
+        *,
+        git_exe: str = "",
+        network_timeout: float = _NETWORK_TIMEOUT,
+        local_timeout: float = _LOCAL_TIMEOUT,
+        logger: logging.Logger | None = None,
+    ):
         self.gate = gate
         self.git_exe = git_exe or "git"
         self.network_timeout = network_timeout
@@ -227,8 +252,16 @@ class GitClient:
         return dict(_GIT_ENV)
 
     def _argv(self, args: Sequence[str]) -> list[str]:
-        return [self.git_exe, "-c", "protocol.ext.allow=never", "-c", "protocol.fd.allow=never",
-                "-c", "core.askPass=", *args]
+        return [
+            self.git_exe,
+            "-c",
+            "protocol.ext.allow=never",
+            "-c",
+            "protocol.fd.allow=never",
+            "-c",
+            "core.askPass=",
+            *args,
+        ]
 
     def _spawn(self, argv: list[str], cwd: Path) -> tuple[Any, subprocess.Popen[bytes]]:
         # own process group (a timeout stops git's helpers too), and killed with us so an
@@ -236,7 +269,7 @@ class GitClient:
         try:
             from git.cmd import Git
             from git.exc import GitCommandNotFound
-        except ImportError:          # GitPython finds no git on PATH at import; git_exe may still work
+        except ImportError:  # GitPython finds no git on PATH at import; git_exe may still work
             pass
         else:
             try:
@@ -245,8 +278,15 @@ class GitClient:
                 raise self._unavailable(str(exc)) from exc
             return handle, handle.proc
         try:
-            proc = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **self._env()}, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, **child_kwargs())
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env={**os.environ, **self._env()},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                **child_kwargs(),
+            )
         except OSError as exc:
             raise self._unavailable(str(exc)) from exc
         return proc, proc
@@ -255,10 +295,12 @@ class GitClient:
         return GitUnavailable(
             f"git could not be run ({self.git_exe!r}): {why}",
             hint=f"Install git, or set git_exe in config.ini to the full path of git (now: {self.git_exe!r}).",
-            details={"git_exe": self.git_exe})
+            details={"git_exe": self.git_exe},
+        )
 
-    def _run(self, args: Sequence[str], cwd: Path, *, progress: Progress | None = None,
-             timeout: float | None = None) -> _Result:
+    def _run(
+        self, args: Sequence[str], cwd: Path, *, progress: Progress | None = None, timeout: float | None = None
+    ) -> _Result:
         """Run git; stderr lines (split on CR and LF) go to ``progress``; never raises on exit code."""
         argv = self._argv(args)
         handle, proc = self._spawn(argv, cwd)
@@ -291,7 +333,7 @@ class GitClient:
             out = proc.stdout.read() if proc.stdout is not None else b""
             proc.wait()
             reader.join()
-        except BaseException:                      # Ctrl-C or a failing read: leave no git behind
+        except BaseException:  # Ctrl-C or a failing read: leave no git behind
             kill_tree(proc)
             raise
         finally:
@@ -299,8 +341,9 @@ class GitClient:
             del handle
         if timed_out.is_set():
             tail.append(f"killed after {timeout or self.local_timeout:.0f} s")
-        return _Result(proc.returncode if not timed_out.is_set() else -9,
-                       out.decode("utf-8", "replace"), "\n".join(tail))
+        return _Result(
+            proc.returncode if not timed_out.is_set() else -9, out.decode("utf-8", "replace"), "\n".join(tail)
+        )
 
     @staticmethod
     def _line(raw: bytes, tail: list[str], progress: Progress | None) -> None:
@@ -308,7 +351,7 @@ class GitClient:
         if not line:
             return
         if tail and tail[-1].split(":", 1)[0] == line.split(":", 1)[0] and "%" in line:
-            tail[-1] = line                         # keep one line per progress phase
+            tail[-1] = line  # keep one line per progress phase
         else:
             tail.append(line)
             del tail[:-_TAIL_LINES]
@@ -316,9 +359,11 @@ class GitClient:
 
     def _check(self, res: _Result, what: str, *, details: dict[str, Any] | None = None) -> str:
         if res.rc != 0:
-            raise GitError(f"git {what} failed (exit {res.rc}): {res.err_tail.splitlines()[-1] if res.err_tail else ''}",
-                           hint=_hint_for(res.err_tail),
-                           details={"step": what, "exit_code": res.rc, "output_tail": res.err_tail, **(details or {})})
+            raise GitError(
+                f"git {what} failed (exit {res.rc}): {res.err_tail.splitlines()[-1] if res.err_tail else ''}",
+                hint=_hint_for(res.err_tail),
+                details={"step": what, "exit_code": res.rc, "output_tail": res.err_tail, **(details or {})},
+            )
         return res.out
 
     def _git(self, repo: Path, *args: str, timeout: float | None = None) -> _Result:
@@ -331,7 +376,7 @@ class GitClient:
             res = self._run(["--version"], _NEUTRAL_DIR, timeout=30)
             if res.rc != 0 or not res.out.startswith("git version"):
                 raise self._unavailable(res.err_tail or res.out or f"exit {res.rc}")
-            self._version = res.out.strip()[len("git version "):]
+            self._version = res.out.strip()[len("git version ") :]
         return self._version
 
     # -- URLs -------------------------------------------------------------------------
@@ -347,10 +392,13 @@ class GitClient:
             shown = redact_url(checked)
             raise OfflineModeEnabled(
                 f"offline mode: refused to reach git remote {shown}",
-                hint=(f"Offline, git works only with local repositories. On a machine with network run "
-                      f"`git clone {shown}`, copy the folder here and install from its path or a file:// "
-                      "URL; or set network_mode in config.ini."),
-                details=exc.details) from exc
+                hint=(
+                    f"Offline, git works only with local repositories. On a machine with network run "
+                    f"`git clone {shown}`, copy the folder here and install from its path or a file:// "
+                    "URL; or set network_mode in config.ini."
+                ),
+                details=exc.details,
+            ) from exc
         if final != checked:
             final = check_remote_url(final)
         if not self.gate.is_local(final):
@@ -359,14 +407,23 @@ class GitClient:
         if not path.is_absolute():
             path = path.absolute()
         if not path.exists():
-            raise NotFound(f"local git repository {str(path)!r} does not exist",
-                           hint="Check the path; a file:// URL needs three slashes (file:///abs/path).",
-                           details={"path": str(path)})
+            raise NotFound(
+                f"local git repository {str(path)!r} does not exist",
+                hint="Check the path; a file:// URL needs three slashes (file:///abs/path).",
+                details={"path": str(path)},
+            )
         return final if final.lower().startswith("file:") else str(path)
 
     # -- clone ------------------------------------------------------------------------
-    def clone(self, url: str, dest: str | os.PathLike[str], *, ref: str | None = None,
-              shallow: bool | None = None, progress: Progress | None = None) -> GitState:
+    def clone(
+        self,
+        url: str,
+        dest: str | os.PathLike[str],
+        *,
+        ref: str | None = None,
+        shallow: bool | None = None,
+        progress: Progress | None = None,
+    ) -> GitState:
         """Clone ``url`` into ``dest`` (absent or empty) at ``ref`` (branch, tag or commit).
 
         ``shallow=None`` clones with ``--depth 1`` when that is safe: a remote URL and no commit
@@ -377,8 +434,11 @@ class GitClient:
         self.version()
         dest = Path(dest).absolute()
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise GitError(f"clone destination {str(dest)!r} is not empty",
-                           hint="Clone into a new staging folder.", details={"dest": str(dest)})
+            raise GitError(
+                f"clone destination {str(dest)!r} is not empty",
+                hint="Clone into a new staging folder.",
+                details={"dest": str(dest)},
+            )
         is_commit = bool(ref and _COMMIT_RE.match(ref))
         if shallow is None:
             shallow = not is_commit and not self.gate.is_local(source)
@@ -395,12 +455,18 @@ class GitClient:
         shown = redact_url(source)
         _emit(progress, f"cloning {shown}" + (f" at {ref}" if ref else ""))
         try:
-            self._check(self._run(args, dest.parent, progress=progress, timeout=self.network_timeout),
-                        "clone", details={"url": shown, "ref": ref or ""})
+            self._check(
+                self._run(args, dest.parent, progress=progress, timeout=self.network_timeout),
+                "clone",
+                details={"url": shown, "ref": ref or ""},
+            )
             if is_commit:
                 assert ref is not None
-                self._check(self._git(dest, "checkout", "-q", "--detach", ref, "--"), "checkout",
-                            details={"url": shown, "ref": ref})
+                self._check(
+                    self._git(dest, "checkout", "-q", "--detach", ref, "--"),
+                    "checkout",
+                    details={"url": shown, "ref": ref},
+                )
         except BaseException:
             if created and dest.exists():
                 shutil.rmtree(dest, onerror=self._log_rm_error)
@@ -416,35 +482,45 @@ class GitClient:
         try:
             meta = read_git_meta(repo)
         except (OSError, ValueError) as exc:
-            raise GitError(f"{str(repo)!r} is not a readable git checkout: {exc}",
-                           hint="Reinstall the pack, or check the folder's .git metadata.",
-                           details={"path": str(repo)}) from exc
-        return GitState(path=str(Path(repo)), commit=meta.commit, branch=meta.branch,
-                        detached=meta.detached, remote_url=meta.remote_url)
+            raise GitError(
+                f"{str(repo)!r} is not a readable git checkout: {exc}",
+                hint="Reinstall the pack, or check the folder's .git metadata.",
+                details={"path": str(repo)},
+            ) from exc
+        return GitState(
+            path=str(Path(repo)),
+            commit=meta.commit,
+            branch=meta.branch,
+            detached=meta.detached,
+            remote_url=meta.remote_url,
+        )
 
     def local_changes(self, repo: str | os.PathLike[str]) -> list[str]:
         """Tracked files changed in the working tree or index (untracked files do not count)."""
-        out = self._check(self._git(Path(repo), "status", "--porcelain=v1", "--untracked-files=no", "-z"),
-                          "status")
+        out = self._check(self._git(Path(repo), "status", "--porcelain=v1", "--untracked-files=no", "-z"), "status")
         return [item[3:] for item in out.split("\0") if len(item) > 3]
 
     def list_tags(self, repo: str | os.PathLike[str]) -> list[str]:
         """Tags of a local checkout, newest first."""
-        out = self._check(self._git(Path(repo), "for-each-ref", "--sort=-creatordate",
-                                    "--format=%(refname:strip=2)", "refs/tags"), "for-each-ref")
+        out = self._check(
+            self._git(Path(repo), "for-each-ref", "--sort=-creatordate", "--format=%(refname:strip=2)", "refs/tags"),
+            "for-each-ref",
+        )
         return [line for line in out.splitlines() if line]
 
     def remote_refs(self, url: str) -> dict[str, str]:
         """``{ref name: commit}`` of a remote's branches and tags (``git ls-remote``, gated)."""
         source = self.resolve_remote(url)
         self.version()
-        out = self._check(self._run(["ls-remote", "--heads", "--tags", "--", source], _NEUTRAL_DIR,
-                                    timeout=self.network_timeout), "ls-remote",
-                          details={"url": redact_url(source)})
+        out = self._check(
+            self._run(["ls-remote", "--heads", "--tags", "--", source], _NEUTRAL_DIR, timeout=self.network_timeout),
+            "ls-remote",
+            details={"url": redact_url(source)},
+        )
         refs: dict[str, str] = {}
         for line in out.splitlines():
             sha, _, name = line.partition("\t")
-            if name.endswith("^{}"):                   # peeled tag: the commit it points to wins
+            if name.endswith("^{}"):  # peeled tag: the commit it points to wins
                 refs[name[:-3]] = sha
             else:
                 refs.setdefault(name, sha)
@@ -461,14 +537,24 @@ class GitClient:
         return res.rc == 0
 
     # -- fetch / update ---------------------------------------------------------------
-    def fetch(self, repo: str | os.PathLike[str], *, refspecs: Sequence[str] | None = None, tags: bool = True,
-              unshallow: bool = False, progress: Progress | None = None) -> str:
+    def fetch(
+        self,
+        repo: str | os.PathLike[str],
+        *,
+        refspecs: Sequence[str] | None = None,
+        tags: bool = True,
+        unshallow: bool = False,
+        progress: Progress | None = None,
+    ) -> str:
         """Fetch the pack's remote (through the gate) into ``refs/remotes/<remote>/``; returns the URL used."""
         repo = Path(repo)
         meta = self.state(repo)
         if not meta.remote_url:
-            raise GitError(f"{str(repo)!r} has no remote to fetch from",
-                           hint="Reinstall the pack from its repository URL.", details={"path": str(repo)})
+            raise GitError(
+                f"{str(repo)!r} has no remote to fetch from",
+                hint="Reinstall the pack from its repository URL.",
+                details={"path": str(repo)},
+            )
         source = self.resolve_remote(meta.remote_url)
         self.version()
         remote = self._remote_name(repo)
@@ -477,8 +563,11 @@ class GitClient:
         if unshallow and (Path(read_git_meta(repo).git_dir) / "shallow").exists():
             args.append("--unshallow")
         args += ["--", source, *(refspecs or [f"+refs/heads/*:refs/remotes/{remote}/*"])]
-        self._check(self._run(args, repo, progress=progress, timeout=self.network_timeout), "fetch",
-                    details={"url": redact_url(source)})
+        self._check(
+            self._run(args, repo, progress=progress, timeout=self.network_timeout),
+            "fetch",
+            details={"url": redact_url(source)},
+        )
         return source
 
     def _remote_name(self, repo: Path) -> str:
@@ -491,7 +580,7 @@ class GitClient:
         except FileNotFoundError:
             config = {}
         merge = (config.get(f"branch.{branch}.merge") or [""])[0]
-        return merge[len("refs/heads/"):] if merge.startswith("refs/heads/") else branch
+        return merge[len("refs/heads/") :] if merge.startswith("refs/heads/") else branch
 
     def update(self, repo: str | os.PathLike[str], *, progress: Progress | None = None) -> UpdateResult:
         """Fetch and fast-forward the current branch.
@@ -502,13 +591,17 @@ class GitClient:
         repo = Path(repo)
         st = self.state(repo)
         if st.detached or not st.branch:
-            raise GitDetachedHead(f"{repo.name} is not on a branch (HEAD at {st.commit[:12]})",
-                                  details={"path": str(repo), "commit": st.commit})
+            raise GitDetachedHead(
+                f"{repo.name} is not on a branch (HEAD at {st.commit[:12]})",
+                details={"path": str(repo), "commit": st.commit},
+            )
         self.version()
         changed = self.local_changes(repo)
         if changed:
-            raise GitLocalChanges(f"{repo.name} has local changes in {len(changed)} file(s): "
-                                  + ", ".join(changed[:5]), details={"path": str(repo), "files": changed[:50]})
+            raise GitLocalChanges(
+                f"{repo.name} has local changes in {len(changed)} file(s): " + ", ".join(changed[:5]),
+                details={"path": str(repo), "files": changed[:50]},
+            )
         upstream = self._upstream_branch(repo, st.branch)
         remote = self._remote_name(repo)
         tracking = f"refs/remotes/{remote}/{upstream}"
@@ -516,21 +609,27 @@ class GitClient:
         target = self._rev(repo, tracking)
         before = st.commit
         if not target:
-            raise GitError(f"remote branch {upstream!r} of {repo.name} not found after fetch",
-                           hint="The branch was deleted upstream; switch the pack to another version.",
-                           details={"path": str(repo), "branch": upstream})
+            raise GitError(
+                f"remote branch {upstream!r} of {repo.name} not found after fetch",
+                hint="The branch was deleted upstream; switch the pack to another version.",
+                details={"path": str(repo), "branch": upstream},
+            )
         if target == before:
             return UpdateResult(str(repo), st.branch, before, before, "up_to_date")
         if self._is_ancestor(repo, target, before):
             return UpdateResult(str(repo), st.branch, before, before, "ahead")
         if not self._is_ancestor(repo, before, target):
-            raise GitDiverged(f"{repo.name}: local branch {st.branch!r} and {remote}/{upstream} have diverged",
-                              details={"path": str(repo), "local": before, "remote": target})
+            raise GitDiverged(
+                f"{repo.name}: local branch {st.branch!r} and {remote}/{upstream} have diverged",
+                details={"path": str(repo), "local": before, "remote": target},
+            )
         res = self._git(repo, "merge", "--ff-only", "-q", target)
         if res.rc != 0 and "would be overwritten" in res.err_tail:
-            raise GitLocalChanges(f"{repo.name}: untracked files would be overwritten by the update",
-                                  hint="Move the files listed in the details out of the pack folder, then retry.",
-                                  details={"path": str(repo), "output_tail": res.err_tail})
+            raise GitLocalChanges(
+                f"{repo.name}: untracked files would be overwritten by the update",
+                hint="Move the files listed in the details out of the pack folder, then retry.",
+                details={"path": str(repo), "output_tail": res.err_tail},
+            )
         self._check(res, "merge --ff-only", details={"path": str(repo)})
         return UpdateResult(str(repo), st.branch, before, self.state(repo).commit, "updated")
 
@@ -546,15 +645,19 @@ class GitClient:
         self.version()
         changed = self.local_changes(repo)
         if changed:
-            raise GitLocalChanges(f"{repo.name} has local changes in {len(changed)} file(s): "
-                                  + ", ".join(changed[:5]), details={"path": str(repo), "files": changed[:50]})
+            raise GitLocalChanges(
+                f"{repo.name} has local changes in {len(changed)} file(s): " + ", ".join(changed[:5]),
+                details={"path": str(repo), "files": changed[:50]},
+            )
         remote = self._remote_name(repo)
         if not self._known(repo, ref, remote):
             self.fetch(repo, unshallow=True, progress=progress)
             if not self._known(repo, ref, remote):
-                raise NotFound(f"{ref!r} is not a branch, tag or commit of {repo.name}",
-                               hint="List the pack's versions (tags) and pick one, or use nightly.",
-                               details={"path": str(repo), "ref": ref})
+                raise NotFound(
+                    f"{ref!r} is not a branch, tag or commit of {repo.name}",
+                    hint="List the pack's versions (tags) and pick one, or use nightly.",
+                    details={"path": str(repo), "ref": ref},
+                )
         if self._rev(repo, f"refs/heads/{ref}"):
             args = ["checkout", "-q", ref, "--"]
         elif self._rev(repo, f"refs/remotes/{remote}/{ref}"):

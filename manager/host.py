@@ -53,6 +53,7 @@ class StandaloneHost:
                     return line.split("=", 1)[1].strip().strip("\"'")
         if (root / ".git").exists():
             from .git import run_local  # here, not at the top: the prestartup script imports this module
+
             rc, out = run_local("git", root, "rev-parse", "HEAD", timeout=10)
             return out.decode("utf-8", "replace").strip() if rc == 0 else None
         return None
@@ -60,10 +61,28 @@ class StandaloneHost:
     def model_folders(self) -> dict[str, list[Path]]:
         """Model folder names to their directories (standalone: the default ComfyUI layout)."""
         base = self.layout.models_dir
-        names = ["checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models",
-                 "clip_vision", "style_models", "embeddings", "diffusers", "vae_approx", "controlnet",
-                 "gligen", "upscale_models", "latent_upscale_models", "hypernetworks", "photomaker",
-                 "classifiers", "model_patches", "audio_encoders"]
+        names = [
+            "checkpoints",
+            "configs",
+            "loras",
+            "vae",
+            "text_encoders",
+            "diffusion_models",
+            "clip_vision",
+            "style_models",
+            "embeddings",
+            "diffusers",
+            "vae_approx",
+            "controlnet",
+            "gligen",
+            "upscale_models",
+            "latent_upscale_models",
+            "hypernetworks",
+            "photomaker",
+            "classifiers",
+            "model_patches",
+            "audio_encoders",
+        ]
         folders = {name: [base / name] for name in names}
         folders["text_encoders"].append(base / "clip")
         folders["diffusion_models"].insert(0, base / "unet")

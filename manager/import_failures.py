@@ -19,7 +19,7 @@ from typing import Any
 from .fsops import atomic_write_json
 
 FILE_NAME = "import-failures.json"
-KINDS = ("import_error", "no_nodes")   # raised while importing | imported but exports no nodes
+KINDS = ("import_error", "no_nodes")  # raised while importing | imported but exports no nodes
 
 
 @dataclass(frozen=True)
@@ -32,17 +32,28 @@ class ImportFailure:
     message: str = ""
     traceback: str = ""
     kind: str = "import_error"
-    source: str = ""          # log | not_loaded: how we know
+    source: str = ""  # log | not_loaded: how we know
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "message": self.message, "traceback": self.traceback,
-                "kind": self.kind, "source": self.source}
+        return {
+            "name": self.name,
+            "path": self.path,
+            "message": self.message,
+            "traceback": self.traceback,
+            "kind": self.kind,
+            "source": self.source,
+        }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ImportFailure:
-        return cls(str(raw.get("name") or ""), str(raw.get("path") or ""), str(raw.get("message") or ""),
-                   str(raw.get("traceback") or ""), str(raw.get("kind") or "import_error"),
-                   str(raw.get("source") or ""))
+        return cls(
+            str(raw.get("name") or ""),
+            str(raw.get("path") or ""),
+            str(raw.get("message") or ""),
+            str(raw.get("traceback") or ""),
+            str(raw.get("kind") or "import_error"),
+            str(raw.get("source") or ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -74,17 +85,26 @@ class ImportFailureReport:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"available": self.available, "live": self.live, "recorded_at": self.recorded_at,
-                "count": len(self.failures), "failures": [f.to_dict() for f in self.failures],
-                "notes": list(self.notes)}
+        return {
+            "available": self.available,
+            "live": self.live,
+            "recorded_at": self.recorded_at,
+            "count": len(self.failures),
+            "failures": [f.to_dict() for f in self.failures],
+            "notes": list(self.notes),
+        }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ImportFailureReport:
         raw_items = raw.get("failures")
         items = raw_items if isinstance(raw_items, list) else []
-        return cls(tuple(ImportFailure.from_dict(i) for i in items if isinstance(i, Mapping)),
-                   str(raw.get("recorded_at") or ""), bool(raw.get("available", True)), False,
-                   tuple(str(n) for n in raw.get("notes") or () if isinstance(n, str)))
+        return cls(
+            tuple(ImportFailure.from_dict(i) for i in items if isinstance(i, Mapping)),
+            str(raw.get("recorded_at") or ""),
+            bool(raw.get("available", True)),
+            False,
+            tuple(str(n) for n in raw.get("notes") or () if isinstance(n, str)),
+        )
 
 
 def report_path(layout: Any) -> Path:

@@ -21,8 +21,17 @@ from .errors import NotFound
 from .layout import DISABLED_DIRNAME, STAGING_DIRNAME, TRASH_DIRNAME, Layout
 from .records import Notice, _Record
 
-__all__ = ["InstalledPack", "PackConflict", "Inventory", "GitMeta", "scan", "read_git_meta",
-           "parse_disabled_name", "read_tracking", "KINDS"]
+__all__ = [
+    "InstalledPack",
+    "PackConflict",
+    "Inventory",
+    "GitMeta",
+    "scan",
+    "read_git_meta",
+    "parse_disabled_name",
+    "read_tracking",
+    "KINDS",
+]
 
 KINDS = ("git", "cnr", "file", "folder", "unknown")
 _SKIP_NAMES = {DISABLED_DIRNAME, STAGING_DIRNAME, TRASH_DIRNAME, "__pycache__"}
@@ -44,8 +53,8 @@ class CatalogLike(Protocol):
 class GitMeta(_Record):
     """Git state read from disk without running git."""
 
-    commit: str                 # "" on an unborn branch
-    branch: str                 # "" when detached
+    commit: str  # "" on an unborn branch
+    branch: str  # "" when detached
     detached: bool
     remote_name: str
     remote_url: str
@@ -56,22 +65,22 @@ class GitMeta(_Record):
 class InstalledPack(_Record):
     """One entry of ``custom_nodes/`` or ``custom_nodes/.disabled/``."""
 
-    name: str                   # the entry name on disk (folder or file)
+    name: str  # the entry name on disk (folder or file)
     path: str
     enabled: bool
-    kind: str                   # one of KINDS
-    pack_id: str                # cnr id when known, else the name without version/".disabled" decoration
-    version: str = ""           # registry version, or the version decoded from "<id>@<ver>"
-    disabled_style: str = ""    # "" (enabled) | "dir" (inside .disabled/) | "suffix" (<name>.disabled)
+    kind: str  # one of KINDS
+    pack_id: str  # cnr id when known, else the name without version/".disabled" decoration
+    version: str = ""  # registry version, or the version decoded from "<id>@<ver>"
+    disabled_style: str = ""  # "" (enabled) | "dir" (inside .disabled/) | "suffix" (<name>.disabled)
     remote_url: str = ""
     commit: str = ""
-    branch: str = ""            # "" when detached or not git
+    branch: str = ""  # "" when detached or not git
     detached: bool = False
-    cnr_id: str = ""            # [project] name of pyproject.toml
-    cnr_version: str = ""       # [project] version
-    repository: str = ""        # [project.urls] Repository
-    publisher_id: str = ""      # [tool.comfy] PublisherId
-    display_name: str = ""      # [tool.comfy] DisplayName
+    cnr_id: str = ""  # [project] name of pyproject.toml
+    cnr_version: str = ""  # [project] version
+    repository: str = ""  # [project.urls] Repository
+    publisher_id: str = ""  # [tool.comfy] PublisherId
+    display_name: str = ""  # [tool.comfy] DisplayName
     has_tracking: bool = False
     has_requirements: bool = False
     has_install_script: bool = False
@@ -123,8 +132,9 @@ class Inventory(_Record):
         k = key.strip().lower()
         if not k:
             return ()
-        return tuple(p for p in self.packs
-                     if k in (p.name.lower(), p.pack_id.lower(), p.cnr_id.lower(), p.catalog_id.lower()))
+        return tuple(
+            p for p in self.packs if k in (p.name.lower(), p.pack_id.lower(), p.cnr_id.lower(), p.catalog_id.lower())
+        )
 
 
 # --- names -----------------------------------------------------------------------------
@@ -148,7 +158,7 @@ def parse_disabled_name(name: str) -> tuple[str, str, bool]:
 def normalise_remote(url: str) -> str:
     """Compare key of a repository URL: scheme, credentials, ``.git`` and trailing ``/`` dropped."""
     text = url.strip()
-    m = re.match(r"^(?:[^@/\s]+@)?([A-Za-z0-9.-]+):(?!//)(.*)$", text)     # scp-like git@host:o/r
+    m = re.match(r"^(?:[^@/\s]+@)?([A-Za-z0-9.-]+):(?!//)(.*)$", text)  # scp-like git@host:o/r
     if m and "://" not in text:
         text = f"{m.group(1)}/{m.group(2)}"
     elif "://" in text:
@@ -213,12 +223,12 @@ def parse_git_config(text: str) -> dict[str, list[str]]:
             name, sub = m.group(1), m.group(2)
             if sub is not None:
                 section = f"{name.lower()}.{sub.replace(chr(92) + chr(34), chr(34))}"
-            elif "." in name:                      # deprecated [section.sub] form
+            elif "." in name:  # deprecated [section.sub] form
                 head, _, tail = name.partition(".")
                 section = f"{head.lower()}.{tail.lower()}"
             else:
                 section = name.lower()
-            stripped = stripped[m.end():].strip()
+            stripped = stripped[m.end() :].strip()
             if not stripped or stripped[0] in "#;":
                 continue
         if not section:
@@ -233,7 +243,7 @@ def parse_git_config(text: str) -> dict[str, list[str]]:
 
 def _resolve_ref(ref: str, git_dir: str, common_dir: str) -> str:
     """Commit a ref points to: loose ref files first, then ``packed-refs``; "" when unborn."""
-    for _ in range(5):                          # symbolic refs may chain
+    for _ in range(5):  # symbolic refs may chain
         found = ""
         for base in dict.fromkeys((git_dir, common_dir)):
             try:
@@ -290,7 +300,7 @@ def read_git_meta(pack_dir: str | os.PathLike[str], *, dotgit_is_dir: bool | Non
     branch, detached = "", False
     if head.startswith("ref:"):
         ref = head[4:].strip()
-        branch = ref[len("refs/heads/"):] if ref.startswith("refs/heads/") else ref
+        branch = ref[len("refs/heads/") :] if ref.startswith("refs/heads/") else ref
         commit = _resolve_ref(ref, git_dir, common_dir)
     elif _HEX_RE.match(head):
         commit, detached = head, True
@@ -303,12 +313,13 @@ def read_git_meta(pack_dir: str | os.PathLike[str], *, dotgit_is_dir: bool | Non
     remote_name = ""
     if branch:
         remote_name = (config.get(f"branch.{branch}.remote") or [""])[0]
-    remotes = [k[len("remote."):-len(".url")] for k in config if k.startswith("remote.") and k.endswith(".url")]
+    remotes = [k[len("remote.") : -len(".url")] for k in config if k.startswith("remote.") and k.endswith(".url")]
     if remote_name not in remotes:
         remote_name = "origin" if "origin" in remotes else (remotes[0] if remotes else "")
     remote_url = config[f"remote.{remote_name}.url"][0] if remote_name else ""
-    return GitMeta(commit=commit, branch=branch, detached=detached, remote_name=remote_name,
-                   remote_url=remote_url, git_dir=git_dir)
+    return GitMeta(
+        commit=commit, branch=branch, detached=detached, remote_name=remote_name, remote_url=remote_url, git_dir=git_dir
+    )
 
 
 # --- one entry -------------------------------------------------------------------------
@@ -332,22 +343,31 @@ def _read_pyproject(path: str) -> dict[str, str]:
     urls = raw_urls if isinstance(raw_urls, dict) else {}
     repo = next((v for k, v in urls.items() if str(k).lower() in ("repository", "source", "homepage")), "")
     comfy = comfy if isinstance(comfy, dict) else {}
-    return {"cnr_id": str(project.get("name") or ""), "cnr_version": str(project.get("version") or ""),
-            "repository": str(repo or ""), "publisher_id": str(comfy.get("PublisherId") or ""),
-            "display_name": str(comfy.get("DisplayName") or "")}
+    return {
+        "cnr_id": str(project.get("name") or ""),
+        "cnr_version": str(project.get("version") or ""),
+        "repository": str(repo or ""),
+        "publisher_id": str(comfy.get("PublisherId") or ""),
+        "display_name": str(comfy.get("DisplayName") or ""),
+    }
 
 
 def _scan_entry(entry: os.DirEntry[str], *, enabled: bool, style: str) -> InstalledPack | None:
     name = entry.name
     base, name_version, _ = parse_disabled_name(name) if not enabled else (name, "", False)
-    common: dict[str, Any] = {"name": name, "path": entry.path, "enabled": enabled,
-                              "disabled_style": style, "is_link": entry.is_symlink()}
+    common: dict[str, Any] = {
+        "name": name,
+        "path": entry.path,
+        "enabled": enabled,
+        "disabled_style": style,
+        "is_link": entry.is_symlink(),
+    }
     if entry.is_file():
         if not base.endswith(".py"):
             return None
         return InstalledPack(kind="file", pack_id=base, version=name_version, **common)
     if not entry.is_dir():
-        return None                              # broken link, socket, ...
+        return None  # broken link, socket, ...
     problems: list[str] = []
     try:
         with os.scandir(entry.path) as it:
@@ -358,7 +378,7 @@ def _scan_entry(entry: os.DirEntry[str], *, enabled: bool, style: str) -> Instal
     if "pyproject.toml" in children:
         try:
             fields.update(_read_pyproject(children["pyproject.toml"].path))
-        except Exception as exc:                 # toml raises several types; a bad file is reported
+        except Exception as exc:  # toml raises several types; a bad file is reported
             problems.append(f"pyproject.toml unreadable: {exc}")
     kind = "unknown"
     dotgit = children.get(".git")
@@ -366,8 +386,7 @@ def _scan_entry(entry: os.DirEntry[str], *, enabled: bool, style: str) -> Instal
         kind = "git"
         try:
             meta = read_git_meta(entry.path, dotgit_is_dir=dotgit.is_dir())
-            fields.update(remote_url=meta.remote_url, commit=meta.commit, branch=meta.branch,
-                          detached=meta.detached)
+            fields.update(remote_url=meta.remote_url, commit=meta.commit, branch=meta.branch, detached=meta.detached)
         except (OSError, ValueError) as exc:
             problems.append(f"git metadata unreadable: {exc}")
     elif ".tracking" in children:
@@ -378,9 +397,16 @@ def _scan_entry(entry: os.DirEntry[str], *, enabled: bool, style: str) -> Instal
     pack_id = cnr_id if kind == "cnr" and cnr_id else base
     version = fields.get("cnr_version", "") if kind == "cnr" else ""
     return InstalledPack(
-        kind=kind, pack_id=pack_id, version=version or name_version,
-        has_tracking=".tracking" in children, has_requirements="requirements.txt" in children,
-        has_install_script="install.py" in children, problems=tuple(problems), **common, **fields)
+        kind=kind,
+        pack_id=pack_id,
+        version=version or name_version,
+        has_tracking=".tracking" in children,
+        has_requirements="requirements.txt" in children,
+        has_install_script="install.py" in children,
+        problems=tuple(problems),
+        **common,
+        **fields,
+    )
 
 
 def _iter_entries(folder: Path, notices: list[Notice]) -> Iterable[os.DirEntry[str]]:
@@ -390,8 +416,11 @@ def _iter_entries(folder: Path, notices: list[Notice]) -> Iterable[os.DirEntry[s
     except FileNotFoundError:
         return []
     except OSError as exc:
-        notices.append(Notice("error", "inventory_unreadable", f"cannot list {folder}: {exc}",
-                              hint="Check the folder's permissions."))
+        notices.append(
+            Notice(
+                "error", "inventory_unreadable", f"cannot list {folder}: {exc}", hint="Check the folder's permissions."
+            )
+        )
         return []
     return [e for e in entries if e.name not in _SKIP_NAMES and not e.name.startswith(".")]
 
@@ -445,8 +474,9 @@ def _find_conflicts(packs: list[InstalledPack]) -> list[PackConflict]:
         on = [packs[i] for i in members if packs[i].enabled]
         off = [packs[i] for i in members if not packs[i].enabled]
         if on and off:
-            key = next((k for k in on[0].identity_keys if any(k in p.identity_keys for p in off)),
-                       on[0].identity_keys[0])
+            key = next(
+                (k for k in on[0].identity_keys if any(k in p.identity_keys for p in off)), on[0].identity_keys[0]
+            )
             out.append(PackConflict(key=key, enabled=tuple(on), disabled=tuple(off)))
     return sorted(out, key=lambda c: c.key)
 
@@ -471,10 +501,15 @@ def scan(layout: Layout, *, catalog: CatalogLike | None = None) -> Inventory:
     packs.sort(key=lambda p: (not p.enabled, p.name.lower()))
     conflicts = _find_conflicts(packs)
     for c in conflicts:
-        notices.append(Notice(
-            "warning", "pack_conflict",
-            f"{c.key.split(':', 1)[1]} is both enabled ({', '.join(p.name for p in c.enabled)}) and "
-            f"disabled ({', '.join(p.name for p in c.disabled)})",
-            hint="Remove one of the copies (uninstall the disabled one, or disable the enabled one first)."))
-    return Inventory(custom_nodes=str(layout.custom_nodes), packs=tuple(packs),
-                     conflicts=tuple(conflicts), notices=tuple(notices))
+        notices.append(
+            Notice(
+                "warning",
+                "pack_conflict",
+                f"{c.key.split(':', 1)[1]} is both enabled ({', '.join(p.name for p in c.enabled)}) and "
+                f"disabled ({', '.join(p.name for p in c.disabled)})",
+                hint="Remove one of the copies (uninstall the disabled one, or disable the enabled one first).",
+            )
+        )
+    return Inventory(
+        custom_nodes=str(layout.custom_nodes), packs=tuple(packs), conflicts=tuple(conflicts), notices=tuple(notices)
+    )

@@ -16,10 +16,10 @@ import logging
 import re
 import urllib.parse
 import urllib.request
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -53,8 +53,8 @@ class NetworkPolicy:
     """Everything the gate needs to decide on a URL and to build HTTP sessions."""
 
     mode: NetworkMode = NetworkMode.PUBLIC
-    private_mirrors: tuple[str, ...] = ()      # URL prefixes allowed in private mode
-    allowed_prefixes: tuple[str, ...] = ()     # channels, allowed_channels, registry base (private mode)
+    private_mirrors: tuple[str, ...] = ()  # URL prefixes allowed in private mode
+    allowed_prefixes: tuple[str, ...] = ()  # channels, allowed_channels, registry base (private mode)
     mirror_map: tuple[tuple[str, str], ...] = ()  # ordered (prefix, replacement), applied before deciding
     connect_timeout: float = 5.0
     total_timeout: float = 30.0
@@ -133,7 +133,7 @@ class NetworkGate:
             return True
         if "://" in text or _HELPER_RE.match(text):
             return False
-        if re.match(r"^[A-Za-z]:[\\/]", text):     # C:\models or C:/models
+        if re.match(r"^[A-Za-z]:[\\/]", text):  # C:\models or C:/models
             return True
         return not _SCP_RE.match(text)
 
@@ -144,8 +144,10 @@ class NetworkGate:
         if text.lower().startswith("file:"):
             parts = urllib.parse.urlsplit(text)
             if parts.netloc not in ("", "localhost"):
-                raise NetworkBlocked(f"file URL {text!r} names a remote host {parts.netloc!r}",
-                                     hint="Use file:///absolute/path (three slashes) for a local folder.")
+                raise NetworkBlocked(
+                    f"file URL {text!r} names a remote host {parts.netloc!r}",
+                    hint="Use file:///absolute/path (three slashes) for a local folder.",
+                )
             return Path(urllib.request.url2pathname(parts.path))
         return Path(text).expanduser()
 
@@ -153,7 +155,7 @@ class NetworkGate:
         """Apply the first matching ``mirror_map`` rule (prefix replaced, rest kept)."""
         for prefix, replacement in self._policy.mirror_map:
             if _under_prefix(url, prefix):
-                rest = url[len(prefix):]
+                rest = url[len(prefix) :]
                 if prefix.endswith("/") and not replacement.endswith("/"):
                     replacement += "/"
                 if replacement.endswith("/") and rest.startswith("/"):
@@ -172,8 +174,10 @@ class NetworkGate:
         """
         original = str(url).strip()
         if not original:
-            raise NetworkBlocked(f"empty URL for {purpose}", hint="Check the source of this URL "
-                                 "(channels.list, the catalog entry or the command line).")
+            raise NetworkBlocked(
+                f"empty URL for {purpose}",
+                hint="Check the source of this URL (channels.list, the catalog entry or the command line).",
+            )
         final = self.rewrite(original)
         if final != original:
             self.log.debug("mirror_map: %s -> %s", redact_url(original), redact_url(final))
@@ -186,7 +190,8 @@ class NetworkGate:
             self.log.info("offline mode refused %s URL %s", purpose, shown)
             raise OfflineModeEnabled(
                 f"offline mode: refused to reach {shown} ({purpose})",
-                details={"url": shown, "purpose": purpose, "network_mode": mode.value})
+                details={"url": shown, "purpose": purpose, "network_mode": mode.value},
+            )
         if mode is NetworkMode.PRIVATE:
             prefixes = self.allowed_prefixes()
             if not any(_under_prefix(final, p) for p in prefixes):
@@ -194,34 +199,42 @@ class NetworkGate:
                 raise NetworkBlocked(
                     f"private mode: {shown} ({purpose}) is not under an allowed mirror",
                     hint="network_mode is 'private': add the URL prefix to private_mirrors in config.ini, "
-                         "or rewrite this host onto an allowed mirror (mirror_map)"
-                         + (f" (allowed now: {', '.join(prefixes)})" if prefixes else " (none configured)"),
-                    details={"url": shown, "purpose": purpose, "network_mode": mode.value})
+                    "or rewrite this host onto an allowed mirror (mirror_map)"
+                    + (f" (allowed now: {', '.join(prefixes)})" if prefixes else " (none configured)"),
+                    details={"url": shown, "purpose": purpose, "network_mode": mode.value},
+                )
         return final
 
     def _check_scheme(self, url: str, purpose: str) -> None:
         shown = redact_url(url)
         if _HELPER_RE.match(url):
-            raise NetworkBlocked(f"refused {shown!r}: git remote helpers ('name::') are not allowed",
-                                 hint="Use an https:// (or, for git, ssh://) URL.",
-                                 details={"url": shown, "purpose": purpose})
-        if "://" not in url:                       # scp-like "git@host:owner/repo"
+            raise NetworkBlocked(
+                f"refused {shown!r}: git remote helpers ('name::') are not allowed",
+                hint="Use an https:// (or, for git, ssh://) URL.",
+                details={"url": shown, "purpose": purpose},
+            )
+        if "://" not in url:  # scp-like "git@host:owner/repo"
             if purpose == "git":
                 return
-            raise NetworkBlocked(f"refused {shown!r}: not an http(s) URL", hint="Use an https:// URL.",
-                                 details={"url": shown, "purpose": purpose})
+            raise NetworkBlocked(
+                f"refused {shown!r}: not an http(s) URL",
+                hint="Use an https:// URL.",
+                details={"url": shown, "purpose": purpose},
+            )
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme in _HTTP_SCHEMES or (purpose == "git" and scheme in _GIT_ONLY_SCHEMES):
             if not parts.hostname:
-                raise NetworkBlocked(f"refused {shown!r}: the URL has no host",
-                                     hint="Check the URL for typos.", details={"url": shown})
+                raise NetworkBlocked(
+                    f"refused {shown!r}: the URL has no host", hint="Check the URL for typos.", details={"url": shown}
+                )
             return
         raise NetworkBlocked(
             f"refused {shown!r}: scheme {scheme + '://'!r} is not supported for {purpose}",
             hint="Use https:// (or http://); ssh:// is accepted for git remotes only. A typo such as "
-                 "'htps://' in a catalog entry also lands here.",
-            details={"url": shown, "purpose": purpose, "scheme": scheme})
+            "'htps://' in a catalog entry also lands here.",
+            details={"url": shown, "purpose": purpose, "scheme": scheme},
+        )
 
     # -- sessions -----------------------------------------------------------------------
     def session(self, *, streaming: bool = False) -> aiohttp.ClientSession:
@@ -232,39 +245,60 @@ class NetworkGate:
         """
         pol = self._policy
         if streaming:
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=pol.connect_timeout,
-                                            sock_read=pol.total_timeout)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=pol.connect_timeout, sock_read=pol.total_timeout)
         else:
             timeout = aiohttp.ClientTimeout(total=pol.total_timeout, sock_connect=pol.connect_timeout)
         connector = None
         if pol.bypass_ssl:
             if not self._ssl_warned:
                 self._ssl_warned = True
-                self.log.warning("bypass_ssl is on: TLS certificates are NOT verified for any "
-                                 "request (set bypass_ssl = False in config.ini to verify them)")
+                self.log.warning(
+                    "bypass_ssl is on: TLS certificates are NOT verified for any "
+                    "request (set bypass_ssl = False in config.ini to verify them)"
+                )
             connector = aiohttp.TCPConnector(ssl=False)
-        return aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=True,
-                                     headers={"User-Agent": pol.user_agent})
+        return aiohttp.ClientSession(
+            timeout=timeout, connector=connector, trust_env=True, headers={"User-Agent": pol.user_agent}
+        )
 
     # -- requests (see fetch.py) ----------------------------------------------------------
-    async def get(self, url: str, *, purpose: str = "other", headers: Mapping[str, str] | None = None,
-                  max_bytes: int | None = None,
-                  session: aiohttp.ClientSession | None = None) -> GateResponse:
+    async def get(
+        self,
+        url: str,
+        *,
+        purpose: str = "other",
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> GateResponse:
         """Gated GET. ``file://`` is read from disk; status >= 400 raises ``HttpStatusError``
         (304 is returned); connection failures raise ``NetworkUnreachable``. Pass ``session``
         to reuse connections across many calls (paging)."""
-        return await fetch.gated_get(self, url, purpose=purpose, headers=headers,
-                                     max_bytes=max_bytes, session=session)
+        return await fetch.gated_get(self, url, purpose=purpose, headers=headers, max_bytes=max_bytes, session=session)
 
-    async def download(self, url: str, dest: Path, *, purpose: str = "model",
-                       expected_size: int | None = None, sha256: str | None = None,
-                       resume: bool = True,
-                       progress: Callable[[int, int | None], None] | None = None) -> Path:
+    async def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        purpose: str = "model",
+        expected_size: int | None = None,
+        sha256: str | None = None,
+        resume: bool = True,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Path:
         """Stream ``url`` to ``dest`` via ``dest.name + '.part'``, resuming with Range when the
         server supports it; size and sha256 are checked before the rename into place."""
-        return await fetch.download(self, url, Path(dest), purpose=purpose,
-                                    expected_size=expected_size, sha256=sha256, resume=resume,
-                                    progress=progress)
+        return await fetch.download(
+            self,
+            url,
+            Path(dest),
+            purpose=purpose,
+            expected_size=expected_size,
+            sha256=sha256,
+            resume=resume,
+            progress=progress,
+        )
 
 
 _T = TypeVar("_T")

@@ -23,7 +23,7 @@ def _death_signal_setter() -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        prctl = ctypes.CDLL(None).prctl   # libc's, resolved in the parent: the child makes one call
+        prctl = ctypes.CDLL(None).prctl  # libc's, resolved in the parent: the child makes one call
     except (OSError, AttributeError):
         return None
 
@@ -33,7 +33,7 @@ def _death_signal_setter() -> Callable[[], None] | None:
     return set_death_signal
 
 
-@functools.lru_cache(maxsize=1)   # resolved on the first child, never at import
+@functools.lru_cache(maxsize=1)  # resolved on the first child, never at import
 def _setter() -> Callable[[], None] | None:
     return _death_signal_setter()
 
@@ -59,5 +59,5 @@ def kill_tree(proc: subprocess.Popen[Any]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         else:
             proc.kill()
-    except (ProcessLookupError, PermissionError):   # the group is gone, or not ours to signal
+    except (ProcessLookupError, PermissionError):  # the group is gone, or not ours to signal
         proc.kill()

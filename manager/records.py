@@ -43,9 +43,9 @@ class NodePack(_Record):
     id: str
     title: str
     author: str = ""
-    reference: str = ""                 # repository or page URL
-    files: tuple[str, ...] = ()         # clone URL, raw file URLs or archive URLs
-    install_type: str = "git-clone"     # normalised: git-clone | copy | unzip | cnr
+    reference: str = ""  # repository or page URL
+    files: tuple[str, ...] = ()  # clone URL, raw file URLs or archive URLs
+    install_type: str = "git-clone"  # normalised: git-clone | copy | unzip | cnr
     description: str = ""
     pip: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
@@ -54,7 +54,7 @@ class NodePack(_Record):
     channel: str = ""
     stars: int | None = None
     last_update: str = ""
-    cnr_id: str = ""                    # Comfy Registry id when known
+    cnr_id: str = ""  # Comfy Registry id when known
     latest_version: str = ""
 
 
@@ -79,8 +79,8 @@ class CacheEntry(_Record):
     """Metadata sidecar of one cached remote file."""
 
     url: str
-    path: str                           # absolute path of the cached body
-    fetched_at: float                   # unix time of the last successful fetch or revalidation
+    path: str  # absolute path of the cached body
+    fetched_at: float  # unix time of the last successful fetch or revalidation
     sha256: str
     size: int
     etag: str = ""
@@ -102,7 +102,7 @@ class CatalogIssue(_Record):
 class Notice(_Record):
     """Something the user should know (stale data, fallbacks, skipped entries)."""
 
-    level: str                          # info | warning | error
+    level: str  # info | warning | error
     code: str
     message: str
     hint: str = ""
@@ -119,7 +119,7 @@ class PolicyDecision(_Record):
 
     allowed: bool
     operation: str
-    risk: str = ""                      # e.g. catalog | registry | git_url | local_path | pip
+    risk: str = ""  # e.g. catalog | registry | git_url | local_path | pip
     code: str = ""
     reason: str = ""
     hint: str = ""

@@ -20,13 +20,26 @@ import json
 import logging
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .channel_cache import CachedFile, ChannelCache, format_age
-from .errors import (CacheCorrupt, CacheMissing, ChannelDataInvalid, ConfigError, DownloadIncomplete,
-                     HttpStatusError, InvalidName, ManagerError, NetworkBlocked, NetworkUnreachable,
-                     NotFound, RegistryError, ResponseTooLarge)
+from .errors import (
+    CacheCorrupt,
+    CacheMissing,
+    ChannelDataInvalid,
+    ConfigError,
+    DownloadIncomplete,
+    HttpStatusError,
+    InvalidName,
+    ManagerError,
+    NetworkBlocked,
+    NetworkUnreachable,
+    NotFound,
+    RegistryError,
+    ResponseTooLarge,
+)
 from .network import NetworkGate, redact_url
 from .records import CatalogIssue, NodePack, Notice, _Record
 
@@ -45,10 +58,19 @@ _SAFE_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}$")
 
 PAGE_MAX_BYTES = 64 * 1024 * 1024
 # Failures after which a cached listing is served instead (flagged stale).
-_FALLBACK_ERRORS = (NetworkBlocked, NetworkUnreachable, HttpStatusError, DownloadIncomplete,
-                    ResponseTooLarge, RegistryError, ChannelDataInvalid)
-_REGISTRY_HINT = ("Check the registry_url setting (default https://api.comfy.org): it must point at the "
-                  "Comfy Registry API or a mirror that answers the same JSON.")
+_FALLBACK_ERRORS = (
+    NetworkBlocked,
+    NetworkUnreachable,
+    HttpStatusError,
+    DownloadIncomplete,
+    ResponseTooLarge,
+    RegistryError,
+    ChannelDataInvalid,
+)
+_REGISTRY_HINT = (
+    "Check the registry_url setting (default https://api.comfy.org): it must point at the "
+    "Comfy Registry API or a mirror that answers the same JSON."
+)
 
 
 # --- records -------------------------------------------------------------------------------
@@ -69,7 +91,7 @@ class RegistryNodeVersion(_Record):
     supported_comfyui_frontend_version: str = ""
     supported_os: tuple[str, ...] = ()
     supported_accelerators: tuple[str, ...] = ()
-    id: str = ""                        # the registry's uuid of this version
+    id: str = ""  # the registry's uuid of this version
 
 
 @dataclass(frozen=True)
@@ -83,7 +105,7 @@ class RegistryNode(_Record):
     publisher_id: str = ""
     publisher_name: str = ""
     repository: str = ""
-    latest_version: str = NIGHTLY       # "nightly" when the pack never published a release
+    latest_version: str = NIGHTLY  # "nightly" when the pack never published a release
     latest_download_url: str = ""
     latest_created_at: str = ""
     latest_deprecated: bool = False
@@ -107,12 +129,12 @@ class RegistryListing(_Record):
     """Every registry node, with where the data came from and how old it is."""
 
     nodes: tuple[RegistryNode, ...]
-    source: str                         # fresh | revalidated | fetched | stale | local (from the cache)
+    source: str  # fresh | revalidated | fetched | stale | local (from the cache)
     age_seconds: float
-    notice: Notice | None = None        # e.g. the stale-data notice of the cache
+    notice: Notice | None = None  # e.g. the stale-data notice of the cache
     base_url: str = ""
-    total_reported: int = 0             # what the registry said its total was
-    skipped: int = 0                    # bad nodes left out
+    total_reported: int = 0  # what the registry said its total was
+    skipped: int = 0  # bad nodes left out
     issues: tuple[CatalogIssue, ...] = ()
 
 
@@ -161,15 +183,17 @@ def _decode_json(body: bytes, url: str) -> Any:
     try:
         return json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting is hostile input
-        raise _registry_error(f"the registry answer from {url} is not JSON ({exc.__class__.__name__})",
-                              url, body_start=body[:80].decode("utf-8", "replace")) from None
+        raise _registry_error(
+            f"the registry answer from {url} is not JSON ({exc.__class__.__name__})",
+            url,
+            body_start=body[:80].decode("utf-8", "replace"),
+        ) from None
 
 
 def parse_version(raw: Any, *, node_id: str = "", url: str = "") -> RegistryNodeVersion:
     """A ``NodeVersion`` object -> ``RegistryNodeVersion``; ``RegistryError`` if it is not one."""
     if not isinstance(raw, dict) or not isinstance(raw.get("version"), str) or not raw["version"]:
-        raise _registry_error(f"the registry answered something that is not a node version for {node_id!r}",
-                              url)
+        raise _registry_error(f"the registry answered something that is not a node version for {node_id!r}", url)
     return RegistryNodeVersion(
         node_id=_text(raw.get("node_id")) or node_id,
         version=raw["version"],
@@ -199,8 +223,9 @@ def parse_node(raw: Any) -> RegistryNode:
         validate_node_id(node_id)
     except InvalidName:
         raise ValueError(f"unsafe node id {node_id!r}") from None
-    publisher = raw.get("publisher") if isinstance(raw.get("publisher"), dict) else {}
-    latest = raw.get("latest_version") if isinstance(raw.get("latest_version"), dict) else {}
+    found_publisher, found_latest = raw.get("publisher"), raw.get("latest_version")
+    publisher: dict[str, Any] = found_publisher if isinstance(found_publisher, dict) else {}
+    latest: dict[str, Any] = found_latest if isinstance(found_latest, dict) else {}
     latest_version = _text(latest.get("version")) or NIGHTLY
     rating = raw.get("rating")
     stars = raw.get("github_stars")
@@ -246,8 +271,8 @@ def parse_page(doc: Any, url: str) -> _Page:
     # The API names it totalPages; accept totalNumberOfPages (used by other registry lists) too.
     pages = doc.get("totalPages", doc.get("totalNumberOfPages"))
     total, limit = doc.get("total"), doc.get("limit")
-    if pages is None:   # derive it rather than silently stopping after page 1
-        pages = -(-total // limit) if _int(total) > 0 and _int(limit) > 0 else 1
+    if pages is None:  # derive it rather than silently stopping after page 1
+        pages = -(-_int(total) // _int(limit)) if _int(total) > 0 and _int(limit) > 0 else 1
     if not isinstance(pages, int) or isinstance(pages, bool) or pages < 0:
         raise _registry_error(f"the registry page {url} reports an invalid page count {pages!r}", url)
     return _Page(doc["nodes"], _int(total, len(doc["nodes"])), pages)
@@ -262,8 +287,15 @@ def collect_nodes(raw_nodes: list[Any], url: str) -> tuple[list[RegistryNode], l
             node = parse_node(raw)
         except ValueError as exc:
             title = raw.get("name", "") if isinstance(raw, dict) else ""
-            issues.append(CatalogIssue(channel="registry", file=url, index=index, problem=str(exc),
-                                       entry_title=title if isinstance(title, str) else ""))
+            issues.append(
+                CatalogIssue(
+                    channel="registry",
+                    file=url,
+                    index=index,
+                    problem=str(exc),
+                    entry_title=title if isinstance(title, str) else "",
+                )
+            )
             continue
         nodes.setdefault(node.id, node)
     return list(nodes.values()), issues
@@ -271,12 +303,24 @@ def collect_nodes(raw_nodes: list[Any], url: str) -> tuple[list[RegistryNode], l
 
 def to_node_packs(listing: RegistryListing) -> list[NodePack]:
     """Registry nodes as catalog records (``install_type`` ``cnr``)."""
-    return [NodePack(id=n.id, title=n.name or n.id, author=n.publisher_name or n.author,
-                     reference=n.repository or REGISTRY_PAGE_URL + n.id,
-                     files=(n.repository,) if n.repository else (), install_type="cnr",
-                     description=n.description, tags=n.tags, channel="registry", stars=n.github_stars,
-                     last_update=n.latest_created_at, cnr_id=n.id, latest_version=n.latest_version)
-            for n in listing.nodes]
+    return [
+        NodePack(
+            id=n.id,
+            title=n.name or n.id,
+            author=n.publisher_name or n.author,
+            reference=n.repository or REGISTRY_PAGE_URL + n.id,
+            files=(n.repository,) if n.repository else (),
+            install_type="cnr",
+            description=n.description,
+            tags=n.tags,
+            channel="registry",
+            stars=n.github_stars,
+            last_update=n.latest_created_at,
+            cnr_id=n.id,
+            latest_version=n.latest_version,
+        )
+        for n in listing.nodes
+    ]
 
 
 # --- the cached listing document -------------------------------------------------------------
@@ -297,9 +341,14 @@ def _from_dict(cls: type, raw: Any) -> Any:
 
 def encode_listing(base_url: str, nodes: list[RegistryNode], issues: list[CatalogIssue], total: int) -> bytes:
     """The one cache entry that holds the whole assembled listing."""
-    doc = {"format": LISTING_FORMAT, "base_url": base_url, "total": total,
-           "nodes": [n.to_dict() for n in nodes], "issues": [i.to_dict() for i in issues[:MAX_ISSUES_KEPT]],
-           "skipped": len(issues)}
+    doc = {
+        "format": LISTING_FORMAT,
+        "base_url": base_url,
+        "total": total,
+        "nodes": [n.to_dict() for n in nodes],
+        "issues": [i.to_dict() for i in issues[:MAX_ISSUES_KEPT]],
+        "skipped": len(issues),
+    }
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -325,16 +374,27 @@ class RegistryClient:
     pinned install answers, so offline mode and outages are served from disk with their age.
     """
 
-    def __init__(self, base_url: str, gate: NetworkGate, cache: ChannelCache | None = None, *,
-                 page_size: int = 100, max_pages: int = 1000, concurrency: int = 4,
-                 query: dict[str, str] | None = None, logger: logging.Logger | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        gate: NetworkGate,
+        cache: ChannelCache | None = None,
+        *,
+        page_size: int = 100,
+        max_pages: int = 1000,
+        concurrency: int = 4,
+        query: dict[str, str] | None = None,
+        logger: logging.Logger | None = None,
+    ):
         base = str(base_url or DEFAULT_REGISTRY_URL).strip().rstrip("/")
         parts = urllib.parse.urlsplit(base)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-            raise ConfigError(f"registry_url {redact_url(base)!r} is not an http(s) base URL",
-                              hint="Set registry_url in config.ini to https://api.comfy.org or your "
-                                   "registry mirror (no query string).",
-                              details={"key": "registry_url"})
+            raise ConfigError(
+                f"registry_url {redact_url(base)!r} is not an http(s) base URL",
+                hint="Set registry_url in config.ini to https://api.comfy.org or your "
+                "registry mirror (no query string).",
+                details={"key": "registry_url"},
+            )
         if page_size < 1 or max_pages < 1 or concurrency < 1:
             raise ValueError("page_size, max_pages and concurrency must be at least 1")
         self.base_url = base
@@ -355,8 +415,7 @@ class RegistryClient:
         return f"{self.base_url}/nodes?" + urllib.parse.urlencode({"limit": self.page_size, **self.query})
 
     def page_url(self, page: int) -> str:
-        return f"{self.base_url}/nodes?" + urllib.parse.urlencode(
-            {"page": page, "limit": self.page_size, **self.query})
+        return f"{self.base_url}/nodes?" + urllib.parse.urlencode({"page": page, "limit": self.page_size, **self.query})
 
     def versions_url(self, node_id: str) -> str:
         query = urllib.parse.urlencode([("statuses", s) for s in VERSION_STATUSES])
@@ -379,8 +438,9 @@ class RegistryClient:
             raise ValueError(f"refresh must be auto, force or never, not {refresh!r}")
         if self.cache is None:
             nodes, issues, total = await self._fetch_all()
-            return self._listing(tuple(nodes), tuple(issues[:MAX_ISSUES_KEPT]), total, len(issues),
-                                 "fetched", 0.0, None)
+            return self._listing(
+                tuple(nodes), tuple(issues[:MAX_ISSUES_KEPT]), total, len(issues), "fetched", 0.0, None
+            )
         key = self.listing_key()
         decoded: dict[str, Any] = {}
 
@@ -397,8 +457,9 @@ class RegistryClient:
             hit = await self.cache.aget(key, refresh="never", validate=check)
         except (CacheMissing, CacheCorrupt) as exc:
             miss = exc
-        if hit is not None and (refresh == "never" or self.gate.offline
-                                or (refresh == "auto" and hit.source == "fresh")):
+        if hit is not None and (
+            refresh == "never" or self.gate.offline or (refresh == "auto" and hit.source == "fresh")
+        ):
             return self._cached_listing(decoded["doc"], hit, hit.notice)
         if hit is None and (refresh == "never" or self.gate.offline):
             raise miss  # type: ignore[misc]  # set whenever aget found nothing usable
@@ -411,36 +472,61 @@ class RegistryClient:
             return self._cached_listing(decoded["doc"], hit, self._stale_notice(hit, exc))
         data = encode_listing(self.base_url, nodes, issues, total)
         await asyncio.to_thread(self.cache.put, key, data)
-        return self._listing(tuple(nodes), tuple(issues[:MAX_ISSUES_KEPT]), total, len(issues),
-                             "fetched", 0.0, None)
+        return self._listing(tuple(nodes), tuple(issues[:MAX_ISSUES_KEPT]), total, len(issues), "fetched", 0.0, None)
 
-    def _listing(self, nodes: tuple[RegistryNode, ...], issues: tuple[CatalogIssue, ...], total: int,
-                 skipped: int, source: str, age: float, notice: Notice | None) -> RegistryListing:
-        return RegistryListing(nodes=nodes, source=source, age_seconds=age, notice=notice,
-                               base_url=self.base_url, total_reported=total, skipped=skipped, issues=issues)
+    def _listing(
+        self,
+        nodes: tuple[RegistryNode, ...],
+        issues: tuple[CatalogIssue, ...],
+        total: int,
+        skipped: int,
+        source: str,
+        age: float,
+        notice: Notice | None,
+    ) -> RegistryListing:
+        return RegistryListing(
+            nodes=nodes,
+            source=source,
+            age_seconds=age,
+            notice=notice,
+            base_url=self.base_url,
+            total_reported=total,
+            skipped=skipped,
+            issues=issues,
+        )
 
     def _cached_listing(self, doc: dict[str, Any], hit: CachedFile, notice: Notice | None) -> RegistryListing:
-        return self._listing(doc["nodes"], doc["issues"], doc["total"], doc["skipped"], hit.source,
-                             hit.age_seconds, notice)
+        return self._listing(
+            doc["nodes"], doc["issues"], doc["total"], doc["skipped"], hit.source, hit.age_seconds, notice
+        )
 
     def _stale_notice(self, hit: CachedFile, error: Exception) -> Notice:
         message = error.message if isinstance(error, ManagerError) else str(error)
         hint = error.hint if isinstance(error, ManagerError) and error.hint else _REGISTRY_HINT
-        return Notice("warning", "cache_stale",
-                      f"using the cached registry listing from {format_age(hit.age_seconds)} ago: {message}",
-                      hint=hint,
-                      details={"url": redact_url(self.listing_key()), "age_seconds": hit.age_seconds,
-                               "reason": getattr(error, "code", type(error).__name__)})
+        return Notice(
+            "warning",
+            "cache_stale",
+            f"using the cached registry listing from {format_age(hit.age_seconds)} ago: {message}",
+            hint=hint,
+            details={
+                "url": redact_url(self.listing_key()),
+                "age_seconds": hit.age_seconds,
+                "reason": getattr(error, "code", type(error).__name__),
+            },
+        )
 
     async def _fetch_all(self) -> tuple[list[RegistryNode], list[CatalogIssue], int]:
         """Page 1 tells the page count; the other pages are fetched concurrently (bounded)."""
-        self.gate.decide(self.page_url(1), "registry")   # refuse before a session is even built
+        self.gate.decide(self.page_url(1), "registry")  # refuse before a session is even built
         async with self.gate.session() as session:
             first = await self._get_page(1, session)
             if first.total_pages > self.max_pages:
                 raise _registry_error(
                     f"the registry reports {first.total_pages} pages of {self.page_size} nodes, more than "
-                    f"the limit of {self.max_pages}", self.page_url(1), total_pages=first.total_pages)
+                    f"the limit of {self.max_pages}",
+                    self.page_url(1),
+                    total_pages=first.total_pages,
+                )
             limiter = asyncio.Semaphore(self.concurrency)
 
             async def one(page: int) -> _Page:
@@ -460,8 +546,9 @@ class RegistryClient:
             raw.extend(page.raw_nodes)
         nodes, issues = collect_nodes(raw, self.listing_key())
         if issues:
-            self.log.warning("registry listing: skipped %d malformed node(s), first: %s", len(issues),
-                             issues[0].problem)
+            self.log.warning(
+                "registry listing: skipped %d malformed node(s), first: %s", len(issues), issues[0].problem
+            )
         return nodes, issues, first.total
 
     async def _get_page(self, page: int, session: Any) -> _Page:
@@ -472,25 +559,33 @@ class RegistryClient:
             raise self._status(exc, what="the node listing") from None
         return parse_page(_decode_json(resp.body, url), url)
 
-    def _status(self, exc: HttpStatusError, *, what: str, node_id: str = "", version: str | None = None
-                ) -> ManagerError:
+    def _status(
+        self, exc: HttpStatusError, *, what: str, node_id: str = "", version: str | None = None
+    ) -> ManagerError:
         status = exc.details.get("status")
         if status == 404 and node_id:
             label = f"{node_id}@{version}" if version else node_id
-            return NotFound(f"{label} is not in the registry at {self.base_url}",
-                            hint=(f"Check the node id and version against {self.base_url}/nodes/{node_id}/versions; "
-                                  "a private mirror must carry the node too (registry_url)."),
-                            details={**exc.details, "node_id": node_id, "version": version or "latest"})
-        return HttpStatusError(f"{exc.message} while reading {what}",
-                               hint=f"{exc.hint} The registry base URL is the registry_url setting.",
-                               details=exc.details)
+            return NotFound(
+                f"{label} is not in the registry at {self.base_url}",
+                hint=(
+                    f"Check the node id and version against {self.base_url}/nodes/{node_id}/versions; "
+                    "a private mirror must carry the node too (registry_url)."
+                ),
+                details={**exc.details, "node_id": node_id, "version": version or "latest"},
+            )
+        return HttpStatusError(
+            f"{exc.message} while reading {what}",
+            hint=f"{exc.hint} The registry base URL is the registry_url setting.",
+            details=exc.details,
+        )
 
     # -- one node ---------------------------------------------------------------------------------
     async def versions(self, node_id: str, *, refresh: str = "auto") -> list[RegistryNodeVersion]:
         """Active and pending versions of ``node_id``, newest first as the registry orders them."""
         url = self.versions_url(node_id)
-        body = await self._get_json_doc(url, refresh=refresh, node_id=node_id, what=f"the versions of {node_id}",
-                                        check=_must_be_list)
+        body = await self._get_json_doc(
+            url, refresh=refresh, node_id=node_id, what=f"the versions of {node_id}", check=_must_be_list
+        )
         if not isinstance(body, list):
             raise _registry_error(f"the versions of {node_id!r} are not a JSON list", url)
         out = []
@@ -513,17 +608,26 @@ class RegistryClient:
         if pinned is None:
             body = await self._get_json_doc(url, refresh=None, node_id=node_id, what=what)
         else:
-            body = await self._get_json_doc(url, refresh="auto", node_id=node_id, version=pinned, what=what,
-                                            check=_must_be_object)
+            body = await self._get_json_doc(
+                url, refresh="auto", node_id=node_id, version=pinned, what=what, check=_must_be_object
+            )
         info = parse_version(body, node_id=node_id, url=url)
         if info.node_id != node_id or (pinned is not None and info.version != pinned):
             raise _registry_error(
-                f"asked for {node_id}@{pinned or 'latest'}, the registry answered {info.node_id}@{info.version}",
-                url)
+                f"asked for {node_id}@{pinned or 'latest'}, the registry answered {info.node_id}@{info.version}", url
+            )
         return info
 
-    async def _get_json_doc(self, url: str, *, refresh: str | None, node_id: str, what: str,
-                            version: str | None = None, check: Callable[[bytes], None] | None = None) -> Any:
+    async def _get_json_doc(
+        self,
+        url: str,
+        *,
+        refresh: str | None,
+        node_id: str,
+        what: str,
+        version: str | None = None,
+        check: Callable[[bytes], None] | None = None,
+    ) -> Any:
         """GET ``url`` as JSON: through the cache when ``refresh`` is set, else straight via the gate."""
         try:
             if refresh is None or self.cache is None:

@@ -20,24 +20,33 @@ value that would allow the operation, and the config.ini in effect.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import SecurityDenied
 
-if TYPE_CHECKING:   # records are imported on the first decision (hosts mount routes before that)
+if TYPE_CHECKING:  # records are imported on the first decision (hosts mount routes before that)
     from .records import PolicyDecision
 
-__all__ = ["LEVELS", "OPERATIONS", "RISKS", "SecuritySettings", "decide", "enforce", "is_loopback_listen",
-           "pip_spec_risk"]
+__all__ = [
+    "LEVELS",
+    "OPERATIONS",
+    "RISKS",
+    "SecuritySettings",
+    "decide",
+    "enforce",
+    "is_loopback_listen",
+    "pip_spec_risk",
+]
 
 LEVELS = ("strong", "normal", "normal-", "weak")
 
 # --- operations ------------------------------------------------------------------------------
-READ = "read"                        # every GET: always allowed
-QUEUE_CONTROL = "queue_control"      # start, reset, cancel: classic leaves them ungated
-SNAPSHOT_SAVE = "snapshot_save"      # classic: CSRF guard only
-CACHE_REFRESH = "cache_refresh"      # the network gate still decides every URL
+READ = "read"  # every GET: always allowed
+QUEUE_CONTROL = "queue_control"  # start, reset, cancel: classic leaves them ungated
+SNAPSHOT_SAVE = "snapshot_save"  # classic: CSRF guard only
+CACHE_REFRESH = "cache_refresh"  # the network gate still decides every URL
 USER_DATA_WRITE = "user_data_write"  # components, share keys: the user's own data, no code (classic: ungated)
 INSTALL = "install"
 REINSTALL = "reinstall"
@@ -51,42 +60,72 @@ SWITCH_VERSION = "switch_version"
 INSTALL_MODEL = "install_model"
 SNAPSHOT_RESTORE = "snapshot_restore"
 SNAPSHOT_REMOVE = "snapshot_remove"
-RESTORE_TRASH = "restore_trash"      # puts a trashed pack back (code that was installed before)
-EMPTY_TRASH = "empty_trash"          # deletes trash entries for good
+RESTORE_TRASH = "restore_trash"  # puts a trashed pack back (code that was installed before)
+EMPTY_TRASH = "empty_trash"  # deletes trash entries for good
 REBOOT = "reboot"
-CONFIG_WRITE = "config_write"        # db_mode, update/component policy and other plain settings
+CONFIG_WRITE = "config_write"  # db_mode, update/component policy and other plain settings
 CHANNEL_SELECT = "channel_select"
 NETWORK_MODE = "network_mode"
 INSTALL_GIT_URL = "install_git_url"  # /customnode/install/git_url: the dedicated flag route
-INSTALL_PIP = "install_pip"          # /customnode/install/pip
-SECURITY_WRITE = "security_write"    # security_level and [security] keys: never through a door
+INSTALL_PIP = "install_pip"  # /customnode/install/pip
+SECURITY_WRITE = "security_write"  # security_level and [security] keys: never through a door
 
 # Operations that change the tree or the settings and need a level other than ``strong``.
-_MIDDLE = frozenset({INSTALL, REINSTALL, UNINSTALL, UPDATE, UPDATE_ALL, FIX, DISABLE, ENABLE,
-                     SWITCH_VERSION, INSTALL_MODEL, SNAPSHOT_RESTORE, SNAPSHOT_REMOVE, REBOOT,
-                     RESTORE_TRASH, EMPTY_TRASH,
-                     CONFIG_WRITE, CHANNEL_SELECT})
+_MIDDLE = frozenset(
+    {
+        INSTALL,
+        REINSTALL,
+        UNINSTALL,
+        UPDATE,
+        UPDATE_ALL,
+        FIX,
+        DISABLE,
+        ENABLE,
+        SWITCH_VERSION,
+        INSTALL_MODEL,
+        SNAPSHOT_RESTORE,
+        SNAPSHOT_REMOVE,
+        REBOOT,
+        RESTORE_TRASH,
+        EMPTY_TRASH,
+        CONFIG_WRITE,
+        CHANNEL_SELECT,
+    }
+)
 _ALWAYS = frozenset({READ, QUEUE_CONTROL, SNAPSHOT_SAVE, CACHE_REFRESH, USER_DATA_WRITE})
 OPERATIONS = tuple(sorted(_MIDDLE | _ALWAYS | {NETWORK_MODE, INSTALL_GIT_URL, INSTALL_PIP, SECURITY_WRITE}))
 
 # --- risks (what the source of an operation is) ------------------------------------------------
 RISK_NONE = ""
-RISK_REGISTRY = "registry"            # a registry version (classic "low")
-RISK_CATALOG = "catalog"              # a pack or URL listed in the channel catalog ("middle")
-RISK_GIT_URL = "git_url"              # a git URL no catalog lists ("high")
-RISK_LOCAL_PATH = "local_path"        # a local folder or file:// repository no catalog lists
+RISK_REGISTRY = "registry"  # a registry version (classic "low")
+RISK_CATALOG = "catalog"  # a pack or URL listed in the channel catalog ("middle")
+RISK_GIT_URL = "git_url"  # a git URL no catalog lists ("high")
+RISK_LOCAL_PATH = "local_path"  # a local folder or file:// repository no catalog lists
 RISK_MODEL_CATALOG = "model_catalog"  # a model of the catalog
-RISK_MODEL_URL = "model_url"          # a non-.safetensors model file outside the default channel
+RISK_MODEL_URL = "model_url"  # a non-.safetensors model file outside the default channel
 RISK_CHANNEL_LISTED = "channel_listed"
 RISK_CHANNEL_LOCAL = "channel_local"
 RISK_CHANNEL_REMOTE = "channel_remote"  # a remote channel that channels.list does not list
-RISK_PIP_PACKAGE = "pip_package"      # plain requirement specs (name, version bounds)
-RISK_PIP_EXTERNAL = "pip_external"    # direct URLs, git+ specs, local paths, index options
-RISK_NET_TIGHTEN = "tighten"          # towards offline
-RISK_NET_LOOSEN = "loosen"            # towards public
-RISKS = (RISK_NONE, RISK_REGISTRY, RISK_CATALOG, RISK_GIT_URL, RISK_LOCAL_PATH, RISK_MODEL_CATALOG,
-         RISK_MODEL_URL, RISK_CHANNEL_LISTED, RISK_CHANNEL_LOCAL, RISK_CHANNEL_REMOTE, RISK_PIP_PACKAGE,
-         RISK_PIP_EXTERNAL, RISK_NET_TIGHTEN, RISK_NET_LOOSEN)
+RISK_PIP_PACKAGE = "pip_package"  # plain requirement specs (name, version bounds)
+RISK_PIP_EXTERNAL = "pip_external"  # direct URLs, git+ specs, local paths, index options
+RISK_NET_TIGHTEN = "tighten"  # towards offline
+RISK_NET_LOOSEN = "loosen"  # towards public
+RISKS = (
+    RISK_NONE,
+    RISK_REGISTRY,
+    RISK_CATALOG,
+    RISK_GIT_URL,
+    RISK_LOCAL_PATH,
+    RISK_MODEL_CATALOG,
+    RISK_MODEL_URL,
+    RISK_CHANNEL_LISTED,
+    RISK_CHANNEL_LOCAL,
+    RISK_CHANNEL_REMOTE,
+    RISK_PIP_PACKAGE,
+    RISK_PIP_EXTERNAL,
+    RISK_NET_TIGHTEN,
+    RISK_NET_LOOSEN,
+)
 
 _LOOPBACK_NAMES = ("localhost", "ip6-localhost", "localhost.localdomain")
 
@@ -125,9 +164,15 @@ def pip_spec_risk(specs: Sequence[str]) -> str:
     for raw in specs:
         spec = raw.strip()
         low = spec.lower()
-        if (spec.startswith(("-", ".", "/", "~", "\\")) or "://" in spec or " @ " in spec or "@" in spec.split(";")[0]
-                or low.startswith(("git+", "hg+", "svn+", "bzr+", "file:")) or low.endswith((".whl", ".zip", ".tar.gz"))
-                or (len(spec) > 1 and spec[1] == ":")):
+        if (
+            spec.startswith(("-", ".", "/", "~", "\\"))
+            or "://" in spec
+            or " @ " in spec
+            or "@" in spec.split(";")[0]
+            or low.startswith(("git+", "hg+", "svn+", "bzr+", "file:"))
+            or low.endswith((".whl", ".zip", ".tar.gz"))
+            or (len(spec) > 1 and spec[1] == ":")
+        ):
             return RISK_PIP_EXTERNAL
     return RISK_PIP_PACKAGE
 
@@ -147,27 +192,37 @@ class SecuritySettings:
     config_path: str = ""
 
     @classmethod
-    def from_config(cls, config: Any, listen: str) -> "SecuritySettings":
+    def from_config(cls, config: Any, listen: str) -> SecuritySettings:
         """From a ``Config`` (anything with ``[key]`` and ``.path``) and the listen address."""
-        return cls(level=str(config["security_level"]), listen=listen,
-                   allow_git_url_install=bool(config["allow_git_url_install"]),
-                   allow_pip_install=bool(config["allow_pip_install"]),
-                   allow_external_pip=bool(config["allow_external_pip"]),
-                   allow_remote_channel=bool(config["allow_remote_channel"]),
-                   allowed_channels=tuple(config["allowed_channels"]),
-                   allowed_pip_sources=tuple(config["allowed_pip_sources"]),
-                   config_path=str(getattr(config, "path", "") or ""))
+        return cls(
+            level=str(config["security_level"]),
+            listen=listen,
+            allow_git_url_install=bool(config["allow_git_url_install"]),
+            allow_pip_install=bool(config["allow_pip_install"]),
+            allow_external_pip=bool(config["allow_external_pip"]),
+            allow_remote_channel=bool(config["allow_remote_channel"]),
+            allowed_channels=tuple(config["allowed_channels"]),
+            allowed_pip_sources=tuple(config["allowed_pip_sources"]),
+            config_path=str(getattr(config, "path", "") or ""),
+        )
 
     @property
     def loopback(self) -> bool:
         return is_loopback_listen(self.listen)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"security_level": self.level, "listen": self.listen, "loopback": self.loopback,
-                "allow_git_url_install": self.allow_git_url_install, "allow_pip_install": self.allow_pip_install,
-                "allow_external_pip": self.allow_external_pip, "allow_remote_channel": self.allow_remote_channel,
-                "allowed_channels": list(self.allowed_channels),
-                "allowed_pip_sources": list(self.allowed_pip_sources), "config_path": self.config_path}
+        return {
+            "security_level": self.level,
+            "listen": self.listen,
+            "loopback": self.loopback,
+            "allow_git_url_install": self.allow_git_url_install,
+            "allow_pip_install": self.allow_pip_install,
+            "allow_external_pip": self.allow_external_pip,
+            "allow_remote_channel": self.allow_remote_channel,
+            "allowed_channels": list(self.allowed_channels),
+            "allowed_pip_sources": list(self.allowed_pip_sources),
+            "config_path": self.config_path,
+        }
 
 
 # --- the decision ------------------------------------------------------------------------------
@@ -183,33 +238,41 @@ def _where(s: SecuritySettings) -> str:
 
 
 def _restart(s: SecuritySettings) -> str:
-    return f" (config.ini in effect: {s.config_path}; restart the server after editing it)" if s.config_path \
+    return (
+        f" (config.ini in effect: {s.config_path}; restart the server after editing it)"
+        if s.config_path
         else " (restart the server after editing config.ini)"
+    )
 
 
 def _need_middle(s: SecuritySettings, what: str) -> None:
     if s.level in ("weak", "normal", "normal-"):
         return
     shown = s.level if s.level in LEVELS else f"{s.level!r} (unknown, treated as strong)"
-    raise _Deny(f"{what} is not allowed at security_level {shown}",
-                f"Set security_level = normal (or normal-, weak) in the [default] section{_where(s)}"
-                f"{_restart(s)}.")
+    raise _Deny(
+        f"{what} is not allowed at security_level {shown}",
+        f"Set security_level = normal (or normal-, weak) in the [default] section{_where(s)}{_restart(s)}.",
+    )
 
 
 def _need_loopback(s: SecuritySettings, what: str) -> None:
     if s.loopback:
         return
-    raise _Deny(f"{what} is only allowed when the server listens on loopback; it listens on {s.listen!r}",
-                "Start ComfyUI with --listen 127.0.0.1 (or cm-cli.py serve --host 127.0.0.1), or run the "
-                f"operation from cm-cli.py on the server itself{_restart(s)}.")
+    raise _Deny(
+        f"{what} is only allowed when the server listens on loopback; it listens on {s.listen!r}",
+        "Start ComfyUI with --listen 127.0.0.1 (or cm-cli.py serve --host 127.0.0.1), or run the "
+        f"operation from cm-cli.py on the server itself{_restart(s)}.",
+    )
 
 
 def _need_flag(s: SecuritySettings, flag: str, what: str) -> None:
     if getattr(s, flag):
         return
-    raise _Deny(f"{what} needs {flag} = true",
-                f"Set {flag} = true in the [security] section{_where(s)}; it only takes effect with a "
-                f"loopback listener (--listen 127.0.0.1){_restart(s)}.")
+    raise _Deny(
+        f"{what} needs {flag} = true",
+        f"Set {flag} = true in the [security] section{_where(s)}; it only takes effect with a "
+        f"loopback listener (--listen 127.0.0.1){_restart(s)}.",
+    )
 
 
 def _need_high(s: SecuritySettings, what: str) -> None:
@@ -218,13 +281,15 @@ def _need_high(s: SecuritySettings, what: str) -> None:
         return
     if s.level == "normal-":
         _need_loopback(s, what)
-    raise _Deny(f"{what} needs security_level weak, or normal- with a loopback listener (now {s.level!r})",
-                f"Set security_level = normal- in the [default] section{_where(s)} and listen on 127.0.0.1 "
-                f"(--listen 127.0.0.1), or use weak{_restart(s)}.")
+    raise _Deny(
+        f"{what} needs security_level weak, or normal- with a loopback listener (now {s.level!r})",
+        f"Set security_level = normal- in the [default] section{_where(s)} and listen on 127.0.0.1 "
+        f"(--listen 127.0.0.1), or use weak{_restart(s)}.",
+    )
 
 
 def _check_install(s: SecuritySettings, risk: str, what: str) -> None:
-    _need_middle(s, what)                          # the classic entry gate
+    _need_middle(s, what)  # the classic entry gate
     if risk in (RISK_GIT_URL, RISK_LOCAL_PATH):
         _need_flag(s, "allow_git_url_install", what)
         _need_loopback(s, what)
@@ -236,21 +301,28 @@ def _check_pip(s: SecuritySettings, risk: str, source: str, what: str) -> None:
     if risk == RISK_PIP_EXTERNAL:
         _need_flag(s, "allow_external_pip", what + " from a URL, VCS spec or path")
     if source and not s.allow_external_pip and not _under(source, s.allowed_pip_sources):
-        raise _Deny(f"package index {source!r} is not in allowed_pip_sources",
-                    f"Add {source} to allowed_pip_sources in the [security] section{_where(s)}, or set "
-                    f"allow_external_pip = true there{_restart(s)}.")
+        raise _Deny(
+            f"package index {source!r} is not in allowed_pip_sources",
+            f"Add {source} to allowed_pip_sources in the [security] section{_where(s)}, or set "
+            f"allow_external_pip = true there{_restart(s)}.",
+        )
 
 
 def _check_channel(s: SecuritySettings, risk: str, source: str, what: str) -> None:
     _need_middle(s, what)
-    if risk != RISK_CHANNEL_REMOTE or (source and _under(source, s.allowed_channels)) \
-            or (source and source.strip() in s.allowed_channels):
+    if (
+        risk != RISK_CHANNEL_REMOTE
+        or (source and _under(source, s.allowed_channels))
+        or (source and source.strip() in s.allowed_channels)
+    ):
         return
     if not s.allow_remote_channel:
-        raise _Deny(f"{what}: the channel {source or '(unnamed)'} is in neither channels.list nor allowed_channels",
-                    f"Add it to allowed_channels in the [security] section{_where(s)} (or a 'name::url' line to "
-                    f"channels.list), or set allow_remote_channel = true there (loopback listener only)"
-                    f"{_restart(s)}.")
+        raise _Deny(
+            f"{what}: the channel {source or '(unnamed)'} is in neither channels.list nor allowed_channels",
+            f"Add it to allowed_channels in the [security] section{_where(s)} (or a 'name::url' line to "
+            f"channels.list), or set allow_remote_channel = true there (loopback listener only)"
+            f"{_restart(s)}.",
+        )
     _need_loopback(s, what)
 
 
@@ -259,8 +331,10 @@ def _check(s: SecuritySettings, operation: str, risk: str, source: str) -> None:
     if operation in _ALWAYS:
         return
     if operation == SECURITY_WRITE:
-        raise _Deny("security settings cannot be changed through the API",
-                    f"Edit security_level and the [security] keys by hand{_where(s)} with the server stopped.")
+        raise _Deny(
+            "security settings cannot be changed through the API",
+            f"Edit security_level and the [security] keys by hand{_where(s)} with the server stopped.",
+        )
     if operation in (INSTALL, REINSTALL):
         _check_install(s, risk, what)
         return
@@ -274,11 +348,11 @@ def _check(s: SecuritySettings, operation: str, risk: str, source: str) -> None:
         return
     if operation == NETWORK_MODE:
         if risk == RISK_NET_TIGHTEN:
-            return                                  # going towards offline is always allowed
+            return  # going towards offline is always allowed
         _need_middle(s, "opening the network mode")
         _need_loopback(s, "opening the network mode")
         return
-    if operation == INSTALL_GIT_URL:              # classic: the flag replaces the level
+    if operation == INSTALL_GIT_URL:  # classic: the flag replaces the level
         _need_flag(s, "allow_git_url_install", "installing from a git URL")
         _need_loopback(s, "installing from a git URL")
         return
@@ -288,28 +362,36 @@ def _check(s: SecuritySettings, operation: str, risk: str, source: str) -> None:
     if operation in _MIDDLE:
         _need_middle(s, what)
         return
-    raise _Deny(f"unknown operation {operation!r}", "This is a bug in the caller: the operation is not declared "
-                "in manager/security.py; nothing was done.")
+    raise _Deny(
+        f"unknown operation {operation!r}",
+        "This is a bug in the caller: the operation is not declared in manager/security.py; nothing was done.",
+    )
 
 
-def decide(settings: SecuritySettings, operation: str, risk: str = RISK_NONE, *,
-           source: str = "") -> "PolicyDecision":
+def decide(settings: SecuritySettings, operation: str, risk: str = RISK_NONE, *, source: str = "") -> PolicyDecision:
     """Allow or deny ``operation`` on a source of ``risk`` (``source`` = its URL, when one matters).
 
     Pure: the answer depends only on the arguments. A denial has code ``security_denied``.
     """
     from .records import PolicyDecision
+
     try:
         _check(settings, operation, risk, source)
     except _Deny as deny:
         return PolicyDecision(False, operation, risk, SecurityDenied.code, deny.reason, deny.hint)
-    return PolicyDecision.allow(operation, risk, f"allowed at security_level {settings.level}"
-                                + ("" if settings.loopback else " (non-loopback listener)"))
+    return PolicyDecision.allow(
+        operation,
+        risk,
+        f"allowed at security_level {settings.level}" + ("" if settings.loopback else " (non-loopback listener)"),
+    )
 
 
-def enforce(decision: "PolicyDecision", details: Mapping[str, Any] | None = None) -> "PolicyDecision":
+def enforce(decision: PolicyDecision, details: Mapping[str, Any] | None = None) -> PolicyDecision:
     """Return an allowing decision; raise ``SecurityDenied`` (403, with the hint) for a denial."""
     if decision.allowed:
         return decision
-    raise SecurityDenied(decision.reason, hint=decision.hint,
-                         details={"operation": decision.operation, "risk": decision.risk, **(details or {})})
+    raise SecurityDenied(
+        decision.reason,
+        hint=decision.hint,
+        details={"operation": decision.operation, "risk": decision.risk, **(details or {})},
+    )

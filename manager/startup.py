@@ -68,9 +68,15 @@ class PendingOp:
     origin: str = "api"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "action": self.action, "target": self.target, "params": dict(self.params),
-                "policy": dict(self.policy) if self.policy is not None else None,
-                "scheduled_at": self.scheduled_at, "origin": self.origin}
+        return {
+            "id": self.id,
+            "action": self.action,
+            "target": self.target,
+            "params": dict(self.params),
+            "policy": dict(self.policy) if self.policy is not None else None,
+            "scheduled_at": self.scheduled_at,
+            "origin": self.origin,
+        }
 
     @classmethod
     def from_dict(cls, raw: Any, where: str = "pending.json") -> PendingOp:
@@ -79,28 +85,43 @@ class PendingOp:
             raise PendingInvalid(f"{where}: an entry is not an object", details={"entry": str(raw)[:200]})
         action, target = raw.get("action"), raw.get("target")
         if action not in ACTIONS:
-            raise PendingInvalid(f"{where}: unknown action {action!r}", details={"action": str(action)[:80]},
-                                 hint="Actions: " + ", ".join(ACTIONS) + ".")
+            raise PendingInvalid(
+                f"{where}: unknown action {action!r}",
+                details={"action": str(action)[:80]},
+                hint="Actions: " + ", ".join(ACTIONS) + ".",
+            )
         check_target(action, target)
         params = raw.get("params") or {}
         policy = raw.get("policy")
         if not isinstance(params, Mapping) or (policy is not None and not isinstance(policy, Mapping)):
-            raise PendingInvalid(f"{where}: params and policy of {action} {target!r} must be objects",
-                                 details={"target": str(target)})
-        return cls(str(raw.get("id") or uuid.uuid4().hex[:12]), action, str(target), dict(params),
-                   dict(policy) if policy is not None else None, str(raw.get("scheduled_at") or ""),
-                   str(raw.get("origin") or ""))
+            raise PendingInvalid(
+                f"{where}: params and policy of {action} {target!r} must be objects", details={"target": str(target)}
+            )
+        return cls(
+            str(raw.get("id") or uuid.uuid4().hex[:12]),
+            action,
+            str(target),
+            dict(params),
+            dict(policy) if policy is not None else None,
+            str(raw.get("scheduled_at") or ""),
+            str(raw.get("origin") or ""),
+        )
 
 
 def check_target(action: str, target: Any) -> str:
     """The target of ``action`` when it is safe (a snapshot name, or one plain pack folder name/id)."""
     if not isinstance(target, str) or not target.strip():
-        raise PendingInvalid(f"{action} needs a target", details={"target": str(target)[:80]},
-                             hint="Give the pack folder name (or id), or the snapshot name.")
+        raise PendingInvalid(
+            f"{action} needs a target",
+            details={"target": str(target)[:80]},
+            hint="Give the pack folder name (or id), or the snapshot name.",
+        )
     if action == "snapshot_restore":
         from .snapshots.store import check_name
+
         return check_name(target)
     from .operations.names import validate_pack_name
+
     return validate_pack_name(target, what=f"{action} target")
 
 
@@ -115,8 +136,13 @@ class Applied:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op.to_dict(), "ok": self.ok, "result": dict(self.result) if self.result else None,
-                "error": dict(self.error) if self.error else None, "seconds": round(self.seconds, 3)}
+        return {
+            "op": self.op.to_dict(),
+            "ok": self.ok,
+            "result": dict(self.result) if self.result else None,
+            "error": dict(self.error) if self.error else None,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 class PendingStore:
@@ -133,13 +159,17 @@ class PendingStore:
         except FileNotFoundError:
             return [], []
         except (OSError, ValueError) as exc:
-            bad = PendingInvalid(f"{self.path} cannot be read: {exc}",
-                                 hint=f"Fix or delete {self.path}; nothing in it was applied.")
+            bad = PendingInvalid(
+                f"{self.path} cannot be read: {exc}", hint=f"Fix or delete {self.path}; nothing in it was applied."
+            )
             return [], [bad.to_dict()]
         items = raw.get("pending") if isinstance(raw, Mapping) else None
         if not isinstance(items, list):
-            return [], [PendingInvalid(f"{self.path} has no 'pending' list",
-                                       hint=f"Delete {self.path}; nothing in it was applied.").to_dict()]
+            return [], [
+                PendingInvalid(
+                    f"{self.path} has no 'pending' list", hint=f"Delete {self.path}; nothing in it was applied."
+                ).to_dict()
+            ]
         good: list[PendingOp] = []
         problems: list[dict[str, Any]] = []
         for item in items:
@@ -163,19 +193,36 @@ class PendingStore:
         else:
             self.path.unlink(missing_ok=True)
 
-    def schedule(self, action: str, target: str, *, params: Mapping[str, Any] | None = None,
-                 policy: Mapping[str, Any] | None = None, origin: str = "api") -> PendingOp:
+    def schedule(
+        self,
+        action: str,
+        target: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        policy: Mapping[str, Any] | None = None,
+        origin: str = "api",
+    ) -> PendingOp:
         """Add (or replace: one entry per target) an operation for the next start."""
-        op = PendingOp.from_dict({"id": uuid.uuid4().hex[:12], "action": action, "target": target,
-                                  "params": dict(params or {}), "policy": policy, "scheduled_at": _now(),
-                                  "origin": origin})
+        op = PendingOp.from_dict(
+            {
+                "id": uuid.uuid4().hex[:12],
+                "action": action,
+                "target": target,
+                "params": dict(params or {}),
+                "policy": policy,
+                "scheduled_at": _now(),
+                "origin": origin,
+            }
+        )
         with file_lock(self.lock_path, timeout=LOCK_TIMEOUT):
             ops = self.entries()
             key = _conflict_key(op)
             ops = [o for o in ops if _conflict_key(o) != key]
             if len(ops) >= MAX_PENDING:
-                raise PendingInvalid(f"{len(ops)} operations already wait for the next start",
-                                     hint="Restart ComfyUI to apply them, or cancel some.")
+                raise PendingInvalid(
+                    f"{len(ops)} operations already wait for the next start",
+                    hint="Restart ComfyUI to apply them, or cancel some.",
+                )
             ops.append(op)
             self._write(ops)
         return op
@@ -186,8 +233,11 @@ class PendingStore:
             ops = self.entries()
             found = next((o for o in ops if o.id == op_id), None)
             if found is None:
-                raise NotFound(f"no operation {op_id!r} is scheduled for the next start",
-                               hint="List them with GET /offline-manager/v1/startup.", details={"id": op_id})
+                raise NotFound(
+                    f"no operation {op_id!r} is scheduled for the next start",
+                    hint="List them with GET /offline-manager/v1/startup.",
+                    details={"id": op_id},
+                )
             self._write([o for o in ops if o.id != op_id])
         return found
 
@@ -226,8 +276,14 @@ def _apply_one(manager: Any, op: PendingOp) -> Mapping[str, Any]:
     from .snapshots.restore import failure_error, restore
 
     snapshot = store_of(manager).load(op.target)
-    result = restore(manager, snapshot, RestoreOptions.from_params(op.params), where=op.target,
-                     policy=parse_policy(op.policy), raise_on_failure=False)
+    result = restore(
+        manager,
+        snapshot,
+        RestoreOptions.from_params(op.params),
+        where=op.target,
+        policy=parse_policy(op.policy),
+        raise_on_failure=False,
+    )
     if not result.ok:
         raise failure_error(result)
     return result.to_json()
@@ -241,8 +297,10 @@ def apply_pending(manager: Any, *, lock_timeout: float = LOCK_TIMEOUT) -> list[A
     if not store.path.exists():
         return None
     try:
-        with file_lock(manager.layout.locks_dir / "operations.lock", timeout=lock_timeout), \
-                file_lock(store.lock_path, timeout=lock_timeout):
+        with (
+            file_lock(manager.layout.locks_dir / "operations.lock", timeout=lock_timeout),
+            file_lock(store.lock_path, timeout=lock_timeout),
+        ):
             ops, problems = store._read()
             applied: list[Applied] = []
             for op in ops:
@@ -256,14 +314,26 @@ def apply_pending(manager: Any, *, lock_timeout: float = LOCK_TIMEOUT) -> list[A
                     log.exception("[offline-manager] at start: %s %s raised", op.action, op.target)
                     err = InternalError(f"{op.action} {op.target!r} at start failed: {type(exc).__name__}: {exc}")
                     applied.append(Applied(op, False, error=err.to_dict(), seconds=time.monotonic() - started))
-                log.info("[offline-manager] at start: %s %s %s", op.action, op.target,
-                         "done" if applied[-1].ok else f"failed: {applied[-1].error}")
+                log.info(
+                    "[offline-manager] at start: %s %s %s",
+                    op.action,
+                    op.target,
+                    "done" if applied[-1].ok else f"failed: {applied[-1].error}",
+                )
             store.path.unlink(missing_ok=True)
-            atomic_write_json(last_path(manager.layout), {
-                "applied_at": _now(), "pid": os.getpid(), "results": [a.to_dict() for a in applied],
-                "skipped": problems})
+            atomic_write_json(
+                last_path(manager.layout),
+                {
+                    "applied_at": _now(),
+                    "pid": os.getpid(),
+                    "results": [a.to_dict() for a in applied],
+                    "skipped": problems,
+                },
+            )
             return applied
     except LockBusy:
-        log.warning("[offline-manager] operations scheduled for this start wait: the operations lock is held "
-                    "by another process (cm-cli?); they will be applied at the next start")
+        log.warning(
+            "[offline-manager] operations scheduled for this start wait: the operations lock is held "
+            "by another process (cm-cli?); they will be applied at the next start"
+        )
         return None

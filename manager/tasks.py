@@ -15,18 +15,30 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Collection, Deque, Iterator, Mapping
+from typing import Any
 
 from . import events as ev
 from .errors import InternalError, LockBusy, ManagerError, NotFound, TaskInvalid
 from .events import Event, EventHub, EventStream, Progress, Task, TaskSpec, TaskState, json_copy
 from .fsops import file_lock
 
-__all__ = ["Event", "EventStream", "Progress", "Runner", "Task", "TaskCancelled", "TaskContext",
-           "TaskQueue", "TaskSpec", "TaskState", "read_lock_holder"]
+__all__ = [
+    "Event",
+    "EventStream",
+    "Progress",
+    "Runner",
+    "Task",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskQueue",
+    "TaskSpec",
+    "TaskState",
+    "read_lock_holder",
+]
 
 
 class TaskCancelled(Exception):
@@ -56,17 +68,28 @@ class _Record:
     cancel: threading.Event = field(default_factory=threading.Event)
 
     def snapshot(self) -> Task:
-        return Task(id=self.id, kind=self.spec.kind, target=self.spec.target, params=self.params,
-                    state=self.state, progress=self.progress, result=self.result, error=self.error,
-                    created_at=self.created_at, started_at=self.started_at,
-                    finished_at=self.finished_at, client_id=self.client_id,
-                    restart_required=self.restart_required, cancel_requested=self.cancel.is_set())
+        return Task(
+            id=self.id,
+            kind=self.spec.kind,
+            target=self.spec.target,
+            params=self.params,
+            state=self.state,
+            progress=self.progress,
+            result=self.result,
+            error=self.error,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            client_id=self.client_id,
+            restart_required=self.restart_required,
+            cancel_requested=self.cancel.is_set(),
+        )
 
 
 class TaskContext:
     """Handed to a runner: report progress, watch for cancellation, ask for a restart."""
 
-    def __init__(self, queue: "TaskQueue", record: _Record) -> None:
+    def __init__(self, queue: TaskQueue, record: _Record) -> None:
         self._queue = queue
         self._record = record
 
@@ -138,9 +161,16 @@ class TaskQueue:
     ``lock_timeout`` seconds before failing the task with ``lock_busy``.
     """
 
-    def __init__(self, runners: Mapping[str, Runner], *, lock_path: str | os.PathLike[str],
-                 history_limit: int = 200, lock_timeout: float = 60.0,
-                 lock_free_kinds: Collection[str] = (), logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        runners: Mapping[str, Runner],
+        *,
+        lock_path: str | os.PathLike[str],
+        history_limit: int = 200,
+        lock_timeout: float = 60.0,
+        lock_free_kinds: Collection[str] = (),
+        logger: logging.Logger | None = None,
+    ) -> None:
         if history_limit < 1:
             raise ValueError("history_limit must be at least 1")
         self._runners = dict(runners)
@@ -152,11 +182,11 @@ class TaskQueue:
         self._hub = EventHub(self._log)
         self._cond = threading.Condition(threading.Lock())
         self._records: dict[str, _Record] = {}
-        self._pending: list[str] = []            # FIFO of queued ids
+        self._pending: list[str] = []  # FIFO of queued ids
         self._running: dict[str, _Record] = {}
         self._busy_targets: set[str] = set()
-        self._history: Deque[str] = deque()      # finished ids, oldest first
-        self._batch: dict[str, _Record] = {}     # tasks since the queue was last idle
+        self._history: deque[str] = deque()  # finished ids, oldest first
+        self._batch: dict[str, _Record] = {}  # tasks since the queue was last idle
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -170,8 +200,9 @@ class TaskQueue:
         """Register ``callback(event)`` for every event; returns the unsubscribe function."""
         return self._hub.subscribe(callback)
 
-    def events(self, *, maxsize: int = 1000, where: Callable[[Event], bool] | None = None,
-               loop: Any = None) -> EventStream:
+    def events(
+        self, *, maxsize: int = 1000, where: Callable[[Event], bool] | None = None, loop: Any = None
+    ) -> EventStream:
         """An ``async for`` stream of events for the running (or given) asyncio loop."""
         return EventStream(self._hub, loop=loop, maxsize=maxsize, where=where)
 
@@ -188,17 +219,22 @@ class TaskQueue:
         in history, as the classic queue does.
         """
         if spec.kind not in self._runners:
-            raise TaskInvalid(f"unknown task kind {spec.kind!r}",
-                              hint="Use one of: " + ", ".join(sorted(self._runners)),
-                              details={"kind": spec.kind})
+            raise TaskInvalid(
+                f"unknown task kind {spec.kind!r}",
+                hint="Use one of: " + ", ".join(sorted(self._runners)),
+                details={"kind": spec.kind},
+            )
         if not isinstance(spec.target, str) or not spec.target.strip():
-            raise TaskInvalid(f"task {spec.kind!r} has an empty target",
-                              hint="Name the pack or model the task acts on.")
+            raise TaskInvalid(
+                f"task {spec.kind!r} has an empty target", hint="Name the pack or model the task acts on."
+            )
         try:
             params = MappingProxyType(json_copy(dict(spec.params)))
         except (TypeError, ValueError) as exc:
-            raise TaskInvalid(f"params of task {spec.kind!r} on {spec.target!r} are not JSON: {exc}",
-                              hint="Pass only strings, numbers, booleans, lists and objects.") from None
+            raise TaskInvalid(
+                f"params of task {spec.kind!r} on {spec.target!r} are not JSON: {exc}",
+                hint="Pass only strings, numbers, booleans, lists and objects.",
+            ) from None
         if task_id is not None and (not isinstance(task_id, str) or not task_id or len(task_id) > 200):
             raise TaskInvalid("task id must be a non-empty string of at most 200 characters")
         with self._cond:
@@ -206,8 +242,11 @@ class TaskQueue:
             old = self._records.get(tid)
             if old is not None:
                 if not old.state.finished:
-                    raise TaskInvalid(f"task id {tid!r} is already {old.state.value}",
-                                      hint="Use a new id for each request.", details={"task_id": tid})
+                    raise TaskInvalid(
+                        f"task id {tid!r} is already {old.state.value}",
+                        hint="Use a new id for each request.",
+                        details={"task_id": tid},
+                    )
                 self._forget_locked(tid)
             if not self._pending and not self._running:
                 self._batch = {}  # an idle queue starts a new batch for status()
@@ -287,12 +326,13 @@ class TaskQueue:
             batch = [r for r in self._batch.values() if client_id is None or r.client_id == client_id]
             finished = [r for r in batch if r.state.finished]
             running = sum(1 for r in self._running.values() if client_id is None or r.client_id == client_id)
-            pending = sum(1 for tid in self._pending
-                          if client_id is None or self._records[tid].client_id == client_id)
+            pending = sum(1 for tid in self._pending if client_id is None or self._records[tid].client_id == client_id)
             alive = self._worker_alive_locked()
         out: dict[str, Any] = {
-            "total_count": len(batch), "done_count": len(finished),
-            "in_progress_count": running, "pending_count": pending,
+            "total_count": len(batch),
+            "done_count": len(finished),
+            "in_progress_count": running,
+            "pending_count": pending,
             "failed_count": sum(1 for r in finished if r.state is TaskState.FAILED),
             "is_processing": running > 0 or (alive and pending > 0),
         }
@@ -401,21 +441,23 @@ class TaskQueue:
                 ctx.check_cancelled()
                 raw = runner(ctx)
             if raw is not None and not isinstance(raw, Mapping):
-                raise InternalError(f"the {rec.spec.kind!r} operation returned a {type(raw).__name__}, "
-                                    "not a dict")
+                raise InternalError(f"the {rec.spec.kind!r} operation returned a {type(raw).__name__}, not a dict")
             try:
                 result = json_copy(dict(raw or {}))
             except (TypeError, ValueError) as exc:
-                raise InternalError(f"the {rec.spec.kind!r} operation returned a result that is not "
-                                    f"JSON: {exc}") from None
+                raise InternalError(
+                    f"the {rec.spec.kind!r} operation returned a result that is not JSON: {exc}"
+                ) from None
         except TaskCancelled:
             self._finish(rec, TaskState.CANCELLED, data={"while": "running"})
         except ManagerError as exc:
             self._finish(rec, TaskState.FAILED, error=exc.to_dict())
         except Exception as exc:
             self._log.exception("task %s (%s on %s) failed unexpectedly", rec.id, rec.spec.kind, rec.spec.target)
-            err = InternalError(f"{rec.spec.kind} of {rec.spec.target!r} failed unexpectedly: "
-                                f"{type(exc).__name__}: {exc}", details={"exception": type(exc).__name__})
+            err = InternalError(
+                f"{rec.spec.kind} of {rec.spec.target!r} failed unexpectedly: {type(exc).__name__}: {exc}",
+                details={"exception": type(exc).__name__},
+            )
             self._finish(rec, TaskState.FAILED, error=err.to_dict())
         except BaseException as exc:  # interpreter shutdown or KeyboardInterrupt: record, then go
             self._log.error("task %s interrupted by %s", rec.id, type(exc).__name__)
@@ -452,7 +494,7 @@ class TaskQueue:
                         f"the operations lock {self._lock_path} is held by {who} "
                         f"(waited {self._lock_timeout:g}s); another cm-cli or server operation is running",
                         hint=f"Wait for {who} to finish its operation and retry; a killed holder "
-                             "releases the lock by itself.",
+                        "releases the lock by itself.",
                         details={"lock": str(self._lock_path), "pid": pid, "waited": self._lock_timeout},
                     ) from None
                 ctx.wait(0.05)
@@ -475,9 +517,16 @@ class TaskQueue:
             self._busy_targets.discard(rec.spec.target)
             self._finish_locked(rec, state, **kw)
 
-    def _finish_locked(self, rec: _Record, state: TaskState, *, result: Mapping[str, Any] | None = None,
-                       error: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
-                       idle: bool = True) -> None:
+    def _finish_locked(
+        self,
+        rec: _Record,
+        state: TaskState,
+        *,
+        result: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        idle: bool = True,
+    ) -> None:
         rec.state = state
         rec.finished_at = time.time()
         rec.result = MappingProxyType(dict(result)) if result is not None else None
@@ -489,8 +538,11 @@ class TaskQueue:
             payload["error"] = snap["error"]
         self._post(name, rec, payload)
         if rec.restart_required:
-            self._post(ev.RESTART_REQUIRED, rec, {"reason": rec.restart_reason, "kind": rec.spec.kind,
-                                                  "target": rec.spec.target, "state": state.value})
+            self._post(
+                ev.RESTART_REQUIRED,
+                rec,
+                {"reason": rec.restart_reason, "kind": rec.spec.kind, "target": rec.spec.target, "state": state.value},
+            )
         self._history.append(rec.id)
         while len(self._history) > self._history_limit:
             self._forget_locked(self._history[0])
@@ -504,8 +556,11 @@ class TaskQueue:
 
     def _status_counts_locked(self) -> dict[str, Any]:
         finished = [r for r in self._batch.values() if r.state.finished]
-        return {"total_count": len(self._batch), "done_count": len(finished),
-                "failed_count": sum(1 for r in finished if r.state is TaskState.FAILED)}
+        return {
+            "total_count": len(self._batch),
+            "done_count": len(finished),
+            "failed_count": sum(1 for r in finished if r.state is TaskState.FAILED),
+        }
 
     def _forget_locked(self, task_id: str) -> None:
         with contextlib.suppress(ValueError):
@@ -515,7 +570,9 @@ class TaskQueue:
     def _get_locked(self, task_id: str) -> _Record:
         rec = self._records.get(task_id)
         if rec is None:
-            raise NotFound(f"no task with id {task_id!r}",
-                           hint="Finished tasks are kept only for the latest history entries; "
-                                "list them with the queue history.", details={"task_id": task_id})
+            raise NotFound(
+                f"no task with id {task_id!r}",
+                hint="Finished tasks are kept only for the latest history entries; list them with the queue history.",
+                details={"task_id": task_id},
+            )
         return rec

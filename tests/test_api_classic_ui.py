@@ -31,11 +31,21 @@ from support import realhost_env
 # found as the real-host tier finds it (../shared/hosts, $OFFLINE_MANAGER_HOSTS); the test that reads
 # it belongs to that tier (marker ``realhost``): without it, the run's last line says it did not run
 _CLASSIC = realhost_env.sources().get("classic-3.41")
-CLASSIC_TARBALL = _CLASSIC.tarball if _CLASSIC and _CLASSIC.tarball else Path("/nonexistent/ComfyUI-Manager-3.41.tar.gz")
+CLASSIC_TARBALL = (
+    _CLASSIC.tarball if _CLASSIC and _CLASSIC.tarball else Path("/nonexistent/ComfyUI-Manager-3.41.tar.gz")
+)
 JSON = {"Content-Type": "application/json"}
-PLAIN = {"Content-Type": "text/plain;charset=UTF-8"}     # what fetchApi sends for a bare string body
-ROW = {"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly", "channel": "default",
-       "mode": "cache", "ui_id": "u1", "files": [], "title": "Demo Image Tools"}
+PLAIN = {"Content-Type": "text/plain;charset=UTF-8"}  # what fetchApi sends for a bare string body
+ROW = {
+    "id": "demo-image-tools",
+    "version": "nightly",
+    "selected_version": "nightly",
+    "channel": "default",
+    "mode": "cache",
+    "ui_id": "u1",
+    "files": [],
+    "title": "Demo Image Tools",
+}
 
 
 def _dict(b: Any) -> bool:
@@ -61,24 +71,50 @@ CLASSIC_JS_CALLS: list[tuple[str, str, dict[str, str], Any, tuple[int, ...], Cal
     ("GET", "/customnode/alternatives?mode=cache", {}, None, (200,), _dict),
     ("GET", "/customnode/installed", {}, None, (200,), _dict),
     ("GET", "/customnode/versions/demo-image-tools", {}, None, (200, 503), lambda b: isinstance(b, (list, dict))),
-    ("GET", "/customnode/disabled_versions/demo-image-tools", {}, None, (200, 404), lambda b: isinstance(b, (list, dict))),
+    (
+        "GET",
+        "/customnode/disabled_versions/demo-image-tools",
+        {},
+        None,
+        (200, 404),
+        lambda b: isinstance(b, (list, dict)),
+    ),
     ("POST", "/customnode/import_fail_info", JSON, {"cnr_id": "demo-image-tools"}, (200, 404), _dict),
-    ("GET", "/customnode/get_node_types_in_workflows", {}, None, (200, 204), lambda b: b in ("", None) or isinstance(b, list)),
+    (
+        "GET",
+        "/customnode/get_node_types_in_workflows",
+        {},
+        None,
+        (200, 204),
+        lambda b: b in ("", None) or isinstance(b, list),
+    ),
     ("GET", "/externalmodel/getlist?mode=cache", {}, None, (200,), _keys("models")),
-    ("POST", "/customnode/install/git_url", JSON, {"url": "https://example.invalid/x.git"}, (403,),
-     _code("security_denied")),
+    (
+        "POST",
+        "/customnode/install/git_url",
+        JSON,
+        {"url": "https://example.invalid/x.git"},
+        (403,),
+        _code("security_denied"),
+    ),
     ("POST", "/customnode/install/pip", JSON, {"packages": "numpy"}, (403,), _code("security_denied")),
     ("GET", "/manager/queue/status", {}, None, (200,), _keys("total_count", "done_count", "is_processing")),
     ("POST", "/manager/queue/reset", {}, None, (200,), _dict),
-    ("GET", "/manager/queue/reset", {}, None, (200,), _dict),           # common.js, node-usage-analyzer.js
+    ("GET", "/manager/queue/reset", {}, None, (200,), _dict),  # common.js, node-usage-analyzer.js
     ("POST", "/manager/queue/install", PLAIN, ROW, (200,), _keys("ok")),
     ("POST", "/manager/queue/reinstall", PLAIN, dict(ROW, ui_id="u2"), (200,), _keys("ok")),
     ("POST", "/manager/queue/update", PLAIN, dict(ROW, ui_id="u3"), (200,), _keys("ok")),
     ("POST", "/manager/queue/fix", PLAIN, dict(ROW, ui_id="u4"), (200,), _keys("ok")),
     ("POST", "/manager/queue/disable", PLAIN, dict(ROW, ui_id="u5"), (200,), _keys("ok")),
     ("POST", "/manager/queue/uninstall", PLAIN, dict(ROW, ui_id="u6"), (200,), _keys("ok")),
-    ("POST", "/manager/queue/install_model", PLAIN, {"name": "Demo tiny checkpoint", "filename": "demo-tiny.safetensors",
-                                                     "save_path": "default", "ui_id": "m1"}, (200,), _keys("ok")),
+    (
+        "POST",
+        "/manager/queue/install_model",
+        PLAIN,
+        {"name": "Demo tiny checkpoint", "filename": "demo-tiny.safetensors", "save_path": "default", "ui_id": "m1"},
+        (200,),
+        _keys("ok"),
+    ),
     ("POST", "/manager/queue/reset", {}, None, (200,), _dict),
     ("POST", "/manager/queue/update_all", JSON, {"mode": "cache"}, (200,), _keys("ok")),
     ("POST", "/manager/queue/reset", {}, None, (200,), _dict),
@@ -101,8 +137,14 @@ CLASSIC_JS_CALLS: list[tuple[str, str, dict[str, str], Any, tuple[int, ...], Cal
     ("GET", "/manager/version", {}, None, (200,), lambda b: isinstance(b, str) and b.startswith("V")),
     ("GET", "/manager/startup_alerts", {}, None, (200,), lambda b: isinstance(b, list)),
     ("POST", "/manager/component/loads", {}, None, (200,), _dict),
-    ("POST", "/manager/component/save", JSON, {"name": "c1", "workflow": {"packname": "", "nodes": []}}, (200,),
-     lambda b: isinstance(b, str) and b.endswith("c1.json")),
+    (
+        "POST",
+        "/manager/component/save",
+        JSON,
+        {"name": "c1", "workflow": {"packname": "", "nodes": []}},
+        (200,),
+        lambda b: isinstance(b, str) and b.endswith("c1.json"),
+    ),
     ("GET", "/manager/get_openart_auth", {}, None, (200,), _keys("openart_key")),
     ("POST", "/manager/set_openart_auth", JSON, {"openart_key": "k-123"}, (200,), _keys("ok")),
     ("GET", "/manager/get_matrix_auth", {}, None, (200,), _keys("homeserver", "username", "password")),
@@ -115,19 +157,23 @@ CLASSIC_JS_CALLS: list[tuple[str, str, dict[str, str], Any, tuple[int, ...], Cal
     ("GET", "/snapshot/get_current", {}, None, (200,), _keys("comfyui", "git_custom_nodes", "pips")),
     ("POST", "/snapshot/save", {}, None, (200,), _keys("ok")),
     ("POST", "/snapshot/remove", JSON, {"target": "no-such-snapshot"}, (200,), _keys("ok")),
-    ("POST", "/customnode/toggle_active", JSON, dict(ROW, ui_id="t1"), (200, 404), _dict),       # cm-api.js
-    ("POST", "/customnode/install", JSON, dict(ROW, ui_id="t2"), (200,), _keys("ok")),           # cm-api.js
+    ("POST", "/customnode/toggle_active", JSON, dict(ROW, ui_id="t1"), (200, 404), _dict),  # cm-api.js
+    ("POST", "/customnode/install", JSON, dict(ROW, ui_id="t2"), (200,), _keys("ok")),  # cm-api.js
     ("POST", "/manager/queue/start", {}, None, (200, 201), _dict),
-    ("GET", "/manager/queue/start", {}, None, (200, 201), _dict),       # common.js, node-usage-analyzer.js
-    ("POST", "/manager/reboot", {}, None, (501,), _code("not_implemented")),     # standalone: no ComfyUI
+    ("GET", "/manager/queue/start", {}, None, (200, 201), _dict),  # common.js, node-usage-analyzer.js
+    ("POST", "/manager/reboot", {}, None, (501,), _code("not_implemented")),  # standalone: no ComfyUI
 ]
-SKIPPED_IN_REPLAY = {"/snapshot/restore"}   # restoring is covered by tests/test_api_snapshots.py
+SKIPPED_IN_REPLAY = {"/snapshot/restore"}  # restoring is covered by tests/test_api_snapshots.py
 
 
 def _urllib(base: str, method: str, path: str, headers: dict[str, str], body: Any) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + "/api" + path, data=data, method=method, headers={
-        "Origin": base, "Sec-Fetch-Site": "same-origin", **headers})   # the ComfyUI page's own requests
+    req = urllib.request.Request(
+        base + "/api" + path,
+        data=data,
+        method=method,
+        headers={"Origin": base, "Sec-Fetch-Site": "same-origin", **headers},
+    )  # the ComfyUI page's own requests
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             status, raw, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
@@ -145,10 +191,14 @@ async def test_every_call_of_the_classic_panel_answers_its_shape(aiohttp_client,
     for method, path, headers, body, statuses, shape in CLASSIC_JS_CALLS:
         status, answer = await asyncio.to_thread(_urllib, base, method, path, headers, body)
         assert status in statuses and shape(answer), (method, path, status, answer)
-        if status == 404:     # only "that pack has nothing of the kind", never a missing route
+        if status == 404:  # only "that pack has nothing of the kind", never a missing route
             assert answer["error"]["code"] == "not_found" and not answer["error"]["message"].startswith("no route")
     config = api.manager.config
-    assert (config["share_option"], config["preview_method"], config["component_policy"]) == ("openart", "taesd", "mine")
+    assert (config["share_option"], config["preview_method"], config["component_policy"]) == (
+        "openart",
+        "taesd",
+        "mine",
+    )
     api.manager.queue.stop(timeout=10)
 
 
@@ -175,17 +225,22 @@ def _classic_js_calls(tarball: Path) -> set[tuple[str, str]]:
 
 def _served(method: str, path: str, routes: set[tuple[str, str]]) -> bool:
     """A route of ``routes`` answers ``method path`` (``{}`` on either side is one path segment)."""
+
     def pattern(p: str) -> str:
         return "^" + re.escape(p).replace(r"\{\}", "[^/]+") + "$"
 
-    return any(r_method == method and (re.match(pattern(r_path), path) or re.match(pattern(path), r_path))
-               for r_method, r_path in routes)
+    return any(
+        r_method == method and (re.match(pattern(r_path), path) or re.match(pattern(path), r_path))
+        for r_method, r_path in routes
+    )
 
 
-@pytest.mark.realhost        # reads a real-host source: counted (or said not to run) on the run's last line
-@pytest.mark.skipif(not CLASSIC_TARBALL.is_file(),
-                    reason="real-host tier did not run: no classic ComfyUI-Manager 3.41 source "
-                           "(../shared/hosts/, $OFFLINE_MANAGER_HOSTS)")
+@pytest.mark.realhost  # reads a real-host source: counted (or said not to run) on the run's last line
+@pytest.mark.skipif(
+    not CLASSIC_TARBALL.is_file(),
+    reason="real-host tier did not run: no classic ComfyUI-Manager 3.41 source "
+    "(../shared/hosts/, $OFFLINE_MANAGER_HOSTS)",
+)
 def test_no_call_of_the_classic_js_is_left_without_a_route():
     ours = {(r.method, re.sub(r"\{[^}]*\}", "{}", r.path)) for r in ROUTES}
     replayed = {(m, p.split("?", 1)[0]) for m, p, *_ in CLASSIC_JS_CALLS}
@@ -212,17 +267,22 @@ async def test_share_option_and_preview_method_are_saved_and_validated(aiohttp_c
     assert await (await client.get("/manager/preview_method")).text() == "latent2rgb"
     # the GET setter is a write: audited like a POST; the plain read is not
     from manager.audit import AuditLog
+
     log = AuditLog.for_layout(api.manager.layout).path.read_text(encoding="utf-8").splitlines()
     lines = [json.loads(line) for line in log if '"/manager/share_option"' in line]
     assert [(e["method"], e["target"], e["code"]) for e in lines] == [
-        ("GET", "share_option=none", "ok"), ("GET", "share_option=everyone", "config_invalid")]
+        ("GET", "share_option=none", "ok"),
+        ("GET", "share_option=everyone", "config_invalid"),
+    ]
 
 
 async def test_strong_level_refuses_the_settings_but_not_the_users_own_data(aiohttp_client, api_app):
     app, api, root = api_app(default="security_level = strong")
     client = await aiohttp_client(app)
-    for resp in (await client.get("/manager/share_option?value=none"),
-                 await client.post("/manager/preview_method", json={"value": "auto"})):
+    for resp in (
+        await client.get("/manager/share_option?value=none"),
+        await client.post("/manager/preview_method", json={"value": "auto"}),
+    ):
         assert resp.status == 403 and (await resp.json())["error"]["code"] == "security_denied"
     resp = await client.post("/manager/component/save", json={"name": "n", "workflow": {}})
     assert resp.status == 200
@@ -233,20 +293,28 @@ async def test_components_merge_in_the_classic_order_and_stay_in_their_folder(ai
     app, api, root = api_app()
     client = await aiohttp_client(app)
     folder = root / "user" / "__manager" / "components"
-    path = await (await client.post("/manager/component/save",
-                                    json={"name": "../../evil name", "workflow": {"nodes": [1]}})).text()
+    path = await (
+        await client.post("/manager/component/save", json={"name": "../../evil name", "workflow": {"nodes": [1]}})
+    ).text()
     assert Path(path) == folder / "______evil_name.json"
-    path = await (await client.post("/manager/component/save",
-                                    json={"name": "shared", "workflow": {"packname": "My/Pack", "v": "pack"}})).text()
+    path = await (
+        await client.post(
+            "/manager/component/save", json={"name": "shared", "workflow": {"packname": "My/Pack", "v": "pack"}}
+        )
+    ).text()
     assert Path(path) == folder / "My_Pack.pack"
     await client.post("/manager/component/save", json={"name": "shared", "workflow": {"v": "json"}})
     await client.post("/manager/component/save", json={"name": "other", "workflow": {"packname": "My/Pack"}})
     (folder / "broken.json").write_text("{not json")
     loads = await (await client.post("/manager/component/loads")).json()
-    assert loads["shared"] == {"packname": "My/Pack", "v": "pack"}          # the .pack copy wins
+    assert loads["shared"] == {"packname": "My/Pack", "v": "pack"}  # the .pack copy wins
     assert set(loads) == {"../../evil name", "shared", "other"}
-    assert sorted(p.name for p in folder.iterdir()) == ["My_Pack.pack", "______evil_name.json", "broken.json",
-                                                        "shared.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "My_Pack.pack",
+        "______evil_name.json",
+        "broken.json",
+        "shared.json",
+    ]
     bad = await client.post("/manager/component/save", json={"name": "x", "workflow": "not an object"})
     assert bad.status == 400
 
@@ -265,12 +333,17 @@ async def test_share_keys_are_private_files_and_matrix_secrets_are_never_kept(ai
     assert await (await client.get("/manager/youml/settings")).json() == {"token": "t"}
     share = await client.post("/manager/share", json={"matrix_auth": {"username": "u", "password": "p"}})
     assert share.status == 501 and "share_option = none" in (await share.json())["error"]["hint"]
-    assert await (await client.get("/manager/get_matrix_auth")).json() == {"homeserver": "matrix.org",
-                                                                            "username": "", "password": ""}
+    assert await (await client.get("/manager/get_matrix_auth")).json() == {
+        "homeserver": "matrix.org",
+        "username": "",
+        "password": "",
+    }
     assert not (manager_dir / "matrix_auth").exists()
     await client.post("/manager/set_esheep_workflow_and_images", json={"workflow": {"a": 1}, "images": []})
-    assert await (await client.get("/manager/get_esheep_workflow_and_images")).json() == {"workflow": {"a": 1},
-                                                                                           "images": []}
+    assert await (await client.get("/manager/get_esheep_workflow_and_images")).json() == {
+        "workflow": {"a": 1},
+        "images": [],
+    }
 
 
 async def test_cm_api_requests_queue_through_the_policy(aiohttp_client, api_app):
@@ -321,11 +394,15 @@ def _comfy_host(tmp_path: Path) -> Any:
     import importlib
 
     from support.standin_host import load_like_comfyui
+
     package = load_like_comfyui(Path(__file__).resolve().parents[1])
     mod = importlib.import_module(package.__name__ + ".glob.comfy_host")
-    folder_paths = types.SimpleNamespace(base_path=str(tmp_path), models_dir=str(tmp_path / "models"),
-                                         get_folder_paths=lambda name: [str(tmp_path / "custom_nodes")],
-                                         get_user_directory=lambda: str(tmp_path / "user"))
+    folder_paths = types.SimpleNamespace(
+        base_path=str(tmp_path),
+        models_dir=str(tmp_path / "models"),
+        get_folder_paths=lambda name: [str(tmp_path / "custom_nodes")],
+        get_user_directory=lambda: str(tmp_path / "user"),
+    )
     return mod.ComfyHost(None, folder_paths)
 
 
@@ -333,7 +410,7 @@ def test_comfy_host_applies_the_preview_method_where_comfyui_has_no_setting_of_i
     args = _comfy_modules(monkeypatch, native=False)
     host = _comfy_host(tmp_path)
     assert not host.native_preview() and host.preview_method() == "none"
-    host.adopt_config({"preview_method": "taesd"})           # config.ini applied when the Manager is built
+    host.adopt_config({"preview_method": "taesd"})  # config.ini applied when the Manager is built
     assert args.preview_method.value == "taesd" and host.preview_method() == "taesd"
     assert host.set_preview_method("auto") and args.preview_method.value == "auto"
 

@@ -31,8 +31,12 @@ POST_BODIES = {
     "/channels": {"name": "demo"},
     "/customnode/install/git_url": {"url": "https://example.invalid/x.git"},
     "/customnode/install/pip": {"packages": "numpy"},
-    "/manager/queue/install": {"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly",
-                               "ui_id": "r-install"},
+    "/manager/queue/install": {
+        "id": "demo-image-tools",
+        "version": "nightly",
+        "selected_version": "nightly",
+        "ui_id": "r-install",
+    },
     "/manager/queue/reinstall": {"id": "demo-prompt-kit", "version": "nightly", "selected_version": "nightly"},
     "/manager/queue/uninstall": {"id": "demo-video-helper", "version": "nightly"},
     "/manager/queue/update": {"id": "demo-upscale-pack", "version": "nightly"},
@@ -50,7 +54,7 @@ POST_BODIES = {
 
 def _fill(path: str) -> str:
     if path.startswith(PREFIX + "/tasks/"):
-        return path.replace("{id}", "t-known")     # a task the test queued first
+        return path.replace("{id}", "t-known")  # a task the test queued first
     return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m.group(1), "x"), path)
 
 
@@ -68,7 +72,6 @@ def _check_error(body: dict, status: int) -> None:
     assert error_codes()[err["code"]].http_status == status or status in (401, 405), (err, status)
 
 
-
 async def _answer(client, method: str, path: str, body=None):
     resp = await client.request(method, path, json=body) if body is not None else await client.request(method, path)
     raw = await resp.read()
@@ -79,10 +82,11 @@ async def _answer(client, method: str, path: str, body=None):
 async def test_every_get_route_answers_offline(aiohttp_client, api_app, socket_audit_log, mirror):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
-    queued = await client.post(PREFIX + "/queue", json={"kind": "disable", "target": "demo-image-tools",
-                                                         "task_id": "t-known", "start": False})
+    queued = await client.post(
+        PREFIX + "/queue", json={"kind": "disable", "target": "demo-image-tools", "task_id": "t-known", "start": False}
+    )
     assert queued.status == 202
-    saved = await client.post(PREFIX + "/snapshots", json={"name": PATH_VALUES["name"]})   # for /snapshots/{name}
+    saved = await client.post(PREFIX + "/snapshots", json={"name": PATH_VALUES["name"]})  # for /snapshots/{name}
     assert saved.status == 200, await saved.text()
     for route in ROUTES:
         if route.method != "GET":
@@ -91,9 +95,12 @@ async def test_every_get_route_answers_offline(aiohttp_client, api_app, socket_a
         assert resp.status != 500, (route.path, raw[:300])
         if resp.status >= 400:
             _check_error(json.loads(raw), resp.status)
-            expected = ("cache_missing",) + (("not_found",) if "disabled_versions" in route.path else ()) \
-                + (("route_gone",) if 410 in route.statuses else ()) \
+            expected = (
+                ("cache_missing",)
+                + (("not_found",) if "disabled_versions" in route.path else ())
+                + (("route_gone",) if 410 in route.statuses else ())
                 + (("not_implemented",) if 501 in route.statuses else ())
+            )
             assert json.loads(raw)["error"]["code"] in expected, (route.path, raw)
             continue
         if resp.status == 204:
@@ -115,7 +122,7 @@ async def test_every_post_route_answers_coded(aiohttp_client, api_app):
     for route in ROUTES:
         if route.method != "POST":
             continue
-        short = route.path[len(PREFIX):] if route.path.startswith(PREFIX) else route.path
+        short = route.path[len(PREFIX) :] if route.path.startswith(PREFIX) else route.path
         path = _fill(route.path)
         resp, raw = await _answer(client, "POST", path, POST_BODIES.get(short))
         assert resp.status != 500, (route.path, raw[:300])
@@ -147,8 +154,13 @@ async def test_errors_are_coded_for_bad_input(aiohttp_client, api_app):
         ("POST", PREFIX + "/queue", {"kind": "explode", "target": "x"}, 400, "request_invalid"),
         ("POST", PREFIX + "/queue", {"target": "x"}, 400, "request_invalid"),
         ("POST", PREFIX + "/queue", {"tasks": []}, 400, "request_invalid"),
-        ("POST", "/manager/queue/install", {"id": "demo-image-tools", "version": "1.0", "selected_version": "unknown"},
-         400, "request_invalid"),
+        (
+            "POST",
+            "/manager/queue/install",
+            {"id": "demo-image-tools", "version": "1.0", "selected_version": "unknown"},
+            400,
+            "request_invalid",
+        ),
         ("POST", "/manager/queue/install_model", {"filename": "nowhere.ckpt"}, 404, "not_found"),
         ("POST", PREFIX + "/config", {"changes": {"no_such_key": 1}}, 400, "config_unknown_key"),
         ("POST", "/manager/db_mode", {"value": "sideways"}, 400, "config_invalid"),
@@ -172,8 +184,21 @@ async def test_getlist_shape_etag_and_installed_state(aiohttp_client, api_app):
     data = await resp.json()
     assert data["channel"] == "demo" and len(data["node_packs"]) == 5
     row = data["node_packs"]["demo-image-tools"]
-    for key in ("author", "title", "id", "reference", "files", "install_type", "description", "state", "version",
-                "update-state", "stars", "trust", "is_favorite"):
+    for key in (
+        "author",
+        "title",
+        "id",
+        "reference",
+        "files",
+        "install_type",
+        "description",
+        "state",
+        "version",
+        "update-state",
+        "stars",
+        "trust",
+        "is_favorite",
+    ):
         assert key in row, key
     assert row["state"] == "not-installed"
     etag = resp.headers["ETag"]
@@ -182,10 +207,14 @@ async def test_getlist_shape_etag_and_installed_state(aiohttp_client, api_app):
     builds = api.listing.builds
     for _ in range(5):
         assert (await client.get("/customnode/getlist?mode=cache")).status == 200
-    assert api.listing.builds == builds          # warm: served from the encoded bytes
+    assert api.listing.builds == builds  # warm: served from the encoded bytes
     # install through the queue: the next list shows it enabled (the cache follows the tree)
-    api.manager.queue.enqueue(__import__("manager.tasks", fromlist=["TaskSpec"]).TaskSpec(
-        "install", "demo-image-tools", {"version": "nightly"}), task_id="t1")
+    api.manager.queue.enqueue(
+        __import__("manager.tasks", fromlist=["TaskSpec"]).TaskSpec(
+            "install", "demo-image-tools", {"version": "nightly"}
+        ),
+        task_id="t1",
+    )
     assert await _wait_idle(api)
     data = await (await client.get("/customnode/getlist?mode=cache")).json()
     assert data["node_packs"]["demo-image-tools"]["state"] == "enabled"
@@ -198,6 +227,7 @@ async def test_getlist_shape_etag_and_installed_state(aiohttp_client, api_app):
 
 async def _wait_idle(api, timeout: float = 30.0) -> bool:
     import asyncio
+
     return await asyncio.to_thread(api.manager.queue.run_until_idle, timeout)
 
 
@@ -215,16 +245,20 @@ async def test_classic_read_shapes(aiohttp_client, api_app):
     status = await (await client.get("/manager/queue/status")).json()
     assert set(status) >= {"total_count", "done_count", "in_progress_count", "is_processing"}
     assert await (await client.get("/manager/is_legacy_manager_ui")).json() == {"is_legacy_manager_ui": False}
-    missing = await (await client.post(PREFIX + "/workflow/missing",
-                                       json={"nodes": [{"type": "DemoResize"}, {"type": "NoSuchNode"}]})).json()
+    missing = await (
+        await client.post(
+            PREFIX + "/workflow/missing", json={"nodes": [{"type": "DemoResize"}, {"type": "NoSuchNode"}]}
+        )
+    ).json()
     states = {r["type"]: r["state"] for r in missing["data"]["node_types"]}
     assert states == {"DemoResize": "missing", "NoSuchNode": "unknown"}
     assert missing["data"]["install"] == [{"id": "demo-image-tools", "title": "Demo Image Tools"}]
 
 
 def test_openapi_file_is_current():
-    assert (REPO / "docs" / "openapi.json").read_text(encoding="utf-8") == render(), \
+    assert (REPO / "docs" / "openapi.json").read_text(encoding="utf-8") == render(), (
         "docs/openapi.json is stale: run `python -m manager.api.openapi > docs/openapi.json`"
+    )
 
 
 def test_openapi_matches_route_table():
@@ -261,15 +295,22 @@ def test_docs_list_every_route():
 def test_forwarder_event_names_match_the_queue():
     from manager import events as core
     from manager.api import event_forwarder as fwd
-    assert (fwd.QUEUED, fwd.DONE, fwd.FAILED, fwd.CANCELLED, fwd.QUEUE_IDLE) == \
-        (core.QUEUED, core.DONE, core.FAILED, core.CANCELLED, core.QUEUE_IDLE)
+
+    assert (fwd.QUEUED, fwd.DONE, fwd.FAILED, fwd.CANCELLED, fwd.QUEUE_IDLE) == (
+        core.QUEUED,
+        core.DONE,
+        core.FAILED,
+        core.CANCELLED,
+        core.QUEUE_IDLE,
+    )
 
 
 async def test_getlist_over_the_real_channel_db(aiohttp_client, comfy_tree, local_channel):
     manager_dir = comfy_tree / "user" / "__manager"
     manager_dir.mkdir(parents=True, exist_ok=True)
     (manager_dir / "config.ini").write_text(
-        f"[default]\nnetwork_mode = offline\nchannel_url = {local_channel.as_uri()}\n", encoding="utf-8")
+        f"[default]\nnetwork_mode = offline\nchannel_url = {local_channel.as_uri()}\n", encoding="utf-8"
+    )
     (manager_dir / "channels.list").write_text(f"default::{local_channel.as_uri()}\n", encoding="utf-8")
     api = make_api(comfy_tree)
     try:
@@ -286,12 +327,13 @@ async def test_getlist_over_the_real_channel_db(aiohttp_client, comfy_tree, loca
         assert len(v1["data"]["packs"]) == len(data["node_packs"])
         # compressed once per version for clients that accept gzip; the same JSON inside
         raw = await aiohttp_client(build_app(api), auto_decompress=False)
-        packed = await raw.get("/customnode/getlist?mode=cache&skip_update=true",
-                               headers={"Accept-Encoding": "gzip"})
+        packed = await raw.get("/customnode/getlist?mode=cache&skip_update=true", headers={"Accept-Encoding": "gzip"})
         assert packed.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed.headers["Vary"]
         wire = await packed.read()
         assert len(wire) * 4 < len(body) and gzip.decompress(wire) == body
-        plain = await raw.get("/customnode/getlist?mode=cache&skip_update=true", headers={"Accept-Encoding": "identity"})
+        plain = await raw.get(
+            "/customnode/getlist?mode=cache&skip_update=true", headers={"Accept-Encoding": "identity"}
+        )
         assert "Content-Encoding" not in plain.headers and await plain.read() == body
     finally:
         api.manager.queue.stop(timeout=10)

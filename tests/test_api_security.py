@@ -12,7 +12,6 @@ from manager.api.routes import PREFIX
 INSTALL_ROW = {"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly", "ui_id": "r1"}
 
 
-
 def _nothing_queued(api) -> bool:
     return api.manager.queue.status()["total_count"] == 0
 
@@ -27,9 +26,12 @@ async def _error(resp, status: int, code: str) -> dict:
 async def test_strong_level_refuses_changes_with_the_key_to_change(aiohttp_client, api_app):
     app, api, _root = api_app(default="security_level = strong")
     client = await aiohttp_client(app)
-    for path, body in (("/manager/queue/install", INSTALL_ROW), ("/manager/queue/uninstall", INSTALL_ROW),
-                       ("/manager/db_mode", {"value": "local"}), (PREFIX + "/queue", {"kind": "fix",
-                                                                                     "target": "demo-image-tools"})):
+    for path, body in (
+        ("/manager/queue/install", INSTALL_ROW),
+        ("/manager/queue/uninstall", INSTALL_ROW),
+        ("/manager/db_mode", {"value": "local"}),
+        (PREFIX + "/queue", {"kind": "fix", "target": "demo-image-tools"}),
+    ):
         err = await _error(await client.post(path, json=body), 403, "security_denied")
         assert "security_level = normal" in err["hint"] and str(api.manager.config.path) in err["hint"], err
     # reads and the always-allowed controls still work
@@ -42,11 +44,13 @@ async def test_strong_level_refuses_changes_with_the_key_to_change(aiohttp_clien
 async def test_git_url_and_pip_need_their_flag_and_loopback(aiohttp_client, api_app, tmp_path):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
-    err = await _error(await client.post("/customnode/install/git_url", json={"url": "https://example.invalid/a.git"}),
-                       403, "security_denied")
+    err = await _error(
+        await client.post("/customnode/install/git_url", json={"url": "https://example.invalid/a.git"}),
+        403,
+        "security_denied",
+    )
     assert "allow_git_url_install = true" in err["hint"]
-    err = await _error(await client.post("/customnode/install/pip", json={"packages": "numpy"}), 403,
-                       "security_denied")
+    err = await _error(await client.post("/customnode/install/pip", json={"packages": "numpy"}), 403, "security_denied")
     assert "allow_pip_install = true" in err["hint"]
     # the queue route: a URL no catalog lists is "high" risk, even with a made-up catalog row
     row = {"id": "x", "version": "unknown", "files": ["https://example.invalid/evil.git"], "ui_id": "u"}
@@ -56,13 +60,18 @@ async def test_git_url_and_pip_need_their_flag_and_loopback(aiohttp_client, api_
 
 
 async def test_flags_do_nothing_on_a_lan_listener(aiohttp_client, api_app):
-    app, api, _root = api_app(listen="0.0.0.0", default="security_level = weak",
-                       security="allow_git_url_install = true\nallow_pip_install = true\nallow_remote_channel = true")
+    app, api, _root = api_app(
+        listen="0.0.0.0",
+        default="security_level = weak",
+        security="allow_git_url_install = true\nallow_pip_install = true\nallow_remote_channel = true",
+    )
     client = await aiohttp_client(app)
-    for path, body in (("/customnode/install/git_url", {"url": "https://example.invalid/a.git"}),
-                       ("/customnode/install/pip", {"packages": "numpy"}),
-                       (PREFIX + "/network", {"mode": "public"}),
-                       (PREFIX + "/channels", {"url": "https://channels.example/c"})):
+    for path, body in (
+        ("/customnode/install/git_url", {"url": "https://example.invalid/a.git"}),
+        ("/customnode/install/pip", {"packages": "numpy"}),
+        (PREFIX + "/network", {"mode": "public"}),
+        (PREFIX + "/channels", {"url": "https://channels.example/c"}),
+    ):
         err = await _error(await client.post(path, json=body), 403, "security_denied")
         assert "--listen 127.0.0.1" in err["hint"], (path, err)
     # a catalog install is still fine at weak on a LAN listener (classic "middle")
@@ -81,6 +90,7 @@ async def test_allowed_git_url_install_runs_from_a_local_repo(aiohttp_client, ap
     task = (await resp.json())["data"]["task"]
     assert task["params"]["policy"]["allowed"] is True
     import asyncio
+
     assert await asyncio.to_thread(api.manager.queue.run_until_idle, 30)
     assert api.manager.queue.get(task["id"]).state.value == "done"
 
@@ -95,8 +105,12 @@ def _base(client) -> str:
 
 def _same_origin(client) -> dict[str, str]:
     """What Chromium sends for ComfyUI's api.fetchApi(path, {method: 'POST', body: JSON})."""
-    return {"Origin": _base(client), "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors",
-            "Content-Type": "text/plain;charset=UTF-8"}
+    return {
+        "Origin": _base(client),
+        "Sec-Fetch-Site": "same-origin",
+        "Sec-Fetch-Mode": "cors",
+        "Content-Type": "text/plain;charset=UTF-8",
+    }
 
 
 async def test_same_origin_page_posts_json_as_text_plain(aiohttp_client, api_app):
@@ -109,8 +123,9 @@ async def test_same_origin_page_posts_json_as_text_plain(aiohttp_client, api_app
     assert resp.status == 200, await resp.text()
     assert "db_mode = local" in api.manager.config.path.read_text(encoding="utf-8")
     # the classic UI's no-body POSTs (no Content-Type at all) and the default-port spelling of the origin
-    resp = await client.post("/manager/queue/start", headers={"Origin": _base(client)},
-                             skip_auto_headers=["Content-Type"])
+    resp = await client.post(
+        "/manager/queue/start", headers={"Origin": _base(client)}, skip_auto_headers=["Content-Type"]
+    )
     assert resp.status in (200, 201), await resp.text()
 
 
@@ -136,27 +151,38 @@ async def test_urllib_scripts_post_json_with_the_form_label(aiohttp_client, api_
     assert status == 200 and api.manager.config["component_policy"] == "mine"
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "http://evil.example"},                                   # a page of another host
-    {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
-    {"Sec-Fetch-Site": "cross-site"},                                    # a no-cors form post
-    {"Origin": "null"},                                                  # a sandboxed frame, a file:// page
-    {"Origin": "http://127.0.0.1:9", "Sec-Fetch-Site": "same-site"},     # another local program's page
-    {"Origin": "http://127.0.0.1:9"},
-    {"Origin": "http://{host}.evil.example"},
-], ids=["other-host", "other-host-cross-site", "cross-site", "null", "same-site-other-port", "other-port",
-        "suffix"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://evil.example"},  # a page of another host
+        {"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "cross-site"},  # a no-cors form post
+        {"Origin": "null"},  # a sandboxed frame, a file:// page
+        {"Origin": "http://127.0.0.1:9", "Sec-Fetch-Site": "same-site"},  # another local program's page
+        {"Origin": "http://127.0.0.1:9"},
+        {"Origin": "http://{host}.evil.example"},
+    ],
+    ids=["other-host", "other-host-cross-site", "cross-site", "null", "same-site-other-port", "other-port", "suffix"],
+)
 async def test_cross_site_requests_are_refused_and_change_nothing(aiohttp_client, api_app, headers):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
     headers = {k: v.replace("{host}", str(client.server.host)) for k, v in headers.items()}
     before = api.manager.config.path.read_text(encoding="utf-8")
-    for path, body in (("/manager/queue/install", INSTALL_ROW), ("/api/manager/queue/start", None),
-                       (PREFIX + "/queue/reset", None), ("/api/manager/reboot", None),
-                       ("/manager/db_mode", {"value": "remote"}), (PREFIX + "/network", {"mode": "public"})):
+    for path, body in (
+        ("/manager/queue/install", INSTALL_ROW),
+        ("/api/manager/queue/start", None),
+        (PREFIX + "/queue/reset", None),
+        ("/api/manager/reboot", None),
+        ("/manager/db_mode", {"value": "remote"}),
+        (PREFIX + "/network", {"mode": "public"}),
+    ):
         data = json.dumps(body) if body is not None else None
-        err = await _error(await client.post(path, data=data, headers={"Content-Type": "text/plain", **headers}),
-                           403, "cross_origin_denied")
+        err = await _error(
+            await client.post(path, data=data, headers={"Content-Type": "text/plain", **headers}),
+            403,
+            "cross_origin_denied",
+        )
         assert err["hint"], err
     # the classic UI's GET writes are guarded like POSTs; plain reads stay open to any page's navigation
     await _error(await client.get("/manager/queue/start", headers=headers), 403, "cross_origin_denied")
@@ -166,8 +192,18 @@ async def test_cross_site_requests_are_refused_and_change_nothing(aiohttp_client
     assert api.manager.config.path.read_text(encoding="utf-8") == before
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io:{port}", "0.0.0.0:{port}",
-                                  "192.168.1.20:{port}", "[fe80::1]:{port}", "localhost.evil.example:{port}"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:{port}",
+        "127.0.0.1.nip.io:{port}",
+        "0.0.0.0:{port}",
+        "192.168.1.20:{port}",
+        "[fe80::1]:{port}",
+        "localhost.evil.example:{port}",
+    ],
+)
 async def test_a_rebinding_host_is_refused_even_for_reads(aiohttp_client, api_app, host):
     """DNS rebinding: the page of evil.example, now resolved to 127.0.0.1, is same-origin with itself."""
     app, api, _root = api_app()
@@ -182,8 +218,18 @@ async def test_a_rebinding_host_is_refused_even_for_reads(aiohttp_client, api_ap
     assert _nothing_queued(api)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST.:{port}", "[::1]:{port}",
-                                  "127.0.0.2:{port}", "localhost", "panel.localhost:{port}"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1:{port}",
+        "localhost:{port}",
+        "LOCALHOST.:{port}",
+        "[::1]:{port}",
+        "127.0.0.2:{port}",
+        "localhost",
+        "panel.localhost:{port}",
+    ],
+)
 async def test_loopback_host_names_are_accepted(aiohttp_client, api_app, host):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
@@ -201,32 +247,49 @@ async def test_allowed_hosts_admits_a_proxy_name_and_its_pages(aiohttp_client, a
     resp = await client.post("/manager/queue/start", headers={"Origin": "https://studio.example:8443"})
     assert resp.status in (200, 201), await resp.text()
     await _error(await client.get(PREFIX + "/config", headers={"Host": "studio.example:9999"}), 403, "host_not_allowed")
-    await _error(await client.post("/manager/queue/start", headers={"Origin": "https://studio.example"}), 403,
-                 "cross_origin_denied")
+    await _error(
+        await client.post("/manager/queue/start", headers={"Origin": "https://studio.example"}),
+        403,
+        "cross_origin_denied",
+    )
     # allowed_hosts is a security key: no door may change it
-    await _error(await client.post(PREFIX + "/config", json={"changes": {"allowed_hosts": ["evil.example"]}}), 403,
-                 "security_denied")
+    await _error(
+        await client.post(PREFIX + "/config", json={"changes": {"allowed_hosts": ["evil.example"]}}),
+        403,
+        "security_denied",
+    )
 
 
 async def test_a_lan_listener_answers_any_host_but_still_refuses_foreign_pages(aiohttp_client, api_app):
     app, api, _root = api_app(listen="0.0.0.0")
     client = await aiohttp_client(app)
     assert (await client.get(PREFIX + "/config", headers={"Host": "comfy-box.lan:8188"})).status == 200
-    await _error(await client.post("/manager/queue/start", headers={"Host": "comfy-box.lan:8188",
-                                                                    "Origin": "http://evil.example"}),
-                 403, "cross_origin_denied")
-    resp = await client.post("/manager/queue/start", headers={"Host": "comfy-box.lan:8188",
-                                                              "Origin": "http://comfy-box.lan:8188"})
+    await _error(
+        await client.post(
+            "/manager/queue/start", headers={"Host": "comfy-box.lan:8188", "Origin": "http://evil.example"}
+        ),
+        403,
+        "cross_origin_denied",
+    )
+    resp = await client.post(
+        "/manager/queue/start", headers={"Host": "comfy-box.lan:8188", "Origin": "http://comfy-box.lan:8188"}
+    )
     assert resp.status in (200, 201)
 
 
-@pytest.mark.parametrize("body,ctype,code", [
-    (b"value=local", "application/x-www-form-urlencoded", "content_type_refused"),
-    (b'--x\r\nContent-Disposition: form-data; name="value"\r\n\r\nlocal\r\n--x--\r\n',
-     "multipart/form-data; boundary=x", "content_type_refused"),
-    (b"local", "text/plain;charset=UTF-8", "request_invalid"),
-    (b"", "application/x-www-form-urlencoded", "request_invalid"),
-])
+@pytest.mark.parametrize(
+    "body,ctype,code",
+    [
+        (b"value=local", "application/x-www-form-urlencoded", "content_type_refused"),
+        (
+            b'--x\r\nContent-Disposition: form-data; name="value"\r\n\r\nlocal\r\n--x--\r\n',
+            "multipart/form-data; boundary=x",
+            "content_type_refused",
+        ),
+        (b"local", "text/plain;charset=UTF-8", "request_invalid"),
+        (b"", "application/x-www-form-urlencoded", "request_invalid"),
+    ],
+)
 async def test_a_body_that_is_not_json_is_refused_naming_the_fix(aiohttp_client, api_app, body, ctype, code):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
@@ -241,10 +304,16 @@ async def test_body_cap_and_malformed_json(aiohttp_client, api_app):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
     big = b'{"kind": "fix", "target": "' + b"x" * (MAX_BODY_BYTES + 10) + b'"}'
-    await _error(await client.post(PREFIX + "/queue", data=big, headers={"Content-Type": "application/json"}),
-                 413, "request_too_large")
-    await _error(await client.post(PREFIX + "/queue", data=b"{not json", headers={"Content-Type": "application/json"}),
-                 400, "request_invalid")
+    await _error(
+        await client.post(PREFIX + "/queue", data=big, headers={"Content-Type": "application/json"}),
+        413,
+        "request_too_large",
+    )
+    await _error(
+        await client.post(PREFIX + "/queue", data=b"{not json", headers={"Content-Type": "application/json"}),
+        400,
+        "request_invalid",
+    )
     await _error(await client.post(PREFIX + "/queue", json=["a", "list"]), 400, "request_invalid")
     err = await _error(await client.post("/customnode/install/git_url", json={"link": "x"}), 400, "request_invalid")
     assert "'url'" in err["message"]
@@ -279,22 +348,36 @@ async def test_channel_and_config_writes(aiohttp_client, api_app, tmp_path):
     other = tmp_path / "demo" / "demo-channel"
     resp = await client.post("/manager/channel_url_list", json={"value": "demo"})
     assert resp.status == 200, await resp.text()
-    await _error(await client.post(PREFIX + "/channels", json={"url": "https://channels.example/c"}), 403,
-                 "security_denied")
+    await _error(
+        await client.post(PREFIX + "/channels", json={"url": "https://channels.example/c"}), 403, "security_denied"
+    )
     resp = await client.post(PREFIX + "/channels", json={"url": other.as_uri()})
     assert resp.status == 200, await resp.text()
-    await _error(await client.post(PREFIX + "/config", json={"changes": {"channel_url": "https://channels.example/c"}}),
-                 403, "security_denied")
-    await _error(await client.post(PREFIX + "/config", json={"changes": {"channel_url": "http://10.0.0.5/c"}}),
-                 403, "security_denied")
-    resp = await client.post(PREFIX + "/config", json={"changes": {"db_mode": "remote", "update_policy": "nightly-comfyui"}})
+    await _error(
+        await client.post(PREFIX + "/config", json={"changes": {"channel_url": "https://channels.example/c"}}),
+        403,
+        "security_denied",
+    )
+    await _error(
+        await client.post(PREFIX + "/config", json={"changes": {"channel_url": "http://10.0.0.5/c"}}),
+        403,
+        "security_denied",
+    )
+    resp = await client.post(
+        PREFIX + "/config", json={"changes": {"db_mode": "remote", "update_policy": "nightly-comfyui"}}
+    )
     assert resp.status == 200, await resp.text()
     text = api.manager.config.path.read_text(encoding="utf-8")
     assert "db_mode = remote" in text and "update_policy = nightly-comfyui" in text
-    for key, value in (("git_exe", "/tmp/evil"), ("security_level", "weak"), ("allow_pip_install", True),
-                       ("pip_index_url", "https://evil.example/simple")):
-        err = await _error(await client.post(PREFIX + "/config", json={"changes": {key: value}}), 403,
-                           "security_denied")
+    for key, value in (
+        ("git_exe", "/tmp/evil"),
+        ("security_level", "weak"),
+        ("allow_pip_install", True),
+        ("pip_index_url", "https://evil.example/simple"),
+    ):
+        err = await _error(
+            await client.post(PREFIX + "/config", json={"changes": {key: value}}), 403, "security_denied"
+        )
         assert "by hand" in err["hint"]
     assert api.manager.config.path.read_text(encoding="utf-8") == text
     config = (await (await client.get(PREFIX + "/config")).json())["data"]
@@ -307,6 +390,7 @@ async def test_channel_and_config_writes(aiohttp_client, api_app, tmp_path):
 
 async def test_reboot_answers_then_restarts(aiohttp_client, api_app):
     import asyncio
+
     called = asyncio.Event()
     app, api, _root = api_app(restart=called.set)
     client = await aiohttp_client(app)
@@ -315,14 +399,17 @@ async def test_reboot_answers_then_restarts(aiohttp_client, api_app):
     await asyncio.wait_for(called.wait(), 5)
 
 
-@pytest.mark.parametrize("task", [
-    {"kind": "install", "target": "https://example.invalid/evil.git"},
-    {"kind": "install", "target": "git@example.invalid:owner/evil.git"},
-    {"kind": "install", "target": "/tmp/somewhere/pack"},
-    {"kind": "install", "target": "file:///tmp/somewhere/pack"},
-    {"kind": "install", "target": "demo-image-tools", "params": {"url": "https://example.invalid/evil.git@abc123"}},
-    {"kind": "reinstall", "target": "x", "params": {"url": "https://example.invalid/evil.git"}},
-])
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"kind": "install", "target": "https://example.invalid/evil.git"},
+        {"kind": "install", "target": "git@example.invalid:owner/evil.git"},
+        {"kind": "install", "target": "/tmp/somewhere/pack"},
+        {"kind": "install", "target": "file:///tmp/somewhere/pack"},
+        {"kind": "install", "target": "demo-image-tools", "params": {"url": "https://example.invalid/evil.git@abc123"}},
+        {"kind": "reinstall", "target": "x", "params": {"url": "https://example.invalid/evil.git"}},
+    ],
+)
 async def test_a_url_or_path_in_any_field_is_a_risky_source(aiohttp_client, api_app, task):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
@@ -334,6 +421,7 @@ async def test_a_url_or_path_in_any_field_is_a_risky_source(aiohttp_client, api_
 async def test_a_bad_pack_id_is_refused_before_queueing(aiohttp_client, api_app):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
-    await _error(await client.post(PREFIX + "/queue", json={"kind": "install", "target": "../../etc"}),
-                 400, "invalid_name")
+    await _error(
+        await client.post(PREFIX + "/queue", json={"kind": "install", "target": "../../etc"}), 400, "invalid_name"
+    )
     assert _nothing_queued(api)

@@ -23,9 +23,14 @@ def _free_port() -> int:
 
 
 def _serve(*args: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, str(REPO / "cm-cli.py"), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ""})
-    line = proc.stdout.readline()          # the ready line, printed once listening
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "cm-cli.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    line = proc.stdout.readline()  # the ready line, printed once listening
     if "serving" not in line:
         proc.kill()
         raise AssertionError(f"serve did not start: {line!r} {proc.stderr.read()[-500:]}")
@@ -60,7 +65,7 @@ def test_serve_demo_answers_the_table_page_and_script(demo_dir: Path, socket_aud
         status, body, _ = _get(base + "/offline-manager/v1/status")
         data = json.loads(body)["data"]
         assert status == 200 and data["door"] == "standalone" and data["network_mode"] == "offline"
-        status, body, _ = _get(base + "/api/offline-manager/health")    # the table's probe, as in ComfyUI
+        status, body, _ = _get(base + "/api/offline-manager/health")  # the table's probe, as in ComfyUI
         assert status == 200 and json.loads(body)["data"]["comfyui_root"] == data["comfyui_root"]
         status, body, _ = _get(base + "/api/customnode/getlist?mode=cache&skip_update=true")
         assert status == 200 and "demo-image-tools" in json.loads(body)["node_packs"]
@@ -98,8 +103,12 @@ def test_serve_reports_a_busy_port(demo_dir: Path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        out = subprocess.run([sys.executable, str(REPO / "cm-cli.py"), "serve", "--demo", "--dir", str(demo_dir),
-                              "--port", str(port)], capture_output=True, text=True, timeout=120,
-                             env={**os.environ, "PYTHONPATH": ""})
+        out = subprocess.run(
+            [sys.executable, str(REPO / "cm-cli.py"), "serve", "--demo", "--dir", str(demo_dir), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": ""},
+        )
     assert out.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "--port" in out.stderr

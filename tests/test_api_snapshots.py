@@ -17,7 +17,6 @@ SNAPS = PREFIX + "/snapshots"
 SKIP = ("demo/ComfyUI/user/__manager/locks", "demo/ComfyUI/user/__manager/logs")
 
 
-
 async def _idle(api, timeout: float = 60.0) -> None:
     assert await asyncio.to_thread(api.manager.queue.run_until_idle, timeout)
 
@@ -45,18 +44,19 @@ def _custom_nodes(root: Path) -> set[str]:
 async def test_save_list_show_diff_dry_run_restore_remove(aiohttp_client, api_app, tmp_path):
     app, api, root = api_app()
     client = await aiohttp_client(app)
-    await _queue(client, api, {"kind": "install", "target": "demo-image-tools"},
-                 {"kind": "install", "target": "demo-prompt-kit"})
+    await _queue(
+        client, api, {"kind": "install", "target": "demo-image-tools"}, {"kind": "install", "target": "demo-prompt-kit"}
+    )
 
     base = await _data(await client.post(SNAPS, json={"name": "base"}))
     assert base["name"] == "base" and base["summary"]["packs"] == 2
-    later = await _data(await client.post(SNAPS, json={}))          # the default <time>_snapshot name
+    later = await _data(await client.post(SNAPS, json={}))  # the default <time>_snapshot name
     assert later["name"].endswith("_snapshot")
     again = await client.post(SNAPS, json={"name": "base"})
     assert again.status == 409 and (await again.json())["error"]["code"] == "snapshot_exists"
 
     listed = await _data(await client.get(SNAPS))
-    assert [s["name"] for s in listed["snapshots"]] == [later["name"], "base"]        # newest first
+    assert [s["name"] for s in listed["snapshots"]] == [later["name"], "base"]  # newest first
     classic = await (await client.get("/snapshot/getlist")).json()
     assert classic == {"items": [later["name"], "base"]}
 
@@ -65,8 +65,12 @@ async def test_save_list_show_diff_dry_run_restore_remove(aiohttp_client, api_ap
     assert shown["snapshot"]["format"] == "comfyui-offline-manager/snapshot"
 
     # change the tree: one pack out, another in
-    await _queue(client, api, {"kind": "uninstall", "target": "demo-prompt-kit"},
-                 {"kind": "install", "target": "demo-video-helper"})
+    await _queue(
+        client,
+        api,
+        {"kind": "uninstall", "target": "demo-prompt-kit"},
+        {"kind": "install", "target": "demo-video-helper"},
+    )
     diff = (await _data(await client.get(f"{SNAPS}/base/diff")))["diff"]
     actions = {(c["action"], (c.get("wanted") or c.get("current") or {}).get("name")) for c in diff["packs"]}
     assert ("add", "demo-prompt-kit") in actions and ("remove", "demo-video-helper") in actions, diff
@@ -113,7 +117,7 @@ async def test_classic_routes(aiohttp_client, api_app):
     current = await (await client.get("/snapshot/get_current")).json()
     assert set(current) >= {"comfyui", "git_custom_nodes", "cnr_custom_nodes", "file_custom_nodes", "pips"}
     assert any(url.endswith("demo-mask-utils") for url in current["git_custom_nodes"]), current
-    saved = await _data(await client.post("/snapshot/save"))            # no body, as the classic UI sends
+    saved = await _data(await client.post("/snapshot/save"))  # no body, as the classic UI sends
     name = saved["name"]
     assert (await (await client.get("/snapshot/getlist")).json())["items"] == [name]
     await _queue(client, api, {"kind": "uninstall", "target": "demo-mask-utils"})
@@ -129,8 +133,23 @@ async def test_classic_routes(aiohttp_client, api_app):
     assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
 
 
-BAD_BODY_NAMES = ["../x", "..", "/tmp/x", "a/b", "a\\b", ".hidden", "", ".json", "CON", "s" * 300, "a\x00b",
-                  "\u202esnap", "sn\u200bap", 5, ["x"]]
+BAD_BODY_NAMES = [
+    "../x",
+    "..",
+    "/tmp/x",
+    "a/b",
+    "a\\b",
+    ".hidden",
+    "",
+    ".json",
+    "CON",
+    "s" * 300,
+    "a\x00b",
+    "\u202esnap",
+    "sn\u200bap",
+    5,
+    ["x"],
+]
 BAD_PATH_NAMES = [".hidden", "a\\b", "CON", "com1", "s" * 300, "\u202esnap", "sn\u200bap", "a b"]
 
 
@@ -140,17 +159,24 @@ async def test_hostile_names_are_refused_and_change_nothing(aiohttp_client, api_
     await _data(await client.post(SNAPS, json={"name": "good"}))
     before = treesum.listing(tmp_path, skip=SKIP)
     for name in BAD_BODY_NAMES:
-        for path, body in ((SNAPS, {"name": name}), ("/snapshot/restore", {"target": name}),
-                           ("/snapshot/remove", {"target": name})):
+        for path, body in (
+            (SNAPS, {"name": name}),
+            ("/snapshot/restore", {"target": name}),
+            ("/snapshot/remove", {"target": name}),
+        ):
             resp = await client.post(path, json=body)
             doc = await resp.json()
             assert resp.status == 400 and doc["error"]["code"] == "invalid_name", (path, name, doc)
             assert doc["error"]["hint"]
     for name in BAD_PATH_NAMES:
         enc = quote(name, safe="")
-        for method, path in (("GET", f"{SNAPS}/{enc}"), ("GET", f"{SNAPS}/{enc}/diff"),
-                             ("POST", f"{SNAPS}/{enc}/restore"), ("POST", f"{SNAPS}/{enc}/remove"),
-                             ("GET", f"{SNAPS}/good/diff?against={enc}")):
+        for method, path in (
+            ("GET", f"{SNAPS}/{enc}"),
+            ("GET", f"{SNAPS}/{enc}/diff"),
+            ("POST", f"{SNAPS}/{enc}/restore"),
+            ("POST", f"{SNAPS}/{enc}/remove"),
+            ("GET", f"{SNAPS}/good/diff?against={enc}"),
+        ):
             resp = await client.request(method, path)
             doc = await resp.json()
             assert resp.status == 400 and doc["error"]["code"] == "invalid_name", (method, path, doc)
@@ -165,11 +191,14 @@ async def test_hostile_names_are_refused_and_change_nothing(aiohttp_client, api_
 async def test_restore_refused_by_policy_but_plan_shown(aiohttp_client, api_app, tmp_path):
     app, api, root = api_app(default="security_level = strong")
     client = await aiohttp_client(app)
-    await _data(await client.post(SNAPS, json={"name": "s1"}))          # saving is allowed at every level
+    await _data(await client.post(SNAPS, json={"name": "s1"}))  # saving is allowed at every level
     dry = await _data(await client.post(f"{SNAPS}/s1/restore", json={"dry_run": True}))
     assert dry["policy"]["allowed"] is False and dry["plan"]["empty"] is True
-    for path, body in ((f"{SNAPS}/s1/restore", {}), ("/snapshot/restore", {"target": "s1"}),
-                       (f"{SNAPS}/s1/remove", None)):
+    for path, body in (
+        (f"{SNAPS}/s1/restore", {}),
+        ("/snapshot/restore", {"target": "s1"}),
+        (f"{SNAPS}/s1/remove", None),
+    ):
         resp = await client.post(path, json=body) if body is not None else await client.post(path)
         doc = await resp.json()
         assert resp.status == 403 and doc["error"]["code"] == "security_denied", doc
@@ -182,8 +211,9 @@ async def test_restore_at_next_start_is_scheduled(aiohttp_client, api_app):
     app, api, root = api_app()
     client = await aiohttp_client(app)
     await _data(await client.post(SNAPS, json={"name": "s2"}))
-    data = await _data(await client.post(f"{SNAPS}/s2/restore",
-                                         json={"at_next_start": True, "options": {"unlisted": "disable"}}))
+    data = await _data(
+        await client.post(f"{SNAPS}/s2/restore", json={"at_next_start": True, "options": {"unlisted": "disable"}})
+    )
     op = data["scheduled"]
     assert op["action"] == "snapshot_restore" and op["target"] == "s2" and op["policy"]["allowed"] is True
     assert op["params"]["unlisted"] == "disable"
@@ -191,4 +221,4 @@ async def test_restore_at_next_start_is_scheduled(aiohttp_client, api_app):
     assert [p["id"] for p in pending["pending"]] == [op["id"]]
     startup = await _data(await client.get(PREFIX + "/startup"))
     assert [p["target"] for p in startup["pending"]] == ["s2"]
-    assert api.manager.queue.status()["total_count"] == 0              # nothing queued now
+    assert api.manager.queue.status()["total_count"] == 0  # nothing queued now

@@ -24,13 +24,19 @@ async def test_schedule_list_replace_and_cancel(aiohttp_client, api_app):
     op1 = (await first.json())["data"]["scheduled"]
     assert op1["policy"]["allowed"] is True and op1["origin"] == "api:standalone"
     # a newer operation on the same pack replaces the older one
-    op2 = (await (await client.post(PREFIX + "/startup", json={"action": "uninstall",
-                                                               "target": "demo-image-tools"})).json())["data"]["scheduled"]
-    op3 = (await (await client.post(PREFIX + "/startup", json={"action": "disable",
-                                                               "target": "demo-prompt-kit"})).json())["data"]["scheduled"]
+    op2 = (
+        await (
+            await client.post(PREFIX + "/startup", json={"action": "uninstall", "target": "demo-image-tools"})
+        ).json()
+    )["data"]["scheduled"]
+    op3 = (
+        await (await client.post(PREFIX + "/startup", json={"action": "disable", "target": "demo-prompt-kit"})).json()
+    )["data"]["scheduled"]
     data = (await (await client.get(PREFIX + "/startup")).json())["data"]
-    assert [(p["action"], p["target"]) for p in data["pending"]] == [("uninstall", "demo-image-tools"),
-                                                                     ("disable", "demo-prompt-kit")]
+    assert [(p["action"], p["target"]) for p in data["pending"]] == [
+        ("uninstall", "demo-image-tools"),
+        ("disable", "demo-prompt-kit"),
+    ]
     assert data["applies_at_restart"] is False and data["last"] is None
     cancelled = await client.post(f"{PREFIX}/startup/{op2['id']}/cancel")
     assert (await cancelled.json())["data"]["cancelled"]["id"] == op2["id"]
@@ -39,7 +45,7 @@ async def test_schedule_list_replace_and_cancel(aiohttp_client, api_app):
     doc = json.loads((root / "user" / "__manager" / "startup" / "pending.json").read_text())
     assert [p["id"] for p in doc["pending"]] == [op3["id"]]
     await client.post(f"{PREFIX}/startup/{op3['id']}/cancel")
-    assert not (root / "user" / "__manager" / "startup" / "pending.json").exists()   # empty: removed
+    assert not (root / "user" / "__manager" / "startup" / "pending.json").exists()  # empty: removed
 
 
 async def test_schedule_refusals(aiohttp_client, api_app):
@@ -50,7 +56,7 @@ async def test_schedule_refusals(aiohttp_client, api_app):
         ({"action": "uninstall", "target": "../../etc"}, 400, "invalid_name"),
         ({"action": "disable", "target": ".cm-trash.disabled"}, 400, "invalid_name"),
         ({"action": "snapshot_restore", "target": "../x"}, 400, "invalid_name"),
-        ({"action": "uninstall", "target": "demo-video-helper"}, 404, "not_found"),      # not installed
+        ({"action": "uninstall", "target": "demo-video-helper"}, 404, "not_found"),  # not installed
         ({"action": "snapshot_restore", "target": "nope"}, 404, "not_found"),
         ({"action": "snapshot_restore", "target": "nope", "params": {"bogus": 1}}, 400, "request_invalid"),
         ({"action": "uninstall"}, 400, "request_invalid"),
@@ -76,10 +82,24 @@ async def test_import_failures_of_the_last_start(aiohttp_client, api_app):
     empty = (await (await client.get(PREFIX + "/import-failures")).json())["data"]
     assert empty["available"] is False and empty["failures"] == [] and empty["notes"]
     await _install(client, api, "demo-image-tools", "demo-prompt-kit")
-    tb = 'Traceback (most recent call last):\n  File "x", line 1\nModuleNotFoundError: No module named \'cv3\''
-    save_report(api.manager.layout, ImportFailureReport(
-        (ImportFailure("demo-image-tools", str(root / "custom_nodes" / "demo-image-tools"),
-                       "No module named 'cv3'", tb, "import_error", "log"),), "2025-01-01T00:00:00Z", True))
+    tb = "Traceback (most recent call last):\n  File \"x\", line 1\nModuleNotFoundError: No module named 'cv3'"
+    save_report(
+        api.manager.layout,
+        ImportFailureReport(
+            (
+                ImportFailure(
+                    "demo-image-tools",
+                    str(root / "custom_nodes" / "demo-image-tools"),
+                    "No module named 'cv3'",
+                    tb,
+                    "import_error",
+                    "log",
+                ),
+            ),
+            "2025-01-01T00:00:00Z",
+            True,
+        ),
+    )
     data = (await (await client.get(PREFIX + "/import-failures")).json())["data"]
     assert data["available"] is True and data["live"] is False
     (row,) = data["failures"]

@@ -19,8 +19,15 @@ def task(kind: str, ui_id: str, params: dict, client_id: str = "c1") -> dict:
     return {"kind": kind, "ui_id": ui_id, "client_id": client_id, "params": params}
 
 
-INSTALL = {"id": "demo-mask-utils", "version": "nightly", "selected_version": "nightly", "mode": "cache",
-           "channel": "default", "repository": "", "skip_post_install": False}
+INSTALL = {
+    "id": "demo-mask-utils",
+    "version": "nightly",
+    "selected_version": "nightly",
+    "mode": "cache",
+    "channel": "default",
+    "repository": "",
+    "skip_post_install": False,
+}
 
 
 async def run_all(api) -> None:
@@ -37,28 +44,51 @@ async def coded(resp, status: int, code: str) -> dict:
 def test_every_4x_route_is_in_the_table_once():
     """v4-api.md section 1.1 plus the legacy server's routes, each once, all mounted with web.route."""
     want = {
-        ("POST", "/manager/queue/task"), ("GET", "/manager/queue/history_list"), ("GET", "/manager/queue/history"),
-        ("GET", "/customnode/getmappings"), ("GET", "/customnode/fetch_updates"),
-        ("POST", "/manager/queue/update_all"), ("GET", "/manager/is_legacy_manager_ui"),
-        ("GET", "/customnode/installed"), ("GET", "/snapshot/getlist"), ("POST", "/snapshot/remove"),
-        ("POST", "/snapshot/restore"), ("GET", "/snapshot/get_current"), ("POST", "/snapshot/save"),
-        ("POST", "/customnode/import_fail_info"), ("POST", "/customnode/import_fail_info_bulk"),
-        ("POST", "/manager/queue/reset"), ("GET", "/manager/queue/status"), ("POST", "/manager/queue/start"),
-        ("POST", "/manager/queue/update_comfyui"), ("GET", "/comfyui_manager/comfyui_versions"),
-        ("POST", "/comfyui_manager/comfyui_switch_version"), ("POST", "/manager/queue/install_model"),
-        ("GET", "/manager/db_mode"), ("POST", "/manager/db_mode"), ("GET", "/manager/policy/update"),
-        ("POST", "/manager/policy/update"), ("GET", "/manager/channel_url_list"),
-        ("POST", "/manager/channel_url_list"), ("POST", "/manager/reboot"), ("GET", "/manager/version"),
+        ("POST", "/manager/queue/task"),
+        ("GET", "/manager/queue/history_list"),
+        ("GET", "/manager/queue/history"),
+        ("GET", "/customnode/getmappings"),
+        ("GET", "/customnode/fetch_updates"),
+        ("POST", "/manager/queue/update_all"),
+        ("GET", "/manager/is_legacy_manager_ui"),
+        ("GET", "/customnode/installed"),
+        ("GET", "/snapshot/getlist"),
+        ("POST", "/snapshot/remove"),
+        ("POST", "/snapshot/restore"),
+        ("GET", "/snapshot/get_current"),
+        ("POST", "/snapshot/save"),
+        ("POST", "/customnode/import_fail_info"),
+        ("POST", "/customnode/import_fail_info_bulk"),
+        ("POST", "/manager/queue/reset"),
+        ("GET", "/manager/queue/status"),
+        ("POST", "/manager/queue/start"),
+        ("POST", "/manager/queue/update_comfyui"),
+        ("GET", "/comfyui_manager/comfyui_versions"),
+        ("POST", "/comfyui_manager/comfyui_switch_version"),
+        ("POST", "/manager/queue/install_model"),
+        ("GET", "/manager/db_mode"),
+        ("POST", "/manager/db_mode"),
+        ("GET", "/manager/policy/update"),
+        ("POST", "/manager/policy/update"),
+        ("GET", "/manager/channel_url_list"),
+        ("POST", "/manager/channel_url_list"),
+        ("POST", "/manager/reboot"),
+        ("GET", "/manager/version"),
         # only in 4.x's legacy server
-        ("GET", "/customnode/getlist"), ("POST", "/manager/queue/batch"), ("GET", "/externalmodel/getlist"),
-        ("GET", "/customnode/versions/{node_name}"), ("GET", "/customnode/disabled_versions/{node_name}"),
-        ("POST", "/customnode/install/git_url"), ("POST", "/customnode/install/pip"), ("GET", "/manager/notice"),
+        ("GET", "/customnode/getlist"),
+        ("POST", "/manager/queue/batch"),
+        ("GET", "/externalmodel/getlist"),
+        ("GET", "/customnode/versions/{node_name}"),
+        ("GET", "/customnode/disabled_versions/{node_name}"),
+        ("POST", "/customnode/install/git_url"),
+        ("POST", "/customnode/install/pip"),
+        ("GET", "/manager/notice"),
         ("GET", "/customnode/alternatives"),
     }
-    have = [(r.method, r.path[len(V2):]) for r in V2_ROUTES]
+    have = [(r.method, r.path[len(V2) :]) for r in V2_ROUTES]
     assert sorted(have) == sorted(want) and len(have) == len(set(have))
-    assert all(r.legacy for r in V2_ROUTES)                       # mounted only where free, like classic
-    assert any(r.method == "GET" and r.path == "/customnode/alternatives" for r in ROUTES)   # unprefixed one
+    assert all(r.legacy for r in V2_ROUTES)  # mounted only where free, like classic
+    assert any(r.method == "GET" and r.path == "/customnode/alternatives" for r in ROUTES)  # unprefixed one
 
 
 @pytest.mark.parametrize("mirror", ["", "/api"])
@@ -71,7 +101,7 @@ async def test_read_routes_answer_the_4x_shapes(aiohttp_client, api_app, mirror)
     assert await (await get("/manager/queue/history")).json() == {"history": {}}
     maps = await (await get("/customnode/getmappings?mode=cache")).json()
     assert any(names == ["DemoResize", "DemoCrop"] for names, _meta in maps.values())
-    await coded(await get("/customnode/getmappings"), 400, "request_invalid")      # 4.x: 500 (KeyError)
+    await coded(await get("/customnode/getmappings"), 400, "request_invalid")  # 4.x: 500 (KeyError)
     gone = await coded(await get("/customnode/fetch_updates"), 410, "route_gone")
     assert gone["deprecated"] is True
     assert await (await get("/manager/is_legacy_manager_ui")).json() == {"is_legacy_manager_ui": False}
@@ -94,7 +124,7 @@ async def test_read_routes_answer_the_4x_shapes(aiohttp_client, api_app, mirror)
     assert listing["channel"] == "demo" and len(listing["node_packs"]) == 5
     models = await (await get("/externalmodel/getlist?mode=cache")).json()
     assert models["models"][0]["installed"] == "False"
-    await coded(await get("/customnode/versions/demo-image-tools"), 503, "cache_missing")   # offline, no cache
+    await coded(await get("/customnode/versions/demo-image-tools"), 503, "cache_missing")  # offline, no cache
     await coded(await get("/customnode/disabled_versions/demo-image-tools"), 404, "not_found")
     assert await (await get("/customnode/alternatives?mode=cache")).json() == {}
     notice = await get("/manager/notice")
@@ -116,20 +146,37 @@ async def test_settings_snapshots_import_failures_and_comfyui_routes(aiohttp_cli
 
     assert (await post("/snapshot/save")).status == 200
     (name,) = (await (await client.get(V2 + "/snapshot/getlist")).json())["items"]
-    assert (await post(f"/snapshot/restore?target={name}")).status == 200     # 4.x sends target as a query
-    assert (root / "user" / "__manager" / "startup" / "pending.json").is_file()   # applied at the next start
+    assert (await post(f"/snapshot/restore?target={name}")).status == 200  # 4.x sends target as a query
+    assert (root / "user" / "__manager" / "startup" / "pending.json").is_file()  # applied at the next start
     await coded(await post("/snapshot/restore?target=../../etc"), 400, "invalid_name")
     assert (await post(f"/snapshot/remove?target={name}")).status == 200
     assert (await (await client.get(V2 + "/snapshot/getlist")).json())["items"] == []
 
     from manager.import_failures import ImportFailure, ImportFailureReport, save_report
-    save_report(api.manager.layout, ImportFailureReport(
-        failures=(ImportFailure("demo-mask-utils", str(root / "custom_nodes" / "demo-mask-utils"), "boom",
-                                "Traceback ...\nImportError: boom"),), available=True))
-    bulk = await post("/customnode/import_fail_info_bulk", json={"cnr_ids": ["demo-mask-utils", "demo-prompt-kit"],
-                                                                 "urls": ["file:///nowhere"]})
-    assert await bulk.json() == {"demo-mask-utils": {"error": "boom", "traceback": "Traceback ...\nImportError: boom"},
-                                 "demo-prompt-kit": None, "file:///nowhere": None}
+
+    save_report(
+        api.manager.layout,
+        ImportFailureReport(
+            failures=(
+                ImportFailure(
+                    "demo-mask-utils",
+                    str(root / "custom_nodes" / "demo-mask-utils"),
+                    "boom",
+                    "Traceback ...\nImportError: boom",
+                ),
+            ),
+            available=True,
+        ),
+    )
+    bulk = await post(
+        "/customnode/import_fail_info_bulk",
+        json={"cnr_ids": ["demo-mask-utils", "demo-prompt-kit"], "urls": ["file:///nowhere"]},
+    )
+    assert await bulk.json() == {
+        "demo-mask-utils": {"error": "boom", "traceback": "Traceback ...\nImportError: boom"},
+        "demo-prompt-kit": None,
+        "file:///nowhere": None,
+    }
     await coded(await post("/customnode/import_fail_info_bulk", json={}), 400, "request_invalid")
     one = await post("/customnode/import_fail_info", json={"cnr_id": "demo-mask-utils"})
     assert (await one.json())["msg"].endswith("ImportError: boom")
@@ -137,11 +184,16 @@ async def test_settings_snapshots_import_failures_and_comfyui_routes(aiohttp_cli
 
     await coded(await post("/manager/queue/update_comfyui?client_id=c1&ui_id=u1"), 501, "not_implemented")
     await coded(await post("/manager/queue/update_comfyui"), 400, "request_invalid")
-    await coded(await post("/comfyui_manager/comfyui_switch_version",
-                           json={"ver": "v0.3.64", "client_id": "c1", "ui_id": "u1"}), 501, "not_implemented")
+    await coded(
+        await post(
+            "/comfyui_manager/comfyui_switch_version", json={"ver": "v0.3.64", "client_id": "c1", "ui_id": "u1"}
+        ),
+        501,
+        "not_implemented",
+    )
     await coded(await post("/comfyui_manager/comfyui_switch_version", json={"ver": "v1"}), 400, "request_invalid")
     assert (await (await post("/manager/reboot")).json())["data"]["restarting"] is True
-    assert api.manager.queue.status()["total_count"] == 0        # nothing of this was queued
+    assert api.manager.queue.status()["total_count"] == 0  # nothing of this was queued
 
 
 async def test_queue_task_runs_each_kind(aiohttp_client, api_app, tmp_path):
@@ -172,20 +224,38 @@ async def test_queue_task_runs_each_kind(aiohttp_client, api_app, tmp_path):
     assert (await run("fix", "t-fix", {"node_name": "demo-mask-utils", "node_ver": "nightly"}))["state"] == "done"
     assert (await run("uninstall", "t-uninstall", {"node_name": "demo-mask-utils"}))["state"] == "done"
     assert "demo-mask-utils" not in await installed()
-    model = {"name": "Demo tiny checkpoint", "type": "checkpoint", "base": "SD1.5", "save_path": "default",
-             "filename": "demo-tiny.safetensors", "url": "https://attacker.example/other.safetensors"}
+    model = {
+        "name": "Demo tiny checkpoint",
+        "type": "checkpoint",
+        "base": "SD1.5",
+        "save_path": "default",
+        "filename": "demo-tiny.safetensors",
+        "url": "https://attacker.example/other.safetensors",
+    }
     done = await run("install-model", "t-model", model)
-    assert done["state"] == "done" and done["params"]["url"].startswith("file://")   # the catalog's URL
+    assert done["state"] == "done" and done["params"]["url"].startswith("file://")  # the catalog's URL
     models = await (await client.get(V2 + "/externalmodel/getlist")).json()
     assert models["models"][0]["installed"] == "True"
-    await coded(await client.post(V2 + "/manager/queue/task", json=task("update-comfyui", "t-comfy", {})),
-                501, "not_implemented")
+    await coded(
+        await client.post(V2 + "/manager/queue/task", json=task("update-comfyui", "t-comfy", {})),
+        501,
+        "not_implemented",
+    )
     # every task is in the session history, in 4.x terms
     history = (await (await client.get(V2 + "/manager/queue/history?client_id=c1")).json())["history"]
-    assert [h["kind"] for h in history.values()] == ["install", "disable", "enable", "update", "fix", "uninstall",
-                                                     "install-model"]
-    assert all(h["status"] == {"status_str": "success", "completed": True, "messages": []} and h["result"] == "success"
-               for h in history.values())
+    assert [h["kind"] for h in history.values()] == [
+        "install",
+        "disable",
+        "enable",
+        "update",
+        "fix",
+        "uninstall",
+        "install-model",
+    ]
+    assert all(
+        h["status"] == {"status_str": "success", "completed": True, "messages": []} and h["result"] == "success"
+        for h in history.values()
+    )
     # the legacy install_model route queues the same operation
     resp = await client.post(V2 + "/manager/queue/install_model", json={**model, "client_id": "c1", "ui_id": "m2"})
     assert resp.status == 200 and (await resp.json())["data"]["task"]["kind"] == "install_model"
@@ -194,10 +264,14 @@ async def test_queue_task_runs_each_kind(aiohttp_client, api_app, tmp_path):
 async def test_refusals_are_403_with_the_hint_and_queue_nothing(aiohttp_client, api_app):
     app, api, _root = api_app(default="security_level = strong")
     client = await aiohttp_client(app)
-    for kind, params in (("install", INSTALL), ("disable", {"node_name": "demo-mask-utils"}),
-                         ("uninstall", {"node_name": "demo-mask-utils"})):
-        body = await coded(await client.post(V2 + "/manager/queue/task", json=task(kind, f"r-{kind}", params)),
-                           403, "security_denied")                 # 4.x: 200, then a "failed" history entry
+    for kind, params in (
+        ("install", INSTALL),
+        ("disable", {"node_name": "demo-mask-utils"}),
+        ("uninstall", {"node_name": "demo-mask-utils"}),
+    ):
+        body = await coded(
+            await client.post(V2 + "/manager/queue/task", json=task(kind, f"r-{kind}", params)), 403, "security_denied"
+        )  # 4.x: 200, then a "failed" history entry
         assert "security_level" in body["error"]["hint"]
     await coded(await client.post(V2 + "/manager/queue/update_all?client_id=c1&ui_id=ua"), 403, "security_denied")
     assert api.manager.queue.status()["total_count"] == 0
@@ -208,14 +282,34 @@ async def test_unlisted_git_source_needs_its_flag(aiohttp_client, api_app, tmp_p
     app, api, _root = api_app()
     client = await aiohttp_client(app)
     source = (tmp_path / "demo" / "sources" / "demo-mask-utils").as_uri() + "-copy"
-    item = task("install", "g1", {"id": "someone/mask-copy", "selected_version": "unknown", "repository": source,
-                                  "version": "unknown", "mode": "cache", "channel": "default"})
+    item = task(
+        "install",
+        "g1",
+        {
+            "id": "someone/mask-copy",
+            "selected_version": "unknown",
+            "repository": source,
+            "version": "unknown",
+            "mode": "cache",
+            "channel": "default",
+        },
+    )
     body = await coded(await client.post(V2 + "/manager/queue/task", json=item), 403, "security_denied")
     assert "allow_git_url_install" in body["error"]["hint"]
     # the catalog's own file:// URL is a listed source: allowed at the default level
     listed = (tmp_path / "demo" / "sources" / "demo-prompt-kit").as_uri()
-    item = task("install", "g2", {"id": "studio/demo-prompt-kit", "selected_version": "unknown",
-                                  "repository": listed, "version": "unknown", "mode": "cache", "channel": "default"})
+    item = task(
+        "install",
+        "g2",
+        {
+            "id": "studio/demo-prompt-kit",
+            "selected_version": "unknown",
+            "repository": listed,
+            "version": "unknown",
+            "mode": "cache",
+            "channel": "default",
+        },
+    )
     resp = await client.post(V2 + "/manager/queue/task", json=item)
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["data"]["task"]["target"] == "demo-prompt-kit"
@@ -225,18 +319,21 @@ async def test_bad_items_are_400_naming_the_field(aiohttp_client, api_app):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
     url = V2 + "/manager/queue/task"
-    cases = [({"kind": "install", "client_id": "c", "params": INSTALL}, "ui_id"),
-             ({"kind": "install", "ui_id": "u", "params": INSTALL}, "client_id"),
-             (task("update-all", "u", {}), "kind"),                 # the OpenAPI example 4.x itself refuses
-             (task("install", "u", []), "params"),                  # type: ignore[arg-type]
-             (task("disable", "u", {}), "params.node_name"),
-             (task("enable", "u", {"node_name": "x"}), "params.cnr_id"),
-             (task("install", "u", {"version": "1"}), "params.id")]
+    cases = [
+        ({"kind": "install", "client_id": "c", "params": INSTALL}, "ui_id"),
+        ({"kind": "install", "ui_id": "u", "params": INSTALL}, "client_id"),
+        (task("update-all", "u", {}), "kind"),  # the OpenAPI example 4.x itself refuses
+        (task("install", "u", []), "params"),  # type: ignore[arg-type]
+        (task("disable", "u", {}), "params.node_name"),
+        (task("enable", "u", {"node_name": "x"}), "params.cnr_id"),
+        (task("install", "u", {"version": "1"}), "params.id"),
+    ]
     for body, name in cases:
         err = await coded(await client.post(url, json=body), 400, "request_invalid")
         assert err["error"]["details"]["field"] == name, err
-    await coded(await client.post(url, data=b"{not json", headers={"Content-Type": "application/json"}),
-                400, "request_invalid")                             # 4.x: 500 "Internal server error"
+    await coded(
+        await client.post(url, data=b"{not json", headers={"Content-Type": "application/json"}), 400, "request_invalid"
+    )  # 4.x: 500 "Internal server error"
     assert api.manager.queue.status()["total_count"] == 0
 
 
@@ -259,10 +356,14 @@ async def test_worker_goes_on_after_a_failed_task(aiohttp_client, api_app):
 async def test_update_all_and_the_legacy_batch(aiohttp_client, api_app):
     app, api, root = api_app()
     client = await aiohttp_client(app)
-    batch = {"install": [{"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly",
-                          "ui_id": "b1"}, {"id": "no-such-pack-anywhere", "version": "nightly", "ui_id": "b2",
-                                           "selected_version": "nightly"}],
-             "disable": [{"version": "nightly", "ui_id": "b3"}], "update_comfyui": True}
+    batch = {
+        "install": [
+            {"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly", "ui_id": "b1"},
+            {"id": "no-such-pack-anywhere", "version": "nightly", "ui_id": "b2", "selected_version": "nightly"},
+        ],
+        "disable": [{"version": "nightly", "ui_id": "b3"}],
+        "update_comfyui": True,
+    }
     resp = await client.post(V2 + "/manager/queue/batch", json=batch)
     body = await resp.json()
     assert resp.status == 200, body
@@ -273,8 +374,9 @@ async def test_update_all_and_the_legacy_batch(aiohttp_client, api_app):
     resp = await client.post(V2 + "/manager/queue/update_all?client_id=c1&ui_id=ua&mode=cache")
     queued = (await resp.json())["data"]["task"]
     assert resp.status == 200 and queued["id"] == "ua" and queued["kind"] == "update_all"
-    await coded(await client.post(V2 + "/manager/queue/update_all?client_id=c1&ui_id=ub&mode=sideways"),
-                400, "request_invalid")
+    await coded(
+        await client.post(V2 + "/manager/queue/update_all?client_id=c1&ui_id=ub&mode=sideways"), 400, "request_invalid"
+    )
     await client.post(V2 + "/manager/queue/start")
     await run_all(api)
     item = (await (await client.get(V2 + "/manager/queue/history?ui_id=ua")).json())["history"]

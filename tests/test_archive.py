@@ -40,8 +40,13 @@ def make_zip(path: Path, entries: list[tuple], *, compression: int = zipfile.ZIP
 
 def make_tar(path: Path, members: list[tuple[str, str, bytes | str]], mode: str = "w:gz") -> Path:
     """members: (kind, name, data or link target); kind in file, dir, sym, hard, chr, fifo."""
-    types = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE,
-             "chr": tarfile.CHRTYPE, "fifo": tarfile.FIFOTYPE}
+    types = {
+        "dir": tarfile.DIRTYPE,
+        "sym": tarfile.SYMTYPE,
+        "hard": tarfile.LNKTYPE,
+        "chr": tarfile.CHRTYPE,
+        "fifo": tarfile.FIFOTYPE,
+    }
     with tarfile.open(path, mode) as tf:
         for kind, name, data in members:
             info = tarfile.TarInfo(name)
@@ -73,13 +78,14 @@ def area(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def assert_refused(area: Path, archive: Path, error: type, *, limits: ArchiveLimits = ArchiveLimits(),
-                   reason: str = "") -> Exception:
+def assert_refused(
+    area: Path, archive: Path, error: type, *, limits: ArchiveLimits = ArchiveLimits(), reason: str = ""
+) -> Exception:
     before = tree_digest(area)
     target = area / "nodes" / "pack"
     with pytest.raises(error) as exc:
         extract_archive(archive, target, limits=limits)
-    assert tree_digest(area) == before            # nothing written anywhere, nothing left behind
+    assert tree_digest(area) == before  # nothing written anywhere, nothing left behind
     assert not target.exists()
     if reason:
         assert reason in str(exc.value)
@@ -88,28 +94,36 @@ def assert_refused(area: Path, archive: Path, error: type, *, limits: ArchiveLim
 
 # --- happy paths -----------------------------------------------------------------------------
 def test_zip_extracts_files_dirs_modes_and_inner_links(area: Path):
-    archive = make_zip(area / "archives" / "ok.zip", [
-        ("__init__.py", b"NODE_CLASS_MAPPINGS = {}\n"),
-        ("web/", None),
-        ("web/js/app.js", b"console.log(1)\n"),
-        ("bin/tool.sh", b"#!/bin/sh\n", 0, 0o755),
-        ("sub\\win.py", b"x = 1\n"),                    # made on Windows
-        ("./dot/./x.py", b""),
-        ("web/current.js", "js/app.js", "link"),
-    ])
+    archive = make_zip(
+        area / "archives" / "ok.zip",
+        [
+            ("__init__.py", b"NODE_CLASS_MAPPINGS = {}\n"),
+            ("web/", None),
+            ("web/js/app.js", b"console.log(1)\n"),
+            ("bin/tool.sh", b"#!/bin/sh\n", 0, 0o755),
+            ("sub\\win.py", b"x = 1\n"),  # made on Windows
+            ("./dot/./x.py", b""),
+            ("web/current.js", "js/app.js", "link"),
+        ],
+    )
     target = area / "nodes" / "pack"
     paths = extract_zip(archive, target)
-    assert paths == sorted(["__init__.py", "bin/tool.sh", "dot/x.py", "sub/win.py", "web/current.js",
-                            "web/js/app.js"])
+    assert paths == sorted(["__init__.py", "bin/tool.sh", "dot/x.py", "sub/win.py", "web/current.js", "web/js/app.js"])
     assert (target / "web" / "current.js").read_text() == "console.log(1)\n"
     assert os.access(target / "bin" / "tool.sh", os.X_OK) and not os.access(target / "__init__.py", os.X_OK)
     assert sorted(p.name for p in (area / "nodes").iterdir()) == ["bystander.py", "pack"]
 
 
 def test_tar_gz_extracts(area: Path):
-    archive = make_tar(area / "archives" / "ok.tar.gz", [
-        ("dir", "pkg", b""), ("file", "pkg/__init__.py", "x = 1\n"), ("file", "pkg/data/a.txt", "a"),
-        ("sym", "pkg/alias.py", "__init__.py")])
+    archive = make_tar(
+        area / "archives" / "ok.tar.gz",
+        [
+            ("dir", "pkg", b""),
+            ("file", "pkg/__init__.py", "x = 1\n"),
+            ("file", "pkg/data/a.txt", "a"),
+            ("sym", "pkg/alias.py", "__init__.py"),
+        ],
+    )
     target = area / "nodes" / "pack"
     assert extract_archive(archive, target) == ["pkg/__init__.py", "pkg/alias.py", "pkg/data/a.txt"]
     assert (target / "pkg" / "alias.py").read_text() == "x = 1\n"
@@ -128,16 +142,19 @@ def test_empty_existing_target_is_reused_and_non_empty_refused(area: Path):
 
 
 # --- hostile zips ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,reason", [
-    ("../evil.py", "traversal"),
-    ("pack/../../evil.py", "traversal"),
-    ("..\\evil.py", "traversal"),
-    ("/tmp/evil.py", "absolute"),
-    ("\\evil.py", "absolute"),
-    ("C:/evil.py", "drive letter"),
-    ("C:evil.py", "drive letter"),
-    ("sub/file.py:stream", "':'"),
-])
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("../evil.py", "traversal"),
+        ("pack/../../evil.py", "traversal"),
+        ("..\\evil.py", "traversal"),
+        ("/tmp/evil.py", "absolute"),
+        ("\\evil.py", "absolute"),
+        ("C:/evil.py", "drive letter"),
+        ("C:evil.py", "drive letter"),
+        ("sub/file.py:stream", "':'"),
+    ],
+)
 def test_zip_traversal_and_absolute_names_refused(area: Path, name: str, reason: str):
     archive = make_zip(area / "archives" / "bad.zip", [("ok.py", b"fine"), (name, b"pwned")])
     err = assert_refused(area, archive, ArchiveUnsafe, reason=reason)
@@ -145,14 +162,17 @@ def test_zip_traversal_and_absolute_names_refused(area: Path, name: str, reason:
 
 
 @pytest.mark.filterwarnings("ignore:Duplicate name")
-@pytest.mark.parametrize("entries", [
-    [("escape", "../../evil.py", "link")],
-    [("escape", "/etc/passwd", "link")],
-    [("sub/", None), ("sub/up", "..", "link"), ("l2", "sub/up/..", "link")],     # chain: escapes only when resolved
-    [("link", "sub", "link"), ("link/x.py", b"through the link")],
-    [("a.py", b"1"), ("a.py", b"2")],
-    [("a.py", b"1"), ("a.py/b.py", b"2")],
-])
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [("escape", "../../evil.py", "link")],
+        [("escape", "/etc/passwd", "link")],
+        [("sub/", None), ("sub/up", "..", "link"), ("l2", "sub/up/..", "link")],  # chain: escapes only when resolved
+        [("link", "sub", "link"), ("link/x.py", b"through the link")],
+        [("a.py", b"1"), ("a.py", b"2")],
+        [("a.py", b"1"), ("a.py/b.py", b"2")],
+    ],
+)
 def test_zip_link_escapes_duplicates_and_file_parents_refused(area: Path, entries: list):
     archive = make_zip(area / "archives" / "bad.zip", [("ok.py", b"fine"), *entries])
     assert_refused(area, archive, ArchiveUnsafe)
@@ -182,7 +202,7 @@ def test_zip_lying_about_its_size_is_caught_while_writing(area: Path):
     data = bytearray(archive.read_bytes())
     # patch the central-directory uncompressed size (offset 24 in the record) down to 10 bytes
     cd = data.rfind(b"PK\x01\x02")
-    data[cd + 24:cd + 28] = (10).to_bytes(4, "little")
+    data[cd + 24 : cd + 28] = (10).to_bytes(4, "little")
     archive.write_bytes(bytes(data))
     with pytest.raises((ArchiveInvalid, ArchiveTooLarge)):
         extract_zip(archive, area / "nodes" / "pack", limits=ArchiveLimits(max_entry_bytes=100))
@@ -196,15 +216,18 @@ def test_not_an_archive(area: Path):
 
 
 # --- hostile tars -------------------------------------------------------------------------------
-@pytest.mark.parametrize("members,reason", [
-    ([("file", "../evil.py", "x")], "traversal"),
-    ([("file", "/evil.py", "x")], "absolute"),
-    ([("sym", "escape", "../../evil.py")], "outside"),
-    ([("file", "a.py", "x"), ("hard", "b.py", "a.py")], "hard link"),
-    ([("hard", "b.py", "/etc/passwd")], "hard link"),
-    ([("chr", "dev", "")], "special file"),
-    ([("fifo", "pipe", "")], "special file"),
-])
+@pytest.mark.parametrize(
+    "members,reason",
+    [
+        ([("file", "../evil.py", "x")], "traversal"),
+        ([("file", "/evil.py", "x")], "absolute"),
+        ([("sym", "escape", "../../evil.py")], "outside"),
+        ([("file", "a.py", "x"), ("hard", "b.py", "a.py")], "hard link"),
+        ([("hard", "b.py", "/etc/passwd")], "hard link"),
+        ([("chr", "dev", "")], "special file"),
+        ([("fifo", "pipe", "")], "special file"),
+    ],
+)
 def test_tar_hostile_members_refused(area: Path, members: list, reason: str):
     archive = make_tar(area / "archives" / "bad.tar.gz", [("file", "ok.py", "fine"), *members])
     assert_refused(area, archive, ArchiveUnsafe, reason=reason)

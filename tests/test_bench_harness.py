@@ -20,8 +20,9 @@ def _run_bench(*args: str, channel_db: Path | None = None) -> subprocess.Complet
     env = dict(os.environ)
     if channel_db is not None:
         env["CM_CHANNEL_DB"] = str(channel_db)
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_json_output_of_a_catalog_benchmark(channel_db: Path):
@@ -44,7 +45,7 @@ def test_table_output_and_a_ratio_against_a_baseline(channel_db: Path):
     assert header.split()[:5] == ["benchmark", "figure", "unit", "target", "result"]
     name, figure, unit, target, status = row.split()[:5]
     assert name == "catalog.cold_load_vs_json" and unit == "x" and status == "info"
-    assert float(figure) > 1.0          # parsing + indexing costs more than json.loads alone
+    assert float(figure) > 1.0  # parsing + indexing costs more than json.loads alone
 
 
 def test_unknown_only_is_an_error_listing_names():
@@ -57,6 +58,7 @@ def test_benchmark_chatter_never_reaches_stdout(tmp_path: Path, capsys):
     def noisy(ctx: BenchContext) -> float:
         print("progress: 50%")
         return 2.0
+
     result = run_one(Benchmark("demo.noisy", "s", noisy, target=5.0), BenchContext(tmp_path, None))
     out, err = capsys.readouterr()
     assert result.status == "pass" and out == "" and "progress: 50%" in err
@@ -68,8 +70,10 @@ def test_statuses_and_selection(tmp_path: Path):
     result = run_one(slow, ctx)
     assert (result.status, result.figure, result.note) == ("fail", 50.0, "made up")
     # no channel DB given: the copy shipped in tests/data/ (never a skip for want of ../shared)
-    shipped = run_one(Benchmark("demo.db", "files", lambda c: float(len(list(
-        (c.require_channel_db() / "default").glob("*.json"))))), ctx)
+    shipped = run_one(
+        Benchmark("demo.db", "files", lambda c: float(len(list((c.require_channel_db() / "default").glob("*.json"))))),
+        ctx,
+    )
     assert (shipped.status, shipped.figure) == ("info", 6.0), shipped
     broken = run_one(Benchmark("demo.err", "s", lambda c: 1 / 0), ctx)
     assert broken.status == "error" and "ZeroDivisionError" in broken.note

@@ -13,8 +13,7 @@ import pytest
 from aiohttp import web
 
 from manager.channel_cache import ChannelCache, cache_file_name, format_age
-from manager.errors import (CacheCorrupt, CacheMissing, ChannelDataInvalid, NetworkBlocked,
-                            NetworkUnreachable)
+from manager.errors import CacheCorrupt, CacheMissing, ChannelDataInvalid, NetworkBlocked, NetworkUnreachable
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy, run_sync
 
 DAY = 86400.0
@@ -45,12 +44,14 @@ def make_cache(tmp_path: Path, clock: Clock, mode: NetworkMode = NetworkMode.PUB
 
 def cut_short(data: bytes, claimed: int):
     """A handler that announces ``claimed`` bytes, sends ``data`` and drops the connection."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Length": str(claimed), "Content-Type": "application/json"})
         await resp.prepare(request)
         await resp.write(data)
         request.transport.close()
         return resp
+
     return handler
 
 
@@ -65,13 +66,13 @@ async def test_fresh_copy_needs_no_request_until_ttl(http_server, tmp_path, cloc
     second = await cache.aget(url)
     assert second.source == "fresh" and second.data == GOOD
     assert second.age_seconds == pytest.approx(DAY - 60)
-    assert http_server.count("/ch/custom-node-list.json") == 1          # no request while fresh
+    assert http_server.count("/ch/custom-node-list.json") == 1  # no request while fresh
     clock.advance(120)
     third = await cache.aget(url)
-    assert http_server.count("/ch/custom-node-list.json") == 2          # expired: asked again
+    assert http_server.count("/ch/custom-node-list.json") == 2  # expired: asked again
     assert third.source == "revalidated" and third.data == GOOD
     assert http_server.requests[-1].headers.get("If-None-Match") == '"v1"'
-    assert cache.peek(url).fetched_at == clock.t                          # 304 bumps fetched_at
+    assert cache.peek(url).fetched_at == clock.t  # 304 bumps fetched_at
     assert (await cache.aget(url)).source == "fresh"
 
 
@@ -81,7 +82,7 @@ async def test_changed_file_is_refetched_after_ttl(http_server, tmp_path, clock)
     url = http_server.url("/c.json")
     await cache.aget(url)
     http_server.static("/c.json", NEWER, etag='"v2"')
-    assert (await cache.aget(url)).data == GOOD                          # still fresh
+    assert (await cache.aget(url)).data == GOOD  # still fresh
     clock.advance(DAY + 1)
     got = await cache.aget(url)
     assert got.source == "fetched" and got.data == NEWER and cache.peek(url).etag == '"v2"'
@@ -94,6 +95,7 @@ async def test_last_modified_revalidation(http_server, tmp_path, clock):
         if request.headers.get("If-Modified-Since") == stamp:
             return web.Response(status=304)
         return web.Response(body=GOOD, headers={"Last-Modified": stamp}, content_type="application/json")
+
     http_server.route("GET", "/lm.json", handler)
     cache = make_cache(tmp_path, clock)
     url = http_server.url("/lm.json")
@@ -153,6 +155,7 @@ async def test_stale_copy_when_server_answers_500(http_server, tmp_path, clock):
 
 async def test_no_copy_and_no_network_is_a_clear_error(tmp_path, clock):
     import socket
+
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -201,7 +204,7 @@ async def test_private_mode_serves_cache_and_flags_block(tmp_path, clock, socket
     private = make_cache(tmp_path, clock, NetworkMode.PRIVATE, private_mirrors=("http://127.0.0.1:1/",))
     with pytest.raises(NetworkBlocked):
         await private.aget(url)
-    private.put(url, GOOD, etag='"x"')                 # e.g. imported from a bundle
+    private.put(url, GOOD, etag='"x"')  # e.g. imported from a bundle
     assert (await private.aget(url)).source == "fresh"
     clock.advance(2 * DAY)
     got = await private.aget(url)
@@ -222,11 +225,11 @@ async def _seed(http_server, tmp_path, clock):
 
 async def test_tampered_body_is_detected_and_refetched(http_server, tmp_path, clock):
     cache, url, body, _ = await _seed(http_server, tmp_path, clock)
-    body.write_bytes(GOOD.replace(b"A", b"Z"))         # same size, different bytes
+    body.write_bytes(GOOD.replace(b"A", b"Z"))  # same size, different bytes
     got = await cache.aget(url)
     assert got.source == "fetched" and got.data == GOOD
     assert got.notice.code == "cache_corrupt" and "sha256" in got.notice.message
-    assert http_server.requests[-1].headers.get("If-None-Match") is None   # no revalidating a bad copy
+    assert http_server.requests[-1].headers.get("If-None-Match") is None  # no revalidating a bad copy
     assert body.read_bytes() == GOOD
 
 
@@ -237,8 +240,7 @@ async def test_tampered_body_is_refused_when_refetch_fails(http_server, tmp_path
     with pytest.raises(CacheCorrupt) as info:
         await cache.aget(url)
     assert "corrupt" in info.value.message and info.value.hint
-    offline = ChannelCache(cache.cache_dir, NetworkGate(NetworkPolicy(mode=NetworkMode.OFFLINE)),
-                           ttl=DAY, clock=clock)
+    offline = ChannelCache(cache.cache_dir, NetworkGate(NetworkPolicy(mode=NetworkMode.OFFLINE)), ttl=DAY, clock=clock)
     with pytest.raises(CacheCorrupt):
         await offline.aget(url)
 
@@ -300,11 +302,12 @@ async def test_custom_validator_rejects_body(http_server, tmp_path, clock):
     def must_start_with_hash(data: bytes) -> None:
         if not data.startswith(b"#"):
             raise ValueError("no header")
+
     with pytest.raises(ChannelDataInvalid) as info:
         await cache.aget(http_server.url("/list.txt"), validate=must_start_with_hash)
     assert "no header" in info.value.message
     assert cache.entries() == []
-    assert (await cache.aget(http_server.url("/list.txt"))).data == b"not-a-list"   # no default check for .txt
+    assert (await cache.aget(http_server.url("/list.txt"))).data == b"not-a-list"  # no default check for .txt
 
 
 async def test_truncated_body_is_rejected_and_last_good_copy_stays(http_server, tmp_path, clock):
@@ -323,7 +326,7 @@ def test_layout_entries_health_and_sync_get(http_server, tmp_path, clock):
     http_server.static("/a/github-stats.json", "{}")
     cache = make_cache(tmp_path, clock)
     url_m, url_g = http_server.url("/a/model-list.json"), http_server.url("/a/github-stats.json")
-    assert run_sync(cache.aget(url_m)).source == "fetched"    # from sync code: the one bridge
+    assert run_sync(cache.aget(url_m)).source == "fetched"  # from sync code: the one bridge
     clock.advance(2 * DAY)
     cache.put(url_g, b"{}")
     body, sidecar = cache.paths(url_m)

@@ -10,8 +10,14 @@ import pytest
 
 from support import channel_data
 
-FILES = {"default/custom-node-list.json", "default/extension-node-map.json", "default/model-list.json",
-         "default/alter-list.json", "default/github-stats.json", "dev/custom-node-list.json"}
+FILES = {
+    "default/custom-node-list.json",
+    "default/extension-node-map.json",
+    "default/model-list.json",
+    "default/alter-list.json",
+    "default/github-stats.json",
+    "dev/custom-node-list.json",
+}
 
 
 def test_the_fixture_uses_the_shipped_copy_unless_cm_channel_db_says_otherwise(channel_db: Path):
@@ -25,13 +31,13 @@ def test_unpacked_once_then_reused_and_repaired_when_damaged(tmp_path: Path):
     first = channel_data.unpack(root=tmp_path)
     assert {str(p.relative_to(first)) for p in first.rglob("*.json")} >= FILES
     stamp = (first / ".unpacked.json").stat().st_mtime_ns
-    assert channel_data.unpack(root=tmp_path) == first                      # intact: not unpacked again
+    assert channel_data.unpack(root=tmp_path) == first  # intact: not unpacked again
     assert (first / ".unpacked.json").stat().st_mtime_ns == stamp
     size = (first / "default" / "model-list.json").stat().st_size
-    (first / "default" / "model-list.json").write_text("{}")               # a test wrote where it must not
+    (first / "default" / "model-list.json").write_text("{}")  # a test wrote where it must not
     again = channel_data.unpack(root=tmp_path)
     assert again == first and (again / "default" / "model-list.json").stat().st_size == size
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]            # no staging folder left
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no staging folder left
 
 
 def test_a_wrong_cm_channel_db_is_an_error_not_a_fallback(tmp_path: Path, monkeypatch):
@@ -41,7 +47,7 @@ def test_a_wrong_cm_channel_db_is_an_error_not_a_fallback(tmp_path: Path, monkey
     (tmp_path / "default").mkdir()
     (tmp_path / "default" / "custom-node-list.json").write_text('{"custom_nodes": []}')
     assert channel_data.channel_db() == tmp_path
-    monkeypatch.setenv(channel_data.ENV, "")                               # empty: the shipped copy
+    monkeypatch.setenv(channel_data.ENV, "")  # empty: the shipped copy
     assert channel_data.channel_db().name.startswith("channel-db-2026-08-19-")
 
 

@@ -54,22 +54,28 @@ async def _theirs(_request: web.Request) -> web.Response:
 def test_a_family_another_extension_answers_is_left_to_it_whole() -> None:
     table = web.RouteTableDef()
     table.get("/manager/version")(_theirs)
-    ours = [web.route("GET", "/manager/version", _h), web.route("GET", "/manager/queue/start", _h),
-            web.route("GET", "/v2/manager/version", _h), web.route("GET", "/offline-manager/v1/status", _h)]
+    ours = [
+        web.route("GET", "/manager/version", _h),
+        web.route("GET", "/manager/queue/start", _h),
+        web.route("GET", "/v2/manager/version", _h),
+        web.route("GET", "/offline-manager/v1/status", _h),
+    ]
     report = mount_mod.mount(table, mount_mod.mark_ours(ours))
     assert report.skipped == ["GET /manager/version"]
-    assert report.yielded == ["GET /manager/queue/start"]          # free pair, but the family is theirs
+    assert report.yielded == ["GET /manager/queue/start"]  # free pair, but the family is theirs
     assert report.mounted == ["GET /v2/manager/version", "GET /offline-manager/v1/status"]
     owners = mount_mod.family_owners(table)
     assert owners["v2"] == owners["offline-manager"] == "offline-manager"
-    assert "offline-manager" not in owners["classic"]              # one owner: theirs
+    assert "offline-manager" not in owners["classic"]  # one owner: theirs
 
 
 def test_our_own_family_always_mounts_what_is_free() -> None:
     table = web.RouteTableDef()
     table.get("/offline-manager/x")(_theirs)
-    report = mount_mod.mount(table, mount_mod.mark_ours([web.route("GET", "/offline-manager/x", _h),
-                                                         web.route("GET", "/offline-manager/y", _h)]))
+    report = mount_mod.mount(
+        table,
+        mount_mod.mark_ours([web.route("GET", "/offline-manager/x", _h), web.route("GET", "/offline-manager/y", _h)]),
+    )
     assert report.skipped == ["GET /offline-manager/x"] and report.mounted == ["GET /offline-manager/y"]
 
 
@@ -88,7 +94,7 @@ def test_the_csrf_flag_is_set_only_in_the_shape_comfyui_080_has() -> None:
     known = _flags({"supports_preview_metadata": True, "extension": {"manager": {"supports_v4": True}}})
     assert fm.set_csrf_flag(known)
     assert known.SERVER_FEATURE_FLAGS["extension"]["manager"] == {"supports_v4": True, "supports_csrf_post": True}
-    older = _flags({"supports_preview_metadata": True})                 # ComfyUI 0.3.64
+    older = _flags({"supports_preview_metadata": True})  # ComfyUI 0.3.64
     assert not fm.set_csrf_flag(older) and older.SERVER_FEATURE_FLAGS == {"supports_preview_metadata": True}
     for odd in (None, _flags(None), _flags({"extension": []}), _flags({"extension": {"manager": {"supports_v4": 1}}})):
         assert not fm.set_csrf_flag(odd)
@@ -115,4 +121,6 @@ def test_the_get_variants_reuse_the_post_handlers_and_yield_to_the_table() -> No
     for row in rows:
         assert row.method == "GET"
         assert (row.handler, row.operation) == (posts[row.path].handler, posts[row.path].operation)
-    assert fm.get_variant_routes({("GET", "/v2/manager/reboot")}) == tuple(r for r in rows if r.path != "/v2/manager/reboot")
+    assert fm.get_variant_routes({("GET", "/v2/manager/reboot")}) == tuple(
+        r for r in rows if r.path != "/v2/manager/reboot"
+    )

@@ -20,12 +20,14 @@ def test_entry_exports_and_mounts_routes(comfy_modules):
     paths = {(r.method, r.path) for r in comfy_modules.routes}
     assert ("GET", "/offline-manager/health") in paths
     import glob
+
     assert callable(glob.glob) and not glob.__file__.startswith(str(REPO))
 
 
 def test_entry_is_idempotent_and_skips_taken_routes(comfy_modules, caplog):
     async def other(_):  # another extension already owns our path
         return web.Response(text="theirs")
+
     comfy_modules.routes.get("/offline-manager/health")(other)
     with caplog.at_level(logging.INFO, logger="offline_manager"):
         load_like_comfyui(REPO)
@@ -53,15 +55,16 @@ def test_entry_mounts_the_whole_table_without_network(comfy_modules, comfy_tree,
     offline_demo(comfy_tree, tmp_path)
     before = len(socket_audit_log.inet_connects())
     loaded()
-    assert len(socket_audit_log.inet_connects()) == before      # no connection at all while loading
+    assert len(socket_audit_log.inet_connects()) == before  # no connection at all while loading
     paths = {(r.method, r.path) for r in comfy_modules.routes}
     from manager.api.routes import ROUTES
+
     assert {(r.method, r.path) for r in ROUTES} <= paths
     started = comfy_modules._offline_manager_started
     api = started["api"]
-    assert api.door == "comfyui" and api._manager is None         # built on first use, not at start
+    assert api.door == "comfyui" and api._manager is None  # built on first use, not at start
     assert api.manager._queue is None
-    assert api.queue.worker_alive                                 # first use: worker started
+    assert api.queue.worker_alive  # first use: worker started
     assert "install" in api.kinds and "install_model" in api.kinds
 
 
@@ -70,6 +73,7 @@ def test_entry_leaves_classic_paths_to_their_owner(comfy_modules, comfy_tree, tm
 
     async def classic(_):  # the classic manager in custom_nodes/ registered first
         return web.Response(text="classic")
+
     comfy_modules.routes.get("/customnode/getlist")(classic)
     comfy_modules.routes.post("/manager/queue/start")(classic)
     with caplog.at_level(logging.INFO, logger="offline_manager"):
@@ -83,6 +87,7 @@ def test_entry_leaves_classic_paths_to_their_owner(comfy_modules, comfy_tree, tm
 
 async def test_routes_answer_and_events_reach_send_sync(comfy_modules, comfy_tree, tmp_path, aiohttp_client, loaded):
     import asyncio
+
     offline_demo(comfy_tree, tmp_path)
     loaded()
     client = await aiohttp_client(comfy_app(comfy_modules))
@@ -90,9 +95,10 @@ async def test_routes_answer_and_events_reach_send_sync(comfy_modules, comfy_tre
     assert status["ok"] and status["data"]["door"] == "comfyui" and status["data"]["network_mode"] == "offline"
     listing = await (await client.get("/customnode/getlist?mode=cache&skip_update=true")).json()
     assert "demo-image-tools" in listing["node_packs"]
-    resp = await client.post("/api/manager/queue/install",
-                             json={"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly",
-                                   "ui_id": "row-1"})
+    resp = await client.post(
+        "/api/manager/queue/install",
+        json={"id": "demo-image-tools", "version": "nightly", "selected_version": "nightly", "ui_id": "row-1"},
+    )
     assert resp.status == 200, await resp.text()
     assert (await client.post("/api/manager/queue/start")).status in (200, 201)
     queue = comfy_modules._offline_manager_started["api"].queue
@@ -122,8 +128,9 @@ def _pack(folder: Path, body: str = "NODE_CLASS_MAPPINGS = {}\n") -> str:
     return str(folder)
 
 
-async def test_import_failures_are_recorded_once_loading_is_over(comfy_modules, comfy_tree, tmp_path, aiohttp_client,
-                                                                loaded, monkeypatch):
+async def test_import_failures_are_recorded_once_loading_is_over(
+    comfy_modules, comfy_tree, tmp_path, aiohttp_client, loaded, monkeypatch
+):
     offline_demo(comfy_tree, tmp_path)
     cn = comfy_tree / "custom_nodes"
     good, nodeless = _pack(cn / "good_pack"), _pack(cn / "nodeless", "X = 1\n")
@@ -136,8 +143,10 @@ async def test_import_failures_are_recorded_once_loading_is_over(comfy_modules, 
     # ComfyUI's in-memory log already holds the failure of a pack imported before us
     early_tb = f'Traceback (most recent call last):\n  File "{early}/__init__.py", line 1\nModuleNotFoundError: cv3\n'
     app_logger = types.ModuleType("app.logger")
-    app_logger.get_logs = lambda: [{"t": 1.0, "m": early_tb}, {"t": 1.1, "m": f"Cannot import {early} module for "
-                                                                            "custom nodes: No module named 'cv3'\n"}]
+    app_logger.get_logs = lambda: [
+        {"t": 1.0, "m": early_tb},
+        {"t": 1.1, "m": f"Cannot import {early} module for custom nodes: No module named 'cv3'\n"},
+    ]
     monkeypatch.setitem(sys.modules, "app.logger", app_logger)
     nodes = types.ModuleType("nodes")
     nodes.LOADED_MODULE_DIRS = {"good_pack": good, "nodeless": nodeless, str(cn / "single_ok"): str(cn)}
@@ -148,10 +157,12 @@ async def test_import_failures_are_recorded_once_loading_is_over(comfy_modules, 
         raise RuntimeError("boom")
     except RuntimeError:
         import traceback
+
         logging.warning(traceback.format_exc())
         logging.warning(f"Cannot import {late} module for custom nodes: boom")
-    logging.warning(f"Skip {nodeless} module for custom nodes due to the lack of NODE_CLASS_MAPPINGS or NODES_LIST "
-                    "(need one).")
+    logging.warning(
+        f"Skip {nodeless} module for custom nodes due to the lack of NODE_CLASS_MAPPINGS or NODES_LIST (need one)."
+    )
     client = await aiohttp_client(comfy_app(comfy_modules))
     data = (await (await client.get("/api/offline-manager/v1/import-failures")).json())["data"]
     assert data["available"] is True and data["live"] is True, data
@@ -162,7 +173,7 @@ async def test_import_failures_are_recorded_once_loading_is_over(comfy_modules, 
     assert rows["early_bad"]["message"] == "No module named 'cv3'" and "cv3" in rows["early_bad"]["traceback"]
     assert rows["single_bad.py"]["source"] == "not_loaded" and rows["nodeless"]["kind"] == "no_nodes"
     tracker = comfy_modules._offline_manager_started["import_failures"]
-    assert all(h is not tracker._capture for h in logging.getLogger().handlers)     # detached after reading
+    assert all(h is not tracker._capture for h in logging.getLogger().handlers)  # detached after reading
     stored = json.loads((comfy_tree / "user" / "__manager" / "startup" / "import-failures.json").read_text())
     assert {f["name"] for f in stored["failures"]} == set(rows)
     info = await (await client.post("/customnode/import_fail_info", json={"cnr_id": "late_bad"})).json()
@@ -172,8 +183,9 @@ async def test_import_failures_are_recorded_once_loading_is_over(comfy_modules, 
     assert listing["node_packs"]["good_pack"]["import-fail"] is False
 
 
-async def test_classic_restore_waits_for_the_next_start_inside_comfyui(comfy_modules, comfy_tree, tmp_path,
-                                                                       aiohttp_client, loaded):
+async def test_classic_restore_waits_for_the_next_start_inside_comfyui(
+    comfy_modules, comfy_tree, tmp_path, aiohttp_client, loaded
+):
     offline_demo(comfy_tree, tmp_path)
     loaded()
     client = await aiohttp_client(comfy_app(comfy_modules))

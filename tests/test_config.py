@@ -57,7 +57,10 @@ def test_precedence_cli_over_env_over_file_over_default(ini: Path) -> None:
     cfg = Config.load(ini, env=env, cli={"network_mode": "public"})
 
     assert (cfg["network_mode"], cfg.source("network_mode"), cfg.origin("network_mode")) == (
-        "public", "cli", "command line")
+        "public",
+        "cli",
+        "command line",
+    )
     assert (cfg["cache_ttl"], cfg.source("cache_ttl"), cfg.origin("cache_ttl")) == (120, "env", "CM_CACHE_TTL")
     assert (cfg["use_uv"], cfg.source("use_uv"), cfg.origin("use_uv")) == (True, "file", f"{ini}:4")
     assert (cfg["bypass_ssl"], cfg.source("bypass_ssl")) == (False, "default")
@@ -77,8 +80,11 @@ def test_unrelated_cm_variables_are_ignored(ini: Path) -> None:
 
 
 def test_cli_keys_accept_dashes_and_typed_values(ini: Path) -> None:
-    cfg = Config.load(ini, env={}, cli={"network-mode": "offline", "http_timeout": 2.5, "use_uv": True,
-                                       "wheelhouse_dirs": ["/a", "/b"]})
+    cfg = Config.load(
+        ini,
+        env={},
+        cli={"network-mode": "offline", "http_timeout": 2.5, "use_uv": True, "wheelhouse_dirs": ["/a", "/b"]},
+    )
     assert cfg["network_mode"] == "offline"
     assert cfg["http_timeout"] == 2.5
     assert cfg["use_uv"] is True
@@ -93,16 +99,23 @@ def test_values_and_explain(ini: Path) -> None:
     rows = cfg.explain()
     assert [r.key for r in rows] == [s.key for s in SETTINGS]
     by_key = {r.key: r for r in rows}
-    assert by_key["network_mode"] == ConfigValue("network_mode", "offline", "file", "default",
-                                                 SETTINGS_BY_KEY["network_mode"].help, f"{ini}:2")
+    assert by_key["network_mode"] == ConfigValue(
+        "network_mode", "offline", "file", "default", SETTINGS_BY_KEY["network_mode"].help, f"{ini}:2"
+    )
     assert (by_key["log_level"].value, by_key["log_level"].source, by_key["log_level"].section) == (
-        "debug", "env", "security")
+        "debug",
+        "env",
+        "security",
+    )
     assert by_key["bypass_ssl"].origin == "built-in default"
 
 
 def test_secrets_are_masked_unless_asked(ini: Path) -> None:
-    write(ini, "[default]\npip_index_url = https://bob:s3cret@pypi.corp.example/simple\n"
-               "private_mirrors = https://TOKEN@git.corp.example/, https://mirror.corp.example/\n")
+    write(
+        ini,
+        "[default]\npip_index_url = https://bob:s3cret@pypi.corp.example/simple\n"
+        "private_mirrors = https://TOKEN@git.corp.example/, https://mirror.corp.example/\n",
+    )
     cfg = Config.load(ini, env={})
     shown = cfg.values()
     assert shown["pip_index_url"] == "https://bob:***@pypi.corp.example/simple"
@@ -129,33 +142,50 @@ def test_unknown_key_lookup_in_code_is_a_coded_error() -> None:
 
 
 # --- each type's parsing ---------------------------------------------------------------------
-@pytest.mark.parametrize("text,expected", [
-    ("true", True), ("TRUE", True), ("Yes", True), ("on", True), ("1", True),
-    ("false", False), ("False", False), ("no", False), ("OFF", False), ("0", False),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("Yes", True),
+        ("on", True),
+        ("1", True),
+        ("false", False),
+        ("False", False),
+        ("no", False),
+        ("OFF", False),
+        ("0", False),
+    ],
+)
 def test_bool_spellings(ini: Path, text: str, expected: bool) -> None:
     write(ini, f"[default]\nbypass_ssl = {text}\n")
     assert Config.load(ini, env={})["bypass_ssl"] is expected
 
 
-@pytest.mark.parametrize("key,text,expected", [
-    ("cache_ttl", "0", 0),
-    ("cache_ttl", " 3600 ", 3600),
-    ("http_timeout", "2.5", 2.5),
-    ("http_connect_timeout", "3", 3.0),
-    ("db_mode", "remote", "remote"),
-    ("share_option", "comfyworkflows", "comfyworkflows"),
-    ("log_level", "WARNING", "warning"),
-    ("git_exe", "/opt/git/bin/git", "/opt/git/bin/git"),
-    ("python_executable", "", ""),
-    ("downgrade_blacklist", "numpy, opencv-python,,pillow", ("numpy", "opencv-python", "pillow")),
-    ("downgrade_blacklist", "", ()),
-    ("channel_url", "file:///srv/channel", "file:///srv/channel"),
-    ("pip_index_url", "", ""),
-    ("pip_index_url", "https://pypi.corp.example/simple", "https://pypi.corp.example/simple"),
-    ("allowed_channels", "https://a.example/ch, http://b.example/ch",
-     ("https://a.example/ch", "http://b.example/ch")),
-])
+@pytest.mark.parametrize(
+    "key,text,expected",
+    [
+        ("cache_ttl", "0", 0),
+        ("cache_ttl", " 3600 ", 3600),
+        ("http_timeout", "2.5", 2.5),
+        ("http_connect_timeout", "3", 3.0),
+        ("db_mode", "remote", "remote"),
+        ("share_option", "comfyworkflows", "comfyworkflows"),
+        ("log_level", "WARNING", "warning"),
+        ("git_exe", "/opt/git/bin/git", "/opt/git/bin/git"),
+        ("python_executable", "", ""),
+        ("downgrade_blacklist", "numpy, opencv-python,,pillow", ("numpy", "opencv-python", "pillow")),
+        ("downgrade_blacklist", "", ()),
+        ("channel_url", "file:///srv/channel", "file:///srv/channel"),
+        ("pip_index_url", "", ""),
+        ("pip_index_url", "https://pypi.corp.example/simple", "https://pypi.corp.example/simple"),
+        (
+            "allowed_channels",
+            "https://a.example/ch, http://b.example/ch",
+            ("https://a.example/ch", "http://b.example/ch"),
+        ),
+    ],
+)
 def test_typed_parsing(ini: Path, key: str, text: str, expected: object) -> None:
     write(ini, f"[{SETTINGS_BY_KEY[key].section}]\n{key} = {text}\n")
     cfg = Config.load(ini, env={})
@@ -164,8 +194,11 @@ def test_typed_parsing(ini: Path, key: str, text: str, expected: object) -> None
 
 
 def test_list_on_continuation_lines(ini: Path) -> None:
-    write(ini, "[default]\nwheelhouse_dirs =\n    /srv/wheels\n    /mnt/usb/wheels, /opt/w\n"
-               "private_mirrors = https://m1.example/\n  https://m2.example/\nuse_uv = true\n")
+    write(
+        ini,
+        "[default]\nwheelhouse_dirs =\n    /srv/wheels\n    /mnt/usb/wheels, /opt/w\n"
+        "private_mirrors = https://m1.example/\n  https://m2.example/\nuse_uv = true\n",
+    )
     cfg = Config.load(ini, env={})
     assert cfg["wheelhouse_dirs"] == ("/srv/wheels", "/mnt/usb/wheels", "/opt/w")
     assert cfg["private_mirrors"] == ("https://m1.example/", "https://m2.example/")
@@ -173,30 +206,37 @@ def test_list_on_continuation_lines(ini: Path) -> None:
 
 
 def test_configparser_syntax_details(ini: Path) -> None:
-    write(ini, "; comment\n[Default]\n  # indented comment\nNetwork_Mode: private\n"
-               "cache_ttl = 5\ncache_ttl = 7\n\n[security]\naudit_logging=off\n")
+    write(
+        ini,
+        "; comment\n[Default]\n  # indented comment\nNetwork_Mode: private\n"
+        "cache_ttl = 5\ncache_ttl = 7\n\n[security]\naudit_logging=off\n",
+    )
     cfg = Config.load(ini, env={})
     assert cfg["network_mode"] == "private"
     assert cfg["cache_ttl"] == 7, "last duplicate wins, as with configparser(strict=False)"
     assert cfg["audit_logging"] is False
 
 
-@pytest.mark.parametrize("key,text,allowed_fragment", [
-    ("network_mode", "ofline", "public, private, offline"),
-    ("security_level", "middle", "strong, normal, normal-, weak"),
-    ("db_mode", "CACHE", "cache, local, remote"),  # classic never lower-cases db_mode
-    ("bypass_ssl", "maybe", "true/false"),
-    ("cache_ttl", "-1", ">= 0"),
-    ("cache_ttl", "1.5", "whole number"),
-    ("http_timeout", "0", ">= 0.1"),
-    ("http_timeout", "nan", "number"),
-    ("channel_url", "ftp://example.com/x", "http(s)://"),
-    ("channel_url", "", "http(s)://"),
-    ("registry_url", "https://", "http(s)://"),
-    ("allowed_pip_sources", "https://ok.example/, not a url", "URLs"),
-])
+@pytest.mark.parametrize(
+    "key,text,allowed_fragment",
+    [
+        ("network_mode", "ofline", "public, private, offline"),
+        ("security_level", "middle", "strong, normal, normal-, weak"),
+        ("db_mode", "CACHE", "cache, local, remote"),  # classic never lower-cases db_mode
+        ("bypass_ssl", "maybe", "true/false"),
+        ("cache_ttl", "-1", ">= 0"),
+        ("cache_ttl", "1.5", "whole number"),
+        ("http_timeout", "0", ">= 0.1"),
+        ("http_timeout", "nan", "number"),
+        ("channel_url", "ftp://example.com/x", "http(s)://"),
+        ("channel_url", "", "http(s)://"),
+        ("registry_url", "https://", "http(s)://"),
+        ("allowed_pip_sources", "https://ok.example/, not a url", "URLs"),
+    ],
+)
 def test_invalid_value_names_key_value_allowed_file_and_line(
-        ini: Path, key: str, text: str, allowed_fragment: str) -> None:
+    ini: Path, key: str, text: str, allowed_fragment: str
+) -> None:
     section = SETTINGS_BY_KEY[key].section
     write(ini, f"# header\n[{section}]\n{key} = {text}\n")
     with pytest.raises(ConfigError) as err:
@@ -252,11 +292,14 @@ def test_unknown_cli_key(ini: Path) -> None:
     assert err.value.details["source"] == "cli"
 
 
-@pytest.mark.parametrize("text,line", [
-    ("network_mode = offline\n[default]\n", 1),  # before any section
-    ("[default]\nnetwork_mode = public\nthis line is junk\n", 3),
-    ("[default\nnetwork_mode = public\n", 1),
-])
+@pytest.mark.parametrize(
+    "text,line",
+    [
+        ("network_mode = offline\n[default]\n", 1),  # before any section
+        ("[default]\nnetwork_mode = public\nthis line is junk\n", 3),
+        ("[default\nnetwork_mode = public\n", 1),
+    ],
+)
 def test_syntax_errors_name_the_line(ini: Path, text: str, line: int) -> None:
     write(ini, text)
     with pytest.raises(ConfigError) as err:
@@ -290,12 +333,25 @@ def test_non_strict_load_falls_back_and_keeps_the_problems(ini: Path) -> None:
 
 # --- the classic manager's config.ini ------------------------------------------------------
 CLASSIC_KEYS = {  # section 5.4 of reference/classic-api.md: key -> classic default
-    "preview_method": None, "git_exe": "", "use_uv": False, "channel_url": DEFAULT_CHANNEL_URL,
-    "share_option": "all", "bypass_ssl": False, "file_logging": True, "component_policy": "workflow",
-    "update_policy": "stable-comfyui", "windows_selector_event_loop_policy": False,
-    "model_download_by_agent": False, "downgrade_blacklist": (), "security_level": "normal",
-    "always_lazy_install": False, "network_mode": "public", "db_mode": "cache",
-    "allow_git_url_install": False, "allow_pip_install": False, "http_channel_enabled": False,
+    "preview_method": None,
+    "git_exe": "",
+    "use_uv": False,
+    "channel_url": DEFAULT_CHANNEL_URL,
+    "share_option": "all",
+    "bypass_ssl": False,
+    "file_logging": True,
+    "component_policy": "workflow",
+    "update_policy": "stable-comfyui",
+    "windows_selector_event_loop_policy": False,
+    "model_download_by_agent": False,
+    "downgrade_blacklist": (),
+    "security_level": "normal",
+    "always_lazy_install": False,
+    "network_mode": "public",
+    "db_mode": "cache",
+    "allow_git_url_install": False,
+    "allow_pip_install": False,
+    "http_channel_enabled": False,
     "default_cache_as_channel_url": False,
 }
 
@@ -313,15 +369,28 @@ def test_classic_config_keeps_its_meaning(ini: Path) -> None:
     # bool spelling, security flags in [default], retired keys of older releases.
     parser = configparser.ConfigParser()
     parser["default"] = {
-        "preview_method": "taesd", "badge_mode": "#ID Nickname", "git_exe": "", "use_uv": "True",
+        "preview_method": "taesd",
+        "badge_mode": "#ID Nickname",
+        "git_exe": "",
+        "use_uv": "True",
         "channel_url": "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main",
-        "share_option": "openart", "bypass_ssl": "False", "default_ui": "history",
-        "component_policy": "mine", "update_policy": "nightly-comfyui",
-        "double_click_policy": "copy-all", "windows_selector_event_loop_policy": "False",
-        "model_download_by_agent": "True", "downgrade_blacklist": "numpy,pillow",
-        "security_level": "Weak", "skip_migration_check": "True", "always_lazy_install": "False",
-        "network_mode": "Offline", "db_mode": "local", "allow_git_url_install": "true",
-        "allow_pip_install": "false", "http_channel_enabled": "True",
+        "share_option": "openart",
+        "bypass_ssl": "False",
+        "default_ui": "history",
+        "component_policy": "mine",
+        "update_policy": "nightly-comfyui",
+        "double_click_policy": "copy-all",
+        "windows_selector_event_loop_policy": "False",
+        "model_download_by_agent": "True",
+        "downgrade_blacklist": "numpy,pillow",
+        "security_level": "Weak",
+        "skip_migration_check": "True",
+        "always_lazy_install": "False",
+        "network_mode": "Offline",
+        "db_mode": "local",
+        "allow_git_url_install": "true",
+        "allow_pip_install": "false",
+        "http_channel_enabled": "True",
         "default_cache_as_channel_url": "True",
     }
     with ini.open("w") as fh:
@@ -330,11 +399,22 @@ def test_classic_config_keeps_its_meaning(ini: Path) -> None:
     cfg = Config.load(ini, env={})
     assert cfg.problems == ()
     expected = {
-        "preview_method": "taesd", "use_uv": True, "share_option": "openart", "bypass_ssl": False,
-        "component_policy": "mine", "update_policy": "nightly-comfyui", "model_download_by_agent": True,
-        "downgrade_blacklist": ("numpy", "pillow"), "security_level": "weak", "network_mode": "offline",
-        "db_mode": "local", "allow_git_url_install": True, "allow_pip_install": False,
-        "http_channel_enabled": True, "default_cache_as_channel_url": True, "git_exe": "",
+        "preview_method": "taesd",
+        "use_uv": True,
+        "share_option": "openart",
+        "bypass_ssl": False,
+        "component_policy": "mine",
+        "update_policy": "nightly-comfyui",
+        "model_download_by_agent": True,
+        "downgrade_blacklist": ("numpy", "pillow"),
+        "security_level": "weak",
+        "network_mode": "offline",
+        "db_mode": "local",
+        "allow_git_url_install": True,
+        "allow_pip_install": False,
+        "http_channel_enabled": True,
+        "default_cache_as_channel_url": True,
+        "git_exe": "",
     }
     for key, value in expected.items():
         assert cfg[key] == value, key
@@ -431,11 +511,16 @@ def test_save_updates_classic_placement_in_place(ini: Path) -> None:
 
 
 def test_save_replaces_a_multiline_value_and_every_active_copy(ini: Path) -> None:
-    write(ini, "[default]\nwheelhouse_dirs =\n    /a\n    /b\n# end\n[security]\nhttp_channel_enabled = false\n"
-               "[default]\nhttp_channel_enabled = false\n")
+    write(
+        ini,
+        "[default]\nwheelhouse_dirs =\n    /a\n    /b\n# end\n[security]\nhttp_channel_enabled = false\n"
+        "[default]\nhttp_channel_enabled = false\n",
+    )
     Config.load(ini, env={}).save({"wheelhouse_dirs": ["/c"], "http_channel_enabled": "yes"})
-    assert ini.read_text() == ("[default]\nwheelhouse_dirs = /c\n# end\n[security]\nhttp_channel_enabled = true\n"
-                               "[default]\nhttp_channel_enabled = true\n")
+    assert ini.read_text() == (
+        "[default]\nwheelhouse_dirs = /c\n# end\n[security]\nhttp_channel_enabled = true\n"
+        "[default]\nhttp_channel_enabled = true\n"
+    )
 
 
 def test_save_into_the_shipped_template_uncomments_the_key_line(ini: Path) -> None:
@@ -445,8 +530,12 @@ def test_save_into_the_shipped_template_uncomments_the_key_line(ini: Path) -> No
     text = ini.read_text()
     assert "\nnetwork_mode = offline\n" in text and ";network_mode = public" not in text
     assert "\nallowed_channels = file:///srv/ch\n" in text
-    assert text.replace("network_mode = offline", ";network_mode = public").replace(
-        "allowed_channels = file:///srv/ch", ";allowed_channels =") == original
+    assert (
+        text.replace("network_mode = offline", ";network_mode = public").replace(
+            "allowed_channels = file:///srv/ch", ";allowed_channels ="
+        )
+        == original
+    )
     assert (new["network_mode"], new.source("network_mode")) == ("offline", "file")
 
 
@@ -480,12 +569,15 @@ def test_save_refuses_line_breaks_and_nul(ini: Path, value: str) -> None:
     assert ini.read_text() == USER_FILE
 
 
-@pytest.mark.parametrize("changes,error", [
-    ({"netwrk_mode": "offline"}, ConfigUnknownKey),
-    ({"network_mode": "dark"}, ConfigError),
-    ({"cache_ttl": True}, ConfigError),
-    ({"wheelhouse_dirs": ["/a,b"]}, ConfigError),
-])
+@pytest.mark.parametrize(
+    "changes,error",
+    [
+        ({"netwrk_mode": "offline"}, ConfigUnknownKey),
+        ({"network_mode": "dark"}, ConfigError),
+        ({"cache_ttl": True}, ConfigError),
+        ({"wheelhouse_dirs": ["/a,b"]}, ConfigError),
+    ],
+)
 def test_save_refuses_bad_changes_and_writes_nothing(ini: Path, changes: dict, error: type) -> None:
     write(ini, USER_FILE)
     cfg = Config.load(ini, env={})
@@ -536,8 +628,10 @@ def test_resolve_config_path(tmp_path: Path) -> None:
     layout = Layout.from_root(tmp_path / "ComfyUI")
     assert resolve_config_path(layout, {}) == tmp_path / "ComfyUI" / "user" / "__manager" / "config.ini"
     assert resolve_config_path(layout, {CONFIG_ENV: str(tmp_path / "env.ini")}) == tmp_path / "env.ini"
-    assert resolve_config_path(layout, {CONFIG_ENV: str(tmp_path / "env.ini")},
-                               tmp_path / "cli.ini") == tmp_path / "cli.ini"
+    assert (
+        resolve_config_path(layout, {CONFIG_ENV: str(tmp_path / "env.ini")}, tmp_path / "cli.ini")
+        == tmp_path / "cli.ini"
+    )
 
 
 # --- the table, the shipped config.ini and the docs agree ---------------------------------
@@ -579,7 +673,8 @@ def test_shipped_config_ini_documents_every_setting_and_nothing_else() -> None:
     listed = _shipped_template_lines()
     assert set(listed) == set(SETTINGS_BY_KEY), (
         f"missing: {sorted(set(SETTINGS_BY_KEY) - set(listed))}; "
-        f"undeclared: {sorted(set(listed) - set(SETTINGS_BY_KEY))}")
+        f"undeclared: {sorted(set(listed) - set(SETTINGS_BY_KEY))}"
+    )
     for key, (section, value, comments) in listed.items():
         s = SETTINGS_BY_KEY[key]
         assert section == s.section, key
@@ -609,7 +704,8 @@ def test_docs_table_lists_every_setting_and_nothing_else() -> None:
             rows[match.group(1)] = cells
     assert set(rows) == set(SETTINGS_BY_KEY), (
         f"missing from docs/config.md: {sorted(set(SETTINGS_BY_KEY) - set(rows))}; "
-        f"not declared: {sorted(set(rows) - set(SETTINGS_BY_KEY))}")
+        f"not declared: {sorted(set(rows) - set(SETTINGS_BY_KEY))}"
+    )
     for key, cells in rows.items():
         s = SETTINGS_BY_KEY[key]
         default = format_value(s, s.default)
@@ -623,6 +719,13 @@ def test_docs_table_lists_every_setting_and_nothing_else() -> None:
 
 def test_docs_explain_location_and_precedence() -> None:
     text = DOCS.read_text()
-    for needle in ("user/__manager/config.ini", CONFIG_ENV, "CM_NETWORK_MODE", "config_unknown_key",
-                   "config_invalid", "config_unreadable", *RETIRED_KEYS):
+    for needle in (
+        "user/__manager/config.ini",
+        CONFIG_ENV,
+        "CM_NETWORK_MODE",
+        "config_unknown_key",
+        "config_invalid",
+        "config_unreadable",
+        *RETIRED_KEYS,
+    ):
         assert needle in text, needle

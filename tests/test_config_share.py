@@ -64,7 +64,7 @@ def test_beside_the_classic_changes_go_to_our_file_and_config_ini_stays_byte_for
     assert saved["security_level"] == "normal" and saved.source("security_level") == "file"
     assert any("never written here" in n for n in saved.notes)
     again = config_share.load_config(layout, layout.config_file, env={})
-    assert again["network_mode"] == "offline"          # what we saved is what we read next time
+    assert again["network_mode"] == "offline"  # what we saved is what we read next time
 
 
 def test_our_file_stays_the_one_we_write_after_the_other_manager_is_gone(tmp_path: Path) -> None:

@@ -24,8 +24,11 @@ def _write_config(root: Path, text: str) -> None:
 
 
 def test_private_policy_allows_only_what_the_admin_named(comfy_tree: Path):
-    _write_config(comfy_tree, "[default]\nnetwork_mode = private\nprivate_mirrors = https://mirror.corp/\n"
-                              "pip_index_url = https://pypi.corp/simple\n")
+    _write_config(
+        comfy_tree,
+        "[default]\nnetwork_mode = private\nprivate_mirrors = https://mirror.corp/\n"
+        "pip_index_url = https://pypi.corp/simple\n",
+    )
     m = Manager.standalone(comfy_tree, env={})
     policy = build_network_policy(m.config)
     assert policy.mode is NetworkMode.PRIVATE
@@ -59,8 +62,11 @@ def test_offline_default_channel_without_cache_is_a_clear_error(comfy_tree, sock
 def test_public_channel_over_loopback_then_offline_serves_the_cache(comfy_tree, http_server, channel_db):
     for f in (channel_db / "default").glob("*.json"):
         http_server.static(f"/db/{f.name}", f.read_bytes(), etag=f'"{f.stat().st_size}"')
-    _write_config(comfy_tree, f"[default]\nchannel_url = {http_server.url('/db')}\n"
-                              "http_channel_enabled = true\n[security]\nallow_remote_channel = true\n")
+    _write_config(
+        comfy_tree,
+        f"[default]\nchannel_url = {http_server.url('/db')}\n"
+        "http_channel_enabled = true\n[security]\nallow_remote_channel = true\n",
+    )
     m = Manager.standalone(comfy_tree, env={})
     first = m.load_catalog()
     assert first.sources["custom-node-list.json"] == "fetched"
@@ -73,8 +79,9 @@ def test_public_channel_over_loopback_then_offline_serves_the_cache(comfy_tree, 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CM_")}
-    return subprocess.run([sys.executable, str(REPO / "cm-cli.py"), *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, str(REPO / "cm-cli.py"), *args], capture_output=True, text=True, cwd=cwd, timeout=120, env=env
+    )
 
 
 def test_cli_demo_lists_the_demo_tree_offline(tmp_path: Path):
@@ -120,7 +127,9 @@ def test_cli_operations_round_trip_on_the_demo_tree(tmp_path: Path):
     assert tasks[0]["state"] == "done" and tasks[0]["restart_required"] is True
     assert (custom / "demo-mask-utils" / "__init__.py").is_file()
     installed = ok("show", "installed")["packs"]
-    assert [(p["name"], p["enabled"], p["catalog_id"]) for p in installed] == [("demo-mask-utils", True, "demo-mask-utils")]
+    assert [(p["name"], p["enabled"], p["catalog_id"]) for p in installed] == [
+        ("demo-mask-utils", True, "demo-mask-utils")
+    ]
     ok("disable", "demo-mask-utils")
     assert not (custom / "demo-mask-utils").exists() and any((custom / ".disabled").iterdir())
     ok("enable", "demo-mask-utils")
@@ -140,8 +149,16 @@ def test_cli_operations_round_trip_on_the_demo_tree(tmp_path: Path):
 def test_cli_refuses_a_remote_install_offline_with_its_code(tmp_path: Path):
     assert _cli("demo", "--dir", str(tmp_path / "demo"), cwd=tmp_path).returncode == 0
     root = str(tmp_path / "demo" / "ComfyUI")
-    out = _cli("--comfyui", root, "--json", "--set", "allow_git_url_install=true", "install",
-               "https://github.com/example/some-pack", cwd=tmp_path)
+    out = _cli(
+        "--comfyui",
+        root,
+        "--json",
+        "--set",
+        "allow_git_url_install=true",
+        "install",
+        "https://github.com/example/some-pack",
+        cwd=tmp_path,
+    )
     doc = json.loads(out.stdout)
     assert out.returncode == 1 and doc["ok"] is False
     assert doc["error"]["code"] in ("offline_mode", "security_denied"), doc

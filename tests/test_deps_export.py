@@ -27,10 +27,13 @@ from support.wheels import (
     serve_simple_index,
 )
 
-DIST = [Pkg("alpha", "1.0", ("beta>=1",)), Pkg("beta", "1.0"), Pkg("beta", "2.0"), Pkg("gamma", "3.0"),
-        Pkg("unused", "1.0")]
-
-
+DIST = [
+    Pkg("alpha", "1.0", ("beta>=1",)),
+    Pkg("beta", "1.0"),
+    Pkg("beta", "2.0"),
+    Pkg("gamma", "3.0"),
+    Pkg("unused", "1.0"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +43,10 @@ def _own_caches(own_caches):
 
 def packs(root: Path) -> list[PackSource]:
     out = []
-    for name, text in (("PackA", "alpha\nbeta<2  # old API\nnumpy; sys_platform == 'nope'\n"),
-                       ("PackB", "gamma>=2\nbeta\nevil\n")):
+    for name, text in (
+        ("PackA", "alpha\nbeta<2  # old API\nnumpy; sys_platform == 'nope'\n"),
+        ("PackB", "gamma>=2\nbeta\nevil\n"),
+    ):
         folder = root / "custom_nodes" / name
         folder.mkdir(parents=True)
         (folder / "requirements.txt").write_text(text)
@@ -57,8 +62,9 @@ def test_export_download_then_fresh_offline_install(tmp_path, http_server, uv_bi
     index = serve_simple_index(http_server, build_wheels(tmp_path / "dist", DIST))
     manager_dir = tmp_path / "__manager"
     build_wheel(manager_dir / "local", "special", "9.1")
-    (manager_dir / "pip_overrides.json").write_text(json.dumps(
-        {"gamma": {"local_path": "local/special-9.1-py3-none-any.whl"}}))
+    (manager_dir / "pip_overrides.json").write_text(
+        json.dumps({"gamma": {"local_path": "local/special-9.1-py3-none-any.whl"}})
+    )
     overrides = load_overrides(manager_dir / "pip_overrides.json")
 
     # 1. export on the "online" machine (its own venv only informs installed versions)
@@ -76,8 +82,7 @@ def test_export_download_then_fresh_offline_install(tmp_path, http_server, uv_bi
     wheelhouse = tmp_path / "carry" / "wheelhouse"
     lines: list[str] = []
     dl = download_deps(out, wheelhouse, policy=policy, gate=gate("public"), progress=lines.append)
-    assert set(dl.added) == {"alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl",
-                             "special-9.1-py3-none-any.whl"}
+    assert set(dl.added) == {"alpha-1.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl", "special-9.1-py3-none-any.whl"}
     assert f"--index-url {index}" in dl.commands[0] and lines
     assert http_server.count("/simple/unused/") == 0
 

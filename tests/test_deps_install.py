@@ -34,10 +34,13 @@ from support.wheels import (
     serve_simple_index,
 )
 
-BASIC = [Pkg("alpha", "1.0", ("beta>=1",)), Pkg("beta", "1.0"), Pkg("beta", "2.0"), Pkg("gamma", "3.0"),
-         Pkg("evil", "1.0")]
-
-
+BASIC = [
+    Pkg("alpha", "1.0", ("beta>=1",)),
+    Pkg("beta", "1.0"),
+    Pkg("beta", "2.0"),
+    Pkg("gamma", "3.0"),
+    Pkg("evil", "1.0"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -95,8 +98,9 @@ def pack(root: Path, text: str, name: str = "ComfyUI-Demo") -> Path:
 
 # --- offline wheelhouse ---------------------------------------------------------------------
 @pytest.mark.parametrize("use_uv", [True, False])
-def test_offline_install_from_wheelhouse_with_uv_and_pip(tmp_path, venv_pip, wheelhouse, trap,
-                                                         socket_audit_log, use_uv):
+def test_offline_install_from_wheelhouse_with_uv_and_pip(
+    tmp_path, venv_pip, wheelhouse, trap, socket_audit_log, use_uv
+):
     lines: list[str] = []
     inst = installer(venv_pip, use_uv=use_uv, wheelhouse_dirs=(wheelhouse,))
     result = inst.install_pack_requirements(pack(tmp_path, "alpha\nbeta<2\n"), "ComfyUI-Demo", lines.append)
@@ -106,7 +110,7 @@ def test_offline_install_from_wheelhouse_with_uv_and_pip(tmp_path, venv_pip, whe
     assert "--no-index" in cmd and f"--find-links {wheelhouse}" in cmd
     assert ("--offline" in cmd) is use_uv
     assert any(line.startswith("[deps] $ ") for line in lines) and len(lines) > 2
-    assert trap.count == 0                      # uv/pip opened no connection at all
+    assert trap.count == 0  # uv/pip opened no connection at all
     assert socket_audit_log.inet_connects() == []
 
 
@@ -122,7 +126,7 @@ def test_offline_missing_wheel_fails_before_running_anything(tmp_path, venv, whe
     assert "wheelhouse has 1.0, 2.0" in err.message and "ComfyUI-Demo" in err.message
     assert "cm-cli.py download-deps" in err.hint and f"pip download -d {wheelhouse}" in err.hint
     assert "zeta==1.2" in err.hint and "'epsilon>=2'" in err.hint
-    assert not any(line.startswith("[deps] $") for line in lines)      # no installer ran
+    assert not any(line.startswith("[deps] $") for line in lines)  # no installer ran
     assert installed_version(venv, "alpha") is None
     assert trap.count == 0 and socket_audit_log.inet_connects() == []
 
@@ -157,11 +161,11 @@ def test_public_mode_installs_from_local_index(tmp_path, venv_pip, http_server, 
 @pytest.mark.parametrize("use_uv", [True, False])
 def test_private_mode_uses_only_the_mirror_never_pypi(tmp_path, venv_pip, http_server, monkeypatch, use_uv):
     index = serve_simple_index(http_server, build_wheels(tmp_path / "dist", BASIC))
-    listener = ConnectTrap()                     # HTTPS to anywhere but 127.0.0.1 lands here
+    listener = ConnectTrap()  # HTTPS to anywhere but 127.0.0.1 lands here
     monkeypatch.setenv("HTTPS_PROXY", listener.url)
     monkeypatch.setenv("HTTP_PROXY", listener.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "https://pypi.org/simple")       # must be ignored
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "https://pypi.org/simple")  # must be ignored
     monkeypatch.setenv("UV_EXTRA_INDEX_URL", "https://pypi.org/simple")
     lines: list[str] = []
     try:
@@ -187,6 +191,7 @@ def test_private_mode_without_an_allowed_index_is_refused_before_running(tmp_pat
 
 def test_offline_mode_refuses_download_deps(tmp_path):
     from manager.deps.export import download_deps
+
     (tmp_path / "req.txt").write_text("alpha\n")
     with pytest.raises(OfflineModeEnabled):
         download_deps(tmp_path / "req.txt", tmp_path / "wh", policy=DepsPolicy(), gate=gate("offline"))
@@ -205,8 +210,9 @@ def test_override_rename_installs_the_replacement(tmp_path, venv, wheelhouse):
 
 def test_override_index_url_takes_that_package_from_its_own_index(tmp_path, venv, http_server):
     main = serve_simple_index(http_server, build_wheels(tmp_path / "main", BASIC), prefix="/main/simple")
-    internal = serve_simple_index(http_server, [build_wheel(tmp_path / "corp", "corp-lib", "4.2")],
-                                  prefix="/corp/simple")
+    internal = serve_simple_index(
+        http_server, [build_wheel(tmp_path / "corp", "corp-lib", "4.2")], prefix="/corp/simple"
+    )
     (tmp_path / "pip_overrides.json").write_text(json.dumps({"corp-lib": {"index_url": internal}}))
     inst = installer(venv, "public", index_url=main, overrides=load_overrides(tmp_path / "pip_overrides.json"))
     result = inst.install_pack_requirements(pack(tmp_path, "corp_lib\nalpha\n"), "ComfyUI-Demo")
@@ -220,7 +226,8 @@ def test_override_local_path_installs_that_wheel_offline(tmp_path, venv, wheelho
     manager_dir = tmp_path / "__manager"
     build_wheel(manager_dir / "wheels", "special", "9.1")
     (manager_dir / "pip_overrides.json").write_text(
-        json.dumps({"special": {"local_path": "wheels/special-9.1-py3-none-any.whl"}}))
+        json.dumps({"special": {"local_path": "wheels/special-9.1-py3-none-any.whl"}})
+    )
     inst = installer(venv, wheelhouse_dirs=(wheelhouse,), overrides=load_overrides(manager_dir / "pip_overrides.json"))
     result = inst.install_pack_requirements(pack(tmp_path, "special>=9\n"), "ComfyUI-Demo")
     assert installed_version(venv, "special") == "9.1"
@@ -286,7 +293,7 @@ def test_detection_runs_the_tools_and_records_why(tmp_path, venv, venv_pip, uv_b
     assert detect_installer(str(venv_pip), None).name == "uv"
     chosen = detect_installer(str(venv_pip), False)
     assert chosen.name == "pip" and "use_uv = false" in chosen.reason and chosen.version.startswith("pip ")
-    no_pip = detect_installer(str(venv), False)                     # pip missing in a uv-style venv
+    no_pip = detect_installer(str(venv), False)  # pip missing in a uv-style venv
     assert no_pip.name == "uv" and "pip does not run" in no_pip.reason
     no_uv = detect_installer(str(venv_pip), True, uv_search=[("/nonexistent/uv",)])
     assert no_uv.name == "pip" and "uv was not found" in no_uv.reason
@@ -296,8 +303,9 @@ def test_detection_runs_the_tools_and_records_why(tmp_path, venv, venv_pip, uv_b
 
 
 def test_pip_backend_is_used_when_uv_is_absent(tmp_path, venv_pip, wheelhouse):
-    inst = DependencyInstaller(DepsPolicy(python=str(venv_pip), wheelhouse_dirs=(wheelhouse,)),
-                               gate("offline"), uv_search=[])
+    inst = DependencyInstaller(
+        DepsPolicy(python=str(venv_pip), wheelhouse_dirs=(wheelhouse,)), gate("offline"), uv_search=[]
+    )
     result = inst.install_pack_requirements(pack(tmp_path, "gamma\n"), "ComfyUI-Demo")
     assert result.installer.name == "pip" and installed_version(venv_pip, "gamma") == "3.0"
 

@@ -22,9 +22,14 @@ from support.wheels import build_wheel
 
 
 def here_env(site_dirs: tuple[str, ...] = ()) -> TargetEnvironment:
-    return TargetEnvironment(python=sys.executable, markers=default_environment(), site_dirs=site_dirs,
-                             platform=sysconfig.get_platform(), implementation=sys.implementation.name,
-                             version=sys.version_info[:2])
+    return TargetEnvironment(
+        python=sys.executable,
+        markers=default_environment(),
+        site_dirs=site_dirs,
+        platform=sysconfig.get_platform(),
+        implementation=sys.implementation.name,
+        version=sys.version_info[:2],
+    )
 
 
 def make_pack(root: Path, name: str, requirements: str) -> PackSource:
@@ -37,8 +42,9 @@ def make_pack(root: Path, name: str, requirements: str) -> PackSource:
 # --- pip_overrides.json ----------------------------------------------------------------
 def test_classic_overrides_rename_and_replace(tmp_path):
     path = tmp_path / "pip_overrides.json"
-    path.write_text(json.dumps({"opencv-python": "opencv-contrib-python-headless",
-                                "numpy<1.24>=1.18": "numpy==1.26.4"}))
+    path.write_text(
+        json.dumps({"opencv-python": "opencv-contrib-python-headless", "numpy<1.24>=1.18": "numpy==1.26.4"})
+    )
     overrides = load_overrides(path)
     pack = make_pack(tmp_path, "P", "opencv-python>=4.5; python_version >= '3'\nnumpy<1.24>=1.18\nnumpy\n")
     policy = DepsPolicy(overrides=overrides)
@@ -47,13 +53,16 @@ def test_classic_overrides_rename_and_replace(tmp_path):
     assert texts == ['opencv-contrib-python-headless>=4.5; python_version >= "3"', "numpy==1.26.4", "numpy"]
     assert [(o.original, o.result) for o in deps.overrides] == [
         ("opencv-python>=4.5; python_version >= '3'", 'opencv-contrib-python-headless>=4.5; python_version >= "3"'),
-        ("numpy<1.24>=1.18", "numpy==1.26.4")]
+        ("numpy<1.24>=1.18", "numpy==1.26.4"),
+    ]
 
 
 def test_rich_overrides_index_url_and_local_path(tmp_path):
     build_wheel(tmp_path / "wheels", "insight", "0.7.3")
-    data = {"insight": {"local_path": "wheels/insight-0.7.3-py3-none-any.whl"},
-            "internal-lib": {"index_url": "https://pypi.corp.example/simple", "trusted_host": "pypi.corp.example"}}
+    data = {
+        "insight": {"local_path": "wheels/insight-0.7.3-py3-none-any.whl"},
+        "internal-lib": {"index_url": "https://pypi.corp.example/simple", "trusted_host": "pypi.corp.example"},
+    }
     (tmp_path / "pip_overrides.json").write_text(json.dumps(data))
     policy = DepsPolicy(overrides=load_overrides(tmp_path / "pip_overrides.json"))
     pack = make_pack(tmp_path, "P", "insight>=0.7\ninternal_lib==2.0\n")
@@ -63,15 +72,18 @@ def test_rich_overrides_index_url_and_local_path(tmp_path):
     assert (planned[1].index_url, planned[1].trusted_host) == ("https://pypi.corp.example/simple", "pypi.corp.example")
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("{not json", "is not valid JSON (line 1"),
-    ("[1, 2]", "top level must be a JSON object"),
-    ('{"a": {"index_url": "ftp://x"}}', "index_url must be an http(s)://"),
-    ('{"a": {"color": "red"}}', "unknown field(s) color"),
-    ('{"a": {"local_path": "x.tar.gz"}}', "local_path must name a .whl"),
-    ('{"a": "not a >> requirement"}', "is not a valid requirement"),
-    ('{"a": {"trusted_host": "h"}}', "trusted_host only makes sense with index_url"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("{not json", "is not valid JSON (line 1"),
+        ("[1, 2]", "top level must be a JSON object"),
+        ('{"a": {"index_url": "ftp://x"}}', "index_url must be an http(s)://"),
+        ('{"a": {"color": "red"}}', "unknown field(s) color"),
+        ('{"a": {"local_path": "x.tar.gz"}}', "local_path must name a .whl"),
+        ('{"a": "not a >> requirement"}', "is not a valid requirement"),
+        ('{"a": {"trusted_host": "h"}}', "trusted_host only makes sense with index_url"),
+    ],
+)
 def test_broken_overrides_file_is_a_coded_error_and_left_untouched(tmp_path, text, fragment):
     path = tmp_path / "pip_overrides.json"
     path.write_text(text)
@@ -102,12 +114,23 @@ def test_downgrade_set_includes_builtins_and_classic_comma_string():
     assert {"torch", "torchvision", "torchaudio", "numpy", "pillow"} <= protected
 
 
-@pytest.mark.parametrize("spec, installed, expected", [
-    ("==1.0", "2.0", True), ("<2", "2.0", True), ("<=1.5", "1.6", True), ("~=1.2", "2.0", True),
-    ("==1.*", "2.0", True), (">=1,<2", "2.5", True),
-    ("==3", "2.0", False), (">=3", "2", False), ("", "2", False), ("~=1.2", "1.1", False),
-    (">=2.0", "2.1", False), ("!=2.0", "2.0", False),
-])
+@pytest.mark.parametrize(
+    "spec, installed, expected",
+    [
+        ("==1.0", "2.0", True),
+        ("<2", "2.0", True),
+        ("<=1.5", "1.6", True),
+        ("~=1.2", "2.0", True),
+        ("==1.*", "2.0", True),
+        (">=1,<2", "2.5", True),
+        ("==3", "2.0", False),
+        (">=3", "2", False),
+        ("", "2", False),
+        ("~=1.2", "1.1", False),
+        (">=2.0", "2.1", False),
+        ("!=2.0", "2.0", False),
+    ],
+)
 def test_would_downgrade(spec, installed, expected):
     assert would_downgrade(spec, installed) is expected
 
@@ -151,10 +174,18 @@ def test_conflicting_pins_are_reported_and_the_later_pack_wins(tmp_path):
     assert plan.to_dict()["conflicts"][0]["winner"] == "PackB"
 
 
-@pytest.mark.parametrize("a, b, clash", [
-    ("==1.0", "==1.0", False), ("<2", ">=2", True), ("<=2", ">=2", False), ("~=1.4", ">=2", True),
-    ("==1.*", "<1.0.1", False), (">1.0", "<1.0.0.1", False), ("!=1.0", "==1.0", True),
-])
+@pytest.mark.parametrize(
+    "a, b, clash",
+    [
+        ("==1.0", "==1.0", False),
+        ("<2", ">=2", True),
+        ("<=2", ">=2", False),
+        ("~=1.4", ">=2", True),
+        ("==1.*", "<1.0.1", False),
+        (">1.0", "<1.0.0.1", False),
+        ("!=1.0", "==1.0", True),
+    ],
+)
 def test_conflict_detection_edges(tmp_path, a, b, clash):
     pa = make_pack(tmp_path, "A", f"pkg{a}\n")
     pb = make_pack(tmp_path, "B", f"pkg{b}\n")
@@ -184,16 +215,20 @@ def test_policy_from_real_config_and_layout(tmp_path):
     layout.pip_blacklist_file.write_text("evil\n")
     layout.pip_overrides_file.write_text('{"a": "b"}')
     ini = layout.config_file
-    ini.write_text("[default]\nuse_uv = false\npip_index_url = https://pypi.corp.example/simple\n"
-                   "wheelhouse_dirs = /srv/wheels, file:///mnt/more\ndowngrade_blacklist = numpy, scipy\n"
-                   "[security]\nallowed_pip_sources = https://extra.corp.example/simple\n")
+    ini.write_text(
+        "[default]\nuse_uv = false\npip_index_url = https://pypi.corp.example/simple\n"
+        "wheelhouse_dirs = /srv/wheels, file:///mnt/more\ndowngrade_blacklist = numpy, scipy\n"
+        "[security]\nallowed_pip_sources = https://extra.corp.example/simple\n"
+    )
     policy = deps_policy_from_config(Config.load(ini, env={}), layout)
     assert policy.use_uv is False and policy.index_url == "https://pypi.corp.example/simple"
     assert policy.wheelhouse_dirs == (layout.wheelhouse_dir, Path("/srv/wheels"), Path("/mnt/more"))
     assert {"numpy", "scipy", "torch"} <= policy.protected and policy.blacklist == {"evil"}
     assert len(policy.overrides) == 1
-    assert policy.source_rules().allowed_prefixes == ("https://extra.corp.example/simple",
-                                                      "https://pypi.corp.example/simple")
+    assert policy.source_rules().allowed_prefixes == (
+        "https://extra.corp.example/simple",
+        "https://pypi.corp.example/simple",
+    )
     unset = deps_policy_from_config(Config.load(tmp_path / "none.ini", env={}), layout)
     assert unset.use_uv is None and unset.python == sys.executable
 
@@ -203,12 +238,25 @@ def test_backend_commands_carry_only_the_given_sources():
     from manager.deps.backends.base import InstallArgs, InstallerChoice
     from manager.deps.backends.pip import PipBackend
     from manager.deps.backends.uv import UvBackend
+
     offline = InstallArgs(("alpha",), no_index=True, find_links=("/wh",), offline=True)
     uv = UvBackend(InstallerChoice("uv", "test", ("/bin/uv",), "/py"))
-    assert uv.install_command(offline) == ["/bin/uv", "pip", "install", "--python", "/py", "--no-config",
-                                           "--offline", "--no-index", "--find-links", "/wh", "alpha"]
-    private = InstallArgs(("alpha",), index_url="https://mirror/simple", extra_index_urls=("https://x/simple",),
-                          trusted_hosts=("x",))
+    assert uv.install_command(offline) == [
+        "/bin/uv",
+        "pip",
+        "install",
+        "--python",
+        "/py",
+        "--no-config",
+        "--offline",
+        "--no-index",
+        "--find-links",
+        "/wh",
+        "alpha",
+    ]
+    private = InstallArgs(
+        ("alpha",), index_url="https://mirror/simple", extra_index_urls=("https://x/simple",), trusted_hosts=("x",)
+    )
     pip = PipBackend(InstallerChoice("pip", "test", ("/py", "-m", "pip"), "/py"))
     cmd = pip.install_command(private)
     assert cmd[:3] == ["/py", "-m", "pip"] and "--no-index" not in cmd
@@ -218,6 +266,7 @@ def test_backend_commands_carry_only_the_given_sources():
 
 def test_commands_are_shown_without_credentials():
     from manager.deps.installer import shown_command
+
     shown = shown_command(["uv", "--index-url", "https://user:secret@mirror.corp/simple", "a b"])
     assert "secret" not in shown and "***@mirror.corp" in shown and "'a b'" in shown
 
@@ -226,6 +275,7 @@ def test_child_env_drops_package_source_settings(monkeypatch):
     import os
 
     from manager.deps.backends.base import child_env
+
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "https://pypi.org/simple")
     monkeypatch.setenv("UV_INDEX_URL", "https://pypi.org/simple")
     monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
@@ -233,7 +283,7 @@ def test_child_env_drops_package_source_settings(monkeypatch):
     env = child_env()
     assert "PIP_EXTRA_INDEX_URL" not in env and "UV_INDEX_URL" not in env and "PIP_FIND_LINKS" not in env
     assert env["PIP_CONFIG_FILE"] == os.devnull and env["UV_NO_CONFIG"] == "1"
-    assert env["HTTPS_PROXY"] == "http://proxy.corp:3128"          # proxies and certificates still apply
+    assert env["HTTPS_PROXY"] == "http://proxy.corp:3128"  # proxies and certificates still apply
 
 
 def test_wheelhouse_listing_cache_follows_folder_changes(tmp_path):
@@ -242,6 +292,7 @@ def test_wheelhouse_listing_cache_follows_folder_changes(tmp_path):
     from packaging.requirements import Requirement
 
     from manager.deps.wheelhouse import Wheelhouse
+
     folder = tmp_path / "wh"
     build_wheel(folder, "alpha", "1.0", requires=("beta>=2",))
     old = 1_600_000_000
@@ -251,7 +302,7 @@ def test_wheelhouse_listing_cache_follows_folder_changes(tmp_path):
     env = here_env()
     first = Wheelhouse([folder], folder_cache=folders, requires_cache=requires)
     assert [m.requirement for m in first.missing([(Requirement("alpha"), "P")], env, {})] == ["beta>=2"]
-    build_wheel(folder, "beta", "2.0")                  # the folder's mtime moves: read again
+    build_wheel(folder, "beta", "2.0")  # the folder's mtime moves: read again
     second = Wheelhouse([folder], folder_cache=folders, requires_cache=requires)
     assert second.missing([(Requirement("alpha"), "P")], env, {}) == []
     assert len(requires) == 2

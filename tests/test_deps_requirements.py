@@ -29,9 +29,12 @@ def parse(pack: Path, rules: SourceRules = SourceRules()):
 
 
 def test_names_specifiers_markers_extras_comments_and_continuations(tmp_path):
-    pack = pack_with(tmp_path, "\ufeff# a comment\n\nnumpy>=1.24,<2  # inline comment\n"
-                               "Pillow\nopencv_python_headless [contrib] == 4.9.0.80 ; sys_platform != 'win32'\n"
-                               "scipy>=1.0,\\\n    <2\n")
+    pack = pack_with(
+        tmp_path,
+        "\ufeff# a comment\n\nnumpy>=1.24,<2  # inline comment\n"
+        "Pillow\nopencv_python_headless [contrib] == 4.9.0.80 ; sys_platform != 'win32'\n"
+        "scipy>=1.0,\\\n    <2\n",
+    )
     parsed = parse(pack)
     got = {r.name: r for r in parsed.requirements}
     assert list(got) == ["numpy", "pillow", "opencv-python-headless", "scipy"]
@@ -63,23 +66,25 @@ def test_include_outside_pack_is_refused_naming_the_line(tmp_path):
         parse(pack)
     err = info.value
     assert "ComfyUI-Test: requirements.txt line 2" in err.message and "-r ../secret.txt" in err.message
-    assert err.details == {"pack": "ComfyUI-Test", "file": "requirements.txt", "line_no": 2,
-                           "line": "-r ../secret.txt"}
+    assert err.details == {"pack": "ComfyUI-Test", "file": "requirements.txt", "line_no": 2, "line": "-r ../secret.txt"}
 
 
-@pytest.mark.parametrize("line, fragment", [
-    ("-e git+https://github.com/x/y#egg=y", "editable installs"),
-    ("--editable=.", "editable installs"),
-    ("-c constraints.txt", "constraints files"),
-    ("--global-option=--build-option", "option --global-option is not allowed"),
-    ("--prefix /usr", "option --prefix is not allowed"),
-    ("--target=/tmp/x", "option --target is not allowed"),
-    ("--user", "option --user is not allowed"),
-    ("-r other.txt --index-url https://x/simple", "more than one option"),
-    ("alpha --install-option=--prefix=/x", "per-requirement option --install-option"),
-    ("numpy>>1", "not a valid requirement"),
-    ("-", "option - is not allowed"),
-])
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ("-e git+https://github.com/x/y#egg=y", "editable installs"),
+        ("--editable=.", "editable installs"),
+        ("-c constraints.txt", "constraints files"),
+        ("--global-option=--build-option", "option --global-option is not allowed"),
+        ("--prefix /usr", "option --prefix is not allowed"),
+        ("--target=/tmp/x", "option --target is not allowed"),
+        ("--user", "option --user is not allowed"),
+        ("-r other.txt --index-url https://x/simple", "more than one option"),
+        ("alpha --install-option=--prefix=/x", "per-requirement option --install-option"),
+        ("numpy>>1", "not a valid requirement"),
+        ("-", "option - is not allowed"),
+    ],
+)
 def test_refused_lines_name_pack_file_and_line(tmp_path, line, fragment):
     pack = pack_with(tmp_path, f"alpha\n{line}\n")
     with pytest.raises(DepsRequirementInvalid) as info:
@@ -90,17 +95,20 @@ def test_refused_lines_name_pack_file_and_line(tmp_path, line, fragment):
     assert info.value.to_dict()["code"] == "deps_requirement_invalid"
 
 
-@pytest.mark.parametrize("line", [
-    "--index-url https://evil.example/simple",
-    "-i https://evil.example/simple",
-    "--extra-index-url=https://evil.example/simple",
-    "--find-links https://evil.example/wheels/",
-    "--trusted-host evil.example",
-    "pkg @ https://evil.example/pkg-1.0-py3-none-any.whl",
-    "https://evil.example/pkg-1.0-py3-none-any.whl",
-    "git+https://evil.example/x/pkg.git#egg=pkg",
-    "--extra-index-url https://pypi.corp.example.evil.com/simple",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "--index-url https://evil.example/simple",
+        "-i https://evil.example/simple",
+        "--extra-index-url=https://evil.example/simple",
+        "--find-links https://evil.example/wheels/",
+        "--trusted-host evil.example",
+        "pkg @ https://evil.example/pkg-1.0-py3-none-any.whl",
+        "https://evil.example/pkg-1.0-py3-none-any.whl",
+        "git+https://evil.example/x/pkg.git#egg=pkg",
+        "--extra-index-url https://pypi.corp.example.evil.com/simple",
+    ],
+)
 def test_sources_outside_allowed_pip_sources_are_refused(tmp_path, line):
     pack = pack_with(tmp_path, f"{line}\n")
     rules = SourceRules(("https://pypi.corp.example",))
@@ -111,16 +119,21 @@ def test_sources_outside_allowed_pip_sources_are_refused(tmp_path, line):
 
 
 def test_allowed_sources_pass_and_are_collected(tmp_path):
-    pack = pack_with(tmp_path, "--extra-index-url https://pypi.corp.example/simple\n"
-                               "--trusted-host pypi.corp.example\n"
-                               "--find-links wheels\n"
-                               "internal @ https://pypi.corp.example/files/internal-1.0-py3-none-any.whl\n"
-                               "git+https://pypi.corp.example/git/tool.git#egg=Tool_X\n")
+    pack = pack_with(
+        tmp_path,
+        "--extra-index-url https://pypi.corp.example/simple\n"
+        "--trusted-host pypi.corp.example\n"
+        "--find-links wheels\n"
+        "internal @ https://pypi.corp.example/files/internal-1.0-py3-none-any.whl\n"
+        "git+https://pypi.corp.example/git/tool.git#egg=Tool_X\n",
+    )
     (pack / "wheels").mkdir()
     parsed = parse(pack, SourceRules(("https://pypi.corp.example",)))
     assert [(s.option, s.value) for s in parsed.sources] == [
-        ("extra-index-url", "https://pypi.corp.example/simple"), ("trusted-host", "pypi.corp.example"),
-        ("find-links", str((pack / "wheels").resolve()))]
+        ("extra-index-url", "https://pypi.corp.example/simple"),
+        ("trusted-host", "pypi.corp.example"),
+        ("find-links", str((pack / "wheels").resolve())),
+    ]
     assert [(r.kind, r.name) for r in parsed.requirements] == [("url", "internal"), ("url", "tool-x")]
     assert parsed.requirements[1].text.startswith("tool-x @ git+https://")
 

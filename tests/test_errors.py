@@ -16,6 +16,7 @@ def _load_all_modules() -> None:
     import pkgutil
 
     import manager
+
     for info in pkgutil.walk_packages(manager.__path__, "manager."):
         importlib.import_module(info.name)
 
@@ -25,8 +26,11 @@ def test_every_code_in_source_is_registered_and_unique():
     declared: list[str] = []
     for py in (REPO / "manager").rglob("*.py"):
         # a class body's `code = "..."` line right under its `class X(...):` header and docstring
-        declared += re.findall(r'^class \w+\([^)]*\):\n(?:    """[^"]*"""\n\n)?    code(?::[^=]*)?\s*=\s*"([a-z0-9_]+)"',
-                               py.read_text(encoding="utf-8"), re.M)
+        declared += re.findall(
+            r'^class \w+\([^)]*\):\n(?:    """[^"]*"""\n\n)?    code(?::[^=]*)?\s*=\s*"([a-z0-9_]+)"',
+            py.read_text(encoding="utf-8"),
+            re.M,
+        )
     table = error_codes()
     assert sorted(set(declared)) == sorted(table)
     assert len(declared) == len(set(declared)), "one class per code"

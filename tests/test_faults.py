@@ -10,19 +10,20 @@ import pytest
 from manager.layout import Layout
 from manager.network import run_sync
 from manager.tasks import TaskState
-from support.faults import (POINTS, assert_tree_consistent, check_tree, pack_listings, run_and_kill,
-                            run_install)
+from support.faults import POINTS, assert_tree_consistent, check_tree, pack_listings, run_and_kill, run_install
 from support.gitrepos import make_repo
 from support.ops_fixtures import catalog_entry, write_channel, write_config
 
-pytestmark = [pytest.mark.fault, pytest.mark.offline_suite]   # no socket, loopback included
+pytestmark = [pytest.mark.fault, pytest.mark.offline_suite]  # no socket, loopback included
 
 PACK_ID = "fault-pack"
-INSTALL_PY = ("import pathlib, time\n"
-              "for i in range(6):\n"
-              "    print(f'setting up {i}', flush=True)\n"
-              "    time.sleep(0.03)\n"
-              "pathlib.Path('install-script-ran').write_text('yes')\n")
+INSTALL_PY = (
+    "import pathlib, time\n"
+    "for i in range(6):\n"
+    "    print(f'setting up {i}', flush=True)\n"
+    "    time.sleep(0.03)\n"
+    "pathlib.Path('install-script-ran').write_text('yes')\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def test_cache_write_killed_between_body_and_sidecar(tmp_path: Path, pack_repo: 
 
 def _expect_cache_whole(layout: Layout, before: dict) -> None:
     rep = check_tree(layout, before=before, expected={})
-    assert not rep.problems, rep.problems      # a torn body/sidecar pair is healed from the old body
+    assert not rep.problems, rep.problems  # a torn body/sidecar pair is healed from the old body
     _next_cache_write_succeeds(layout, before)
 
 

@@ -12,7 +12,7 @@ from manager.errors import ChecksumMismatch, DownloadIncomplete, HttpStatusError
 from manager.fsops import file_lock
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
 
-DATA = bytes(range(256)) * 1024            # 256 KiB, several chunks
+DATA = bytes(range(256)) * 1024  # 256 KiB, several chunks
 SHA = hashlib.sha256(DATA).hexdigest()
 
 
@@ -22,6 +22,7 @@ def gate(mode: NetworkMode = NetworkMode.PUBLIC, **kw) -> NetworkGate:
 
 def serve_file(data: bytes, *, ranges: bool, etag: str = '"f1"', cut_at: int | None = None):
     """A file handler; ``ranges`` honours Range/If-Range; ``cut_at`` drops the connection there."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
         start, status = 0, 200
         rng = request.headers.get("Range", "")
@@ -32,8 +33,7 @@ def serve_file(data: bytes, *, ranges: bool, etag: str = '"f1"', cut_at: int | N
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{len(data)}"})
             status = 206
         body = data[start:]
-        headers = {"Content-Length": str(len(body)), "ETag": etag,
-                   "Content-Type": "application/octet-stream"}
+        headers = {"Content-Length": str(len(body)), "ETag": etag, "Content-Type": "application/octet-stream"}
         if ranges:
             headers["Accept-Ranges"] = "bytes"
         if status == 206:
@@ -41,11 +41,12 @@ def serve_file(data: bytes, *, ranges: bool, etag: str = '"f1"', cut_at: int | N
         resp = web.StreamResponse(status=status, headers=headers)
         await resp.prepare(request)
         if cut_at is not None and start < cut_at:
-            await resp.write(body[:cut_at - start])
+            await resp.write(body[: cut_at - start])
             request.transport.close()
             return resp
         await resp.write(body)
         return resp
+
     return handler
 
 
@@ -53,11 +54,16 @@ async def test_download_checks_and_renames_into_place(http_server, tmp_path):
     http_server.route("GET", "/m.safetensors", serve_file(DATA, ranges=True))
     seen: list[tuple[int, int | None]] = []
     dest = tmp_path / "models" / "m.safetensors"
-    out = await gate().download(http_server.url("/m.safetensors"), dest, expected_size=len(DATA), sha256=SHA,
-                                progress=lambda done, total: seen.append((done, total)))
+    out = await gate().download(
+        http_server.url("/m.safetensors"),
+        dest,
+        expected_size=len(DATA),
+        sha256=SHA,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert out == dest and dest.read_bytes() == DATA
     assert seen[-1] == (len(DATA), len(DATA)) and len(seen) > 1
-    assert sorted(p.name for p in dest.parent.iterdir()) == ["m.safetensors"]   # no .part, lock, meta
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["m.safetensors"]  # no .part, lock, meta
 
 
 async def test_interrupted_download_keeps_part_and_resumes_with_range(http_server, tmp_path):
@@ -81,7 +87,7 @@ async def test_resume_restarts_when_server_ignores_range(http_server, tmp_path):
     dest = tmp_path / "m.bin"
     (tmp_path / "m.bin.part").write_bytes(DATA[:5000])
     await gate().download(http_server.url("/m.bin"), dest, expected_size=len(DATA), sha256=SHA)
-    assert dest.read_bytes() == DATA                                      # not appended twice
+    assert dest.read_bytes() == DATA  # not appended twice
     assert http_server.requests[-1].headers["Range"] == "bytes=5000-"
 
 
@@ -152,7 +158,7 @@ async def test_local_source_downloads_offline(tmp_path, socket_audit_log):
 async def test_same_destination_twice_is_refused(http_server, tmp_path):
     http_server.route("GET", "/m.bin", serve_file(DATA, ranges=True))
     dest = tmp_path / "m.bin"
-    with file_lock(tmp_path / ".m.bin.lock"):             # another download holds it
+    with file_lock(tmp_path / ".m.bin.lock"):  # another download holds it
         with pytest.raises(LockBusy):
             await gate().download(http_server.url("/m.bin"), dest)
     assert not dest.exists()

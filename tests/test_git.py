@@ -23,7 +23,7 @@ from manager.git import GitClient, check_ref, check_remote_url
 from manager.network import NetworkGate, NetworkMode, NetworkPolicy
 from support.gitrepos import GitDaemon, RepoInfo, git, make_repo, serve_smart_http
 
-pytestmark = pytest.mark.usefixtures("git_bin")     # no git: every test here FAILS with the install command
+pytestmark = pytest.mark.usefixtures("git_bin")  # no git: every test here FAILS with the install command
 
 
 def client(mode: NetworkMode = NetworkMode.PUBLIC, **policy) -> GitClient:
@@ -53,10 +53,14 @@ def test_clone_file_url_default_branch(upstream: RepoInfo, tmp_path: Path):
 
 @pytest.mark.parametrize("ref,detached", [("v1.0.0", True), ("dev", False), ("COMMIT0", True), ("SHORT1", True)])
 def test_clone_at_tag_branch_and_commit(upstream: RepoInfo, tmp_path: Path, ref: str, detached: bool):
-    expected = {"v1.0.0": upstream.tags["v1.0.0"], "dev": upstream.dev_commit,
-                "COMMIT0": upstream.commits[0], "SHORT1": upstream.commits[1]}[ref]
+    expected = {
+        "v1.0.0": upstream.tags["v1.0.0"],
+        "dev": upstream.dev_commit,
+        "COMMIT0": upstream.commits[0],
+        "SHORT1": upstream.commits[1],
+    }[ref]
     ref = {"COMMIT0": upstream.commits[0], "SHORT1": upstream.commits[1][:10]}.get(ref, ref)
-    st = client().clone(str(upstream.path), tmp_path / "pack", ref=ref)    # plain local path
+    st = client().clone(str(upstream.path), tmp_path / "pack", ref=ref)  # plain local path
     assert st.commit == expected and st.detached is detached
     if not detached:
         assert st.branch == ref
@@ -78,8 +82,9 @@ def test_clone_into_non_empty_destination_refused(upstream: RepoInfo, tmp_path: 
     assert (dest / "keep.txt").read_text() == "mine" and len(list(dest.iterdir())) == 1
 
 
-def test_clone_over_git_daemon_is_shallow_and_updates(upstream: RepoInfo, daemon: GitDaemon, tmp_path: Path,
-                                                      socket_audit_log):
+def test_clone_over_git_daemon_is_shallow_and_updates(
+    upstream: RepoInfo, daemon: GitDaemon, tmp_path: Path, socket_audit_log
+):
     gc = client()
     lines: list[str] = []
     dest = tmp_path / "pack"
@@ -87,7 +92,7 @@ def test_clone_over_git_daemon_is_shallow_and_updates(upstream: RepoInfo, daemon
     assert st.commit == upstream.commits[-1] and st.branch == "main"
     assert (dest / ".git" / "shallow").exists()
     assert lines[0].startswith("cloning git://127.0.0.1:") and any("objects" in line for line in lines)
-    assert socket_audit_log.inet_connects() == []        # git's sockets are its own process's
+    assert socket_audit_log.inet_connects() == []  # git's sockets are its own process's
     new = upstream.commit("fourth", {"nodes.py": "VERSION = 4\n"})
     res = gc.update(dest)
     assert res.status == "updated" and res.before == upstream.commits[-2] and res.after == new
@@ -110,8 +115,7 @@ def test_private_mode_mirror_map_rewrites_github_to_local_daemon(upstream: RepoI
     shutil.copytree(upstream.path, owner / "example-pack")
     with GitDaemon(upstream.path.parent) as d:
         mirror = f"git://127.0.0.1:{d.port}/"
-        gc = client(NetworkMode.PRIVATE, private_mirrors=(mirror,),
-                    mirror_map=(("https://github.com/", mirror),))
+        gc = client(NetworkMode.PRIVATE, private_mirrors=(mirror,), mirror_map=(("https://github.com/", mirror),))
         st = gc.clone("https://github.com/owner/example-pack", tmp_path / "pack")
         assert st.commit == upstream.commits[-1]
         with pytest.raises(NetworkBlocked):
@@ -120,11 +124,16 @@ def test_private_mode_mirror_map_rewrites_github_to_local_daemon(upstream: RepoI
 
 
 # --- offline and hostile input ------------------------------------------------------------
-def test_offline_refuses_remote_before_any_socket_and_allows_local(upstream: RepoInfo, tmp_path: Path,
-                                                                   http_server, socket_audit_log):
+def test_offline_refuses_remote_before_any_socket_and_allows_local(
+    upstream: RepoInfo, tmp_path: Path, http_server, socket_audit_log
+):
     gc = client(NetworkMode.OFFLINE)
-    for url in (http_server.url("/git/example-pack"), "https://github.com/owner/example-pack",
-                "git@github.com:owner/example-pack.git", "ssh://git@example.com/x.git"):
+    for url in (
+        http_server.url("/git/example-pack"),
+        "https://github.com/owner/example-pack",
+        "git@github.com:owner/example-pack.git",
+        "ssh://git@example.com/x.git",
+    ):
         with pytest.raises(OfflineModeEnabled) as exc:
             gc.clone(url, tmp_path / "pack")
         assert "git clone" in exc.value.hint and "file://" in exc.value.hint
@@ -133,7 +142,7 @@ def test_offline_refuses_remote_before_any_socket_and_allows_local(upstream: Rep
     assert not (tmp_path / "pack").exists()
     assert gc.clone(upstream.url, tmp_path / "a").commit == upstream.commits[-1]
     assert gc.clone(str(upstream.path), tmp_path / "b").commit == upstream.commits[-1]
-    with pytest.raises(OfflineModeEnabled):                # a clone whose remote is online cannot update
+    with pytest.raises(OfflineModeEnabled):  # a clone whose remote is online cannot update
         GitClient(NetworkGate(NetworkPolicy(mode=NetworkMode.OFFLINE))).update(_with_remote(tmp_path / "a"))
     assert socket_audit_log.inet_connects() == []
 
@@ -170,8 +179,10 @@ def test_hostile_urls_refused_before_git_runs(url: str, tmp_path: Path, socket_a
     assert socket_audit_log.inet_connects() == []
 
 
-@pytest.mark.parametrize("ref", ["--upload-pack=x", "-b", "a..b", "a b", "x^{tree}", "a:b", ".hidden", "v1.lock",
-                                 "@{-1}", "", "a/", "refs//x"])
+@pytest.mark.parametrize(
+    "ref",
+    ["--upload-pack=x", "-b", "a..b", "a b", "x^{tree}", "a:b", ".hidden", "v1.lock", "@{-1}", "", "a/", "refs//x"],
+)
 def test_hostile_refs_refused(ref: str, upstream: RepoInfo, tmp_path: Path):
     with pytest.raises(InvalidGitRef):
         client().clone(upstream.url, tmp_path / "pack", ref=ref or " ")
@@ -181,8 +192,16 @@ def test_hostile_refs_refused(ref: str, upstream: RepoInfo, tmp_path: Path):
 
 
 def test_check_functions_accept_ordinary_input():
-    for url in ("https://github.com/o/r", "http://127.0.0.1:8080/r.git", "ssh://git@host/o/r.git",
-                "git@github.com:o/r.git", "git://host/r", "file:///srv/r", "/srv/repos/r", "C:\\repos\\r"):
+    for url in (
+        "https://github.com/o/r",
+        "http://127.0.0.1:8080/r.git",
+        "ssh://git@host/o/r.git",
+        "git@github.com:o/r.git",
+        "git://host/r",
+        "file:///srv/r",
+        "/srv/repos/r",
+        "C:\\repos\\r",
+    ):
         assert check_remote_url(url) == url
     for ref in ("main", "v1.2.3", "feature/x-y_z", "0123abcd", "release-2024.01"):
         assert check_ref(ref) == ref
@@ -248,7 +267,7 @@ def test_update_detached_head_refused(upstream: RepoInfo, cloned: Path):
 def test_checkout_commit_tag_branch_and_missing(upstream: RepoInfo, cloned: Path):
     gc = client()
     assert gc.checkout(cloned, upstream.commits[0]).commit == upstream.commits[0]
-    st = gc.checkout(cloned, "dev")                 # only a remote branch: a tracking branch is made
+    st = gc.checkout(cloned, "dev")  # only a remote branch: a tracking branch is made
     assert st.branch == "dev" and st.commit == upstream.dev_commit
     st = gc.checkout(cloned, "main")
     assert st.branch == "main" and st.commit == upstream.commits[-1]
@@ -280,6 +299,7 @@ def test_git_exe_works_when_git_is_not_on_path(upstream: RepoInfo, tmp_path: Pat
     """GitPython cannot even be imported without git on PATH; the configured git_exe still works."""
     import subprocess
     import sys
+
     code = (
         "import sys\n"
         "from manager.git import GitClient\n"
@@ -290,9 +310,15 @@ def test_git_exe_works_when_git_is_not_on_path(upstream: RepoInfo, tmp_path: Pat
         "try:\n"
         f"    GitClient(NetworkGate(NetworkPolicy())).clone({upstream.url!r}, {str(tmp_path / 'other')!r})\n"
         "except GitUnavailable as exc:\n"
-        "    print(exc.code)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env={"PATH": str(tmp_path / "empty-bin"), "PYTHONPATH": str(Path(__file__).parents[1])})
+        "    print(exc.code)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(tmp_path / "empty-bin"), "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [upstream.commits[-1], "git_unavailable"]
 
@@ -300,7 +326,8 @@ def test_git_exe_works_when_git_is_not_on_path(upstream: RepoInfo, tmp_path: Pat
 def test_stalled_remote_is_killed_after_the_timeout(tmp_path: Path):
     import socket
     import time
-    with socket.socket() as listener:                 # accepts connections, never answers
+
+    with socket.socket() as listener:  # accepts connections, never answers
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
         port = listener.getsockname()[1]

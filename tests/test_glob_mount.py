@@ -50,14 +50,18 @@ def test_a_web_get_route_breaks_comfyuis_copy_as_given():
 
 def test_mount_hands_comfyui_only_routes_that_survive_its_copy():
     table = web.RouteTableDef()
-    routes = mount_mod.mark_ours([web.get("/offline-manager/a", _h), web.post("/customnode/b", _h),
-                                  web.route("GET", "/v2/c", _h)])
+    routes = mount_mod.mark_ours(
+        [web.get("/offline-manager/a", _h), web.post("/customnode/b", _h), web.route("GET", "/v2/c", _h)]
+    )
     report = mount_mod.mount(table, routes)
     assert report.mounted == ["GET /offline-manager/a", "POST /customnode/b", "GET /v2/c"]
     assert all(not r.kwargs for r in table)
     mirrored = comfyui_api_copy(table)
-    assert [(r.method, r.path) for r in mirrored] == [("GET", "/api/offline-manager/a"),
-                                                      ("POST", "/api/customnode/b"), ("GET", "/api/v2/c")]
+    assert [(r.method, r.path) for r in mirrored] == [
+        ("GET", "/api/offline-manager/a"),
+        ("POST", "/api/customnode/b"),
+        ("GET", "/api/v2/c"),
+    ]
 
 
 async def test_mounted_routes_answer_under_both_paths(aiohttp_client):
@@ -78,8 +82,12 @@ def test_a_pair_another_extension_registered_stays_its_and_owners_are_named():
 
     table = web.RouteTableDef()
     table.get("/customnode/installed")(classic)
-    report = mount_mod.mount(table, mount_mod.mark_ours([web.route("GET", "/customnode/installed", _h),
-                                                         web.route("GET", "/offline-manager/v1/status", _h)]))
+    report = mount_mod.mount(
+        table,
+        mount_mod.mark_ours(
+            [web.route("GET", "/customnode/installed", _h), web.route("GET", "/offline-manager/v1/status", _h)]
+        ),
+    )
     assert [r.handler for r in table if r.path == "/customnode/installed"] == [classic]
     assert report.skipped == ["GET /customnode/installed"]
     assert report.mounted == ["GET /offline-manager/v1/status"]
@@ -102,6 +110,6 @@ def test_the_mount_hook_runs_before_add_routes_and_never_stops_it():
         raise RuntimeError("injected")
 
     assert mount_mod.before_add_routes(server, hook)
-    assert not mount_mod.before_add_routes(server, hook)        # once only
+    assert not mount_mod.before_add_routes(server, hook)  # once only
     server.add_routes()
     assert calls == ["hook", "add_routes"]

@@ -9,8 +9,21 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COMFY_MODULES = {"server", "folder_paths", "nodes", "comfy", "comfy_extras", "comfy_api", "execution",
-                 "comfyui_version", "latent_preview", "node_helpers", "comfy_execution", "app", "main"}
+COMFY_MODULES = {
+    "server",
+    "folder_paths",
+    "nodes",
+    "comfy",
+    "comfy_extras",
+    "comfy_api",
+    "execution",
+    "comfyui_version",
+    "latent_preview",
+    "node_helpers",
+    "comfy_execution",
+    "app",
+    "main",
+}
 
 
 def _imported_roots(path: Path) -> set[str]:
@@ -61,9 +74,11 @@ print(len(names), comfy, events)
 
 
 def test_glob_stays_stdlib_with_repo_root_first_on_sys_path():
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import glob; "
-            "assert callable(glob.glob), glob; import os; "
-            "assert os.path.dirname(glob.__file__) != sys.path[0], glob.__file__; print('ok')")
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); import glob; "
+        "assert callable(glob.glob), glob; import os; "
+        "assert os.path.dirname(glob.__file__) != sys.path[0], glob.__file__; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=30)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
@@ -74,15 +89,23 @@ def test_glob_folder_is_not_a_regular_package():
 
 
 def test_cli_run_keeps_stdlib_glob(tmp_path):
-    code = (f"import runpy, sys; sys.argv = ['cm-cli.py', '--comfyui', {str(tmp_path)!r}, 'channels', '--help'];\n"
-            "try:\n"
-            f"    runpy.run_path({str(REPO / 'cm-cli.py')!r}, run_name='__main__')\n"
-            "except SystemExit:\n"
-            "    pass\n"
-            "import glob; assert callable(glob.glob); import os\n"
-            f"assert not glob.__file__.startswith({str(REPO)!r}), glob.__file__\n"
-            "print('stdlib-glob')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
-                         env={**os.environ, "PYTHONPATH": ""})
+    code = (
+        f"import runpy, sys; sys.argv = ['cm-cli.py', '--comfyui', {str(tmp_path)!r}, 'channels', '--help'];\n"
+        "try:\n"
+        f"    runpy.run_path({str(REPO / 'cm-cli.py')!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import glob; assert callable(glob.glob); import os\n"
+        f"assert not glob.__file__.startswith({str(REPO)!r}), glob.__file__\n"
+        "print('stdlib-glob')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("stdlib-glob")

@@ -16,7 +16,7 @@ from manager.layout import Layout
 from manager.records import Channel
 from support.gitrepos import PackTree, build_pack_tree, git, make_repo
 
-pytestmark = pytest.mark.usefixtures("git_bin")     # no git: every test here FAILS with the install command
+pytestmark = pytest.mark.usefixtures("git_bin")  # no git: every test here FAILS with the install command
 
 
 @pytest.fixture
@@ -41,8 +41,16 @@ def test_scan_of_200_packs_reports_every_kind(tree: PackTree):
     assert kinds == tree.counts
     assert len(inv.disabled) == tree.disabled == 10
     names = {p.name for p in inv.packs}
-    for noise in ("__pycache__", ".cm-staging.disabled", ".cm-trash.disabled", ".hidden-pack", "README.md",
-                  "notes.txt", ".DS_Store", ".disabled"):
+    for noise in (
+        "__pycache__",
+        ".cm-staging.disabled",
+        ".cm-trash.disabled",
+        ".hidden-pack",
+        "README.md",
+        "notes.txt",
+        ".DS_Store",
+        ".disabled",
+    ):
         assert noise not in names
     assert all(not p.problems for p in inv.packs), [p.problems for p in inv.packs if p.problems]
 
@@ -69,8 +77,14 @@ def test_registry_packs_and_disabled_naming(tree: PackTree):
     inv = scan(Layout.from_root(tree.custom_nodes.parent))
     by_name = {p.name: p for p in inv.packs}
     p = by_name["cnr-3"]
-    assert (p.kind, p.pack_id, p.version, p.cnr_id, p.publisher_id, p.display_name) == \
-        ("cnr", "cnr-3", "1.3.0", "cnr-3", "example", "Cnr-3")
+    assert (p.kind, p.pack_id, p.version, p.cnr_id, p.publisher_id, p.display_name) == (
+        "cnr",
+        "cnr-3",
+        "1.3.0",
+        "cnr-3",
+        "example",
+        "Cnr-3",
+    )
     assert p.enabled and p.has_tracking and not p.has_requirements and by_name["cnr-4"].has_requirements
     assert p.repository == "https://github.com/example/cnr-3"
     d = by_name["cnr-0@0_9_0"]
@@ -92,13 +106,13 @@ def test_pack_both_enabled_and_disabled_is_a_conflict_not_merged(tree: PackTree)
     got = {(c.key, tuple(p.name for p in c.enabled), tuple(p.name for p in c.disabled)) for c in inv.conflicts}
     assert {(e, d) for _, e, d in got} == {(("cnr-0",), ("cnr-0@0_9_0",)), (("cnr-5",), ("cnr-5@0_9_0",))}
     assert sum(1 for n in inv.notices if n.code == "pack_conflict") == 2
-    assert len(inv.find("cnr-0")) == 2                    # both copies listed separately
+    assert len(inv.find("cnr-0")) == 2  # both copies listed separately
 
 
 def test_conflict_by_old_suffix_and_by_repository(comfy_tree: Path, template: Path):
     cn = comfy_tree / "custom_nodes"
     shutil.copytree(template, cn / "MyPack", symlinks=True)
-    shutil.copytree(template, cn / ".disabled" / "mypack-renamed", symlinks=True)   # same remote, other name
+    shutil.copytree(template, cn / ".disabled" / "mypack-renamed", symlinks=True)  # same remote, other name
     (cn / "tool.py").write_text("")
     (cn / "tool.py.disabled").write_text("")
     inv = scan(Layout.from_root(comfy_tree))
@@ -109,15 +123,39 @@ def test_conflict_by_old_suffix_and_by_repository(comfy_tree: Path, template: Pa
 
 def test_catalog_matching_by_url_and_cnr_id(tree: PackTree):
     entries = [
-        {"author": "e", "title": "Git pack 7", "reference": "https://github.com/example/git-pack-7",
-         "files": ["https://github.com/example/git-pack-7.git"], "install_type": "git-clone", "description": ""},
-        {"author": "e", "title": "Cnr 8", "id": "cnr-8", "reference": "https://github.com/other/elsewhere",
-         "files": ["https://github.com/other/elsewhere"], "install_type": "git-clone", "description": ""},
-        {"author": "e", "title": "By repo", "reference": "https://github.com/Example/CNR-9/",
-         "files": ["https://github.com/example/cnr-9"], "install_type": "git-clone", "description": ""},
+        {
+            "author": "e",
+            "title": "Git pack 7",
+            "reference": "https://github.com/example/git-pack-7",
+            "files": ["https://github.com/example/git-pack-7.git"],
+            "install_type": "git-clone",
+            "description": "",
+        },
+        {
+            "author": "e",
+            "title": "Cnr 8",
+            "id": "cnr-8",
+            "reference": "https://github.com/other/elsewhere",
+            "files": ["https://github.com/other/elsewhere"],
+            "install_type": "git-clone",
+            "description": "",
+        },
+        {
+            "author": "e",
+            "title": "By repo",
+            "reference": "https://github.com/Example/CNR-9/",
+            "files": ["https://github.com/example/cnr-9"],
+            "install_type": "git-clone",
+            "description": "",
+        },
     ]
-    cat = Catalog.build([ChannelFiles(Channel("t", "file:///t"),
-                                      {"custom-node-list.json": json.dumps({"custom_nodes": entries}).encode()})])
+    cat = Catalog.build(
+        [
+            ChannelFiles(
+                Channel("t", "file:///t"), {"custom-node-list.json": json.dumps({"custom_nodes": entries}).encode()}
+            )
+        ]
+    )
     inv = scan(Layout.from_root(tree.custom_nodes.parent), catalog=cat)
     by_name = {p.name: p for p in inv.packs}
     assert by_name["git-pack-7"].catalog_id == cat.by_reference("https://github.com/example/git-pack-7").id
@@ -160,8 +198,10 @@ def test_worktree_gitdir_with_commondir(tmp_path: Path, template: Path):
 
 
 def test_git_config_parser_handles_quotes_comments_and_old_sections():
-    cfg = parse_git_config('[core]\n\tbare = false ; comment\n[remote "up stream"]\n\turl = "https://h/x y" # c\n'
-                           '[branch.main]\n remote = up stream\n[remote "origin"]\nurl = a\nurl = b\n')
+    cfg = parse_git_config(
+        '[core]\n\tbare = false ; comment\n[remote "up stream"]\n\turl = "https://h/x y" # c\n'
+        '[branch.main]\n remote = up stream\n[remote "origin"]\nurl = a\nurl = b\n'
+    )
     assert cfg["remote.up stream.url"] == ["https://h/x y"]
     assert cfg["branch.main.remote"] == ["up stream"] and cfg["core.bare"] == ["false"]
     assert cfg["remote.origin.url"] == ["a", "b"]
@@ -181,14 +221,21 @@ def test_read_tracking(tmp_path: Path):
 
 
 def test_scan_spawns_no_process(tree: PackTree):
-    code = ("import sys; spawned = []\n"
-            "sys.addaudithook(lambda ev, a: spawned.append(ev) if ev in ('subprocess.Popen', 'os.posix_spawn', "
-            "'os.exec', 'os.fork') else None)\n"
-            "from manager.inventory import scan; from manager.layout import Layout\n"
-            f"inv = scan(Layout.from_root({str(tree.custom_nodes.parent)!r}))\n"
-            "print(len(inv.packs), spawned)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1], timeout=60,
-                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys; spawned = []\n"
+        "sys.addaudithook(lambda ev, a: spawned.append(ev) if ev in ('subprocess.Popen', 'os.posix_spawn', "
+        "'os.exec', 'os.fork') else None)\n"
+        "from manager.inventory import scan; from manager.layout import Layout\n"
+        f"inv = scan(Layout.from_root({str(tree.custom_nodes.parent)!r}))\n"
+        "print(len(inv.packs), spawned)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=60,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["200", "[]"]

@@ -60,11 +60,13 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path):
 def _slow_writer(path: str) -> None:
     # Killed while its temp file is open: the target must keep its old content.
     import manager.fsops as f
+
     real_fsync = os.fsync
 
     def stall(fd: int) -> None:
         time.sleep(30)
         real_fsync(fd)
+
     os.fsync = stall  # the child only; lets the parent SIGKILL mid-write
     f.atomic_write_bytes(path, b"new" * 1000)
 

@@ -16,8 +16,9 @@ from manager.tasks import TaskState
 pytestmark = pytest.mark.load
 
 
-def test_concurrent_clients_while_installs_run(tmp_path: Path, request: pytest.FixtureRequest,
-                                               socket_audit_log) -> None:
+def test_concurrent_clients_while_installs_run(
+    tmp_path: Path, request: pytest.FixtureRequest, socket_audit_log
+) -> None:
     root = demo_tree(tmp_path / "demo")
     report, installs = run_load(root, clients=8, duration=2.0)
     plugin = request.config.pluginmanager.get_plugin("cm-quality-report")
@@ -29,6 +30,7 @@ def test_concurrent_clients_while_installs_run(tmp_path: Path, request: pytest.F
     assert len(installs) == report.installs_queued == 5
     assert all(t["state"] == TaskState.DONE.value for t in installs), [(t["target"], t["error"]) for t in installs]
     assert {p.name for p in (root / "custom_nodes").iterdir() if not p.name.startswith(".")} >= {
-        t["target"] for t in installs}
+        t["target"] for t in installs
+    }
     # every connect went to the loopback server
     assert all(addr[0] == "127.0.0.1" for addr in socket_audit_log.inet_connects())

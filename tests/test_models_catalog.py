@@ -35,24 +35,25 @@ def test_every_real_entry_maps_to_a_folder_or_is_reported(tmp_path: Path, channe
     root = tmp_path / "ComfyUI"
     (root / "models").mkdir(parents=True)
     listing = list_models(models, load_model_folders(StandaloneHost.from_root(root)))
-    assert len(listing.items) == len(models) == len(raw)          # nothing dropped silently
+    assert len(listing.items) == len(models) == len(raw)  # nothing dropped silently
     models_dir = root / "models"
     for item in listing.items:
         if item.placement is None:
-            assert item.problem_code and item.problem, item.id   # reported with a reason
+            assert item.problem_code and item.problem, item.id  # reported with a reason
             continue
         path = item.placement.path
-        assert models_dir in path.parents, item.id                # always inside the models tree
+        assert models_dir in path.parents, item.id  # always inside the models tree
         assert path.name == item.entry.filename or item.entry.filename == "<huggingface>"
         if item.entry.save_path == "default":
             assert item.placement.folder in COMFY_FOLDERS, item.id
-    assert len({i.id for i in listing.items}) == len(listing.items)   # ids are unique
+    assert len({i.id for i in listing.items}) == len(listing.items)  # ids are unique
     # Hugging Face repository snapshots map to a folder but are flagged as not downloadable
     hf = [i for i in listing.items if i.entry.filename == "<huggingface>"]
     assert hf and all(i.problem_code == "model_source_unsupported" and not i.installable for i in hf)
     assert sum(1 for i in listing.items if i.installable) >= len(listing.items) - len(hf) - len(listing.unmapped)
-    by_type = {i.entry.type: i.placement.folder for i in listing.items
-               if i.placement and i.entry.save_path == "default"}
+    by_type = {
+        i.entry.type: i.placement.folder for i in listing.items if i.placement and i.entry.save_path == "default"
+    }
     assert by_type.get("upscale") == "upscale_models" and by_type.get("VAE") == "vae"
 
 
@@ -62,10 +63,16 @@ def test_installed_state_follows_files_in_any_folder_dir(tmp_path: Path) -> None
     a1111 = tmp_path / "a1111"
     (root / "extra_model_paths.yaml").write_text(f"a:\n  base_path: {a1111}\n  loras: Lora\n", encoding="utf-8")
     entries = [
-        ModelEntry(name="in models", type="checkpoint", filename="a.safetensors", url="https://x/a",
-                   save_path="checkpoints/SDXL"),
-        ModelEntry(name="in extra dir", type="lora", filename="b.safetensors", url="https://x/b",
-                   save_path="loras/SDXL"),
+        ModelEntry(
+            name="in models",
+            type="checkpoint",
+            filename="a.safetensors",
+            url="https://x/a",
+            save_path="checkpoints/SDXL",
+        ),
+        ModelEntry(
+            name="in extra dir", type="lora", filename="b.safetensors", url="https://x/b", save_path="loras/SDXL"
+        ),
         ModelEntry(name="absent", type="vae", filename="c.pt", url="https://x/c"),
         ModelEntry(name="odd", type="Mystery", filename="d.bin", url="https://x/d"),
     ]
@@ -106,8 +113,7 @@ def test_find_model_by_id_name_url_and_file(tmp_path: Path) -> None:
 def test_catalog_models_through_the_manager(tmp_path: Path, local_channel: Path) -> None:
     root = tmp_path / "ComfyUI"
     (root / "models").mkdir(parents=True)
-    manager = Manager.standalone(root, env={"CM_CHANNEL_URL": local_channel.as_uri(),
-                                            "CM_NETWORK_MODE": "offline"})
+    manager = Manager.standalone(root, env={"CM_CHANNEL_URL": local_channel.as_uri(), "CM_NETWORK_MODE": "offline"})
     listing = catalog_models(manager)
     assert len(listing.items) > 500 and not any(i.installed for i in listing.items)
 
@@ -120,27 +126,36 @@ def test_installed_models_inventory(tmp_path: Path) -> None:
     (root / "extra_model_paths.yaml").write_text(f"s:\n  checkpoints: {extra}\n", encoding="utf-8")
     files = {
         models / "checkpoints" / "SDXL" / "a.safetensors": b"a" * 10,
-        models / "clip" / "t5" / "t5.safetensors": b"t" * 3,             # legacy dir -> text_encoders
+        models / "clip" / "t5" / "t5.safetensors": b"t" * 3,  # legacy dir -> text_encoders
         models / "unet" / "u.gguf": b"u",
-        models / "ipadapter" / "ip.bin": b"i" * 7,                      # a node pack's folder
+        models / "ipadapter" / "ip.bin": b"i" * 7,  # a node pack's folder
         extra / "b.ckpt": b"b" * 5,
     }
-    junk = [models / "checkpoints" / "put_checkpoints_here", models / "loras" / "x.safetensors.part",
-            models / "loras" / "x.safetensors.part.json", models / "loras" / ".x.safetensors.lock",
-            models / "vae" / ".hidden"]
+    junk = [
+        models / "checkpoints" / "put_checkpoints_here",
+        models / "loras" / "x.safetensors.part",
+        models / "loras" / "x.safetensors.part.json",
+        models / "loras" / ".x.safetensors.lock",
+        models / "vae" / ".hidden",
+    ]
     for path, body in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(body)
     for path in junk:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")
-    (models / "loras" / "loop").symlink_to(models / "loras")            # a loop is walked once
+    (models / "loras" / "loop").symlink_to(models / "loras")  # a loop is walked once
     manager = Manager.standalone(root, env={})
     found = installed_models(manager)
     assert all(isinstance(m, InstalledModel) for m in found)
     got = {(m.folder, m.name): m.size for m in found}
-    assert got == {("checkpoints", "SDXL/a.safetensors"): 10, ("text_encoders", "t5/t5.safetensors"): 3,
-                   ("diffusion_models", "u.gguf"): 1, ("ipadapter", "ip.bin"): 7, ("checkpoints", "b.ckpt"): 5}
+    assert got == {
+        ("checkpoints", "SDXL/a.safetensors"): 10,
+        ("text_encoders", "t5/t5.safetensors"): 3,
+        ("diffusion_models", "u.gguf"): 1,
+        ("ipadapter", "ip.bin"): 7,
+        ("checkpoints", "b.ckpt"): 5,
+    }
     assert all(m.sha256 is None for m in found)
     hashed = {m.name: m.to_dict() for m in installed_models(manager, with_sha256=True)}
     assert hashed["b.ckpt"]["sha256"] and len(hashed["b.ckpt"]["sha256"]) == 64

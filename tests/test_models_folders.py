@@ -20,8 +20,9 @@ def _root(tmp_path: Path) -> Path:
 
 
 def _entry(**kw: str) -> ModelEntry:
-    base = dict(name="m", type="checkpoint", filename="m.safetensors", url="https://example.invalid/m",
-                save_path="default")
+    base = dict(
+        name="m", type="checkpoint", filename="m.safetensors", url="https://example.invalid/m", save_path="default"
+    )
     base.update(kw)
     return ModelEntry(**base)  # type: ignore[arg-type]
 
@@ -32,7 +33,7 @@ def test_default_layout_matches_comfyui(tmp_path: Path) -> None:
     models = root / "models"
     assert folders.dirs("checkpoints")[0] == models / "checkpoints"
     assert folders.dirs("text_encoders")[:2] == (models / "text_encoders", models / "clip")
-    assert folders.dirs("clip") == folders.dirs("text_encoders")            # legacy alias
+    assert folders.dirs("clip") == folders.dirs("text_encoders")  # legacy alias
     assert folders.dirs("unet") == folders.dirs("diffusion_models")
     # main.py adds output/<name> as extra search paths, after the models ones
     assert folders.dirs("loras")[-1] == root / "output" / "loras"
@@ -44,13 +45,13 @@ def test_extra_model_paths_yaml_semantics(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (root / "extra_model_paths.yaml").write_text(
         "a111:\n"
-        "    base_path: ../a1111\n"                        # relative to the yaml's folder
+        "    base_path: ../a1111\n"  # relative to the yaml's folder
         "    checkpoints: models/Stable-diffusion\n"
-        "    loras: |\n"                                   # several paths, one per line
+        "    loras: |\n"  # several paths, one per line
         "         models/Lora\n"
         "         models/LyCORIS\n"
-        "    clip: models/text\n"                          # legacy name -> text_encoders
-        "    ipadapter: models/ipadapter\n"                # a name ComfyUI does not know
+        "    clip: models/text\n"  # legacy name -> text_encoders
+        "    ipadapter: models/ipadapter\n"  # a name ComfyUI does not know
         "shared:\n"
         "    base_path: $SHARED_MODELS\n"
         "    is_default: true\n"
@@ -60,9 +61,10 @@ def test_extra_model_paths_yaml_semantics(tmp_path: Path) -> None:
         "    base_path: ~/m\n"
         "    upscale_models: up\n"
         "nobase:\n"
-        "    embeddings: rel/emb\n"                        # no base_path: relative to the yaml folder
+        "    embeddings: rel/emb\n"  # no base_path: relative to the yaml folder
         "empty_section:\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     env_home = {"HOME": str(home), "SHARED_MODELS": str(tmp_path / "nas")}
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env_home.items():
@@ -71,8 +73,12 @@ def test_extra_model_paths_yaml_semantics(tmp_path: Path) -> None:
     a1111 = tmp_path / "a1111"
     models = root / "models"
     assert folders.yaml_files == (root / "extra_model_paths.yaml",)
-    assert folders.dirs("checkpoints") == (tmp_path / "nas" / "ckpt", models / "checkpoints",
-                                           a1111 / "models" / "Stable-diffusion", root / "output" / "checkpoints")
+    assert folders.dirs("checkpoints") == (
+        tmp_path / "nas" / "ckpt",
+        models / "checkpoints",
+        a1111 / "models" / "Stable-diffusion",
+        root / "output" / "checkpoints",
+    )
     assert folders.dirs("loras")[1:3] == (a1111 / "models" / "Lora", a1111 / "models" / "LyCORIS")
     assert a1111 / "models" / "text" in folders.dirs("text_encoders")
     assert folders.dirs("ipadapter") == (a1111 / "models" / "ipadapter",)
@@ -86,7 +92,7 @@ def test_extra_model_paths_yaml_semantics(tmp_path: Path) -> None:
     assert p.path == tmp_path / "nas" / "ckpt" / "m.safetensors"
     p = place(_entry(save_path="checkpoints/SDXL"), folders)
     assert p.path == tmp_path / "nas" / "ckpt" / "SDXL" / "m.safetensors"
-    assert models / "checkpoints" in p.search                     # an existing copy there counts
+    assert models / "checkpoints" in p.search  # an existing copy there counts
     # a non-default extra path does not move downloads
     p = place(_entry(type="lora", save_path="loras/SDXL"), folders)
     assert p.path == models / "loras" / "SDXL" / "m.safetensors"
@@ -99,25 +105,28 @@ def test_is_default_moves_an_existing_path_to_the_front(tmp_path: Path) -> None:
     yaml_file.write_text("s:\n  is_default: true\n  vae: /b\n", encoding="utf-8")
     assert apply_extra_paths(table, yaml_file) == []
     assert table["vae"] == [Path("/b"), Path("/a")]
-    yaml_file.write_text("s:\n  vae: /a\n", encoding="utf-8")       # already present: not duplicated
+    yaml_file.write_text("s:\n  vae: /a\n", encoding="utf-8")  # already present: not duplicated
     apply_extra_paths(table, yaml_file)
     assert table["vae"] == [Path("/b"), Path("/a")]
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("a: [unclosed\n", "could not be read"),
-    ("- just\n- a list\n", "not a mapping"),
-    ("s:\n  checkpoints: 42\n  vae: ok\n", "is not a path"),
-    ("s: text\n", "not a mapping"),
-    ("s:\n  base_path: 3\n  vae: x\n", "base_path is not text"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("a: [unclosed\n", "could not be read"),
+        ("- just\n- a list\n", "not a mapping"),
+        ("s:\n  checkpoints: 42\n  vae: ok\n", "is not a path"),
+        ("s: text\n", "not a mapping"),
+        ("s:\n  base_path: 3\n  vae: x\n", "base_path is not text"),
+    ],
+)
 def test_broken_yaml_is_reported_not_fatal(tmp_path: Path, text: str, fragment: str) -> None:
     root = _root(tmp_path)
     (root / "extra_model_paths.yaml").write_text(text, encoding="utf-8")
     folders = load_model_folders(StandaloneHost.from_root(root))
     assert len(folders.notices) == 1 and fragment in folders.notices[0].message
     assert folders.notices[0].code == "extra_model_paths_invalid"
-    assert folders.dirs("checkpoints")[0] == root / "models" / "checkpoints"   # the rest still works
+    assert folders.dirs("checkpoints")[0] == root / "models" / "checkpoints"  # the rest still works
 
 
 def test_extra_yaml_files_apply_after_the_default_one(tmp_path: Path) -> None:
@@ -142,10 +151,13 @@ class _FolderPathsHost:
 def test_comfy_host_folders_are_used_as_given(tmp_path: Path) -> None:
     root = _root(tmp_path)
     (root / "extra_model_paths.yaml").write_text("s:\n  is_default: true\n  vae: /nowhere\n", encoding="utf-8")
-    table = {"vae": [root / "models" / "vae"], "ipadapter": [tmp_path / "ipa"],
-             "download_model_base": [tmp_path / "dl"]}
-    folders = load_model_folders(_FolderPathsHost(root, table))       # type: ignore[arg-type]
-    assert folders.dirs("vae") == (root / "models" / "vae",)          # yaml already applied by ComfyUI
+    table = {
+        "vae": [root / "models" / "vae"],
+        "ipadapter": [tmp_path / "ipa"],
+        "download_model_base": [tmp_path / "dl"],
+    }
+    folders = load_model_folders(_FolderPathsHost(root, table))  # type: ignore[arg-type]
+    assert folders.dirs("vae") == (root / "models" / "vae",)  # yaml already applied by ComfyUI
     assert folders.models_base == tmp_path / "dl" and not folders.known("download_model_base")
     # a node pack registered "ipadapter" outside the models tree: downloads follow the registration
     p = place(_entry(type="IP-Adapter", save_path="ipadapter"), folders)
@@ -158,11 +170,21 @@ def test_comfy_host_folders_are_used_as_given(tmp_path: Path) -> None:
     assert p.path == root / "models" / "vae" / "m.safetensors" and p.kind == "comfy"
 
 
-@pytest.mark.parametrize("type_,folder", [
-    ("checkpoint", "checkpoints"), ("VAE", "vae"), ("upscale", "upscale_models"), ("clip", "text_encoders"),
-    ("diffusion_model", "diffusion_models"), ("T2I-Adapter", "controlnet"), ("TAESD", "vae_approx"),
-    ("embedding", "embeddings"), ("unclip", "checkpoints"), ("lora", "loras"),
-])
+@pytest.mark.parametrize(
+    "type_,folder",
+    [
+        ("checkpoint", "checkpoints"),
+        ("VAE", "vae"),
+        ("upscale", "upscale_models"),
+        ("clip", "text_encoders"),
+        ("diffusion_model", "diffusion_models"),
+        ("T2I-Adapter", "controlnet"),
+        ("TAESD", "vae_approx"),
+        ("embedding", "embeddings"),
+        ("unclip", "checkpoints"),
+        ("lora", "loras"),
+    ],
+)
 def test_default_save_path_maps_by_type(tmp_path: Path, type_: str, folder: str) -> None:
     folders = load_model_folders(StandaloneHost.from_root(_root(tmp_path)))
     p = place(_entry(type=type_), folders)

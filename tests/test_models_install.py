@@ -32,15 +32,23 @@ MB = 1 << 20
 
 
 def _blob(size: int, seed: int = 1) -> bytes:
-    block = hashlib.sha256(str(seed).encode()).digest() * 2048     # 64 KiB pattern
+    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB pattern
     return (block * (size // len(block) + 1))[:size]
 
 
 class ModelServer:
     """A handler serving one file, with or without Range / If-Range, optionally cut or slowed."""
 
-    def __init__(self, data: bytes, *, ranges: bool = True, etag: str = '"v1"', cut_first_at: int | None = None,
-                 declare: int | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        ranges: bool = True,
+        etag: str = '"v1"',
+        cut_first_at: int | None = None,
+        declare: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.data, self.ranges, self.etag = data, ranges, etag
         self.cut_first_at, self.declare, self.delay = cut_first_at, declare, delay
         self.seen: list[dict[str, str]] = []
@@ -48,8 +56,11 @@ class ModelServer:
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         self.seen.append({k: v for k, v in request.headers.items() if k in ("Range", "If-Range")})
         start, status = 0, 200
-        headers = {"ETag": self.etag, "Accept-Ranges": "bytes" if self.ranges else "none",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "ETag": self.etag,
+            "Accept-Ranges": "bytes" if self.ranges else "none",
+            "Content-Type": "application/octet-stream",
+        }
         rng = request.headers.get("Range")
         if self.ranges and rng and request.headers.get("If-Range", self.etag) == self.etag:
             start = int(re.match(r"bytes=(\d+)-", rng).group(1))  # type: ignore[union-attr]
@@ -64,18 +75,18 @@ class ModelServer:
         limit = self.cut_first_at if (self.cut_first_at is not None and len(self.seen) == 1) else None
         step = 64 * 1024
         for i in range(0, len(body), step):
-            chunk = body[i:i + step]
+            chunk = body[i : i + step]
             if limit is not None and i + len(chunk) > limit:
-                await resp.write(chunk[:limit - i])
+                await resp.write(chunk[: limit - i])
                 assert request.transport is not None
-                request.transport.close()              # the connection drops mid-transfer
+                request.transport.close()  # the connection drops mid-transfer
                 return resp
             await resp.write(chunk)
             if self.delay:
                 await asyncio.sleep(self.delay)
         if self.declare is not None and self.declare != len(body):
             assert request.transport is not None
-            request.transport.close()                  # fewer bytes than announced
+            request.transport.close()  # fewer bytes than announced
             return resp
         await resp.write_eof()
         return resp
@@ -105,9 +116,16 @@ def test_install_streams_reports_progress_and_lands_in_place(tmp_path: Path, htt
     root, folders = _setup(tmp_path)
     reports: list[Any] = []
     cache = HashCache(root / "user" / "__manager" / "cache" / "model-hashes.json")
-    result = asyncio.run(install_entry(_entry(http_server.url("/m.safetensors")), gate=_gate(), folders=folders,
-                                       sha256=hashlib.sha256(data).hexdigest(), hash_cache=cache,
-                                       progress=reports.append))
+    result = asyncio.run(
+        install_entry(
+            _entry(http_server.url("/m.safetensors")),
+            gate=_gate(),
+            folders=folders,
+            sha256=hashlib.sha256(data).hexdigest(),
+            hash_cache=cache,
+            progress=reports.append,
+        )
+    )
     dest = root / "models" / "checkpoints" / "SDXL" / "model.safetensors"
     assert isinstance(result, InstallResult) and result.source == "url" and result.path == str(dest)
     assert dest.read_bytes() == data and result.size == len(data) == result.transferred
@@ -115,7 +133,7 @@ def test_install_streams_reports_progress_and_lands_in_place(tmp_path: Path, htt
     assert result.relpath == "SDXL/model.safetensors" and result.id == "checkpoints/SDXL/model.safetensors"
     assert reports and reports[-1].done == len(data) and reports[-1].total == len(data)
     assert reports[-1].percent == 100.0 and "MB" in reports[-1].line and "/s" in reports[-1].line
-    assert _leftovers(dest.parent) == ["model.safetensors"]        # no .part, .part.json or lock left
+    assert _leftovers(dest.parent) == ["model.safetensors"]  # no .part, .part.json or lock left
     # the checked digest seeds the verify cache: nothing to hash later
     assert cache.lookup(dest) == hashlib.sha256(data).hexdigest() and cache.computed == 0
     # a second install finds the file and does not touch the network
@@ -133,12 +151,11 @@ def test_cut_connection_then_resume_with_range(tmp_path: Path, http_server) -> N
     dest = root / "models" / "checkpoints" / "SDXL" / "model.safetensors"
     with pytest.raises(DownloadIncomplete):
         asyncio.run(install_entry(entry, gate=_gate(), folders=folders))
-    assert not dest.exists()                                       # never a partial under the final name
+    assert not dest.exists()  # never a partial under the final name
     part = dest.with_name(dest.name + ".part")
     kept = part.stat().st_size
     assert 0 < kept <= 1 * MB + 12345
-    result = asyncio.run(install_entry(entry, gate=_gate(), folders=folders,
-                                       sha256=hashlib.sha256(data).hexdigest()))
+    result = asyncio.run(install_entry(entry, gate=_gate(), folders=folders, sha256=hashlib.sha256(data).hexdigest()))
     assert dest.read_bytes() == data
     assert server.seen[-1]["Range"] == f"bytes={kept}-" and server.seen[-1]["If-Range"] == '"v1"'
     assert result.resumed_from == kept and result.transferred == len(data) - kept
@@ -154,8 +171,8 @@ def test_server_without_range_restarts_from_zero(tmp_path: Path, http_server) ->
     with pytest.raises(DownloadIncomplete):
         asyncio.run(install_entry(entry, gate=_gate(), folders=folders))
     result = asyncio.run(install_entry(entry, gate=_gate(), folders=folders))
-    assert "Range" in server.seen[-1]                               # we asked ...
-    assert result.resumed_from == 0 and result.transferred == len(data)   # ... the server sent it all
+    assert "Range" in server.seen[-1]  # we asked ...
+    assert result.resumed_from == 0 and result.transferred == len(data)  # ... the server sent it all
     assert Path(result.path).read_bytes() == data
 
 
@@ -171,12 +188,12 @@ def test_changed_file_on_server_restarts_via_if_range(tmp_path: Path, http_serve
     http_server.route("GET", "/m.bin", second)
     result = asyncio.run(install_entry(entry, gate=_gate(), folders=folders))
     assert second.seen[0]["If-Range"] == '"old"'
-    assert Path(result.path).read_bytes() == new                   # no old bytes spliced in front
+    assert Path(result.path).read_bytes() == new  # no old bytes spliced in front
 
 
 def test_sigkilled_download_resumes_in_another_process(tmp_path: Path, http_server) -> None:
     data = _blob(4 * MB, seed=6)
-    server = ModelServer(data, delay=0.02)                          # ~1.3 s in total: time to kill it
+    server = ModelServer(data, delay=0.02)  # ~1.3 s in total: time to kill it
     http_server.route("GET", "/slow.bin", server)
     root, folders = _setup(tmp_path)
     url = http_server.url("/slow.bin")
@@ -191,7 +208,8 @@ def test_sigkilled_download_resumes_in_another_process(tmp_path: Path, http_serv
         f"e = ModelEntry(name='t', type='checkpoint', filename='model.safetensors', url={url!r}, "
         "save_path='checkpoints/SDXL')\n"
         f"f = load_model_folders(StandaloneHost.from_root({str(root)!r}))\n"
-        "asyncio.run(install_entry(e, gate=NetworkGate(NetworkPolicy()), folders=f))\n")
+        "asyncio.run(install_entry(e, gate=NetworkGate(NetworkPolicy()), folders=f))\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", child], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         deadline = time.monotonic() + 30
@@ -205,8 +223,9 @@ def test_sigkilled_download_resumes_in_another_process(tmp_path: Path, http_serv
     kept = part.stat().st_size
     assert MB <= kept < len(data)
     server.delay = 0.0
-    result = asyncio.run(install_entry(_entry(url), gate=_gate(), folders=folders,
-                                       sha256=hashlib.sha256(data).hexdigest()))
+    result = asyncio.run(
+        install_entry(_entry(url), gate=_gate(), folders=folders, sha256=hashlib.sha256(data).hexdigest())
+    )
     assert dest.read_bytes() == data and result.resumed_from == kept
     assert server.seen[-1].get("Range") == f"bytes={kept}-"
 
@@ -216,13 +235,15 @@ def test_expected_size_mismatch_leaves_no_final_file(tmp_path: Path, http_server
     http_server.route("GET", "/m.bin", ModelServer(data))
     root, folders = _setup(tmp_path)
     with pytest.raises(DownloadIncomplete) as info:
-        asyncio.run(install_entry(_entry(http_server.url("/m.bin")), gate=_gate(), folders=folders,
-                                  size=len(data) + 10))
+        asyncio.run(
+            install_entry(_entry(http_server.url("/m.bin")), gate=_gate(), folders=folders, size=len(data) + 10)
+        )
     dest = root / "models" / "checkpoints" / "SDXL" / "model.safetensors"
     assert not dest.exists() and info.value.details["expected"] == len(data) + 10
-    with pytest.raises(DownloadIncomplete):                          # too big: the part is dropped
-        asyncio.run(install_entry(_entry(http_server.url("/m.bin")), gate=_gate(), folders=folders,
-                                  size=len(data) - 10))
+    with pytest.raises(DownloadIncomplete):  # too big: the part is dropped
+        asyncio.run(
+            install_entry(_entry(http_server.url("/m.bin")), gate=_gate(), folders=folders, size=len(data) - 10)
+        )
     assert not dest.exists() and "model.safetensors.part" not in _leftovers(dest.parent)
 
 
@@ -240,13 +261,11 @@ def test_sha256_mismatch_leaves_nothing(tmp_path: Path, http_server) -> None:
     http_server.route("GET", "/m.bin", ModelServer(data))
     root, folders = _setup(tmp_path)
     with pytest.raises(ChecksumMismatch) as info:
-        asyncio.run(install_entry(_entry(http_server.url("/m.bin")), gate=_gate(), folders=folders,
-                                  sha256="0" * 64))
+        asyncio.run(install_entry(_entry(http_server.url("/m.bin")), gate=_gate(), folders=folders, sha256="0" * 64))
     assert info.value.code == "checksum_mismatch"
     assert _leftovers(root / "models" / "checkpoints" / "SDXL") == []
     with pytest.raises(InvalidName):
-        asyncio.run(install_entry(_entry(http_server.url("/m.bin")), gate=_gate(), folders=folders,
-                                  sha256="../../etc"))
+        asyncio.run(install_entry(_entry(http_server.url("/m.bin")), gate=_gate(), folders=folders, sha256="../../etc"))
 
 
 def test_http_error_and_unsupported_sources(tmp_path: Path, http_server) -> None:
@@ -254,8 +273,9 @@ def test_http_error_and_unsupported_sources(tmp_path: Path, http_server) -> None
     with pytest.raises(HttpStatusError) as info:
         asyncio.run(install_entry(_entry(http_server.url("/missing.bin")), gate=_gate(), folders=folders))
     assert info.value.details["status"] == 404
-    hf = ModelEntry(name="repo", type="Janus-Pro", filename="<huggingface>", url="deepseek-ai/Janus-Pro-1B",
-                    save_path="Janus-Pro")
+    hf = ModelEntry(
+        name="repo", type="Janus-Pro", filename="<huggingface>", url="deepseek-ai/Janus-Pro-1B", save_path="Janus-Pro"
+    )
     with pytest.raises(ModelSourceUnsupported):
         asyncio.run(install_entry(hf, gate=_gate(), folders=folders))
     assert not (root / "models" / "checkpoints" / "SDXL").exists()
@@ -281,8 +301,9 @@ def test_cancel_mid_download_keeps_no_final_file_and_resumes(tmp_path: Path, htt
     assert result.resumed_from > 0 and dest.read_bytes() == data
 
 
-def _channel_manager(tmp_path: Path, local_channel: Path, models: list[dict[str, Any]],
-                     env: dict[str, str] | None = None) -> Manager:
+def _channel_manager(
+    tmp_path: Path, local_channel: Path, models: list[dict[str, Any]], env: dict[str, str] | None = None
+) -> Manager:
     (local_channel / "model-list.json").write_text(json.dumps({"models": models}), encoding="utf-8")
     root = tmp_path / "ComfyUI"
     (root / "models").mkdir(parents=True, exist_ok=True)
@@ -292,10 +313,23 @@ def _channel_manager(tmp_path: Path, local_channel: Path, models: list[dict[str,
 def test_runner_installs_by_id_and_reports_progress(tmp_path: Path, http_server, local_channel: Path) -> None:
     data = _blob(2 * MB, seed=11)
     http_server.route("GET", "/lora.safetensors", ModelServer(data))
-    manager = _channel_manager(tmp_path, local_channel, [{
-        "name": "Test LoRA", "type": "lora", "base": "SDXL", "save_path": "loras/test", "description": "",
-        "reference": "", "filename": "lora.safetensors", "url": http_server.url("/lora.safetensors"),
-        "size": "2MB"}])
+    manager = _channel_manager(
+        tmp_path,
+        local_channel,
+        [
+            {
+                "name": "Test LoRA",
+                "type": "lora",
+                "base": "SDXL",
+                "save_path": "loras/test",
+                "description": "",
+                "reference": "",
+                "filename": "lora.safetensors",
+                "url": http_server.url("/lora.safetensors"),
+                "size": "2MB",
+            }
+        ],
+    )
     events: list[Any] = []
     manager.queue.subscribe(events.append)
     task = manager.queue.enqueue(TaskSpec("install_model", "loras/test/lora.safetensors"))
@@ -311,13 +345,19 @@ def test_runner_installs_by_id_and_reports_progress(tmp_path: Path, http_server,
     manager.queue.stop(5)
 
 
-def test_runner_accepts_a_classic_payload_and_reports_errors(tmp_path: Path, http_server,
-                                                             local_channel: Path) -> None:
+def test_runner_accepts_a_classic_payload_and_reports_errors(tmp_path: Path, http_server, local_channel: Path) -> None:
     data = _blob(1 * MB, seed=12)
     http_server.route("GET", "/vae.pt", ModelServer(data))
     manager = _channel_manager(tmp_path, local_channel, [])
-    classic = {"name": "Some VAE", "type": "VAE", "base": "SD1.5", "save_path": "default",
-               "filename": "vae.pt", "url": http_server.url("/vae.pt"), "size": "1MB"}
+    classic = {
+        "name": "Some VAE",
+        "type": "VAE",
+        "base": "SD1.5",
+        "save_path": "default",
+        "filename": "vae.pt",
+        "url": http_server.url("/vae.pt"),
+        "size": "1MB",
+    }
     ok = manager.queue.enqueue(TaskSpec("install_model", "Some VAE", classic))
     bad = manager.queue.enqueue(TaskSpec("install_model", "evil", {**classic, "filename": "../../x.pt"}))
     assert manager.queue.run_until_idle(60)

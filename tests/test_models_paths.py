@@ -22,8 +22,8 @@ HOSTILE_SAVE_PATHS = [
     ("\\\\server\\share", PathEscape, "escape"),
     ("C:/Windows/System32", PathEscape, "escape"),
     ("c:evil", PathEscape, "escape"),
-    ("checkpoints/\uff0e\uff0e/x", PathEscape, "escape"),           # fullwidth dots read as '..'
-    ("loras/a\uff0fb", PathEscape, "escape"),                        # fullwidth solidus
+    ("checkpoints/\uff0e\uff0e/x", PathEscape, "escape"),  # fullwidth dots read as '..'
+    ("loras/a\uff0fb", PathEscape, "escape"),  # fullwidth solidus
     ("loras/\x00x", ModelPathInvalid, "nul_char"),
     ("loras/a\nb", ModelPathInvalid, "control_char"),
     ("loras/\u202egnp.exe", ModelPathInvalid, "bidi_control"),
@@ -103,29 +103,41 @@ def test_non_text_values_are_refused() -> None:
 
 def test_ordinary_values_pass_and_are_normalised() -> None:
     assert safe_save_path("default") == () and safe_save_path("") == ()
-    assert safe_save_path("controlnet/SDXL/controlnet-union-sdxl-1.0") == ("controlnet", "SDXL",
-                                                                           "controlnet-union-sdxl-1.0")
+    assert safe_save_path("controlnet/SDXL/controlnet-union-sdxl-1.0") == (
+        "controlnet",
+        "SDXL",
+        "controlnet-union-sdxl-1.0",
+    )
     assert safe_save_path("loras\\ltxv//ltx2/") == ("loras", "ltxv", "ltx2")
     assert safe_save_path("./checkpoints") == ("checkpoints",)
     # decomposed e + combining acute becomes the single composed character (NFC)
     assert safe_filename("caf\u0065\u0301.safetensors") == "caf\u00e9.safetensors"
     assert safe_filename("diffusion_pytorch_model.fp16.safetensors") == "diffusion_pytorch_model.fp16.safetensors"
     assert safe_filename("模型.safetensors") == "模型.safetensors"
-    assert safe_filename("console.pt") == "console.pt"          # 'con' only as the whole stem
+    assert safe_filename("console.pt") == "console.pt"  # 'con' only as the whole stem
 
 
-@pytest.mark.parametrize("save_path,filename", [
-    ("../../outside", "evil.safetensors"), ("/tmp/abs", "evil.safetensors"), ("checkpoints", "../evil.pt"),
-    ("loras/CON", "x.pt"), ("loras", "model\u202e.pt"), ("checkpoints", "x.pt."),
-])
-def test_install_with_hostile_entry_writes_nothing(tmp_path: Path, http_server, save_path: str,
-                                                   filename: str, socket_audit_log) -> None:
+@pytest.mark.parametrize(
+    "save_path,filename",
+    [
+        ("../../outside", "evil.safetensors"),
+        ("/tmp/abs", "evil.safetensors"),
+        ("checkpoints", "../evil.pt"),
+        ("loras/CON", "x.pt"),
+        ("loras", "model\u202e.pt"),
+        ("checkpoints", "x.pt."),
+    ],
+)
+def test_install_with_hostile_entry_writes_nothing(
+    tmp_path: Path, http_server, save_path: str, filename: str, socket_audit_log
+) -> None:
     """The check happens before any directory, temp file or socket is made."""
     http_server.static("/m.bin", b"x" * 1000, content_type="application/octet-stream")
     root, host = _tree(tmp_path)
     before = _snapshot(tmp_path)
-    entry = ModelEntry(name="evil", type="checkpoint", filename=filename, url=http_server.url("/m.bin"),
-                       save_path=save_path)
+    entry = ModelEntry(
+        name="evil", type="checkpoint", filename=filename, url=http_server.url("/m.bin"), save_path=save_path
+    )
     gate = NetworkGate(NetworkPolicy(mode=NetworkMode.PUBLIC))
     with pytest.raises((PathEscape, ModelPathInvalid)):
         asyncio.run(install_entry(entry, gate=gate, folders=load_model_folders(host)))
@@ -136,8 +148,10 @@ def test_install_with_hostile_entry_writes_nothing(tmp_path: Path, http_server, 
 def test_placement_stays_inside_its_folder(tmp_path: Path) -> None:
     root, host = _tree(tmp_path)
     folders = load_model_folders(host)
-    p = place(ModelEntry(name="m", type="lora", filename="m.safetensors", url="https://x/m",
-                         save_path="loras/HyperSD/SDXL"), folders)
+    p = place(
+        ModelEntry(name="m", type="lora", filename="m.safetensors", url="https://x/m", save_path="loras/HyperSD/SDXL"),
+        folders,
+    )
     assert p.path == root / "models" / "loras" / "HyperSD" / "SDXL" / "m.safetensors"
     assert os.path.commonpath([p.path, root / "models"]) == str(root / "models")
     assert p.relpath == "HyperSD/SDXL/m.safetensors" and p.folder == "loras"

@@ -18,8 +18,13 @@ PUBLIC_URL = "https://huggingface.co/org/repo/resolve/main/sd_xl_base_1.0.safete
 
 
 def _entry(url: str = PUBLIC_URL, **kw: str) -> ModelEntry:
-    base = dict(name="SDXL base", type="checkpoint", filename="sd_xl_base_1.0.safetensors", url=url,
-                save_path="checkpoints/SDXL")
+    base = dict(
+        name="SDXL base",
+        type="checkpoint",
+        filename="sd_xl_base_1.0.safetensors",
+        url=url,
+        save_path="checkpoints/SDXL",
+    )
     base.update(kw)
     return ModelEntry(**base)  # type: ignore[arg-type]
 
@@ -39,17 +44,19 @@ def test_offline_store_hit_copies_with_zero_connects(tmp_path: Path, socket_audi
     data = b"weights" * 50_000
     digest = hashlib.sha256(data).hexdigest()
     store = tmp_path / "store"
-    rel = {"mirror": "checkpoints/SDXL/sd_xl_base_1.0.safetensors", "flat": "sd_xl_base_1.0.safetensors",
-           "sha256": f"sha256/{digest}"}[layout]
+    rel = {
+        "mirror": "checkpoints/SDXL/sd_xl_base_1.0.safetensors",
+        "flat": "sd_xl_base_1.0.safetensors",
+        "sha256": f"sha256/{digest}",
+    }[layout]
     (store / rel).parent.mkdir(parents=True)
     (store / rel).write_bytes(data)
-    manager = _manager(tmp_path, network_mode="offline",
-                       model_store=store.as_uri() if layout == "flat" else str(store))
+    manager = _manager(tmp_path, network_mode="offline", model_store=store.as_uri() if layout == "flat" else str(store))
     result = asyncio.run(install_model(manager, _entry(), sha256=digest if layout == "sha256" else None))
     assert result.source == "store" and _dest(manager).read_bytes() == data
     assert result.url.startswith("file://") and result.size == len(data)
     assert socket_audit_log.inet_connects() == []
-    assert (store / rel).read_bytes() == data                              # the store is only read
+    assert (store / rel).read_bytes() == data  # the store is only read
 
 
 def test_offline_store_miss_fails_fast_naming_file_and_folder(tmp_path: Path, socket_audit_log) -> None:
@@ -67,7 +74,7 @@ def test_offline_store_miss_fails_fast_naming_file_and_folder(tmp_path: Path, so
     assert str(_dest(manager)) in err.message and "model_store" in err.hint
     assert err.details["target"] == str(_dest(manager)) and err.details["folder"] == "checkpoints"
     assert socket_audit_log.inet_connects() == []
-    assert not (manager.layout.models_dir / "checkpoints").exists()        # nothing created
+    assert not (manager.layout.models_dir / "checkpoints").exists()  # nothing created
 
 
 def test_offline_without_store_names_the_target(tmp_path: Path, socket_audit_log) -> None:
@@ -88,8 +95,9 @@ def test_offline_ignores_http_stores(tmp_path: Path, http_server, socket_audit_l
 
 def test_private_mode_uses_http_store_first(tmp_path: Path, http_server) -> None:
     data = b"private-weights" * 10_000
-    http_server.static("/store/checkpoints/SDXL/sd_xl_base_1.0.safetensors", data,
-                       content_type="application/octet-stream")
+    http_server.static(
+        "/store/checkpoints/SDXL/sd_xl_base_1.0.safetensors", data, content_type="application/octet-stream"
+    )
     store_url = http_server.url("/store")
     manager = _manager(tmp_path, network_mode="private", model_store=store_url, private_mirrors=store_url)
     result = asyncio.run(install_model(manager, _entry()))
@@ -105,12 +113,14 @@ def test_http_store_404_moves_on_to_the_next_name_then_the_url(tmp_path: Path, h
     result = asyncio.run(install_model(manager, _entry(url=http_server.url("/origin/model.bin"))))
     assert result.source == "url" and _dest(manager).read_bytes() == data
     paths = [r.path for r in http_server.requests]
-    assert paths == ["/store/checkpoints/SDXL/sd_xl_base_1.0.safetensors", "/store/sd_xl_base_1.0.safetensors",
-                     "/origin/model.bin"]
+    assert paths == [
+        "/store/checkpoints/SDXL/sd_xl_base_1.0.safetensors",
+        "/store/sd_xl_base_1.0.safetensors",
+        "/origin/model.bin",
+    ]
 
 
-def test_private_mode_reaches_the_store_but_not_the_public_url(tmp_path: Path, http_server,
-                                                                socket_audit_log) -> None:
+def test_private_mode_reaches_the_store_but_not_the_public_url(tmp_path: Path, http_server, socket_audit_log) -> None:
     # an http(s) model_store is an admin-named mirror: reachable in private mode; the
     # model's own public URL is not, and is refused before any socket
     manager = _manager(tmp_path, network_mode="private", model_store=http_server.url("/store"))
@@ -131,8 +141,9 @@ def test_wrong_file_in_store_falls_back_to_the_url(tmp_path: Path, http_server) 
     (store / "checkpoints" / "SDXL" / "sd_xl_base_1.0.safetensors").write_bytes(b"bad")
     http_server.static("/m.bin", good, content_type="application/octet-stream")
     manager = _manager(tmp_path, model_store=str(store))
-    result = asyncio.run(install_model(manager, _entry(url=http_server.url("/m.bin")),
-                                       sha256=hashlib.sha256(good).hexdigest()))
+    result = asyncio.run(
+        install_model(manager, _entry(url=http_server.url("/m.bin")), sha256=hashlib.sha256(good).hexdigest())
+    )
     assert result.source == "url" and _dest(manager).read_bytes() == good
 
 
@@ -144,6 +155,10 @@ def test_store_names_and_relative_roots(tmp_path: Path) -> None:
     folders = load_model_folders(manager.host)
     legacy = place(_entry(type="clip", save_path="clip/t5", filename="t5xxl.safetensors"), folders)
     assert ModelStore.names(legacy, "A" * 64) == [
-        "sha256/" + "a" * 64, "text_encoders/t5/t5xxl.safetensors", "clip/t5/t5xxl.safetensors", "t5xxl.safetensors"]
+        "sha256/" + "a" * 64,
+        "text_encoders/t5/t5xxl.safetensors",
+        "clip/t5/t5xxl.safetensors",
+        "t5xxl.safetensors",
+    ]
     remote = store.sources(legacy, remote=True)
     assert remote[0].url == "https://store.corp/models/text_encoders/t5/t5xxl.safetensors"

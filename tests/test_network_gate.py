@@ -17,8 +17,14 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from manager.errors import (HttpStatusError, NetworkBlocked, NetworkUnreachable, NotFound,
-                            OfflineModeEnabled, ResponseTooLarge)
+from manager.errors import (
+    HttpStatusError,
+    NetworkBlocked,
+    NetworkUnreachable,
+    NotFound,
+    OfflineModeEnabled,
+    ResponseTooLarge,
+)
 from manager.network import GateResponse, NetworkGate, NetworkMode, NetworkPolicy, run_sync
 from support import tools
 
@@ -43,7 +49,7 @@ async def test_public_fetches_and_sends_user_agent(http_server):
     resp = await gate().get(http_server.url("/f.json"), purpose="channel")
     assert isinstance(resp, GateResponse)
     assert resp.status == 200 and resp.json() == {"a": 1}
-    assert resp.headers["etag"] == '"e1"'                      # plain dict, lower-case keys
+    assert resp.headers["etag"] == '"e1"'  # plain dict, lower-case keys
     assert http_server.requests[-1].headers["User-Agent"] == "comfyui-offline-manager"
 
 
@@ -55,6 +61,7 @@ def test_run_sync_outside_loop_and_refused_inside(http_server):
     async def inside():
         with pytest.raises(RuntimeError, match="await"):
             run_sync(g.get(http_server.url("/x")))
+
     asyncio.run(inside())
 
 
@@ -84,6 +91,7 @@ async def test_timeout_is_unreachable(http_server):
     async def slow(request):
         await asyncio.sleep(2)
         return web.Response(text="late")
+
     http_server.route("GET", "/slow", slow)
     with pytest.raises(NetworkUnreachable) as info:
         await gate(total_timeout=0.3).get(http_server.url("/slow"))
@@ -120,20 +128,25 @@ async def test_private_allows_listed_loopback_mirror(http_server, socket_audit_l
     g = gate(NetworkMode.PRIVATE, private_mirrors=(http_server.url("/mirror"),))
     resp = await g.get(http_server.url("/mirror/custom-node-list.json"), purpose="channel")
     assert resp.json() == {"custom_nodes": []}
-    assert socket_audit_log.inet_connects()                     # it really connected
+    assert socket_audit_log.inet_connects()  # it really connected
     # the same host outside the allowed path is refused
     with pytest.raises(NetworkBlocked):
         g.decide(http_server.url("/elsewhere/x"))
 
 
 def test_private_prefix_matches_only_at_boundaries():
-    g = gate(NetworkMode.PRIVATE, private_mirrors=("https://mirror.corp",),
-             allowed_prefixes=("https://api.comfy.org/",))
+    g = gate(
+        NetworkMode.PRIVATE, private_mirrors=("https://mirror.corp",), allowed_prefixes=("https://api.comfy.org/",)
+    )
     assert g.decide("https://mirror.corp/a/b") == "https://mirror.corp/a/b"
-    assert g.decide("HTTPS://Mirror.Corp/a") == "HTTPS://Mirror.Corp/a"       # case of scheme/host
+    assert g.decide("HTTPS://Mirror.Corp/a") == "HTTPS://Mirror.Corp/a"  # case of scheme/host
     assert g.decide("https://api.comfy.org/nodes?page=1", "registry")
-    for bad in ("https://mirror.corp.evil.com/x", "https://mirror.corp:8443/x", "https://mirror.corpx/",
-                "https://api.comfy.org.evil/nodes"):
+    for bad in (
+        "https://mirror.corp.evil.com/x",
+        "https://mirror.corp:8443/x",
+        "https://mirror.corpx/",
+        "https://api.comfy.org.evil/nodes",
+    ):
         with pytest.raises(NetworkBlocked):
             g.decide(bad)
 
@@ -141,6 +154,7 @@ def test_private_prefix_matches_only_at_boundaries():
 async def test_private_refuses_a_redirect_to_a_public_host(http_server, socket_audit_log):
     async def bounce(request):
         raise web.HTTPFound(PUBLIC_RAW)
+
     http_server.route("GET", "/m/x.json", bounce)
     g = gate(NetworkMode.PRIVATE, private_mirrors=(http_server.url("/m"),))
     with pytest.raises(NetworkBlocked):
@@ -157,6 +171,7 @@ async def test_redirects_are_followed_but_never_to_local_files(http_server, tmp_
 
     async def to_file(request):
         raise web.HTTPFound((tmp_path / "secret").as_uri())
+
     http_server.route("GET", "/hop", hop)
     http_server.route("GET", "/tofile", to_file)
     resp = await gate().get(http_server.url("/hop"))
@@ -169,11 +184,15 @@ async def test_redirects_are_followed_but_never_to_local_files(http_server, tmp_
 async def test_offline_refuses_everything_remote_with_zero_connects(http_server, socket_audit_log, tmp_path):
     http_server.static("/x.json", "{}")
     g = gate(NetworkMode.OFFLINE, private_mirrors=(http_server.url(),))
-    for url, purpose in ((http_server.url("/x.json"), "channel"), (PUBLIC_RAW, "channel"),
-                         ("https://api.comfy.org/nodes", "registry"), ("https://pypi.org/simple/", "pip")):
+    for url, purpose in (
+        (http_server.url("/x.json"), "channel"),
+        (PUBLIC_RAW, "channel"),
+        ("https://api.comfy.org/nodes", "registry"),
+        ("https://pypi.org/simple/", "pip"),
+    ):
         with pytest.raises(OfflineModeEnabled) as info:
             await g.get(url, purpose=purpose)
-        assert isinstance(info.value, ConnectionError)          # generic callers can catch it too
+        assert isinstance(info.value, ConnectionError)  # generic callers can catch it too
         assert "network_mode" in info.value.hint
     with pytest.raises(OfflineModeEnabled):
         g.decide("git@github.com:owner/repo.git", "git")
@@ -190,7 +209,7 @@ async def test_offline_reads_local_files(tmp_path, socket_audit_log):
     f.write_text('{"models": []}')
     g = gate(NetworkMode.OFFLINE)
     assert (await g.get(f.as_uri())).json() == {"models": []}
-    assert (await g.get(str(f))).json() == {"models": []}         # a plain path works too
+    assert (await g.get(str(f))).json() == {"models": []}  # a plain path works too
     with pytest.raises(NotFound):
         await g.get((tmp_path / "nope.json").as_uri())
     assert socket_audit_log.inet_connects() == []
@@ -200,12 +219,17 @@ async def test_offline_reads_local_files(tmp_path, socket_audit_log):
 async def test_mirror_map_rewrites_before_deciding(http_server, socket_audit_log):
     http_server.static("/gh/ltdrdata/ComfyUI-Manager/main/custom-node-list.json", '{"custom_nodes": [1]}')
     mirror = http_server.url("/gh/")
-    g = gate(NetworkMode.PRIVATE, private_mirrors=(mirror,),
-             mirror_map=(("https://raw.githubusercontent.com/", mirror),
-                         ("https://raw.githubusercontent.com/ltdrdata/", "http://never.used/")))
+    g = gate(
+        NetworkMode.PRIVATE,
+        private_mirrors=(mirror,),
+        mirror_map=(
+            ("https://raw.githubusercontent.com/", mirror),
+            ("https://raw.githubusercontent.com/ltdrdata/", "http://never.used/"),
+        ),
+    )
     assert g.decide(PUBLIC_RAW) == mirror + "ltdrdata/ComfyUI-Manager/main/custom-node-list.json"
     resp = await g.get(PUBLIC_RAW, purpose="channel")
-    assert resp.json() == {"custom_nodes": [1]}                   # first matching rule wins
+    assert resp.json() == {"custom_nodes": [1]}  # first matching rule wins
     assert http_server.count("/gh/ltdrdata/ComfyUI-Manager/main/custom-node-list.json") == 1
     assert all(addr[0] == "127.0.0.1" for addr in socket_audit_log.inet_connects())
 
@@ -213,24 +237,29 @@ async def test_mirror_map_rewrites_before_deciding(http_server, socket_audit_log
 async def test_mirror_map_onto_a_local_folder_works_offline(tmp_path, socket_audit_log):
     (tmp_path / "main").mkdir()
     (tmp_path / "main" / "extras.json").write_text('{"ok": true}')
-    g = gate(NetworkMode.OFFLINE,
-             mirror_map=(("https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager", tmp_path.as_uri()),))
+    g = gate(
+        NetworkMode.OFFLINE,
+        mirror_map=(("https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager", tmp_path.as_uri()),),
+    )
     resp = await g.get("https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main/extras.json")
     assert resp.json() == {"ok": True}
     assert socket_audit_log.inet_connects() == []
 
 
 # -- schemes -------------------------------------------------------------------------------
-@pytest.mark.parametrize("url,purpose", [
-    ("ext::sh -c touch% /tmp/pwned", "git"),
-    ("fd::3", "git"),
-    ("ftp://example.com/x", "model"),
-    ("ssh://git@github.com/a/b.git", "model"),
-    ("git@github.com:a/b.git", "pip"),
-    ("htps://github.com/a/b", "git"),
-    ("https:///no-host", "other"),
-    ("", "other"),
-])
+@pytest.mark.parametrize(
+    "url,purpose",
+    [
+        ("ext::sh -c touch% /tmp/pwned", "git"),
+        ("fd::3", "git"),
+        ("ftp://example.com/x", "model"),
+        ("ssh://git@github.com/a/b.git", "model"),
+        ("git@github.com:a/b.git", "pip"),
+        ("htps://github.com/a/b", "git"),
+        ("https:///no-host", "other"),
+        ("", "other"),
+    ],
+)
 def test_unsupported_schemes_are_blocked(url, purpose, socket_audit_log):
     with pytest.raises(NetworkBlocked):
         gate().decide(url, purpose)
@@ -252,11 +281,28 @@ def test_git_accepts_ssh_forms_and_local_paths_are_local():
 @pytest.fixture
 def tls_server(tmp_path):
     """A self-signed HTTPS server on 127.0.0.1 (openssl CLI makes the certificate)."""
-    tools.require("openssl")                # missing: the test fails with the install command
+    tools.require("openssl")  # missing: the test fails with the install command
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     loop = asyncio.new_event_loop()
@@ -265,8 +311,10 @@ def tls_server(tmp_path):
 
     async def boot():
         app = web.Application()
+
         async def answer(request):
             return web.json_response({"tls": True})
+
         app.router.add_get("/x.json", answer)
         runner = web.AppRunner(app)
         await runner.setup()
@@ -280,6 +328,7 @@ def tls_server(tmp_path):
         loop.run_until_complete(boot())
         ready.set()
         loop.run_forever()
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     ready.wait(10)

@@ -26,16 +26,26 @@ CHILD = REPO_ROOT / "tests" / "support" / "ops_fixtures.py"
 
 def _spawn(root: Path, spec: str, kill_stage: str, params: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, str(CHILD), "child", str(root), spec, kill_stage,
-                             json.dumps(params or {})], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), "child", str(root), spec, kill_stage, json.dumps(params or {})],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.fixture
 def repo(tmp_path):
     info = make_repo(tmp_path / "src" / "example-pack", name="example-pack")
-    info.commit("install script", {"install.py": "import time\nprint('installing step 1', flush=True)\n"
-                                                 "time.sleep(1.5)\nprint('installed', flush=True)\n"})
+    info.commit(
+        "install script",
+        {
+            "install.py": "import time\nprint('installing step 1', flush=True)\n"
+            "time.sleep(1.5)\nprint('installed', flush=True)\n"
+        },
+    )
     return info
 
 
@@ -46,7 +56,7 @@ def test_sigkill_during_install_leaves_no_half_installed_pack(tmp_path, repo, ki
         before = tree_listing(env.custom_nodes)
         child = _spawn(env.root, "example-pack", kill_stage)
         out, err = child.communicate(timeout=120)
-        assert child.returncode == -9, (out, err)                     # really killed at that point
+        assert child.returncode == -9, (out, err)  # really killed at that point
         stages = [json.loads(line)["stage"] for line in out.splitlines() if line.startswith("{")]
         assert stages[-1] == kill_stage.split(":")[0]
         # what ComfyUI would load now: nothing half-installed
@@ -71,12 +81,13 @@ def test_queue_waits_for_a_cli_child_holding_the_lock_and_never_interleaves(tmp_
         child = _spawn(env.root, "example-pack", "none")
         assert child.stdout is not None
         child_events = []
-        for line in child.stdout:                     # wait until the child is inside its install
+        for line in child.stdout:  # wait until the child is inside its install
             event = json.loads(line)
             child_events.append(event)
             if event.get("stage") == "install-script" and event.get("line"):
                 break
         from manager.tasks import TaskSpec
+
         task = env.manager.queue.enqueue(TaskSpec("install", "example-pack"))
         assert env.manager.queue.run_until_idle(timeout=120)
         rest, _err = child.communicate(timeout=120)
@@ -87,7 +98,7 @@ def test_queue_waits_for_a_cli_child_holding_the_lock_and_never_interleaves(tmp_
         ours = [e for e in env.events if e.task_id == task.id and e.name == "progress"]
         assert ours[0].data["stage"] == "waiting-for-lock" and "process" in ours[0].data["line"]
         first_work = next(e for e in ours if e.data["stage"] == "resolve")
-        assert first_work.at >= child_final["finished_at"]           # started only after the child ended
+        assert first_work.at >= child_final["finished_at"]  # started only after the child ended
         assert final.state.value == "failed" and final.error["code"] == "pack_exists"
         packs = scan(env.manager.layout).packs
         assert [p.name for p in packs] == ["example-pack"] and packs[0].commit == repo.commits[-1]
@@ -97,7 +108,7 @@ def test_queue_waits_for_a_cli_child_holding_the_lock_and_never_interleaves(tmp_
 
 @pytest.fixture
 def uv_bin():
-    return tools.require("uv")              # missing: the test fails with the install command
+    return tools.require("uv")  # missing: the test fails with the install command
 
 
 def test_real_dependency_installer_runs_before_rename_offline(tmp_path, monkeypatch, uv_bin, socket_audit_log):
@@ -107,8 +118,12 @@ def test_real_dependency_installer_runs_before_rename_offline(tmp_path, monkeypa
     repo.commit("needs a wheel", {"requirements.txt": "cm-ops-demo==1.0\n"})
     missing = make_repo(tmp_path / "src" / "missing-pack", name="missing-pack")
     missing.commit("needs an absent wheel", {"requirements.txt": "cm-ops-absent==9.9\n"})
-    env = make_env(tmp_path, packs=[catalog_entry("deps-pack", repo.url), catalog_entry("missing-pack", missing.url)],
-                   python=str(python), deps=False)
+    env = make_env(
+        tmp_path,
+        packs=[catalog_entry("deps-pack", repo.url), catalog_entry("missing-pack", missing.url)],
+        python=str(python),
+        deps=False,
+    )
     try:
         build_wheel(env.manager.layout.wheelhouse_dir, "cm-ops-demo", "1.0")
         task = env.run("install", "deps-pack")
@@ -150,11 +165,13 @@ def test_cancel_during_install_script_leaves_tree_unchanged(tmp_path, repo):
     env = make_env(tmp_path, packs=[catalog_entry("example-pack", repo.url)])
     try:
         from manager.tasks import TaskSpec
+
         queue = env.manager.queue
 
         def cancel_on_script(event):
             if event.name == "progress" and event.data.get("stage") == "install-script" and event.data.get("line"):
                 queue.cancel(event.task_id)
+
         queue.subscribe(cancel_on_script)
         task = queue.enqueue(TaskSpec("install", "example-pack"))
         assert queue.run_until_idle(timeout=120)

@@ -45,7 +45,7 @@ def test_install_catalog_git_pack_offline_from_file_repo(env, repo, socket_audit
     assert stages[:3] == ["resolve", "stage", "clone"]
     assert stages.index("deps") < stages.index("rename") < stages.index("done")
     # the deps step ran on the staged folder, before the rename
-    (staged_dir, name), = env.deps.calls
+    ((staged_dir, name),) = env.deps.calls
     assert ".cm-staging.disabled" in staged_dir and name == "example-pack"
     assert (dest / ".deps-ran").read_text() == staged_dir
     assert not (env.custom_nodes / ".cm-staging.disabled").exists()
@@ -55,8 +55,11 @@ def test_install_catalog_git_pack_offline_from_file_repo(env, repo, socket_audit
 
 
 def test_install_tag_branch_and_commit(env, repo):
-    for ref, name, commit in (("v1.0.0", "at-tag", repo.tags["v1.0.0"]), ("dev", "at-dev", repo.dev_commit),
-                              (repo.commits[1], "at-commit", repo.commits[1])):
+    for ref, name, commit in (
+        ("v1.0.0", "at-tag", repo.tags["v1.0.0"]),
+        ("dev", "at-dev", repo.dev_commit),
+        (repo.commits[1], "at-commit", repo.commits[1]),
+    ):
         task = env.run("install", "example-pack", ref=ref, name=name)
         assert task.state.value == "done", task.error
         assert _installed(env)[name].commit == commit
@@ -71,14 +74,19 @@ def test_second_install_refused_pack_exists(env):
 
 
 def test_install_script_runs_in_staging_with_host_python_and_streams_output(tmp_path, repo):
-    repo.commit("add install.py", {"install.py": "import os, sys\nprint('cwd=' + os.getcwd())\n"
-                                                 "print('exe=' + sys.executable)\n"})
+    repo.commit(
+        "add install.py",
+        {"install.py": "import os, sys\nprint('cwd=' + os.getcwd())\nprint('exe=' + sys.executable)\n"},
+    )
     env = make_env(tmp_path, packs=[catalog_entry("example-pack", repo.url)])
     try:
         task = env.run("install", "example-pack")
         assert task.state.value == "done", task.error
-        lines = [e.data["line"] for e in env.events if e.name == "progress" and e.data["stage"] == "install-script"
-                 and e.data["line"]]
+        lines = [
+            e.data["line"]
+            for e in env.events
+            if e.name == "progress" and e.data["stage"] == "install-script" and e.data["line"]
+        ]
         cwd = next(line for line in lines if line.startswith("cwd="))[4:]
         assert ".cm-staging.disabled" in cwd and cwd.endswith("example-pack")
         assert any(line.startswith("exe=") for line in lines)
@@ -112,7 +120,7 @@ def test_failing_deps_step_leaves_tree_unchanged(tmp_path, repo):
         task = env.run("install", "example-pack")
         assert task.state.value == "failed"
         assert task.error["code"] == "deps_install_failed" and task.error["details"]["step"] == "deps"
-        assert task.error["details"]["output_tail"] == ["ERROR: boom"]      # the installer's own tail is kept
+        assert task.error["details"]["output_tail"] == ["ERROR: boom"]  # the installer's own tail is kept
         assert "deps failed" in task.error["message"]
         assert [p.name for p in scan(env.manager.layout).packs] == []
         assert not (env.custom_nodes / ".cm-staging.disabled").exists()
@@ -123,8 +131,9 @@ def test_failing_deps_step_leaves_tree_unchanged(tmp_path, repo):
 def test_raw_git_url_needs_policy_decision(env, repo, tmp_path):
     task = env.run("install", repo.url)
     assert task.state.value == "failed" and task.error["code"] == "policy_denied"
-    denied = PolicyDecision(False, "install", "git_url", "security_level", "security_level is normal",
-                            "set security_level = weak").to_dict()
+    denied = PolicyDecision(
+        False, "install", "git_url", "security_level", "security_level is normal", "set security_level = weak"
+    ).to_dict()
     task = env.run("install", repo.url, policy=denied)
     assert task.error["code"] == "policy_denied" and task.error["hint"] == "set security_level = weak"
     assert not (env.custom_nodes / "example-pack").exists()
@@ -165,8 +174,9 @@ def test_local_folder_zip_and_py_file_need_local_policy(env, tmp_path):
     folder = tmp_path / "plain-pack"
     folder.mkdir()
     (folder / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
-    archive = build_zip(tmp_path / "zipped-pack.zip", {"__init__.py": "X = 1\n", "sub/a.py": "A = 1\n"},
-                        top="zipped-pack-main")
+    archive = build_zip(
+        tmp_path / "zipped-pack.zip", {"__init__.py": "X = 1\n", "sub/a.py": "A = 1\n"}, top="zipped-pack-main"
+    )
     single = tmp_path / "single_node.py"
     single.write_text("NODE_CLASS_MAPPINGS = {}\n")
     assert env.run("install", str(folder)).error["code"] == "policy_denied"
@@ -183,8 +193,10 @@ def test_catalog_copy_and_unzip_packs_over_loopback_http(tmp_path, http_server, 
     http_server.static("/raw/my_node.py", b"NODE_CLASS_MAPPINGS = {'MyNode': object}\n")
     zip_path = build_zip(tmp_path / "z.zip", {"__init__.py": "Z = 1\n"}, top="Zipped")
     http_server.static("/dl/zipped.zip", zip_path.read_bytes())
-    packs = [catalog_entry("my-copy", http_server.url("/raw/my_node.py"), install_type="copy"),
-             catalog_entry("my-unzip", http_server.url("/dl/zipped.zip"), install_type="unzip")]
+    packs = [
+        catalog_entry("my-copy", http_server.url("/raw/my_node.py"), install_type="copy"),
+        catalog_entry("my-unzip", http_server.url("/dl/zipped.zip"), install_type="unzip"),
+    ]
     env = make_env(tmp_path, mode="public", packs=packs)
     try:
         assert env.run("install", "my-copy").state.value == "done"
@@ -220,18 +232,28 @@ def test_catalog_copy_and_unzip_packs_over_loopback_http(tmp_path, http_server, 
         offline.close()
 
 
-@pytest.mark.parametrize("target, params", [
-    ("../x", {}), ("", {}), (".disabled", {}), ("..", {}), ("x/../../y", {}),
-    ("example-pack", {"name": "../escape"}), ("example-pack", {"name": ".cm-staging.disabled"}),
-    ("example-pack", {"name": "__pycache__"}), ("example-pack", {"name": "evil.disabled"}),
-    ("example-pack", {"name": "a/b"}),
-])
+@pytest.mark.parametrize(
+    "target, params",
+    [
+        ("../x", {}),
+        ("", {}),
+        (".disabled", {}),
+        ("..", {}),
+        ("x/../../y", {}),
+        ("example-pack", {"name": "../escape"}),
+        ("example-pack", {"name": ".cm-staging.disabled"}),
+        ("example-pack", {"name": "__pycache__"}),
+        ("example-pack", {"name": "evil.disabled"}),
+        ("example-pack", {"name": "a/b"}),
+    ],
+)
 def test_hostile_names_are_refused_and_write_nothing(env, tmp_path, target, params):
     before = tree_listing(tmp_path)
     if not target:
         from manager.errors import InvalidName
         from manager.operations import Reporter
         from manager.operations.install import install
+
         with pytest.raises(InvalidName):
             install(env.ops, target, Reporter())
     else:
@@ -269,6 +291,7 @@ def test_local_bare_repo_path(env, repo, tmp_path):
 def test_docs_cover_every_kind_and_stage():
     from manager.kinds import KINDS
     from manager.operations.reporting import STAGES
+
     doc = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text(encoding="utf-8")
     verbs = ("install", "reinstall", "uninstall", "update", "fix", "disable", "enable", "switch-version", "trash")
     pack_kinds = [k.name for k in KINDS if k.cli.split()[:1] and k.cli.split()[0] in verbs]

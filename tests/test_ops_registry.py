@@ -15,25 +15,45 @@ from support.gitrepos import make_repo
 from support.ops_fixtures import build_zip, catalog_entry, cnr_files, make_env, tree_listing, write_config
 
 NODE = "demo-pack"
-VERSIONS = {"1.0.0": cnr_files(NODE, "1.0.0", extra={"old.py": "OLD = 1\n"}),
-            "1.1.0": cnr_files(NODE, "1.1.0", extra={"new.py": "NEW = 1\n", "web/x.js": "// js\n"})}
+VERSIONS = {
+    "1.0.0": cnr_files(NODE, "1.0.0", extra={"old.py": "OLD = 1\n"}),
+    "1.1.0": cnr_files(NODE, "1.1.0", extra={"new.py": "NEW = 1\n", "web/x.js": "// js\n"}),
+}
 
 
 @pytest.fixture
 def registry(http_server, tmp_path):
     base = http_server.url("/cdn")
-    versions = [make_version(NODE, "pub", v, created_at=f"2025-0{i + 1}-01T00:00:00Z", download_base=base)
-                for i, v in enumerate(("1.1.0", "1.0.0"))]
+    versions = [
+        make_version(NODE, "pub", v, created_at=f"2025-0{i + 1}-01T00:00:00Z", download_base=base)
+        for i, v in enumerate(("1.1.0", "1.0.0"))
+    ]
     for v, files in VERSIONS.items():
         data = build_zip(tmp_path / "zips" / f"{v}.zip", files).read_bytes()
         http_server.static(f"/cdn/pub/{NODE}/{v}/node.zip", data, content_type="application/zip")
     evil = make_version("evil-pack", "pub", "1.0.0", created_at="2025-01-01T00:00:00Z", download_base=base)
-    http_server.static("/cdn/pub/evil-pack/1.0.0/node.zip",
-                       build_zip(tmp_path / "zips" / "evil.zip", {"__init__.py": "", "../../escaped.py": "x"}).read_bytes())
-    nodes = [make_node(NODE, name="Demo", publisher_id="pub", publisher_name="Pub",
-                       repository="https://github.com/example/demo-pack", versions=versions),
-             make_node("evil-pack", name="Evil", publisher_id="pub", publisher_name="Pub",
-                       repository="https://github.com/example/evil", versions=[evil])]
+    http_server.static(
+        "/cdn/pub/evil-pack/1.0.0/node.zip",
+        build_zip(tmp_path / "zips" / "evil.zip", {"__init__.py": "", "../../escaped.py": "x"}).read_bytes(),
+    )
+    nodes = [
+        make_node(
+            NODE,
+            name="Demo",
+            publisher_id="pub",
+            publisher_name="Pub",
+            repository="https://github.com/example/demo-pack",
+            versions=versions,
+        ),
+        make_node(
+            "evil-pack",
+            name="Evil",
+            publisher_id="pub",
+            publisher_name="Pub",
+            repository="https://github.com/example/evil",
+            versions=[evil],
+        ),
+    ]
     fake = FakeRegistry(nodes, {NODE: versions, "evil-pack": [evil]}, prefix="/api").install(http_server)
     return fake
 
@@ -88,8 +108,12 @@ def test_offline_installs_from_cached_archives_only(env, tmp_path, http_server, 
     assert env.run("install", f"{NODE}@1.0.0").state.value == "done"
     assert env.run("uninstall", NODE).state.value == "done"
     env.close()
-    write_config(env.root, network_mode="offline", channel_url=(tmp_path / "channel").as_uri(),
-                 registry_url=http_server.url("/api"))
+    write_config(
+        env.root,
+        network_mode="offline",
+        channel_url=(tmp_path / "channel").as_uri(),
+        registry_url=http_server.url("/api"),
+    )
     offline = make_env(tmp_path, mode="offline", registry_url=http_server.url("/api"))
     http_server.requests.clear()
     connects = len(socket_audit_log.inet_connects())
@@ -97,7 +121,7 @@ def test_offline_installs_from_cached_archives_only(env, tmp_path, http_server, 
         task = offline.run("install", f"{NODE}@1.1.0")
         assert task.state.value == "failed" and task.error["code"] == "offline_mode"
         assert "cm-cli.py install demo-pack@1.1.0" in task.error["hint"] and "1.1.0.zip" in task.error["hint"]
-        task = offline.run("install", f"{NODE}@latest")       # newest cached version
+        task = offline.run("install", f"{NODE}@latest")  # newest cached version
         assert task.state.value == "done", task.error
         assert task.result["version"] == "1.0.0"
         assert http_server.requests == [] and len(socket_audit_log.inet_connects()) == connects
@@ -116,15 +140,19 @@ def test_switch_version_parks_old_copy_disabled_and_swaps_back(env, http_server)
     assert task.state.value == "done", task.error
     assert _pack(env, NODE).version == "1.0.0"
     assert (env.custom_nodes / ".disabled" / f"{NODE}@1_1_0" / "new.py").is_file()
-    assert http_server.count(f"/cdn/pub/{NODE}/1.0.0/node.zip") == downloads     # swapped, not fetched
+    assert http_server.count(f"/cdn/pub/{NODE}/1.0.0/node.zip") == downloads  # swapped, not fetched
 
 
 def test_switch_a_registry_pack_to_nightly_clones_the_catalog_repo(env, tmp_path):
     """A registry install switched to ``nightly`` becomes a git clone of the catalog's repository
     (this path once died on a local name shadowing the catalog lookup: internal_error)."""
     repo = make_repo(tmp_path / "src" / NODE, name=NODE)
-    env2 = make_env(tmp_path / "two", mode="public", packs=[catalog_entry(NODE, repo.url)],
-                    registry_url=env.manager.config["registry_url"])
+    env2 = make_env(
+        tmp_path / "two",
+        mode="public",
+        packs=[catalog_entry(NODE, repo.url)],
+        registry_url=env.manager.config["registry_url"],
+    )
     try:
         assert env2.run("install", f"{NODE}@1.0.0").state.value == "done"
         task = env2.run("switch_version", NODE, version="nightly")
@@ -148,8 +176,12 @@ def test_hostile_registry_zip_is_refused_and_tree_unchanged(env, tmp_path):
 
 def test_update_all_plan_then_run(env, tmp_path):
     repo = make_repo(tmp_path / "src" / "git-pack", name="git-pack")
-    env2 = make_env(tmp_path / "two", mode="public", packs=[catalog_entry("git-pack", repo.url)],
-                    registry_url=env.manager.config["registry_url"])
+    env2 = make_env(
+        tmp_path / "two",
+        mode="public",
+        packs=[catalog_entry("git-pack", repo.url)],
+        registry_url=env.manager.config["registry_url"],
+    )
     try:
         assert env2.run("install", "git-pack").state.value == "done"
         assert env2.run("install", f"{NODE}@1.0.0").state.value == "done"
@@ -167,6 +199,7 @@ def test_update_all_plan_then_run(env, tmp_path):
         assert plan_update_all(env2.ops).steps == ()
         # the state before the update was saved, so a restore can undo it
         from manager.snapshots import store_of
+
         undo = task.result["auto_snapshot"]
         assert undo and "auto" in undo
         before = {p.name: p for p in store_of(env2.manager).load(undo).packs}
@@ -178,9 +211,12 @@ def test_update_all_plan_then_run(env, tmp_path):
 def test_update_all_stops_at_first_failure_and_says_what_was_done(env, tmp_path, http_server):
     one = make_repo(tmp_path / "src" / "git-one", name="git-one")
     two = make_repo(tmp_path / "src" / "git-two", name="git-two")
-    env2 = make_env(tmp_path / "two", mode="public",
-                    packs=[catalog_entry("git-one", one.url), catalog_entry("git-two", two.url)],
-                    registry_url=env.manager.config["registry_url"])
+    env2 = make_env(
+        tmp_path / "two",
+        mode="public",
+        packs=[catalog_entry("git-one", one.url), catalog_entry("git-two", two.url)],
+        registry_url=env.manager.config["registry_url"],
+    )
     try:
         for spec in ("git-one", "git-two", f"{NODE}@1.0.0"):
             assert env2.run("install", spec).state.value == "done"
@@ -189,7 +225,7 @@ def test_update_all_stops_at_first_failure_and_says_what_was_done(env, tmp_path,
         plan = plan_update_all(env2.ops)
         rank = {NODE: 0, "git-one": 1, "git-two": 2}
         ordered = Plan(tuple(sorted(plan.steps, key=lambda s: rank[s.pack])))
-        (env2.custom_nodes / "git-one" / "nodes.py").write_text("LOCAL EDIT\n")     # step 2 will fail
+        (env2.custom_nodes / "git-one" / "nodes.py").write_text("LOCAL EDIT\n")  # step 2 will fail
         task = env2.run("update_all", "all", plan=ordered.to_dict())
         assert task.state.value == "failed" and task.error["code"] == "update_all_incomplete", task.error
         details = task.error["details"]

@@ -18,8 +18,7 @@ from support.ops_fixtures import catalog_entry, cnr_files, make_env, tree_listin
 def env(tmp_path):
     plain = make_repo(tmp_path / "src" / "Plain-Git", name="plain-git")
     registry_git = make_repo(tmp_path / "src" / "ComfyUI-Reg-Pack", name="reg-pack")
-    e = make_env(tmp_path, packs=[catalog_entry("plain-git", plain.url),
-                                  catalog_entry("reg-pack", registry_git.url)])
+    e = make_env(tmp_path, packs=[catalog_entry("plain-git", plain.url), catalog_entry("reg-pack", registry_git.url)])
     # a git pack without a registry identity: drop pyproject.toml from the clone after install
     yield e
     e.close()
@@ -47,7 +46,7 @@ def test_disable_enable_registry_pack_uses_versioned_name(env):
 
 
 def test_git_pack_with_registry_identity_becomes_nightly_and_gets_its_folder_back(env):
-    assert env.run("install", "reg-pack").state.value == "done"     # folder ComfyUI-Reg-Pack, cnr id reg-pack
+    assert env.run("install", "reg-pack").state.value == "done"  # folder ComfyUI-Reg-Pack, cnr id reg-pack
     assert env.run("disable", "ComfyUI-Reg-Pack").state.value == "done"
     assert (env.custom_nodes / ".disabled" / "reg-pack@nightly" / ".git").is_dir()
     assert env.run("enable", "reg-pack").state.value == "done"
@@ -66,7 +65,7 @@ def test_unknown_git_pack_keeps_its_folder_name(env):
 def test_same_pack_in_both_places_is_refused_never_overwritten(env):
     _cnr_pack(env, "demo-pack", "1.0.0")
     assert env.run("disable", "demo-pack").state.value == "done"
-    _cnr_pack(env, "demo-pack", "1.0.0")                   # the same version installed again
+    _cnr_pack(env, "demo-pack", "1.0.0")  # the same version installed again
     (env.custom_nodes / "demo-pack" / "mine.txt").write_text("enabled copy")
     before = tree_listing(env.custom_nodes)
     task = env.run("disable", "demo-pack")
@@ -77,8 +76,7 @@ def test_same_pack_in_both_places_is_refused_never_overwritten(env):
     assert "switch_version" in task.error["hint"]
     assert tree_listing(env.custom_nodes) == before
     # a different version next to it is fine: both sit side by side in .disabled/
-    (env.custom_nodes / "demo-pack" / "pyproject.toml").write_text(
-        '[project]\nname = "demo-pack"\nversion = "2.0.0"\n')
+    (env.custom_nodes / "demo-pack" / "pyproject.toml").write_text('[project]\nname = "demo-pack"\nversion = "2.0.0"\n')
     assert env.run("disable", "demo-pack").state.value == "done"
     disabled = sorted(p.name for p in (env.custom_nodes / ".disabled").iterdir() if not p.name.startswith("."))
     assert disabled == ["demo-pack@1_0_0", "demo-pack@2_0_0"]
@@ -101,8 +99,8 @@ def test_uninstall_to_trash_restore_and_empty(env):
     task = env.run("uninstall", "Plain-Git")
     assert task.state.value == "done", task.error
     assert not (env.custom_nodes / "Plain-Git").exists()
-    assert [p.name for p in scan(env.manager.layout).packs] == []        # the trash is never a pack
-    entry, = list_trash(env.manager.layout)
+    assert [p.name for p in scan(env.manager.layout).packs] == []  # the trash is never a pack
+    (entry,) = list_trash(env.manager.layout)
     assert entry.id == task.result["trash_entry"] and entry.original == "Plain-Git" and entry.kind == "git"
     manifest = json.loads((env.custom_nodes / ".cm-trash.disabled" / entry.id / "manifest.json").read_text())
     assert manifest["reason"] == "uninstall" and manifest["name"] == "Plain-Git"
@@ -126,7 +124,7 @@ def test_uninstall_a_disabled_copy_and_restore_it_disabled(env):
     assert env.run("disable", "demo-pack").state.value == "done"
     task = env.run("uninstall", "demo-pack", enabled=False)
     assert task.state.value == "done" and not task.restart_required
-    entry, = list_trash(env.manager.layout)
+    (entry,) = list_trash(env.manager.layout)
     assert entry.original == ".disabled/demo-pack@1_0_0"
     assert env.run("restore_trash", entry.id).state.value == "done"
     assert (env.custom_nodes / ".disabled" / "demo-pack@1_0_0").is_dir()

@@ -76,7 +76,7 @@ def test_switch_version_between_commit_tag_and_branch(env, repo):
     task = env.run("switch_version", "example-pack", commit=repo.commits[0])
     assert task.state.value == "done", task.error
     assert _commit(env, "example-pack") == repo.commits[0]
-    task = env.run("switch_version", "example-pack", version="v1.1.0")     # a tag of the checkout
+    task = env.run("switch_version", "example-pack", version="v1.1.0")  # a tag of the checkout
     assert task.state.value == "done", task.error
     assert _commit(env, "example-pack") == repo.tags["v1.1.0"]
     # from a detached HEAD, back to the branch by name

@@ -16,14 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
 def test_child_is_killed_when_the_manager_process_is_sigkilled(tmp_path: Path):
-    script = (f"import sys, subprocess; sys.path.append({str(REPO)!r})\n"
-              "from manager.procs import child_kwargs\n"
-              "p = subprocess.Popen(['sleep', '60'], **child_kwargs())\n"
-              "print(p.pid, flush=True)\n"
-              "p.wait()\n")
+    script = (
+        f"import sys, subprocess; sys.path.append({str(REPO)!r})\n"
+        "from manager.procs import child_kwargs\n"
+        "p = subprocess.Popen(['sleep', '60'], **child_kwargs())\n"
+        "print(p.pid, flush=True)\n"
+        "p.wait()\n"
+    )
     manager = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     child = int(manager.stdout.readline())
-    os.kill(child, 0)                                   # alive while the Manager lives
+    os.kill(child, 0)  # alive while the Manager lives
     os.kill(manager.pid, signal.SIGKILL)
     manager.wait()
     _assert_gone(child, "the child outlived the SIGKILLed Manager")
@@ -33,6 +35,7 @@ def test_child_is_killed_when_the_manager_process_is_sigkilled(tmp_path: Path):
 def test_a_local_git_that_overruns_is_stopped_with_its_helpers(tmp_path: Path):
     """``git.run_local`` stops the whole group at its timeout (``procs.kill_tree``): no helper lingers."""
     from manager.git import run_local
+
     pid_file = tmp_path / "helper.pid"
     fake_git = tmp_path / "git"
     fake_git.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")

@@ -34,11 +34,11 @@ def test_phases_fold_into_one_outcome_per_test() -> None:
     assert line.startswith("quality: ") and "\n" not in line
     assert "faults 2 (1 error, 1 xfailed)" in line
     assert "hostile inputs 1 (1 passed)" in line
-    assert "loads 0" in line and "8 clients: 200 req/s" not in line   # a note without a case is not shown
+    assert "loads 0" in line and "8 clients: 200 req/s" not in line  # a note without a case is not shown
     assert "outside-loopback connects: 1 test(s): t::net" in line
 
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 from support import socket_audit
 from support.session_report import MARKER_HELP, QualityReportPlugin
@@ -54,9 +54,9 @@ def pytest_configure(config):
     for name, text in MARKER_HELP.items():
         config.addinivalue_line("markers", f"{name}: {text}")
     config.pluginmanager.register(QualityReportPlugin(AUDIT), "cm-quality-report")
-'''
+"""
 
-TESTS = '''
+TESTS = """
 import socket
 import pytest
 
@@ -87,16 +87,33 @@ def test_load_xfail():
 def test_outside_loopback():
     with pytest.raises(Exception):
         socket.create_connection(("10.255.255.1", 9), timeout=0.01)
-'''
+"""
 
 
 def test_plugin_prints_one_line_and_guards_offline_suites(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_sample.py").write_text(TESTS)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull,
-                          "--rootdir", str(tmp_path), str(tmp_path)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            os.devnull,
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     text = out.stdout + out.stderr
     assert "FAILED test_sample.py::test_offline_but_connects" in text, text
     assert "offline_suite test made 1 socket connect(s)" in text, text
@@ -104,7 +121,8 @@ def test_plugin_prints_one_line_and_guards_offline_suites(tmp_path: Path) -> Non
     assert lines == [
         "quality: faults 1 (1 passed) | hostile inputs 1 (1 passed) | loads 1 (1 xfailed) | "
         "outside-loopback connects: 1 test(s): test_sample.py::test_outside_loopback | "
-        "REAL-HOST TIER DID NOT RUN: no real-host test was selected"], text
+        "REAL-HOST TIER DID NOT RUN: no real-host test was selected"
+    ], text
 
 
 def test_the_summary_counts_real_host_cases_or_says_the_tier_did_not_run():
@@ -113,37 +131,55 @@ def test_the_summary_counts_real_host_cases_or_says_the_tier_did_not_run():
     assert rep.summary_line().endswith("REAL-HOST TIER DID NOT RUN: no source for ComfyUI 0.8.0")
     rep.record_realhost("t2", "passed")
     rep.record_realhost("t3", "passed")
-    rep.record_realhost("t3", "error")          # a teardown error after a pass counts as the error
-    assert rep.summary_line().endswith("real-host 3 (1 passed, 1 error, 1 skipped) "
-                                       "(skipped: no source for ComfyUI 0.8.0)")
+    rep.record_realhost("t3", "error")  # a teardown error after a pass counts as the error
+    assert rep.summary_line().endswith(
+        "real-host 3 (1 passed, 1 error, 1 skipped) (skipped: no source for ComfyUI 0.8.0)"
+    )
 
 
 def test_a_run_without_host_sources_says_so_on_its_last_line(tmp_path):
     """The real pytest run, with no host source anywhere: its last line says it in capitals."""
     env = {k: v for k, v in os.environ.items() if k != "COMFYUI_DIR"}
-    env["OFFLINE_MANAGER_HOSTS"] = str(tmp_path)          # an empty folder: no tarballs
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "tests/realhost/test_start.py", "-k", "ready_line"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    env["OFFLINE_MANAGER_HOSTS"] = str(tmp_path)  # an empty folder: no tarballs
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/realhost/test_start.py",
+            "-k",
+            "ready_line",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     last = out.stdout.strip().splitlines()[-1]
-    assert last.startswith("quality: ") and "REAL-HOST TIER DID NOT RUN: no source for ComfyUI" in last \
-        and "no source for ComfyUI 0.8.0" in last, \
-        out.stdout[-1500:]
+    assert (
+        last.startswith("quality: ")
+        and "REAL-HOST TIER DID NOT RUN: no source for ComfyUI" in last
+        and "no source for ComfyUI 0.8.0" in last
+    ), out.stdout[-1500:]
 
 
 def test_the_summary_lists_what_did_not_run_outside_the_real_host_tier():
     rep = SessionReport()
-    assert "did not run" not in rep.summary_line()                   # everything ran: no part at all
+    assert "did not run" not in rep.summary_line()  # everything ran: no part at all
     rep.record_skip("t::linux", "Skipped: parent-death signal is Linux-only")
     rep.record_skip("t::linux2", "parent-death signal is Linux-only")
     rep.record_skip("t_mod.py", "could not import 'x'")
     rep.record_realhost("t::host", "skipped", "real-host tier did not run: no source")
     line = rep.summary_line()
     assert " | did not run: 3 (could not import 'x': 1; parent-death signal is Linux-only: 2) | " in line
-    assert line.endswith("REAL-HOST TIER DID NOT RUN: no source")     # the real-host part stays last
+    assert line.endswith("REAL-HOST TIER DID NOT RUN: no source")  # the real-host part stays last
 
 
-SKIPPING = '''
+SKIPPING = """
 import sys
 import pytest
 
@@ -164,19 +200,39 @@ def test_host_case():
 
 def test_runs():
     pass
-'''
+"""
 
 
 def test_a_real_run_names_its_skips_on_its_last_line(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_skipping.py").write_text(SKIPPING)
     (tmp_path / "test_whole_module.py").write_text(
-        "import pytest\npytest.skip('module needs a thing', allow_module_level=True)\n")
+        "import pytest\npytest.skip('module needs a thing', allow_module_level=True)\n"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull,
-                          "--rootdir", str(tmp_path), str(tmp_path)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            os.devnull,
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     last = out.stdout.strip().splitlines()[-1]
-    assert last == ("quality: faults 0 | hostile inputs 0 | loads 0 | outside-loopback connects: none | "
-                    "did not run: 3 (decided at run time: 1; module needs a thing: 1; needs no-such-platform: 1) | "
-                    "REAL-HOST TIER DID NOT RUN: no host here"), out.stdout[-1500:]
+    assert last == (
+        "quality: faults 0 | hostile inputs 0 | loads 0 | outside-loopback connects: none | "
+        "did not run: 3 (decided at run time: 1; module needs a thing: 1; needs no-such-platform: 1) | "
+        "REAL-HOST TIER DID NOT RUN: no host here"
+    ), out.stdout[-1500:]

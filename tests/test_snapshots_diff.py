@@ -22,8 +22,9 @@ C1, C2 = "1" * 40, "2" * 40
 
 
 def snap(packs=(), python=(), origin="ours", **kw) -> Snapshot:
-    return Snapshot(created_at="2026-01-01T00:00:00.000000Z", packs=tuple(packs), python=tuple(python),
-                    origin=origin, **kw)
+    return Snapshot(
+        created_at="2026-01-01T00:00:00.000000Z", packs=tuple(packs), python=tuple(python), origin=origin, **kw
+    )
 
 
 def git_pack(name, commit=C1, enabled=True):
@@ -46,12 +47,9 @@ def _dist_info(site: Path, name: str, version: str, direct: dict | None = None) 
 def test_python_packages_with_their_sources(tmp_path):
     site = tmp_path / "site-packages"
     _dist_info(site, "Typing_Extensions", "4.12.2")
-    _dist_info(site, "mylib", "0.1", {"url": "https://github.com/x/mylib", "vcs_info": {"vcs": "git",
-                                                                                        "commit_id": C1}})
-    _dist_info(site, "localwheel", "2.0", {"url": "file:///w/localwheel-2.0-py3-none-any.whl",
-                                           "archive_info": {}})
-    _dist_info(site, "remotewheel", "3.0", {"url": "https://files.example/remotewheel-3.0.whl",
-                                            "archive_info": {}})
+    _dist_info(site, "mylib", "0.1", {"url": "https://github.com/x/mylib", "vcs_info": {"vcs": "git", "commit_id": C1}})
+    _dist_info(site, "localwheel", "2.0", {"url": "file:///w/localwheel-2.0-py3-none-any.whl", "archive_info": {}})
+    _dist_info(site, "remotewheel", "3.0", {"url": "https://files.example/remotewheel-3.0.whl", "archive_info": {}})
     pkgs = {p.name: p for p in read_python_packages([site, tmp_path / "absent"])}
     assert pkgs["typing-extensions"] == PythonPackage("typing-extensions", "4.12.2")
     assert pkgs["mylib"].kind == "url" and pkgs["mylib"].source == f"git+https://github.com/x/mylib@{C1}"
@@ -77,7 +75,7 @@ def test_capture_of_a_real_tree(tmp_path, comfy_tree):
     assert packs["solo.py"].kind == "file" and len(packs["solo.py"].sha256) == 64
     assert packs["regpack"] == PackState("regpack", "cnr", False, id="regpack", version="1.2.0", cnr_id="regpack")
     assert s.dependencies["alpha"] == ("packaging",)
-    assert any(p.name == "pytest" for p in s.python)            # the interpreter running the tests
+    assert any(p.name == "pytest" for p in s.python)  # the interpreter running the tests
     assert s.python_version == f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert [(m.folder, m.name, m.size) for m in s.models] == [("checkpoints", "m.safetensors", 10)]
     assert s.config["network_mode"] == "offline"
@@ -89,15 +87,24 @@ def test_capture_of_a_real_tree(tmp_path, comfy_tree):
 def test_diff_of_packs_packages_and_models():
     from manager.snapshots.model import ModelState
 
-    current = snap([git_pack("a", C2), git_pack("b", enabled=False), git_pack("gone"), cnr_pack("r", "1.1.0")],
-                   [PythonPackage("numpy", "2.0"), PythonPackage("extra", "1.0")],
-                   models=(ModelState("loras", "l.safetensors", 5),))
-    wanted = snap([git_pack("a", C1), git_pack("b"), git_pack("new"), cnr_pack("r", "1.0.0")],
-                  [PythonPackage("numpy", "1.26.4"), PythonPackage("added", "3.0")],
-                  models=(ModelState("loras", "l.safetensors", 6), ModelState("vae", "v.pt", 1)))
+    current = snap(
+        [git_pack("a", C2), git_pack("b", enabled=False), git_pack("gone"), cnr_pack("r", "1.1.0")],
+        [PythonPackage("numpy", "2.0"), PythonPackage("extra", "1.0")],
+        models=(ModelState("loras", "l.safetensors", 5),),
+    )
+    wanted = snap(
+        [git_pack("a", C1), git_pack("b"), git_pack("new"), cnr_pack("r", "1.0.0")],
+        [PythonPackage("numpy", "1.26.4"), PythonPackage("added", "3.0")],
+        models=(ModelState("loras", "l.safetensors", 6), ModelState("vae", "v.pt", 1)),
+    )
     d = diff(current, wanted)
-    assert [(c.action, c.name) for c in d.packs] == [("remove", "gone"), ("move", "a"), ("move", "r"),
-                                                      ("enable", "b"), ("add", "new")]
+    assert [(c.action, c.name) for c in d.packs] == [
+        ("remove", "gone"),
+        ("move", "a"),
+        ("move", "r"),
+        ("enable", "b"),
+        ("add", "new"),
+    ]
     assert [(c.action, c.name) for c in d.python] == [("add", "added"), ("change", "numpy"), ("remove", "extra")]
     assert [(c.action, c.key) for c in d.models] == [("different", "loras/l.safetensors"), ("missing", "vae/v.pt")]
     assert d.counts()["packs.move"] == 2 and not d.empty
@@ -117,19 +124,41 @@ def _plan(current, wanted, **opts):
 
 
 def test_plan_order_and_steps():
-    current = snap([git_pack("a", C2), git_pack("b", enabled=False), git_pack("gone"), cnr_pack("r", "1.1.0"),
-                    git_pack("c", C2, enabled=False)],
-                   [PythonPackage("numpy", "2.0")])
-    wanted = snap([git_pack("a", C1), git_pack("b"), git_pack("new", enabled=False), cnr_pack("r", "1.0.0"),
-                   git_pack("c", C1, enabled=False)],
-                  [PythonPackage("numpy", "1.26.4")])
+    current = snap(
+        [
+            git_pack("a", C2),
+            git_pack("b", enabled=False),
+            git_pack("gone"),
+            cnr_pack("r", "1.1.0"),
+            git_pack("c", C2, enabled=False),
+        ],
+        [PythonPackage("numpy", "2.0")],
+    )
+    wanted = snap(
+        [
+            git_pack("a", C1),
+            git_pack("b"),
+            git_pack("new", enabled=False),
+            cnr_pack("r", "1.0.0"),
+            git_pack("c", C1, enabled=False),
+        ],
+        [PythonPackage("numpy", "1.26.4")],
+    )
     plan = _plan(current, wanted)
     kinds = [(s.kind, s.target) for s in plan.steps]
-    assert kinds == [("pack_remove", "gone"), ("pack_checkout", "a"), ("pack_enable", "b"),
-                     # a disabled pack moves while enabled, then goes back
-                     ("pack_enable", "c"), ("pack_checkout", "c"), ("pack_disable", "c"),
-                     ("pack_switch", "r"), ("pack_install", "new"), ("pack_disable", "new"),
-                     ("pip_install", "python")]
+    assert kinds == [
+        ("pack_remove", "gone"),
+        ("pack_checkout", "a"),
+        ("pack_enable", "b"),
+        # a disabled pack moves while enabled, then goes back
+        ("pack_enable", "c"),
+        ("pack_checkout", "c"),
+        ("pack_disable", "c"),
+        ("pack_switch", "r"),
+        ("pack_install", "new"),
+        ("pack_disable", "new"),
+        ("pip_install", "python"),
+    ]
     assert [s.index for s in plan.steps] == list(range(1, len(plan.steps) + 1))
     assert plan.steps[1].params["commit"] == C1
     assert plan.steps[-1].params["requirements"] == ["numpy==1.26.4"]
@@ -138,15 +167,20 @@ def test_plan_order_and_steps():
 
 def test_pip_flags_have_the_classic_meanings():
     current = snap(python=[PythonPackage("a", "1"), PythonPackage("b", "1"), PythonPackage("c", "1")])
-    wanted = snap(python=[PythonPackage("a", "2"), PythonPackage("b", "2", "url", "git+https://x/b@" + C1),
-                          PythonPackage("c", "2", "local", "file:///w/c-2-py3-none-any.whl")])
+    wanted = snap(
+        python=[
+            PythonPackage("a", "2"),
+            PythonPackage("b", "2", "url", "git+https://x/b@" + C1),
+            PythonPackage("c", "2", "local", "file:///w/c-2-py3-none-any.whl"),
+        ]
+    )
 
     def reqs(**opts):
         plan = _plan(current, wanted, **opts)
         steps = [s for s in plan.steps if s.kind == "pip_install"]
         return (steps[0].params["requirements"] if steps else []), plan.skipped_python
 
-    assert reqs()[0] == ["a==2"]                                           # default: index packages only
+    assert reqs()[0] == ["a==2"]  # default: index packages only
     assert len(reqs()[1]) == 2 and "--pip-non-local-url" in " ".join(reqs()[1])
     assert reqs(pip_non_local_url=True)[0] == ["b @ git+https://x/b@" + C1]
     assert reqs(pip_local_url=True)[0] == ["c @ file:///w/c-2-py3-none-any.whl"]
@@ -168,13 +202,20 @@ def test_only_nodes_only_pips_and_unlisted_modes():
 
 
 def test_extra_packages_are_kept_unless_asked_and_installers_never_go():
-    current = snap(python=[PythonPackage("numpy", "1"), PythonPackage("extra", "1"), PythonPackage("pip", "24"),
-                           PythonPackage("torch", "2.4")])
+    current = snap(
+        python=[
+            PythonPackage("numpy", "1"),
+            PythonPackage("extra", "1"),
+            PythonPackage("pip", "24"),
+            PythonPackage("torch", "2.4"),
+        ]
+    )
     wanted = snap(python=[PythonPackage("numpy", "1")])
     plan = build_plan(wanted, diff(current, wanted), RestoreOptions())
     assert plan.steps == () and any("extra" in s for s in plan.skipped_python)
-    plan = build_plan(wanted, diff(current, wanted), RestoreOptions(remove_extra_pips=True),
-                      protected=frozenset({"torch"}))
+    plan = build_plan(
+        wanted, diff(current, wanted), RestoreOptions(remove_extra_pips=True), protected=frozenset({"torch"})
+    )
     (step,) = plan.steps
     assert step.kind == "pip_uninstall" and step.params["names"] == ["extra"]
     assert any("torch" in n for n in plan.notes) and any("pip" in n for n in plan.notes)

@@ -19,16 +19,32 @@ COMMIT = "a" * 40
 
 def sample(created: str = "2026-01-02T03:04:05.000000Z", reason: str = "manual") -> Snapshot:
     return Snapshot(
-        created_at=created, reason=reason, comfyui="v0.3.60", python_version="3.11",
-        packs=(PackState("example-pack", "git", True, id="example-pack", url="https://github.com/a/example-pack",
-                         commit=COMMIT, branch="main"),
-               PackState("reg-pack", "cnr", False, id="reg-pack", version="1.2.0", cnr_id="reg-pack"),
-               PackState("single.py", "file", True, sha256="b" * 64)),
-        python=(PythonPackage("numpy", "1.26.4"),
-                PythonPackage("mylib", "0.1", "url", "git+https://example.invalid/mylib@" + COMMIT),
-                PythonPackage("localwheel", "2.0", "local", "file:///wheels/localwheel-2.0-py3-none-any.whl")),
+        created_at=created,
+        reason=reason,
+        comfyui="v0.3.60",
+        python_version="3.11",
+        packs=(
+            PackState(
+                "example-pack",
+                "git",
+                True,
+                id="example-pack",
+                url="https://github.com/a/example-pack",
+                commit=COMMIT,
+                branch="main",
+            ),
+            PackState("reg-pack", "cnr", False, id="reg-pack", version="1.2.0", cnr_id="reg-pack"),
+            PackState("single.py", "file", True, sha256="b" * 64),
+        ),
+        python=(
+            PythonPackage("numpy", "1.26.4"),
+            PythonPackage("mylib", "0.1", "url", "git+https://example.invalid/mylib@" + COMMIT),
+            PythonPackage("localwheel", "2.0", "local", "file:///wheels/localwheel-2.0-py3-none-any.whl"),
+        ),
         models=(ModelState("checkpoints", "sd/x.safetensors", 1234, "c" * 64),),
-        config={"network_mode": "offline"}, dependencies={"example-pack": ("numpy",)})
+        config={"network_mode": "offline"},
+        dependencies={"example-pack": ("numpy",)},
+    )
 
 
 def test_round_trip_through_json_is_lossless():
@@ -41,22 +57,25 @@ def test_round_trip_through_json_is_lossless():
     assert snap.python[0].requirement == "numpy==1.26.4"
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda d: d["packs"][0].update(name="../escape"), "packs[0].name"),
-    (lambda d: d["packs"][0].update(name="/abs"), "packs[0].name"),
-    (lambda d: d["packs"][0].update(name=""), "packs[0].name"),
-    (lambda d: d["packs"][0].update(commit="HEAD; rm -rf /"), "packs[0].commit"),
-    (lambda d: d["packs"][0].update(kind="weird"), "packs[0].kind"),
-    (lambda d: d["packs"][0].update(url="--upload-pack=evil"), "packs[0].url"),
-    (lambda d: d["packs"][1].update(version="1.0 && x"), "packs[1].version"),
-    (lambda d: d["packs"].append(dict(d["packs"][0])), "packs[3]"),
-    (lambda d: d["python"]["packages"][0].update(name="bad name"), "python.packages[0].name"),
-    (lambda d: d["python"]["packages"][1].pop("source"), "python.packages[1].source"),
-    (lambda d: d["models"][0].update(name="../../etc/passwd"), "models[0]"),
-    (lambda d: d.update(format_version=99), "format_version"),
-    (lambda d: d.update(format="something-else"), "format"),
-    (lambda d: d.update(packs={"not": "a list"}), "packs"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda d: d["packs"][0].update(name="../escape"), "packs[0].name"),
+        (lambda d: d["packs"][0].update(name="/abs"), "packs[0].name"),
+        (lambda d: d["packs"][0].update(name=""), "packs[0].name"),
+        (lambda d: d["packs"][0].update(commit="HEAD; rm -rf /"), "packs[0].commit"),
+        (lambda d: d["packs"][0].update(kind="weird"), "packs[0].kind"),
+        (lambda d: d["packs"][0].update(url="--upload-pack=evil"), "packs[0].url"),
+        (lambda d: d["packs"][1].update(version="1.0 && x"), "packs[1].version"),
+        (lambda d: d["packs"].append(dict(d["packs"][0])), "packs[3]"),
+        (lambda d: d["python"]["packages"][0].update(name="bad name"), "python.packages[0].name"),
+        (lambda d: d["python"]["packages"][1].pop("source"), "python.packages[1].source"),
+        (lambda d: d["models"][0].update(name="../../etc/passwd"), "models[0]"),
+        (lambda d: d.update(format_version=99), "format_version"),
+        (lambda d: d.update(format="something-else"), "format"),
+        (lambda d: d.update(packs={"not": "a list"}), "packs"),
+    ],
+)
 def test_validation_names_the_bad_field(mutate, field):
     doc = sample().to_json()
     mutate(doc)
@@ -66,8 +85,23 @@ def test_validation_names_the_bad_field(mutate, field):
     assert err.value.code == "snapshot_invalid" and "t.json" in err.value.message and err.value.hint
 
 
-@pytest.mark.parametrize("name", ["../x", "/abs/path", "", "   ", "a/b", "a\\b", ".hidden", "x..y", "..",
-                                  "name with space", "x" * 200, "nul\x00byte"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../x",
+        "/abs/path",
+        "",
+        "   ",
+        "a/b",
+        "a\\b",
+        ".hidden",
+        "x..y",
+        "..",
+        "name with space",
+        "x" * 200,
+        "nul\x00byte",
+    ],
+)
 def test_hostile_names_are_refused(tmp_path, name):
     store = SnapshotStore(tmp_path / "snaps")
     with pytest.raises(InvalidName) as err:
@@ -92,7 +126,7 @@ def test_save_list_show_remove(tmp_path):
     store.save(sample("2026-03-01T00:00:00.000000Z"), "studio")
     auto = store.save(sample("2026-02-01T00:00:00.000000Z", reason="auto:update_all"))
     assert first.name.endswith("_snapshot") and auto.name.endswith("_auto-update-all")
-    assert [e.name for e in store.entries()] == ["studio", auto.name, first.name]   # newest first
+    assert [e.name for e in store.entries()] == ["studio", auto.name, first.name]  # newest first
     listed = store.entries()[0]
     assert listed.summary["packs"] == 3 and listed.summary["disabled"] == 1 and listed.size > 0
     assert store.load("studio") == sample("2026-03-01T00:00:00.000000Z")
@@ -135,7 +169,7 @@ def test_export_output_json_yaml_and_classic(tmp_path):
     classic = SnapshotStore.export(snap, tmp_path / "c.json", fmt="classic")
     doc = json.loads(classic.read_text())
     assert doc["git_custom_nodes"] == {"https://github.com/a/example-pack": {"hash": COMMIT, "disabled": False}}
-    assert doc["cnr_custom_nodes"] == {}                     # the registry pack is disabled
+    assert doc["cnr_custom_nodes"] == {}  # the registry pack is disabled
     assert doc["file_custom_nodes"] == [{"filename": "single.py", "disabled": False}]
     assert doc["pips"]["numpy==1.26.4"] == "" and doc["pips"]["mylib"].startswith("git+https://")
     with pytest.raises(InvalidName):
@@ -163,8 +197,13 @@ CLASSIC = {
     },
     "cnr_custom_nodes": {"comfyui-kjnodes": "1.0.8"},
     "file_custom_nodes": [{"filename": "my_node.py", "disabled": False}],
-    "pips": {"numpy==1.26.4": "", "torch==2.4.0+cu121": "", "mylib": "git+https://github.com/x/mylib@abc",
-             "localpkg": "file:///opt/wheels/localpkg-1.0-py3-none-any.whl", "-e git+https://x/y#egg=y": ""},
+    "pips": {
+        "numpy==1.26.4": "",
+        "torch==2.4.0+cu121": "",
+        "mylib": "git+https://github.com/x/mylib@abc",
+        "localpkg": "file:///opt/wheels/localpkg-1.0-py3-none-any.whl",
+        "-e git+https://x/y#egg=y": "",
+    },
 }
 
 
@@ -181,7 +220,7 @@ def test_classic_document_is_read():
     assert pips["numpy"].version == "1.26.4" and pips["numpy"].kind == "index"
     assert pips["torch"].version == "2.4.0+cu121"
     assert pips["mylib"].kind == "url" and pips["localpkg"].kind == "local"
-    assert any("-e git+" in n for n in snap.notes)          # skipped, and said so
+    assert any("-e git+" in n for n in snap.notes)  # skipped, and said so
     back = to_classic(snap)
     assert back["git_custom_nodes"] == CLASSIC["git_custom_nodes"]
     assert back["cnr_custom_nodes"] == CLASSIC["cnr_custom_nodes"]
@@ -190,6 +229,7 @@ def test_classic_document_is_read():
 def test_classic_files_json_and_yaml_from_the_store(tmp_path):
     (tmp_path / "2024-05-01_10-00-00_snapshot.json").write_text(json.dumps(CLASSIC))
     import yaml
+
     (tmp_path / "exported.yaml").write_text(yaml.safe_dump(CLASSIC))
     store = SnapshotStore(tmp_path)
     entries = {e.name: e for e in store.entries()}
@@ -215,12 +255,13 @@ def test_damaged_files_are_refused_with_a_code(tmp_path):
             read_snapshot_file(tmp_path / name)
     with pytest.raises(NotFound):
         read_snapshot_file(tmp_path / "missing.json")
-    assert os.listdir(tmp_path)                               # nothing was deleted
+    assert os.listdir(tmp_path)  # nothing was deleted
 
 
 def test_import_file_validates_and_stores_under_a_safe_name(tmp_path):
     store = SnapshotStore(tmp_path / "snaps")
     import yaml
+
     (tmp_path / "studio.yaml").write_text(yaml.safe_dump(CLASSIC))
     saved = store.import_file(tmp_path / "studio.yaml")
     assert saved.name == "studio" and saved.origin == "classic"
@@ -231,8 +272,10 @@ def test_import_file_validates_and_stores_under_a_safe_name(tmp_path):
         store.import_file(ours, "box-a")
     with pytest.raises(InvalidName):
         store.import_file(ours, "../escape")
-    (tmp_path / "bad.json").write_text('{"format": "comfyui-offline-manager/snapshot", "format_version": 1, '
-                                       '"created_at": "x", "packs": [{"name": "../../x", "kind": "git"}]}')
+    (tmp_path / "bad.json").write_text(
+        '{"format": "comfyui-offline-manager/snapshot", "format_version": 1, '
+        '"created_at": "x", "packs": [{"name": "../../x", "kind": "git"}]}'
+    )
     with pytest.raises(SnapshotInvalid):
         store.import_file(tmp_path / "bad.json")
     assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == ["box-a.json", "studio.json"]

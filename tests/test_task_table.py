@@ -20,7 +20,8 @@ from manager.cli.ops_commands import COMMANDS
 from manager.errors import RequestInvalid
 from manager.kinds import BY_NAME, KINDS, QUEUE_KINDS
 from manager.kinds.params import KindParams
-from support.api_tree import api_app, demo_root, make_api, write_config  # noqa: F401 (api_app is a fixture)
+from support.api_tree import demo_root, make_api
+
 
 def test_each_kind_is_declared_once_with_a_known_operation():
     names = [k.name for k in KINDS]
@@ -42,7 +43,7 @@ def test_each_kind_has_a_door_on_the_command_line():
     parser = build_parser()
     choices = parser._subparsers._group_actions[0].choices  # the registered COMMANDs
     for kind in KINDS:
-        if kind.runs_as:                 # an alias of another kind's runner (a classic flag route)
+        if kind.runs_as:  # an alias of another kind's runner (a classic flag route)
             assert kind.cli == "", kind.name
             continue
         command, *rest = kind.cli.split()
@@ -105,9 +106,15 @@ def test_parameters_are_validated_once_with_the_field_named():
 async def test_v1_queue_refuses_an_unknown_parameter_and_queues_nothing(aiohttp_client, api_app):
     app, api, _root = api_app()
     client = await aiohttp_client(app)
-    resp = await client.post(PREFIX + "/queue", json={"tasks": [
-        {"kind": "disable", "target": "demo-image-tools"},
-        {"kind": "enable", "target": "demo-image-tools", "params": {"verison": "1"}}]})
+    resp = await client.post(
+        PREFIX + "/queue",
+        json={
+            "tasks": [
+                {"kind": "disable", "target": "demo-image-tools"},
+                {"kind": "enable", "target": "demo-image-tools", "params": {"verison": "1"}},
+            ]
+        },
+    )
     body = await resp.json()
     assert resp.status == 400 and body["error"]["code"] == "request_invalid", body
     assert "verison" in body["error"]["message"]
@@ -116,5 +123,6 @@ async def test_v1_queue_refuses_an_unknown_parameter_and_queues_nothing(aiohttp_
 
 def test_architecture_doc_shows_the_table_as_declared():
     from manager.kinds.__main__ import markdown
+
     doc = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
     assert markdown() in doc, "docs/architecture.md's task table is stale: paste `python -m manager.kinds`"

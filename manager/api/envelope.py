@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -81,29 +82,40 @@ async def read_body(request: web.Request, *, max_bytes: int = MAX_BODY_BYTES) ->
     """The raw body, refusing more than ``max_bytes`` before reading it all."""
     length = request.content_length
     if length is not None and length > max_bytes:
-        raise RequestTooLarge(f"request body of {length} bytes exceeds the {max_bytes}-byte limit",
-                              hint="Send a smaller body; workflows and batches over the limit must be split.",
-                              details={"limit": max_bytes, "size": length})
+        raise RequestTooLarge(
+            f"request body of {length} bytes exceeds the {max_bytes}-byte limit",
+            hint="Send a smaller body; workflows and batches over the limit must be split.",
+            details={"limit": max_bytes, "size": length},
+        )
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
         total += len(chunk)
         if total > max_bytes:
-            raise RequestTooLarge(f"request body exceeds the {max_bytes}-byte limit",
-                                  hint="Send a smaller body.", details={"limit": max_bytes})
+            raise RequestTooLarge(
+                f"request body exceeds the {max_bytes}-byte limit",
+                hint="Send a smaller body.",
+                details={"limit": max_bytes},
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def read_json(request: web.Request, *, default: Any = None, max_bytes: int = MAX_BODY_BYTES,
-                    expect: type | tuple[type, ...] = dict) -> Any:
+async def read_json(
+    request: web.Request,
+    *,
+    default: Any = None,
+    max_bytes: int = MAX_BODY_BYTES,
+    expect: type | tuple[type, ...] = dict,
+) -> Any:
     """The JSON body (``default`` when empty); ``request_invalid`` when not JSON or not ``expect``."""
     data = await read_body(request, max_bytes=max_bytes)
     if not data.strip():
         if default is not None:
             return default
-        raise RequestInvalid(f"{request.method} {request.path} needs a JSON body",
-                             hint="Send a JSON object as the request body.")
+        raise RequestInvalid(
+            f"{request.method} {request.path} needs a JSON body", hint="Send a JSON object as the request body."
+        )
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -111,46 +123,61 @@ async def read_json(request: web.Request, *, default: Any = None, max_bytes: int
         # form fields are not JSON, and the answer says what to send instead.
         ctype = request.content_type.lower() if request.headers.get("Content-Type") else ""
         if ctype in FORM_TYPES:
-            raise ContentTypeRefused(f"{request.method} {request.path} reads a JSON body; got {ctype} form fields",
-                                     details={"content_type": ctype}) from None
-        raise RequestInvalid(f"the request body is not valid JSON: {exc}",
-                             hint="Send a JSON object as the body (Content-Type: application/json).") from None
+            raise ContentTypeRefused(
+                f"{request.method} {request.path} reads a JSON body; got {ctype} form fields",
+                details={"content_type": ctype},
+            ) from None
+        raise RequestInvalid(
+            f"the request body is not valid JSON: {exc}",
+            hint="Send a JSON object as the body (Content-Type: application/json).",
+        ) from None
     except RecursionError:
-        raise RequestInvalid("the request body nests JSON too deeply to read",
-                             hint="Send a plain JSON object; no request needs more than a few levels.") from None
+        raise RequestInvalid(
+            "the request body nests JSON too deeply to read",
+            hint="Send a plain JSON object; no request needs more than a few levels.",
+        ) from None
     if not isinstance(value, expect):
         kind = "an object" if expect is dict else "a list" if expect is list else str(expect)
-        raise RequestInvalid(f"the request body must be {kind}, got {type(value).__name__}",
-                             hint="Send a JSON object as the request body.")
+        raise RequestInvalid(
+            f"the request body must be {kind}, got {type(value).__name__}",
+            hint="Send a JSON object as the request body.",
+        )
     return value
 
 
-def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...] = str, *, required: bool = True,
-          default: Any = None) -> Any:
+def field(
+    body: dict[str, Any], name: str, kind: type | tuple[type, ...] = str, *, required: bool = True, default: Any = None
+) -> Any:
     """One typed field of a JSON body; ``request_invalid`` naming the field otherwise."""
     if name not in body or body[name] is None:
         if required:
-            raise RequestInvalid(f"missing field {name!r}", hint=f"Add {name!r} to the JSON body.",
-                                 details={"field": name})
+            raise RequestInvalid(
+                f"missing field {name!r}", hint=f"Add {name!r} to the JSON body.", details={"field": name}
+            )
         return default
     value = body[name]
     if isinstance(value, bool) and kind in (int, float):
         value = None
-    if not isinstance(value, kind) or (kind is str and required and not value.strip()):
-        raise RequestInvalid(f"field {name!r} has the wrong type or is empty",
-                             hint=f"{name!r} must be a non-empty {getattr(kind, '__name__', kind)}.",
-                             details={"field": name})
+    if not isinstance(value, kind) or (isinstance(value, str) and required and not value.strip()):
+        raise RequestInvalid(
+            f"field {name!r} has the wrong type or is empty",
+            hint=f"{name!r} must be a non-empty {getattr(kind, '__name__', kind)}.",
+            details={"field": name},
+        )
     return value
 
 
-def query(request: web.Request, name: str, *, default: str | None = None,
-          choices: tuple[str, ...] | None = None) -> str | None:
+def query(
+    request: web.Request, name: str, *, default: str | None = None, choices: tuple[str, ...] | None = None
+) -> str | None:
     """A query parameter, checked against ``choices`` (``request_invalid`` naming the allowed values)."""
     value = request.query.get(name, default)
     if value is not None and choices is not None and value not in choices:
-        raise RequestInvalid(f"query parameter {name}={value!r} is not one of {', '.join(choices)}",
-                             hint=f"Use {name}=" + f" or {name}=".join(choices) + ".",
-                             details={"parameter": name, "allowed": list(choices)})
+        raise RequestInvalid(
+            f"query parameter {name}={value!r} is not one of {', '.join(choices)}",
+            hint=f"Use {name}=" + f" or {name}=".join(choices) + ".",
+            details={"parameter": name, "allowed": list(choices)},
+        )
     return value
 
 
@@ -167,8 +194,14 @@ def _code_of(resp: web.StreamResponse) -> str:
         return f"http_{resp.status}"
 
 
-def guarded(handler: Handler, *, label: str, before: Callable[[web.Request], None] | None = None,
-            observe: Observer | None = None, screen: Callable[[web.Request], None] | None = None) -> Handler:
+def guarded(
+    handler: Handler,
+    *,
+    label: str,
+    before: Callable[[web.Request], None] | None = None,
+    observe: Observer | None = None,
+    screen: Callable[[web.Request], None] | None = None,
+) -> Handler:
     """``handler`` behind ``screen`` (the door's request guard; default ``check_csrf``), ``before``
     (the policy gate) and the envelope.
 
@@ -188,7 +221,7 @@ def guarded(handler: Handler, *, label: str, before: Callable[[web.Request], Non
             status, code = resp.status, "ok" if resp.status < 400 else _code_of(resp)
             return resp
         except ManagerError as err:
-            if err.http_status >= 500:   # 5xx codes (cache missing, not implemented) are worth a log line
+            if err.http_status >= 500:  # 5xx codes (cache missing, not implemented) are worth a log line
                 log.info("%s %s failed: %s", request.method, request.path, err)
             resp = error_response(err)
             status, code = resp.status, err.code
@@ -205,6 +238,7 @@ def guarded(handler: Handler, *, label: str, before: Callable[[web.Request], Non
                     finish(status, code)
                 except Exception:  # the audit log must never change an answer
                     log.exception("audit of %s %s failed", request.method, request.path)
+
     run.__name__ = getattr(handler, "__name__", label)
     return run
 
@@ -215,10 +249,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except web.HTTPNotFound:
-        return error_response(NotFound(f"no route {request.method} {request.path}",
-                                       hint="GET /offline-manager/v1/openapi.json lists every route."))
+        return error_response(
+            NotFound(
+                f"no route {request.method} {request.path}",
+                hint="GET /offline-manager/v1/openapi.json lists every route.",
+            )
+        )
     except web.HTTPMethodNotAllowed as exc:
-        err = RequestInvalid(f"{request.method} is not allowed on {request.path}",
-                             hint=f"Use {', '.join(sorted(exc.allowed_methods))}.",
-                             details={"allowed": sorted(exc.allowed_methods)})
+        err = RequestInvalid(
+            f"{request.method} is not allowed on {request.path}",
+            hint=f"Use {', '.join(sorted(exc.allowed_methods))}.",
+            details={"allowed": sorted(exc.allowed_methods)},
+        )
         return error_response(err, status=405)

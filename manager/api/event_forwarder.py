@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -52,11 +53,12 @@ class EventForwarder:
         self._unsubscribe: Callable[[], None] | None = None
         self._v2_disconnect: Callable[[], None] | None = None
 
-    def attach(self, queue: "TaskQueue") -> "EventForwarder":
+    def attach(self, queue: TaskQueue) -> EventForwarder:
         if self._unsubscribe is None:
             self._unsubscribe = queue.subscribe(self)
             # the /v2 family's events (cm-task-*, all-done) leave through this same sink
             from .v2_history import connect_sink
+
             self._v2_disconnect = connect_sink(queue, self._send)
         return self
 
@@ -74,13 +76,13 @@ class EventForwarder:
         except Exception:  # a closed socket must not stop the other messages
             log.exception("event sink failed for %s", name)
 
-    def __call__(self, event: "Event") -> None:
+    def __call__(self, event: Event) -> None:
         self._send(EVENT_NAME, event.to_dict(), None)
         if self._classic:
             for data in self.classic(event):
                 self._send(CLASSIC_EVENT, data, None)
 
-    def classic(self, event: "Event") -> list[dict[str, Any]]:
+    def classic(self, event: Event) -> list[dict[str, Any]]:
         """The ``cm-queue-status`` payloads this event maps to (often none)."""
         with self._lock:
             if event.name == QUEUED:
@@ -99,12 +101,23 @@ class EventForwarder:
                 (self._model if kind == "install_model" else self._nodepack)[str(event.task_id)] = result
                 self._done += 1
                 self._total = max(self._total, self._done)
-                return [{"status": "in_progress", "target": event.task_id, "ui_target": ui_target(kind),
-                         "total_count": self._total, "done_count": self._done}]
+                return [
+                    {
+                        "status": "in_progress",
+                        "target": event.task_id,
+                        "ui_target": ui_target(kind),
+                        "total_count": self._total,
+                        "done_count": self._done,
+                    }
+                ]
             if event.name == QUEUE_IDLE:
-                out = {"status": "done", "nodepack_result": dict(self._nodepack), "model_result": dict(self._model),
-                       "total_count": int(event.data.get("total_count", self._total)),
-                       "done_count": int(event.data.get("done_count", self._done))}
+                out = {
+                    "status": "done",
+                    "nodepack_result": dict(self._nodepack),
+                    "model_result": dict(self._model),
+                    "total_count": int(event.data.get("total_count", self._total)),
+                    "done_count": int(event.data.get("done_count", self._done)),
+                }
                 self._nodepack, self._model, self._total, self._done = {}, {}, 0, 0
                 return [out]
         return []

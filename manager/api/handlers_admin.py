@@ -1,6 +1,6 @@
 """Settings and health handlers: config, network mode, channels, cache, policy, status, reboot.
 
-Writes go through ``Api.save_config`` (config.ini edited line by line, atomically, off the
+Writes go through ``HttpDoor.save_config`` (config.ini edited line by line, atomically, off the
 loop) after the policy allowed them. Keys that widen what the Manager may run or reach
 (executables, indexes, mirrors, every ``[security]`` key) are never writable through a door.
 """
@@ -15,17 +15,30 @@ from aiohttp import web
 from .. import __version__
 from .. import security as sec
 from ..errors import ChannelInvalid, NotImplementedYet, RequestInvalid
+from .door import HttpDoor
 from .envelope import field, ok, read_json
-from .service import Api
 
 if TYPE_CHECKING:
     from ..records import Channel
 
 # Plain preferences a door may change (policy: config_write). Every other declared key is
 # security_write: git_exe/python_executable name executables, indexes and mirrors widen the network.
-WRITABLE_KEYS = ("db_mode", "cache_ttl", "http_timeout", "http_connect_timeout", "use_uv", "always_lazy_install",
-                 "model_download_by_agent", "file_logging", "preview_method", "share_option", "component_policy",
-                 "update_policy", "windows_selector_event_loop_policy", "downgrade_blacklist")
+WRITABLE_KEYS = (
+    "db_mode",
+    "cache_ttl",
+    "http_timeout",
+    "http_connect_timeout",
+    "use_uv",
+    "always_lazy_install",
+    "model_download_by_agent",
+    "file_logging",
+    "preview_method",
+    "share_option",
+    "component_policy",
+    "update_policy",
+    "windows_selector_event_loop_policy",
+    "downgrade_blacklist",
+)
 _NET_ORDER = {"offline": 0, "private": 1, "public": 2}
 RESTART_DELAY = 0.5
 
@@ -41,25 +54,35 @@ def config_operation(key: str) -> str:
     return sec.SECURITY_WRITE
 
 
-async def get_config(api: Api, request: web.Request) -> web.Response:
+async def get_config(api: HttpDoor, request: web.Request) -> web.Response:
     cfg = api.manager.config
     rows = []
     for item in cfg.explain():
         row = dict(item.__dict__)
         row["writable"] = config_operation(item.key) != sec.SECURITY_WRITE
         rows.append(row)
-    return ok({"path": str(cfg.path), "settings": rows,
-               "problems": [p.to_dict() for p in cfg.problems], "notes": list(cfg.notes)})
+    return ok(
+        {
+            "path": str(cfg.path),
+            "settings": rows,
+            "problems": [p.to_dict() for p in cfg.problems],
+            "notes": list(cfg.notes),
+        }
+    )
 
 
-async def post_config(api: Api, request: web.Request) -> web.Response:
+async def post_config(api: HttpDoor, request: web.Request) -> web.Response:
     """Body ``{"changes": {key: value}}``; each key is decided on its own, then all saved at once."""
     from ..config_schema import SETTINGS_BY_KEY
+
     body = await read_json(request)
     changes = field(body, "changes", dict)
     if not changes:
-        raise RequestInvalid("'changes' is empty", details={"field": "changes"},
-                             hint='Send {"changes": {"<key>": <value>}}; GET /offline-manager/v1/config lists the keys.')
+        raise RequestInvalid(
+            "'changes' is empty",
+            details={"field": "changes"},
+            hint='Send {"changes": {"<key>": <value>}}; GET /offline-manager/v1/config lists the keys.',
+        )
     for key, value in list(changes.items()):
         norm = str(key).strip().lower().replace("-", "_")
         api.note(target=norm)
@@ -77,25 +100,34 @@ async def post_config(api: Api, request: web.Request) -> web.Response:
 # --- network mode ---------------------------------------------------------------------------------
 def network_risk(current: str, wanted: str) -> str:
     if wanted not in _NET_ORDER:
-        raise RequestInvalid(f"network mode {wanted!r} is not one of offline, private, public",
-                             hint="Send {\"mode\": \"offline\"}, \"private\" or \"public\".", details={"field": "mode"})
+        raise RequestInvalid(
+            f"network mode {wanted!r} is not one of offline, private, public",
+            hint='Send {"mode": "offline"}, "private" or "public".',
+            details={"field": "mode"},
+        )
     return sec.RISK_NET_TIGHTEN if _NET_ORDER[wanted] <= _NET_ORDER.get(current, 2) else sec.RISK_NET_LOOSEN
 
 
-def _network_data(api: Api) -> dict[str, Any]:
+def _network_data(api: HttpDoor) -> dict[str, Any]:
     cfg = api.manager.config
     pol = api.manager.gate.policy
-    return {"mode": cfg["network_mode"], "source": cfg.source("network_mode"), "origin": cfg.origin("network_mode"),
-            "config_path": str(cfg.path), "private_mirrors": list(cfg.values()["private_mirrors"]),
-            "gate_mode": pol.mode.value if hasattr(pol.mode, "value") else str(pol.mode),
-            "http_timeout": pol.total_timeout, "http_connect_timeout": pol.connect_timeout}
+    return {
+        "mode": cfg["network_mode"],
+        "source": cfg.source("network_mode"),
+        "origin": cfg.origin("network_mode"),
+        "config_path": str(cfg.path),
+        "private_mirrors": list(cfg.values()["private_mirrors"]),
+        "gate_mode": pol.mode.value if hasattr(pol.mode, "value") else str(pol.mode),
+        "http_timeout": pol.total_timeout,
+        "http_connect_timeout": pol.connect_timeout,
+    }
 
 
-async def get_network(api: Api, request: web.Request) -> web.Response:
+async def get_network(api: HttpDoor, request: web.Request) -> web.Response:
     return ok(_network_data(api))
 
 
-async def post_network(api: Api, request: web.Request) -> web.Response:
+async def post_network(api: HttpDoor, request: web.Request) -> web.Response:
     body = await read_json(request)
     wanted = field(body, "mode")
     api.note(target=f"network_mode={wanted}")
@@ -103,95 +135,127 @@ async def post_network(api: Api, request: web.Request) -> web.Response:
     api.require(sec.NETWORK_MODE, network_risk(cfg["network_mode"], wanted), details={"mode": wanted})
     if cfg.source("network_mode") in ("cli", "env"):
         # a command-line or environment value would win over the file anyway: say so, change nothing
-        raise RequestInvalid(f"network_mode is set by the {cfg.origin('network_mode')} and would override "
-                             "config.ini", hint=f"Change or remove {cfg.origin('network_mode')} and restart.",
-                             details={"source": cfg.source("network_mode")})
+        raise RequestInvalid(
+            f"network_mode is set by the {cfg.origin('network_mode')} and would override config.ini",
+            hint=f"Change or remove {cfg.origin('network_mode')} and restart.",
+            details={"source": cfg.source("network_mode")},
+        )
     await api.save_config({"network_mode": wanted})
     return ok(_network_data(api))
 
 
 # --- channels --------------------------------------------------------------------------------------
-def classify_channel(api: Api, wanted: str) -> tuple["Channel", str]:
+def classify_channel(api: HttpDoor, wanted: str) -> tuple[Channel, str]:
     """The channel a name or URL means, and its risk (listed, local or an unlisted remote)."""
     from ..records import Channel
+
     wanted = wanted.strip()
     channels = api.manager.channels
     found = channels.get(wanted)
     if found is not None:
         return found, sec.RISK_CHANNEL_LOCAL if found.is_local else sec.RISK_CHANNEL_LISTED
     if "://" not in wanted and not wanted.startswith("/"):
-        raise ChannelInvalid(f"unknown channel {wanted!r}: not a name listed in {channels.source}",
-                             hint=f"Use one of: {', '.join(channels.names()) or '(none)'}, or give a URL.",
-                             details={"channel": wanted})
+        raise ChannelInvalid(
+            f"unknown channel {wanted!r}: not a name listed in {channels.source}",
+            hint=f"Use one of: {', '.join(channels.names()) or '(none)'}, or give a URL.",
+            details={"channel": wanted},
+        )
     channel = Channel(name="custom", url=wanted)
     if channel.is_local:
         return channel, sec.RISK_CHANNEL_LOCAL
     return channel, sec.RISK_CHANNEL_REMOTE
 
 
-def _channels_data(api: Api) -> dict[str, Any]:
+def _channels_data(api: HttpDoor) -> dict[str, Any]:
     m = api.manager
     current = m.config["channel_url"]
     selected = m.channels.get(current)
-    return {"selected": selected.name if selected else "custom", "channel_url": current,
-            "channels": [{"name": c.name, "url": c.url, "active": selected is not None and c.name == selected.name}
-                         for c in m.channels],
-            "source": m.channels.source}
+    return {
+        "selected": selected.name if selected else "custom",
+        "channel_url": current,
+        "channels": [
+            {"name": c.name, "url": c.url, "active": selected is not None and c.name == selected.name}
+            for c in m.channels
+        ],
+        "source": m.channels.source,
+    }
 
 
-async def get_channels(api: Api, request: web.Request) -> web.Response:
+async def get_channels(api: HttpDoor, request: web.Request) -> web.Response:
     return ok(_channels_data(api))
 
 
-async def select_channel(api: Api, wanted: str) -> "Channel":
+async def select_channel(api: HttpDoor, wanted: str) -> Channel:
     """Decide, check the channel rules and persist ``channel_url``."""
     channel = checked_channel(api, wanted)
     await api.save_config({"channel_url": channel.url})
     return channel
 
 
-def checked_channel(api: Api, wanted: str) -> "Channel":
+def checked_channel(api: HttpDoor, wanted: str) -> Channel:
     """The channel ``wanted`` names, once the policy and the channel rules (http://, allowed
     lists, a local folder that exists) admit it."""
     from ..channels import check_allowed
     from ..network import NetworkGate
+
     api.note(target=f"channel={wanted}")
     channel, risk = classify_channel(api, wanted)
     api.require(sec.CHANNEL_SELECT, risk, source=channel.url, details={"channel": wanted})
     cfg = api.manager.config
-    check_allowed(channel, allow_remote_channel=True,  # the policy above already decided on listing
-                  allowed_channels=cfg["allowed_channels"], http_channel_enabled=cfg["http_channel_enabled"])
+    check_allowed(
+        channel,
+        allow_remote_channel=True,  # the policy above already decided on listing
+        allowed_channels=cfg["allowed_channels"],
+        http_channel_enabled=cfg["http_channel_enabled"],
+    )
     if channel.is_local and not NetworkGate.local_path(channel.url).is_dir():
-        raise ChannelInvalid(f"local channel folder {channel.url} does not exist",
-                             hint="Point it at a folder holding custom-node-list.json.", details={"url": channel.url})
+        raise ChannelInvalid(
+            f"local channel folder {channel.url} does not exist",
+            hint="Point it at a folder holding custom-node-list.json.",
+            details={"url": channel.url},
+        )
     return channel
 
 
-async def post_channels(api: Api, request: web.Request) -> web.Response:
+async def post_channels(api: HttpDoor, request: web.Request) -> web.Response:
     body = await read_json(request)
     wanted = body.get("name") or body.get("url")
     if not isinstance(wanted, str) or not wanted.strip():
-        raise RequestInvalid("give the channel as 'name' (from channels.list) or 'url'", details={"field": "name"},
-                             hint="GET /offline-manager/v1/channels lists the names.")
+        raise RequestInvalid(
+            "give the channel as 'name' (from channels.list) or 'url'",
+            details={"field": "name"},
+            hint="GET /offline-manager/v1/channels lists the names.",
+        )
     await select_channel(api, wanted)
     return ok(_channels_data(api))
 
 
 # --- cache -----------------------------------------------------------------------------------------
-async def get_cache(api: Api, request: web.Request) -> web.Response:
+async def get_cache(api: HttpDoor, request: web.Request) -> web.Response:
     m = api.manager
     health = await asyncio.to_thread(m.cache.health)
     view = api.loaded_view
-    return ok({"cache_dir": str(m.cache.cache_dir), "ttl": m.cache.ttl, "files": health,
-               "catalog": _view_summary(view) if view else None})
+    return ok(
+        {
+            "cache_dir": str(m.cache.cache_dir),
+            "ttl": m.cache.ttl,
+            "files": health,
+            "catalog": _view_summary(view) if view else None,
+        }
+    )
 
 
 def _view_summary(view: Any) -> dict[str, Any]:
-    return {"channel": view.channel.to_dict(), **dict(view.catalog.summary()), "sources": dict(view.sources),
-            "age_seconds": view.oldest_age_seconds, "notices": [n.to_dict() for n in view.notices]}
+    return {
+        "channel": view.channel.to_dict(),
+        **dict(view.catalog.summary()),
+        "sources": dict(view.sources),
+        "age_seconds": view.oldest_age_seconds,
+        "notices": [n.to_dict() for n in view.notices],
+    }
 
 
-async def refresh_cache(api: Api, request: web.Request) -> web.Response:
+async def refresh_cache(api: HttpDoor, request: web.Request) -> web.Response:
     """Revalidate the channel files through the gate (offline: the cache is reported, no socket)."""
     view = await api.view("remote")
     return ok(_view_summary(view))
@@ -200,7 +264,9 @@ async def refresh_cache(api: Api, request: web.Request) -> web.Response:
 # --- policy, status, version, reboot ----------------------------------------------------------------
 # what is not a queued task: settings, channels, the network mode, snapshot removal, reboot
 SETTING_ROWS = (
-    ("snapshot_remove", sec.SNAPSHOT_REMOVE, ""), ("reboot", sec.REBOOT, ""), ("config_write", sec.CONFIG_WRITE, ""),
+    ("snapshot_remove", sec.SNAPSHOT_REMOVE, ""),
+    ("reboot", sec.REBOOT, ""),
+    ("config_write", sec.CONFIG_WRITE, ""),
     ("channel_select", sec.CHANNEL_SELECT, sec.RISK_CHANNEL_LISTED),
     ("channel_select_remote", sec.CHANNEL_SELECT, sec.RISK_CHANNEL_REMOTE),
     ("network_tighten", sec.NETWORK_MODE, sec.RISK_NET_TIGHTEN),
@@ -211,10 +277,11 @@ SETTING_ROWS = (
 def policy_rows() -> tuple[tuple[str, str, str], ...]:
     """(row, operation, risk) of GET /v1/policy: every task kind's cells (the task table), then settings."""
     from ..kinds import KINDS
+
     return tuple((row, k.operation, risk) for k in KINDS for row, risk in k.policy_rows) + SETTING_ROWS
 
 
-async def get_policy(api: Api, request: web.Request) -> web.Response:
+async def get_policy(api: HttpDoor, request: web.Request) -> web.Response:
     s = api.settings
     rows = {}
     for name, op, risk in policy_rows():
@@ -223,35 +290,49 @@ async def get_policy(api: Api, request: web.Request) -> web.Response:
     return ok({"settings": s.to_dict(), "levels": list(sec.LEVELS), "operations": rows})
 
 
-async def health(api: Api, request: web.Request) -> web.Response:
+async def health(api: HttpDoor, request: web.Request) -> web.Response:
     """The liveness probe: answers as soon as the routes are mounted, without building the Manager."""
     return ok({"version": __version__, "comfyui_root": api.comfyui_root})
 
 
-async def get_status(api: Api, request: web.Request) -> web.Response:
+async def get_status(api: HttpDoor, request: web.Request) -> web.Response:
     m = api.manager
     view = api.loaded_view
-    return ok({"version": __version__, "door": api.door, "comfyui_root": str(m.layout.comfyui_root),
-               "comfyui_version": m.host.comfyui_version() if api.door == "comfyui" else None,
-               "config_path": str(m.config.path), "network_mode": m.config["network_mode"],
-               "security_level": m.config["security_level"], "listen": api.listen,
-               "loopback": api.settings.loopback, "channel_url": m.config["channel_url"],
-               "catalog": _view_summary(view) if view else None,
-               # the queue is built by the first queue request; status never pays for that
-               "queue": api.queue.status() if api.queue_built else None,
-               "task_kinds": list(api.kinds) if api.queue_built else None, "started_at": api.started_at,
-               "can_restart": api.restart is not None, "route_owners": api.route_owners})
+    return ok(
+        {
+            "version": __version__,
+            "door": api.door,
+            "comfyui_root": str(m.layout.comfyui_root),
+            "comfyui_version": m.host.comfyui_version() if api.door == "comfyui" else None,
+            "config_path": str(m.config.path),
+            "network_mode": m.config["network_mode"],
+            "security_level": m.config["security_level"],
+            "listen": api.listen,
+            "loopback": api.settings.loopback,
+            "channel_url": m.config["channel_url"],
+            "catalog": _view_summary(view) if view else None,
+            # the queue is built by the first queue request; status never pays for that
+            "queue": api.queue.status() if api.queue_built else None,
+            "task_kinds": list(api.kinds) if api.queue_built else None,
+            "started_at": api.started_at,
+            "can_restart": api.restart is not None,
+            "route_owners": api.route_owners,
+        }
+    )
 
 
-async def reboot(api: Api, request: web.Request) -> web.Response:
+async def reboot(api: HttpDoor, request: web.Request) -> web.Response:
     """Answer first, then restart the host a moment later (the classic route never answered)."""
     if api.restart is None:
-        raise NotImplementedYet("this server cannot restart ComfyUI (standalone mode)",
-                                hint="Restart ComfyUI yourself; the standalone server serves files only.")
+        raise NotImplementedYet(
+            "this server cannot restart ComfyUI (standalone mode)",
+            hint="Restart ComfyUI yourself; the standalone server serves files only.",
+        )
     asyncio.get_running_loop().call_later(RESTART_DELAY, api.restart)
     return ok({"restarting": True, "in_seconds": RESTART_DELAY})
 
 
-async def get_openapi(api: Api, request: web.Request) -> web.Response:
+async def get_openapi(api: HttpDoor, request: web.Request) -> web.Response:
     from .openapi import build_document  # the document imports the route table, which imports us
+
     return web.json_response(build_document())

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..errors import ManagerError, NotFound, RequestInvalid
+from .door import DB_MODES, HttpDoor
 from .envelope import dumps, envelope_prefix, json_bytes_response, ok, query, read_json
 from .listing import Body, by_catalog_id, installed_dict
-from .service import DB_MODES, Api
 
 if TYPE_CHECKING:
     from ..context import CatalogView
@@ -35,7 +36,7 @@ def body_response(request: web.Request, body: Body) -> web.Response:
     return json_bytes_response(body.data, headers=headers)
 
 
-async def optional_view(api: Api) -> CatalogView | None:
+async def optional_view(api: HttpDoor) -> CatalogView | None:
     """The catalog view, or None when no channel data can be had (an offline box before its first
     cache, a refused channel): routes about what is on disk answer without it."""
     if api.loaded_view is not None:
@@ -47,12 +48,12 @@ async def optional_view(api: Api) -> CatalogView | None:
         return None
 
 
-async def list_packs(api: Api, request: web.Request) -> web.Response:
+async def list_packs(api: HttpDoor, request: web.Request) -> web.Response:
     view = await api.view(query(request, "mode", default="cache", choices=MODES) or "cache")
     return body_response(request, await api.listing.packs("v1", view))
 
 
-async def get_pack(api: Api, request: web.Request) -> web.Response:
+async def get_pack(api: HttpDoor, request: web.Request) -> web.Response:
     pack_id = request.match_info["id"]
     view = await api.view()
     pack = view.catalog.get(pack_id)
@@ -62,26 +63,41 @@ async def get_pack(api: Api, request: web.Request) -> web.Response:
     if pack is None:
         here = inv.find(pack_id)
         if not here:
-            raise NotFound(f"no pack {pack_id!r} in channel {view.channel.name!r} and none installed",
-                           hint="List the packs with GET /offline-manager/v1/packs; check the channel "
-                                "(GET /offline-manager/v1/channels).", details={"id": pack_id})
-        return ok({"pack": None, "installed": [installed_dict(p, failed) for p in here], "node_types": [],
-                   "issues": [], "stats": None})
+            raise NotFound(
+                f"no pack {pack_id!r} in channel {view.channel.name!r} and none installed",
+                hint="List the packs with GET /offline-manager/v1/packs; check the channel "
+                "(GET /offline-manager/v1/channels).",
+                details={"id": pack_id},
+            )
+        return ok(
+            {
+                "pack": None,
+                "installed": [installed_dict(p, failed) for p in here],
+                "node_types": [],
+                "issues": [],
+                "stats": None,
+            }
+        )
     st = view.catalog.stats_for(pack.id)
     inst = matched.get(pack.id)
-    return ok({"pack": pack.to_dict(), "installed": [installed_dict(inst, failed)] if inst else [],
-               "node_types": list(view.catalog.node_types(pack.id)),
-               "issues": [i.to_dict() for i in view.catalog.issues_for(pack.id)],
-               "stats": st.__dict__ if st else None})
+    return ok(
+        {
+            "pack": pack.to_dict(),
+            "installed": [installed_dict(inst, failed)] if inst else [],
+            "node_types": list(view.catalog.node_types(pack.id)),
+            "issues": [i.to_dict() for i in view.catalog.issues_for(pack.id)],
+            "stats": st.__dict__ if st else None,
+        }
+    )
 
 
-async def registry_versions(api: Api, node_id: str) -> list[dict[str, Any]]:
+async def registry_versions(api: HttpDoor, node_id: str) -> list[dict[str, Any]]:
     """Registry versions of ``node_id`` through the gate and the cache (offline: cache only)."""
     versions = await api.manager.registry.versions(node_id)
     return [v.to_dict() for v in versions]
 
 
-async def pack_versions(api: Api, request: web.Request) -> web.Response:
+async def pack_versions(api: HttpDoor, request: web.Request) -> web.Response:
     pack_id = request.match_info["id"]
     view = await optional_view(api)
     pack = view.catalog.get(pack_id) if view else None
@@ -89,19 +105,21 @@ async def pack_versions(api: Api, request: web.Request) -> web.Response:
     return ok({"id": node_id, "versions": await registry_versions(api, node_id)})
 
 
-async def list_installed(api: Api, request: web.Request) -> web.Response:
+async def list_installed(api: HttpDoor, request: web.Request) -> web.Response:
     await optional_view(api)  # packs are matched against the catalog when there is one
     _key, inv = await api.inventory()
     return ok(inv.to_dict())
 
 
-def model_listing(api: Api, view: CatalogView) -> Any:
+def model_listing(api: HttpDoor, view: CatalogView) -> Any:
     """The models module's listing (folders from the host, installed state from disk); blocking."""
-    from ..models import list_models as map_models, load_model_folders   # imported on first use
+    from ..models import list_models as map_models  # imported on first use
+    from ..models import load_model_folders
+
     return map_models(view.catalog.models, load_model_folders(api.manager.host))
 
 
-async def list_models(api: Api, request: web.Request) -> web.Response:
+async def list_models(api: HttpDoor, request: web.Request) -> web.Response:
     view = await api.view(query(request, "mode", default="cache", choices=MODES) or "cache")
 
     def build(v: CatalogView) -> bytes:
@@ -109,10 +127,11 @@ async def list_models(api: Api, request: web.Request) -> web.Response:
         data = {"channel": v.channel.to_dict(), **listing.to_dict()}
         data["notices"] = [n.to_dict() for n in v.notices] + data["notices"]
         return envelope_prefix() + dumps(data) + b"}"
+
     return body_response(request, await api.listing.models("v1-models", view, build))
 
 
-async def node_type(api: Api, request: web.Request) -> web.Response:
+async def node_type(api: HttpDoor, request: web.Request) -> web.Response:
     name = request.match_info["name"]
     view = await api.view()
     packs = view.catalog.packs_for_node_type(name)
@@ -142,8 +161,10 @@ def workflow_node_types(workflow: Any) -> list[str]:
             if isinstance(node, dict) and isinstance(node.get("class_type"), str):
                 found.setdefault(node["class_type"])
     else:
-        raise RequestInvalid("a workflow must be a JSON object (UI format with 'nodes', or API format)",
-                             hint="Send the workflow file's JSON as the request body.")
+        raise RequestInvalid(
+            "a workflow must be a JSON object (UI format with 'nodes', or API format)",
+            hint="Send the workflow file's JSON as the request body.",
+        )
     # subgraph instances use their uuid as type; they are not node classes
     return [t for t in found if not (len(t) == 36 and t.count("-") == 4)]
 
@@ -152,7 +173,8 @@ def missing_packs(view: CatalogView, inv: Any, types: list[str]) -> dict[str, An
     """Which node types no installed pack provides, and the catalog packs that would."""
     matched, _ = by_catalog_id(inv)
     enabled_ids = {pid for pid, p in matched.items() if p.enabled}
-    rows, to_install = [], {}
+    rows: list[dict[str, Any]] = []
+    to_install: dict[str, Any] = {}
     for name in types:
         providers = view.catalog.packs_for_node_type(name)
         if not providers:
@@ -170,9 +192,9 @@ def missing_packs(view: CatalogView, inv: Any, types: list[str]) -> dict[str, An
     return {"node_types": rows, "install": [{"id": k, "title": v} for k, v in to_install.items()]}
 
 
-async def workflow_missing(api: Api, request: web.Request) -> web.Response:
+async def workflow_missing(api: HttpDoor, request: web.Request) -> web.Response:
     workflow = await read_json(request, max_bytes=WORKFLOW_MAX_BYTES)
-    if isinstance(workflow.get("workflow"), dict):   # {"workflow": {...}} wrapper
+    if isinstance(workflow.get("workflow"), dict):  # {"workflow": {...}} wrapper
         workflow = workflow["workflow"]
     types = workflow_node_types(workflow)
     view = await api.view()

@@ -22,10 +22,10 @@ from aiohttp import web
 from .. import security as sec
 from ..errors import NotImplementedYet, RequestInvalid
 from ..fsops import atomic_write_bytes, atomic_write_json
+from ..kinds.classify import url_params
+from .door import HttpDoor
 from .envelope import error_response, field, ok, raw_json, read_json
 from .handlers_catalog import optional_view
-from ..kinds.classify import url_params
-from .service import Api
 
 COMPONENTS_DIR = "components"
 OPENART_FILE = ".openart_key"
@@ -39,13 +39,13 @@ def _text(value: str, *, status: int = 200) -> web.Response:
     return web.Response(text=value, status=status, content_type="text/plain")
 
 
-def _manager_file(api: Api, name: str) -> Path:
+def _manager_file(api: HttpDoor, name: str) -> Path:
     return api.manager.layout.manager_dir / name
 
 
 def _read(path: Path) -> bytes | None:
     try:
-        if path.is_symlink():      # our folders never follow links (a planted link could leak a file)
+        if path.is_symlink():  # our folders never follow links (a planted link could leak a file)
             return None
         return path.read_bytes()
     except OSError:
@@ -53,7 +53,7 @@ def _read(path: Path) -> bytes | None:
 
 
 # --- share option ---------------------------------------------------------------------------------
-async def share_option(api: Api, request: web.Request) -> web.Response:
+async def share_option(api: HttpDoor, request: web.Request) -> web.Response:
     """Text ``share_option``; with ``?value=`` (the classic UI's setter, a GET) saves it first.
 
     The setter passed the cross-site guard (the route declares ``value`` as its setter) and asks
@@ -68,12 +68,12 @@ async def share_option(api: Api, request: web.Request) -> web.Response:
 
 
 # --- preview method -------------------------------------------------------------------------------
-def _preview_host(api: Api) -> Any:
+def _preview_host(api: HttpDoor) -> Any:
     host = api.manager.host
     return host if callable(getattr(host, "preview_method", None)) else None
 
 
-async def get_preview_method(api: Api, request: web.Request) -> web.Response:
+async def get_preview_method(api: HttpDoor, request: web.Request) -> web.Response:
     """The live method inside ComfyUI ("DISABLED" where ComfyUI has its own per-queue setting),
     else the saved ``preview_method``."""
     host = _preview_host(api)
@@ -86,19 +86,22 @@ async def get_preview_method(api: Api, request: web.Request) -> web.Response:
     return _text(str(api.manager.config["preview_method"]))
 
 
-async def set_preview_method(api: Api, request: web.Request) -> web.Response:
+async def set_preview_method(api: HttpDoor, request: web.Request) -> web.Response:
     body = await read_json(request)
     value = field(body, "value")
     if value not in PREVIEW_METHODS:
-        raise RequestInvalid(f"preview method {value!r} is not one of {', '.join(PREVIEW_METHODS)}",
-                             hint="Send {\"value\": \"auto\"} (or latent2rgb, taesd, none).",
-                             details={"field": "value", "allowed": list(PREVIEW_METHODS)})
+        raise RequestInvalid(
+            f"preview method {value!r} is not one of {', '.join(PREVIEW_METHODS)}",
+            hint='Send {"value": "auto"} (or latent2rgb, taesd, none).',
+            details={"field": "value", "allowed": list(PREVIEW_METHODS)},
+        )
     host = _preview_host(api)
     if host is not None and host.native_preview():
-        err = NotImplementedYet("this ComfyUI sets the preview method itself; the Manager's setting does nothing",
-                                hint="Use ComfyUI's Settings > Execution > Live preview method, or start it with "
-                                     "--preview-method.")
-        return error_response(err, status=403)    # the classic answer the classic UI checks for
+        err = NotImplementedYet(
+            "this ComfyUI sets the preview method itself; the Manager's setting does nothing",
+            hint="Use ComfyUI's Settings > Execution > Live preview method, or start it with --preview-method.",
+        )
+        return error_response(err, status=403)  # the classic answer the classic UI checks for
     api.note(target=f"preview_method={value}")
     await api.save_config({"preview_method": value})
     applied = bool(host is not None and host.set_preview_method(value))
@@ -111,8 +114,12 @@ def _component_files(folder: Path) -> list[Path]:
         return []
     names = sorted(os.listdir(folder))
     # .json first, then .pack: a pack's copy wins a name both hold (classic order)
-    return [folder / n for suffix in (".json", ".pack") for n in names
-            if n.endswith(suffix) and not n.startswith(".") and not (folder / n).is_symlink()]
+    return [
+        folder / n
+        for suffix in (".json", ".pack")
+        for n in names
+        if n.endswith(suffix) and not n.startswith(".") and not (folder / n).is_symlink()
+    ]
 
 
 def load_components(folder: Path) -> dict[str, Any]:
@@ -128,7 +135,7 @@ def load_components(folder: Path) -> dict[str, Any]:
     return merged
 
 
-async def component_loads(api: Api, request: web.Request) -> web.Response:
+async def component_loads(api: HttpDoor, request: web.Request) -> web.Response:
     folder = _manager_file(api, COMPONENTS_DIR)
     return raw_json(await asyncio.to_thread(load_components, folder))
 
@@ -144,8 +151,10 @@ def component_file_name(name: str, workflow: dict[str, Any]) -> str:
 
 def save_component(folder: Path, name: str, workflow: dict[str, Any]) -> Path:
     if folder.is_symlink():
-        raise RequestInvalid(f"{folder} is a symbolic link; components are not written through links",
-                             hint="Replace the link with a real folder.")
+        raise RequestInvalid(
+            f"{folder} is a symbolic link; components are not written through links",
+            hint="Replace the link with a real folder.",
+        )
     path = folder / component_file_name(name, workflow)
     existing: dict[str, Any] = {}
     raw = _read(path)
@@ -160,7 +169,7 @@ def save_component(folder: Path, name: str, workflow: dict[str, Any]) -> Path:
     return path
 
 
-async def component_save(api: Api, request: web.Request) -> web.Response:
+async def component_save(api: HttpDoor, request: web.Request) -> web.Response:
     """``{name, workflow}`` -> the file written, as text (the classic UI shows that path)."""
     body = await read_json(request)
     name = field(body, "name")
@@ -171,33 +180,36 @@ async def component_save(api: Api, request: web.Request) -> web.Response:
 
 
 # --- share dialog keys -------------------------------------------------------------------------
-async def get_openart_auth(api: Api, request: web.Request) -> web.Response:
+async def get_openart_auth(api: HttpDoor, request: web.Request) -> web.Response:
     """``{"openart_key"}``; empty when none is saved (classic: 404, which the UI reads as empty)."""
     raw = await asyncio.to_thread(_read, _manager_file(api, OPENART_FILE))
     return raw_json({"openart_key": raw.decode("utf-8", "replace").strip() if raw else ""})
 
 
-async def set_openart_auth(api: Api, request: web.Request) -> web.Response:
+async def set_openart_auth(api: HttpDoor, request: web.Request) -> web.Response:
     body = await read_json(request)
     key = field(body, "openart_key", str, required=False, default="")
     if any(c in key for c in "\r\n\0"):
-        raise RequestInvalid("openart_key must be one line", details={"field": "openart_key"},
-                             hint="Paste the key alone, without line breaks.")
+        raise RequestInvalid(
+            "openart_key must be one line",
+            details={"field": "openart_key"},
+            hint="Paste the key alone, without line breaks.",
+        )
     await asyncio.to_thread(atomic_write_bytes, _manager_file(api, OPENART_FILE), key.encode("utf-8"), mode=0o600)
     return ok(None)
 
 
-async def get_matrix_auth(api: Api, request: web.Request) -> web.Response:
+async def get_matrix_auth(api: HttpDoor, request: web.Request) -> web.Response:
     # Matrix sharing runs through /manager/share, which this Manager does not do: nothing is stored,
     # so no password is ever kept or handed back.
     return raw_json({"homeserver": "matrix.org", "username": "", "password": ""})
 
 
-async def get_comfyworkflows_auth(api: Api, request: web.Request) -> web.Response:
+async def get_comfyworkflows_auth(api: HttpDoor, request: web.Request) -> web.Response:
     return raw_json({"comfyworkflows_sharekey": ""})
 
 
-async def get_youml_settings(api: Api, request: web.Request) -> web.Response:
+async def get_youml_settings(api: HttpDoor, request: web.Request) -> web.Response:
     raw = await asyncio.to_thread(_read, _manager_file(api, YOUML_FILE))
     try:
         data = json.loads(raw) if raw else {}
@@ -206,30 +218,32 @@ async def get_youml_settings(api: Api, request: web.Request) -> web.Response:
     return raw_json(data if isinstance(data, dict) else {})
 
 
-async def set_youml_settings(api: Api, request: web.Request) -> web.Response:
+async def set_youml_settings(api: HttpDoor, request: web.Request) -> web.Response:
     body = await read_json(request)
-    await asyncio.to_thread(atomic_write_bytes, _manager_file(api, YOUML_FILE),
-                            json.dumps(body).encode("utf-8"), mode=0o600)
+    await asyncio.to_thread(
+        atomic_write_bytes, _manager_file(api, YOUML_FILE), json.dumps(body).encode("utf-8"), mode=0o600
+    )
     return ok(None)
 
 
-async def set_esheep(api: Api, request: web.Request) -> web.Response:
+async def set_esheep(api: HttpDoor, request: web.Request) -> web.Response:
     body = await read_json(request)
     await asyncio.to_thread(atomic_write_json, _manager_file(api, ESHEEP_FILE), body)
     return ok(None)
 
 
-async def get_esheep(api: Api, request: web.Request) -> web.Response:
+async def get_esheep(api: HttpDoor, request: web.Request) -> web.Response:
     """What was last handed to esheep; ``{}`` before anything was (classic: a 500)."""
     raw = await asyncio.to_thread(_read, _manager_file(api, ESHEEP_FILE))
     return web.Response(body=raw or b"{}", content_type="application/json")
 
 
-async def share(api: Api, request: web.Request) -> web.Response:
+async def share(api: HttpDoor, request: web.Request) -> web.Response:
     raise NotImplementedYet(
         "the Offline Manager does not upload workflows to comfyworkflows.com or Matrix",
         hint="Share from the service's own site, or use the OpenArt, YouML or esheep entries of the Share menu "
-             "(they upload from the browser). Set share_option = none in config.ini to hide the Share button.")
+        "(they upload from the browser). Set share_option = none in config.ini to hide the Share button.",
+    )
 
 
 # --- ComfyUI itself ---------------------------------------------------------------------------------
@@ -237,43 +251,46 @@ def _comfyui_not_managed(what: str) -> NotImplementedYet:
     return NotImplementedYet(
         f"the Offline Manager does not {what}: it manages custom node packs and models, not ComfyUI",
         hint="Update ComfyUI with its own updater (ComfyUI Desktop, the portable update script) or git in the "
-             "ComfyUI folder (git pull / git checkout <tag>), then restart it.")
+        "ComfyUI folder (git pull / git checkout <tag>), then restart it.",
+    )
 
 
-async def comfyui_switch_version(api: Api, request: web.Request) -> web.Response:
+async def comfyui_switch_version(api: HttpDoor, request: web.Request) -> web.Response:
     raise _comfyui_not_managed("switch ComfyUI versions")
 
 
-async def queue_update_comfyui(api: Api, request: web.Request) -> web.Response:
+async def queue_update_comfyui(api: HttpDoor, request: web.Request) -> web.Response:
     raise _comfyui_not_managed("update ComfyUI")
 
 
 # --- cm-api.js: another extension asked for a pack --------------------------------------------------
-async def _row_task(api: Api, request: web.Request, kind: str) -> web.Response:
+async def _row_task(api: HttpDoor, request: web.Request, kind: str) -> web.Response:
     body = await read_json(request)
     pack_id = body.get("id") if isinstance(body.get("id"), str) and body.get("id") else ""
     files = body.get("files")
     url = files[0] if isinstance(files, list) and files and isinstance(files[0], str) else ""
     if not pack_id and not url:
-        raise RequestInvalid("the request names no pack (neither 'id' nor 'files')", details={"field": "id"},
-                             hint="Send the catalog row of the pack, with its 'id' or its repository in 'files'.")
+        raise RequestInvalid(
+            "the request names no pack (neither 'id' nor 'files')",
+            details={"field": "id"},
+            hint="Send the catalog row of the pack, with its 'id' or its repository in 'files'.",
+        )
     view = await optional_view(api)
     known = bool(view and pack_id and view.catalog.get(pack_id))
     if kind == "enable" or known:
         planned = api.plan(kind, pack_id or url, view=view)
-    else:   # not in this catalog: its repository URL is classified (and gated) like any URL
+    else:  # not in this catalog: its repository URL is classified (and gated) like any URL
         planned = api.plan(kind, url or pack_id, url_params(url) if url else {}, view=view)
     tasks = api.submit([planned])
     api.queue.start()
     return ok({"task": tasks[0]})
 
 
-async def toggle_active(api: Api, request: web.Request) -> web.Response:
+async def toggle_active(api: HttpDoor, request: web.Request) -> web.Response:
     """Enable a disabled pack (queued; the classic JS then reboots ComfyUI)."""
     return await _row_task(api, request, "enable")
 
 
-async def install_row(api: Api, request: web.Request) -> web.Response:
+async def install_row(api: HttpDoor, request: web.Request) -> web.Response:
     """Install the pack of a catalog row (queued and started; the classic JS then reboots)."""
     return await _row_task(api, request, "install")
-

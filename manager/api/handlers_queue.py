@@ -1,48 +1,63 @@
 """v1 queue handlers: read the request, hand ``(kind, target, params)`` to the task table
-(``Api.plan`` -> ``Manager.plan``: validated, classified and decided there), queue, answer.
+(``HttpDoor.plan`` -> ``Manager.plan``: validated, classified and decided there), queue, answer.
 Nothing runs here; the worker thread runs the operation; the answer is the queued task (202).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 
-from ..errors import ManagerError, QueueBusy, RequestInvalid
+from ..errors import QueueBusy, RequestInvalid
 from ..kinds import kind_named
+from .door import HttpDoor
 from .envelope import field, ok, read_json
 from .handlers_catalog import optional_view
-from .service import Api
 
 MAX_BATCH = 500
 
 
-def _one(body: Mapping[str, Any], default_client: str | None) -> tuple[str, str, dict[str, Any], str | None, str | None]:
+def _one(
+    body: Mapping[str, Any], default_client: str | None
+) -> tuple[str, str, dict[str, Any], str | None, str | None]:
     kind = field(dict(body), "kind")
     target = body.get("target") or body.get("id") or ""
     if not isinstance(target, str):
-        raise RequestInvalid("field 'target' must be a string", details={"field": "target"},
-                             hint="Give the pack id, URL or model id as a string.")
+        raise RequestInvalid(
+            "field 'target' must be a string",
+            details={"field": "target"},
+            hint="Give the pack id, URL or model id as a string.",
+        )
     params = body.get("params") or {}
     if not isinstance(params, dict):
-        raise RequestInvalid("field 'params' must be an object", details={"field": "params"},
-                             hint='Give params as a JSON object, e.g. {"version": "latest"}, or leave it out.')
+        raise RequestInvalid(
+            "field 'params' must be an object",
+            details={"field": "params"},
+            hint='Give params as a JSON object, e.g. {"version": "latest"}, or leave it out.',
+        )
     task_id = field(dict(body), "task_id", str, required=False)
     client_id = field(dict(body), "client_id", str, required=False, default=default_client)
     return kind, target, params, task_id, client_id
 
 
-async def post_queue(api: Api, request: web.Request) -> web.Response:
+async def post_queue(api: HttpDoor, request: web.Request) -> web.Response:
     """POST /v1/queue: one task ``{kind, target, params, task_id?, client_id?}`` or ``{tasks: [...]}``."""
     body = await read_json(request)
     items = body.get("tasks") if "tasks" in body else [body]
     if not isinstance(items, list) or not items or len(items) > MAX_BATCH:
-        raise RequestInvalid(f"'tasks' must be a non-empty list of at most {MAX_BATCH} task objects",
-                             details={"field": "tasks"}, hint="Split a larger batch into several requests.")
+        raise RequestInvalid(
+            f"'tasks' must be a non-empty list of at most {MAX_BATCH} task objects",
+            details={"field": "tasks"},
+            hint="Split a larger batch into several requests.",
+        )
     if any(not isinstance(i, dict) for i in items):
-        raise RequestInvalid("every entry of 'tasks' must be an object", details={"field": "tasks"},
-                             hint='Each task is {"kind": ..., "target": ..., "params": {...}}.')
+        raise RequestInvalid(
+            "every entry of 'tasks' must be an object",
+            details={"field": "tasks"},
+            hint='Each task is {"kind": ..., "target": ..., "params": {...}}.',
+        )
     # Only models need the catalog; pack operations go on without one (an offline box's first day).
     models = any(kind_named(str(i.get("kind"))).needs_catalog for i in items if isinstance(i.get("kind"), str))
     view = await api.view() if models else await optional_view(api)
@@ -56,42 +71,46 @@ async def post_queue(api: Api, request: web.Request) -> web.Response:
     return ok({"tasks": tasks, "started": started}, status=202)
 
 
-async def get_queue(api: Api, request: web.Request) -> web.Response:
+async def get_queue(api: HttpDoor, request: web.Request) -> web.Response:
     queue = api.queue
     client = request.query.get("client_id") or None
     try:
         limit = int(request.query.get("history", "50"))
     except ValueError:
-        raise RequestInvalid("query parameter history must be a whole number", details={"parameter": "history"},
-                             hint="Use ?history=50 (how many finished tasks to list).")
-    return ok({"status": queue.status(client), "worker_alive": queue.worker_alive,
-               "running": [t.to_dict() for t in queue.running()],
-               "pending": [t.to_dict() for t in queue.pending()],
-               "history": [t.to_dict() for t in queue.history(client_id=client, limit=max(0, limit))]})
+        raise RequestInvalid(  # noqa: B904  (the client's text, not our exception, is the cause)
+            "query parameter history must be a whole number",
+            details={"parameter": "history"},
+            hint="Use ?history=50 (how many finished tasks to list).",
+        )
+    return ok(
+        {
+            "status": queue.status(client),
+            "worker_alive": queue.worker_alive,
+            "running": [t.to_dict() for t in queue.running()],
+            "pending": [t.to_dict() for t in queue.pending()],
+            "history": [t.to_dict() for t in queue.history(client_id=client, limit=max(0, limit))],
+        }
+    )
 
 
-async def start_queue(api: Api, request: web.Request) -> web.Response:
+async def start_queue(api: HttpDoor, request: web.Request) -> web.Response:
     return ok({"started": api.queue.start()})
 
 
-async def reset_queue(api: Api, request: web.Request) -> web.Response:
+async def reset_queue(api: HttpDoor, request: web.Request) -> web.Response:
     return ok({"cancelled": api.queue.reset()})
 
 
-async def get_task(api: Api, request: web.Request) -> web.Response:
+async def get_task(api: HttpDoor, request: web.Request) -> web.Response:
     return ok(api.queue.get(request.match_info["id"]).to_dict())
 
 
-async def cancel_task(api: Api, request: web.Request) -> web.Response:
+async def cancel_task(api: HttpDoor, request: web.Request) -> web.Response:
     return ok(api.queue.cancel(request.match_info["id"]).to_dict())
 
 
-def ensure_idle(api: Api) -> None:
+def ensure_idle(api: HttpDoor) -> None:
     """``queue_busy`` unless nothing is queued or running (update all needs a quiet tree)."""
     status = api.queue.status()
     if status["in_progress_count"] or status["pending_count"]:
         raise QueueBusy("tasks are still queued or running", details=status)
-
-
-def error_text(err: ManagerError) -> str:
-    return f"{err.message} ({err.hint})" if err.hint else err.message

@@ -12,26 +12,30 @@ ComfyUI, queues it at once.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..errors import RequestInvalid
+from .door import HttpDoor
 from .envelope import field, ok, raw_json, read_json
 from .handlers_startup import schedule_planned
-from .service import Api
 
 if TYPE_CHECKING:
     from ..snapshots import SnapshotStore
 
-def _store(api: Api) -> "SnapshotStore":
+
+def _store(api: HttpDoor) -> SnapshotStore:
     from ..snapshots import store_of
+
     return store_of(api.manager)
 
 
-def checked_name(api: Api, name: Any) -> str:
+def checked_name(api: HttpDoor, name: Any) -> str:
     """The stored name ``name`` means; ``invalid_name`` for anything path-like (nothing read)."""
     from ..snapshots.store import check_name
+
     stored = check_name(name)
     api.note(target=stored)
     return stored
@@ -41,26 +45,30 @@ def restore_params(body: Mapping[str, Any]) -> dict[str, Any]:
     """The restore options of a JSON body (an ``options`` object, or top-level option keys); the
     task table validates them (unknown keys and wrong types refused before anything runs)."""
     from ..kinds.params import SnapshotRestoreParams
+
     raw = body.get("options")
     if raw is None:
         names = {f.name for f in SnapshotRestoreParams.fields()} - {"dry_run"}
         raw = {k: v for k, v in body.items() if k in names}
     if not isinstance(raw, dict):
-        raise RequestInvalid("'options' must be an object", details={"field": "options"},
-                             hint="Send {\"options\": {\"pip_non_url\": true, ...}} or leave it out.")
+        raise RequestInvalid(
+            "'options' must be an object",
+            details={"field": "options"},
+            hint='Send {"options": {"pip_non_url": true, ...}} or leave it out.',
+        )
     return dict(raw)
 
 
 # --- v1 -----------------------------------------------------------------------------------------
-async def list_snapshots(api: Api, request: web.Request) -> web.Response:
+async def list_snapshots(api: HttpDoor, request: web.Request) -> web.Response:
     entries = await asyncio.to_thread(_store(api).entries)
     return ok({"folder": str(_store(api).folder), "snapshots": [e.to_dict() for e in entries]})
 
 
-async def save_snapshot(api: Api, request: web.Request) -> web.Response:
+async def save_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
     """Body ``{name?, overwrite?, hash_models?}``; answers the stored entry."""
     body = await read_json(request, default={})
-    name = body.get("name")             # absent or null: the default name; "" is refused like any bad name
+    name = body.get("name")  # absent or null: the default name; "" is refused like any bad name
     if name is not None:
         name = checked_name(api, name)
     overwrite = field(body, "overwrite", bool, required=False, default=False)
@@ -70,33 +78,35 @@ async def save_snapshot(api: Api, request: web.Request) -> web.Response:
     return ok(stored)
 
 
-def _save(api: Api, name: str | None, *, overwrite: bool = False, hash_models: bool = False) -> dict[str, Any]:
+def _save(api: HttpDoor, name: str | None, *, overwrite: bool = False, hash_models: bool = False) -> dict[str, Any]:
     from ..snapshots import save_now
+
     saved = save_now(api.manager, name, reason="manual", hash_models=hash_models, overwrite=overwrite)
     return {k: v for k, v in saved.items() if k != "action"}
 
 
-def _current(api: Api) -> dict[str, Any]:
+def _current(api: HttpDoor) -> dict[str, Any]:
     from ..snapshots.capture import capture
+
     return capture(api.manager).to_json()
 
 
-async def current_snapshot(api: Api, request: web.Request) -> web.Response:
+async def current_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
     return ok(await asyncio.to_thread(_current, api))
 
 
-async def get_snapshot(api: Api, request: web.Request) -> web.Response:
+async def get_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
     name = checked_name(api, request.match_info["name"])
     store = _store(api)
 
     def load() -> dict[str, Any]:
         snap = store.load(name)
-        return {"name": name, "path": str(store.path_of(name)), "summary": snap.summary(),
-                "snapshot": snap.to_json()}
+        return {"name": name, "path": str(store.path_of(name)), "summary": snap.summary(), "snapshot": snap.to_json()}
+
     return ok(await asyncio.to_thread(load))
 
 
-async def diff_snapshot(api: Api, request: web.Request) -> web.Response:
+async def diff_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
     """What restoring ``name`` would change: against the tree now, or ``?against=<other snapshot>``."""
     name = checked_name(api, request.match_info["name"])
     against = request.query.get("against") or "current"
@@ -105,13 +115,15 @@ async def diff_snapshot(api: Api, request: web.Request) -> web.Response:
 
     def compute() -> dict[str, Any]:
         from ..snapshots.diff import diff, diff_current
+
         wanted = store.load(name)
         changes = diff_current(api.manager, wanted) if other is None else diff(store.load(other), wanted)
         return {"name": name, "against": other or "current", "diff": changes.to_json()}
+
     return ok(await asyncio.to_thread(compute))
 
 
-async def restore_snapshot(api: Api, request: web.Request) -> web.Response:
+async def restore_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
     """``{dry_run?, options?, at_next_start?, task_id?, client_id?}``: the plan (dry run, nothing
     changes), a queued ``snapshot_restore`` task (202), or an entry applied at the next start."""
     name = checked_name(api, request.match_info["name"])
@@ -119,8 +131,8 @@ async def restore_snapshot(api: Api, request: web.Request) -> web.Response:
     dry_run = field(body, "dry_run", bool, required=False, default=False)
     at_next_start = field(body, "at_next_start", bool, required=False, default=False)
     params = restore_params(body)
-    await asyncio.to_thread(_store(api).path_of, name)           # not_found before anything is decided
-    if dry_run:                                  # a plan changes nothing: shown at any level, with its decision
+    await asyncio.to_thread(_store(api).path_of, name)  # not_found before anything is decided
+    if dry_run:  # a plan changes nothing: shown at any level, with its decision
         planned = api.plan("snapshot_restore", name, params, enforce=False)
         return ok(await asyncio.to_thread(api.manager.preview, planned))
     task_id = field(body, "task_id", str, required=False)
@@ -133,44 +145,48 @@ async def restore_snapshot(api: Api, request: web.Request) -> web.Response:
     return ok({"task": task, "tasks": [task], "started": started}, status=202)
 
 
-async def remove_snapshot(api: Api, request: web.Request) -> web.Response:
+async def remove_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
     name = checked_name(api, request.match_info["name"])
     removed = await asyncio.to_thread(_store(api).remove, name)
     return ok({"removed": removed.to_dict()})
 
 
 # --- classic --------------------------------------------------------------------------------------
-async def classic_getlist(api: Api, request: web.Request) -> web.Response:
+async def classic_getlist(api: HttpDoor, request: web.Request) -> web.Response:
     """``{"items": [names]}``, newest first."""
     entries = await asyncio.to_thread(_store(api).entries)
     return raw_json({"items": [e.name for e in entries]})
 
 
-async def classic_get_current(api: Api, request: web.Request) -> web.Response:
+async def classic_get_current(api: HttpDoor, request: web.Request) -> web.Response:
     """The live state in the classic snapshot shape (comfyui, git/cnr/file custom nodes, pips)."""
+
     def build() -> dict[str, Any]:
         from ..snapshots.capture import capture
         from ..snapshots.classic import to_classic
+
         return to_classic(capture(api.manager))
+
     return raw_json(await asyncio.to_thread(build))
 
 
-async def classic_save(api: Api, request: web.Request) -> web.Response:
+async def classic_save(api: HttpDoor, request: web.Request) -> web.Response:
     """Saves ``<YYYY-mm-dd_HH-MM-SS>_snapshot`` (no body, as the classic UI sends)."""
     stored = await asyncio.to_thread(_save, api, None)
     api.note(target=stored["name"])
     return ok(stored)
 
 
-async def _classic_target(api: Api, request: web.Request) -> str:
+async def _classic_target(api: HttpDoor, request: web.Request) -> str:
     body = await read_json(request, default={})
-    target = body.get("target", request.query.get("target"))   # the older classic sent it as a query
+    target = body.get("target", request.query.get("target"))  # the older classic sent it as a query
     return checked_name(api, target)
 
 
-async def classic_remove(api: Api, request: web.Request) -> web.Response:
+async def classic_remove(api: HttpDoor, request: web.Request) -> web.Response:
     """Deletes ``<target>``; like the classic route, an absent snapshot still answers 200."""
     from ..errors import NotFound
+
     name = await _classic_target(api, request)
     try:
         removed = await asyncio.to_thread(_store(api).remove, name)
@@ -179,7 +195,7 @@ async def classic_remove(api: Api, request: web.Request) -> web.Response:
     return ok({"removed": removed.to_dict()})
 
 
-async def classic_restore(api: Api, request: web.Request) -> web.Response:
+async def classic_restore(api: HttpDoor, request: web.Request) -> web.Response:
     """Inside ComfyUI: scheduled for the next start (the classic meaning; reboot applies it). In the
     standalone server: queued now. The route's gate already decided ``snapshot_restore``."""
     name = await _classic_target(api, request)

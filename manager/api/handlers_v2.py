@@ -1,7 +1,7 @@
 """The 4.x task model on our queue: ``POST /v2/manager/queue/task`` and the routes that queue.
 
 A 4.x ``QueueTaskItem`` (``{ui_id, client_id, kind, params}``) becomes the same planned task
-the classic and v1 routes make (``Api.plan``: the task table validates, classifies and decides,
+the classic and v1 routes make (``HttpDoor.plan``: the task table validates, classifies and decides,
 and the task carries the decision), with its 4.x identity in ``params["v2"]`` for
 the history, the batch record and the events (``v2_history``). ``ui_id`` is the task id.
 
@@ -13,17 +13,18 @@ is 400 ``request_invalid`` naming the field; ``update-comfyui`` is 501 ``not_imp
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ..errors import ManagerError, NotImplementedYet, RequestInvalid, SecurityDenied
+from ..kinds.classify import SEMVER_RE, url_params
+from .door import HttpDoor
 from .envelope import field, ok, raw_json, read_json
 from .handlers_catalog import optional_view
-from ..kinds.classify import SEMVER_RE, url_params
 from .legacy import model_lookup, plan_classic_row
-from .service import Api
 from .v2_history import journal_of
 from .v2_records import V2_PARAM, system_state
 
@@ -34,15 +35,23 @@ if TYPE_CHECKING:
 
 # 4.x OperationType -> our task kind (manager/kinds declares its parameters and policy operation)
 KIND_NAMES: Mapping[str, str | None] = {
-    "install": "install", "uninstall": "uninstall", "update": "update", "update-comfyui": None, "fix": "fix",
-    "disable": "disable", "enable": "enable", "install-model": "install_model",
+    "install": "install",
+    "uninstall": "uninstall",
+    "update": "update",
+    "update-comfyui": None,
+    "fix": "fix",
+    "disable": "disable",
+    "enable": "enable",
+    "install-model": "install_model",
 }
 V2_KINDS = tuple(KIND_NAMES)
 # the legacy /v2/manager/queue/batch keys that take lists of classic rows
 BATCH_KINDS = ("install", "reinstall", "uninstall", "update", "fix", "disable", "install_model")
 _COMMIT = re.compile(r"^[0-9a-f]{7,40}$")
-_NO_COMFYUI_UPDATE = ("Update ComfyUI itself with git (git pull in the ComfyUI folder) or its launcher "
-                      "(comfy-cli, the desktop app); this manager changes custom nodes and models only.")
+_NO_COMFYUI_UPDATE = (
+    "Update ComfyUI itself with git (git pull in the ComfyUI folder) or its launcher "
+    "(comfy-cli, the desktop app); this manager changes custom nodes and models only."
+)
 
 
 @dataclass(frozen=True)
@@ -65,14 +74,18 @@ def parse_item(body: Mapping[str, Any]) -> V2Task:
     client_id = field(body, "client_id")
     kind = field(body, "kind")
     if kind not in KIND_NAMES:
-        raise RequestInvalid(f"unknown task kind {kind!r}", details={"field": "kind", "kind": kind},
-                             hint="kind is one of " + ", ".join(V2_KINDS)
-                                  + "; for update-all use POST /v2/manager/queue/update_all.")
+        raise RequestInvalid(
+            f"unknown task kind {kind!r}",
+            details={"field": "kind", "kind": kind},
+            hint="kind is one of " + ", ".join(V2_KINDS) + "; for update-all use POST /v2/manager/queue/update_all.",
+        )
     params = body.get("params") if body.get("params") is not None else {}
     if not isinstance(params, dict):
-        raise RequestInvalid("field 'params' must be an object", details={"field": "params"},
-                             hint="Send params as a JSON object, e.g. {\"id\": \"<pack>\", \"selected_version\": "
-                                  "\"latest\"}.")
+        raise RequestInvalid(
+            "field 'params' must be an object",
+            details={"field": "params"},
+            hint='Send params as a JSON object, e.g. {"id": "<pack>", "selected_version": "latest"}.',
+        )
     return V2Task(ui_id, client_id, kind, params)
 
 
@@ -80,28 +93,33 @@ def _param(item: V2Task, name: str, *, required: bool = True) -> Any:
     try:
         return field(dict(item.params), name, required=required)
     except RequestInvalid as err:
-        raise RequestInvalid(f"{item.kind}: params.{name} is missing or not a non-empty string",
-                             details={"field": f"params.{name}", "kind": item.kind},
-                             hint=f"A {item.kind} task needs params.{name} (4.x QueueTaskItem).") from err
+        raise RequestInvalid(
+            f"{item.kind}: params.{name} is missing or not a non-empty string",
+            details={"field": f"params.{name}", "kind": item.kind},
+            hint=f"A {item.kind} task needs params.{name} (4.x QueueTaskItem).",
+        ) from err
 
 
-def _plan_install(api: Api, view: "CatalogView | None", inv: "Inventory", item: V2Task) -> PlannedTask:
+def _plan_install(api: HttpDoor, view: CatalogView | None, inv: Inventory, item: V2Task) -> PlannedTask:
     pack_id = _param(item, "id")
     selected = str(item.params.get("selected_version") or item.params.get("version") or "latest")
-    repository = item.params.get("repository") if isinstance(item.params.get("repository"), str) else ""
-    kw = {"task_id": item.ui_id, "client_id": item.client_id}
+    found = item.params.get("repository")
+    repository = found if isinstance(found, str) else ""
+    kw: dict[str, Any] = {"task_id": item.ui_id, "client_id": item.client_id}
     if selected == "unknown" or "/" in pack_id:
         # a pack the registry does not know: installed from its repository URL (an aux id
         # "owner/repo" names a GitHub repository); the policy classifies the URL
         url = repository.strip() or (f"https://github.com/{pack_id.strip('/')}" if "/" in pack_id else "")
         if not url:
-            raise RequestInvalid(f"install {pack_id!r} at version 'unknown' needs params.repository",
-                                 details={"field": "params.repository"},
-                                 hint="Give the git URL of the pack as params.repository.")
+            raise RequestInvalid(
+                f"install {pack_id!r} at version 'unknown' needs params.repository",
+                details={"field": "params.repository"},
+                hint="Give the git URL of the pack as params.repository.",
+            )
         return api.plan("install", url, url_params(url), view=view, **kw)
     copies = inv.find(pack_id)
     if copies and not any(p.enabled for p in copies):
-        return api.plan("enable", pack_id, view=view, **kw)   # as 4.x: installing a disabled pack enables it
+        return api.plan("enable", pack_id, view=view, **kw)  # as 4.x: installing a disabled pack enables it
     params: dict[str, Any] = {"skip_deps": bool(item.params.get("skip_post_install"))}
     if _COMMIT.match(selected):
         params["ref"] = selected
@@ -110,33 +128,36 @@ def _plan_install(api: Api, view: "CatalogView | None", inv: "Inventory", item: 
     return api.plan("install", pack_id, params, view=view, **kw)
 
 
-def plan_item(api: Api, view: "CatalogView | None", inv: "Inventory", item: V2Task) -> PlannedTask:
+def plan_item(api: HttpDoor, view: CatalogView | None, inv: Inventory, item: V2Task) -> PlannedTask:
     """The planned task of one 4.x item (policy decided: ``security_denied`` raises here)."""
     kind = KIND_NAMES[item.kind]
-    kw = {"task_id": item.ui_id, "client_id": item.client_id}
+    kw: dict[str, Any] = {"task_id": item.ui_id, "client_id": item.client_id}
     if kind is None:
-        raise NotImplementedYet("update-comfyui is not an operation of this manager", hint=_NO_COMFYUI_UPDATE,
-                                details={"kind": item.kind})
+        raise NotImplementedYet(
+            "update-comfyui is not an operation of this manager", hint=_NO_COMFYUI_UPDATE, details={"kind": item.kind}
+        )
     if kind == "install":
         planned = _plan_install(api, view, inv, item)
     elif kind == "install_model":
         filename = item.params.get("filename")
-        planned = api.plan(kind, str(filename or item.params.get("name") or ""), model_lookup(item.params),
-                           view=view, **kw)
+        planned = api.plan(
+            kind, str(filename or item.params.get("name") or ""), model_lookup(item.params), view=view, **kw
+        )
     else:
         target = _param(item, "cnr_id" if kind == "enable" else "node_name")
         version = item.params.get("node_ver")
-        params = {"version": version} if kind == "update" and isinstance(version, str) and SEMVER_RE.match(version) \
-            else {}
+        params = (
+            {"version": version} if kind == "update" and isinstance(version, str) and SEMVER_RE.match(version) else {}
+        )
         planned = api.plan(kind, target, params, view=view, **kw)
     return with_meta(planned, item)
 
 
-def with_meta(planned: "PlannedTask", item: V2Task) -> "PlannedTask":
+def with_meta(planned: PlannedTask, item: V2Task) -> PlannedTask:
     return planned.with_params(**{V2_PARAM: item.meta()})
 
 
-async def queue_planned(api: Api, planned: list[PlannedTask]) -> list[dict[str, Any]]:
+async def queue_planned(api: HttpDoor, planned: list[PlannedTask]) -> list[dict[str, Any]]:
     """Enqueue, opening the batch first with the tree as it is now (the batch's state before)."""
     journal = journal_of(api)
     _key, inv = await api.inventory()
@@ -144,7 +165,7 @@ async def queue_planned(api: Api, planned: list[PlannedTask]) -> list[dict[str, 
     return api.submit(planned)
 
 
-async def _context(api: Api, kind: str) -> tuple["CatalogView | None", "Inventory"]:
+async def _context(api: HttpDoor, kind: str) -> tuple[CatalogView | None, Inventory]:
     # only a model needs the catalog; pack operations go on without one (an offline box's first day)
     view = await api.view() if kind == "install-model" else await optional_view(api)
     _key, inv = await api.inventory()
@@ -152,7 +173,7 @@ async def _context(api: Api, kind: str) -> tuple["CatalogView | None", "Inventor
 
 
 # --- routes ----------------------------------------------------------------------------------------
-async def post_task(api: Api, request: web.Request) -> web.Response:
+async def post_task(api: HttpDoor, request: web.Request) -> web.Response:
     """``POST /v2/manager/queue/task``: queue one item; the worker is started by queue/start (4.x)."""
     item = parse_item(await read_json(request))
     view, inv = await _context(api, item.kind)
@@ -165,69 +186,87 @@ def _query_ids(request: web.Request) -> tuple[str, str]:
     for name in ("client_id", "ui_id"):
         value = request.query.get(name, "")
         if not value.strip():
-            raise RequestInvalid(f"missing query parameter {name}", details={"parameter": name},
-                                 hint="Send ?client_id=<your socket id>&ui_id=<request id> (4.x requires both).")
+            raise RequestInvalid(
+                f"missing query parameter {name}",
+                details={"parameter": name},
+                hint="Send ?client_id=<your socket id>&ui_id=<request id> (4.x requires both).",
+            )
         out.append(value)
     return out[0], out[1]
 
 
-async def update_all(api: Api, request: web.Request) -> web.Response:
+async def update_all(api: HttpDoor, request: web.Request) -> web.Response:
     """``POST /v2/manager/queue/update_all?client_id&ui_id&mode``: one ``update_all`` task (our
     operation: plan, auto-snapshot, update every enabled pack) whose id is ``ui_id``."""
     client_id, ui_id = _query_ids(request)
     mode = request.query.get("mode") or "remote"
     if mode not in ("remote", "local", "cache"):
-        raise RequestInvalid(f"query parameter mode={mode!r} is not remote, local or cache",
-                             details={"parameter": "mode"}, hint="Use mode=remote (default), local or cache.")
+        raise RequestInvalid(
+            f"query parameter mode={mode!r} is not remote, local or cache",
+            details={"parameter": "mode"},
+            hint="Use mode=remote (default), local or cache.",
+        )
     view = await optional_view(api)
     item = V2Task(ui_id, client_id, "update", {"mode": mode, "ui_id": ui_id})
-    planned = with_meta(api.plan("update_all", "all", {"mode": mode}, view=view, task_id=ui_id,
-                                 client_id=client_id), item)
+    planned = with_meta(
+        api.plan("update_all", "all", {"mode": mode}, view=view, task_id=ui_id, client_id=client_id), item
+    )
     (task,) = await queue_planned(api, [planned])
     return ok({"task": task})
 
 
-async def install_model(api: Api, request: web.Request) -> web.Response:
+async def install_model(api: HttpDoor, request: web.Request) -> web.Response:
     """``POST /v2/manager/queue/install_model``: 4.x ``ModelMetadata`` plus ``client_id``/``ui_id``."""
     body = await read_json(request)
-    item = V2Task(field(body, "ui_id"), field(body, "client_id"), "install-model",
-                  {k: v for k, v in body.items() if k not in ("ui_id", "client_id")})
+    item = V2Task(
+        field(body, "ui_id"),
+        field(body, "client_id"),
+        "install-model",
+        {k: v for k, v in body.items() if k not in ("ui_id", "client_id")},
+    )
     view, inv = await _context(api, item.kind)
     (task,) = await queue_planned(api, [plan_item(api, view, inv, item)])
     return ok({"task": task})
 
 
-async def update_comfyui(api: Api, request: web.Request) -> web.Response:
+async def update_comfyui(api: HttpDoor, request: web.Request) -> web.Response:
     _query_ids(request)
     raise NotImplementedYet("updating ComfyUI is not an operation of this manager", hint=_NO_COMFYUI_UPDATE)
 
 
-async def switch_comfyui_version(api: Api, request: web.Request) -> web.Response:
+async def switch_comfyui_version(api: HttpDoor, request: web.Request) -> web.Response:
     body = await read_json(request)
     for name in ("ver", "client_id", "ui_id"):
         field(body, name)
-    raise NotImplementedYet("switching the ComfyUI version is not an operation of this manager",
-                            hint=_NO_COMFYUI_UPDATE, details={"ver": body["ver"]})
+    raise NotImplementedYet(
+        "switching the ComfyUI version is not an operation of this manager",
+        hint=_NO_COMFYUI_UPDATE,
+        details={"ver": body["ver"]},
+    )
 
 
 # --- the legacy 4.x batch ------------------------------------------------------------------------
-async def queue_batch(api: Api, request: web.Request) -> web.Response:
+async def queue_batch(api: HttpDoor, request: web.Request) -> web.Response:
     """``POST /v2/manager/queue/batch`` (4.x legacy server): ``{install: [rows], ..., update_all:
     mode}`` -> ``{"failed": [ids]}``; queues what is valid and starts the worker. A policy refusal
     refuses the whole batch (403 with the hint, nothing queued), as the v1 batch does."""
     body = await read_json(request)
     view = await api.view() if body.get("install_model") else await optional_view(api)
-    planned: list["PlannedTask"] = []
+    planned: list[PlannedTask] = []
     failed: list[str] = []
     errors: dict[str, Any] = {}
     for kind in BATCH_KINDS:
         rows = body.get(kind) or []
         if not isinstance(rows, list):
-            raise RequestInvalid(f"'{kind}' must be a list of rows", details={"field": kind},
-                                 hint=f'Send {{"{kind}": [{{"id": ..., "ui_id": ...}}]}}.')
+            raise RequestInvalid(
+                f"'{kind}' must be a list of rows",
+                details={"field": kind},
+                hint=f'Send {{"{kind}": [{{"id": ..., "ui_id": ...}}]}}.',
+            )
         for row in rows:
-            key = str(row.get("ui_id") or row.get("id") or row.get("filename") or kind) if isinstance(row, dict) \
-                else kind
+            key = (
+                str(row.get("ui_id") or row.get("id") or row.get("filename") or kind) if isinstance(row, dict) else kind
+            )
             try:
                 if not isinstance(row, dict):
                     raise RequestInvalid(f"an entry of '{kind}' is not an object", details={"field": kind})
@@ -242,8 +281,9 @@ async def queue_batch(api: Api, request: web.Request) -> web.Response:
         planned.append(api.plan("update_all", "all", {"mode": mode}, view=view))
     if "update_comfyui" in body:
         failed.append("comfyui")
-        errors["comfyui"] = NotImplementedYet("updating ComfyUI is not an operation of this manager",
-                                              hint=_NO_COMFYUI_UPDATE).to_dict()
+        errors["comfyui"] = NotImplementedYet(
+            "updating ComfyUI is not an operation of this manager", hint=_NO_COMFYUI_UPDATE
+        ).to_dict()
     tasks = await queue_planned(api, planned) if planned else []
     started = api.queue.start()
     return raw_json({"failed": failed, "errors": errors, "tasks": tasks, "started": started})

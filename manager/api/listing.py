@@ -15,8 +15,9 @@ import hashlib
 import html
 import os
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .envelope import dumps, envelope_prefix
 
@@ -25,12 +26,12 @@ if TYPE_CHECKING:
     from ..context import CatalogView
     from ..inventory import InstalledPack, Inventory
     from ..records import NodePack
-    from .service import Api
+    from .door import HttpDoor
 
-TRUST_ACCOUNT_DAYS = 600       # classic: an author account older than this is "trusted"
+TRUST_ACCOUNT_DAYS = 600  # classic: an author account older than this is "trusted"
 
 
-GZIP_MIN_BYTES = 64 * 1024    # smaller bodies are not worth a second encoding
+GZIP_MIN_BYTES = 64 * 1024  # smaller bodies are not worth a second encoding
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Body:
     gzipped: bytes | None = None
 
     @classmethod
-    def encode(cls, data: bytes, etag: str, count: int = 0) -> "Body":
+    def encode(cls, data: bytes, etag: str, count: int = 0) -> Body:
         """Build the body; compresses at level 1 (fast: built once per catalog/tree version)."""
         packed = gzip.compress(data, compresslevel=1, mtime=0) if len(data) >= GZIP_MIN_BYTES else None
         return cls(data, etag, count, packed)
@@ -59,13 +60,24 @@ def classic_row(pack: NodePack, catalog: Catalog) -> dict[str, Any]:
     """A pack in the classic ``/customnode/getlist`` shape, not installed."""
     st = catalog.stats_for(pack.id)
     row: dict[str, Any] = {
-        "author": pack.author, "title": html.escape(pack.title), "id": pack.id, "reference": pack.reference,
-        "files": list(pack.files), "install_type": pack.install_type,
-        "description": html.escape(pack.description), "pip": list(pack.pip),
-        "state": "not-installed", "version": pack.latest_version or "unknown",
-        "update-state": "false", "cnr_latest": pack.latest_version or None, "repository": pack.reference,
-        "health": "-", "invalid-installation": False, "import-fail": False,
-        "stars": pack.stars if pack.stars is not None else -1, "last_update": pack.last_update or "",
+        "author": pack.author,
+        "title": html.escape(pack.title),
+        "id": pack.id,
+        "reference": pack.reference,
+        "files": list(pack.files),
+        "install_type": pack.install_type,
+        "description": html.escape(pack.description),
+        "pip": list(pack.pip),
+        "state": "not-installed",
+        "version": pack.latest_version or "unknown",
+        "update-state": "false",
+        "cnr_latest": pack.latest_version or None,
+        "repository": pack.reference,
+        "health": "-",
+        "invalid-installation": False,
+        "import-fail": False,
+        "stars": pack.stars if pack.stars is not None else -1,
+        "last_update": pack.last_update or "",
         "trust": bool(st and st.author_account_age_days and st.author_account_age_days > TRUST_ACCOUNT_DAYS),
         "is_favorite": False,
     }
@@ -101,39 +113,71 @@ def import_failed(pack: InstalledPack, failed: frozenset[str]) -> bool:
     return pack.enabled and pack.name in failed
 
 
-def classic_installed(row: Mapping[str, Any], pack: InstalledPack, failed: frozenset[str] = frozenset()
-                      ) -> dict[str, Any]:
+def classic_installed(
+    row: Mapping[str, Any], pack: InstalledPack, failed: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     out = dict(row)
-    out.update({"state": "enabled" if pack.enabled else "disabled", "version": classic_version(pack),
-                "active_version": classic_version(pack) if pack.enabled else None,
-                "invalid-installation": bool(pack.problems), "import-fail": import_failed(pack, failed)})
+    out.update(
+        {
+            "state": "enabled" if pack.enabled else "disabled",
+            "version": classic_version(pack),
+            "active_version": classic_version(pack) if pack.enabled else None,
+            "invalid-installation": bool(pack.problems),
+            "import-fail": import_failed(pack, failed),
+        }
+    )
     return out
 
 
 def classic_unknown(pack: InstalledPack, failed: frozenset[str] = frozenset()) -> dict[str, Any]:
     """An installed pack no catalog entry matches (classic lists these as unknown packs)."""
     url = pack.remote_url or pack.repository
-    return classic_installed({
-        "author": "", "title": html.escape(pack.display_name or pack.pack_id), "id": pack.pack_id,
-        "reference": url, "files": [url] if url else [], "install_type": "git-clone" if pack.kind == "git" else "unknown",
-        "description": "", "pip": [], "update-state": "false", "cnr_latest": None, "repository": url,
-        "health": "-", "import-fail": False, "stars": -1, "last_update": "", "trust": False, "is_favorite": False,
-    }, pack, failed)
+    return classic_installed(
+        {
+            "author": "",
+            "title": html.escape(pack.display_name or pack.pack_id),
+            "id": pack.pack_id,
+            "reference": url,
+            "files": [url] if url else [],
+            "install_type": "git-clone" if pack.kind == "git" else "unknown",
+            "description": "",
+            "pip": [],
+            "update-state": "false",
+            "cnr_latest": None,
+            "repository": url,
+            "health": "-",
+            "import-fail": False,
+            "stars": -1,
+            "last_update": "",
+            "trust": False,
+            "is_favorite": False,
+        },
+        pack,
+        failed,
+    )
 
 
 def installed_dict(pack: InstalledPack, failed: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The ``installed`` part of a v1 pack row."""
-    return {"name": pack.name, "enabled": pack.enabled, "kind": pack.kind, "version": installed_version(pack),
-            "commit": pack.commit, "branch": pack.branch, "remote_url": pack.remote_url,
-            "disabled_style": pack.disabled_style, "problems": list(pack.problems),
-            "import_failed": import_failed(pack, failed)}
+    return {
+        "name": pack.name,
+        "enabled": pack.enabled,
+        "kind": pack.kind,
+        "version": installed_version(pack),
+        "commit": pack.commit,
+        "branch": pack.branch,
+        "remote_url": pack.remote_url,
+        "disabled_style": pack.disabled_style,
+        "problems": list(pack.problems),
+        "import_failed": import_failed(pack, failed),
+    }
 
 
 def by_catalog_id(inv: Inventory) -> tuple[dict[str, InstalledPack], list[InstalledPack]]:
     """Installed packs keyed by catalog id (an enabled copy wins), and the unmatched ones."""
     matched: dict[str, InstalledPack] = {}
     unmatched: list[InstalledPack] = []
-    for pack in inv.packs:                       # enabled first (Inventory sort order)
+    for pack in inv.packs:  # enabled first (Inventory sort order)
         if pack.catalog_id:
             matched.setdefault(pack.catalog_id, pack)
         else:
@@ -151,8 +195,8 @@ def by_catalog_id(inv: Inventory) -> tuple[dict[str, InstalledPack], list[Instal
 @dataclass(frozen=True)
 class _Fragments:
     version: str
-    rows: Mapping[str, dict[str, Any]]      # pack id -> base row (not installed)
-    encoded: Mapping[str, bytes]            # pack id -> encoded element (with its key for objects)
+    rows: Mapping[str, dict[str, Any]]  # pack id -> base row (not installed)
+    encoded: Mapping[str, bytes]  # pack id -> encoded element (with its key for objects)
     order: tuple[str, ...]
 
 
@@ -172,14 +216,18 @@ def _v1_fragments(catalog: Catalog) -> _Fragments:
     return _Fragments(catalog.version, rows, enc, tuple(rows))
 
 
-def _join_classic(frags: _Fragments, view: CatalogView, inv: Inventory, failed: frozenset[str] = frozenset()
-                  ) -> tuple[bytes, int]:
+def _join_classic(
+    frags: _Fragments, view: CatalogView, inv: Inventory, failed: frozenset[str] = frozenset()
+) -> tuple[bytes, int]:
     matched, unmatched = by_catalog_id(inv)
     parts = []
     for pid in frags.order:
         pack = matched.get(pid)
-        parts.append(frags.encoded[pid] if pack is None
-                     else dumps(pid) + b":" + dumps(classic_installed(frags.rows[pid], pack, failed)))
+        parts.append(
+            frags.encoded[pid]
+            if pack is None
+            else dumps(pid) + b":" + dumps(classic_installed(frags.rows[pid], pack, failed))
+        )
     for pack in unmatched:
         if pack.pack_id not in frags.rows:
             parts.append(dumps(pack.pack_id) + b":" + dumps(classic_unknown(pack, failed)))
@@ -187,8 +235,9 @@ def _join_classic(frags: _Fragments, view: CatalogView, inv: Inventory, failed: 
     return body, len(parts)
 
 
-def _join_v1(frags: _Fragments, view: CatalogView, inv: Inventory, failed: frozenset[str] = frozenset()
-             ) -> tuple[bytes, int]:
+def _join_v1(
+    frags: _Fragments, view: CatalogView, inv: Inventory, failed: frozenset[str] = frozenset()
+) -> tuple[bytes, int]:
     matched, unmatched = by_catalog_id(inv)
     parts = []
     for pid in frags.order:
@@ -199,12 +248,18 @@ def _join_v1(frags: _Fragments, view: CatalogView, inv: Inventory, failed: froze
             row = dict(frags.rows[pid])
             row["installed"] = installed_dict(pack, failed)
             parts.append(dumps(row))
-    head = {"channel": view.channel.to_dict(), "catalog_version": view.catalog.version,
-            "sources": dict(view.sources), "age_seconds": view.oldest_age_seconds,
-            "notices": [n.to_dict() for n in view.notices], "installed_count": len(inv.packs),
-            "import_failed_count": sum(1 for p in inv.packs if import_failed(p, failed)),
-            "unmatched": [dict(p.to_dict(), version=installed_version(p), import_failed=import_failed(p, failed))
-                          for p in unmatched]}
+    head = {
+        "channel": view.channel.to_dict(),
+        "catalog_version": view.catalog.version,
+        "sources": dict(view.sources),
+        "age_seconds": view.oldest_age_seconds,
+        "notices": [n.to_dict() for n in view.notices],
+        "installed_count": len(inv.packs),
+        "import_failed_count": sum(1 for p in inv.packs if import_failed(p, failed)),
+        "unmatched": [
+            dict(p.to_dict(), version=installed_version(p), import_failed=import_failed(p, failed)) for p in unmatched
+        ],
+    }
     opening = dumps(head)[:-1] + b',"packs":['
     return envelope_prefix() + opening + b",".join(parts) + b"]}}", len(parts)
 
@@ -212,13 +267,13 @@ def _join_v1(frags: _Fragments, view: CatalogView, inv: Inventory, failed: froze
 class ListingCache:
     """Bodies of the list routes, rebuilt only when the catalog or the installed state changes."""
 
-    def __init__(self, api: "Api", *, keep: int = 4) -> None:
+    def __init__(self, api: HttpDoor, *, keep: int = 4) -> None:
         self._api = api
         self._keep = keep
         self._frags: dict[str, _Fragments] = {}
         self._bodies: OrderedDict[tuple[Any, ...], Body] = OrderedDict()
         self._lock: asyncio.Lock | None = None
-        self.builds = 0          # how many bodies were built (tests and the bench read it)
+        self.builds = 0  # how many bodies were built (tests and the bench read it)
 
     def _remember(self, key: tuple[Any, ...], body: Body) -> Body:
         self._bodies[key] = body
@@ -233,13 +288,15 @@ class ListingCache:
             return found
         if self._lock is None:
             self._lock = asyncio.Lock()
-        async with self._lock:           # fifty parallel cold requests build once
+        async with self._lock:  # fifty parallel cold requests build once
             found = self._bodies.get(key)
             if found is not None:
                 return found
+
             def encode() -> Body:
                 data, count = build()
                 return Body.encode(data, _etag(*key), count)
+
             body = await asyncio.to_thread(encode)
             self.builds += 1
             return self._remember(key, body)

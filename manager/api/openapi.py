@@ -14,16 +14,32 @@ from typing import Any
 from .. import __version__
 from .routes import PREFIX, ROUTES, Route
 
-_ENVELOPE_OK = {"type": "object", "required": ["ok", "version", "data"],
-                "properties": {"ok": {"const": True}, "version": {"const": 1}, "data": {}}}
-_ERROR = {"type": "object", "required": ["ok", "version", "error"],
-          "properties": {"ok": {"const": False}, "version": {"const": 1},
-                         "error": {"type": "object", "required": ["code", "message", "hint"],
-                                   "properties": {"code": {"type": "string",
-                                                           "description": "stable snake_case code; "
-                                                                          "every code is listed in docs/errors.md"},
-                                                  "message": {"type": "string"}, "hint": {"type": "string"},
-                                                  "details": {"type": "object"}}}}}
+_ENVELOPE_OK = {
+    "type": "object",
+    "required": ["ok", "version", "data"],
+    "properties": {"ok": {"const": True}, "version": {"const": 1}, "data": {}},
+}
+_ERROR = {
+    "type": "object",
+    "required": ["ok", "version", "error"],
+    "properties": {
+        "ok": {"const": False},
+        "version": {"const": 1},
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "hint"],
+            "properties": {
+                "code": {
+                    "type": "string",
+                    "description": "stable snake_case code; every code is listed in docs/errors.md",
+                },
+                "message": {"type": "string"},
+                "hint": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        },
+    },
+}
 _DESCRIPTION = (
     "ComfyUI Offline Manager. Every route is served twice, at the path below and under /api "
     "(as ComfyUI mounts extension routes); the standalone server (cm-cli.py serve) does the same. "
@@ -32,7 +48,8 @@ _DESCRIPTION = (
     "{ok: false, version, error: {code, message, hint}} with the error's HTTP status. Every route refuses "
     "a Host that is not this machine on a loopback listener; state-changing routes refuse pages of other "
     "origins (Origin, Sec-Fetch-Site), read JSON bodies whatever their declared type, and cap them at 4 MiB. "
-    "x-security-operation names the manager.security operation the policy decides (docs/api.md).")
+    "x-security-operation names the manager.security operation the policy decides (docs/api.md)."
+)
 
 
 def _content(route: Route) -> dict[str, Any]:
@@ -43,9 +60,11 @@ def _content(route: Route) -> dict[str, Any]:
     if route.response == "json":
         return {"application/json": {"schema": dict(route.result) or {}}}
     data = dict(route.result) if route.result else {}
-    schema = {"allOf": [{"$ref": "#/components/schemas/Envelope"},
-                        {"type": "object", "properties": {"data": data}}]} if data else \
-        {"$ref": "#/components/schemas/Envelope"}
+    schema = (
+        {"allOf": [{"$ref": "#/components/schemas/Envelope"}, {"type": "object", "properties": {"data": data}}]}
+        if data
+        else {"$ref": "#/components/schemas/Envelope"}
+    )
     return {"application/json": {"schema": schema}}
 
 
@@ -58,10 +77,13 @@ def _tag(route: Route) -> str:
 
 
 def _operation(route: Route) -> dict[str, Any]:
-    op: dict[str, Any] = {"operationId": route.name, "summary": route.summary,
-                          "tags": [_tag(route)],
-                          "x-security-operation": route.operation,
-                          "x-policy-gate": "route" if route.gate else "handler"}
+    op: dict[str, Any] = {
+        "operationId": route.name,
+        "summary": route.summary,
+        "tags": [_tag(route)],
+        "x-security-operation": route.operation,
+        "x-policy-gate": "route" if route.gate else "handler",
+    }
     params = []
     for p in route.params:
         schema: dict[str, Any] = {"type": "string"}
@@ -74,17 +96,27 @@ def _operation(route: Route) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     if route.body is not None:
-        op["requestBody"] = {"required": route.method == "POST" and bool(route.body.get("required")),
-                             "content": {"application/json": {"schema": dict(route.body)}}}
+        op["requestBody"] = {
+            "required": route.method == "POST" and bool(route.body.get("required")),
+            "content": {"application/json": {"schema": dict(route.body)}},
+        }
     responses: dict[str, Any] = {"200": {"description": "success", "content": _content(route)}}
     for status in route.statuses:
-        desc = {201: "already running", 202: "queued", 204: "nothing to list", 304: "not modified (ETag)",
-                410: "gone: a deprecated route (route_gone)", 501: "not done by this Manager (not_implemented)"}
+        desc = {
+            201: "already running",
+            202: "queued",
+            204: "nothing to list",
+            304: "not modified (ETag)",
+            410: "gone: a deprecated route (route_gone)",
+            501: "not done by this Manager (not_implemented)",
+        }
         responses[str(status)] = {"description": desc.get(status, "success")}
         if status in (201, 202):
             responses[str(status)]["content"] = _content(route)
-    responses["default"] = {"description": "a coded error",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses["default"] = {
+        "description": "a coded error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
     op["responses"] = responses
     return op
 

@@ -19,8 +19,8 @@ headers anyway (docs/api.md, "Request guards").
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from aiohttp import web
 
@@ -50,7 +50,7 @@ def split_host(value: str, scheme: str = "http") -> tuple[str, int | None]:
         name, _, digits = text.partition(":")
         port = int(digits) if digits else None
     else:
-        name = text                      # a bare IPv6 address or a plain name
+        name = text  # a bare IPv6 address or a plain name
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"port {port} out of range")
     if port == _DEFAULT_PORTS.get(scheme):
@@ -100,13 +100,13 @@ class RequestGuard:
     def _extra(self) -> Sequence[str]:
         try:
             return tuple(self.allowed_hosts())
-        except Exception:               # a broken config.ini must not open the door: no extras
+        except Exception:  # a broken config.ini must not open the door: no extras
             return ()
 
     def check_host(self, request: web.Request) -> None:
         host = request.headers.get("Host")
         if host is None or not self.listen or not is_loopback_listen(self.listen):
-            return                      # HTTP/1.0 scripts send no Host; LAN listeners have any name
+            return  # HTTP/1.0 scripts send no Host; LAN listeners have any name
         try:
             name, port = split_host(host, request.scheme)
         except ValueError:
@@ -117,17 +117,21 @@ class RequestGuard:
         raise HostNotAllowed(
             f"refused a request for host {host!r}: this server listens on {self.listen} and answers only "
             "loopback names (a page reaching it through another name may be a DNS-rebinding attack)",
-            details={"host": host, "listen": self.listen})
+            details={"host": host, "listen": self.listen},
+        )
 
     def check_cross_site(self, request: web.Request) -> None:
         site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
         if site in ("cross-site", "same-site"):
             raise CrossOriginDenied(
-                f"refused a state-changing request sent by a page of another {'site' if site == 'cross-site' else 'origin'}"
-                f" (Sec-Fetch-Site: {site})", details={"sec_fetch_site": site, "origin": request.headers.get("Origin")})
+                "refused a state-changing request sent by a page of another "
+                f"{'site' if site == 'cross-site' else 'origin'}"
+                f" (Sec-Fetch-Site: {site})",
+                details={"sec_fetch_site": site, "origin": request.headers.get("Origin")},
+            )
         origin = request.headers.get("Origin")
         if origin is None:
-            return                      # not a browser page (scripts, the CLI): the policy decides
+            return  # not a browser page (scripts, the CLI): the policy decides
         host = request.headers.get("Host", "")
         try:
             o_scheme = origin.split("://", 1)[0].lower() if "://" in origin else ""
@@ -138,12 +142,15 @@ class RequestGuard:
             o_port = h_port = None
         same = bool(o_name) and "://" in origin and (o_name, o_port) == (h_name, h_port)
         if not same and not (o_name and _listed(o_name, o_port, self._extra())):
-            raise CrossOriginDenied(f"refused a state-changing request from origin {origin!r} to host {host!r}",
-                                    details={"origin": origin, "host": host})
+            raise CrossOriginDenied(
+                f"refused a state-changing request from origin {origin!r} to host {host!r}",
+                details={"origin": origin, "host": host},
+            )
 
 
-def changes_state(method: str, operation: str, read: str, *, setter: str = "",
-                  request: web.Request | None = None) -> bool:
+def changes_state(
+    method: str, operation: str, read: str, *, setter: str = "", request: web.Request | None = None
+) -> bool:
     """Whether a request may change something: any unsafe method, a GET route whose operation is
     not a read (the classic UI calls queue reset/start with GET), or a GET carrying the route's
     setter query parameter (classic ``GET /manager/share_option?value=``)."""

@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
 from .. import __version__
-from ..security import is_loopback_listen
 from ..errors import ManagerError
+from ..security import is_loopback_listen
+from .door import HttpDoor
 from .envelope import MAX_BODY_BYTES, error_middleware, error_response
-from .origin import RequestGuard
 from .event_forwarder import EventForwarder
-from .routes import PREFIX, route_defs, with_api_mirror
-from .service import Api
+from .origin import RequestGuard
+from .routes import route_defs, with_api_mirror
 
 if TYPE_CHECKING:
     from ..context import Manager
@@ -76,7 +77,7 @@ class SocketHub:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         api = request.app[API_KEY]
-        try:   # the socket carries task events: a foreign page or a rebound Host gets none
+        try:  # the socket carries task events: a foreign page or a rebound Host gets none
             RequestGuard(api.listen, lambda: api.manager.config["allowed_hosts"]).check(request, changes=True)
         except ManagerError as err:
             return error_response(err)
@@ -88,8 +89,9 @@ class SocketHub:
             await old.close()
         self.sockets[sid] = ws
         pending = api.queue.status()["pending_count"]
-        await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": pending}},
-                                                       "sid": sid}})
+        await ws.send_json(
+            {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": pending}}, "sid": sid}}
+        )
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and '"feature_flags"' in msg.data:
@@ -104,11 +106,11 @@ async def _index(_request: web.Request) -> web.Response:
     return web.Response(text=INDEX_HTML, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
-API_KEY = web.AppKey("offline_manager_api", Api)
+API_KEY = web.AppKey("offline_manager_api", HttpDoor)
 HUB_KEY = web.AppKey("offline_manager_hub", SocketHub)
 
 
-def build_app(api: Api, *, js_dir: Path = JS_DIR, hub: SocketHub | None = None) -> web.Application:
+def build_app(api: HttpDoor, *, js_dir: Path = JS_DIR, hub: SocketHub | None = None) -> web.Application:
     """The aiohttp app: table (bare + /api), /ws, /js/, the page at /. Events flow while it runs."""
     hub = hub or SocketHub()
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES * 8)
@@ -137,17 +139,18 @@ def build_app(api: Api, *, js_dir: Path = JS_DIR, hub: SocketHub | None = None) 
     return app
 
 
-def prepare(manager: Manager, *, host: str = "127.0.0.1", extra_runners: Any = None) -> Api:
-    """Build the Api for a standalone server listening on ``host``. ``extra_runners`` (tests, demos)
+def prepare(manager: Manager, *, host: str = "127.0.0.1", extra_runners: Any = None) -> HttpDoor:
+    """Build the HttpDoor for a standalone server listening on ``host``. ``extra_runners`` (tests, demos)
     replace the task table's runners of the same kinds."""
     if extra_runners:
         fixed = dict(extra_runners)
         manager.add_runners(lambda _m: fixed)
-    return Api(manager, listen=host, restart=None, door="standalone")
+    return HttpDoor(manager, listen=host, restart=None, door="standalone")
 
 
-async def serve(api: Api, *, host: str = "127.0.0.1", port: int = 8188,
-                ready: Callable[[str], None] | None = None) -> None:
+async def serve(
+    api: HttpDoor, *, host: str = "127.0.0.1", port: int = 8188, ready: Callable[[str], None] | None = None
+) -> None:
     """Serve until cancelled; starts the task worker. ``ready(url)`` is called once listening."""
     app = build_app(api)
     runner = web.AppRunner(app, access_log=None)
@@ -159,15 +162,14 @@ async def serve(api: Api, *, host: str = "127.0.0.1", port: int = 8188,
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{port}/"
         if not is_loopback_listen(host):
-            log.warning("listening on %s, which is not loopback: other machines can reach the Manager; risky "
-                        "operations (git URL, pip, remote channels, network mode) are refused", host)
+            log.warning(
+                "listening on %s, which is not loopback: other machines can reach the Manager; risky "
+                "operations (git URL, pip, remote channels, network mode) are refused",
+                host,
+            )
         if ready is not None:
             ready(url)
         await asyncio.Event().wait()
     finally:
         api.manager.queue.stop(timeout=5)
         await runner.cleanup()
-
-
-def openapi_url(port: int) -> str:
-    return f"http://127.0.0.1:{port}{PREFIX}/openapi.json"

@@ -27,21 +27,33 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from .v2_records import (BatchOperation, BatchRecord, HistoryItem, batch_dir, iso, new_batch_id, outcome,
-                         prune_batches, queue_item, system_state, v2_meta)
+from .v2_records import (
+    BatchOperation,
+    BatchRecord,
+    HistoryItem,
+    batch_dir,
+    iso,
+    new_batch_id,
+    outcome,
+    prune_batches,
+    queue_item,
+    system_state,
+    v2_meta,
+)
 
 if TYPE_CHECKING:
     from ..context import Manager
     from ..events import Event
     from ..tasks import TaskQueue
-    from .service import Api
+    from .door import HttpDoor
 
 log = logging.getLogger("offline_manager.api")
 
-HISTORY_LIMIT = 10000                # as 4.x: the session history keeps this many items
+HISTORY_LIMIT = 10000  # as 4.x: the session history keeps this many items
 TASK_STARTED, TASK_COMPLETED, QUEUE_STATUS = "cm-task-started", "cm-task-completed", "cm-queue-status"
 
 Sink = Callable[[str, dict[str, Any], "str | None"], None]
@@ -54,7 +66,7 @@ class _OpenBatch:
     batch_id: str
     start_time: str
     state_before: dict[str, Any] | None = None
-    started: dict[str, str] = field(default_factory=dict)            # task id -> start time
+    started: dict[str, str] = field(default_factory=dict)  # task id -> start time
     operations: dict[str, BatchOperation] = field(default_factory=dict)
     has_v2: bool = False
 
@@ -63,14 +75,14 @@ class _OpenBatch:
 @dataclass
 class _Link:
     sinks: list[Sink] = field(default_factory=list)
-    journal: "V2Journal | None" = None
+    journal: V2Journal | None = None
 
 
-_LINKS: "weakref.WeakKeyDictionary[TaskQueue, _Link]" = weakref.WeakKeyDictionary()
+_LINKS: weakref.WeakKeyDictionary[TaskQueue, _Link] = weakref.WeakKeyDictionary()
 _LINKS_LOCK = threading.Lock()
 
 
-def connect_sink(queue: "TaskQueue", sink: Sink) -> Callable[[], None]:
+def connect_sink(queue: TaskQueue, sink: Sink) -> Callable[[], None]:
     """Let the /v2 events of ``queue`` leave through ``sink`` (the door's forwarder); returns the undo."""
     with _LINKS_LOCK:
         link = _LINKS.setdefault(queue, _Link())
@@ -80,19 +92,20 @@ def connect_sink(queue: "TaskQueue", sink: Sink) -> Callable[[], None]:
         with _LINKS_LOCK:
             if sink in link.sinks:
                 link.sinks.remove(sink)
+
     return disconnect
 
 
-def existing_journal(queue: "TaskQueue") -> "V2Journal | None":
+def existing_journal(queue: TaskQueue) -> V2Journal | None:
     """The queue's journal if a /v2 route made one (reads never make it)."""
     with _LINKS_LOCK:
         link = _LINKS.get(queue)
         return link.journal if link is not None else None
 
 
-def journal_of(api: "Api") -> "V2Journal":
-    """The journal of the Api's queue, created (and subscribed) by the first /v2 request."""
-    queue = api.queue             # builds the queue: the door's hooks attach its forwarder first
+def journal_of(api: HttpDoor) -> V2Journal:
+    """The journal of the HttpDoor's queue, created (and subscribed) by the first /v2 request."""
+    queue = api.queue  # builds the queue: the door's hooks attach its forwarder first
     with _LINKS_LOCK:
         link = _LINKS.setdefault(queue, _Link())
         if link.journal is None:
@@ -104,7 +117,7 @@ class V2Journal:
     """History, batches and events of one queue. Holds the Manager weakly (the queue, which the
     Manager owns, holds this journal through its subscription)."""
 
-    def __init__(self, manager: "Manager", queue: "TaskQueue", sinks: list[Sink]) -> None:
+    def __init__(self, manager: Manager, queue: TaskQueue, sinks: list[Sink]) -> None:
         self._manager = weakref.ref(manager)
         self._sinks = sinks
         self._lock = threading.Lock()
@@ -153,12 +166,13 @@ class V2Journal:
         return True
 
     # --- events ------------------------------------------------------------------------------------
-    def _on_event(self, event: "Event") -> None:
+    def _on_event(self, event: Event) -> None:
         from .. import events as ev
+
         task = event.data.get("task") if isinstance(event.data.get("task"), Mapping) else None
         if event.name == ev.QUEUED:
             with self._lock:
-                if self._batch is None:    # opened by another door: its state is taken a moment later
+                if self._batch is None:  # opened by another door: its state is taken a moment later
                     batch = self._batch = _OpenBatch(new_batch_id(), iso())
                     self._schedule(lambda: self._capture_before(batch))
                 if task is not None and v2_meta(task) is not None:
@@ -174,14 +188,19 @@ class V2Journal:
         elif event.name in (ev.DONE, ev.FAILED, ev.CANCELLED) and task is not None:
             item = self._record(task)
             if item is not None:
-                data = {"ui_id": item.ui_id, "result": item.result, "kind": item.kind,
-                        "status": item.status.to_dict(), "timestamp": item.end_time}
+                data = {
+                    "ui_id": item.ui_id,
+                    "result": item.result,
+                    "kind": item.kind,
+                    "status": item.status.to_dict(),
+                    "timestamp": item.end_time,
+                }
                 self._schedule(lambda: self._send_task(TASK_COMPLETED, data, item.client_id))
         elif event.name == ev.QUEUE_IDLE:
             with self._lock:
-                batch, self._batch = self._batch, None
-            if batch is not None and batch.operations:
-                self._schedule(lambda: self._finalize(batch))
+                ended, self._batch = self._batch, None
+            if ended is not None and ended.operations:
+                self._schedule(lambda: self._finalize(ended))
 
     def _record(self, task: Mapping[str, Any]) -> HistoryItem | None:
         """Add a finished task to the open batch and, for a /v2 task, to the history (idempotent);
@@ -195,18 +214,33 @@ class V2Journal:
         with self._lock:
             old = self._history.get(ui_id) if meta is not None else None
             if old is not None and old.finished_at == finished:
-                return old                 # recorded already, in its own batch (reconcile or the event)
+                return old  # recorded already, in its own batch (reconcile or the event)
             batch = self._batch
             if batch is not None and tid not in batch.operations:
                 start = batch.started.get(tid) or iso(task.get("started_at") or task.get("created_at"))
                 batch.operations[tid] = BatchOperation(
-                    ui_id, str(meta.get("kind")) if meta else str(task.get("kind")), str(task.get("target")),
-                    batch_result, start, end, (meta.get("client_id") if meta else task.get("client_id")))
+                    ui_id,
+                    str(meta.get("kind")) if meta else str(task.get("kind")),
+                    str(task.get("target")),
+                    batch_result,
+                    start,
+                    end,
+                    (meta.get("client_id") if meta else task.get("client_id")),
+                )
             if meta is None:
                 return None
-            item = HistoryItem(ui_id, str(meta.get("client_id") or ""), str(meta.get("kind")),
-                               iso(task.get("created_at")), result, status, batch.batch_id if batch else None,
-                               end, dict(meta.get("params") or {}), finished)
+            item = HistoryItem(
+                ui_id,
+                str(meta.get("client_id") or ""),
+                str(meta.get("kind")),
+                iso(task.get("created_at")),
+                result,
+                status,
+                batch.batch_id if batch else None,
+                end,
+                dict(meta.get("params") or {}),
+                finished,
+            )
             self._history.pop(ui_id, None)
             self._history[ui_id] = item
             while len(self._history) > HISTORY_LIMIT:
@@ -237,7 +271,8 @@ class V2Journal:
     def _state(self, client_id: str | None) -> dict[str, Any]:
         """4.x ``TaskStateMessage`` for one client: its history, its queued and running tasks, and
         the installed packs (every pack: the frontend replaces its map with this one)."""
-        from .service import installed_map
+        from .door import installed_map
+
         manager = self._manager()
         if manager is None:
             return {"history": {}, "running_queue": [], "pending_queue": [], "installed_packs": {}}
@@ -246,9 +281,13 @@ class V2Journal:
         def mine(tasks: Any) -> list[dict[str, Any]]:
             items = (queue_item(t.to_dict()) for t in tasks)
             return [i for i in items if i is not None and i["client_id"] == client_id]
-        return {"history": {i.ui_id: i.to_dict() for i in self.history(client_id)},
-                "running_queue": mine(queue.running()), "pending_queue": mine(queue.pending()),
-                "installed_packs": installed_map(manager.inventory())}
+
+        return {
+            "history": {i.ui_id: i.to_dict() for i in self.history(client_id)},
+            "running_queue": mine(queue.running()),
+            "pending_queue": mine(queue.pending()),
+            "installed_packs": installed_map(manager.inventory()),
+        }
 
     def _send(self, name: str, data: dict[str, Any], sid: str | None) -> None:
         for sink in list(self._sinks):
@@ -265,13 +304,20 @@ class V2Journal:
 
     def _finalize(self, batch: _OpenBatch) -> None:
         from ..fsops import atomic_write_json
+
         manager = self._manager()
         if manager is None:
             return
         with self._lock:
             operations = tuple(batch.operations.values())
-        record = BatchRecord(batch.batch_id, batch.start_time, iso(), batch.state_before or {},
-                             system_state(manager, manager.inventory()), operations)
+        record = BatchRecord(
+            batch.batch_id,
+            batch.start_time,
+            iso(),
+            batch.state_before or {},
+            system_state(manager, manager.inventory()),
+            operations,
+        )
         try:
             atomic_write_json(batch_dir(manager.layout) / f"{batch.batch_id}.json", record.to_dict())
             if not self._pruned:
@@ -283,5 +329,12 @@ class V2Journal:
             self._send(QUEUE_STATUS, {"status": "all-done"}, None)
 
 
-__all__ = ["QUEUE_STATUS", "TASK_COMPLETED", "TASK_STARTED", "V2Journal", "connect_sink", "existing_journal",
-           "journal_of"]
+__all__ = [
+    "QUEUE_STATUS",
+    "TASK_COMPLETED",
+    "TASK_STARTED",
+    "V2Journal",
+    "connect_sink",
+    "existing_journal",
+    "journal_of",
+]

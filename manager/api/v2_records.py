@@ -13,10 +13,11 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidName, NotFound
 
@@ -25,9 +26,9 @@ if TYPE_CHECKING:
     from ..inventory import Inventory
     from ..layout import Layout
 
-V2_PARAM = "v2"                      # the task param holding the 4.x identity of a /v2 task
+V2_PARAM = "v2"  # the task param holding the 4.x identity of a /v2 task
 BATCH_DIR = "batch_history"
-BATCH_RETENTION_DAYS = 16            # what 4.x actually deletes after (its comment says 90)
+BATCH_RETENTION_DAYS = 16  # what 4.x actually deletes after (its comment says 90)
 _BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -46,7 +47,7 @@ def new_batch_id() -> str:
 class TaskStatus:
     """4.x ``TaskExecutionStatus``."""
 
-    status_str: str                  # success | error | skipped
+    status_str: str  # success | error | skipped
     completed: bool = True
     messages: tuple[str, ...] = ()
 
@@ -67,12 +68,20 @@ class HistoryItem:
     batch_id: str | None
     end_time: str
     params: Mapping[str, Any]
-    finished_at: float = 0.0         # the queue's time stamp: recording the same end twice is a no-op
+    finished_at: float = 0.0  # the queue's time stamp: recording the same end twice is a no-op
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ui_id": self.ui_id, "client_id": self.client_id, "kind": self.kind, "timestamp": self.timestamp,
-                "result": self.result, "status": self.status.to_dict(), "batch_id": self.batch_id,
-                "end_time": self.end_time, "params": dict(self.params)}
+        return {
+            "ui_id": self.ui_id,
+            "client_id": self.client_id,
+            "kind": self.kind,
+            "timestamp": self.timestamp,
+            "result": self.result,
+            "status": self.status.to_dict(),
+            "batch_id": self.batch_id,
+            "end_time": self.end_time,
+            "params": dict(self.params),
+        }
 
 
 @dataclass(frozen=True)
@@ -82,15 +91,21 @@ class BatchOperation:
     operation_id: str
     operation_type: str
     target: str
-    result: str                      # success | failed | skipped
+    result: str  # success | failed | skipped
     start_time: str
     end_time: str
     client_id: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"operation_id": self.operation_id, "operation_type": self.operation_type, "target": self.target,
-                "result": self.result, "start_time": self.start_time, "end_time": self.end_time,
-                "client_id": self.client_id}
+        return {
+            "operation_id": self.operation_id,
+            "operation_type": self.operation_type,
+            "target": self.target,
+            "result": self.result,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "client_id": self.client_id,
+        }
 
 
 @dataclass(frozen=True)
@@ -106,11 +121,18 @@ class BatchRecord:
 
     def to_dict(self) -> dict[str, Any]:
         counts = collections.Counter(op.result for op in self.operations)
-        return {"batch_id": self.batch_id, "start_time": self.start_time, "end_time": self.end_time,
-                "state_before": dict(self.state_before), "state_after": dict(self.state_after),
-                "operations": [op.to_dict() for op in self.operations], "total_operations": len(self.operations),
-                "successful_operations": counts["success"], "failed_operations": counts["failed"],
-                "skipped_operations": counts["skipped"]}
+        return {
+            "batch_id": self.batch_id,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "state_before": dict(self.state_before),
+            "state_after": dict(self.state_after),
+            "operations": [op.to_dict() for op in self.operations],
+            "total_operations": len(self.operations),
+            "successful_operations": counts["success"],
+            "failed_operations": counts["failed"],
+            "skipped_operations": counts["skipped"],
+        }
 
 
 def v2_meta(task: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -125,8 +147,12 @@ def queue_item(task: Mapping[str, Any]) -> dict[str, Any] | None:
     meta = v2_meta(task)
     if meta is None:
         return None
-    return {"ui_id": meta["ui_id"], "client_id": meta.get("client_id"), "kind": meta.get("kind"),
-            "params": dict(meta.get("params") or {})}
+    return {
+        "ui_id": meta["ui_id"],
+        "client_id": meta.get("client_id"),
+        "kind": meta.get("kind"),
+        "params": dict(meta.get("params") or {}),
+    }
 
 
 def outcome(task: Mapping[str, Any]) -> tuple[str, TaskStatus, str]:
@@ -143,31 +169,41 @@ def outcome(task: Mapping[str, Any]) -> tuple[str, TaskStatus, str]:
 
 
 # --- system state and batch files ------------------------------------------------------------------
-def system_state(manager: "Manager", inv: "Inventory") -> dict[str, Any]:
+def system_state(manager: Manager, inv: Inventory) -> dict[str, Any]:
     """4.x ``ComfyUISystemState``, the parts that cost no subprocess (no pip freeze, no git)."""
     from .. import __version__
+
     nodes = {}
     for pack in inv.packs:
         method = "cnr" if pack.cnr_version and pack.kind != "git" else pack.kind
-        nodes[pack.name] = {"name": pack.pack_id, "version": pack.cnr_version or pack.version or pack.commit,
-                            "repository_url": pack.remote_url or pack.repository or None,
-                            "install_method": method, "enabled": pack.enabled}
+        nodes[pack.name] = {
+            "name": pack.pack_id,
+            "version": pack.cnr_version or pack.version or pack.commit,
+            "repository_url": pack.remote_url or pack.repository or None,
+            "install_method": method,
+            "enabled": pack.enabled,
+        }
     cfg = manager.config
-    return {"snapshot_time": iso(), "comfyui_version": {"version": manager.host.comfyui_version()},
-            "python_version": platform.python_version(),
-            "platform_info": {"system": platform.system(), "release": platform.release(),
-                              "machine": platform.machine()},
-            "installed_nodes": nodes, "custom_nodes_count": len(nodes),
-            "comfyui_root_path": str(manager.layout.comfyui_root), "manager_version": __version__,
-            "security_level": cfg["security_level"], "network_mode": cfg["network_mode"],
-            "embedded_python": "python_embeded" in sys.executable}
+    return {
+        "snapshot_time": iso(),
+        "comfyui_version": {"version": manager.host.comfyui_version()},
+        "python_version": platform.python_version(),
+        "platform_info": {"system": platform.system(), "release": platform.release(), "machine": platform.machine()},
+        "installed_nodes": nodes,
+        "custom_nodes_count": len(nodes),
+        "comfyui_root_path": str(manager.layout.comfyui_root),
+        "manager_version": __version__,
+        "security_level": cfg["security_level"],
+        "network_mode": cfg["network_mode"],
+        "embedded_python": "python_embeded" in sys.executable,
+    }
 
 
-def batch_dir(layout: "Layout") -> Path:
+def batch_dir(layout: Layout) -> Path:
     return layout.manager_dir / BATCH_DIR
 
 
-def list_batches(layout: "Layout") -> list[str]:
+def list_batches(layout: Layout) -> list[str]:
     """Batch ids on disk, newest file first (by mtime, as 4.x)."""
     folder = batch_dir(layout)
     try:
@@ -177,20 +213,26 @@ def list_batches(layout: "Layout") -> list[str]:
     return [name for _mtime, name in sorted(files, reverse=True)]
 
 
-def read_batch(layout: "Layout", batch_id: str) -> bytes:
+def read_batch(layout: Layout, batch_id: str) -> bytes:
     """The stored record's bytes; ``invalid_name`` for an id that could name a path, ``not_found``."""
     if not _BATCH_ID.match(batch_id or "") or ".." in batch_id:
-        raise InvalidName(f"invalid history id {batch_id!r}", details={"id": batch_id},
-                          hint="Use an id from GET /v2/manager/queue/history_list (batch_<date>_<time>_<hex>).")
+        raise InvalidName(
+            f"invalid history id {batch_id!r}",
+            details={"id": batch_id},
+            hint="Use an id from GET /v2/manager/queue/history_list (batch_<date>_<time>_<hex>).",
+        )
     path = batch_dir(layout) / f"{batch_id}.json"
     try:
         return path.read_bytes()
     except OSError:
-        raise NotFound(f"no batch record {batch_id!r}", details={"id": batch_id},
-                       hint="GET /v2/manager/queue/history_list lists the recorded batches.") from None
+        raise NotFound(
+            f"no batch record {batch_id!r}",
+            details={"id": batch_id},
+            hint="GET /v2/manager/queue/history_list lists the recorded batches.",
+        ) from None
 
 
-def prune_batches(layout: "Layout", *, days: float = BATCH_RETENTION_DAYS, now: float | None = None) -> int:
+def prune_batches(layout: Layout, *, days: float = BATCH_RETENTION_DAYS, now: float | None = None) -> int:
     cutoff = (time.time() if now is None else now) - days * 86400
     removed = 0
     for path in batch_dir(layout).glob("*.json"):

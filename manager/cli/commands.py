@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..context import CHANNEL_FILES, CatalogView, Manager, load_channel_set
 from ..envelope import envelope_ok
 from ..errors import ManagerError
 from ..host import StandaloneHost
 from ..layout import Layout
+from ..network import run_sync
 from . import ops_commands
 from .render import human_age, print_json, table
 
@@ -23,10 +24,11 @@ Command = Callable[[Manager, argparse.Namespace, str], Any]
 def dispatch(args: argparse.Namespace, *, refresh: str, overrides: dict[str, str], default_root: str) -> int:
     if args.command == "demo":
         from ..demo import create_demo_tree
-        root = create_demo_tree(Path(args.dir))
+
+        demo_root = create_demo_tree(Path(args.dir))
         if not args.json:
-            print(f"demo ComfyUI tree ready at {root} (offline mode, local channel 'demo')\n")
-        args.comfyui, args.command, args.what, args.limit = str(root), "show", "all", 0
+            print(f"demo ComfyUI tree ready at {demo_root} (offline mode, local channel 'demo')\n")
+        args.comfyui, args.command, args.what, args.limit = str(demo_root), "show", "all", 0
     root = args.comfyui or default_root
     host = StandaloneHost(Layout.from_root(root, user_dir=args.user_directory))
     if args.channel and "://" not in args.channel:  # a channels.list name: config holds URLs
@@ -47,8 +49,10 @@ def _notices(view: CatalogView, as_json: bool) -> None:
 
 def _status_line(m: Manager, view: CatalogView) -> str:
     src = ",".join(sorted(set(view.sources.values()))) or "none"
-    return (f"channel {view.channel.name} ({view.channel.url}) · network {m.config['network_mode']} · "
-            f"data {src}, age {human_age(view.oldest_age_seconds)} · {len(view.catalog.packs)} packs")
+    return (
+        f"channel {view.channel.name} ({view.channel.url}) · network {m.config['network_mode']} · "
+        f"data {src}, age {human_age(view.oldest_age_seconds)} · {len(view.catalog.packs)} packs"
+    )
 
 
 def cmd_show(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
@@ -58,8 +62,11 @@ def cmd_show(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     _notices(view, args.json)
     packs = view.catalog.packs[: args.limit] if args.limit else view.catalog.packs
     if args.json:
-        return {"channel": view.channel.to_dict(), "packs": [p.to_dict() for p in packs],
-                "notices": [n.to_dict() for n in view.notices]}
+        return {
+            "channel": view.channel.to_dict(),
+            "packs": [p.to_dict() for p in packs],
+            "notices": [n.to_dict() for n in view.notices],
+        }
     print(_status_line(m, view))
     table([[p.id, p.author, p.install_type, p.title] for p in packs], ["ID", "AUTHOR", "TYPE", "TITLE"])
     return None
@@ -100,8 +107,10 @@ def cmd_models(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     _notices(view, args.json)
     if args.json:
         return [e.to_dict() for e in view.catalog.models]
-    table([[e.type, e.base, e.save_path, e.filename] for e in view.catalog.models],
-          ["TYPE", "BASE", "SAVE_PATH", "FILENAME"])
+    table(
+        [[e.type, e.base, e.save_path, e.filename] for e in view.catalog.models],
+        ["TYPE", "BASE", "SAVE_PATH", "FILENAME"],
+    )
     return None
 
 
@@ -110,8 +119,7 @@ def cmd_catalog_issues(m: Manager, args: argparse.Namespace, refresh: str) -> An
     issues = view.catalog.issues
     if args.json:
         return [i.to_dict() for i in issues]
-    table([[i.file, str(i.index), i.entry_title, i.problem] for i in issues],
-          ["FILE", "ENTRY", "TITLE", "PROBLEM"])
+    table([[i.file, str(i.index), i.entry_title, i.problem] for i in issues], ["FILE", "ENTRY", "TITLE", "PROBLEM"])
     return None
 
 
@@ -119,7 +127,7 @@ def cmd_channels(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     active = m.config["channel_url"]
     rows = [{"name": c.name, "url": c.url, "active": active in (c.name, c.url)} for c in m.channels]
     if not args.json:
-        table([["*" if r["active"] else "", r["name"], r["url"]] for r in rows], ["", "NAME", "URL"])
+        table([["*" if r["active"] else "", str(r["name"]), str(r["url"])] for r in rows], ["", "NAME", "URL"])
     return rows
 
 
@@ -139,8 +147,13 @@ def cmd_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     if not args.json:
         if not health:
             print(f"the channel cache at {m.layout.cache_dir} is empty")
-        table([[str(h.get("state", "")), human_age(float(h.get("age_seconds", 0))), str(h.get("url", ""))]
-               for h in health], ["STATE", "AGE", "URL"])
+        table(
+            [
+                [str(h.get("state", "")), human_age(float(h.get("age_seconds", 0))), str(h.get("url", ""))]
+                for h in health
+            ],
+            ["STATE", "AGE", "URL"],
+        )
     return health
 
 
@@ -157,10 +170,14 @@ def cmd_update_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
             except ManagerError as err:
                 report.append({"file": name, "ok": False, "error": err.to_dict()})
 
-    asyncio.run(run())
+    run_sync(run())
     if not args.json:
         for r in report:
-            status = f"{r['source']} {r['bytes']} bytes" if r["ok"] else f"FAILED [{r['error']['code']}] {r['error']['message']}"
+            status = (
+                f"{r['source']} {r['bytes']} bytes"
+                if r["ok"]
+                else f"FAILED [{r['error']['code']}] {r['error']['message']}"
+            )
             print(f"{r['file']}: {status}")
     return report
 
@@ -169,11 +186,11 @@ def cmd_registry(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     if args.action == "versions":
         if not args.node_id:
             raise ManagerError("registry versions needs a node id", hint="cm-cli.py registry versions <node-id>")
-        versions = asyncio.run(m.registry.versions(args.node_id, refresh=refresh))
+        versions = run_sync(m.registry.versions(args.node_id, refresh=refresh))
         if not args.json:
             table([[v.version, v.status, v.download_url] for v in versions], ["VERSION", "STATUS", "URL"])
         return [v.to_dict() for v in versions] if args.json else None
-    listing = asyncio.run(m.registry.list_nodes(refresh=refresh))
+    listing = run_sync(m.registry.list_nodes(refresh=refresh))
     if not args.json:
         table([[n.id, n.latest_version, n.name] for n in listing.nodes], ["ID", "LATEST", "NAME"])
     return [n.to_dict() for n in listing.nodes] if args.json else None
@@ -181,7 +198,15 @@ def cmd_registry(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
 
 COMMANDS: dict[str, Command] = {
     **ops_commands.COMMANDS,
-    "show": cmd_show, "simple-show": cmd_simple_show, "search": cmd_search, "node-type": cmd_node_type,
-    "models": cmd_models, "catalog-issues": cmd_catalog_issues, "channels": cmd_channels,
-    "config": cmd_config, "cache": cmd_cache, "update-cache": cmd_update_cache, "registry": cmd_registry,
+    "show": cmd_show,
+    "simple-show": cmd_simple_show,
+    "search": cmd_search,
+    "node-type": cmd_node_type,
+    "models": cmd_models,
+    "catalog-issues": cmd_catalog_issues,
+    "channels": cmd_channels,
+    "config": cmd_config,
+    "cache": cmd_cache,
+    "update-cache": cmd_update_cache,
+    "registry": cmd_registry,
 }

@@ -6,8 +6,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import InternalError, ManagerError
 from . import commands, ops_commands, serve
@@ -29,12 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--comfyui", metavar="PATH", help="ComfyUI root (default: $COMFYUI_PATH, else ../..)")
     p.add_argument("--user-directory", metavar="DIR", help="ComfyUI user directory (default: <root>/user)")
     p.add_argument("--config", metavar="FILE", help="config.ini to use (default: <user>/__manager/config.ini)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                   help="override a setting for this run (repeatable)")
+    p.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], help="override a setting for this run (repeatable)"
+    )
     p.add_argument("--network-mode", choices=["public", "private", "offline"], help="override network_mode")
     p.add_argument("--channel", help="channel name from channels.list, or its URL")
-    p.add_argument("--mode", choices=sorted(DB_MODES), default="cache",
-                   help="data source: cache (TTL rules), remote (revalidate now), local (cache only, no network)")
+    p.add_argument(
+        "--mode",
+        choices=sorted(DB_MODES),
+        default="cache",
+        help="data source: cache (TTL rules), remote (revalidate now), local (cache only, no network)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output (the API's envelope)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -90,8 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve.run(args, overrides=cli_overrides(args), default_root=default_comfyui_root())
-        return commands.dispatch(args, refresh=DB_MODES[args.mode], overrides=cli_overrides(args),
-                                 default_root=default_comfyui_root())
+        return commands.dispatch(
+            args, refresh=DB_MODES[args.mode], overrides=cli_overrides(args), default_root=default_comfyui_root()
+        )
     except ManagerError as err:
         print_error(err, as_json=args.json)
         return 1
@@ -100,9 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a bug of ours: still one coded answer, with the trace in the log
         logging.getLogger("offline_manager").debug("unexpected error", exc_info=True)
-        print_error(InternalError(f"unexpected {type(exc).__name__}: {exc}",
-                                  hint="this is a bug; rerun with CM_DEBUG=1 for the traceback and report it"),
-                    as_json=args.json)
+        print_error(
+            InternalError(
+                f"unexpected {type(exc).__name__}: {exc}",
+                hint="this is a bug; rerun with CM_DEBUG=1 for the traceback and report it",
+            ),
+            as_json=args.json,
+        )
         if os.environ.get("CM_DEBUG"):
             raise
         return 1

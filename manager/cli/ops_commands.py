@@ -18,9 +18,10 @@ from ..context import Manager
 from ..errors import ManagerError, NotFound
 from ..events import Event, Task, TaskSpec
 from ..kinds import BY_NAME, KINDS, TaskKind
+from ..kinds.params import SnapshotRestoreParams
 from .render import table
 
-CLI_LISTEN = "127.0.0.1"     # policy input: the shell is a local user, like a loopback listener
+CLI_LISTEN = "127.0.0.1"  # policy input: the shell is a local user, like a loopback listener
 
 # one-word commands that queue one kind per target; their help and flags come from the task table
 PACK_VERBS = ("install", "reinstall", "uninstall", "update", "fix", "disable", "enable")
@@ -40,8 +41,13 @@ def add_flags(parser: argparse.ArgumentParser, kind: TaskKind) -> None:
         if f.type in ("bool", bool):
             parser.add_argument(flag, dest=f.name, action="store_true", help=f.metadata.get("help"))
         else:
-            parser.add_argument(flag, dest=f.name, choices=[c for c in f.metadata.get("choices", ()) if c] or None,
-                                default=None, help=f.metadata.get("help"))
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                choices=[c for c in f.metadata.get("choices", ()) if c] or None,
+                default=None,
+                help=f.metadata.get("help"),
+            )
 
 
 def add_parsers(sub: Any) -> None:
@@ -49,7 +55,9 @@ def add_parsers(sub: Any) -> None:
     for verb in TABLE_VERBS:
         kind = _kind_of_command(verb)
         extra = {"update": "; 'all' updates every pack (update_all)", "fix": "; 'all' fixes every installed pack"}
-        s = sub.add_parser(verb, help=kind.summary[0].lower() + kind.summary[1:] + extra.get(verb, ""), description=kind.summary)
+        s = sub.add_parser(
+            verb, help=kind.summary[0].lower() + kind.summary[1:] + extra.get(verb, ""), description=kind.summary
+        )
         s.add_argument("targets", nargs="+" if verb != "switch-version" else 1, metavar="TARGET", help=kind.target)
         add_flags(s, kind)
     s = sub.add_parser("snapshot", help="save, list, show, diff, restore or remove snapshots")
@@ -91,11 +99,12 @@ def _printer(as_json: bool) -> Any:
         if event.name == "progress":
             line, stage = data.get("line") or "", data.get("stage") or ""
             if not line and stage == last_stage[0]:
-                return                      # a bare percent tick of the same stage: nothing to say
+                return  # a bare percent tick of the same stage: nothing to say
             last_stage[0] = stage
             sys.stderr.write(f"  [{stage}] {line}\n" if line else f"  [{stage}]\n")
         elif event.name == "restart-required":
             sys.stderr.write("  restart ComfyUI to load the change\n")
+
     return show
 
 
@@ -123,11 +132,17 @@ def run_specs(manager: Manager, specs: list[TaskSpec], *, as_json: bool) -> list
             done.append(final)
             if final.error:
                 err = final.error
-                raise _TaskFailed(err.get("code", "internal_error"), err.get("message", ""), err.get("hint", ""),
-                                  err.get("details") or {})
+                raise _TaskFailed(
+                    err.get("code", "internal_error"),
+                    err.get("message", ""),
+                    err.get("hint", ""),
+                    err.get("details") or {},
+                )
             if not as_json:
-                print(f"{spec.kind} {spec.target}: done"
-                      + (" (restart ComfyUI to load it)" if final.restart_required else ""))
+                print(
+                    f"{spec.kind} {spec.target}: done"
+                    + (" (restart ComfyUI to load it)" if final.restart_required else "")
+                )
     finally:
         unsubscribe()
         queue.stop(timeout=30)
@@ -169,12 +184,19 @@ def cmd_table_verb(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
 
 def cmd_trash(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     from ..operations.remove import list_trash
+
     if args.action == "list":
         rows = [e.to_dict() for e in list_trash(m.layout, with_size=True)]
         if not args.json:
-            table([[str(r.get("id", "")), str(r.get("name", "")), str(r.get("kind", "")),
-                    str(r.get("version", ""))] for r in rows], ["ENTRY", "PACK", "KIND", "VERSION"])
+            table(
+                [
+                    [str(r.get("id", "")), str(r.get("name", "")), str(r.get("kind", "")), str(r.get("version", ""))]
+                    for r in rows
+                ],
+                ["ENTRY", "PACK", "KIND", "VERSION"],
+            )
         return rows
+    requests: list[tuple[str, str, dict[str, Any]]]
     if args.action == "restore":
         if not args.entries:
             raise NotFound("trash restore needs an entry id", hint="cm-cli.py trash list shows them")
@@ -187,10 +209,10 @@ def cmd_trash(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
 
 # --- snapshots ---------------------------------------------------------------------------------
 def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    from ..kinds.runners import restore_options
     from ..snapshots import SnapshotStore, store_of
     from ..snapshots.capture import capture
     from ..snapshots.diff import diff_current
-    from ..kinds.runners import restore_options
     from ..snapshots.restore import plan_restore
 
     store = store_of(m)
@@ -198,8 +220,10 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     if action == "list":
         rows = [e.to_dict() for e in store.entries()]
         if not args.json:
-            table([[r["name"], str(r.get("created_at", "")), str(r.get("summary", ""))[:80]] for r in rows],
-                  ["NAME", "CREATED", "SUMMARY"])
+            table(
+                [[r["name"], str(r.get("created_at", "")), str(r.get("summary", ""))[:80]] for r in rows],
+                ["NAME", "CREATED", "SUMMARY"],
+            )
         return rows
     if action == "save":
         snap = capture(m, reason="cli")
@@ -217,7 +241,7 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
             print(f"removed snapshot {args.name}")
         return {"removed": args.name}
     name = args.name
-    if action == "restore" and Path(name).is_file():   # a file: import it, then restore by name
+    if action == "restore" and Path(name).is_file():  # a file: import it, then restore by name
         name = store.import_file(Path(name)).name
     snap = store.load(name)
     if action == "show":
@@ -225,18 +249,29 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
         if not args.json:
             print(f"{name}: {snap.summary()}")
             for pack in snap.packs:
-                print(f"  {pack.name}  {pack.kind}  {pack.version or pack.commit[:12]}"
-                      f"{'' if pack.enabled else '  (disabled)'}")
+                print(
+                    f"  {pack.name}  {pack.kind}  {pack.version or pack.commit[:12]}"
+                    f"{'' if pack.enabled else '  (disabled)'}"
+                )
         return doc
     if action == "diff":
         d = diff_current(m, snap)
         if not args.json:
             print("\n".join(d.lines()) or "no differences")
         return d.to_json()
-    planned = m.plan("snapshot_restore", name, flag_params(BY_NAME["snapshot_restore"], args), listen=CLI_LISTEN,
-                     enforce=not args.dry_run)
-    plan = plan_restore(m, snap, restore_options(BY_NAME["snapshot_restore"].params.from_mapping(
-        planned.spec.params, lenient=True)), where=name)
+    planned = m.plan(
+        "snapshot_restore",
+        name,
+        flag_params(BY_NAME["snapshot_restore"], args),
+        listen=CLI_LISTEN,
+        enforce=not args.dry_run,
+    )
+    plan = plan_restore(
+        m,
+        snap,
+        restore_options(SnapshotRestoreParams.from_mapping(planned.spec.params, lenient=True)),
+        where=name,
+    )
     if not args.json:
         print(f"restore plan for {name}:")
         print("\n".join(plan.lines()) or "  nothing to do")
@@ -258,8 +293,12 @@ def cmd_export_deps(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
         print(f"wrote {result.path}: {len(result.requirements)} requirement(s) from {len(result.packs)} pack(s)")
         for problem in result.problems:
             print(f"  left out: {problem}")
-    return {"path": str(result.path), "requirements": list(result.requirements), "packs": list(result.packs),
-            "problems": list(result.problems)}
+    return {
+        "path": str(result.path),
+        "requirements": list(result.requirements),
+        "packs": list(result.packs),
+        "problems": list(result.problems),
+    }
 
 
 def cmd_download_deps(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
@@ -267,11 +306,18 @@ def cmd_download_deps(m: Manager, args: argparse.Namespace, refresh: str) -> Any
     from ..deps.policy import deps_policy_from_config
 
     dest = Path(args.dest) if args.dest else m.layout.wheelhouse_dir
-    result = download_deps(Path(args.requirements), dest, policy=deps_policy_from_config(m.config, m.layout),
-                           gate=m.gate, progress=None if args.json else (lambda line: print(f"  {line}")))
+    result = download_deps(
+        Path(args.requirements),
+        dest,
+        policy=deps_policy_from_config(m.config, m.layout),
+        gate=m.gate,
+        progress=None if args.json else (lambda line: print(f"  {line}")),
+    )
     if not args.json:
-        print(f"{len(result.added)} new wheel(s) in {result.wheelhouse} ({result.seconds:.1f}s); "
-              "carry this folder to the offline machine's wheelhouse")
+        print(
+            f"{len(result.added)} new wheel(s) in {result.wheelhouse} ({result.seconds:.1f}s); "
+            "carry this folder to the offline machine's wheelhouse"
+        )
     return {"wheelhouse": str(result.wheelhouse), "added": list(result.added)}
 
 
@@ -279,7 +325,7 @@ def cmd_show_installed(m: Manager, args: argparse.Namespace, refresh: str) -> An
     """``show installed|enabled|disabled``: what is on disk, matched against the catalog when it loads."""
     try:
         m.catalog_view(refresh=refresh)
-    except ManagerError as err:   # the tree can be listed without channel data
+    except ManagerError as err:  # the tree can be listed without channel data
         if not args.json:
             sys.stderr.write(f"note [{err.code}]: no catalog to match against ({err.message})\n")
     inv = m.inventory()
@@ -296,5 +342,8 @@ def cmd_show_installed(m: Manager, args: argparse.Namespace, refresh: str) -> An
 
 COMMANDS = {
     **{verb: cmd_table_verb for verb in TABLE_VERBS},
-    "snapshot": cmd_snapshot, "trash": cmd_trash, "export-deps": cmd_export_deps, "download-deps": cmd_download_deps,
+    "snapshot": cmd_snapshot,
+    "trash": cmd_trash,
+    "export-deps": cmd_export_deps,
+    "download-deps": cmd_download_deps,
 }

@@ -31,9 +31,11 @@ def table(rows: list[list[str]], headers: list[str], out: TextIO | None = None) 
     for row in rows:
         for i, cell in enumerate(row[:-1]):
             widths[i] = min(max(widths[i], len(cell)), 48)
+
     def line(cells: list[str]) -> str:
         parts = [c[:48].ljust(widths[i]) for i, c in enumerate(cells[:-1])]
         return "  ".join(parts + [cells[-1]])
+
     out.write(line(headers) + "\n")
     for row in rows:
         out.write(line(row) + "\n")

@@ -16,12 +16,18 @@ from ..security import is_loopback_listen
 
 def add_parser(sub: Any) -> None:
     s = sub.add_parser("serve", help="run the standalone server: the API, events and the panel, on 127.0.0.1")
-    s.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; anything else is reachable from the network "
-                        "and the security policy treats it as non-loopback)")
+    s.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; anything else is reachable from the network "
+        "and the security policy treats it as non-loopback)",
+    )
     s.add_argument("--port", type=int, default=8188, help="port (default 8188)")
-    s.add_argument("--demo", action="store_true",
-                   help="first create (or complete) a demo ComfyUI tree with a local channel, and serve it")
+    s.add_argument(
+        "--demo",
+        action="store_true",
+        help="first create (or complete) a demo ComfyUI tree with a local channel, and serve it",
+    )
     s.add_argument("--dir", default="demo", help="where --demo creates its tree (default ./demo)")
 
 
@@ -31,6 +37,7 @@ def run(args: argparse.Namespace, *, overrides: dict[str, str], default_root: st
 
     if args.demo:
         from ..demo import create_demo_tree
+
         root = str(create_demo_tree(Path(args.dir)))
     else:
         root = args.comfyui or default_root
@@ -40,20 +47,27 @@ def run(args: argparse.Namespace, *, overrides: dict[str, str], default_root: st
     manager = Manager.create(host, cli=overrides, config_path=args.config)
     api = prepare(manager, host=args.host)
     if not is_loopback_listen(args.host):
-        sys.stderr.write(f"warning: listening on {args.host}, which is not loopback: other machines can reach "
-                         "the Manager. Risky operations (git URL and pip installs, remote channels, opening the "
-                         "network mode) are refused on such a listener.\n")
+        sys.stderr.write(
+            f"warning: listening on {args.host}, which is not loopback: other machines can reach "
+            "the Manager. Risky operations (git URL and pip installs, remote channels, opening the "
+            "network mode) are refused on such a listener.\n"
+        )
 
     def ready(url: str) -> None:
-        print(f"Offline Manager serving {root} at {url} (network mode {manager.config['network_mode']}, "
-              f"config {manager.config.path}); Ctrl+C stops it", flush=True)
+        print(
+            f"Offline Manager serving {root} at {url} (network mode {manager.config['network_mode']}, "
+            f"config {manager.config.path}); Ctrl+C stops it",
+            flush=True,
+        )
 
     try:
         asyncio.run(serve(api, host=args.host, port=args.port, ready=ready))
     except KeyboardInterrupt:
         return 0
-    except OSError as exc:   # port in use, address not available
-        sys.stderr.write(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n"
-                         "  hint: pick another --port, or stop the program using it\n")
+    except OSError as exc:  # port in use, address not available
+        sys.stderr.write(
+            f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n"
+            "  hint: pick another --port, or stop the program using it\n"
+        )
         return 1
     return 0

@@ -33,8 +33,11 @@ def load_blacklist(path: Path) -> frozenset[str]:
     except FileNotFoundError:
         return frozenset()
     except OSError as exc:
-        raise DepsListInvalid(f"{path} cannot be read ({exc.strerror})",
-                              hint=f"Fix the permissions of {path}.", details={"file": str(path)}) from None
+        raise DepsListInvalid(
+            f"{path} cannot be read ({exc.strerror})",
+            hint=f"Fix the permissions of {path}.",
+            details={"file": str(path)},
+        ) from None
     names: set[str] = set()
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
@@ -44,7 +47,8 @@ def load_blacklist(path: Path) -> frozenset[str]:
             raise DepsListInvalid(
                 f"{path} line {number}: {line!r} is not a package name",
                 hint=f"Write one package name per line in {path} (no versions or options).",
-                details={"file": str(path), "line_no": number, "line": raw})
+                details={"file": str(path), "line_no": number, "line": raw},
+            )
         names.add(str(canonicalize_name(line)))
     return frozenset(names)
 

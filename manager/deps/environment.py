@@ -61,8 +61,8 @@ class TargetEnvironment:
     python: str
     markers: Mapping[str, str]
     site_dirs: tuple[str, ...]
-    platform: str                     # sysconfig.get_platform(): linux-x86_64, win-amd64, macosx-11.0-arm64
-    implementation: str               # cpython, pypy
+    platform: str  # sysconfig.get_platform(): linux-x86_64, win-amd64, macosx-11.0-arm64
+    implementation: str  # cpython, pypy
     version: tuple[int, int]
     prefix: str = ""
     has_pip_module: bool = False
@@ -95,7 +95,7 @@ class TargetEnvironment:
         """Does ``req`` apply to this interpreter (for the requesting package's ``extras``)?"""
         if req.marker is None:
             return True
-        for extra in (extras or {""}):
+        for extra in extras or {""}:
             if req.marker.evaluate(dict(self.markers, extra=extra)):
                 return True
         return False
@@ -109,10 +109,17 @@ class TargetEnvironment:
         major, minor = self.version
         interp = tag.interpreter
         cp = self.implementation == "cpython"
-        ok_interp = interp in (f"py{major}", f"py{major}{minor}") or (
-            cp and interp == f"cp{major}{minor}") or (
-            cp and tag.abi == "abi3" and interp.startswith(f"cp{major}") and interp[2:].isdigit()
-            and int(interp[3:] or 0) <= minor)
+        ok_interp = (
+            interp in (f"py{major}", f"py{major}{minor}")
+            or (cp and interp == f"cp{major}{minor}")
+            or (
+                cp
+                and tag.abi == "abi3"
+                and interp.startswith(f"cp{major}")
+                and interp[2:].isdigit()
+                and int(interp[3:] or 0) <= minor
+            )
+        )
         if not ok_interp:
             return False
         if tag.abi not in ("none", "abi3") and not tag.abi.startswith(f"cp{major}{minor}"):
@@ -136,21 +143,33 @@ def _platform_ok(tag_platform: str, target: str) -> bool:
 
 def probe_environment(python: str, *, timeout: float = 60.0) -> TargetEnvironment:
     """Run ``python`` once to learn its environment; ``DepsInstallerUnavailable`` if it does not run."""
-    hint = ("Set python_executable in config.ini to the interpreter ComfyUI runs with "
-            "(empty = the interpreter running the Manager).")
+    hint = (
+        "Set python_executable in config.ini to the interpreter ComfyUI runs with "
+        "(empty = the interpreter running the Manager)."
+    )
     try:
-        out = subprocess.run([python, "-I", "-c", _PROBE], capture_output=True, text=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            [python, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except (OSError, subprocess.SubprocessError) as exc:
-        raise DepsInstallerUnavailable(f"cannot run the python for dependency installs ({python}): {exc}",
-                                       hint=hint, details={"python": python}) from None
+        raise DepsInstallerUnavailable(
+            f"cannot run the python for dependency installs ({python}): {exc}", hint=hint, details={"python": python}
+        ) from None
     if out.returncode != 0:
         raise DepsInstallerUnavailable(
             f"{python} failed to report its environment (exit {out.returncode}): "
-            f"{(out.stderr.strip().splitlines() or [''])[-1]}", hint=hint, details={"python": python})
+            f"{(out.stderr.strip().splitlines() or [''])[-1]}",
+            hint=hint,
+            details={"python": python},
+        )
     data = json.loads(out.stdout)
     return TargetEnvironment(
-        python=python, markers=data["markers"], site_dirs=tuple(data["site_dirs"]), platform=data["platform"],
-        implementation=data["implementation"], version=(int(data["version"][0]), int(data["version"][1])),
-        prefix=data.get("prefix", ""), has_pip_module=bool(data.get("has_pip")))
-
+        python=python,
+        markers=data["markers"],
+        site_dirs=tuple(data["site_dirs"]),
+        platform=data["platform"],
+        implementation=data["implementation"],
+        version=(int(data["version"][0]), int(data["version"][1])),
+        prefix=data.get("prefix", ""),
+        has_pip_module=bool(data.get("has_pip")),
+    )

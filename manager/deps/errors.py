@@ -17,8 +17,10 @@ class DepsSourceNotAllowed(ManagerError):
 
     code = "deps_source_not_allowed"
     http_status = 403
-    default_hint = ("Add the index URL prefix to allowed_pip_sources (or set allow_external_pip = true) "
-                    "in the [security] section of config.ini, or ask the pack author to publish on an index.")
+    default_hint = (
+        "Add the index URL prefix to allowed_pip_sources (or set allow_external_pip = true) "
+        "in the [security] section of config.ini, or ask the pack author to publish on an index."
+    )
 
 
 class DepsListInvalid(ManagerError):

@@ -39,20 +39,20 @@ class ExportResult:
     packs: tuple[str, ...]
     skipped: tuple[Skipped, ...]
     conflicts: tuple[Conflict, ...]
-    problems: tuple[str, ...]            # packs whose requirements could not be read (left out)
+    problems: tuple[str, ...]  # packs whose requirements could not be read (left out)
 
 
 @dataclass(frozen=True)
 class DownloadResult:
     wheelhouse: Path
-    added: tuple[str, ...]               # file names new in the wheelhouse
+    added: tuple[str, ...]  # file names new in the wheelhouse
     commands: tuple[str, ...]
     seconds: float
 
 
 def _line_for(item: Planned, installed: dict[str, str], pin_installed: bool) -> str:
     text = item.text
-    if item.kind == "path":                         # a local wheel: name==version, the file is copied
+    if item.kind == "path":  # a local wheel: name==version, the file is copied
         name, version = name_from_filename(Path(item.text).name)
         text = f"{name}=={version}" if name and version else item.text
     elif pin_installed and item.kind == "name" and item.requirement is not None and item.name in installed:
@@ -69,8 +69,9 @@ def _line_for(item: Planned, installed: dict[str, str], pin_installed: bool) -> 
     return f"{text}  # {comment}"
 
 
-def export_requirements(installer: DependencyInstaller, packs: Sequence[PackLike], out: Path, *,
-                        pin_installed: bool = False) -> ExportResult:
+def export_requirements(
+    installer: DependencyInstaller, packs: Sequence[PackLike], out: Path, *, pin_installed: bool = False
+) -> ExportResult:
     """Write ``out`` (atomically) with the merged requirements of ``packs``.
 
     Markers are kept (the target machine evaluates them); a pack whose requirements.txt is
@@ -80,17 +81,25 @@ def export_requirements(installer: DependencyInstaller, packs: Sequence[PackLike
     plan = installer.plan_for(packs, evaluate_markers=False)
     installed = dict(plan.installed)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    lines = [f"# {OFFLINE_REQUIREMENTS}: dependencies of {len(plan.packs)} pack(s), written {stamp}",
-             "# Overrides, the blacklist and downgrade protection are applied; each line names its packs.",
-             "# Fill a wheelhouse from it: python cm-cli.py download-deps <this file>"]
+    lines = [
+        f"# {OFFLINE_REQUIREMENTS}: dependencies of {len(plan.packs)} pack(s), written {stamp}",
+        "# Overrides, the blacklist and downgrade protection are applied; each line names its packs.",
+        "# Fill a wheelhouse from it: python cm-cli.py download-deps <this file>",
+    ]
     requirements = [_line_for(item, installed, pin_installed) for item in plan.merged]
     problems = [f"{p.pack}: {p.error.message}" for p in plan.packs if p.error is not None]
     tail = [f"# skipped {s.requirement} ({s.pack}): {s.message}" for s in plan.skipped]
     tail += [f"# conflict {c.message}" for c in plan.conflicts]
     tail += [f"# left out {p}" for p in problems]
     atomic_write_text(out, "\n".join(lines + requirements + tail) + "\n")
-    return ExportResult(out, tuple(r.split("  #", 1)[0] for r in requirements),
-                        tuple(p.pack for p in plan.packs), plan.skipped, plan.conflicts, tuple(problems))
+    return ExportResult(
+        out,
+        tuple(r.split("  #", 1)[0] for r in requirements),
+        tuple(p.pack for p in plan.packs),
+        plan.skipped,
+        plan.conflicts,
+        tuple(problems),
+    )
 
 
 def _pip_choice(python: str) -> InstallerChoice:
@@ -99,18 +108,28 @@ def _pip_choice(python: str) -> InstallerChoice:
     for candidate in dict.fromkeys([python, sys.executable]):
         version, why = probe_tool((candidate, "-m", "pip"))
         if version:
-            return InstallerChoice("pip", "pip download (uv has no download command)",
-                                   (candidate, "-m", "pip"), candidate, version)
+            return InstallerChoice(
+                "pip", "pip download (uv has no download command)", (candidate, "-m", "pip"), candidate, version
+            )
         tried.append(why)
     raise DepsInstallerUnavailable(
         "download-deps needs pip, and neither the ComfyUI python nor the Manager's python has it",
         hint=f"Install pip (`{python} -m ensurepip`) on the machine that downloads.",
-        details={"tried": tried})
+        details={"tried": tried},
+    )
 
 
-def download_deps(requirements_file: Path, wheelhouse: Path, *, policy: DepsPolicy, gate: NetworkGate,
-                  progress: ProgressFn | None = None, python_version: str | None = None,
-                  platforms: Sequence[str] = (), run_options: RunOptions = DEFAULT_RUN_OPTIONS) -> DownloadResult:
+def download_deps(
+    requirements_file: Path,
+    wheelhouse: Path,
+    *,
+    policy: DepsPolicy,
+    gate: NetworkGate,
+    progress: ProgressFn | None = None,
+    python_version: str | None = None,
+    platforms: Sequence[str] = (),
+    run_options: RunOptions = DEFAULT_RUN_OPTIONS,
+) -> DownloadResult:
     """Fill ``wheelhouse`` with wheels for ``requirements_file`` and their dependencies.
 
     The file is read with the same rules as a pack's (only allowed sources), overrides and
@@ -120,9 +139,13 @@ def download_deps(requirements_file: Path, wheelhouse: Path, *, policy: DepsPoli
     """
     started = time.monotonic()
     main_index = gate.decide(policy.effective_index, "pip")
-    parsed = parse_requirements_file(requirements_file, pack=requirements_file.name,
-                                     pack_dir=requirements_file.parent, rules=policy.source_rules(),
-                                     rewrite=policy.overrides.rewrite_text)
+    parsed = parse_requirements_file(
+        requirements_file,
+        pack=requirements_file.name,
+        pack_dir=requirements_file.parent,
+        rules=policy.source_rules(),
+        rewrite=policy.overrides.rewrite_text,
+    )
     wheelhouse.mkdir(parents=True, exist_ok=True)
     before = set(os.listdir(wheelhouse))
     groups: dict[tuple[str, str | None], list[str]] = {}
@@ -132,7 +155,7 @@ def download_deps(requirements_file: Path, wheelhouse: Path, *, policy: DepsPoli
         new = outcome.line
         if {n for n in (line.name, new.name) if n} & policy.blacklist:
             continue
-        if new.kind != "path" and new.name in local_wheels:    # exported as name==version of a local wheel
+        if new.kind != "path" and new.name in local_wheels:  # exported as name==version of a local wheel
             new = replace(new, kind="path", text=str(local_wheels[new.name]))
         if new.kind == "path":
             shutil.copy2(new.text, wheelhouse / Path(new.text).name)
@@ -144,9 +167,13 @@ def download_deps(requirements_file: Path, wheelhouse: Path, *, policy: DepsPoli
     backend = PipBackend(_pip_choice(policy.python), run_options)
     commands: list[str] = []
     for (index, host), texts in groups.items():
-        args = InstallArgs(tuple(texts), index_url=index, find_links=(str(wheelhouse),),
-                           extra_index_urls=extra if index == main_index else (),
-                           trusted_hosts=((host,) if host else ()) + (hosts if index == main_index else ()))
+        args = InstallArgs(
+            tuple(texts),
+            index_url=index,
+            find_links=(str(wheelhouse),),
+            extra_index_urls=extra if index == main_index else (),
+            trusted_hosts=((host,) if host else ()) + (hosts if index == main_index else ()),
+        )
         cmd = backend.download_command(args, wheelhouse, python_version=python_version, platforms=platforms)
         commands.append(shown_command(cmd))
         result = run_streaming(cmd, progress, options=run_options)
@@ -155,7 +182,8 @@ def download_deps(requirements_file: Path, wheelhouse: Path, *, policy: DepsPoli
                 f"pip download failed for {requirements_file.name} (exit {result.returncode})"
                 + (f": {result.output_tail[-1]}" if result.output_tail else ""),
                 hint="Read the pip output; check pip_index_url / allowed_pip_sources and that every "
-                     "requirement exists on the index.",
-                details={"command": commands[-1], "output_tail": list(result.output_tail)})
+                "requirement exists on the index.",
+                details={"command": commands[-1], "output_tail": list(result.output_tail)},
+            )
     added = tuple(sorted(set(os.listdir(wheelhouse)) - before))
     return DownloadResult(wheelhouse, added, tuple(commands), time.monotonic() - started)

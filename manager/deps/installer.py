@@ -43,9 +43,9 @@ class DepsResult:
     """What an install did: the backend and why, the commands, what was skipped and why."""
 
     packs: tuple[str, ...]
-    installer: InstallerChoice | None          # None when nothing had to run
+    installer: InstallerChoice | None  # None when nothing had to run
     requirements: tuple[str, ...] = ()
-    commands: tuple[str, ...] = ()             # shell-quoted, credentials redacted
+    commands: tuple[str, ...] = ()  # shell-quoted, credentials redacted
     skipped: tuple[Skipped, ...] = ()
     overrides: tuple[AppliedOverride, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
@@ -54,19 +54,35 @@ class DepsResult:
     seconds: float = 0.0
 
     def warnings(self) -> list[str]:
-        return [f"{s.pack}: skipped {s.requirement}: {s.message}" for s in self.skipped if s.reason != "marker"] + \
-               [f"conflict {c.message}" for c in self.conflicts]
+        return [f"{s.pack}: skipped {s.requirement}: {s.message}" for s in self.skipped if s.reason != "marker"] + [
+            f"conflict {c.message}" for c in self.conflicts
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "packs": list(self.packs), "ran": self.ran, "seconds": round(self.seconds, 3),
-            "installer": ({"name": self.installer.name, "reason": self.installer.reason,
-                           "version": self.installer.version} if self.installer else None),
-            "requirements": list(self.requirements), "commands": list(self.commands),
-            "skipped": [{"pack": s.pack, "requirement": s.requirement, "reason": s.reason,
-                         "message": s.message, "installed": s.installed} for s in self.skipped],
+            "packs": list(self.packs),
+            "ran": self.ran,
+            "seconds": round(self.seconds, 3),
+            "installer": (
+                {"name": self.installer.name, "reason": self.installer.reason, "version": self.installer.version}
+                if self.installer
+                else None
+            ),
+            "requirements": list(self.requirements),
+            "commands": list(self.commands),
+            "skipped": [
+                {
+                    "pack": s.pack,
+                    "requirement": s.requirement,
+                    "reason": s.reason,
+                    "message": s.message,
+                    "installed": s.installed,
+                }
+                for s in self.skipped
+            ],
             "overrides": [{"pack": o.pack, "from": o.original, "to": o.result} for o in self.overrides],
-            "conflicts": [c.message for c in self.conflicts], "notes": list(self.notes),
+            "conflicts": [c.message for c in self.conflicts],
+            "notes": list(self.notes),
         }
 
 
@@ -102,7 +118,8 @@ class DependencyInstaller:
         """The backend in use and why (detected by running uv / pip once)."""
         if self._choice is None:
             self._choice = self.choice_override or detect_installer(
-                self.policy.python, self.policy.use_uv, uv_search=self.uv_search)
+                self.policy.python, self.policy.use_uv, uv_search=self.uv_search
+            )
         return self._choice
 
     @property
@@ -114,8 +131,12 @@ class DependencyInstaller:
     def wheelhouse(self) -> Wheelhouse:
         """The wheelhouse folders as they are now (plus a file:// pip_index_url as an index root)."""
         roots = [local_dir(self.policy.index_url)] if self._local_index() else []
-        return Wheelhouse(list(self.policy.wheelhouse_dirs), roots, folder_cache=self._folder_cache,
-                          requires_cache=self._requires_cache)
+        return Wheelhouse(
+            list(self.policy.wheelhouse_dirs),
+            roots,
+            folder_cache=self._folder_cache,
+            requires_cache=self._requires_cache,
+        )
 
     def _local_index(self) -> bool:
         return bool(self.policy.index_url) and self.gate.is_local(self.policy.index_url)
@@ -127,8 +148,14 @@ class DependencyInstaller:
         return self._planner(evaluate_markers=evaluate_markers).plan([_as_source(p) for p in packs], installed)
 
     # -- installing ----------------------------------------------------------------------
-    def install_pack_requirements(self, pack_dir: Path, pack_name: str, progress: ProgressFn | None = None, *,
-                                  other_packs: Sequence[PackLike] = ()) -> DepsResult:
+    def install_pack_requirements(
+        self,
+        pack_dir: Path,
+        pack_name: str,
+        progress: ProgressFn | None = None,
+        *,
+        other_packs: Sequence[PackLike] = (),
+    ) -> DepsResult:
         """Install one pack's requirements.txt (nothing to do without one).
 
         ``other_packs`` (the installed packs) are planned too, only to report conflicts with
@@ -143,23 +170,31 @@ class DependencyInstaller:
         conflicts = tuple(c for c in plan.conflicts if any(p == pack_name for p, _ in c.wanted))
         return self.install_plan(DepsPlan((mine,), merged, conflicts, skips, plan.installed), progress)
 
-    def install_requirements_file(self, path: Path, progress: ProgressFn | None = None, *,
-                                  label: str | None = None) -> DepsResult:
+    def install_requirements_file(
+        self, path: Path, progress: ProgressFn | None = None, *, label: str | None = None
+    ) -> DepsResult:
         """Install a standalone requirements file (e.g. requirements-offline.txt) under the policy:
         the same parsing, overrides, blacklists and source rules as a pack's file."""
-        parsed = parse_requirements_file(path, pack=label or path.name, pack_dir=path.parent,
-                                         rules=self.policy.source_rules(), rewrite=self._rewrite())
+        parsed = parse_requirements_file(
+            path,
+            pack=label or path.name,
+            pack_dir=path.parent,
+            rules=self.policy.source_rules(),
+            rewrite=self._rewrite(),
+        )
         return self._install_parsed(parsed, path.parent, path, progress)
 
     def _rewrite(self) -> Any:
         return self.policy.overrides.rewrite_text if len(self.policy.overrides) else None
 
-    def _install_parsed(self, parsed: ParsedRequirements, base: Path, source: Path | None,
-                        progress: ProgressFn | None) -> DepsResult:
+    def _install_parsed(
+        self, parsed: ParsedRequirements, base: Path, source: Path | None, progress: ProgressFn | None
+    ) -> DepsResult:
         installed = self.environment.installed()
         planner = self._planner()
-        deps = planner.plan_lines(parsed.pack, base, source, parsed.requirements, parsed.sources,
-                                  parsed.notes, installed)
+        deps = planner.plan_lines(
+            parsed.pack, base, source, parsed.requirements, parsed.sources, parsed.notes, installed
+        )
         merged, conflicts, skips = planner.merge([deps], installed)
         return self.install_plan(DepsPlan((deps,), merged, conflicts, skips, installed), progress)
 
@@ -182,8 +217,14 @@ class DependencyInstaller:
             emit(f"[deps] {item.pack}: override {item.original} -> {item.result}")
         for conflict in plan.conflicts:
             emit(f"[deps] conflict: {conflict.message}")
-        finished = partial(DepsResult, packs=packs, skipped=plan.skipped, overrides=plan.overrides,
-                           conflicts=plan.conflicts, notes=plan.notes)
+        finished = partial(
+            DepsResult,
+            packs=packs,
+            skipped=plan.skipped,
+            overrides=plan.overrides,
+            conflicts=plan.conflicts,
+            notes=plan.notes,
+        )
         items = list(plan.merged)
         if not items:
             return finished(installer=None, seconds=time.monotonic() - started)
@@ -192,8 +233,9 @@ class DependencyInstaller:
             items = self._check_offline(items, plan, label)
         if self._all_satisfied(items, plan.installed):
             emit(f"[deps] {label}: every requirement is already installed")
-            return finished(installer=None, requirements=tuple(i.text for i in items),
-                            seconds=time.monotonic() - started)
+            return finished(
+                installer=None, requirements=tuple(i.text for i in items), seconds=time.monotonic() - started
+            )
         invocations = self._invocations(items, plan, offline)
         backend = backend_for(self.choice, self.run_options)
         emit(f"[deps] {label}: installing {len(items)} requirement(s) with {self.choice.describe()}")
@@ -208,11 +250,22 @@ class DependencyInstaller:
                     f"{self.choice.name} failed installing the requirements of {label} (exit {result.returncode})"
                     + (f": {result.output_tail[-1]}" if result.output_tail else ""),
                     hint="Read the installer output above. Check pip_index_url / the wheelhouse and the "
-                         "pack's requirements.txt; pip_overrides.json can replace a broken requirement.",
-                    details={"packs": list(packs), "command": commands[-1], "returncode": result.returncode,
-                             "output_tail": list(result.output_tail), "installer": self.choice.name})
-        return finished(installer=self.choice, requirements=tuple(i.text for i in items),
-                        commands=tuple(commands), ran=True, seconds=time.monotonic() - started)
+                    "pack's requirements.txt; pip_overrides.json can replace a broken requirement.",
+                    details={
+                        "packs": list(packs),
+                        "command": commands[-1],
+                        "returncode": result.returncode,
+                        "output_tail": list(result.output_tail),
+                        "installer": self.choice.name,
+                    },
+                )
+        return finished(
+            installer=self.choice,
+            requirements=tuple(i.text for i in items),
+            commands=tuple(commands),
+            ran=True,
+            seconds=time.monotonic() - started,
+        )
 
     @staticmethod
     def _all_satisfied(items: Sequence[Planned], installed: Mapping[str, str]) -> bool:
@@ -240,8 +293,9 @@ class DependencyInstaller:
                     continue
                 req = item.requirement
                 extras = f"[{','.join(sorted(req.extras))}]" if req is not None and req.extras else ""
-                item = Planned(item.name, item.name + extras, "name", item.packs, item.origins,
-                               Requirement(item.name + extras))
+                item = Planned(
+                    item.name, item.name + extras, "name", item.packs, item.origins, Requirement(item.name + extras)
+                )
             if item.kind == "path":
                 local.append((Path(item.text), ", ".join(item.packs)))
             elif item.requirement is not None:
@@ -252,33 +306,49 @@ class DependencyInstaller:
             raise self._missing_error(missing, label, wheelhouse)
         return out
 
-    def _missing_error(self, missing: Sequence[MissingRequirement], label: str, wheelhouse: Wheelhouse
-                       ) -> DepsMissingWheels:
+    def _missing_error(
+        self, missing: Sequence[MissingRequirement], label: str, wheelhouse: Wheelhouse
+    ) -> DepsMissingWheels:
         env = self.environment
         target = self.policy.primary_wheelhouse or Path("wheelhouse")
         reqs = [m.requirement for m in missing]
         quoted = " ".join(shlex.quote(r) for r in reqs)
-        listing = "; ".join(f"{m.requirement} (needed by {m.needed_by}"
-                            + (f", wheelhouse has {', '.join(m.available)}" if m.available else "") + ")"
-                            for m in missing)
-        pip_cmd = (f"pip download -d {shlex.quote(str(target))} --only-binary=:all: "
-                   f"--python-version {env.python_version} {quoted}")
+        listing = "; ".join(
+            f"{m.requirement} (needed by {m.needed_by}"
+            + (f", wheelhouse has {', '.join(m.available)}" if m.available else "")
+            + ")"
+            for m in missing
+        )
+        pip_cmd = (
+            f"pip download -d {shlex.quote(str(target))} --only-binary=:all: "
+            f"--python-version {env.python_version} {quoted}"
+        )
         cli_cmd = f"python cm-cli.py download-deps --wheelhouse {shlex.quote(str(target))} {quoted}"
         searched = [str(f) for f in wheelhouse.folders] + [str(r) for r in wheelhouse.index_roots]
         return DepsMissingWheels(
             f"offline: the wheelhouse cannot satisfy {len(missing)} requirement(s) of {label}: {listing}",
-            hint=(f"On a machine with network run `{cli_cmd}` (or `{pip_cmd}`), then copy the files into "
-                  f"{target}. Searched: {', '.join(searched) or '(no wheelhouse folder)'}."),
-            details={"missing": reqs, "needed_by": [m.needed_by for m in missing], "wheelhouse": searched,
-                     "fetch_commands": [cli_cmd, pip_cmd], "packs": label})
+            hint=(
+                f"On a machine with network run `{cli_cmd}` (or `{pip_cmd}`), then copy the files into "
+                f"{target}. Searched: {', '.join(searched) or '(no wheelhouse folder)'}."
+            ),
+            details={
+                "missing": reqs,
+                "needed_by": [m.needed_by for m in missing],
+                "wheelhouse": searched,
+                "fetch_commands": [cli_cmd, pip_cmd],
+                "packs": label,
+            },
+        )
 
     def _decide(self, url: str, what: str) -> str:
         try:
             return self.gate.decide(url, "pip")
         except NetworkBlocked as exc:
             if self.gate.mode is NetworkMode.PRIVATE and what == "pip_index_url":
-                exc.hint = (f"network_mode is 'private': set pip_index_url to your package mirror and list it "
-                            f"in private_mirrors (config.ini). {exc.hint}")
+                exc.hint = (
+                    f"network_mode is 'private': set pip_index_url to your package mirror and list it "
+                    f"in private_mirrors (config.ini). {exc.hint}"
+                )
             raise
 
     def _invocations(self, items: Sequence[Planned], plan: DepsPlan, offline: bool) -> list[InstallArgs]:
@@ -286,13 +356,26 @@ class DependencyInstaller:
         local_links = [s.value for s in plan.sources if s.option == "find-links" and self.gate.is_local(s.value)]
         if offline:
             index = self._decide(self.policy.index_url, "pip_index_url") if self._local_index() else None
-            return [InstallArgs(tuple(i.text for i in items), index_url=index, no_index=index is None,
-                                find_links=tuple(wheel_links + local_links), offline=True)]
+            return [
+                InstallArgs(
+                    tuple(i.text for i in items),
+                    index_url=index,
+                    no_index=index is None,
+                    find_links=tuple(wheel_links + local_links),
+                    offline=True,
+                )
+            ]
         main_index = self._decide(self.policy.effective_index, "pip_index_url")
-        extra = tuple(dict.fromkeys(self._decide(s.value, "source") for s in plan.sources
-                                    if s.option in ("index-url", "extra-index-url")))
-        remote_links = [self._decide(s.value, "source") for s in plan.sources
-                        if s.option == "find-links" and not self.gate.is_local(s.value)]
+        extra = tuple(
+            dict.fromkeys(
+                self._decide(s.value, "source") for s in plan.sources if s.option in ("index-url", "extra-index-url")
+            )
+        )
+        remote_links = [
+            self._decide(s.value, "source")
+            for s in plan.sources
+            if s.option == "find-links" and not self.gate.is_local(s.value)
+        ]
         hosts = tuple(dict.fromkeys(s.value for s in plan.sources if s.option == "trusted-host"))
         groups: dict[tuple[str, str | None], list[str]] = {}
         main: list[str] = []
@@ -301,10 +384,23 @@ class DependencyInstaller:
                 groups.setdefault((item.index_url, item.trusted_host), []).append(item.text)
             else:
                 main.append(item.text)
-        out = [InstallArgs(tuple(texts), index_url=self._decide(index, "override"), find_links=tuple(wheel_links),
-                           trusted_hosts=(host,) if host else ())
-               for (index, host), texts in groups.items()]        # override indexes first: main may need them
+        out = [
+            InstallArgs(
+                tuple(texts),
+                index_url=self._decide(index, "override"),
+                find_links=tuple(wheel_links),
+                trusted_hosts=(host,) if host else (),
+            )
+            for (index, host), texts in groups.items()
+        ]  # override indexes first: main may need them
         if main:
-            out.append(InstallArgs(tuple(main), index_url=main_index, extra_index_urls=extra,
-                                   find_links=tuple(wheel_links + local_links + remote_links), trusted_hosts=hosts))
+            out.append(
+                InstallArgs(
+                    tuple(main),
+                    index_url=main_index,
+                    extra_index_urls=extra,
+                    find_links=tuple(wheel_links + local_links + remote_links),
+                    trusted_hosts=hosts,
+                )
+            )
         return out

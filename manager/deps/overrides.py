@@ -88,7 +88,7 @@ class Overrides:
     def from_mapping(cls, data: Any, *, source: str = "<mapping>", base_dir: Path | None = None) -> Overrides:
         """Validate ``data`` (the JSON object); ``DepsListInvalid`` names the bad key."""
         if not isinstance(data, dict):
-            raise _invalid(source, "the top level must be a JSON object {\"package\": ...}")
+            raise _invalid(source, 'the top level must be a JSON object {"package": ...}')
         by_text: dict[str, Override] = {}
         by_name: dict[str, Override] = {}
         for key, value in data.items():
@@ -153,20 +153,21 @@ def _replaced(line: ReqLine, replacement: str) -> ReqLine:
     elif old is not None and old.marker is not None and repl.marker is None:
         repl = Requirement(f"{repl}; {old.marker}")
     kind = "url" if repl.url else "name"
-    return replace(line, kind=kind, name=str(canonicalize_name(repl.name)), text=str(repl),
-                   requirement=repl, url=repl.url)
+    return replace(
+        line, kind=kind, name=str(canonicalize_name(repl.name)), text=str(repl), requirement=repl, url=repl.url
+    )
 
 
 def _entry(key: str, value: Any, source: str, base_dir: Path | None) -> Override:
     if isinstance(value, str):
         return Override(key, requirement=_checked_req(value, key, source))
     if not isinstance(value, dict) or not value:
-        raise _invalid(source, f"entry {key!r} must be a requirement string or an object with "
-                               f"{', '.join(RICH_KEYS)}")
+        raise _invalid(source, f"entry {key!r} must be a requirement string or an object with {', '.join(RICH_KEYS)}")
     unknown = sorted(set(value) - set(RICH_KEYS))
     if unknown:
-        raise _invalid(source, f"entry {key!r} has unknown field(s) {', '.join(unknown)} "
-                               f"(allowed: {', '.join(RICH_KEYS)})")
+        raise _invalid(
+            source, f"entry {key!r} has unknown field(s) {', '.join(unknown)} (allowed: {', '.join(RICH_KEYS)})"
+        )
     for field_name, field_value in value.items():
         if not isinstance(field_value, str) or not field_value.strip():
             raise _invalid(source, f"entry {key!r}: {field_name} must be a non-empty string")
@@ -184,8 +185,13 @@ def _entry(key: str, value: Any, source: str, base_dir: Path | None) -> Override
     if value.get("trusted_host") and not index_url:
         raise _invalid(source, f"entry {key!r}: trusted_host only makes sense with index_url")
     req = value.get("requirement")
-    return Override(key, requirement=_checked_req(req, key, source) if req else None,
-                    index_url=index_url, trusted_host=value.get("trusted_host"), local_path=local_path)
+    return Override(
+        key,
+        requirement=_checked_req(req, key, source) if req else None,
+        index_url=index_url,
+        trusted_host=value.get("trusted_host"),
+        local_path=local_path,
+    )
 
 
 def _checked_req(text: str, key: str, source: str) -> str:
@@ -196,9 +202,11 @@ def _checked_req(text: str, key: str, source: str) -> str:
 
 
 def _invalid(source: str, why: str) -> DepsListInvalid:
-    return DepsListInvalid(f"{source}: {why}",
-                           hint=f"Fix {source} (see docs/deps.md, 'pip_overrides.json'); nothing was installed.",
-                           details={"file": source})
+    return DepsListInvalid(
+        f"{source}: {why}",
+        hint=f"Fix {source} (see docs/deps.md, 'pip_overrides.json'); nothing was installed.",
+        details={"file": source},
+    )
 
 
 def load_overrides(path: Path) -> Overrides:

@@ -41,11 +41,11 @@ class Planned:
 
     name: str | None
     text: str
-    kind: str                                  # name | url | path
+    kind: str  # name | url | path
     packs: tuple[str, ...]
     origins: tuple[Origin, ...]
     requirement: Requirement | None = None
-    index_url: str | None = None               # from a pip_overrides.json entry
+    index_url: str | None = None  # from a pip_overrides.json entry
     trusted_host: str | None = None
 
 
@@ -53,7 +53,7 @@ class Planned:
 class Skipped:
     pack: str
     requirement: str
-    reason: str                                # blacklisted | downgrade | marker | conflict
+    reason: str  # blacklisted | downgrade | marker | conflict
     message: str
     installed: str | None = None
 
@@ -61,7 +61,7 @@ class Skipped:
 @dataclass(frozen=True)
 class Conflict:
     name: str
-    wanted: tuple[tuple[str, str], ...]        # (pack, specifier)
+    wanted: tuple[tuple[str, str], ...]  # (pack, specifier)
     winner: str
     message: str
 
@@ -111,8 +111,10 @@ class DepsPlan:
 
     def describe(self) -> list[str]:
         """Human lines for a preview (CLI --dry-run, the panel)."""
-        out = [f"install {p.text}  ({', '.join(p.packs)})" + (f" from {p.index_url}" if p.index_url else "")
-               for p in self.merged]
+        out = [
+            f"install {p.text}  ({', '.join(p.packs)})" + (f" from {p.index_url}" if p.index_url else "")
+            for p in self.merged
+        ]
         out += [f"override {o.original} -> {o.result} ({o.pack}; {o.override.describe()})" for o in self.overrides]
         out += [f"skip {s.requirement} ({s.pack}): {s.message}" for s in self.skipped]
         out += [f"conflict {c.message}" for c in self.conflicts]
@@ -122,12 +124,23 @@ class DepsPlan:
     def to_dict(self) -> dict[str, Any]:
         return {
             "install": [{"requirement": p.text, "packs": list(p.packs), "index_url": p.index_url} for p in self.merged],
-            "overrides": [{"pack": o.pack, "from": o.original, "to": o.result, "entry": o.override.key}
-                          for o in self.overrides],
-            "skipped": [{"pack": s.pack, "requirement": s.requirement, "reason": s.reason, "message": s.message,
-                         "installed": s.installed} for s in self.skipped],
-            "conflicts": [{"name": c.name, "wanted": [list(w) for w in c.wanted], "winner": c.winner,
-                           "message": c.message} for c in self.conflicts],
+            "overrides": [
+                {"pack": o.pack, "from": o.original, "to": o.result, "entry": o.override.key} for o in self.overrides
+            ],
+            "skipped": [
+                {
+                    "pack": s.pack,
+                    "requirement": s.requirement,
+                    "reason": s.reason,
+                    "message": s.message,
+                    "installed": s.installed,
+                }
+                for s in self.skipped
+            ],
+            "conflicts": [
+                {"name": c.name, "wanted": [list(w) for w in c.wanted], "winner": c.winner, "message": c.message}
+                for c in self.conflicts
+            ],
             "errors": [e.to_dict() for e in self.errors],
             "notes": list(self.notes),
         }
@@ -136,8 +149,14 @@ class DepsPlan:
 class Planner:
     """Turns packs into a ``DepsPlan`` for one policy and target environment."""
 
-    def __init__(self, policy: DepsPolicy, env: TargetEnvironment, *, evaluate_markers: bool = True,
-                 version_hints: Mapping[str, Iterable[Version]] | None = None):
+    def __init__(
+        self,
+        policy: DepsPolicy,
+        env: TargetEnvironment,
+        *,
+        evaluate_markers: bool = True,
+        version_hints: Mapping[str, Iterable[Version]] | None = None,
+    ):
         self.policy = policy
         self.env = env
         self.evaluate_markers = evaluate_markers
@@ -154,16 +173,29 @@ class Planner:
             return PackDeps(pack.name, Path(pack.path), None)
         try:
             overrides = self.policy.overrides
-            parsed = parse_requirements_file(req_file, pack=pack.name, pack_dir=Path(pack.path),
-                                             rules=self.policy.source_rules(),
-                                             rewrite=overrides.rewrite_text if len(overrides) else None)
+            parsed = parse_requirements_file(
+                req_file,
+                pack=pack.name,
+                pack_dir=Path(pack.path),
+                rules=self.policy.source_rules(),
+                rewrite=overrides.rewrite_text if len(overrides) else None,
+            )
         except ManagerError as exc:
             return PackDeps(pack.name, Path(pack.path), req_file, error=exc)
-        return self.plan_lines(pack.name, Path(pack.path), req_file, parsed.requirements, parsed.sources,
-                               parsed.notes, installed)
+        return self.plan_lines(
+            pack.name, Path(pack.path), req_file, parsed.requirements, parsed.sources, parsed.notes, installed
+        )
 
-    def plan_lines(self, pack: str, path: Path, req_file: Path | None, lines: Sequence[ReqLine],
-                   sources: Sequence[SourceOption], notes: Sequence[str], installed: Mapping[str, str]) -> PackDeps:
+    def plan_lines(
+        self,
+        pack: str,
+        path: Path,
+        req_file: Path | None,
+        lines: Sequence[ReqLine],
+        sources: Sequence[SourceOption],
+        notes: Sequence[str],
+        installed: Mapping[str, str],
+    ) -> PackDeps:
         planned: list[Planned] = []
         skipped: list[Skipped] = []
         applied: list[AppliedOverride] = []
@@ -176,10 +208,21 @@ class Planner:
             if skip:
                 skipped.append(skip)
                 continue
-            planned.append(Planned(new.name, new.text, new.kind, (pack,), (line.origin,), new.requirement,
-                                   outcome.index_url, outcome.trusted_host))
-        return PackDeps(pack, path, req_file, tuple(planned), tuple(skipped), tuple(applied),
-                        tuple(sources), tuple(notes))
+            planned.append(
+                Planned(
+                    new.name,
+                    new.text,
+                    new.kind,
+                    (pack,),
+                    (line.origin,),
+                    new.requirement,
+                    outcome.index_url,
+                    outcome.trusted_host,
+                )
+            )
+        return PackDeps(
+            pack, path, req_file, tuple(planned), tuple(skipped), tuple(applied), tuple(sources), tuple(notes)
+        )
 
     def _skip_reason(self, pack: str, before: ReqLine, line: ReqLine, installed: Mapping[str, str]) -> Skipped | None:
         req = line.requirement
@@ -194,13 +237,23 @@ class Planner:
             have = installed[line.name]
             requested = self._requested_spec(line)
             if requested is None:
-                return Skipped(pack, line.text, "downgrade",
-                               f"{line.name} is protected (installed {have}) and {line.text!r} names no version "
-                               f"that can be checked; skipped", have)
+                return Skipped(
+                    pack,
+                    line.text,
+                    "downgrade",
+                    f"{line.name} is protected (installed {have}) and {line.text!r} names no version "
+                    f"that can be checked; skipped",
+                    have,
+                )
             if would_downgrade(requested, have):
-                return Skipped(pack, line.text, "downgrade",
-                               f"pack {pack} asks for {line.name}{requested} but {have} is installed and "
-                               f"{line.name} is protected from downgrades (downgrade_blacklist)", have)
+                return Skipped(
+                    pack,
+                    line.text,
+                    "downgrade",
+                    f"pack {pack} asks for {line.name}{requested} but {have} is installed and "
+                    f"{line.name} is protected from downgrades (downgrade_blacklist)",
+                    have,
+                )
         return None
 
     @staticmethod
@@ -211,8 +264,9 @@ class Planner:
         return f"=={version}" if version else None
 
     # -- merging across packs ------------------------------------------------------------
-    def merge(self, packs: Sequence[PackDeps], installed: Mapping[str, str]
-              ) -> tuple[tuple[Planned, ...], tuple[Conflict, ...], tuple[Skipped, ...]]:
+    def merge(
+        self, packs: Sequence[PackDeps], installed: Mapping[str, str]
+    ) -> tuple[tuple[Planned, ...], tuple[Conflict, ...], tuple[Skipped, ...]]:
         groups: dict[tuple[str, str | None], list[Planned]] = {}
         order: list[tuple[str, str | None]] = []
         for pack in packs:
@@ -238,15 +292,30 @@ class Planner:
                 merged.append(_combine(items))
                 continue
             winner = items[-1]
+            assert winner.requirement is not None  # every item of a group has a requirement (asserted above)
             wanted = tuple((i.packs[0], str(i.requirement.specifier) or "(any)") for i in items if i.requirement)
-            losers = [i for i in items[:-1] if i.requirement and not self._satisfiable(
-                i.requirement.specifier & winner.requirement.specifier, key[0], installed)]  # type: ignore[union-attr]
+            losers = [
+                i
+                for i in items[:-1]
+                if i.requirement
+                and not self._satisfiable(i.requirement.specifier & winner.requirement.specifier, key[0], installed)
+            ]
             keep = [i for i in items[:-1] if i not in losers] + [winner]
-            message = (f"{key[0]}: " + ", ".join(f"{p} wants {s}" for p, s in wanted) +
-                       f"; no version satisfies all, {winner.packs[0]} wins (installed last)")
+            message = (
+                f"{key[0]}: "
+                + ", ".join(f"{p} wants {s}" for p, s in wanted)
+                + f"; no version satisfies all, {winner.packs[0]} wins (installed last)"
+            )
             conflicts.append(Conflict(key[0], wanted, winner.packs[0], message))
-            skips.extend(Skipped(i.packs[0], i.text, "conflict", f"conflicts with {winner.packs[0]}'s "
-                                 f"{winner.text}; {winner.packs[0]} wins") for i in losers)
+            skips.extend(
+                Skipped(
+                    i.packs[0],
+                    i.text,
+                    "conflict",
+                    f"conflicts with {winner.packs[0]}'s {winner.text}; {winner.packs[0]} wins",
+                )
+                for i in losers
+            )
             merged.append(_combine(keep))
         return tuple(merged), tuple(conflicts), tuple(skips)
 
@@ -283,8 +352,9 @@ def _combine(items: Sequence[Planned]) -> Planned:
     packs = tuple(dict.fromkeys(p for i in items for p in i.packs))
     origins = tuple(o for i in items for o in i.origins)
     if first.kind != "name" or first.requirement is None:
-        return Planned(first.name, first.text, first.kind, packs, origins, first.requirement,
-                       first.index_url, first.trusted_host)
+        return Planned(
+            first.name, first.text, first.kind, packs, origins, first.requirement, first.index_url, first.trusted_host
+        )
     spec = SpecifierSet()
     extras: set[str] = set()
     markers = []

@@ -27,14 +27,14 @@ class DepsPolicy:
 
     python: str = field(default_factory=lambda: sys.executable)
     use_uv: bool | None = None
-    wheelhouse_dirs: tuple[Path, ...] = ()         # the Manager's wheelhouse first
+    wheelhouse_dirs: tuple[Path, ...] = ()  # the Manager's wheelhouse first
     index_url: str = ""
     allowed_sources: tuple[str, ...] = ()
     allow_external: bool = False
     overrides: Overrides = field(default_factory=Overrides.empty)
     blacklist: frozenset[str] = frozenset()
     protected: frozenset[str] = field(default_factory=downgrade_protected)
-    overrides_file: Path | None = None             # shown in messages only
+    overrides_file: Path | None = None  # shown in messages only
     blacklist_file: Path | None = None
 
     @property
@@ -87,4 +87,3 @@ def deps_policy_from_config(config: Any, layout: Layout) -> DepsPolicy:
         overrides_file=layout.pip_overrides_file,
         blacklist_file=layout.pip_blacklist_file,
     )
-

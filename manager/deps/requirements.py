@@ -31,13 +31,37 @@ from ..layout import ensure_inside
 from .errors import DepsRequirementInvalid, DepsSourceNotAllowed
 
 MAX_INCLUDE_DEPTH = 8
-SOURCE_OPTIONS = {"-i": "index-url", "--index-url": "index-url", "--extra-index-url": "extra-index-url",
-                  "-f": "find-links", "--find-links": "find-links", "--trusted-host": "trusted-host"}
+SOURCE_OPTIONS = {
+    "-i": "index-url",
+    "--index-url": "index-url",
+    "--extra-index-url": "extra-index-url",
+    "-f": "find-links",
+    "--find-links": "find-links",
+    "--trusted-host": "trusted-host",
+}
 # Global options that only tune how pip picks files; we do not forward them (noted, not fatal).
-IGNORED_OPTIONS = {"--pre", "--prefer-binary", "--only-binary", "--no-binary", "--use-feature",
-                   "--no-cache-dir", "--progress-bar"}
-_TAKES_VALUE = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable", *SOURCE_OPTIONS,
-                "--only-binary", "--no-binary", "--use-feature", "--progress-bar"}
+IGNORED_OPTIONS = {
+    "--pre",
+    "--prefer-binary",
+    "--only-binary",
+    "--no-binary",
+    "--use-feature",
+    "--no-cache-dir",
+    "--progress-bar",
+}
+_TAKES_VALUE = {
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-e",
+    "--editable",
+    *SOURCE_OPTIONS,
+    "--only-binary",
+    "--no-binary",
+    "--use-feature",
+    "--progress-bar",
+}
 _COMMENT_RE = re.compile(r"(^|\s+)#.*$")
 _TRAILING_OPT_RE = re.compile(r"\s(--?[A-Za-z][\w-]*)")
 _URL_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*\+)?[a-z][a-z0-9+.-]*://", re.I)
@@ -62,8 +86,8 @@ class ReqLine:
     """One requirement. ``text`` is what an installer receives (an absolute path for local files)."""
 
     origin: Origin
-    kind: str                      # "name" | "url" | "path"
-    name: str | None               # canonical project name (None: a URL/path we cannot name)
+    kind: str  # "name" | "url" | "path"
+    name: str | None  # canonical project name (None: a URL/path we cannot name)
     text: str
     requirement: Requirement | None = None
     url: str | None = None
@@ -72,8 +96,8 @@ class ReqLine:
 @dataclass(frozen=True)
 class SourceOption:
     origin: Origin
-    option: str                    # index-url | extra-index-url | find-links | trusted-host
-    value: str                     # a URL, a host, or an absolute local path (find-links)
+    option: str  # index-url | extra-index-url | find-links | trusted-host
+    value: str  # a URL, a host, or an absolute local path (find-links)
 
 
 @dataclass(frozen=True)
@@ -86,7 +110,7 @@ class SourceRules:
     def url_allowed(self, url: str) -> bool:
         if self.allow_external:
             return True
-        bare = re.sub(r"^[a-z]+\+", "", url.strip(), flags=re.I)      # git+https:// -> https://
+        bare = re.sub(r"^[a-z]+\+", "", url.strip(), flags=re.I)  # git+https:// -> https://
         return any(under_prefix(bare, p) for p in self.allowed_prefixes)
 
     def host_allowed(self, host: str) -> bool:
@@ -182,14 +206,22 @@ class _Reader:
     # -- errors ---------------------------------------------------------------------------
     def bad(self, origin: Origin, why: str, hint: str) -> DepsRequirementInvalid:
         return DepsRequirementInvalid(
-            f"{origin.where()}: {why}: {origin.line!r}", hint=hint,
-            details={"pack": origin.pack, "file": origin.file, "line_no": origin.line_no, "line": origin.line})
+            f"{origin.where()}: {why}: {origin.line!r}",
+            hint=hint,
+            details={"pack": origin.pack, "file": origin.file, "line_no": origin.line_no, "line": origin.line},
+        )
 
     def refused(self, origin: Origin, why: str) -> DepsSourceNotAllowed:
         return DepsSourceNotAllowed(
             f"{origin.where()}: {why}: {origin.line!r}",
-            details={"pack": origin.pack, "file": origin.file, "line_no": origin.line_no, "line": origin.line,
-                     "allowed_pip_sources": list(self.rules.allowed_prefixes)})
+            details={
+                "pack": origin.pack,
+                "file": origin.file,
+                "line_no": origin.line_no,
+                "line": origin.line,
+                "allowed_pip_sources": list(self.rules.allowed_prefixes),
+            },
+        )
 
     # -- reading --------------------------------------------------------------------------
     def read_file(self, path: Path, depth: int, via: Origin | None) -> None:
@@ -198,21 +230,30 @@ class _Reader:
         except PathEscape:
             if via is None:
                 raise
-            raise self.bad(via, "an included file lies outside the pack folder",
-                           "Requirements files may only include files inside the pack.") from None
+            raise self.bad(
+                via,
+                "an included file lies outside the pack folder",
+                "Requirements files may only include files inside the pack.",
+            ) from None
         if real in self.seen:
-            return                                  # a cycle or a repeated include: read once
+            return  # a cycle or a repeated include: read once
         if depth > MAX_INCLUDE_DEPTH:
-            raise self.bad(via or Origin(self.pack, str(path), 0, ""),
-                           f"includes nest deeper than {MAX_INCLUDE_DEPTH} files", "Flatten the includes.")
+            raise self.bad(
+                via or Origin(self.pack, str(path), 0, ""),
+                f"includes nest deeper than {MAX_INCLUDE_DEPTH} files",
+                "Flatten the includes.",
+            )
         self.seen.add(real)
         try:
             text = real.read_bytes().decode("utf-8-sig", errors="replace")
         except OSError as exc:
             if via is None:
                 raise
-            raise self.bad(via, f"cannot read the included file ({exc.strerror})",
-                           "Fix the -r path; it is resolved relative to the including file.") from None
+            raise self.bad(
+                via,
+                f"cannot read the included file ({exc.strerror})",
+                "Fix the -r path; it is resolved relative to the including file.",
+            ) from None
         rel = real.relative_to(Path(self.pack_dir).resolve()).as_posix()
         for line_no, line in logical_lines(text):
             self.read_line(Origin(self.pack, rel, line_no, line), real.parent, depth)
@@ -224,15 +265,18 @@ class _Reader:
             return
         match = _TRAILING_OPT_RE.search(line)
         if match:
-            opts = line[match.start():].split()
+            opts = line[match.start() :].split()
             unknown = [o for o in opts if o.startswith("-") and not o.startswith("--hash")]
             if unknown:
-                raise self.bad(origin, f"per-requirement option {unknown[0].split('=')[0]} is not allowed",
-                               "Only --hash may follow a requirement; build or install options are refused.")
+                raise self.bad(
+                    origin,
+                    f"per-requirement option {unknown[0].split('=')[0]} is not allowed",
+                    "Only --hash may follow a requirement; build or install options are refused.",
+                )
             self.notes.append(f"{origin.where()}: --hash ignored (hashes are checked by the index/wheelhouse)")
-            line = line[:match.start()].strip()
+            line = line[: match.start()].strip()
         replacement = self.rewrite(line) if self.rewrite else None
-        if replacement:       # an exact-text override may fix a line packaging cannot even parse
+        if replacement:  # an exact-text override may fix a line packaging cannot even parse
             line = replacement
         self.reqs.append(self.requirement(origin, line, base))
 
@@ -249,14 +293,20 @@ class _Reader:
         rest = tokens[1:]
         known = opt in _TAKES_VALUE or opt in IGNORED_OPTIONS
         if not known:
-            raise self.bad(origin, f"option {opt} is not allowed in a pack's requirements",
-                           "Only requirements, -r, and allowed --index-url/--extra-index-url/--find-links/"
-                           "--trusted-host lines are accepted.")
+            raise self.bad(
+                origin,
+                f"option {opt} is not allowed in a pack's requirements",
+                "Only requirements, -r, and allowed --index-url/--extra-index-url/--find-links/"
+                "--trusted-host lines are accepted.",
+            )
         if value is None and opt in _TAKES_VALUE and rest:
             value, rest = rest[0], rest[1:]
         if rest:
-            raise self.bad(origin, "more than one option or value on one line",
-                           "Put one option per line; extra pip options are not forwarded.")
+            raise self.bad(
+                origin,
+                "more than one option or value on one line",
+                "Put one option per line; extra pip options are not forwarded.",
+            )
         if opt in ("-r", "--requirement"):
             if not value:
                 raise self.bad(origin, "-r needs a file name", "Write `-r other-requirements.txt`.")
@@ -264,12 +314,18 @@ class _Reader:
         elif opt in SOURCE_OPTIONS:
             self.source(origin, SOURCE_OPTIONS[opt], value or "", base)
         elif opt in ("-e", "--editable"):
-            raise self.bad(origin, "editable installs (-e) are not supported",
-                           "List the package by name (or as a wheel in the pack); editable installs run "
-                           "arbitrary build code from the pack folder.")
+            raise self.bad(
+                origin,
+                "editable installs (-e) are not supported",
+                "List the package by name (or as a wheel in the pack); editable installs run "
+                "arbitrary build code from the pack folder.",
+            )
         elif opt in ("-c", "--constraint"):
-            raise self.bad(origin, "constraints files (-c) are not supported",
-                           "Pin versions in requirements.txt, or use pip_overrides.json for site-wide pins.")
+            raise self.bad(
+                origin,
+                "constraints files (-c) are not supported",
+                "Pin versions in requirements.txt, or use pip_overrides.json for site-wide pins.",
+            )
         else:
             self.notes.append(f"{origin.where()}: option {opt} ignored (not forwarded to the installer)")
 
@@ -301,11 +357,13 @@ class _Reader:
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
-            if "/" in text and text.lower().endswith(_ARCHIVES):       # wheels/x-1.0-py3-none-any.whl
+            if "/" in text and text.lower().endswith(_ARCHIVES):  # wheels/x-1.0-py3-none-any.whl
                 return self.path_requirement(origin, text, base)
-            raise self.bad(origin, f"not a valid requirement ({str(exc).splitlines()[0]})",
-                           "Write `name`, `name>=1.0`, `name[extra]==2; python_version >= \"3.10\"` "
-                           "or `name @ https://...`.") from None
+            raise self.bad(
+                origin,
+                f"not a valid requirement ({str(exc).splitlines()[0]})",
+                'Write `name`, `name>=1.0`, `name[extra]==2; python_version >= "3.10"` or `name @ https://...`.',
+            ) from None
         if req.url:
             return self.url_requirement(origin, req.url, req)
         return ReqLine(origin, "name", str(canonicalize_name(req.name)), str(req), req)
@@ -334,8 +392,9 @@ class _Reader:
         return ReqLine(origin, "path", name, str(real), None, None)
 
 
-def parse_requirements_file(path: Path, *, pack: str, pack_dir: Path,
-                            rules: SourceRules = SourceRules(), rewrite: Rewrite | None = None) -> ParsedRequirements:
+def parse_requirements_file(
+    path: Path, *, pack: str, pack_dir: Path, rules: SourceRules = SourceRules(), rewrite: Rewrite | None = None
+) -> ParsedRequirements:
     """Parse ``path`` (and the files it includes with ``-r``, inside ``pack_dir`` only).
 
     ``rewrite(text)`` may replace a requirement's text before it is parsed (pip_overrides.json
@@ -347,9 +406,15 @@ def parse_requirements_file(path: Path, *, pack: str, pack_dir: Path,
     return ParsedRequirements(pack, tuple(reader.reqs), tuple(reader.sources), tuple(reader.notes))
 
 
-def parse_requirement_lines(lines: Sequence[str], *, pack: str, base_dir: Path,
-                            rules: SourceRules = SourceRules(), file: str = "<input>",
-                            rewrite: Rewrite | None = None) -> ParsedRequirements:
+def parse_requirement_lines(
+    lines: Sequence[str],
+    *,
+    pack: str,
+    base_dir: Path,
+    rules: SourceRules = SourceRules(),
+    file: str = "<input>",
+    rewrite: Rewrite | None = None,
+) -> ParsedRequirements:
     """Parse requirement strings given directly (a command line, a snapshot's pip list)."""
     reader = _Reader(pack, Path(base_dir), rules, rewrite)
     for number, line in enumerate(lines, start=1):

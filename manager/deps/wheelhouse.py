@@ -37,16 +37,16 @@ _HREF_RE = re.compile(r'href="([^"#]+)', re.I)
 @dataclass(frozen=True)
 class DistFile:
     path: Path
-    name: str                      # canonical
+    name: str  # canonical
     version: Version
-    tags: frozenset[Tag] | None    # None: an sdist
+    tags: frozenset[Tag] | None  # None: an sdist
 
 
 @dataclass(frozen=True)
 class MissingRequirement:
-    requirement: str               # as it must be fetched, e.g. "beta>=2"
-    needed_by: str                 # pack name, or "alpha 1.0" for a dependency of a wheel
-    available: tuple[str, ...] = ()   # versions the wheelhouse does have (wrong version/platform)
+    requirement: str  # as it must be fetched, e.g. "beta>=2"
+    needed_by: str  # pack name, or "alpha 1.0" for a dependency of a wheel
+    available: tuple[str, ...] = ()  # versions the wheelhouse does have (wrong version/platform)
 
 
 def _dist_file(path: Path) -> DistFile | None:
@@ -112,7 +112,7 @@ class Wheelhouse:
                     continue
                 names = {p.name for p in project.iterdir() if p.is_file()}
                 page = project / "index.html"
-                if page.is_file():    # links relative to the page (files may sit elsewhere)
+                if page.is_file():  # links relative to the page (files may sit elsewhere)
                     for href in _HREF_RE.findall(page.read_text(encoding="utf-8", errors="replace")):
                         target = (project / urllib.parse.unquote(href)).resolve()
                         dist = _dist_file(target) if target.is_file() else None
@@ -135,8 +135,7 @@ class Wheelhouse:
 
     def best(self, req: Requirement, env: TargetEnvironment) -> DistFile | None:
         """Highest matching file usable by ``env`` (wheels preferred over sdists)."""
-        usable = [d for d in self.files_for(req.name)
-                  if d.tags is None or any(env.tag_supported(t) for t in d.tags)]
+        usable = [d for d in self.files_for(req.name) if d.tags is None or any(env.tag_supported(t) for t in d.tags)]
         matching = set(req.specifier.filter([d.version for d in usable]))
         picks = [d for d in usable if d.version in matching]
         if not picks:
@@ -156,9 +155,14 @@ class Wheelhouse:
             self.requires_cache[key] = _parsed(read_wheel_requires(dist.path))
         return self.requires_cache[key]
 
-    def missing(self, wanted: Iterable[tuple[Requirement, str]], env: TargetEnvironment,
-                installed: dict[str, str], *, local_wheels: Sequence[tuple[Path, str]] = ()
-                ) -> list[MissingRequirement]:
+    def missing(
+        self,
+        wanted: Iterable[tuple[Requirement, str]],
+        env: TargetEnvironment,
+        installed: dict[str, str],
+        *,
+        local_wheels: Sequence[tuple[Path, str]] = (),
+    ) -> list[MissingRequirement]:
         """Requirements (and their dependencies) neither installed nor in the wheelhouse.
 
         ``wanted`` pairs each requirement with who needs it; ``local_wheels`` are wheel files
@@ -186,8 +190,11 @@ class Wheelhouse:
                 if key not in reported:
                     reported.add(key)
                     versions = tuple(sorted({str(d.version) for d in self.files_for(name)}))
-                    text = str(Requirement(f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}"
-                                           f"{req.specifier}"))
+                    text = str(
+                        Requirement(
+                            f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}{req.specifier}"
+                        )
+                    )
                     out.append(MissingRequirement(text, who, versions))
                 continue
             visit = (name, f"{dist.version}|{','.join(sorted(req.extras))}")
@@ -204,12 +211,13 @@ def _parsed(lines: Sequence[str]) -> tuple[Requirement, ...]:
         try:
             out.append(Requirement(line))
         except InvalidRequirement:
-            continue      # a malformed dependency line of a wheel: the installer will say so
+            continue  # a malformed dependency line of a wheel: the installer will say so
     return tuple(out)
 
 
-def _deps_of(reqs: Sequence[Requirement], who: str, extras: frozenset[str]
-             ) -> list[tuple[Requirement, str, frozenset[str]]]:
+def _deps_of(
+    reqs: Sequence[Requirement], who: str, extras: frozenset[str]
+) -> list[tuple[Requirement, str, frozenset[str]]]:
     return [(req, who, extras) for req in reqs]
 
 
@@ -217,8 +225,7 @@ def read_wheel_requires(path: Path) -> tuple[str, ...]:
     """``Requires-Dist`` lines of a wheel's METADATA (empty when the wheel cannot be read)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            meta = next((n for n in zf.namelist()
-                         if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None)
+            meta = next((n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None)
             if meta is None:
                 return ()
             text = zf.read(meta).decode("utf-8", errors="replace")

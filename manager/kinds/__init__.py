@@ -4,8 +4,18 @@ classifiers (``classify``), runners (``runners``) and the plan/submit steps ever
 
 from __future__ import annotations
 
-from .planner import PlannedTask, plan, preview, runners, submit
+from .planner import PlannedTask, plan, preview, queue_runners, submit
 from .table import BY_NAME, KINDS, QUEUE_KINDS, TaskKind, kind_named
 
-__all__ = ["BY_NAME", "KINDS", "QUEUE_KINDS", "PlannedTask", "TaskKind", "kind_named", "plan", "preview", "runners",
-           "submit"]
+__all__ = [
+    "BY_NAME",
+    "KINDS",
+    "QUEUE_KINDS",
+    "PlannedTask",
+    "TaskKind",
+    "kind_named",
+    "plan",
+    "preview",
+    "queue_runners",
+    "submit",
+]

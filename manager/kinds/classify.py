@@ -8,8 +8,9 @@ client's own file lists and URLs are never trusted for a download.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .. import security as sec
 from ..errors import NotFound
@@ -41,16 +42,17 @@ def strip_ref(url: str) -> str:
 def url_params(url: str) -> dict[str, Any]:
     """Task params of a URL install: the URL, and ``ref`` when it ends in ``@<commit or tag>``."""
     base = strip_ref(url)
-    return {"url": base, "ref": url[len(base) + 1:]} if base != url else {"url": url}
+    return {"url": base, "ref": url[len(base) + 1 :]} if base != url else {"url": url}
 
 
 def spec_kind(text: str) -> str:
     """``id``, ``url`` or ``path``: how the install operation will read ``text`` (its own parser)."""
     from ..operations.sources import parse_spec
+
     return parse_spec(strip_ref(text)).kind
 
 
-def classify_install(view: "CatalogView | None", target: str, params: Mapping[str, Any]) -> Classified:
+def classify_install(view: CatalogView | None, target: str, params: Mapping[str, Any]) -> Classified:
     """A catalog pack, a registry id, or a URL/path no catalog lists (``git_url``/``local_path``).
 
     Read with the operations' own spec parser, so the policy classifies exactly what the install
@@ -73,7 +75,7 @@ def classify_install(view: "CatalogView | None", target: str, params: Mapping[st
     return Classified(pack.id + (f"@{spec.version}" if spec.version else ""), sec.RISK_CATALOG, pack.reference)
 
 
-def find_model(view: "CatalogView", target: str, params: Mapping[str, Any]) -> "ModelEntry":
+def find_model(view: CatalogView, target: str, params: Mapping[str, Any]) -> ModelEntry:
     """The catalog model a request names: by id (save_path/filename), name, URL or file name, or
     by the classic body (url + filename, or filename + save_path/base). The client's URL is
     only used to look the entry up, never to download."""
@@ -84,23 +86,31 @@ def find_model(view: "CatalogView", target: str, params: Mapping[str, Any]) -> "
             if m.url == url and m.filename == filename:
                 return m
     if filename:
-        hits = [m for m in models if m.filename == filename
-                and params.get("save_path") in (None, "", m.save_path) and params.get("base") in (None, "", m.base)]
+        hits = [
+            m
+            for m in models
+            if m.filename == filename
+            and params.get("save_path") in (None, "", m.save_path)
+            and params.get("base") in (None, "", m.base)
+        ]
         if len(hits) == 1:
             return hits[0]
     from ..models import model_id
+
     for key in (model_id, lambda m: m.name, lambda m: m.url, lambda m: m.filename):
         hits = [m for m in models if target and key(m) == target]
         if len(hits) == 1:
             return hits[0]
-    raise NotFound(f"model {target or filename or url!r} is not (or not uniquely) in the model list of channel "
-                   f"{view.channel.name!r}",
-                   hint="Only models listed in the channel's model-list.json can be installed; use the model id "
-                        "(save_path/filename) that `cm-cli.py models` or GET /offline-manager/v1/models shows.",
-                   details={"target": target, "filename": filename})
+    raise NotFound(
+        f"model {target or filename or url!r} is not (or not uniquely) in the model list of channel "
+        f"{view.channel.name!r}",
+        hint="Only models listed in the channel's model-list.json can be installed; use the model id "
+        "(save_path/filename) that `cm-cli.py models` or GET /offline-manager/v1/models shows.",
+        details={"target": target, "filename": filename},
+    )
 
 
-def model_risk(view: "CatalogView", model: "ModelEntry") -> str:
+def model_risk(view: CatalogView, model: ModelEntry) -> str:
     """Classic rule: a file that is not .safetensors must come from the default channel's list."""
     if model.filename.lower().endswith(".safetensors") or view.channel.name == "default":
         return sec.RISK_MODEL_CATALOG

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ..errors import RequestInvalid
 
@@ -50,10 +51,11 @@ class KindParams:
             raise RequestInvalid(
                 f"unknown parameter(s) for this task: {', '.join(unknown)}",
                 hint=("Parameters of this kind: " + ", ".join(known)) if known else "This kind takes no parameters.",
-                details={"unknown": unknown, "allowed": list(known)})
+                details={"unknown": unknown, "allowed": list(known)},
+            )
         hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
-        for name, f in known.items():
+        for name in known:
             if name not in raw or raw[name] is None:
                 continue
             values[name] = _coerce(name, raw[name], hints[name])
@@ -66,16 +68,18 @@ class KindParams:
             value = getattr(self, f.name)
             if value == f.default or value is None:
                 continue
-            out[f.name] = list(value) if isinstance(value, tuple) else (dict(value) if isinstance(value, Mapping)
-                                                                        else value)
+            out[f.name] = (
+                list(value) if isinstance(value, tuple) else (dict(value) if isinstance(value, Mapping) else value)
+            )
         return out
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
         """JSON schema of the params object (the OpenAPI file)."""
         hints = typing.get_type_hints(cls)
-        props = {f.name: {**_json_type(hints[f.name]), "description": str(f.metadata.get("help", ""))}
-                 for f in cls.fields()}
+        props = {
+            f.name: {**_json_type(hints[f.name]), "description": str(f.metadata.get("help", ""))} for f in cls.fields()
+        }
         return {"type": "object", "properties": props, "additionalProperties": False}
 
 
@@ -100,8 +104,11 @@ def _strip_optional(hint: Any) -> Any:
 
 
 def _bad(name: str, want: str, value: Any) -> RequestInvalid:
-    return RequestInvalid(f"parameter {name!r} must be {want}, not {value!r}", details={"field": name},
-                          hint=f"Give {name} as {want}, or leave it out.")
+    return RequestInvalid(
+        f"parameter {name!r} must be {want}, not {value!r}",
+        details={"field": name},
+        hint=f"Give {name} as {want}, or leave it out.",
+    )
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
@@ -127,7 +134,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         return tuple(i.strip() for i in items if i.strip())
     if base is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)                  # a version typed as a number in JSON
+            return str(value)  # a version typed as a number in JSON
         if not isinstance(value, str):
             raise _bad(name, "a string", value)
         return value.strip()
@@ -178,8 +185,7 @@ class UpdateAllParams(KindParams):
     mode: str = doc("classic data mode of the request (cache, local, remote)", "")
     skip_deps: bool = doc("do not install requirements.txt", False, flag="--no-deps")
     auto_snapshot: bool = doc("save a snapshot first, so a restore undoes the update", True)
-    plan: Mapping[str, Any] | None = doc("run exactly this shown plan (Plan.to_dict()) instead of planning again",
-                                         None)
+    plan: Mapping[str, Any] | None = doc("run exactly this shown plan (Plan.to_dict()) instead of planning again", None)
 
 
 @dataclass(frozen=True)
@@ -247,8 +253,9 @@ class SnapshotRestoreParams(KindParams):
     pip_local_url: bool = doc("restore packages installed from file:// paths", False)
     no_deps: bool = doc("do not install the packs' requirements", False)
     only: str = doc("all, nodes or pips", "all", choices=("all", "nodes", "pips"))
-    unlisted: str = doc("packs the snapshot does not list: remove, disable or keep", "",
-                        choices=("", "remove", "disable", "keep"))
+    unlisted: str = doc(
+        "packs the snapshot does not list: remove, disable or keep", "", choices=("", "remove", "disable", "keep")
+    )
     remove_extra_pips: bool = doc("uninstall packages the snapshot does not list", False)
     auto_snapshot: bool = doc("save a snapshot first, so the restore can be undone", True)
     dry_run: bool = doc("only plan: change nothing", False)
@@ -257,11 +264,29 @@ class SnapshotRestoreParams(KindParams):
         for f in self.fields():
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise RequestInvalid(f"restore option {f.name}={getattr(self, f.name)!r} is not one of "
-                                     f"{', '.join(c for c in choices if c)}", details={"option": f.name},
-                                     hint="Restore options are described in docs/snapshots.md.")
+                raise RequestInvalid(
+                    f"restore option {f.name}={getattr(self, f.name)!r} is not one of "
+                    f"{', '.join(c for c in choices if c)}",
+                    details={"option": f.name},
+                    hint="Restore options are described in docs/snapshots.md.",
+                )
 
 
-__all__ = ["KindParams", "InstallParams", "ReinstallParams", "UninstallParams", "UpdateParams", "UpdateAllParams",
-           "FixParams", "EnableParams", "SwitchVersionParams", "EmptyTrashParams", "InstallModelParams",
-           "InstallPipParams", "SnapshotSaveParams", "SnapshotRestoreParams", "RESERVED", "doc"]
+__all__ = [
+    "KindParams",
+    "InstallParams",
+    "ReinstallParams",
+    "UninstallParams",
+    "UpdateParams",
+    "UpdateAllParams",
+    "FixParams",
+    "EnableParams",
+    "SwitchVersionParams",
+    "EmptyTrashParams",
+    "InstallModelParams",
+    "InstallPipParams",
+    "SnapshotSaveParams",
+    "SnapshotRestoreParams",
+    "RESERVED",
+    "doc",
+]

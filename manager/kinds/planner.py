@@ -7,8 +7,9 @@ whole batch before queueing any of it. Nothing here runs an operation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .. import security as sec
 from ..errors import RequestInvalid
@@ -26,22 +27,31 @@ class PlannedTask:
     """A request the policy decided: what to queue, under which id, and the decision it carries."""
 
     spec: TaskSpec
-    decision: "PolicyDecision"
+    decision: PolicyDecision
     task_id: str | None = None
     client_id: str | None = None
 
-    def with_params(self, **extra: Any) -> "PlannedTask":
+    def with_params(self, **extra: Any) -> PlannedTask:
         """The same task with door metadata added to its params (e.g. the 4.x identity)."""
         return replace(self, spec=replace(self.spec, params={**self.spec.params, **extra}))
 
 
-def settings_for(manager: "Manager", listen: str) -> sec.SecuritySettings:
+def settings_for(manager: Manager, listen: str) -> sec.SecuritySettings:
     return sec.SecuritySettings.from_config(manager.config, listen)
 
 
-def plan(manager: "Manager", kind: str | TaskKind, target: str, params: Mapping[str, Any] | None = None, *,
-         listen: str, view: "CatalogView | None" = None, enforce: bool = True, task_id: str | None = None,
-         client_id: str | None = None) -> PlannedTask:
+def plan(
+    manager: Manager,
+    kind: str | TaskKind,
+    target: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    listen: str,
+    view: CatalogView | None = None,
+    enforce: bool = True,
+    task_id: str | None = None,
+    client_id: str | None = None,
+) -> PlannedTask:
     """Validate, classify and decide one request. ``listen`` is the address of the door's listener
     (policy input: loopback or not; the CLI is loopback). ``enforce`` False returns a denying
     decision instead of raising ``security_denied`` (a dry-run plan is shown at any level).
@@ -49,19 +59,26 @@ def plan(manager: "Manager", kind: str | TaskKind, target: str, params: Mapping[
     spec_kind = kind if isinstance(kind, TaskKind) else kind_named(kind)
     raw = dict(params or {})
     for key in ("policy",):
-        raw.pop(key, None)                       # a decision is made here, never taken from a client
+        raw.pop(key, None)  # a decision is made here, never taken from a client
     typed = spec_kind.params.from_mapping(raw)
     target = (target or "").strip() or spec_kind.default_target
     if spec_kind.needs_catalog and view is None:
-        raise RequestInvalid(f"{spec_kind.name} needs the channel's catalog, which is not loaded",
-                             hint="Load the catalog first (cm-cli.py update-cache, or GET /offline-manager/v1/models).")
+        raise RequestInvalid(
+            f"{spec_kind.name} needs the channel's catalog, which is not loaded",
+            hint="Load the catalog first (cm-cli.py update-cache, or GET /offline-manager/v1/models).",
+        )
     if not target and spec_kind.name != "install_pip":
-        raise RequestInvalid(f"task {spec_kind.name!r} needs a target ({spec_kind.target})",
-                             hint="Give 'target' (v1) or 'id' (classic body).", details={"field": "target"})
+        raise RequestInvalid(
+            f"task {spec_kind.name!r} needs a target ({spec_kind.target})",
+            hint="Give 'target' (v1) or 'id' (classic body).",
+            details={"field": "target"},
+        )
     settings = settings_for(manager, listen)
-    if spec_kind.fixed_risk is not None and enforce:     # a flag-gated route refuses before parsing anything
-        sec.enforce(sec.decide(settings, spec_kind.operation, spec_kind.fixed_risk, source=target),
-                    {"target": target, "kind": spec_kind.name})
+    if spec_kind.fixed_risk is not None and enforce:  # a flag-gated route refuses before parsing anything
+        sec.enforce(
+            sec.decide(settings, spec_kind.operation, spec_kind.fixed_risk, source=target),
+            {"target": target, "kind": spec_kind.name},
+        )
     seen, typed = spec_kind.classify(manager, view, target, typed)
     decision = sec.decide(settings, spec_kind.operation, seen.risk, source=seen.source)
     if enforce:
@@ -70,7 +87,7 @@ def plan(manager: "Manager", kind: str | TaskKind, target: str, params: Mapping[
     return PlannedTask(spec, decision, task_id, client_id)
 
 
-def submit(manager: "Manager", planned: Sequence[PlannedTask]) -> list["Task"]:
+def submit(manager: Manager, planned: Sequence[PlannedTask]) -> list[Task]:
     """Queue planned tasks in order. The batch is checked first (every decision allows, every kind
     has a runner, task ids are distinct), so a refused batch queues nothing."""
     queue = manager.queue
@@ -79,42 +96,53 @@ def submit(manager: "Manager", planned: Sequence[PlannedTask]) -> list["Task"]:
         sec.enforce(denied[0].decision, {"target": denied[0].spec.target, "kind": denied[0].spec.kind})
     missing = sorted({p.spec.kind for p in planned} - set(queue.kinds))
     if missing:
-        raise RequestInvalid(f"no runner for task kind {', '.join(missing)} in this build",
-                             hint="Kinds available here: " + ", ".join(queue.kinds), details={"kinds": missing})
+        raise RequestInvalid(
+            f"no runner for task kind {', '.join(missing)} in this build",
+            hint="Kinds available here: " + ", ".join(queue.kinds),
+            details={"kinds": missing},
+        )
     ids = [p.task_id for p in planned if p.task_id]
     if len(ids) != len(set(ids)):
-        raise RequestInvalid("two tasks of the batch have the same task_id", details={"field": "task_id"},
-                             hint="Give each task its own task_id, or leave task_id out.")
+        raise RequestInvalid(
+            "two tasks of the batch have the same task_id",
+            details={"field": "task_id"},
+            hint="Give each task its own task_id, or leave task_id out.",
+        )
     return [queue.enqueue(p.spec, client_id=p.client_id, task_id=p.task_id) for p in planned]
 
 
-def preview(manager: "Manager", planned: PlannedTask) -> Mapping[str, Any]:
+def preview(manager: Manager, planned: PlannedTask) -> Mapping[str, Any]:
     """What a planned task would change, changing nothing (blocking: call from a worker thread)."""
     kind = BY_NAME[planned.spec.kind]
     if kind.preview is None:
-        raise RequestInvalid(f"{kind.name} has no dry run yet", details={"kind": kind.name},
-                             hint="Run it without dry_run, or save a snapshot first so it can be undone.")
+        raise RequestInvalid(
+            f"{kind.name} has no dry run yet",
+            details={"kind": kind.name},
+            hint="Run it without dry_run, or save a snapshot first so it can be undone.",
+        )
     typed = kind.params.from_mapping(planned.spec.params, lenient=True)
     return kind.preview(manager, planned.spec.target, typed, planned.decision)
 
 
-def runners(manager: "Manager") -> dict[str, "Runner"]:
+def queue_runners(manager: Manager) -> dict[str, Runner]:
     """The queue's runner of every kind: the kind's parameters re-read from the planned task."""
     out: dict[str, Runner] = {}
     for kind in BY_NAME.values():
         if kind.runs_as:
-            continue                              # shares the runner of the kind it runs as
+            continue  # shares the runner of the kind it runs as
         out[kind.name] = _bind(manager, kind)
     return out
 
 
-def _bind(manager: "Manager", kind: TaskKind) -> "Runner":
+def _bind(manager: Manager, kind: TaskKind) -> Runner:
     from .runners import Job
 
-    def run(ctx: "TaskContext") -> Mapping[str, Any]:
+    def run(ctx: TaskContext) -> Mapping[str, Any]:
         from ..operations import parse_policy
+
         raw = ctx.params
         typed = kind.params.from_mapping(raw, lenient=True)
         return kind.run(Job(manager, ctx, typed, parse_policy(raw.get("policy"))))
+
     run.__name__ = f"run_{kind.name}"
     return run

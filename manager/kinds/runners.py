@@ -25,21 +25,23 @@ P = TypeVar("P", bound=kp.KindParams)
 class Job(Generic[P]):
     """One running task as its runner sees it."""
 
-    manager: "Manager"
-    ctx: "TaskContext"
+    manager: Manager
+    ctx: TaskContext
     params: P
-    policy: "PolicyDecision | None"
+    policy: PolicyDecision | None
 
     @property
     def target(self) -> str:
         return self.ctx.target
 
-    def ops(self) -> "Ops":
+    def ops(self) -> Ops:
         from ..operations import Ops
+
         return Ops(self.manager, deps_step=self.manager.deps_step)
 
     def reporter(self) -> Any:
         from ..operations import Reporter
+
         return Reporter(self.ctx)
 
 
@@ -49,44 +51,76 @@ def _opt(text: str) -> str | None:
 
 def _result(out: Any) -> dict[str, Any]:
     from ..operations import OpResult
+
     return out.to_dict() if isinstance(out, OpResult) else dict(out)
 
 
 # --- packs ----------------------------------------------------------------------------------------------
 def install(job: Job[kp.InstallParams]) -> dict[str, Any]:
     from ..operations import install as inst
+
     p = job.params
-    return _result(inst.install(job.ops(), job.target, job.reporter(), version=_opt(p.version), name=_opt(p.name),
-                                ref=_opt(p.ref), policy=job.policy, skip_deps=p.skip_deps,
-                                script_timeout=p.script_timeout))
+    return _result(
+        inst.install(
+            job.ops(),
+            job.target,
+            job.reporter(),
+            version=_opt(p.version),
+            name=_opt(p.name),
+            ref=_opt(p.ref),
+            policy=job.policy,
+            skip_deps=p.skip_deps,
+            script_timeout=p.script_timeout,
+        )
+    )
 
 
 def reinstall(job: Job[kp.ReinstallParams]) -> dict[str, Any]:
     from ..operations import install as inst
+
     p = job.params
-    return _result(inst.reinstall(job.ops(), job.target, job.reporter(), spec=_opt(p.spec), policy=job.policy,
-                                  skip_deps=p.skip_deps, script_timeout=p.script_timeout))
+    return _result(
+        inst.reinstall(
+            job.ops(),
+            job.target,
+            job.reporter(),
+            spec=_opt(p.spec),
+            policy=job.policy,
+            skip_deps=p.skip_deps,
+            script_timeout=p.script_timeout,
+        )
+    )
 
 
 def uninstall(job: Job[kp.UninstallParams]) -> dict[str, Any]:
     from ..operations import remove
-    return _result(remove.uninstall(job.ops(), job.target, job.reporter(), version=_opt(job.params.version),
-                                    enabled=job.params.enabled))
+
+    return _result(
+        remove.uninstall(
+            job.ops(), job.target, job.reporter(), version=_opt(job.params.version), enabled=job.params.enabled
+        )
+    )
 
 
 def update(job: Job[kp.UpdateParams]) -> dict[str, Any]:
     from ..operations import update as upd
-    return _result(upd.update(job.ops(), job.target, job.reporter(), skip_deps=job.params.skip_deps,
-                              version=_opt(job.params.version)))
+
+    return _result(
+        upd.update(
+            job.ops(), job.target, job.reporter(), skip_deps=job.params.skip_deps, version=_opt(job.params.version)
+        )
+    )
 
 
 def update_all(job: Job[kp.UpdateAllParams]) -> dict[str, Any]:
     from ..operations import update as upd
+
     ops, rep, p = job.ops(), job.reporter(), job.params
     plan = upd.Plan.from_dict(p.plan) if p.plan is not None else upd.plan_update_all(ops, rep)
     undo = None
     if plan.steps and p.auto_snapshot:
-        from ..snapshots import auto_snapshot    # so an update-all can be undone by a restore
+        from ..snapshots import auto_snapshot  # so an update-all can be undone by a restore
+
         rep.stage("snapshot", 0.0, "saving an auto-snapshot before the update")
         undo = auto_snapshot(job.manager, "update_all").name
     result = dict(upd.run_update_all(ops, plan, rep, skip_deps=p.skip_deps))
@@ -97,41 +131,54 @@ def update_all(job: Job[kp.UpdateAllParams]) -> dict[str, Any]:
 
 def fix(job: Job[kp.FixParams]) -> dict[str, Any]:
     from ..operations import update as upd
+
     return _result(upd.fix(job.ops(), job.target, job.reporter(), script_timeout=job.params.script_timeout))
 
 
 def disable(job: Job[kp.KindParams]) -> dict[str, Any]:
     from ..operations import toggle
+
     return _result(toggle.disable(job.ops(), job.target, job.reporter()))
 
 
 def enable(job: Job[kp.EnableParams]) -> dict[str, Any]:
     from ..operations import toggle
+
     return _result(toggle.enable(job.ops(), job.target, job.reporter(), version=_opt(job.params.version)))
 
 
 def switch_version(job: Job[kp.SwitchVersionParams]) -> dict[str, Any]:
     from ..operations import update as upd
+
     p = job.params
-    return _result(upd.switch_version(job.ops(), job.target, job.reporter(), version=p.version, commit=p.commit,
-                                      skip_deps=p.skip_deps))
+    return _result(
+        upd.switch_version(
+            job.ops(), job.target, job.reporter(), version=p.version, commit=p.commit, skip_deps=p.skip_deps
+        )
+    )
 
 
 def restore_trash(job: Job[kp.KindParams]) -> dict[str, Any]:
     from ..operations import remove
+
     return _result(remove.restore_trash(job.ops(), job.target, job.reporter()))
 
 
 def empty_trash(job: Job[kp.EmptyTrashParams]) -> dict[str, Any]:
     from ..operations import remove
+
     p = job.params
-    return _result(remove.empty_trash(job.ops(), job.reporter(), older_than_days=p.older_than_days,
-                                      entries=list(p.entries) or None))
+    return _result(
+        remove.empty_trash(
+            job.ops(), job.reporter(), older_than_days=p.older_than_days, entries=list(p.entries) or None
+        )
+    )
 
 
 # --- models, python packages ------------------------------------------------------------------------------
 def install_model(job: Job[kp.InstallModelParams]) -> dict[str, Any]:
     from ..models import install_requested
+
     return install_requested(job.manager, job.ctx, job.params.to_dict())
 
 
@@ -151,7 +198,8 @@ def install_pip(job: Job[kp.InstallPipParams]) -> dict[str, Any]:
     try:
         installer = DependencyInstaller(deps_policy_from_config(manager.config, manager.layout), manager.gate)
         result = installer.install_requirements_file(
-            path, lambda line: job.ctx.progress("pip", None, str(line)), label="pip request")
+            path, lambda line: job.ctx.progress("pip", None, str(line)), label="pip request"
+        )
     finally:
         path.unlink(missing_ok=True)
     return dict(result.to_dict())
@@ -160,25 +208,37 @@ def install_pip(job: Job[kp.InstallPipParams]) -> dict[str, Any]:
 # --- snapshots ----------------------------------------------------------------------------------------------
 def snapshot_save(job: Job[kp.SnapshotSaveParams]) -> dict[str, Any]:
     from ..snapshots import save_now
+
     p = job.params
     name = p.name or (job.target if job.target not in ("", "-", "new", "auto") else None)
-    return save_now(job.manager, name, reason=p.reason or "manual", hash_models=p.hash_models,
-                    overwrite=p.overwrite, progress=job.ctx.progress)
+    return save_now(
+        job.manager,
+        name,
+        reason=p.reason or "manual",
+        hash_models=p.hash_models,
+        overwrite=p.overwrite,
+        progress=job.ctx.progress,
+    )
 
 
 def snapshot_restore(job: Job[kp.SnapshotRestoreParams]) -> dict[str, Any]:
     from ..snapshots import restore_stored
-    return restore_stored(job.manager, job.target, restore_options(job.params), dry_run=job.params.dry_run,
-                          ctx=job.ctx, policy=job.policy)
+
+    return restore_stored(
+        job.manager, job.target, restore_options(job.params), dry_run=job.params.dry_run, ctx=job.ctx, policy=job.policy
+    )
 
 
-def snapshot_restore_preview(manager: "Manager", target: str, params: kp.SnapshotRestoreParams,
-                             decision: "PolicyDecision") -> dict[str, Any]:
+def snapshot_restore_preview(
+    manager: Manager, target: str, params: kp.SnapshotRestoreParams, decision: PolicyDecision
+) -> dict[str, Any]:
     from ..snapshots import restore_preview
+
     return restore_preview(manager, target, restore_options(params), decision)
 
 
 def restore_options(params: kp.SnapshotRestoreParams) -> Any:
     """The snapshot engine's ``RestoreOptions`` of validated restore parameters."""
     from ..snapshots.plan import RestoreOptions
+
     return RestoreOptions.from_params({k: v for k, v in params.to_dict().items() if k != "dry_run"})

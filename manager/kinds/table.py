@@ -9,13 +9,14 @@ translate their input into ``(kind, target, params)`` and call ``plan``/``submit
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .. import security as sec
 from ..errors import RequestInvalid
 from . import params as kp
-from . import runners as run
+from . import runners
 from .classify import Classified, classify_install, find_model, model_risk, spec_kind, url_params
 
 if TYPE_CHECKING:
@@ -28,18 +29,18 @@ Classifier = Callable[["Manager", "CatalogView | None", str, Any], "tuple[Classi
 @dataclass(frozen=True)
 class TaskKind:
     name: str
-    summary: str                                # the doc line: OpenAPI, CLI help, docs/architecture.md
-    target: str                                 # what the target names
+    summary: str  # the doc line: OpenAPI, CLI help, docs/architecture.md
+    target: str  # what the target names
     params: type[kp.KindParams]
-    operation: str                              # a manager.security operation
+    operation: str  # a manager.security operation
     classify: Classifier
     run: Callable[[Any], Mapping[str, Any]]
-    cli: str                                    # the cm-cli.py command that queues it ("": an alias)
-    policy_rows: tuple[tuple[str, str], ...]    # (row name, risk) cells of GET /v1/policy
-    runs_as: str = ""                           # queue kind when it shares another kind's runner
-    needs_catalog: bool = False                 # refused without a loaded channel catalog
+    cli: str  # the cm-cli.py command that queues it ("": an alias)
+    policy_rows: tuple[tuple[str, str], ...]  # (row name, risk) cells of GET /v1/policy
+    runs_as: str = ""  # queue kind when it shares another kind's runner
+    needs_catalog: bool = False  # refused without a loaded channel catalog
     default_target: str = ""
-    at_next_start: bool = False                 # may be scheduled for ComfyUI's next start
+    at_next_start: bool = False  # may be scheduled for ComfyUI's next start
     # the risk when it does not depend on the request: decided before the target is even parsed
     fixed_risk: str | None = None
     # (manager, target, params, decision) -> what the task would change, changing nothing (dry run)
@@ -51,22 +52,25 @@ class TaskKind:
 
 
 # --- classifiers --------------------------------------------------------------------------------------
-def _plain(manager: "Manager", view: "CatalogView | None", target: str, params: kp.KindParams
-           ) -> tuple[Classified, kp.KindParams]:
+def _plain(
+    manager: Manager, view: CatalogView | None, target: str, params: kp.KindParams
+) -> tuple[Classified, kp.KindParams]:
     return Classified(target), params
 
 
-def _switch(manager: "Manager", view: "CatalogView | None", target: str, params: Any
-            ) -> tuple[Classified, kp.KindParams]:
+def _switch(manager: Manager, view: CatalogView | None, target: str, params: Any) -> tuple[Classified, kp.KindParams]:
     if bool(params.version) == bool(params.commit):
-        raise RequestInvalid("switch_version needs exactly one of version and commit",
-                             details={"fields": ["version", "commit"]},
-                             hint="Give version (x.y.z, latest, nightly or a tag) or commit, not both.")
+        raise RequestInvalid(
+            "switch_version needs exactly one of version and commit",
+            details={"fields": ["version", "commit"]},
+            hint="Give version (x.y.z, latest, nightly or a tag) or commit, not both.",
+        )
     return Classified(target), params
 
 
-def _pack_source(manager: "Manager", view: "CatalogView | None", target: str, params: Any
-                 ) -> tuple[Classified, kp.KindParams]:
+def _pack_source(
+    manager: Manager, view: CatalogView | None, target: str, params: Any
+) -> tuple[Classified, kp.KindParams]:
     """install/reinstall: a URL or path becomes url (+ ref); the catalog decides its risk."""
     raw = params.url or target
     if raw and spec_kind(raw) != "id":
@@ -75,37 +79,41 @@ def _pack_source(manager: "Manager", view: "CatalogView | None", target: str, pa
     return classify_install(view, target, params.to_dict()), params
 
 
-def _git_url(manager: "Manager", view: "CatalogView | None", target: str, params: Any
-             ) -> tuple[Classified, kp.KindParams]:
+def _git_url(manager: Manager, view: CatalogView | None, target: str, params: Any) -> tuple[Classified, kp.KindParams]:
     """The classic flag route: an install from a git URL decided as ``install_git_url``."""
     url = (params.url or target).strip()
     params = kp.InstallParams.from_mapping({**params.to_dict(), **url_params(url)})
     return Classified(classify_install(view, url, {"url": url}).target, sec.RISK_GIT_URL, url), params
 
 
-def _model(manager: "Manager", view: "CatalogView | None", target: str, params: Any
-           ) -> tuple[Classified, kp.KindParams]:
-    from ..models import model_id        # the models package is imported when a model is queued
-    assert view is not None              # needs_catalog: the planner refused a missing catalog
+def _model(manager: Manager, view: CatalogView | None, target: str, params: Any) -> tuple[Classified, kp.KindParams]:
+    from ..models import model_id  # the models package is imported when a model is queued
+
+    assert view is not None  # needs_catalog: the planner refused a missing catalog
     model = find_model(view, target, params.to_dict())
     chosen = kp.InstallModelParams.from_mapping(
-        {"sha256": params.sha256, "force": params.force, **model.to_dict()}, lenient=True)  # the catalog's URL
+        {"sha256": params.sha256, "force": params.force, **model.to_dict()}, lenient=True
+    )  # the catalog's URL
     return Classified(model_id(model), model_risk(view, model)), chosen
 
 
-def _pip(manager: "Manager", view: "CatalogView | None", target: str, params: Any
-         ) -> tuple[Classified, kp.KindParams]:
+def _pip(manager: Manager, view: CatalogView | None, target: str, params: Any) -> tuple[Classified, kp.KindParams]:
     packages = list(params.packages) or target.split()
     if not packages:
-        raise RequestInvalid("no package named", details={"field": "packages"},
-                             hint='Give the requirement specs, e.g. {"packages": ["name1", "name2>=1.0"]}.')
+        raise RequestInvalid(
+            "no package named",
+            details={"field": "packages"},
+            hint='Give the requirement specs, e.g. {"packages": ["name1", "name2>=1.0"]}.',
+        )
     params = kp.InstallPipParams(packages=tuple(packages), index_url=params.index_url)
     return Classified(" ".join(packages)[:200], sec.pip_spec_risk(packages), params.index_url), params
 
 
-def _snapshot(manager: "Manager", view: "CatalogView | None", target: str, params: kp.KindParams
-              ) -> tuple[Classified, kp.KindParams]:
-    from ..snapshots.store import check_name   # a stored name only: never a path (invalid_name)
+def _snapshot(
+    manager: Manager, view: CatalogView | None, target: str, params: kp.KindParams
+) -> tuple[Classified, kp.KindParams]:
+    from ..snapshots.store import check_name  # a stored name only: never a path (invalid_name)
+
     return Classified(check_name(target)), params
 
 
@@ -114,50 +122,198 @@ _PACK = "pack id, id@version, git URL or local path"
 _INSTALLED = "installed pack (folder name or id)"
 
 KINDS: tuple[TaskKind, ...] = (
-    TaskKind("install", "Install a node pack from the catalog, the registry, a git URL or a local path", _PACK,
-             kp.InstallParams, sec.INSTALL, _pack_source, run.install, "install",
-             (("install", sec.RISK_CATALOG), ("install_registry", sec.RISK_REGISTRY),
-              ("install_git_url", sec.RISK_GIT_URL), ("install_local_path", sec.RISK_LOCAL_PATH))),
-    TaskKind("install_git_url", "Install from a git URL through the classic flag route (allow_git_url_install)",
-             "git URL", kp.InstallParams, sec.INSTALL_GIT_URL, _git_url, run.install, "",
-             (("direct_git_url", sec.RISK_GIT_URL),), runs_as="install", fixed_risk=sec.RISK_GIT_URL),
-    TaskKind("reinstall", "Fetch an installed pack again (the old copy goes to the trash)", _INSTALLED,
-             kp.ReinstallParams, sec.REINSTALL, _pack_source, run.reinstall, "reinstall",
-             (("reinstall", sec.RISK_CATALOG),)),
-    TaskKind("uninstall", "Move a pack to the trash", _INSTALLED, kp.UninstallParams, sec.UNINSTALL, _plain,
-             run.uninstall, "uninstall", (("uninstall", ""),), at_next_start=True),
-    TaskKind("update", "Update a pack (git pull or the newest registry version)", _INSTALLED, kp.UpdateParams,
-             sec.UPDATE, _plain, run.update, "update", (("update", ""),)),
-    TaskKind("update_all", "Update every pack that has an update (auto-snapshot first)", "'all'",
-             kp.UpdateAllParams, sec.UPDATE_ALL, _plain, run.update_all, "update all", (("update_all", ""),),
-             default_target="all"),
-    TaskKind("fix", "Reinstall a pack's requirements and run its install script again", _INSTALLED, kp.FixParams,
-             sec.FIX, _plain, run.fix, "fix", (("fix", ""),)),
-    TaskKind("disable", "Disable a pack (moved aside atomically; ComfyUI skips it)", _INSTALLED, kp.KindParams,
-             sec.DISABLE, _plain, run.disable, "disable", (("disable", ""),), at_next_start=True),
-    TaskKind("enable", "Enable a disabled pack", "disabled pack (folder name or id)", kp.EnableParams, sec.ENABLE,
-             _plain, run.enable, "enable", (("enable", ""),), at_next_start=True),
-    TaskKind("switch_version", "Move a pack to a registry version, nightly or a git commit", _INSTALLED,
-             kp.SwitchVersionParams, sec.SWITCH_VERSION, _switch, run.switch_version, "switch-version",
-             (("switch_version", ""),)),
-    TaskKind("restore_trash", "Put a trashed pack back where it was", "trash entry id", kp.KindParams,
-             sec.RESTORE_TRASH, _plain, run.restore_trash, "trash restore", (("restore_trash", ""),)),
-    TaskKind("empty_trash", "Delete trash entries for good", "'trash'", kp.EmptyTrashParams, sec.EMPTY_TRASH,
-             _plain, run.empty_trash, "trash empty", (("empty_trash", ""),), default_target="trash"),
-    TaskKind("install_model", "Download a model of the channel's model list into its folder",
-             "model id (save_path/filename), name, URL or file name", kp.InstallModelParams, sec.INSTALL_MODEL,
-             _model, run.install_model, "install-model",
-             (("install_model", sec.RISK_MODEL_CATALOG), ("install_model_url", sec.RISK_MODEL_URL)),
-             needs_catalog=True),
-    TaskKind("install_pip", "Install python packages into ComfyUI's environment (allow_pip_install)",
-             "requirement specs", kp.InstallPipParams, sec.INSTALL_PIP, _pip, run.install_pip, "install-pip",
-             (("direct_pip", sec.RISK_PIP_PACKAGE), ("direct_pip_external", sec.RISK_PIP_EXTERNAL))),
-    TaskKind("snapshot_save", "Save a snapshot of the tree", "snapshot name, or '-' for <time>_snapshot",
-             kp.SnapshotSaveParams, sec.SNAPSHOT_SAVE, _plain, run.snapshot_save, "snapshot save",
-             (("snapshot_save", ""),), default_target="-"),
-    TaskKind("snapshot_restore", "Restore a saved snapshot (packs, commits, python packages)", "snapshot name",
-             kp.SnapshotRestoreParams, sec.SNAPSHOT_RESTORE, _snapshot, run.snapshot_restore, "snapshot restore",
-             (("snapshot_restore", ""),), at_next_start=True, preview=run.snapshot_restore_preview),
+    TaskKind(
+        "install",
+        "Install a node pack from the catalog, the registry, a git URL or a local path",
+        _PACK,
+        kp.InstallParams,
+        sec.INSTALL,
+        _pack_source,
+        runners.install,
+        "install",
+        (
+            ("install", sec.RISK_CATALOG),
+            ("install_registry", sec.RISK_REGISTRY),
+            ("install_git_url", sec.RISK_GIT_URL),
+            ("install_local_path", sec.RISK_LOCAL_PATH),
+        ),
+    ),
+    TaskKind(
+        "install_git_url",
+        "Install from a git URL through the classic flag route (allow_git_url_install)",
+        "git URL",
+        kp.InstallParams,
+        sec.INSTALL_GIT_URL,
+        _git_url,
+        runners.install,
+        "",
+        (("direct_git_url", sec.RISK_GIT_URL),),
+        runs_as="install",
+        fixed_risk=sec.RISK_GIT_URL,
+    ),
+    TaskKind(
+        "reinstall",
+        "Fetch an installed pack again (the old copy goes to the trash)",
+        _INSTALLED,
+        kp.ReinstallParams,
+        sec.REINSTALL,
+        _pack_source,
+        runners.reinstall,
+        "reinstall",
+        (("reinstall", sec.RISK_CATALOG),),
+    ),
+    TaskKind(
+        "uninstall",
+        "Move a pack to the trash",
+        _INSTALLED,
+        kp.UninstallParams,
+        sec.UNINSTALL,
+        _plain,
+        runners.uninstall,
+        "uninstall",
+        (("uninstall", ""),),
+        at_next_start=True,
+    ),
+    TaskKind(
+        "update",
+        "Update a pack (git pull or the newest registry version)",
+        _INSTALLED,
+        kp.UpdateParams,
+        sec.UPDATE,
+        _plain,
+        runners.update,
+        "update",
+        (("update", ""),),
+    ),
+    TaskKind(
+        "update_all",
+        "Update every pack that has an update (auto-snapshot first)",
+        "'all'",
+        kp.UpdateAllParams,
+        sec.UPDATE_ALL,
+        _plain,
+        runners.update_all,
+        "update all",
+        (("update_all", ""),),
+        default_target="all",
+    ),
+    TaskKind(
+        "fix",
+        "Reinstall a pack's requirements and run its install script again",
+        _INSTALLED,
+        kp.FixParams,
+        sec.FIX,
+        _plain,
+        runners.fix,
+        "fix",
+        (("fix", ""),),
+    ),
+    TaskKind(
+        "disable",
+        "Disable a pack (moved aside atomically; ComfyUI skips it)",
+        _INSTALLED,
+        kp.KindParams,
+        sec.DISABLE,
+        _plain,
+        runners.disable,
+        "disable",
+        (("disable", ""),),
+        at_next_start=True,
+    ),
+    TaskKind(
+        "enable",
+        "Enable a disabled pack",
+        "disabled pack (folder name or id)",
+        kp.EnableParams,
+        sec.ENABLE,
+        _plain,
+        runners.enable,
+        "enable",
+        (("enable", ""),),
+        at_next_start=True,
+    ),
+    TaskKind(
+        "switch_version",
+        "Move a pack to a registry version, nightly or a git commit",
+        _INSTALLED,
+        kp.SwitchVersionParams,
+        sec.SWITCH_VERSION,
+        _switch,
+        runners.switch_version,
+        "switch-version",
+        (("switch_version", ""),),
+    ),
+    TaskKind(
+        "restore_trash",
+        "Put a trashed pack back where it was",
+        "trash entry id",
+        kp.KindParams,
+        sec.RESTORE_TRASH,
+        _plain,
+        runners.restore_trash,
+        "trash restore",
+        (("restore_trash", ""),),
+    ),
+    TaskKind(
+        "empty_trash",
+        "Delete trash entries for good",
+        "'trash'",
+        kp.EmptyTrashParams,
+        sec.EMPTY_TRASH,
+        _plain,
+        runners.empty_trash,
+        "trash empty",
+        (("empty_trash", ""),),
+        default_target="trash",
+    ),
+    TaskKind(
+        "install_model",
+        "Download a model of the channel's model list into its folder",
+        "model id (save_path/filename), name, URL or file name",
+        kp.InstallModelParams,
+        sec.INSTALL_MODEL,
+        _model,
+        runners.install_model,
+        "install-model",
+        (("install_model", sec.RISK_MODEL_CATALOG), ("install_model_url", sec.RISK_MODEL_URL)),
+        needs_catalog=True,
+    ),
+    TaskKind(
+        "install_pip",
+        "Install python packages into ComfyUI's environment (allow_pip_install)",
+        "requirement specs",
+        kp.InstallPipParams,
+        sec.INSTALL_PIP,
+        _pip,
+        runners.install_pip,
+        "install-pip",
+        (("direct_pip", sec.RISK_PIP_PACKAGE), ("direct_pip_external", sec.RISK_PIP_EXTERNAL)),
+    ),
+    TaskKind(
+        "snapshot_save",
+        "Save a snapshot of the tree",
+        "snapshot name, or '-' for <time>_snapshot",
+        kp.SnapshotSaveParams,
+        sec.SNAPSHOT_SAVE,
+        _plain,
+        runners.snapshot_save,
+        "snapshot save",
+        (("snapshot_save", ""),),
+        default_target="-",
+    ),
+    TaskKind(
+        "snapshot_restore",
+        "Restore a saved snapshot (packs, commits, python packages)",
+        "snapshot name",
+        kp.SnapshotRestoreParams,
+        sec.SNAPSHOT_RESTORE,
+        _snapshot,
+        runners.snapshot_restore,
+        "snapshot restore",
+        (("snapshot_restore", ""),),
+        at_next_start=True,
+        preview=runners.snapshot_restore_preview,
+    ),
 )
 
 BY_NAME: Mapping[str, TaskKind] = {k.name: k for k in KINDS}
@@ -168,6 +324,7 @@ def kind_named(name: str) -> TaskKind:
     """The kind called ``name``; ``request_invalid`` naming the kinds there are."""
     kind = BY_NAME.get(name)
     if kind is None:
-        raise RequestInvalid(f"unknown task kind {name!r}", hint="Use one of: " + ", ".join(BY_NAME),
-                             details={"kind": name})
+        raise RequestInvalid(
+            f"unknown task kind {name!r}", hint="Use one of: " + ", ".join(BY_NAME), details={"kind": name}
+        )
     return kind

@@ -6,24 +6,58 @@ verify (cached sha256), the model store, and path safety. See docs/models.md.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import ManagerError, NotFound
 from ..network import run_sync
 from ..records import ModelEntry
-from .catalog import (InstalledModel, ModelItem, ModelListing, catalog_models, find_model, installed_models,
-                      list_models, model_id)
+from .catalog import (
+    InstalledModel,
+    ModelItem,
+    ModelListing,
+    catalog_models,
+    find_model,
+    installed_models,
+    list_models,
+    model_id,
+)
 from .folders import ModelFolders, Placement, apply_extra_paths, load_model_folders, place
 from .install import InstallResult, ModelProgress, install_entry, install_model
 from .paths import safe_filename, safe_save_path
 from .store import ModelStore
 from .verify import Expectation, HashCache, VerifyReport, verify_catalog, verify_expectations
 
-__all__ = ["Expectation", "HashCache", "InstallResult", "InstalledModel", "ModelFolders", "ModelItem",
-           "ModelListing", "ModelProgress", "ModelStore", "Placement", "VerifyReport", "apply_extra_paths",
-           "catalog_models", "find_model", "install_entry", "install_model",
-           "install_requested", "installed_models", "list_models", "load_model_folders", "model_id", "place", "resolve_entry",
-           "safe_filename", "safe_save_path", "verify_catalog", "verify_expectations", "verify_models"]
+__all__ = [
+    "Expectation",
+    "HashCache",
+    "InstallResult",
+    "InstalledModel",
+    "ModelFolders",
+    "ModelItem",
+    "ModelListing",
+    "ModelProgress",
+    "ModelStore",
+    "Placement",
+    "VerifyReport",
+    "apply_extra_paths",
+    "catalog_models",
+    "find_model",
+    "install_entry",
+    "install_model",
+    "install_requested",
+    "installed_models",
+    "list_models",
+    "load_model_folders",
+    "model_id",
+    "place",
+    "resolve_entry",
+    "safe_filename",
+    "safe_save_path",
+    "verify_catalog",
+    "verify_expectations",
+    "verify_models",
+]
 
 _ENTRY_KEYS = ("name", "type", "base", "save_path", "filename", "url", "size", "description", "reference")
 
@@ -32,7 +66,7 @@ def _exact_size(value: Any) -> int | None:
     """A byte count from params; the classic payload's ``size`` ("6.46GB") is display text, ignored."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    if isinstance(value, str) and value.isdigit():   # a byte count passed through the params dataclass
+    if isinstance(value, str) and value.isdigit():  # a byte count passed through the params dataclass
         return int(value)
     return None
 
@@ -42,7 +76,7 @@ def _entry_from_params(params: Mapping[str, Any]) -> ModelEntry:
     fields.setdefault("name", fields["filename"])
     fields.setdefault("type", "")
     fields["save_path"] = fields.get("save_path") or "default"
-    return ModelEntry(**fields)  # type: ignore[arg-type]
+    return ModelEntry(**fields)
 
 
 def resolve_entry(manager: Any, target: str, params: Mapping[str, Any]) -> tuple[ModelEntry, bool]:
@@ -71,8 +105,9 @@ def resolve_entry(manager: Any, target: str, params: Mapping[str, Any]) -> tuple
     return _entry_from_params(params), False
 
 
-def verify_models(manager: Any, expectations: Any = None, *, cache: HashCache | None = None,
-                  with_sha256: bool = False) -> VerifyReport:
+def verify_models(
+    manager: Any, expectations: Any = None, *, cache: HashCache | None = None, with_sha256: bool = False
+) -> VerifyReport:
     """Verify against ``expectations`` (snapshot entries: folder, name, size, sha256) when given,
     else the installed catalog models against the catalog's sizes."""
     folders = load_model_folders(manager.host)
@@ -91,8 +126,16 @@ def install_requested(manager: Any, ctx: Any, params: Mapping[str, Any]) -> dict
     def report(p: ModelProgress) -> None:
         ctx.progress("download", p.percent, p.line)
 
-    result = run_sync(install_model(manager, entry, sha256=params.get("sha256") or None,
-                                    size=_exact_size(params.get("size")), force=bool(params.get("force")),
-                                    progress=report, check_cancelled=ctx.check_cancelled))
+    result = run_sync(
+        install_model(
+            manager,
+            entry,
+            sha256=params.get("sha256") or None,
+            size=_exact_size(params.get("size")),
+            force=bool(params.get("force")),
+            progress=report,
+            check_cancelled=ctx.check_cancelled,
+        )
+    )
     ctx.progress("done", 100.0, f"{result.relpath} in {result.folder} ({result.source})")
     return {**result.to_dict(), "listed": listed}

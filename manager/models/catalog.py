@@ -35,11 +35,14 @@ def source_problem(entry: ModelEntry) -> ModelSourceUnsupported | None:
     if entry.filename == HF_FILENAME:
         return ModelSourceUnsupported(
             f"model {entry.name!r} is a Hugging Face repository snapshot ({entry.url}), not one file",
-            details={"name": entry.name, "url": entry.url})
+            details={"name": entry.name, "url": entry.url},
+        )
     scheme = urllib.parse.urlsplit(entry.url).scheme.lower() if "://" in entry.url else ""
     if scheme not in ("http", "https", "file"):
-        return ModelSourceUnsupported(f"model {entry.name!r} has no downloadable URL ({entry.url!r})",
-                                      details={"name": entry.name, "url": entry.url})
+        return ModelSourceUnsupported(
+            f"model {entry.name!r} has no downloadable URL ({entry.url!r})",
+            details={"name": entry.name, "url": entry.url},
+        )
     return None
 
 
@@ -61,11 +64,20 @@ class ModelItem:
 
     def to_dict(self) -> dict[str, Any]:
         out = self.entry.to_dict()
-        out.update({"id": self.id, "installed": self.installed, "installed_path": self.installed_path,
-                    "installable": self.installable,
-                    "problem": {"code": self.problem_code, "message": self.problem} if self.problem_code else None})
-        out.update(self.placement.to_dict() if self.placement else {"folder": "", "kind": "", "relpath": "",
-                                                                     "path": "", "folder_dir": ""})
+        out.update(
+            {
+                "id": self.id,
+                "installed": self.installed,
+                "installed_path": self.installed_path,
+                "installable": self.installable,
+                "problem": {"code": self.problem_code, "message": self.problem} if self.problem_code else None,
+            }
+        )
+        out.update(
+            self.placement.to_dict()
+            if self.placement
+            else {"folder": "", "kind": "", "relpath": "", "path": "", "folder_dir": ""}
+        )
         return out
 
 
@@ -81,14 +93,17 @@ class ModelListing:
         return tuple(i for i in self.items if i.placement is None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"models": [i.to_dict() for i in self.items], "notices": [n.to_dict() for n in self.notices],
-                "unmapped": [i.id for i in self.unmapped]}
+        return {
+            "models": [i.to_dict() for i in self.items],
+            "notices": [n.to_dict() for n in self.notices],
+            "unmapped": [i.id for i in self.unmapped],
+        }
 
 
 def _item(entry: ModelEntry, mid: str, folders: ModelFolders) -> ModelItem:
     problem = source_problem(entry)
     try:
-        if entry.filename == HF_FILENAME:   # a repository lands as a folder named after it
+        if entry.filename == HF_FILENAME:  # a repository lands as a folder named after it
             placement = place(entry, folders, filename=entry.url.rstrip("/").rsplit("/", 1)[-1])
         else:
             placement = place(entry, folders)
@@ -96,11 +111,18 @@ def _item(entry: ModelEntry, mid: str, folders: ModelFolders) -> ModelItem:
         return ModelItem(mid, entry, None, problem_code=exc.code, problem=exc.message)
     found = ""
     for cand in placement.candidates():
-        if (cand.is_dir() if entry.filename == HF_FILENAME else cand.is_file()):
+        if cand.is_dir() if entry.filename == HF_FILENAME else cand.is_file():
             found = str(cand)
             break
-    return ModelItem(mid, entry, placement, installed=bool(found), installed_path=found,
-                     problem_code=problem.code if problem else "", problem=problem.message if problem else "")
+    return ModelItem(
+        mid,
+        entry,
+        placement,
+        installed=bool(found),
+        installed_path=found,
+        problem_code=problem.code if problem else "",
+        problem=problem.message if problem else "",
+    )
 
 
 def list_models(models: Iterable[ModelEntry], folders: ModelFolders) -> ModelListing:
@@ -127,18 +149,27 @@ def find_model(items: Sequence[ModelItem], ref: str) -> ModelItem:
     """Look a model up by id, then name, then URL, then file name (each must be unambiguous)."""
     ref = ref.strip()
     keys: tuple[Callable[[ModelItem], str], ...] = (
-        lambda i: i.id, lambda i: i.entry.name, lambda i: i.entry.url, lambda i: i.entry.filename)
+        lambda i: i.id,
+        lambda i: i.entry.name,
+        lambda i: i.entry.url,
+        lambda i: i.entry.filename,
+    )
     for key in keys:
         hits = [i for i in items if key(i) == ref]
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
-            raise NotFound(f"{ref!r} matches {len(hits)} models: " + ", ".join(h.id for h in hits[:5]),
-                           hint="Use the model id (save_path/filename) shown by the model list.",
-                           details={"ref": ref, "matches": [h.id for h in hits]})
-    raise NotFound(f"no model {ref!r} in the catalog",
-                   hint="Check the id in the model list (cm-cli.py models list), or refresh the channel "
-                        "cache (cm-cli.py update-cache).", details={"ref": ref})
+            raise NotFound(
+                f"{ref!r} matches {len(hits)} models: " + ", ".join(h.id for h in hits[:5]),
+                hint="Use the model id (save_path/filename) shown by the model list.",
+                details={"ref": ref, "matches": [h.id for h in hits]},
+            )
+    raise NotFound(
+        f"no model {ref!r} in the catalog",
+        hint="Check the id in the model list (cm-cli.py models list), or refresh the channel "
+        "cache (cm-cli.py update-cache).",
+        details={"ref": ref},
+    )
 
 
 # -- what is on disk ----------------------------------------------------------------------
@@ -147,19 +178,21 @@ class InstalledModel:
     """One model file on disk, as snapshots record it."""
 
     folder: str
-    name: str                    # relative to the folder directory, '/'-separated
+    name: str  # relative to the folder directory, '/'-separated
     size: int
     sha256: str | None = None
     path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"folder": self.folder, "name": self.name, "size": self.size, "sha256": self.sha256,
-                "path": self.path}
+        return {"folder": self.folder, "name": self.name, "size": self.size, "sha256": self.sha256, "path": self.path}
 
 
 def _skip_file(name: str) -> bool:
-    return (name.startswith(".") or name.lower().endswith(TEMP_SUFFIXES)
-            or (name.startswith("put_") and name.endswith("_here")))
+    return (
+        name.startswith(".")
+        or name.lower().endswith(TEMP_SUFFIXES)
+        or (name.startswith("put_") and name.endswith("_here"))
+    )
 
 
 def scan_models(folders: ModelFolders) -> list[tuple[str, str, Path]]:
@@ -193,8 +226,7 @@ def scan_models(folders: ModelFolders) -> list[tuple[str, str, Path]]:
                 dirnames[:] = []
                 continue
             visited.add(real)
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
-                                 and Path(cur, d) not in registered)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and Path(cur, d) not in registered)
             for fname in sorted(filenames):
                 if _skip_file(fname):
                     continue
@@ -207,8 +239,9 @@ def scan_models(folders: ModelFolders) -> list[tuple[str, str, Path]]:
     return out
 
 
-def installed_models(manager: Any, *, with_sha256: bool = False, cache: HashCache | None = None,
-                     folders: ModelFolders | None = None) -> list[InstalledModel]:
+def installed_models(
+    manager: Any, *, with_sha256: bool = False, cache: HashCache | None = None, folders: ModelFolders | None = None
+) -> list[InstalledModel]:
     """Every model file in ``manager``'s model folders. sha256 is filled from the hash cache when
     cached, and computed (then cached) when ``with_sha256`` is true; otherwise None."""
     folders = folders or load_model_folders(manager.host)
@@ -219,7 +252,7 @@ def installed_models(manager: Any, *, with_sha256: bool = False, cache: HashCach
             size = path.stat().st_size
             digest = cache.sha256(path) if with_sha256 else cache.lookup(path)
         except FileNotFoundError:
-            continue                      # removed while we walked
+            continue  # removed while we walked
         out.append(InstalledModel(folder, name, size, digest, str(path)))
     cache.save()
     return out

@@ -40,26 +40,71 @@ LEGACY_FOLDERS: Mapping[str, str] = MappingProxyType({"unet": "diffusion_models"
 # folder_paths sets this name to redirect every manager download under another base folder.
 DOWNLOAD_BASE = "download_model_base"
 # Model ``type`` (lower case) -> ComfyUI folder, for entries whose save_path is "default".
-TYPE_FOLDERS: Mapping[str, str] = MappingProxyType({
-    "checkpoint": "checkpoints", "checkpoints": "checkpoints", "unclip": "checkpoints",
-    "clip": "text_encoders", "text_encoder": "text_encoders", "text_encoders": "text_encoders",
-    "vae": "vae", "lora": "loras", "loras": "loras",
-    "controlnet": "controlnet", "t2i-adapter": "controlnet", "t2i-style": "controlnet",
-    "clip_vision": "clip_vision", "gligen": "gligen", "upscale": "upscale_models",
-    "upscale_models": "upscale_models", "latent_upscale": "latent_upscale_models",
-    "embedding": "embeddings", "embeddings": "embeddings",
-    "unet": "diffusion_models", "diffusion_model": "diffusion_models", "diffusion_models": "diffusion_models",
-    "style_model": "style_models", "style_models": "style_models", "hypernetwork": "hypernetworks",
-    "hypernetworks": "hypernetworks", "photomaker": "photomaker", "taesd": "vae_approx",
-    "vae_approx": "vae_approx", "model_patch": "model_patches", "model_patches": "model_patches",
-    "audio_encoder": "audio_encoders", "audio_encoders": "audio_encoders", "diffusers": "diffusers",
-    "classifier": "classifiers", "classifiers": "classifiers",
-})
+TYPE_FOLDERS: Mapping[str, str] = MappingProxyType(
+    {
+        "checkpoint": "checkpoints",
+        "checkpoints": "checkpoints",
+        "unclip": "checkpoints",
+        "clip": "text_encoders",
+        "text_encoder": "text_encoders",
+        "text_encoders": "text_encoders",
+        "vae": "vae",
+        "lora": "loras",
+        "loras": "loras",
+        "controlnet": "controlnet",
+        "t2i-adapter": "controlnet",
+        "t2i-style": "controlnet",
+        "clip_vision": "clip_vision",
+        "gligen": "gligen",
+        "upscale": "upscale_models",
+        "upscale_models": "upscale_models",
+        "latent_upscale": "latent_upscale_models",
+        "embedding": "embeddings",
+        "embeddings": "embeddings",
+        "unet": "diffusion_models",
+        "diffusion_model": "diffusion_models",
+        "diffusion_models": "diffusion_models",
+        "style_model": "style_models",
+        "style_models": "style_models",
+        "hypernetwork": "hypernetworks",
+        "hypernetworks": "hypernetworks",
+        "photomaker": "photomaker",
+        "taesd": "vae_approx",
+        "vae_approx": "vae_approx",
+        "model_patch": "model_patches",
+        "model_patches": "model_patches",
+        "audio_encoder": "audio_encoders",
+        "audio_encoders": "audio_encoders",
+        "diffusers": "diffusers",
+        "classifier": "classifiers",
+        "classifiers": "classifiers",
+    }
+)
 # ComfyUI's built-in folder names (folder_paths.py); other names belong to node packs.
-COMFY_FOLDERS = frozenset({
-    "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
-    "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models",
-    "latent_upscale_models", "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders"})
+COMFY_FOLDERS = frozenset(
+    {
+        "checkpoints",
+        "configs",
+        "loras",
+        "vae",
+        "text_encoders",
+        "diffusion_models",
+        "clip_vision",
+        "style_models",
+        "embeddings",
+        "diffusers",
+        "vae_approx",
+        "controlnet",
+        "gligen",
+        "upscale_models",
+        "latent_upscale_models",
+        "hypernetworks",
+        "photomaker",
+        "classifiers",
+        "model_patches",
+        "audio_encoders",
+    }
+)
 # main.py adds these output sub-folders as extra (non-default) search paths.
 _OUTPUT_FOLDERS = ("checkpoints", "clip", "vae", "diffusion_models", "loras")
 
@@ -101,9 +146,15 @@ def apply_extra_paths(table: dict[str, list[Path]], yaml_path: Path) -> list[Not
     notices: list[Notice] = []
 
     def note(message: str) -> None:
-        notices.append(Notice("warning", "extra_model_paths_invalid", message,
-                              hint=f"Fix {yaml_path} (ComfyUI reads the same file at start).",
-                              details={"file": str(yaml_path)}))
+        notices.append(
+            Notice(
+                "warning",
+                "extra_model_paths_invalid",
+                message,
+                hint=f"Fix {yaml_path} (ComfyUI reads the same file at start).",
+                details={"file": str(yaml_path)},
+            )
+        )
 
     try:
         data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
@@ -177,8 +228,9 @@ class ModelFolders:
         return tuple(seen)
 
 
-def load_model_folders(host: Host, *, extra_yaml: Iterable[str | os.PathLike[str]] = (),
-                       models_dir: Path | None = None) -> ModelFolders:
+def load_model_folders(
+    host: Host, *, extra_yaml: Iterable[str | os.PathLike[str]] = (), models_dir: Path | None = None
+) -> ModelFolders:
     """The model folders of ``host``; standalone also applies ``<ComfyUI>/extra_model_paths.yaml``
     (if present), then each of ``extra_yaml`` (``--extra-model-paths-config``), then the output
     folders ComfyUI adds at start."""
@@ -197,21 +249,25 @@ def load_model_folders(host: Host, *, extra_yaml: Iterable[str | os.PathLike[str
     table.pop("custom_nodes", None)
     comfy_models = Path(models_dir or layout.models_dir)
     base = table.pop(DOWNLOAD_BASE, None) or [comfy_models]
-    return ModelFolders(models_base=Path(base[0]), models_dir=comfy_models,
-                        folders=MappingProxyType({k: tuple(v) for k, v in table.items() if v}),
-                        notices=tuple(notices), yaml_files=tuple(yaml_files))
+    return ModelFolders(
+        models_base=Path(base[0]),
+        models_dir=comfy_models,
+        folders=MappingProxyType({k: tuple(v) for k, v in table.items() if v}),
+        notices=tuple(notices),
+        yaml_files=tuple(yaml_files),
+    )
 
 
 @dataclass(frozen=True)
 class Placement:
     """Where one model file goes: ``base/subdir/filename``, validated."""
 
-    folder: str                     # ComfyUI folder name ("checkpoints") or a custom one ("ipadapter")
-    kind: str                       # "comfy" (ComfyUI knows it) | "custom" (a node pack's folder)
-    base: Path                      # the folder directory the relative name is under
-    subdir: tuple[str, ...]         # parts between base and the file
+    folder: str  # ComfyUI folder name ("checkpoints") or a custom one ("ipadapter")
+    kind: str  # "comfy" (ComfyUI knows it) | "custom" (a node pack's folder)
+    base: Path  # the folder directory the relative name is under
+    subdir: tuple[str, ...]  # parts between base and the file
     filename: str
-    search: tuple[Path, ...] = field(default=())   # other dirs of the same folder (already-installed check)
+    search: tuple[Path, ...] = field(default=())  # other dirs of the same folder (already-installed check)
 
     @property
     def path(self) -> Path:
@@ -232,8 +288,13 @@ class Placement:
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"folder": self.folder, "kind": self.kind, "folder_dir": str(self.base), "relpath": self.relpath,
-                "path": str(self.path)}
+        return {
+            "folder": self.folder,
+            "kind": self.kind,
+            "folder_dir": str(self.base),
+            "relpath": self.relpath,
+            "path": str(self.path),
+        }
 
 
 def place(entry: ModelEntry, folders: ModelFolders, *, filename: str | None = None) -> Placement:
@@ -247,21 +308,33 @@ def place(entry: ModelEntry, folders: ModelFolders, *, filename: str | None = No
         if folder is None:
             raise ModelFolderUnknown(
                 f"model {entry.name!r}: type {entry.type!r} maps to no model folder and save_path is 'default'",
-                details={"name": entry.name, "type": entry.type, "filename": entry.filename})
+                details={"name": entry.name, "type": entry.type, "filename": entry.filename},
+            )
         dirs = folders.dirs(folder) or (folders.models_base / folder,)
-        placement = Placement(folder=folder, kind="comfy" if folder in COMFY_FOLDERS else "custom",
-                              base=dirs[0], subdir=(), filename=name, search=dirs[1:])
+        placement = Placement(
+            folder=folder,
+            kind="comfy" if folder in COMFY_FOLDERS else "custom",
+            base=dirs[0],
+            subdir=(),
+            filename=name,
+            search=dirs[1:],
+        )
     else:
         head, rest = parts[0], parts[1:]
         folder = canonical_folder(head)
         dirs = folders.dirs(folder)
-        written = folders.models_base / head        # the save_path as the channel wrote it
+        written = folders.models_base / head  # the save_path as the channel wrote it
         if dirs and folders.models_dir not in dirs[0].parents:
-            base, others = dirs[0], (*dirs[1:], written)   # the folder was moved out (is_default)
+            base, others = dirs[0], (*dirs[1:], written)  # the folder was moved out (is_default)
         else:
             base, others = written, dirs
-        placement = Placement(folder=folder, kind="comfy" if folder in COMFY_FOLDERS else "custom",
-                              base=base, subdir=rest, filename=name,
-                              search=tuple(dict.fromkeys(d for d in others if d != base)))
+        placement = Placement(
+            folder=folder,
+            kind="comfy" if folder in COMFY_FOLDERS else "custom",
+            base=base,
+            subdir=rest,
+            filename=name,
+            search=tuple(dict.fromkeys(d for d in others if d != base)),
+        )
     placement.path  # noqa: B018 - join_inside raises PathEscape if the parts ever leave the base
     return placement

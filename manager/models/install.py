@@ -31,7 +31,7 @@ from .folders import ModelFolders, Placement, load_model_folders, place
 from .store import ModelStore, StoreSource
 from .verify import HashCache, normalise_sha
 
-PROGRESS_INTERVAL = 0.25          # seconds between progress reports (each chunk would flood the panel)
+PROGRESS_INTERVAL = 0.25  # seconds between progress reports (each chunk would flood the panel)
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ class ModelProgress:
 
     done: int
     total: int | None
-    rate: float                   # bytes per second since this source started
-    source: str                   # "store" | "url"
+    rate: float  # bytes per second since this source started
+    source: str  # "store" | "url"
 
     @property
     def percent(self) -> float | None:
@@ -63,13 +63,13 @@ class InstallResult:
     relpath: str
     path: str
     source: str
-    url: str = ""                 # redacted
+    url: str = ""  # redacted
     size: int = 0
-    transferred: int = 0          # bytes received in this run (less than size after a resume)
+    transferred: int = 0  # bytes received in this run (less than size after a resume)
     resumed_from: int = 0
     seconds: float = 0.0
     rate: float = 0.0
-    sha256: str = ""              # set when the digest was checked
+    sha256: str = ""  # set when the digest was checked
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -89,13 +89,18 @@ class _Meter:
     ``kept`` is the partial file's size before the attempt; the first report tells whether the
     server resumed after it (206) or sent the whole file again (200)."""
 
-    def __init__(self, source: str, kept: int, report: Callable[[ModelProgress], None] | None,
-                 check_cancelled: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        source: str,
+        kept: int,
+        report: Callable[[ModelProgress], None] | None,
+        check_cancelled: Callable[[], None] | None,
+    ) -> None:
         self.source, self.kept = source, kept
         self.report, self.check = report, check_cancelled
         self.started = time.monotonic()
         self.last = 0.0
-        self.offset: int | None = None        # bytes that were not transferred in this attempt
+        self.offset: int | None = None  # bytes that were not transferred in this attempt
         self.done = kept
 
     @property
@@ -107,7 +112,7 @@ class _Meter:
         return (self.done - self.resumed_from) / elapsed if elapsed > 0 else 0.0
 
     def __call__(self, done: int, total: int | None) -> None:
-        if self.offset is None:               # a chunk is never empty: done > kept only after a resume
+        if self.offset is None:  # a chunk is never empty: done > kept only after a resume
             self.offset = self.kept if done > self.kept else 0
         self.done = done
         if self.check is not None:
@@ -133,7 +138,7 @@ def _drop_foreign_part(dest: Path, url: str) -> int:
         origin = json.loads(meta.read_text("utf-8")).get("url")
     except (OSError, ValueError, AttributeError):
         origin = None
-    if origin != url:                         # another source's bytes must never be continued
+    if origin != url:  # another source's bytes must never be continued
         for p in (part, meta):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
@@ -141,11 +146,19 @@ def _drop_foreign_part(dest: Path, url: str) -> int:
     return part.stat().st_size
 
 
-async def install_entry(entry: ModelEntry, *, gate: NetworkGate, folders: ModelFolders,
-                        store: ModelStore | None = None, sha256: str | None = None, size: int | None = None,
-                        force: bool = False, hash_cache: HashCache | None = None,
-                        progress: Callable[[ModelProgress], None] | None = None,
-                        check_cancelled: Callable[[], None] | None = None) -> InstallResult:
+async def install_entry(
+    entry: ModelEntry,
+    *,
+    gate: NetworkGate,
+    folders: ModelFolders,
+    store: ModelStore | None = None,
+    sha256: str | None = None,
+    size: int | None = None,
+    force: bool = False,
+    hash_cache: HashCache | None = None,
+    progress: Callable[[ModelProgress], None] | None = None,
+    check_cancelled: Callable[[], None] | None = None,
+) -> InstallResult:
     """Install ``entry`` into its folder. ``sha256``/``size`` are exact expectations (a snapshot's);
     the catalog's approximate size is never enforced. An existing file is kept unless ``force``.
 
@@ -156,20 +169,22 @@ async def install_entry(entry: ModelEntry, *, gate: NetworkGate, folders: ModelF
     store = store or ModelStore()
     problem = source_problem(entry)
     if problem is not None and entry.filename == HF_FILENAME:
-        raise problem                          # a repository snapshot: no single file to fetch
+        raise problem  # a repository snapshot: no single file to fetch
     placement = place(entry, folders)
     mid = model_id(entry)
     want_sha = normalise_sha(sha256)
     if sha256 and not want_sha:
-        raise InvalidName(f"{sha256!r} is not a sha256 digest", hint="Give 64 hexadecimal digits.",
-                          details={"sha256": sha256})
+        raise InvalidName(
+            f"{sha256!r} is not a sha256 digest", hint="Give 64 hexadecimal digits.", details={"sha256": sha256}
+        )
     result = partial(InstallResult, id=mid, name=entry.name, folder=placement.folder, relpath=placement.relpath)
     if not force:
         for existing in placement.candidates():
             if existing.is_file():
                 return result(path=str(existing), source="existing", size=existing.stat().st_size)
-    sources: list[tuple[str, str]] = [("store", s.url) for s in store.sources(placement, want_sha,
-                                                                              remote=not gate.offline)]
+    sources: list[tuple[str, str]] = [
+        ("store", s.url) for s in store.sources(placement, want_sha, remote=not gate.offline)
+    ]
     if gate.offline:
         if not sources:
             raise store.miss(placement, want_sha)
@@ -179,10 +194,19 @@ async def install_entry(entry: ModelEntry, *, gate: NetworkGate, folders: ModelF
         raise problem or store.miss(placement, want_sha)
     existing_parent = next(p for p in (placement.path.parent, *placement.path.parent.parents) if p.exists())
     try:
-        return await _fetch_first(sources, placement, result, gate=gate, sha256=want_sha, size=size,
-                                  hash_cache=hash_cache, progress=progress, check_cancelled=check_cancelled)
+        return await _fetch_first(
+            sources,
+            placement,
+            result,
+            gate=gate,
+            sha256=want_sha,
+            size=size,
+            hash_cache=hash_cache,
+            progress=progress,
+            check_cancelled=check_cancelled,
+        )
     except BaseException:
-        _prune_empty(placement.path.parent, existing_parent)   # folders made for nothing go again
+        _prune_empty(placement.path.parent, existing_parent)  # folders made for nothing go again
         raise
 
 
@@ -190,16 +214,24 @@ def _prune_empty(folder: Path, stop: Path) -> None:
     """Remove ``folder`` and its parents up to (not including) ``stop`` while they are empty."""
     while folder != stop and stop in folder.parents:
         try:
-            folder.rmdir()                     # only succeeds on an empty folder: a .part keeps it
+            folder.rmdir()  # only succeeds on an empty folder: a .part keeps it
         except OSError:
             return
         folder = folder.parent
 
 
-async def _fetch_first(sources: list[tuple[str, str]], placement: Placement, result: partial[InstallResult], *,
-                       gate: NetworkGate, sha256: str, size: int | None, hash_cache: HashCache | None,
-                       progress: Callable[[ModelProgress], None] | None,
-                       check_cancelled: Callable[[], None] | None) -> InstallResult:
+async def _fetch_first(
+    sources: list[tuple[str, str]],
+    placement: Placement,
+    result: partial[InstallResult],
+    *,
+    gate: NetworkGate,
+    sha256: str,
+    size: int | None,
+    hash_cache: HashCache | None,
+    progress: Callable[[ModelProgress], None] | None,
+    check_cancelled: Callable[[], None] | None,
+) -> InstallResult:
     dest = placement.path
     attempts: list[dict[str, Any]] = []
     last: ManagerError | None = None
@@ -210,17 +242,18 @@ async def _fetch_first(sources: list[tuple[str, str]], placement: Placement, res
             attempts.append({"source": kind, "url": redact_url(url), "code": exc.code, "message": exc.message})
             last = exc
             continue
-        with file_lock(dest.with_name("." + dest.name + ".lock"), timeout=0):   # not under a live download
+        with file_lock(dest.with_name("." + dest.name + ".lock"), timeout=0):  # not under a live download
             kept = _drop_foreign_part(dest, final)
         meter = _Meter(kind, kept, progress, check_cancelled)
         try:
-            await gate.download(url, dest, purpose="model", expected_size=size, sha256=sha256 or None,
-                                resume=True, progress=meter)
+            await gate.download(
+                url, dest, purpose="model", expected_size=size, sha256=sha256 or None, resume=True, progress=meter
+            )
         except ManagerError as exc:
             attempts.append({"source": kind, "url": redact_url(final), "code": exc.code, "message": exc.message})
             last = exc
             if kind == "store" and not isinstance(exc, LockBusy):
-                continue                          # a store that lacks or garbles the file: try the next source
+                continue  # a store that lacks or garbles the file: try the next source
             exc.details.setdefault("attempts", attempts)
             raise
         seconds = time.monotonic() - meter.started
@@ -230,9 +263,17 @@ async def _fetch_first(sources: list[tuple[str, str]], placement: Placement, res
             hash_cache.save()
         resumed = min(meter.resumed_from, final_size)
         transferred = final_size - resumed
-        return result(path=str(dest), source=kind, url=redact_url(final), size=final_size,
-                             transferred=transferred, resumed_from=resumed, seconds=round(seconds, 3),
-                             rate=round(transferred / seconds, 1) if seconds > 0 else 0.0, sha256=sha256)
+        return result(
+            path=str(dest),
+            source=kind,
+            url=redact_url(final),
+            size=final_size,
+            transferred=transferred,
+            resumed_from=resumed,
+            seconds=round(seconds, 3),
+            rate=round(transferred / seconds, 1) if seconds > 0 else 0.0,
+            sha256=sha256,
+        )
     assert last is not None
     last.details.setdefault("attempts", attempts)
     raise last

@@ -30,21 +30,29 @@ _WINDOWS_FORBIDDEN = set('<>:"|?*')
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Categories refused anywhere in a name: controls, format chars (bidi overrides, zero-width,
 # BOM), surrogates, private use, unassigned.
-_REFUSED_CATEGORIES = {"Cc": "control_char", "Cf": "invisible_char", "Cs": "invalid_char",
-                       "Co": "invalid_char", "Cn": "invalid_char"}
+_REFUSED_CATEGORIES = {
+    "Cc": "control_char",
+    "Cf": "invisible_char",
+    "Cs": "invalid_char",
+    "Co": "invalid_char",
+    "Cn": "invalid_char",
+}
 _BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _invalid(field: str, value: str, reason: str, why: str) -> ModelPathInvalid:
-    return ModelPathInvalid(f"model {field} {value!r} is refused: {why}",
-                            details={"field": field, "value": value, "reason": reason})
+    return ModelPathInvalid(
+        f"model {field} {value!r} is refused: {why}", details={"field": field, "value": value, "reason": reason}
+    )
 
 
 def _escape(field: str, value: str, why: str) -> PathEscape:
-    return PathEscape(f"model {field} {value!r} would leave the model folder: {why}",
-                      hint="save_path must be a relative folder inside the models tree and filename a "
-                           "plain file name; fix the entry in model-list.json.",
-                      details={"field": field, "value": value, "reason": "escape"})
+    return PathEscape(
+        f"model {field} {value!r} would leave the model folder: {why}",
+        hint="save_path must be a relative folder inside the models tree and filename a "
+        "plain file name; fix the entry in model-list.json.",
+        details={"field": field, "value": value, "reason": "escape"},
+    )
 
 
 def _text(value: object, field: str) -> str:
@@ -55,8 +63,9 @@ def _text(value: object, field: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _invalid(field, value.encode("utf-8", "backslashreplace").decode(), "invalid_char",
-                       "it contains a lone surrogate") from None
+        raise _invalid(
+            field, value.encode("utf-8", "backslashreplace").decode(), "invalid_char", "it contains a lone surrogate"
+        ) from None
     return unicodedata.normalize("NFC", value)
 
 
@@ -80,8 +89,12 @@ def check_component(part: str, *, field: str, original: str) -> str:
     if folded != part and (folded in (".", "..") or any(c in folded for c in "/\\:")):
         raise _escape(field, original, f"{part!r} reads as {folded!r}")
     if part[-1] in ". ":
-        raise _invalid(field, original, "trailing_dot_space", "a part ends with a dot or a space "
-                       "(Windows drops it and the name changes)")
+        raise _invalid(
+            field,
+            original,
+            "trailing_dot_space",
+            "a part ends with a dot or a space (Windows drops it and the name changes)",
+        )
     if is_reserved_device_name(part):
         raise _invalid(field, original, "reserved_name", f"{part!r} is a reserved device name on Windows")
     if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:

@@ -57,7 +57,7 @@ class StoreSource:
 
     root: StoreRoot
     rel: str
-    url: str                    # file:// URL for local hits, http(s) URL for remote roots
+    url: str  # file:// URL for local hits, http(s) URL for remote roots
 
     def to_dict(self) -> dict[str, Any]:
         return {"store": self.root.raw, "name": self.rel, "url": self.url}
@@ -102,7 +102,7 @@ class ModelStore:
     def names(placement: Placement, sha256: str | None = None) -> list[str]:
         """The relative names a store may hold this model under, most specific first."""
         out: list[str] = []
-        digest = normalise_sha(sha256)                 # only 64 hex digits ever become a path
+        digest = normalise_sha(sha256)  # only 64 hex digits ever become a path
         if digest:
             out.append(f"sha256/{digest}")
         out.append(f"{placement.folder}/{placement.relpath}")
@@ -136,15 +136,32 @@ class ModelStore:
         target = placement.path
         places = self.expected_paths(placement)
         if places:
-            message = (f"offline mode: {placement.filename} is not in the model store; put it at "
-                       f"{places[0]} (or directly at {target})")
-            hint = ("Copy the file into the model store (model_store in config.ini: "
-                    + ", ".join(r.raw for r in self.local_roots) + f") or into {target.parent}, then retry.")
+            message = (
+                f"offline mode: {placement.filename} is not in the model store; put it at "
+                f"{places[0]} (or directly at {target})"
+            )
+            hint = (
+                "Copy the file into the model store (model_store in config.ini: "
+                + ", ".join(r.raw for r in self.local_roots)
+                + f") or into {target.parent}, then retry."
+            )
         else:
-            message = (f"offline mode: {placement.filename} cannot be downloaded and no local model store is "
-                       f"configured; put it at {target}")
-            hint = (f"Copy {placement.filename} into {target.parent}, or set model_store in config.ini to a "
-                    "folder holding model files (see docs/models.md), then retry.")
-        return ModelNotInStore(message, hint=hint, details={
-            "filename": placement.filename, "folder": placement.folder, "target": str(target),
-            "store_paths": places, "looked_for": self.names(placement, sha256)})
+            message = (
+                f"offline mode: {placement.filename} cannot be downloaded and no local model store is "
+                f"configured; put it at {target}"
+            )
+            hint = (
+                f"Copy {placement.filename} into {target.parent}, or set model_store in config.ini to a "
+                "folder holding model files (see docs/models.md), then retry."
+            )
+        return ModelNotInStore(
+            message,
+            hint=hint,
+            details={
+                "filename": placement.filename,
+                "folder": placement.folder,
+                "target": str(target),
+                "store_paths": places,
+                "looked_for": self.names(placement, sha256),
+            },
+        )

@@ -150,9 +150,12 @@ class Expectation:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Expectation:
         size = data.get("size")
-        return cls(folder=str(data.get("folder", "")), name=str(data.get("name", "")),
-                   sha256=normalise_sha(str(data.get("sha256") or "")),
-                   size=int(size) if isinstance(size, (int, float)) and not isinstance(size, bool) else None)
+        return cls(
+            folder=str(data.get("folder", "")),
+            name=str(data.get("name", "")),
+            sha256=normalise_sha(str(data.get("sha256") or "")),
+            size=int(size) if isinstance(size, (int, float)) and not isinstance(size, bool) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -190,9 +193,14 @@ class VerifyReport:
         return tuple(f for f in self.findings if not f.ok)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": not self.mismatches, "checked": len(self.findings), "hashed": self.hashed,
-                "mismatches": [f.to_dict() for f in self.mismatches],
-                "findings": [f.to_dict() for f in self.findings], "notes": list(self.notes)}
+        return {
+            "ok": not self.mismatches,
+            "checked": len(self.findings),
+            "hashed": self.hashed,
+            "mismatches": [f.to_dict() for f in self.mismatches],
+            "findings": [f.to_dict() for f in self.findings],
+            "notes": list(self.notes),
+        }
 
 
 def _locate(folders: ModelFolders, folder: str, name: str) -> Path | None:
@@ -206,8 +214,9 @@ def _locate(folders: ModelFolders, folder: str, name: str) -> Path | None:
     return None
 
 
-def verify_expectations(folders: ModelFolders, expectations: Iterable[Expectation | Mapping[str, Any]],
-                        cache: HashCache) -> VerifyReport:
+def verify_expectations(
+    folders: ModelFolders, expectations: Iterable[Expectation | Mapping[str, Any]], cache: HashCache
+) -> VerifyReport:
     """Check each expected model: present, same size, same sha256 (hashed only when a sha256 is
     expected and the size matches; cached digests are reused)."""
     findings: list[Finding] = []
@@ -220,12 +229,27 @@ def verify_expectations(folders: ModelFolders, expectations: Iterable[Expectatio
             findings.append(Finding(exp.folder, exp.name, "missing", message=f"unsafe name: {exc.message}"))
             continue
         if path is None:
-            findings.append(Finding(exp.folder, exp.name, "missing", expected_sha256=exp.sha256,
-                                    expected_size=exp.size, message=f"{exp.folder}/{exp.name} is not installed"))
+            findings.append(
+                Finding(
+                    exp.folder,
+                    exp.name,
+                    "missing",
+                    expected_sha256=exp.sha256,
+                    expected_size=exp.size,
+                    message=f"{exp.folder}/{exp.name} is not installed",
+                )
+            )
             continue
         size = path.stat().st_size
-        finding = partial(Finding, exp.folder, exp.name, path=str(path), expected_sha256=exp.sha256,
-                          expected_size=exp.size, actual_size=size)
+        finding = partial(
+            Finding,
+            exp.folder,
+            exp.name,
+            path=str(path),
+            expected_sha256=exp.sha256,
+            expected_size=exp.size,
+            actual_size=size,
+        )
         if exp.size is not None and size != exp.size:
             findings.append(finding("size_mismatch", message=f"{size} bytes, expected {exp.size}"))
             continue
@@ -234,8 +258,11 @@ def verify_expectations(folders: ModelFolders, expectations: Iterable[Expectatio
             continue
         actual = cache.sha256(path)
         status = "ok" if actual == exp.sha256 else "sha_mismatch"
-        findings.append(finding(status, actual_sha256=actual,
-                                message="" if status == "ok" else "sha256 differs from the expected one"))
+        findings.append(
+            finding(
+                status, actual_sha256=actual, message="" if status == "ok" else "sha256 differs from the expected one"
+            )
+        )
     cache.save()
     return VerifyReport(tuple(findings), hashed=cache.computed - before)
 
@@ -248,14 +275,15 @@ def approx_size(text: str) -> tuple[int, int] | None:
     value, unit = float(m.group(1)), m.group(2).upper()
     power = " KMGT".index(unit) if unit else 0
     decimals = len(m.group(1).split(".")[1]) if "." in m.group(1) else 0
-    slack = 0.5 * 10 ** -decimals                      # "6.46" means 6.455 .. 6.465
-    low = (value - slack) * 1000 ** power
-    high = (value + slack) * 1024 ** power
+    slack = 0.5 * 10**-decimals  # "6.46" means 6.455 .. 6.465
+    low = (value - slack) * 1000**power
+    high = (value + slack) * 1024**power
     return int(low * 0.97), int(high * 1.03) + 1
 
 
-def verify_catalog(folders: ModelFolders, models: Sequence[ModelEntry], cache: HashCache, *,
-                   with_sha256: bool = False) -> VerifyReport:
+def verify_catalog(
+    folders: ModelFolders, models: Sequence[ModelEntry], cache: HashCache, *, with_sha256: bool = False
+) -> VerifyReport:
     """Check installed catalog models against the catalog's (approximate) size; the catalog has
     no digests, so ``with_sha256`` only fills the cache for later snapshot checks."""
     findings: list[Finding] = []
@@ -274,9 +302,21 @@ def verify_catalog(folders: ModelFolders, models: Sequence[ModelEntry], cache: H
         digest = cache.sha256(path) if with_sha256 else (cache.lookup(path) or "")
         bounds = approx_size(entry.size)
         status = "unchecked" if bounds is None else ("ok" if bounds[0] <= size <= bounds[1] else "size_suspect")
-        message = "" if status != "size_suspect" else (
-            f"{size} bytes, the catalog says about {entry.size}: the file may be truncated or a different model")
-        findings.append(Finding(placement.folder, placement.relpath, status, path=str(path), actual_size=size,
-                                actual_sha256=digest, message=message))
+        message = (
+            ""
+            if status != "size_suspect"
+            else (f"{size} bytes, the catalog says about {entry.size}: the file may be truncated or a different model")
+        )
+        findings.append(
+            Finding(
+                placement.folder,
+                placement.relpath,
+                status,
+                path=str(path),
+                actual_size=size,
+                actual_sha256=digest,
+                message=message,
+            )
+        )
     cache.save()
     return VerifyReport(tuple(findings), hashed=cache.computed - before, notes=tuple(notes))

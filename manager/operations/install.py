@@ -38,10 +38,18 @@ def _targets(ops: Ops, source: Source) -> list[Path]:
     return [root / source.name]
 
 
-def stage_and_place(ops: Ops, source: Source, rep: Reporter, *, action: str = "install",
-                    displace: Displace | None = None, carry_from: Path | None = None,
-                    skip_deps: bool = False, script_timeout: float | None = None,
-                    previous: str = "") -> OpResult:
+def stage_and_place(
+    ops: Ops,
+    source: Source,
+    rep: Reporter,
+    *,
+    action: str = "install",
+    displace: Displace | None = None,
+    carry_from: Path | None = None,
+    skip_deps: bool = False,
+    script_timeout: float | None = None,
+    previous: str = "",
+) -> OpResult:
     """Fetch ``source`` into staging, run its scripts, then rename it to ``custom_nodes/<name>``.
 
     ``displace`` moves the copy being replaced (to the trash or ``.disabled/``) in the same
@@ -77,26 +85,46 @@ def stage_and_place(ops: Ops, source: Source, rep: Reporter, *, action: str = "i
     rep.stage("done", 100.0)
     rep.require_restart(f"{source.name}: {action}")
     dest = layout.custom_nodes / (fetched.files[0] if fetched.files else source.name)
-    return OpResult(action, dest.name, path=str(dest), source=source.kind, version=source.version,
-                    commit=fetched.commit, previous=previous, restart_required=True, deps=deps,
-                    notes=tuple(n for n in notes if n),
-                    extra={"files": list(fetched.files)} if fetched.files else {})
+    return OpResult(
+        action,
+        dest.name,
+        path=str(dest),
+        source=source.kind,
+        version=source.version,
+        commit=fetched.commit,
+        previous=previous,
+        restart_required=True,
+        deps=deps,
+        notes=tuple(n for n in notes if n),
+        extra={"files": list(fetched.files)} if fetched.files else {},
+    )
 
 
-def install(ops: Ops, spec: str | NodeSpec, rep: Reporter, *, version: str | None = None, name: str | None = None,
-            ref: str | None = None, policy: PolicyDecision | None = None, skip_deps: bool = False,
-            script_timeout: float | None = None) -> OpResult:
+def install(
+    ops: Ops,
+    spec: str | NodeSpec,
+    rep: Reporter,
+    *,
+    version: str | None = None,
+    name: str | None = None,
+    ref: str | None = None,
+    policy: PolicyDecision | None = None,
+    skip_deps: bool = False,
+    script_timeout: float | None = None,
+) -> OpResult:
     """Install a pack from a spec (see ``sources``). Raw git URLs and local paths need an allowed
     ``policy``; an existing ``custom_nodes/<name>`` is never replaced (``pack_exists``)."""
     label = spec.raw if isinstance(spec, NodeSpec) else str(spec)
     with Step(rep, "resolve", label):
         source = resolve(ops, spec, version=version, name=name, ref=ref)
         check_policy(source.risk, source.describe(), policy)
-        prepare_tree(ops.layout)                 # after validation: refused input touches nothing
+        prepare_tree(ops.layout)  # after validation: refused input touches nothing
         taken = [p for p in _targets(ops, source) if os.path.lexists(p)]
         if taken:
-            raise PackExists(f"{taken[0].name} is already installed at {taken[0]}",
-                             details={"pack": taken[0].name, "path": str(taken[0]), "source": source.to_dict()})
+            raise PackExists(
+                f"{taken[0].name} is already installed at {taken[0]}",
+                details={"pack": taken[0].name, "path": str(taken[0]), "source": source.to_dict()},
+            )
     return stage_and_place(ops, source, rep, skip_deps=skip_deps, script_timeout=script_timeout)
 
 
@@ -105,19 +133,37 @@ def source_of_installed(ops: Ops, pack: InstalledPack) -> Source:
     or registry id + version)."""
     if pack.kind == "git":
         if not pack.remote_url:
-            raise InstallUnsupported(f"{pack.name} is a git checkout without a remote; it cannot be fetched again",
-                                     hint="Install it again from a URL or path with the install command.")
-        return Source("git", pack.name, pack.cnr_id or pack.catalog_id, "nightly",
-                      url=pack.remote_url, ref=pack.branch or pack.commit)
+            raise InstallUnsupported(
+                f"{pack.name} is a git checkout without a remote; it cannot be fetched again",
+                hint="Install it again from a URL or path with the install command.",
+            )
+        return Source(
+            "git",
+            pack.name,
+            pack.cnr_id or pack.catalog_id,
+            "nightly",
+            url=pack.remote_url,
+            ref=pack.branch or pack.commit,
+        )
     if pack.kind == "cnr" and pack.cnr_id and pack.version:
         return registry_source(ops, pack.cnr_id, pack.version, pack.name)
-    raise InstallUnsupported(f"{pack.name} ({pack.kind}) has no known source to fetch it again",
-                             hint="Reinstall it by giving a spec (catalog id, URL or path) with the `spec` parameter.",
-                             details={"pack": pack.name, "kind": pack.kind})
+    raise InstallUnsupported(
+        f"{pack.name} ({pack.kind}) has no known source to fetch it again",
+        hint="Reinstall it by giving a spec (catalog id, URL or path) with the `spec` parameter.",
+        details={"pack": pack.name, "kind": pack.kind},
+    )
 
 
-def reinstall(ops: Ops, key: str, rep: Reporter, *, spec: str | None = None, policy: PolicyDecision | None = None,
-              skip_deps: bool = False, script_timeout: float | None = None) -> OpResult:
+def reinstall(
+    ops: Ops,
+    key: str,
+    rep: Reporter,
+    *,
+    spec: str | None = None,
+    policy: PolicyDecision | None = None,
+    skip_deps: bool = False,
+    script_timeout: float | None = None,
+) -> OpResult:
     """Fetch an installed pack again; the old copy goes to the trash in the same transaction."""
     with Step(rep, "resolve", key):
         prepare_tree(ops.layout)
@@ -132,5 +178,14 @@ def reinstall(ops: Ops, key: str, rep: Reporter, *, spec: str | None = None, pol
     def to_trash(txn: RenameTxn) -> str:
         entry = trash_into(txn, old, reason="reinstall", pack=pack)
         return f"previous copy kept in the trash as {entry.name}"
-    return stage_and_place(ops, source, rep, action="reinstall", displace=to_trash, skip_deps=skip_deps,
-                           script_timeout=script_timeout, previous=pack.version or pack.commit)
+
+    return stage_and_place(
+        ops,
+        source,
+        rep,
+        action="reinstall",
+        displace=to_trash,
+        skip_deps=skip_deps,
+        script_timeout=script_timeout,
+        previous=pack.version or pack.commit,
+    )

@@ -18,19 +18,33 @@ from ..layout import DISABLED_DIRNAME, MANAGER_DIRNAME, STAGING_DIRNAME, TRASH_D
 
 __all__ = ["validate_pack_name", "name_from_url", "disabled_name", "enabled_name", "version_token"]
 
-_RESERVED = {DISABLED_DIRNAME, STAGING_DIRNAME, TRASH_DIRNAME, MANAGER_DIRNAME, "__pycache__", ".git",
-             "custom_nodes", "models", "user", "web", "input", "output"}
+_RESERVED = {
+    DISABLED_DIRNAME,
+    STAGING_DIRNAME,
+    TRASH_DIRNAME,
+    MANAGER_DIRNAME,
+    "__pycache__",
+    ".git",
+    "custom_nodes",
+    "models",
+    "user",
+    "web",
+    "input",
+    "output",
+}
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+\-]{0,63}$")
 MAX_NAME = 200
 
 
 def _bad(name: Any, reason: str, what: str) -> InvalidName:
     shown = name if isinstance(name, str) else repr(name)
-    return InvalidName(f"refused {what} {shown!r}: {reason}",
-                       hint="A pack folder name is one plain path component: letters, digits, spaces, '-', '_', "
-                            "'.'; not starting with '.', no '/', '\\', '..', '@', ':' and not a reserved name. "
-                            "Pass another name with the `name` parameter.",
-                       details={"name": shown, "reason": reason})
+    return InvalidName(
+        f"refused {what} {shown!r}: {reason}",
+        hint="A pack folder name is one plain path component: letters, digits, spaces, '-', '_', "
+        "'.'; not starting with '.', no '/', '\\', '..', '@', ':' and not a reserved name. "
+        "Pass another name with the `name` parameter.",
+        details={"name": shown, "reason": reason},
+    )
 
 
 def validate_pack_name(name: Any, *, what: str = "pack folder name") -> str:
@@ -75,7 +89,7 @@ def name_from_url(url: str) -> str:
     text = url.strip()
     if "://" in text:
         path = urllib.parse.urlsplit(text).path
-    elif re.match(r"^(?:[^@/\s]+@)?[A-Za-z0-9.-]{2,}:(?!//)", text):      # scp-like git@host:owner/repo
+    elif re.match(r"^(?:[^@/\s]+@)?[A-Za-z0-9.-]{2,}:(?!//)", text):  # scp-like git@host:owner/repo
         path = text.split(":", 1)[1]
     else:
         path = text
@@ -92,8 +106,11 @@ def version_token(version: str) -> str:
     if version == "nightly":
         return version
     if not _VERSION_RE.match(version or ""):
-        raise InvalidName(f"refused version {version!r} in a disabled folder name",
-                          hint="Versions are letters, digits, '.', '+', '-'.", details={"version": version})
+        raise InvalidName(
+            f"refused version {version!r} in a disabled folder name",
+            hint="Versions are letters, digits, '.', '+', '-'.",
+            details={"version": version},
+        )
     return version.replace(".", "_")
 
 

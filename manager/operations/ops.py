@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..inventory import Inventory
+from ..layout import Layout
 from .reporting import LineFn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,7 +34,7 @@ class Ops:
     script_timeout: float = DEFAULT_SCRIPT_TIMEOUT
 
     @property
-    def layout(self) -> Any:
+    def layout(self) -> Layout:
         return self.manager.layout
 
     def inventory(self) -> Inventory:
@@ -58,8 +59,11 @@ def real_deps_step(manager: Manager) -> DepsStep:
     installer = DependencyInstaller(policy, manager.gate)
 
     def step(pack_dir: Path, pack_name: str, progress: LineFn) -> Mapping[str, Any]:
-        others = [(p.name, Path(p.path)) for p in manager.inventory(with_catalog=False).enabled
-                  if p.has_requirements and p.name != pack_name]
-        return installer.install_pack_requirements(Path(pack_dir), pack_name, progress,
-                                                   other_packs=others).to_dict()
+        others = [
+            (p.name, Path(p.path))
+            for p in manager.inventory(with_catalog=False).enabled
+            if p.has_requirements and p.name != pack_name
+        ]
+        return installer.install_pack_requirements(Path(pack_dir), pack_name, progress, other_packs=others).to_dict()
+
     return step

@@ -34,24 +34,32 @@ def script_env(manager: Manager) -> dict[str, str]:
     return env
 
 
-def run_install_script(python: str, folder: Path, emit: LineFn, *, timeout: float,
-                       env: Mapping[str, str]) -> int:
+def run_install_script(python: str, folder: Path, emit: LineFn, *, timeout: float, env: Mapping[str, str]) -> int:
     """Run ``python install.py`` in ``folder`` streaming output lines; raises
     ``InstallScriptFailed`` on a non-zero exit or after ``timeout`` seconds."""
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     try:
-        proc = subprocess.Popen([python, "install.py"], cwd=folder, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env),
-                                **child_kwargs())
+        proc = subprocess.Popen(
+            [python, "install.py"],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            **child_kwargs(),
+        )
     except OSError as exc:
-        raise InstallScriptFailed(f"could not start {python} for install.py: {exc}",
-                                  hint="Check python_executable in config.ini (empty = ComfyUI's python).",
-                                  details={"python": python}) from exc
+        raise InstallScriptFailed(
+            f"could not start {python} for install.py: {exc}",
+            hint="Check python_executable in config.ini (empty = ComfyUI's python).",
+            details={"python": python},
+        ) from exc
     timed_out = threading.Event()
 
     def kill() -> None:
         timed_out.set()
         kill_tree(proc)
+
     timer = threading.Timer(timeout, kill)
     timer.daemon = True
     timer.start()
@@ -70,22 +78,32 @@ def run_install_script(python: str, folder: Path, emit: LineFn, *, timeout: floa
             kill()
             proc.wait()
     if timed_out.is_set():
-        raise InstallScriptFailed(f"install.py ran longer than {timeout:.0f} s and was stopped",
-                                  hint="The pack's install script hangs or waits for the network; check its "
-                                       "output below, or install with a longer `script_timeout`.",
-                                  details={"timeout": timeout, "output_tail": list(tail)})
+        raise InstallScriptFailed(
+            f"install.py ran longer than {timeout:.0f} s and was stopped",
+            hint="The pack's install script hangs or waits for the network; check its "
+            "output below, or install with a longer `script_timeout`.",
+            details={"timeout": timeout, "output_tail": list(tail)},
+        )
     if rc != 0:
-        raise InstallScriptFailed(f"install.py exited with status {rc}"
-                                  + (f": {tail[-1]}" if tail else ""),
-                                  hint="Read the script output in details.output_tail; fix what it needs "
-                                       "(often a missing package in the wheelhouse) and retry.",
-                                  details={"exit_code": rc, "output_tail": list(tail),
-                                           "seconds": round(time.monotonic() - started, 2)})
+        raise InstallScriptFailed(
+            f"install.py exited with status {rc}" + (f": {tail[-1]}" if tail else ""),
+            hint="Read the script output in details.output_tail; fix what it needs "
+            "(often a missing package in the wheelhouse) and retry.",
+            details={"exit_code": rc, "output_tail": list(tail), "seconds": round(time.monotonic() - started, 2)},
+        )
     return rc
 
 
-def run_pack_scripts(ops: Ops, folder: Path, pack: str, rep: Reporter, *, skip_deps: bool = False,
-                     timeout: float | None = None, fix: bool = False) -> Mapping[str, Any] | None:
+def run_pack_scripts(
+    ops: Ops,
+    folder: Path,
+    pack: str,
+    rep: Reporter,
+    *,
+    skip_deps: bool = False,
+    timeout: float | None = None,
+    fix: bool = False,
+) -> Mapping[str, Any] | None:
     """requirements.txt through the deps step, then install.py; returns the deps summary."""
     deps: Mapping[str, Any] | None = None
     if not skip_deps and (folder / "requirements.txt").is_file():
@@ -94,6 +112,11 @@ def run_pack_scripts(ops: Ops, folder: Path, pack: str, rep: Reporter, *, skip_d
             deps = dict(deps) if deps is not None else {}
     if (folder / "install.py").is_file():
         with Step(rep, "install-script", pack):
-            run_install_script(str(ops.manager.host.python_executable), folder, rep.line_fn("install-script"),
-                               timeout=timeout or ops.script_timeout, env=script_env(ops.manager))
+            run_install_script(
+                str(ops.manager.host.python_executable),
+                folder,
+                rep.line_fn("install-script"),
+                timeout=timeout or ops.script_timeout,
+                env=script_env(ops.manager),
+            )
     return deps

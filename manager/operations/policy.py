@@ -20,9 +20,11 @@ def parse_policy(raw: Any) -> PolicyDecision | None:
         data = {k: v for k, v in raw.items() if k in names}
         if "allowed" in data and "operation" in data:
             return PolicyDecision(**{**data, "allowed": data["allowed"] is True})
-    raise PolicyDenied("the security decision passed with the task is malformed",
-                       hint="The API/CLI must pass {allowed, operation, risk, code, reason, hint}.",
-                       details={"policy": str(raw)[:200]})
+    raise PolicyDenied(
+        "the security decision passed with the task is malformed",
+        hint="The API/CLI must pass {allowed, operation, risk, code, reason, hint}.",
+        details={"policy": str(raw)[:200]},
+    )
 
 
 def check_policy(risk: str, what: str, decision: PolicyDecision | None) -> None:
@@ -30,10 +32,14 @@ def check_policy(risk: str, what: str, decision: PolicyDecision | None) -> None:
     if not risk:
         return
     if decision is None:
-        raise PolicyDenied(f"installing {what} ({risk.replace('_', ' ')}) needs an allowed security decision, "
-                           "and none was given", details={"risk": risk, "source": what})
+        raise PolicyDenied(
+            f"installing {what} ({risk.replace('_', ' ')}) needs an allowed security decision, and none was given",
+            details={"risk": risk, "source": what},
+        )
     if not decision.allowed:
-        raise PolicyDenied(f"installing {what} was refused by the security policy: "
-                           f"{decision.reason or decision.code or 'not allowed'}",
-                           hint=decision.hint or PolicyDenied.default_hint,
-                           details={"risk": risk, "source": what, "decision": decision.to_dict()})
+        raise PolicyDenied(
+            f"installing {what} was refused by the security policy: "
+            f"{decision.reason or decision.code or 'not allowed'}",
+            hint=decision.hint or PolicyDenied.default_hint,
+            details={"risk": risk, "source": what, "decision": decision.to_dict()},
+        )

@@ -40,10 +40,10 @@ class TrashEntry(_Record):
 
     id: str
     name: str
-    original: str                  # path relative to custom_nodes/ (".disabled/x@1_0_0", "x", "x.py")
+    original: str  # path relative to custom_nodes/ (".disabled/x@1_0_0", "x", "x.py")
     trashed_at: float
-    reason: str                    # uninstall | reinstall | update
-    path: str                      # the entry folder
+    reason: str  # uninstall | reinstall | update
+    path: str  # the entry folder
     kind: str = ""
     pack_id: str = ""
     version: str = ""
@@ -53,12 +53,22 @@ class TrashEntry(_Record):
 
 
 def _manifest(pack: InstalledPack | None, path: Path, layout: Layout, reason: str, entry_id: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"format": 1, "id": entry_id, "name": path.name,
-                            "original": os.path.relpath(path, layout.custom_nodes).replace(os.sep, "/"),
-                            "trashed_at": time.time(), "reason": reason}
+    data: dict[str, Any] = {
+        "format": 1,
+        "id": entry_id,
+        "name": path.name,
+        "original": os.path.relpath(path, layout.custom_nodes).replace(os.sep, "/"),
+        "trashed_at": time.time(),
+        "reason": reason,
+    }
     if pack is not None:
-        data.update(kind=pack.kind, pack_id=pack.cnr_id or pack.pack_id, version=pack.version,
-                    commit=pack.commit, remote_url=pack.remote_url)
+        data.update(
+            kind=pack.kind,
+            pack_id=pack.cnr_id or pack.pack_id,
+            version=pack.version,
+            commit=pack.commit,
+            remote_url=pack.remote_url,
+        )
     return data
 
 
@@ -99,15 +109,26 @@ def _read_entry(entry: Path, *, with_size: bool = False) -> TrashEntry:
         if not isinstance(data, dict) or "/" in name or not name:
             raise ValueError("bad name")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TrashEntryInvalid(f"trash entry {entry.name} has no readable manifest: {exc}",
-                                hint="Delete it with empty-trash; its content cannot be restored automatically.",
-                                details={"entry": entry.name}) from None
+        raise TrashEntryInvalid(
+            f"trash entry {entry.name} has no readable manifest: {exc}",
+            hint="Delete it with empty-trash; its content cannot be restored automatically.",
+            details={"entry": entry.name},
+        ) from None
     payload = entry / name
-    return TrashEntry(id=entry.name, name=name, original=original, trashed_at=float(data.get("trashed_at") or 0),
-                      reason=str(data.get("reason") or ""), path=str(entry), kind=str(data.get("kind") or ""),
-                      pack_id=str(data.get("pack_id") or ""), version=str(data.get("version") or ""),
-                      commit=str(data.get("commit") or ""), remote_url=str(data.get("remote_url") or ""),
-                      size_bytes=_size(payload) if with_size and os.path.lexists(payload) else 0)
+    return TrashEntry(
+        id=entry.name,
+        name=name,
+        original=original,
+        trashed_at=float(data.get("trashed_at") or 0),
+        reason=str(data.get("reason") or ""),
+        path=str(entry),
+        kind=str(data.get("kind") or ""),
+        pack_id=str(data.get("pack_id") or ""),
+        version=str(data.get("version") or ""),
+        commit=str(data.get("commit") or ""),
+        remote_url=str(data.get("remote_url") or ""),
+        size_bytes=_size(payload) if with_size and os.path.lexists(payload) else 0,
+    )
 
 
 def list_trash(layout: Layout, *, with_size: bool = False) -> list[TrashEntry]:
@@ -127,8 +148,9 @@ def list_trash(layout: Layout, *, with_size: bool = False) -> list[TrashEntry]:
     return sorted(out, key=lambda e: e.trashed_at, reverse=True)
 
 
-def uninstall(ops: Ops, key: str, rep: Reporter, *, version: str | None = None, enabled: bool | None = None
-              ) -> OpResult:
+def uninstall(
+    ops: Ops, key: str, rep: Reporter, *, version: str | None = None, enabled: bool | None = None
+) -> OpResult:
     """Move the pack ``key`` names (enabled or disabled) into the trash."""
     layout = ops.layout
     with Step(rep, "resolve", key):
@@ -142,20 +164,33 @@ def uninstall(ops: Ops, key: str, rep: Reporter, *, version: str | None = None, 
     rep.stage("done", 100.0)
     if pack.enabled:
         rep.require_restart(f"{pack.name} was uninstalled")
-    return OpResult("uninstall", pack.name, path=str(path), source=pack.kind, version=pack.version,
-                    commit=pack.commit, restart_required=pack.enabled,
-                    notes=(f"moved to the trash as {entry.name}; restore_trash {entry.name} undoes it",),
-                    extra={"trash_entry": entry.name})
+    return OpResult(
+        "uninstall",
+        pack.name,
+        path=str(path),
+        source=pack.kind,
+        version=pack.version,
+        commit=pack.commit,
+        restart_required=pack.enabled,
+        notes=(f"moved to the trash as {entry.name}; restore_trash {entry.name} undoes it",),
+        extra={"trash_entry": entry.name},
+    )
 
 
 def _find_entry(layout: Layout, entry_id: str) -> Path:
     if not entry_id or "/" in entry_id or "\\" in entry_id or entry_id.startswith("."):
-        raise NotFound(f"no trash entry {entry_id!r}", hint="List the trash and use an entry id shown there.",
-                       details={"entry": entry_id})
+        raise NotFound(
+            f"no trash entry {entry_id!r}",
+            hint="List the trash and use an entry id shown there.",
+            details={"entry": entry_id},
+        )
     entry = layout.trash_dir / entry_id
     if not entry.is_dir():
-        raise NotFound(f"no trash entry {entry_id!r}", hint="List the trash and use an entry id shown there; "
-                       "emptying the trash deletes entries for good.", details={"entry": entry_id})
+        raise NotFound(
+            f"no trash entry {entry_id!r}",
+            hint="List the trash and use an entry id shown there; emptying the trash deletes entries for good.",
+            details={"entry": entry_id},
+        )
     return entry
 
 
@@ -172,12 +207,16 @@ def restore_trash(ops: Ops, entry_id: str, rep: Reporter) -> OpResult:
         dest = layout.custom_nodes.joinpath(*item.original.split("/"))
         ensure_inside(dest.parent, layout.custom_nodes)
         if dest.parent not in (layout.custom_nodes, layout.disabled_dir) or dest.name != item.name:
-            raise TrashEntryInvalid(f"trash entry {entry_id} names an unexpected place {item.original!r}",
-                                    details={"entry": entry_id, "original": item.original})
+            raise TrashEntryInvalid(
+                f"trash entry {entry_id} names an unexpected place {item.original!r}",
+                details={"entry": entry_id, "original": item.original},
+            )
         if os.path.lexists(dest):
-            raise PackConflict(f"cannot restore {item.name}: {dest} exists (another copy was installed since)",
-                               hint="Uninstall or disable the current copy first, then restore; nothing was "
-                                    "overwritten.", details={"entry": entry_id, "destination": str(dest)})
+            raise PackConflict(
+                f"cannot restore {item.name}: {dest} exists (another copy was installed since)",
+                hint="Uninstall or disable the current copy first, then restore; nothing was overwritten.",
+                details={"entry": entry_id, "destination": str(dest)},
+            )
     with Step(rep, "move", item.name):
         with RenameTxn(layout, label=f"restore {entry_id}") as txn:
             txn.move(payload, dest)
@@ -186,12 +225,21 @@ def restore_trash(ops: Ops, entry_id: str, rep: Reporter) -> OpResult:
     rep.stage("done", 100.0)
     if enabled:
         rep.require_restart(f"{item.name} was restored")
-    return OpResult("restore_trash", item.name, path=str(dest), source=item.kind, version=item.version,
-                    commit=item.commit, restart_required=enabled, extra={"trash_entry": entry_id})
+    return OpResult(
+        "restore_trash",
+        item.name,
+        path=str(dest),
+        source=item.kind,
+        version=item.version,
+        commit=item.commit,
+        restart_required=enabled,
+        extra={"trash_entry": entry_id},
+    )
 
 
-def empty_trash(ops: Ops, rep: Reporter, *, older_than_days: float | None = None,
-                entries: Iterable[str] | None = None) -> dict[str, Any]:
+def empty_trash(
+    ops: Ops, rep: Reporter, *, older_than_days: float | None = None, entries: Iterable[str] | None = None
+) -> dict[str, Any]:
     """Delete trash entries for good (all, those older than N days, or the ids given)."""
     layout = ops.layout
     prepare_tree(layout)
@@ -212,7 +260,7 @@ def empty_trash(ops: Ops, rep: Reporter, *, older_than_days: float | None = None
                 if _read_entry(entry).trashed_at > cutoff:
                     continue
             except TrashEntryInvalid:
-                pass                                   # unreadable entries go regardless of age
+                pass  # unreadable entries go regardless of age
         rep.stage("delete", 100.0 * i / max(1, len(all_entries)), entry.name)
         # rename out first: a kill half-way through the delete leaves only staging debris
         doomed = layout.staging_dir / f"{entry.name}-deleting-{secrets.token_hex(3)}"

@@ -19,15 +19,33 @@ LineFn = Callable[[str], None]
 TAIL_LINES = 20
 
 # Stable stage names (docs/operations.md); clients key their display on them.
-STAGES = ("resolve", "stage", "clone", "download", "extract", "copy", "tracking", "deps", "install-script",
-          "rename", "move", "checkout", "fetch", "plan", "step", "delete", "done")
+STAGES = (
+    "resolve",
+    "stage",
+    "clone",
+    "download",
+    "extract",
+    "copy",
+    "tracking",
+    "deps",
+    "install-script",
+    "rename",
+    "move",
+    "checkout",
+    "fetch",
+    "plan",
+    "step",
+    "delete",
+    "done",
+)
 
 
 class Reporter:
     """Progress for a verb: forwards to the task context (if any) and keeps each stage's tail."""
 
-    def __init__(self, ctx: TaskContext | None = None, *, on_event: Callable[[str, float | None, str | None], None]
-                 | None = None) -> None:
+    def __init__(
+        self, ctx: TaskContext | None = None, *, on_event: Callable[[str, float | None, str | None], None] | None = None
+    ) -> None:
         self.ctx = ctx
         self.on_event = on_event
         self.stage_name = ""
@@ -75,11 +93,11 @@ def with_step(exc: BaseException, step: str, pack: str, rep: Reporter) -> Manage
         if tail:
             exc.details.setdefault("output_tail", tail)
         return exc
-    return InstallStepFailed(f"{pack}: {step} failed: {type(exc).__name__}: {exc}",
-                             hint="Check permissions and free space in custom_nodes/; the tree was left "
-                                  "as it was.",
-                             details={"step": step, "pack": pack, "output_tail": tail,
-                                      "exception": type(exc).__name__})
+    return InstallStepFailed(
+        f"{pack}: {step} failed: {type(exc).__name__}: {exc}",
+        hint="Check permissions and free space in custom_nodes/; the tree was left as it was.",
+        details={"step": step, "pack": pack, "output_tail": tail, "exception": type(exc).__name__},
+    )
 
 
 class Step:
@@ -105,12 +123,12 @@ class OpResult:
     """What a verb did; ``to_dict`` is the task result."""
 
     action: str
-    pack: str                                   # entry name in custom_nodes/ (or .disabled/)
+    pack: str  # entry name in custom_nodes/ (or .disabled/)
     path: str = ""
-    source: str = ""                            # git | cnr | copy | unzip | local-dir | local-archive
+    source: str = ""  # git | cnr | copy | unzip | local-dir | local-archive
     version: str = ""
     commit: str = ""
-    previous: str = ""                          # version/commit before an update or switch
+    previous: str = ""  # version/commit before an update or switch
     changed: bool = True
     restart_required: bool = False
     deps: Mapping[str, Any] | None = None

@@ -18,8 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import extract_archive, extract_zip
-from ..errors import (CacheMissing, InstallUnsupported, InvalidName, ManagerError, NetworkBlocked, NotFound,
-                      OfflineModeEnabled)
+from ..errors import (
+    CacheMissing,
+    InstallUnsupported,
+    InvalidName,
+    ManagerError,
+    NetworkBlocked,
+    NotFound,
+    OfflineModeEnabled,
+)
 from ..fsops import atomic_write_text
 from ..network import NetworkGate, redact_url, run_sync
 from ..records import NodePack
@@ -27,8 +34,18 @@ from .names import name_from_url, validate_pack_name, version_token
 from .ops import Ops
 from .reporting import Reporter, Step
 
-__all__ = ["NodeSpec", "Source", "Fetched", "parse_spec", "resolve", "fetch_into", "cnr_archive_path",
-           "registry_source", "catalog_pack", "from_catalog"]
+__all__ = [
+    "NodeSpec",
+    "Source",
+    "Fetched",
+    "parse_spec",
+    "resolve",
+    "fetch_into",
+    "cnr_archive_path",
+    "registry_source",
+    "catalog_pack",
+    "from_catalog",
+]
 
 _ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 _SPECIAL_VERSIONS = ("latest", "nightly", "unknown")
@@ -42,7 +59,7 @@ class NodeSpec:
     raw: str
     kind: str
     id: str = ""
-    version: str = ""                  # "", latest, nightly, unknown or a registry version
+    version: str = ""  # "", latest, nightly, unknown or a registry version
     url: str = ""
     path: str = ""
 
@@ -51,16 +68,16 @@ class NodeSpec:
 class Source:
     """Where a pack comes from, resolved enough to fetch it."""
 
-    kind: str                          # git | cnr | copy | unzip | local-dir | local-archive
-    name: str                          # entry name in custom_nodes/ (a file name for copy)
-    pack_id: str = ""                  # catalog or registry id
-    version: str = ""                  # registry version, or "nightly"
-    url: str = ""                      # git remote, or download URL (cnr)
-    urls: tuple[str, ...] = ()         # copy / unzip file URLs
-    ref: str = ""                      # git branch, tag or commit
-    path: str = ""                     # local file or folder, or a cached archive
-    risk: str = ""                     # "" | git_url | local_path (needs a PolicyDecision)
-    strip_top: bool = False            # archives: a single top folder is the pack root
+    kind: str  # git | cnr | copy | unzip | local-dir | local-archive
+    name: str  # entry name in custom_nodes/ (a file name for copy)
+    pack_id: str = ""  # catalog or registry id
+    version: str = ""  # registry version, or "nightly"
+    url: str = ""  # git remote, or download URL (cnr)
+    urls: tuple[str, ...] = ()  # copy / unzip file URLs
+    ref: str = ""  # git branch, tag or commit
+    path: str = ""  # local file or folder, or a cached archive
+    risk: str = ""  # "" | git_url | local_path (needs a PolicyDecision)
+    strip_top: bool = False  # archives: a single top folder is the pack root
 
     def describe(self) -> str:
         where = redact_url(self.url) if self.url else (self.path or ", ".join(self.urls))
@@ -68,8 +85,15 @@ class Source:
         return f"{label} ({self.kind}{'@' + self.version if self.version else ''}) from {where}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "pack_id": self.pack_id, "version": self.version,
-                "url": redact_url(self.url) if self.url else "", "ref": self.ref, "path": self.path}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "pack_id": self.pack_id,
+            "version": self.version,
+            "url": redact_url(self.url) if self.url else "",
+            "ref": self.ref,
+            "path": self.path,
+        }
 
 
 @dataclass(frozen=True)
@@ -77,7 +101,7 @@ class Fetched:
     """A fetched source in staging: ``root`` to rename into place (for ``copy``, ``files`` inside it)."""
 
     root: Path
-    files: tuple[str, ...] = ()        # copy installs: single files to move one by one
+    files: tuple[str, ...] = ()  # copy installs: single files to move one by one
     tracking: tuple[str, ...] = ()
     commit: str = ""
 
@@ -87,8 +111,9 @@ def parse_spec(text: str) -> NodeSpec:
     """Classify a spec string; ``InvalidName`` for an id that is not a safe name."""
     raw = text.strip() if isinstance(text, str) else ""
     if not raw:
-        raise InvalidName("empty node spec", hint="Give a pack id, id@version, a git URL or an absolute path.",
-                          details={"spec": ""})
+        raise InvalidName(
+            "empty node spec", hint="Give a pack id, id@version, a git URL or an absolute path.", details={"spec": ""}
+        )
     if raw.lower().startswith("file:"):
         return NodeSpec(raw, "path", path=str(NetworkGate.local_path(raw)), url=raw)
     if "://" in raw or re.match(r"^[^@/\s]+@[A-Za-z0-9.-]{2,}:(?!//)", raw):
@@ -98,10 +123,14 @@ def parse_spec(text: str) -> NodeSpec:
     ident, _, version = raw.partition("@")
     validate_pack_name(ident, what="pack id")
     if version and version not in _SPECIAL_VERSIONS and not re.match(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$", version):
-        raise InvalidName(f"refused version {version!r} in {raw!r}",
-                          hint="Use <id>@<version>, <id>@latest or <id>@nightly.", details={"spec": raw})
-    return NodeSpec(raw, "id", id=ident, version=version.replace("_", ".") if version not in _SPECIAL_VERSIONS
-                    else version)
+        raise InvalidName(
+            f"refused version {version!r} in {raw!r}",
+            hint="Use <id>@<version>, <id>@latest or <id>@nightly.",
+            details={"spec": raw},
+        )
+    return NodeSpec(
+        raw, "id", id=ident, version=version.replace("_", ".") if version not in _SPECIAL_VERSIONS else version
+    )
 
 
 def _is_archive(name: str) -> bool:
@@ -111,9 +140,10 @@ def _is_archive(name: str) -> bool:
 # --- resolving ------------------------------------------------------------------------------
 def cnr_archive_path(ops: Ops, node_id: str, version: str) -> Path:
     """Where a registry zip is cached (offline installs use it)."""
-    version_token(version)                      # a registry answer must not name a path
-    return ops.layout.cache_dir / "archives" / "cnr" / validate_pack_name(node_id, what="registry id") / \
-        f"{version}.zip"
+    version_token(version)  # a registry answer must not name a path
+    return (
+        ops.layout.cache_dir / "archives" / "cnr" / validate_pack_name(node_id, what="registry id") / f"{version}.zip"
+    )
 
 
 def _url_cache_path(ops: Ops, url: str) -> Path:
@@ -133,6 +163,7 @@ def _cached_versions(ops: Ops, node_id: str) -> list[str]:
             return (1, Version(v))
         except InvalidVersion:
             return (0, v)
+
     return sorted(found, key=key, reverse=True)
 
 
@@ -160,19 +191,25 @@ def registry_source(ops: Ops, node_id: str, version: str, name: str | None) -> S
         if isinstance(exc, CacheMissing) and not ops.manager.gate.offline:
             raise
         spec = f"{node_id}@{version or 'latest'}"
-        hint = _offline_hint(f"{spec} can only come from a cached registry archive and none is cached",
-                             f"cm-cli.py install {spec}",
-                             ops.layout.cache_dir / "archives" / "cnr" / node_id
-                             / f"{version if pinned else '<version>'}.zip")
-        if isinstance(exc, CacheMissing):      # offline: say so, not only "no cache"
-            raise OfflineModeEnabled(f"offline mode: {spec} is not in the archive cache", hint=hint,
-                                     details={"node_id": node_id, "version": version or "latest"}) from exc
+        hint = _offline_hint(
+            f"{spec} can only come from a cached registry archive and none is cached",
+            f"cm-cli.py install {spec}",
+            ops.layout.cache_dir / "archives" / "cnr" / node_id / f"{version if pinned else '<version>'}.zip",
+        )
+        if isinstance(exc, CacheMissing):  # offline: say so, not only "no cache"
+            raise OfflineModeEnabled(
+                f"offline mode: {spec} is not in the archive cache",
+                hint=hint,
+                details={"node_id": node_id, "version": version or "latest"},
+            ) from exc
         exc.hint = hint
         raise
     if not info.download_url:
-        raise NotFound(f"the registry has no download for {node_id}@{info.version}",
-                       hint="Pick another version, or install @nightly from the repository.",
-                       details={"node_id": node_id, "version": info.version})
+        raise NotFound(
+            f"the registry has no download for {node_id}@{info.version}",
+            hint="Pick another version, or install @nightly from the repository.",
+            details={"node_id": node_id, "version": info.version},
+        )
     cached = cnr_archive_path(ops, node_id, info.version)
     if cached.is_file():
         return Source("cnr", folder, node_id, info.version, path=str(cached))
@@ -182,7 +219,7 @@ def registry_source(ops: Ops, node_id: str, version: str, name: str | None) -> S
 def catalog_pack(ops: Ops, node_id: str) -> tuple[NodePack | None, ManagerError | None]:
     try:
         return ops.manager.catalog_view().catalog.get(node_id), None
-    except ManagerError as exc:                # no channel data: the registry may still know it
+    except ManagerError as exc:  # no channel data: the registry may still know it
         return None, exc
 
 
@@ -190,46 +227,67 @@ def from_catalog(pack: NodePack, *, name: str | None, ref: str, nightly: bool) -
     kind = pack.install_type
     if kind == "git-clone":
         if not pack.files:
-            raise InstallUnsupported(f"catalog entry {pack.id!r} has no repository URL",
-                                     hint="Install it by URL, or report the entry to the channel maintainer.")
+            raise InstallUnsupported(
+                f"catalog entry {pack.id!r} has no repository URL",
+                hint="Install it by URL, or report the entry to the channel maintainer.",
+            )
         url = pack.files[0]
-        return Source("git", validate_pack_name(name) if name else name_from_url(url), pack.id,
-                      "nightly" if nightly else "", url=url, ref=ref)
+        return Source(
+            "git",
+            validate_pack_name(name) if name else name_from_url(url),
+            pack.id,
+            "nightly" if nightly else "",
+            url=url,
+            ref=ref,
+        )
     if nightly:
-        raise InstallUnsupported(f"{pack.id} is a {kind} pack and has no nightly (git) version",
-                                 details={"pack": pack.id, "install_type": kind})
+        raise InstallUnsupported(
+            f"{pack.id} is a {kind} pack and has no nightly (git) version",
+            details={"pack": pack.id, "install_type": kind},
+        )
     if kind == "copy":
         names = []
         for url in pack.files:
             file_name = name_from_url(url)
             if not file_name.endswith(".py"):
-                raise InstallUnsupported(f"{pack.id}: copy entry {redact_url(url)} is not a .py file",
-                                         hint="Only single-file Python packs are installed by copy; install the "
-                                              "pack from its repository URL instead.",
-                                         details={"pack": pack.id, "url": redact_url(url)})
+                raise InstallUnsupported(
+                    f"{pack.id}: copy entry {redact_url(url)} is not a .py file",
+                    hint="Only single-file Python packs are installed by copy; install the "
+                    "pack from its repository URL instead.",
+                    details={"pack": pack.id, "url": redact_url(url)},
+                )
             names.append(file_name)
         return Source("copy", names[0], pack.id, urls=tuple(pack.files))
     if kind == "unzip":
         return Source("unzip", validate_pack_name(name or pack.id), pack.id, urls=tuple(pack.files), strip_top=True)
     if kind == "cnr":
         return Source("cnr", validate_pack_name(name or pack.cnr_id or pack.id), pack.cnr_id or pack.id)
-    raise InstallUnsupported(f"catalog entry {pack.id!r} has install_type {kind!r}, which cannot be installed",
-                             hint="Install the pack by repository URL instead.",
-                             details={"pack": pack.id, "install_type": kind})
+    raise InstallUnsupported(
+        f"catalog entry {pack.id!r} has install_type {kind!r}, which cannot be installed",
+        hint="Install the pack by repository URL instead.",
+        details={"pack": pack.id, "install_type": kind},
+    )
 
 
-def resolve(ops: Ops, spec: str | NodeSpec, *, version: str | None = None, name: str | None = None,
-            ref: str | None = None) -> Source:
+def resolve(
+    ops: Ops, spec: str | NodeSpec, *, version: str | None = None, name: str | None = None, ref: str | None = None
+) -> Source:
     """Turn a spec into a ``Source`` (may ask the catalog and the registry, through the gate)."""
     ns = spec if isinstance(spec, NodeSpec) else parse_spec(spec)
     ref = ref or ""
     if ns.kind == "url":
         low = ns.url.lower().split("?", 1)[0]
         if _is_archive(low) and low.startswith(("http://", "https://")):
-            return Source("unzip", validate_pack_name(name) if name else _archive_name(ns.url),
-                          urls=(ns.url,), risk="git_url", strip_top=True)
-        return Source("git", validate_pack_name(name) if name else name_from_url(ns.url), url=ns.url, ref=ref,
-                      risk="git_url")
+            return Source(
+                "unzip",
+                validate_pack_name(name) if name else _archive_name(ns.url),
+                urls=(ns.url,),
+                risk="git_url",
+                strip_top=True,
+            )
+        return Source(
+            "git", validate_pack_name(name) if name else name_from_url(ns.url), url=ns.url, ref=ref, risk="git_url"
+        )
     if ns.kind == "path":
         return _local_source(ns, name=name, ref=ref)
     wanted = version if version is not None else ns.version
@@ -237,12 +295,14 @@ def resolve(ops: Ops, spec: str | NodeSpec, *, version: str | None = None, name:
     if wanted in ("nightly", "unknown"):
         pack, err = catalog_pack(ops, ns.id)
         if pack is None:
-            raise NotFound(f"{ns.id}@{wanted}: the catalog has no repository for {ns.id!r}",
-                           hint="Install it by its git URL, or refresh the channel cache (cm-cli.py update-cache)"
-                                + (f" ({err.code}: {err.message})" if err else "."),
-                           details={"id": ns.id})
+            raise NotFound(
+                f"{ns.id}@{wanted}: the catalog has no repository for {ns.id!r}",
+                hint="Install it by its git URL, or refresh the channel cache (cm-cli.py update-cache)"
+                + (f" ({err.code}: {err.message})" if err else "."),
+                details={"id": ns.id},
+            )
         return from_catalog(pack, name=name, ref=ref, nightly=True)
-    if wanted:                                   # latest or a pinned registry version
+    if wanted:  # latest or a pinned registry version
         return registry_source(ops, ns.id, wanted, name)
     pack, err = catalog_pack(ops, ns.id)
     if pack is not None and pack.install_type != "cnr":
@@ -250,9 +310,11 @@ def resolve(ops: Ops, spec: str | NodeSpec, *, version: str | None = None, name:
     try:
         return registry_source(ops, pack.cnr_id if pack and pack.cnr_id else ns.id, "latest", name)
     except NotFound as exc:
-        exc.hint = ("The id is in neither the channel catalog nor the registry; check the spelling, refresh "
-                    "the channel cache (cm-cli.py update-cache), or install by git URL."
-                    + (f" Catalog: {err.code}." if err else ""))
+        exc.hint = (
+            "The id is in neither the channel catalog nor the registry; check the spelling, refresh "
+            "the channel cache (cm-cli.py update-cache), or install by git URL."
+            + (f" Catalog: {err.code}." if err else "")
+        )
         raise
 
 
@@ -268,25 +330,41 @@ def _archive_name(url: str) -> str:
 def _local_source(ns: NodeSpec, *, name: str | None, ref: str) -> Source:
     path = Path(ns.path)
     if not path.is_absolute():
-        raise InstallUnsupported(f"local path {ns.path!r} is not absolute",
-                                 hint="Give an absolute path or a file:// URL.", details={"path": ns.path})
+        raise InstallUnsupported(
+            f"local path {ns.path!r} is not absolute",
+            hint="Give an absolute path or a file:// URL.",
+            details={"path": ns.path},
+        )
     if not path.exists():
-        raise NotFound(f"local source {str(path)!r} does not exist",
-                       hint="Check the path; a file:// URL needs three slashes (file:///abs/path).",
-                       details={"path": str(path)})
+        raise NotFound(
+            f"local source {str(path)!r} does not exist",
+            hint="Check the path; a file:// URL needs three slashes (file:///abs/path).",
+            details={"path": str(path)},
+        )
     if path.is_dir():
-        folder = validate_pack_name(name) if name else validate_pack_name(
-            path.name[:-4] if path.name.endswith(".git") else path.name, what="folder name taken from the path")
+        folder = (
+            validate_pack_name(name)
+            if name
+            else validate_pack_name(
+                path.name[:-4] if path.name.endswith(".git") else path.name, what="folder name taken from the path"
+            )
+        )
         if (path / ".git").exists() or (path / "HEAD").is_file() and (path / "objects").is_dir():
             return Source("git", folder, url=ns.url or str(path), ref=ref, risk="local_path")
         return Source("local-dir", folder, path=str(path), risk="local_path")
     if _is_archive(path.name):
-        return Source("local-archive", validate_pack_name(name) if name else _archive_name(str(path)),
-                      path=str(path), risk="local_path", strip_top=True)
+        return Source(
+            "local-archive",
+            validate_pack_name(name) if name else _archive_name(str(path)),
+            path=str(path),
+            risk="local_path",
+            strip_top=True,
+        )
     if path.suffix == ".py":
         return Source("copy", validate_pack_name(name or path.name), path=str(path), risk="local_path")
-    raise InstallUnsupported(f"{str(path)!r} is neither a folder, an archive nor a .py file",
-                             details={"path": str(path)})
+    raise InstallUnsupported(
+        f"{str(path)!r} is neither a folder, an archive nor a .py file", details={"path": str(path)}
+    )
 
 
 # --- fetching -------------------------------------------------------------------------------
@@ -299,6 +377,7 @@ def _download(ops: Ops, url: str, dest: Path, rep: Reporter, *, purpose: str, sp
             if pct != last[0]:
                 last[0] = pct
                 rep.stage("download", pct)
+
     try:
         run_sync(ops.manager.gate.download(url, dest, purpose=purpose, progress=progress))
     except (OfflineModeEnabled, NetworkBlocked) as exc:
@@ -321,9 +400,11 @@ def _merge_into(src: Path, dest: Path) -> None:
     for child in src.iterdir():
         target = dest / child.name
         if os.path.lexists(target):
-            raise InstallUnsupported(f"archives of this pack overlap at {child.name!r}",
-                                     hint="Install one of its archives by URL instead.",
-                                     details={"entry": child.name})
+            raise InstallUnsupported(
+                f"archives of this pack overlap at {child.name!r}",
+                hint="Install one of its archives by URL instead.",
+                details={"entry": child.name},
+            )
         os.rename(child, target)
 
 

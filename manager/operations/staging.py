@@ -29,8 +29,16 @@ from ..errors import PackConflict
 from ..fsops import atomic_write_json
 from ..layout import Layout, ensure_inside
 
-__all__ = ["RenameTxn", "new_staging_dir", "tidy_staging", "prepare_tree", "remove_tree", "carry_over_user_files",
-           "TRASH_MANIFEST", "JOURNAL_PREFIX"]
+__all__ = [
+    "RenameTxn",
+    "new_staging_dir",
+    "tidy_staging",
+    "prepare_tree",
+    "remove_tree",
+    "carry_over_user_files",
+    "TRASH_MANIFEST",
+    "JOURNAL_PREFIX",
+]
 
 JOURNAL_PREFIX = ".txn-"
 TRASH_MANIFEST = "manifest.json"
@@ -39,8 +47,10 @@ log = logging.getLogger("offline_manager.operations")
 
 def remove_tree(path: Path) -> None:
     """Delete a file, link or folder; a missing path is fine, other errors are logged."""
+
     def onerror(_func: Any, failed: str, exc: Any) -> None:
         log.warning("could not remove %s: %s", failed, exc[1] if isinstance(exc, tuple) else exc)
+
     if path.is_symlink() or path.is_file():
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -64,7 +74,7 @@ def tidy_staging(layout: Layout) -> None:
     except FileNotFoundError:
         return
     except OSError:
-        return                                     # not empty: another entry or journal is live
+        return  # not empty: another entry or journal is live
 
 
 def new_staging_dir(layout: Layout, name: str) -> Path:
@@ -94,11 +104,13 @@ class RenameTxn:
         self.moves: list[tuple[str, str]] = []
         self.journal = layout.staging_dir / f"{JOURNAL_PREFIX}{secrets.token_hex(6)}.json"
         self.done = False
-        self._staging_existed = layout.staging_dir.exists()    # leave the tree as we found it
+        self._staging_existed = layout.staging_dir.exists()  # leave the tree as we found it
 
     def _write(self) -> None:
-        atomic_write_json(self.journal, {"format": 1, "label": self.label, "pid": os.getpid(),
-                                         "started": time.time(), "moves": self.moves})
+        atomic_write_json(
+            self.journal,
+            {"format": 1, "label": self.label, "pid": os.getpid(), "started": time.time(), "moves": self.moves},
+        )
 
     def move(self, src: Path, dst: Path) -> None:
         """Rename ``src`` to ``dst`` (both inside custom_nodes/, ``dst`` must not exist)."""
@@ -106,14 +118,16 @@ class RenameTxn:
         ensure_inside(src.parent, root)
         ensure_inside(dst.parent, root)
         if os.path.lexists(dst):
-            raise PackConflict(f"{dst} already exists; refusing to overwrite it with {src.name}",
-                               hint="Remove or rename the existing copy first (uninstall, or disable/enable "
-                                    "it), then retry. Nothing was changed.",
-                               details={"source": str(src), "destination": str(dst)})
+            raise PackConflict(
+                f"{dst} already exists; refusing to overwrite it with {src.name}",
+                hint="Remove or rename the existing copy first (uninstall, or disable/enable "
+                "it), then retry. Nothing was changed.",
+                details={"source": str(src), "destination": str(dst)},
+            )
         dst.parent.mkdir(parents=True, exist_ok=True)
         self.layout.staging_dir.mkdir(parents=True, exist_ok=True)
         self.moves.append((str(src), str(dst)))
-        self._write()                              # journal first: a kill after the rename is undone
+        self._write()  # journal first: a kill after the rename is undone
         try:
             os.rename(src, dst)
         except BaseException:
@@ -168,8 +182,9 @@ def _undo(moves: Iterable[Any]) -> list[str]:
 def _recover_journals(layout: Layout) -> list[str]:
     notes: list[str] = []
     try:
-        journals = sorted(p for p in layout.staging_dir.iterdir()
-                          if p.name.startswith(JOURNAL_PREFIX) and p.name.endswith(".json"))
+        journals = sorted(
+            p for p in layout.staging_dir.iterdir() if p.name.startswith(JOURNAL_PREFIX) and p.name.endswith(".json")
+        )
     except FileNotFoundError:
         return notes
     for journal in journals:
@@ -181,11 +196,11 @@ def _recover_journals(layout: Layout) -> list[str]:
             moves = []
         safe = []
         for src, dst in moves:
-            try:                                   # only our own tree is ever touched
+            try:  # only our own tree is ever touched
                 ensure_inside(Path(src).parent, layout.custom_nodes)
                 ensure_inside(Path(dst).parent, layout.custom_nodes)
                 safe.append((src, dst))
-            except Exception as exc:               # PathEscape: a tampered journal
+            except Exception as exc:  # PathEscape: a tampered journal
                 notes.append(f"journal {journal.name}: skipped move outside the tree: {exc}")
         problems = _undo(safe)
         notes.extend(problems)

@@ -52,8 +52,9 @@ def move_to_disabled(txn: RenameTxn, pack: InstalledPack) -> Path:
             f"cannot disable {pack.name}: {dest.name} already exists in {layout.disabled_dir} "
             "(the same pack and version is present both enabled and disabled)",
             hint=f"Uninstall one copy first: the disabled one (uninstall {dest.name} with enabled=false) or the "
-                 f"enabled one (uninstall {pack.name}); nothing was overwritten.",
-            details={"pack": pack.name, "destination": str(dest)})
+            f"enabled one (uninstall {pack.name}); nothing was overwritten.",
+            details={"pack": pack.name, "destination": str(dest)},
+        )
     txn.move(Path(pack.path), dest)
     origins = read_origins(layout)
     origins[dest.name] = pack.name
@@ -72,8 +73,16 @@ def disable(ops: Ops, key: str, rep: Reporter) -> OpResult:
             dest = move_to_disabled(txn, pack)
     rep.stage("done", 100.0)
     rep.require_restart(f"{pack.name} was disabled")
-    return OpResult("disable", dest.name, path=str(dest), source=pack.kind, version=pack.version,
-                    commit=pack.commit, restart_required=True, extra={"from": pack.name})
+    return OpResult(
+        "disable",
+        dest.name,
+        path=str(dest),
+        source=pack.kind,
+        version=pack.version,
+        commit=pack.commit,
+        restart_required=True,
+        extra={"from": pack.name},
+    )
 
 
 def enabled_target(layout: Layout, pack: InstalledPack) -> Path:
@@ -95,8 +104,9 @@ def enable(ops: Ops, key: str, rep: Reporter, *, version: str | None = None) -> 
                 f"cannot enable {pack.name}: {dest.name} is already enabled in custom_nodes/ "
                 "(another copy or version of the pack)",
                 hint=f"Disable or uninstall the enabled {dest.name} first, or use switch_version to swap the two; "
-                     "nothing was overwritten.",
-                details={"pack": pack.name, "destination": str(dest)})
+                "nothing was overwritten.",
+                details={"pack": pack.name, "destination": str(dest)},
+            )
     with Step(rep, "move", pack.name):
         with RenameTxn(layout, label=f"enable {pack.name}") as txn:
             txn.move(Path(pack.path), dest)
@@ -104,5 +114,13 @@ def enable(ops: Ops, key: str, rep: Reporter, *, version: str | None = None) -> 
             _write_origins(layout, read_origins(layout))
     rep.stage("done", 100.0)
     rep.require_restart(f"{dest.name} was enabled")
-    return OpResult("enable", dest.name, path=str(dest), source=pack.kind, version=pack.version,
-                    commit=pack.commit, restart_required=True, extra={"from": pack.name})
+    return OpResult(
+        "enable",
+        dest.name,
+        path=str(dest),
+        source=pack.kind,
+        version=pack.version,
+        commit=pack.commit,
+        restart_required=True,
+        extra={"from": pack.name},
+    )

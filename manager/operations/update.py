@@ -57,10 +57,23 @@ def _update_git(ops: Ops, pack: InstalledPack, rep: Reporter, *, skip_deps: bool
         deps = run_pack_scripts(ops, path, pack.name, rep, skip_deps=skip_deps or not changed)
         rep.require_restart(f"{pack.name} was updated")
     rep.stage("done", 100.0)
-    note = {"updated": "fast-forwarded", "up_to_date": "already up to date",
-            "ahead": "local branch is ahead of the remote; nothing to fetch"}[res.status]
-    return OpResult("update", pack.name, path=str(path), source="git", commit=res.after, previous=res.before,
-                    changed=res.updated, restart_required=res.updated, deps=deps, notes=(note,))
+    note = {
+        "updated": "fast-forwarded",
+        "up_to_date": "already up to date",
+        "ahead": "local branch is ahead of the remote; nothing to fetch",
+    }[res.status]
+    return OpResult(
+        "update",
+        pack.name,
+        path=str(path),
+        source="git",
+        commit=res.after,
+        previous=res.before,
+        changed=res.updated,
+        restart_required=res.updated,
+        deps=deps,
+        notes=(note,),
+    )
 
 
 def _update_cnr(ops: Ops, pack: InstalledPack, rep: Reporter, *, version: str | None, skip_deps: bool) -> OpResult:
@@ -68,15 +81,25 @@ def _update_cnr(ops: Ops, pack: InstalledPack, rep: Reporter, *, version: str | 
         source = registry_source(ops, pack.cnr_id, version or "latest", pack.name)
     if source.version == pack.version:
         rep.stage("done", 100.0)
-        return OpResult("update", pack.name, path=pack.path, source="cnr", version=pack.version,
-                        previous=pack.version, changed=False, notes=(f"{pack.version} is the latest version",))
+        return OpResult(
+            "update",
+            pack.name,
+            path=pack.path,
+            source="cnr",
+            version=pack.version,
+            previous=pack.version,
+            changed=False,
+            notes=(f"{pack.version} is the latest version",),
+        )
     old = Path(pack.path)
 
     def to_trash(txn: RenameTxn) -> str:
         entry = trash_into(txn, old, reason="update", pack=pack)
         return f"version {pack.version} kept in the trash as {entry.name}"
-    return stage_and_place(ops, source, rep, action="update", displace=to_trash, carry_from=old,
-                           skip_deps=skip_deps, previous=pack.version)
+
+    return stage_and_place(
+        ops, source, rep, action="update", displace=to_trash, carry_from=old, skip_deps=skip_deps, previous=pack.version
+    )
 
 
 def update(ops: Ops, key: str, rep: Reporter, *, skip_deps: bool = False, version: str | None = None) -> OpResult:
@@ -88,9 +111,11 @@ def update(ops: Ops, key: str, rep: Reporter, *, skip_deps: bool = False, versio
         return _update_git(ops, pack, rep, skip_deps=skip_deps)
     if pack.kind == "cnr" and pack.cnr_id:
         return _update_cnr(ops, pack, rep, version=version, skip_deps=skip_deps)
-    raise InstallUnsupported(f"{pack.name} is a {pack.kind} pack and cannot be updated automatically",
-                             hint="Reinstall it from its source (reinstall with `spec`), or replace it by hand.",
-                             details={"pack": pack.name, "kind": pack.kind})
+    raise InstallUnsupported(
+        f"{pack.name} is a {pack.kind} pack and cannot be updated automatically",
+        hint="Reinstall it from its source (reinstall with `spec`), or replace it by hand.",
+        details={"pack": pack.name, "kind": pack.kind},
+    )
 
 
 def fix(ops: Ops, key: str, rep: Reporter, *, script_timeout: float | None = None) -> OpResult:
@@ -104,8 +129,16 @@ def fix(ops: Ops, key: str, rep: Reporter, *, script_timeout: float | None = Non
     deps = run_pack_scripts(ops, path, pack.name, rep, timeout=script_timeout)
     rep.stage("done", 100.0)
     rep.require_restart(f"dependencies of {pack.name} were reinstalled")
-    return OpResult("fix", pack.name, path=str(path), source=pack.kind, version=pack.version, commit=pack.commit,
-                    restart_required=True, deps=deps)
+    return OpResult(
+        "fix",
+        pack.name,
+        path=str(path),
+        source=pack.kind,
+        version=pack.version,
+        commit=pack.commit,
+        restart_required=True,
+        deps=deps,
+    )
 
 
 # --- switch version ------------------------------------------------------------------------------
@@ -114,14 +147,18 @@ def _nightly_source(ops: Ops, pack: InstalledPack) -> Source:
     entry, _err = catalog_pack(ops, ident)
     if entry is not None and entry.install_type == "git-clone":
         return from_catalog(entry, name=pack.name, ref="", nightly=True)
-    if pack.repository:                          # [project.urls] Repository of the registry pack
+    if pack.repository:  # [project.urls] Repository of the registry pack
         return Source("git", pack.name, ident, "nightly", url=pack.repository)
-    raise NotFound(f"no repository is known for {pack.name}, so it has no nightly version",
-                   hint="Install the nightly version by its git URL instead.", details={"pack": pack.name})
+    raise NotFound(
+        f"no repository is known for {pack.name}, so it has no nightly version",
+        hint="Install the nightly version by its git URL instead.",
+        details={"pack": pack.name},
+    )
 
 
-def switch_version(ops: Ops, key: str, rep: Reporter, *, version: str = "", commit: str = "",
-                   skip_deps: bool = False) -> OpResult:
+def switch_version(
+    ops: Ops, key: str, rep: Reporter, *, version: str = "", commit: str = "", skip_deps: bool = False
+) -> OpResult:
     """Move a pack to a registry ``version`` (or ``latest``), to ``nightly`` (git), or to a ``commit``."""
     with Step(rep, "resolve", key):
         prepare_tree(ops.layout)
@@ -129,18 +166,20 @@ def switch_version(ops: Ops, key: str, rep: Reporter, *, version: str = "", comm
         pack = find_pack(inv, key, enabled=True)
         wanted = (commit or version or "").strip()
         if not wanted:
-            raise InstallUnsupported("switch_version needs a version (x.y.z, latest, nightly) or a commit",
-                                     details={"pack": pack.name})
+            raise InstallUnsupported(
+                "switch_version needs a version (x.y.z, latest, nightly) or a commit", details={"pack": pack.name}
+            )
     ident = pack.cnr_id or pack.pack_id
     registry_like = bool(re.match(r"^v?\d+(\.\d+)*([.+-].*)?$", wanted)) and bool(pack.cnr_id)
     if registry_like and pack.kind == "git" and wanted in ops.manager.git.list_tags(Path(pack.path)):
-        registry_like = False                   # a tag of the checkout wins over a registry version
+        registry_like = False  # a tag of the checkout wins over a registry version
     if pack.kind == "git" and (commit or not (registry_like or wanted in ("latest",))):
         if wanted == "nightly":
             wanted = pack.branch or ""
             if not wanted:
-                raise InstallUnsupported(f"{pack.name} is pinned to a commit; name the branch to switch to",
-                                         details={"pack": pack.name})
+                raise InstallUnsupported(
+                    f"{pack.name} is pinned to a commit; name the branch to switch to", details={"pack": pack.name}
+                )
         with Step(rep, "checkout", pack.name):
             state = ops.manager.git.checkout(Path(pack.path), wanted, progress=rep.line_fn("checkout"))
         changed = state.commit != pack.commit
@@ -148,15 +187,28 @@ def switch_version(ops: Ops, key: str, rep: Reporter, *, version: str = "", comm
         rep.stage("done", 100.0)
         if changed:
             rep.require_restart(f"{pack.name} switched to {wanted}")
-        return OpResult("switch_version", pack.name, path=pack.path, source="git", commit=state.commit,
-                        version=wanted, previous=pack.commit, changed=changed, restart_required=changed, deps=deps)
+        return OpResult(
+            "switch_version",
+            pack.name,
+            path=pack.path,
+            source="git",
+            commit=state.commit,
+            version=wanted,
+            previous=pack.commit,
+            changed=changed,
+            restart_required=changed,
+            deps=deps,
+        )
     if commit or (_HEX_RE.match(wanted) and not registry_like):
-        raise InstallUnsupported(f"{pack.name} is a {pack.kind} pack; switch it to nightly first, then to a commit",
-                                 details={"pack": pack.name})
+        raise InstallUnsupported(
+            f"{pack.name} is a {pack.kind} pack; switch it to nightly first, then to a commit",
+            details={"pack": pack.name},
+        )
     # the wanted copy may already sit in .disabled/: swap the two
     token = "nightly" if wanted == "nightly" else (version_token(wanted.lstrip("v")) if wanted != "latest" else "")
-    parked = [p for p in inv.disabled if token and p.disabled_style == "dir"
-              and p.name.lower() == f"{ident}@{token}".lower()]
+    parked = [
+        p for p in inv.disabled if token and p.disabled_style == "dir" and p.name.lower() == f"{ident}@{token}".lower()
+    ]
     if parked:
         target = parked[0]
         dest = enabled_target(ops.layout, target)
@@ -168,28 +220,53 @@ def switch_version(ops: Ops, key: str, rep: Reporter, *, version: str = "", comm
                 txn.move(Path(target.path), ops.layout.custom_nodes / pack.name)
         rep.stage("done", 100.0)
         rep.require_restart(f"{pack.name} switched to {wanted}")
-        return OpResult("switch_version", pack.name, path=str(ops.layout.custom_nodes / pack.name),
-                        source=target.kind, version=target.version, commit=target.commit,
-                        previous=pack.version or pack.commit, restart_required=True,
-                        notes=(f"enabled the disabled copy {target.name}; the previous copy is now {parked_at.name}",))
+        return OpResult(
+            "switch_version",
+            pack.name,
+            path=str(ops.layout.custom_nodes / pack.name),
+            source=target.kind,
+            version=target.version,
+            commit=target.commit,
+            previous=pack.version or pack.commit,
+            restart_required=True,
+            notes=(f"enabled the disabled copy {target.name}; the previous copy is now {parked_at.name}",),
+        )
     with Step(rep, "resolve", pack.name):
         if wanted == "nightly":
             source = _nightly_source(ops, pack)
         else:
             if not pack.cnr_id:
-                raise InstallUnsupported(f"{pack.name} has no registry id, so it has no registry versions",
-                                         details={"pack": pack.name})
-            source = registry_source(ops, pack.cnr_id, wanted.lstrip("v") if wanted != "latest" else "latest",
-                                      pack.name)
+                raise InstallUnsupported(
+                    f"{pack.name} has no registry id, so it has no registry versions", details={"pack": pack.name}
+                )
+            source = registry_source(
+                ops, pack.cnr_id, wanted.lstrip("v") if wanted != "latest" else "latest", pack.name
+            )
             if source.version == pack.version and pack.kind == "cnr":
                 rep.stage("done", 100.0)
-                return OpResult("switch_version", pack.name, path=pack.path, source="cnr", version=pack.version,
-                                previous=pack.version, changed=False, notes=("already at that version",))
+                return OpResult(
+                    "switch_version",
+                    pack.name,
+                    path=pack.path,
+                    source="cnr",
+                    version=pack.version,
+                    previous=pack.version,
+                    changed=False,
+                    notes=("already at that version",),
+                )
 
     def park(txn: RenameTxn) -> str:
         return f"the previous copy is now disabled as {move_to_disabled(txn, pack).name}"
-    return stage_and_place(ops, source, rep, action="switch_version", displace=park, skip_deps=skip_deps,
-                           previous=pack.version or pack.commit)
+
+    return stage_and_place(
+        ops,
+        source,
+        rep,
+        action="switch_version",
+        displace=park,
+        skip_deps=skip_deps,
+        previous=pack.version or pack.commit,
+    )
 
 
 # --- update-all ----------------------------------------------------------------------------------
@@ -198,14 +275,19 @@ class PlanStep:
     """One change update-all will make."""
 
     pack: str
-    kind: str                        # git | cnr
-    action: str                      # update
+    kind: str  # git | cnr
+    action: str  # update
     from_version: str
     to_version: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"pack": self.pack, "kind": self.kind, "action": self.action, "from": self.from_version,
-                "to": self.to_version}
+        return {
+            "pack": self.pack,
+            "kind": self.kind,
+            "action": self.action,
+            "from": self.from_version,
+            "to": self.to_version,
+        }
 
 
 @dataclass(frozen=True)
@@ -218,15 +300,31 @@ class Plan:
     created_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": [s.to_dict() for s in self.steps], "up_to_date": list(self.up_to_date),
-                "skipped": [dict(s) for s in self.skipped], "created_at": self.created_at}
+        return {
+            "steps": [s.to_dict() for s in self.steps],
+            "up_to_date": list(self.up_to_date),
+            "skipped": [dict(s) for s in self.skipped],
+            "created_at": self.created_at,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
-        steps = tuple(PlanStep(str(s["pack"]), str(s["kind"]), str(s.get("action", "update")), str(s.get("from", "")),
-                               str(s.get("to", ""))) for s in data.get("steps", []))
-        return cls(steps, tuple(data.get("up_to_date", ())), tuple(dict(s) for s in data.get("skipped", ())),
-                   float(data.get("created_at") or time.time()))
+        steps = tuple(
+            PlanStep(
+                str(s["pack"]),
+                str(s["kind"]),
+                str(s.get("action", "update")),
+                str(s.get("from", "")),
+                str(s.get("to", "")),
+            )
+            for s in data.get("steps", [])
+        )
+        return cls(
+            steps,
+            tuple(data.get("up_to_date", ())),
+            tuple(dict(s) for s in data.get("skipped", ())),
+            float(data.get("created_at") or time.time()),
+        )
 
 
 def _skip(pack: InstalledPack, reason: str) -> dict[str, str]:
@@ -284,19 +382,28 @@ def run_update_all(ops: Ops, plan: Plan, rep: Reporter, *, skip_deps: bool = Fal
     total = len(plan.steps)
     for i, step in enumerate(plan.steps):
         rep.check_cancelled()
-        rep.stage("step", 100.0 * i / max(1, total), f"[{i + 1}/{total}] {step.pack}: {step.from_version} -> "
-                                                      f"{step.to_version}")
+        rep.stage(
+            "step",
+            100.0 * i / max(1, total),
+            f"[{i + 1}/{total}] {step.pack}: {step.from_version} -> {step.to_version}",
+        )
         try:
             version = step.to_version if step.kind == "cnr" else None
             result = update(ops, step.pack, rep, skip_deps=skip_deps, version=version)
         except ManagerError as exc:
-            not_done = [s.to_dict() for s in plan.steps[i + 1:]]
+            not_done = [s.to_dict() for s in plan.steps[i + 1 :]]
             raise UpdateAllIncomplete(
                 f"update-all stopped at {step.pack} (step {i + 1} of {total}): {exc.message}",
                 hint=f"{len(done)} step(s) were done, {len(not_done)} not started. {exc.hint}".strip(),
-                details={"done": done, "failed": {**step.to_dict(), "error": exc.to_dict()},
-                         "not_done": not_done}) from exc
+                details={"done": done, "failed": {**step.to_dict(), "error": exc.to_dict()}, "not_done": not_done},
+            ) from exc
         done.append({**step.to_dict(), "result": result.to_dict()})
     rep.stage("done", 100.0)
-    return {"action": "update_all", "done": done, "not_done": [], "up_to_date": list(plan.up_to_date),
-            "skipped": [dict(s) for s in plan.skipped], "restart_required": bool(done)}
+    return {
+        "action": "update_all",
+        "done": done,
+        "not_done": [],
+        "up_to_date": list(plan.up_to_date),
+        "skipped": [dict(s) for s in plan.skipped],
+        "restart_required": bool(done),
+    }

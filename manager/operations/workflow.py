@@ -26,20 +26,21 @@ class WorkflowStep(_Record):
 
     pack_id: str
     title: str
-    action: str                          # install | enable
+    action: str  # install | enable
     node_types: tuple[str, ...]
-    alternatives: tuple[str, ...] = ()   # other packs that also provide these types
-    installed_name: str = ""             # the disabled entry to enable
+    alternatives: tuple[str, ...] = ()  # other packs that also provide these types
+    installed_name: str = ""  # the disabled entry to enable
 
 
 @dataclass(frozen=True)
 class WorkflowPlan(_Record):
     """What the workflow needs that is not installed; ``steps`` is the install plan."""
 
-    node_types: tuple[str, ...]          # every distinct type used
-    provided: tuple[str, ...]            # by core (known_types) or installed packs
+    node_types: tuple[str, ...]  # every distinct type used
+    provided: tuple[str, ...]  # by core (known_types) or installed packs
     steps: tuple[WorkflowStep, ...]
-    unresolved: tuple[str, ...]          # no pack in the catalog provides these
+    unresolved: tuple[str, ...]  # no pack in the catalog provides these
+
 
 def _ui_nodes(doc: Mapping[str, Any]) -> Iterable[str]:
     subgraph_ids: set[str] = set()
@@ -76,24 +77,29 @@ def node_types_of(workflow: Any) -> tuple[str, ...]:
         try:
             doc = json.loads(workflow)
         except ValueError as exc:
-            raise WorkflowInvalid(f"the workflow is not JSON: {exc}",
-                                  hint="Export the workflow again from ComfyUI (Save or Export API).") from None
+            raise WorkflowInvalid(
+                f"the workflow is not JSON: {exc}", hint="Export the workflow again from ComfyUI (Save or Export API)."
+            ) from None
     if not isinstance(doc, Mapping):
-        raise WorkflowInvalid("the workflow is not a JSON object",
-                              hint="Export the workflow again from ComfyUI (Save or Export API).")
+        raise WorkflowInvalid(
+            "the workflow is not a JSON object", hint="Export the workflow again from ComfyUI (Save or Export API)."
+        )
     if isinstance(doc.get("nodes"), list):
         found = list(_ui_nodes(doc))
     else:
         entries = [v for v in doc.values() if isinstance(v, Mapping) and "class_type" in v]
         if not entries and doc:
-            raise WorkflowInvalid("the workflow has neither nodes[] (UI format) nor {id: {class_type}} entries "
-                                  "(API format)", hint="Export the workflow again from ComfyUI (Save or Export API).")
+            raise WorkflowInvalid(
+                "the workflow has neither nodes[] (UI format) nor {id: {class_type}} entries (API format)",
+                hint="Export the workflow again from ComfyUI (Save or Export API).",
+            )
         found = [str(v["class_type"]) for v in entries if isinstance(v.get("class_type"), str) and v["class_type"]]
     return tuple(dict.fromkeys(found))
 
 
-def missing_packs(workflow: Any, *, catalog: Any, inventory: Inventory,
-                  known_types: Collection[str] = ()) -> WorkflowPlan:
+def missing_packs(
+    workflow: Any, *, catalog: Any, inventory: Inventory, known_types: Collection[str] = ()
+) -> WorkflowPlan:
     """The install plan for the node types of ``workflow`` that nothing enabled provides.
 
     Installed packs count through their catalog match (``catalog.node_types``). A type a
@@ -127,9 +133,15 @@ def missing_packs(workflow: Any, *, catalog: Any, inventory: Inventory,
     for pack_id, needed in chosen.items():
         pack = catalog.get(pack_id)
         parked = disabled_by_pack.get(pack_id, "")
-        steps.append(WorkflowStep(pack_id=pack_id, title=getattr(pack, "title", pack_id) or pack_id,
-                                  action="enable" if parked else "install", node_types=tuple(needed),
-                                  alternatives=tuple(sorted(alternatives.get(pack_id, set()) - set(chosen))),
-                                  installed_name=parked))
+        steps.append(
+            WorkflowStep(
+                pack_id=pack_id,
+                title=getattr(pack, "title", pack_id) or pack_id,
+                action="enable" if parked else "install",
+                node_types=tuple(needed),
+                alternatives=tuple(sorted(alternatives.get(pack_id, set()) - set(chosen))),
+                installed_name=parked,
+            )
+        )
     provided = tuple(t for t in types if t in enabled_provides)
     return WorkflowPlan(types, provided, tuple(steps), tuple(unresolved))

@@ -7,13 +7,27 @@ Modules: ``model`` (the document), ``capture``, ``store``, ``classic`` (the clas
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .model import FORMAT, FORMAT_VERSION, ModelState, PackState, PythonPackage, Snapshot
 from .store import SnapshotStore, StoredSnapshot
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelState", "PackState", "PythonPackage", "Snapshot", "SnapshotStore",
-           "StoredSnapshot", "auto_snapshot", "restore_preview", "restore_stored", "save_now", "store_of"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ModelState",
+    "PackState",
+    "PythonPackage",
+    "Snapshot",
+    "SnapshotStore",
+    "StoredSnapshot",
+    "auto_snapshot",
+    "restore_preview",
+    "restore_stored",
+    "save_now",
+    "store_of",
+]
 
 
 def store_of(manager: Any) -> SnapshotStore:
@@ -36,8 +50,15 @@ def auto_snapshot(manager: Any, reason: str) -> StoredSnapshot:
     return saved
 
 
-def save_now(manager: Any, name: str | None, *, reason: str = "manual", hash_models: bool = False,
-             overwrite: bool = False, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+def save_now(
+    manager: Any,
+    name: str | None,
+    *,
+    reason: str = "manual",
+    hash_models: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[str, float], None] | None = None,
+) -> dict[str, Any]:
     """Capture the tree and store it as ``name`` (None: ``<time>_snapshot``); the ``snapshot_save`` task."""
     from .capture import capture
 
@@ -50,8 +71,7 @@ def save_now(manager: Any, name: str | None, *, reason: str = "manual", hash_mod
     return {"action": "snapshot_save", **saved.to_dict(), "notes": list(snap.notes)}
 
 
-def restore_stored(manager: Any, name: str, options: Any, *, dry_run: bool, ctx: Any, policy: Any
-                   ) -> dict[str, Any]:
+def restore_stored(manager: Any, name: str, options: Any, *, dry_run: bool, ctx: Any, policy: Any) -> dict[str, Any]:
     """The ``snapshot_restore`` task: a stored snapshot (never a path a client names: a file is
     imported first with ``SnapshotStore.import_file``) planned, then restored under ``policy``."""
     from .restore import failure_error, plan_restore, restore
@@ -62,8 +82,16 @@ def restore_stored(manager: Any, name: str, options: Any, *, dry_run: bool, ctx:
         plan = plan_restore(manager, snapshot, options, where=name)
         ctx.progress("done", 100.0, f"{len(plan.steps)} step(s) planned (dry run)")
         return {"action": "snapshot_restore", "dry_run": True, **plan.to_json()}
-    result = restore(manager, snapshot, options, where=name, ctx=ctx, policy=policy,
-                     deps_step=manager.deps_step, raise_on_failure=False)
+    result = restore(
+        manager,
+        snapshot,
+        options,
+        where=name,
+        ctx=ctx,
+        policy=policy,
+        deps_step=manager.deps_step,
+        raise_on_failure=False,
+    )
     if not result.ok:
         raise failure_error(result)
     return {"action": "snapshot_restore", "dry_run": False, **result.to_json()}
@@ -87,5 +115,4 @@ def restore_preview(manager: Any, name: str, options: Any, policy: Any) -> dict[
             preflight(manager, plan, [p.requirement for p in wanted], policy=policy)
         except (SnapshotSourcesMissing, PolicyDenied) as exc:
             blockers.append(exc.to_dict())
-    return {"name": name, "dry_run": True, "plan": plan.to_json(), "blockers": blockers,
-            "policy": policy.to_dict()}
+    return {"name": name, "dry_run": True, "plan": plan.to_json(), "blockers": blockers, "policy": policy.to_dict()}

@@ -52,8 +52,15 @@ def pack_state(p: InstalledPack, *, hash_files: bool = True) -> PackState:
     base = p.name if p.enabled else parse_disabled_name(p.name)[0]
     common: dict[str, Any] = {"name": base, "kind": p.kind, "enabled": p.enabled}
     if p.kind == "git":
-        return PackState(id=p.catalog_id or p.cnr_id or base, url=p.remote_url, commit=p.commit.lower(),
-                         branch=p.branch, version=p.cnr_version, cnr_id=p.cnr_id, **common)
+        return PackState(
+            id=p.catalog_id or p.cnr_id or base,
+            url=p.remote_url,
+            commit=p.commit.lower(),
+            branch=p.branch,
+            version=p.cnr_version,
+            cnr_id=p.cnr_id,
+            **common,
+        )
     if p.kind == "cnr":
         return PackState(id=p.cnr_id or p.pack_id, version=p.version, cnr_id=p.cnr_id or p.pack_id, **common)
     if p.kind == "file":
@@ -80,8 +87,10 @@ def pack_states(inventory: Inventory, notes: list[str] | None = None) -> tuple[P
             notes.append(f"pack {p.name}: git metadata unreadable ({'; '.join(p.problems) or 'no commit'})")
         slot = (state.key, state.enabled)
         if slot in seen:
-            notes.append(f"pack {p.name}: another {'enabled' if p.enabled else 'disabled'} copy of "
-                         f"{state.key.split(':', 1)[1]} was captured; this one is left out")
+            notes.append(
+                f"pack {p.name}: another {'enabled' if p.enabled else 'disabled'} copy of "
+                f"{state.key.split(':', 1)[1]} was captured; this one is left out"
+            )
             continue
         seen.add(slot)
         out.append(state)
@@ -163,7 +172,7 @@ def effective_config(config: Any) -> dict[str, Any]:
 def dependency_graph(packs: Sequence[InstalledPack], notes: list[str]) -> dict[str, tuple[str, ...]]:
     """Pack name -> the package names its requirements.txt asks for (URLs and paths by name when known)."""
     graph: dict[str, tuple[str, ...]] = {}
-    rules = SourceRules(allow_external=True)          # recording, not installing: accept every source
+    rules = SourceRules(allow_external=True)  # recording, not installing: accept every source
     for p in packs:
         if not p.has_requirements:
             continue
@@ -179,9 +188,16 @@ def dependency_graph(packs: Sequence[InstalledPack], notes: list[str]) -> dict[s
 
 
 # --- the whole state ---------------------------------------------------------------------------
-def capture(manager: Any, *, reason: str = "manual", include_python: bool = True, include_models: bool = True,
-            hash_models: bool = False, inventory: Inventory | None = None, strict_python: bool = False
-            ) -> Snapshot:
+def capture(
+    manager: Any,
+    *,
+    reason: str = "manual",
+    include_python: bool = True,
+    include_models: bool = True,
+    hash_models: bool = False,
+    inventory: Inventory | None = None,
+    strict_python: bool = False,
+) -> Snapshot:
     """Capture the tree of ``manager`` now. Reads only; the python probe is the one subprocess.
 
     A python that cannot be probed becomes a note, or raises with ``strict_python`` (a restore
@@ -201,6 +217,14 @@ def capture(manager: Any, *, reason: str = "manual", include_python: bool = True
             notes.append(f"python packages not captured: {exc.message}")
     models = model_states(manager, hash_models=hash_models) if include_models else ()
     return Snapshot(
-        created_at=utc_now(), packs=packs, python=pips, models=models, comfyui=manager.host.comfyui_version(),
-        python_version=py_version, config=effective_config(manager.config),
-        dependencies=dependency_graph(inv.packs, notes), reason=reason, notes=tuple(notes))
+        created_at=utc_now(),
+        packs=packs,
+        python=pips,
+        models=models,
+        comfyui=manager.host.comfyui_version(),
+        python_version=py_version,
+        config=effective_config(manager.config),
+        dependencies=dependency_graph(inv.packs, notes),
+        reason=reason,
+        notes=tuple(notes),
+    )

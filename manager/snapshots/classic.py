@@ -43,9 +43,11 @@ def created_from_name(name: str) -> str | None:
 
 
 def _bad(where: str, fld: str, problem: str) -> SnapshotInvalid:
-    return SnapshotInvalid(f"{where}: {fld}: {problem}",
-                           hint="The classic snapshot is damaged; take a new one, or fix the named entry.",
-                           details={"field": fld, "problem": problem, "where": where, "format": "classic"})
+    return SnapshotInvalid(
+        f"{where}: {fld}: {problem}",
+        hint="The classic snapshot is damaged; take a new one, or fix the named entry.",
+        details={"field": fld, "problem": problem, "where": where, "format": "classic"},
+    )
 
 
 def repo_folder_name(url: str) -> str:
@@ -91,14 +93,29 @@ def from_classic(doc: Mapping[str, Any], *, where: str = "snapshot", created_at:
     for url, info in git_nodes.items():
         if not isinstance(info, Mapping):
             raise _bad(where, f"git_custom_nodes[{url}]", "expected {hash, disabled}")
-        packs.append({"name": repo_folder_name(str(url)), "kind": "git", "url": str(url),
-                      "commit": str(info.get("hash") or ""), "enabled": not bool(info.get("disabled"))})
+        packs.append(
+            {
+                "name": repo_folder_name(str(url)),
+                "kind": "git",
+                "url": str(url),
+                "commit": str(info.get("hash") or ""),
+                "enabled": not bool(info.get("disabled")),
+            }
+        )
     cnr_nodes = doc.get("cnr_custom_nodes") or {}
     if not isinstance(cnr_nodes, Mapping):
         raise _bad(where, "cnr_custom_nodes", "expected an object {id: version}")
     for node_id, version in cnr_nodes.items():
-        packs.append({"name": str(node_id), "kind": "cnr", "id": str(node_id), "cnr_id": str(node_id),
-                      "version": str(version or ""), "enabled": True})
+        packs.append(
+            {
+                "name": str(node_id),
+                "kind": "cnr",
+                "id": str(node_id),
+                "cnr_id": str(node_id),
+                "version": str(version or ""),
+                "enabled": True,
+            }
+        )
     file_nodes = doc.get("file_custom_nodes") or []
     if not isinstance(file_nodes, list):
         raise _bad(where, "file_custom_nodes", "expected a list of {filename, disabled}")
@@ -119,12 +136,19 @@ def from_classic(doc: Mapping[str, Any], *, where: str = "snapshot", created_at:
             pips[pkg.name] = pkg
     comfyui = doc.get("comfyui")
     ours = {
-        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
         "created_at": created_at or doc.get("created_at") or "1970-01-01T00:00:00.000000Z",
-        "reason": "classic", "origin": "classic", "comfyui": comfyui if isinstance(comfyui, str) else None,
+        "reason": "classic",
+        "origin": "classic",
+        "comfyui": comfyui if isinstance(comfyui, str) else None,
         "packs": packs,
-        "python": {"packages": [{"name": p.name, "version": p.version, "kind": p.kind,
-                                 **({"source": p.source} if p.source else {})} for p in pips.values()]},
+        "python": {
+            "packages": [
+                {"name": p.name, "version": p.version, "kind": p.kind, **({"source": p.source} if p.source else {})}
+                for p in pips.values()
+            ]
+        },
         "notes": notes,
     }
     return Snapshot.from_dict(ours, where=where)
@@ -142,7 +166,14 @@ def to_classic(snapshot: Snapshot) -> dict[str, Any]:
             cnr[p.cnr_id or p.id] = p.version
         elif p.kind == "file":
             files.append({"filename": p.name, "disabled": not p.enabled})
-    pips = {(p.requirement if p.kind == "index" else p.name): ("" if p.kind == "index" else p.source)
-            for p in snapshot.python}
-    return {"comfyui": snapshot.comfyui, "git_custom_nodes": git, "cnr_custom_nodes": cnr,
-            "file_custom_nodes": files, "pips": pips}
+    pips = {
+        (p.requirement if p.kind == "index" else p.name): ("" if p.kind == "index" else p.source)
+        for p in snapshot.python
+    }
+    return {
+        "comfyui": snapshot.comfyui,
+        "git_custom_nodes": git,
+        "cnr_custom_nodes": cnr,
+        "file_custom_nodes": files,
+        "pips": pips,
+    }

@@ -19,14 +19,14 @@ PACK_ACTIONS = ("remove", "disable", "move", "enable", "add")
 
 @dataclass(frozen=True)
 class PackChange(_Record):
-    action: str                        # add | remove | enable | disable | move
+    action: str  # add | remove | enable | disable | move
     key: str
     current: PackState | None = None
     wanted: PackState | None = None
 
     @property
     def name(self) -> str:
-        return (self.wanted or self.current).name       # type: ignore[union-attr]
+        return (self.wanted or self.current).name  # type: ignore[union-attr]
 
     def describe(self) -> str:
         cur, want = self.current, self.wanted
@@ -45,7 +45,7 @@ class PackChange(_Record):
 
 @dataclass(frozen=True)
 class PythonChange(_Record):
-    action: str                        # add | change | remove
+    action: str  # add | change | remove
     name: str
     current: PythonPackage | None = None
     wanted: PythonPackage | None = None
@@ -62,7 +62,7 @@ class PythonChange(_Record):
 
 @dataclass(frozen=True)
 class ModelChange(_Record):
-    action: str                        # missing | different
+    action: str  # missing | different
     key: str
     current: ModelState | None = None
     wanted: ModelState | None = None
@@ -183,8 +183,10 @@ def diff(current: Snapshot, wanted: Snapshot, *, python: bool = True, models: bo
     pips = _python_changes(current, wanted) if python and wanted.python else []
     mods = _model_changes(current, wanted) if models and wanted.models else []
     if wanted.comfyui and current.comfyui and wanted.comfyui != current.comfyui:
-        notes.append(f"ComfyUI is {current.comfyui}, the snapshot has {wanted.comfyui} "
-                     f"(ComfyUI itself is not changed by a restore)")
+        notes.append(
+            f"ComfyUI is {current.comfyui}, the snapshot has {wanted.comfyui} "
+            f"(ComfyUI itself is not changed by a restore)"
+        )
     if wanted.python_version and current.python_version and wanted.python_version != current.python_version:
         notes.append(f"python is {current.python_version}, the snapshot was taken with {wanted.python_version}")
     return SnapshotDiff(tuple(packs), tuple(pips), tuple(mods), tuple(notes))

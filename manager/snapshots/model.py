@@ -23,7 +23,7 @@ from ..inventory import normalise_remote
 FORMAT = "comfyui-offline-manager/snapshot"
 FORMAT_VERSION = 1
 PACK_KINDS = ("git", "cnr", "file", "folder", "unknown")
-PIP_KINDS = ("index", "url", "local")          # classic flags: --pip-non-url / -non-local-url / -local-url
+PIP_KINDS = ("index", "url", "local")  # classic flags: --pip-non-url / -non-local-url / -local-url
 
 _HEX_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
@@ -47,14 +47,20 @@ class _Record:
     """``to_dict`` for the records of this package (nested records become plain JSON)."""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = jsonable(self)   # a dataclass becomes a dict
+        out: dict[str, Any] = jsonable(self)  # a dataclass becomes a dict
         return out
 
 
 def safe_entry_name(name: str) -> bool:
     """True for a single path component usable as a ``custom_nodes`` entry (no '/', no '..')."""
-    return (isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
-            and not any(c in name for c in "/\\\x00") and name.strip() == name and ":" not in name)
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and not name.startswith(".")
+        and not any(c in name for c in "/\\\x00")
+        and name.strip() == name
+        and ":" not in name
+    )
 
 
 def safe_relative_path(path: str) -> bool:
@@ -68,16 +74,16 @@ def safe_relative_path(path: str) -> bool:
 class PackState(_Record):
     """One node pack as captured: enough to find it again and to reinstall it."""
 
-    name: str                      # entry name without disabled decoration ("pack", "x.py")
-    kind: str                      # one of PACK_KINDS
+    name: str  # entry name without disabled decoration ("pack", "x.py")
+    kind: str  # one of PACK_KINDS
     enabled: bool = True
-    id: str = ""                   # registry id, catalog id or the name
-    url: str = ""                  # git remote URL
-    commit: str = ""               # git commit
-    branch: str = ""               # git branch ("" when detached)
-    version: str = ""              # registry version (cnr), pyproject version otherwise
-    cnr_id: str = ""               # [project] name of pyproject.toml, when present
-    sha256: str = ""               # single-file packs
+    id: str = ""  # registry id, catalog id or the name
+    url: str = ""  # git remote URL
+    commit: str = ""  # git commit
+    branch: str = ""  # git branch ("" when detached)
+    version: str = ""  # registry version (cnr), pyproject version otherwise
+    cnr_id: str = ""  # [project] name of pyproject.toml, when present
+    sha256: str = ""  # single-file packs
 
     @property
     def key(self) -> str:
@@ -108,10 +114,10 @@ class PackState(_Record):
 class PythonPackage(_Record):
     """One distribution of the ComfyUI environment."""
 
-    name: str                      # canonical name
-    version: str                   # "" only for a URL install read from a classic snapshot
-    kind: str = "index"            # index | url | local
-    source: str = ""               # direct URL (vcs: "git+https://...@<commit>") or file:// URL
+    name: str  # canonical name
+    version: str  # "" only for a URL install read from a classic snapshot
+    kind: str = "index"  # index | url | local
+    source: str = ""  # direct URL (vcs: "git+https://...@<commit>") or file:// URL
 
     @property
     def requirement(self) -> str:
@@ -125,8 +131,8 @@ class PythonPackage(_Record):
 class ModelState(_Record):
     """One model file the Manager knows (sha256 empty when it was not computed)."""
 
-    folder: str                    # models sub-folder name: checkpoints, loras, ...
-    name: str                      # file name, may contain sub-folders ("sd/x.safetensors")
+    folder: str  # models sub-folder name: checkpoints, loras, ...
+    name: str  # file name, may contain sub-folders ("sd/x.safetensors")
     size: int = 0
     sha256: str = ""
 
@@ -143,11 +149,11 @@ class Snapshot(_Record):
     packs: tuple[PackState, ...] = ()
     python: tuple[PythonPackage, ...] = ()
     models: tuple[ModelState, ...] = ()
-    comfyui: str | None = None     # ComfyUI version or commit, when known
+    comfyui: str | None = None  # ComfyUI version or commit, when known
     python_version: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
-    dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # pack -> package names
-    reason: str = "manual"         # manual | auto:<why>
+    dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # pack -> package names
+    reason: str = "manual"  # manual | auto:<why>
     origin: str = "ours"
     notes: tuple[str, ...] = ()
     format_version: int = FORMAT_VERSION
@@ -158,14 +164,21 @@ class Snapshot(_Record):
 
     def summary(self) -> dict[str, Any]:
         """Counts shown in listings."""
-        return {"packs": len(self.packs), "enabled": sum(1 for p in self.packs if p.enabled),
-                "disabled": sum(1 for p in self.packs if not p.enabled),
-                "python_packages": len(self.python), "models": len(self.models),
-                "comfyui": self.comfyui, "reason": self.reason, "origin": self.origin}
+        return {
+            "packs": len(self.packs),
+            "enabled": sum(1 for p in self.packs if p.enabled),
+            "disabled": sum(1 for p in self.packs if not p.enabled),
+            "python_packages": len(self.python),
+            "models": len(self.models),
+            "comfyui": self.comfyui,
+            "reason": self.reason,
+            "origin": self.origin,
+        }
 
     # -- JSON ------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         """The stored document (keys in a stable order; empty optional fields left out)."""
+
         def pack(p: PackState) -> dict[str, Any]:
             out: dict[str, Any] = {"name": p.name, "kind": p.kind, "enabled": p.enabled}
             for key in ("id", "url", "commit", "branch", "version", "cnr_id", "sha256"):
@@ -174,14 +187,24 @@ class Snapshot(_Record):
             return out
 
         return {
-            "format": FORMAT, "format_version": self.format_version, "created_at": self.created_at,
-            "reason": self.reason, "origin": self.origin, "comfyui": self.comfyui,
+            "format": FORMAT,
+            "format_version": self.format_version,
+            "created_at": self.created_at,
+            "reason": self.reason,
+            "origin": self.origin,
+            "comfyui": self.comfyui,
             "packs": [pack(p) for p in self.packs],
-            "python": {"version": self.python_version,
-                       "packages": [{"name": p.name, "version": p.version, "kind": p.kind,
-                                     **({"source": p.source} if p.source else {})} for p in self.python]},
-            "models": [{"folder": m.folder, "name": m.name, "size": m.size,
-                        **({"sha256": m.sha256} if m.sha256 else {})} for m in self.models],
+            "python": {
+                "version": self.python_version,
+                "packages": [
+                    {"name": p.name, "version": p.version, "kind": p.kind, **({"source": p.source} if p.source else {})}
+                    for p in self.python
+                ],
+            },
+            "models": [
+                {"folder": m.folder, "name": m.name, "size": m.size, **({"sha256": m.sha256} if m.sha256 else {})}
+                for m in self.models
+            ],
             "config": dict(self.config),
             "dependencies": {k: list(v) for k, v in self.dependencies.items()},
             "notes": list(self.notes),
@@ -202,8 +225,9 @@ class _Reader:
         return SnapshotInvalid(
             f"{self.where}: {fld}: {problem}",
             hint="The file is not a snapshot this Manager can restore; take a new one with `cm-cli.py snapshot save`, "
-                 "or fix the named field (see docs/snapshots.md).",
-            details={"field": fld, "problem": problem, "where": self.where})
+            "or fix the named field (see docs/snapshots.md).",
+            details={"field": fld, "problem": problem, "where": self.where},
+        )
 
     def obj(self, value: Any, fld: str) -> Mapping[str, Any]:
         if not isinstance(value, Mapping):
@@ -217,8 +241,9 @@ class _Reader:
             raise self.bad(fld, f"expected a list, found {type(value).__name__}")
         return value
 
-    def text(self, value: Any, fld: str, *, pattern: re.Pattern[str] | None = None, empty: bool = True,
-             limit: int = 4096) -> str:
+    def text(
+        self, value: Any, fld: str, *, pattern: re.Pattern[str] | None = None, empty: bool = True, limit: int = 4096
+    ) -> str:
         if value is None and empty:
             return ""
         if not isinstance(value, str):
@@ -246,8 +271,11 @@ class _Reader:
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise self.bad("format_version", "expected a whole number >= 1")
         if version > FORMAT_VERSION:
-            raise self.bad("format_version", f"written by a newer Manager (format {version}, this one reads "
-                                             f"up to {FORMAT_VERSION}); update the Manager")
+            raise self.bad(
+                "format_version",
+                f"written by a newer Manager (format {version}, this one reads "
+                f"up to {FORMAT_VERSION}); update the Manager",
+            )
         packs = tuple(self.pack(p, f"packs[{i}]") for i, p in enumerate(self.lst(doc.get("packs"), "packs")))
         seen: dict[tuple[str, bool], int] = {}
         for i, p in enumerate(packs):
@@ -256,25 +284,33 @@ class _Reader:
                 raise self.bad(f"packs[{i}]", f"same pack as packs[{seen[slot]}] ({p.key})")
             seen[slot] = i
         py = self.obj(doc.get("python") or {}, "python")
-        pips = tuple(self.pip(p, f"python.packages[{i}]")
-                     for i, p in enumerate(self.lst(py.get("packages"), "python.packages")))
+        pips = tuple(
+            self.pip(p, f"python.packages[{i}]") for i, p in enumerate(self.lst(py.get("packages"), "python.packages"))
+        )
         models = tuple(self.model(m, f"models[{i}]") for i, m in enumerate(self.lst(doc.get("models"), "models")))
         config = dict(self.obj(doc.get("config") or {}, "config"))
         deps_raw = self.obj(doc.get("dependencies") or {}, "dependencies")
-        deps = {str(k): tuple(self.text(n, f"dependencies.{k}") for n in self.lst(v, f"dependencies.{k}"))
-                for k, v in deps_raw.items()}
+        deps = {
+            str(k): tuple(self.text(n, f"dependencies.{k}") for n in self.lst(v, f"dependencies.{k}"))
+            for k, v in deps_raw.items()
+        }
         comfyui = doc.get("comfyui")
         if comfyui is not None:
             comfyui = self.text(comfyui, "comfyui", limit=200)
         return Snapshot(
             created_at=self.text(doc.get("created_at"), "created_at", empty=False, limit=64),
-            packs=packs, python=pips, models=models, comfyui=comfyui or None,
+            packs=packs,
+            python=pips,
+            models=models,
+            comfyui=comfyui or None,
             python_version=self.text(py.get("version"), "python.version", limit=40),
-            config=config, dependencies=deps,
+            config=config,
+            dependencies=deps,
             reason=self.text(doc.get("reason") or "manual", "reason", limit=120),
             origin=self.text(doc.get("origin") or "ours", "origin", limit=20),
             notes=tuple(self.text(n, "notes") for n in self.lst(doc.get("notes"), "notes")),
-            format_version=version)
+            format_version=version,
+        )
 
     def pack(self, raw: Any, fld: str) -> PackState:
         d = self.obj(raw, fld)
@@ -285,14 +321,17 @@ class _Reader:
         if kind not in PACK_KINDS:
             raise self.bad(f"{fld}.kind", f"{kind!r} is not one of {', '.join(PACK_KINDS)}")
         state = PackState(
-            name=name, kind=kind, enabled=self.flag(d.get("enabled"), f"{fld}.enabled", True),
+            name=name,
+            kind=kind,
+            enabled=self.flag(d.get("enabled"), f"{fld}.enabled", True),
             id=self.text(d.get("id"), f"{fld}.id", pattern=_ID_RE),
             url=self.text(d.get("url"), f"{fld}.url", limit=2048),
             commit=self.text(d.get("commit"), f"{fld}.commit", pattern=_HEX_RE).lower(),
             branch=self.text(d.get("branch"), f"{fld}.branch", limit=255),
             version=self.text(d.get("version"), f"{fld}.version", pattern=_VERSION_RE),
             cnr_id=self.text(d.get("cnr_id"), f"{fld}.cnr_id", pattern=_ID_RE),
-            sha256=self.text(d.get("sha256"), f"{fld}.sha256", pattern=_SHA256_RE).lower())
+            sha256=self.text(d.get("sha256"), f"{fld}.sha256", pattern=_SHA256_RE).lower(),
+        )
         if kind == "git" and state.url.startswith("-"):
             raise self.bad(f"{fld}.url", "a URL must not start with '-'")
         if kind == "cnr" and not (state.cnr_id or state.id):
@@ -321,5 +360,9 @@ class _Reader:
         size = d.get("size", 0)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise self.bad(f"{fld}.size", "expected a whole number of bytes")
-        return ModelState(folder=folder, name=name, size=size,
-                          sha256=self.text(d.get("sha256"), f"{fld}.sha256", pattern=_SHA256_RE).lower())
+        return ModelState(
+            folder=folder,
+            name=name,
+            size=size,
+            sha256=self.text(d.get("sha256"), f"{fld}.sha256", pattern=_SHA256_RE).lower(),
+        )

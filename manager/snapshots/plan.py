@@ -20,8 +20,16 @@ from ..errors import TaskInvalid
 from .diff import PackChange, SnapshotDiff
 from .model import PackState, PythonPackage, Snapshot, _Record
 
-STEP_KINDS = ("pack_remove", "pack_disable", "pack_enable", "pack_checkout", "pack_switch", "pack_install",
-              "pip_install", "pip_uninstall")
+STEP_KINDS = (
+    "pack_remove",
+    "pack_disable",
+    "pack_enable",
+    "pack_checkout",
+    "pack_switch",
+    "pack_install",
+    "pip_install",
+    "pip_uninstall",
+)
 ONLY = ("all", "nodes", "pips")
 UNLISTED = ("remove", "disable", "keep")
 # Never uninstalled by a restore: the installers themselves.
@@ -43,15 +51,18 @@ class RestoreOptions(_Record):
     pip_local_url: bool = False
     no_deps: bool = False
     only: str = "all"
-    unlisted: str = ""                 # remove | disable | keep; "" = remove (ours), disable (classic)
+    unlisted: str = ""  # remove | disable | keep; "" = remove (ours), disable (classic)
     remove_extra_pips: bool = False
     auto_snapshot: bool = True
 
     def pip_kinds(self) -> frozenset[str]:
         if self.only == "nodes":
             return frozenset()
-        chosen = {k for k, on in (("index", self.pip_non_url), ("url", self.pip_non_local_url),
-                                  ("local", self.pip_local_url)) if on}
+        chosen = {
+            k
+            for k, on in (("index", self.pip_non_url), ("url", self.pip_non_local_url), ("local", self.pip_local_url))
+            if on
+        }
         return frozenset(chosen or {"index"})
 
     def unlisted_for(self, snapshot: Snapshot) -> str:
@@ -62,20 +73,29 @@ class RestoreOptions(_Record):
         """Options from task params / API JSON / CLI flags (dashes or underscores); ``task_invalid`` if bad."""
         norm = {str(k).replace("-", "_").lstrip("_"): v for k, v in params.items()}
         kw: dict[str, Any] = {}
-        for key in ("pip_non_url", "pip_non_local_url", "pip_local_url", "no_deps", "remove_extra_pips",
-                    "auto_snapshot"):
+        for key in (
+            "pip_non_url",
+            "pip_non_local_url",
+            "pip_local_url",
+            "no_deps",
+            "remove_extra_pips",
+            "auto_snapshot",
+        ):
             if key in norm and norm[key] is not None:
                 if not isinstance(norm[key], bool):
-                    raise TaskInvalid(f"restore option {key} must be true or false, not {norm[key]!r}",
-                                      details={"option": key})
+                    raise TaskInvalid(
+                        f"restore option {key} must be true or false, not {norm[key]!r}", details={"option": key}
+                    )
                 kw[key] = norm[key]
         for key, allowed in (("only", ONLY), ("unlisted", UNLISTED)):
             value = norm.get(key)
             if value in (None, ""):
                 continue
             if value not in allowed:
-                raise TaskInvalid(f"restore option {key}={value!r} is not one of {', '.join(allowed)}",
-                                  details={"option": key, "allowed": list(allowed)})
+                raise TaskInvalid(
+                    f"restore option {key}={value!r} is not one of {', '.join(allowed)}",
+                    details={"option": key, "allowed": list(allowed)},
+                )
             kw[key] = value
         return cls(**kw)
 
@@ -83,18 +103,18 @@ class RestoreOptions(_Record):
 @dataclass(frozen=True)
 class RestoreStep(_Record):
     index: int
-    kind: str                          # one of STEP_KINDS
-    target: str                        # pack name, or "python"
+    kind: str  # one of STEP_KINDS
+    target: str  # pack name, or "python"
     description: str
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RestorePlan(_Record):
-    snapshot: str                      # name or path it was read from
+    snapshot: str  # name or path it was read from
     steps: tuple[RestoreStep, ...]
     options: RestoreOptions
-    notes: tuple[str, ...] = ()        # what is not restored, and why
+    notes: tuple[str, ...] = ()  # what is not restored, and why
     skipped_python: tuple[str, ...] = ()
     diff: SnapshotDiff | None = None
 
@@ -110,15 +130,29 @@ class RestorePlan(_Record):
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"snapshot": self.snapshot, "empty": self.empty, "lines": self.lines(),
-                "steps": [s.to_dict() for s in self.steps], "options": self.options.to_dict(),
-                "notes": list(self.notes), "skipped_python": list(self.skipped_python),
-                "diff": self.diff.to_json() if self.diff is not None else None}
+        return {
+            "snapshot": self.snapshot,
+            "empty": self.empty,
+            "lines": self.lines(),
+            "steps": [s.to_dict() for s in self.steps],
+            "options": self.options.to_dict(),
+            "notes": list(self.notes),
+            "skipped_python": list(self.skipped_python),
+            "diff": self.diff.to_json() if self.diff is not None else None,
+        }
 
 
 def _install_params(w: PackState) -> dict[str, Any]:
-    return {"name": w.name, "kind": w.kind, "url": w.url, "commit": w.commit, "branch": w.branch,
-            "id": w.cnr_id or w.id, "version": w.version, "enabled": w.enabled}
+    return {
+        "name": w.name,
+        "kind": w.kind,
+        "url": w.url,
+        "commit": w.commit,
+        "branch": w.branch,
+        "id": w.cnr_id or w.id,
+        "version": w.version,
+        "enabled": w.enabled,
+    }
 
 
 class _Builder:
@@ -133,8 +167,15 @@ class _Builder:
         cur = change.current
         assert cur is not None
         if mode == "remove":
-            self.add("pack_remove", cur.name, f"remove {cur.describe()} (not in the snapshot)",
-                     name=cur.name, enabled=cur.enabled, key=change.key, version=cur.version)
+            self.add(
+                "pack_remove",
+                cur.name,
+                f"remove {cur.describe()} (not in the snapshot)",
+                name=cur.name,
+                enabled=cur.enabled,
+                key=change.key,
+                version=cur.version,
+            )
         elif mode == "disable" and cur.enabled:
             self.add("pack_disable", cur.name, f"disable {cur.name} (not in the snapshot)", name=cur.name)
         elif mode == "keep" or not cur.enabled:
@@ -144,25 +185,46 @@ class _Builder:
         cur, want = change.current, change.wanted
         assert cur is not None and want is not None
         if want.kind == "git":
-            self.add("pack_checkout", want.name, change.describe(), name=cur.name, url=want.url or cur.url,
-                     commit=want.commit, branch=want.branch)
+            self.add(
+                "pack_checkout",
+                want.name,
+                change.describe(),
+                name=cur.name,
+                url=want.url or cur.url,
+                commit=want.commit,
+                branch=want.branch,
+            )
         elif want.kind == "cnr":
-            self.add("pack_switch", want.name, change.describe(), name=cur.name, id=want.cnr_id or want.id,
-                     version=want.version)
+            self.add(
+                "pack_switch",
+                want.name,
+                change.describe(),
+                name=cur.name,
+                id=want.cnr_id or want.id,
+                version=want.version,
+            )
         else:
-            self.notes.append(f"{want.name}: its content differs from the snapshot, and a {want.kind} pack has "
-                              f"no recorded source to restore it from; reinstall it by hand")
+            self.notes.append(
+                f"{want.name}: its content differs from the snapshot, and a {want.kind} pack has "
+                f"no recorded source to restore it from; reinstall it by hand"
+            )
 
     def install(self, w: PackState) -> None:
         if w.kind == "git" and w.url:
             at = f" at {w.commit[:10]}" if w.commit else " (no commit recorded: default branch)"
             self.add("pack_install", w.name, f"install {w.name} from {w.url}{at}", **_install_params(w))
         elif w.kind == "cnr" and (w.cnr_id or w.id):
-            self.add("pack_install", w.name, f"install {w.cnr_id or w.id}@{w.version or 'latest'} from the registry",
-                     **_install_params(w))
+            self.add(
+                "pack_install",
+                w.name,
+                f"install {w.cnr_id or w.id}@{w.version or 'latest'} from the registry",
+                **_install_params(w),
+            )
         else:
-            self.notes.append(f"{w.name} ({w.kind}) is in the snapshot but not installed, and it has no recorded "
-                              f"source (repository or registry id); install it by hand")
+            self.notes.append(
+                f"{w.name} ({w.kind}) is in the snapshot but not installed, and it has no recorded "
+                f"source (repository or registry id); install it by hand"
+            )
             return
         if not w.enabled:
             self.add("pack_disable", w.name, f"disable {w.name} (disabled in the snapshot)", name=w.name)
@@ -196,8 +258,14 @@ def removable(changes: SnapshotDiff, protected: frozenset[str]) -> tuple[list[st
     return names, kept
 
 
-def build_plan(snapshot: Snapshot, changes: SnapshotDiff, options: RestoreOptions, *, where: str = "",
-               protected: frozenset[str] = frozenset()) -> RestorePlan:
+def build_plan(
+    snapshot: Snapshot,
+    changes: SnapshotDiff,
+    options: RestoreOptions,
+    *,
+    where: str = "",
+    protected: frozenset[str] = frozenset(),
+) -> RestorePlan:
     """The ordered steps that turn the current state (as ``changes`` describes it) into ``snapshot``."""
     b = _Builder()
     if options.only != "pips":
@@ -211,15 +279,24 @@ def build_plan(snapshot: Snapshot, changes: SnapshotDiff, options: RestoreOption
         for key in sorted(per_pack, key=lambda k: per_pack[k][0].name.lower()):
             acts = {c.action: c for c in per_pack[key]}
             moving = acts.get("move")
-            if moving is not None and moving.current is not None and not moving.current.enabled \
-                    and "enable" not in acts:
+            if (
+                moving is not None
+                and moving.current is not None
+                and not moving.current.enabled
+                and "enable" not in acts
+            ):
                 # versions are changed on an enabled pack; it goes back to .disabled/ afterwards
                 acts["enable"] = PackChange("enable", key, moving.current, moving.wanted)
                 acts["disable"] = PackChange("disable", key, moving.current, moving.wanted)
             if "enable" in acts:
                 c = acts["enable"]
-                b.add("pack_enable", c.name, f"enable {c.name}", name=c.current.name if c.current else c.name,
-                      version=c.current.version if c.current else "")
+                b.add(
+                    "pack_enable",
+                    c.name,
+                    f"enable {c.name}",
+                    name=c.current.name if c.current else c.name,
+                    version=c.current.version if c.current else "",
+                )
             if "move" in acts:
                 b.move(acts["move"])
             if "disable" in acts:
@@ -234,21 +311,37 @@ def build_plan(snapshot: Snapshot, changes: SnapshotDiff, options: RestoreOption
         wanted, skipped = python_requirements(changes, kinds)
         if wanted:
             shown = ", ".join(p.requirement for p in wanted[:8]) + (" ..." if len(wanted) > 8 else "")
-            b.add("pip_install", "python", f"install {len(wanted)} python package(s): {shown}",
-                  requirements=[p.requirement for p in wanted], kinds=sorted(kinds))
+            b.add(
+                "pip_install",
+                "python",
+                f"install {len(wanted)} python package(s): {shown}",
+                requirements=[p.requirement for p in wanted],
+                kinds=sorted(kinds),
+            )
         names, kept = removable(changes, protected)
         if options.remove_extra_pips:
             b.notes.extend(kept)
             if names:
-                b.add("pip_uninstall", "python", f"uninstall {len(names)} python package(s) not in the snapshot: "
-                      + ", ".join(names[:8]) + (" ..." if len(names) > 8 else ""), names=names)
+                b.add(
+                    "pip_uninstall",
+                    "python",
+                    f"uninstall {len(names)} python package(s) not in the snapshot: "
+                    + ", ".join(names[:8])
+                    + (" ..." if len(names) > 8 else ""),
+                    names=names,
+                )
         elif names:
-            skipped.append(f"{len(names)} package(s) not in the snapshot are kept: {', '.join(names[:8])}"
-                           + (" ..." if len(names) > 8 else "") + " (pass remove_extra_pips to uninstall them)")
+            skipped.append(
+                f"{len(names)} package(s) not in the snapshot are kept: {', '.join(names[:8])}"
+                + (" ..." if len(names) > 8 else "")
+                + " (pass remove_extra_pips to uninstall them)"
+            )
     elif options.only != "nodes" and not snapshot.python and changes.python:
         b.notes.append("the snapshot recorded no python packages; the environment is left as it is")
     for m in changes.models:
-        b.notes.append(f"{m.describe()}: a restore does not download models; install it from the Models panel "
-                       f"or `cm-cli.py install-model`")
+        b.notes.append(
+            f"{m.describe()}: a restore does not download models; install it from the Models panel "
+            f"or `cm-cli.py install-model`"
+        )
     b.notes.extend(changes.notes)
     return RestorePlan(where, tuple(b.steps), options, tuple(b.notes), tuple(skipped), changes)

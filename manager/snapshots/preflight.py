@@ -30,9 +30,9 @@ __all__ = ["MissingSource", "check_policy", "missing_local_sources", "preflight"
 @dataclass(frozen=True)
 class MissingSource(_Record):
     step: int
-    what: str                          # repository | commit | archive | wheel | file
-    name: str                          # pack or package
-    needed: str                        # URL, commit, requirement or path
+    what: str  # repository | commit | archive | wheel | file
+    name: str  # pack or package
+    needed: str  # URL, commit, requirement or path
     hint: str = ""
 
 
@@ -74,10 +74,14 @@ def check_policy(plan: RestorePlan, policy: PolicyDecision | None) -> None:
             f"restoring needs {len(gits)} install(s) from git URLs ({', '.join(s.target for s in gits[:5])}) and no "
             "allowed security decision was given for the restore"
             + (f": {policy.reason}" if policy is not None and policy.reason else ""),
-            hint=(policy.hint if policy is not None and policy.hint else
-                  "Restore from cm-cli.py or the panel (they ask the security policy: security_level normal or "
-                  "lower), or use a snapshot of registry packs only."),
-            details={"packs": [s.target for s in gits]})
+            hint=(
+                policy.hint
+                if policy is not None and policy.hint
+                else "Restore from cm-cli.py or the panel (they ask the security policy: security_level normal or "
+                "lower), or use a snapshot of registry packs only."
+            ),
+            details={"packs": [s.target for s in gits]},
+        )
 
 
 class _Checker:
@@ -87,7 +91,7 @@ class _Checker:
         self.gate = manager.gate
         self.git_exe = str(manager.config["git_exe"] or "git")
         self.missing: list[MissingSource] = []
-        self.pack_reqs: list[tuple[str, str]] = []          # (pack, requirements.txt text)
+        self.pack_reqs: list[tuple[str, str]] = []  # (pack, requirements.txt text)
 
     def miss(self, step: RestoreStep, what: str, needed: str, hint: str) -> None:
         self.missing.append(MissingSource(step.index, what, step.target, needed, hint))
@@ -106,11 +110,20 @@ class _Checker:
                 self.pack_reqs.append((step.target, _requirements_at(self.git_exe, repo, commit)))
                 return
         if url and self.local_repo(url) is None:
-            self.miss(step, "repository", url, "Offline, a pack comes from a file:// repository: add a mirror_map "
-                      "rule or clone the repository next to the tree and restore from a snapshot that names it.")
+            self.miss(
+                step,
+                "repository",
+                url,
+                "Offline, a pack comes from a file:// repository: add a mirror_map "
+                "rule or clone the repository next to the tree and restore from a snapshot that names it.",
+            )
         else:
-            self.miss(step, "commit", f"{url} {commit[:12]}".strip(),
-                      "The local repository lacks that commit; update the local mirror (git fetch) online.")
+            self.miss(
+                step,
+                "commit",
+                f"{url} {commit[:12]}".strip(),
+                "The local repository lacks that commit; update the local mirror (git fetch) online.",
+            )
 
     def cnr_step(self, step: RestoreStep) -> None:
         from ..operations.ops import Ops
@@ -128,28 +141,36 @@ class _Checker:
         if step.kind == "pack_switch" and version and self._parked(ident, version):
             return
         where = archive or self.manager.layout.cache_dir / "archives" / "cnr" / ident
-        self.miss(step, "archive", f"{ident}@{version or 'latest'}",
-                  f"Run `cm-cli.py install {ident}@{version or 'latest'}` on a machine with network and the same "
-                  f"manager data folder, or copy the registry zip to {where}.")
+        self.miss(
+            step,
+            "archive",
+            f"{ident}@{version or 'latest'}",
+            f"Run `cm-cli.py install {ident}@{version or 'latest'}` on a machine with network and the same "
+            f"manager data folder, or copy the registry zip to {where}.",
+        )
 
     def _parked(self, ident: str, version: str) -> bool:
         inv = self.manager.inventory(with_catalog=False)
-        return any(not p.enabled and (p.cnr_id or p.pack_id).lower() == ident.lower() and p.version == version
-                   for p in inv.packs)
+        return any(
+            not p.enabled and (p.cnr_id or p.pack_id).lower() == ident.lower() and p.version == version
+            for p in inv.packs
+        )
 
     def run(self, inventory_paths: dict[str, Path]) -> None:
         for step in self.plan.steps:
             kind = step.params.get("kind")
             if step.kind == "pack_checkout" or (step.kind == "pack_install" and kind == "git"):
-                installed = inventory_paths.get(str(step.params.get("name") or "")) \
-                    if step.kind == "pack_checkout" else None
+                installed = (
+                    inventory_paths.get(str(step.params.get("name") or "")) if step.kind == "pack_checkout" else None
+                )
                 self.git_step(step, installed)
             elif step.kind == "pack_switch" or (step.kind == "pack_install" and kind == "cnr"):
                 self.cnr_step(step)
 
 
-def _wheel_gaps(manager: Any, plan: RestorePlan, pack_reqs: Sequence[tuple[str, str]],
-                pip_requirements: Sequence[str]) -> list[MissingSource]:
+def _wheel_gaps(
+    manager: Any, plan: RestorePlan, pack_reqs: Sequence[tuple[str, str]], pip_requirements: Sequence[str]
+) -> list[MissingSource]:
     """Requirements (the packs' and the snapshot's pins) the wheelhouse cannot satisfy."""
     from ..deps.plan import PackSource
     from .restore import dependency_installer
@@ -176,17 +197,24 @@ def _wheel_gaps(manager: Any, plan: RestorePlan, pack_reqs: Sequence[tuple[str, 
         req = Requirement(text)
         if req.url:
             if req.url.lower().startswith("file:"):
-                continue                                    # checked as a file below
+                continue  # checked as a file below
             req = Requirement(req.name)
         wanted.append((req, "snapshot"))
     if not wanted:
         return []
     env = installer.environment
     gaps = installer.wheelhouse().missing(wanted, env, env.installed())
-    return [MissingSource(step_index, "wheel", m.needed_by, m.requirement,
-                          "Fill the wheelhouse online: `cm-cli.py download-deps` (or pip download -d <wheelhouse> "
-                          f"{m.requirement})" + (f"; it has {', '.join(m.available)}" if m.available else ""))
-            for m in gaps]
+    return [
+        MissingSource(
+            step_index,
+            "wheel",
+            m.needed_by,
+            m.requirement,
+            "Fill the wheelhouse online: `cm-cli.py download-deps` (or pip download -d <wheelhouse> "
+            f"{m.requirement})" + (f"; it has {', '.join(m.available)}" if m.available else ""),
+        )
+        for m in gaps
+    ]
 
 
 def missing_local_sources(manager: Any, plan: RestorePlan, pip_requirements: Sequence[str]) -> list[MissingSource]:
@@ -202,7 +230,7 @@ def missing_local_sources(manager: Any, plan: RestorePlan, pip_requirements: Seq
     reqs = [] if plan.options.no_deps else checker.pack_reqs
     try:
         missing += _wheel_gaps(manager, plan, reqs, pip_requirements)
-    except ManagerError as exc:                            # e.g. a pack's requirements.txt that cannot be read
+    except ManagerError as exc:  # e.g. a pack's requirements.txt that cannot be read
         missing.append(MissingSource(0, "requirements", exc.details.get("pack", ""), exc.message, exc.hint))
     for text in pip_requirements:
         req = Requirement(text)
@@ -210,13 +238,21 @@ def missing_local_sources(manager: Any, plan: RestorePlan, pip_requirements: Seq
             path = manager.gate.local_path(req.url)
             if not path.exists():
                 step = next((s.index for s in plan.steps if s.kind == "pip_install"), 0)
-                missing.append(MissingSource(step, "file", req.name, str(path),
-                                             "The local file the package was installed from is gone; copy it back."))
+                missing.append(
+                    MissingSource(
+                        step,
+                        "file",
+                        req.name,
+                        str(path),
+                        "The local file the package was installed from is gone; copy it back.",
+                    )
+                )
     return missing
 
 
-def preflight(manager: Any, plan: RestorePlan, pip_requirements: Sequence[str], *,
-              policy: PolicyDecision | None) -> None:
+def preflight(
+    manager: Any, plan: RestorePlan, pip_requirements: Sequence[str], *, policy: PolicyDecision | None
+) -> None:
     """Raise before the first change: denied git installs, or (offline) every missing local source."""
     check_policy(plan, policy)
     if not manager.gate.offline:
@@ -228,5 +264,6 @@ def preflight(manager: Any, plan: RestorePlan, pip_requirements: Sequence[str], 
             f"offline restore cannot start: {len(missing)} source(s) are not available locally: {listing}"
             + (" ..." if len(missing) > 10 else ""),
             hint="Nothing was changed. Fetch the listed items on a machine with network (see each entry's hint), "
-                 "or set network_mode in config.ini.",
-            details={"missing": [m.to_dict() for m in missing]})
+            "or set network_mode in config.ini.",
+            details={"missing": [m.to_dict() for m in missing]},
+        )

@@ -32,7 +32,7 @@ __all__ = ["RestoreResult", "StepOutcome", "plan_restore", "execute_plan", "rest
 @dataclass(frozen=True)
 class StepOutcome(_Record):
     step: RestoreStep
-    status: str                        # done | failed
+    status: str  # done | failed
     seconds: float = 0.0
     result: Mapping[str, Any] | None = None
     error: Mapping[str, Any] | None = None
@@ -50,11 +50,16 @@ class RestoreResult(_Record):
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"snapshot": self.snapshot, "ok": self.ok, "auto_snapshot": self.auto_snapshot,
-                "restart_required": self.restart_required, "notes": list(self.notes),
-                "done": [o.to_dict() for o in self.done],
-                "failed": self.failed.to_dict() if self.failed else None,
-                "not_done": [s.to_dict() for s in self.not_done]}
+        return {
+            "snapshot": self.snapshot,
+            "ok": self.ok,
+            "auto_snapshot": self.auto_snapshot,
+            "restart_required": self.restart_required,
+            "notes": list(self.notes),
+            "done": [o.to_dict() for o in self.done],
+            "failed": self.failed.to_dict() if self.failed else None,
+            "not_done": [s.to_dict() for s in self.not_done],
+        }
 
 
 def dependency_installer(manager: Any) -> Any:
@@ -67,14 +72,21 @@ def dependency_installer(manager: Any) -> Any:
     return DependencyInstaller(policy, manager.gate)
 
 
-def plan_restore(manager: Any, snapshot: Snapshot, options: RestoreOptions | None = None, *, where: str = "",
-                 current: Snapshot | None = None) -> RestorePlan:
+def plan_restore(
+    manager: Any,
+    snapshot: Snapshot,
+    options: RestoreOptions | None = None,
+    *,
+    where: str = "",
+    current: Snapshot | None = None,
+) -> RestorePlan:
     """The restore plan for ``snapshot`` against the tree now; reads only (the dry run)."""
     options = options or RestoreOptions()
     want_python = bool(snapshot.python) and bool(options.pip_kinds())
     if current is None:
-        current = capture(manager, include_python=want_python, include_models=bool(snapshot.models),
-                          strict_python=want_python)
+        current = capture(
+            manager, include_python=want_python, include_models=bool(snapshot.models), strict_python=want_python
+        )
     changes = diff(current, snapshot, python=want_python)
     protected: frozenset[str] = frozenset()
     if want_python and options.remove_extra_pips:
@@ -105,13 +117,15 @@ def _req_line(pkg: PythonPackage, index: int, where: str, installer: Any) -> Any
         raise DepsSourceNotAllowed(
             f"snapshot package {pkg.name} comes from {bare}, outside allowed_pip_sources",
             hint="Add the URL prefix to allowed_pip_sources (or set allow_external_pip = true) in the [security] "
-                 "section of config.ini, or restore without --pip-non-local-url.",
-            details={"package": pkg.name, "source": bare})
+            "section of config.ini, or restore without --pip-non-local-url.",
+            details={"package": pkg.name, "source": bare},
+        )
     return ReqLine(origin, "url", pkg.name, text, Requirement(text), bare)
 
 
-def _pip_install(manager: Any, snapshot: Snapshot, options: RestoreOptions, where: str,
-                 emit: Callable[[str], None]) -> dict[str, Any]:
+def _pip_install(
+    manager: Any, snapshot: Snapshot, options: RestoreOptions, where: str, emit: Callable[[str], None]
+) -> dict[str, Any]:
     from ..deps.plan import DepsPlan, Planner
 
     wanted, skipped = python_requirements(_live_python_changes(manager, snapshot), options.pip_kinds())
@@ -143,15 +157,18 @@ def _pip_uninstall(manager: Any, snapshot: Snapshot, emit: Callable[[str], None]
         cmd = [*choice.command, "uninstall", "-y", *names]
     res = run_streaming(cmd, emit, options=RunOptions())
     if not res.ok:
-        raise DepsInstallFailed(f"{choice.name} failed to uninstall {', '.join(names)} (exit {res.returncode})",
-                                hint="Read the installer output; uninstall the packages by hand if needed.",
-                                details={"command": cmd, "output_tail": list(res.output_tail)})
+        raise DepsInstallFailed(
+            f"{choice.name} failed to uninstall {', '.join(names)} (exit {res.returncode})",
+            hint="Read the installer output; uninstall the packages by hand if needed.",
+            details={"command": cmd, "output_tail": list(res.output_tail)},
+        )
     return {"uninstalled": names, "kept": kept}
 
 
 # --- pack steps --------------------------------------------------------------------------------
-def _pack_step(ops: Any, step: RestoreStep, rep: Any, snapshot: Snapshot, options: RestoreOptions,
-               policy: PolicyDecision | None) -> dict[str, Any]:
+def _pack_step(
+    ops: Any, step: RestoreStep, rep: Any, snapshot: Snapshot, options: RestoreOptions, policy: PolicyDecision | None
+) -> dict[str, Any]:
     from ..operations.install import install
     from ..operations.remove import uninstall
     from ..operations.toggle import disable, enable
@@ -172,14 +189,17 @@ def _pack_step(ops: Any, step: RestoreStep, rep: Any, snapshot: Snapshot, option
         return {**result.to_dict(), **_drop_parked(ops, rep, snapshot, str(p.get("id") or name), result.previous)}
     if step.kind == "pack_install":
         if p.get("kind") == "git":
-            allow = PolicyDecision.allow("snapshot_restore", "git_url",
-                                         f"restoring a snapshot ({policy.reason if policy else 'allowed'})")
+            allow = PolicyDecision.allow(
+                "snapshot_restore", "git_url", f"restoring a snapshot ({policy.reason if policy else 'allowed'})"
+            )
             ref = str(p.get("commit") or p.get("branch") or "") or None
-            return install(ops, str(p["url"]), rep, name=name, ref=ref, policy=allow,
-                           skip_deps=options.no_deps).to_dict()
+            return install(
+                ops, str(p["url"]), rep, name=name, ref=ref, policy=allow, skip_deps=options.no_deps
+            ).to_dict()
         version = str(p.get("version") or "") or "latest"
-        return install(ops, str(p.get("id") or name), rep, version=version, name=name,
-                       skip_deps=options.no_deps).to_dict()
+        return install(
+            ops, str(p.get("id") or name), rep, version=version, name=name, skip_deps=options.no_deps
+        ).to_dict()
     raise ValueError(f"unknown restore step kind {step.kind!r}")
 
 
@@ -189,8 +209,11 @@ def _drop_parked(ops: Any, rep: Any, snapshot: Snapshot, ident: str, previous: s
 
     if not previous or any(not s.enabled and (s.cnr_id or s.id).lower() == ident.lower() for s in snapshot.packs):
         return {}
-    parked = [x for x in ops.inventory().disabled
-              if (x.cnr_id or x.pack_id).lower() == ident.lower() and previous in (x.version, x.cnr_version)]
+    parked = [
+        x
+        for x in ops.inventory().disabled
+        if (x.cnr_id or x.pack_id).lower() == ident.lower() and previous in (x.version, x.cnr_version)
+    ]
     if len(parked) != 1:
         return {}
     res = uninstall(ops, parked[0].name, rep, enabled=False, version=previous)
@@ -206,9 +229,17 @@ def _pip_texts(manager: Any, snapshot: Snapshot, plan: RestorePlan) -> list[str]
     return [p.requirement for p in wanted]
 
 
-def execute_plan(manager: Any, snapshot: Snapshot, plan: RestorePlan, *, ctx: Any = None,
-                 policy: PolicyDecision | None = None, deps_step: Any = None,
-                 auto_snapshot_name: str = "", checked: bool = False) -> RestoreResult:
+def execute_plan(
+    manager: Any,
+    snapshot: Snapshot,
+    plan: RestorePlan,
+    *,
+    ctx: Any = None,
+    policy: PolicyDecision | None = None,
+    deps_step: Any = None,
+    auto_snapshot_name: str = "",
+    checked: bool = False,
+) -> RestoreResult:
     """Run ``plan``'s steps in order; stop at the first failure. Checks (policy, offline sources) run first
     and raise before anything changes. Returns the result; a failed step is in ``result.failed``."""
     from ..operations.ops import Ops
@@ -236,8 +267,9 @@ def execute_plan(manager: Any, snapshot: Snapshot, plan: RestorePlan, *, ctx: An
                 restart = restart or bool(result.get("restart_required", True))
         except ManagerError as exc:
             failed = StepOutcome(step, "failed", time.monotonic() - started, error=exc.to_dict())
-            return RestoreResult(plan.snapshot, False, tuple(done), failed, plan.steps[i + 1:],
-                                 auto_snapshot_name, restart, plan.notes)
+            return RestoreResult(
+                plan.snapshot, False, tuple(done), failed, plan.steps[i + 1 :], auto_snapshot_name, restart, plan.notes
+            )
         done.append(StepOutcome(step, "done", round(time.monotonic() - started, 3), result=result))
     if ctx is not None:
         ctx.progress("done", 100.0, f"restored {plan.snapshot or 'the snapshot'}: {total} step(s)")
@@ -254,15 +286,29 @@ def failure_error(result: RestoreResult) -> SnapshotRestoreFailed:
     return SnapshotRestoreFailed(
         f"restore of {result.snapshot or 'the snapshot'} stopped at step {step.index} ({step.description}): "
         f"{cause.get('message', 'failed')}",
-        hint=(f"{len(result.done)} step(s) were done, {len(result.not_done)} not started. {cause.get('hint', '')} "
-              + (f"The state before the restore is saved as snapshot {result.auto_snapshot}."
-                 if result.auto_snapshot else "")).strip(),
-        details={**result.to_json(), "cause": cause})
+        hint=(
+            f"{len(result.done)} step(s) were done, {len(result.not_done)} not started. {cause.get('hint', '')} "
+            + (
+                f"The state before the restore is saved as snapshot {result.auto_snapshot}."
+                if result.auto_snapshot
+                else ""
+            )
+        ).strip(),
+        details={**result.to_json(), "cause": cause},
+    )
 
 
-def restore(manager: Any, snapshot: Snapshot, options: RestoreOptions | None = None, *, where: str = "",
-            ctx: Any = None, policy: PolicyDecision | None = None, deps_step: Any = None,
-            raise_on_failure: bool = True) -> RestoreResult:
+def restore(
+    manager: Any,
+    snapshot: Snapshot,
+    options: RestoreOptions | None = None,
+    *,
+    where: str = "",
+    ctx: Any = None,
+    policy: PolicyDecision | None = None,
+    deps_step: Any = None,
+    raise_on_failure: bool = True,
+) -> RestoreResult:
     """Plan, check, auto-snapshot (when there is something to do), then execute.
 
     Raises ``snapshot_sources_missing`` / ``policy_denied`` before any change, and
@@ -277,8 +323,9 @@ def restore(manager: Any, snapshot: Snapshot, options: RestoreOptions | None = N
         return RestoreResult(plan.snapshot, True, notes=plan.notes + ("nothing to do",))
     preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy)
     auto_name = auto_snapshot(manager, "restore").name if options.auto_snapshot else ""
-    result = execute_plan(manager, snapshot, plan, ctx=ctx, policy=policy, deps_step=deps_step,
-                          auto_snapshot_name=auto_name, checked=True)
+    result = execute_plan(
+        manager, snapshot, plan, ctx=ctx, policy=policy, deps_step=deps_step, auto_snapshot_name=auto_name, checked=True
+    )
     if not result.ok and raise_on_failure:
         raise failure_error(result)
     return result

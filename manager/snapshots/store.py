@@ -25,8 +25,10 @@ from .model import Snapshot, _Record
 SUFFIXES = (".json", ".yaml", ".yml")
 MAX_FILE_BYTES = 64 << 20
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
-_NAME_HINT = ("Use letters, digits and . _ @ + - only (at most 150 characters, no folders); "
-              "the snapshot is stored in the Manager's snapshots folder.")
+_NAME_HINT = (
+    "Use letters, digits and . _ @ + - only (at most 150 characters, no folders); "
+    "the snapshot is stored in the Manager's snapshots folder."
+)
 
 
 def check_name(name: Any) -> str:
@@ -40,8 +42,14 @@ def check_name(name: Any) -> str:
             break
     if not text:
         raise InvalidName("the snapshot name is empty", hint=_NAME_HINT, details={"name": name})
-    if "/" in text or "\\" in text or ".." in text or os.path.isabs(text) or not _NAME_RE.match(text) \
-            or is_reserved_device_name(text):
+    if (
+        "/" in text
+        or "\\" in text
+        or ".." in text
+        or os.path.isabs(text)
+        or not _NAME_RE.match(text)
+        or is_reserved_device_name(text)
+    ):
         raise InvalidName(f"{name[:80]!r} is not a valid snapshot name", hint=_NAME_HINT, details={"name": name})
     return text
 
@@ -54,12 +62,15 @@ def _local_stamp(created_at: str) -> str:
     return when.strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def parse_snapshot(data: bytes, *, where: str, suffix: str = ".json", stem: str = "",
-                   mtime: float | None = None) -> Snapshot:
+def parse_snapshot(
+    data: bytes, *, where: str, suffix: str = ".json", stem: str = "", mtime: float | None = None
+) -> Snapshot:
     """Read a snapshot document (ours or classic, JSON or YAML); ``SnapshotInvalid`` when it is neither."""
     if len(data) > MAX_FILE_BYTES:
-        raise SnapshotInvalid(f"{where}: larger than {MAX_FILE_BYTES >> 20} MiB; not a snapshot",
-                              details={"where": where, "field": "document"})
+        raise SnapshotInvalid(
+            f"{where}: larger than {MAX_FILE_BYTES >> 20} MiB; not a snapshot",
+            details={"where": where, "field": "document"},
+        )
     is_yaml = suffix.lower() in (".yaml", ".yml")
     try:
         text = data.decode("utf-8-sig")
@@ -72,16 +83,20 @@ def parse_snapshot(data: bytes, *, where: str, suffix: str = ".json", stem: str 
                 raise ValueError(str(exc)) from None
         else:
             doc = json.loads(text)
-    except ValueError as exc:                    # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise SnapshotInvalid(f"{where}: not valid {'YAML' if is_yaml else 'JSON'}: {exc}",
-                              hint="The file is damaged or not a snapshot; take a new one with "
-                                   "`cm-cli.py snapshot save`.",
-                              details={"where": where, "field": "document"}) from None
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise SnapshotInvalid(
+            f"{where}: not valid {'YAML' if is_yaml else 'JSON'}: {exc}",
+            hint="The file is damaged or not a snapshot; take a new one with `cm-cli.py snapshot save`.",
+            details={"where": where, "field": "document"},
+        ) from None
     if is_classic(doc):
         created = created_from_name(stem)
         if created is None and mtime is not None:
-            created = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).isoformat(
-                timespec="microseconds").replace("+00:00", "Z")
+            created = (
+                _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc)
+                .isoformat(timespec="microseconds")
+                .replace("+00:00", "Z")
+            )
         return from_classic(doc, where=where, created_at=created)
     return Snapshot.from_dict(doc, where=where)
 
@@ -95,14 +110,16 @@ def read_snapshot_file(path: str | os.PathLike[str]) -> Snapshot:
             return parse_snapshot(b" " * (MAX_FILE_BYTES + 1), where=str(target))
         data = target.read_bytes()
     except FileNotFoundError:
-        raise NotFound(f"snapshot file {target} does not exist",
-                       hint="Give the path of a snapshot file, or a name from `cm-cli.py snapshot list`.",
-                       details={"path": str(target)}) from None
+        raise NotFound(
+            f"snapshot file {target} does not exist",
+            hint="Give the path of a snapshot file, or a name from `cm-cli.py snapshot list`.",
+            details={"path": str(target)},
+        ) from None
     except OSError as exc:
-        raise SnapshotInvalid(f"{target}: cannot be read ({exc.strerror or exc})",
-                              details={"where": str(target), "field": "document"}) from None
-    return parse_snapshot(data, where=str(target), suffix=target.suffix or ".json", stem=target.stem,
-                          mtime=st.st_mtime)
+        raise SnapshotInvalid(
+            f"{target}: cannot be read ({exc.strerror or exc})", details={"where": str(target), "field": "document"}
+        ) from None
+    return parse_snapshot(data, where=str(target), suffix=target.suffix or ".json", stem=target.stem, mtime=st.st_mtime)
 
 
 def dump(snapshot: Snapshot, fmt: str = "json") -> bytes:
@@ -115,8 +132,9 @@ def dump(snapshot: Snapshot, fmt: str = "json") -> bytes:
 
         return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode("utf-8")
     if fmt != "json":
-        raise SnapshotInvalid(f"unknown snapshot file format {fmt!r}", hint="Use json, yaml or classic.",
-                              details={"field": "format"})
+        raise SnapshotInvalid(
+            f"unknown snapshot file format {fmt!r}", hint="Use json, yaml or classic.", details={"field": "format"}
+        )
     return (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -131,7 +149,7 @@ class StoredSnapshot(_Record):
     origin: str = ""
     size: int = 0
     summary: Mapping[str, Any] = field(default_factory=dict)
-    error: Mapping[str, Any] | None = None      # unreadable files are listed with the reason, not hidden
+    error: Mapping[str, Any] | None = None  # unreadable files are listed with the reason, not hidden
 
     @property
     def auto(self) -> bool:
@@ -156,9 +174,11 @@ class SnapshotStore:
         stored = check_name(name)
         found = self._existing(stored)
         if found is None:
-            raise NotFound(f"no snapshot named {stored!r} in {self.folder}",
-                           hint="List the stored snapshots with `cm-cli.py snapshot list`.",
-                           details={"name": stored, "folder": str(self.folder)})
+            raise NotFound(
+                f"no snapshot named {stored!r} in {self.folder}",
+                hint="List the stored snapshots with `cm-cli.py snapshot list`.",
+                details={"name": stored, "folder": str(self.folder)},
+            )
         return found
 
     def new_name(self, snapshot: Snapshot) -> str:
@@ -180,27 +200,34 @@ class SnapshotStore:
         stored = check_name(name) if name is not None else self.new_name(snapshot)
         existing = self._existing(stored)
         if existing is not None and not overwrite:
-            raise SnapshotExists(f"a snapshot named {stored!r} already exists ({existing})",
-                                 details={"name": stored, "path": str(existing)})
+            raise SnapshotExists(
+                f"a snapshot named {stored!r} already exists ({existing})",
+                details={"name": stored, "path": str(existing)},
+            )
         data = dump(snapshot)
         path = atomic_write_bytes(self.folder / f"{stored}.json", data)
         if existing is not None and existing != path:
-            existing.unlink()                    # the same name stored as YAML before: one file per name
-        return StoredSnapshot(stored, str(path), snapshot.created_at, snapshot.reason, snapshot.origin,
-                              len(data), snapshot.summary())
+            existing.unlink()  # the same name stored as YAML before: one file per name
+        return StoredSnapshot(
+            stored, str(path), snapshot.created_at, snapshot.reason, snapshot.origin, len(data), snapshot.summary()
+        )
 
     @staticmethod
     def export(snapshot: Snapshot, output: str | os.PathLike[str], *, fmt: str | None = None) -> Path:
         """``save --output PATH``: write anywhere (format from ``fmt`` or the suffix: .yaml/.yml -> YAML)."""
         target = Path(output)
         if target.is_dir():
-            raise InvalidName(f"{target} is a folder; give a file path for --output",
-                              hint="For example --output /backups/studio-a.json", details={"path": str(target)})
+            raise InvalidName(
+                f"{target} is a folder; give a file path for --output",
+                hint="For example --output /backups/studio-a.json",
+                details={"path": str(target)},
+            )
         chosen = fmt or ("yaml" if target.suffix.lower() in (".yaml", ".yml") else "json")
         return atomic_write_bytes(target, dump(snapshot, chosen))
 
-    def import_file(self, path: str | os.PathLike[str], name: str | None = None, *,
-                    overwrite: bool = False) -> StoredSnapshot:
+    def import_file(
+        self, path: str | os.PathLike[str], name: str | None = None, *, overwrite: bool = False
+    ) -> StoredSnapshot:
         """Validate a snapshot file (ours or classic, JSON or YAML) and store it under ``name``
         (default: the file's own name); ``cm-cli.py snapshot restore FILE`` restores it by name then."""
         source = Path(path)
@@ -212,13 +239,14 @@ class SnapshotStore:
             data = dump(snap)
         existing = self._existing(stored)
         if existing is not None and not overwrite:
-            raise SnapshotExists(f"a snapshot named {stored!r} already exists ({existing})",
-                                 details={"name": stored, "path": str(existing)})
+            raise SnapshotExists(
+                f"a snapshot named {stored!r} already exists ({existing})",
+                details={"name": stored, "path": str(existing)},
+            )
         target = atomic_write_bytes(self.folder / f"{stored}.json", data)
         if existing is not None and existing != target:
             existing.unlink()
-        return StoredSnapshot(stored, str(target), snap.created_at, snap.reason, snap.origin, len(data),
-                              snap.summary())
+        return StoredSnapshot(stored, str(target), snap.created_at, snap.reason, snap.origin, len(data), snap.summary())
 
     def load(self, name: str) -> Snapshot:
         path = self.path_of(name)
@@ -227,8 +255,11 @@ class SnapshotStore:
     def entries(self) -> list[StoredSnapshot]:
         """Every stored snapshot, newest first; an unreadable file is listed with its error."""
         try:
-            files = [e for e in os.scandir(self.folder)
-                     if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(SUFFIXES)]
+            files = [
+                e
+                for e in os.scandir(self.folder)
+                if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(SUFFIXES)
+            ]
         except FileNotFoundError:
             return []
         out: list[StoredSnapshot] = []
@@ -238,12 +269,18 @@ class SnapshotStore:
             try:
                 snap = read_snapshot_file(path)
             except (SnapshotInvalid, NotFound) as exc:
-                when = _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc).isoformat(
-                    timespec="microseconds").replace("+00:00", "Z")
+                when = (
+                    _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc)
+                    .isoformat(timespec="microseconds")
+                    .replace("+00:00", "Z")
+                )
                 out.append(StoredSnapshot(path.stem, str(path), when, size=st.st_size, error=exc.to_dict()))
                 continue
-            out.append(StoredSnapshot(path.stem, str(path), snap.created_at, snap.reason, snap.origin,
-                                      st.st_size, snap.summary()))
+            out.append(
+                StoredSnapshot(
+                    path.stem, str(path), snap.created_at, snap.reason, snap.origin, st.st_size, snap.summary()
+                )
+            )
         out.sort(key=lambda s: (s.created_at, s.name), reverse=True)
         return out
 

@@ -28,8 +28,16 @@ from support import tools
 from support.standin_host import StandInComfy
 
 CHROMIUM = tools.chromium_path()
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Everything the page asks of a host that is not loopback is aborted (the real frontend asks
 # api.comfy.org for release notes); loopback requests never go through the handler.
@@ -52,6 +60,7 @@ def playwright_driver() -> Iterator[Any]:
     # Module scope, not session: Playwright's sync API keeps an event loop running in this
     # thread while it lives, which would break the pytest-aiohttp tests collected after us.
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as pw:
         yield pw
 
@@ -61,8 +70,8 @@ def browser_context(playwright_driver: Any) -> Iterator[Any]:
     """A fresh chromium profile per test (its own user-data-dir), non-loopback requests aborted."""
     profile = tempfile.mkdtemp(prefix="cm-chromium-")
     ctx = playwright_driver.chromium.launch_persistent_context(
-        profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-        viewport={"width": 1400, "height": 900})
+        profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 900}
+    )
     ctx.route(NOT_LOOPBACK, lambda route: route.abort())
     ctx.set_default_timeout(20_000)
     try:
@@ -95,8 +104,9 @@ def panel_env(tmp_path: Path, channel_db: Path, http_server: Any) -> PanelEnv:
     shutil.copytree(channel_db / "default", channel)
     env = PanelEnv(root=root, channel=channel, config=root / "user" / "__manager" / "config.ini")
     add_local_packs(env, tmp_path / "repos", author="panel-tests")
-    env.write_config(network_mode="public", channel_url=channel.as_uri(), registry_url=http_server.url(""),
-                     security_level="normal")
+    env.write_config(
+        network_mode="public", channel_url=channel.as_uri(), registry_url=http_server.url(""), security_level="normal"
+    )
     return env
 
 
@@ -120,8 +130,12 @@ def standalone(panel_env: PanelEnv, tmp_path: Path) -> Iterator[str]:
     log = (tmp_path / "serve.log").open("w")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("CM_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, str(REPO_ROOT / "cm-cli.py"), "--comfyui", str(panel_env.root),
-                             "serve", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "cm-cli.py"), "--comfyui", str(panel_env.root), "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 30

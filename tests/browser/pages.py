@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "artifacts"
 TEST_PACK_ID = "panel-test-pack"
 SECOND_PACK_ID = "panel-test-pack-two"
-ENTRY = ".offline-manager-entry"          # our action-bar button in the real frontend
+ENTRY = ".offline-manager-entry"  # our action-bar button in the real frontend
 VISIBLE_ROW = ".om-pack-row:not([hidden])"
 
 
@@ -59,13 +59,29 @@ class PanelEnv:
 def add_local_packs(env: PanelEnv, repos: Path, *, author: str) -> None:
     """Two packs in ``env``'s channel, each backed by a local git repo under ``repos`` (offline-safe)."""
     env.repo_url = make_plain_repo(repos / TEST_PACK_ID)
-    env.add_pack({"author": author, "title": "Panel Test Pack", "id": TEST_PACK_ID,
-                  "reference": env.repo_url, "files": [env.repo_url], "install_type": "git-clone",
-                  "description": "A pack from a local git repo. <img src=x onerror=\"window.__xss=1\">"})
+    env.add_pack(
+        {
+            "author": author,
+            "title": "Panel Test Pack",
+            "id": TEST_PACK_ID,
+            "reference": env.repo_url,
+            "files": [env.repo_url],
+            "install_type": "git-clone",
+            "description": 'A pack from a local git repo. <img src=x onerror="window.__xss=1">',
+        }
+    )
     env.repo2_url = make_plain_repo(repos / SECOND_PACK_ID, name=SECOND_PACK_ID)
-    env.add_pack({"author": author, "title": "Panel Test Pack Two", "id": SECOND_PACK_ID,
-                  "reference": env.repo2_url, "files": [env.repo2_url], "install_type": "git-clone",
-                  "description": "A second pack from a local git repo, for batch actions."})
+    env.add_pack(
+        {
+            "author": author,
+            "title": "Panel Test Pack Two",
+            "id": SECOND_PACK_ID,
+            "reference": env.repo2_url,
+            "files": [env.repo2_url],
+            "install_type": "git-clone",
+            "description": "A second pack from a local git repo, for batch actions.",
+        }
+    )
 
 
 def screenshot(page: Any, name: str) -> Path:
@@ -94,7 +110,8 @@ def pack_row(page: Any, pack_id: str) -> Any:
 
 def watch_row_badges(page: Any, pack_id: str) -> None:
     """Record every text the pack's task badge shows (progress is brief: a MutationObserver sees it)."""
-    page.evaluate("""id => {
+    page.evaluate(
+        """id => {
         window.__badges = [];
         const seen = () => {
             const b = document.querySelector(`.om-pack-row[data-pack-id="${id}"]:not([hidden]) .om-task`);
@@ -104,4 +121,6 @@ def watch_row_badges(page: Any, pack_id: str) -> None:
         new MutationObserver(seen).observe(document.querySelector('.om-pack-list'),
             {subtree: true, childList: true, characterData: true, attributes: true});
         seen();
-    }""", pack_id)
+    }""",
+        pack_id,
+    )

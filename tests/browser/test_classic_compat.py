@@ -42,7 +42,7 @@ def test_the_entry_reads_offline_manager(page: Any, comfy: StandInComfy) -> None
     button = page.get_by_role("button", name="Offline Manager", exact=True).and_(page.locator(ENTRY))
     assert button.count() == 1 and button.is_visible()
     assert button.inner_text().strip() == "Offline Manager"
-    assert page.get_by_role("button", name="Manager", exact=True).count() == 0   # ours never says just that
+    assert page.get_by_role("button", name="Manager", exact=True).count() == 0  # ours never says just that
     button.click()
     page.wait_for_selector(VISIBLE_ROW, timeout=60_000)
     screenshot(page, "entry-offline-manager")
@@ -63,18 +63,23 @@ def test_fetchapi_json_sent_as_text_plain_is_accepted(page: Any, comfy: StandInC
 
 
 @pytest.mark.parametrize("evil_host", ["localhost", "127.0.0.1"], ids=["cross-site", "same-site-other-port"])
-def test_a_page_of_another_origin_cannot_make_the_manager_act(page: Any, standalone: str, http_server: Any,
-                                                              evil_host: str) -> None:
+def test_a_page_of_another_origin_cannot_make_the_manager_act(
+    page: Any, standalone: str, http_server: Any, evil_host: str
+) -> None:
     """Against ``cm-cli.py serve``, where our guard is the only one (inside ComfyUI its own origin
     check answers such requests first, unless it runs with --enable-cors-header)."""
     target = standalone + "api/manager/queue/install"
-    http_server.static("/evil.html", f"""<!doctype html><body>
+    http_server.static(
+        "/evil.html",
+        f"""<!doctype html><body>
 <form id=f method=POST enctype=text/plain action="{standalone}manager/queue/install">
 <input name='{{"id":"panel-test-pack","version":"nightly","selected_version":"nightly","x":"' value='"}}'></form>
 <script>
 window.done = fetch({json.dumps(target)}, {{ method: "POST", mode: "no-cors", body: {json.dumps(json.dumps(ROW))} }})
   .then(() => "sent", (e) => String(e));
-</script></body>""", content_type="text/html")
+</script></body>""",
+        content_type="text/html",
+    )
     seen: list[int] = []
     page.on("response", lambda r: seen.append(r.status) if "/manager/queue/install" in r.url else None)
     page.goto(http_server.url("/evil.html").replace("127.0.0.1", evil_host))
@@ -92,10 +97,15 @@ def rebinding_page(playwright_driver: Any) -> Iterator[Any]:
     """Chromium resolving evil.example to 127.0.0.1, as a DNS-rebinding attacker arranges."""
     profile = tempfile.mkdtemp(prefix="cm-chromium-")
     ctx = playwright_driver.chromium.launch_persistent_context(
-        profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1400, "height": 900},
-        args=CHROMIUM_FLAGS + ["--host-resolver-rules=MAP evil.example 127.0.0.1"])
-    ctx.route(re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost|evil\.example)[:/])"),
-              lambda route: route.abort())
+        profile,
+        executable_path=CHROMIUM,
+        headless=True,
+        viewport={"width": 1400, "height": 900},
+        args=CHROMIUM_FLAGS + ["--host-resolver-rules=MAP evil.example 127.0.0.1"],
+    )
+    ctx.route(
+        re.compile(r"^(https?|wss?)://(?!(127\.0\.0\.1|localhost|evil\.example)[:/])"), lambda route: route.abort()
+    )
     try:
         yield ctx.new_page()
     finally:
@@ -107,11 +117,14 @@ def test_a_rebound_host_name_gets_nothing(rebinding_page: Any, comfy: StandInCom
     page = rebinding_page
     page.goto(comfy.url("/offline-manager/v1/status").replace("127.0.0.1", "evil.example"))
     assert "host_not_allowed" in page.content()
-    answers = page.evaluate("""async (row) => {
+    answers = page.evaluate(
+        """async (row) => {
         const read = await fetch('/api/offline-manager/v1/config');
         const write = await fetch('/api/manager/queue/install', { method: 'POST', body: JSON.stringify(row) });
         return [read.status, (await read.json()).error.code, write.status, (await write.json()).error.code];
-    }""", ROW)
+    }""",
+        ROW,
+    )
     assert answers == [403, "host_not_allowed", 403, "host_not_allowed"]
     assert _manager_api(comfy).manager.queue.status()["total_count"] == 0
 
@@ -129,21 +142,25 @@ def offline_comfy(tmp_path: Path) -> Iterator[StandInComfy]:
 
 
 def test_without_a_catalog_the_panel_says_how_to_get_one_and_lists_what_is_installed(
-        page: Any, offline_comfy: StandInComfy) -> None:
+    page: Any, offline_comfy: StandInComfy
+) -> None:
     _boot(page, offline_comfy.url("/"))
     page.locator(ENTRY).first.click()
     notice = page.locator("[data-testid=catalog-missing]")
     notice.wait_for(timeout=60_000)
     text = notice.inner_text()
-    assert "`python cm-cli.py update-cache`" in text and text.count(". ") == 0, text   # one sentence
+    assert "`python cm-cli.py update-cache`" in text and text.count(". ") == 0, text  # one sentence
     row = pack_row(page, "local-pack")
     row.wait_for()
-    assert page.locator("[data-testid=panel-errors] .om-error").count() == 0          # not shown as a failure
+    assert page.locator("[data-testid=panel-errors] .om-error").count() == 0  # not shown as a failure
     screenshot(page, "panel-no-catalog")
     row.get_by_role("button", name="Disable").click()
-    page.wait_for_function("""() => { const b = document.querySelector(
+    page.wait_for_function(
+        """() => { const b = document.querySelector(
         '.om-pack-row[data-pack-id="local-pack"]:not([hidden]) .om-state');
-        return b && !b.hidden && b.textContent.startsWith('disabled'); }""", timeout=60_000)
+        return b && !b.hidden && b.textContent.startsWith('disabled'); }""",
+        timeout=60_000,
+    )
     disabled = offline_comfy.comfy_root / "custom_nodes" / ".disabled" / "local-pack"
     assert disabled.is_dir()
     page.click("[data-tab=models]")

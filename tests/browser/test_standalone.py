@@ -17,7 +17,7 @@ pytestmark = pytest.mark.browser
 def test_standalone_page_lists_searches_and_installs(page: Any, standalone: str) -> None:
     page.goto(standalone)
     page.wait_for_selector(".om-pack-row:not([hidden])", timeout=60_000)
-    assert page.evaluate("typeof window.comfyAPI") == "undefined"          # no ComfyUI on this page
+    assert page.evaluate("typeof window.comfyAPI") == "undefined"  # no ComfyUI on this page
     total = int(page.inner_text("[data-testid=pack-count]").split(" of ")[1].replace(",", ""))
     assert total >= 5800
     search(page, "panel test pack")
@@ -25,10 +25,13 @@ def test_standalone_page_lists_searches_and_installs(page: Any, standalone: str)
     row.get_by_role("button", name="Install").click()
     page.wait_for_function(
         """id => { const b = document.querySelector(`.om-pack-row[data-pack-id="${id}"]:not([hidden]) .om-task`);
-            return b && b.textContent === 'restart required'; }""", arg=TEST_PACK_ID, timeout=60_000)
+            return b && b.textContent === 'restart required'; }""",
+        arg=TEST_PACK_ID,
+        timeout=60_000,
+    )
     prompt = page.locator("[data-testid=restart-prompt]")
     prompt.wait_for(state="visible")
-    assert page.locator("[data-testid=restart-now]").is_hidden()           # standalone cannot restart ComfyUI
-    row.locator(".om-state").filter(has_text="enabled").wait_for(timeout=30_000)   # the list reloaded
+    assert page.locator("[data-testid=restart-now]").is_hidden()  # standalone cannot restart ComfyUI
+    row.locator(".om-state").filter(has_text="enabled").wait_for(timeout=30_000)  # the list reloaded
     assert row.get_by_role("button", name="Disable").is_visible()
     screenshot(page, "standalone")

@@ -26,21 +26,35 @@ ARCHIVES: list[Case] = [
     Case("zip-drive-letter", ArchiveSpec("zip", (Entry("C:/Windows/evil.txt"),)), "archive_unsafe"),
     Case("zip-alternate-data-stream", ArchiveSpec("zip", (Entry("pack/file.txt:evil"),)), "archive_unsafe"),
     Case("zip-empty-name", ArchiveSpec("zip", (Entry("./"),)), "archive_unsafe"),
-    Case("zip-symlink-absolute", ArchiveSpec("zip", (OK, Entry("pack/etc", "symlink", link="/etc"))),
-         "archive_unsafe"),
-    Case("zip-symlink-parent", ArchiveSpec("zip", (Entry("pack/up", "symlink", link="../../../.."),)),
-         "archive_unsafe"),
-    Case("tar-symlink-absolute", ArchiveSpec("tar", (Entry("pack/root", "symlink", link="{abs}"),)),
-         "archive_unsafe"),
-    Case("tar-symlink-chain", ArchiveSpec("tar", (Entry("d1", "dir"), Entry("d1/l1", "symlink", link=".."),
-                                                   Entry("l2", "symlink", link="d1/l1/.."))),
-         "archive_unsafe", "each link looks inside on its own; only the resolved chain escapes"),
-    Case("tar-write-through-symlink", ArchiveSpec("tar", (Entry("out", "symlink", link="{abs}"),
-                                                           Entry("out/payload.txt"))), "archive_unsafe"),
-    Case("tar-hardlink-outside", ArchiveSpec("tar", (Entry("pack/passwd", "hardlink", link="/etc/passwd"),)),
-         "archive_unsafe"),
-    Case("tar-hardlink-inside", ArchiveSpec("tar", (OK, Entry("pack/again", "hardlink", link="pack/__init__.py"))),
-         "archive_unsafe", "hard links are refused outright"),
+    Case("zip-symlink-absolute", ArchiveSpec("zip", (OK, Entry("pack/etc", "symlink", link="/etc"))), "archive_unsafe"),
+    Case(
+        "zip-symlink-parent", ArchiveSpec("zip", (Entry("pack/up", "symlink", link="../../../.."),)), "archive_unsafe"
+    ),
+    Case("tar-symlink-absolute", ArchiveSpec("tar", (Entry("pack/root", "symlink", link="{abs}"),)), "archive_unsafe"),
+    Case(
+        "tar-symlink-chain",
+        ArchiveSpec(
+            "tar", (Entry("d1", "dir"), Entry("d1/l1", "symlink", link=".."), Entry("l2", "symlink", link="d1/l1/.."))
+        ),
+        "archive_unsafe",
+        "each link looks inside on its own; only the resolved chain escapes",
+    ),
+    Case(
+        "tar-write-through-symlink",
+        ArchiveSpec("tar", (Entry("out", "symlink", link="{abs}"), Entry("out/payload.txt"))),
+        "archive_unsafe",
+    ),
+    Case(
+        "tar-hardlink-outside",
+        ArchiveSpec("tar", (Entry("pack/passwd", "hardlink", link="/etc/passwd"),)),
+        "archive_unsafe",
+    ),
+    Case(
+        "tar-hardlink-inside",
+        ArchiveSpec("tar", (OK, Entry("pack/again", "hardlink", link="pack/__init__.py"))),
+        "archive_unsafe",
+        "hard links are refused outright",
+    ),
     Case("tar-char-device", ArchiveSpec("tar", (Entry("pack/null", "chr"),)), "archive_unsafe"),
     Case("tar-fifo", ArchiveSpec("tar", (Entry("pack/pipe", "fifo"),)), "archive_unsafe"),
     Case("zip-fifo", ArchiveSpec("zip", (Entry("pack/pipe", "fifo"),)), "archive_unsafe"),
@@ -48,64 +62,127 @@ ARCHIVES: list[Case] = [
     Case("zip-file-as-parent", ArchiveSpec("zip", (Entry("pack"), Entry("pack/inner.py"))), "archive_unsafe"),
     Case("zip-bomb-ratio", ArchiveSpec("zip", (Entry("pack/zeros.bin", zeros=8 << 20),)), "archive_too_large"),
     Case("tgz-bomb-ratio", ArchiveSpec("tgz", (Entry("pack/zeros.bin", zeros=8 << 20),)), "archive_too_large"),
-    Case("zip-huge-entry", ArchiveSpec("zip", (Entry("pack/big.bin", data=bytes(range(256)) * 400),), limits=TINY),
-         "archive_too_large"),
-    Case("tar-huge-entry", ArchiveSpec("tar", (Entry("pack/big.bin", data=bytes(range(256)) * 400),), limits=TINY),
-         "archive_too_large"),
-    Case("zip-total-too-large", ArchiveSpec("zip", tuple(Entry(f"pack/f{i}.bin", data=bytes(range(256)) * 200)
-                                                        for i in range(3)), limits=TINY), "archive_too_large"),
-    Case("zip-too-many-entries", ArchiveSpec("zip", tuple(Entry(f"pack/f{i}.py") for i in range(20)), limits=TINY),
-         "archive_too_large"),
+    Case(
+        "zip-huge-entry",
+        ArchiveSpec("zip", (Entry("pack/big.bin", data=bytes(range(256)) * 400),), limits=TINY),
+        "archive_too_large",
+    ),
+    Case(
+        "tar-huge-entry",
+        ArchiveSpec("tar", (Entry("pack/big.bin", data=bytes(range(256)) * 400),), limits=TINY),
+        "archive_too_large",
+    ),
+    Case(
+        "zip-total-too-large",
+        ArchiveSpec("zip", tuple(Entry(f"pack/f{i}.bin", data=bytes(range(256)) * 200) for i in range(3)), limits=TINY),
+        "archive_too_large",
+    ),
+    Case(
+        "zip-too-many-entries",
+        ArchiveSpec("zip", tuple(Entry(f"pack/f{i}.py") for i in range(20)), limits=TINY),
+        "archive_too_large",
+    ),
     Case("not-an-archive", ArchiveSpec("raw", raw=b"<html>502 Bad Gateway</html>" * 10), "archive_invalid"),
     Case("truncated-zip", ArchiveSpec("raw", raw=b"PK\x03\x04" + b"\x00" * 40), "archive_invalid"),
 ]
 
 # --- names -----------------------------------------------------------------------------------------
 NODE_IDS: list[Case] = [
-    Case(f"node-id-{label}", value, "invalid_name") for label, value in [
-        ("traversal", "../x"), ("dotdot", ".."), ("empty", ""), ("slash", "a/b"), ("backslash", "a\\b"),
-        ("option", "-rf"), ("very-long", "x" * 300), ("fullwidth", "ｆｕｌｌｗｉｄｔｈ"), ("nul", "a\x00b"),
-        ("bidi-override", "\u202eevil"), ("hidden", ".hidden"), ("newline", "a\nb"), ("not-text", None),
+    Case(f"node-id-{label}", value, "invalid_name")
+    for label, value in [
+        ("traversal", "../x"),
+        ("dotdot", ".."),
+        ("empty", ""),
+        ("slash", "a/b"),
+        ("backslash", "a\\b"),
+        ("option", "-rf"),
+        ("very-long", "x" * 300),
+        ("fullwidth", "ｆｕｌｌｗｉｄｔｈ"),
+        ("nul", "a\x00b"),
+        ("bidi-override", "\u202eevil"),
+        ("hidden", ".hidden"),
+        ("newline", "a\nb"),
+        ("not-text", None),
         ("url", "https://evil.example/x"),
     ]
 ]
 REGISTRY_VERSIONS: list[Case] = [
-    Case(f"version-{label}", value, "invalid_name") for label, value in [
-        ("traversal", "../1.0.0"), ("empty", ""), ("shell", "1.0; rm -rf /"), ("query", "1.0&x=y"),
+    Case(f"version-{label}", value, "invalid_name")
+    for label, value in [
+        ("traversal", "../1.0.0"),
+        ("empty", ""),
+        ("shell", "1.0; rm -rf /"),
+        ("query", "1.0&x=y"),
     ]
 ]
 # Folder names under custom_nodes/ (validate_pack_name, and install's ``name`` parameter)
 PACK_NAMES: list[Case] = [
-    Case(f"pack-name-{label}", value, "invalid_name", known_gap=gap) for label, value, gap in [
-        ("traversal", "../x", ""), ("dotdot", "..", ""), ("empty", "", ""), ("slash", "a/b", ""),
-        ("backslash", "a\\b", ""), ("absolute", "/etc", ""), ("nul", "a\x00b", ""), ("very-long", "x" * 300, ""),
-        ("reserved-con", "CON", ""), ("reserved-nul-ext", "nul.txt", ""), ("reserved-com1", "com1", ""),
-        ("git-dir", ".git", ""), ("staging-folder", ".cm-staging.disabled", ""), ("manager-folder", "__manager", ""),
-        ("disabled-suffix", "pack.disabled", ""), ("trailing-dot", "pack.", ""), ("trailing-space", "pack ", ""),
-        ("newline", "a\nb", ""), ("stream-colon", "a:b", ""), ("not-text", None, ""),
-        ("bidi-override", "\u202eexe.txt", ""), ("zero-width", "pa\u200bck", ""), ("fullwidth-slash", "a\uff0fb", ""),
+    Case(f"pack-name-{label}", value, "invalid_name", known_gap=gap)
+    for label, value, gap in [
+        ("traversal", "../x", ""),
+        ("dotdot", "..", ""),
+        ("empty", "", ""),
+        ("slash", "a/b", ""),
+        ("backslash", "a\\b", ""),
+        ("absolute", "/etc", ""),
+        ("nul", "a\x00b", ""),
+        ("very-long", "x" * 300, ""),
+        ("reserved-con", "CON", ""),
+        ("reserved-nul-ext", "nul.txt", ""),
+        ("reserved-com1", "com1", ""),
+        ("git-dir", ".git", ""),
+        ("staging-folder", ".cm-staging.disabled", ""),
+        ("manager-folder", "__manager", ""),
+        ("disabled-suffix", "pack.disabled", ""),
+        ("trailing-dot", "pack.", ""),
+        ("trailing-space", "pack ", ""),
+        ("newline", "a\nb", ""),
+        ("stream-colon", "a:b", ""),
+        ("not-text", None, ""),
+        ("bidi-override", "\u202eexe.txt", ""),
+        ("zero-width", "pa\u200bck", ""),
+        ("fullwidth-slash", "a\uff0fb", ""),
         ("fullwidth-dots", "\uff0e\uff0e", ""),
     ]
 ]
 # Install specs typed by a user or sent to the queue (a bare word is always an id)
 INSTALL_SPECS: list[Case] = [
-    Case(f"spec-{label}", value, "invalid_name") for label, value in [
-        ("relative-traversal", "../../etc"), ("dotdot", ".."), ("empty", "   "), ("hidden", ".git"),
-        ("staging", ".cm-staging.disabled"), ("bad-version", "pack@../../x"), ("reserved", "CON"),
+    Case(f"spec-{label}", value, "invalid_name")
+    for label, value in [
+        ("relative-traversal", "../../etc"),
+        ("dotdot", ".."),
+        ("empty", "   "),
+        ("hidden", ".git"),
+        ("staging", ".cm-staging.disabled"),
+        ("bad-version", "pack@../../x"),
+        ("reserved", "CON"),
     ]
 ]
 SNAPSHOT_NAMES: list[Case] = [
-    Case(f"snapshot-name-{label}", value, "invalid_name", known_gap=gap) for label, value, gap in [
-        ("traversal", "../x", ""), ("dotdot", "..", ""), ("empty", "", ""), ("only-suffix", ".json", ""),
-        ("slash", "a/b", ""), ("backslash", "a\\b", ""), ("absolute", "/tmp/x", ""), ("nul", "a\x00b", ""),
-        ("very-long", "s" * 300, ""), ("hidden", ".hidden", ""), ("bidi-override", "\u202esnap", ""),
-        ("zero-width", "sn\u200bap", ""), ("newline", "a\nb", ""), ("not-text", None, ""),
-        ("reserved-con", "CON", ""), ("reserved-com1", "com1", ""),
+    Case(f"snapshot-name-{label}", value, "invalid_name", known_gap=gap)
+    for label, value, gap in [
+        ("traversal", "../x", ""),
+        ("dotdot", "..", ""),
+        ("empty", "", ""),
+        ("only-suffix", ".json", ""),
+        ("slash", "a/b", ""),
+        ("backslash", "a\\b", ""),
+        ("absolute", "/tmp/x", ""),
+        ("nul", "a\x00b", ""),
+        ("very-long", "s" * 300, ""),
+        ("hidden", ".hidden", ""),
+        ("bidi-override", "\u202esnap", ""),
+        ("zero-width", "sn\u200bap", ""),
+        ("newline", "a\nb", ""),
+        ("not-text", None, ""),
+        ("reserved-con", "CON", ""),
+        ("reserved-com1", "com1", ""),
     ]
 ]
 # Model entries (save_path, filename) from a channel or an API request; refused before any download
 MODEL_PATHS: list[Case] = [
-    Case(f"model-{label}", (save_path, filename), code) for label, save_path, filename, code in [
+    Case(f"model-{label}", (save_path, filename), code)
+    for label, save_path, filename, code in [
         ("save-path-traversal", "checkpoints/../../..", "m.safetensors", "path_escape"),
         ("save-path-absolute", "/etc", "m.safetensors", "path_escape"),
         ("save-path-drive", "C:\\models", "m.safetensors", "path_escape"),
@@ -139,7 +216,8 @@ PATHS: list[Case] = [
 
 # --- git URLs and refs: GitClient.clone / check_ref, refused before git starts ---------------------
 GIT_URLS: list[Case] = [
-    Case(f"git-url-{label}", value, "git_url_invalid") for label, value in [
+    Case(f"git-url-{label}", value, "git_url_invalid")
+    for label, value in [
         ("upload-pack-option", "--upload-pack=touch pwned"),
         ("upload-pack-spaced", "  --upload-pack=touch pwned"),
         ("short-option", "-u touch"),
@@ -163,16 +241,25 @@ GIT_URLS: list[Case] = [
     ]
 ]
 GIT_REFS: list[Case] = [
-    Case(f"git-ref-{label}", value, "git_ref_invalid") for label, value in [
-        ("upload-pack-option", "--upload-pack=touch pwned"), ("short-option", "-b"), ("dotdot", "a..b"),
-        ("reflog", "HEAD@{1}"), ("lock-suffix", "main.lock"), ("traversal", "refs/../x"), ("space", "a b"),
-        ("tilde", "main~1"), ("hidden-component", ".hidden"), ("empty", ""),
+    Case(f"git-ref-{label}", value, "git_ref_invalid")
+    for label, value in [
+        ("upload-pack-option", "--upload-pack=touch pwned"),
+        ("short-option", "-b"),
+        ("dotdot", "a..b"),
+        ("reflog", "HEAD@{1}"),
+        ("lock-suffix", "main.lock"),
+        ("traversal", "refs/../x"),
+        ("space", "a b"),
+        ("tilde", "main~1"),
+        ("hidden-component", ".hidden"),
+        ("empty", ""),
     ]
 ]
 
 # --- requirements.txt lines of a pack (no allowed extra sources configured) -------------------------
 REQUIREMENTS: list[Case] = [
-    Case(f"req-{label}", line, code) for label, line, code in [
+    Case(f"req-{label}", line, code)
+    for label, line, code in [
         ("index-url", "--index-url https://evil.example/simple", "deps_source_not_allowed"),
         ("index-url-short", "-i https://evil.example/simple", "deps_source_not_allowed"),
         ("extra-index-url", "--extra-index-url https://evil.example/simple", "deps_source_not_allowed"),
@@ -211,12 +298,12 @@ CHANNEL_BODIES: list[Case] = [
     Case("json-empty-body", (b"", None), "channel_data_invalid"),
     Case("json-deep-nesting", (DEEP, None), "channel_data_invalid"),
     Case("json-invalid-utf8", (b'{"custom_nodes": ["\xff\xfe"]}', None), "channel_data_invalid"),
-    Case("json-huge", (b'{"custom_nodes": [' + b'{"title": "x"},' * 20_000 + b'{}]}', 64 * 1024),
-         "response_too_large"),
+    Case("json-huge", (b'{"custom_nodes": [' + b'{"title": "x"},' * 20_000 + b"{}]}", 64 * 1024), "response_too_large"),
 ]
 # Valid JSON of the wrong shape, through Catalog.build(strict=True); payload = (file name, body)
 CATALOG_SHAPES: list[Case] = [
-    Case(f"shape-{label}", (name, body), "channel_data_invalid") for label, name, body in [
+    Case(f"shape-{label}", (name, body), "channel_data_invalid")
+    for label, name, body in [
         ("nodes-top-level-list", "custom-node-list.json", b"[]"),
         ("nodes-null", "custom-node-list.json", b"null"),
         ("nodes-string", "custom-node-list.json", b'"custom_nodes"'),
@@ -228,7 +315,8 @@ CATALOG_SHAPES: list[Case] = [
 ]
 # Registry /nodes pages served by a loopback registry; payload = page body
 REGISTRY_PAGES: list[Case] = [
-    Case(f"registry-{label}", body, "registry_error") for label, body in [
+    Case(f"registry-{label}", body, "registry_error")
+    for label, body in [
         ("page-list", b"[]"),
         ("nodes-string", b'{"nodes": "x", "totalPages": 1}'),
         ("negative-pages", b'{"nodes": [], "totalPages": -1}'),
@@ -242,7 +330,8 @@ REGISTRY_PAGES: list[Case] = [
 
 # --- config.ini ---------------------------------------------------------------------------------
 CONFIG_FILES: list[Case] = [
-    Case(f"config-{label}", text, code) for label, text, code in [
+    Case(f"config-{label}", text, code)
+    for label, text, code in [
         ("bad-choice", "[default]\nnetwork_mode = ofline\n", "config_invalid"),
         ("negative-int", "[default]\ncache_ttl = -5\n", "config_invalid"),
         ("overflow-float-int", "[default]\ncache_ttl = 1e999\n", "config_invalid"),
@@ -262,7 +351,8 @@ CONFIG_FILES: list[Case] = [
 ]
 # Config.save({key: value}) on a valid file: must refuse and leave the file byte for byte
 CONFIG_SAVES: list[Case] = [
-    Case(f"save-{label}", change, code) for label, change, code in [
+    Case(f"save-{label}", change, code)
+    for label, change, code in [
         ("lf-injection", {"network_mode": "offline\nsecurity_level = weak"}, "config_invalid"),
         ("cr-injection", {"network_mode": "offline\r[security]"}, "config_invalid"),
         ("crlf-injection", {"security_level": "weak\r\nallow_pip_install = true"}, "config_invalid"),
@@ -280,8 +370,12 @@ CONFIG_SAVES: list[Case] = [
 
 def all_cases() -> dict[str, list[Case]]:
     """Every list of the corpus by name (for the count check and docs)."""
-    return {name: value for name, value in globals().items()
-            if name.isupper() and isinstance(value, list) and value and isinstance(value[0], Case)}
+    return {
+        name: value
+        for name, value in globals().items()
+        if name.isupper() and isinstance(value, list) and value and isinstance(value[0], Case)
+    }
+
 
 # --- API request bodies (the standalone app; the same route table ComfyUI mounts) -----------------
 V1 = "/offline-manager/v1"
@@ -293,50 +387,160 @@ API_REQUESTS: list[Case] = [
         ("top-level-list", "POST", V1 + "/queue", b"[1, 2]", _JSON, "request_invalid", ""),
         ("top-level-string", "POST", "/customnode/install/git_url", b'"ext::sh -c id"', _JSON, "request_invalid", ""),
         ("invalid-utf8", "POST", V1 + "/queue", b'{"kind": "\xff"}', _JSON, "request_invalid", ""),
-        ("huge-body", "POST", V1 + "/queue", b'{"kind": "install", "target": "' + b"x" * (5 << 20) + b'"}', _JSON,
-         "request_too_large", ""),
+        (
+            "huge-body",
+            "POST",
+            V1 + "/queue",
+            b'{"kind": "install", "target": "' + b"x" * (5 << 20) + b'"}',
+            _JSON,
+            "request_too_large",
+            "",
+        ),
         ("deep-nesting", "POST", V1 + "/queue", DEEP, _JSON, "request_invalid", ""),
         ("deep-nesting-workflow", "POST", V1 + "/workflow/missing", DEEP, _JSON, "request_invalid", ""),
         ("kind-not-text", "POST", V1 + "/queue", b'{"kind": 5, "target": "x"}', _JSON, "request_invalid", ""),
         ("unknown-kind", "POST", V1 + "/queue", b'{"kind": "explode", "target": "x"}', _JSON, "request_invalid", ""),
-        ("params-not-object", "POST", V1 + "/queue", b'{"kind": "install", "target": "x", "params": "no"}', _JSON,
-         "request_invalid", ""),
+        (
+            "params-not-object",
+            "POST",
+            V1 + "/queue",
+            b'{"kind": "install", "target": "x", "params": "no"}',
+            _JSON,
+            "request_invalid",
+            "",
+        ),
         # JSON text is read whatever the label (fetchApi says text/plain); form fields are not JSON
-        ("form-fields", "POST", V1 + "/queue", b"kind=install&target=x", "application/x-www-form-urlencoded",
-         "content_type_refused", ""),
-        ("multipart-fields", "POST", "/manager/queue/install", b'--b\r\nContent-Disposition: form-data; name="id"'
-         b'\r\n\r\nx\r\n--b--\r\n', "multipart/form-data; boundary=b", "content_type_refused", ""),
+        (
+            "form-fields",
+            "POST",
+            V1 + "/queue",
+            b"kind=install&target=x",
+            "application/x-www-form-urlencoded",
+            "content_type_refused",
+            "",
+        ),
+        (
+            "multipart-fields",
+            "POST",
+            "/manager/queue/install",
+            b'--b\r\nContent-Disposition: form-data; name="id"\r\n\r\nx\r\n--b--\r\n',
+            "multipart/form-data; boundary=b",
+            "content_type_refused",
+            "",
+        ),
         ("text-plain-not-json", "POST", "/manager/db_mode", b"value=local", "text/plain", "request_invalid", ""),
         ("config-changes-not-object", "POST", V1 + "/config", b'{"changes": "x"}', _JSON, "request_invalid", ""),
-        ("config-unknown-key", "POST", V1 + "/config", b'{"changes": {"netwrok_mode": "offline"}}', _JSON,
-         "config_unknown_key", ""),
-        ("config-lf-injection", "POST", V1 + "/config",
-         json.dumps({"changes": {"component_policy": "mine\nsecurity_level = weak"}}).encode(), _JSON, "config_invalid", ""),
-        ("config-crlf-injection", "POST", V1 + "/config",
-         json.dumps({"changes": {"db_mode": "local\r\n[security]\r\nallow_pip_install = true"}}).encode(), _JSON,
-         "config_invalid", ""),
-        ("network-mode-injection", "POST", V1 + "/network", json.dumps({"mode": "offline\npublic"}).encode(), _JSON,
-         "request_invalid", ""),
+        (
+            "config-unknown-key",
+            "POST",
+            V1 + "/config",
+            b'{"changes": {"netwrok_mode": "offline"}}',
+            _JSON,
+            "config_unknown_key",
+            "",
+        ),
+        (
+            "config-lf-injection",
+            "POST",
+            V1 + "/config",
+            json.dumps({"changes": {"component_policy": "mine\nsecurity_level = weak"}}).encode(),
+            _JSON,
+            "config_invalid",
+            "",
+        ),
+        (
+            "config-crlf-injection",
+            "POST",
+            V1 + "/config",
+            json.dumps({"changes": {"db_mode": "local\r\n[security]\r\nallow_pip_install = true"}}).encode(),
+            _JSON,
+            "config_invalid",
+            "",
+        ),
+        (
+            "network-mode-injection",
+            "POST",
+            V1 + "/network",
+            json.dumps({"mode": "offline\npublic"}).encode(),
+            _JSON,
+            "request_invalid",
+            "",
+        ),
         ("channel-traversal", "POST", V1 + "/channels", b'{"name": "../../x"}', _JSON, "channel_invalid", ""),
-        ("classic-id-not-text", "POST", "/manager/queue/install", b'{"id": ["x"], "version": 5}', _JSON,
-         "request_invalid", ""),
-        ("model-traversal-unlisted", "POST", "/manager/queue/install_model",
-         json.dumps({"filename": "../../evil.safetensors", "save_path": "default", "name": "x", "type": "checkpoint",
-                     "url": "http://127.0.0.1:9/x"}).encode(), _JSON, "not_found", ""),
-        ("git-url-option-injection", "POST", "/customnode/install/git_url",
-         b'{"url": "--upload-pack=touch /tmp/pwned"}', _JSON, "security_denied", ""),
-        ("pip-index-injection", "POST", "/customnode/install/pip",
-         b'{"packages": "--index-url https://evil.example/simple x"}', _JSON, "security_denied", ""),
+        (
+            "classic-id-not-text",
+            "POST",
+            "/manager/queue/install",
+            b'{"id": ["x"], "version": 5}',
+            _JSON,
+            "request_invalid",
+            "",
+        ),
+        (
+            "model-traversal-unlisted",
+            "POST",
+            "/manager/queue/install_model",
+            json.dumps(
+                {
+                    "filename": "../../evil.safetensors",
+                    "save_path": "default",
+                    "name": "x",
+                    "type": "checkpoint",
+                    "url": "http://127.0.0.1:9/x",
+                }
+            ).encode(),
+            _JSON,
+            "not_found",
+            "",
+        ),
+        (
+            "git-url-option-injection",
+            "POST",
+            "/customnode/install/git_url",
+            b'{"url": "--upload-pack=touch /tmp/pwned"}',
+            _JSON,
+            "security_denied",
+            "",
+        ),
+        (
+            "pip-index-injection",
+            "POST",
+            "/customnode/install/pip",
+            b'{"packages": "--index-url https://evil.example/simple x"}',
+            _JSON,
+            "security_denied",
+            "",
+        ),
         ("query-choice", "GET", V1 + "/packs?mode=evil", None, None, "request_invalid", ""),
         ("path-traversal-id", "GET", V1 + "/packs/..%2F..%2Fetc", None, None, "not_found", ""),
         # pack ids are checked when queued, before any task exists
-        ("task-install-traversal", "POST", V1 + "/queue", json.dumps({"kind": "install", "target": "../../etc"}).encode(),
-         _JSON, "invalid_name", ""),
-        ("task-install-hidden", "POST", V1 + "/queue",
-         json.dumps({"kind": "install", "target": ".cm-staging.disabled"}).encode(), _JSON, "invalid_name", ""),
-        ("task-classic-install-traversal", "POST", "/manager/queue/install",
-         json.dumps({"id": "../../x", "version": "nightly", "selected_version": "nightly"}).encode(), _JSON,
-         "invalid_name", ""),
+        (
+            "task-install-traversal",
+            "POST",
+            V1 + "/queue",
+            json.dumps({"kind": "install", "target": "../../etc"}).encode(),
+            _JSON,
+            "invalid_name",
+            "",
+        ),
+        (
+            "task-install-hidden",
+            "POST",
+            V1 + "/queue",
+            json.dumps({"kind": "install", "target": ".cm-staging.disabled"}).encode(),
+            _JSON,
+            "invalid_name",
+            "",
+        ),
+        (
+            "task-classic-install-traversal",
+            "POST",
+            "/manager/queue/install",
+            json.dumps({"id": "../../x", "version": "nightly", "selected_version": "nightly"}).encode(),
+            _JSON,
+            "invalid_name",
+            "",
+        ),
     ]
 ]
 
@@ -348,8 +552,13 @@ API_HEADERS: list[Case] = [
     Case(f"headers-{label}", (headers, method, path), code)
     for label, headers, method, path, code in [
         ("rebind-name", {"Host": "evil.example:{port}"}, "GET", V1 + "/config", "host_not_allowed"),
-        ("rebind-page", {"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}", **_PAGE},
-         "POST", V1 + "/queue/reset", "host_not_allowed"),
+        (
+            "rebind-page",
+            {"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}", **_PAGE},
+            "POST",
+            V1 + "/queue/reset",
+            "host_not_allowed",
+        ),
         ("rebind-no-port", {"Host": "evil.example"}, "GET", "/customnode/installed", "host_not_allowed"),
         ("loopback-prefix", {"Host": "127.0.0.1.evil.example:{port}"}, "GET", V1 + "/status", "host_not_allowed"),
         ("localhost-prefix", {"Host": "localhost.evil.example:{port}"}, "GET", V1 + "/status", "host_not_allowed"),
@@ -360,20 +569,45 @@ API_HEADERS: list[Case] = [
         ("bad-port", {"Host": "127.0.0.1:99999"}, "GET", V1 + "/status", "host_not_allowed"),
         ("empty-host", {"Host": ""}, "GET", V1 + "/status", "host_not_allowed"),
         ("userinfo-host", {"Host": "127.0.0.1@evil.example"}, "GET", V1 + "/status", "host_not_allowed"),
-        ("ws-rebind", {"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}"}, "GET", "/ws",
-         "host_not_allowed"),
+        (
+            "ws-rebind",
+            {"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}"},
+            "GET",
+            "/ws",
+            "host_not_allowed",
+        ),
         ("origin-null", {"Origin": "null"}, "POST", "/manager/queue/start", "cross_origin_denied"),
         ("origin-other", {"Origin": "http://evil.example"}, "POST", "/api/manager/reboot", "cross_origin_denied"),
-        ("origin-suffix", {"Origin": "http://127.0.0.1:{port}.evil.example"}, "POST", V1 + "/queue/reset",
-         "cross_origin_denied"),
-        ("origin-userinfo", {"Origin": "http://127.0.0.1:{port}@evil.example"}, "POST", V1 + "/queue/reset",
-         "cross_origin_denied"),
+        (
+            "origin-suffix",
+            {"Origin": "http://127.0.0.1:{port}.evil.example"},
+            "POST",
+            V1 + "/queue/reset",
+            "cross_origin_denied",
+        ),
+        (
+            "origin-userinfo",
+            {"Origin": "http://127.0.0.1:{port}@evil.example"},
+            "POST",
+            V1 + "/queue/reset",
+            "cross_origin_denied",
+        ),
         ("origin-garbage", {"Origin": "http://127.0.0.1:port"}, "POST", V1 + "/queue/reset", "cross_origin_denied"),
         ("fetch-cross-site", {"Sec-Fetch-Site": "cross-site"}, "POST", "/snapshot/save", "cross_origin_denied"),
-        ("fetch-same-site", {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1"}, "POST",
-         "/manager/queue/reset", "cross_origin_denied"),
-        ("get-write-cross-site", {"Sec-Fetch-Site": "cross-site"}, "GET", "/manager/share_option?value=none",
-         "cross_origin_denied"),
+        (
+            "fetch-same-site",
+            {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1"},
+            "POST",
+            "/manager/queue/reset",
+            "cross_origin_denied",
+        ),
+        (
+            "get-write-cross-site",
+            {"Sec-Fetch-Site": "cross-site"},
+            "GET",
+            "/manager/share_option?value=none",
+            "cross_origin_denied",
+        ),
         ("ws-foreign-page", {"Origin": "http://evil.example"}, "GET", "/ws", "cross_origin_denied"),
     ]
 ]

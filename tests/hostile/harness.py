@@ -36,7 +36,7 @@ class Case:
     payload: Any
     code: str
     note: str = ""
-    known_gap: str = ""         # a finding not fixed yet: the case runs as a strict xfail
+    known_gap: str = ""  # a finding not fixed yet: the case runs as a strict xfail
 
     def param(self) -> Any:
         marks = [pytest.mark.xfail(strict=True, reason=self.known_gap)] if self.known_gap else []
@@ -80,8 +80,9 @@ class Sealed:
     def snapshot(self) -> dict[str, str]:
         return treesum.listing(self.root)
 
-    def refuses(self, code: str, action: Callable[[], Any], *, allowed: tuple[str, ...] = (),
-                no_spawn: bool = False) -> ManagerError:
+    def refuses(
+        self, code: str, action: Callable[[], Any], *, allowed: tuple[str, ...] = (), no_spawn: bool = False
+    ) -> ManagerError:
         """Run ``action``; it must raise a ManagerError with ``code`` and a hint, and leave every
         file of the tmp tree as it was except below ``allowed`` (paths relative to ``root``)."""
         before = self.snapshot()
@@ -120,15 +121,15 @@ class Entry:
     """An archive member. ``name`` may hold ``{abs}``: the absolute tmp root (absolute-path cases)."""
 
     name: str
-    kind: str = "file"          # file | dir | symlink | hardlink | chr | fifo
+    kind: str = "file"  # file | dir | symlink | hardlink | chr | fifo
     data: bytes = b"x\n"
-    zeros: int = 0              # > 0: a file of that many zero bytes (compresses ~1000:1)
+    zeros: int = 0  # > 0: a file of that many zero bytes (compresses ~1000:1)
     link: str = ""
 
 
 @dataclass(frozen=True)
 class ArchiveSpec:
-    fmt: str                    # zip | tar | tgz | raw
+    fmt: str  # zip | tar | tgz | raw
     entries: tuple[Entry, ...] = ()
     raw: bytes = b""
     limits: dict[str, Any] | None = None
@@ -149,7 +150,7 @@ def build_archive(spec: ArchiveSpec, folder: Path, abs_root: Path) -> Path:
     if spec.fmt == "zip":
         path = folder / "pack.zip"
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)    # duplicate names are one of the attacks
+            warnings.simplefilter("ignore", UserWarning)  # duplicate names are one of the attacks
             for e in spec.entries:
                 info = zipfile.ZipInfo(sub(e.name))
                 info.create_system = 3

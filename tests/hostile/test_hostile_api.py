@@ -11,17 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from hostile import cases as C
+from hostile.harness import Case
 from manager.api.standalone import build_app
 from manager.errors import error_codes
 from support import treesum
 from support.api_tree import demo_root, make_api, write_config
 
-from hostile import cases as C
-from hostile.harness import Case
-
 pytestmark = pytest.mark.hostile
 LOCKS = "demo/ComfyUI/user/__manager/locks"
-AUDIT = "demo/ComfyUI/user/__manager/logs"      # refused requests are audited (docs/api.md, Audit log)
+AUDIT = "demo/ComfyUI/user/__manager/logs"  # refused requests are audited (docs/api.md, Audit log)
 
 
 @pytest.fixture

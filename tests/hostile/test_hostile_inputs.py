@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hostile import cases as C
+from hostile.harness import Case, Sealed, build_archive, make_sealed
 from manager.archive import ArchiveLimits, extract_archive
 from manager.catalog import Catalog, ChannelFiles
 from manager.channel_cache import ChannelCache
@@ -29,9 +31,6 @@ from manager.records import Channel, ModelEntry, PolicyDecision
 from manager.registry import RegistryClient, validate_node_id, validate_version
 from manager.snapshots.model import Snapshot
 from manager.snapshots.store import SnapshotStore
-
-from hostile import cases as C
-from hostile.harness import Case, Sealed, build_archive, make_sealed
 
 pytestmark = pytest.mark.hostile
 
@@ -72,7 +71,7 @@ def test_archive_refused(case: Case, sealed: Sealed) -> None:
 def test_node_id_refused(case: Case, sealed: Sealed) -> None:
     sealed.refuses(case.code, lambda: validate_node_id(case.payload))
     client = RegistryClient("http://127.0.0.1:9", public_gate())
-    sealed.refuses(case.code, lambda: client.install_url(case.payload))   # never reaches a URL
+    sealed.refuses(case.code, lambda: client.install_url(case.payload))  # never reaches a URL
 
 
 @pytest.mark.offline_suite
@@ -88,8 +87,8 @@ def test_registry_version_refused(case: Case, sealed: Sealed) -> None:
 def test_pack_folder_name_refused(case: Case, sealed: Sealed) -> None:
     sealed.refuses(case.code, lambda: validate_pack_name(case.payload))
     if not isinstance(case.payload, str) or not case.payload:
-        return              # install(name=None/"") means "derive the name", not a name
-    source = sealed.root / "source-pack"        # a real local folder; only the name is hostile
+        return  # install(name=None/"") means "derive the name", not a name
+    source = sealed.root / "source-pack"  # a real local folder; only the name is hostile
     source.mkdir(exist_ok=True)
     (source / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
     ops = Ops(Manager.standalone(sealed.layout.comfyui_root, env={}))
@@ -109,7 +108,7 @@ def test_install_spec_refused(case: Case, sealed: Sealed) -> None:
 def test_snapshot_name_refused(case: Case, sealed: Sealed) -> None:
     store = SnapshotStore(sealed.layout.snapshots_dir)
     snap = Snapshot(created_at="2026-01-01T00:00:00Z")
-    if case.payload is not None:      # save(name=None) means "pick a name"
+    if case.payload is not None:  # save(name=None) means "pick a name"
         sealed.refuses(case.code, lambda: store.save(snap, case.payload))
     sealed.refuses(case.code, lambda: store.remove(case.payload))
     assert not sealed.layout.snapshots_dir.exists()
@@ -119,8 +118,9 @@ def test_snapshot_name_refused(case: Case, sealed: Sealed) -> None:
 def test_model_path_refused_before_download(case: Case, sealed: Sealed, http_server) -> None:
     save_path, filename = case.payload
     http_server.static("/m.safetensors", b"weights")
-    entry = ModelEntry(name="hostile", type="checkpoint", filename=filename, url=http_server.url("/m.safetensors"),
-                       save_path=save_path)
+    entry = ModelEntry(
+        name="hostile", type="checkpoint", filename=filename, url=http_server.url("/m.safetensors"), save_path=save_path
+    )
     manager = Manager.standalone(sealed.layout.comfyui_root, env={})
     sealed.refuses(case.code, lambda: run_sync(install_model(manager, entry)))
     assert http_server.requests == [], "nothing may be fetched for a refused model path"
@@ -146,8 +146,9 @@ def test_path_outside_tree_refused(case: Case, sealed: Sealed) -> None:
 
 
 # custom extraction limits are not an install parameter: those cases run only above
-@pytest.mark.parametrize("case", [c.param() for c in C.ARCHIVES if c.payload.fmt in ("zip", "tgz", "raw")
-                                  and not c.payload.limits])
+@pytest.mark.parametrize(
+    "case", [c.param() for c in C.ARCHIVES if c.payload.fmt in ("zip", "tgz", "raw") and not c.payload.limits]
+)
 @pytest.mark.offline_suite
 def test_archive_refused_through_install(case: Case, sealed: Sealed) -> None:
     """The same archives, installed as a local archive: the operation fails with the archive's
@@ -174,8 +175,8 @@ def test_git_url_refused_before_git_runs(case: Case, sealed: Sealed) -> None:
 def test_git_ref_refused_before_git_runs(case: Case, sealed: Sealed) -> None:
     sealed.refuses(case.code, lambda: check_ref(case.payload))
     if not case.payload:
-        return      # clone(ref="") means "the default branch", not a ref named ""
-    repo = sealed.root / "repo"          # a real local source, so only the ref is wrong
+        return  # clone(ref="") means "the default branch", not a ref named ""
+    repo = sealed.root / "repo"  # a real local source, so only the ref is wrong
     repo.mkdir(exist_ok=True)
     client = GitClient(public_gate())
     dest = sealed.layout.staging_dir / "clone"
@@ -188,10 +189,11 @@ def test_git_ref_refused_before_git_runs(case: Case, sealed: Sealed) -> None:
 def test_requirement_line_refused(case: Case, sealed: Sealed) -> None:
     pack = sealed.layout.custom_nodes / "existing-pack"
     (pack / "requirements.txt").write_text("packaging>=23\n" + case.payload + "\n", encoding="utf-8")
-    (sealed.root / "outside.txt").write_text("numpy\n")          # a real target for -r escapes
+    (sealed.root / "outside.txt").write_text("numpy\n")  # a real target for -r escapes
     (sealed.root / "outside.whl").write_bytes(b"PK")
-    err = sealed.refuses(case.code, lambda: parse_requirements_file(pack / "requirements.txt",
-                                                                    pack="existing-pack", pack_dir=pack))
+    err = sealed.refuses(
+        case.code, lambda: parse_requirements_file(pack / "requirements.txt", pack="existing-pack", pack_dir=pack)
+    )
     assert "line 2" in err.message, "the error must name the offending line"
 
 

@@ -28,8 +28,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="module", params=HOST_VERSIONS)
-def real_comfy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-               channel_db: Path) -> Iterator[realhost.RealComfyUI]:
+def real_comfy(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, channel_db: Path
+) -> Iterator[realhost.RealComfyUI]:
     """A started real ComfyUI per version, offline, with a file:// channel and local pack repos."""
     version = request.param
     need_host(version)

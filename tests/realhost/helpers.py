@@ -49,8 +49,9 @@ def start_or_skip(workdir: Path, version: str, **kwargs: Any) -> realhost.RealCo
 
 
 @contextlib.contextmanager
-def channel_host(workdir: Path, channel_db: Path, version: str, label: str,
-                 **kwargs: Any) -> Iterator[realhost.RealComfyUI]:
+def channel_host(
+    workdir: Path, channel_db: Path, version: str, label: str, **kwargs: Any
+) -> Iterator[realhost.RealComfyUI]:
     """A started real ComfyUI, offline, over a file:// channel with local pack repos; stopped and
     its log kept as ``label`` afterwards. ``kwargs`` go to ``start_comfyui`` (extra_nodes, ...)."""
     env = channel_env(workdir, channel_db)

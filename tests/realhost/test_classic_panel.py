@@ -58,14 +58,16 @@ def classic_panel_folder(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module", params=HOST_VERSIONS)
-def classic_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 channel_db: Path) -> Iterator[realhost.RealComfyUI]:
+def classic_host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, channel_db: Path
+) -> Iterator[realhost.RealComfyUI]:
     """The real ComfyUI, offline, with us (default install) and the classic panel's JS beside us."""
     version = request.param
     need_host(version, browser=True)
     workdir = tmp_path_factory.mktemp(f"classic-panel-{version}")
-    with channel_host(workdir, channel_db, version, f"classic-panel-{version}",
-                      extra_nodes=[classic_panel_folder(workdir)]) as host:
+    with channel_host(
+        workdir, channel_db, version, f"classic-panel-{version}", extra_nodes=[classic_panel_folder(workdir)]
+    ) as host:
         yield host
 
 
@@ -103,7 +105,7 @@ class Recorder:
         cdp.on("Network.responseReceived", self._answered)
         cdp.on("Network.loadingFailed", self._failed)
         cdp.send("Runtime.enable")
-        cdp.send("Runtime.setAsyncCallStackDepth", {"maxDepth": 32})   # fetchApi is async: keep its caller
+        cdp.send("Runtime.setAsyncCallStackDepth", {"maxDepth": 32})  # fetchApi is async: keep its caller
         cdp.send("Network.enable")
 
     def _sent(self, ev: dict[str, Any]) -> None:
@@ -111,9 +113,12 @@ class Recorder:
         if not url.startswith(self.base) or ev.get("type") == "WebSocket":
             return
         headers = {k.lower(): v for k, v in ev["request"].get("headers", {}).items()}
-        self.calls[ev["requestId"]] = Call(ev["request"]["method"], url[len(self.base):],
-                                           SCRIPT_MARK in json.dumps(ev.get("initiator", {})),
-                                           headers.get("content-type", ""))
+        self.calls[ev["requestId"]] = Call(
+            ev["request"]["method"],
+            url[len(self.base) :],
+            SCRIPT_MARK in json.dumps(ev.get("initiator", {})),
+            headers.get("content-type", ""),
+        )
 
     def _answered(self, ev: dict[str, Any]) -> None:
         if ev["requestId"] in self.calls:
@@ -164,8 +169,11 @@ class ClassicPanel:
         self.page.locator("#cm-manager-dialog").get_by_role("button", name="Custom Nodes Manager").click()
         t0 = time.monotonic()
         status = self.page.locator("#cn-manager-dialog .cn-manager-status")
-        self.until("/^[\\d,]+ custom nodes$/.test(document.querySelector('#cn-manager-dialog .cn-manager-status')"
-                   "?.textContent || '')", "the grid's rows")
+        self.until(
+            "/^[\\d,]+ custom nodes$/.test(document.querySelector('#cn-manager-dialog .cn-manager-status')"
+            "?.textContent || '')",
+            "the grid's rows",
+        )
         seconds = time.monotonic() - t0
         self.page.locator("#cn-manager-dialog .tg-row").first.wait_for()
         found = GRID_STATUS.match(status.inner_text().strip())
@@ -178,8 +186,9 @@ class ClassicPanel:
         t0 = time.monotonic()
         self.page.fill("#cn-manager-dialog .cn-manager-keywords", text)
         # the grid filters on the input event, then rewrites its count
-        self.page.wait_for_function("([sel, before]) => document.querySelector(sel).textContent !== before",
-                                    arg=[status, before])
+        self.page.wait_for_function(
+            "([sel, before]) => document.querySelector(sel).textContent !== before", arg=[status, before]
+        )
         seconds = time.monotonic() - t0
         found = GRID_STATUS.match(self.page.inner_text(status).strip())
         assert found, self.page.inner_text(status)
@@ -218,8 +227,10 @@ class ClassicPanel:
 
     def wait_done(self, pack_id: str) -> None:
         """The task ran: the row says "Restart Required" and the footer offers "Restart"."""
-        self.until("getComputedStyle(document.querySelector('#cn-manager-dialog .cn-manager-restart')).display"
-                   " !== 'none'", f"the task on {pack_id}")
+        self.until(
+            "getComputedStyle(document.querySelector('#cn-manager-dialog .cn-manager-restart')).display !== 'none'",
+            f"the task on {pack_id}",
+        )
         self.row(pack_id).filter(has_text="Restart Required").first.wait_for(timeout=OP_TIMEOUT)
 
     def restart_and_refresh(self) -> float:
@@ -229,7 +240,7 @@ class ClassicPanel:
         self.page.locator("#cn-manager-dialog .cn-manager-restart").click()
         self.confirm("reboot the server")
         refresh = self.page.get_by_role("dialog").filter(has_text="refresh the browser")
-        refresh.wait_for(timeout=OP_TIMEOUT)           # asked once ComfyUI's socket reconnects
+        refresh.wait_for(timeout=OP_TIMEOUT)  # asked once ComfyUI's socket reconnects
         with self.page.expect_navigation(timeout=60_000):
             refresh.get_by_role("button", name="Confirm").click()
         self.page.get_by_role("button", name="ComfyUI Manager", exact=True).wait_for(timeout=60_000)
@@ -240,13 +251,16 @@ class ClassicPanel:
 
 def _on_disk(host: realhost.RealComfyUI) -> tuple[list[str], list[str]]:
     """The test pack's folders: (active in custom_nodes/, parked in custom_nodes/.disabled/)."""
+
     def ours(folder: Path) -> list[str]:
         return sorted(p.name for p in folder.iterdir() if p.name.lower().startswith("panel")) if folder.is_dir() else []
+
     return ours(host.custom_nodes), ours(host.custom_nodes / ".disabled")
 
 
 def test_the_classic_panel_installs_disables_enables_and_uninstalls_through_our_routes(
-        classic_host: realhost.RealComfyUI, page: Any) -> None:
+    classic_host: realhost.RealComfyUI, page: Any
+) -> None:
     host = classic_host
     tag = host.version
     recorder = Recorder(host.base_url)
@@ -265,7 +279,7 @@ def test_the_classic_panel_installs_disables_enables_and_uninstalls_through_our_
     ui.shot("grid")
 
     shown, timings["search_s"] = ui.search("panel test pack")
-    assert shown == 2                                  # both test packs, nothing else
+    assert shown == 2  # both test packs, nothing else
     assert ui.buttons(TEST_PACK_ID) == ["Install"]
     ui.shot("search")
 
@@ -275,7 +289,7 @@ def test_the_classic_panel_installs_disables_enables_and_uninstalls_through_our_
     active, parked = _on_disk(host)
     assert active == [TEST_PACK_ID] and parked == []
     assert (host.custom_nodes / TEST_PACK_ID / "__init__.py").is_file()
-    assert (host.custom_nodes / TEST_PACK_ID / ".git").is_dir()          # a clone of the local source
+    assert (host.custom_nodes / TEST_PACK_ID / ".git").is_dir()  # a clone of the local source
     ui.shot("installed")
     timings["restart_s"] = [ui.restart_and_refresh()]
 
@@ -285,7 +299,7 @@ def test_the_classic_panel_installs_disables_enables_and_uninstalls_through_our_
     ui.click(TEST_PACK_ID, "disable")
     ui.wait_done(TEST_PACK_ID)
     active, parked = _on_disk(host)
-    assert active == [] and len(parked) == 1            # our disabled layout: parked under .disabled/
+    assert active == [] and len(parked) == 1  # our disabled layout: parked under .disabled/
     assert (host.custom_nodes / ".disabled" / parked[0] / "__init__.py").is_file()
     ui.shot("disabled")
     timings["restart_s"].append(ui.restart_and_refresh())
@@ -311,17 +325,25 @@ def test_the_classic_panel_installs_disables_enables_and_uninstalls_through_our_
 
     ui.open_grid()
     ui.search("panel test pack")
-    assert ui.buttons(TEST_PACK_ID) == ["Install"]      # the grid agrees with the disk
+    assert ui.buttons(TEST_PACK_ID) == ["Install"]  # the grid agrees with the disk
     ui.shot("after")
 
     report = ARTIFACTS / "realhost" / f"classic-panel-{tag}-requests.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     calls = recorder.classic()
-    report.write_text(json.dumps({"timings": timings, "calls": [str(c) for c in calls],
-                                         "page_errors": ui.errors, "alerts": ui.alerts}, indent=1), encoding="utf-8")
-    print(f"\nclassic panel on ComfyUI {tag}: grid showed {total:,} rows {timings['click_to_rows_s']:.2f} s after "
-          f"the click; search {timings['search_s']:.2f} s; restarts "
-          + ", ".join(f"{s:.1f}" for s in timings["restart_s"]) + " s")
+    report.write_text(
+        json.dumps(
+            {"timings": timings, "calls": [str(c) for c in calls], "page_errors": ui.errors, "alerts": ui.alerts},
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
+    print(
+        f"\nclassic panel on ComfyUI {tag}: grid showed {total:,} rows {timings['click_to_rows_s']:.2f} s after "
+        f"the click; search {timings['search_s']:.2f} s; restarts "
+        + ", ".join(f"{s:.1f}" for s in timings["restart_s"])
+        + " s"
+    )
 
     # every request of the classic JS was answered, and none with an error
     bad = [str(c) for c in calls if c.status is None or c.status >= 400]

@@ -29,7 +29,7 @@ from support.realhost_env import HOST_VERSIONS
 CLASSIC = "custom_nodes/ComfyUI-Manager-3.41"
 PACKAGE = "comfyui_manager (installed package)"
 OUR_FILE = "offline-manager.ini"
-CLASSIC_OLD_CONFIG = "user/default/ComfyUI-Manager/config.ini"     # the classic's file on ComfyUI < 0.3.76
+CLASSIC_OLD_CONFIG = "user/default/ComfyUI-Manager/config.ini"  # the classic's file on ComfyUI < 0.3.76
 # the classic grid's header: "5,863 custom nodes" once its list is in
 CLASSIC_COUNT = """() => { const m = document.body.innerText.match(/([\\d,]+) custom nodes/);
     const n = m ? parseInt(m[1].replace(/,/g, ''), 10) : 0; return n > 0 ? n : false; }"""
@@ -38,16 +38,20 @@ CLASSIC_COUNT = """() => { const m = document.body.innerText.match(/([\\d,]+) cu
 def status_routes(page: Any, expected: str) -> str:
     """The status bar's route owners once the status answer is in (it reads "ours" before)."""
     try:
-        page.wait_for_function("t => document.querySelector('[data-testid=status-routes]')?.textContent === t",
-                               arg=expected, timeout=20_000)
+        page.wait_for_function(
+            "t => document.querySelector('[data-testid=status-routes]')?.textContent === t",
+            arg=expected,
+            timeout=20_000,
+        )
     except Exception:  # the assertion below shows what it said instead
         pass
     return page.inner_text("[data-testid=status-routes]")
 
 
 @pytest.fixture(scope="module", params=HOST_VERSIONS)
-def classic_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-                 channel_db: Path) -> Iterator[realhost.RealComfyUI]:
+def classic_host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, channel_db: Path
+) -> Iterator[realhost.RealComfyUI]:
     version = request.param
     need_host(version)
     tree = realhost.classic_manager_tree()
@@ -73,8 +77,9 @@ def packaged_host(tmp_path_factory: pytest.TempPathFactory, channel_db: Path) ->
     need_host("0.8.0", manager_package=True)
     workdir = tmp_path_factory.mktemp("coexist-packaged")
     env = channel_env(workdir, channel_db)
-    host = realhost.start_comfyui(workdir, "0.8.0", manager_package=True, args=["--enable-manager"],
-                                  files=own_file(env.settings))
+    host = realhost.start_comfyui(
+        workdir, "0.8.0", manager_package=True, args=["--enable-manager"], files=own_file(env.settings)
+    )
     host.extra["main_pid"] = main_pid(host)
     try:
         yield host
@@ -125,17 +130,18 @@ def setting(cfg: dict[str, Any], key: str) -> Any:
 # --- beside the classic 3.41 -------------------------------------------------------------------------
 def test_beside_the_classic_each_family_has_one_owner(classic_host: realhost.RealComfyUI) -> None:
     from manager import __version__
+
     ready = ready_lines(classic_host)
     assert len(ready) == 1, ready
     assert f"route owners: classic={CLASSIC}, offline-manager=offline-manager, v2=offline-manager;" in ready[0]
     assert re.search(r"\d+ already owned by another extension \(", ready[0]), ready[0]
     assert re.search(r", \d+ more left unmounted because their family belongs to another extension", ready[0])
-    assert "Added route will never be executed" not in classic_host.log_text()   # aiohttp's duplicate error
+    assert "Added route will never be executed" not in classic_host.log_text()  # aiohttp's duplicate error
     status = classic_host.get_json("/api/offline-manager/v1/status")["data"]
     assert status["route_owners"] == {"classic": CLASSIC, "offline-manager": "offline-manager", "v2": "offline-manager"}
     for prefix in ("", "/api"):
-        assert text(classic_host, prefix + "/manager/version") == (200, "V3.41")       # the classic answers
-        assert text(classic_host, prefix + "/v2/manager/version") == (200, f"V{__version__}")   # nobody else has /v2
+        assert text(classic_host, prefix + "/manager/version") == (200, "V3.41")  # the classic answers
+        assert text(classic_host, prefix + "/v2/manager/version") == (200, f"V{__version__}")  # nobody else has /v2
     # a classic-family pair only we would serve (the classic JS's GET start) is not ours here
     status, _, body = classic_host.request("GET", "/api/manager/queue/start")
     assert status in (404, 405) and b'"ok"' not in body, (status, body[:200])
@@ -149,12 +155,14 @@ def test_beside_the_classic_no_connect_comes_from_the_comfyui_process(classic_ho
     by their own id; the same tree without the classic makes no connect at all: test_start)."""
     by_pid = connects_by_pid(classic_host)
     main = classic_host.extra["main_pid"]
-    print(f"\n[coexist] ComfyUI {classic_host.version} beside the classic 3.41, both offline: "
-          f"{sum(by_pid.values())} connect() outside loopback, by process {by_pid} (ComfyUI itself: pid {main})")
+    print(
+        f"\n[coexist] ComfyUI {classic_host.version} beside the classic 3.41, both offline: "
+        f"{sum(by_pid.values())} connect() outside loopback, by process {by_pid} (ComfyUI itself: pid {main})"
+    )
     assert by_pid.get(main, 0) == 0
     if by_pid:
         assert "ComfyUI-Manager: installing dependencies" in classic_host.log_text()
-    assert not any(re.search(r"= 0$", line) for line in classic_host.connects())   # none got through
+    assert not any(re.search(r"= 0$", line) for line in classic_host.connects())  # none got through
 
 
 def test_both_panels_open_and_the_buttons_are_told_apart(classic_host: realhost.RealComfyUI, page: Any) -> None:
@@ -169,7 +177,7 @@ def test_both_panels_open_and_the_buttons_are_told_apart(classic_host: realhost.
     page.evaluate("() => window.offlineManager.close()")
 
     classic = page.locator("button.comfyui-button", has_text=re.compile(r"^\s*Manager\s*$"))
-    if classic.count() == 0:                       # older frontends: the classic's old-style menu button
+    if classic.count() == 0:  # older frontends: the classic's old-style menu button
         classic = page.locator(".comfy-menu button", has_text=re.compile(r"^\s*Manager\s*$"))
     assert classic.count() >= 1
     name = classic.first.get_attribute("aria-label") or classic.first.get_attribute("title") or ""
@@ -178,7 +186,7 @@ def test_both_panels_open_and_the_buttons_are_told_apart(classic_host: realhost.
     page.get_by_text("Custom Nodes Manager", exact=True).first.click(timeout=30_000)
     page.wait_for_selector(".cn-manager .cn-manager-grid", state="visible", timeout=60_000)
     listed = page.wait_for_function(CLASSIC_COUNT, timeout=60_000).json_value()
-    assert listed > 1000, listed                                   # the classic's own grid, from its data
+    assert listed > 1000, listed  # the classic's own grid, from its data
     screenshot(page, f"{tag}-classic")
 
 
@@ -186,8 +194,9 @@ def test_beside_the_classic_our_changes_never_touch_its_config(classic_host: rea
     """Changes through our API land in our own file; the classic's keys stay as they were."""
     shared = classic_host.manager_dir / "config.ini"
     before = shared.read_bytes()
-    status, _, body = classic_host.request("POST", "/api/offline-manager/v1/config",
-                                           {"changes": {"db_mode": "local", "share_option": "none"}})
+    status, _, body = classic_host.request(
+        "POST", "/api/offline-manager/v1/config", {"changes": {"db_mode": "local", "share_option": "none"}}
+    )
     assert status == 200, body
     status, _, body = classic_host.request("POST", "/api/offline-manager/v1/network", {"mode": "offline"})
     assert status == 200, body
@@ -197,17 +206,20 @@ def test_beside_the_classic_our_changes_never_touch_its_config(classic_host: rea
     cfg = our_config(classic_host)
     assert cfg["path"] == str(classic_host.manager_dir / OUR_FILE) and cfg["problems"] == []
     assert setting(cfg, "db_mode") == "local"
-    assert text(classic_host, "/api/manager/db_mode") == (200, "cache")          # the classic's own value
+    assert text(classic_host, "/api/manager/db_mode") == (200, "cache")  # the classic's own value
 
 
 def test_the_classic_bootstraps_its_config_and_still_reads_it_after_our_writes(
-        classic_host: realhost.RealComfyUI) -> None:
+    classic_host: realhost.RealComfyUI,
+) -> None:
     """0.8.0 (where both use user/__manager/config.ini): the classic writes a fresh config.ini;
     we read it beneath our file, write only ours, and the classic starts again on its own values."""
     if classic_host.version != "0.8.0":
         classic = classic_host.root / CLASSIC_OLD_CONFIG
-        print(f"\n[coexist] ComfyUI {classic_host.version}: the classic keeps its config at {classic} "
-              f"(exists: {classic.exists()}); ours is user/__manager: no file is shared")
+        print(
+            f"\n[coexist] ComfyUI {classic_host.version}: the classic keeps its config at {classic} "
+            f"(exists: {classic.exists()}); ours is user/__manager: no file is shared"
+        )
         assert classic.exists() and "db_mode = local" not in classic.read_text()
         return
     shared = classic_host.manager_dir / "config.ini"
@@ -217,22 +229,30 @@ def test_the_classic_bootstraps_its_config_and_still_reads_it_after_our_writes(
     classic_host.restart()
     classic_host.extra["main_pid"] = main_pid(classic_host)
     written = shared.read_text()
-    assert "security_level = normal" in written and "network_mode = public" in written   # the classic's bootstrap
+    assert "security_level = normal" in written and "network_mode = public" in written  # the classic's bootstrap
     cfg = our_config(classic_host)
-    assert cfg["problems"] == [] and setting(cfg, "network_mode") == "offline"          # ours, from our file
+    assert cfg["problems"] == [] and setting(cfg, "network_mode") == "offline"  # ours, from our file
     assert any("never written here" in note for note in cfg["notes"])
     before = shared.read_bytes()
-    assert classic_host.request("POST", "/api/offline-manager/v1/config", {"changes": {"update_policy": "nightly-comfyui"}})[0] == 200
+    assert (
+        classic_host.request(
+            "POST", "/api/offline-manager/v1/config", {"changes": {"update_policy": "nightly-comfyui"}}
+        )[0]
+        == 200
+    )
     assert shared.read_bytes() == before
     assert text(classic_host, "/api/manager/policy/update") == (200, "stable-comfyui")
     assert classic_host.log_text().count("[ComfyUI-Manager] network_mode: public") == 1
-    print(f"\n[coexist] after the classic's bootstrap (its default, public mode): connect() outside loopback "
-          f"by process {connects_by_pid(classic_host)} (ComfyUI itself: pid {classic_host.extra['main_pid']})")
+    print(
+        f"\n[coexist] after the classic's bootstrap (its default, public mode): connect() outside loopback "
+        f"by process {connects_by_pid(classic_host)} (ComfyUI itself: pid {classic_host.extra['main_pid']})"
+    )
 
 
 # --- beside the packaged 4.3 -------------------------------------------------------------------------
 def test_beside_the_packaged_manager_v2_is_its_and_the_rest_ours(packaged_host: realhost.RealComfyUI) -> None:
     from manager import __version__
+
     ready = ready_lines(packaged_host)
     assert len(ready) == 1, ready
     assert f"route owners: classic=offline-manager, offline-manager=offline-manager, v2={PACKAGE};" in ready[0]
@@ -244,7 +264,7 @@ def test_beside_the_packaged_manager_v2_is_its_and_the_rest_ours(packaged_host: 
     # a /v2 pair the package's server lacks (a 4.x legacy-UI route we serve alone) is not ours here
     assert packaged_host.request("GET", "/api/v2/customnode/getlist?mode=cache")[0] == 404
     flags = packaged_host.get_json("/features")["extension"]["manager"]
-    assert flags == {"supports_v4": True, "supports_csrf_post": True}               # the package's own
+    assert flags == {"supports_v4": True, "supports_csrf_post": True}  # the package's own
     assert packaged_host.connects() == []
 
 
@@ -266,8 +286,7 @@ def test_beside_the_packaged_manager_both_panels_open(packaged_host: realhost.Re
     screenshot(page, "coexist-packaged-builtin")
 
 
-def test_beside_the_packaged_manager_we_read_its_config_and_never_write_it(
-        packaged_host: realhost.RealComfyUI) -> None:
+def test_beside_the_packaged_manager_we_read_its_config_and_never_write_it(packaged_host: realhost.RealComfyUI) -> None:
     """4.3 bootstraps config.ini with keys of its own; we read it beneath our file, untouched."""
     shared = packaged_host.manager_dir / "config.ini"
     packaged_host.stop()
@@ -283,4 +302,4 @@ def test_beside_the_packaged_manager_we_read_its_config_and_never_write_it(
     assert status == 200, body
     assert shared.read_bytes() == before
     assert json.loads(body)["data"]["path"] == str(packaged_host.manager_dir / OUR_FILE)
-    assert text(packaged_host, "/api/v2/manager/db_mode") == (200, "cache")          # 4.3's own value
+    assert text(packaged_host, "/api/v2/manager/db_mode") == (200, "cache")  # 4.3's own value

@@ -35,8 +35,13 @@ STORE = """() => {
 @pytest.fixture(scope="module")
 def enabled_host(tmp_path_factory: pytest.TempPathFactory, channel_db: Path) -> Iterator[realhost.RealComfyUI]:
     need_host("0.8.0")
-    with channel_host(tmp_path_factory.mktemp("frontend-manager"), channel_db, "0.8.0", "frontend-manager-0.8.0",
-                      args=["--enable-manager"]) as host:
+    with channel_host(
+        tmp_path_factory.mktemp("frontend-manager"),
+        channel_db,
+        "0.8.0",
+        "frontend-manager-0.8.0",
+        args=["--enable-manager"],
+    ) as host:
         yield host
 
 
@@ -47,7 +52,7 @@ def _audit(host: realhost.RealComfyUI) -> list[dict[str, Any]]:
 
 def test_comfyui_turns_its_manager_off_but_the_frontend_is_told_to_use_ours(enabled_host: realhost.RealComfyUI) -> None:
     log = enabled_host.log_text()
-    assert "pip install --pre comfyui_manager" in log                  # ComfyUI's own warning: no package
+    assert "pip install --pre comfyui_manager" in log  # ComfyUI's own warning: no package
     assert "--enable-manager" in enabled_host.get_json("/system_stats")["system"]["argv"]
     ready = realhost.READY_LINE.findall(log)
     assert len(ready) == 1 and "v2=offline-manager" in ready[0]
@@ -59,18 +64,25 @@ def test_comfyui_turns_its_manager_off_but_the_frontend_is_told_to_use_ours(enab
 
 def test_a_get_start_from_another_site_is_refused_like_the_post(enabled_host: realhost.RealComfyUI) -> None:
     # no Origin header, so ComfyUI's own origin check lets it through: ours must refuse it
-    status, _, body = enabled_host.request("GET", "/api/v2/manager/queue/start", headers={"Sec-Fetch-Site": "cross-site"})
+    status, _, body = enabled_host.request(
+        "GET", "/api/v2/manager/queue/start", headers={"Sec-Fetch-Site": "cross-site"}
+    )
     assert status == 403, body
     assert json.loads(body)["ok"] is False
 
 
 def test_the_builtin_dialog_opens_and_its_actions_run_through_our_v2_routes(
-        enabled_host: realhost.RealComfyUI, page: Any) -> None:
+    enabled_host: realhost.RealComfyUI, page: Any
+) -> None:
     need_host("0.8.0", browser=True)
     env = enabled_host.extra["env_panel"]
     seen: list[tuple[str, str, int]] = []
-    page.on("response", lambda r: seen.append((r.request.method, r.url.split("/api", 1)[-1], r.status))
-            if "/api/v2/" in r.url else None)
+    page.on(
+        "response",
+        lambda r: (
+            seen.append((r.request.method, r.url.split("/api", 1)[-1], r.status)) if "/api/v2/" in r.url else None
+        ),
+    )
     page.goto(enabled_host.url("/"))
     page.locator(ENTRY).first.wait_for(timeout=60_000)
     builtin = page.get_by_role("button", name="Custom Nodes Manager")
@@ -84,8 +96,11 @@ def test_the_builtin_dialog_opens_and_its_actions_run_through_our_v2_routes(
     assert page.evaluate(f"() => ({STORE})().isPackInstalled('comfyui-offline-manager')")
 
     # the store action behind the dialog's Install button (its cards come from the registry online)
-    page.evaluate(f"""([id, repo]) => {{ ({STORE})().installPack.call({{id, repository: repo, channel: 'dev',
-        mode: 'cache', selected_version: 'nightly', version: 'nightly'}}); }}""", [TEST_PACK_ID, env.repo_url])
+    page.evaluate(
+        f"""([id, repo]) => {{ ({STORE})().installPack.call({{id, repository: repo, channel: 'dev',
+        mode: 'cache', selected_version: 'nightly', version: 'nightly'}}); }}""",
+        [TEST_PACK_ID, env.repo_url],
+    )
     page.wait_for_function(f"id => ({STORE})().isPackInstalled(id)", arg=TEST_PACK_ID, timeout=90_000)
     assert (enabled_host.custom_nodes / TEST_PACK_ID / "__init__.py").is_file()
     history = page.evaluate(f"() => Object.values(({STORE})().taskHistory).map(t => t.status?.status_str)")
@@ -96,7 +111,7 @@ def test_the_builtin_dialog_opens_and_its_actions_run_through_our_v2_routes(
     page.wait_for_function(f"id => !({STORE})().isPackInstalled(id)", arg=TEST_PACK_ID, timeout=90_000)
     assert not (enabled_host.custom_nodes / TEST_PACK_ID).exists()
 
-    calls = {(m, p.split("?", 1)[0]) for m, p, s in seen if s in (200, 201)}     # 201: already running
+    calls = {(m, p.split("?", 1)[0]) for m, p, s in seen if s in (200, 201)}  # 201: already running
     assert {("POST", "/v2/manager/queue/task"), ("GET", "/v2/manager/queue/start")} <= calls, seen
     routes = {(e.get("method"), e.get("route"), e.get("status")) for e in _audit(enabled_host)}
     assert ("POST", "/v2/manager/queue/task", 200) in routes

@@ -18,10 +18,17 @@ from realhost.helpers import keep_artifacts, need_host, start_or_skip
 
 from support import realhost
 
-NO_CATALOG_NEEDED = ("/customnode/installed", "/snapshot/getlist", "/manager/queue/status",
-                     "/offline-manager/v1/installed", "/offline-manager/v1/snapshots",
-                     "/offline-manager/v1/config", "/offline-manager/v1/queue", "/offline-manager/v1/status",
-                     "/snapshot/get_current")
+NO_CATALOG_NEEDED = (
+    "/customnode/installed",
+    "/snapshot/getlist",
+    "/manager/queue/status",
+    "/offline-manager/v1/installed",
+    "/offline-manager/v1/snapshots",
+    "/offline-manager/v1/config",
+    "/offline-manager/v1/queue",
+    "/offline-manager/v1/status",
+    "/snapshot/get_current",
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +51,20 @@ def test_what_needs_no_catalog_answers_offline_with_no_channel_data(fresh: realh
         json.loads(body)
 
 
-def test_the_catalog_routes_say_how_to_get_a_catalog_with_a_command_that_exists(
-        fresh: realhost.RealComfyUI) -> None:
+def test_the_catalog_routes_say_how_to_get_a_catalog_with_a_command_that_exists(fresh: realhost.RealComfyUI) -> None:
     status, _, body = fresh.request("GET", "/api/customnode/getlist?mode=cache&skip_update=true")
     assert status >= 400
     error = json.loads(body)["error"]
     assert error["code"] in ("cache_missing", "catalog_unavailable"), error
     commands = re.findall(r"`(cm-cli\.py [^`]+)`", error["hint"])
     assert commands, error["hint"]
-    for command in commands:          # each command the hint names runs (its --help, offline)
-        argv = [sys.executable, str(realhost.REPO_ROOT / "cm-cli.py"),
-                *[a for a in shlex.split(command)[1:] if not a.startswith("<")], "--help"]
+    for command in commands:  # each command the hint names runs (its --help, offline)
+        argv = [
+            sys.executable,
+            str(realhost.REPO_ROOT / "cm-cli.py"),
+            *[a for a in shlex.split(command)[1:] if not a.startswith("<")],
+            "--help",
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, (command, done.stderr[-500:])
     assert fresh.connects() == []

@@ -21,7 +21,9 @@ def _wait_state(page: Any, pack_id: str, state: str, timeout: float = 90_000) ->
         """([id, state]) => { const r = document.querySelector(`.om-pack-row[data-pack-id="${id}"]:not([hidden])`);
             const b = r && r.querySelector('.om-state');
             return !!b && (state === 'not-installed' ? b.hidden : !b.hidden && b.textContent.startsWith(state)); }""",
-        arg=[pack_id, state], timeout=timeout)
+        arg=[pack_id, state],
+        timeout=timeout,
+    )
 
 
 def _pack_dirs(host: realhost.RealComfyUI) -> list[str]:
@@ -29,16 +31,17 @@ def _pack_dirs(host: realhost.RealComfyUI) -> list[str]:
 
 
 def test_a_user_installs_disables_enables_and_uninstalls_in_the_real_page(
-        real_comfy: realhost.RealComfyUI, page: Any) -> None:
+    real_comfy: realhost.RealComfyUI, page: Any
+) -> None:
     need_host(real_comfy.version, browser=True)
     tag = f"real-{real_comfy.version}"
-    open_panel(page, real_comfy)                       # clicks our entry in ComfyUI's own page
+    open_panel(page, real_comfy)  # clicks our entry in ComfyUI's own page
     entry = page.locator(ENTRY).first
     assert "Offline Manager" in (entry.get_attribute("aria-label") or entry.inner_text())
     total = int(page.inner_text("[data-testid=pack-count]").split(" of ")[1].replace(",", ""))
     assert total >= 5800
     assert page.inner_text("[data-testid=status-network]") == "offline"
-    assert page.inner_text("[data-testid=status-routes]") == "ours"      # no other manager installed
+    assert page.inner_text("[data-testid=status-routes]") == "ours"  # no other manager installed
     screenshot(page, f"{tag}-panel-open")
 
     search(page, "panel test pack")
@@ -67,8 +70,9 @@ def test_a_user_installs_disables_enables_and_uninstalls_in_the_real_page(
     _wait_state(page, TEST_PACK_ID, "not-installed")
     assert _pack_dirs(real_comfy) == []
     screenshot(page, f"{tag}-panel-uninstalled")
-    assert page.console_errors == [] or all("offline-manager" not in e for e in page.console_errors), \
+    assert page.console_errors == [] or all("offline-manager" not in e for e in page.console_errors), (
         page.console_errors
+    )
 
 
 def test_no_connect_outside_loopback_while_the_panel_was_used(real_comfy: realhost.RealComfyUI) -> None:

@@ -81,6 +81,8 @@ def test_every_route_of_the_table_is_served_alike(both_hosts: tuple[str, str]) -
             if method == "GET" and status in (404, 405) and kind != "json":
                 differences.append(f"GET {prefix}{path} is not routed by the real host ({status} {kind})")
             if method != "GET" and (status, kind) != (403, "json"):
-                differences.append(f"{method} {prefix}{path}: a cross-site request was not refused by our "
-                                   f"guard in the real host ({status} {kind})")
+                differences.append(
+                    f"{method} {prefix}{path}: a cross-site request was not refused by our "
+                    f"guard in the real host ({status} {kind})"
+                )
     assert not differences, "\n".join(differences)

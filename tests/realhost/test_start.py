@@ -12,8 +12,9 @@ from support import realhost
 
 # GET routes a user's script or the classic panel calls first, with the shape each must have.
 CLASSIC_SHAPES = {
-    "/customnode/getlist?mode=cache&skip_update=true": lambda d: isinstance(d.get("node_packs"), dict)
-    and len(d["node_packs"]) > 5000 and "channel" in d,
+    "/customnode/getlist?mode=cache&skip_update=true": lambda d: (
+        isinstance(d.get("node_packs"), dict) and len(d["node_packs"]) > 5000 and "channel" in d
+    ),
     "/customnode/installed": lambda d: isinstance(d, dict),
     "/customnode/getmappings?mode=cache": lambda d: isinstance(d, dict) and len(d) > 1000,
     "/snapshot/getlist": lambda d: isinstance(d.get("items"), list),
@@ -61,8 +62,12 @@ def test_classic_routes_answer_under_both_paths(real_comfy: realhost.RealComfyUI
 
 
 def test_our_prefix_answers_under_both_paths(real_comfy: realhost.RealComfyUI) -> None:
-    for path in ("/offline-manager/health", "/offline-manager/v1/status", "/offline-manager/v1/installed",
-                 "/offline-manager/v1/snapshots"):
+    for path in (
+        "/offline-manager/health",
+        "/offline-manager/v1/status",
+        "/offline-manager/v1/installed",
+        "/offline-manager/v1/snapshots",
+    ):
         for prefix in ("", "/api"):
             data = real_comfy.get_json(prefix + path)
             assert data["ok"] is True, (prefix + path, data)
@@ -96,15 +101,30 @@ def test_a_later_start_costs_under_a_tenth_of_a_second(real_comfy: realhost.Real
 
 # --- faults injected into our installed copy: ComfyUI must start anyway --------------------------
 INJECTED = {
-    "import": {"__init__.py": ("def _start() -> None:\n    try:\n",
-                               "def _start() -> None:\n    try:\n        raise RuntimeError('injected at import')\n")},
-    "mount": {"glob/server.py": ('    """Add each free, host-safe route to ``table``."""\n',
-                                 '    """Add each free, host-safe route to ``table``."""\n'
-                                 '    raise RuntimeError("injected at mount")\n')},
-    "start": {"glob/bootstrap.py": ('    tracker = ImportFailureTracker(folders,',
-                                    '    raise RuntimeError("injected at start")\n    tracker = ImportFailureTracker(folders,')},
-    "prestartup": {"prestartup_script.py": ("def _main() -> None:\n",
-                                            "def _main() -> None:\n    raise RuntimeError('injected at prestartup')\n")},
+    "import": {
+        "__init__.py": (
+            "def _start() -> None:\n    try:\n",
+            "def _start() -> None:\n    try:\n        raise RuntimeError('injected at import')\n",
+        )
+    },
+    "mount": {
+        "glob/server.py": (
+            '    """Add each free, host-safe route to ``table``."""\n',
+            '    """Add each free, host-safe route to ``table``."""\n    raise RuntimeError("injected at mount")\n',
+        )
+    },
+    "start": {
+        "glob/bootstrap.py": (
+            "    tracker = ImportFailureTracker(folders,",
+            '    raise RuntimeError("injected at start")\n    tracker = ImportFailureTracker(folders,',
+        )
+    },
+    "prestartup": {
+        "prestartup_script.py": (
+            "def _main() -> None:\n",
+            "def _main() -> None:\n    raise RuntimeError('injected at prestartup')\n",
+        )
+    },
 }
 
 
@@ -119,7 +139,7 @@ def test_a_failure_of_ours_leaves_comfyui_started(workdir, version: str, where: 
         if where in ("import", "mount", "start"):
             assert "ComfyUI continues without it" in log and "cm-cli.py" in log and " serve" in log
             assert log.count("ComfyUI continues without it") == 1
-        if where == "prestartup":   # the routes do not depend on the prestartup script
+        if where == "prestartup":  # the routes do not depend on the prestartup script
             assert host.get_json("/api/offline-manager/health")["ok"] is True
     finally:
         host.stop()
@@ -128,9 +148,13 @@ def test_a_failure_of_ours_leaves_comfyui_started(workdir, version: str, where: 
 
 def test_a_web_get_route_inside_our_table_is_made_safe_by_construction(workdir) -> None:
     """Someone writes ``web.get`` in the route table: the mount's copy keeps ComfyUI alive."""
-    patch = {"manager/api/routes.py": ("        out.append(web.route(r.method, r.path, handler))",
-                                       "        out.append(web.get(r.path, handler) if r.method == 'GET' "
-                                       "else web.route(r.method, r.path, handler))")}
+    patch = {
+        "manager/api/routes.py": (
+            "        out.append(web.route(r.method, r.path, handler))",
+            "        out.append(web.get(r.path, handler) if r.method == 'GET' "
+            "else web.route(r.method, r.path, handler))",
+        )
+    }
     host = start_or_skip(workdir, "0.8.0", patch=patch)
     try:
         assert host.get_json("/api/customnode/installed") == host.get_json("/customnode/installed")
@@ -140,11 +164,15 @@ def test_a_web_get_route_inside_our_table_is_made_safe_by_construction(workdir) 
 
 def test_the_tier_catches_a_web_get_route_that_reaches_comfyui(workdir) -> None:
     """A route put on ComfyUI's table without our mount is the bug of issue 15: the tier sees it."""
-    patch = {"glob/bootstrap.py": ("        setattr(instance, _MARK, state)\n",
-                                   "        setattr(instance, _MARK, state)\n"
-                                   "        from aiohttp import web\n"
-                                   "        instance.routes._items.append(web.get('/offline-manager/broken', "
-                                   "lambda r: web.Response()))\n")}
+    patch = {
+        "glob/bootstrap.py": (
+            "        setattr(instance, _MARK, state)\n",
+            "        setattr(instance, _MARK, state)\n"
+            "        from aiohttp import web\n"
+            "        instance.routes._items.append(web.get('/offline-manager/broken', "
+            "lambda r: web.Response()))\n",
+        )
+    }
     with pytest.raises(realhost.HostDidNotStart) as caught:
         start_or_skip(workdir, "0.8.0", patch=patch)
     assert "unexpected keyword argument" in str(caught.value)

@@ -61,15 +61,18 @@ def _intact(folder: Path, digest: str) -> bool:
     if marker.get("sha256") != digest:
         return False
     sizes = marker.get("sizes", {})
-    return bool(sizes) and all((folder / rel).is_file() and (folder / rel).stat().st_size == size
-                               for rel, size in sizes.items())
+    return bool(sizes) and all(
+        (folder / rel).is_file() and (folder / rel).stat().st_size == size for rel, size in sizes.items()
+    )
 
 
 def unpack(archive: Path = ARCHIVE, root: Path | None = None) -> Path:
     """The unpacked copy of ``archive`` (unpacked now unless an intact one is cached)."""
     if not archive.is_file():
-        raise ChannelDataError(f"the shipped channel DB {archive} is missing: restore it with "
-                               f"`git checkout -- {archive.relative_to(archive.parents[2])}`")
+        raise ChannelDataError(
+            f"the shipped channel DB {archive} is missing: restore it with "
+            f"`git checkout -- {archive.relative_to(archive.parents[2])}`"
+        )
     digest = _digest(archive)
     root = root or cache_root()
     final = root / f"{archive.name.removesuffix('.tar.xz')}-{digest[:12]}"
@@ -85,17 +88,18 @@ def unpack(archive: Path = ARCHIVE, root: Path | None = None) -> Path:
                     raise ChannelDataError(f"{archive}: unsafe member {m.name!r}")
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(staging, members=members, filter="data")
-            else:                              # Python without extraction filters: names checked above
+            else:  # Python without extraction filters: names checked above
                 tar.extractall(staging, members=members)
             sizes = {m.name: m.size for m in members if m.isfile()}
-        staging.chmod(0o755)                   # mkdtemp made it private
-        (staging / _MARKER).write_text(json.dumps({"archive": archive.name, "sha256": digest, "sizes": sizes},
-                                                  indent=1), encoding="utf-8")
-        if final.exists():                     # a stale or damaged copy: replace it
+        staging.chmod(0o755)  # mkdtemp made it private
+        (staging / _MARKER).write_text(
+            json.dumps({"archive": archive.name, "sha256": digest, "sizes": sizes}, indent=1), encoding="utf-8"
+        )
+        if final.exists():  # a stale or damaged copy: replace it
             shutil.rmtree(final, ignore_errors=True)
         try:
             staging.rename(final)
-        except OSError:                        # another process got there first
+        except OSError:  # another process got there first
             if not _intact(final, digest):
                 raise
     finally:
@@ -108,8 +112,10 @@ def channel_db() -> Path:
     chosen = os.environ.get(ENV, "").strip()
     if chosen:
         if not (Path(chosen) / PROBE).is_file():
-            raise ChannelDataError(f"{ENV}={chosen} has no {PROBE}: point it at a channel DB folder "
-                                   f"or unset it to use the copy shipped in {ARCHIVE.parent}")
+            raise ChannelDataError(
+                f"{ENV}={chosen} has no {PROBE}: point it at a channel DB folder "
+                f"or unset it to use the copy shipped in {ARCHIVE.parent}"
+            )
         return Path(chosen)
     return unpack()
 

@@ -37,8 +37,10 @@ def comfy_modules(comfy_tree: Path, monkeypatch: pytest.MonkeyPatch):
     fp = types.ModuleType("folder_paths")
     fp.base_path = str(comfy_tree)
     fp.models_dir = str(comfy_tree / "models")
-    fp.folder_names_and_paths = {"checkpoints": ([str(comfy_tree / "models" / "checkpoints")], {".safetensors"}),
-                                 "custom_nodes": ([str(comfy_tree / "custom_nodes")], set())}
+    fp.folder_names_and_paths = {
+        "checkpoints": ([str(comfy_tree / "models" / "checkpoints")], {".safetensors"}),
+        "custom_nodes": ([str(comfy_tree / "custom_nodes")], set()),
+    }
     fp.get_folder_paths = lambda name: list(fp.folder_names_and_paths[name][0])
     fp.get_user_directory = lambda: str(comfy_tree / "user")
     fp.get_system_user_directory = lambda name="system": str(comfy_tree / "user" / f"__{name}")
@@ -47,11 +49,11 @@ def comfy_modules(comfy_tree: Path, monkeypatch: pytest.MonkeyPatch):
     yield StandInPromptServer.instance
     started = getattr(StandInPromptServer.instance, "_offline_manager_started", None)
     if isinstance(started, dict):
-        started["import_failures"].uninstall()   # the log handler the glue added to the root logger
-    api = started.get("api") if isinstance(started, dict) else None   # absent when the mount failed
+        started["import_failures"].uninstall()  # the log handler the glue added to the root logger
+    api = started.get("api") if isinstance(started, dict) else None  # absent when the mount failed
     manager = api._manager if api is not None else None
     if manager is not None and manager._queue is not None:
-        started["forwarder"].detach()     # the glue started a worker thread: end it with the test
+        started["forwarder"].detach()  # the glue started a worker thread: end it with the test
         manager.queue.stop(timeout=10)
 
 
@@ -90,12 +92,14 @@ def loaded(comfy_modules):
 def offline_demo(comfy_tree: Path, tmp_path: Path) -> None:
     """An offline config and a local file:// channel for the stand-in tree (no network at all)."""
     from support.api_tree import demo_root
+
     demo = demo_root(tmp_path)
     channel = demo.parent / "demo-channel"
     manager_dir = comfy_tree / "user" / "__manager"
     manager_dir.mkdir(parents=True, exist_ok=True)
     (manager_dir / "config.ini").write_text(
-        f"[default]\nnetwork_mode = offline\nchannel_url = {channel.as_uri()}\n", encoding="utf-8")
+        f"[default]\nnetwork_mode = offline\nchannel_url = {channel.as_uri()}\n", encoding="utf-8"
+    )
     (manager_dir / "channels.list").write_text(f"demo::{channel.as_uri()}\n", encoding="utf-8")
 
 

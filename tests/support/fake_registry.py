@@ -43,11 +43,21 @@ def _uid(*parts: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts)))
 
 
-def make_version(node_id: str, publisher_id: str, version: str, *, created_at: str,
-                 changelog: str = "", dependencies: list[str] | None = None, deprecated: bool = False,
-                 status: str = ACTIVE, download_base: str = "https://cdn.comfy.org",
-                 supported_comfyui_version: str = "", supported_os: list[str] | None = None,
-                 supported_accelerators: list[str] | None = None) -> dict[str, Any]:
+def make_version(
+    node_id: str,
+    publisher_id: str,
+    version: str,
+    *,
+    created_at: str,
+    changelog: str = "",
+    dependencies: list[str] | None = None,
+    deprecated: bool = False,
+    status: str = ACTIVE,
+    download_base: str = "https://cdn.comfy.org",
+    supported_comfyui_version: str = "",
+    supported_os: list[str] | None = None,
+    supported_accelerators: list[str] | None = None,
+) -> dict[str, Any]:
     """One NodeVersion object in the registry's field names."""
     return {
         "id": _uid(node_id, version),
@@ -68,10 +78,22 @@ def make_version(node_id: str, publisher_id: str, version: str, *, created_at: s
     }
 
 
-def make_node(node_id: str, *, name: str, publisher_id: str, publisher_name: str, repository: str,
-              description: str = "", tags: list[str] | None = None, downloads: int = 0,
-              github_stars: int = 0, versions: list[dict[str, Any]] | None = None,
-              license_: str = "LICENSE", icon: str = "", category: str = "") -> dict[str, Any]:
+def make_node(
+    node_id: str,
+    *,
+    name: str,
+    publisher_id: str,
+    publisher_name: str,
+    repository: str,
+    description: str = "",
+    tags: list[str] | None = None,
+    downloads: int = 0,
+    github_stars: int = 0,
+    versions: list[dict[str, Any]] | None = None,
+    license_: str = "LICENSE",
+    icon: str = "",
+    category: str = "",
+) -> dict[str, Any]:
     """One Node object; ``latest_version`` is the newest listed version, omitted when none."""
     node: dict[str, Any] = {
         "id": node_id,
@@ -110,29 +132,77 @@ def make_node(node_id: str, *, name: str, publisher_id: str, publisher_name: str
 def sample_data(download_base: str = "https://cdn.comfy.org") -> tuple[list[dict], dict[str, list[dict]]]:
     """A handful of realistic packs: (nodes, versions by node id, newest first)."""
     specs = [
-        ("comfyui-impact-pack", "ComfyUI Impact Pack", "drltdata", "Dr.Lt.Data",
-         "https://github.com/ltdrdata/ComfyUI-Impact-Pack",
-         "Detector, detailer, upscaler, pipe and more.", ["detailer", "segmentation"], 1_900_000, 2500,
-         [("8.8.1", "2025-03-10T08:00:00Z", ["segment-anything", "scikit-image", "piexif"], False),
-          ("8.8.0", "2025-02-20T08:00:00Z", ["segment-anything", "scikit-image"], False),
-          ("7.0.0", "2024-08-01T08:00:00Z", ["segment-anything"], True)]),
-        ("comfyui-kjnodes", "KJNodes for ComfyUI", "kijai", "kijai",
-         "https://github.com/kijai/ComfyUI-KJNodes",
-         "Various quality of life and masking related nodes.", ["utility", "mask"], 1_200_000, 1400,
-         [("1.0.8", "2025-04-02T12:00:00Z", ["pillow>=10.3.0", "scipy", "color-matcher"], False),
-          ("1.0.7", "2025-03-01T12:00:00Z", ["pillow>=10.3.0", "scipy"], False)]),
-        ("rgthree-comfy", "rgthree's ComfyUI Nodes", "rgthree", "rgthree",
-         "https://github.com/rgthree/rgthree-comfy",
-         "Making ComfyUI more comfortable.", ["ui", "workflow"], 1_500_000, 2000,
-         [("1.0.0", "2025-01-15T09:30:00Z", [], False)]),
-        ("comfyui-videohelpersuite", "ComfyUI-VideoHelperSuite", "kosinkadink", "Kosinkadink",
-         "https://github.com/Kosinkadink/ComfyUI-VideoHelperSuite",
-         "Nodes related to video workflows.", ["video"], 1_100_000, 900,
-         [("1.5.2", "2025-03-28T16:00:00Z", ["opencv-python", "imageio-ffmpeg"], False),
-          ("1.5.3", "2025-04-05T16:00:00Z", ["opencv-python", "imageio-ffmpeg"], False, PENDING)]),
+        (
+            "comfyui-impact-pack",
+            "ComfyUI Impact Pack",
+            "drltdata",
+            "Dr.Lt.Data",
+            "https://github.com/ltdrdata/ComfyUI-Impact-Pack",
+            "Detector, detailer, upscaler, pipe and more.",
+            ["detailer", "segmentation"],
+            1_900_000,
+            2500,
+            [
+                ("8.8.1", "2025-03-10T08:00:00Z", ["segment-anything", "scikit-image", "piexif"], False),
+                ("8.8.0", "2025-02-20T08:00:00Z", ["segment-anything", "scikit-image"], False),
+                ("7.0.0", "2024-08-01T08:00:00Z", ["segment-anything"], True),
+            ],
+        ),
+        (
+            "comfyui-kjnodes",
+            "KJNodes for ComfyUI",
+            "kijai",
+            "kijai",
+            "https://github.com/kijai/ComfyUI-KJNodes",
+            "Various quality of life and masking related nodes.",
+            ["utility", "mask"],
+            1_200_000,
+            1400,
+            [
+                ("1.0.8", "2025-04-02T12:00:00Z", ["pillow>=10.3.0", "scipy", "color-matcher"], False),
+                ("1.0.7", "2025-03-01T12:00:00Z", ["pillow>=10.3.0", "scipy"], False),
+            ],
+        ),
+        (
+            "rgthree-comfy",
+            "rgthree's ComfyUI Nodes",
+            "rgthree",
+            "rgthree",
+            "https://github.com/rgthree/rgthree-comfy",
+            "Making ComfyUI more comfortable.",
+            ["ui", "workflow"],
+            1_500_000,
+            2000,
+            [("1.0.0", "2025-01-15T09:30:00Z", [], False)],
+        ),
+        (
+            "comfyui-videohelpersuite",
+            "ComfyUI-VideoHelperSuite",
+            "kosinkadink",
+            "Kosinkadink",
+            "https://github.com/Kosinkadink/ComfyUI-VideoHelperSuite",
+            "Nodes related to video workflows.",
+            ["video"],
+            1_100_000,
+            900,
+            [
+                ("1.5.2", "2025-03-28T16:00:00Z", ["opencv-python", "imageio-ffmpeg"], False),
+                ("1.5.3", "2025-04-05T16:00:00Z", ["opencv-python", "imageio-ffmpeg"], False, PENDING),
+            ],
+        ),
         # A pack that never published a release: the real API omits latest_version.
-        ("comfyui-unreleased-pack", "Unreleased Pack", "someone", "Unclaimed",
-         "https://github.com/someone/comfyui-unreleased-pack", "No release yet.", [], 10, 3, []),
+        (
+            "comfyui-unreleased-pack",
+            "Unreleased Pack",
+            "someone",
+            "Unclaimed",
+            "https://github.com/someone/comfyui-unreleased-pack",
+            "No release yet.",
+            [],
+            10,
+            3,
+            [],
+        ),
     ]
     nodes: list[dict] = []
     versions: dict[str, list[dict]] = {}
@@ -141,28 +211,61 @@ def sample_data(download_base: str = "https://cdn.comfy.org") -> tuple[list[dict
         for spec in vers:
             ver, created, deps, deprecated = spec[:4]
             status = spec[4] if len(spec) > 4 else ACTIVE
-            built.append(make_version(node_id, pub_id, ver, created_at=created, dependencies=deps,
-                                      deprecated=deprecated, status=status, download_base=download_base,
-                                      changelog=f"Release {ver}", supported_comfyui_version=">=0.3.0",
-                                      supported_os=["OS Independent"]))
+            built.append(
+                make_version(
+                    node_id,
+                    pub_id,
+                    ver,
+                    created_at=created,
+                    dependencies=deps,
+                    deprecated=deprecated,
+                    status=status,
+                    download_base=download_base,
+                    changelog=f"Release {ver}",
+                    supported_comfyui_version=">=0.3.0",
+                    supported_os=["OS Independent"],
+                )
+            )
         active = [v for v in built if v["status"] == ACTIVE]
-        nodes.append(make_node(node_id, name=name, publisher_id=pub_id, publisher_name=pub_name,
-                               repository=repo, description=desc, tags=tags, downloads=downloads,
-                               github_stars=stars, versions=active))
+        nodes.append(
+            make_node(
+                node_id,
+                name=name,
+                publisher_id=pub_id,
+                publisher_name=pub_name,
+                repository=repo,
+                description=desc,
+                tags=tags,
+                downloads=downloads,
+                github_stars=stars,
+                versions=active,
+            )
+        )
         versions[node_id] = built
     return nodes, versions
 
 
-def synthetic_nodes(count: int, *, download_base: str = "https://cdn.comfy.org") -> tuple[list[dict], dict[str, list[dict]]]:
+def synthetic_nodes(
+    count: int, *, download_base: str = "https://cdn.comfy.org"
+) -> tuple[list[dict], dict[str, list[dict]]]:
     """``count`` small packs ``pack-0000`` ... for paging tests."""
     nodes, versions = [], {}
     for i in range(count):
         node_id = f"pack-{i:04d}"
-        ver = make_version(node_id, "bulk", f"1.{i % 7}.0", created_at="2025-01-01T00:00:00Z",
-                           download_base=download_base)
-        nodes.append(make_node(node_id, name=f"Pack {i}", publisher_id="bulk", publisher_name="Bulk",
-                               repository=f"https://github.com/bulk/{node_id}", versions=[ver],
-                               downloads=count - i))
+        ver = make_version(
+            node_id, "bulk", f"1.{i % 7}.0", created_at="2025-01-01T00:00:00Z", download_base=download_base
+        )
+        nodes.append(
+            make_node(
+                node_id,
+                name=f"Pack {i}",
+                publisher_id="bulk",
+                publisher_name="Bulk",
+                repository=f"https://github.com/bulk/{node_id}",
+                versions=[ver],
+                downloads=count - i,
+            )
+        )
         versions[node_id] = [ver]
     return nodes, versions
 
@@ -176,8 +279,9 @@ class FakeRegistry:
     ``seen_statuses`` the ``statuses`` filters received.
     """
 
-    def __init__(self, nodes: list[dict] | None = None, versions: dict[str, list[dict]] | None = None,
-                 *, prefix: str = "") -> None:
+    def __init__(
+        self, nodes: list[dict] | None = None, versions: dict[str, list[dict]] | None = None, *, prefix: str = ""
+    ) -> None:
         if nodes is None:
             nodes, default_versions = sample_data()
             versions = default_versions if versions is None else versions
@@ -217,13 +321,13 @@ class FakeRegistry:
             page = max(1, int(request.query.get("page", "1")))
             limit = max(1, int(request.query.get("limit", "10")))
         except ValueError:
-            return web.json_response({"error": "bad_request", "message": "page and limit must be integers"},
-                                     status=400)
+            return web.json_response({"error": "bad_request", "message": "page and limit must be integers"}, status=400)
         self.pages.append(page)
         total = len(self.nodes)
-        chunk = self.nodes[(page - 1) * limit: page * limit]
-        return self._answer({"total": total, "nodes": chunk, "page": page, "limit": limit,
-                             "totalPages": math.ceil(total / limit)})
+        chunk = self.nodes[(page - 1) * limit : page * limit]
+        return self._answer(
+            {"total": total, "nodes": chunk, "page": page, "limit": limit, "totalPages": math.ceil(total / limit)}
+        )
 
     def _make_versions(self, node_id: str):
         async def handler(request: web.Request) -> web.Response:
@@ -234,6 +338,7 @@ class FakeRegistry:
             if statuses:
                 found = [v for v in found if v.get("status") in statuses]
             return self._answer(found)
+
         return handler
 
     def _make_install(self, node_id: str):
@@ -245,7 +350,7 @@ class FakeRegistry:
                 candidates = [v for v in candidates if v.get("version") == wanted]
             if not candidates:
                 what = f"{node_id}@{wanted}" if wanted else node_id
-                return self._answer({"error": "not_found", "message": f"Node version not found: {what}"},
-                                    status=404)
+                return self._answer({"error": "not_found", "message": f"Node version not found: {what}"}, status=404)
             return self._answer(candidates[0])
+
         return handler

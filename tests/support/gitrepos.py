@@ -18,18 +18,31 @@ from pathlib import Path
 
 from aiohttp import web
 
-_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "Test",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+}
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """Run git in ``cwd`` with a fixed identity; returns stdout; raises on failure."""
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **_ENV, **(env or {})},
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env={**os.environ, **_ENV, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except FileNotFoundError:
-        raise RuntimeError("git is not installed; install it with: apt-get install git "
-                           "(scripts/test.sh installs it)") from None
+        raise RuntimeError(
+            "git is not installed; install it with: apt-get install git (scripts/test.sh installs it)"
+        ) from None
     if out.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {out.stderr}")
     return out.stdout.strip()
@@ -38,7 +51,7 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
 @dataclass
 class RepoInfo:
     path: Path
-    commits: list[str] = field(default_factory=list)   # main history, oldest first
+    commits: list[str] = field(default_factory=list)  # main history, oldest first
     tags: dict[str, str] = field(default_factory=dict)  # tag -> commit
     dev_commit: str = ""
 
@@ -69,8 +82,14 @@ def make_repo(path: Path, *, name: str = "example-pack", bare_copy: bool = False
     path.mkdir(parents=True)
     git(path, "init", "-q", "-b", "main")
     info = RepoInfo(path)
-    info.commit("first", {"__init__.py": "NODE_CLASS_MAPPINGS = {}\n", "nodes.py": "VERSION = 1\n",
-                          "pyproject.toml": f'[project]\nname = "{name}"\nversion = "1.0.0"\n'})
+    info.commit(
+        "first",
+        {
+            "__init__.py": "NODE_CLASS_MAPPINGS = {}\n",
+            "nodes.py": "VERSION = 1\n",
+            "pyproject.toml": f'[project]\nname = "{name}"\nversion = "1.0.0"\n',
+        },
+    )
     git(path, "tag", "-a", "v1.0.0", "-m", "v1.0.0")
     info.tags["v1.0.0"] = info.commits[-1]
     info.commit("second", {"nodes.py": "VERSION = 2\n", "requirements.txt": "packaging\n"})
@@ -100,12 +119,23 @@ class GitDaemon:
         return f"git://127.0.0.1:{self.port}/{repo_name}"
 
     def __enter__(self) -> GitDaemon:
-        for _ in range(5):                       # a free port may be taken between probe and bind
+        for _ in range(5):  # a free port may be taken between probe and bind
             self.port = free_port()
             self.proc = subprocess.Popen(
-                ["git", "daemon", "--reuseaddr", f"--base-path={self.base}", "--export-all",
-                 "--listen=127.0.0.1", f"--port={self.port}", "--informative-errors", str(self.base)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                [
+                    "git",
+                    "daemon",
+                    "--reuseaddr",
+                    f"--base-path={self.base}",
+                    "--export-all",
+                    "--listen=127.0.0.1",
+                    f"--port={self.port}",
+                    "--informative-errors",
+                    str(self.base),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             if self._wait_ready():
                 return self
             self._stop()
@@ -118,8 +148,9 @@ class GitDaemon:
             if self.proc.poll() is not None:
                 return False
             # probe with a subprocess so the test's socket audit log stays about the code under test
-            probe = subprocess.run(["git", "ls-remote", self.url("__probe__")], capture_output=True, text=True,
-                                   timeout=10)
+            probe = subprocess.run(
+                ["git", "ls-remote", self.url("__probe__")], capture_output=True, text=True, timeout=10
+            )
             if "Connection refused" not in probe.stderr and "unable to connect" not in probe.stderr:
                 return True
             time.sleep(0.05)
@@ -145,15 +176,27 @@ def serve_smart_http(srv, base: Path, repo_name: str, prefix: str = "/git") -> s
 
     async def handler(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        env = {**os.environ, "GIT_PROJECT_ROOT": str(base), "GIT_HTTP_EXPORT_ALL": "1",
-               "REQUEST_METHOD": request.method, "PATH_INFO": request.path[len(prefix):],
-               "QUERY_STRING": request.query_string, "CONTENT_TYPE": request.headers.get("Content-Type", ""),
-               "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1",
-               "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
-               "GIT_PROTOCOL": request.headers.get("Git-Protocol", "")}
+        env = {
+            **os.environ,
+            "GIT_PROJECT_ROOT": str(base),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REQUEST_METHOD": request.method,
+            "PATH_INFO": request.path[len(prefix) :],
+            "QUERY_STRING": request.query_string,
+            "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
+            "GIT_PROTOCOL": request.headers.get("Git-Protocol", ""),
+        }
         proc = await asyncio.create_subprocess_exec(
-            "git", "http-backend", env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            "git",
+            "http-backend",
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, _err = await proc.communicate(body)
         head, _, payload = out.partition(b"\r\n\r\n")
         if not _:
@@ -178,11 +221,11 @@ def serve_smart_http(srv, base: Path, repo_name: str, prefix: str = "/git") -> s
 @dataclass
 class PackTree:
     custom_nodes: Path
-    head: str                                     # commit of every git pack not made detached
-    counts: dict[str, int] = field(default_factory=dict)   # kind -> number of packs (enabled + disabled)
+    head: str  # commit of every git pack not made detached
+    counts: dict[str, int] = field(default_factory=dict)  # kind -> number of packs (enabled + disabled)
     disabled: int = 0
-    detached: list[str] = field(default_factory=list)      # entry names with a detached HEAD
-    gitfile: list[str] = field(default_factory=list)       # entry names whose .git is a "gitdir:" file
+    detached: list[str] = field(default_factory=list)  # entry names with a detached HEAD
+    gitfile: list[str] = field(default_factory=list)  # entry names whose .git is a "gitdir:" file
 
     @property
     def total(self) -> int:
@@ -198,10 +241,15 @@ def _set_remote(repo: Path, url: str) -> None:
 
 def _cnr_pack(folder: Path, pack_id: str, version: str, *, requirements: bool) -> None:
     folder.mkdir(parents=True)
-    files = {"__init__.py": "NODE_CLASS_MAPPINGS = {}\n", "nodes.py": "X = 1\n",
-             "pyproject.toml": (f'[project]\nname = "{pack_id}"\nversion = "{version}"\n'
-                                f'[project.urls]\nRepository = "https://github.com/example/{pack_id}"\n'
-                                f'[tool.comfy]\nPublisherId = "example"\nDisplayName = "{pack_id.title()}"\n')}
+    files = {
+        "__init__.py": "NODE_CLASS_MAPPINGS = {}\n",
+        "nodes.py": "X = 1\n",
+        "pyproject.toml": (
+            f'[project]\nname = "{pack_id}"\nversion = "{version}"\n'
+            f'[project.urls]\nRepository = "https://github.com/example/{pack_id}"\n'
+            f'[tool.comfy]\nPublisherId = "example"\nDisplayName = "{pack_id.title()}"\n'
+        ),
+    }
     if requirements:
         files["requirements.txt"] = "packaging\n"
     for rel, text in files.items():
@@ -209,8 +257,16 @@ def _cnr_pack(folder: Path, pack_id: str, version: str, *, requirements: bool) -
     (folder / ".tracking").write_text("\n".join(sorted(files)) + "\n")
 
 
-def build_pack_tree(custom_nodes: Path, template: Path, *, n_git: int = 80, n_cnr: int = 60, n_file: int = 30,
-                    n_folder: int = 20, n_disabled: int = 10) -> PackTree:
+def build_pack_tree(
+    custom_nodes: Path,
+    template: Path,
+    *,
+    n_git: int = 80,
+    n_cnr: int = 60,
+    n_file: int = 30,
+    n_folder: int = 20,
+    n_disabled: int = 10,
+) -> PackTree:
     """``n_git + n_cnr + n_file + n_folder + n_disabled`` packs (200 by default), plus noise to skip.
 
     Git packs are ``cp -r`` copies of ``template`` (a real clone) with their own remote URL; some
@@ -237,7 +293,7 @@ def build_pack_tree(custom_nodes: Path, template: Path, *, n_git: int = 80, n_cn
             (dest / ".git").rename(side / name)
             (dest / ".git").write_text(f"gitdir: {side / name}\n")
             tree.gitfile.append(name)
-        elif i % 10 == 5:                          # a loose ref beside packed-refs
+        elif i % 10 == 5:  # a loose ref beside packed-refs
             ref = dest / ".git" / "refs" / "heads" / "main"
             ref.parent.mkdir(parents=True, exist_ok=True)
             ref.write_text(tree.head + "\n")

@@ -42,8 +42,15 @@ class LoopbackServer:
     def route(self, method: str, path: str, handler: Handler) -> None:
         self._routes[(method.upper(), path)] = handler
 
-    def static(self, path: str, body: bytes | str, *, content_type: str = "application/json",
-               etag: str | None = None, status: int = 200) -> None:
+    def static(
+        self,
+        path: str,
+        body: bytes | str,
+        *,
+        content_type: str = "application/json",
+        etag: str | None = None,
+        status: int = 200,
+    ) -> None:
         """Serve fixed bytes; with ``etag`` answers 304 to a matching If-None-Match."""
         data = body.encode() if isinstance(body, str) else body
 
@@ -63,8 +70,7 @@ class LoopbackServer:
 
     # -- lifecycle ------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append(SeenRequest(request.method, request.path, request.query_string,
-                                         dict(request.headers)))
+        self.requests.append(SeenRequest(request.method, request.path, request.query_string, dict(request.headers)))
         handler = self._routes.get((request.method, request.path))
         if handler is None:
             return web.Response(status=404, text="not found")

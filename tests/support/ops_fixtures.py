@@ -27,8 +27,9 @@ def write_config(root: Path, **settings: Any) -> Path:
     return path
 
 
-def write_channel(folder: Path, packs: Iterable[Mapping[str, Any]],
-                  node_map: Mapping[str, list[str]] | None = None) -> str:
+def write_channel(
+    folder: Path, packs: Iterable[Mapping[str, Any]], node_map: Mapping[str, list[str]] | None = None
+) -> str:
     """A channel folder (custom-node-list.json + extension-node-map.json); returns its file:// URL.
 
     ``node_map``: reference URL -> node class names.
@@ -41,11 +42,18 @@ def write_channel(folder: Path, packs: Iterable[Mapping[str, Any]],
     return folder.as_uri()
 
 
-def catalog_entry(pack_id: str, url: str, *, install_type: str = "git-clone", files: list[str] | None = None,
-                  title: str | None = None) -> dict[str, Any]:
-    return {"id": pack_id, "title": title or pack_id, "author": "test", "reference": url,
-            "files": files if files is not None else [url], "install_type": install_type,
-            "description": f"{pack_id} for tests"}
+def catalog_entry(
+    pack_id: str, url: str, *, install_type: str = "git-clone", files: list[str] | None = None, title: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": pack_id,
+        "title": title or pack_id,
+        "author": "test",
+        "reference": url,
+        "files": files if files is not None else [url],
+        "install_type": install_type,
+        "description": f"{pack_id} for tests",
+    }
 
 
 def build_zip(path: Path, files: Mapping[str, str | bytes], *, top: str = "") -> Path:
@@ -59,10 +67,14 @@ def build_zip(path: Path, files: Mapping[str, str | bytes], *, top: str = "") ->
 
 def cnr_files(node_id: str, version: str, *, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The files of a registry zip of ``node_id`` at ``version`` (pyproject identity included)."""
-    files = {"__init__.py": "NODE_CLASS_MAPPINGS = {}\n",
-             "nodes.py": f"VERSION = {version!r}\n",
-             "pyproject.toml": (f'[project]\nname = "{node_id}"\nversion = "{version}"\n'
-                                f'[project.urls]\nRepository = "https://github.com/example/{node_id}"\n')}
+    files = {
+        "__init__.py": "NODE_CLASS_MAPPINGS = {}\n",
+        "nodes.py": f"VERSION = {version!r}\n",
+        "pyproject.toml": (
+            f'[project]\nname = "{node_id}"\nversion = "{version}"\n'
+            f'[project.urls]\nRepository = "https://github.com/example/{node_id}"\n'
+        ),
+    }
     files.update(extra or {})
     return files
 
@@ -81,6 +93,7 @@ class DepsRecorder:
         progress(f"[deps] would install {' '.join(reqs)}")
         if self.fail:
             from manager.deps.errors import DepsInstallFailed
+
             raise DepsInstallFailed(f"pip failed for {pack_name}", details={"output_tail": ["ERROR: boom"]})
         (Path(pack_dir) / ".deps-ran").write_text(str(pack_dir), encoding="utf-8")
         return {"requirements": reqs}
@@ -89,6 +102,7 @@ class DepsRecorder:
 def tree_listing(root: Path) -> dict[str, str]:
     """Relative path -> fingerprint of everything under ``root`` (see support/treesum)."""
     from support import treesum  # here, not at the top: this file also runs as a child script
+
     return treesum.listing(root)
 
 
@@ -108,11 +122,13 @@ class OpsEnv:
     @property
     def ops(self) -> Any:
         from manager.operations import Ops
+
         return Ops(self.manager, deps_step=self.deps)
 
     def run(self, kind: str, target: str, **params: Any) -> Any:
         """Queue one task, run it to the end, return its final snapshot."""
         from manager.tasks import TaskSpec
+
         queue = self.manager.queue
         task = queue.enqueue(TaskSpec(kind, target, params))
         assert queue.run_until_idle(timeout=120)
@@ -129,12 +145,20 @@ class OpsEnv:
         self.manager.queue.stop(timeout=10)
 
 
-def make_env(tmp_path: Path, *, mode: str = "offline", packs: Iterable[Mapping[str, Any]] = (),
-             node_map: Mapping[str, list[str]] | None = None, python: str | None = None,
-             deps: Any = None, **settings: Any) -> OpsEnv:
+def make_env(
+    tmp_path: Path,
+    *,
+    mode: str = "offline",
+    packs: Iterable[Mapping[str, Any]] = (),
+    node_map: Mapping[str, list[str]] | None = None,
+    python: str | None = None,
+    deps: Any = None,
+    **settings: Any,
+) -> OpsEnv:
     """Tree at ``tmp_path/ComfyUI`` + a local channel + config.ini (``network_mode`` = ``mode``)."""
     from manager.context import Manager
     from manager.host import StandaloneHost
+
     root = tmp_path / "ComfyUI"
     for sub in ("custom_nodes", "models", "user"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -173,15 +197,19 @@ def _child(root: str, spec: str, kill_stage: str, params_json: str = "{}") -> in
         data = dict(event.data)
         sys.stdout.write(json.dumps({"stage": data.get("stage"), "line": data.get("line"), "at": time.time()}) + "\n")
         sys.stdout.flush()
-        if data.get("stage") == stage and (when != "output" or (data.get("line") and
-                                                                  not str(data["line"]).startswith("cloning "))):
+        if data.get("stage") == stage and (
+            when != "output" or (data.get("line") and not str(data["line"]).startswith("cloning "))
+        ):
             os.kill(os.getpid(), signal.SIGKILL)
+
     queue.subscribe(on_event)
     task = queue.enqueue(TaskSpec("install", spec, json.loads(params_json)))
     queue.run_until_idle(timeout=120)
     final = queue.get(task.id)
-    sys.stdout.write(json.dumps({"state": final.state.value, "error": dict(final.error or {}),
-                                 "finished_at": final.finished_at}) + "\n")
+    sys.stdout.write(
+        json.dumps({"state": final.state.value, "error": dict(final.error or {}), "finished_at": final.finished_at})
+        + "\n"
+    )
     return 0
 
 

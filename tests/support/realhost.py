@@ -32,7 +32,7 @@ from typing import Any
 from . import realhost_env as envs
 
 REPO_ROOT = envs.REPO_ROOT
-FOLDER = "offline-manager"            # the folder name the README tells users to clone into
+FOLDER = "offline-manager"  # the folder name the README tells users to clone into
 # The frontend's first-run templates dialog would cover the canvas (comfyui-host.md §6.4).
 FIRST_RUN_FILES = {"user/default/comfy.settings.json": json.dumps({"Comfy.TutorialCompleted": True})}
 READY_LINE = re.compile(r"\[offline-manager\] \S+ ready: .*")
@@ -45,7 +45,11 @@ def ready_cost_ms(ready_line: str) -> float:
     if found is None:
         raise ValueError(f"no start cost in the ready line: {ready_line!r}")
     return float(found.group(1))
-CONNECT = re.compile(r"connect\(\d+, \{sa_family=(AF_INET6?),[^}]*?(?:inet_addr\(\"([^\"]+)\"\)|inet_pton\(AF_INET6, \"([^\"]+)\")")
+
+
+CONNECT = re.compile(
+    r"connect\(\d+, \{sa_family=(AF_INET6?),[^}]*?(?:inet_addr\(\"([^\"]+)\"\)|inet_pton\(AF_INET6, \"([^\"]+)\")"
+)
 
 
 def isolation_problem() -> str | None:
@@ -58,8 +62,11 @@ def isolation_problem() -> str | None:
         return f"cannot read /proc/net/dev: {exc}"
     others = [n for n in names if n and n != "lo"]
     if others:
-        return ("not inside a loopback-only network namespace (interfaces: " + ", ".join(others) +
-                "); run ./scripts/test.sh, which runs the suite under `unshare -n`")
+        return (
+            "not inside a loopback-only network namespace (interfaces: "
+            + ", ".join(others)
+            + "); run ./scripts/test.sh, which runs the suite under `unshare -n`"
+        )
     return None
 
 
@@ -67,11 +74,12 @@ def unavailable(version: str = "0.8.0", *, manager_package: bool = False) -> str
     """Why the tier cannot run ``version`` here, or None."""
     found = envs.sources()
     if version not in found:
-        return (f"no source for ComfyUI {version} (no ../shared/hosts/, no $OFFLINE_MANAGER_HOSTS, "
-                "no $COMFYUI_DIR)")
+        return f"no source for ComfyUI {version} (no ../shared/hosts/, no $OFFLINE_MANAGER_HOSTS, no $COMFYUI_DIR)"
     if envs.host_python(version, manager_package=manager_package) is None:
-        return (f"the environment for ComfyUI {version} was not built: run "
-                "`.venv/bin/python -m support.realhost_env build` from tests/ (scripts/test.sh does)")
+        return (
+            f"the environment for ComfyUI {version} was not built: run "
+            "`.venv/bin/python -m support.realhost_env build` from tests/ (scripts/test.sh does)"
+        )
     return isolation_problem()
 
 
@@ -83,8 +91,12 @@ def free_port() -> int:
 
 def project_files() -> list[str]:
     """The files a ``git clone`` of this checkout would hold (tracked and new, not ignored)."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO_ROOT,
-                         check=True, capture_output=True)
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
     return [name for name in out.stdout.decode().split("\0") if name and (REPO_ROOT / name).is_file()]
 
 
@@ -159,8 +171,9 @@ class RealComfyUI:
             return 0
         return sum(1 for line in self.strace_path.read_text(errors="replace").splitlines() if "connect(" in line)
 
-    def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-                timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None, timeout: float = 30
+    ) -> tuple[int, dict[str, str], bytes]:
         data = None
         hdrs = dict(headers or {})
         if body is not None:
@@ -185,7 +198,9 @@ class RealComfyUI:
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             if not self.alive():
-                raise HostDidNotStart(self, f"ComfyUI {self.version} exited with {self.proc.returncode if self.proc else '?'}")
+                raise HostDidNotStart(
+                    self, f"ComfyUI {self.version} exited with {self.proc.returncode if self.proc else '?'}"
+                )
             try:
                 with urllib.request.urlopen(self.url("/system_stats"), timeout=2) as resp:
                     if resp.status == 200:
@@ -248,18 +263,44 @@ def _times_line(log: str, header: str, folder: str) -> float | None:
 
 
 def _spawn(host: RealComfyUI) -> subprocess.Popen:
-    argv = ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=connect", "-o", str(host.strace_path),
-            str(host.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(host.port),
-            "--disable-auto-launch", *host.args]
+    argv = [
+        "strace",
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-e",
+        "trace=connect",
+        "-o",
+        str(host.strace_path),
+        str(host.python),
+        "main.py",
+        "--cpu",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(host.port),
+        "--disable-auto-launch",
+        *host.args,
+    ]
     # the user's environment, not the test runner's (users keep bytecode caching on)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CM_", "PYTEST", "COV_")) and k != "PYTHONDONTWRITEBYTECODE"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CM_", "PYTEST", "COV_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(host.extra.get("env", {}))
     env["PYTHONUNBUFFERED"] = "1"
     log = open(host.log_path, "ab")
     try:
-        return subprocess.Popen(argv, cwd=host.root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            cwd=host.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     finally:
         log.close()
 
@@ -270,11 +311,20 @@ def write_config(manager_dir: Path, settings: dict[str, str]) -> None:
     (manager_dir / "config.ini").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def start_comfyui(workdir: Path, version: str = "0.8.0", *, config: dict[str, str] | None = None,
-                  args: Iterable[str] = (), extra_nodes: Iterable[Path] = (), manager_package: bool = False,
-                  install_ours: bool = True, patch: dict[str, tuple[str, str]] | None = None,
-                  env: dict[str, str] | None = None, files: dict[str, str] | None = None,
-                  wait: bool = True) -> RealComfyUI:
+def start_comfyui(
+    workdir: Path,
+    version: str = "0.8.0",
+    *,
+    config: dict[str, str] | None = None,
+    args: Iterable[str] = (),
+    extra_nodes: Iterable[Path] = (),
+    manager_package: bool = False,
+    install_ours: bool = True,
+    patch: dict[str, tuple[str, str]] | None = None,
+    env: dict[str, str] | None = None,
+    files: dict[str, str] | None = None,
+    wait: bool = True,
+) -> RealComfyUI:
     """A fresh copy of ComfyUI ``version`` with us installed, started and (``wait``) ready.
 
     ``config``: our config.ini (default ``network_mode = offline``); ``extra_nodes``: folders
@@ -298,8 +348,21 @@ def start_comfyui(workdir: Path, version: str = "0.8.0", *, config: dict[str, st
             assert old in text, f"patch target not found in {rel}: {old!r}"
             (ours / rel).write_text(text.replace(old, new, 1), encoding="utf-8")
         # the README's step: requirements into ComfyUI's python (already satisfied: no network)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
-                        str(ours / "requirements.txt")], check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "-r",
+                str(ours / "requirements.txt"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     for node in extra_nodes:
         shutil.copytree(node, root / "custom_nodes" / node.name)
     for rel, text in {**FIRST_RUN_FILES, **(files or {})}.items():
@@ -308,9 +371,16 @@ def start_comfyui(workdir: Path, version: str = "0.8.0", *, config: dict[str, st
     settings = {"network_mode": "offline"}
     settings.update(config or {})
     write_config(root / "user" / "__manager", settings)
-    host = RealComfyUI(version=version, root=root, port=free_port(), python=python,
-                       log_path=workdir / f"comfyui-{version}.log", strace_path=workdir / f"strace-{version}.txt",
-                       args=tuple(args), extra={"env": dict(env or {})})
+    host = RealComfyUI(
+        version=version,
+        root=root,
+        port=free_port(),
+        python=python,
+        log_path=workdir / f"comfyui-{version}.log",
+        strace_path=workdir / f"strace-{version}.txt",
+        args=tuple(args),
+        extra={"env": dict(env or {})},
+    )
     host.proc = _spawn(host)
     if wait:
         try:

@@ -35,13 +35,19 @@ COMPLETE = ".complete"
 EXTRA_BASE = ("requests",)
 # What each host version needs beyond the base environment (0.3.64 pins older frontend files).
 OVERLAYS: dict[str, tuple[str, ...]] = {
-    "0.3.64": ("comfyui-frontend-package==1.27.10", "comfyui-workflow-templates==0.1.95",
-               "comfyui-embedded-docs==0.2.6"),
+    "0.3.64": (
+        "comfyui-frontend-package==1.27.10",
+        "comfyui-workflow-templates==0.1.95",
+        "comfyui-embedded-docs==0.2.6",
+    ),
     "manager-4.3": ("comfyui-manager==4.3",),
 }
 HOST_VERSIONS = ("0.8.0", "0.3.64")
-TARBALLS = {"0.8.0": "ComfyUI-0.8.0.tar.gz", "0.3.64": "ComfyUI-0.3.64.tar.gz",
-            "classic-3.41": "ComfyUI-Manager-3.41.tar.gz"}
+TARBALLS = {
+    "0.8.0": "ComfyUI-0.8.0.tar.gz",
+    "0.3.64": "ComfyUI-0.3.64.tar.gz",
+    "classic-3.41": "ComfyUI-Manager-3.41.tar.gz",
+}
 
 
 def cache_root() -> Path:
@@ -69,7 +75,7 @@ def comfyui_dir_version(path: Path) -> str | None:
 class HostSource:
     """Where one host's source tree comes from: a tarball or a checkout."""
 
-    name: str                    # "0.8.0", "0.3.64", "classic-3.41"
+    name: str  # "0.8.0", "0.3.64", "classic-3.41"
     tarball: Path | None = None
     checkout: Path | None = None
 
@@ -153,8 +159,12 @@ def _run(argv: list[str]) -> None:
 
 
 def _site_packages(python: Path) -> str:
-    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip()
 
 
@@ -177,7 +187,8 @@ def build_overlay(base: HostSource, name: str) -> Path:
     shutil.rmtree(env, ignore_errors=True)
     _run([sys.executable, "-m", "venv", str(env)])
     Path(_site_packages(python_of(env)), "_offline_manager_base.pth").write_text(
-        _site_packages(python_of(base_env_dir(base))) + "\n")
+        _site_packages(python_of(base_env_dir(base))) + "\n"
+    )
     _run([str(python_of(env)), "-m", "pip", "install", "-q", *OVERLAYS[name]])
     (env / COMPLETE).write_text("ok\n")
     return env

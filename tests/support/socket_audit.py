@@ -37,7 +37,7 @@ def _is_loopback_host(host: object) -> bool:
 
 @dataclass
 class SocketAudit:
-    connects: list[tuple[str, object]] = field(default_factory=list)   # (kind, address)
+    connects: list[tuple[str, object]] = field(default_factory=list)  # (kind, address)
     violations: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -52,7 +52,7 @@ class SocketAudit:
     def hook(self, event: str, args: tuple) -> None:
         if event == "socket.connect":
             address = args[1]
-            if isinstance(address, (str, bytes)):      # AF_UNIX: local by definition
+            if isinstance(address, (str, bytes)):  # AF_UNIX: local by definition
                 return
             host = address[0] if isinstance(address, tuple) and address else address
             with self.lock:

@@ -36,9 +36,25 @@ from aiohttp import WSMsgType, web
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FEATURE_FLAGS = {"supports_preview_metadata": True, "max_upload_size": 104857600}
 DEFAULT_SETTINGS = {"Comfy.TutorialCompleted": True}  # keeps the first-run dialog off the canvas
-MODEL_FOLDERS = ("checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
-                 "style_models", "embeddings", "diffusers", "vae_approx", "controlnet", "gligen",
-                 "upscale_models", "hypernetworks", "photomaker", "classifiers")
+MODEL_FOLDERS = (
+    "checkpoints",
+    "configs",
+    "loras",
+    "vae",
+    "text_encoders",
+    "diffusion_models",
+    "clip_vision",
+    "style_models",
+    "embeddings",
+    "diffusers",
+    "vae_approx",
+    "controlnet",
+    "gligen",
+    "upscale_models",
+    "hypernetworks",
+    "photomaker",
+    "classifiers",
+)
 _STAND_IN_MODULES = ("server", "folder_paths", "comfyui_version", "comfy", "comfy.cli_args")
 
 
@@ -68,7 +84,7 @@ class StandInPromptServer:
         self.client_session = None
         self.web_root = str(web_root) if web_root else ""
         self.supports = ["custom_nodes_from_web"]
-        self.sent: list[tuple[str, Any, str | None]] = []   # every message pushed, for assertions
+        self.sent: list[tuple[str, Any, str | None]] = []  # every message pushed, for assertions
 
     def send_sync(self, event: str, data: Any, sid: str | None = None) -> None:
         """Thread-safe, fire-and-forget, like ComfyUI's (delivered by the publish loop)."""
@@ -134,7 +150,8 @@ def make_folder_paths(comfy_root: Path) -> types.ModuleType:
     fp.models_dir = str(models)
     fp.supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
     table: dict[str, tuple[list[str], set[str]]] = {
-        name: ([str(models / name)], set(fp.supported_pt_extensions)) for name in MODEL_FOLDERS}
+        name: ([str(models / name)], set(fp.supported_pt_extensions)) for name in MODEL_FOLDERS
+    }
     table["text_encoders"][0].append(str(models / "clip"))
     table["diffusion_models"][0].insert(0, str(models / "unet"))
     table["custom_nodes"] = ([str(comfy_root / "custom_nodes")], set())
@@ -185,10 +202,22 @@ def _cli_args_module(port: int) -> tuple[types.ModuleType, types.ModuleType]:
     comfy.__path__ = []  # a package, so ``import comfy.cli_args`` resolves to the stand-in
     cli_args = types.ModuleType("comfy.cli_args")
     cli_args.args = types.SimpleNamespace(
-        listen="127.0.0.1", port=port, enable_cors_header=None, max_upload_size=100, multi_user=False,
-        enable_manager=False, disable_manager_ui=False, enable_manager_legacy_ui=False,
-        disable_all_custom_nodes=False, whitelist_custom_nodes=[], base_directory=None, verbose="INFO",
-        front_end_version="comfyanonymous/ComfyUI@latest", front_end_root=None, windows_standalone_build=False)
+        listen="127.0.0.1",
+        port=port,
+        enable_cors_header=None,
+        max_upload_size=100,
+        multi_user=False,
+        enable_manager=False,
+        disable_manager_ui=False,
+        enable_manager_legacy_ui=False,
+        disable_all_custom_nodes=False,
+        whitelist_custom_nodes=[],
+        base_directory=None,
+        verbose="INFO",
+        front_end_version="comfyanonymous/ComfyUI@latest",
+        front_end_root=None,
+        windows_standalone_build=False,
+    )
     comfy.cli_args = cli_args
     return comfy, cli_args
 
@@ -211,9 +240,16 @@ class StandInComfy:
     static text routes (path -> (content type, body)) for test pages served same-origin.
     """
 
-    def __init__(self, comfy_root: Path, *, extension_dir: Path = REPO_ROOT, static_dir: Path | None = None,
-                 settings: dict[str, Any] | None = None, pages: dict[str, tuple[str, str]] | None = None,
-                 load_extension: bool = True) -> None:
+    def __init__(
+        self,
+        comfy_root: Path,
+        *,
+        extension_dir: Path = REPO_ROOT,
+        static_dir: Path | None = None,
+        settings: dict[str, Any] | None = None,
+        pages: dict[str, tuple[str, str]] | None = None,
+        load_extension: bool = True,
+    ) -> None:
         self.comfy_root = Path(comfy_root)
         self.extension_dir = Path(extension_dir)
         self.static_dir = static_dir or find_frontend_static()
@@ -288,7 +324,7 @@ class StandInComfy:
                     await ws.close()
             if self._runner:
                 await self._runner.cleanup()
-            if self._publisher is not None:        # ended here, not by a closed loop later
+            if self._publisher is not None:  # ended here, not by a closed loop later
                 self._publisher.cancel()
                 await asyncio.gather(self._publisher, return_exceptions=True)
 
@@ -339,8 +375,13 @@ class StandInComfy:
         version = types.ModuleType("comfyui_version")
         version.__version__ = "0.8.0"
         comfy, self._cli_args = _cli_args_module(0)
-        stand_ins = {"server": server_mod, "folder_paths": make_folder_paths(self.comfy_root),
-                     "comfyui_version": version, "comfy": comfy, "comfy.cli_args": self._cli_args}
+        stand_ins = {
+            "server": server_mod,
+            "folder_paths": make_folder_paths(self.comfy_root),
+            "comfyui_version": version,
+            "comfy": comfy,
+            "comfy.cli_args": self._cli_args,
+        }
         self._module_name = str(self.extension_dir).replace(".", "_x_")
         for name, module in stand_ins.items():
             self._saved_modules[name] = sys.modules.get(name)
@@ -386,6 +427,7 @@ class StandInComfy:
     def _page(content_type: str, body: str) -> Callable:
         async def page(_request: web.Request) -> web.Response:
             return web.Response(text=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
+
         return page
 
     async def _index(self, _request: web.Request) -> web.FileResponse:
@@ -397,6 +439,7 @@ class StandInComfy:
         def fixed(value: Any) -> Callable:
             async def handler(_request: web.Request) -> web.Response:
                 return web.json_response(value)
+
             return handler
 
         async def settings_get(_request: web.Request) -> web.Response:
@@ -413,10 +456,20 @@ class StandInComfy:
         async def extensions(_request: web.Request) -> web.Response:
             return web.json_response(self.extension_list())
 
-        system_stats = {"system": {"os": "linux", "ram_total": 0, "ram_free": 0, "comfyui_version": "0.8.0",
-                                   "required_frontend_version": "", "python_version": sys.version.split()[0],
-                                   "pytorch_version": "", "embedded_python": False, "argv": ["main.py"]},
-                        "devices": []}
+        system_stats = {
+            "system": {
+                "os": "linux",
+                "ram_total": 0,
+                "ram_free": 0,
+                "comfyui_version": "0.8.0",
+                "required_frontend_version": "",
+                "python_version": sys.version.split()[0],
+                "pytorch_version": "",
+                "embedded_python": False,
+                "argv": ["main.py"],
+            },
+            "devices": [],
+        }
         routes.get("/ws")(self._websocket)
         routes.get("/users")(fixed({"storage": "server", "migrated": True}))
         routes.get("/settings")(settings_get)
@@ -431,8 +484,9 @@ class StandInComfy:
         routes.get("/prompt")(fixed({"exec_info": {"queue_remaining": 0}}))
         routes.get("/queue")(fixed({"queue_running": [], "queue_pending": []}))
         routes.get("/history")(fixed({}))
-        routes.get("/api/jobs")(fixed({"jobs": [], "pagination": {"offset": 0, "limit": 200, "total": 0,
-                                                                   "has_more": False}}))
+        routes.get("/api/jobs")(
+            fixed({"jobs": [], "pagination": {"offset": 0, "limit": 200, "total": 0, "has_more": False}})
+        )
         routes.get("/userdata")(fixed([]))
         routes.get("/workflow_templates")(fixed({}))
         routes.get("/global_subgraphs")(fixed({}))
@@ -447,8 +501,10 @@ class StandInComfy:
             core = self.static_dir / "extensions"
             out += ["/extensions/" + p.relative_to(core).as_posix() for p in sorted(core.rglob("*.js"))]
         for name, folder in self.extension_web_dirs.items():
-            out += ["/extensions/" + urllib.parse.quote(name) + "/" + p.relative_to(folder).as_posix()
-                    for p in sorted(folder.rglob("*.js"))]
+            out += [
+                "/extensions/" + urllib.parse.quote(name) + "/" + p.relative_to(folder).as_posix()
+                for p in sorted(folder.rglob("*.js"))
+            ]
         return out
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
@@ -459,8 +515,9 @@ class StandInComfy:
         self.server.sockets[sid] = ws
         self.server.sockets_metadata[sid] = {"feature_flags": {}}
         try:
-            await ws.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}},
-                                                            "sid": sid}})
+            await ws.send_json(
+                {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": sid}}
+            )
             first = True
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT and first:
@@ -479,4 +536,3 @@ class StandInComfy:
                 self.server.sockets.pop(sid, None)
                 self.server.sockets_metadata.pop(sid, None)
         return ws
-

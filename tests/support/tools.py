@@ -14,9 +14,9 @@ from pathlib import Path
 INSTALL = {
     "git": "apt-get install git   (scripts/test.sh installs it)",
     "uv": ".venv/bin/python -m pip install -e '.[test]'   (the test extra installs uv next to the test "
-          "interpreter; scripts/test.sh does it)",
+    "interpreter; scripts/test.sh does it)",
     "chromium": "apt-get install chromium   (scripts/test.sh installs it; or set CM_CHROMIUM to a chromium "
-                "binary; never `playwright install`)",
+    "binary; never `playwright install`)",
     "openssl": "apt-get install openssl",
 }
 
@@ -33,6 +33,7 @@ def find(name: str) -> str | None:
         return path if Path(path).is_file() else None
     if name == "uv":
         from .wheels import find_uv
+
         return find_uv()
     return shutil.which(name)
 
@@ -47,5 +48,6 @@ def require(name: str) -> str:
     path = find(name)
     if path is None:
         import pytest
+
         pytest.fail(missing_message(name), pytrace=False)
     return path

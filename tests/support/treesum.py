@@ -69,6 +69,7 @@ class Changes:
 
         def keep(paths: tuple[str, ...]) -> tuple[str, ...]:
             return tuple(p for p in paths if not any(p == a or p.startswith(a + "/") for a in allow))
+
         return Changes(keep(self.added), keep(self.removed), keep(self.modified))
 
     def describe(self, limit: int = 20) -> str:

@@ -31,9 +31,16 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def build_wheel(dest: Path, name: str, version: str, *, requires: Sequence[str] = (),
-                tag: str = "py3-none-any", module: str | None = None,
-                extra_files: dict[str, str] | None = None) -> Path:
+def build_wheel(
+    dest: Path,
+    name: str,
+    version: str,
+    *,
+    requires: Sequence[str] = (),
+    tag: str = "py3-none-any",
+    module: str | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
     """Write ``<name>-<version>-<tag>.whl`` into ``dest`` and return its path.
 
     The wheel holds one importable module (``module``, default: the name with ``_``) whose
@@ -43,14 +50,14 @@ def build_wheel(dest: Path, name: str, version: str, *, requires: Sequence[str] 
     dist = _dist_name(name)
     mod = module or dist.lower()
     info = f"{dist}-{version}.dist-info"
-    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
-                f"Summary: test package {name}"]
+    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}", f"Summary: test package {name}"]
     metadata += [f"Requires-Dist: {r}" for r in requires]
     files: dict[str, bytes] = {
         f"{mod}/__init__.py": f"__version__ = {version!r}\nNAME = {name!r}\n".encode(),
         f"{info}/METADATA": ("\n".join(metadata) + "\n\n").encode(),
-        f"{info}/WHEEL": (f"Wheel-Version: 1.0\nGenerator: offline-manager-tests\n"
-                          f"Root-Is-Purelib: true\nTag: {tag}\n").encode(),
+        f"{info}/WHEEL": (
+            f"Wheel-Version: 1.0\nGenerator: offline-manager-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
+        ).encode(),
     }
     for rel, text in (extra_files or {}).items():
         files[rel] = text.encode()
@@ -106,17 +113,21 @@ def serve_simple_index(srv, wheels: Iterable[Path], *, prefix: str = "/simple") 
 
 def installed_version(python: str | Path, module: str) -> str | None:
     """``module.__version__`` as seen by ``python`` (None when not importable)."""
-    out = subprocess.run([str(python), "-c", f"import {module}; print({module}.__version__)"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(python), "-c", f"import {module}; print({module}.__version__)"], capture_output=True, text=True, timeout=60
+    )
     return out.stdout.strip() if out.returncode == 0 else None
 
 
 def installed_names(python: str | Path) -> dict[str, str]:
     """Every distribution in ``python``'s environment: canonical name -> version."""
-    code = ("import json, importlib.metadata as m; "
-            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+    code = (
+        "import json, importlib.metadata as m; "
+        "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+    )
     out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, timeout=60, check=True)
     import json
+
     return {str(canonicalize_name(k)): v for k, v in json.loads(out.stdout).items()}
 
 
@@ -138,6 +149,7 @@ def bundled_pip_wheel() -> Path | None:
 def find_uv() -> str | None:
     """A working uv binary (next to this interpreter or on PATH), else None."""
     import shutil
+
     for cand in (Path(sys.executable).parent / "uv", shutil.which("uv")):
         if cand and Path(cand).is_file():
             out = subprocess.run([str(cand), "--version"], capture_output=True, text=True, timeout=30)
@@ -155,12 +167,19 @@ def make_venv(path: Path, *, with_pip: bool = False, uv: str | None = None, cach
         wheel = bundled_pip_wheel()
         if uv and wheel:
             import os
+
             env = dict(os.environ, **({"UV_CACHE_DIR": str(cache_dir)} if cache_dir else {}))
-            subprocess.run([uv, "pip", "install", "--python", str(python), "--offline", "--no-index",
-                            "--no-config", str(wheel)], check=True, capture_output=True, timeout=120, env=env)
+            subprocess.run(
+                [uv, "pip", "install", "--python", str(python), "--offline", "--no-index", "--no-config", str(wheel)],
+                check=True,
+                capture_output=True,
+                timeout=120,
+                env=env,
+            )
         else:
-            subprocess.run([str(python), "-m", "ensurepip", "--default-pip"], check=True,
-                           capture_output=True, timeout=300)
+            subprocess.run(
+                [str(python), "-m", "ensurepip", "--default-pip"], check=True, capture_output=True, timeout=300
+            )
     return python
 
 
@@ -171,6 +190,7 @@ class ConnectTrap:
     def __init__(self) -> None:
         import socket
         import threading
+
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
@@ -196,6 +216,7 @@ class ConnectTrap:
 
     def close(self) -> None:
         import socket
+
         self._stop = True
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1):
@@ -223,6 +244,7 @@ import pytest  # noqa: E402  (fixtures only; the helpers above stay importable w
 def uv_bin() -> str:
     """The uv next to the test interpreter (the test command installs it); missing, the test FAILS."""
     from .tools import require
+
     return require("uv")
 
 

@@ -25,10 +25,23 @@ ProgressFn = Callable[[str], None]
 # every package URL, so these are removed from the child's environment in every mode (a stray
 # PIP_EXTRA_INDEX_URL would otherwise send requests to PyPI behind the admin's back).
 _SOURCE_ENV_PREFIXES = (
-    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX", "PIP_TRUSTED_HOST",
-    "PIP_CONFIG_FILE", "PIP_REQUIREMENT",
-    "UV_INDEX", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS", "UV_NO_INDEX",
-    "UV_INSECURE_HOST", "UV_OFFLINE", "UV_CONFIG_FILE", "UV_PYTHON", "UV_SYSTEM_PYTHON",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PIP_TRUSTED_HOST",
+    "PIP_CONFIG_FILE",
+    "PIP_REQUIREMENT",
+    "UV_INDEX",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+    "UV_INSECURE_HOST",
+    "UV_OFFLINE",
+    "UV_CONFIG_FILE",
+    "UV_PYTHON",
+    "UV_SYSTEM_PYTHON",
 )
 
 
@@ -40,11 +53,11 @@ def _no_progress(_line: str) -> None:
 class InstallerChoice:
     """Which backend runs the installs, with which command, and why it was chosen."""
 
-    name: str                      # "uv" or "pip"
-    reason: str                    # shown to the user: config, availability
-    command: tuple[str, ...]       # prefix: ("/venv/bin/uv",) or ("/venv/bin/python", "-m", "pip")
-    python: str                    # the interpreter whose environment is changed
-    version: str = ""              # "uv 0.5.1" / "pip 24.0 from ..."
+    name: str  # "uv" or "pip"
+    reason: str  # shown to the user: config, availability
+    command: tuple[str, ...]  # prefix: ("/venv/bin/uv",) or ("/venv/bin/python", "-m", "pip")
+    python: str  # the interpreter whose environment is changed
+    version: str = ""  # "uv 0.5.1" / "pip 24.0 from ..."
 
     def describe(self) -> str:
         return f"{self.name} ({self.version or 'version unknown'}): {self.reason}"
@@ -55,12 +68,12 @@ class InstallArgs:
     """What one installer invocation installs and the only sources it may use."""
 
     requirements: tuple[str, ...]
-    index_url: str | None = None             # None with no_index=True: wheelhouse only
+    index_url: str | None = None  # None with no_index=True: wheelhouse only
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()
     trusted_hosts: tuple[str, ...] = ()
     no_index: bool = False
-    offline: bool = False                    # uv: --offline (never touch the network)
+    offline: bool = False  # uv: --offline (never touch the network)
 
     def source_flags(self, *, trusted_flag: str) -> list[str]:
         """The index/find-links options both backends share; only the trusted-host flag differs."""
@@ -99,28 +112,31 @@ class RunOptions:
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
 
-DEFAULT_RUN_OPTIONS = RunOptions()     # the shared default of the functions that take options
+DEFAULT_RUN_OPTIONS = RunOptions()  # the shared default of the functions that take options
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for uv/pip: inherited, minus package-source settings, quiet and non-interactive."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(_SOURCE_ENV_PREFIXES)}
-    env.update({
-        "PIP_CONFIG_FILE": os.devnull,       # pip.conf may add extra-index-url; the gate decides sources
-        "PIP_NO_INPUT": "1",
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",   # that check is a request to pypi.org
-        "PIP_PROGRESS_BAR": "off",
-        "UV_NO_CONFIG": "1",
-        "UV_NO_PROGRESS": "1",
-        "NO_COLOR": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "PIP_CONFIG_FILE": os.devnull,  # pip.conf may add extra-index-url; the gate decides sources
+            "PIP_NO_INPUT": "1",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",  # that check is a request to pypi.org
+            "PIP_PROGRESS_BAR": "off",
+            "UV_NO_CONFIG": "1",
+            "UV_NO_PROGRESS": "1",
+            "NO_COLOR": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra or {})
     return env
 
 
-def run_streaming(command: Sequence[str], progress: ProgressFn | None = None, *,
-                  options: RunOptions = RunOptions()) -> RunResult:
+def run_streaming(
+    command: Sequence[str], progress: ProgressFn | None = None, *, options: RunOptions = RunOptions()
+) -> RunResult:
     """Run ``command``, passing each output line (stdout and stderr merged) to ``progress``.
 
     Raises ``FileNotFoundError``/``PermissionError`` when the program cannot start; a timeout
@@ -129,15 +145,26 @@ def run_streaming(command: Sequence[str], progress: ProgressFn | None = None, *,
     emit = progress or _no_progress
     tail: deque[str] = deque(maxlen=options.tail_lines)
     started = time.monotonic()
-    proc = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=child_env(options.extra_env),
-                            text=True, encoding="utf-8", errors="replace", bufsize=1, **child_kwargs())
+    proc = subprocess.Popen(
+        list(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=child_env(options.extra_env),
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+        **child_kwargs(),
+    )
     timer: threading.Timer | None = None
     timed_out = threading.Event()
     if options.timeout:
+
         def _kill() -> None:
             timed_out.set()
             kill_tree(proc)
+
         timer = threading.Timer(options.timeout, _kill)
         timer.daemon = True
         timer.start()

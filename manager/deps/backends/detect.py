@@ -25,8 +25,14 @@ _EXE = ".exe" if os.name == "nt" else ""
 def probe_tool(command: Sequence[str], *, timeout: float = 30.0) -> tuple[str | None, str]:
     """Run ``command --version``: (first output line, "") when it works, else (None, why)."""
     try:
-        out = subprocess.run([*command, "--version"], capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL, env=child_env())
+        out = subprocess.run(
+            [*command, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=child_env(),
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"{' '.join(command)}: {exc.__class__.__name__}: {exc}"
     text = (out.stdout or out.stderr).strip()
@@ -57,7 +63,7 @@ def uv_candidates(python: str) -> list[tuple[str, ...]]:
 
 def _find_uv(python: str, candidates: Sequence[Sequence[str]] | None) -> tuple[tuple[str, ...] | None, str, list[str]]:
     tried: list[str] = []
-    for cand in (uv_candidates(python) if candidates is None else candidates):
+    for cand in uv_candidates(python) if candidates is None else candidates:
         version, why = probe_tool(cand)
         if version:
             return tuple(cand), version, tried
@@ -65,16 +71,18 @@ def _find_uv(python: str, candidates: Sequence[Sequence[str]] | None) -> tuple[t
     return None, "", tried
 
 
-def detect_installer(python: str, use_uv: bool | None, *,
-                     uv_search: Sequence[Sequence[str]] | None = None) -> InstallerChoice:
+def detect_installer(
+    python: str, use_uv: bool | None, *, uv_search: Sequence[Sequence[str]] | None = None
+) -> InstallerChoice:
     """Pick the backend for ``python`` (see the module doc); ``DepsInstallerUnavailable`` when
     neither runs. ``uv_search`` replaces the default uv locations (tests, a pinned uv binary)."""
     if not Path(python).exists() and not shutil.which(python):
         raise DepsInstallerUnavailable(
             f"the python for dependency installs does not exist: {python}",
             hint="Set python_executable in config.ini to the interpreter ComfyUI runs with "
-                 "(empty = the interpreter running the Manager).",
-            details={"python": python})
+            "(empty = the interpreter running the Manager).",
+            details={"python": python},
+        )
     pip_cmd = (python, "-m", "pip")
 
     def pip_probe() -> tuple[str | None, str]:
@@ -86,8 +94,9 @@ def detect_installer(python: str, use_uv: bool | None, *,
             return InstallerChoice("pip", "use_uv = false in config.ini", pip_cmd, python, pip_version)
         uv_cmd, uv_version, tried = _find_uv(python, uv_search)
         if uv_cmd:
-            return InstallerChoice("uv", f"use_uv = false but pip does not run ({pip_why}); using uv",
-                                   uv_cmd, python, uv_version)
+            return InstallerChoice(
+                "uv", f"use_uv = false but pip does not run ({pip_why}); using uv", uv_cmd, python, uv_version
+            )
         raise _unavailable(python, [pip_why, *tried])
     uv_cmd, uv_version, tried = _find_uv(python, uv_search)
     if uv_cmd:
@@ -96,8 +105,9 @@ def detect_installer(python: str, use_uv: bool | None, *,
     pip_version, pip_why = pip_probe()
     if pip_version:
         lead = "use_uv = true but" if use_uv else "use_uv is not set and"
-        return InstallerChoice("pip", f"{lead} uv was not found (tried {len(tried)} places); using pip",
-                               pip_cmd, python, pip_version)
+        return InstallerChoice(
+            "pip", f"{lead} uv was not found (tried {len(tried)} places); using pip", pip_cmd, python, pip_version
+        )
     raise _unavailable(python, [*tried, pip_why])
 
 
@@ -105,8 +115,9 @@ def _unavailable(python: str, tried: list[str]) -> DepsInstallerUnavailable:
     return DepsInstallerUnavailable(
         f"neither uv nor pip runs with {python}",
         hint=f"Install one of them for that interpreter (`{python} -m ensurepip`, or put uv on PATH / "
-             f"next to it), or point python_executable in config.ini at ComfyUI's python.",
-        details={"python": python, "tried": tried})
+        f"next to it), or point python_executable in config.ini at ComfyUI's python.",
+        details={"python": python, "tried": tried},
+    )
 
 
 def backend_for(choice: InstallerChoice, options: RunOptions = DEFAULT_RUN_OPTIONS) -> Backend:

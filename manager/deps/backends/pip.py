@@ -20,8 +20,15 @@ class PipBackend(Backend):
     def install_command(self, args: InstallArgs) -> list[str]:
         return [*self.choice.command, "install", *_QUIET, *_sources(args), *args.requirements]
 
-    def download_command(self, args: InstallArgs, dest: Path, *, requirement_files: Sequence[Path] = (),
-                         python_version: str | None = None, platforms: Sequence[str] = ()) -> list[str]:
+    def download_command(
+        self,
+        args: InstallArgs,
+        dest: Path,
+        *,
+        requirement_files: Sequence[Path] = (),
+        python_version: str | None = None,
+        platforms: Sequence[str] = (),
+    ) -> list[str]:
         """``pip download`` into ``dest``; with a target python version or platform only wheels
         are fetched (pip cannot build sdists for another interpreter)."""
         cmd = [*self.choice.command, "download", *_QUIET, "--dest", str(dest), *_sources(args)]

@@ -1,8 +1,9 @@
-"""``Api``: what every handler shares (the Manager, the listen address, the policy, caches).
+"""``HttpDoor``: what every HTTP handler shares (the Manager, the listen address, the policy, caches).
 
-One ``Api`` per door (ComfyUI or the standalone server). It holds no global state: handlers get
-it bound by the route table. Blocking work (catalog builds, inventory scans, config writes)
-runs in ``asyncio.to_thread``; the hot list routes read pre-encoded bytes (``listing.py``).
+One ``HttpDoor`` per server that mounts the route table (ComfyUI or the standalone server). It
+holds no global state: handlers get it bound by the route table. Blocking work (catalog builds,
+inventory scans, config writes) runs in ``asyncio.to_thread``; the hot list routes read
+pre-encoded bytes (``listing.py``).
 """
 
 from __future__ import annotations
@@ -11,19 +12,20 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RequestInvalid, SecurityDenied
 from ..security import SecuritySettings, decide
 from ..security import enforce as enforce_decision
 from .listing import ListingCache
 
-if TYPE_CHECKING:   # the core is imported when the Manager is built, not when a host mounts us
+if TYPE_CHECKING:  # the core is imported when the Manager is built, not when a host mounts us
     from ..audit import AuditLog
     from ..config import Config
-    from ..import_failures import ImportFailureReport
     from ..context import CatalogView, Manager
     from ..events import Event
+    from ..import_failures import ImportFailureReport
     from ..inventory import Inventory
     from ..kinds import PlannedTask
     from ..records import PolicyDecision
@@ -33,30 +35,38 @@ log = logging.getLogger("offline_manager.api")
 
 DB_MODES = {"cache": "auto", "local": "never", "remote": "force", "nickname": "auto"}
 _TREE_EVENTS = ("done", "failed", "cancelled")
-_MAX_ORIGINS = 2000          # task id -> (remote, user agent) kept for the audit line of its result
+_MAX_ORIGINS = 2000  # task id -> (remote, user agent) kept for the audit line of its result
 
 
-class Api:
+class HttpDoor:
     """State shared by the handlers of one door.
 
     ``manager`` is a Manager, or a function building one on first use (ComfyUI's start then
-    pays for mounting routes only; ``comfyui_root`` then names the tree). ``listen`` is the address the server listens on (policy
-    input: loopback or not); ``restart`` re-executes the host (ComfyUI) or is None.
+    pays for mounting routes only; ``comfyui_root`` then names the tree). ``listen`` is the address
+    the server listens on (policy input: loopback or not); ``restart`` re-executes the host
+    (ComfyUI) or is None.
     """
 
-    def __init__(self, manager: "Manager | Callable[[], Manager]", *, listen: str = "127.0.0.1",
-                 restart: Callable[[], None] | None = None, door: str = "standalone",
-                 comfyui_root: "str | os.PathLike[str] | None" = None) -> None:
-        if hasattr(manager, "config"):
-            self._manager: "Manager | None" = manager  # type: ignore[assignment]
-            self._factory: "Callable[[], Manager] | None" = None
+    def __init__(
+        self,
+        manager: Manager | Callable[[], Manager],
+        *,
+        listen: str = "127.0.0.1",
+        restart: Callable[[], None] | None = None,
+        door: str = "standalone",
+        comfyui_root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._manager: Manager | None = None
+        self._factory: Callable[[], Manager] | None = None
+        if callable(manager) and not hasattr(manager, "config"):
+            self._factory = manager
         else:
-            self._manager, self._factory = None, manager  # type: ignore[assignment]
+            self._manager = manager  # type: ignore[assignment]  # a Manager (it has a config)
         self.listen = listen
         self._root = comfyui_root
         self.restart = restart
         self.door = door
-        self._queue_hooks: list[Callable[[TaskQueue], None]] = []
+        self._queue_hooks: list[Callable[[TaskQueue], object]] = []
         self._queue_ready = False
         self.started_at = time.time()
         self.listing = ListingCache(self)
@@ -79,7 +89,7 @@ class Api:
         self._import_report: tuple[int, ImportFailureReport] | None = None
 
     @property
-    def manager(self) -> "Manager":
+    def manager(self) -> Manager:
         """The Manager (built by the factory on first use)."""
         if self._manager is None:
             assert self._factory is not None
@@ -97,11 +107,12 @@ class Api:
     def settings(self) -> SecuritySettings:
         return SecuritySettings.from_config(self.manager.config, self.listen)
 
-    def decide(self, operation: str, risk: str = "", *, source: str = "") -> "PolicyDecision":
+    def decide(self, operation: str, risk: str = "", *, source: str = "") -> PolicyDecision:
         return decide(self.settings, operation, risk, source=source)
 
-    def require(self, operation: str, risk: str = "", *, source: str = "",
-                details: Mapping[str, Any] | None = None) -> PolicyDecision:
+    def require(
+        self, operation: str, risk: str = "", *, source: str = "", details: Mapping[str, Any] | None = None
+    ) -> PolicyDecision:
         """The allowing decision, or ``SecurityDenied`` (403 with the hint). Noted for the audit log."""
         decision = self.decide(operation, risk, source=source)
         self._note_decision(decision.operation, decision.allowed, decision.reason)
@@ -118,13 +129,29 @@ class Api:
                 note["reason"] = reason
 
     # --- the task table (manager/kinds): the door only translates, the core decides -----------------
-    def plan(self, kind: str, target: str = "", params: Mapping[str, Any] | None = None, *,
-             view: "CatalogView | None" = None, enforce: bool = True, task_id: str | None = None,
-             client_id: str | None = None) -> "PlannedTask":
+    def plan(
+        self,
+        kind: str,
+        target: str = "",
+        params: Mapping[str, Any] | None = None,
+        *,
+        view: CatalogView | None = None,
+        enforce: bool = True,
+        task_id: str | None = None,
+        client_id: str | None = None,
+    ) -> PlannedTask:
         """``Manager.plan`` for this door's listener; the decision is noted for the audit log."""
         try:
-            planned = self.manager.plan(kind, target, params, listen=self.listen, view=view, enforce=enforce,
-                                        task_id=task_id, client_id=client_id)
+            planned = self.manager.plan(
+                kind,
+                target,
+                params,
+                listen=self.listen,
+                view=view,
+                enforce=enforce,
+                task_id=task_id,
+                client_id=client_id,
+            )
         except SecurityDenied as denied:
             self._note_decision(str((denied.details or {}).get("operation") or kind), False, denied.message)
             raise
@@ -132,9 +159,9 @@ class Api:
             self._note_decision(planned.decision.operation, True, "")
         return planned
 
-    def submit(self, planned: "Sequence[PlannedTask]") -> list[dict[str, Any]]:
+    def submit(self, planned: Sequence[PlannedTask]) -> list[dict[str, Any]]:
         """Queue decided tasks (a refused batch queues nothing); each is noted for the audit log."""
-        self.queue                     # noqa: B018  (the first use hooks the door's listeners up)
+        self.queue  # noqa: B018  (the first use hooks the door's listeners up)
         tasks = [t.to_dict() for t in self.manager.submit(planned)]
         for task in tasks:
             self.note(target=task["target"], task_ids=[task["id"]])
@@ -144,7 +171,7 @@ class Api:
     def _note(self) -> dict[str, Any] | None:
         try:
             task = asyncio.current_task()
-        except RuntimeError:          # called from a worker thread: no request to note on
+        except RuntimeError:  # called from a worker thread: no request to note on
             return None
         return self._notes.get(task) if task is not None else None
 
@@ -157,7 +184,7 @@ class Api:
             note.setdefault("targets", []).append(str(target))
         if task_ids:
             note.setdefault("task_ids", []).extend(str(t) for t in task_ids)
-            for tid in task_ids:     # remembered now: a quick task may end before the request does
+            for tid in task_ids:  # remembered now: a quick task may end before the request does
                 if len(self._task_origin) >= _MAX_ORIGINS:
                     self._task_origin.pop(next(iter(self._task_origin)))
                 self._task_origin[str(tid)] = note.get("origin", (None, None))
@@ -180,6 +207,7 @@ class Api:
     def audit(self) -> AuditLog | None:
         """The audit log when ``audit_logging`` is on (read each time: a reload may change it)."""
         from ..audit import AuditLog, audit_enabled
+
         manager = self.manager
         if not audit_enabled(manager.config):
             return None
@@ -187,10 +215,22 @@ class Api:
             self._audit = AuditLog.for_layout(manager.layout)
         return self._audit
 
-    def audit_request(self, *, method: str, route: str, operation: str, status: int, code: str, seconds: float,
-                      remote: str | None, user_agent: str | None, note: Mapping[str, Any]) -> None:
+    def audit_request(
+        self,
+        *,
+        method: str,
+        route: str,
+        operation: str,
+        status: int,
+        code: str,
+        seconds: float,
+        remote: str | None,
+        user_agent: str | None,
+        note: Mapping[str, Any],
+    ) -> None:
         """One audit line for a state-changing request (written synchronously: a local append)."""
         from ..audit import AuditEntry
+
         try:
             log_file = self.audit
         except Exception:  # the Manager could not be built (bad config.ini): the request says why
@@ -201,13 +241,28 @@ class Api:
         targets = list(dict.fromkeys(note.get("targets") or ()))
         target = ", ".join(targets[:3]) + (f" (+{len(targets) - 3})" if len(targets) > 3 else "")
         task_ids = tuple(note.get("task_ids") or ())
-        log_file.write(AuditEntry(
-            "request", str(note.get("operation") or operation), target, str(note.get("decision") or "none"),
-            code, round(seconds * 1000.0, 1), remote=remote, user_agent=user_agent, route=route, method=method,
-            status=status, door=self.door, task_ids=task_ids, reason=note.get("reason")))
+        log_file.write(
+            AuditEntry(
+                "request",
+                str(note.get("operation") or operation),
+                target,
+                str(note.get("decision") or "none"),
+                code,
+                round(seconds * 1000.0, 1),
+                remote=remote,
+                user_agent=user_agent,
+                route=route,
+                method=method,
+                status=status,
+                door=self.door,
+                task_ids=task_ids,
+                reason=note.get("reason"),
+            )
+        )
 
     def _audit_task(self, event: Event) -> None:
         from ..audit import task_entry
+
         task = event.data.get("task") if isinstance(event.data, Mapping) else None
         if not isinstance(task, Mapping):
             return
@@ -225,6 +280,7 @@ class Api:
         """What failed to import at ComfyUI's start: live from the host, else the stored report
         (re-read when the file changes). May read a file: call off the loop the first time."""
         from ..import_failures import load_report, report_mtime
+
         if self.import_failure_source is not None:
             if self._import_report is None:
                 self._import_report = (0, self.import_failure_source())
@@ -237,14 +293,16 @@ class Api:
     async def failed_import_names(self) -> frozenset[str]:
         """Folder names that failed to import (for the list routes' ``import-fail`` flags)."""
         from ..import_failures import report_mtime
+
         cached = self._import_report
-        if cached is not None and (self.import_failure_source is not None
-                                   or cached[0] == report_mtime(self.manager.layout)):
+        if cached is not None and (
+            self.import_failure_source is not None or cached[0] == report_mtime(self.manager.layout)
+        ):
             return cached[1].names()
         return (await asyncio.to_thread(self.import_failures)).names()
 
     # --- queue hook-up --------------------------------------------------------------------
-    def on_queue(self, hook: Callable[[TaskQueue], None]) -> None:
+    def on_queue(self, hook: Callable[[TaskQueue], object]) -> None:
         """Run ``hook(queue)`` once the queue exists (now, if a handler already used it).
 
         The queue, and with it the operation modules its runners import, is built on first
@@ -288,7 +346,7 @@ class Api:
 
     def _on_event(self, event: Event) -> None:
         if event.name in _TREE_EVENTS:
-            self._generation += 1   # an int bump is atomic enough: readers only compare it
+            self._generation += 1  # an int bump is atomic enough: readers only compare it
             self._audit_task(event)
 
     # --- catalog ----------------------------------------------------------------------------
@@ -296,9 +354,11 @@ class Api:
         """The catalog view for a classic ``mode`` (cache/local/remote); loads off the loop."""
         refresh = DB_MODES.get(mode)
         if refresh is None:
-            raise RequestInvalid(f"mode {mode!r} is not one of {', '.join(DB_MODES)}",
-                                 hint="Use mode=cache (default), local or remote.",
-                                 details={"parameter": "mode"})
+            raise RequestInvalid(
+                f"mode {mode!r} is not one of {', '.join(DB_MODES)}",
+                hint="Use mode=cache (default), local or remote.",
+                details={"parameter": "mode"},
+            )
         if self._view is not None and refresh != "force":
             return self._view
         if self._view_lock is None:
@@ -312,7 +372,7 @@ class Api:
             return view
 
     @property
-    def loaded_view(self) -> "CatalogView | None":
+    def loaded_view(self) -> CatalogView | None:
         """The catalog view if one is loaded (status displays must not trigger a load)."""
         return self._view
 
@@ -381,6 +441,10 @@ def installed_map(inv: Inventory) -> dict[str, Any]:
         if url and "github.com" in url:
             tail = url.split("github.com", 1)[1].lstrip(":/")
             aux = tail[:-4] if tail.endswith(".git") else tail.rstrip("/")
-        out[key] = {"ver": pack.cnr_version or pack.version or pack.commit or "unknown",
-                    "cnr_id": pack.cnr_id or pack.catalog_id or "", "aux_id": aux, "enabled": pack.enabled}
+        out[key] = {
+            "ver": pack.cnr_version or pack.version or pack.commit or "unknown",
+            "cnr_id": pack.cnr_id or pack.catalog_id or "",
+            "aux_id": aux,
+            "enabled": pack.enabled,
+        }
     return out
