@@ -13,11 +13,21 @@ import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
-from .errors import ChannelInvalid, ChannelNotAllowed, PathEscape
+from .errors import ChannelInvalid, ChannelNotAllowed, ManagerError, PathEscape
 from .network import NetworkGate
 from .records import Channel
 
-__all__ = ["parse_channels_list", "ChannelSet", "check_allowed", "DEFAULT_CHANNEL_URL", "CHANNEL_SCHEMES"]
+__all__ = [
+    "parse_channels_list",
+    "ChannelSet",
+    "check_allowed",
+    "check_channel_folder",
+    "channel_url_problem",
+    "is_local_url",
+    "local_channel_listed",
+    "DEFAULT_CHANNEL_URL",
+    "CHANNEL_SCHEMES",
+]
 
 DEFAULT_CHANNEL_URL = "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main"
 CHANNEL_SCHEMES = ("https", "http", "file")
@@ -46,6 +56,17 @@ def _url_problem(url: str) -> str:
     if url.startswith(("/", "~")) or _DRIVE_RE.match(url):
         return ""
     return "not a URL nor an absolute path (a missing or misspelled scheme?)"
+
+
+def channel_url_problem(url: str) -> str:
+    """Why ``url`` cannot be a channel base, or '' when it can (the rule channels.list lines obey)."""
+    return _url_problem(url.strip())
+
+
+def is_local_url(url: str) -> bool:
+    """A ``file://`` URL (any case of the scheme) or a bare path: a channel on this machine."""
+    text = url.strip()
+    return text.lower().startswith("file:") or "://" not in text
 
 
 def _norm_url(url: str) -> str:
@@ -194,7 +215,10 @@ def check_allowed(
 ) -> None:
     """Raise ``ChannelNotAllowed`` (hint names the config.ini key) unless policy admits ``channel``.
 
-    Local channels are always admitted. A remote channel needs ``allow_remote_channel`` (callers
+    Local channels are admitted here (config.ini's ``channel_url`` is the admin's own choice); a
+    door that selects a local channel the admin did not name (``local_channel_listed``) decides it
+    like a local-path install first, and ``check_channel_folder`` proves it holds a channel.
+    A remote channel needs ``allow_remote_channel`` (callers
     pass True for channels listed in channels.list) or its name/URL in ``allowed_channels``, which
     adds to the list as config.ini documents; plain ``http://`` also needs ``http_channel_enabled``.
     """
@@ -217,3 +241,91 @@ def check_allowed(
             "altered in transit).",
             details=details,
         )
+
+
+# --- a local channel must be a channel ----------------------------------------------------------
+CHANNEL_INDEX = "custom-node-list.json"
+_HEAD_BYTES = 4096
+
+
+def _real(url: str) -> Path | None:
+    """The resolved folder of a local channel URL, or None when the URL names no local path."""
+    try:
+        path = NetworkGate.local_path(url)
+    except ManagerError:  # a file:// URL naming a remote host
+        return None
+    if not path.is_absolute():
+        return None
+    try:
+        return path.resolve(strict=False)
+    except (OSError, RuntimeError):  # a link loop
+        return None
+
+
+def local_channel_listed(channel: Channel, channels: Iterable[Channel], allowed_channels: Sequence[str]) -> bool:
+    """True when the admin named ``channel``'s folder: a local line of channels.list or a local
+    ``allowed_channels`` entry resolves to it or to a folder above it (links and ``..`` resolved
+    first, so no spelling of the path reaches outside what was named)."""
+    real = _real(channel.url)
+    if real is None:
+        return False
+    named = [c.url for c in channels if c.is_local] + [a for a in allowed_channels if a.strip() and is_local_url(a)]
+    for url in named:
+        base = _real(url)
+        if base is not None and (real == base or base in real.parents):
+            return True
+    return False
+
+
+def _folder_invalid(channel: Channel, problem: str, hint: str, **details: str) -> ChannelInvalid:
+    return ChannelInvalid(
+        f"{channel.url} is not a channel: {problem}",
+        hint=hint + " Nothing was changed.",
+        details={"url": channel.url, "problem": problem, **details},
+    )
+
+
+def check_channel_folder(channel: Channel) -> Path:
+    """The folder of local ``channel`` once it holds a channel; ``ChannelInvalid`` otherwise.
+
+    The URL may not step up with ``..``; the folder must exist and hold ``custom-node-list.json``
+    (in the folder or its ``nodes/``) as a regular file inside the folder (a link pointing out is
+    refused), readable, starting like a JSON object. Reads at most a few KiB.
+    """
+    hint = f"Point it at a folder holding {CHANNEL_INDEX} (a channel made by cm-cli.py or the demo)."
+    text = channel.url.strip()
+    raw_path = urllib.parse.urlsplit(text).path if text.lower().startswith("file:") else text
+    if ".." in PurePosixPath(urllib.parse.unquote(raw_path).replace("\\", "/")).parts:
+        raise _folder_invalid(channel, "the path steps up with '..'", "Give the channel's folder as an absolute path.")
+    try:
+        root = NetworkGate.local_path(text)
+    except ManagerError as exc:
+        raise _folder_invalid(channel, exc.message, exc.hint or hint) from None
+    if not root.is_absolute():
+        raise _folder_invalid(channel, "the path is not absolute", "Use file:///absolute/path/to/channel.")
+    if not root.is_dir():
+        raise _folder_invalid(channel, "the folder does not exist", hint, path=str(root))
+    real_root = root.resolve()
+    index = next((p for p in (root / CHANNEL_INDEX, root / "nodes" / CHANNEL_INDEX) if p.exists()), None)
+    if index is None:
+        raise _folder_invalid(channel, f"it holds no {CHANNEL_INDEX}", hint, path=str(root))
+    real_index = index.resolve()
+    if real_root not in real_index.parents:
+        raise _folder_invalid(
+            channel,
+            f"{index.name} links outside the folder (to {real_index})",
+            "Copy the channel files into the folder instead of linking them.",
+            path=str(index),
+        )
+    if not real_index.is_file():
+        raise _folder_invalid(channel, f"{index} is not a regular file", hint, path=str(index))
+    try:
+        with open(real_index, "rb") as fh:
+            head = fh.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise _folder_invalid(
+            channel, f"{index} cannot be read: {exc.strerror or exc}", "Check the file's permissions.", path=str(index)
+        ) from None
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        raise _folder_invalid(channel, f"{index} is not a JSON object", hint, path=str(index))
+    return root

@@ -101,6 +101,29 @@ async def read_body(request: web.Request, *, max_bytes: int = MAX_BODY_BYTES) ->
     return b"".join(chunks)
 
 
+class DuplicateKey(ValueError):
+    """A JSON object in a request body names one key twice (``json.loads`` would keep the last)."""
+
+    def __init__(self, key: str):
+        super().__init__(f"duplicate key {key!r}")
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` that refuses a key seen twice in one object, at any depth."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def loads_unique(data: str | bytes) -> Any:
+    """``json.loads`` for request bodies: ``DuplicateKey`` (a ``ValueError``) on a repeated key."""
+    return json.loads(data, object_pairs_hook=_unique_keys)
+
+
 async def read_json(
     request: web.Request,
     *,
@@ -117,7 +140,13 @@ async def read_json(
             f"{request.method} {request.path} needs a JSON body", hint="Send a JSON object as the request body."
         )
     try:
-        value = json.loads(data)
+        value = loads_unique(data)
+    except DuplicateKey as dup:
+        raise RequestInvalid(
+            f"the request body repeats the key {dup.key!r} in one object",
+            hint=f"Send each key once; which of the repeated {dup.key!r} values was meant is not guessed.",
+            details={"key": dup.key},
+        ) from None
     except (UnicodeDecodeError, ValueError) as exc:
         # Any declared type is read as JSON (fetchApi sends text/plain, urllib a form label);
         # form fields are not JSON, and the answer says what to send instead.

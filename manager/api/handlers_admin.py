@@ -8,6 +8,7 @@ loop) after the policy allowed them. Keys that widen what the Manager may run or
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -146,7 +147,15 @@ async def post_network(api: HttpDoor, request: web.Request) -> web.Response:
 
 # --- channels --------------------------------------------------------------------------------------
 def classify_channel(api: HttpDoor, wanted: str) -> tuple[Channel, str]:
-    """The channel a name or URL means, and its risk (listed, local or an unlisted remote)."""
+    """The channel a name or URL means, and its risk.
+
+    A channels.list line (by name or URL) is ``channel_listed`` (remote) or ``channel_local``.
+    An unlisted local folder is ``channel_local`` when channels.list or ``allowed_channels``
+    names it or a folder above it, else ``local_path``: it stands for a local-path install (its
+    entries are cloned and their install scripts run), and ``checked_channel`` decides it so. An
+    unlisted remote URL is ``channel_remote``.
+    """
+    from ..channels import channel_url_problem, is_local_url, local_channel_listed
     from ..records import Channel
 
     wanted = wanted.strip()
@@ -160,9 +169,20 @@ def classify_channel(api: HttpDoor, wanted: str) -> tuple[Channel, str]:
             hint=f"Use one of: {', '.join(channels.names()) or '(none)'}, or give a URL.",
             details={"channel": wanted},
         )
+    problem = channel_url_problem(wanted)
+    if problem:
+        raise ChannelInvalid(
+            f"{wanted!r} cannot be a channel: {problem}",
+            hint="Give a channel name from channels.list, an https:// URL or file:///absolute/path.",
+            details={"channel": wanted, "problem": problem},
+        )
+    if "://" in wanted:  # the scheme in lower case: FILE:// is file://, never a remote URL
+        scheme, rest = wanted.split("://", 1)
+        wanted = scheme.lower() + "://" + rest
     channel = Channel(name="custom", url=wanted)
-    if channel.is_local:
-        return channel, sec.RISK_CHANNEL_LOCAL
+    if is_local_url(wanted):
+        listed = local_channel_listed(channel, channels, api.manager.config["allowed_channels"])
+        return channel, sec.RISK_CHANNEL_LOCAL if listed else sec.RISK_LOCAL_PATH
     return channel, sec.RISK_CHANNEL_REMOTE
 
 
@@ -194,13 +214,18 @@ async def select_channel(api: HttpDoor, wanted: str) -> Channel:
 
 def checked_channel(api: HttpDoor, wanted: str) -> Channel:
     """The channel ``wanted`` names, once the policy and the channel rules (http://, allowed
-    lists, a local folder that exists) admit it."""
-    from ..channels import check_allowed
-    from ..network import NetworkGate
+    lists, an unlisted local folder decided like a local-path install, a local folder that holds
+    a channel) admit it. Raises before anything is written."""
+    from ..channels import check_allowed, check_channel_folder
 
     api.note(target=f"channel={wanted}")
     channel, risk = classify_channel(api, wanted)
-    api.require(sec.CHANNEL_SELECT, risk, source=channel.url, details={"channel": wanted})
+    details = {"channel": wanted}
+    if risk == sec.RISK_LOCAL_PATH:
+        api.require(sec.CHANNEL_SELECT, sec.RISK_CHANNEL_LOCAL, source=channel.url, details=details)
+        _require_local_path(api, channel)
+    else:
+        api.require(sec.CHANNEL_SELECT, risk, source=channel.url, details=details)
     cfg = api.manager.config
     check_allowed(
         channel,
@@ -208,13 +233,26 @@ def checked_channel(api: HttpDoor, wanted: str) -> Channel:
         allowed_channels=cfg["allowed_channels"],
         http_channel_enabled=cfg["http_channel_enabled"],
     )
-    if channel.is_local and not NetworkGate.local_path(channel.url).is_dir():
-        raise ChannelInvalid(
-            f"local channel folder {channel.url} does not exist",
-            hint="Point it at a folder holding custom-node-list.json.",
-            details={"url": channel.url},
-        )
+    if channel.is_local:
+        check_channel_folder(channel)
     return channel
+
+
+def _require_local_path(api: HttpDoor, channel: Channel) -> None:
+    """An unlisted local channel is decided as the install it stands for: a local path
+    (allow_git_url_install and a loopback listener), with a reason that says why."""
+    decision = api.decide(sec.INSTALL, sec.RISK_LOCAL_PATH, source=channel.url)
+    if decision.allowed:
+        return
+    decision = dataclasses.replace(
+        decision,
+        reason=f"selecting the local channel {channel.url}, which neither channels.list nor "
+        f"allowed_channels names, counts as installing from a local path: {decision.reason}",
+        hint=f"{decision.hint} Or name the folder in channels.list ('name::{channel.url}') or in "
+        "allowed_channels (the [security] section) if you trust what it lists.",
+    )
+    api.note(operation=decision.operation, decision="denied", reason=decision.reason)  # the audit line
+    sec.enforce(decision, {"channel": channel.url})
 
 
 async def post_channels(api: HttpDoor, request: web.Request) -> web.Response:
