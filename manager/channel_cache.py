@@ -8,6 +8,10 @@ The ladder for a remote URL: fresh cache (younger than ``ttl``, no request) -> n
 (conditional request when a copy exists; 304 keeps the body) -> stale copy, flagged with its age
 -> a coded error with a hint. Offline mode never asks the network: any cached copy is served.
 Nothing here is global: the owner passes a gate, a folder and (in tests) a clock.
+
+The cache folder is one of our working folders: it, and every folder between the user folder and
+it, must be real (``working_folder_link`` before any read or write); a body, sidecar or staged
+file that is a link is never read through (it counts as corrupt and is replaced, not followed).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from .errors import (
     NetworkUnreachable,
     ResponseTooLarge,
 )
-from .fsops import atomic_write_bytes, atomic_write_json, file_lock
+from .fsops import atomic_write_bytes, atomic_write_json, file_lock, refuse_links
+from .layout import data_anchor_for
 from .network import NetworkGate, redact_url
 from .records import CacheEntry, Notice
 
@@ -125,8 +130,10 @@ class ChannelCache:
         clock: Callable[[], float] = time.time,
         max_bytes: int = DEFAULT_MAX_BYTES,
         logger: logging.Logger | None = None,
+        anchor: Path | None = None,
     ):
         self.cache_dir = Path(cache_dir)
+        self.anchor = Path(anchor) if anchor is not None else data_anchor_for(self.cache_dir)
         self.gate = gate
         self.ttl = float(ttl)
         self.clock = clock
@@ -139,8 +146,13 @@ class ChannelCache:
         body = self.cache_dir / cache_file_name(url)
         return body, body.with_name(body.name + SIDECAR_SUFFIX)
 
+    def check_folder(self) -> None:
+        """``WorkingFolderLink`` when the cache folder or a folder on its way is a symbolic link."""
+        refuse_links(self.cache_dir, self.anchor, what="channel cache folder")
+
     def _lock(self) -> Any:
-        return file_lock(self.cache_dir / ".cache.lock", timeout=10.0)
+        self.check_folder()  # before the lock file (and any write) is created
+        return file_lock(self.cache_dir / ".cache.lock", timeout=10.0, anchor=self.anchor)
 
     @staticmethod
     def _parse_sidecar(sidecar: Path, body: Path) -> CacheEntry:
@@ -162,7 +174,11 @@ class ChannelCache:
 
     def _load(self, url: str, check: Callable[[bytes], None] | None) -> tuple[CacheEntry, bytes] | None:
         """The verified cached copy, ``None`` when there is none; ``_BadCache`` when it is corrupt."""
+        self.check_folder()
         body, sidecar = self.paths(url)
+        for path in (body, sidecar):
+            if path.is_symlink():
+                raise _BadCache(f"{path.name} is a symbolic link, not a copy this cache wrote")
         if not sidecar.exists() and not body.exists():
             return None  # (a stray staged body is not a copy)
         if not sidecar.exists():
@@ -220,6 +236,8 @@ class ChannelCache:
     def _roll_forward(self, body: Path, entry: CacheEntry) -> bytes | None:
         """Finish a write killed between its sidecar commit and the body rename; None if none."""
         staged = self._staged_path(body)
+        if staged.is_symlink():
+            return None
         try:
             data = staged.read_bytes()
         except OSError:

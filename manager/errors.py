@@ -62,6 +62,17 @@ class InvalidName(ManagerError):
     http_status = 400
 
 
+class WorkingFolderLink(ManagerError):
+    """A symbolic link (or a folder resolving elsewhere) where one of our working folders belongs."""
+
+    code = "working_folder_link"
+    http_status = 409
+    default_hint = (
+        "Remove the link (rm <path>; never rm -r through it) so the Manager can recreate a real folder there, "
+        "then retry. Nothing was written or moved."
+    )
+
+
 class LockBusy(ManagerError):
     code = "lock_busy"
     http_status = 409

@@ -6,6 +6,11 @@ pack, single file, plain folder, unknown) and, when a catalog is given, the cata
 matches. Git metadata is read straight from ``.git`` (HEAD, config, loose refs,
 ``packed-refs``) so a scan of hundreds of packs spawns no process. A pack present both
 enabled and disabled is reported in ``Inventory.conflicts``; the two are never merged.
+
+``.disabled/`` is one of our working folders, so a symbolic link there (the folder itself, or an
+entry inside it) is not a pack: it is reported as a ``working_folder_link`` notice naming the
+path and the fix, and never listed (so never offered to enable). A link in ``custom_nodes/``
+itself is a pack the user linked in on purpose and is listed (``is_link``).
 """
 
 from __future__ import annotations
@@ -481,6 +486,37 @@ def _find_conflicts(packs: list[InstalledPack]) -> list[PackConflict]:
     return sorted(out, key=lambda c: c.key)
 
 
+def _link_notice(path: str, what: str) -> Notice:
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = ""
+    return Notice(
+        "error",
+        "working_folder_link",
+        f"{path} ({what}) is a symbolic link{f' to {target}' if target else ''}; it is not listed as a pack, "
+        "and operations refuse to run until it is removed",
+        hint=f"Remove the link (rm {path}: only the link goes, never what it points to); to use a pack from "
+        "another folder, link it into custom_nodes/ itself.",
+        details={"path": path, "target": target},
+    )
+
+
+def _disabled_entries(layout: Layout, notices: list[Notice]) -> list[os.DirEntry[str]]:
+    """Entries of ``.disabled/`` that may be packs; links (and a linked ``.disabled/``) become notices."""
+    folder = layout.disabled_dir
+    if folder.is_symlink():
+        notices.append(_link_notice(str(folder), "the disabled packs folder"))
+        return []
+    out = []
+    for entry in _iter_entries(folder, notices):
+        if entry.is_symlink():
+            notices.append(_link_notice(entry.path, "an entry in the disabled packs folder"))
+        else:
+            out.append(entry)
+    return out
+
+
 def scan(layout: Layout, *, catalog: CatalogLike | None = None) -> Inventory:
     """Scan ``layout.custom_nodes`` and its ``.disabled/`` folder; never raises for a bad entry."""
     notices: list[Notice] = []
@@ -492,7 +528,7 @@ def scan(layout: Layout, *, catalog: CatalogLike | None = None) -> Inventory:
             pack = _scan_entry(entry, enabled=True, style="")
         if pack is not None:
             packs.append(pack)
-    for entry in _iter_entries(layout.disabled_dir, notices):
+    for entry in _disabled_entries(layout, notices):
         pack = _scan_entry(entry, enabled=False, style="dir")
         if pack is not None:
             packs.append(pack)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PathEscape
+from .fsops import refuse_link_entries, refuse_links
 
 STAGING_DIRNAME = ".cm-staging.disabled"
 TRASH_DIRNAME = ".cm-trash.disabled"
@@ -137,3 +138,52 @@ class Layout:
     def inside(self, path: str | os.PathLike[str]) -> Path:
         """``ensure_inside`` against every writable root of this tree."""
         return ensure_inside(path, *self.writable_roots())
+
+    # our working folders: real folders, never links (docs/security-links.md)
+    @property
+    def data_anchor(self) -> Path:
+        """The folder the user chose for our data: ``user/`` (``__manager`` and below are ours)."""
+        if self.user_dir in self.manager_dir.parents:
+            return self.user_dir
+        return self.manager_dir.parent
+
+    def data_folders(self) -> tuple[tuple[Path, str], ...]:
+        """Our folders under the data anchor, with what each is (for error messages)."""
+        cache = self.cache_dir
+        return (
+            (self.manager_dir, "Manager data folder"),
+            (self.snapshots_dir, "snapshots folder"),
+            (cache, "cache folder"),
+            (cache / "channels", "channel cache"),
+            (cache / "registry", "registry cache"),
+            (cache / "archives" / "cnr", "registry archive cache"),
+            (cache / "archives" / "url", "archive cache"),
+            (self.locks_dir, "locks folder"),
+            (self.logs_dir, "logs folder"),
+        )
+
+    def check_working_folders(self) -> None:
+        """Before any write: ``.disabled/``, staging and trash (and every entry inside them), and
+        our data folders are real folders, not links; ``WorkingFolderLink`` names the first that
+        is not. ``custom_nodes/`` and ``user/`` themselves may be links (the user's choice), and
+        so may a pack in ``custom_nodes/``."""
+        for folder, what in (
+            (self.disabled_dir, "disabled packs folder"),
+            (self.staging_dir, "staging folder"),
+            (self.trash_dir, "trash folder"),
+        ):
+            refuse_links(folder, self.custom_nodes, what=what)
+            refuse_link_entries(folder, what=f"entry in the {what}")
+        for folder, what in self.data_folders():
+            refuse_links(folder, self.data_anchor, what=what)
+        refuse_link_entries(self.cache_dir / "archives" / "cnr", what="entry in the registry archive cache")
+
+
+def data_anchor_for(folder: str | os.PathLike[str]) -> Path:
+    """The anchor of one of our data folders given alone (a store or cache built from a path):
+    the parent of its ``__manager`` folder when it has one, else its own parent."""
+    path = Path(os.path.abspath(folder))
+    for parent in (path, *path.parents):
+        if parent.name == MANAGER_DIRNAME:
+            return parent.parent
+    return path.parent

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidName, LockBusy, ManagerError, NetworkBlocked
-from ..fsops import file_lock
+from ..fsops import file_lock, refuse_link_file
 from ..network import NetworkGate, redact_url
 from ..records import ModelEntry
 from .catalog import HF_FILENAME, model_id, source_problem
@@ -129,6 +129,16 @@ def _part_files(dest: Path) -> tuple[Path, Path]:
     return dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")
 
 
+def _refuse_linked_parts(dest: Path) -> None:
+    """The partial download, its metadata and its lock are files we write: a symbolic link planted
+    under one of their names is ``WorkingFolderLink`` before anything is opened (the download would
+    append to the link's target). The model folders themselves may be links (the user's disks)."""
+    part, meta = _part_files(dest)
+    for path, what in ((part, "partial download"), (meta, "partial download metadata")):
+        refuse_link_file(path, what=what)
+    refuse_link_file(dest.with_name("." + dest.name + ".lock"), what="download lock")
+
+
 def _drop_foreign_part(dest: Path, url: str) -> int:
     """Keep a partial download only if it came from ``url``; returns the bytes kept."""
     part, meta = _part_files(dest)
@@ -192,6 +202,7 @@ async def install_entry(
         sources.append(("url", entry.url))
     if not sources:
         raise problem or store.miss(placement, want_sha)
+    _refuse_linked_parts(placement.path)  # before any folder or file is made
     existing_parent = next(p for p in (placement.path.parent, *placement.path.parent.parents) if p.exists())
     try:
         return await _fetch_first(
@@ -242,6 +253,7 @@ async def _fetch_first(
             attempts.append({"source": kind, "url": redact_url(url), "code": exc.code, "message": exc.message})
             last = exc
             continue
+        _refuse_linked_parts(dest)
         with file_lock(dest.with_name("." + dest.name + ".lock"), timeout=0):  # not under a live download
             kept = _drop_foreign_part(dest, final)
         meter = _Meter(kind, kept, progress, check_cancelled)

@@ -59,6 +59,7 @@ def stage_and_place(
     label = source.pack_id or source.name
     rep.stage("stage", None, f"staging {source.describe()}")
     notes: list[str] = []
+    layout.check_working_folders()  # staging, trash, .disabled/ real folders before the fetch writes
     staging_existed = layout.staging_dir.exists()
     work = new_staging_dir(layout, source.name)
     try:

@@ -8,6 +8,10 @@ Trash layout (``custom_nodes/.cm-trash.disabled/``, ignored by ComfyUI and the i
 
 The manifest is written before the move, so an interrupted uninstall leaves an entry without a
 payload, which the next operation deletes (``staging.prepare_tree``).
+
+The trash is one of our working folders: it and its entries are real folders, never links
+(``working_folder_link`` before anything is written); only a payload may be a link, when the
+pack trashed was one the user had linked into ``custom_nodes/``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotFound, PackConflict, TrashEntryInvalid
-from ..fsops import atomic_write_json
+from ..fsops import atomic_write_json, refuse_link_file, refuse_links
 from ..inventory import InstalledPack
 from ..layout import Layout, ensure_inside
 from ..records import _Record
@@ -75,6 +79,7 @@ def _manifest(pack: InstalledPack | None, path: Path, layout: Layout, reason: st
 def trash_into(txn: RenameTxn, path: Path, *, reason: str, pack: InstalledPack | None = None) -> Path:
     """Create a trash entry (manifest first) and move ``path`` into it inside ``txn``; returns the entry."""
     layout = txn.layout
+    refuse_links(layout.trash_dir, layout.custom_nodes, what="trash folder")
     layout.trash_dir.mkdir(parents=True, exist_ok=True)
     entry_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{path.name}-{secrets.token_hex(3)}"
     entry = layout.trash_dir / entry_id
@@ -185,6 +190,8 @@ def _find_entry(layout: Layout, entry_id: str) -> Path:
             details={"entry": entry_id},
         )
     entry = layout.trash_dir / entry_id
+    refuse_links(entry, layout.custom_nodes, what="trash entry")
+    refuse_link_file(entry / TRASH_MANIFEST, what="trash manifest")
     if not entry.is_dir():
         raise NotFound(
             f"no trash entry {entry_id!r}",

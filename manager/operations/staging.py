@@ -7,6 +7,9 @@
   happens, so an error rolls back in this process and a SIGKILL is rolled back by the next
   operation (``prepare_tree``), which then deletes every staging leftover.
 - Nothing is ever renamed onto an existing path.
+- Our working folders (``.disabled/``, staging, trash) and every entry in them must be real,
+  not symbolic links: ``prepare_tree`` checks them (``Layout.check_working_folders``) before
+  anything is written, and every rename checks the folders it touches again.
 
 Operations run inside the queue's operations lock, so ``prepare_tree`` never races a live
 transaction of another process.
@@ -25,8 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..errors import PackConflict
-from ..fsops import atomic_write_json
+from ..errors import PackConflict, WorkingFolderLink
+from ..fsops import atomic_write_json, refuse_links
 from ..layout import Layout, ensure_inside
 
 __all__ = [
@@ -78,7 +81,9 @@ def tidy_staging(layout: Layout) -> None:
 
 
 def new_staging_dir(layout: Layout, name: str) -> Path:
-    """A fresh, empty ``<staging>/<name>-<random>/`` folder."""
+    """A fresh, empty ``<staging>/<name>-<random>/`` folder (the staging folder is checked to be a
+    real folder first: a link there would make the fetch write through it)."""
+    refuse_links(layout.staging_dir, layout.custom_nodes, what="staging folder")
     layout.staging_dir.mkdir(parents=True, exist_ok=True)
     for _ in range(10):
         path = layout.staging_dir / f"{name}-{secrets.token_hex(4)}"
@@ -117,6 +122,7 @@ class RenameTxn:
         root = self.layout.custom_nodes
         ensure_inside(src.parent, root)
         ensure_inside(dst.parent, root)
+        _check_move(self.layout, src, dst)
         if os.path.lexists(dst):
             raise PackConflict(
                 f"{dst} already exists; refusing to overwrite it with {src.name}",
@@ -164,6 +170,30 @@ class RenameTxn:
         else:
             for problem in self.rollback():
                 log.error("rollback: %s", problem)
+
+
+def _check_move(layout: Layout, src: Path, dst: Path) -> None:
+    """The folders of a rename are real folders (no link between ``custom_nodes/`` and them), and
+    a link never moves into or out of ``.disabled/`` or out of staging (a pack the user linked
+    into ``custom_nodes/`` may still go to the trash and come back)."""
+    root = layout.custom_nodes
+    refuse_links(src.parent, root, what="folder of the entry moved")
+    refuse_links(dst.parent, root, what="destination folder")
+    refuse_links(layout.staging_dir, root, what="staging folder")
+    if not os.path.islink(src):
+        return
+    staging = layout.staging_dir
+    if layout.disabled_dir in (src.parent, dst.parent) or src.parent == staging or staging in src.parents:
+        try:
+            target = os.readlink(src)
+        except OSError:
+            target = ""
+        raise WorkingFolderLink(
+            f"{src} is a symbolic link (to {target or '?'}); links never move into or out of "
+            f"{layout.disabled_dir.name}/ or staging, so nothing was moved",
+            hint=f"Remove the link (rm {src}) and, for a pack you linked in, link it again where you want it.",
+            details={"path": str(src), "target": target, "destination": str(dst)},
+        )
 
 
 def _undo(moves: Iterable[Any]) -> list[str]:
@@ -230,7 +260,12 @@ def _clean_trash(layout: Layout) -> list[str]:
 
 def prepare_tree(layout: Layout, *, keep: Iterable[Path] = ()) -> list[str]:
     """Make the tree consistent after any crash: roll back journals, then empty the staging
-    folder (except ``keep``) and drop half-made trash entries. Returns notes for the log."""
+    folder (except ``keep``) and drop half-made trash entries. Returns notes for the log.
+
+    First of all it checks our working folders (``Layout.check_working_folders``): a link as one
+    of them, on the way to one, or as an entry inside ``.disabled/``, staging or trash is
+    ``WorkingFolderLink``, raised before anything is read through it, written or deleted."""
+    layout.check_working_folders()
     notes = _recover_journals(layout)
     kept = {Path(k) for k in keep}
     try:

@@ -5,6 +5,11 @@ for registry packs, ``<id>@nightly`` for git packs with a registry identity, the
 otherwise. The folder name a pack had before it was disabled is remembered in
 ``.disabled/.cm-origins.json`` so enabling gives it back (some packs rely on their folder
 name). A destination that exists is never overwritten: ``pack_conflict`` says what to do.
+
+``.disabled/`` is one of our working folders: it holds real folders and files only. A pack the
+user linked into ``custom_nodes/`` (a dev checkout) is not moved into it (``working_folder_link``:
+remove the link to disable it), and a link found inside it is never enabled (``prepare_tree``
+refuses every operation until it is removed; the inventory reports it instead of listing it).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import PackConflict
+from ..errors import PackConflict, WorkingFolderLink
 from ..fsops import atomic_write_json
 from ..inventory import InstalledPack
 from ..layout import Layout
@@ -23,7 +28,7 @@ from .ops import Ops
 from .reporting import OpResult, Reporter, Step
 from .staging import RenameTxn, prepare_tree
 
-__all__ = ["disable", "enable", "move_to_disabled", "ORIGINS_FILE", "read_origins"]
+__all__ = ["disable", "enable", "move_to_disabled", "refuse_linked_pack", "ORIGINS_FILE", "read_origins"]
 
 ORIGINS_FILE = ".cm-origins.json"
 
@@ -43,9 +48,28 @@ def _write_origins(layout: Layout, origins: dict[str, str]) -> None:
     atomic_write_json(layout.disabled_dir / ORIGINS_FILE, live)
 
 
+def refuse_linked_pack(layout: Layout, pack: InstalledPack) -> None:
+    """``WorkingFolderLink`` for a pack that is a symbolic link: it never goes into ``.disabled/``."""
+    path = Path(pack.path)
+    if not (pack.is_link or path.is_symlink()):
+        return
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = ""
+    raise WorkingFolderLink(
+        f"cannot disable {pack.name}: it is a symbolic link (to {target or '?'}), and links are never moved "
+        f"into {layout.disabled_dir}; nothing was moved",
+        hint=f"To disable a pack you linked in, remove the link (rm {path}: only the link goes, its target "
+        "stays); link it again to enable it.",
+        details={"path": str(path), "target": target, "pack": pack.name},
+    )
+
+
 def move_to_disabled(txn: RenameTxn, pack: InstalledPack) -> Path:
     """Inside ``txn``: move an enabled pack to ``.disabled/<classic name>``; refuses to overwrite."""
     layout = txn.layout
+    refuse_linked_pack(layout, pack)
     dest = layout.disabled_dir / disabled_name(pack)
     if os.path.lexists(dest):
         raise PackConflict(
@@ -68,6 +92,7 @@ def disable(ops: Ops, key: str, rep: Reporter) -> OpResult:
     with Step(rep, "resolve", key):
         prepare_tree(layout)
         pack = find_pack(ops.inventory(), key, enabled=True)
+        refuse_linked_pack(layout, pack)
     with Step(rep, "move", pack.name):
         with RenameTxn(layout, label=f"disable {pack.name}") as txn:
             dest = move_to_disabled(txn, pack)

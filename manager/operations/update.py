@@ -31,7 +31,7 @@ from .remove import trash_into
 from .reporting import OpResult, Reporter, Step
 from .sources import Source, catalog_pack, from_catalog, registry_source
 from .staging import RenameTxn, prepare_tree
-from .toggle import enabled_target, move_to_disabled
+from .toggle import enabled_target, move_to_disabled, refuse_linked_pack
 
 __all__ = ["update", "fix", "switch_version", "plan_update_all", "run_update_all", "Plan", "PlanStep"]
 
@@ -204,6 +204,7 @@ def switch_version(
             f"{pack.name} is a {pack.kind} pack; switch it to nightly first, then to a commit",
             details={"pack": pack.name},
         )
+    refuse_linked_pack(ops.layout, pack)  # the current copy would be parked in .disabled/: never a link
     # the wanted copy may already sit in .disabled/: swap the two
     token = "nightly" if wanted == "nightly" else (version_token(wanted.lstrip("v")) if wanted != "latest" else "")
     parked = [

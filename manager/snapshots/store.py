@@ -3,6 +3,10 @@
 Names are single safe file names (letters, digits, ``._@+-``); a path, ``..``, an absolute
 name or an empty one is refused with ``invalid_name`` before anything is touched. Our own
 files are JSON; classic files (JSON, or YAML written by the classic ``--output``) are read too.
+
+The snapshots folder is one of our working folders: it and every folder between the user folder
+and it must be real, not a symbolic link (``working_folder_link``, checked before every read,
+write or delete); a stored snapshot that is a link is refused too, never followed.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidName, NotFound, SnapshotExists, SnapshotInvalid
-from ..fsops import atomic_write_bytes
-from ..layout import is_reserved_device_name
+from ..errors import InvalidName, NotFound, SnapshotExists, SnapshotInvalid, WorkingFolderLink
+from ..fsops import atomic_write_bytes, refuse_link_file, refuse_links
+from ..layout import data_anchor_for, is_reserved_device_name
 from .classic import created_from_name, from_classic, is_classic, to_classic
 from .model import Snapshot, _Record
 
@@ -157,14 +161,26 @@ class StoredSnapshot(_Record):
 
 
 class SnapshotStore:
-    """The snapshots folder of one Manager (created on first save)."""
+    """The snapshots folder of one Manager (created on first save).
 
-    def __init__(self, folder: str | os.PathLike[str]):
+    ``anchor`` is the folder the user chose, below which everything is ours (default: the parent
+    of the ``__manager`` folder holding ``folder``); links between it and ``folder`` are refused.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, anchor: str | os.PathLike[str] | None = None):
         self.folder = Path(folder)
+        self.anchor = Path(anchor) if anchor is not None else data_anchor_for(self.folder)
+
+    def check_folder(self) -> Path:
+        """``WorkingFolderLink`` when the snapshots folder (or a folder on its way) is a link."""
+        return refuse_links(self.folder, self.anchor, what="snapshots folder")
 
     def _existing(self, name: str) -> Path | None:
+        self.check_folder()
         for suffix in SUFFIXES:
             candidate = self.folder / f"{name}{suffix}"
+            if candidate.is_symlink():
+                refuse_link_file(candidate, what="stored snapshot")
             if candidate.is_file():
                 return candidate
         return None
@@ -253,7 +269,9 @@ class SnapshotStore:
         return read_snapshot_file(path)
 
     def entries(self) -> list[StoredSnapshot]:
-        """Every stored snapshot, newest first; an unreadable file is listed with its error."""
+        """Every stored snapshot, newest first; an unreadable file is listed with its error (a link
+        is listed as an error, never read)."""
+        self.check_folder()
         try:
             files = [
                 e
@@ -265,10 +283,11 @@ class SnapshotStore:
         out: list[StoredSnapshot] = []
         for entry in files:
             path = Path(entry.path)
-            st = entry.stat()
+            st = entry.stat(follow_symlinks=False)
             try:
+                refuse_link_file(path, what="stored snapshot")
                 snap = read_snapshot_file(path)
-            except (SnapshotInvalid, NotFound) as exc:
+            except (SnapshotInvalid, NotFound, WorkingFolderLink) as exc:
                 when = (
                     _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc)
                     .isoformat(timespec="microseconds")
@@ -295,7 +314,7 @@ class SnapshotStore:
         """Keep the ``keep`` newest auto-snapshots, delete older ones (``keep`` 0 keeps all); returns names removed."""
         if keep <= 0:
             return []
-        autos = [s for s in self.entries() if s.error is None and s.auto and s.origin == "ours"]
+        autos = [s for s in self.entries() if s.error is None and s.auto and s.origin == "ours"]  # checks the folder
         removed = []
         for old in autos[keep:]:
             Path(old.path).unlink(missing_ok=True)
