@@ -328,11 +328,13 @@ def test_offline_restore_lists_everything_missing_before_starting(offline_world)
     assert listing(w.root) == tree and installed_names(w.python) == venv  # nothing changed, no auto-snapshot
 
 
-def test_failure_mid_restore_reports_done_and_not_done_and_leaves_no_half_pack(online_world):
+def test_failure_mid_restore_undoes_the_done_steps_in_reverse(online_world):
+    """A clone that fails part-way (unknowable up front: the source moved) puts back every pack step done."""
     w = online_world
     make_state_a(w)
     snap = capture(w.manager)
     make_state_b(w)
+    state_b = w.state()
     (w.src / "charlie").rename(w.src / "charlie-moved")  # its source became unreachable
     with pytest.raises(SnapshotRestoreFailed) as err:
         restore(w.manager, snap, RestoreOptions(remove_extra_pips=True), policy=ALLOW)
@@ -346,10 +348,23 @@ def test_failure_mid_restore_reports_done_and_not_done_and_leaves_no_half_pack(o
     assert details["failed"]["step"]["target"] == "charlie" and details["cause"]["code"] == "git_failed"
     assert [s["kind"] for s in details["not_done"]] == ["pip_install", "pip_uninstall"]
     assert details["auto_snapshot"] and err.value.code == "snapshot_restore_failed"
+    # undone in reverse order, every one of them
+    assert [d["step"]["kind"] for d in details["undone"]] == [
+        "pack_switch",
+        "pack_enable",
+        "pack_checkout",
+        "pack_remove",
+    ], details["not_undone"]
+    assert details["not_undone"] == []
     assert not (w.nodes / "charlie").exists()
     staging = w.nodes / ".cm-staging.disabled"
     assert not staging.exists() or not any(staging.iterdir())
-    assert (w.nodes / "alpha" / "nodes.py").read_text() == "V = 1\n"  # the done steps stay done
+    after = w.state()
+    # the packs are exactly as before the restore; the requirements the checkout installed stay (the plan says so)
+    assert {k: v for k, v in after.items() if k != "python"} == {k: v for k, v in state_b.items() if k != "python"}
+    assert (w.nodes / "alpha" / "nodes.py").read_text() == "V = 2\n"
+    assert "requirements it installed stay" in details["done"][1]["step"]["undo"]
+    assert all(s["undo"].startswith("cannot be undone") for s in details["not_done"])
 
 
 def test_git_installs_need_an_allowed_decision(offline_world):

@@ -131,10 +131,11 @@ async def restore_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
     dry_run = field(body, "dry_run", bool, required=False, default=False)
     at_next_start = field(body, "at_next_start", bool, required=False, default=False)
     params = restore_params(body)
-    await asyncio.to_thread(_store(api).path_of, name)  # not_found before anything is decided
-    if dry_run:  # a plan changes nothing: shown at any level, with its decision
-        planned = api.plan("snapshot_restore", name, params, enforce=False)
+    if dry_run:  # a plan changes nothing: shown at any level, with its decision (unsafe entries as blockers)
+        await asyncio.to_thread(_store(api).path_of, name)  # not_found before anything is decided
+        planned = api.plan("snapshot_restore", name, {**params, "dry_run": True}, enforce=False)
         return ok(await asyncio.to_thread(api.manager.preview, planned))
+    await asyncio.to_thread(_checked_snapshot, api, name)  # not_found / snapshot_invalid (4xx) before a task
     task_id = field(body, "task_id", str, required=False)
     client_id = field(body, "client_id", str, required=False)
     planned = api.plan("snapshot_restore", name, params, task_id=task_id, client_id=client_id)
@@ -143,6 +144,14 @@ async def restore_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
     (task,) = api.submit([planned])
     started = api.queue.start()
     return ok({"task": task, "tasks": [task], "started": started}, status=202)
+
+
+def _checked_snapshot(api: HttpDoor, name: str) -> None:
+    """Every entry of the stored snapshot checked off the event loop, whatever its size: an unsafe
+    entry answers ``snapshot_invalid`` (400) at once, never a queued task that fails."""
+    from ..snapshots import check_stored
+
+    check_stored(api.manager, name)
 
 
 async def remove_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
@@ -199,7 +208,7 @@ async def classic_restore(api: HttpDoor, request: web.Request) -> web.Response:
     """Inside ComfyUI: scheduled for the next start (the classic meaning; reboot applies it). In the
     standalone server: queued now. The route's gate already decided ``snapshot_restore``."""
     name = await _classic_target(api, request)
-    await asyncio.to_thread(_store(api).path_of, name)
+    await asyncio.to_thread(_checked_snapshot, api, name)
     planned = api.plan("snapshot_restore", name)
     if api.restart is not None:
         return ok({"scheduled": await asyncio.to_thread(schedule_planned, api, planned)})

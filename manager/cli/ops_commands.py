@@ -241,7 +241,13 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
             print(f"removed snapshot {args.name}")
         return {"removed": args.name}
     name = args.name
-    if action == "restore" and Path(name).is_file():  # a file: import it, then restore by name
+    if action == "restore" and Path(name).is_file():  # a file: checked, imported, then restored by name
+        from ..snapshots.store import read_snapshot_file
+        from ..snapshots.validate import check_entries, refusal_error, refused
+
+        problems = check_entries(read_snapshot_file(Path(name)))
+        if refused(problems):
+            raise refusal_error(name, problems)  # refused before the file is even copied into the store
         name = store.import_file(Path(name)).name
     snap = store.load(name)
     if action == "show":
@@ -259,13 +265,15 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
         if not args.json:
             print("\n".join(d.lines()) or "no differences")
         return d.to_json()
+    from ..snapshots.validate import refusal_error
+
     planned = m.plan(
         "snapshot_restore",
         name,
-        flag_params(BY_NAME["snapshot_restore"], args),
+        {**flag_params(BY_NAME["snapshot_restore"], args), **({"dry_run": True} if args.dry_run else {})},
         listen=CLI_LISTEN,
         enforce=not args.dry_run,
-    )
+    )  # a real restore of a snapshot with an unsafe entry is refused here (snapshot_invalid), before a task
     plan = plan_restore(
         m,
         snap,
@@ -275,9 +283,30 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     if not args.json:
         print(f"restore plan for {name}:")
         print("\n".join(plan.lines()) or "  nothing to do")
+    if plan.refused:  # the dry run shows them, and exits non-zero like the restore would
+        raise refusal_error(name, plan.problems)
     if args.dry_run:
+        _refuse_skipped(name, [p.to_dict() for p in plan.skipped], plan.to_json())
         return plan.to_json()
-    return [t.to_dict() for t in run_specs(m, [planned.spec], as_json=args.json)]
+    tasks = [t.to_dict() for t in run_specs(m, [planned.spec], as_json=args.json)]
+    _refuse_skipped(name, [s for t in tasks for s in (t.get("result") or {}).get("skipped") or []], tasks)
+    return tasks
+
+
+def _refuse_skipped(name: str, skipped: list[dict[str, Any]], report: Any) -> None:
+    """``snapshot restore`` exits non-zero when an entry of the snapshot was left out (reported, with why)."""
+    if not skipped:
+        return
+    from ..errors import SnapshotInvalid
+
+    listing = "; ".join(f"{s['field']} ({s['entry']}): {s['problem']}" for s in skipped[:5])
+    raise SnapshotInvalid(
+        f"{name}: {len(skipped)} snapshot entr{'y was' if len(skipped) == 1 else 'ies were'} skipped, not restored: "
+        + listing
+        + (" ..." if len(skipped) > 5 else ""),
+        hint="Everything else was restored as planned. Restore the skipped entries by hand, or take a new snapshot.",
+        details={"skipped": skipped, "report": report, "field": skipped[0]["field"]},
+    )
 
 
 # --- dependencies ------------------------------------------------------------------------------

@@ -112,9 +112,15 @@ def _pip(manager: Manager, view: CatalogView | None, target: str, params: Any) -
 def _snapshot(
     manager: Manager, view: CatalogView | None, target: str, params: kp.KindParams
 ) -> tuple[Classified, kp.KindParams]:
+    from ..snapshots import SUBMIT_CHECK_BYTES, check_stored
     from ..snapshots.store import check_name  # a stored name only: never a path (invalid_name)
 
-    return Classified(check_name(target)), params
+    name = check_name(target)
+    if not getattr(params, "dry_run", False):
+        # refused at submit time (not_found, snapshot_invalid naming every unsafe entry), not as a failed
+        # task; it reads one stored file (a larger one is checked by the task before its first change)
+        check_stored(manager, name, max_bytes=SUBMIT_CHECK_BYTES)
+    return Classified(name), params
 
 
 # --- the table ------------------------------------------------------------------------------------------

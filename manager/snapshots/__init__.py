@@ -23,6 +23,7 @@ __all__ = [
     "SnapshotStore",
     "StoredSnapshot",
     "auto_snapshot",
+    "check_stored",
     "restore_preview",
     "restore_stored",
     "save_now",
@@ -71,6 +72,27 @@ def save_now(
     return {"action": "snapshot_save", **saved.to_dict(), "notes": list(snap.notes)}
 
 
+# a submit-time check reads the stored file on the caller's thread (an HTTP door's event loop): only this big
+SUBMIT_CHECK_BYTES = 2 << 20
+
+
+def check_stored(manager: Any, name: str, *, max_bytes: int | None = None) -> Snapshot | None:
+    """The stored snapshot ``name`` read and every entry checked, changing nothing: ``not_found``,
+    ``snapshot_invalid`` (an unreadable file, or ``details.refused`` naming each unsafe entry).
+    With ``max_bytes``, a larger file is left to the task (which checks it before its first change): None."""
+    from .validate import check_entries, refusal_error, refused
+
+    store = store_of(manager)
+    path = store.path_of(name)
+    if max_bytes is not None and path.stat().st_size > max_bytes:
+        return None
+    snapshot = store.load(name)
+    problems = check_entries(snapshot)
+    if refused(problems):
+        raise refusal_error(name, problems)
+    return snapshot
+
+
 def restore_stored(manager: Any, name: str, options: Any, *, dry_run: bool, ctx: Any, policy: Any) -> dict[str, Any]:
     """The ``snapshot_restore`` task: a stored snapshot (never a path a client names: a file is
     imported first with ``SnapshotStore.import_file``) planned, then restored under ``policy``."""
@@ -104,10 +126,11 @@ def restore_preview(manager: Any, name: str, options: Any, policy: Any) -> dict[
     from .plan import python_requirements
     from .preflight import preflight
     from .restore import plan_restore
+    from .validate import refusal_error
 
     plan = plan_restore(manager, store_of(manager).load(name), options, where=name)
     blockers: list[dict[str, Any]] = []
-    if not plan.empty:
+    if not plan.empty and not plan.refused:
         wanted: list[Any] = []
         if plan.diff is not None and any(s.kind == "pip_install" for s in plan.steps):
             wanted, _ = python_requirements(plan.diff, options.pip_kinds())
@@ -115,4 +138,6 @@ def restore_preview(manager: Any, name: str, options: Any, policy: Any) -> dict[
             preflight(manager, plan, [p.requirement for p in wanted], policy=policy)
         except (SnapshotSourcesMissing, PolicyDenied) as exc:
             blockers.append(exc.to_dict())
+    if plan.refused:  # first: the restore refuses these before anything else is looked at
+        blockers.insert(0, refusal_error(name, plan.problems).to_dict())
     return {"name": name, "dry_run": True, "plan": plan.to_json(), "blockers": blockers, "policy": policy.to_dict()}

@@ -9,6 +9,7 @@ a URL install maps its bare name to the URL. Classic files are named
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..errors import SnapshotInvalid
-from .model import FORMAT, FORMAT_VERSION, PythonPackage, Snapshot, safe_entry_name
+from .model import FORMAT, FORMAT_VERSION, EntryProblem, PythonPackage, Snapshot, safe_entry_name
 
 CLASSIC_KEYS = ("git_custom_nodes", "cnr_custom_nodes", "file_custom_nodes", "pips")
 _NAME_TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})_(\d{2})-(\d{2})-(\d{2})")
@@ -56,29 +57,49 @@ def repo_folder_name(url: str) -> str:
     return tail[:-4] if tail.lower().endswith(".git") else tail
 
 
-def _pip(spec: str, url: str, notes: list[str]) -> PythonPackage | None:
-    spec = spec.strip()
+def _looks_like_option(text: str) -> bool:
+    """A pip option smuggled into a requirement line (``--index-url ...``, ``-i x``, ``x --extra-index-url y``)."""
+    return text.startswith("-") or bool(re.search(r"(^|\s)-{1,2}[A-Za-z]", text))
+
+
+def _pip(spec: str, url: str, notes: list[str], problems: list[EntryProblem]) -> PythonPackage | None:
+    raw, spec = spec, spec.strip()
+    fld = f"pips[{raw[:80]!r}]"
+
+    def skip(reason: str, status: str = "skipped") -> None:
+        notes.append(f"pips: {spec!r}" + (f" -> {url!r}" if url else "") + f" {status} ({reason})")
+        problems.append(EntryProblem(fld, spec[:80], reason, status))
+
     if url:
         name = spec.split("@", 1)[0].strip()
         kind = "local" if url.lower().startswith("file:") else "url"
+        if _looks_like_option(spec) or _looks_like_option(url.strip()):
+            skip("looks like a pip option, not a package and its URL", "refused")
+            return None
         if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             return PythonPackage(str(canonicalize_name(name)), "", kind, url)
-        notes.append(f"pips: {spec!r} -> {url!r} skipped (no package name)")
+        skip("no package name")
         return None
-    if spec.startswith("-e") or " @ " in spec or spec.startswith("#"):
-        notes.append(f"pips: {spec!r} skipped (editable or unnamed install)")
+    if spec.startswith("-e ") or spec.startswith("--editable") or spec == "-e":
+        skip("editable install: not restored")
+        return None
+    if _looks_like_option(spec):
+        skip("a pip option, not a requirement (it could point pip at another index or file)", "refused")
+        return None
+    if " @ " in spec or spec.startswith("#"):
+        skip("unnamed install or comment: not restored")
         return None
     try:
         req = Requirement(spec)
     except InvalidRequirement:
-        notes.append(f"pips: {spec!r} skipped (not a requirement)")
+        skip("not a requirement")
         return None
     pins = [s.version for s in req.specifier if s.operator in ("==", "===")]
     if req.url:
         kind = "local" if req.url.lower().startswith("file:") else "url"
         return PythonPackage(str(canonicalize_name(req.name)), "", kind, req.url)
     if not pins or "*" in pins[0]:
-        notes.append(f"pips: {spec!r} skipped (no exact version)")
+        skip("no exact version")
         return None
     return PythonPackage(str(canonicalize_name(req.name)), pins[0])
 
@@ -130,8 +151,9 @@ def from_classic(doc: Mapping[str, Any], *, where: str = "snapshot", created_at:
     if not isinstance(pips_raw, Mapping):
         raise _bad(where, "pips", "expected an object {spec: url}")
     pips: dict[str, PythonPackage] = {}
+    problems: list[EntryProblem] = []
     for spec, url in pips_raw.items():
-        pkg = _pip(str(spec), str(url or ""), notes)
+        pkg = _pip(str(spec), str(url or ""), notes, problems)
         if pkg is not None:
             pips[pkg.name] = pkg
     comfyui = doc.get("comfyui")
@@ -151,7 +173,8 @@ def from_classic(doc: Mapping[str, Any], *, where: str = "snapshot", created_at:
         },
         "notes": notes,
     }
-    return Snapshot.from_dict(ours, where=where)
+    snap = Snapshot.from_dict(ours, where=where)
+    return dataclasses.replace(snap, entry_problems=tuple(problems)) if problems else snap
 
 
 def to_classic(snapshot: Snapshot) -> dict[str, Any]:

@@ -71,6 +71,20 @@ def safe_relative_path(path: str) -> bool:
 
 
 @dataclass(frozen=True)
+class EntryProblem(_Record):
+    """One snapshot entry a restore will not act on: ``refused`` (hostile or unusable: the whole
+    restore is refused before its first change) or ``skipped`` (left alone, reported)."""
+
+    field: str  # "packs[3].url", "pips['--index-url x']"
+    entry: str  # the pack or package it belongs to, as shown
+    problem: str
+    status: str = "refused"  # refused | skipped
+
+    def describe(self) -> str:
+        return f"{self.field} ({self.entry}): {self.problem}"
+
+
+@dataclass(frozen=True)
 class PackState(_Record):
     """One node pack as captured: enough to find it again and to reinstall it."""
 
@@ -157,6 +171,8 @@ class Snapshot(_Record):
     origin: str = "ours"
     notes: tuple[str, ...] = ()
     format_version: int = FORMAT_VERSION
+    # entries a reader left out or found unusable (classic ``pips`` lines); never stored, read again each load
+    entry_problems: tuple[EntryProblem, ...] = ()
 
     @property
     def auto(self) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import TaskInvalid
 from .diff import PackChange, SnapshotDiff
-from .model import PackState, PythonPackage, Snapshot, _Record
+from .model import EntryProblem, PackState, PythonPackage, Snapshot, _Record
 
 STEP_KINDS = (
     "pack_remove",
@@ -107,6 +107,25 @@ class RestoreStep(_Record):
     target: str  # pack name, or "python"
     description: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    undo: str = ""  # how a failure later in the plan puts this step back, or why it cannot
+
+    @property
+    def undoable(self) -> bool:
+        return not self.undo.startswith("cannot")
+
+
+# what a failure later in the plan does about each step, shown in the plan before it starts
+UNDO = {
+    "pack_remove": "restored from the trash",
+    "pack_disable": "enabled again",
+    "pack_enable": "disabled again",
+    "pack_checkout": "checked out at its previous commit (requirements it installed stay)",
+    "pack_switch": "switched back to its previous version (requirements it installed stay)",
+    "pack_install": "moved to the trash (requirements it installed stay)",
+    "pip_install": "cannot be undone: the replaced package versions are gone from the environment, and "
+    "putting them back would need their wheels (the auto-snapshot lists them)",
+    "pip_uninstall": "cannot be undone: the removed packages would need their wheels (the auto-snapshot lists them)",
+}
 
 
 @dataclass(frozen=True)
@@ -117,15 +136,40 @@ class RestorePlan(_Record):
     notes: tuple[str, ...] = ()  # what is not restored, and why
     skipped_python: tuple[str, ...] = ()
     diff: SnapshotDiff | None = None
+    problems: tuple[EntryProblem, ...] = ()  # entries refused (the restore will not start) or skipped
 
     @property
     def empty(self) -> bool:
         return not self.steps
 
+    @property
+    def refused(self) -> tuple[EntryProblem, ...]:
+        return tuple(p for p in self.problems if p.status == "refused")
+
+    @property
+    def skipped(self) -> tuple[EntryProblem, ...]:
+        return tuple(p for p in self.problems if p.status == "skipped")
+
     def lines(self) -> list[str]:
         """The preview shown by ``--dry-run`` and the panel."""
-        out = [f"{s.index}. {s.description}" for s in self.steps] or ["nothing to do: the tree matches the snapshot"]
+        out = [f"refused: {p.describe()}" for p in self.refused]
+        if self.refused:
+            count = len(self.refused)
+            out.append(f"the restore will not start: {count} unsafe entr{'y' if count == 1 else 'ies'}")
+        out += [f"{s.index}. {s.description}" for s in self.steps]
+        if not self.steps:
+            out.append(
+                "nothing to do: the tree matches the snapshot"
+                if not self.problems
+                else "nothing to do for the entries that can be restored"
+            )
+        out += [f"skipped: {p.describe()}" for p in self.skipped]
         out += [f"not restored: {s}" for s in self.skipped_python]
+        if self.steps and not all(s.undoable for s in self.steps):
+            out.append(
+                "if a step fails, the steps done before it are undone in reverse order, except: "
+                + "; ".join(f"{s.index}. {s.kind} {s.undo}" for s in self.steps if not s.undoable)
+            )
         out += [f"note: {n}" for n in self.notes]
         return out
 
@@ -138,6 +182,8 @@ class RestorePlan(_Record):
             "options": self.options.to_dict(),
             "notes": list(self.notes),
             "skipped_python": list(self.skipped_python),
+            "refused": [p.to_dict() for p in self.refused],
+            "skipped": [p.to_dict() for p in self.skipped],
             "diff": self.diff.to_json() if self.diff is not None else None,
         }
 
@@ -161,7 +207,9 @@ class _Builder:
         self.notes: list[str] = []
 
     def add(self, step_kind: str, step_target: str, description: str, **params: Any) -> None:
-        self.steps.append(RestoreStep(len(self.steps) + 1, step_kind, step_target, description, params))
+        self.steps.append(
+            RestoreStep(len(self.steps) + 1, step_kind, step_target, description, params, UNDO.get(step_kind, ""))
+        )
 
     def unlisted(self, change: PackChange, mode: str) -> None:
         cur = change.current
@@ -265,6 +313,7 @@ def build_plan(
     *,
     where: str = "",
     protected: frozenset[str] = frozenset(),
+    problems: tuple[EntryProblem, ...] = (),
 ) -> RestorePlan:
     """The ordered steps that turn the current state (as ``changes`` describes it) into ``snapshot``."""
     b = _Builder()
@@ -344,4 +393,4 @@ def build_plan(
             f"or `cm-cli.py install-model`"
         )
     b.notes.extend(changes.notes)
-    return RestorePlan(where, tuple(b.steps), options, tuple(b.notes), tuple(skipped), changes)
+    return RestorePlan(where, tuple(b.steps), options, tuple(b.notes), tuple(skipped), changes, problems)

@@ -22,9 +22,10 @@ from ..errors import ManagerError, SnapshotRestoreFailed
 from ..records import PolicyDecision
 from .capture import capture, python_environment, target_python
 from .diff import SnapshotDiff, diff
-from .model import PythonPackage, Snapshot, _Record
+from .model import EntryProblem, PythonPackage, Snapshot, _Record
 from .plan import RestoreOptions, RestorePlan, RestoreStep, build_plan, python_requirements, removable
 from .preflight import preflight
+from .validate import check_entries, refusal_error
 
 __all__ = ["RestoreResult", "StepOutcome", "plan_restore", "execute_plan", "restore", "dependency_installer"]
 
@@ -32,7 +33,7 @@ __all__ = ["RestoreResult", "StepOutcome", "plan_restore", "execute_plan", "rest
 @dataclass(frozen=True)
 class StepOutcome(_Record):
     step: RestoreStep
-    status: str  # done | failed
+    status: str  # done | failed | undone | not_undone
     seconds: float = 0.0
     result: Mapping[str, Any] | None = None
     error: Mapping[str, Any] | None = None
@@ -48,6 +49,9 @@ class RestoreResult(_Record):
     auto_snapshot: str = ""
     restart_required: bool = False
     notes: tuple[str, ...] = ()
+    skipped: tuple[EntryProblem, ...] = ()  # snapshot entries left alone (reported; the CLI exits non-zero)
+    undone: tuple[StepOutcome, ...] = ()  # after a failure: done steps put back, in reverse order
+    not_undone: tuple[StepOutcome, ...] = ()  # after a failure: done steps that could not be put back, and why
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,9 +60,12 @@ class RestoreResult(_Record):
             "auto_snapshot": self.auto_snapshot,
             "restart_required": self.restart_required,
             "notes": list(self.notes),
+            "skipped": [p.to_dict() for p in self.skipped],
             "done": [o.to_dict() for o in self.done],
             "failed": self.failed.to_dict() if self.failed else None,
             "not_done": [s.to_dict() for s in self.not_done],
+            "undone": [o.to_dict() for o in self.undone],
+            "not_undone": [o.to_dict() for o in self.not_undone],
         }
 
 
@@ -80,8 +87,10 @@ def plan_restore(
     where: str = "",
     current: Snapshot | None = None,
 ) -> RestorePlan:
-    """The restore plan for ``snapshot`` against the tree now; reads only (the dry run)."""
+    """The restore plan for ``snapshot`` against the tree now; reads only (the dry run). Every entry
+    is checked first (``plan.refused``: the restore will not start; ``plan.skipped``: left alone)."""
     options = options or RestoreOptions()
+    problems = tuple(check_entries(snapshot))
     want_python = bool(snapshot.python) and bool(options.pip_kinds())
     if current is None:
         current = capture(
@@ -91,7 +100,7 @@ def plan_restore(
     protected: frozenset[str] = frozenset()
     if want_python and options.remove_extra_pips:
         protected = dependency_installer(manager).policy.protected
-    return build_plan(snapshot, changes, options, where=where, protected=protected)
+    return build_plan(snapshot, changes, options, where=where, protected=protected, problems=problems)
 
 
 # --- python steps ------------------------------------------------------------------------------
@@ -220,6 +229,71 @@ def _drop_parked(ops: Any, rep: Any, snapshot: Snapshot, ident: str, previous: s
     return {"parked_copy_trashed": res.to_dict()}
 
 
+# --- undoing done steps --------------------------------------------------------------------------
+def _disabled_names(ops: Any) -> set[str]:
+    return {p.name for p in ops.inventory().disabled}
+
+
+def _undo_step(ops: Any, rep: Any, done: StepOutcome, disabled_before: set[str] | None) -> dict[str, Any]:
+    """Put one done pack step back (``StepOutcome.step.undo`` says how); raises when it cannot."""
+    from ..operations.remove import restore_trash, uninstall
+    from ..operations.toggle import disable, enable
+    from ..operations.update import switch_version
+
+    step, res = done.step, dict(done.result or {})
+    name = str(res.get("pack") or step.params.get("name") or step.target)
+    if step.kind == "pack_remove":
+        return restore_trash(ops, str(res["trash_entry"]), rep).to_dict()
+    if step.kind == "pack_disable":
+        back = str(res.get("from") or step.params.get("name") or name)
+        return enable(ops, back, rep, version=str(res.get("version") or "") or None).to_dict()
+    if step.kind == "pack_enable":
+        return disable(ops, name, rep).to_dict()
+    if step.kind == "pack_install":
+        return uninstall(ops, name, rep, enabled=True).to_dict()
+    if step.kind == "pack_checkout":
+        if not res.get("changed", True) or not res.get("previous"):
+            return {"note": "the checkout did not move; nothing to put back"}
+        return switch_version(ops, name, rep, commit=str(res["previous"]), skip_deps=True).to_dict()
+    if step.kind == "pack_switch":
+        out: dict[str, Any] = {}
+        trashed = res.get("parked_copy_trashed")
+        if isinstance(trashed, Mapping) and trashed.get("trash_entry"):
+            out["parked_copy_restored"] = restore_trash(ops, str(trashed["trash_entry"]), rep).to_dict()
+        if res.get("changed", True) and res.get("previous"):
+            out["switched_back"] = switch_version(
+                ops, name, rep, version=str(res["previous"]), skip_deps=True
+            ).to_dict()
+        if disabled_before is not None:  # the copy parked by switching back was not there before the step
+            for extra in sorted(_disabled_names(ops) - disabled_before):
+                out.setdefault("trashed", []).append(uninstall(ops, extra, rep, enabled=False).to_dict())
+        return out
+    raise ValueError(f"no undo for restore step kind {step.kind!r}")
+
+
+def _undo(
+    ops: Any, rep: Any, done: list[StepOutcome], disabled_before: Mapping[int, set[str]], ctx: Any
+) -> tuple[list[StepOutcome], list[StepOutcome]]:
+    """Undo ``done`` in reverse order; (undone, not undone with the reason)."""
+    undone: list[StepOutcome] = []
+    kept: list[StepOutcome] = []
+    for outcome in reversed(done):
+        step = outcome.step
+        if ctx is not None:
+            ctx.progress("undo", None, f"undo [{step.index}] {step.description}")
+        if not step.undoable:
+            kept.append(StepOutcome(step, "not_undone", error={"code": "not_undoable", "message": step.undo}))
+            continue
+        started = time.monotonic()
+        try:
+            result = _undo_step(ops, rep, outcome, disabled_before.get(step.index))
+        except ManagerError as exc:
+            kept.append(StepOutcome(step, "not_undone", round(time.monotonic() - started, 3), error=exc.to_dict()))
+            continue
+        undone.append(StepOutcome(step, "undone", round(time.monotonic() - started, 3), result=result))
+    return undone, kept
+
+
 # --- running the plan --------------------------------------------------------------------------
 def _pip_texts(manager: Any, snapshot: Snapshot, plan: RestorePlan) -> list[str]:
     if not any(s.kind == "pip_install" for s in plan.steps):
@@ -240,17 +314,21 @@ def execute_plan(
     auto_snapshot_name: str = "",
     checked: bool = False,
 ) -> RestoreResult:
-    """Run ``plan``'s steps in order; stop at the first failure. Checks (policy, offline sources) run first
-    and raise before anything changes. Returns the result; a failed step is in ``result.failed``."""
+    """Run ``plan``'s steps in order; stop at the first failure and undo the steps done, in reverse
+    order (``result.undone``; what could not be undone, with why, in ``result.not_undone``). Checks
+    (unsafe entries, policy, offline sources) run first and raise before anything changes."""
     from ..operations.ops import Ops
     from ..operations.reporting import Reporter
 
+    if plan.refused:
+        raise refusal_error(plan.snapshot, plan.problems)
     if not checked:
         preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy)
     ops = Ops(manager, deps_step=deps_step)
     rep = Reporter(ctx)
     total = len(plan.steps)
     done: list[StepOutcome] = []
+    disabled_before: dict[int, set[str]] = {}
     restart = False
     for i, step in enumerate(plan.steps):
         if ctx is not None:
@@ -263,19 +341,34 @@ def execute_plan(
             elif step.kind == "pip_uninstall":
                 result = _pip_uninstall(manager, snapshot, rep.line_fn("deps"))
             else:
+                if step.kind == "pack_switch":
+                    disabled_before[step.index] = _disabled_names(ops)
                 result = _pack_step(ops, step, rep, snapshot, plan.options, policy)
                 restart = restart or bool(result.get("restart_required", True))
         except ManagerError as exc:
             failed = StepOutcome(step, "failed", time.monotonic() - started, error=exc.to_dict())
+            undone, kept = _undo(ops, rep, done, disabled_before, ctx)
             return RestoreResult(
-                plan.snapshot, False, tuple(done), failed, plan.steps[i + 1 :], auto_snapshot_name, restart, plan.notes
+                plan.snapshot,
+                False,
+                tuple(done),
+                failed,
+                plan.steps[i + 1 :],
+                auto_snapshot_name,
+                restart,
+                plan.notes,
+                plan.skipped,
+                tuple(undone),
+                tuple(kept),
             )
         done.append(StepOutcome(step, "done", round(time.monotonic() - started, 3), result=result))
     if ctx is not None:
         ctx.progress("done", 100.0, f"restored {plan.snapshot or 'the snapshot'}: {total} step(s)")
         if restart:
             ctx.require_restart("a snapshot was restored")
-    return RestoreResult(plan.snapshot, True, tuple(done), None, (), auto_snapshot_name, restart, plan.notes)
+    return RestoreResult(
+        plan.snapshot, True, tuple(done), None, (), auto_snapshot_name, restart, plan.notes, plan.skipped
+    )
 
 
 def failure_error(result: RestoreResult) -> SnapshotRestoreFailed:
@@ -287,7 +380,17 @@ def failure_error(result: RestoreResult) -> SnapshotRestoreFailed:
         f"restore of {result.snapshot or 'the snapshot'} stopped at step {step.index} ({step.description}): "
         f"{cause.get('message', 'failed')}",
         hint=(
-            f"{len(result.done)} step(s) were done, {len(result.not_done)} not started. {cause.get('hint', '')} "
+            f"{len(result.done)} step(s) were done and {len(result.undone)} of them undone"
+            + (
+                f" ({len(result.not_undone)} could not be: "
+                + "; ".join(
+                    f"{o.step.index}. {o.step.kind}: {(o.error or {}).get('message', '')}" for o in result.not_undone
+                )
+                + ")"
+                if result.not_undone
+                else ""
+            )
+            + f"; {len(result.not_done)} not started. {cause.get('hint', '')} "
             + (
                 f"The state before the restore is saved as snapshot {result.auto_snapshot}."
                 if result.auto_snapshot
@@ -311,7 +414,8 @@ def restore(
 ) -> RestoreResult:
     """Plan, check, auto-snapshot (when there is something to do), then execute.
 
-    Raises ``snapshot_sources_missing`` / ``policy_denied`` before any change, and
+    Raises ``snapshot_invalid`` (an unsafe entry), ``snapshot_sources_missing`` / ``policy_denied``
+    before any change, and
     ``snapshot_restore_failed`` (the full report in details) when a step fails, unless
     ``raise_on_failure`` is false.
     """
@@ -319,8 +423,10 @@ def restore(
 
     options = options or RestoreOptions()
     plan = plan_restore(manager, snapshot, options, where=where)
+    if plan.refused:
+        raise refusal_error(plan.snapshot, plan.problems)
     if plan.empty:
-        return RestoreResult(plan.snapshot, True, notes=plan.notes + ("nothing to do",))
+        return RestoreResult(plan.snapshot, True, notes=plan.notes + ("nothing to do",), skipped=plan.skipped)
     preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy)
     auto_name = auto_snapshot(manager, "restore").name if options.auto_snapshot else ""
     result = execute_plan(
