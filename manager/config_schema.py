@@ -365,6 +365,25 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma- or newline-separated.",
     ),
     _s(
+        "allowed_http_hosts",
+        _S,
+        (),
+        "list",
+        "Hosts (name or name:port) that public mode may reach over plain http:// for models, "
+        "registry archives, pack archives and channel files; elsewhere only https:// is used. "
+        "Comma- or newline-separated.",
+    ),
+    _s(
+        "allowed_download_hosts",
+        _S,
+        (),
+        "list",
+        "Extra hosts a download may be redirected to in public mode (besides the first URL's host, "
+        "the configured channel, registry, store and mirror hosts, and the known CDNs of Hugging "
+        "Face, GitHub, the Comfy Registry and Civitai); '*.example.com' covers sub-domains. "
+        "Comma- or newline-separated.",
+    ),
+    _s(
         "http_channel_enabled",
         _S,
         False,

@@ -24,7 +24,7 @@ from .git import GitClient
 from .host import Host, StandaloneHost
 from .inventory import Inventory, scan
 from .layout import Layout
-from .network import NetworkGate, NetworkMode, NetworkPolicy, run_sync
+from .network import NetworkGate, NetworkMode, NetworkPolicy, run_sync, with_download_rules
 from .records import Channel, Notice
 from .registry import RegistryClient
 from .tasks import Runner, TaskQueue
@@ -73,7 +73,7 @@ def build_network_policy(config: Config) -> NetworkPolicy:
     for key in ("channel_url", "registry_url"):
         if config.source(key) != "default":
             allowed.append(config[key])
-    return NetworkPolicy(
+    policy = NetworkPolicy(
         mode=NetworkMode(config["network_mode"]),
         private_mirrors=tuple(config["private_mirrors"]),
         allowed_prefixes=tuple(allowed),
@@ -81,6 +81,7 @@ def build_network_policy(config: Config) -> NetworkPolicy:
         total_timeout=float(config["http_timeout"]),
         bypass_ssl=bool(config["bypass_ssl"]),
     )
+    return with_download_rules(policy, config)  # https only, redirect allow-list (docs/network.md)
 
 
 @dataclass

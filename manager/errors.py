@@ -87,6 +87,22 @@ class NetworkBlocked(ManagerError):
     http_status = 403
 
 
+class HttpsRequired(NetworkBlocked):
+    """Public mode: a plain http:// URL for a model, a registry archive, a channel file or a pack
+    archive, on a host the admin did not allow (``allowed_http_hosts``)."""
+
+    code = "https_required"
+    http_status = 403
+
+
+class RedirectRefused(NetworkBlocked):
+    """A redirect hop the gate refused: a host off the allow-list, a scheme other than http(s),
+    a downgrade to http, a loop, or too many hops. ``details.reason`` says which."""
+
+    code = "redirect_refused"
+    http_status = 403
+
+
 class OfflineModeEnabled(NetworkBlocked, ConnectionError):
     """Offline mode: no socket is ever opened. Also a ``ConnectionError`` for generic callers."""
 
@@ -232,6 +248,28 @@ class ArchiveTooLarge(ManagerError):
     default_hint = (
         "The archive exceeds the extraction limits (size, entry count or compression ratio); nothing was extracted."
     )
+
+
+class ArchiveContentRefused(ManagerError):
+    """A pack holds native libraries, pickled files or executables that ``security_level`` does
+    not allow for its source (docs/security-downloads.md); nothing was moved into place."""
+
+    code = "archive_content_refused"
+    http_status = 403
+
+
+class PackCompromised(ManagerError):
+    """The pack id, repository URL or a file's sha256 is on a known-compromise list."""
+
+    code = "pack_compromised"
+    http_status = 403
+
+
+class CompromiseListInvalid(ManagerError):
+    """The admin's local known-compromise list cannot be read; installs stay refused until fixed."""
+
+    code = "compromise_list_invalid"
+    http_status = 500
 
 
 # --- task queue ----------------------------------------------------------------------

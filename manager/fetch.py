@@ -30,9 +30,9 @@ from .errors import (
     DownloadIncomplete,
     HttpStatusError,
     ManagerError,
-    NetworkBlocked,
     NetworkUnreachable,
     NotFound,
+    RedirectRefused,
     ResponseTooLarge,
 )
 from .fsops import atomic_write_json, file_lock
@@ -125,15 +125,6 @@ def _status_error(url: str, purpose: str, status: int, reason: str = "") -> Http
     )
 
 
-def _decide_redirect(gate: NetworkGate, target: str, purpose: str) -> str:
-    if gate.is_local(target) or urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
-        raise NetworkBlocked(
-            f"refused a redirect to {target!r}: only http(s) redirects are followed",
-            hint="The server (or mirror) redirected somewhere unsafe; check its setup.",
-        )
-    return gate.decide(target, purpose)
-
-
 @contextlib.asynccontextmanager
 async def _open(
     gate: NetworkGate,
@@ -143,9 +134,14 @@ async def _open(
     headers: Mapping[str, str] | None,
     read_bufsize: int | None = None,
 ) -> AsyncIterator[tuple[str, aiohttp.ClientResponse]]:
-    """GET following redirects by hand (each hop decided by the gate); aiohttp errors, also those
-    raised while the caller reads the body, become coded errors."""
+    """GET following redirects by hand: aiohttp never follows one itself, and each hop is decided
+    by the gate (``decide_redirect``: scheme, downgrade, mode, host allow-list) before it is
+    requested; a loop or more than ``MAX_REDIRECTS`` hops is ``redirect_refused``. aiohttp
+    errors, also those raised while the caller reads the body, become coded errors."""
+    from .network import redact_url
+
     current = url
+    seen = {url}
     try:
         for _ in range(MAX_REDIRECTS + 1):
             extra: dict[str, Any] = {"read_bufsize": read_bufsize} if read_bufsize else {}
@@ -153,16 +149,25 @@ async def _open(
             location = resp.headers.get("Location")
             if resp.status in _REDIRECTS and location:
                 resp.release()
-                current = _decide_redirect(gate, urllib.parse.urljoin(current, location), purpose)
+                target = urllib.parse.urljoin(current, location)
+                if target in seen:
+                    raise RedirectRefused(
+                        f"redirect loop: {redact_url(current)} leads back to {redact_url(target)}",
+                        hint="The server or mirror redirects in a circle; check its configuration.",
+                        details={"url": redact_url(target), "from": redact_url(current), "reason": "loop"},
+                    )
+                current = gate.decide_redirect(url, current, target, purpose)
+                seen.update((target, current))
                 continue
             try:
                 yield current, resp
             finally:
                 resp.release()
             return
-        raise NetworkUnreachable(
-            f"more than {MAX_REDIRECTS} redirects starting at {url}",
-            hint="The server or mirror loops; check its configuration.",
+        raise RedirectRefused(
+            f"more than {MAX_REDIRECTS} redirects starting at {redact_url(url)}",
+            hint="The server or mirror redirects without end; check its configuration.",
+            details={"url": redact_url(url), "reason": "too_many", "max": MAX_REDIRECTS},
         )
     except ManagerError:
         raise

@@ -11,7 +11,10 @@ every redirect hop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
+import fnmatch
+import ipaddress
 import logging
 import re
 import urllib.parse
@@ -19,17 +22,50 @@ import urllib.request
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
 from . import fetch
-from .errors import NetworkBlocked, OfflineModeEnabled
+from .errors import HttpsRequired, NetworkBlocked, OfflineModeEnabled, RedirectRefused
 from .fetch import GateResponse
 
-__all__ = ["NetworkMode", "NetworkPolicy", "NetworkGate", "GateResponse", "PURPOSES", "redact_url"]
+if TYPE_CHECKING:
+    from .config import Config
+
+__all__ = [
+    "NetworkMode",
+    "NetworkPolicy",
+    "NetworkGate",
+    "GateResponse",
+    "PURPOSES",
+    "HTTPS_PURPOSES",
+    "KNOWN_DOWNLOAD_HOSTS",
+    "redact_url",
+    "with_download_rules",
+]
 
 PURPOSES = ("channel", "registry", "git", "pip", "model", "other")
+# What public mode fetches over https only (models, registry archives, channel files, pack
+# archives and single files by URL); git and pip keep their own tools' rules.
+HTTPS_PURPOSES = frozenset({"channel", "registry", "model", "other"})
+# Where the public sources of the shipped channel and the Comfy Registry send their downloads
+# (CDNs). A redirect hop may land on these, on the first URL's own host, or on a host of the
+# configuration (see ``with_download_rules``); anything else is ``redirect_refused``.
+KNOWN_DOWNLOAD_HOSTS = (
+    "huggingface.co",
+    "*.huggingface.co",
+    "*.hf.co",
+    "github.com",
+    "codeload.github.com",
+    "*.githubusercontent.com",
+    "comfy.org",
+    "*.comfy.org",
+    "storage.googleapis.com",
+    "civitai.com",
+    "*.civitai.com",
+    "civitai-delivery-worker-prod.*.r2.cloudflarestorage.com",
+)
 
 _HTTP_SCHEMES = ("http", "https")
 _GIT_ONLY_SCHEMES = ("ssh", "git", "git+ssh", "ssh+git")
@@ -60,6 +96,14 @@ class NetworkPolicy:
     total_timeout: float = 30.0
     bypass_ssl: bool = False
     user_agent: str = "comfyui-offline-manager"
+    # public mode: hosts reachable over plain http for HTTPS_PURPOSES (allowed_http_hosts)
+    allowed_http_hosts: tuple[str, ...] = ()
+    # public mode: plain http channels are allowed (http_channel_enabled)
+    http_channels: bool = False
+    # public mode: hosts a redirect hop may land on besides the first URL's host and
+    # KNOWN_DOWNLOAD_HOSTS (allowed_download_hosts plus the hosts of configured URLs)
+    redirect_hosts: tuple[str, ...] = ()
+    config_file: str = ""  # named in refusals: where to change the settings
 
 
 def redact_url(url: str) -> str:
@@ -98,6 +142,78 @@ def _under_prefix(url: str, prefix: str) -> bool:
     if len(u) == len(p) or p.endswith(("/", "?", "#", "=", "&")):
         return True
     return u[len(p)] in "/?#"
+
+
+def _host_port(url: str) -> tuple[str, int | None]:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return (parts.hostname or "").lower().rstrip("."), parts.port
+    except ValueError:
+        return "", None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_matches(host: str, port: int | None, pattern: str) -> bool:
+    """``pattern`` is a host name, ``name:port``, ``[v6]:port`` or a shell pattern such as
+    ``*.example.com`` (which does not cover ``example.com`` itself); case-insensitive."""
+    pat = pattern.strip().lower().rstrip(".")
+    if not pat:
+        return False
+    want_port: int | None = None
+    if pat.startswith("["):  # [::1]:8080 or [::1]
+        inner, _, rest = pat[1:].partition("]")
+        pat = inner
+        if rest.startswith(":") and rest[1:].isdigit():
+            want_port = int(rest[1:])
+    elif pat.count(":") == 1:
+        name, _, p = pat.partition(":")
+        if p.isdigit():
+            pat, want_port = name, int(p)
+    if want_port is not None and want_port != port:
+        return False
+    if any(c in pat for c in "*?["):
+        return fnmatch.fnmatchcase(host, pat)
+    return host == pat
+
+
+def _url_hosts(urls: Any) -> list[str]:
+    out: list[str] = []
+    for url in urls:
+        text = str(url or "").strip()
+        if text.lower().startswith(("http://", "https://")):
+            host, _ = _host_port(text)
+            if host and host not in out:
+                out.append(host)
+    return out
+
+
+def with_download_rules(policy: NetworkPolicy, config: Config) -> NetworkPolicy:
+    """``policy`` plus the download rules of ``config``: ``allowed_http_hosts``,
+    ``http_channel_enabled``, and the redirect allow-list (``allowed_download_hosts`` and the
+    hosts of ``channel_url``, ``registry_url``, ``allowed_channels``, ``private_mirrors``,
+    ``model_store``, ``pip_index_url`` and the mirror map's targets)."""
+    urls: list[Any] = [config["channel_url"], config["registry_url"], config["pip_index_url"]]
+    for key in ("allowed_channels", "private_mirrors", "model_store"):
+        urls.extend(config[key])
+    urls.extend(target for _, target in policy.mirror_map)
+    hosts = list(config["allowed_download_hosts"])
+    hosts += [h for h in _url_hosts(urls) if h not in hosts]
+    path = config.path
+    return dataclasses.replace(
+        policy,
+        allowed_http_hosts=tuple(config["allowed_http_hosts"]),
+        http_channels=bool(config["http_channel_enabled"]),
+        redirect_hosts=tuple(hosts),
+        config_file=str(path) if path is not None else "",
+    )
 
 
 class NetworkGate:
@@ -203,6 +319,110 @@ class NetworkGate:
                     + (f" (allowed now: {', '.join(prefixes)})" if prefixes else " (none configured)"),
                     details={"url": shown, "purpose": purpose, "network_mode": mode.value},
                 )
+        elif final == original:  # a mirror_map target is the admin's own choice
+            self._check_https(final, purpose)
+        return final
+
+    def _in_config(self) -> str:
+        where = self._policy.config_file
+        return f" in {where}" if where else " in config.ini"
+
+    def _plain_http_allowed(self, url: str, purpose: str) -> bool:
+        """True unless ``url`` is plain http for an https-only purpose on a host nobody allowed."""
+        if not url.lower().startswith("http://") or purpose not in HTTPS_PURPOSES:
+            return True
+        host, port = _host_port(url)
+        if _is_loopback(host):  # never leaves the machine: no path to tamper with
+            return True
+        if purpose == "channel" and self._policy.http_channels:
+            return True
+        return any(host_matches(host, port, p) for p in self._policy.allowed_http_hosts)
+
+    def _check_https(self, url: str, purpose: str) -> None:
+        if self._plain_http_allowed(url, purpose):
+            return
+        host, port = _host_port(url)
+        shown = redact_url(url)
+        named = f"{host}:{port}" if port else host
+        self.log.info("public mode refused plain http %s URL %s", purpose, shown)
+        raise HttpsRequired(
+            f"refused plain http URL {shown} ({purpose}): public mode fetches models, registry "
+            f"archives, pack archives and channel files over https only, and host {named!r} is not "
+            "allowed for http",
+            hint=f"Use the https:// URL, or add {named} to allowed_http_hosts ([security]){self._in_config()} "
+            "if this host has no https (anyone on the path can change what it sends).",
+            details={"url": shown, "host": named, "purpose": purpose, "setting": "allowed_http_hosts"},
+        )
+
+    def redirect_host_allowed(self, first_url: str, url: str) -> bool:
+        """Public mode: may a redirect chain that started at ``first_url`` land on ``url``?"""
+        host, port = _host_port(url)
+        if host and host == _host_port(first_url)[0]:
+            return True
+        patterns = (*self._policy.redirect_hosts, *KNOWN_DOWNLOAD_HOSTS)
+        return any(host_matches(host, port, p) for p in patterns)
+
+    def decide_redirect(self, first_url: str, previous: str, target: str, purpose: str) -> str:
+        """Decide one redirect hop from ``previous`` to ``target`` of a chain that started at
+        ``first_url``: http(s) only, no https -> http downgrade (unless allowed), the mode's
+        rules, and in public mode a host on the allow-list. Raises ``RedirectRefused``."""
+        shown = redact_url(target)
+        base = {"url": shown, "from": redact_url(previous), "purpose": purpose}
+        try:
+            scheme = urllib.parse.urlsplit(target).scheme.lower()
+        except ValueError:
+            scheme = ""
+        if self.is_local(target) or scheme not in _HTTP_SCHEMES:
+            raise RedirectRefused(
+                f"refused a redirect from {redact_url(previous)} to {shown!r}: only http(s) redirects are followed",
+                hint="The server (or mirror) redirected somewhere unsafe (a local file or another scheme); "
+                "check its setup. No setting allows this.",
+                details={**base, "reason": "scheme"},
+            )
+        if self.mode is NetworkMode.PUBLIC:
+            host, port = _host_port(target)
+            named = f"{host}:{port}" if port else host
+            if (
+                scheme == "http"
+                and previous.lower().startswith("https://")
+                and not any(host_matches(host, port, p) for p in self._policy.allowed_http_hosts)
+            ):
+                raise RedirectRefused(
+                    f"refused a redirect from https to plain http {shown} ({purpose})",
+                    hint=f"Fix the server or mirror, or add {named} to allowed_http_hosts ([security])"
+                    f"{self._in_config()} if it has no https.",
+                    details={**base, "reason": "downgrade", "host": named, "setting": "allowed_http_hosts"},
+                )
+        try:
+            final = self.decide(target, purpose)
+        except OfflineModeEnabled:
+            raise
+        except RedirectRefused:
+            raise
+        except HttpsRequired as exc:
+            raise RedirectRefused(
+                f"refused a redirect to plain http {shown} ({purpose})",
+                hint=exc.hint,
+                details={**base, **exc.details, "reason": "downgrade"},
+            ) from exc
+        except NetworkBlocked as exc:
+            reason = "host_not_allowed" if self.mode is NetworkMode.PRIVATE else "scheme"
+            raise RedirectRefused(
+                f"refused a redirect from {redact_url(previous)} to {shown}: {exc.message}",
+                hint=exc.hint,
+                details={**base, **exc.details, "reason": reason, "setting": "private_mirrors"},
+            ) from exc
+        if self.mode is NetworkMode.PUBLIC and not self.redirect_host_allowed(first_url, final):
+            host, port = _host_port(final)
+            named = f"{host}:{port}" if port else host
+            self.log.info("refused a redirect to %s (host not on the download allow-list)", shown)
+            raise RedirectRefused(
+                f"refused a redirect from {redact_url(previous)} to host {named!r}: not on the download allow-list",
+                hint=f"If {host} is a download host you trust, add it to allowed_download_hosts ([security])"
+                f"{self._in_config()}; the list already holds the first URL's host, the configured channel, "
+                "registry, store and mirror hosts, and the known CDNs.",
+                details={**base, "reason": "host_not_allowed", "host": named, "setting": "allowed_download_hosts"},
+            )
         return final
 
     def _check_scheme(self, url: str, purpose: str) -> None:

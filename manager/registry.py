@@ -616,6 +616,15 @@ class RegistryClient:
             raise _registry_error(
                 f"asked for {node_id}@{pinned or 'latest'}, the registry answered {info.node_id}@{info.version}", url
             )
+        if info.download_url and not info.download_url.lower().startswith(("https://", "http://")):
+            # a registry answer must never make us copy a local file (file://, a path) or use
+            # another scheme; plain http is then judged by the gate (https_required in public mode)
+            raise _registry_error(
+                f"the registry's download URL for {node_id}@{info.version} is not an http(s) URL: "
+                f"{redact_url(info.download_url)[:200]!r}",
+                url,
+                download_url=redact_url(info.download_url)[:200],
+            )
         return info
 
     async def _get_json_doc(

@@ -24,6 +24,7 @@ from .remove import trash_into
 from .reporting import OpResult, Reporter, Step
 from .sources import NodeSpec, Source, fetch_into, registry_source, resolve
 from .staging import RenameTxn, carry_over_user_files, new_staging_dir, prepare_tree, remove_tree, tidy_staging
+from .vetting import vet_source, vet_staged
 
 __all__ = ["install", "reinstall", "stage_and_place", "source_of_installed"]
 
@@ -60,10 +61,12 @@ def stage_and_place(
     rep.stage("stage", None, f"staging {source.describe()}")
     notes: list[str] = []
     layout.check_working_folders()  # staging, trash, .disabled/ real folders before the fetch writes
+    clist = vet_source(ops, source, rep)  # known-compromise list: refused before any fetch
     staging_existed = layout.staging_dir.exists()
     work = new_staging_dir(layout, source.name)
     try:
         fetched = fetch_into(ops, source, work, rep)
+        findings = vet_staged(ops, source, fetched, clist, rep)  # before scripts run and the move
         if carry_from is not None and fetched.files == ():
             carried = carry_over_user_files(carry_from, fetched.root, read_tracking(carry_from))
             if carried:
@@ -97,7 +100,7 @@ def stage_and_place(
         restart_required=True,
         deps=deps,
         notes=tuple(n for n in notes if n),
-        extra={"files": list(fetched.files)} if fetched.files else {},
+        extra={**({"files": list(fetched.files)} if fetched.files else {}), "findings": findings},
     )
 
 

@@ -25,6 +25,7 @@ STAGES = (
     "clone",
     "download",
     "extract",
+    "inspect",
     "copy",
     "tracking",
     "deps",
