@@ -239,3 +239,33 @@ def test_scan_spawns_no_process(tree: PackTree):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["200", "[]"]
+
+
+def test_link_inside_disabled_is_a_notice_never_a_pack(comfy_tree: Path, template: Path, tmp_path: Path):
+    cn = comfy_tree / "custom_nodes"
+    outside = tmp_path / "outside-pack"
+    shutil.copytree(template, outside, symlinks=True)
+    (cn / ".disabled").mkdir(parents=True, exist_ok=True)
+    (cn / ".disabled" / "evil@nightly").symlink_to(outside)
+    (cn / ".disabled" / "real").mkdir()
+    (cn / "linked-dev").symlink_to(outside)  # a pack the user linked in: listed as before
+    inv = scan(Layout.from_root(comfy_tree))
+    names = {p.name for p in inv.packs}
+    assert "evil@nightly" not in names and not inv.find("evil")
+    assert {"real", "linked-dev"} <= names
+    notice = next(n for n in inv.notices if n.code == "working_folder_link")
+    assert notice.level == "error" and notice.details == {
+        "path": str(cn / ".disabled" / "evil@nightly"),
+        "target": str(outside),
+    }
+    assert "rm " in notice.hint
+
+
+def test_disabled_folder_that_is_a_link_lists_nothing_from_it(comfy_tree: Path, template: Path, tmp_path: Path):
+    cn = comfy_tree / "custom_nodes"
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(template, outside / "pack", symlinks=True)
+    (cn / ".disabled").symlink_to(outside)
+    inv = scan(Layout.from_root(comfy_tree))
+    assert inv.disabled == ()
+    assert [n.details["path"] for n in inv.notices if n.code == "working_folder_link"] == [str(cn / ".disabled")]

@@ -108,3 +108,64 @@ def test_lock_busy_then_free_after_holder_is_killed(tmp_path: Path):
     proc.join()
     with file_lock(lock, timeout=2):  # the kernel released it: no stale lock
         assert lock.exists()
+
+
+# --- our working folders refuse links (issue 17, finding 6) ---------------------------------------
+def test_refuse_links_checks_every_part_below_the_anchor_only(tmp_path: Path):
+    from manager.errors import WorkingFolderLink
+    from manager.fsops import refuse_links
+
+    real_root = tmp_path / "disk" / "ComfyUI-user"
+    real_root.mkdir(parents=True)
+    anchor = tmp_path / "user"
+    anchor.symlink_to(real_root)  # the user's own choice: allowed
+    assert refuse_links(anchor / "__manager" / "snapshots", anchor) == anchor / "__manager" / "snapshots"
+    (real_root / "__manager").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (real_root / "__manager" / "snapshots").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(WorkingFolderLink) as info:
+        refuse_links(anchor / "__manager" / "snapshots" / "deeper", anchor, what="snapshots folder")
+    err = info.value
+    assert err.details == {
+        "path": str(anchor / "__manager" / "snapshots"),
+        "target": str(tmp_path / "elsewhere"),
+        "what": "snapshots folder",
+    }
+    assert "rm " in err.hint and err.code == "working_folder_link"
+    with pytest.raises(PathEscape):
+        refuse_links(tmp_path / "other", anchor)
+
+
+def test_layout_check_working_folders(comfy_tree: Path, tmp_path: Path):
+    from manager.errors import WorkingFolderLink
+
+    layout = Layout.from_root(comfy_tree)
+    layout.check_working_folders()  # nothing there yet: fine
+    layout.trash_dir.mkdir(parents=True)
+    (layout.trash_dir / "entry").symlink_to(tmp_path)
+    with pytest.raises(WorkingFolderLink, match="entry in the trash folder"):
+        layout.check_working_folders()
+    (layout.trash_dir / "entry").unlink()
+    layout.check_working_folders()
+    layout.manager_dir.mkdir(parents=True, exist_ok=True)
+    (layout.manager_dir / "locks").symlink_to(tmp_path)
+    with pytest.raises(WorkingFolderLink, match="locks folder"):
+        layout.check_working_folders()
+
+
+def test_file_lock_never_opens_through_a_link(tmp_path: Path):
+    from manager.errors import WorkingFolderLink
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "op.lock").symlink_to(victim)
+    with pytest.raises(WorkingFolderLink):
+        with file_lock(tmp_path / "locks" / "op.lock"):
+            pass
+    assert victim.read_text() == "keep me\n"
+    (tmp_path / "linked-locks").symlink_to(tmp_path / "locks")
+    with pytest.raises(WorkingFolderLink):
+        with file_lock(tmp_path / "linked-locks" / "other.lock", anchor=tmp_path):
+            pass
+    assert not (tmp_path / "locks" / "other.lock").exists()

@@ -4,6 +4,7 @@ restore, empty the trash; nothing is ever overwritten."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -143,3 +144,48 @@ def test_interrupted_transaction_is_rolled_back_by_the_next_operation(env):
     assert any("rolled back" in n for n in notes)
     assert (env.custom_nodes / "demo-pack" / ".tracking").is_file()
     assert not (layout.disabled_dir / "demo-pack@1_0_0").exists() and not txn.journal.exists()
+
+
+# --- links: our working folders refuse them; packs the user linked in keep working ----------------
+def test_pack_linked_in_by_the_user_uninstalls_and_restores_but_never_enters_disabled(env, tmp_path):
+    from manager.errors import WorkingFolderLink
+
+    dev = tmp_path / "dev-checkout" / "my-dev-pack"
+    dev.mkdir(parents=True)
+    (dev / "__init__.py").write_text("NODE_CLASS_MAPPINGS = {}\n")
+    (env.custom_nodes / "my-dev-pack").symlink_to(dev)
+    pack = env.manager.inventory().find("my-dev-pack")[0]
+    assert pack.is_link and pack.enabled
+    before = tree_listing(tmp_path)
+    task = env.run("disable", "my-dev-pack")
+    assert task.state.value == "failed" and task.error["code"] == WorkingFolderLink.code
+    assert "rm " in task.error["hint"] and task.error["details"]["path"] == str(env.custom_nodes / "my-dev-pack")
+    queue_lock = "ComfyUI/user/__manager/locks"  # the queue's own lock, taken around every task
+    after = tree_listing(tmp_path)
+    assert {k: v for k, v in after.items() if not k.startswith(queue_lock)} == {
+        k: v for k, v in before.items() if not k.startswith(queue_lock)
+    }
+    task = env.run("uninstall", "my-dev-pack")  # the link goes to the trash as it is
+    assert task.state.value == "done", task.error
+    [entry] = list_trash(env.manager.layout)
+    assert (env.custom_nodes / ".cm-trash.disabled" / entry.id / "my-dev-pack").is_symlink()
+    assert (dev / "__init__.py").is_file()
+    assert env.run("restore_trash", entry.id).state.value == "done"
+    assert (env.custom_nodes / "my-dev-pack").is_symlink() and os.readlink(env.custom_nodes / "my-dev-pack") == str(dev)
+
+
+def test_custom_nodes_itself_may_be_a_link(tmp_path):
+    real = tmp_path / "big-disk" / "custom_nodes"
+    plain = make_repo(tmp_path / "src" / "Plain-Git", name="plain-git")
+    e = make_env(tmp_path, packs=[catalog_entry("plain-git", plain.url)])
+    try:
+        real.parent.mkdir(parents=True)
+        os.rename(e.custom_nodes, real)
+        e.custom_nodes.symlink_to(real)
+        assert e.run("install", "plain-git").state.value == "done"
+        assert e.run("disable", "Plain-Git").state.value == "done"
+        assert (real / ".disabled").is_dir() and not (real / ".disabled").is_symlink()
+        assert e.run("enable", "Plain-Git").state.value == "done"
+        assert (real / "Plain-Git" / ".git").is_dir()
+    finally:
+        e.close()
