@@ -422,6 +422,9 @@ def restore(
     from . import auto_snapshot
 
     options = options or RestoreOptions()
+    problems = check_entries(snapshot)  # before anything is read from the tree: no probe, no git, no change
+    if any(p.status == "refused" for p in problems):
+        raise refusal_error(where, problems)
     plan = plan_restore(manager, snapshot, options, where=where)
     if plan.refused:
         raise refusal_error(plan.snapshot, plan.problems)
