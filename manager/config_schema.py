@@ -365,6 +365,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma- or newline-separated.",
     ),
     _s(
+        "trusted_networks",
+        _S,
+        (),
+        "list",
+        "Networks (CIDR, e.g. 192.168.1.0/24, fd00::/8, 10.0.0.7/32) whose peers may run risky "
+        "operations (installs, updates, removals, settings) when the server listens on a non-loopback "
+        "address; the security level and flags still apply. Empty: a non-loopback listener refuses them "
+        "to every peer. Loopback listeners and the CLI ignore it. Comma- or newline-separated.",
+    ),
+    _s(
         "allowed_http_hosts",
         _S,
         (),
@@ -473,6 +483,19 @@ def _check_url(setting: Setting, text: str) -> str:
     return text
 
 
+def _check_networks(items: tuple[str, ...]) -> None:
+    """``trusted_networks``: every item must be an IP network (a bare address is one host)."""
+    import ipaddress
+
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueInvalid(
+                f"{item!r} is not an IP network", "CIDR networks such as 192.168.1.0/24 or fd00::/8, comma-separated"
+            ) from None
+
+
 def _split_list(text: str) -> tuple[str, ...]:
     items = [part.strip() for line in text.splitlines() for part in line.split(",")]
     return tuple(item for item in items if item)
@@ -513,7 +536,10 @@ def parse_text(setting: Setting, text: str) -> Any:
             return ""
         return _check_url(setting, raw)
     if kind == "list":
-        return _split_list(raw)
+        items = _split_list(raw)
+        if setting.key == "trusted_networks":
+            _check_networks(items)
+        return items
     if kind == "url-list":
         return tuple(_check_url(setting, item) for item in _split_list(raw))
     return raw

@@ -232,16 +232,29 @@ class Manager:
         params: Mapping[str, Any] | None = None,
         *,
         listen: str,
+        peer: str | None = None,
+        door: str = "",
         view: CatalogView | None = None,
         enforce: bool = True,
         task_id: str | None = None,
         client_id: str | None = None,
     ) -> PlannedTask:
-        """Validate, classify and decide one request of the task table (``kinds.plan``)."""
+        """Validate, classify and decide one request of the task table (``kinds.plan``). ``peer``
+        is the request's address (None: a local caller such as the CLI); ``door`` names the door."""
         from .kinds import plan
 
         return plan(
-            self, kind, target, params, listen=listen, view=view, enforce=enforce, task_id=task_id, client_id=client_id
+            self,
+            kind,
+            target,
+            params,
+            listen=listen,
+            peer=peer,
+            door=door,
+            view=view,
+            enforce=enforce,
+            task_id=task_id,
+            client_id=client_id,
         )
 
     def submit(self, planned: Sequence[PlannedTask]) -> list[Task]:

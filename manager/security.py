@@ -13,8 +13,15 @@ classic meanings (reference: classic-api.md section 3):
   loopback listener whatever the level, and a channel outside ``channels.list`` and
   ``allowed_channels`` needs ``allow_remote_channel`` and a loopback listener.
 
+On a non-loopback listener every operation that is not always allowed (reads, queue control,
+snapshot saves, cache refreshes, the user's own data, going towards offline) also needs a peer
+inside ``trusted_networks`` (``[security]``, CIDR list, empty by default: nobody); inside it, the
+rules above apply as before. The peer is part of ``SecuritySettings``: ``None`` is a caller on
+this machine without a network peer (the CLI), any text is the address a request came from.
+
 Denials carry code ``security_denied`` and a hint naming the exact key, level or ``--listen``
-value that would allow the operation, and the config.ini in effect.
+value that would allow the operation, and the config.ini in effect. The hint depends on the door
+(``SecuritySettings.door``): the CLI is never told to restart a server or to use ``--listen``.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ __all__ = [
     "decide",
     "enforce",
     "is_loopback_listen",
+    "peer_in_networks",
     "pip_spec_risk",
 ]
 
@@ -150,6 +158,26 @@ def is_loopback_listen(listen: str) -> bool:
     return True
 
 
+def peer_in_networks(peer: str, networks: Sequence[str]) -> bool:
+    """True when the address ``peer`` lies inside one of ``networks`` (CIDR; a bare address is one
+    host). An unparsable peer or entry matches nothing; an IPv4-mapped IPv6 peer counts as IPv4."""
+    try:
+        addr = ipaddress.ip_address(str(peer).strip().strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(addr, "ipv4_mapped", None)
+    if mapped is not None:
+        addr = mapped
+    for entry in networks:
+        try:
+            net = ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            continue
+        if addr.version == net.version and addr in net:
+            return True
+    return False
+
+
 def _under(url: str, prefixes: Sequence[str]) -> bool:
     u = url.strip().rstrip("/").lower()
     for prefix in prefixes:
@@ -190,10 +218,21 @@ class SecuritySettings:
     allowed_channels: tuple[str, ...] = ()
     allowed_pip_sources: tuple[str, ...] = ()
     config_path: str = ""
+    trusted_networks: tuple[str, ...] = ()
+    # who asks: None = a caller on this machine with no network peer (the CLI); else the address
+    # the request came from ("" when the server could not tell: trusted by no network)
+    peer: str | None = None
+    # which door asks ("cli", "standalone", "comfyui"; "" = any HTTP server): shapes the hints only
+    door: str = ""
 
     @classmethod
-    def from_config(cls, config: Any, listen: str) -> SecuritySettings:
-        """From a ``Config`` (anything with ``[key]`` and ``.path``) and the listen address."""
+    def from_config(cls, config: Any, listen: str, *, peer: str | None = None, door: str = "") -> SecuritySettings:
+        """From a ``Config`` (anything with ``[key]`` and ``.path``), the listen address, the peer
+        (None: no network peer, the CLI) and the door's name."""
+        try:
+            trusted = tuple(config["trusted_networks"])
+        except KeyError:  # a config table without the key (older callers): trust nobody
+            trusted = ()
         return cls(
             level=str(config["security_level"]),
             listen=listen,
@@ -204,11 +243,25 @@ class SecuritySettings:
             allowed_channels=tuple(config["allowed_channels"]),
             allowed_pip_sources=tuple(config["allowed_pip_sources"]),
             config_path=str(getattr(config, "path", "") or ""),
+            trusted_networks=trusted,
+            peer=peer,
+            door=door,
         )
 
     @property
     def loopback(self) -> bool:
         return is_loopback_listen(self.listen)
+
+    @property
+    def cli(self) -> bool:
+        """The shell asks: hints never mention a server restart or ``--listen``."""
+        return self.door == "cli"
+
+    @property
+    def peer_trusted(self) -> bool:
+        """Whether the peer may run risky operations: always on a loopback listener and for a
+        caller without a network peer; on any other listener only inside ``trusted_networks``."""
+        return self.loopback or self.peer is None or peer_in_networks(self.peer, self.trusted_networks)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -222,6 +275,10 @@ class SecuritySettings:
             "allowed_channels": list(self.allowed_channels),
             "allowed_pip_sources": list(self.allowed_pip_sources),
             "config_path": self.config_path,
+            "trusted_networks": list(self.trusted_networks),
+            "peer": self.peer,
+            "peer_trusted": self.peer_trusted,
+            "door": self.door,
         }
 
 
@@ -238,11 +295,19 @@ def _where(s: SecuritySettings) -> str:
 
 
 def _restart(s: SecuritySettings) -> str:
+    if s.cli:  # each cm-cli.py run reads the file afresh (_where names it): no server to restart
+        return ""
+    server = "ComfyUI" if s.door == "comfyui" else "the server"
     return (
-        f" (config.ini in effect: {s.config_path}; restart the server after editing it)"
+        f" (config.ini in effect: {s.config_path}; restart {server} after editing it)"
         if s.config_path
-        else " (restart the server after editing config.ini)"
+        else f" (restart {server} after editing config.ini)"
     )
+
+
+def _loopback_only(s: SecuritySettings) -> str:
+    """The tail of a flag's hint: where the flag takes effect (nothing to add in the shell)."""
+    return "" if s.cli else "; it only takes effect with a loopback listener (--listen 127.0.0.1)"
 
 
 def _need_middle(s: SecuritySettings, what: str) -> None:
@@ -265,13 +330,28 @@ def _need_loopback(s: SecuritySettings, what: str) -> None:
     )
 
 
+def _need_trusted_peer(s: SecuritySettings, what: str) -> None:
+    """A non-loopback listener: risky operations only for a peer inside trusted_networks."""
+    if s.peer_trusted:
+        return
+    peer = s.peer or "an unknown address"
+    listed = ", ".join(s.trusted_networks) if s.trusted_networks else "empty"
+    example = f"{s.peer}/32" if s.peer and ":" not in s.peer else (f"{s.peer}/128" if s.peer else "192.168.1.0/24")
+    raise _Deny(
+        f"{what} is refused to {peer}: the server listens on {s.listen!r} (not loopback) and the peer "
+        f"is not inside trusted_networks ({listed})",
+        f"Add the peer's network (e.g. {example}) to trusted_networks in the [security] section{_where(s)}, "
+        "or listen on 127.0.0.1 only (--listen 127.0.0.1) and use the panel or cm-cli.py on the server "
+        f"itself{_restart(s)}.",
+    )
+
+
 def _need_flag(s: SecuritySettings, flag: str, what: str) -> None:
     if getattr(s, flag):
         return
     raise _Deny(
         f"{what} needs {flag} = true",
-        f"Set {flag} = true in the [security] section{_where(s)}; it only takes effect with a "
-        f"loopback listener (--listen 127.0.0.1){_restart(s)}.",
+        f"Set {flag} = true in the [security] section{_where(s)}{_loopback_only(s)}{_restart(s)}.",
     )
 
 
@@ -281,10 +361,10 @@ def _need_high(s: SecuritySettings, what: str) -> None:
         return
     if s.level == "normal-":
         _need_loopback(s, what)
+    listen = "" if s.cli else " and listen on 127.0.0.1 (--listen 127.0.0.1)"
     raise _Deny(
         f"{what} needs security_level weak, or normal- with a loopback listener (now {s.level!r})",
-        f"Set security_level = normal- in the [default] section{_where(s)} and listen on 127.0.0.1 "
-        f"(--listen 127.0.0.1), or use weak{_restart(s)}.",
+        f"Set security_level = normal- in the [default] section{_where(s)}{listen}, or use weak{_restart(s)}.",
     )
 
 
@@ -320,20 +400,27 @@ def _check_channel(s: SecuritySettings, risk: str, source: str, what: str) -> No
         raise _Deny(
             f"{what}: the channel {source or '(unnamed)'} is in neither channels.list nor allowed_channels",
             f"Add it to allowed_channels in the [security] section{_where(s)} (or a 'name::url' line to "
-            f"channels.list), or set allow_remote_channel = true there (loopback listener only)"
-            f"{_restart(s)}.",
+            "channels.list), or set allow_remote_channel = true there"
+            f"{'' if s.cli else ' (loopback listener only)'}{_restart(s)}.",
         )
     _need_loopback(s, what)
 
 
 def _check(s: SecuritySettings, operation: str, risk: str, source: str) -> None:
+    if operation in _ALWAYS or (operation == NETWORK_MODE and risk == RISK_NET_TIGHTEN):
+        return  # going towards offline is always allowed
+    _rules(s, operation, risk, source)
+    # last: a hint names trusted_networks only when the level and flags would allow the operation
+    _need_trusted_peer(s, operation.replace("_", " "))
+
+
+def _rules(s: SecuritySettings, operation: str, risk: str, source: str) -> None:
     what = operation.replace("_", " ")
-    if operation in _ALWAYS:
-        return
     if operation == SECURITY_WRITE:
         raise _Deny(
             "security settings cannot be changed through the API",
-            f"Edit security_level and the [security] keys by hand{_where(s)} with the server stopped.",
+            f"Edit security_level and the [security] keys by hand{_where(s)}"
+            + ("." if s.cli else " with the server stopped."),
         )
     if operation in (INSTALL, REINSTALL):
         _check_install(s, risk, what)
@@ -346,9 +433,7 @@ def _check(s: SecuritySettings, operation: str, risk: str, source: str) -> None:
     if operation == CHANNEL_SELECT:
         _check_channel(s, risk, source, what)
         return
-    if operation == NETWORK_MODE:
-        if risk == RISK_NET_TIGHTEN:
-            return  # going towards offline is always allowed
+    if operation == NETWORK_MODE:  # towards public (towards offline never gets here)
         _need_middle(s, "opening the network mode")
         _need_loopback(s, "opening the network mode")
         return
@@ -379,11 +464,8 @@ def decide(settings: SecuritySettings, operation: str, risk: str = RISK_NONE, *,
         _check(settings, operation, risk, source)
     except _Deny as deny:
         return PolicyDecision(False, operation, risk, SecurityDenied.code, deny.reason, deny.hint)
-    return PolicyDecision.allow(
-        operation,
-        risk,
-        f"allowed at security_level {settings.level}" + ("" if settings.loopback else " (non-loopback listener)"),
-    )
+    where = "" if settings.loopback else f" (non-loopback listener, peer {settings.peer or 'on this machine'})"
+    return PolicyDecision.allow(operation, risk, f"allowed at security_level {settings.level}{where}")
 
 
 def enforce(decision: PolicyDecision, details: Mapping[str, Any] | None = None) -> PolicyDecision:

@@ -63,7 +63,9 @@ async def test_flags_do_nothing_on_a_lan_listener(aiohttp_client, api_app):
     app, api, _root = api_app(
         listen="0.0.0.0",
         default="security_level = weak",
-        security="allow_git_url_install = true\nallow_pip_install = true\nallow_remote_channel = true",
+        # the test client's 127.0.0.1 is a trusted peer here: the flags still need a loopback listener
+        security="allow_git_url_install = true\nallow_pip_install = true\nallow_remote_channel = true\n"
+        "trusted_networks = 127.0.0.0/8",
     )
     client = await aiohttp_client(app)
     for path, body in (
@@ -260,21 +262,37 @@ async def test_allowed_hosts_admits_a_proxy_name_and_its_pages(aiohttp_client, a
     )
 
 
-async def test_a_lan_listener_answers_any_host_but_still_refuses_foreign_pages(aiohttp_client, api_app):
-    app, api, _root = api_app(listen="0.0.0.0")
+async def test_a_lan_listener_answers_scripts_under_any_host_but_pages_only_under_known_names(aiohttp_client, api_app):
+    """A LAN listener: scripts may use any name; a browser page must name an address, this machine
+    or an allowed_hosts entry (else a rebinding page in a trusted LAN browser could act)."""
+    import socket
+
+    app, api, _root = api_app(listen="0.0.0.0", security="allowed_hosts = studio.lan")
     client = await aiohttp_client(app)
     assert (await client.get(PREFIX + "/config", headers={"Host": "comfy-box.lan:8188"})).status == 200
     await _error(
         await client.post(
-            "/manager/queue/start", headers={"Host": "comfy-box.lan:8188", "Origin": "http://evil.example"}
+            "/manager/queue/start", headers={"Host": "192.168.1.20:8188", "Origin": "http://evil.example"}
         ),
         403,
         "cross_origin_denied",
     )
-    resp = await client.post(
-        "/manager/queue/start", headers={"Host": "comfy-box.lan:8188", "Origin": "http://comfy-box.lan:8188"}
-    )
-    assert resp.status in (200, 201)
+    for page_host in ("comfy-box.lan:8188", "evil.example", "192.168.1.20.nip.io:8188"):
+        err = await _error(
+            await client.post("/manager/queue/start", headers={"Host": page_host, "Origin": f"http://{page_host}"}),
+            403,
+            "host_not_allowed",
+        )
+        assert "allowed_hosts" in err["hint"], err
+        await _error(
+            await client.get(PREFIX + "/config", headers={"Host": page_host, "Sec-Fetch-Site": "same-origin"}),
+            403,
+            "host_not_allowed",
+        )
+    own = socket.gethostname().lower()
+    for page_host in ("192.168.1.20:8188", "[fd00::5]:8188", "studio.lan", f"{own}:8188", "localhost:8188"):
+        resp = await client.post("/manager/queue/start", headers={"Host": page_host, "Origin": f"http://{page_host}"})
+        assert resp.status in (200, 201), (page_host, await resp.text())
 
 
 @pytest.mark.parametrize(
@@ -425,3 +443,69 @@ async def test_a_bad_pack_id_is_refused_before_queueing(aiohttp_client, api_app)
         await client.post(PREFIX + "/queue", json={"kind": "install", "target": "../../etc"}), 400, "invalid_name"
     )
     assert _nothing_queued(api)
+
+
+# --- issue 17, finding 1: DNS rebinding, proved on the tree ------------------------------------
+REBOUND = ["evil.example", "evil.example:{port}", "EVIL.EXAMPLE:{port}", "127.0.0.1.nip.io:{port}", "0.0.0.0:{port}"]
+
+
+@pytest.mark.parametrize("host", REBOUND)
+async def test_finding_1_a_rebound_page_changes_nothing_and_reads_nothing(aiohttp_client, api_app, tmp_path, host):
+    """A page of evil.example resolved to 127.0.0.1: uninstall, channel switch, config read and the
+    websocket are each refused with a code, and no file of the tree changes."""
+    from support import treesum
+
+    app, api, root = api_app()
+    (task,) = api.manager.submit([api.manager.plan("install", "demo-mask-utils", listen="127.0.0.1")])
+    import asyncio
+
+    assert await asyncio.to_thread(api.manager.queue.run_until_idle, 60)
+    client = await aiohttp_client(app)
+    host = host.replace("{port}", str(client.server.port))
+    page = {"Host": host, "Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
+    before = treesum.listing(tmp_path)
+    row = {"id": "demo-mask-utils", "version": "nightly", "ui_id": "e1"}
+    refused = [
+        await client.post(
+            "/manager/queue/uninstall", data=json.dumps(row), headers={**page, "Content-Type": "text/plain"}
+        ),
+        await client.post(PREFIX + "/queue", json={"kind": "uninstall", "target": "demo-mask-utils"}, headers=page),
+        await client.post("/manager/channel_url_list", json={"value": "demo"}, headers=page),
+        await client.post(
+            PREFIX + "/channels", json={"url": (tmp_path / "demo" / "demo-channel").as_uri()}, headers=page
+        ),
+        await client.get(PREFIX + "/config", headers=page),
+        await client.get("/manager/channel_url_list", headers=page),
+        await client.get(
+            "/ws",
+            headers={
+                **page,
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+        ),
+    ]
+    for resp in refused:
+        err = await _error(resp, 403, "host_not_allowed")
+        assert "allowed_hosts" in err["hint"], err
+    assert (await client.post("/manager/queue/start", headers=page)).status == 403
+    assert api.manager.queue.status()["pending_count"] == 0
+    await asyncio.to_thread(api.manager.queue.run_until_idle, 30)
+    diff = treesum.changes(before, treesum.listing(tmp_path)).outside(
+        "demo/ComfyUI/user/__manager/locks", "demo/ComfyUI/user/__manager/logs"
+    )
+    assert not diff, diff.describe()
+    assert (root / "custom_nodes" / "demo-mask-utils").is_dir() and task.id
+    # the control: the same uninstall from the Manager's own origin is accepted and runs
+    own = f"127.0.0.1:{client.server.port}"
+    resp = await client.post(
+        "/manager/queue/uninstall",
+        data=json.dumps(row),
+        headers={"Host": own, "Origin": f"http://{own}", "Sec-Fetch-Site": "same-origin", "Content-Type": "text/plain"},
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await client.post("/manager/queue/start", headers={"Origin": f"http://{own}"})).status in (200, 201)
+    assert await asyncio.to_thread(api.manager.queue.run_until_idle, 60)
+    assert not (root / "custom_nodes" / "demo-mask-utils").exists()

@@ -104,8 +104,23 @@ class HttpDoor:
 
     # --- policy ---------------------------------------------------------------------------
     @property
+    def peer(self) -> str:
+        """The address of the request being handled (its audit note keeps it), "" when unknown:
+        outside a request, or a request whose route opened no note. An unknown peer is inside no
+        trusted network, so on a non-loopback listener it may run nothing risky."""
+        note = self._note()
+        origin = note.get("origin") if note is not None else None
+        remote = origin[0] if isinstance(origin, tuple) and origin else None
+        return str(remote) if remote else ""
+
+    def settings_for(self, peer: str) -> SecuritySettings:
+        """The policy's input for a request from ``peer`` to this door's listener."""
+        return SecuritySettings.from_config(self.manager.config, self.listen, peer=peer or "", door=self.door)
+
+    @property
     def settings(self) -> SecuritySettings:
-        return SecuritySettings.from_config(self.manager.config, self.listen)
+        """The policy's input for the request being handled (``peer``)."""
+        return self.settings_for(self.peer)
 
     def decide(self, operation: str, risk: str = "", *, source: str = "") -> PolicyDecision:
         return decide(self.settings, operation, risk, source=source)
@@ -140,13 +155,16 @@ class HttpDoor:
         task_id: str | None = None,
         client_id: str | None = None,
     ) -> PlannedTask:
-        """``Manager.plan`` for this door's listener; the decision is noted for the audit log."""
+        """``Manager.plan`` for this door's listener and the request's peer (``peer``); the decision
+        is noted for the audit log."""
         try:
             planned = self.manager.plan(
                 kind,
                 target,
                 params,
                 listen=self.listen,
+                peer=self.peer,
+                door=self.door,
                 view=view,
                 enforce=enforce,
                 task_id=task_id,

@@ -320,7 +320,7 @@ def policy_rows() -> tuple[tuple[str, str, str], ...]:
 
 
 async def get_policy(api: HttpDoor, request: web.Request) -> web.Response:
-    s = api.settings
+    s = api.settings_for(request.remote or "")  # the table as this caller sees it (a read opens no note)
     rows = {}
     for name, op, risk in policy_rows():
         d = sec.decide(s, op, risk)

@@ -8,7 +8,11 @@ headers anyway (docs/api.md, "Request guards").
 
 - **Host** (every request, reads included): on a loopback listener only loopback names and
   addresses, the listen address itself and ``allowed_hosts`` are accepted. A page that
-  reaches 127.0.0.1 through DNS rebinding still sends its own name as Host.
+  reaches 127.0.0.1 through DNS rebinding still sends its own name as Host. On a non-loopback
+  listener a *browser* request (one carrying ``Origin`` or ``Sec-Fetch-Site``) must also name
+  an IP address, this machine's own name or an ``allowed_hosts`` entry: a rebinding page in a
+  browser on a trusted LAN machine would otherwise act with that machine's address. Scripts
+  (no such headers) may use any name there. A Host that is not ``name[:port]`` is refused.
 - **Cross-site** (state-changing requests): ``Sec-Fetch-Site: cross-site`` or ``same-site``
   (another port or sub-domain of the same site: on loopback every other local program's page
   is "same-site"), ``Origin: null``, or an ``Origin`` that names neither this Host nor an
@@ -18,7 +22,10 @@ headers anyway (docs/api.md, "Request guards").
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import re
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +37,8 @@ from ..security import is_loopback_listen
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+# RFC 7230 Host: a registered name or IPv4 address, or an IPv6 literal in brackets, then :port
+_HOST_SYNTAX = re.compile(r"^(?:\[[0-9a-fA-F:.]+(?:%[0-9A-Za-z._~-]+)?\]|[0-9A-Za-z._-]+)(?::[0-9]{1,5})?$")
 
 
 def split_host(value: str, scheme: str = "http") -> tuple[str, int | None]:
@@ -70,6 +79,33 @@ def is_loopback_host(name: str) -> bool:
     return addr.is_loopback or bool(mapped and mapped.is_loopback)
 
 
+def is_address(name: str) -> bool:
+    """An IP literal in its usual spelling (a browser normalises ``2130706433`` before sending it)."""
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def own_names() -> frozenset[str]:
+    """This machine's own host name, bare and with ``.local`` (mDNS); no DNS lookup is made."""
+    try:
+        name = socket.gethostname().strip().lower().rstrip(".")
+    except OSError:
+        return frozenset()
+    if not name:
+        return frozenset()
+    short = name.split(".", 1)[0]
+    return frozenset({name, short, short + ".local"})
+
+
+def _from_browser(request: web.Request) -> bool:
+    """A browser sends ``Sec-Fetch-Site`` (modern) or ``Origin`` (every cross-origin or unsafe request)."""
+    return "Sec-Fetch-Site" in request.headers or "Origin" in request.headers
+
+
 def _listed(name: str, port: int | None, entries: Sequence[str]) -> bool:
     """``name[:port]`` is one of ``entries`` (an entry without a port matches any port)."""
     for entry in entries:
@@ -105,18 +141,37 @@ class RequestGuard:
 
     def check_host(self, request: web.Request) -> None:
         host = request.headers.get("Host")
-        if host is None or not self.listen or not is_loopback_listen(self.listen):
-            return  # HTTP/1.0 scripts send no Host; LAN listeners have any name
-        try:
-            name, port = split_host(host, request.scheme)
-        except ValueError:
-            name, port = "", None
+        if host is None or not self.listen:
+            return  # HTTP/1.0 scripts send no Host; an unknown listener cannot be judged
+        loopback = is_loopback_listen(self.listen)
+        if not loopback and not _from_browser(request):
+            return  # a script on the LAN may use any name; the policy decides what it may do
+        name, port = "", None
+        if _HOST_SYNTAX.match(host):
+            try:
+                name, port = split_host(host, request.scheme)
+            except ValueError:
+                pass
         listen_names = {p.strip().strip("[]").lower() for p in self.listen.split(",")}
-        if name and (is_loopback_host(name) or name in listen_names or _listed(name, port, self._extra())):
+        if name and (
+            is_loopback_host(name)
+            or name in listen_names
+            or _listed(name, port, self._extra())
+            or (not loopback and (is_address(name) or name in own_names()))
+        ):
             return
+        if loopback:
+            raise HostNotAllowed(
+                f"refused a request for host {host!r}: this server listens on {self.listen} and answers only "
+                "loopback names (a page reaching it through another name may be a DNS-rebinding attack)",
+                details={"host": host, "listen": self.listen},
+            )
         raise HostNotAllowed(
-            f"refused a request for host {host!r}: this server listens on {self.listen} and answers only "
-            "loopback names (a page reaching it through another name may be a DNS-rebinding attack)",
+            f"refused a browser request for host {host!r}: this server listens on {self.listen} and answers "
+            "pages only under an IP address, this machine's name or an allowed_hosts entry (a page reaching "
+            "it through another name may be a DNS-rebinding attack)",
+            hint="Open the Manager as http://<this machine's address>:<port>/, or add the name you use to "
+            "allowed_hosts in the [security] section of config.ini and restart the server.",
             details={"host": host, "listen": self.listen},
         )
 

@@ -164,7 +164,8 @@ async def serve(
         if not is_loopback_listen(host):
             log.warning(
                 "listening on %s, which is not loopback: other machines can reach the Manager; risky "
-                "operations (git URL, pip, remote channels, network mode) are refused",
+                "operations are refused to peers outside trusted_networks ([security]), and git URL, pip, "
+                "remote channels and network mode to every peer",
                 host,
             )
         if ready is not None:

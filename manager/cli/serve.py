@@ -49,8 +49,9 @@ def run(args: argparse.Namespace, *, overrides: dict[str, str], default_root: st
     if not is_loopback_listen(args.host):
         sys.stderr.write(
             f"warning: listening on {args.host}, which is not loopback: other machines can reach "
-            "the Manager. Risky operations (git URL and pip installs, remote channels, opening the "
-            "network mode) are refused on such a listener.\n"
+            "the Manager. Risky operations are refused to peers outside trusted_networks ([security] in "
+            f"{manager.config.path}); git URL and pip installs, remote channels and opening the network "
+            "mode are refused on such a listener to every peer.\n"
         )
 
     def ready(url: str) -> None:

@@ -36,8 +36,12 @@ class PlannedTask:
         return replace(self, spec=replace(self.spec, params={**self.spec.params, **extra}))
 
 
-def settings_for(manager: Manager, listen: str) -> sec.SecuritySettings:
-    return sec.SecuritySettings.from_config(manager.config, listen)
+def settings_for(manager: Manager, listen: str, peer: str | None = None, door: str = "") -> sec.SecuritySettings:
+    """The policy's input for one request. ``peer`` None: a caller on this machine (the CLI, which
+    is also the door when none is named); otherwise the request's address ("" if unknown)."""
+    return sec.SecuritySettings.from_config(
+        manager.config, listen, peer=peer, door=door or ("cli" if peer is None else "")
+    )
 
 
 def plan(
@@ -47,13 +51,17 @@ def plan(
     params: Mapping[str, Any] | None = None,
     *,
     listen: str,
+    peer: str | None = None,
+    door: str = "",
     view: CatalogView | None = None,
     enforce: bool = True,
     task_id: str | None = None,
     client_id: str | None = None,
 ) -> PlannedTask:
     """Validate, classify and decide one request. ``listen`` is the address of the door's listener
-    (policy input: loopback or not; the CLI is loopback). ``enforce`` False returns a denying
+    (policy input: loopback or not; the CLI is loopback). ``peer`` is the address the request came
+    from (None: the CLI, a local caller; on a non-loopback listener only a peer inside
+    ``trusted_networks`` may act); ``door`` names the door for the hints. ``enforce`` False returns a denying
     decision instead of raising ``security_denied`` (a dry-run plan is shown at any level).
     ``view`` is the loaded catalog, or None: installs then classify with nothing listed."""
     spec_kind = kind if isinstance(kind, TaskKind) else kind_named(kind)
@@ -73,7 +81,7 @@ def plan(
             hint="Give 'target' (v1) or 'id' (classic body).",
             details={"field": "target"},
         )
-    settings = settings_for(manager, listen)
+    settings = settings_for(manager, listen, peer, door)
     if spec_kind.fixed_risk is not None and enforce:  # a flag-gated route refuses before parsing anything
         sec.enforce(
             sec.decide(settings, spec_kind.operation, spec_kind.fixed_risk, source=target),
