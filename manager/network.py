@@ -196,20 +196,24 @@ def _url_hosts(urls: Any) -> list[str]:
 
 
 def with_download_rules(policy: NetworkPolicy, config: Config) -> NetworkPolicy:
-    """``policy`` plus the download rules of ``config``: ``allowed_http_hosts``,
-    ``http_channel_enabled``, and the redirect allow-list (``allowed_download_hosts`` and the
-    hosts of ``channel_url``, ``registry_url``, ``allowed_channels``, ``private_mirrors``,
-    ``model_store``, ``pip_index_url`` and the mirror map's targets)."""
+    """``policy`` plus the download rules of ``config``: ``allowed_http_hosts`` (and the hosts
+    of http:// URLs the admin configured), ``http_channel_enabled``, and the redirect allow-list
+    (``allowed_download_hosts`` and the hosts of ``channel_url``, ``registry_url``,
+    ``allowed_channels``, ``private_mirrors``, ``model_store``, ``pip_index_url`` and the mirror
+    map's targets)."""
     urls: list[Any] = [config["channel_url"], config["registry_url"], config["pip_index_url"]]
     for key in ("allowed_channels", "private_mirrors", "model_store"):
         urls.extend(config[key])
     urls.extend(target for _, target in policy.mirror_map)
     hosts = list(config["allowed_download_hosts"])
     hosts += [h for h in _url_hosts(urls) if h not in hosts]
+    # an http:// URL the admin wrote into the config (a store, a mirror) is an allowed http host
+    plain = list(config["allowed_http_hosts"])
+    plain += [h for h in _url_hosts(u for u in urls if str(u).lower().startswith("http://")) if h not in plain]
     path = config.path
     return dataclasses.replace(
         policy,
-        allowed_http_hosts=tuple(config["allowed_http_hosts"]),
+        allowed_http_hosts=tuple(plain),
         http_channels=bool(config["http_channel_enabled"]),
         redirect_hosts=tuple(hosts),
         config_file=str(path) if path is not None else "",
