@@ -222,3 +222,35 @@ async def test_restore_at_next_start_is_scheduled(aiohttp_client, api_app):
     startup = await _data(await client.get(PREFIX + "/startup"))
     assert [p["target"] for p in startup["pending"]] == ["s2"]
     assert api.manager.queue.status()["total_count"] == 0  # nothing queued now
+
+
+async def test_unsafe_entry_is_refused_at_submit_with_a_4xx_and_shown_in_the_dry_run(aiohttp_client, api_app, tmp_path):
+    """Finding 5: a stored snapshot with one hostile entry answers 400 at once on every restore route
+    (no 202 and a failed task, nothing scheduled for the next start); the dry run lists it as a blocker."""
+    app, api, root = api_app()
+    client = await aiohttp_client(app)
+    await _queue(client, api, {"kind": "install", "target": "demo-image-tools"})
+    good = await _data(await client.post(SNAPS, json={"name": "good"}))
+
+    def write_evil() -> dict:
+        doc = json.loads(Path(good["path"]).read_text())
+        doc["packs"].append({"name": "evil", "kind": "git", "url": "ext::sh -c touch% /tmp/pwned", "enabled": True})
+        (root / "user" / "__manager" / "snapshots" / "evil.json").write_text(json.dumps(doc))
+        return treesum.listing(tmp_path, skip=SKIP)
+
+    before = await asyncio.to_thread(write_evil)
+    dry = await _data(await client.post(f"{SNAPS}/evil/restore", json={"dry_run": True}))
+    assert dry["blockers"][0]["code"] == "snapshot_invalid" and dry["plan"]["refused"][0]["field"].endswith(".url")
+    for path, body in (
+        (f"{SNAPS}/evil/restore", {}),
+        (f"{SNAPS}/evil/restore", {"at_next_start": True}),
+        ("/snapshot/restore", {"target": "evil"}),
+        (PREFIX + "/queue", {"tasks": [{"kind": "snapshot_restore", "target": "evil"}]}),
+    ):
+        resp = await client.post(path, json=body)
+        out = await resp.json()
+        assert resp.status == 400 and out["error"]["code"] == "snapshot_invalid", (path, out)
+        assert out["error"]["details"]["refused"][0]["entry"] == "evil"
+    assert api.manager.queue.status()["total_count"] == 1  # only the install of the setup
+    after = await asyncio.to_thread(treesum.listing, tmp_path, skip=SKIP)
+    assert not treesum.changes(before, after) and "user/__manager/startup/pending.json" not in str(after)
