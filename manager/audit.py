@@ -126,11 +126,13 @@ class AuditLog:
         path: str | os.PathLike[str],
         *,
         lock_path: str | os.PathLike[str] | None = None,
+        lock_anchor: str | os.PathLike[str] | None = None,
         max_bytes: int = MAX_BYTES,
         keep: int = KEEP,
     ) -> None:
         self.path = Path(path)
         self.lock_path = Path(lock_path) if lock_path is not None else self.path.with_name(f".{FILE_NAME}.lock")
+        self.lock_anchor = lock_anchor
         self.max_bytes = max(1024, int(max_bytes))
         self.keep = max(1, int(keep))
         self._warned = False
@@ -138,7 +140,12 @@ class AuditLog:
     @classmethod
     def for_layout(cls, layout: Any, **kw: Any) -> AuditLog:
         """The Manager's audit log: ``<manager dir>/logs/audit.jsonl``, rotation lock in ``locks/``."""
-        return cls(layout.logs_dir / FILE_NAME, lock_path=layout.locks_dir / "audit.lock", **kw)
+        return cls(
+            layout.logs_dir / FILE_NAME,
+            lock_path=layout.locks_dir / "audit.lock",
+            lock_anchor=layout.manager_dir.parent,
+            **kw,
+        )
 
     def files(self) -> list[Path]:
         """The current file and the rotated ones that exist, newest first."""
@@ -181,7 +188,7 @@ class AuditLog:
     def _rotate(self, incoming: int) -> None:
         """Shift ``.N`` files up by one and start a new file, once, under the rotation lock."""
         try:
-            with file_lock(self.lock_path, timeout=2.0):
+            with file_lock(self.lock_path, timeout=2.0, anchor=self.lock_anchor):
                 try:
                     if os.stat(self.path).st_size + incoming <= self.max_bytes:
                         return  # another writer rotated while we waited for the lock

@@ -221,7 +221,12 @@ class Manager:
             runners: dict[str, Runner] = {}
             for factory in self._runner_factories:
                 runners.update(factory(self))
-            self._queue = TaskQueue(runners, lock_path=self.layout.locks_dir / "operations.lock", logger=log)
+            self._queue = TaskQueue(
+                runners,
+                lock_path=self.layout.locks_dir / "operations.lock",
+                lock_anchor=self.layout.manager_dir.parent,
+                logger=log,
+            )
         return self._queue
 
     # -- planned work: every door's changes go through these two ----------------------------------

@@ -214,7 +214,7 @@ class PendingStore:
                 "origin": origin,
             }
         )
-        with file_lock(self.lock_path, timeout=LOCK_TIMEOUT):
+        with file_lock(self.lock_path, timeout=LOCK_TIMEOUT, anchor=self.layout.manager_dir.parent):
             ops = self.entries()
             key = _conflict_key(op)
             ops = [o for o in ops if _conflict_key(o) != key]
@@ -229,7 +229,7 @@ class PendingStore:
 
     def cancel(self, op_id: str) -> PendingOp:
         """Remove one pending entry by id; ``NotFound`` when there is none."""
-        with file_lock(self.lock_path, timeout=LOCK_TIMEOUT):
+        with file_lock(self.lock_path, timeout=LOCK_TIMEOUT, anchor=self.layout.manager_dir.parent):
             ops = self.entries()
             found = next((o for o in ops if o.id == op_id), None)
             if found is None:
@@ -298,8 +298,12 @@ def apply_pending(manager: Any, *, lock_timeout: float = LOCK_TIMEOUT) -> list[A
         return None
     try:
         with (
-            file_lock(manager.layout.locks_dir / "operations.lock", timeout=lock_timeout),
-            file_lock(store.lock_path, timeout=lock_timeout),
+            file_lock(
+                manager.layout.locks_dir / "operations.lock",
+                timeout=lock_timeout,
+                anchor=manager.layout.manager_dir.parent,
+            ),
+            file_lock(store.lock_path, timeout=lock_timeout, anchor=manager.layout.manager_dir.parent),
         ):
             ops, problems = store._read()
             applied: list[Applied] = []

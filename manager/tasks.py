@@ -169,12 +169,15 @@ class TaskQueue:
         history_limit: int = 200,
         lock_timeout: float = 60.0,
         lock_free_kinds: Collection[str] = (),
+        lock_anchor: str | os.PathLike[str] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         if history_limit < 1:
             raise ValueError("history_limit must be at least 1")
         self._runners = dict(runners)
         self._lock_path = Path(lock_path)
+        # the folder the user chose: no link may sit between it and the lock file (fsops.refuse_links)
+        self._lock_anchor = lock_anchor
         self._history_limit = history_limit
         self._lock_timeout = lock_timeout
         self._lock_free = frozenset(lock_free_kinds)
@@ -476,7 +479,7 @@ class TaskQueue:
         deadline = time.monotonic() + self._lock_timeout
         announced = False
         while True:
-            holder = file_lock(self._lock_path, timeout=0)
+            holder = file_lock(self._lock_path, timeout=0, anchor=self._lock_anchor)
             try:
                 holder.__enter__()
                 break
