@@ -302,3 +302,16 @@ def scan_installed(manager: Manager, *, clist: CompromiseList | None = None, has
                 )
             )
     return out
+
+
+def startup_alerts(manager: Manager) -> list[dict[str, str]]:
+    """The start-up alerts (``/manager/startup_alerts``): one warning per installed pack on the
+    list, or an error naming a broken admin list. Reads the channel file from the cache only."""
+    try:
+        notices = scan_installed(manager)
+    except ManagerError as exc:
+        log.warning("known-compromise list: %s", exc.message)
+        return [{"message": f"{exc.message} {exc.hint}".strip(), "level": "error"}]
+    for n in notices:
+        log.warning("%s", n.message)
+    return [{"message": f"{n.message} {n.hint}".strip(), "level": "warning"} for n in notices]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from manager.compromised import parse_channel_list, scan_installed
+from manager.compromised import parse_channel_list, scan_installed, startup_alerts
 from manager.errors import CompromiseListInvalid
 from manager.inspect_files import decide_findings, inspect_tree
 from manager.records import PolicyDecision
@@ -319,6 +319,8 @@ def test_installed_pack_on_the_list_is_warned_about_never_removed(tmp_path, http
         notices = scan_installed(env.manager)
         assert [(n.level, n.code, n.details["pack"]) for n in notices] == [("warning", "pack_compromised", "later-bad")]
         assert "never removes" in notices[0].hint
+        alerts = startup_alerts(env.manager)  # what /manager/startup_alerts adds
+        assert [a["level"] for a in alerts] == ["warning"] and "later-bad" in alerts[0]["message"]
         assert (env.custom_nodes / "later-bad" / "__init__.py").is_file()
         _unchanged(env, before)
     finally:
