@@ -6,6 +6,7 @@ copy of the real channel; the page imports ``/js/panel.js`` and mounts the panel
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,3 +36,28 @@ def test_standalone_page_lists_searches_and_installs(page: Any, standalone: str)
     row.locator(".om-state").filter(has_text="enabled").wait_for(timeout=30_000)  # the list reloaded
     assert row.get_by_role("button", name="Disable").is_visible()
     screenshot(page, "standalone")
+
+
+def test_install_shows_the_files_to_review(page: Any, standalone: str, panel_env: Any) -> None:
+    """A catalog pack carrying a native library installs at level normal, and the drawer lists
+    the file the install's inspection found (issue 17: archive inspection shown in the panel)."""
+    from support.gitrepos import git
+
+    repo = Path(panel_env.repo_url.removeprefix("file://"))
+    (repo / "bin").mkdir()
+    (repo / "bin" / "helper.so").write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 57)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "ship a native helper")
+    page.goto(standalone)
+    page.wait_for_selector(".om-pack-row:not([hidden])", timeout=60_000)
+    search(page, "panel test pack")
+    row = pack_row(page, TEST_PACK_ID)
+    row.get_by_role("button", name="Install").click()
+    row.locator(".om-state").filter(has_text="enabled").wait_for(timeout=60_000)
+    row.locator(".om-row-title").click()
+    findings = page.locator("[data-testid=pack-drawer] .om-findings")
+    findings.wait_for(state="visible", timeout=30_000)
+    text = findings.inner_text()
+    assert "1 file(s) to review" in text and "native library: bin/helper.so" in text, text
+    assert (panel_env.root / "custom_nodes" / TEST_PACK_ID / "bin" / "helper.so").is_file()
+    screenshot(page, "standalone-findings")

@@ -377,9 +377,22 @@ export class NodesView {
       text: task.restart_required && task.state === "done" ? "restart required" : taskLabel(task) })];
     if (task.progress?.line) parts.push(el("div", { class: "om-pre", text: task.progress.line }));
     if (task.state === "failed" && task.error) parts.push(errorBox(task.error));
+    const findings = task.result?.findings;
+    if (Array.isArray(findings) && findings.length) parts.push(findingsBox(findings));
     replace(this.drawerTask, ...parts);
   }
 
   /** The error of the last failed task on a pack, normalised (used by tests and the drawer). */
   lastError(id) { const t = this.ctx.tasks.forTarget(id); return t && t.error ? toError(t.error) : null; }
+}
+
+const FINDING_WORDS = { native_library: "native library", pickle: "pickled data", executable: "executable",
+  exec_bit: "executable bit" };
+
+/** Files of an installed pack worth a look (native code, pickles, executables), as the install found them. */
+function findingsBox(findings) {
+  const lines = findings.map((f) => `${FINDING_WORDS[f.kind] || f.kind}: ${f.path}${f.detail ? ` (${f.detail})` : ""}`);
+  return el("div", { class: "om-findings" },
+    el("div", { class: "om-muted", text: `${findings.length} file(s) to review before trusting this pack:` }),
+    el("div", { class: "om-pre", text: lines.join("\n") }));
 }
