@@ -262,11 +262,17 @@ class Manager:
             client_id=client_id,
         )
 
-    def submit(self, planned: Sequence[PlannedTask]) -> list[Task]:
+    def vet(self, planned: Sequence[PlannedTask]) -> None:
+        """The submit-time checks that read disk or the cache (``kinds.vet``; blocking)."""
+        from .kinds.planner import vet
+
+        vet(self, planned)
+
+    def submit(self, planned: Sequence[PlannedTask], *, vetted: bool = False) -> list[Task]:
         """Queue decided tasks; a batch with one refusal queues nothing (``kinds.submit``)."""
         from .kinds import submit
 
-        return submit(self, planned)
+        return submit(self, planned, vetted=vetted)
 
     def preview(self, planned: PlannedTask) -> Mapping[str, Any]:
         """What a planned task would change, changing nothing (``kinds.preview``; blocking)."""

@@ -453,12 +453,13 @@ REBOUND = ["evil.example", "evil.example:{port}", "EVIL.EXAMPLE:{port}", "127.0.
 async def test_finding_1_a_rebound_page_changes_nothing_and_reads_nothing(aiohttp_client, api_app, tmp_path, host):
     """A page of evil.example resolved to 127.0.0.1: uninstall, channel switch, config read and the
     websocket are each refused with a code, and no file of the tree changes."""
+    import asyncio
+
     from support import treesum
 
     app, api, root = api_app()
-    (task,) = api.manager.submit([api.manager.plan("install", "demo-mask-utils", listen="127.0.0.1")])
-    import asyncio
-
+    planned = api.manager.plan("install", "demo-mask-utils", listen="127.0.0.1")
+    (task,) = await asyncio.to_thread(api.manager.submit, [planned])  # core work: off the loop
     assert await asyncio.to_thread(api.manager.queue.run_until_idle, 60)
     client = await aiohttp_client(app)
     host = host.replace("{port}", str(client.server.port))

@@ -28,7 +28,8 @@ NOISE = ("demo/ComfyUI/user/__manager/locks", "demo/ComfyUI/user/__manager/logs"
 
 async def _install(api) -> None:
     """Install the pack the tests then try to remove, as a local caller (no network peer)."""
-    (task,) = api.manager.submit([api.manager.plan("install", PACK, listen="127.0.0.1")])
+    planned = api.manager.plan("install", PACK, listen="127.0.0.1")
+    (task,) = await asyncio.to_thread(api.manager.submit, [planned])  # core work: off the loop
     assert await asyncio.to_thread(api.manager.queue.run_until_idle, 60)
     assert api.manager.queue.get(task.id).state.value == "done"
 

@@ -177,10 +177,12 @@ class HttpDoor:
             self._note_decision(planned.decision.operation, True, "")
         return planned
 
-    def submit(self, planned: Sequence[PlannedTask]) -> list[dict[str, Any]]:
-        """Queue decided tasks (a refused batch queues nothing); each is noted for the audit log."""
+    async def submit(self, planned: Sequence[PlannedTask]) -> list[dict[str, Any]]:
+        """Queue decided tasks (a refused batch queues nothing); each is noted for the audit log.
+        The kinds' submit-time checks read disk: they run off the loop first."""
         self.queue  # noqa: B018  (the first use hooks the door's listeners up)
-        tasks = [t.to_dict() for t in self.manager.submit(planned)]
+        await asyncio.to_thread(self.manager.vet, planned)
+        tasks = [t.to_dict() for t in self.manager.submit(planned, vetted=True)]
         for task in tasks:
             self.note(target=task["target"], task_ids=[task["id"]])
         return tasks

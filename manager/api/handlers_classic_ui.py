@@ -281,7 +281,7 @@ async def _row_task(api: HttpDoor, request: web.Request, kind: str) -> web.Respo
         planned = api.plan(kind, pack_id or url, view=view)
     else:  # not in this catalog: its repository URL is classified (and gated) like any URL
         planned = api.plan(kind, url or pack_id, url_params(url) if url else {}, view=view)
-    tasks = api.submit([planned])
+    tasks = await api.submit([planned])
     api.queue.start()
     return ok({"task": tasks[0]})
 

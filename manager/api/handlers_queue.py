@@ -66,7 +66,7 @@ async def post_queue(api: HttpDoor, request: web.Request) -> web.Response:
     for item in items:
         kind, target, params, task_id, client_id = _one(item, client)
         planned.append(api.plan(kind, target, params, view=view, task_id=task_id, client_id=client_id))
-    tasks = api.submit(planned)
+    tasks = await api.submit(planned)
     started = api.queue.start() if body.get("start", True) is not False else False
     return ok({"tasks": tasks, "started": started}, status=202)
 

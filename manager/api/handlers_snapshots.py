@@ -141,7 +141,7 @@ async def restore_snapshot(api: HttpDoor, request: web.Request) -> web.Response:
     planned = api.plan("snapshot_restore", name, params, task_id=task_id, client_id=client_id)
     if at_next_start:
         return ok({"scheduled": await asyncio.to_thread(schedule_planned, api, planned)})
-    (task,) = api.submit([planned])
+    (task,) = await api.submit([planned])
     started = api.queue.start()
     return ok({"task": task, "tasks": [task], "started": started}, status=202)
 
@@ -212,6 +212,6 @@ async def classic_restore(api: HttpDoor, request: web.Request) -> web.Response:
     planned = api.plan("snapshot_restore", name)
     if api.restart is not None:
         return ok({"scheduled": await asyncio.to_thread(schedule_planned, api, planned)})
-    (task,) = api.submit([planned])
+    (task,) = await api.submit([planned])
     api.queue.start()
     return ok({"task": task})

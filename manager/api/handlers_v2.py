@@ -162,7 +162,7 @@ async def queue_planned(api: HttpDoor, planned: list[PlannedTask]) -> list[dict[
     journal = journal_of(api)
     _key, inv = await api.inventory()
     journal.open_batch(lambda: system_state(api.manager, inv))
-    return api.submit(planned)
+    return await api.submit(planned)
 
 
 async def _context(api: HttpDoor, kind: str) -> tuple[CatalogView | None, Inventory]:

@@ -251,7 +251,7 @@ def queue_route(kind: str) -> Callable[[HttpDoor, web.Request], Awaitable[web.Re
         body = await read_json(request)
         # only a model needs the catalog; pack operations work on an offline box without one
         view = await api.view() if kind == "install_model" else await optional_view(api)
-        (task,) = api.submit([await plan_classic_row(api, view, kind, body)])
+        (task,) = await api.submit([await plan_classic_row(api, view, kind, body)])
         return ok({"task": task})
 
     handler.__name__ = f"queue_{kind}"
@@ -266,7 +266,7 @@ async def queue_update_all(api: HttpDoor, request: web.Request) -> web.Response:
     except QueueBusy as err:
         return error_response(err, status=401)  # the classic status for "busy"
     view = await optional_view(api)
-    (task,) = api.submit([api.plan("update_all", "all", {"mode": mode}, view=view)])
+    (task,) = await api.submit([api.plan("update_all", "all", {"mode": mode}, view=view)])
     return ok({"task": task})
 
 
@@ -288,7 +288,7 @@ async def install_git_url(api: HttpDoor, request: web.Request) -> web.Response:
     body = await read_json(request)
     url = field(body, "url").strip()
     view = await optional_view(api)
-    (task,) = api.submit([api.plan("install_git_url", url, view=view)])
+    (task,) = await api.submit([api.plan("install_git_url", url, view=view)])
     api.queue.start()
     return ok({"task": task})
 
@@ -303,7 +303,7 @@ async def install_pip(api: HttpDoor, request: web.Request) -> web.Response:
             "'packages' names no package", details={"field": "packages"}, hint='Send {"packages": "name1 name2"}.'
         )
     index = body.get("index_url") if isinstance(body.get("index_url"), str) else ""
-    (task,) = api.submit([api.plan("install_pip", "", {"packages": specs, "index_url": index})])
+    (task,) = await api.submit([api.plan("install_pip", "", {"packages": specs, "index_url": index})])
     api.queue.start()
     return ok({"task": task})
 

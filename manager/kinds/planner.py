@@ -95,7 +95,16 @@ def plan(
     return PlannedTask(spec, decision, task_id, client_id)
 
 
-def submit(manager: Manager, planned: Sequence[PlannedTask]) -> list[Task]:
+def vet(manager: Manager, planned: Sequence[PlannedTask]) -> None:
+    """The submit-time checks that need disk or the cache (the kinds' ``vet``); blocking: the
+    HTTP doors call it from a worker thread, ``submit`` runs it itself unless told it ran."""
+    for p in planned:
+        kind = BY_NAME[p.spec.kind]
+        if kind.vet is not None:
+            kind.vet(manager, p.spec)
+
+
+def submit(manager: Manager, planned: Sequence[PlannedTask], *, vetted: bool = False) -> list[Task]:
     """Queue planned tasks in order. The batch is checked first (every decision allows, every kind
     has a runner, task ids are distinct), so a refused batch queues nothing."""
     queue = manager.queue
@@ -109,6 +118,8 @@ def submit(manager: Manager, planned: Sequence[PlannedTask]) -> list[Task]:
             hint="Kinds available here: " + ", ".join(queue.kinds),
             details={"kinds": missing},
         )
+    if not vetted:
+        vet(manager, planned)
     ids = [p.task_id for p in planned if p.task_id]
     if len(ids) != len(set(ids)):
         raise RequestInvalid(

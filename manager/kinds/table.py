@@ -21,6 +21,7 @@ from .classify import Classified, classify_install, find_model, model_risk, spec
 
 if TYPE_CHECKING:
     from ..context import CatalogView, Manager
+    from ..events import TaskSpec
 
 # (manager, view or None, target, params) -> (what the policy sees, the params the worker gets)
 Classifier = Callable[["Manager", "CatalogView | None", str, Any], "tuple[Classified, kp.KindParams]"]
@@ -43,6 +44,9 @@ class TaskKind:
     at_next_start: bool = False  # may be scheduled for ComfyUI's next start
     # the risk when it does not depend on the request: decided before the target is even parsed
     fixed_risk: str | None = None
+    # (manager, spec) -> None or a coded refusal: facts that need disk or the cache, checked before
+    # queueing (a worker thread runs it for the HTTP doors), so a refusal is an answer, not a failed task
+    vet: Callable[[Manager, TaskSpec], None] | None = None
     # (manager, target, params, decision) -> what the task would change, changing nothing (dry run)
     preview: Callable[..., Mapping[str, Any]] | None = None
 
@@ -56,6 +60,16 @@ def _plain(
     manager: Manager, view: CatalogView | None, target: str, params: kp.KindParams
 ) -> tuple[Classified, kp.KindParams]:
     return Classified(target), params
+
+
+def _vet_install(manager: Manager, spec: TaskSpec) -> None:
+    """A pack on the known-compromise list is refused at submit (the cached lists only: no request)."""
+    from ..compromised import check_source, load
+
+    target = spec.target
+    pack_id = target.split("@", 1)[0] if spec_kind(target) == "id" else ""
+    urls = [str(spec.params.get("url") or ""), *([] if pack_id else [target])]
+    check_source(load(manager, refresh="never"), target, ids=[pack_id] if pack_id else [], urls=urls)
 
 
 def _switch(manager: Manager, view: CatalogView | None, target: str, params: Any) -> tuple[Classified, kp.KindParams]:
@@ -143,6 +157,7 @@ KINDS: tuple[TaskKind, ...] = (
             ("install_git_url", sec.RISK_GIT_URL),
             ("install_local_path", sec.RISK_LOCAL_PATH),
         ),
+        vet=_vet_install,
     ),
     TaskKind(
         "install_git_url",
@@ -156,6 +171,7 @@ KINDS: tuple[TaskKind, ...] = (
         (("direct_git_url", sec.RISK_GIT_URL),),
         runs_as="install",
         fixed_risk=sec.RISK_GIT_URL,
+        vet=_vet_install,
     ),
     TaskKind(
         "reinstall",
@@ -167,6 +183,7 @@ KINDS: tuple[TaskKind, ...] = (
         runners.reinstall,
         "reinstall",
         (("reinstall", sec.RISK_CATALOG),),
+        vet=_vet_install,
     ),
     TaskKind(
         "uninstall",

@@ -88,7 +88,8 @@ async def served(tmp_path: Path, aiohttp_client):
         write_config(root, security=security)
         api = make_api(root, listen=listen)
         apis.append(api)
-        api.manager.submit([api.manager.plan("install", "demo-mask-utils", listen="127.0.0.1")])
+        planned = api.manager.plan("install", "demo-mask-utils", listen="127.0.0.1")
+        await asyncio.to_thread(api.manager.submit, [planned])  # core work: off the loop
         assert await asyncio.to_thread(api.manager.queue.run_until_idle, 60)
         return await aiohttp_client(build_app(api)), api
 
