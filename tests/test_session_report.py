@@ -38,6 +38,22 @@ def test_phases_fold_into_one_outcome_per_test() -> None:
     assert "outside-loopback connects: 1 test(s): t::net" in line
 
 
+def test_hostile_cases_are_counted_per_class() -> None:
+    rep = SessionReport()
+    passed = outcome_of(_Rep("call", "passed"))
+    for i in range(3):
+        rep.record_phase(f"t::host{i}", {"hostile"}, passed, "host-header")
+    rep.record_phase("t::plain", {"hostile"}, passed)  # names no class: other
+    rep.record_phase("t::chan", {"hostile"}, outcome_of(_Rep("call", "failed")), "channel-path")
+    rep.record_phase("t::fault", {"fault"}, passed, "ignored")  # only hostile cases have classes
+    line = rep.summary_line()
+    assert "hostile inputs 5 (4 passed, 1 failed; channel-path 1, host-header 3, other 1) | " in line, line
+    assert "faults 1 (1 passed) | " in line
+    only_other = SessionReport()
+    only_other.record_phase("t::x", {"hostile"}, passed)
+    assert "hostile inputs 1 (1 passed) | " in only_other.summary_line()  # no class named: no class part
+
+
 CONFTEST = """
 import pytest
 from support import socket_audit
@@ -79,6 +95,10 @@ def test_offline_quiet():
 def test_fault_case():
     _loopback_connect()      # loopback is fine outside offline suites
 
+@pytest.mark.hostile("channel-path")
+def test_hostile_with_a_class():
+    assert True
+
 @pytest.mark.load
 @pytest.mark.xfail(strict=True, reason="demo")
 def test_load_xfail():
@@ -90,9 +110,24 @@ def test_outside_loopback():
 """
 
 
+CLASSED_MODULE = """
+import pytest
+
+pytestmark = pytest.mark.hostile("config-file")
+
+def test_from_the_module_marker():
+    assert True
+
+@pytest.mark.hostile("duplicate-keys")
+def test_the_closest_marker_names_the_class():
+    assert True
+"""
+
+
 def test_plugin_prints_one_line_and_guards_offline_suites(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "test_sample.py").write_text(TESTS)
+    (tmp_path / "test_classed.py").write_text(CLASSED_MODULE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
     out = subprocess.run(
         [
@@ -119,7 +154,8 @@ def test_plugin_prints_one_line_and_guards_offline_suites(tmp_path: Path) -> Non
     assert "offline_suite test made 1 socket connect(s)" in text, text
     lines = [line for line in text.splitlines() if line.startswith("quality: ")]
     assert lines == [
-        "quality: faults 1 (1 passed) | hostile inputs 1 (1 passed) | loads 1 (1 xfailed) | "
+        "quality: faults 1 (1 passed) | "
+        "hostile inputs 4 (4 passed; channel-path 1, config-file 1, duplicate-keys 1, other 1) | loads 1 (1 xfailed) | "
         "outside-loopback connects: 1 test(s): test_sample.py::test_outside_loopback | "
         "REAL-HOST TIER DID NOT RUN: no real-host test was selected"
     ], text

@@ -141,6 +141,8 @@ export class Backend {
     const list = (d.settings || []).map((s) => ({ ...s, source: s.origin || s.source, editable: s.writable }));
     const db = list.find((s) => s.key === "db_mode");
     if (db && this.dbMode === undefined) this.dbMode = db.value;
+    list.problems = d.problems || [];  // repeated sections/keys in config.ini, values skipped in a shared file
+    list.notes = d.notes || [];
     return list;
   }
   channels() { return this.client.getChannels(); }

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, web, web_protocol, web_server
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from .. import __version__
-from ..errors import ManagerError
+from ..errors import ManagerError, RequestInvalid, RequestTooLarge
 from ..security import is_loopback_listen
 from .door import HttpDoor
 from .envelope import MAX_BODY_BYTES, error_middleware, error_response
@@ -139,6 +140,62 @@ def build_app(api: HttpDoor, *, js_dir: Path = JS_DIR, hub: SocketHub | None = N
     return app
 
 
+# --- requests aiohttp cannot parse: our envelope, not its plain-text 400 -----------------------------
+class _EnvelopeRequestHandler(web_protocol.RequestHandler):
+    """aiohttp answers a request it cannot parse (a request line or header beyond its limits, a
+    malformed line) before any route or middleware runs, in plain text. Here such a 4xx gets the
+    error envelope every route answers with (same status, connection closed); 5xx stays aiohttp's."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500 or not isinstance(exc, HttpProcessingError) or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        log.debug("unreadable request from %s: %s", request.remote, exc)
+        err = bad_request_error(exc)
+        resp = error_response(err, status=status)
+        resp.force_close()
+        return resp
+
+
+def bad_request_error(exc: HttpProcessingError) -> ManagerError:
+    """The coded error for a request aiohttp refused while parsing it."""
+    detail = (exc.message or str(exc)).strip()
+    if len(detail) > 160:  # the refused line itself comes quoted: keep the answer short
+        detail = detail[:160] + "…"
+    if isinstance(exc, LineTooLong):
+        return RequestTooLarge(
+            f"the request line or a header is longer than this server reads: {detail}",
+            hint="Keep the URL and each header under 8 KiB; send large inputs in a JSON body (up to 4 MiB).",
+            details={"limit": "request line / header field"},
+        )
+    return RequestInvalid(
+        f"the request is not valid HTTP: {detail}",
+        hint="Send a well-formed HTTP/1.1 request (a method, a path, headers of 'Name: value').",
+    )
+
+
+class _EnvelopeServer(web_server.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class EnvelopeAppRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer unparsable requests with the error envelope.
+
+    Only the standalone server can do this: inside ComfyUI, ComfyUI owns the aiohttp server, and an
+    oversized URL gets aiohttp's plain-text 400 from it before any of our code runs."""
+
+    async def _make_server(self) -> web_server.Server:
+        server = await super()._make_server()
+        server.__class__ = _EnvelopeServer  # same object and state, only the connection factory differs
+        return server
+
+
 def prepare(manager: Manager, *, host: str = "127.0.0.1", extra_runners: Any = None) -> HttpDoor:
     """Build the HttpDoor for a standalone server listening on ``host``. ``extra_runners`` (tests, demos)
     replace the task table's runners of the same kinds."""
@@ -153,7 +210,7 @@ async def serve(
 ) -> None:
     """Serve until cancelled; starts the task worker. ``ready(url)`` is called once listening."""
     app = build_app(api)
-    runner = web.AppRunner(app, access_log=None)
+    runner = EnvelopeAppRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -133,10 +133,20 @@ def cmd_channels(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
 
 def cmd_config(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     items = m.config.explain()
+    problems, notes = m.config.problems, m.config.notes
     if args.json:
-        return {"path": str(m.config.path), "settings": [dataclasses.asdict(i) for i in items]}
+        return {
+            "path": str(m.config.path),
+            "settings": [dataclasses.asdict(i) for i in items],
+            "problems": [p.to_dict() for p in problems],
+            "notes": list(notes),
+        }
     print(f"config file: {m.config.path}")
     table([[i.section, i.key, i.source, str(i.value)] for i in items], ["SECTION", "KEY", "SOURCE", "VALUE"])
+    for p in problems:  # repeated sections and keys, values skipped in a shared file
+        print(f"PROBLEM [{p.code}] {p.message}\n  fix: {p.hint}")
+    for note in notes:
+        print(f"note: {note}")
     return None
 
 

@@ -8,6 +8,7 @@ rename is journalled (``staging.RenameTxn``), so any failure or kill leaves the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from .pack_scripts import run_pack_scripts
 from .policy import check_policy
 from .remove import trash_into
 from .reporting import OpResult, Reporter, Step
-from .sources import NodeSpec, Source, fetch_into, registry_source, resolve
+from .sources import NodeSpec, Source, catalog_pack, fetch_into, registry_source, resolve
 from .staging import RenameTxn, carry_over_user_files, new_staging_dir, prepare_tree, remove_tree, tidy_staging
 from .vetting import vet_source, vet_staged
 
@@ -129,7 +130,30 @@ def install(
                 f"{taken[0].name} is already installed at {taken[0]}",
                 details={"pack": taken[0].name, "path": str(taken[0]), "source": source.to_dict()},
             )
-    return stage_and_place(ops, source, rep, skip_deps=skip_deps, script_timeout=script_timeout)
+    unlisted_pip = _catalog_pip(ops, source)
+    result = stage_and_place(ops, source, rep, skip_deps=skip_deps, script_timeout=script_timeout)
+    if not unlisted_pip:
+        return result
+    # A catalog entry's own ``pip`` list is not installed (only the pack's requirements.txt is):
+    # said in the result, never dropped in silence.
+    why = (
+        "the catalog entry's 'pip' list is not installed by this Manager (only the pack's "
+        "requirements.txt is); install them yourself if the pack needs them: "
+        f"cm-cli.py install-pip {' '.join(unlisted_pip)} (needs allow_pip_install)"
+    )
+    return dataclasses.replace(
+        result,
+        notes=(*result.notes, f"not installed: pip package(s) {', '.join(unlisted_pip)}: {why}"),
+        extra={**result.extra, "pip_not_installed": {"packages": list(unlisted_pip), "why": why}},
+    )
+
+
+def _catalog_pip(ops: Ops, source: Source) -> tuple[str, ...]:
+    """The ``pip`` list of the catalog entry ``source`` came from (empty for other sources)."""
+    if not source.pack_id or source.kind not in ("git", "copy", "unzip"):
+        return ()
+    pack, _err = catalog_pack(ops, source.pack_id)
+    return tuple(p for p in pack.pip if p.strip()) if pack is not None else ()
 
 
 def source_of_installed(ops: Ops, pack: InstalledPack) -> Source:

@@ -7,6 +7,11 @@ the run, e.g. ``quality: faults 7 passed, 1 xfailed | hostile inputs 84 passed |
 outside-loopback connects: none``. Every other test (or module) that was skipped is counted with
 its reason (``did not run: 2 (parent-death signal is Linux-only: 1; ...)``): nothing stops running
 in silence. The real-host tier keeps its own part, last.
+
+A hostile case may name its class as the marker's first argument (``@pytest.mark.hostile("host-header")``,
+``pytestmark = pytest.mark.hostile("channel-path")``; the closest marker with a name wins); the
+hostile part then counts the cases per class, alphabetically, unnamed ones as ``other`` last:
+``hostile inputs 350 (350 passed; channel-path 9, config-file 7, host-header 24, other 310)``.
 """
 
 from __future__ import annotations
@@ -27,12 +32,24 @@ MARKER_HELP = {
         "real-host tier case (the real ComfyUI); counted in the summary, or the summary says it did not run"
     ),
     "fault": "fault-injection case (SIGKILL at a named point); counted in the end-of-run summary",
-    "hostile": "hostile-input case (must end in a coded error, nothing written); counted in the summary",
+    "hostile": "hostile-input case (must end in a coded error, nothing written); counted in the summary, "
+    'per class when named: @pytest.mark.hostile("channel-path")',
     "load": "load case against the standalone server; counted in the summary",
     OFFLINE_MARKER: "offline suite: the test fails on ANY socket connect, loopback included",
 }
 _ORDER = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
 _RANK = {"passed": 0, "skipped": 1, "xfailed": 2, "xpassed": 3, "failed": 4, "error": 5}
+HOSTILE = "hostile"
+OTHER_CLASS = "other"  # a hostile case that names no class
+
+
+def hostile_class(item: pytest.Item) -> str:
+    """The class a hostile case names (first argument of its closest ``hostile`` marker that has
+    one), else ``other``."""
+    for marker in item.iter_markers(HOSTILE):
+        if marker.args and isinstance(marker.args[0], str) and marker.args[0].strip():
+            return marker.args[0].strip()
+    return OTHER_CLASS
 
 
 @dataclass
@@ -45,6 +62,7 @@ class SessionReport:
     notes: dict[str, list[str]] = field(default_factory=dict)  # kind -> figures to show
     realhost: dict[str, tuple[str, str]] = field(default_factory=dict)  # nodeid -> (outcome, skip reason)
     skipped: dict[str, str] = field(default_factory=dict)  # nodeid -> skip reason (not real-host)
+    classes: dict[str, str] = field(default_factory=dict)  # nodeid -> hostile class
 
     def record_skip(self, nodeid: str, reason: str) -> None:
         """A test or module outside the real-host tier that did not run, and why."""
@@ -83,15 +101,17 @@ class SessionReport:
         """Add a figure (e.g. a load run's throughput and p50/p99) to that kind's part of the line."""
         self.notes.setdefault(kind, []).append(text)
 
-    def record_phase(self, nodeid: str, kinds: set[str], outcome: str | None) -> None:
+    def record_phase(self, nodeid: str, kinds: set[str], outcome: str | None, hostile_class: str = "") -> None:
         """Fold one phase (setup/call/teardown) of a quality test into its final outcome.
 
         A failure in any phase wins over a pass; a teardown error after a passed call counts as
-        an error, as pytest itself reports it.
+        an error, as pytest itself reports it. ``hostile_class``: the class a hostile case names.
         """
         kinds = set(kinds) & set(QUALITY_MARKERS)
         if not kinds or outcome is None:
             return
+        if HOSTILE in kinds:
+            self.classes[nodeid] = hostile_class or OTHER_CLASS
         _, before = self.tests.get(nodeid, (frozenset(), ""))
         if not before or _RANK[outcome] > _RANK[before]:
             self.tests[nodeid] = (frozenset(kinds), outcome)
@@ -111,6 +131,15 @@ class SessionReport:
         if violations:
             self.outside_loopback.setdefault(nodeid, []).extend(violations)
 
+    def class_part(self) -> str:
+        """``channel-path 9, config-file 7, other 281``: hostile cases per class (alphabetical,
+        ``other`` last), or "" when no case names a class."""
+        counts = Counter(self.classes[nodeid] for nodeid in self.tests if nodeid in self.classes)
+        if not counts or set(counts) == {OTHER_CLASS}:
+            return ""
+        names = sorted(c for c in counts if c != OTHER_CLASS) + ([OTHER_CLASS] if OTHER_CLASS in counts else [])
+        return ", ".join(f"{name} {counts[name]}" for name in names)
+
     def tried(self, kind: str) -> int:
         return sum(self.outcomes[kind].values())
 
@@ -123,7 +152,9 @@ class SessionReport:
                 parts.append(f"{label} 0")
                 continue
             shown = ", ".join(f"{counts[o]} {o}" for o in _ORDER if counts.get(o))
-            extra = "; ".join(self.notes.get(kind, []))
+            extras = [self.class_part()] if kind == HOSTILE else []
+            extras += self.notes.get(kind, [])
+            extra = "; ".join(e for e in extras if e)
             parts.append(f"{label} {sum(counts.values())} ({shown}{'; ' + extra if extra else ''})")
         if self.outside_loopback:
             names = ", ".join(sorted(self.outside_loopback))
@@ -191,7 +222,10 @@ class QualityReportPlugin:
                     f"offline_suite test made {len(connects)} socket connect(s), none allowed "
                     f"(loopback included): {connects[:5]!r}"
                 )
-        self.report.record_phase(item.nodeid, self._kinds(item), outcome_of(report))
+        kinds = self._kinds(item)
+        self.report.record_phase(
+            item.nodeid, kinds, outcome_of(report), hostile_class(item) if HOSTILE in kinds else ""
+        )
         outcome = outcome_of(report)
         reason = _skip_reason(report) if outcome == "skipped" else ""
         if item.get_closest_marker(REALHOST_MARKER) is not None:

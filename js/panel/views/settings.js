@@ -25,8 +25,9 @@ export class SettingsView {
     this.errors = el("div", { class: "om-errors" });
     this.form = el("div", { class: "om-form", dataset: { testid: "settings-form" } });
     this.others = el("tbody");
+    this.problems = el("div", { class: "om-problems", dataset: { testid: "config-problems" } });
     this.root = el("div", { class: "om-view om-settings", dataset: { view: "settings" } },
-      this.errors,
+      this.errors, this.problems,
       el("div", { class: "om-section" },
         el("h3", { text: "Network and data" }), this.form,
         el("h3", { text: "All settings (read-only here)" }),
@@ -40,6 +41,7 @@ export class SettingsView {
       const [settings, channels] = await Promise.all([this.ctx.backend.settings(),
         this.ctx.backend.channels().catch(() => null)]);
       this.render(normaliseSettings(settings), channels);
+      this.renderProblems(settings?.problems || [], settings?.notes || []);
       clear(this.errors);
     } catch (err) {
       replace(this.errors, errorBox(err));
@@ -83,6 +85,15 @@ export class SettingsView {
       el("td", { title: s.help }, el("code", { text: s.key })),
       el("td", { text: s.secret ? "(hidden)" : show(s.value) }),
       el("td", { class: "om-label", text: s.source }))));
+  }
+
+  /** What config.ini got wrong (a repeated [default], a key set twice): message and fix, never hidden. */
+  renderProblems(problems, notes) {
+    const rows = problems.map((p) => el("div", { class: "om-error", dataset: { code: p.code || "" } },
+      el("b", { text: p.message || String(p) }), p.hint ? el("div", { class: "om-help", text: `Fix: ${p.hint}` }) : null));
+    const info = notes.map((n) => el("div", { class: "om-help", text: String(n) }));
+    if (!rows.length && !info.length) { clear(this.problems); return; }
+    replace(this.problems, rows.length ? el("h3", { text: "Problems in the config file" }) : null, ...rows, ...info);
   }
 
   async save(key, value, control) {
