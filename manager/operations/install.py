@@ -23,7 +23,7 @@ from .pack_scripts import run_pack_scripts
 from .policy import check_policy
 from .remove import trash_into
 from .reporting import OpResult, Reporter, Step
-from .sources import NodeSpec, Source, catalog_pack, fetch_into, registry_source, resolve
+from .sources import NodeSpec, Source, fetch_into, registry_source, resolve
 from .staging import RenameTxn, carry_over_user_files, new_staging_dir, prepare_tree, remove_tree, tidy_staging
 from .vetting import vet_source, vet_staged
 
@@ -152,7 +152,9 @@ def _catalog_pip(ops: Ops, source: Source) -> tuple[str, ...]:
     """The ``pip`` list of the catalog entry ``source`` came from (empty for other sources)."""
     if not source.pack_id or source.kind not in ("git", "copy", "unzip"):
         return ()
-    pack, _err = catalog_pack(ops, source.pack_id)
+    # only a catalog ``resolve`` already loaded: this note never fetches channel data
+    view = getattr(getattr(ops, "manager", None), "_catalog_view", None)
+    pack = view.catalog.get(source.pack_id) if view is not None else None
     return tuple(p for p in pack.pip if p.strip()) if pack is not None else ()
 
 
