@@ -45,7 +45,7 @@ def _get(url: str) -> tuple[int, bytes, str]:
 def _stop(proc: subprocess.Popen) -> int:
     proc.send_signal(signal.SIGINT)
     try:
-        return proc.wait(timeout=20)
+        return proc.wait(timeout=60)  # a loaded CI box is slow to wind the worker down
     finally:
         if proc.poll() is None:
             proc.kill()

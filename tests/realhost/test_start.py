@@ -100,6 +100,23 @@ def test_a_later_start_costs_under_a_tenth_of_a_second(real_comfy: realhost.Real
 
 
 # --- faults injected into our installed copy: ComfyUI must start anyway --------------------------
+# Text patches applied to the installed copy; tests/test_realhost_patch_targets.py checks each target
+# still exists, so a reformat of our code fails at once instead of only where the tier runs.
+WEB_GET_IN_TABLE = {
+    "manager/api/routes.py": (
+        "        out.append(web.route(r.method, r.path, handler))",
+        "        out.append(web.get(r.path, handler) if r.method == 'GET' else web.route(r.method, r.path, handler))",
+    )
+}
+RAW_ROUTE_ON_COMFYUI = {
+    "glob/bootstrap.py": (
+        "        setattr(instance, _MARK, state)\n",
+        "        setattr(instance, _MARK, state)\n"
+        "        from aiohttp import web\n"
+        "        instance.routes._items.append(web.get('/offline-manager/broken', "
+        "lambda r: web.Response()))\n",
+    )
+}
 INJECTED = {
     "import": {
         "__init__.py": (
@@ -115,8 +132,8 @@ INJECTED = {
     },
     "start": {
         "glob/bootstrap.py": (
-            "    tracker = ImportFailureTracker(folders,",
-            '    raise RuntimeError("injected at start")\n    tracker = ImportFailureTracker(folders,',
+            "    tracker = ImportFailureTracker(\n",
+            '    raise RuntimeError("injected at start")\n    tracker = ImportFailureTracker(\n',
         )
     },
     "prestartup": {
@@ -148,14 +165,7 @@ def test_a_failure_of_ours_leaves_comfyui_started(workdir, version: str, where: 
 
 def test_a_web_get_route_inside_our_table_is_made_safe_by_construction(workdir) -> None:
     """Someone writes ``web.get`` in the route table: the mount's copy keeps ComfyUI alive."""
-    patch = {
-        "manager/api/routes.py": (
-            "        out.append(web.route(r.method, r.path, handler))",
-            "        out.append(web.get(r.path, handler) if r.method == 'GET' "
-            "else web.route(r.method, r.path, handler))",
-        )
-    }
-    host = start_or_skip(workdir, "0.8.0", patch=patch)
+    host = start_or_skip(workdir, "0.8.0", patch=WEB_GET_IN_TABLE)
     try:
         assert host.get_json("/api/customnode/installed") == host.get_json("/customnode/installed")
     finally:
@@ -164,15 +174,6 @@ def test_a_web_get_route_inside_our_table_is_made_safe_by_construction(workdir) 
 
 def test_the_tier_catches_a_web_get_route_that_reaches_comfyui(workdir) -> None:
     """A route put on ComfyUI's table without our mount is the bug of issue 15: the tier sees it."""
-    patch = {
-        "glob/bootstrap.py": (
-            "        setattr(instance, _MARK, state)\n",
-            "        setattr(instance, _MARK, state)\n"
-            "        from aiohttp import web\n"
-            "        instance.routes._items.append(web.get('/offline-manager/broken', "
-            "lambda r: web.Response()))\n",
-        )
-    }
     with pytest.raises(realhost.HostDidNotStart) as caught:
-        start_or_skip(workdir, "0.8.0", patch=patch)
+        start_or_skip(workdir, "0.8.0", patch=RAW_ROUTE_ON_COMFYUI)
     assert "unexpected keyword argument" in str(caught.value)
