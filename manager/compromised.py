@@ -1,6 +1,6 @@
 """The known-compromise list: pack ids, repository URLs and file sha256 that must not be installed.
 
-Two sources, merged (docs/security-downloads.md):
+Two sources, merged (docs/security.md):
 
 - the active channel's optional ``compromised-list.json`` (read through the channel cache, like
   the other channel files; absent or unreadable: no entries, with a notice)::
@@ -130,7 +130,7 @@ def parse_channel_list(data: bytes, origin: str) -> list[CompromiseEntry]:
     def bad(why: str) -> CompromiseListInvalid:
         return CompromiseListInvalid(
             f"{origin}: {why}",
-            hint=f"Ask the channel maintainer to fix {CHANNEL_FILE} (schema in docs/security-downloads.md).",
+            hint=f"Ask the channel maintainer to fix {CHANNEL_FILE} (schema in docs/security.md).",
             details={"list": origin},
         )
 

@@ -252,7 +252,7 @@ class ArchiveTooLarge(ManagerError):
 
 class ArchiveContentRefused(ManagerError):
     """A pack holds native libraries, pickled files or executables that ``security_level`` does
-    not allow for its source (docs/security-downloads.md); nothing was moved into place."""
+    not allow for its source (docs/security.md); nothing was moved into place."""
 
     code = "archive_content_refused"
     http_status = 403

@@ -139,7 +139,7 @@ class Layout:
         """``ensure_inside`` against every writable root of this tree."""
         return ensure_inside(path, *self.writable_roots())
 
-    # our working folders: real folders, never links (docs/security-links.md)
+    # our working folders: real folders, never links (docs/security.md)
     @property
     def data_anchor(self) -> Path:
         """The folder the user chose for our data: ``user/`` (``__manager`` and below are ours)."""

@@ -1,4 +1,4 @@
-"""Every entry of a snapshot checked before a restore changes anything (docs/security-restore.md).
+"""Every entry of a snapshot checked before a restore changes anything (docs/security.md).
 
 ``Snapshot.from_dict`` already refuses a document whose shape is wrong (a pack name that is a
 path, a commit that is not hex). This pass adds what git, pip and the filesystem would misuse
@@ -151,6 +151,6 @@ def refusal_error(where: str, problems: Sequence[EntryProblem]) -> SnapshotInval
         f"{where or 'snapshot'}: restore refused before any change: {len(bad)} unsafe entr"
         f"{'y' if len(bad) == 1 else 'ies'}: {listing}",
         hint="Nothing was changed. Take a new snapshot with `cm-cli.py snapshot save`, or remove the named "
-        "entries from the file and import it again (docs/security-restore.md).",
+        "entries from the file and import it again (docs/security.md).",
         details=details,
     )
