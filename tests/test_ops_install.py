@@ -297,3 +297,18 @@ def test_docs_cover_every_kind_and_stage():
     pack_kinds = [k.name for k in KINDS if k.cli.split()[:1] and k.cli.split()[0] in verbs]
     for name in (*pack_kinds, *STAGES):
         assert f"`{name}`" in doc, name
+
+
+def test_a_catalog_pip_list_is_reported_not_ignored(tmp_path, repo):
+    """The catalog entry's ``pip`` list is not installed (issue 19 will); the result says so and
+    names the command that does, instead of dropping it in silence (issue 17)."""
+    e = make_env(tmp_path, packs=[{**catalog_entry("example-pack", repo.url), "pip": ["numpy>=1.0", "pillow"]}])
+    try:
+        e.manager.catalog_view()  # the catalog a door has loaded when it queues an install
+        task = e.run("install", "example-pack")
+        assert task.state.value == "done", task.error
+        assert task.result["pip_not_installed"]["packages"] == ["numpy>=1.0", "pillow"]
+        assert "cm-cli.py install-pip numpy>=1.0 pillow" in task.result["pip_not_installed"]["why"]
+        assert any("not installed: pip package(s) numpy>=1.0, pillow" in n for n in task.result["notes"])
+    finally:
+        e.close()
