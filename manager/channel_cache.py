@@ -388,7 +388,7 @@ class ChannelCache:
             except Exception as exc:  # reported with the file's path, never served
                 raise ChannelDataInvalid(
                     f"local channel file {final} is not valid ({exc})",
-                    hint="Fix or replace the file (re-export the bundle).",
+                    hint="Fix or replace the file (copy the channel folder again from where it was made).",
                     details={"url": final},
                 ) from exc
         try:
@@ -407,7 +407,8 @@ class ChannelCache:
             "cache_stale",
             f"{why}: using the cached copy of {_name(url)} fetched {format_age(age)} ago",
             hint=(
-                "Set network_mode = public (or private with a mirror) and refresh, or import a newer bundle."
+                "Set network_mode = public (or private with a mirror) and run `cm-cli.py update-cache`, or copy "
+                "a newer user/__manager/cache folder from a machine that ran `cm-cli.py --cache-only`."
                 if offline
                 else "Refresh the channel to get current data."
             ),
@@ -454,7 +455,7 @@ class ChannelCache:
     def put(
         self, url: str, data: bytes, *, etag: str = "", last_modified: str = "", fetched_at: float | None = None
     ) -> CacheEntry:
-        """Store a body fetched elsewhere (a copied cache, a future bundle import)."""
+        """Store a body fetched elsewhere (a copied cache)."""
         return self._store(
             url,
             data,

@@ -13,11 +13,13 @@ import datetime as _dt
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import NotFound
 from ..fsops import atomic_write_text
 from ..network import NetworkGate
 from .backends.base import DEFAULT_RUN_OPTIONS, InstallArgs, InstallerChoice, ProgressFn, RunOptions, run_streaming
@@ -34,12 +36,13 @@ OFFLINE_REQUIREMENTS = "requirements-offline.txt"
 
 @dataclass(frozen=True)
 class ExportResult:
-    path: Path
+    path: Path | None  # None: not written (the caller prints ``text``)
     requirements: tuple[str, ...]
     packs: tuple[str, ...]
     skipped: tuple[Skipped, ...]
     conflicts: tuple[Conflict, ...]
     problems: tuple[str, ...]  # packs whose requirements could not be read (left out)
+    text: str = ""  # the file's whole content
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,10 @@ def _line_for(item: Planned, installed: dict[str, str], pin_installed: bool) -> 
 
 
 def export_requirements(
-    installer: DependencyInstaller, packs: Sequence[PackLike], out: Path, *, pin_installed: bool = False
+    installer: DependencyInstaller, packs: Sequence[PackLike], out: Path | None, *, pin_installed: bool = False
 ) -> ExportResult:
-    """Write ``out`` (atomically) with the merged requirements of ``packs``.
+    """Write ``out`` (atomically) with the merged requirements of ``packs``; with ``out=None``
+    nothing is written and the content is in ``ExportResult.text`` (``export-deps > file``).
 
     Markers are kept (the target machine evaluates them); a pack whose requirements.txt is
     refused is left out and listed as a comment and in ``problems``. ``pin_installed`` pins
@@ -84,14 +88,16 @@ def export_requirements(
     lines = [
         f"# {OFFLINE_REQUIREMENTS}: dependencies of {len(plan.packs)} pack(s), written {stamp}",
         "# Overrides, the blacklist and downgrade protection are applied; each line names its packs.",
-        "# Fill a wheelhouse from it: python cm-cli.py download-deps <this file>",
+        "# Fill a wheelhouse from it: python cm-cli.py download-deps <this file> --dest <wheelhouse> --index-layout",
     ]
     requirements = [_line_for(item, installed, pin_installed) for item in plan.merged]
     problems = [f"{p.pack}: {p.error.message}" for p in plan.packs if p.error is not None]
     tail = [f"# skipped {s.requirement} ({s.pack}): {s.message}" for s in plan.skipped]
     tail += [f"# conflict {c.message}" for c in plan.conflicts]
     tail += [f"# left out {p}" for p in problems]
-    atomic_write_text(out, "\n".join(lines + requirements + tail) + "\n")
+    text = "\n".join(lines + requirements + tail) + "\n"
+    if out is not None:
+        atomic_write_text(out, text)
     return ExportResult(
         out,
         tuple(r.split("  #", 1)[0] for r in requirements),
@@ -99,6 +105,7 @@ def export_requirements(
         plan.skipped,
         plan.conflicts,
         tuple(problems),
+        text,
     )
 
 
@@ -187,3 +194,59 @@ def download_deps(
             )
     added = tuple(sorted(set(os.listdir(wheelhouse)) - before))
     return DownloadResult(wheelhouse, added, tuple(commands), time.monotonic() - started)
+
+
+def _looks_like_file(text: str) -> bool:
+    return "/" in text or os.sep in text or text.lower().endswith((".txt", ".in", ".pip"))
+
+
+def download_sources(
+    sources: Sequence[str],
+    wheelhouse: Path,
+    *,
+    policy: DepsPolicy,
+    gate: NetworkGate,
+    progress: ProgressFn | None = None,
+    python_version: str | None = None,
+    platforms: Sequence[str] = (),
+) -> DownloadResult:
+    """``download-deps`` arguments: each a requirements file, or a requirement spec ('beta>=5').
+
+    Specs are written to one scratch requirements file and read with the same rules as a file.
+    """
+    files: list[Path] = []
+    specs: list[str] = []
+    for text in sources:
+        path = Path(text).expanduser()
+        if path.is_file():
+            files.append(path)
+        elif _looks_like_file(text) or path.exists():
+            raise NotFound(
+                f"download-deps: no requirements file {text!r}",
+                hint="Write it first (`cm-cli.py export-deps -o requirements-offline.txt`), or give requirement "
+                "specs instead (`cm-cli.py download-deps --dest <wheelhouse> 'beta>=5'`).",
+                details={"path": text},
+            )
+        else:
+            specs.append(text)
+    started = time.monotonic()
+    added: list[str] = []
+    commands: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="cm-download-deps-") as scratch:
+        if specs:
+            spec_file = Path(scratch) / "command-line-requirements.txt"
+            spec_file.write_text("\n".join(specs) + "\n", encoding="utf-8")
+            files.append(spec_file)
+        for file in files:
+            one = download_deps(
+                file,
+                wheelhouse,
+                policy=policy,
+                gate=gate,
+                progress=progress,
+                python_version=python_version,
+                platforms=platforms,
+            )
+            added += [a for a in one.added if a not in added]
+            commands += one.commands
+    return DownloadResult(wheelhouse, tuple(sorted(added)), tuple(commands), time.monotonic() - started)
