@@ -39,9 +39,11 @@ from .config_schema import (
     ConfigValue,
     Setting,
     ValueInvalid,
+    SECTIONS,
     coerce,
     format_value,
     parse_text,
+    read_sections,
     redact,
     redact_text,
     suggest_keys,
@@ -285,7 +287,7 @@ def _effective(entries: list[_Entry], key: str) -> _Entry | None:
     (classic files keep [security] keys in [default]); within one, the last line wins, except
     that repeated lines of a setting guarding security give their safer value (``_safer``)."""
     setting = SETTINGS_BY_KEY[key]
-    found = [e for e in entries if e.key == key and e.section in ("default", "security")]
+    found = [e for e in entries if e.key == key and e.section in read_sections(setting)]
     preferred = [e for e in found if e.section == setting.section]
     pool = preferred or found
     return _choose(setting, pool) if pool else None
@@ -371,7 +373,7 @@ def _repeats(path: Path | None, lines: list[_Line], entries: list[_Entry]) -> li
     where = str(path) if path else "the config file"
     headers: dict[str, list[int]] = {}
     for line in lines:
-        if line.kind == "section" and line.section in ("default", "security"):
+        if line.kind == "section" and line.section in SECTIONS:
             headers.setdefault(line.section, []).append(line.number)
     for section, numbers in headers.items():
         if len(numbers) > 1:
@@ -392,7 +394,7 @@ def _repeats(path: Path | None, lines: list[_Line], entries: list[_Entry]) -> li
             )
     seen: dict[tuple[str, str], list[_Entry]] = {}
     for entry in entries:
-        if entry.section in ("default", "security") and entry.key in SETTINGS_BY_KEY:
+        if entry.key in SETTINGS_BY_KEY and entry.section in read_sections(SETTINGS_BY_KEY[entry.key]):
             seen.setdefault((entry.section, entry.key), []).append(entry)
     for (section, key), pool in seen.items():
         setting = SETTINGS_BY_KEY[key]
@@ -537,17 +539,18 @@ class Config:
             for entry in layer_entries:
                 here = _Origin("file", layer_path, entry.line)
                 if entry.key in SETTINGS_BY_KEY:
-                    if entry.section not in ("default", "security"):
+                    sections = read_sections(SETTINGS_BY_KEY[entry.key])
+                    if entry.section not in sections:
                         notes.append(
                             f"{here.describe()}: {entry.key} in [{entry.section}] is ignored; "
-                            "settings are read from [default] and [security]"
+                            f"it is read from [{'] and ['.join(sections)}]"
                         )
                 elif entry.key in RETIRED_KEYS or entry.key in FOREIGN_KEYS:
                     if entry.section in ("default", "security"):
                         why = RETIRED_KEYS.get(entry.key) or FOREIGN_KEYS[entry.key]
                         state = "is no longer used" if entry.key in RETIRED_KEYS else "is not a setting of this Manager"
                         notes.append(f"{here.describe()}: {entry.key} {state} ({why}); left as is")
-                elif entry.section in ("default", "security"):
+                elif entry.section in SECTIONS:
                     fail_in(layer_path)(_unknown(entry.key, here, entry.section))
 
         cli_by_key: dict[str, Any] = {}
@@ -558,7 +561,8 @@ class Config:
                 continue
             cli_by_key[key] = value
 
-        env_seen = {s.env: env[s.env] for s in SETTINGS if s.env in env}
+        # CM_<KEY>, and below it a classic variable (GITHUB_ENDPOINT, HF_ENDPOINT) where declared
+        env_seen = {name: env[name] for s in SETTINGS for name in (s.env, s.classic_env) if name and name in env}
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         origins: dict[str, str] = {}
@@ -566,8 +570,9 @@ class Config:
             candidates: list[tuple[_Origin, Any]] = []
             if setting.key in cli_by_key:
                 candidates.append((_Origin("cli", path), cli_by_key[setting.key]))
-            if setting.env in env_seen:
-                candidates.append((_Origin("env", path, env=setting.env), env_seen[setting.env]))
+            for name in (setting.env, setting.classic_env):
+                if name and name in env_seen:
+                    candidates.append((_Origin("env", path, env=name), env_seen[name]))
             for layer_path, layer_entries in reversed(layers):
                 found = _effective(layer_entries, setting.key)
                 if found is not None:
@@ -717,7 +722,7 @@ def _apply(text: str, key: str, value_text: str, newline: str, path: Path) -> st
     lines, entries = _parse(text, path)
     out = [line.text for line in lines]
     setting = SETTINGS_BY_KEY[key]
-    active = [e for e in entries if e.key == key and e.section in ("default", "security")]
+    active = [e for e in entries if e.key == key and e.section in read_sections(setting)]
     if active:
         # Rewrite from the bottom so earlier indices stay valid.
         for entry in sorted(active, key=lambda e: e.first, reverse=True):

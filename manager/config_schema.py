@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 TYPES = ("str", "bool", "int", "float", "choice", "list", "url", "url-list")
-SECTIONS = ("default", "security")
+SECTIONS = ("default", "security", "mirrors")
 ENV_PREFIX = "CM_"
 
 _TRUE = ("true", "yes", "on", "1")
@@ -48,6 +48,8 @@ class Setting:
     minimum: float | None = None
     # Extra line for docs: what the classic manager does differently, if anything.
     note: str = ""
+    # A classic environment variable read below ``env`` (GITHUB_ENDPOINT, HF_ENDPOINT).
+    classic_env: str = ""
 
     def __post_init__(self) -> None:
         if self.section not in SECTIONS:
@@ -67,7 +69,39 @@ def _s(key: str, section: str, default: Any, type_: str, help_: str, **kw: Any) 
 DEFAULT_CHANNEL_URL = "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main"
 DEFAULT_REGISTRY_URL = "https://api.comfy.org"
 
-_D, _S = "default", "security"
+_D, _S, _M = "default", "security", "mirrors"
+
+# The endpoint families a [mirrors] key rewrites: key -> the public URL prefix it replaces.
+MIRROR_FAMILIES: Mapping[str, str] = MappingProxyType(
+    {
+        "github": "https://github.com",
+        "raw_github": "https://raw.githubusercontent.com",
+        "registry": DEFAULT_REGISTRY_URL,
+        "pypi": "https://pypi.org/simple",
+        "huggingface": "https://huggingface.co",
+    }
+)
+REWRITE_ARROW = "->"
+
+
+def read_sections(setting: Setting) -> tuple[str, ...]:
+    """The sections a setting is read from: [default] and [security] keys in either (classic
+    files keep security keys in [default]); [mirrors] keys only in [mirrors]."""
+    return (_M,) if setting.section == _M else (_D, _S)
+
+
+def _mirror(key: str, what: str, example: str, **kw: Any) -> Setting:
+    return _s(
+        key,
+        _M,
+        "",
+        "url",
+        f"Mirror of {what} ({MIRROR_FAMILIES[key]}): every URL under that prefix is fetched from this "
+        f"URL prefix instead, the rest of the URL kept (e.g. {example}). Empty = no rewrite.",
+        secret=True,
+        **kw,
+    )
+
 
 SETTINGS: tuple[Setting, ...] = (
     # --- network ------------------------------------------------------------------------
@@ -96,8 +130,9 @@ SETTINGS: tuple[Setting, ...] = (
         _D,
         False,
         "bool",
-        "When refreshing the cache, take the default catalog files from channel_url instead of "
-        "the built-in default channel.",
+        "true: every URL of the shipped default channel (the 'default' line of channels.list) is "
+        "read from channel_url instead, as a mirror rewrite (the classic meaning: the default "
+        "catalog cache comes from channel_url). No effect while channel_url is the default.",
         classic=True,
     ),
     _s(
@@ -420,6 +455,34 @@ SETTINGS: tuple[Setting, ...] = (
         choices=("debug", "info", "warning", "error"),
         lower=True,
     ),
+    # --- [mirrors]: prefix rewrites applied by the network gate before the mode check ---------
+    _mirror(
+        "github",
+        "GitHub: git remotes, releases and archives",
+        "https://git.corp/mirror/github",
+        classic_env="GITHUB_ENDPOINT",
+        note="The classic GITHUB_ENDPOINT environment variable sets it too (below CM_GITHUB).",
+    ),
+    _mirror("raw_github", "raw GitHub files (channel data)", "https://git.corp/mirror/raw"),
+    _mirror("registry", "the Comfy Registry API", "https://registry.corp"),
+    _mirror("pypi", "the Python package index", "https://nexus.corp/repository/pypi/simple"),
+    _mirror(
+        "huggingface",
+        "Hugging Face model downloads",
+        "https://hf.corp",
+        classic_env="HF_ENDPOINT",
+        note="The classic HF_ENDPOINT environment variable sets it too (below CM_HUGGINGFACE).",
+    ),
+    _s(
+        "rewrites",
+        _M,
+        (),
+        "list",
+        "Extra ordered prefix rewrites, one 'FROM -> TO' per line (FROM an http(s):// prefix, TO an "
+        "http(s):// or file:// prefix), tried before the families above; the first match wins. "
+        "Comma- or newline-separated.",
+        secret=True,
+    ),
 )
 
 SETTINGS_BY_KEY: Mapping[str, Setting] = MappingProxyType({s.key: s for s in SETTINGS})
@@ -496,6 +559,23 @@ def _check_networks(items: tuple[str, ...]) -> None:
             ) from None
 
 
+def parse_rewrite(item: str) -> tuple[str, str]:
+    """One ``rewrites`` item, ``FROM -> TO``: FROM an http(s):// URL prefix, TO an http(s):// or
+    file:// one. Raises ``ValueInvalid``."""
+    allowed = "'FROM -> TO' lines, e.g. https://civitai.com/ -> https://models.corp/civitai/"
+    source, arrow, target = item.partition(REWRITE_ARROW)
+    source, target = source.strip(), target.strip()
+    if not arrow or not source or not target:
+        raise ValueInvalid(f"{item!r} is not 'FROM -> TO'", allowed)
+    parts = urlsplit(source)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ValueInvalid(f"{source!r} (FROM) is not an http(s):// URL prefix with a host", allowed)
+    tparts = urlsplit(target)
+    if tparts.scheme.lower() not in _URL_SCHEMES or (tparts.scheme.lower() != "file" and not tparts.netloc):
+        raise ValueInvalid(f"{target!r} (TO) is not an http(s):// or file:// URL", allowed)
+    return source, target
+
+
 def _split_list(text: str) -> tuple[str, ...]:
     items = [part.strip() for line in text.splitlines() for part in line.split(",")]
     return tuple(item for item in items if item)
@@ -539,6 +619,9 @@ def parse_text(setting: Setting, text: str) -> Any:
         items = _split_list(raw)
         if setting.key == "trusted_networks":
             _check_networks(items)
+        if setting.key == "rewrites":
+            for item in items:
+                parse_rewrite(item)
         return items
     if kind == "url-list":
         return tuple(_check_url(setting, item) for item in _split_list(raw))
@@ -590,6 +673,8 @@ def redact(setting: Setting, value: Any) -> Any:
         items = (value,) if isinstance(value, str) else value
         hidden = tuple(_strip_password(item) for item in items)
         return hidden[0] if isinstance(value, str) else hidden
+    if setting.type == "list":  # [mirrors] rewrites: 'FROM -> TO' lines keep their shape
+        return tuple(re.sub(r"(://)[^/@\s]*@", r"\1***@", item) for item in value)
     return "***"
 
 

@@ -107,7 +107,7 @@ def _status_error(url: str, purpose: str, status: int, reason: str = "") -> Http
 
     shown = redact_url(url)
     if status == 404:
-        hint = "Nothing at this URL: check the channel or mirror URL (channels.list, mirror_map)."
+        hint = "Nothing at this URL: check the channel or mirror URL (channels.list, [mirrors] in config.ini)."
     elif status == 407:
         hint = "The proxy wants credentials: put them in HTTPS_PROXY (http://user:pass@proxy:port)."
     elif status in (401, 403):
@@ -117,7 +117,7 @@ def _status_error(url: str, purpose: str, status: int, reason: str = "") -> Http
     elif status >= 500:
         hint = "The server failed: retry later; cached data is used meanwhile when there is some."
     else:
-        hint = "Check the URL (channels.list, mirror_map)."
+        hint = "Check the URL (channels.list, [mirrors] in config.ini)."
     return HttpStatusError(
         f"HTTP {status}{' ' + reason if reason else ''} from {shown} ({purpose})",
         hint=hint,

@@ -170,8 +170,9 @@ def _hint_for(stderr: str) -> str:
         or "failed to connect" in low
     ):
         return (
-            "The git server could not be reached: check network_mode and mirror_map in config.ini, "
-            "or install from a local copy of the repository (path or file:// URL)."
+            "The git server could not be reached: check network_mode and the [mirrors] section "
+            "(github = your mirror) in config.ini, or install from a local copy of the repository "
+            "(path or file:// URL)."
         )
     if "not found in upstream" in low or "did not match any" in low or "couldn't find remote ref" in low:
         return "That branch, tag or commit does not exist in the repository; list its tags or use nightly."
@@ -180,7 +181,10 @@ def _hint_for(stderr: str) -> str:
     if "dubious ownership" in low:
         return "git refuses a folder owned by another user: run git config --global --add safe.directory <path>."
     if "authentication" in low or "terminal prompts disabled" in low or "permission denied" in low:
-        return "The repository needs credentials; use a public URL, an ssh key, or a mirror in mirror_map."
+        return (
+            "The repository needs credentials; use a public URL, an ssh key, or a mirror in the [mirrors] "
+            "section of config.ini."
+        )
     return "See the git output in the error details."
 
 

@@ -29,6 +29,8 @@ import aiohttp
 from . import fetch
 from .errors import HttpsRequired, NetworkBlocked, OfflineModeEnabled, RedirectRefused
 from .fetch import GateResponse
+from .mirrors import mirror_rules, rewrite_url
+from .mirrors import under_prefix as _under_prefix
 
 if TYPE_CHECKING:
     from .config import Config
@@ -120,30 +122,6 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, "***@" + host, parts.path, parts.query, parts.fragment))
 
 
-def _normalise(url: str) -> str:
-    """Lower-case scheme and host so prefix checks are not fooled by case."""
-    if "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    netloc, sep, path = rest.partition("/")
-    return f"{scheme.lower()}://{netloc.lower()}{sep}{path}"
-
-
-def _under_prefix(url: str, prefix: str) -> bool:
-    """True when ``url`` equals ``prefix`` or continues it at a path boundary.
-
-    ``https://mirror.corp`` must not admit ``https://mirror.corp.evil.com/`` nor ``:8080``.
-    """
-    if not prefix:
-        return False
-    u, p = _normalise(url), _normalise(prefix)
-    if not u.startswith(p):
-        return False
-    if len(u) == len(p) or p.endswith(("/", "?", "#", "=", "&")):
-        return True
-    return u[len(p)] in "/?#"
-
-
 def _host_port(url: str) -> tuple[str, int | None]:
     try:
         parts = urllib.parse.urlsplit(url)
@@ -196,11 +174,16 @@ def _url_hosts(urls: Any) -> list[str]:
 
 
 def with_download_rules(policy: NetworkPolicy, config: Config) -> NetworkPolicy:
-    """``policy`` plus the download rules of ``config``: ``allowed_http_hosts`` (and the hosts
-    of http:// URLs the admin configured), ``http_channel_enabled``, and the redirect allow-list
-    (``allowed_download_hosts`` and the hosts of ``channel_url``, ``registry_url``,
-    ``allowed_channels``, ``private_mirrors``, ``model_store``, ``pip_index_url`` and the mirror
-    map's targets)."""
+    """``policy`` plus the mirror map and download rules of ``config``: the ``[mirrors]``
+    rewrites (``manager/mirrors.py``; their http(s) targets are allowed in private mode: the
+    admin named them), ``allowed_http_hosts`` (and the hosts of http:// URLs the admin
+    configured), ``http_channel_enabled``, and the redirect allow-list (``allowed_download_hosts``
+    and the hosts of ``channel_url``, ``registry_url``, ``allowed_channels``, ``private_mirrors``,
+    ``model_store``, ``pip_index_url`` and the mirror map's targets)."""
+    rules = tuple(dict.fromkeys(policy.mirror_map + mirror_rules(config)))
+    targets = [t for _, t in rules if t.lower().startswith(("http://", "https://"))]
+    allowed = tuple(dict.fromkeys(policy.allowed_prefixes + tuple(targets)))
+    policy = dataclasses.replace(policy, mirror_map=rules, allowed_prefixes=allowed)
     urls: list[Any] = [config["channel_url"], config["registry_url"], config["pip_index_url"]]
     for key in ("allowed_channels", "private_mirrors", "model_store"):
         urls.extend(config[key])
@@ -272,16 +255,8 @@ class NetworkGate:
         return Path(text).expanduser()
 
     def rewrite(self, url: str) -> str:
-        """Apply the first matching ``mirror_map`` rule (prefix replaced, rest kept)."""
-        for prefix, replacement in self._policy.mirror_map:
-            if _under_prefix(url, prefix):
-                rest = url[len(prefix) :]
-                if prefix.endswith("/") and not replacement.endswith("/"):
-                    replacement += "/"
-                if replacement.endswith("/") and rest.startswith("/"):
-                    rest = rest[1:]
-                return replacement + rest
-        return url
+        """Apply the first matching mirror rule (prefix replaced, rest kept; ``manager/mirrors.py``)."""
+        return rewrite_url(url, self._policy.mirror_map)
 
     def allowed_prefixes(self) -> tuple[str, ...]:
         return tuple(self._policy.private_mirrors) + tuple(self._policy.allowed_prefixes)
@@ -300,7 +275,7 @@ class NetworkGate:
             )
         final = self.rewrite(original)
         if final != original:
-            self.log.debug("mirror_map: %s -> %s", redact_url(original), redact_url(final))
+            self.log.debug("mirror rewrite: %s -> %s", redact_url(original), redact_url(final))
         if self.is_local(final):
             return final
         self._check_scheme(final, purpose)
@@ -319,11 +294,12 @@ class NetworkGate:
                 raise NetworkBlocked(
                     f"private mode: {shown} ({purpose}) is not under an allowed mirror",
                     hint="network_mode is 'private': add the URL prefix to private_mirrors in config.ini, "
-                    "or rewrite this host onto an allowed mirror (mirror_map)"
+                    "or rewrite this host onto your mirror in the [mirrors] section (github, raw_github, "
+                    "registry, pypi, huggingface, or a 'FROM -> TO' line in rewrites; docs/network.md)"
                     + (f" (allowed now: {', '.join(prefixes)})" if prefixes else " (none configured)"),
                     details={"url": shown, "purpose": purpose, "network_mode": mode.value},
                 )
-        elif final == original:  # a mirror_map target is the admin's own choice
+        elif final == original:  # a [mirrors] target is the admin's own choice
             self._check_https(final, purpose)
         return final
 

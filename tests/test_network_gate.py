@@ -117,7 +117,7 @@ async def test_private_refuses_public_host_before_any_connect(socket_audit_log):
         await g.get(PUBLIC_RAW, purpose="channel")
     assert not isinstance(info.value, OfflineModeEnabled)
     assert info.value.code == "network_blocked"
-    assert "private_mirrors" in info.value.hint and "mirror_map" in info.value.hint
+    assert "private_mirrors" in info.value.hint and "[mirrors]" in info.value.hint
     with pytest.raises(NetworkBlocked):
         await g.download("https://huggingface.co/x/y.safetensors", Path("/nonexistent/never/y"))
     assert socket_audit_log.inet_connects() == []

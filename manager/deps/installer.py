@@ -347,7 +347,7 @@ class DependencyInstaller:
             if self.gate.mode is NetworkMode.PRIVATE and what == "pip_index_url":
                 exc.hint = (
                     f"network_mode is 'private': set pip_index_url to your package mirror and list it "
-                    f"in private_mirrors (config.ini). {exc.hint}"
+                    f"in private_mirrors, or set pypi in the [mirrors] section (config.ini). {exc.hint}"
                 )
             raise
 

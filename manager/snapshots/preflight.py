@@ -114,8 +114,9 @@ class _Checker:
                 step,
                 "repository",
                 url,
-                "Offline, a pack comes from a file:// repository: add a mirror_map "
-                "rule or clone the repository next to the tree and restore from a snapshot that names it.",
+                "Offline, a pack comes from a file:// repository: add a [mirrors] rewrite to it in "
+                "config.ini or clone the repository next to the tree and restore from a snapshot that "
+                "names it.",
             )
         else:
             self.miss(
