@@ -108,8 +108,8 @@ class OfflineModeEnabled(NetworkBlocked, ConnectionError):
 
     code = "offline_mode"
     default_hint = (
-        "network_mode is 'offline'. Use a local source (file:// channel, wheelhouse, bundle) "
-        "or set network_mode = public/private in config.ini."
+        "network_mode is 'offline'. Use a local source (a file:// channel, the wheelhouse, the model store, "
+        "a [mirrors] rewrite to a file:// folder) or set network_mode = public/private in config.ini."
     )
 
 

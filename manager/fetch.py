@@ -205,7 +205,7 @@ def _read_local(gate: NetworkGate, url: str, max_bytes: int | None) -> GateRespo
     if not path.is_file():
         raise NotFound(
             f"local file {path} does not exist",
-            hint="Check the file:// URL or path (channels.list, the catalog entry, the bundle).",
+            hint="Check the file:// URL or path (channels.list, the catalog entry, [mirrors] in config.ini).",
             details={"path": str(path)},
         )
     size = path.stat().st_size
@@ -277,7 +277,7 @@ def _copy_local(gate: NetworkGate, url: str, part: Path, progress: Progress | No
     src = gate.local_path(url)
     if not src.is_file():
         raise NotFound(
-            f"local file {src} does not exist", hint="Check the file:// URL or bundle path.", details={"path": str(src)}
+            f"local file {src} does not exist", hint="Check the file:// URL or path.", details={"path": str(src)}
         )
     total = src.stat().st_size
     h = hashlib.sha256()

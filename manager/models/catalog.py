@@ -166,7 +166,7 @@ def find_model(items: Sequence[ModelItem], ref: str) -> ModelItem:
             )
     raise NotFound(
         f"no model {ref!r} in the catalog",
-        hint="Check the id in the model list (cm-cli.py models list), or refresh the channel "
+        hint="Check the id in the model list (cm-cli.py models), or refresh the channel "
         "cache (cm-cli.py update-cache).",
         details={"ref": ref},
     )
