@@ -16,7 +16,7 @@ from typing import Any
 
 from ..context import Manager
 from ..errors import ManagerError, NotFound
-from ..events import Event, Task, TaskSpec
+from ..events import Task, TaskSpec
 from ..kinds import BY_NAME, KINDS, TaskKind
 from ..kinds.params import SnapshotRestoreParams
 from .render import table
@@ -90,22 +90,10 @@ def flag_params(kind: TaskKind, args: argparse.Namespace) -> dict[str, Any]:
 
 # --- running tasks in the foreground ---------------------------------------------------------
 def _printer(as_json: bool) -> Any:
-    last_stage = [""]
+    """One updating progress line per task on a terminal, plain deduplicated lines otherwise."""
+    from .progress import event_printer
 
-    def show(event: Event) -> None:
-        if as_json:
-            return
-        data = event.data or {}
-        if event.name == "progress":
-            line, stage = data.get("line") or "", data.get("stage") or ""
-            if not line and stage == last_stage[0]:
-                return  # a bare percent tick of the same stage: nothing to say
-            last_stage[0] = stage
-            sys.stderr.write(f"  [{stage}] {line}\n" if line else f"  [{stage}]\n")
-        elif event.name == "restart-required":
-            sys.stderr.write("  restart ComfyUI to load the change\n")
-
-    return show
+    return event_printer(as_json)
 
 
 def run_tasks(manager: Manager, requests: list[tuple[str, str, dict[str, Any]]], *, as_json: bool) -> list[Task]:

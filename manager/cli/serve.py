@@ -13,6 +13,8 @@ from ..host import StandaloneHost
 from ..layout import Layout
 from ..security import is_loopback_listen
 
+DEFAULT_PORT = 8190  # the demo's port (scripts/demo.sh, README); ComfyUI keeps 8188
+
 
 def add_parser(sub: Any) -> None:
     s = sub.add_parser("serve", help="run the standalone server: the API, events and the panel, on 127.0.0.1")
@@ -22,7 +24,12 @@ def add_parser(sub: Any) -> None:
         help="address to listen on (default 127.0.0.1; anything else is reachable from the network "
         "and the security policy treats it as non-loopback)",
     )
-    s.add_argument("--port", type=int, default=8188, help="port (default 8188)")
+    s.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}, the demo's; ComfyUI itself uses 8188)",
+    )
     s.add_argument(
         "--demo",
         action="store_true",
