@@ -124,5 +124,7 @@ export class OfflineManagerClient {
   getCache() { return this._call("GET", `/cache`); }
   refreshCache() { return this._call("POST", `/cache/refresh`); }
   getPolicy() { return this._call("GET", `/policy`); }
+  // the pre-deploy checklist: {status, ok, counts, checks: [{id, status, title, detail, fix}]}
+  getDoctor({ online } = {}) { return this._call("GET", `/doctor`, { query: { online } }); }
   reboot() { return this._call("POST", `/reboot`); }
 }

@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +34,12 @@ from typing import Any
 from .config_schema import (
     FOREIGN_KEYS,
     RETIRED_KEYS,
+    SECTIONS,
     SETTINGS,
     SETTINGS_BY_KEY,
     ConfigValue,
     Setting,
     ValueInvalid,
-    SECTIONS,
     coerce,
     format_value,
     parse_text,
@@ -48,7 +48,7 @@ from .config_schema import (
     redact_text,
     suggest_keys,
 )
-from .errors import ConfigError, ConfigUnknownKey, ConfigUnreadable
+from .errors import ConfigError, ConfigUnknownKey, ConfigUnreadable, ManagerError
 from .fsops import atomic_write_bytes
 from .layout import Layout
 
@@ -444,7 +444,19 @@ def _repeats(path: Path | None, lines: list[_Line], entries: list[_Entry]) -> li
 class Config:
     """Resolved settings with their sources. Immutable: ``save`` returns a new ``Config``."""
 
-    __slots__ = ("_path", "_under", "_values", "_sources", "_origins", "_env", "_cli", "_strict", "problems", "notes")
+    __slots__ = (
+        "_path",
+        "_under",
+        "_values",
+        "_sources",
+        "_origins",
+        "_env",
+        "_cli",
+        "_strict",
+        "problems",
+        "notes",
+        "old_files",
+    )
 
     def __init__(
         self,
@@ -459,6 +471,7 @@ class Config:
         problems: tuple[ConfigError, ...] = (),
         notes: tuple[str, ...] = (),
         under: Path | None = None,
+        old_files: tuple[OldConfigFile, ...] = (),
     ):
         self._path = path
         self._under = under
@@ -473,6 +486,8 @@ class Config:
         self.problems = problems
         #: harmless findings worth logging: retired classic keys, settings in a foreign section.
         self.notes = notes
+        #: config files found at the classic's old locations, with what they set (``OldConfigFile``)
+        self.old_files = old_files
 
     @classmethod
     def load(
@@ -483,11 +498,18 @@ class Config:
         cli: Mapping[str, Any] | None = None,
         strict: bool = True,
         under: str | os.PathLike[str] | None = None,
+        old: Sequence[str | os.PathLike[str]] = (),
     ) -> Config:
         """Read ``path`` (missing is fine: defaults), then apply ``CM_<KEY>`` variables and ``cli``.
 
         ``under``: a file read beneath ``path`` (its values count where ``path`` has none) and
         never written; ``save`` writes ``path`` only.
+
+        ``old``: config files at the classic's old locations (``config_share.old_config_files``).
+        They are not read as settings, except that a stricter ``network_mode`` or
+        ``security_level`` there wins over the file in effect and the default (never over the
+        environment or the command line); every difference is reported in ``problems``
+        (``config_conflict``) and listed in ``old_files``.
 
         ``strict=False`` never raises for a bad key or value: the offending layer is skipped,
         the next one down is used and the error lands in ``problems`` (for a host that must
@@ -496,7 +518,13 @@ class Config:
         file_path = Path(path).expanduser().absolute() if path is not None else None
         read = _read_text(file_path) if file_path is not None else None
         return cls._build(
-            file_path, read[0] if read else "", env=env, cli=cli or {}, strict=strict, under=_read_under(under)
+            file_path,
+            read[0] if read else "",
+            env=env,
+            cli=cli or {},
+            strict=strict,
+            under=_read_under(under),
+            old=tuple(Path(p).expanduser().absolute() for p in old),
         )
 
     @classmethod
@@ -514,6 +542,7 @@ class Config:
         cli: Mapping[str, Any],
         strict: bool,
         under: tuple[Path, str] | None = None,
+        old: tuple[Path, ...] = (),
     ) -> Config:
         problems: list[ConfigError] = []
         notes: list[str] = []
@@ -590,6 +619,7 @@ class Config:
                 sources[setting.key] = where.source
                 origins[setting.key] = where.describe()
                 break
+        old_files = _compare_old(old, path, values, sources, origins, problems)
         return cls(
             path=path,
             values=values,
@@ -601,6 +631,7 @@ class Config:
             problems=tuple(problems),
             notes=tuple(notes),
             under=under[0] if under is not None else None,
+            old_files=old_files,
         )
 
     # --- reading values -------------------------------------------------------------------
@@ -695,7 +726,13 @@ class Config:
         for key, value_text in typed.items():
             text = _apply(text, key, value_text, newline, self._path)
         updated = Config._build(
-            self._path, text, env=self._env, cli=self._cli, strict=self._strict, under=_read_under(self._under)
+            self._path,
+            text,
+            env=self._env,
+            cli=self._cli,
+            strict=self._strict,
+            under=_read_under(self._under),
+            old=tuple(f.path for f in self.old_files),
         )
         if text != original or read is None:
             mode = self._path.stat().st_mode & 0o777 if read is not None else 0o644
@@ -759,3 +796,166 @@ def _apply(text: str, key: str, value_text: str, newline: str, path: Path) -> st
 
 def _ending_of(line: str) -> str:
     return line[len(line.rstrip("\r\n")) :]
+
+
+# --- config files at the classic's old locations ------------------------------------------
+class ConfigConflict(ConfigError):
+    """A config file at an old location sets values that differ from the file in effect."""
+
+    code = "config_conflict"
+    http_status = 409
+
+
+#: settings where a stricter value in an old config file wins over the file in effect and the
+#: default (never over the environment or the command line): an old ``network_mode = offline``
+#: never leaves the box running public (docs/decisions.md)
+STRICTER_WINS = ("network_mode", "security_level")
+
+
+@dataclass(frozen=True)
+class OldSetting:
+    key: str
+    value: str  # as written in the old file (secrets masked)
+    line: int
+    in_effect: str  # the value in effect, formatted (secrets masked)
+    differs: bool
+    stricter_wins: bool = False  # this old value is the one in effect (STRICTER_WINS)
+    looser: bool = False  # copying it would lower security
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class OldConfigFile:
+    """A config.ini at an old location: what it sets and how that compares with what is in effect."""
+
+    path: Path
+    settings: tuple[OldSetting, ...] = ()
+    error: str = ""  # why it could not be read (then ``settings`` is empty)
+
+    @property
+    def differs(self) -> tuple[OldSetting, ...]:
+        return tuple(s for s in self.settings if s.differs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "settings": [s.to_dict() for s in self.settings],
+            "differs": [s.key for s in self.differs],
+            "stricter_wins": [s.key for s in self.settings if s.stricter_wins],
+            "error": self.error,
+        }
+
+
+def is_looser(key: str, value: Any, than: Any) -> bool:
+    """True when ``value`` of a setting that guards security allows more than ``than``."""
+    if key in _ORDER_SAFE_FIRST:
+        order = _ORDER_SAFE_FIRST[key]
+        rank = {v: i for i, v in enumerate(order)}
+        return rank.get(str(value), len(order)) > rank.get(str(than), len(order))
+    if key in _TRUE_IS_LOOSER:
+        return bool(value) and not bool(than)
+    if key in _TRUE_IS_SAFER:
+        return not bool(value) and bool(than)
+    if key in _WIDENING_LISTS:
+        return bool(set(value or ()) - set(than or ()))
+    return False
+
+
+def _shown(setting: Setting, value: Any) -> str:
+    try:
+        return redact_text(setting, format_value(setting, value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def read_old_file(path: Path) -> tuple[list[tuple[Setting, Any, int]], str]:
+    """The settings an old config file sets: (setting, typed value, line) and an error text."""
+    try:
+        read = _read_text(path)
+        _, entries = _parse(read[0] if read else "", path)
+    except ManagerError as exc:
+        return [], exc.message
+    found = []
+    for setting in SETTINGS:
+        entry = _effective(entries, setting.key)
+        if entry is None:
+            continue
+        try:
+            found.append((setting, parse_text(setting, entry.value), entry.line))
+        except ValueInvalid:
+            continue  # a value we cannot read is not a setting to compare or copy
+    return found, ""
+
+
+def _compare_old(
+    old: tuple[Path, ...],
+    path: Path | None,
+    values: dict[str, Any],
+    sources: dict[str, str],
+    origins: dict[str, str],
+    problems: list[ConfigError],
+) -> tuple[OldConfigFile, ...]:
+    """Compare each old file with the values in effect: a stricter ``STRICTER_WINS`` value that
+    only the file in effect or the default decided wins (``values`` updated), and every file
+    that differs adds one ``config_conflict`` to ``problems``."""
+    out: list[OldConfigFile] = []
+    for old_path in old:
+        found, error = read_old_file(old_path)
+        if error:
+            out.append(OldConfigFile(old_path, (), error))
+            problems.append(
+                ConfigConflict(
+                    f"old config file {old_path} cannot be read: {error}",
+                    hint=f"Fix or delete {old_path}; the settings in effect come from {path}.",
+                    details={"path": str(old_path), "in_effect": str(path)},
+                )
+            )
+            continue
+        rows: list[OldSetting] = []
+        for setting, value, line in found:
+            key = setting.key
+            current = values[key]
+            wins = key in STRICTER_WINS and sources[key] in ("file", "default") and is_looser(key, current, value)
+            if wins:
+                shown_before = f"{_shown(setting, current)} from {origins[key]}"
+                values[key] = value
+                sources[key] = "file"
+                origins[key] = f"{old_path}:{line}"
+            rows.append(
+                OldSetting(
+                    key,
+                    _shown(setting, value),
+                    line,
+                    shown_before if wins else _shown(setting, current),
+                    differs=wins or value != current,
+                    stricter_wins=wins,
+                    looser=is_looser(key, value, current),
+                )
+            )
+        record = OldConfigFile(old_path, tuple(rows))
+        out.append(record)
+        if record.differs:
+            problems.append(_conflict(record, path))
+    return tuple(out)
+
+
+def _conflict(record: OldConfigFile, path: Path | None) -> ConfigConflict:
+    parts = []
+    for s in record.differs:
+        if s.stricter_wins:
+            parts.append(f"{s.key} = {s.value} (line {s.line}) is stricter than {s.in_effect}: it is used")
+        else:
+            parts.append(f"{s.key} = {s.value} (line {s.line}; in effect: {s.in_effect or '(empty)'}) is ignored")
+    return ConfigConflict(
+        f"old config file {record.path} differs from the file in effect {path}: " + "; ".join(parts),
+        hint=f"Run cm-cli.py migrate to copy its settings into {path} (a backup is kept; a value that "
+        f"would lower security needs --allow-lower), or delete {record.path} if nothing reads it any more.",
+        details={
+            "path": str(record.path),
+            "in_effect": str(path),
+            "keys": [s.key for s in record.differs],
+            "stricter_wins": [s.key for s in record.differs if s.stricter_wins],
+        },
+    )

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PathEscape
+from .errors import ManagerError, PathEscape
 from .fsops import refuse_link_entries, refuse_links
 
 STAGING_DIRNAME = ".cm-staging.disabled"
@@ -187,3 +187,44 @@ def data_anchor_for(folder: str | os.PathLike[str]) -> Path:
         if parent.name == MANAGER_DIRNAME:
             return parent.parent
     return path.parent
+
+
+# --- finding the ComfyUI root ------------------------------------------------------------------
+COMFYUI_ENV = "COMFYUI_PATH"
+
+
+class ComfyUINotFound(ManagerError):
+    """No ComfyUI root was given and none was found above the current folder or the CLI."""
+
+    code = "comfyui_not_found"
+    http_status = 404
+
+
+def is_comfyui_root(path: str | os.PathLike[str]) -> bool:
+    """A ComfyUI root: a folder holding ``main.py`` and ``custom_nodes/``."""
+    folder = Path(path)
+    return (folder / "main.py").is_file() and (folder / "custom_nodes").is_dir()
+
+
+def find_comfyui_root(*starts: str | os.PathLike[str]) -> Path | None:
+    """The first ComfyUI root found walking up from each of ``starts`` in turn (itself included),
+    None when there is none. Reads only folder entries."""
+    for start in starts:
+        here = Path(os.path.abspath(start))
+        for folder in (here, *here.parents):
+            if is_comfyui_root(folder):
+                return folder
+    return None
+
+
+def comfyui_not_found(starts: tuple[str | os.PathLike[str], ...]) -> ComfyUINotFound:
+    """The coded error naming where the search looked and how to point at a ComfyUI root."""
+    looked = [str(Path(os.path.abspath(s))) for s in starts]
+    return ComfyUINotFound(
+        "no ComfyUI found: no folder holding main.py and custom_nodes/ at or above "
+        + " or ".join(looked)
+        + f", and neither --comfyui nor {COMFYUI_ENV} was given",
+        hint=f"Run cm-cli.py from inside the ComfyUI folder, or name it: "
+        f"cm-cli.py --comfyui /path/to/ComfyUI doctor (or set {COMFYUI_ENV}=/path/to/ComfyUI).",
+        details={"looked_in": looked, "env": COMFYUI_ENV},
+    )

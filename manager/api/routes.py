@@ -22,6 +22,7 @@ from ..kinds import BY_NAME, KINDS
 from . import handlers_admin as admin
 from . import handlers_catalog as cat
 from . import handlers_classic_ui as ui
+from . import handlers_doctor as doc
 from . import handlers_queue as q
 from . import handlers_snapshots as snap
 from . import handlers_startup as start
@@ -348,6 +349,39 @@ ROUTES: tuple[Route, ...] = (
         params=(Param("id", "path", True),),
     ),
     _v1("GET", "/config", admin.get_config, _D.READ, "getConfig", "Every setting, its value and where it came from"),
+    _v1(
+        "GET",
+        "/doctor",
+        doc.get_doctor,
+        _D.READ,
+        "getDoctor",
+        "The pre-deploy checklist: checks with pass/warn/fail and a fix each (cm-cli.py doctor)",
+        params=(
+            Param(
+                "online",
+                enum=("true", "false"),
+                description="also probe remote channels when the network mode allows them (never in offline mode)",
+            ),
+        ),
+        result=_obj(
+            status={"type": "string", "enum": ["pass", "warn", "fail"]},
+            ok="boolean",
+            counts="object",
+            comfyui_root="string",
+            config_path="string",
+            online="boolean",
+            checks={
+                "type": "array",
+                "items": _obj(
+                    id="string",
+                    status={"type": "string", "enum": ["pass", "warn", "fail"]},
+                    title="string",
+                    detail="string",
+                    fix="string",
+                ),
+            },
+        ),
+    ),
     _v1(
         "POST",
         "/config",

@@ -15,7 +15,7 @@ from ..errors import ManagerError
 from ..host import StandaloneHost
 from ..layout import Layout
 from ..network import run_sync
-from . import ops_commands
+from . import admin_commands, ops_commands
 from .render import human_age, print_json, table
 
 Command = Callable[[Manager, argparse.Namespace, str], Any]
@@ -37,7 +37,7 @@ def dispatch(args: argparse.Namespace, *, refresh: str, overrides: dict[str, str
     result = COMMANDS[args.command](manager, args, refresh)
     if args.json:
         print_json(envelope_ok(result))
-    return 0
+    return int(getattr(args, "exit_code", 0))  # doctor sets it when a check fails
 
 
 def _notices(view: CatalogView, as_json: bool) -> None:
@@ -140,8 +140,11 @@ def cmd_config(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
             "settings": [dataclasses.asdict(i) for i in items],
             "problems": [p.to_dict() for p in problems],
             "notes": list(notes),
+            "old_files": [f.to_dict() for f in m.config.old_files],
         }
-    print(f"config file: {m.config.path}")
+    print(f"config file: {m.config.path} (in effect)")
+    for old in m.config.old_files:  # the classic's old locations: read only to compare (docs/config.md)
+        print(f"old config file: {old.path} ({len(old.differs)} setting(s) differ; cm-cli.py migrate copies them)")
     table([[i.section, i.key, i.source, str(i.value)] for i in items], ["SECTION", "KEY", "SOURCE", "VALUE"])
     for p in problems:  # repeated sections and keys, values skipped in a shared file
         print(f"PROBLEM [{p.code}] {p.message}\n  fix: {p.hint}")
@@ -208,6 +211,7 @@ def cmd_registry(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
 
 COMMANDS: dict[str, Command] = {
     **ops_commands.COMMANDS,
+    **admin_commands.COMMANDS,
     "show": cmd_show,
     "simple-show": cmd_simple_show,
     "search": cmd_search,

@@ -10,23 +10,39 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InternalError, ManagerError
-from . import commands, ops_commands, serve
+from ..layout import COMFYUI_ENV, comfyui_not_found, find_comfyui_root
+from . import admin_commands, commands, ops_commands, serve
 from .render import print_error
 
 DB_MODES = {"cache": "auto", "remote": "force", "local": "never"}
 
 
 def default_comfyui_root() -> str:
-    """COMFYUI_PATH, else two folders up from this checkout (custom_nodes/<us>/ -> ComfyUI/)."""
-    env = os.environ.get("COMFYUI_PATH")
+    """COMFYUI_PATH, else the first ComfyUI root (a folder with main.py and custom_nodes/) at or
+    above the current folder, then at or above this checkout; ``comfyui_not_found`` when none."""
+    env = os.environ.get(COMFYUI_ENV)
     if env:
         return env
-    return str(Path(__file__).resolve().parents[3])
+    starts = (Path.cwd(), Path(__file__).resolve().parent)
+    found = find_comfyui_root(*starts)
+    if found is None:
+        raise comfyui_not_found(starts)
+    return str(found)
+
+
+def _default_root(args: argparse.Namespace) -> str:
+    """The search runs only when --comfyui is not given (demo makes its own tree)."""
+    return "" if args.comfyui or args.command == "demo" else default_comfyui_root()
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cm-cli.py", description="ComfyUI Offline Manager")
-    p.add_argument("--comfyui", metavar="PATH", help="ComfyUI root (default: $COMFYUI_PATH, else ../..)")
+    p.add_argument(
+        "--comfyui",
+        metavar="PATH",
+        help="ComfyUI root (default: $COMFYUI_PATH, else the first folder with main.py and custom_nodes/ "
+        "at or above the current folder, then above cm-cli.py)",
+    )
     p.add_argument("--user-directory", metavar="DIR", help="ComfyUI user directory (default: <root>/user)")
     p.add_argument("--config", metavar="FILE", help="config.ini to use (default: <user>/__manager/config.ini)")
     p.add_argument(
@@ -68,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", default="demo", help="where to create the demo tree (default ./demo)")
     serve.add_parser(sub)
     ops_commands.add_parsers(sub)
+    admin_commands.add_parsers(sub)
     return p
 
 
@@ -94,9 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "serve":
-            return serve.run(args, overrides=cli_overrides(args), default_root=default_comfyui_root())
+            return serve.run(args, overrides=cli_overrides(args), default_root=_default_root(args))
         return commands.dispatch(
-            args, refresh=DB_MODES[args.mode], overrides=cli_overrides(args), default_root=default_comfyui_root()
+            args, refresh=DB_MODES[args.mode], overrides=cli_overrides(args), default_root=_default_root(args)
         )
     except ManagerError as err:
         print_error(err, as_json=args.json)

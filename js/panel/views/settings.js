@@ -26,6 +26,7 @@ export class SettingsView {
     this.form = el("div", { class: "om-form", dataset: { testid: "settings-form" } });
     this.others = el("tbody");
     this.problems = el("div", { class: "om-problems", dataset: { testid: "config-problems" } });
+    this.doctor = el("div", { class: "om-doctor", dataset: { testid: "doctor" } });
     this.root = el("div", { class: "om-view om-settings", dataset: { view: "settings" } },
       this.errors, this.problems,
       el("div", { class: "om-section" },
@@ -33,7 +34,8 @@ export class SettingsView {
         el("h3", { text: "All settings (read-only here)" }),
         el("table", { class: "om-table" },
           el("thead", {}, el("tr", {}, el("th", {}, "Setting"), el("th", {}, "Value"), el("th", {}, "Source"))),
-          this.others)));
+          this.others)),
+      el("div", { class: "om-section" }, el("h3", { text: "Doctor (pre-deploy checklist)" }), this.doctor));
   }
 
   async load() {
@@ -45,6 +47,30 @@ export class SettingsView {
       clear(this.errors);
     } catch (err) {
       replace(this.errors, errorBox(err));
+    }
+    await this.loadDoctor();
+  }
+
+  /** The same checklist as `cm-cli.py doctor`: one row per check, its status and its fix. */
+  async loadDoctor() {
+    replace(this.doctor, el("div", { class: "om-help", text: "Running the checks…" }));
+    try {
+      const report = await this.ctx.backend.client.getDoctor();
+      const counts = report.counts || {};
+      const rows = (report.checks || []).map((c) => el("tr", { class: `om-doctor-${c.status}`,
+        dataset: { check: c.id, status: c.status } },
+        el("td", { class: "om-label", text: c.status.toUpperCase() }),
+        el("td", { text: c.title }),
+        el("td", {}, el("div", { text: c.detail }),
+          c.fix && c.status !== "pass" ? el("div", { class: "om-help", text: `Fix: ${c.fix}` }) : null)));
+      replace(this.doctor,
+        el("div", { class: "om-help", dataset: { testid: "doctor-summary" },
+          text: `${report.status.toUpperCase()}: ${counts.pass || 0} pass, ${counts.warn || 0} warn, ${counts.fail || 0} fail` }),
+        el("table", { class: "om-table" },
+          el("thead", {}, el("tr", {}, el("th", {}, "Status"), el("th", {}, "Check"), el("th", {}, "Detail and fix"))),
+          el("tbody", {}, rows)));
+    } catch (err) {
+      replace(this.doctor, errorBox(err));
     }
   }
 
