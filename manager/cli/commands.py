@@ -9,13 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..context import CHANNEL_FILES, CatalogView, Manager, load_channel_set
+from ..context import CatalogView, Manager, load_channel_set
 from ..envelope import envelope_ok
 from ..errors import ManagerError
 from ..host import StandaloneHost
 from ..layout import Layout
 from ..network import run_sync
-from . import admin_commands, ops_commands
+from . import admin_commands, cache_commands, ops_commands
 from .render import human_age, print_json, table
 
 Command = Callable[[Manager, argparse.Namespace, str], Any]
@@ -153,48 +153,6 @@ def cmd_config(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     return None
 
 
-def cmd_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
-    if args.action == "refresh":
-        return cmd_update_cache(m, args, refresh)
-    health = m.cache.health()
-    if not args.json:
-        if not health:
-            print(f"the channel cache at {m.layout.cache_dir} is empty")
-        table(
-            [
-                [str(h.get("state", "")), human_age(float(h.get("age_seconds", 0))), str(h.get("url", ""))]
-                for h in health
-            ],
-            ["STATE", "AGE", "URL"],
-        )
-    return health
-
-
-def cmd_update_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
-    channel = m.active_channel()
-    report: list[dict[str, Any]] = []
-
-    async def run() -> None:
-        for name in CHANNEL_FILES:
-            url = m.channels.file_url(channel, name)
-            try:
-                got = await m.cache.aget(url, refresh="force")
-                report.append({"file": name, "ok": True, "source": got.source, "bytes": len(got.data)})
-            except ManagerError as err:
-                report.append({"file": name, "ok": False, "error": err.to_dict()})
-
-    run_sync(run())
-    if not args.json:
-        for r in report:
-            status = (
-                f"{r['source']} {r['bytes']} bytes"
-                if r["ok"]
-                else f"FAILED [{r['error']['code']}] {r['error']['message']}"
-            )
-            print(f"{r['file']}: {status}")
-    return report
-
-
 def cmd_registry(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     if args.action == "versions":
         if not args.node_id:
@@ -211,6 +169,7 @@ def cmd_registry(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
 
 COMMANDS: dict[str, Command] = {
     **ops_commands.COMMANDS,
+    **cache_commands.COMMANDS,
     **admin_commands.COMMANDS,
     "show": cmd_show,
     "simple-show": cmd_simple_show,
@@ -220,7 +179,5 @@ COMMANDS: dict[str, Command] = {
     "catalog-issues": cmd_catalog_issues,
     "channels": cmd_channels,
     "config": cmd_config,
-    "cache": cmd_cache,
-    "update-cache": cmd_update_cache,
     "registry": cmd_registry,
 }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import InternalError, ManagerError
 from ..layout import COMFYUI_ENV, comfyui_not_found, find_comfyui_root
-from . import admin_commands, commands, ops_commands, serve
+from . import admin_commands, cache_commands, commands, ops_commands, serve
 from .render import print_error
 
 DB_MODES = {"cache": "auto", "remote": "force", "local": "never"}
@@ -57,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="data source: cache (TTL rules), remote (revalidate now), local (cache only, no network)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output (the API's envelope)")
+    p.add_argument(
+        "--cache-only",
+        action="store_true",
+        help="fetch every data file the box needs (every channel of channels.list, the registry node list) "
+        "into the cache, then stop (alone, or with update-cache)",
+    )
+    p.add_argument(
+        "--force-refresh",
+        action="store_true",
+        help="ignore cache_ttl: revalidate every cached file (like --mode remote)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser("show", help="list node packs: the catalog (all) or what is on disk")
@@ -74,9 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("channels", help="list channels and the active one")
     s = sub.add_parser("config", help="show effective settings and where each came from")
     s.add_argument("action", nargs="?", default="show", choices=["show"])
-    s = sub.add_parser("cache", help="channel cache health")
-    s.add_argument("action", nargs="?", default="status", choices=["status", "refresh"])
-    sub.add_parser("update-cache", help="fetch every channel file (and the registry list) into the cache")
+    cache_commands.add_parsers(sub)
     s = sub.add_parser("registry", help="Comfy Registry queries (through the gate and cache)")
     s.add_argument("action", choices=["list", "versions"])
     s.add_argument("node_id", nargs="?")
@@ -106,14 +115,19 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    cache_commands.apply_global_flags(args)  # --cache-only alone is update-cache of every channel
     if not args.command:
         parser.print_help()
         return 2
     try:
         if args.command == "serve":
             return serve.run(args, overrides=cli_overrides(args), default_root=_default_root(args))
+        cache_commands.check_global_flags(args)
         return commands.dispatch(
-            args, refresh=DB_MODES[args.mode], overrides=cli_overrides(args), default_root=_default_root(args)
+            args,
+            refresh="force" if args.force_refresh else DB_MODES[args.mode],
+            overrides=cli_overrides(args),
+            default_root=_default_root(args),
         )
     except ManagerError as err:
         print_error(err, as_json=args.json)

@@ -70,12 +70,6 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("action", choices=["list", "restore", "empty"])
     s.add_argument("entries", nargs="*", metavar="ENTRY", help="trash entry ids (restore: one or more)")
     add_flags(s, BY_NAME["empty_trash"])
-    s = sub.add_parser("export-deps", help="write one requirements file for every installed pack")
-    s.add_argument("--output", default="requirements-offline.txt")
-    s.add_argument("--pin-installed", action="store_true", help="pin to the versions installed here")
-    s = sub.add_parser("download-deps", help="fill a wheelhouse from a requirements file (online/private)")
-    s.add_argument("requirements")
-    s.add_argument("--dest", help="wheelhouse folder (default: the Manager's wheelhouse)")
 
 
 def flag_params(kind: TaskKind, args: argparse.Namespace) -> dict[str, Any]:
@@ -297,47 +291,6 @@ def _refuse_skipped(name: str, skipped: list[dict[str, Any]], report: Any) -> No
     )
 
 
-# --- dependencies ------------------------------------------------------------------------------
-def cmd_export_deps(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
-    from ..deps.export import export_requirements
-    from ..deps.installer import DependencyInstaller
-    from ..deps.policy import deps_policy_from_config
-
-    installer = DependencyInstaller(deps_policy_from_config(m.config, m.layout), m.gate)
-    packs = [(p.name, Path(p.path)) for p in m.inventory().packs if p.enabled and p.has_requirements]
-    result = export_requirements(installer, packs, Path(args.output), pin_installed=args.pin_installed)
-    if not args.json:
-        print(f"wrote {result.path}: {len(result.requirements)} requirement(s) from {len(result.packs)} pack(s)")
-        for problem in result.problems:
-            print(f"  left out: {problem}")
-    return {
-        "path": str(result.path),
-        "requirements": list(result.requirements),
-        "packs": list(result.packs),
-        "problems": list(result.problems),
-    }
-
-
-def cmd_download_deps(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
-    from ..deps.export import download_deps
-    from ..deps.policy import deps_policy_from_config
-
-    dest = Path(args.dest) if args.dest else m.layout.wheelhouse_dir
-    result = download_deps(
-        Path(args.requirements),
-        dest,
-        policy=deps_policy_from_config(m.config, m.layout),
-        gate=m.gate,
-        progress=None if args.json else (lambda line: print(f"  {line}")),
-    )
-    if not args.json:
-        print(
-            f"{len(result.added)} new wheel(s) in {result.wheelhouse} ({result.seconds:.1f}s); "
-            "carry this folder to the offline machine's wheelhouse"
-        )
-    return {"wheelhouse": str(result.wheelhouse), "added": list(result.added)}
-
-
 def cmd_show_installed(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     """``show installed|enabled|disabled``: what is on disk, matched against the catalog when it loads."""
     try:
@@ -361,6 +314,4 @@ COMMANDS = {
     **{verb: cmd_table_verb for verb in TABLE_VERBS},
     "snapshot": cmd_snapshot,
     "trash": cmd_trash,
-    "export-deps": cmd_export_deps,
-    "download-deps": cmd_download_deps,
 }

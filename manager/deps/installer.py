@@ -323,7 +323,7 @@ class DependencyInstaller:
             f"pip download -d {shlex.quote(str(target))} --only-binary=:all: "
             f"--python-version {env.python_version} {quoted}"
         )
-        cli_cmd = f"python cm-cli.py download-deps --wheelhouse {shlex.quote(str(target))} {quoted}"
+        cli_cmd = f"python cm-cli.py download-deps --dest {shlex.quote(str(target))} {quoted}"
         searched = [str(f) for f in wheelhouse.folders] + [str(r) for r in wheelhouse.index_roots]
         return DepsMissingWheels(
             f"offline: the wheelhouse cannot satisfy {len(missing)} requirement(s) of {label}: {listing}",
