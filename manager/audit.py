@@ -118,6 +118,36 @@ def task_entry(
     )
 
 
+def cli_entry(
+    command: str,
+    targets: list[str] | tuple[str, ...] = (),
+    *,
+    code: str = "ok",
+    seconds: float = 0.0,
+    exit_code: int = 0,
+    task_ids: tuple[str, ...] = (),
+    decision: str = "none",
+) -> AuditEntry:
+    """The audit line of one state-changing ``cm-cli.py`` command: the CLI's equivalent of the HTTP
+    door's request line (``kind`` ``request``, ``door`` ``cli``, ``method`` ``CLI``, ``route``
+    ``cm-cli.py <command>``, ``status`` the exit code)."""
+    names = list(dict.fromkeys(str(t) for t in targets if str(t)))
+    target = ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
+    return AuditEntry(
+        "request",
+        command,
+        target,
+        decision,
+        code,
+        round(seconds * 1000.0, 1),
+        route=f"cm-cli.py {command}",
+        method="CLI",
+        status=exit_code,
+        door="cli",
+        task_ids=tuple(task_ids),
+    )
+
+
 class AuditLog:
     """Append-only JSON lines with size rotation; safe across threads and processes."""
 

@@ -160,7 +160,7 @@ def test_cli_refuses_a_remote_install_offline_with_its_code(tmp_path: Path):
         cwd=tmp_path,
     )
     doc = json.loads(out.stdout)
-    assert out.returncode == 1 and doc["ok"] is False
+    assert out.returncode == 4 and doc["ok"] is False  # refused (manager/cli/exit_codes.py)
     assert doc["error"]["code"] in ("offline_mode", "security_denied"), doc
     assert doc["error"]["hint"]
     assert not any(p for p in (Path(root) / "custom_nodes").iterdir() if not p.name.startswith("."))

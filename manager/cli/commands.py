@@ -15,8 +15,8 @@ from ..errors import ManagerError
 from ..host import StandaloneHost
 from ..layout import Layout
 from ..network import run_sync
-from . import admin_commands, cache_commands, ops_commands
-from .render import human_age, print_json, table
+from . import admin_commands, cache_commands, classic_commands, ops_commands
+from .render import print_json, table
 
 Command = Callable[[Manager, argparse.Namespace, str], Any]
 
@@ -34,10 +34,11 @@ def dispatch(args: argparse.Namespace, *, refresh: str, overrides: dict[str, str
     if args.channel and "://" not in args.channel:  # a channels.list name: config holds URLs
         overrides["channel_url"] = load_channel_set(host.layout).resolve(args.channel).url
     manager = Manager.create(host, cli=overrides, config_path=args.config)
+    args.cli_manager = manager  # main() writes the command's audit line with it
     result = COMMANDS[args.command](manager, args, refresh)
     if args.json:
         print_json(envelope_ok(result))
-    return int(getattr(args, "exit_code", 0))  # doctor sets it when a check fails
+    return int(getattr(args, "exit_code", 0))  # a command that did part of its work sets it (exit_codes)
 
 
 def _notices(view: CatalogView, as_json: bool) -> None:
@@ -45,39 +46,6 @@ def _notices(view: CatalogView, as_json: bool) -> None:
         return
     for n in view.notices:
         sys.stderr.write(f"{n.level} [{n.code}]: {n.message}" + (f" (hint: {n.hint})" if n.hint else "") + "\n")
-
-
-def _status_line(m: Manager, view: CatalogView) -> str:
-    src = ",".join(sorted(set(view.sources.values()))) or "none"
-    return (
-        f"channel {view.channel.name} ({view.channel.url}) · network {m.config['network_mode']} · "
-        f"data {src}, age {human_age(view.oldest_age_seconds)} · {len(view.catalog.packs)} packs"
-    )
-
-
-def cmd_show(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
-    if args.what != "all":
-        return ops_commands.cmd_show_installed(m, args, refresh)
-    view = m.load_catalog(refresh=refresh)
-    _notices(view, args.json)
-    packs = view.catalog.packs[: args.limit] if args.limit else view.catalog.packs
-    if args.json:
-        return {
-            "channel": view.channel.to_dict(),
-            "packs": [p.to_dict() for p in packs],
-            "notices": [n.to_dict() for n in view.notices],
-        }
-    print(_status_line(m, view))
-    table([[p.id, p.author, p.install_type, p.title] for p in packs], ["ID", "AUTHOR", "TYPE", "TITLE"])
-    return None
-
-
-def cmd_simple_show(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
-    view = m.load_catalog(refresh=refresh)
-    ids = [p.id for p in view.catalog.packs]
-    if not args.json:
-        print("\n".join(ids))
-    return ids
 
 
 def cmd_search(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
@@ -169,10 +137,9 @@ def cmd_registry(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
 
 COMMANDS: dict[str, Command] = {
     **ops_commands.COMMANDS,
+    **classic_commands.COMMANDS,
     **cache_commands.COMMANDS,
     **admin_commands.COMMANDS,
-    "show": cmd_show,
-    "simple-show": cmd_simple_show,
     "search": cmd_search,
     "node-type": cmd_node_type,
     "models": cmd_models,

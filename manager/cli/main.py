@@ -6,12 +6,13 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InternalError, ManagerError
 from ..layout import COMFYUI_ENV, comfyui_not_found, find_comfyui_root
-from . import admin_commands, cache_commands, commands, ops_commands, serve
+from . import admin_commands, cache_commands, classic_commands, commands, exit_codes, ops_commands, serve
 from .render import print_error
 
 DB_MODES = {"cache": "auto", "remote": "force", "local": "never"}
@@ -70,11 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("show", help="list node packs: the catalog (all) or what is on disk")
-    s.add_argument("what", nargs="?", default="all", choices=["all", "installed", "enabled", "disabled"])
-    s.add_argument("--limit", type=int, default=0)
-    s = sub.add_parser("simple-show", help="list pack ids only")
-    s.add_argument("what", nargs="?", default="all", choices=["all"])
+    classic_commands.add_parsers(sub)
     s = sub.add_parser("search", help="search packs by title, author, description")
     s.add_argument("text", nargs="+")
     s.add_argument("--limit", type=int, default=20)
@@ -112,38 +109,101 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, str]:
     return out
 
 
+# commands that change state: one audit line each (door "cli") and a summary line on stderr
+MUTATING = frozenset(
+    {
+        *ops_commands.TABLE_VERBS,
+        "snapshot",
+        "trash",
+        "update-cache",
+        "download-deps",
+        *classic_commands.MUTATING,
+    }
+)
+READ_ONLY_ACTIONS = {"snapshot": {"list", "show", "diff"}, "trash": {"list"}}
+
+
+def changes_state(args: argparse.Namespace) -> bool:
+    if args.command not in MUTATING:
+        return False
+    return getattr(args, "action", None) not in READ_ONLY_ACTIONS.get(args.command, set())
+
+
+def _targets(args: argparse.Namespace) -> list[str]:
+    for name in ("targets", "entries"):
+        value = getattr(args, name, None)
+        if isinstance(value, list) and value:
+            return [str(v) for v in value]
+    for name in ("snapshot", "name", "path", "deps", "workflow", "cli_mode", "requirements"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            return [value]
+    return []
+
+
+def _audit(args: argparse.Namespace, err: ManagerError | None, code: int, seconds: float) -> None:
+    """The command's line in the audit log (only when the Manager was built: a bad config has none)."""
+    from ..audit import AuditLog, audit_enabled, cli_entry
+
+    manager = getattr(args, "cli_manager", None)
+    if manager is None or not changes_state(args) or not audit_enabled(manager.config):
+        return
+    command = args.command + (f" {args.action}" if isinstance(getattr(args, "action", None), str) else "")
+    decision = "denied" if code == exit_codes.REFUSED else ("allowed" if exit_codes.TALLY.task_ids else "none")
+    AuditLog.for_layout(manager.layout).write(
+        cli_entry(
+            command,
+            _targets(args),
+            code="ok" if err is None else err.code,
+            seconds=seconds,
+            exit_code=code,
+            task_ids=tuple(exit_codes.TALLY.task_ids),
+            decision=decision,
+        )
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cache_commands.apply_global_flags(args)  # --cache-only alone is update-cache of every channel
     if not args.command:
         parser.print_help()
-        return 2
+        return exit_codes.USAGE
+    exit_codes.TALLY.reset()
+    started = time.monotonic()
+    err: ManagerError | None = None
     try:
         if args.command == "serve":
             return serve.run(args, overrides=cli_overrides(args), default_root=_default_root(args))
         cache_commands.check_global_flags(args)
-        return commands.dispatch(
+        code = commands.dispatch(
             args,
             refresh="force" if args.force_refresh else DB_MODES[args.mode],
             overrides=cli_overrides(args),
             default_root=_default_root(args),
         )
-    except ManagerError as err:
+    except ManagerError as exc:
+        err = exc
         print_error(err, as_json=args.json)
-        return 1
+        code = exit_codes.for_error(err)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
-        return 130
+        return exit_codes.INTERRUPTED
     except Exception as exc:  # a bug of ours: still one coded answer, with the trace in the log
         logging.getLogger("offline_manager").debug("unexpected error", exc_info=True)
-        print_error(
-            InternalError(
-                f"unexpected {type(exc).__name__}: {exc}",
-                hint="this is a bug; rerun with CM_DEBUG=1 for the traceback and report it",
-            ),
-            as_json=args.json,
+        err = InternalError(
+            f"unexpected {type(exc).__name__}: {exc}",
+            hint="this is a bug; rerun with CM_DEBUG=1 for the traceback and report it",
         )
+        print_error(err, as_json=args.json)
         if os.environ.get("CM_DEBUG"):
             raise
-        return 1
+        code = exit_codes.FAILED
+    try:
+        _audit(args, err, code, time.monotonic() - started)
+    except Exception:  # the audit log never fails a command
+        logging.getLogger("offline_manager").debug("no audit line", exc_info=True)
+    if err is not None or changes_state(args):
+        exit_codes.write_summary(exit_codes.summary_line(args.command, code, err))
+    return code

@@ -19,6 +19,7 @@ from ..errors import ManagerError, NotFound
 from ..events import Task, TaskSpec
 from ..kinds import BY_NAME, KINDS, TaskKind
 from ..kinds.params import SnapshotRestoreParams
+from . import exit_codes
 from .render import table
 
 CLI_LISTEN = "127.0.0.1"  # policy input: the shell is a local user, like a loopback listener
@@ -32,21 +33,33 @@ def _kind_of_command(command: str) -> TaskKind:
     return next(k for k in KINDS if k.cli == command)
 
 
-def add_flags(parser: argparse.ArgumentParser, kind: TaskKind) -> None:
-    """argparse options of the fields a kind offers on the command line (help from the dataclass)."""
+# what the restore flags do in `snapshot restore` (ours: index packages by default), added to each help
+RESTORE_HELP = {
+    "pip_non_url": "without any --pip-* flag `snapshot restore` restores these too (the classic restore-snapshot "
+    "restores no python package then)",
+    "pip_non_local_url": "(git+https://...); each URL must be allowed by allowed_pip_sources",
+    "pip_local_url": "the files must exist on this machine",
+    "only": "nodes: only the packs; pips: only the python packages; all (default): both",
+}
+
+
+def add_flags(parser: argparse.ArgumentParser, kind: TaskKind, helps: dict[str, str] | None = None) -> None:
+    """argparse options of the fields a kind offers on the command line (help from the dataclass,
+    followed by what ``helps`` adds for this command)."""
     for f in kind.params.fields():
         if f.name not in kind.params.CLI_FIELDS:
             continue
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        text = "; ".join(t for t in (f.metadata.get("help"), (helps or {}).get(f.name)) if t)
         if f.type in ("bool", bool):
-            parser.add_argument(flag, dest=f.name, action="store_true", help=f.metadata.get("help"))
+            parser.add_argument(flag, dest=f.name, action="store_true", help=text)
         else:
             parser.add_argument(
                 flag,
                 dest=f.name,
                 choices=[c for c in f.metadata.get("choices", ()) if c] or None,
                 default=None,
-                help=f.metadata.get("help"),
+                help=text,
             )
 
 
@@ -54,7 +67,12 @@ def add_parsers(sub: Any) -> None:
     """Register the mutating commands on the CLI's sub-parser table."""
     for verb in TABLE_VERBS:
         kind = _kind_of_command(verb)
-        extra = {"update": "; 'all' updates every pack (update_all)", "fix": "; 'all' fixes every installed pack"}
+        extra = {
+            "update": "; 'all' updates every pack (update_all)",
+            "fix": "; 'all' fixes every installed pack",
+            "disable": "; 'all' disables every enabled pack",
+            "enable": "; 'all' enables every disabled pack",
+        }
         s = sub.add_parser(
             verb, help=kind.summary[0].lower() + kind.summary[1:] + extra.get(verb, ""), description=kind.summary
         )
@@ -65,7 +83,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("name", nargs="?", help="snapshot name (or, for restore, a snapshot file to import)")
     s.add_argument("--output", help="save: also write the snapshot to this file (.json, .yaml)")
     s.add_argument("--dry-run", action="store_true", help="restore: show the plan, change nothing")
-    add_flags(s, BY_NAME["snapshot_restore"])
+    add_flags(s, BY_NAME["snapshot_restore"], RESTORE_HELP)
     s = sub.add_parser("trash", help="list, restore or empty the trash (uninstalled packs)")
     s.add_argument("action", choices=["list", "restore", "empty"])
     s.add_argument("entries", nargs="*", metavar="ENTRY", help="trash entry ids (restore: one or more)")
@@ -99,10 +117,14 @@ def run_tasks(manager: Manager, requests: list[tuple[str, str, dict[str, Any]]],
 
 
 def run_specs(manager: Manager, specs: list[TaskSpec], *, as_json: bool) -> list[Task]:
-    """Run already-decided task specs in the foreground, printing progress; raises on the first failure."""
+    """Run already-decided task specs in the foreground, printing progress. A failed task does not
+    stop the others (cron wants everything that can be done, done); at the end the first failure is
+    raised, marked PARTIAL when some other task was done (``exit_codes``). Each finished task leaves
+    its line in the audit log (door ``cli``), as the HTTP door's tasks do."""
     queue = manager.queue
     unsubscribe = queue.subscribe(_printer(as_json))
-    done: list[Task] = []
+    finished: list[Task] = []
+    first: _TaskFailed | None = None
     try:
         queue.start()
         for spec in specs:
@@ -111,15 +133,23 @@ def run_specs(manager: Manager, specs: list[TaskSpec], *, as_json: bool) -> list
             task = queue.enqueue(spec, client_id="cli")
             queue.run_until_idle(timeout=None)
             final = queue.get(task.id)
-            done.append(final)
+            finished.append(final)
+            _audit_task(manager, final)
+            exit_codes.TALLY.task_ids.append(final.id)
             if final.error:
                 err = final.error
-                raise _TaskFailed(
+                failure = _TaskFailed(
                     err.get("code", "internal_error"),
                     err.get("message", ""),
                     err.get("hint", ""),
                     err.get("details") or {},
                 )
+                exit_codes.TALLY.failed.append((f"{spec.kind} {spec.target}", failure.code))
+                first = first or failure
+                if not as_json and len(specs) > 1:
+                    print(f"{spec.kind} {spec.target}: FAILED [{failure.code}]", flush=True)
+                continue
+            exit_codes.TALLY.done.append(f"{spec.kind} {spec.target}")
             if not as_json:
                 print(
                     f"{spec.kind} {spec.target}: done"
@@ -128,7 +158,21 @@ def run_specs(manager: Manager, specs: list[TaskSpec], *, as_json: bool) -> list
     finally:
         unsubscribe()
         queue.stop(timeout=30)
-    return done
+    if first is not None:
+        done = [t.to_dict() for t in finished if not t.error]
+        if done:
+            first.details = {**first.details, "done": [f"{t['kind']} {t['target']}" for t in done]}
+            exit_codes.mark(first, exit_codes.PARTIAL)
+        raise first
+    return finished
+
+
+def _audit_task(manager: Manager, task: Task) -> None:
+    """The task's line in the audit log (never fails the command)."""
+    from ..audit import AuditLog, audit_enabled, task_entry
+
+    if audit_enabled(manager.config):
+        AuditLog.for_layout(manager.layout).write(task_entry(task.to_dict(), door="cli"))
 
 
 class _TaskFailed(ManagerError):
@@ -146,6 +190,17 @@ def _installed_ids(manager: Manager) -> list[str]:
     return [p.name for p in manager.inventory().packs]
 
 
+def own_folder() -> Path:
+    """This Manager's own checkout (never disabled by ``disable all``)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _toggle_targets(manager: Manager, *, enabled: bool) -> list[str]:
+    """Entries ``disable all`` (enabled ones) or ``enable all`` (disabled ones) acts on; never ourselves."""
+    me = own_folder()
+    return [p.name for p in manager.inventory().packs if p.enabled == enabled and Path(p.path).resolve() != me]
+
+
 def cmd_table_verb(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     """A one-word command of the task table: one task per target ('all' for update and fix)."""
     verb = args.command
@@ -159,6 +214,8 @@ def cmd_table_verb(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
             requests.append(("update_all", "all", params))
         elif target == "all" and verb == "fix":
             requests += [("fix", name, params) for name in _installed_ids(m)]
+        elif target == "all" and verb in ("disable", "enable"):
+            requests += [(verb, name, params) for name in _toggle_targets(m, enabled=verb == "disable")]
         else:
             requests.append((kind.name, target, params))
     return [t.to_dict() for t in run_tasks(m, requests, as_json=args.json)]
@@ -271,7 +328,10 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
         _refuse_skipped(name, [p.to_dict() for p in plan.skipped], plan.to_json())
         return plan.to_json()
     tasks = [t.to_dict() for t in run_specs(m, [planned.spec], as_json=args.json)]
-    _refuse_skipped(name, [s for t in tasks for s in (t.get("result") or {}).get("skipped") or []], tasks)
+    try:
+        _refuse_skipped(name, [s for t in tasks for s in (t.get("result") or {}).get("skipped") or []], tasks)
+    except ManagerError as err:  # everything else was restored: partial, not failed
+        raise exit_codes.mark(err, exit_codes.PARTIAL) from None
     return tasks
 
 
