@@ -32,8 +32,9 @@ def default_comfyui_root() -> str:
 
 
 def _default_root(args: argparse.Namespace) -> str:
-    """The search runs only when --comfyui is not given (demo makes its own tree)."""
-    return "" if args.comfyui or args.command == "demo" else default_comfyui_root()
+    """The search runs only when --comfyui is not given (demo and ``serve --demo`` make their own tree)."""
+    own_tree = args.command == "demo" or (args.command == "serve" and getattr(args, "demo", False))
+    return "" if args.comfyui or own_tree else default_comfyui_root()
 
 
 def build_parser() -> argparse.ArgumentParser:
