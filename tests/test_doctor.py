@@ -165,7 +165,9 @@ def test_doctor_fails_a_broken_channel_and_a_pack_that_failed_to_import(tmp_path
     assert by_id["import_failures"].status == FAIL and f"cm-cli.py fix {pack.name}" in by_id["import_failures"].fix
     assert not report.ok
     out = _cli("doctor", cwd=pack)
-    assert out.returncode == 1 and "[FAIL] Packs that failed to import" in out.stdout
+    assert out.returncode == 1
+    assert any(line.split()[:1] == ["FAIL"] and "Packs that failed to import" in line for line in out.stdout.splitlines())
+    assert out.stderr.splitlines()[-1].startswith("cm-cli.py doctor: failed (exit 1): ")
 
 
 async def test_doctor_route_answers_the_report(aiohttp_client, api_app):  # noqa: F811

@@ -7,18 +7,18 @@ leaves a non-zero exit status when a check fails (``args.exit_code``, read by th
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..context import Manager
 from ..doctor import FAIL, WARN, run_checks
+from .render import table
 
 try:  # the exit-code table (manager/cli/exit_codes.py); 1 without it
     from .exit_codes import FAILED as _FAILED
 except ImportError:  # pragma: no cover - only before that module exists
     _FAILED = 1
 
-MARK = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL"}
+MARK = {"pass": "pass", "warn": "WARN", "fail": "FAIL"}
 
 
 def add_parsers(sub: Any) -> None:
@@ -48,19 +48,19 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_doctor(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     report = run_checks(m, online=bool(args.online))
-    if not report.ok:
+    if not report.ok:  # said once, in main's summary line on stderr
         args.exit_code = _FAILED
+        args.summary_detail = f"{report.count(FAIL)} check(s) failed"
     if args.json:
         return report.to_dict()
     print(f"doctor: ComfyUI {report.comfyui_root} · config {report.config_path}")
-    for c in report.checks:
-        print(f"[{MARK[c.status]}] {c.title}: {c.detail}")
-        if c.fix and c.status in (WARN, FAIL):
-            print(f"       fix: {c.fix}")
+    table(
+        [[MARK[c.status], c.title, c.detail, c.fix if c.status in (WARN, FAIL) else ""] for c in report.checks],
+        ["STATUS", "CHECK", "DETAIL", "FIX"],
+        free=[2, 3],
+    )
     counts = ", ".join(f"{report.count(s)} {s}" for s in ("pass", "warn", "fail"))
     print(f"{len(report.checks)} checks: {counts}")
-    if not report.ok:
-        sys.stderr.write(f"doctor: {report.count(FAIL)} check(s) failed\n")
     return None
 
 

@@ -26,7 +26,7 @@ from ..context import Manager
 from ..errors import RequestInvalid
 from ..network import run_sync
 from . import exit_codes
-from .render import human_age, table
+from .render import human_age, human_size, table
 
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = exit_codes.OK, exit_codes.FAILED, exit_codes.PARTIAL
 _BY_OUTCOME = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
@@ -196,6 +196,7 @@ def cmd_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
                 for a in report["areas"]
             ],
             ["AREA", "FILES", "SIZE", "EXPIRED", "OLDEST", "NEWEST", "PATH"],
+            free=[6],
         )
         if health or args.files:
             rows = [
@@ -206,7 +207,7 @@ def cmd_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
             ]
             if rows:
                 print()
-                table(rows, ["AREA", "AGE", "SIZE", "STATE", "FILE"])
+                table(rows, ["AREA", "AGE", "SIZE", "STATE", "FILE"], free=[4])
         for a in report["areas"]:
             for p in a["problems"]:
                 print(f"PROBLEM [{a['area']}] {p}")
@@ -215,13 +216,7 @@ def cmd_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     return report
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
+_size = human_size
 
 
 def _age(seconds: float | None) -> str:
@@ -234,11 +229,11 @@ def cmd_cleanup_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any
     data = report.to_dict()
     verb = "would free" if args.dry_run else "freed"
     if not args.json:
-        for r in report.removed:
-            done = "would remove" if args.dry_run else "removed"
-            print(f"{done} [{r['area']}] {r['name']} ({_size(r['bytes'])}): {r['why']}")
-        for k in report.kept:
-            print(f"kept [{k['area']}] {k['name']}: {k['why']}")
+        done = "would remove" if args.dry_run else "removed"
+        rows = [[done, r["area"], _size(r["bytes"]), r["name"], r["why"]] for r in report.removed]
+        rows += [["kept", k["area"], "", k["name"], k["why"]] for k in report.kept]
+        table(rows, ["ACTION", "AREA", "SIZE", "ENTRY", "WHY"], free=[3, 4], empty="nothing to remove or keep")
+        print()
         table([[area, _size(n)] for area, n in data["freed_bytes"].items()], ["AREA", verb.upper()])
         for e in report.errors:
             print(f"ERROR {e}")

@@ -223,17 +223,14 @@ def show_data(m: Manager, args: argparse.Namespace, refresh: str) -> tuple[list[
 
         report = load_report(m.layout)
         fails = _limit(list(report.failures), args.limit)
-        rows = [[f.name, f.kind, f.message[:100]] for f in fails]
+        rows = [[f.name, f.kind, f.message] for f in fails]
         return [f.name for f in fails], report.to_dict(), rows, ["NAME", "KIND", "MESSAGE"]
     from ..snapshots import store_of
 
     if what == "snapshot-list":
         entries = _limit(store_of(m).entries(), args.limit)
-        rows = [
-            [e.name, e.created_at, e.reason or e.origin, "unreadable" if e.error else _summary_text(e.summary)]
-            for e in entries
-        ]
-        return [e.name for e in entries], [e.to_dict() for e in entries], rows, ["NAME", "CREATED", "REASON", "HOLDS"]
+        rows, headers = ops_commands.snapshot_table(entries)
+        return [e.name for e in entries], [e.to_dict() for e in entries], rows, headers
     # snapshot: the current state as a document, nothing saved
     from ..snapshots.capture import capture
 
@@ -249,12 +246,6 @@ def _status_line(m: Manager, view: Any) -> str:
     )
 
 
-def _summary_text(summary: Any) -> str:
-    if not isinstance(summary, dict):
-        return str(summary)
-    return ", ".join(f"{v} {k}" for k, v in summary.items() if isinstance(v, (int, str)))
-
-
 def cmd_show(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     names, data, rows, headers = show_data(m, args, refresh)
     if args.json:
@@ -266,7 +257,7 @@ def cmd_show(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     elif not rows:
         print(f"({args.what}: none)")
     else:
-        table(rows, headers)
+        table(rows, headers, free=[len(headers) - 1])  # the last column is the free text (title, message...)
     return None
 
 
@@ -507,9 +498,11 @@ def cmd_show_versions(m: Manager, args: argparse.Namespace, refresh: str) -> Any
     versions = run_sync(m.registry.versions(args.node_id, refresh=refresh))
     if args.json:
         return [v.to_dict() for v in versions]
-    if not versions:
-        print(f"the registry lists no version of {args.node_id}")
-    table([[v.version, v.status, v.download_url] for v in versions], ["VERSION", "STATUS", "URL"])
+    table(
+        [[v.version, v.status, v.download_url] for v in versions],
+        ["VERSION", "STATUS", "URL"],
+        empty=f"the registry lists no version of {args.node_id}",
+    )
     return None
 
 

@@ -54,7 +54,7 @@ def cmd_search(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     hits = view.catalog.search(" ".join(args.text), limit=args.limit)
     if args.json:
         return [p.to_dict() for p in hits]
-    table([[p.id, str(p.stars or ""), p.title] for p in hits], ["ID", "STARS", "TITLE"])
+    table([[p.id, str(p.stars or ""), p.title] for p in hits], ["ID", "STARS", "TITLE"], empty="no pack matches")
     return None
 
 
@@ -63,10 +63,11 @@ def cmd_node_type(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     hits = view.catalog.packs_for_node_type(args.class_name)
     if args.json:
         return [p.to_dict() for p in hits]
-    if not hits:
-        print(f"no pack in channel {view.channel.name} provides {args.class_name!r}")
-    for p in hits:
-        print(f"{p.id}  {p.reference}")
+    table(
+        [[p.id, p.title, p.reference] for p in hits],
+        ["ID", "TITLE", "REFERENCE"],
+        empty=f"no pack in channel {view.channel.name} provides {args.class_name!r}",
+    )
     return None
 
 

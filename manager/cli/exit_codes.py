@@ -85,19 +85,26 @@ class Tally:
 TALLY = Tally()  # one command per process; main() resets it
 
 
-def summary_line(command: str, code: int, err: ManagerError | None = None, tally: Tally | None = None) -> str:
-    """``cm-cli.py <command>: <ok|partial|refused|failed> (exit N)[: counts][: [code]]``."""
+def summary_line(
+    command: str, code: int, err: ManagerError | None = None, tally: Tally | None = None, detail: str = ""
+) -> str:
+    """``cm-cli.py <command>: <ok|partial|refused|failed> (exit N)[: counts [codes]][: detail]``.
+
+    The outcome and the exit code for cron, with the task counts or the error's code: never the
+    error's message or hint again (those were printed once, above it)."""
     tally = tally or TALLY
     parts = [f"cm-cli.py {command}: {NAMES.get(code, 'failed')} (exit {code})"]
     total = len(tally.done) + len(tally.failed)
     if total:
         counts = f"{len(tally.done)} of {total} task(s) done"
         if tally.failed:
-            counts += f", {len(tally.failed)} failed (" + ", ".join(f"{w} [{c}]" for w, c in tally.failed[:3])
-            counts += (" ..." if len(tally.failed) > 3 else "") + ")"
+            codes = list(dict.fromkeys(c for _w, c in tally.failed))
+            counts += f", {len(tally.failed)} failed [{', '.join(codes)}]"
         parts.append(counts)
     elif err is not None:
         parts.append(f"[{err.code}]")
+    if detail:
+        parts.append(detail)
     return ": ".join(parts)
 
 

@@ -205,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _audit(args, err, code, time.monotonic() - started)
     except Exception:  # the audit log never fails a command
         logging.getLogger("offline_manager").debug("no audit line", exc_info=True)
-    if err is not None or changes_state(args):
-        exit_codes.write_summary(exit_codes.summary_line(args.command, code, err))
+    if err is not None or code != exit_codes.OK or changes_state(args):
+        detail = str(getattr(args, "summary_detail", "") or "")
+        exit_codes.write_summary(exit_codes.summary_line(args.command, code, err, detail=detail))
     return code

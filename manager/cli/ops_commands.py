@@ -10,7 +10,7 @@ kinds come from the table (``manager/kinds``).
 from __future__ import annotations
 
 import argparse
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..events import Task, TaskSpec
 from ..kinds import BY_NAME, KINDS, TaskKind
 from ..kinds.params import SnapshotRestoreParams
 from . import exit_codes
-from .render import table
+from .render import human_size, table
 
 CLI_LISTEN = "127.0.0.1"  # policy input: the shell is a local user, like a loopback listener
 
@@ -225,16 +225,27 @@ def cmd_trash(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     from ..operations.remove import list_trash
 
     if args.action == "list":
-        rows = [e.to_dict() for e in list_trash(m.layout, with_size=True)]
+        entries = list_trash(m.layout, with_size=True)
         if not args.json:
             table(
                 [
-                    [str(r.get("id", "")), str(r.get("name", "")), str(r.get("kind", "")), str(r.get("version", ""))]
-                    for r in rows
+                    [
+                        e.id,
+                        e.name,
+                        e.kind,
+                        e.version or e.commit[:12],
+                        e.reason,
+                        _when(e.trashed_at),
+                        human_size(e.size_bytes),
+                        e.original,
+                    ]
+                    for e in entries
                 ],
-                ["ENTRY", "PACK", "KIND", "VERSION"],
+                ["ENTRY", "PACK", "KIND", "VERSION", "REASON", "TRASHED", "SIZE", "WAS"],
+                free=[7],
+                empty="the trash is empty",
             )
-        return rows
+        return [e.to_dict() for e in entries]
     requests: list[tuple[str, str, dict[str, Any]]]
     if args.action == "restore":
         if not args.entries:
@@ -244,6 +255,35 @@ def cmd_trash(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
         params = flag_params(BY_NAME["empty_trash"], args)
         requests = [("empty_trash", "trash", {**params, **({"entries": args.entries} if args.entries else {})})]
     return [t.to_dict() for t in run_tasks(m, requests, as_json=args.json)]
+
+
+def snapshot_table(entries: list[Any]) -> tuple[list[list[str]], list[str]]:
+    """Rows and headers of a snapshot listing (``snapshot list``, ``show snapshot-list``)."""
+    rows = []
+    for e in entries:
+        summary = e.summary if isinstance(e.summary, dict) else {}
+        if e.error:
+            packs, pips = "unreadable", "-"
+            why = str((e.error or {}).get("message") or e.error)
+        else:
+            packs = str(summary.get("packs", "?"))
+            if summary.get("disabled"):
+                packs += f" ({summary['disabled']} disabled)"
+            pips, why = str(summary.get("python_packages", "?")), e.reason or e.origin
+        rows.append([e.name, _created(e.created_at), packs, pips, why])
+    return rows, ["NAME", "CREATED", "PACKS", "PIPS", "REASON"]
+
+
+def _created(stamp: str) -> str:
+    """``2026-01-02T03:04:05.678Z`` -> ``2026-01-02 03:04:05Z`` (the listing; --json has it whole)."""
+    text = str(stamp or "")
+    if "T" in text and len(text) >= 19:
+        return text[:10] + " " + text[11:19] + ("Z" if text.endswith("Z") else "")
+    return text or "-"
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds)) if seconds else "-"
 
 
 # --- snapshots ---------------------------------------------------------------------------------
@@ -257,13 +297,10 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     store = store_of(m)
     action = args.action
     if action == "list":
-        rows = [e.to_dict() for e in store.entries()]
+        entries = store.entries()
         if not args.json:
-            table(
-                [[r["name"], str(r.get("created_at", "")), str(r.get("summary", ""))[:80]] for r in rows],
-                ["NAME", "CREATED", "SUMMARY"],
-            )
-        return rows
+            table(*snapshot_table(entries), free=[4], empty=f"no snapshot in {store.folder}")
+        return [e.to_dict() for e in entries]
     if action == "save":
         snap = capture(m, reason="cli")
         saved = store.save(snap, args.name)
@@ -292,12 +329,19 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     if action == "show":
         doc = snap.to_json()
         if not args.json:
-            print(f"{name}: {snap.summary()}")
-            for pack in snap.packs:
-                print(
-                    f"  {pack.name}  {pack.kind}  {pack.version or pack.commit[:12]}"
-                    f"{'' if pack.enabled else '  (disabled)'}"
-                )
+            counts = snap.summary()
+            print(
+                f"{name}: taken {snap.created_at} ({snap.reason or snap.origin}), {counts['packs']} pack(s), "
+                f"{counts['python_packages']} python package(s), {counts['models']} model(s)"
+            )
+            table(
+                [
+                    [p.name, p.kind, p.version or p.commit[:12], "enabled" if p.enabled else "disabled"]
+                    for p in snap.packs
+                ],
+                ["PACK", "KIND", "VERSION", "STATE"],
+                empty="(no pack)",
+            )
         return doc
     if action == "diff":
         d = diff_current(m, snap)
@@ -349,25 +393,6 @@ def _refuse_skipped(name: str, skipped: list[dict[str, Any]], report: Any) -> No
         hint="Everything else was restored as planned. Restore the skipped entries by hand, or take a new snapshot.",
         details={"skipped": skipped, "report": report, "field": skipped[0]["field"]},
     )
-
-
-def cmd_show_installed(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
-    """``show installed|enabled|disabled``: what is on disk, matched against the catalog when it loads."""
-    try:
-        m.catalog_view(refresh=refresh)
-    except ManagerError as err:  # the tree can be listed without channel data
-        if not args.json:
-            sys.stderr.write(f"note [{err.code}]: no catalog to match against ({err.message})\n")
-    inv = m.inventory()
-    packs = [p for p in inv.packs if args.what == "installed" or p.enabled == (args.what == "enabled")]
-    if not args.json:
-        for p in packs:
-            state = "ENABLED" if p.enabled else "DISABLED"
-            what = p.version or (p.commit[:12] if p.commit else p.kind)
-            print(f"[ {state:8} ] {p.name}  {what}" + (f"  (catalog: {p.catalog_id})" if p.catalog_id else ""))
-        for c in inv.conflicts:
-            print(f"[ CONFLICT ] {c.to_dict()}")
-    return {"packs": [p.to_dict() for p in packs], "conflicts": [c.to_dict() for c in inv.conflicts]}
 
 
 COMMANDS = {
