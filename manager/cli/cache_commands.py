@@ -22,10 +22,11 @@ from ..cache_upkeep import (
     fill_caches,
     select_channels,
 )
-from ..context import Manager
+from ..context import CHANNEL_FILES, Manager
 from ..errors import RequestInvalid
 from ..network import run_sync
 from . import exit_codes
+from .progress import ProgressLine
 from .render import human_age, human_size, table
 
 EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = exit_codes.OK, exit_codes.FAILED, exit_codes.PARTIAL
@@ -144,15 +145,23 @@ def cmd_update_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
             + ("" if getattr(args, "no_registry", False) else " and the registry node list")
             + f" (network {m.config['network_mode']}, refresh {mode})"
         )
-    report = run_sync(
-        fill_caches(
-            m,
-            channels=channels,
-            registry=not getattr(args, "no_registry", False),
-            refresh=mode,
-            progress=None if args.json else (lambda o: _err(_progress_line(o))),
+    registry = not getattr(args, "no_registry", False)
+    total = len(channels) * len(CHANNEL_FILES) + (1 if registry else 0)
+    bar = ProgressLine(sys.stderr)  # a terminal: one line per finished file under one updating count
+    finished: list[FileOutcome] = []
+
+    def show(o: FileOutcome) -> None:
+        finished.append(o)
+        bar.note(_progress_line(o))  # not a terminal: just this plain line
+        if bar.tty:
+            bar.update("update-cache", 100.0 * len(finished) / max(1, total), f"{len(finished)} of {total} file(s)")
+
+    try:
+        report = run_sync(
+            fill_caches(m, channels=channels, registry=registry, refresh=mode, progress=None if args.json else show)
         )
-    )
+    finally:
+        bar.done()
     args.exit_code = _BY_OUTCOME[report.outcome]
     if report.outcome == "failed" and m.gate.offline:  # the mode refused the whole job
         args.exit_code = exit_codes.REFUSED

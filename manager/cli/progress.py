@@ -40,6 +40,7 @@ class ProgressLine:
         self._started = 0.0
         self._last_plain: tuple[str, str] = ("", "")
         self._width = 0
+        self._last_draw: tuple[str, float | None, str, str] | None = None
 
     def update(self, stage: str, percent: float | None = None, line: str | None = None) -> None:
         text = (line or "").strip()
@@ -54,6 +55,7 @@ class ProgressLine:
         if stage != self._stage:
             self._stage, self._started = stage, self.clock()
         if self.tty:
+            self._last_draw = (stage, percent, text, rate)
             self._draw(stage, percent, text, rate)
         else:
             self._plain(stage, percent, text)
@@ -89,6 +91,20 @@ class ProgressLine:
         self._last_plain = (stage, "")
         self.out.write(f"  [{stage}] {text}\n")
 
+    def note(self, text: str) -> None:
+        """A line of its own (one per finished file, say): on a terminal it is written above the
+        updating line, which is drawn again below it; otherwise it is a plain line."""
+        if not self.tty:
+            self.out.write(text + "\n")
+            self.out.flush()
+            return
+        self.out.write("\r" + text + " " * max(0, self._width - len(text)) + "\n")
+        self._width = 0
+        if self._last_draw is not None:
+            self._draw(*self._last_draw)
+        else:
+            self.out.flush()
+
     def done(self) -> None:
         """End the updating line (a newline on a terminal) so the next output starts clean."""
         if self.tty and self._width:
@@ -97,6 +113,7 @@ class ProgressLine:
         self._width = 0
         self._stage = ""
         self._last_plain = ("", "")
+        self._last_draw = None
 
 
 def event_printer(as_json: bool, line: ProgressLine | None = None) -> Callable[[Any], None]:
