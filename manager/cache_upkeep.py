@@ -152,16 +152,20 @@ def _nodes_in(data: bytes) -> int | None:
     return len(nodes) if isinstance(nodes, list) else None
 
 
+def _check_channel(manager: Manager, channel: Channel) -> None:
+    """The same allow rules the catalog load applies (a remote channel off the lists is refused)."""
+    check_allowed(
+        channel,
+        allow_remote_channel=bool(manager.config["allow_remote_channel"]) or channel.name in manager.channels.names(),
+        allowed_channels=manager.config["allowed_channels"],
+        http_channel_enabled=manager.config["http_channel_enabled"],
+    )
+
+
 async def _channel_file(manager: Manager, channel: Channel, name: str, refresh: str) -> FileOutcome:
     url = ""
     try:
-        check_allowed(
-            channel,
-            allow_remote_channel=bool(manager.config["allow_remote_channel"])
-            or channel.name in manager.channels.names(),
-            allowed_channels=manager.config["allowed_channels"],
-            http_channel_enabled=manager.config["http_channel_enabled"],
-        )
+        _check_channel(manager, channel)
         url = manager.channels.file_url(channel, name)
         got = await manager.cache.aget(url, refresh=refresh)
     except ManagerError as err:
@@ -175,6 +179,20 @@ async def _channel_file(manager: Manager, channel: Channel, name: str, refresh: 
     return FileOutcome(
         "channel", channel.name, name, redact_url(url), got.source, len(got.data), got.age_seconds, nodes, error
     )
+
+
+async def _optional_file(manager: Manager, channel: Channel, refresh: str) -> None:
+    """The channel's known-compromise list, when it publishes one: cached with the channel's data so
+    installs check it without a request (most channels have none; its absence is not a failure)."""
+    from .compromised import CHANNEL_FILE
+
+    try:
+        _check_channel(manager, channel)
+        await manager.cache.aget(
+            manager.channels.file_url(channel, CHANNEL_FILE), refresh=refresh, validate=lambda b: None
+        )
+    except ManagerError:
+        return
 
 
 async def _registry_list(manager: Manager, refresh: str) -> FileOutcome:
@@ -231,7 +249,7 @@ async def fill_caches(
     jobs = [_channel_file(manager, ch, name, refresh) for ch in channels for name in CHANNEL_FILES]
     if registry:
         jobs.append(_registry_list(manager, refresh))
-    await asyncio.gather(*(run(j) for j in jobs))
+    await asyncio.gather(*(run(j) for j in jobs), *(_optional_file(manager, ch, refresh) for ch in channels))
     order = {(c.name, n): i for i, (c, n) in enumerate((c, n) for c in channels for n in CHANNEL_FILES)}
     outcomes.sort(key=lambda o: order.get((o.channel, o.file), len(order)))
     return FillReport(tuple(outcomes), refresh, time.monotonic() - started)

@@ -46,6 +46,6 @@ def test_cli_refuses_a_listed_pack_before_queueing(tmp_path: Path):
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1 and '"pack_compromised"' in done.stdout, (done.stdout, done.stderr)
+    assert done.returncode == 4 and '"pack_compromised"' in done.stdout, (done.stdout, done.stderr)  # 4: refused
     assert "install demo-image-tools ..." not in done.stdout  # refused before the task was queued
     assert listing(root / "custom_nodes") == before

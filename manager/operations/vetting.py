@@ -32,7 +32,9 @@ def vet_source(ops: Ops, source: Source, rep: Reporter) -> CompromiseList:
     """Refuse a listed pack id or repository before anything is fetched; returns the list."""
     label = source.pack_id or source.name
     rep.check_cancelled()
-    clist = load(ops.manager)
+    # the cached lists only: update-cache / --cache-only fetch the channel's list with its data, so an
+    # install never costs a request for a file most channels do not publish
+    clist = load(ops.manager, refresh="never")
     check_source(clist, f"{label} ({source.kind})", ids=[source.pack_id], urls=[source.url, *source.urls])
     return clist
 
