@@ -29,6 +29,8 @@ def _serve(*args: str) -> tuple[subprocess.Popen, str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": ""},
+        # as from a terminal: a suite started in the background (CI) inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     line = proc.stdout.readline()  # the ready line, printed once listening
     if "serving" not in line:
@@ -42,8 +44,8 @@ def _get(url: str) -> tuple[int, bytes, str]:
         return resp.status, resp.read(), resp.headers.get("Content-Type", "")
 
 
-def _stop(proc: subprocess.Popen) -> int:
-    proc.send_signal(signal.SIGINT)
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> int:
+    proc.send_signal(sig)
     try:
         return proc.wait(timeout=60)  # a loaded CI box is slow to wind the worker down
     finally:
@@ -93,8 +95,9 @@ def test_serve_on_a_non_loopback_address_warns_and_the_policy_knows(demo_dir: Pa
         assert policy["operations"]["network_loosen"]["allowed"] is False
         assert "--listen 127.0.0.1" in policy["operations"]["network_loosen"]["hint"]
     finally:
-        _stop(proc)
+        code = _stop(proc, signal.SIGTERM)  # systemd / docker stop: winds down like Ctrl+C
         err = proc.stderr.read()
+    assert code == 0, err
     assert "not loopback" in err
 
 

@@ -10,7 +10,9 @@ treats it as such.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -227,7 +229,11 @@ async def serve(
             )
         if ready is not None:
             ready(url)
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers on Windows
+            # SIGTERM (systemd, docker stop, kill) winds down like Ctrl+C: the worker stops, the port closes
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
     finally:
         api.manager.queue.stop(timeout=5)
         await runner.cleanup()
