@@ -99,7 +99,12 @@ def add_parsers(sub: Any) -> None:
         "every other line goes to stderr.",
     )
     s.add_argument("-o", "--output", metavar="FILE", help="write the file here instead of stdout")
-    s.add_argument("--pin-installed", action="store_true", help="pin to the versions installed here")
+    s.add_argument(
+        "--pin-installed",
+        action="store_true",
+        help="pin to the versions installed here, and add the installed packages they pull in, pinned too "
+        "(the wheelhouse then holds what save-snapshot records)",
+    )
     s = sub.add_parser(
         "download-deps",
         help="fill a wheelhouse from a requirements file or specs (online/private)",

@@ -10,6 +10,7 @@ the allowed index (never in offline mode), so a fresh venv can install it with
 from __future__ import annotations
 
 import datetime as _dt
+import email.parser
 import os
 import shutil
 import sys
@@ -18,6 +19,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from ..errors import NotFound
 from ..fsops import atomic_write_text
@@ -72,6 +76,65 @@ def _line_for(item: Planned, installed: dict[str, str], pin_installed: bool) -> 
     return f"{text}  # {comment}"
 
 
+def _dist_requires(site_dirs: Sequence[str]) -> dict[str, list[Requirement]]:
+    """Canonical name -> the ``Requires-Dist`` of each installed distribution (first one wins)."""
+    found: dict[str, list[Requirement]] = {}
+    for folder in site_dirs:
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.endswith(".dist-info"):
+                continue
+            name = str(canonicalize_name(entry[:-10].rpartition("-")[0]))
+            if not name or name in found:
+                continue
+            try:
+                meta = email.parser.Parser().parsestr(
+                    (Path(folder) / entry / "METADATA").read_text(encoding="utf-8", errors="replace"), headersonly=True
+                )
+            except OSError:
+                continue
+            reqs = []
+            for text in meta.get_all("Requires-Dist") or []:
+                try:
+                    reqs.append(Requirement(text))
+                except InvalidRequirement:
+                    continue
+            found[name] = reqs
+    return found
+
+
+def _installed_closure(
+    installer: DependencyInstaller, roots: Sequence[Planned], installed: dict[str, str]
+) -> list[tuple[str, str, str]]:
+    """(name, version, needed by) of every installed distribution the ``roots`` pull in, directly
+    or not, that is not a root itself: what ``pin_installed`` pins too, so the wheelhouse holds the
+    versions a snapshot of this environment records (not the index's newest)."""
+    env = installer.environment
+    requires = _dist_requires(env.site_dirs)
+    names = {item.name for item in roots if item.name}
+    queue = [(str(item.name), set(item.requirement.extras) if item.requirement else set()) for item in roots]
+    queue = [(n, e) for n, e in queue if n in installed]
+    seen: set[str] = set()
+    out: list[tuple[str, str, str]] = []
+    while queue:
+        name, extras = queue.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        for req in requires.get(name, []):
+            dep = str(canonicalize_name(req.name))
+            if dep in seen or dep not in installed or not env.marker_ok(req, extras):
+                continue
+            if dep not in names:
+                names.add(dep)
+                out.append((dep, installed[dep], name))
+            queue.append((dep, set(req.extras)))
+    return out
+
+
 def export_requirements(
     installer: DependencyInstaller, packs: Sequence[PackLike], out: Path | None, *, pin_installed: bool = False
 ) -> ExportResult:
@@ -80,7 +143,10 @@ def export_requirements(
 
     Markers are kept (the target machine evaluates them); a pack whose requirements.txt is
     refused is left out and listed as a comment and in ``problems``. ``pin_installed`` pins
-    each requirement to the version installed here when it satisfies the pack's specifier.
+    each requirement to the version installed here when it satisfies the pack's specifier, and
+    adds ``name==version`` for every installed package those requirements pull in (read from the
+    installed ``Requires-Dist``), so a wheelhouse filled from the file holds the versions a
+    snapshot of this environment records.
     """
     plan = installer.plan_for(packs, evaluate_markers=False)
     installed = dict(plan.installed)
@@ -91,6 +157,13 @@ def export_requirements(
         "# Fill a wheelhouse from it: python cm-cli.py download-deps <this file> --dest <wheelhouse> --index-layout",
     ]
     requirements = [_line_for(item, installed, pin_installed) for item in plan.merged]
+    if pin_installed:  # what those requirements pulled in, at the versions installed here
+        skip = installer.policy.blacklist
+        requirements += [
+            f"{name}=={version}  # installed here, needed by {parent}"
+            for name, version, parent in _installed_closure(installer, plan.merged, installed)
+            if name not in skip
+        ]
     problems = [f"{p.pack}: {p.error.message}" for p in plan.packs if p.error is not None]
     tail = [f"# skipped {s.requirement} ({s.pack}): {s.message}" for s in plan.skipped]
     tail += [f"# conflict {c.message}" for c in plan.conflicts]
