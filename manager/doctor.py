@@ -73,6 +73,7 @@ class DoctorReport:
     config_path: str = ""
     online: bool = False
     generated_at: float = field(default_factory=time.time)
+    endpoints: tuple[dict[str, object], ...] = ()  # mirrors.endpoint_report: family, upstream, effective, rule
 
     def count(self, status: str) -> int:
         return sum(1 for c in self.checks if c.status == status)
@@ -96,6 +97,7 @@ class DoctorReport:
             "online": self.online,
             "generated_at": self.generated_at,
             "checks": [c.to_dict() for c in self.checks],
+            "endpoints": [dict(e) for e in self.endpoints],
         }
 
 
@@ -248,6 +250,48 @@ def check_channels(m: Manager, *, online: bool) -> list[Check]:
             out.append(Check(cid, FAIL, title, f"{channel.url}: {problem}", "Check the URL, the proxy or the mirror."))
         else:
             out.append(Check(cid, PASS, title, f"{channel.url}: reachable"))
+    return out
+
+
+ENDPOINT_TITLES = {
+    "github": "GitHub (git clones)",
+    "raw_github": "raw GitHub (channel files)",
+    "registry": "Comfy Registry",
+    "pypi": "package index (pip)",
+    "huggingface": "Hugging Face (models)",
+    "channel": "active channel",
+    "default_channel": "default channel",
+}
+_ENDPOINT_PURPOSE = {"github": "git", "pypi": "pip", "huggingface": "model", "registry": "registry"}
+
+
+def check_endpoints(m: Manager) -> list[Check]:
+    """The effective URL of each endpoint family after the ``[mirrors]`` rewrites (``mirrors.endpoint_report``),
+    and whether the network mode lets the gate reach it. A family the mode refuses is only a note,
+    except the active channel in private mode (the catalog cannot be refreshed then): a warning."""
+    from .mirrors import endpoint_report
+
+    mode = str(m.config["network_mode"])
+    out = []
+    for end in endpoint_report(m.config):
+        shown = end.to_dict()
+        detail = str(shown["effective"])
+        detail += f" (rewritten from {shown['upstream']} by {end.rule})" if end.rewritten else " (no [mirrors] rule)"
+        status, fix = PASS, ""
+        if NetworkGate.is_local(end.effective):
+            detail += "; a local path: works in every network mode"
+        else:
+            try:
+                m.gate.decide(end.upstream, _ENDPOINT_PURPOSE.get(end.family, "channel"))
+            except ManagerError as exc:
+                detail += f"; refused in {mode} mode ({exc.code})"
+                if end.family == "channel" and mode == "private":
+                    status = WARN
+                    fix = "Add a [mirrors] rule or list the channel in allowed_channels / private_mirrors."
+            else:
+                detail += f"; allowed in {mode} mode"
+        title = f"Endpoint: {ENDPOINT_TITLES.get(end.family, end.family)}"
+        out.append(Check(f"endpoint:{end.family}", status, title, detail, fix))
     return out
 
 
@@ -510,6 +554,7 @@ def run_checks(manager: Manager, *, online: bool = False, listen: str = "") -> D
     ]
     steps: list[Callable[[], Check | list[Check]]] = [
         lambda: check_channels(manager, online=online),
+        lambda: check_endpoints(manager),
         lambda: check_cache(manager),
         lambda: check_tools(manager, python),
         lambda: check_security(manager),
@@ -526,9 +571,16 @@ def run_checks(manager: Manager, *, online: bool = False, listen: str = "") -> D
             text = exc.message if isinstance(exc, ManagerError) else str(exc)
             got = Check("doctor", WARN, "A check could not run", text, "Rerun with CM_DEBUG=1 and report it.")
         checks.extend(got if isinstance(got, list) else [got])
+    try:
+        from .mirrors import endpoint_report
+
+        endpoints = tuple(e.to_dict() for e in endpoint_report(manager.config))
+    except ManagerError:  # the check above already said why
+        endpoints = ()
     return DoctorReport(
         tuple(checks),
         comfyui_root=str(manager.layout.comfyui_root),
         config_path=str(manager.config.path),
         online=online,
+        endpoints=endpoints,
     )

@@ -366,3 +366,28 @@ def test_restore_flags_say_what_they_do():
     assert "classic restore flag" not in text
     assert "without any --pip-* flag restore-" in text and "restores no python package" in text
     assert "remote URLs" in text and "file:// paths" in text and "--restore-to" in text
+
+
+def test_every_state_changing_command_is_audited_and_dry_runs_and_reads_are_not(tree: Path):
+    from manager.cli.main import MUTATING, build_parser, changes_state
+
+    # every command that writes state is in MUTATING (the rest only read, or write a file the user named)
+    read_or_output = {
+        "show", "simple-show", "search", "node-type", "models", "catalog-issues", "channels", "config",
+        "registry", "show-versions", "doctor", "export-deps", "export-custom-node-ids", "deps-in-workflow",
+        "demo", "serve",
+    }  # fmt: skip
+    commands = set(next(a for a in build_parser()._actions if a.dest == "command").choices)
+    assert commands - read_or_output == set(MUTATING), "classify each new command: MUTATING or read-only"
+    parse = build_parser().parse_args
+    assert changes_state(parse(["cleanup-cache"])) and not changes_state(parse(["cleanup-cache", "--dry-run"]))
+    assert changes_state(parse(["cache", "refresh"])) and not changes_state(parse(["cache", "status"]))
+    assert changes_state(parse(["migrate"])) and not changes_state(parse(["migrate", "--dry-run"]))
+
+    assert cli("cleanup-cache", "--dry-run", root=tree).returncode == 0
+    assert cli("cleanup-cache", "--older-than", "0", root=tree).returncode == 0
+    assert cli("cache", "status", root=tree).returncode == 0
+    lines = [e for e in audit_lines(tree) if e.get("door") == "cli" and e["kind"] == "request"]
+    cleanup = [e for e in lines if e["operation"] == "cleanup-cache"]
+    assert len(cleanup) == 1 and cleanup[0]["status"] == 0 and cleanup[0]["route"] == "cm-cli.py cleanup-cache"
+    assert not any(e["operation"] == "cache" for e in lines)

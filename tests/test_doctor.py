@@ -166,7 +166,9 @@ def test_doctor_fails_a_broken_channel_and_a_pack_that_failed_to_import(tmp_path
     assert not report.ok
     out = _cli("doctor", cwd=pack)
     assert out.returncode == 1
-    assert any(line.split()[:1] == ["FAIL"] and "Packs that failed to import" in line for line in out.stdout.splitlines())
+    assert any(
+        line.split()[:1] == ["FAIL"] and "Packs that failed to import" in line for line in out.stdout.splitlines()
+    )
     assert out.stderr.splitlines()[-1].startswith("cm-cli.py doctor: failed (exit 1): ")
 
 
@@ -181,5 +183,33 @@ async def test_doctor_route_answers_the_report(aiohttp_client, api_app):  # noqa
     assert "listener" in ids and "wheelhouse" in ids
     listener = next(c for c in body["data"]["checks"] if c["id"] == "listener")
     assert "127.0.0.1" in listener["detail"]
+    families = ("github", "raw_github", "registry", "pypi", "huggingface", "channel", "default_channel")
+    assert all(f"endpoint:{f}" in ids for f in families)
+    assert [e["family"] for e in body["data"]["endpoints"]] == list(families)
+    channel = next(c for c in body["data"]["checks"] if c["id"] == "endpoint:channel")
+    assert (root.parent / "demo-channel").as_uri() in channel["detail"]
     bad = await client.get("/offline-manager/v1/doctor?online=maybe")
     assert bad.status == 400 and (await bad.json())["error"]["code"] == "request_invalid"
+
+
+def test_doctor_shows_the_effective_url_of_each_endpoint_family(tmp_path: Path, socket_audit_log):
+    root = _tree(tmp_path, network_mode="private")
+    config = root / "user" / "__manager" / "config.ini"
+    mirror = (tmp_path / "gh-mirror").as_uri()
+    config.write_text(
+        config.read_text(encoding="utf-8") + f"[mirrors]\ngithub = {mirror}\n"
+        "rewrites =\n    https://pypi.org/simple -> https://nexus.corp/repository/pypi/simple\n",
+        encoding="utf-8",
+    )
+    by_id = {c.id: c for c in run_checks(Manager.standalone(root)).checks}
+    github, pypi, hf = by_id["endpoint:github"], by_id["endpoint:pypi"], by_id["endpoint:huggingface"]
+    assert github.detail.startswith(f"{mirror} (rewritten from https://github.com by github)")
+    assert "works in every network mode" in github.detail
+    assert pypi.detail.startswith("https://nexus.corp/repository/pypi/simple (rewritten from https://pypi.org/simple")
+    assert "rewrites (https://pypi.org/simple)" in pypi.detail and "allowed in private mode" in pypi.detail
+    assert hf.detail.startswith("https://huggingface.co (no [mirrors] rule)") and "refused in private mode" in hf.detail
+    out = _cli("--comfyui", str(root), "doctor", cwd=tmp_path)
+    row = next(line for line in out.stdout.splitlines() if "Endpoint: GitHub" in line)
+    assert row.split()[0] == "pass" and mirror in row
+    report = json.loads(_cli("--comfyui", str(root), "--json", "doctor", cwd=tmp_path).stdout)["data"]
+    assert {e["family"]: e["effective"] for e in report["endpoints"]}["github"] == mirror

@@ -61,7 +61,14 @@ def add_parsers(sub: Any) -> None:
         description="status: the report; health: the same, exit 3 when a cache has expired or broken files; "
         "refresh: the same as update-cache.",
     )
-    s.add_argument("action", nargs="?", default="status", choices=["status", "health", "refresh"])
+    s.add_argument(
+        "action",
+        nargs="?",
+        default="status",
+        choices=["status", "health", "refresh"],
+        help="status (default): the report; health: the report, exit 3 on expired or broken files; "
+        "refresh: update-cache",
+    )
     s.add_argument(
         "--older-than",
         default=str(DEFAULT_OLDER_THAN_DAYS),

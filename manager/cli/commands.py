@@ -51,7 +51,7 @@ def _notices(view: CatalogView, as_json: bool) -> None:
 def cmd_search(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     view = m.load_catalog(refresh=refresh)
     _notices(view, args.json)
-    hits = view.catalog.search(" ".join(args.text), limit=args.limit)
+    hits = view.catalog.search(" ".join(args.text), limit=args.limit or None)
     if args.json:
         return [p.to_dict() for p in hits]
     table([[p.id, str(p.stars or ""), p.title] for p in hits], ["ID", "STARS", "TITLE"], empty="no pack matches")

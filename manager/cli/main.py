@@ -74,19 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     classic_commands.add_parsers(sub)
     s = sub.add_parser("search", help="search packs by title, author, description")
-    s.add_argument("text", nargs="+")
-    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("text", nargs="+", help="words to find (all of them, any case)")
+    s.add_argument("--limit", type=int, default=20, help="show at most this many packs (default 20; 0: all)")
     s = sub.add_parser("node-type", help="which packs provide a node class")
-    s.add_argument("class_name")
+    s.add_argument("class_name", help="the node class name as a workflow names it (e.g. MaskBlur)")
     sub.add_parser("models", help="list models from the channel's model-list")
     sub.add_parser("catalog-issues", help="bad entries found in the channel data (reported, not fatal)")
     sub.add_parser("channels", help="list channels and the active one")
     s = sub.add_parser("config", help="show effective settings and where each came from")
-    s.add_argument("action", nargs="?", default="show", choices=["show"])
+    s.add_argument("action", nargs="?", default="show", choices=["show"], help="show (the only action; default)")
     cache_commands.add_parsers(sub)
     s = sub.add_parser("registry", help="Comfy Registry queries (through the gate and cache)")
-    s.add_argument("action", choices=["list", "versions"])
-    s.add_argument("node_id", nargs="?")
+    s.add_argument("action", choices=["list", "versions"], help="list: every node; versions: one node's versions")
+    s.add_argument("node_id", nargs="?", help="versions: the registry id of the node")
     s = sub.add_parser("demo", help="create a demo ComfyUI tree with a local channel and show it")
     s.add_argument("--dir", default="demo", help="where to create the demo tree (default ./demo)")
     serve.add_parser(sub)
@@ -117,25 +117,29 @@ MUTATING = frozenset(
         "snapshot",
         "trash",
         "update-cache",
+        "cleanup-cache",
+        "cache",  # cache refresh (= update-cache); status and health only read
         "download-deps",
+        "migrate",
         *classic_commands.MUTATING,
     }
 )
-READ_ONLY_ACTIONS = {"snapshot": {"list", "show", "diff"}, "trash": {"list"}}
+READ_ONLY_ACTIONS = {"snapshot": {"list", "show", "diff"}, "trash": {"list"}, "cache": {"status", "health"}}
 
 
 def changes_state(args: argparse.Namespace) -> bool:
-    if args.command not in MUTATING:
+    """True for a command that changes state (a --dry-run changes nothing: no audit line for it)."""
+    if args.command not in MUTATING or getattr(args, "dry_run", False):
         return False
     return getattr(args, "action", None) not in READ_ONLY_ACTIONS.get(args.command, set())
 
 
 def _targets(args: argparse.Namespace) -> list[str]:
-    for name in ("targets", "entries"):
+    for name in ("targets", "entries", "requirements"):
         value = getattr(args, name, None)
         if isinstance(value, list) and value:
             return [str(v) for v in value]
-    for name in ("snapshot", "name", "path", "deps", "workflow", "cli_mode", "requirements"):
+    for name in ("snapshot", "name", "path", "deps", "workflow", "cli_mode", "requirements", "source"):
         value = getattr(args, name, None)
         if isinstance(value, str) and value:
             return [value]

@@ -79,13 +79,22 @@ def add_parsers(sub: Any) -> None:
         s.add_argument("targets", nargs="+" if verb != "switch-version" else 1, metavar="TARGET", help=kind.target)
         add_flags(s, kind)
     s = sub.add_parser("snapshot", help="save, list, show, diff, restore or remove snapshots")
-    s.add_argument("action", choices=["save", "list", "show", "diff", "restore", "remove"])
+    s.add_argument(
+        "action",
+        choices=["save", "list", "show", "diff", "restore", "remove"],
+        help="save the current state, list the stored snapshots, show one, diff it against the current state, "
+        "restore it, or remove it",
+    )
     s.add_argument("name", nargs="?", help="snapshot name (or, for restore, a snapshot file to import)")
     s.add_argument("--output", help="save: also write the snapshot to this file (.json, .yaml)")
     s.add_argument("--dry-run", action="store_true", help="restore: show the plan, change nothing")
     add_flags(s, BY_NAME["snapshot_restore"], RESTORE_HELP)
     s = sub.add_parser("trash", help="list, restore or empty the trash (uninstalled packs)")
-    s.add_argument("action", choices=["list", "restore", "empty"])
+    s.add_argument(
+        "action",
+        choices=["list", "restore", "empty"],
+        help="list the entries, restore entries to custom_nodes, or empty the trash (all, or the entries named)",
+    )
     s.add_argument("entries", nargs="*", metavar="ENTRY", help="trash entry ids (restore: one or more)")
     add_flags(s, BY_NAME["empty_trash"])
 

@@ -1,5 +1,6 @@
 """The doctor section of the panel's settings view on the standalone page (issue 18): the same
-checklist as ``cm-cli.py doctor``, one row per check with its status and fix."""
+checklist as ``cm-cli.py doctor``, one row per check with its status and fix, the effective URL of
+each endpoint family among them."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def test_settings_view_shows_the_doctor_checklist(page: Any, old_config: Any, st
     doctor = page.locator("[data-testid=doctor]")
     for check in ("python", "network_mode", "git", "security", "listener", "config", "wheelhouse"):
         assert doctor.locator(f"tr[data-check={check}]").count() == 1, check
+    for family in ("github", "raw_github", "registry", "pypi", "huggingface", "channel", "default_channel"):
+        row = doctor.locator(f'tr[data-check="endpoint:{family}"]')  # the effective URL of each family
+        assert row.count() == 1 and "Endpoint:" in row.inner_text(), family
+    channel = doctor.locator('tr[data-check="endpoint:channel"]').inner_text()
+    assert "file://" in channel and "works in every network mode" in channel
     old_row = doctor.locator("tr[data-check=config_old]")
     assert old_row.count() == 1 and "cm-cli.py migrate" in old_row.inner_text()
     doctor.scroll_into_view_if_needed()
