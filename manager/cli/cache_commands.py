@@ -175,12 +175,16 @@ def cmd_update_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     finally:
         bar.done()
     args.exit_code = _BY_OUTCOME[report.outcome]
-    if report.outcome == "failed" and m.gate.offline:  # the mode refused the whole job
+    refused = report.outcome == "failed" and m.gate.offline  # the mode refused the whole job
+    if refused:
         args.exit_code = exit_codes.REFUSED
-        _err("  network_mode is offline: nothing can be fetched here; run it on a machine with network")
     _err(f"update-cache {report.summary()}")
-    if not args.json and report.outcome != "ok":
-        _err("  hint: fix what the FAILED/stale lines say and run it again; cm-cli.py cache status shows every file")
+    if not args.json and report.outcome != "ok":  # one hint
+        _err(
+            "  hint: network_mode is offline: nothing can be fetched here; run it on a machine with network"
+            if refused
+            else "  hint: fix what the FAILED/stale lines say and run it again; cm-cli.py cache status shows every file"
+        )
     return report.to_dict()
 
 
