@@ -6,7 +6,12 @@ files and a registry stand-in on a loopback aiohttp server, a PEP 503 index of w
 python a venv made here. The offline box is a second tree (``network_mode = offline``, an empty
 venv of its own); each of its lines runs inside a network namespace with only loopback
 (``unshare -n``) under ``strace -f -e trace=connect``, and no connect() to an AF_INET/AF_INET6
-address may happen at all. Every line must exit 0; the effects are checked on disk.
+address may happen at all. The online lines and the cron job run under the same strace and may
+connect to loopback only. Every line must exit 0; the effects are checked on disk: the packs at
+the snapshot's commits (upstream has moved on), the python packages pinned back to the snapshot's
+versions from the carried wheelhouse (an indirect one included, while the index has newer ones),
+the pack installed offline, cleanup-cache's report, doctor with no failing check; then the cron job
+is silent on success and mails "exit 3" with the summary line when a channel file goes missing.
 """
 
 from __future__ import annotations
@@ -15,13 +20,13 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from support import tools
 from support.fake_registry import FakeRegistry
 from support.gitrepos import git, make_repo
 from support.ops_fixtures import catalog_entry
@@ -30,11 +35,6 @@ from support.wheels import Pkg, build_wheels, installed_names, make_venv, serve_
 REPO = Path(__file__).resolve().parents[1]
 CM = REPO / "cm-cli.py"
 CHANNEL_FILES = ("custom-node-list.json", "extension-node-map.json", "model-list.json", "alter-list.json")
-NETNS_TOOLS = {
-    "unshare": "apt-get install util-linux   (and run the tests as root: unshare -n needs it)",
-    "strace": "apt-get install strace   (scripts/test.sh installs it)",
-    "ip": "apt-get install iproute2   (scripts/test.sh installs it)",
-}
 
 
 # --- the README blocks -----------------------------------------------------------------------
@@ -78,9 +78,8 @@ def as_run(line: str) -> str:
 # --- tools -------------------------------------------------------------------------------------
 def require_netns_tools() -> None:
     """unshare, strace and ip present and a loopback-only namespace can be made; else FAIL."""
-    for name, how in NETNS_TOOLS.items():
-        if shutil.which(name) is None:
-            pytest.fail(f"{name} is not installed; install it with: {how}", pytrace=False)
+    for name in ("unshare", "strace", "ip"):
+        tools.require(name)
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         pytest.fail(
@@ -111,6 +110,20 @@ def outside_loopback(connects: list[str]) -> list[str]:
         return bool(re.search(r'inet_addr\("127\.', line) or re.search(r'inet_pton\(AF_INET6, "::1"', line))
 
     return [line for line in connects if not local(line)]
+
+
+def run_traced(
+    line: str, cwd: Path, env: dict[str, str], trace: Path, *, shell: str = "bash"
+) -> subprocess.CompletedProcess:
+    """``line`` with ``shell -c`` under ``strace -f -e trace=connect`` (the log in ``trace``)."""
+    return subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace), shell, "-c", line],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def run_offline(line: str, cwd: Path, env: dict[str, str], trace: Path) -> subprocess.CompletedProcess:
@@ -249,12 +262,17 @@ def test_readme_air_gapped_walkthrough_and_cron_run_line_by_line(
     run_env = clean_env(ONLINE=str(online), OFFLINE=str(offline), CM=str(CM), PACK="pack-c")
     outputs: dict[str, str] = {}
 
-    for line in online_lines:
-        out = subprocess.run(
-            ["bash", "-c", as_run(line)], cwd=work, env=run_env, capture_output=True, text=True, timeout=600
-        )
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    online_outside: dict[str, list[str]] = {}
+    for number, line in enumerate(online_lines, start=1):  # its "internet" is loopback: nothing else
+        trace = traces / f"online-{number}.strace"
+        out = run_traced(as_run(line), work, run_env, trace)
         outputs[line] = out.stdout + out.stderr
         assert out.returncode == 0, f"online box: {line}\nexit {out.returncode}\n{out.stdout}\n{out.stderr}"
+        if outside_loopback(inet_connects(trace)):
+            online_outside[line] = outside_loopback(inet_connects(trace))
+    assert not online_outside, "the online box connected outside loopback:\n" + json.dumps(online_outside, indent=1)
 
     requirements = (work / "requirements-offline.txt").read_text()
     for pin in ("alpha-lib==1.0", "beta-lib==1.0", "delta-lib==1.0"):  # what is installed, not the newest
@@ -269,15 +287,13 @@ def test_readme_air_gapped_walkthrough_and_cron_run_line_by_line(
     assert pinned == {"alpha-lib": "1.0", "beta-lib": "1.0", "delta-lib": "1.0"}, pinned
     assert {p["name"]: p["commit"] for p in snapshot["packs"]} == online_commits
 
-    traces = tmp_path / "traces"
-    traces.mkdir()
     # the counter is not blind: a connect to a TEST-NET address inside the namespace is seen
     probe = "import socket; socket.socket().connect_ex(('192.0.2.1', 9))"
     run_offline(f"{shlex.quote(sys.executable)} -c {shlex.quote(probe)}", work, run_env, traces / "probe.strace")
     assert outside_loopback(inet_connects(traces / "probe.strace")), (traces / "probe.strace").read_text()
     found: dict[str, list[str]] = {}
     for number, line in enumerate(offline_lines, start=1):
-        trace = traces / f"{number}.strace"
+        trace = traces / f"offline-{number}.strace"
         out = run_offline(as_run(line), work, run_env, trace)
         outputs[line] = out.stdout + out.stderr
         assert out.returncode == 0, f"offline box: {line}\nexit {out.returncode}\n{out.stdout}\n{out.stderr}"
@@ -312,14 +328,15 @@ def test_readme_air_gapped_walkthrough_and_cron_run_line_by_line(
     names, command = cron_job()
     assert {"ONLINE", "CM"} <= set(names), names
     cron_env = clean_env(ONLINE=str(online), CM=str(CM), SHELL="/bin/sh")
-    out = subprocess.run(["sh", "-c", as_run(command)], cwd=work, env=cron_env, capture_output=True, text=True)
+    out = run_traced(as_run(command), work, cron_env, traces / "cron.strace", shell="sh")
     assert out.returncode == 0 and out.stdout == "" and out.stderr == "", out.stdout + out.stderr
+    assert inet_connects(traces / "cron.strace"), "the cron job fetched nothing"
+    assert not outside_loopback(inet_connects(traces / "cron.strace")), (traces / "cron.strace").read_text()
     log = online / "user" / "__manager" / "cache-refresh.log"
     said = log.read_text()
     assert re.search(r"^update-cache ok: (\d+) of \1 file\(s\) in place .*revalidated", said, re.M), said
     assert said.strip().splitlines()[-1] == "cm-cli.py update-cache: ok (exit 0)", said
 
     http_server.static("/channel/alter-list.json", "gone", status=404)
-    out = subprocess.run(["sh", "-c", as_run(command)], cwd=work, env=cron_env, capture_output=True, text=True)
-    print(out.stdout, out.stderr, log.read_text())
+    out = run_traced(as_run(command), work, cron_env, traces / "cron-partial.strace", shell="sh")
     assert out.stdout.startswith("cache refresh exit 3: cm-cli.py update-cache: partial (exit 3)"), out.stdout

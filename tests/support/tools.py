@@ -1,4 +1,4 @@
-"""The outside tools the suite drives (git, uv, chromium, openssl): found, or the test FAILS.
+"""The outside tools the suite drives (git, uv, chromium, openssl, strace, unshare, ip): found, or the test FAILS.
 
 A missing tool is an installation error, never a reason to skip in silence: ``require(name)``
 returns the tool's path or fails the test with the command that installs it (the same commands
@@ -18,6 +18,9 @@ INSTALL = {
     "chromium": "apt-get install chromium   (scripts/test.sh installs it; or set CM_CHROMIUM to a chromium "
     "binary; never `playwright install`)",
     "openssl": "apt-get install openssl",
+    "strace": "apt-get install strace   (scripts/test.sh installs it)",
+    "unshare": "apt-get install util-linux   (and run the tests as root: unshare -n needs it)",
+    "ip": "apt-get install iproute2   (scripts/test.sh installs it)",
 }
 
 
