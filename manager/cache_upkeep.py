@@ -189,7 +189,7 @@ async def _optional_file(manager: Manager, channel: Channel, refresh: str) -> No
     try:
         _check_channel(manager, channel)
         await manager.cache.aget(
-            manager.channels.file_url(channel, CHANNEL_FILE), refresh=refresh, validate=lambda b: None
+            manager.channels.file_url(channel, CHANNEL_FILE), refresh=refresh, validate=lambda b: None, optional=True
         )
     except ManagerError:
         return

@@ -277,11 +277,18 @@ class ChannelCache:
 
     # -- the ladder -----------------------------------------------------------------------
     async def aget(
-        self, url: str, *, refresh: str = "auto", validate: Callable[[bytes], None] | None = None
+        self,
+        url: str,
+        *,
+        refresh: str = "auto",
+        validate: Callable[[bytes], None] | None = None,
+        optional: bool = False,
     ) -> CachedFile:
         """Return the file at ``url`` following the cache ladder (see the module docstring).
 
         ``validate(body)`` raises to reject a body; ``*.json`` URLs are JSON-checked by default.
+        ``optional``: a file the source may not publish; a failed fetch is the caller's to report,
+        not a warning in the log (the known-compromise list of a channel that has none).
         Raises ``CacheMissing``, ``CacheCorrupt`` or the network error (with its hint) when no
         usable copy exists.
         """
@@ -330,7 +337,7 @@ class ChannelCache:
                         ),
                     )
                 return result
-        self.log.warning("channel fetch failed for %s: %s", redact_url(url), error)
+        (self.log.debug if optional else self.log.warning)("channel fetch failed for %s: %s", redact_url(url), error)
         if cached is not None:
             age = max(0.0, self.clock() - cached[0].fetched_at)
             return self._stale(url, cached, age, error)

@@ -219,7 +219,7 @@ async def aload(manager: Manager, *, refresh: str = "auto") -> CompromiseList:
         notices.append(Notice("info", exc.code, f"{CHANNEL_FILE}: no active channel ({exc.message})", exc.hint))
     if url:
         try:
-            got = await manager.cache.aget(url, refresh=refresh, validate=lambda b: None)
+            got = await manager.cache.aget(url, refresh=refresh, validate=lambda b: None, optional=True)
             shown = redact_url(url)
             entries += parse_channel_list(got.data, shown)
             sources.append(shown)
