@@ -86,6 +86,11 @@ export class OfflineManagerClient {
   getTask(id) { return this._call("GET", `/tasks/${enc(id)}`); }
   cancelTask(id) { return this._call("POST", `/tasks/${enc(id)}/cancel`); }
 
+  // --- trash ------------------------------------------------------------------------------------
+  // resolves to {entries: [{id, name, original, trashed_at, reason, pack_id, version, commit, size_bytes}],
+  // count, total_bytes, path}; restore/empty are the queued kinds restore_trash / empty_trash
+  listTrash() { return this._call("GET", `/trash`); }
+
   // --- snapshots --------------------------------------------------------------------------------
   listSnapshots() { return this._call("GET", `/snapshots`); }
   // resolves to the stored entry {name, path, created_at, summary, ...}

@@ -109,6 +109,12 @@ export class Backend {
     };
   }
 
+  // --- trash ----------------------------------------------------------------------------------
+  async trash() {
+    const d = await this.client.listTrash();
+    return Array.isArray(d) ? d : d.entries || [];
+  }
+
   // --- snapshots -----------------------------------------------------------------------------
   async snapshots() {
     const d = await this.client.listSnapshots();

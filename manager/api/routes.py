@@ -26,6 +26,7 @@ from . import handlers_doctor as doc
 from . import handlers_queue as q
 from . import handlers_snapshots as snap
 from . import handlers_startup as start
+from . import handlers_trash as trash
 from . import legacy as cl
 from . import v2_routes as v2r
 from .door import HttpDoor
@@ -242,6 +243,34 @@ ROUTES: tuple[Route, ...] = (
         "cancelTask",
         "Cancel a queued or running task",
         params=(Param("id", "path", True),),
+    ),
+    _v1(
+        "GET",
+        "/trash",
+        trash.list_trash,
+        _D.READ,
+        "listTrash",
+        "Trashed packs that can be restored, newest first (restore_trash / empty_trash are queued kinds)",
+        result=_obj(
+            entries={
+                "type": "array",
+                "items": _obj(
+                    id="string",
+                    name="string",
+                    original="string",
+                    trashed_at="number",
+                    reason="string",
+                    kind="string",
+                    pack_id="string",
+                    version="string",
+                    commit="string",
+                    size_bytes="integer",
+                ),
+            },
+            count="integer",
+            total_bytes="integer",
+            path="string",
+        ),
     ),
     _v1("GET", "/snapshots", snap.list_snapshots, _D.READ, "listSnapshots", "Saved snapshots, newest first"),
     _v1(
