@@ -77,6 +77,7 @@ NETWORK_MODE = "network_mode"
 INSTALL_GIT_URL = "install_git_url"  # /customnode/install/git_url: the dedicated flag route
 INSTALL_PIP = "install_pip"  # /customnode/install/pip
 SECURITY_WRITE = "security_write"  # security_level and [security] keys: never through a door
+UNDO = "undo"  # puts back a task's earlier package set and pack state
 
 # Operations that change the tree or the settings and need a level other than ``strong``.
 _MIDDLE = frozenset(
@@ -96,6 +97,7 @@ _MIDDLE = frozenset(
         REBOOT,
         RESTORE_TRASH,
         EMPTY_TRASH,
+        UNDO,
         CONFIG_WRITE,
         CHANNEL_SELECT,
     }

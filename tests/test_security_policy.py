@@ -48,6 +48,7 @@ MATRIX: dict[tuple[str, str], list[str]] = {
             sec.CONFIG_WRITE,
             sec.RESTORE_TRASH,
             sec.EMPTY_TRASH,
+            sec.UNDO,
         )
     },
     (sec.INSTALL_MODEL, sec.RISK_MODEL_CATALOG): ["N", "Y", "Y", "Y", "N", "Y", "Y", "Y"],

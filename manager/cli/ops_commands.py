@@ -97,6 +97,15 @@ def add_parsers(sub: Any) -> None:
     )
     s.add_argument("entries", nargs="*", metavar="ENTRY", help="trash entry ids (restore: one or more)")
     add_flags(s, BY_NAME["empty_trash"])
+    kind = BY_NAME["undo"]
+    s = sub.add_parser("undo", help=kind.summary[0].lower() + kind.summary[1:], description=kind.summary)
+    s.add_argument("task", nargs="?", metavar="TASK", help=kind.target)
+    s.add_argument("--list", action="store_true", help="list the undo records kept (newest first)")
+    s.add_argument("--prune", action="store_true", help="delete undo records (all, or those older than --older-than)")
+    s.add_argument(
+        "--older-than", type=float, default=None, metavar="DAYS", help="--prune: only records older than DAYS"
+    )
+    add_flags(s, kind)
 
 
 def flag_params(kind: TaskKind, args: argparse.Namespace) -> dict[str, Any]:
@@ -266,6 +275,42 @@ def cmd_trash(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     return [t.to_dict() for t in run_tasks(m, requests, as_json=args.json)]
 
 
+def cmd_undo(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    """``undo TASK`` queues the ``undo`` kind; ``--list`` and ``--prune`` read and prune the records."""
+    from .. import undo
+
+    if args.list:
+        records = undo.list_records(m)
+        if not args.json:
+            table(
+                [
+                    [
+                        r["task_id"],
+                        r["kind"],
+                        r["target"],
+                        r["pack"],
+                        str(r["packages_changed"]),
+                        "ok" if r["ok"] else "failed",
+                        r["undone_by"],
+                        _when(r["finished"]),
+                    ]
+                    for r in records
+                ],
+                ["TASK", "KIND", "TARGET", "PACK", "PACKAGES", "STATE", "UNDONE BY", "FINISHED"],
+                empty="no undo records",
+            )
+        return records
+    if args.prune:
+        removed = undo.prune_records(m, older_than_days=args.older_than)
+        if not args.json:
+            print(f"removed {len(removed)} undo record(s)")
+        return {"removed": removed}
+    if not args.task:
+        raise NotFound("undo needs a task id", hint="cm-cli.py undo --list shows the tasks that can be undone")
+    params = flag_params(BY_NAME["undo"], args)
+    return [t.to_dict() for t in run_tasks(m, [("undo", args.task, params)], as_json=args.json)]
+
+
 def snapshot_table(entries: list[Any]) -> tuple[list[list[str]], list[str]]:
     """Rows and headers of a snapshot listing (``snapshot list``, ``show snapshot-list``)."""
     rows = []
@@ -408,4 +453,5 @@ COMMANDS = {
     **{verb: cmd_table_verb for verb in TABLE_VERBS},
     "snapshot": cmd_snapshot,
     "trash": cmd_trash,
+    "undo": cmd_undo,
 }

@@ -272,6 +272,13 @@ class SnapshotRestoreParams(KindParams):
                 )
 
 
+@dataclass(frozen=True)
+class UndoParams(KindParams):
+    CLI_FIELDS: ClassVar[tuple[str, ...]] = ("include_torch", "dry_run")
+    include_torch: bool = doc("also put back torch, torchvision, torchaudio, xformers, triton, nvidia-*", False)
+    dry_run: bool = doc("only resolve: show what would be put back, change nothing", False)
+
+
 __all__ = [
     "KindParams",
     "InstallParams",
@@ -287,6 +294,7 @@ __all__ = [
     "InstallPipParams",
     "SnapshotSaveParams",
     "SnapshotRestoreParams",
+    "UndoParams",
     "RESERVED",
     "doc",
 ]

@@ -154,6 +154,7 @@ def queue_runners(manager: Manager) -> dict[str, Runner]:
 
 
 def _bind(manager: Manager, kind: TaskKind) -> Runner:
+    from ..undo import RECORDED
     from .runners import Job
 
     def run(ctx: TaskContext) -> Mapping[str, Any]:
@@ -161,7 +162,12 @@ def _bind(manager: Manager, kind: TaskKind) -> Runner:
 
         raw = ctx.params
         typed = kind.params.from_mapping(raw, lenient=True)
-        return kind.run(Job(manager, ctx, typed, parse_policy(raw.get("policy"))))
+        job = Job(manager, ctx, typed, parse_policy(raw.get("policy")))
+        if kind.name in RECORDED and not raw.get("dry_run"):
+            from ..undo import recorded  # the package set before and after, for `undo TASK`
+
+            return recorded(manager, ctx, lambda: kind.run(job))
+        return kind.run(job)
 
     run.__name__ = f"run_{kind.name}"
     return run

@@ -242,3 +242,18 @@ def restore_options(params: kp.SnapshotRestoreParams) -> Any:
     from ..snapshots.plan import RestoreOptions
 
     return RestoreOptions.from_params({k: v for k, v in params.to_dict().items() if k != "dry_run"})
+
+
+# --- undo ---------------------------------------------------------------------------------------------------
+def undo(job: Job[kp.UndoParams]) -> dict[str, Any]:
+    """Put back the package set (and the pack) a finished task changed: resolved first, then applied."""
+    from ..undo import run_undo
+
+    p = job.params
+    return run_undo(job.manager, job.target, job.ctx, include_torch=p.include_torch, dry_run=p.dry_run)
+
+
+def undo_preview(manager: Manager, target: str, params: kp.UndoParams, decision: PolicyDecision) -> dict[str, Any]:
+    from ..undo import run_undo
+
+    return run_undo(manager, target, None, include_torch=params.include_torch, dry_run=True)

@@ -337,6 +337,18 @@ KINDS: tuple[TaskKind, ...] = (
         at_next_start=True,
         preview=runners.snapshot_restore_preview,
     ),
+    TaskKind(
+        "undo",
+        "Put back the python packages and the pack a finished task changed (offline: from the wheelhouse)",
+        "task id (cm-cli.py undo --list)",
+        kp.UndoParams,
+        sec.UNDO,
+        _plain,
+        runners.undo,
+        "undo",
+        (("undo", ""),),
+        preview=runners.undo_preview,
+    ),
 )
 
 BY_NAME: Mapping[str, TaskKind] = {k.name: k for k in KINDS}
