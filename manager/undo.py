@@ -102,9 +102,10 @@ def is_torch(name: str) -> bool:
 
 
 def target_python(manager: Manager) -> str:
-    from .deps.policy import deps_policy_from_config
+    """ComfyUI's python: ``python_executable``, else the host's (the one the installs run with)."""
+    from .snapshots.capture import target_python as python_of
 
-    return deps_policy_from_config(manager.config, manager.layout).python
+    return python_of(manager)
 
 
 def probe_packages(python: str, *, timeout: float = 120.0) -> list[dict[str, str]]:
@@ -344,16 +345,16 @@ def _check_wheels(manager: Manager, plan: UndoPlan) -> None:
     """Offline, every earlier version must be in the wheelhouse (checked before any change)."""
     if not plan.install or manager.gate.mode.value != "offline":
         return
-    from packaging.requirements import Requirement
-
     from .deps.errors import DepsMissingWheels
 
     installer = _installer(manager)
     wheelhouse = installer.wheelhouse()
     env = installer.environment
     current = env.installed()
-    wanted = [(Requirement(f"{p['name']}=={p['version']}"), f"undo {plan.task_id}") for p in plan.install]
-    missing = wheelhouse.missing(wanted, env, current)
+    items = [_planned(p) for p in plan.install]
+    wanted = [(i.requirement, f"undo {plan.task_id}") for i in items if i.requirement is not None]
+    local = [(Path(i.text), f"undo {plan.task_id}") for i in items if i.kind == "path"]
+    missing = wheelhouse.missing(wanted, env, current, local_wheels=local)
     if missing:
         names = [m.requirement for m in missing]
         searched = [str(f) for f in wheelhouse.folders]
@@ -366,10 +367,9 @@ def _check_wheels(manager: Manager, plan: UndoPlan) -> None:
 
 
 def _installer(manager: Manager) -> Any:
-    from .deps.installer import DependencyInstaller
-    from .deps.policy import deps_policy_from_config
+    from .snapshots.restore import dependency_installer  # the installer for ComfyUI's python
 
-    return DependencyInstaller(deps_policy_from_config(manager.config, manager.layout), manager.gate)
+    return dependency_installer(manager)
 
 
 # --- apply -------------------------------------------------------------------------------------------
@@ -410,24 +410,29 @@ def run_undo(
 
 def _install(manager: Manager, plan: UndoPlan, emit: Callable[[str], None]) -> dict[str, Any]:
     """Exact pins, past the downgrade protection on purpose (an undo puts back what was there)."""
-    from packaging.requirements import Requirement
-
-    from .deps.plan import DepsPlan, Planned
+    from .deps.plan import DepsPlan
 
     installer = _installer(manager)
-    items = tuple(
-        Planned(
-            p["name"],
-            f"{p['name']}=={p['version']}",
-            "name",
-            ("undo",),
-            (),
-            Requirement(f"{p['name']}=={p['version']}"),
-        )
-        for p in plan.install
-    )
+    items = tuple(_planned(p) for p in plan.install)
     result = installer.install_plan(DepsPlan((), items, (), (), installer.environment.installed()), emit)
     return dict(result.to_dict())
+
+
+def _planned(p: Mapping[str, str]) -> Any:
+    """``name==version``; a package installed from a local file that still exists comes from that file
+    (so its ``direct_url.json``, and ``pip freeze``'s ``name @ file://...`` line, come back too)."""
+    from urllib.parse import unquote, urlparse
+
+    from packaging.requirements import Requirement
+
+    from .deps.plan import Planned
+
+    pin = f"{p['name']}=={p['version']}"
+    if p.get("source") == "local" and p.get("url"):
+        path = Path(unquote(urlparse(p["url"]).path))
+        if path.is_file():
+            return Planned(p["name"], str(path), "path", ("undo",), ())
+    return Planned(p["name"], pin, "name", ("undo",), (), Requirement(pin))
 
 
 def _uninstall(manager: Manager, names: list[str], emit: Callable[[str], None]) -> dict[str, Any]:
