@@ -379,12 +379,21 @@ export class NodesView {
     if (task.state === "failed" && task.error) parts.push(errorBox(task.error));
     const findings = task.result?.findings;
     if (Array.isArray(findings) && findings.length) parts.push(findingsBox(findings));
+    // a finished changing task can be undone: its earlier package set and pack state (the `undo` kind)
+    if (UNDOABLE.has(task.kind) && (task.state === "done" || task.state === "failed") && task.id) {
+      parts.push(el("button", { class: "om-btn om-btn-ghost", dataset: { undoTask: task.id },
+        title: "Put back the python packages and the pack as they were before this task",
+        onclick: () => this.ctx.run("undo", { id: task.id, title: `${task.kind} ${task.target}` }) }, "Undo"));
+    }
     replace(this.drawerTask, ...parts);
   }
 
   /** The error of the last failed task on a pack, normalised (used by tests and the drawer). */
   lastError(id) { const t = this.ctx.tasks.forTarget(id); return t && t.error ? toError(t.error) : null; }
 }
+
+const UNDOABLE = new Set(["install", "reinstall", "update", "update_all", "fix", "switch_version", "uninstall",
+  "snapshot_restore", "install_pip"]);
 
 const FINDING_WORDS = { native_library: "native library", pickle: "pickled data", executable: "executable",
   exec_bit: "executable bit" };
