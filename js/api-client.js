@@ -77,9 +77,10 @@ export class OfflineManagerClient {
   getQueue({ clientId, history } = {}) {
     return this._call("GET", `/queue`, { query: { client_id: clientId, history } });
   }
-  // tasks: one {kind, target, params, task_id?} or an array of them; resolves to {tasks, started}
-  enqueue(tasks, { start = true } = {}) {
-    return this._call("POST", `/queue`, { body: { tasks: [].concat(tasks), start, client_id: this.clientId } });
+  // tasks: one {kind, target, params, task_id?} or an array of them; resolves to {tasks, started};
+  // dryRun: nothing is queued, resolves to {dry_run, plans: [one plan record per task]} (docs/api.md)
+  enqueue(tasks, { start = true, dryRun = false } = {}) {
+    return this._call("POST", `/queue`, { body: { tasks: [].concat(tasks), start, client_id: this.clientId, ...(dryRun ? { dry_run: true } : {}) } });
   }
   startQueue() { return this._call("POST", `/queue/start`); }
   resetQueue() { return this._call("POST", `/queue/reset`); }

@@ -5,6 +5,7 @@ Nothing runs here; the worker thread runs the operation; the answer is the queue
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from ..errors import QueueBusy, RequestInvalid
 from ..kinds import kind_named
+from ..kinds.planner import preview_plan
 from .door import HttpDoor
 from .envelope import field, ok, read_json
 from .handlers_catalog import optional_view
@@ -43,8 +45,11 @@ def _one(
 
 
 async def post_queue(api: HttpDoor, request: web.Request) -> web.Response:
-    """POST /v1/queue: one task ``{kind, target, params, task_id?, client_id?}`` or ``{tasks: [...]}``."""
+    """POST /v1/queue: one task ``{kind, target, params, task_id?, client_id?}`` or ``{tasks: [...]}``.
+    With ``dry_run: true`` nothing is queued: the answer is ``{plans: [...]}``, one shared plan
+    record (``manager.plans``) per task, shown at any security level (a denial is a blocker)."""
     body = await read_json(request)
+    dry_run = field(dict(body), "dry_run", bool, required=False, default=False)
     items = body.get("tasks") if "tasks" in body else [body]
     if not isinstance(items, list) or not items or len(items) > MAX_BATCH:
         raise RequestInvalid(
@@ -65,7 +70,12 @@ async def post_queue(api: HttpDoor, request: web.Request) -> web.Response:
     planned = []
     for item in items:
         kind, target, params, task_id, client_id = _one(item, client)
-        planned.append(api.plan(kind, target, params, view=view, task_id=task_id, client_id=client_id))
+        planned.append(
+            api.plan(kind, target, params, view=view, task_id=task_id, client_id=client_id, enforce=not dry_run)
+        )
+    if dry_run:
+        plans = [await asyncio.to_thread(preview_plan, api.manager, p) for p in planned]
+        return ok({"dry_run": True, "plans": plans})
     tasks = await api.submit(planned)
     started = api.queue.start() if body.get("start", True) is not False else False
     return ok({"tasks": tasks, "started": started}, status=202)

@@ -85,21 +85,18 @@ CLASSIC_MODE = Param(
     description="classic data source; optional here (default cache)",
 )
 # one queued task: kind, its description and its params' schema all come from the task table
-TASK = {
-    "type": "object",
-    "required": ["kind"],
-    "properties": {
-        "kind": {
-            "type": "string",
-            "enum": [k.name for k in KINDS],
-            "description": "; ".join(f"{k.name}: {k.summary} (target: {k.target})" for k in KINDS),
-        },
-        "target": {"type": "string"},
-        "task_id": {"type": "string"},
-        "client_id": {"type": "string"},
-        "params": {"oneOf": [{"title": k.name, **k.params.schema()} for k in KINDS]},
+TASK_PROPERTIES: dict[str, Any] = {
+    "kind": {
+        "type": "string",
+        "enum": [k.name for k in KINDS],
+        "description": "; ".join(f"{k.name}: {k.summary} (target: {k.target})" for k in KINDS),
     },
+    "target": {"type": "string"},
+    "task_id": {"type": "string"},
+    "client_id": {"type": "string"},
+    "params": {"oneOf": [{"title": k.name, **k.params.schema()} for k in KINDS]},
 }
+TASK = {"type": "object", "required": ["kind"], "properties": TASK_PROPERTIES}
 CLASSIC_ROW = _obj(
     id="string",
     version="string",
@@ -220,9 +217,15 @@ ROUTES: tuple[Route, ...] = (
         q.post_queue,
         _D.INSTALL,
         "enqueue",
-        "Queue one task or {tasks: [...]}; each is classified and decided by the policy, then the worker starts",
+        "Queue one task or {tasks: [...]}; each is classified and decided by the policy, then the worker starts; "
+        "dry_run: true queues nothing and answers {plans: [...]}, what each task would change (200)",
         gate=False,
-        body={"oneOf": [TASK, _obj(tasks={"type": "array", "items": TASK}, start="boolean", client_id="string")]},
+        body={
+            "oneOf": [
+                {**TASK, "properties": {**TASK_PROPERTIES, "dry_run": {"type": "boolean"}}},
+                _obj(tasks={"type": "array", "items": TASK}, start="boolean", client_id="string", dry_run="boolean"),
+            ]
+        },
         statuses=(202,),
     ),
     _v1("POST", "/queue/start", q.start_queue, _D.QUEUE_CONTROL, "startQueue", "Start the worker"),

@@ -19,7 +19,7 @@ from ..errors import ManagerError, NotFound
 from ..events import Task, TaskSpec
 from ..kinds import BY_NAME, KINDS, TaskKind
 from ..kinds.params import SnapshotRestoreParams
-from . import exit_codes
+from . import exit_codes, restore_report
 from .render import human_size, table
 
 CLI_LISTEN = "127.0.0.1"  # policy input: the shell is a local user, like a loopback listener
@@ -78,6 +78,12 @@ def add_parsers(sub: Any) -> None:
         )
         s.add_argument("targets", nargs="+" if verb != "switch-version" else 1, metavar="TARGET", help=kind.target)
         add_flags(s, kind)
+        if kind.preview is not None:
+            s.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="show the plan (packs, python packages, moves, blockers) and change nothing; nothing is queued",
+            )
     s = sub.add_parser("snapshot", help="save, list, show, diff, restore or remove snapshots")
     s.add_argument(
         "action",
@@ -236,7 +242,52 @@ def cmd_table_verb(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
             requests += [(verb, name, params) for name in _toggle_targets(m, enabled=verb == "disable")]
         else:
             requests.append((kind.name, target, params))
+    if getattr(args, "dry_run", False):
+        return dry_run_plans(m, requests, as_json=args.json)
     return [t.to_dict() for t in run_tasks(m, requests, as_json=args.json)]
+
+
+def dry_run_plans(manager: Manager, requests: list[tuple[str, str, dict[str, Any]]], *, as_json: bool) -> Any:
+    """``--dry-run``: the plan record of every request (``manager.plans``), printed; nothing queued.
+    Shown at any security level: a denial is the plan's first blocker."""
+    from ..kinds.planner import preview_plan
+
+    view = manager.catalog_view()
+    plans = [
+        preview_plan(manager, manager.plan(kind, target, params, listen=CLI_LISTEN, view=view, enforce=False))
+        for kind, target, params in requests
+    ]
+    if not as_json:
+        for plan in plans:
+            print_plan(plan)
+    return plans
+
+
+def plan_rows(plan: dict[str, Any]) -> list[list[str]]:
+    """The rows of one plan record as the CLI shows it (WHAT, NAME, FROM, TO, WHY)."""
+    rows = [["blocked", str(b.get("code", "")), "", "", str(b.get("message", ""))] for b in plan["blockers"]]
+    for change, packs in plan["packs"].items():
+        rows += [[f"pack {change}", p["name"], p["from"], p["to"], p["note"]] for p in packs]
+    rows += [["move", "", m["from"], m["to"], m["why"]] for m in plan["moves"]]
+    for change, items in plan["python"].items():
+        rows += [[f"python {change}", p["name"], p["from"], p["to"], ""] for p in items]
+    if plan["skip_deps"]:
+        rows += [
+            ["left out (skip-deps)", p["name"], p["from"], p["to"], p["change"]] for p in plan["with_deps"]["python"]
+        ]
+    rows += [
+        ["held back", h["requirement"], h["installed"], "", f"asked by {h['pack']} ({h['reason']})"]
+        for h in plan["held_back"]
+    ]
+    rows += [["note", "", "", "", str(n)] for n in plan["notes"]]
+    return rows
+
+
+def print_plan(plan: dict[str, Any]) -> None:
+    state = "" if plan["ok"] else "  (blocked: it would not run)"
+    print(f"plan: {plan['kind']} {plan['target']}{state}")
+    table(plan_rows(plan), ["WHAT", "NAME", "FROM", "TO", "WHY"], free=[4], empty="  nothing would change")
+    print(f"python packages resolved by: {plan['resolver'] or '(not resolved: no requirement to install)'}")
 
 
 def cmd_trash(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
@@ -426,10 +477,13 @@ def cmd_snapshot(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
         _refuse_skipped(name, [p.to_dict() for p in plan.skipped], plan.to_json())
         return plan.to_json()
     tasks = [t.to_dict() for t in run_specs(m, [planned.spec], as_json=args.json)]
+    partial = restore_report.finish(name, tasks, as_json=args.json)  # counts + failed entries from the capture
     try:
         _refuse_skipped(name, [s for t in tasks for s in (t.get("result") or {}).get("skipped") or []], tasks)
     except ManagerError as err:  # everything else was restored: partial, not failed
         raise exit_codes.mark(err, exit_codes.PARTIAL) from None
+    if partial is not None:
+        raise partial
     return tasks
 
 

@@ -24,7 +24,7 @@ from packaging.requirements import Requirement
 
 from ..errors import NetworkBlocked
 from ..network import NetworkGate, NetworkMode, redact_url
-from .backends.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions
+from .backends.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions, run_streaming
 from .backends.detect import backend_for, detect_installer
 from .environment import TargetEnvironment, probe_environment
 from .errors import DepsInstallFailed, DepsMissingWheels
@@ -84,6 +84,19 @@ class DepsResult:
             "conflicts": [c.message for c in self.conflicts],
             "notes": list(self.notes),
         }
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """A resolve that changed nothing: the package versions it would leave (``after``: name ->
+    version of every package installed or replaced), the names it would remove, or blockers."""
+
+    after: Mapping[str, str] = field(default_factory=dict)
+    removed: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ()
+    blockers: tuple[Mapping[str, Any], ...] = ()
+    notes: tuple[str, ...] = ()
+    resolver: str = ""
 
 
 def shown_command(cmd: Sequence[str]) -> str:
@@ -200,6 +213,96 @@ class DependencyInstaller:
 
     def _planner(self, *, evaluate_markers: bool = True) -> Planner:
         return Planner(self.policy, self.environment, evaluate_markers=evaluate_markers)
+
+    def dry_run(self, plan: DepsPlan) -> DryRun:
+        """What installing ``plan.merged`` would change in the environment, changing nothing:
+        ``uv pip install --dry-run`` or ``pip install --dry-run --report`` with the same sources
+        as ``install_plan`` (offline: the wheelhouse only, checked first). Coded errors (a bad
+        line, missing offline wheels, a refused source, a failed resolve) come back as ``blockers``."""
+        from ..errors import ManagerError
+
+        installed = dict(plan.installed)
+        items = list(plan.merged)
+        if plan.errors:
+            return DryRun(blockers=tuple(e.to_dict() for e in plan.errors))
+        if not items:
+            return DryRun()
+        offline = self.gate.mode is NetworkMode.OFFLINE
+        try:
+            if offline:
+                items = self._check_offline(items, plan, ", ".join(p.pack for p in plan.packs))
+            if self._all_satisfied(items, installed):
+                return DryRun(notes=("every requirement is already installed",))
+            invocations = self._invocations(items, plan, offline)
+            choice = self.choice
+        except ManagerError as exc:
+            return DryRun(blockers=(exc.to_dict(),))
+        backend = backend_for(choice, self.run_options)
+        after: dict[str, str] = {}
+        removed: list[str] = []
+        commands: list[str] = []
+        for args in invocations:
+            found = self._dry_run_one(backend, choice, args, commands)
+            if isinstance(found, dict):
+                return DryRun(commands=tuple(commands), blockers=(found,), resolver=choice.name)
+            after.update(found[0])
+            removed += found[1]
+        return DryRun(
+            after=after,
+            removed=tuple(removed),
+            commands=tuple(commands),
+            resolver=f"{choice.name} install --dry-run",
+        )
+
+    def _dry_run_one(
+        self, backend: Any, choice: InstallerChoice, args: InstallArgs, commands: list[str]
+    ) -> tuple[dict[str, str], list[str]] | dict[str, Any]:
+        import json
+        import re
+        import tempfile
+
+        lines: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="cm-dry-run-") as tmp:
+            report = Path(tmp) / "report.json"
+            cmd = list(backend.install_command(args)) + ["--dry-run"]
+            if choice.name == "pip":
+                cmd += ["--report", str(report), "--quiet"]
+            commands.append(shown_command(cmd))
+            result = run_streaming(cmd, lines.append, options=self.run_options)
+            if not result.ok:
+                return DepsInstallFailed(
+                    f"{choice.name} could not resolve the requirements (exit {result.returncode})"
+                    + (f": {result.output_tail[-1]}" if result.output_tail else ""),
+                    hint="Read the resolver output in details; check pip_index_url / the wheelhouse.",
+                    details={
+                        "command": commands[-1],
+                        "returncode": result.returncode,
+                        "output_tail": list(result.output_tail),
+                        "installer": choice.name,
+                        "dry_run": True,
+                    },
+                ).to_dict()
+            if choice.name == "pip":
+                try:
+                    data = json.loads(report.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    data = {}
+                after = {
+                    str(i["metadata"]["name"]): str(i["metadata"]["version"])
+                    for i in data.get("install", [])
+                    if isinstance(i, dict) and isinstance(i.get("metadata"), dict)
+                }
+                return after, []
+        after, minus = {}, []
+        for line in lines:
+            m = re.match(r"^\s*([+-])\s+([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==|@)\s*(\S+)", line)
+            if m is None:
+                continue
+            if m.group(1) == "+":
+                after[m.group(2)] = m.group(3)
+            else:
+                minus.append(m.group(2))
+        return after, minus
 
     def install_plan(self, plan: DepsPlan, progress: ProgressFn | None = None) -> DepsResult:
         """Run the installer for ``plan.merged`` (errors in the plan are raised first)."""

@@ -18,6 +18,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from ..errors import ManagerError
+from ..plans import HeldBack, python_changes
+from ..plans import Plan as SharedPlan
 from .blacklist import clause_version, would_downgrade
 from .environment import TargetEnvironment
 from .overrides import AppliedOverride
@@ -120,6 +122,40 @@ class DepsPlan:
         out += [f"conflict {c.message}" for c in self.conflicts]
         out += [f"error {e}" for e in self.errors]
         return out
+
+    def to_plan(
+        self,
+        kind: str,
+        target: str,
+        *,
+        after: Mapping[str, str] | None = None,
+        removed: Sequence[str] = (),
+        skip_deps: bool = False,
+        blockers: Sequence[Mapping[str, Any]] = (),
+        notes: Sequence[str] = (),
+        resolver: str = "",
+    ) -> SharedPlan:
+        """The shared plan record of this dependency plan: ``after`` (name -> version) and
+        ``removed`` are what the installer's dry run resolved; with ``skip_deps`` the changes
+        are listed only under ``with_deps`` (what skipping leaves out)."""
+        changes = python_changes(self.installed, after or {}, removed)
+        held = tuple(
+            HeldBack(s.requirement, s.pack, s.reason, s.message, s.installed or "")
+            for s in self.skipped
+            if s.reason != "marker"
+        )
+        return SharedPlan(
+            kind,
+            target,
+            python=() if skip_deps else changes,
+            held_back=held,
+            blockers=(*(e.to_dict() for e in self.errors), *(dict(b) for b in blockers)),
+            notes=(*self.notes, *(f"conflict {c.message}" for c in self.conflicts), *notes),
+            skip_deps=skip_deps,
+            with_deps=changes,
+            requirements=tuple(p.text for p in self.merged),
+            resolver=resolver,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -143,6 +143,22 @@ def preview(manager: Manager, planned: PlannedTask) -> Mapping[str, Any]:
     return kind.preview(manager, planned.spec.target, typed, planned.decision)
 
 
+def preview_plan(manager: Manager, planned: PlannedTask) -> dict[str, Any]:
+    """The shared plan record (``manager.plans.Plan.to_dict()``) of a planned task's dry run; a
+    denying decision is its first blocker (a plan is shown at any security level)."""
+    answer = preview(manager, planned)
+    if "shared_plan" in answer:
+        record = dict(answer["shared_plan"])
+    else:  # a preview that answers its own shape: carried whole, beside an empty record
+        from ..plans import Plan
+
+        record = {**Plan(planned.spec.kind, planned.spec.target).to_dict(), "details": dict(answer)}
+    if not planned.decision.allowed:
+        denied = {"code": "security_denied", "message": planned.decision.reason, "details": planned.decision.to_dict()}
+        record = {**record, "ok": False, "blockers": [denied, *record.get("blockers", [])]}
+    return record
+
+
 def queue_runners(manager: Manager) -> dict[str, Runner]:
     """The queue's runner of every kind: the kind's parameters re-read from the planned task."""
     out: dict[str, Runner] = {}

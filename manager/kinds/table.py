@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import security as sec
 from ..errors import RequestInvalid
 from . import params as kp
-from . import runners
+from . import previews, runners
 from .classify import Classified, classify_install, find_model, model_risk, spec_kind, url_params
 
 if TYPE_CHECKING:
@@ -47,7 +47,8 @@ class TaskKind:
     # (manager, spec) -> None or a coded refusal: facts that need disk or the cache, checked before
     # queueing (a worker thread runs it for the HTTP doors), so a refusal is an answer, not a failed task
     vet: Callable[[Manager, TaskSpec], None] | None = None
-    # (manager, target, params, decision) -> what the task would change, changing nothing (dry run)
+    # (manager, target, params, decision) -> what the task would change, changing nothing (dry run):
+    # an answer holding the shared plan record (manager.plans) as "shared_plan"
     preview: Callable[..., Mapping[str, Any]] | None = None
 
     @property
@@ -158,6 +159,7 @@ KINDS: tuple[TaskKind, ...] = (
             ("install_local_path", sec.RISK_LOCAL_PATH),
         ),
         vet=_vet_install,
+        preview=previews.install,
     ),
     TaskKind(
         "install_git_url",
@@ -172,6 +174,7 @@ KINDS: tuple[TaskKind, ...] = (
         runs_as="install",
         fixed_risk=sec.RISK_GIT_URL,
         vet=_vet_install,
+        preview=previews.install,
     ),
     TaskKind(
         "reinstall",
@@ -184,6 +187,7 @@ KINDS: tuple[TaskKind, ...] = (
         "reinstall",
         (("reinstall", sec.RISK_CATALOG),),
         vet=_vet_install,
+        preview=previews.reinstall,
     ),
     TaskKind(
         "uninstall",
@@ -196,6 +200,7 @@ KINDS: tuple[TaskKind, ...] = (
         "uninstall",
         (("uninstall", ""),),
         at_next_start=True,
+        preview=previews.uninstall,
     ),
     TaskKind(
         "update",
@@ -207,6 +212,7 @@ KINDS: tuple[TaskKind, ...] = (
         runners.update,
         "update",
         (("update", ""),),
+        preview=previews.update,
     ),
     TaskKind(
         "update_all",
@@ -219,6 +225,7 @@ KINDS: tuple[TaskKind, ...] = (
         "update all",
         (("update_all", ""),),
         default_target="all",
+        preview=previews.update_all,
     ),
     TaskKind(
         "fix",
@@ -230,6 +237,7 @@ KINDS: tuple[TaskKind, ...] = (
         runners.fix,
         "fix",
         (("fix", ""),),
+        preview=previews.fix,
     ),
     TaskKind(
         "disable",
@@ -242,6 +250,7 @@ KINDS: tuple[TaskKind, ...] = (
         "disable",
         (("disable", ""),),
         at_next_start=True,
+        preview=previews.disable,
     ),
     TaskKind(
         "enable",
@@ -254,6 +263,7 @@ KINDS: tuple[TaskKind, ...] = (
         "enable",
         (("enable", ""),),
         at_next_start=True,
+        preview=previews.enable,
     ),
     TaskKind(
         "switch_version",
@@ -265,6 +275,7 @@ KINDS: tuple[TaskKind, ...] = (
         runners.switch_version,
         "switch-version",
         (("switch_version", ""),),
+        preview=previews.switch_version,
     ),
     TaskKind(
         "restore_trash",
@@ -335,7 +346,7 @@ KINDS: tuple[TaskKind, ...] = (
         "snapshot restore",
         (("snapshot_restore", ""),),
         at_next_start=True,
-        preview=runners.snapshot_restore_preview,
+        preview=previews.snapshot_restore,
     ),
     TaskKind(
         "undo",

@@ -41,6 +41,24 @@ class WorkflowPlan(_Record):
     steps: tuple[WorkflowStep, ...]
     unresolved: tuple[str, ...]  # no pack in the catalog provides these
 
+    def to_plan(self, target: str = "workflow") -> Any:
+        """The shared plan record (``manager.plans.Plan``): packs added or enabled."""
+        from ..plans import PackChange, Plan
+
+        return Plan(
+            "workflow",
+            target,
+            packs=tuple(
+                PackChange(
+                    "added" if s.action == "install" else "enabled",
+                    s.installed_name or s.pack_id,
+                    note="provides " + ", ".join(s.node_types),
+                )
+                for s in self.steps
+            ),
+            notes=tuple(f"no pack provides {t}" for t in self.unresolved),
+        )
+
 
 def _ui_nodes(doc: Mapping[str, Any]) -> Iterable[str]:
     subgraph_ids: set[str] = set()
