@@ -12,13 +12,16 @@ The package steps re-read the environment when they run; the plan shows what the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TaskInvalid
 from .diff import PackChange, SnapshotDiff
 from .model import EntryProblem, PackState, PythonPackage, Snapshot, _Record
+
+if TYPE_CHECKING:
+    from ..plans import Plan as SharedPlan
 
 STEP_KINDS = (
     "pack_remove",
@@ -173,6 +176,69 @@ class RestorePlan(_Record):
         out += [f"note: {n}" for n in self.notes]
         return out
 
+    def to_plan(self, *, blockers: Sequence[Mapping[str, Any]] = ()) -> SharedPlan:
+        """The shared plan record (``manager.plans``) of this restore: packs from the steps, Python
+        packages from the diff (the snapshot's pinned versions, not a resolve)."""
+        from ..plans import FileMove
+        from ..plans import PackChange as Pk
+        from ..plans import Plan as SharedPlan
+        from ..plans import PythonChange as Py
+
+        packs: list[Pk] = []
+        moves: list[FileMove] = []
+        python: list[Py] = []
+        for s in self.steps:
+            p = s.params
+            if s.kind == "pack_remove":
+                packs.append(Pk("removed", s.target, str(p.get("version") or ""), ""))
+                moves.append(FileMove(f"custom_nodes/{s.target}", "trash", "not in the snapshot"))
+            elif s.kind == "pack_disable":
+                packs.append(Pk("disabled", s.target))
+                moves.append(FileMove(f"custom_nodes/{s.target}", "custom_nodes/.disabled/", "disabled"))
+            elif s.kind == "pack_enable":
+                packs.append(Pk("enabled", s.target))
+                moves.append(FileMove("custom_nodes/.disabled/", f"custom_nodes/{s.target}", "enabled"))
+            elif s.kind in ("pack_checkout", "pack_switch"):
+                cur = next((c.current for c in (self.diff.packs if self.diff else ()) if c.name == s.target), None)
+                was = (cur.commit if s.kind == "pack_checkout" else cur.version) if cur else ""
+                to = str(p.get("commit") or "") if s.kind == "pack_checkout" else str(p.get("version") or "")
+                packs.append(Pk("changed", s.target, was, to, "git" if s.kind == "pack_checkout" else "cnr"))
+            elif s.kind == "pack_install":
+                packs.append(
+                    Pk("added", s.target, "", str(p.get("commit") or p.get("version") or ""), str(p.get("kind") or ""))
+                )
+        wanted = {r.split("==")[0] for r in self._step_param("pip_install", "requirements")}
+        gone = set(self._step_param("pip_uninstall", "names"))
+        for c in self.diff.python if self.diff else ():
+            have = c.current.version if c.current else ""
+            if c.wanted is not None and c.wanted.requirement.split("==")[0] in wanted:
+                new = c.wanted.version or c.wanted.source
+                if not have:
+                    python.append(Py("added", c.name, "", new))
+                elif new != have:
+                    python.append(Py(_direction(have, new), c.name, have, new))
+            elif c.name in gone:
+                python.append(Py("removed", c.name, have, ""))
+        return SharedPlan(
+            "snapshot_restore",
+            self.snapshot,
+            packs=tuple(packs),
+            python=tuple(python),
+            moves=tuple(moves),
+            blockers=tuple(dict(b) for b in blockers),  # the preview's: refusals, offline sources, policy
+            notes=(
+                *self.notes,
+                *(f"not restored: {s}" for s in self.skipped_python),
+                *(f"skipped: {p.describe()}" for p in self.skipped),
+            ),
+            with_deps=tuple(python),
+            requirements=tuple(self._step_param("pip_install", "requirements")),
+            resolver="snapshot" if python else "",
+        )
+
+    def _step_param(self, kind: str, key: str) -> list[str]:
+        return [str(x) for s in self.steps if s.kind == kind for x in (s.params.get(key) or ())]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "snapshot": self.snapshot,
@@ -186,6 +252,15 @@ class RestorePlan(_Record):
             "skipped": [p.to_dict() for p in self.skipped],
             "diff": self.diff.to_json() if self.diff is not None else None,
         }
+
+
+def _direction(old: str, new: str) -> str:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return "upgraded" if Version(new) > Version(old) else "downgraded"
+    except InvalidVersion:
+        return "upgraded"
 
 
 def _install_params(w: PackState) -> dict[str, Any]:
