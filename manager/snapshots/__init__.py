@@ -114,7 +114,7 @@ def restore_stored(manager: Any, name: str, options: Any, *, dry_run: bool, ctx:
         deps_step=manager.deps_step,
         raise_on_failure=False,
     )
-    if not result.ok:
+    if result.failed is not None:
         raise failure_error(result)
     return {"action": "snapshot_restore", "dry_run": False, **result.to_json()}
 

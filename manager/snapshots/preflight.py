@@ -24,7 +24,7 @@ from ..records import PolicyDecision
 from .model import _Record
 from .plan import RestorePlan, RestoreStep
 
-__all__ = ["MissingSource", "check_policy", "missing_local_sources", "preflight"]
+__all__ = ["MissingSource", "absent_pinned_commits", "check_policy", "missing_local_sources", "preflight"]
 
 
 @dataclass(frozen=True)
@@ -251,15 +251,69 @@ def missing_local_sources(manager: Any, plan: RestorePlan, pip_requirements: Seq
     return missing
 
 
+def absent_pinned_commits(manager: Any, plan: RestorePlan) -> list[MissingSource]:
+    """Git steps whose pinned commit is known to be unreachable before anything changes: the pack's own
+    checkout lacks it and its source is a local repository (``file://``, or a ``[mirrors]`` rewrite to one)
+    that is gone (``repository``: the URL moved) or lacks the commit (``commit``: history rewritten).
+    A remote source cannot be asked without the network; its step fails when it runs, and is undone."""
+    checker = _Checker(manager, plan)
+    inv = manager.inventory(with_catalog=False)
+    paths = {(p.name if p.enabled else p.pack_id): Path(p.path) for p in inv.packs}
+    out: list[MissingSource] = []
+    for step in plan.steps:
+        if not (step.kind == "pack_checkout" or (step.kind == "pack_install" and step.params.get("kind") == "git")):
+            continue
+        url, commit = str(step.params.get("url") or ""), str(step.params.get("commit") or "")
+        if not commit:
+            continue
+        own = paths.get(str(step.params.get("name") or "")) if step.kind == "pack_checkout" else None
+        if own is not None and _has_commit(checker.git_exe, own, commit):
+            continue
+        repo = checker.local_repo(url) if url else None
+        if repo is None:
+            continue
+        if not (repo / ".git").exists() and not (repo / "HEAD").is_file():
+            out.append(
+                MissingSource(
+                    step.index,
+                    "repository",
+                    step.target,
+                    url,
+                    "The source repository is not where the snapshot says (moved or deleted): point a [mirrors] "
+                    "rewrite at its new place in config.ini, then restore again.",
+                )
+            )
+        elif not _has_commit(checker.git_exe, repo, commit):
+            out.append(
+                MissingSource(
+                    step.index,
+                    "commit",
+                    step.target,
+                    f"{url} {commit[:12]}",
+                    "The source no longer holds that commit (its history was rewritten): pick another commit "
+                    "with `cm-cli.py switch-version`, or take a new snapshot.",
+                )
+            )
+    return out
+
+
 def preflight(
-    manager: Any, plan: RestorePlan, pip_requirements: Sequence[str], *, policy: PolicyDecision | None
+    manager: Any,
+    plan: RestorePlan,
+    pip_requirements: Sequence[str],
+    *,
+    policy: PolicyDecision | None,
+    left_out: Sequence[MissingSource] = (),
 ) -> None:
-    """Raise before the first change: denied git installs, or (offline) every missing local source."""
+    """Raise before the first change: denied git installs, or (offline) every missing local source.
+    ``left_out``: packs already taken out of ``plan`` (their pinned commit is unreachable); listed too
+    when something else stops the restore, so everything missing is reported at once."""
     check_policy(plan, policy)
     if not manager.gate.offline:
         return
     missing = missing_local_sources(manager, plan, pip_requirements)
     if missing:
+        missing = sorted([*left_out, *missing], key=lambda m: m.step)
         listing = "; ".join(f"{m.name}: {m.what} {m.needed}" for m in missing[:10])
         raise SnapshotSourcesMissing(
             f"offline restore cannot start: {len(missing)} source(s) are not available locally: {listing}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from ..errors import ManagerError, SnapshotRestoreFailed
 from ..records import PolicyDecision
@@ -24,7 +25,8 @@ from .capture import capture, python_environment, target_python
 from .diff import SnapshotDiff, diff
 from .model import EntryProblem, PythonPackage, Snapshot, _Record
 from .plan import RestoreOptions, RestorePlan, RestoreStep, build_plan, python_requirements, removable
-from .preflight import preflight
+from .preflight import MissingSource, absent_pinned_commits, preflight
+from .report import RestoreReport, report_after
 from .validate import check_entries, refusal_error
 
 __all__ = ["RestoreResult", "StepOutcome", "plan_restore", "execute_plan", "restore", "dependency_installer"]
@@ -52,11 +54,21 @@ class RestoreResult(_Record):
     skipped: tuple[EntryProblem, ...] = ()  # snapshot entries left alone (reported; the CLI exits non-zero)
     undone: tuple[StepOutcome, ...] = ()  # after a failure: done steps put back, in reverse order
     not_undone: tuple[StepOutcome, ...] = ()  # after a failure: done steps that could not be put back, and why
+    report: RestoreReport | None = None  # the tree after the restore, entry by entry (a fresh capture)
+    left_out: tuple[MissingSource, ...] = ()  # packs known unrestorable before the first change (commit absent)
+
+    @property
+    def partial(self) -> bool:
+        """No step failed, yet some entries are not as the snapshot has them (each with its reason)."""
+        return self.failed is None and self.report is not None and bool(self.report.counts.get("failed"))
 
     def to_json(self) -> dict[str, Any]:
         return {
             "snapshot": self.snapshot,
             "ok": self.ok,
+            "partial": self.partial,
+            "report": self.report.to_json() if self.report is not None else None,
+            "left_out": [m.to_dict() for m in self.left_out],
             "auto_snapshot": self.auto_snapshot,
             "restart_required": self.restart_required,
             "notes": list(self.notes),
@@ -100,7 +112,11 @@ def plan_restore(
     protected: frozenset[str] = frozenset()
     if want_python and options.remove_extra_pips:
         protected = dependency_installer(manager).policy.protected
-    return build_plan(snapshot, changes, options, where=where, protected=protected, problems=problems)
+    plan = build_plan(snapshot, changes, options, where=where, protected=protected, problems=problems)
+    if plan.refused or plan.empty:
+        return plan
+    absent = absent_pinned_commits(manager, plan)  # local reads only: known before the first change
+    return plan.without_packs(tuple(absent)) if absent else plan
 
 
 # --- python steps ------------------------------------------------------------------------------
@@ -323,7 +339,7 @@ def execute_plan(
     if plan.refused:
         raise refusal_error(plan.snapshot, plan.problems)
     if not checked:
-        preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy)
+        preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy, left_out=plan.left_out)
     ops = Ops(manager, deps_step=deps_step)
     rep = Reporter(ctx)
     total = len(plan.steps)
@@ -348,27 +364,81 @@ def execute_plan(
         except ManagerError as exc:
             failed = StepOutcome(step, "failed", time.monotonic() - started, error=exc.to_dict())
             undone, kept = _undo(ops, rep, done, disabled_before, ctx)
-            return RestoreResult(
-                plan.snapshot,
-                False,
-                tuple(done),
-                failed,
-                plan.steps[i + 1 :],
-                auto_snapshot_name,
-                restart,
-                plan.notes,
-                plan.skipped,
-                tuple(undone),
-                tuple(kept),
+            return _with_report(
+                manager,
+                snapshot,
+                plan,
+                RestoreResult(
+                    plan.snapshot,
+                    False,
+                    tuple(done),
+                    failed,
+                    plan.steps[i + 1 :],
+                    auto_snapshot_name,
+                    restart,
+                    plan.notes,
+                    plan.skipped,
+                    tuple(undone),
+                    tuple(kept),
+                    left_out=plan.left_out,
+                ),
             )
         done.append(StepOutcome(step, "done", round(time.monotonic() - started, 3), result=result))
     if ctx is not None:
         ctx.progress("done", 100.0, f"restored {plan.snapshot or 'the snapshot'}: {total} step(s)")
         if restart:
             ctx.require_restart("a snapshot was restored")
-    return RestoreResult(
-        plan.snapshot, True, tuple(done), None, (), auto_snapshot_name, restart, plan.notes, plan.skipped
+    finished = RestoreResult(
+        plan.snapshot,
+        True,
+        tuple(done),
+        None,
+        (),
+        auto_snapshot_name,
+        restart,
+        plan.notes,
+        plan.skipped,
+        left_out=plan.left_out,
     )
+    return _with_report(manager, snapshot, plan, finished)
+
+
+def _installed_names(done: tuple[StepOutcome, ...]) -> set[str]:
+    out: set[str] = set()
+    for o in done:
+        if o.step.kind == "pip_install":
+            for text in (o.result or {}).get("installed") or ():
+                out.add(str(canonicalize_name(Requirement(str(text)).name)))
+    return out
+
+
+def _differed(plan: RestorePlan) -> set[str]:
+    """Packages that differed from the snapshot before the restore (a pack step may have put them back)."""
+    return {c.name for c in plan.diff.python} if plan.diff is not None else set()
+
+
+def _with_report(manager: Any, snapshot: Snapshot, plan: RestorePlan, result: RestoreResult) -> RestoreResult:
+    """``result`` with the report read from a fresh capture of the tree (after the last step, or the undo);
+    ``ok`` only when no step failed and every entry is as the snapshot has it."""
+    options = plan.options
+    want_python = bool(snapshot.python) and bool(options.pip_kinds())
+    after = capture(manager, reason="restore-report", include_python=want_python, include_models=False)
+    failed = (result.failed.step, dict(result.failed.error or {})) if result.failed is not None else None
+    report = report_after(
+        snapshot,
+        after,
+        options,
+        planned=plan.steps,
+        done=[o.step for o in result.done],
+        failed=failed,
+        not_done=result.not_done,
+        undone=[o.step for o in result.undone],
+        left_out=plan.left_out,
+        pip_installed=_installed_names(result.done) | _differed(plan),
+        notes=plan.notes,
+    )
+    ok = result.failed is None and not report.counts.get("failed")
+    return dataclasses.replace(result, ok=ok, report=report)
 
 
 def failure_error(result: RestoreResult) -> SnapshotRestoreFailed:
@@ -428,13 +498,13 @@ def restore(
     plan = plan_restore(manager, snapshot, options, where=where)
     if plan.refused:
         raise refusal_error(plan.snapshot, plan.problems)
-    if plan.empty:
+    if plan.empty and not plan.left_out:
         return RestoreResult(plan.snapshot, True, notes=plan.notes + ("nothing to do",), skipped=plan.skipped)
-    preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy)
-    auto_name = auto_snapshot(manager, "restore").name if options.auto_snapshot else ""
+    preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy, left_out=plan.left_out)
+    auto_name = auto_snapshot(manager, "restore").name if options.auto_snapshot and not plan.empty else ""
     result = execute_plan(
         manager, snapshot, plan, ctx=ctx, policy=policy, deps_step=deps_step, auto_snapshot_name=auto_name, checked=True
     )
-    if not result.ok and raise_on_failure:
+    if result.failed is not None and raise_on_failure:
         raise failure_error(result)
     return result
