@@ -504,6 +504,72 @@ class GitClient:
         out = self._check(self._git(Path(repo), "status", "--porcelain=v1", "--untracked-files=no", "-z"), "status")
         return [item[3:] for item in out.split("\0") if len(item) > 3]
 
+    def is_shallow(self, repo: str | os.PathLike[str]) -> bool:
+        """True for a shallow clone (``git clone --depth N``): its history stops at a boundary."""
+        try:
+            return (Path(read_git_meta(repo).git_dir) / "shallow").exists()
+        except (OSError, ValueError):
+            return False
+
+    def default_branch(self, repo: str | os.PathLike[str]) -> str:
+        """The branch a detached checkout would go back to, from local refs only (no fetch): the
+        remote's HEAD (``refs/remotes/<remote>/HEAD``, set by clone), else a remote-tracking or
+        local ``main``/``master``; ``""`` when none is known."""
+        repo = Path(repo)
+        remote = self._remote_name(repo)
+        res = self._git(repo, "symbolic-ref", "-q", f"refs/remotes/{remote}/HEAD")
+        prefix = f"refs/remotes/{remote}/"
+        if res.rc == 0 and res.out.strip().startswith(prefix):
+            return res.out.strip()[len(prefix) :]
+        for name in ("main", "master"):
+            if self._rev(repo, f"refs/remotes/{remote}/{name}") or self._rev(repo, f"refs/heads/{name}"):
+                return name
+        return ""
+
+    def branch_head(self, repo: str | os.PathLike[str], branch: str, *, local_only: bool = False) -> str:
+        """The commit of a local branch, else (unless ``local_only``) of the remote-tracking one;
+        ``""`` when neither exists."""
+        repo = Path(repo)
+        local = self._rev(repo, f"refs/heads/{branch}")
+        if local or local_only:
+            return local
+        return self._rev(repo, f"refs/remotes/{self._remote_name(repo)}/{branch}")
+
+    def knows(self, repo: str | os.PathLike[str], ref: str) -> bool:
+        """True when ``ref`` (branch, tag or commit) is known locally, so checking it out needs no fetch."""
+        try:
+            ref = check_ref(ref)
+        except InvalidGitRef:
+            return False
+        repo = Path(repo)
+        return self._known(repo, ref, self._remote_name(repo))
+
+    def contains(self, repo: str | os.PathLike[str], commit: str, ref: str) -> bool:
+        """True when ``commit`` is in the history of ``ref`` (moving to ``ref`` loses no commit)."""
+        return bool(commit) and bool(ref) and self._is_ancestor(Path(repo), commit, ref)
+
+    def restore_head(
+        self, repo: str | os.PathLike[str], commit: str, *, branch: str = "", moved: str = "", moved_was: str = ""
+    ) -> None:
+        """Put a checkout back where it was (the rollback of a failed update): ``branch`` checked
+        out at ``commit``, or (``branch`` empty) a detached HEAD at ``commit``. ``moved`` is a
+        branch the update checked out from a detached HEAD: reset to ``moved_was``, or deleted
+        when the update created it."""
+        repo = Path(repo)
+        where = {"path": str(repo), "commit": commit}
+        if branch:
+            self._check(self._git(repo, "checkout", "-q", "-B", branch, commit, "--"), "checkout", details=where)
+        else:
+            self._check(self._git(repo, "checkout", "-q", "--detach", commit, "--"), "checkout", details=where)
+        self._check(self._git(repo, "reset", "-q", "--hard", commit), "reset", details=where)
+        if moved and not branch:
+            if moved_was:
+                self._check(
+                    self._git(repo, "update-ref", f"refs/heads/{moved}", moved_was), "update-ref", details=where
+                )
+            else:
+                self._check(self._git(repo, "branch", "-q", "-D", moved), "branch -D", details=where)
+
     def list_tags(self, repo: str | os.PathLike[str]) -> list[str]:
         """Tags of a local checkout, newest first."""
         out = self._check(

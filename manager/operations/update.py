@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InstallUnsupported, ManagerError, NotFound, PackConflict, UpdateAllIncomplete
 from ..inventory import InstalledPack
+from .git_state import CHECKOUT_BRANCH, assess
 from .install import stage_and_place
 from .installed import find_pack
 from .names import version_token
@@ -49,15 +50,47 @@ def _read(path: Path) -> str:
 
 
 # --- update ------------------------------------------------------------------------------------
+def _rolled_back(exc: ManagerError, pack: InstalledPack, before: str, *, failed: str) -> ManagerError:
+    """``exc`` with the rollback said: the pack's code is back at ``before``."""
+    exc.details = {**exc.details, "rolled_back_to": before, "pack": exc.details.get("pack", pack.name)}
+    exc.hint = (
+        f"{failed} failed, so {pack.name} was put back at its previous commit {before[:12]}; "
+        f"Python packages the failed step installed stay. {exc.hint}"
+    ).strip()
+    return exc
+
+
 def _update_git(ops: Ops, pack: InstalledPack, rep: Reporter, *, skip_deps: bool) -> OpResult:
+    git = ops.manager.git
     path = Path(pack.path)
     before_reqs = _read(path / "requirements.txt")
+    before = pack.commit
+    moved, moved_was = "", ""
     with Step(rep, "fetch", pack.name):
-        res = ops.manager.git.update(path, progress=rep.line_fn("fetch"))
+        decision = assess(ops, pack, "update")  # odd states decided before anything changes
+        for line in (decision.reason, *decision.notes) if decision.action != "proceed" else decision.notes:
+            rep.stage("fetch", None, line)
+        decision.raise_if_refused()
+        try:
+            if decision.action == CHECKOUT_BRANCH:
+                moved = decision.branch
+                moved_was = git.branch_head(path, moved, local_only=True)
+                git.checkout(path, moved, progress=rep.line_fn("fetch"))
+            res = git.update(path, progress=rep.line_fn("fetch"))
+        except BaseException:
+            if moved:  # back to the pinned commit: a failed update leaves the pack as it was
+                git.restore_head(path, before, moved=moved, moved_was=moved_was)
+            raise
+    after = res.after
+    changed = after != before
     deps = None
-    if res.updated:
-        changed = _read(path / "requirements.txt") != before_reqs
-        deps = run_pack_scripts(ops, path, pack.name, rep, skip_deps=skip_deps or not changed)
+    if changed:
+        reqs_changed = _read(path / "requirements.txt") != before_reqs
+        try:
+            deps = run_pack_scripts(ops, path, pack.name, rep, skip_deps=skip_deps or not reqs_changed)
+        except ManagerError as exc:
+            git.restore_head(path, before, branch="" if moved else pack.branch, moved=moved, moved_was=moved_was)
+            raise _rolled_back(exc, pack, before, failed="the dependency step") from None
         rep.require_restart(f"{pack.name} was updated")
     rep.stage("done", 100.0)
     note = {
@@ -65,17 +98,20 @@ def _update_git(ops: Ops, pack: InstalledPack, rep: Reporter, *, skip_deps: bool
         "up_to_date": "already up to date",
         "ahead": "local branch is ahead of the remote; nothing to fetch",
     }[res.status]
+    if moved:
+        note = f"checked out {moved} (was pinned to {before[:12]}), " + note
     return OpResult(
         "update",
         pack.name,
         path=str(path),
         source="git",
-        commit=res.after,
-        previous=res.before,
-        changed=res.updated,
-        restart_required=res.updated,
+        commit=after,
+        previous=before,
+        changed=changed,
+        restart_required=changed,
         deps=deps,
-        notes=(note,),
+        notes=(note, *decision.notes),
+        extra={"git": decision.to_dict()},
     )
 
 
@@ -184,9 +220,19 @@ def switch_version(
                     f"{pack.name} is pinned to a commit; name the branch to switch to", details={"pack": pack.name}
                 )
         with Step(rep, "checkout", pack.name):
+            decision = assess(ops, pack, "switch_version", ref=wanted)
+            for line in decision.notes:
+                rep.stage("checkout", None, line)
+            decision.raise_if_refused()
             state = ops.manager.git.checkout(Path(pack.path), wanted, progress=rep.line_fn("checkout"))
         changed = state.commit != pack.commit
-        deps = run_pack_scripts(ops, Path(pack.path), pack.name, rep, skip_deps=skip_deps) if changed else None
+        deps = None
+        if changed:
+            try:
+                deps = run_pack_scripts(ops, Path(pack.path), pack.name, rep, skip_deps=skip_deps)
+            except ManagerError as exc:
+                ops.manager.git.restore_head(Path(pack.path), pack.commit, branch=pack.branch)
+                raise _rolled_back(exc, pack, pack.commit, failed="the dependency step") from None
         rep.stage("done", 100.0)
         if changed:
             rep.require_restart(f"{pack.name} switched to {wanted}")
@@ -201,6 +247,8 @@ def switch_version(
             changed=changed,
             restart_required=changed,
             deps=deps,
+            notes=decision.notes,
+            extra={"git": decision.to_dict()},
         )
     if commit or (_HEX_RE.match(wanted) and not registry_like):
         raise InstallUnsupported(
