@@ -299,16 +299,37 @@ def test_docs_cover_every_kind_and_stage():
         assert f"`{name}`" in doc, name
 
 
-def test_a_catalog_pip_list_is_reported_not_ignored(tmp_path, repo):
-    """The catalog entry's ``pip`` list is not installed (issue 19 will); the result says so and
-    names the command that does, instead of dropping it in silence (issue 17)."""
-    e = make_env(tmp_path, packs=[{**catalog_entry("example-pack", repo.url), "pip": ["numpy>=1.0", "pillow"]}])
+def test_a_catalog_pip_list_is_installed_like_requirements(tmp_path, repo):
+    """The catalog entry's plain ``pip`` specs go through the pack's dependency step (same policy
+    as requirements.txt), before the rename; a URL spec is refused with the reason (issue 19)."""
+    pip = ["numpy>=1.0", "pillow", "git+https://example.invalid/x.git"]
+    e = make_env(tmp_path, packs=[{**catalog_entry("example-pack", repo.url), "pip": pip}])
     try:
         e.manager.catalog_view()  # the catalog a door has loaded when it queues an install
         task = e.run("install", "example-pack")
         assert task.state.value == "done", task.error
-        assert task.result["pip_not_installed"]["packages"] == ["numpy>=1.0", "pillow"]
-        assert "cm-cli.py install-pip numpy>=1.0 pillow" in task.result["pip_not_installed"]["why"]
-        assert any("not installed: pip package(s) numpy>=1.0, pillow" in n for n in task.result["notes"])
+        dirs = [Path(d).name for d, _ in e.deps.calls]
+        assert dirs == ["example-pack", ".catalog-pip"], e.deps.calls
+        assert task.result["catalog_pip"]["packages"] == ["numpy>=1.0", "pillow"]
+        assert task.result["catalog_pip"]["result"] == {"requirements": ["numpy>=1.0", "pillow"]}
+        (refused,) = task.result["pip_not_installed"]
+        assert refused["packages"] == ["git+https://example.invalid/x.git"] and "allow_pip_install" in refused["why"]
+        assert not (e.custom_nodes / "example-pack" / ".catalog-pip").exists()
+    finally:
+        e.close()
+
+
+def test_a_failing_catalog_pip_list_leaves_the_tree_as_it_was(tmp_path, repo):
+    e = make_env(tmp_path, packs=[{**catalog_entry("example-pack", repo.url), "pip": ["pillow"]}])
+    try:
+        e.manager.catalog_view()
+        e.deps.fail = True
+        task = e.run("install", "example-pack")
+        assert task.state.value == "failed" and task.error["code"] == "deps_install_failed"
+        assert not (e.custom_nodes / "example-pack").exists()
+        e.deps.fail = False
+        task = e.run("install", "example-pack", skip_deps=True)
+        assert task.state.value == "done" and e.deps.calls[-1:] != [(None, ".catalog-pip")]
+        assert "skip_deps" in task.result["pip_not_installed"][0]["why"]
     finally:
         e.close()

@@ -12,10 +12,12 @@ import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from ..errors import InstallUnsupported, PackExists
+from ..errors import InstallUnsupported, ManagerError, PackExists
 from ..inventory import InstalledPack, read_tracking
 from ..records import PolicyDecision
+from ..security import RISK_PIP_PACKAGE, pip_spec_risk
 from .installed import find_pack
 from .names import name_from_url
 from .ops import Ops
@@ -51,6 +53,7 @@ def stage_and_place(
     skip_deps: bool = False,
     script_timeout: float | None = None,
     previous: str = "",
+    catalog_pip: tuple[str, ...] = (),
 ) -> OpResult:
     """Fetch ``source`` into staging, run its scripts, then rename it to ``custom_nodes/<name>``.
 
@@ -61,6 +64,7 @@ def stage_and_place(
     label = source.pack_id or source.name
     rep.stage("stage", None, f"staging {source.describe()}")
     notes: list[str] = []
+    pip_done: dict[str, Any] | None = None
     layout.check_working_folders()  # staging, trash, .disabled/ real folders before the fetch writes
     clist = vet_source(ops, source, rep)  # known-compromise list: refused before any fetch
     staging_existed = layout.staging_dir.exists()
@@ -73,6 +77,8 @@ def stage_and_place(
             if carried:
                 notes.append(f"kept {len(carried)} file(s) not shipped by the pack: " + ", ".join(carried[:10]))
         deps = run_pack_scripts(ops, fetched.root, source.name, rep, skip_deps=skip_deps, timeout=script_timeout)
+        if catalog_pip and not skip_deps:
+            pip_done = _install_catalog_pip(ops, work, source.name, catalog_pip, rep)
         rep.check_cancelled()
         with Step(rep, "rename", label):
             with RenameTxn(layout, label=f"{action} {source.name}") as txn:
@@ -101,7 +107,11 @@ def stage_and_place(
         restart_required=True,
         deps=deps,
         notes=tuple(n for n in notes if n),
-        extra={**({"files": list(fetched.files)} if fetched.files else {}), "findings": findings},
+        extra={
+            **({"files": list(fetched.files)} if fetched.files else {}),
+            **({"catalog_pip": pip_done} if pip_done is not None else {}),
+            "findings": findings,
+        },
     )
 
 
@@ -120,6 +130,19 @@ def install(
     """Install a pack from a spec (see ``sources``). Raw git URLs and local paths need an allowed
     ``policy``; an existing ``custom_nodes/<name>`` is never replaced (``pack_exists``)."""
     label = spec.raw if isinstance(spec, NodeSpec) else str(spec)
+    parked = _disabled_copy(ops, label, version=version, name=name, ref=ref)
+    if parked is not None:
+        # already installed but disabled: enabling it is the install (never a second copy)
+        from .toggle import enable
+
+        result = enable(ops, parked.name, rep, version=parked.version or None)
+        note = (
+            f"{label} was already installed but disabled ({parked.name}): it was enabled instead of "
+            "installing a second copy"
+        )
+        return dataclasses.replace(
+            result, notes=(note, *result.notes), extra={**result.extra, "enabled_instead": parked.name}
+        )
     with Step(rep, "resolve", label):
         source = resolve(ops, spec, version=version, name=name, ref=ref)
         check_policy(source.risk, source.describe(), policy)
@@ -130,22 +153,67 @@ def install(
                 f"{taken[0].name} is already installed at {taken[0]}",
                 details={"pack": taken[0].name, "path": str(taken[0]), "source": source.to_dict()},
             )
-    unlisted_pip = _catalog_pip(ops, source)
-    result = stage_and_place(ops, source, rep, skip_deps=skip_deps, script_timeout=script_timeout)
-    if not unlisted_pip:
+    listed_pip = _catalog_pip(ops, source)
+    plain = tuple(p for p in listed_pip if pip_spec_risk([p]) == RISK_PIP_PACKAGE)
+    external = tuple(p for p in listed_pip if p not in plain)
+    result = stage_and_place(ops, source, rep, skip_deps=skip_deps, script_timeout=script_timeout, catalog_pip=plain)
+    refused: list[tuple[tuple[str, ...], str]] = []
+    if external:
+        refused.append(
+            (
+                external,
+                "a catalog 'pip' entry that is a URL, VCS spec, local path or pip option is not installed with the "
+                "pack (it is what allow_pip_install guards); install it yourself if you trust it: "
+                f"cm-cli.py install-pip {' '.join(external)}",
+            )
+        )
+    if plain and skip_deps:
+        refused.append(
+            (plain, "skip_deps was given: the catalog entry's 'pip' list was left out with the requirements")
+        )
+    if not refused:
         return result
-    # A catalog entry's own ``pip`` list is not installed (only the pack's requirements.txt is):
-    # said in the result, never dropped in silence.
-    why = (
-        "the catalog entry's 'pip' list is not installed by this Manager (only the pack's "
-        "requirements.txt is); install them yourself if the pack needs them: "
-        f"cm-cli.py install-pip {' '.join(unlisted_pip)} (needs allow_pip_install)"
-    )
+    notes = tuple(f"not installed: pip package(s) {', '.join(specs)}: {why}" for specs, why in refused)
     return dataclasses.replace(
         result,
-        notes=(*result.notes, f"not installed: pip package(s) {', '.join(unlisted_pip)}: {why}"),
-        extra={**result.extra, "pip_not_installed": {"packages": list(unlisted_pip), "why": why}},
+        notes=(*result.notes, *notes),
+        extra={
+            **result.extra,
+            "pip_not_installed": [{"packages": list(specs), "why": why} for specs, why in refused],
+        },
     )
+
+
+def _install_catalog_pip(ops: Ops, work: Path, name: str, specs: tuple[str, ...], rep: Reporter) -> dict[str, Any]:
+    """The catalog entry's plain ``pip`` specs, through the same dependency step (same policy:
+    blacklist, overrides, uv/pip, offline wheelhouse) as the pack's requirements.txt, in staging."""
+    folder = work / ".catalog-pip"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text("\n".join(specs) + "\n", encoding="utf-8")
+    with Step(rep, "deps", f"{name}: catalog pip list"):
+        out = ops.deps()(folder, name, rep.line_fn("deps"))
+    return {"packages": list(specs), "result": dict(out) if out else {}}
+
+
+def _disabled_copy(
+    ops: Ops, label: str, *, version: str | None, name: str | None, ref: str | None
+) -> InstalledPack | None:
+    """The disabled copy an install of ``label`` (a bare id, or ``id@version``) means, when the pack
+    is installed only disabled and that copy is the version asked for; else None (install as usual)."""
+    key, _, at = label.partition("@")
+    wanted = (version or at or "").strip()
+    if name or ref or not key or any(c in key for c in "/\\:") or wanted in ("nightly", "unknown"):
+        return None
+    try:
+        copies = ops.inventory().find(key)
+    except ManagerError:
+        return None
+    if not copies or any(p.enabled for p in copies):
+        return None
+    if wanted and wanted != "latest":
+        token = wanted.lstrip("v").replace("_", ".")
+        copies = tuple(p for p in copies if p.version and p.version.replace("_", ".") == token)
+    return copies[0] if len(copies) == 1 else None
 
 
 def _catalog_pip(ops: Ops, source: Source) -> tuple[str, ...]:
