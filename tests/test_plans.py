@@ -293,3 +293,13 @@ def test_snapshot_restore_plan_is_the_shared_record(world, uv_bin):
     assert shared["kind"] == "snapshot_restore" and shared["target"] == "before-plan"
     assert shared["python"]["upgraded"] == [{"change": "upgraded", "name": "cm-plan-lib", "from": "1.0", "to": "2.0"}]
     assert _snap(env, python) == before and trap.count == 0
+
+
+def test_a_git_pack_with_local_edits_is_a_blocker_of_its_update_plan(world):
+    env, python, _repo, _new, _trap = world
+    pack = env.manager.layout.custom_nodes / "plan-pack"
+    (pack / "nodes.py").write_text("VERSION = 'edited'\n")
+    before = _snap(env, python)
+    plan = preview_plan(env.manager, env.manager.plan("update", "plan-pack", {}, listen="127.0.0.1"))
+    assert plan["ok"] is False and [b["code"] for b in plan["blockers"]] == ["git_local_changes"]
+    assert plan["packs"]["changed"] == [] and _snap(env, python) == before

@@ -257,28 +257,16 @@ def _update_plan(manager: Manager, kind: str, key: str, skip_deps: bool, version
 def _git_plan(manager: Manager, kind: str, key: str, pack: InstalledPack, ref: str, skip_deps: bool) -> Plan:
     """A git pack moved to ``ref`` ("" = its branch's remote head): the new commit's requirements
     read from a scratch clone; the refusals the update would meet (detached HEAD, local edits)."""
+    from ..operations.git_state import CHECKOUT_BRANCH, assess
+
     path = Path(pack.path)
-    blockers: list[Mapping[str, Any]] = []
+    # the same decision the verb makes (local git only): odd states are notes or blockers here
+    decision = assess(_ops(manager), pack, "switch_version" if kind == "switch_version" else "update", ref=ref)
+    notes, refused = decision.plan_notes()
+    if refused:
+        return Plan(kind, key, blockers=tuple(refused), notes=tuple(notes), skip_deps=skip_deps)
     if not ref:
-        if pack.detached or not pack.branch:
-            blockers.append(
-                {
-                    "code": "git_detached_head",
-                    "message": f"{pack.name} is not on a branch (HEAD at {pack.commit[:12]}); update refuses it",
-                    "hint": "Switch it to a branch or a version first (switch_version).",
-                }
-            )
-            return Plan(kind, key, blockers=tuple(blockers))
-        ref = pack.branch
-    changed = manager.git.local_changes(path)
-    if changed:
-        blockers.append(
-            {
-                "code": "git_local_changes",
-                "message": f"{pack.name} has local changes in {', '.join(changed[:5])}; the update refuses to run",
-                "hint": "Commit, stash or discard the edits first.",
-            }
-        )
+        ref = decision.branch if decision.action == CHECKOUT_BRANCH and decision.branch else pack.branch
     remote = pack.remote_url or ""
     with _scratch() as tmp:
         folder = tmp / pack.name
@@ -293,8 +281,7 @@ def _git_plan(manager: Manager, kind: str, key: str, pack: InstalledPack, ref: s
             return Plan(
                 kind,
                 key,
-                notes=(f"{pack.name} is already at {commit[:12]}",),
-                blockers=tuple(blockers),
+                notes=(*notes, f"{pack.name} is already at {commit[:12]}"),
                 skip_deps=skip_deps,
             )
         same_reqs = _read(path / "requirements.txt") == _read(folder / "requirements.txt")
@@ -304,12 +291,11 @@ def _git_plan(manager: Manager, kind: str, key: str, pack: InstalledPack, ref: s
                 kind,
                 key,
                 packs=(change,),
-                blockers=tuple(blockers),
-                notes=("requirements.txt is unchanged: the dependency step does not run",),
+                notes=(*notes, "requirements.txt is unchanged: the dependency step does not run"),
                 skip_deps=skip_deps,
             )
         base = deps_plan(manager, kind, key, [(pack.name, folder)], skip_deps=skip_deps)
-    return _with(base, packs=[change], blockers=blockers)
+    return _with(base, packs=[change], notes=notes)
 
 
 def _read(path: Path) -> str:
