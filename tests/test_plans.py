@@ -303,3 +303,58 @@ def test_a_git_pack_with_local_edits_is_a_blocker_of_its_update_plan(world):
     plan = preview_plan(env.manager, env.manager.plan("update", "plan-pack", {}, listen="127.0.0.1"))
     assert plan["ok"] is False and [b["code"] for b in plan["blockers"]] == ["git_local_changes"]
     assert plan["packs"]["changed"] == [] and _snap(env, python) == before
+
+
+def test_pip_dry_run_report_resolves_a_downgrade_offline(tmp_path, monkeypatch, uv_bin, socket_audit_log):
+    """The pip backend: ``pip install --dry-run --report`` against the wheelhouse only."""
+    from manager.deps.installer import DependencyInstaller
+    from manager.deps.plan import PackSource
+    from manager.deps.policy import DepsPolicy
+    from manager.network import NetworkGate, NetworkMode, NetworkPolicy
+
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    trap = ConnectTrap()
+    for key, value in trap.proxy_env().items():
+        monkeypatch.setenv(key, value)
+    try:
+        python = make_venv(tmp_path / "venv", with_pip=True, uv=uv_bin, cache_dir=tmp_path / "uv-cache")
+        wheelhouse = tmp_path / "wheelhouse"
+        for version in ("1.0", "2.0"):
+            build_wheel(wheelhouse, "cm-plan-lib", version)
+        subprocess.run(
+            [
+                uv_bin,
+                "pip",
+                "install",
+                "--python",
+                str(python),
+                "--offline",
+                "--no-index",
+                "--no-config",
+                "--find-links",
+                str(wheelhouse),
+                "cm-plan-lib==2.0",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        pack = tmp_path / "p"
+        pack.mkdir()
+        (pack / "requirements.txt").write_text("cm-plan-lib<2\n")
+        policy = DepsPolicy(python=str(python), use_uv=False, wheelhouse_dirs=(wheelhouse,))
+        installer = DependencyInstaller(policy, NetworkGate(NetworkPolicy(mode=NetworkMode.OFFLINE)))
+        assert installer.choice.name == "pip"
+        before = listing(python.parent.parent)
+        socket_audit_log.reset()
+        deps = installer.plan_for([PackSource("p", pack)])
+        run = installer.dry_run(deps)
+        plan = deps.to_plan("fix", "p", after=run.after, removed=run.removed, resolver=run.resolver).to_dict()
+        assert run.blockers == () and plan["python"]["downgraded"] == [
+            {"change": "downgraded", "name": "cm-plan-lib", "from": "2.0", "to": "1.0"}
+        ]
+        assert "--report" in run.commands[0] and "--no-index" in run.commands[0]
+        assert listing(python.parent.parent) == before
+        assert socket_audit_log.inet_connects() == [] and trap.count == 0
+    finally:
+        trap.close()
