@@ -12,6 +12,7 @@ The package steps re-read the environment when they run; the plan shows what the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,14 @@ class RestorePlan(_Record):
     skipped_python: tuple[str, ...] = ()
     diff: SnapshotDiff | None = None
     problems: tuple[EntryProblem, ...] = ()  # entries refused (the restore will not start) or skipped
+    left_out: tuple[Any, ...] = ()  # preflight.MissingSource: packs whose pinned commit is unreachable
+
+    def without_packs(self, left_out: tuple[Any, ...]) -> RestorePlan:
+        """This plan without the steps of the packs in ``left_out`` (renumbered); the rest goes on."""
+        names = {m.name for m in left_out}
+        kept = [s for s in self.steps if s.kind == "pack_remove" or s.target not in names]
+        steps = tuple(dataclasses.replace(s, index=i + 1) for i, s in enumerate(kept))
+        return dataclasses.replace(self, steps=steps, left_out=self.left_out + tuple(left_out))
 
     @property
     def empty(self) -> bool:
@@ -160,10 +169,15 @@ class RestorePlan(_Record):
             count = len(self.refused)
             out.append(f"the restore will not start: {count} unsafe entr{'y' if count == 1 else 'ies'}")
         out += [f"{s.index}. {s.description}" for s in self.steps]
+        out += [
+            f"left out (will be reported failed): {m.name}: "
+            f"{'commit absent from' if m.what == 'commit' else 'no repository at'} {m.needed}"
+            for m in self.left_out
+        ]
         if not self.steps:
             out.append(
                 "nothing to do: the tree matches the snapshot"
-                if not self.problems
+                if not self.problems and not self.left_out
                 else "nothing to do for the entries that can be restored"
             )
         out += [f"skipped: {p.describe()}" for p in self.skipped]
@@ -250,6 +264,7 @@ class RestorePlan(_Record):
             "skipped_python": list(self.skipped_python),
             "refused": [p.to_dict() for p in self.refused],
             "skipped": [p.to_dict() for p in self.skipped],
+            "left_out": [m.to_dict() for m in self.left_out],
             "diff": self.diff.to_json() if self.diff is not None else None,
         }
 
