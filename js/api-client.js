@@ -72,6 +72,7 @@ export class OfflineManagerClient {
   findNodeType(name) { return this._call("GET", `/node-types/${enc(name)}`); }
   workflowMissing(workflow) { return this._call("POST", `/workflow/missing`, { body: workflow }); }
   listModels({ mode } = {}) { return this._call("GET", `/models`, { query: { mode } }); }
+  verifyModels({ sha256 } = {}) { return this._call("GET", `/models/verify`, { query: { sha256 } }); }
 
   // --- queue ------------------------------------------------------------------------------------
   getQueue({ clientId, history } = {}) {

@@ -504,9 +504,19 @@ def parse_model_list(data: bytes) -> ParsedFile:
                 size=_text(entry, "size", issues, idx, name),
                 description=_text(entry, "description", issues, idx, name),
                 reference=_text(entry, "reference", issues, idx, name),
+                sha256=_model_sha256(entry, issues, idx, name),
             )
         )
     return ParsedFile(FILE_MODELS, tuple(models), tuple(issues.items), entry_count=len(entries))
+
+
+def _model_sha256(entry: dict[str, Any], issues: _Issues, idx: int, title: str) -> str:
+    """The entry's ``sha256`` (``sha256:`` prefix and case tolerated); anything else is an issue, ignored."""
+    text = _text(entry, "sha256", issues, idx, title).lower().removeprefix("sha256:")
+    if text and not re.fullmatch(r"[0-9a-f]{64}", text):
+        issues.add(idx, "invalid_sha256", f"'sha256' {text[:80]!r} is not 64 hex digits; ignored", title)
+        return ""
+    return text
 
 
 def _unsafe_rel(path: str) -> bool:

@@ -133,6 +133,7 @@ async def _open(
     purpose: str,
     headers: Mapping[str, str] | None,
     read_bufsize: int | None = None,
+    method: str = "GET",
 ) -> AsyncIterator[tuple[str, aiohttp.ClientResponse]]:
     """GET following redirects by hand: aiohttp never follows one itself, and each hop is decided
     by the gate (``decide_redirect``: scheme, downgrade, mode, host allow-list) before it is
@@ -145,7 +146,7 @@ async def _open(
     try:
         for _ in range(MAX_REDIRECTS + 1):
             extra: dict[str, Any] = {"read_bufsize": read_bufsize} if read_bufsize else {}
-            resp = await sess.get(current, headers=dict(headers or {}), allow_redirects=False, **extra)
+            resp = await sess.request(method, current, headers=dict(headers or {}), allow_redirects=False, **extra)
             location = resp.headers.get("Location")
             if resp.status in _REDIRECTS and location:
                 resp.release()
@@ -317,6 +318,49 @@ def _read_validator(meta: Path, url: str) -> str:
     return str(data.get("etag") or data.get("last_modified") or "")
 
 
+async def _adopt_orphan_part(
+    gate: NetworkGate,
+    sess: aiohttp.ClientSession,
+    url: str,
+    purpose: str,
+    part: Path,
+    meta: Path,
+    offset: int,
+    expected_size: int | None,
+) -> int:
+    """A ``.part`` without its metadata sidecar (lost, or written by an older version): ask the server
+    (HEAD) for the file's size and validators. Kept, with a new sidecar holding those validators for
+    ``If-Range``, when the server takes byte ranges, names a validator (a strong ETag or Last-Modified),
+    and its size (and ``expected_size``) holds at least the bytes kept; else dropped. Returns the offset
+    to resume from (0 = start over). The final size / sha256 check still guards the result."""
+    size: int | None = None
+    etag = modified = ""
+    ranges = False
+    try:
+        async with _open(gate, sess, url, purpose, {"Accept-Encoding": "identity"}, method="HEAD") as (_cur, resp):
+            if resp.status < 400:
+                size = _declared_length(resp)
+                ranges = resp.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+                etag = resp.headers.get("ETag", "")
+                modified = resp.headers.get("Last-Modified", "")
+    except ManagerError:
+        size = None  # the GET that follows reports what is wrong
+    if etag.startswith("W/"):
+        etag = ""  # a weak ETag never matches If-Range
+    usable = (
+        ranges
+        and size is not None
+        and offset <= size
+        and (expected_size is None or expected_size == size)
+        and bool(etag or modified)
+    )
+    if not usable:
+        _discard(part, meta)
+        return 0
+    atomic_write_json(meta, {"url": url, "etag": etag, "last_modified": modified, "adopted": True, "size": size})
+    return offset
+
+
 class _Sink:
     """Writes, hashes and syncs received bytes on worker threads; the event loop only receives.
 
@@ -442,6 +486,8 @@ async def _stream_http(
             if expected_size is not None and offset > expected_size:
                 _discard(part, meta)
                 offset = 0
+            if offset and not await asyncio.to_thread(meta.exists):
+                offset = await _adopt_orphan_part(gate, sess, url, purpose, part, meta, offset, expected_size)
             headers = {"Accept-Encoding": "identity"}  # byte ranges of a compressed stream are useless
             if offset:
                 headers["Range"] = f"bytes={offset}-"
@@ -538,6 +584,21 @@ def _finish(
         finally:
             os.close(fd)
     _discard(meta)
+
+
+async def adopt_orphan_part(
+    gate: NetworkGate, final_url: str, dest: Path, *, purpose: str = "model", expected_size: int | None = None
+) -> int:
+    """Before a download of ``final_url`` (already decided by the gate) into ``dest``: a ``.part``
+    without its metadata sidecar is kept (with a new sidecar) or dropped after a HEAD, as
+    ``_adopt_orphan_part`` says. Returns the bytes the download will resume after (0: from zero)."""
+    part = dest.with_name(dest.name + ".part")
+    meta = dest.with_name(dest.name + ".part.json")
+    offset = await asyncio.to_thread(_part_size, part)
+    if not offset or gate.is_local(final_url) or await asyncio.to_thread(meta.exists):
+        return offset
+    async with gate.session(streaming=True) as sess:
+        return await _adopt_orphan_part(gate, sess, final_url, purpose, part, meta, offset, expected_size)
 
 
 async def download(

@@ -72,6 +72,7 @@ class ModelEntry(_Record):
     description: str = ""
     reference: str = ""
     channel: str = ""
+    sha256: str = ""  # lower-case hex when the model list gives one ("" when absent or not a digest)
 
 
 @dataclass(frozen=True)

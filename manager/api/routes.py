@@ -23,6 +23,7 @@ from . import handlers_admin as admin
 from . import handlers_catalog as cat
 from . import handlers_classic_ui as ui
 from . import handlers_doctor as doc
+from . import handlers_models_verify as mv
 from . import handlers_queue as q
 from . import handlers_snapshots as snap
 from . import handlers_startup as start
@@ -201,6 +202,15 @@ ROUTES: tuple[Route, ...] = (
         "Catalog models with installed state",
         params=(MODE,),
         statuses=(304,),
+    ),
+    _v1(
+        "GET",
+        "/models/verify",
+        mv.verify_models,
+        _D.READ,
+        "verifyModels",
+        "Installed catalog models checked: size, and sha256 where the model list gives one (hash cache)",
+        params=(Param("sha256", description="true: hash every installed model now (cached)", enum=("true", "false")),),
     ),
     _v1(
         "GET",

@@ -72,6 +72,8 @@ def cmd_node_type(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
 
 
 def cmd_models(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    if getattr(args, "action", "list") == "verify":
+        return _models_verify(m, args)
     view = m.load_catalog(refresh=refresh)
     _notices(view, args.json)
     if args.json:
@@ -81,6 +83,46 @@ def cmd_models(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
         ["TYPE", "BASE", "SAVE_PATH", "FILENAME"],
     )
     return None
+
+
+def _models_verify(m: Manager, args: argparse.Namespace) -> Any:
+    """``models verify [--sha256]``: the installed catalog models checked; exits 1 on a mismatch."""
+    from ..errors import ChecksumMismatch
+    from ..models import verify_request
+
+    result = verify_request(m, with_sha256=bool(args.sha256))
+    if not args.json:
+        table(
+            [
+                [f["folder"], f["name"], f["status"], str(f["actual_size"] or ""), (f["actual_sha256"] or "")[:16]]
+                for f in result["findings"]
+            ],
+            ["FOLDER", "NAME", "STATUS", "SIZE", "SHA256"],
+            empty="no installed catalog model to verify",
+        )
+        counts = result["counts"]
+        print(
+            f"{result['checked']} checked, {result['hashed']} hashed now: "
+            + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+        )
+        for f in result["mismatches"]:
+            print(f"{f['status']}: {f['folder']}/{f['name']}: {f['message']}")
+        if result["digests_not_checked"]:
+            print(
+                f"{result['digests_not_checked']} model(s) have a sha256 in the model list that is not in the hash "
+                "cache yet: run verify with --sha256 to check it"
+            )
+        for note in result["notes"]:
+            print(f"note: {note}")
+    if result["mismatches"]:
+        bad = result["mismatches"]
+        raise ChecksumMismatch(
+            f"{len(bad)} installed model(s) fail the check: "
+            + ", ".join(f"{f['folder']}/{f['name']} ({f['status']})" for f in bad[:5]),
+            hint="Delete each listed file, then install it again with `cm-cli.py install-model <id>`, or the panel.",
+            details=result,
+        )
+    return result
 
 
 def cmd_catalog_issues(m: Manager, args: argparse.Namespace, refresh: str) -> Any:

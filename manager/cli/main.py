@@ -78,7 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, default=20, help="show at most this many packs (default 20; 0: all)")
     s = sub.add_parser("node-type", help="which packs provide a node class")
     s.add_argument("class_name", help="the node class name as a workflow names it (e.g. MaskBlur)")
-    sub.add_parser("models", help="list models from the channel's model-list")
+    s = sub.add_parser("models", help="list models from the channel's model-list, or verify the installed ones")
+    s.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "verify"],
+        help="list (default): the channel's models; verify: check the installed ones (size, sha256)",
+    )
+    s.add_argument(
+        "--sha256",
+        action="store_true",
+        help="verify: hash every installed catalog model now (cached by size and mtime), not only cached digests",
+    )
     sub.add_parser("catalog-issues", help="bad entries found in the channel data (reported, not fatal)")
     sub.add_parser("channels", help="list channels and the active one")
     s = sub.add_parser("config", help="show effective settings and where each came from")

@@ -6,6 +6,7 @@ verify (cached sha256), the model store, and path safety. See docs/models.md.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +58,8 @@ __all__ = [
     "verify_catalog",
     "verify_expectations",
     "verify_models",
+    "verify_request",
+    "digest_sources",
 ]
 
 _ENTRY_KEYS = ("name", "type", "base", "save_path", "filename", "url", "size", "description", "reference")
@@ -114,7 +117,38 @@ def verify_models(
     cache = cache or HashCache.for_manager(manager)
     if expectations is not None:
         return verify_expectations(folders, expectations, cache)
-    return verify_catalog(folders, manager.catalog_view().catalog.models, cache, with_sha256=with_sha256)
+    models = manager.catalog_view().catalog.models
+    report = verify_catalog(folders, models, cache, with_sha256=with_sha256)
+    return dataclasses.replace(report, notes=report.notes + digest_sources(models))
+
+
+DIGEST_SOURCES_NOTE = (
+    "sha256 sources: the channel's model-list.json ({listed} of {total} entries give one); the registry and "
+    "Hugging Face metadata: none in the cache (the Manager caches channel files and registry pack lists, "
+    "which carry no model digests), so entries without a model-list sha256 are checked by size"
+)
+
+
+def digest_sources(models: Any) -> tuple[str, ...]:
+    """Where the expected digests came from, said in the report (also when nothing holds one)."""
+    listed = sum(1 for m in models if getattr(m, "sha256", ""))
+    return (DIGEST_SOURCES_NOTE.format(listed=listed, total=len(models)),)
+
+
+def verify_request(manager: Any, *, with_sha256: bool = False) -> dict[str, Any]:
+    """The verify door (CLI ``models verify``, ``GET /v1/models/verify``): the installed catalog models
+    checked, digests from the hash cache (computed now with ``with_sha256``)."""
+    report = verify_models(manager, with_sha256=with_sha256)
+    out = report.to_dict()
+    out["with_sha256"] = with_sha256
+    out["digests_not_checked"] = sum(
+        1 for f in report.findings if f.expected_sha256 and not f.actual_sha256 and f.status != "sha_mismatch"
+    )
+    out["counts"] = {
+        s: sum(1 for f in report.findings if f.status == s)
+        for s in ("ok", "unchecked", "size_suspect", "sha_mismatch", "size_mismatch", "missing")
+    }
+    return out
 
 
 def install_requested(manager: Any, ctx: Any, params: Mapping[str, Any]) -> dict[str, Any]:

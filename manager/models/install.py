@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidName, LockBusy, ManagerError, NetworkBlocked
+from ..fetch import adopt_orphan_part
 from ..fsops import file_lock, refuse_link_file
 from ..network import NetworkGate, redact_url
 from ..records import ModelEntry
@@ -140,10 +141,14 @@ def _refuse_linked_parts(dest: Path) -> None:
 
 
 def _drop_foreign_part(dest: Path, url: str) -> int:
-    """Keep a partial download only if it came from ``url``; returns the bytes kept."""
+    """Keep a partial download only if it came from ``url``; returns the bytes kept. A partial file
+    without its metadata sidecar is kept too: the download asks the server for the file's size and
+    validators (HEAD) and resumes with a range request only when they allow it (``fetch``)."""
     part, meta = _part_files(dest)
     if not part.exists():
         return 0
+    if not meta.exists():
+        return part.stat().st_size
     try:
         origin = json.loads(meta.read_text("utf-8")).get("url")
     except (OSError, ValueError, AttributeError):
@@ -256,6 +261,8 @@ async def _fetch_first(
         _refuse_linked_parts(dest)
         with file_lock(dest.with_name("." + dest.name + ".lock"), timeout=0):  # not under a live download
             kept = _drop_foreign_part(dest, final)
+            if kept and not _part_files(dest)[1].exists():  # no sidecar: the server's size and validators decide
+                kept = await adopt_orphan_part(gate, final, dest, purpose="model", expected_size=size)
         meter = _Meter(kind, kept, progress, check_cancelled)
         try:
             await gate.download(

@@ -284,8 +284,10 @@ def approx_size(text: str) -> tuple[int, int] | None:
 def verify_catalog(
     folders: ModelFolders, models: Sequence[ModelEntry], cache: HashCache, *, with_sha256: bool = False
 ) -> VerifyReport:
-    """Check installed catalog models against the catalog's (approximate) size; the catalog has
-    no digests, so ``with_sha256`` only fills the cache for later snapshot checks."""
+    """Check installed catalog models: against the entry's ``sha256`` when the model list gives one
+    (hashed with ``with_sha256``, else compared only when the hash cache already holds the file's
+    digest), else against the catalog's approximate size. ``with_sha256`` also fills the cache for
+    the entries without a digest (later snapshot checks reuse it)."""
     findings: list[Finding] = []
     notes: list[str] = []
     before = cache.computed
@@ -300,6 +302,7 @@ def verify_catalog(
             continue
         size = path.stat().st_size
         digest = cache.sha256(path) if with_sha256 else (cache.lookup(path) or "")
+        want = normalise_sha(getattr(entry, "sha256", ""))
         bounds = approx_size(entry.size)
         status = "unchecked" if bounds is None else ("ok" if bounds[0] <= size <= bounds[1] else "size_suspect")
         message = (
@@ -307,14 +310,20 @@ def verify_catalog(
             if status != "size_suspect"
             else (f"{size} bytes, the catalog says about {entry.size}: the file may be truncated or a different model")
         )
+        if want and digest:
+            status = "ok" if digest == want else "sha_mismatch"
+            message = "" if status == "ok" else "sha256 differs from the model list's: a different or damaged file"
+        elif want and status != "size_suspect":
+            message = "the model list gives a sha256; run verify with --sha256 to check it"
         findings.append(
             Finding(
                 placement.folder,
                 placement.relpath,
                 status,
                 path=str(path),
-                actual_size=size,
+                expected_sha256=want,
                 actual_sha256=digest,
+                actual_size=size,
                 message=message,
             )
         )

@@ -59,9 +59,39 @@ export class ModelsView {
       const i = this.list.itemFor(e.target);
       if (i !== undefined && e.target.closest("[data-action=install]")) this.install(this.models[i]);
     });
+    this.verifyBtn = el("button", { class: "om-btn", dataset: { testid: "model-verify" },
+      title: "Check the installed models: size, and sha256 where the model list gives one" }, "Verify installed");
+    this.verifyHash = el("input", { type: "checkbox", dataset: { testid: "model-verify-sha256" } });
+    this.verifyBtn.addEventListener("click", () => this.verify({ sha256: this.verifyHash.checked }));
+    this.verifyOut = el("div", { class: "om-verify", role: "status", dataset: { testid: "model-verify-result" } });
     this.root = el("div", { class: "om-view om-models", dataset: { view: "models" } },
-      el("div", { class: "om-toolbar" }, this.search, this.type, this.base, this.count),
-      this.errors, this.list.root);
+      el("div", { class: "om-toolbar" }, this.search, this.type, this.base, this.count,
+        this.verifyBtn, el("label", { class: "om-check", title: "Hash every installed model now (cached afterwards)" },
+          this.verifyHash, " sha256")),
+      this.verifyOut, this.errors, this.list.root);
+  }
+
+  // Verify: GET /v1/models/verify (hashing runs on the server, off its event loop; digests are cached)
+  async verify({ sha256 = false } = {}) {
+    this.verifyBtn.disabled = true;
+    replace(this.verifyOut, el("span", {}, sha256 ? "Hashing the installed models…" : "Checking the installed models…"));
+    try {
+      const res = await this.ctx.backend.client.verifyModels({ sha256: sha256 ? "true" : "false" });
+      const counts = Object.entries(res.counts || {}).filter(([, n]) => n).map(([k, n]) => `${n} ${k.replace("_", " ")}`);
+      const bad = (res.mismatches || []).map((f) => el("li", { dataset: { status: f.status } },
+        `${f.folder}/${f.name}: ${f.status}${f.message ? ` (${f.message})` : ""}`));
+      this.verifyOut.dataset.ok = String(!bad.length);
+      replace(this.verifyOut,
+        el("div", { class: "om-verify-summary" },
+          `${res.checked} checked, ${res.hashed} hashed now${counts.length ? `: ${counts.join(", ")}` : ""}`),
+        bad.length ? el("ul", { class: "om-verify-bad" }, bad) : el("div", {}, "No mismatch."),
+        (res.notes || []).map((n) => el("div", { class: "om-hint" }, n)));
+    } catch (err) {
+      replace(this.verifyOut, errorBox(err));
+      this.ctx.report(err);
+    } finally {
+      this.verifyBtn.disabled = false;
+    }
   }
 
   async load({ refresh = false } = {}) {
