@@ -508,15 +508,14 @@ def check_import_failures(m: Manager) -> Check:
 
 
 def check_wheelhouse(m: Manager) -> Check:
-    from .deps.installer import DependencyInstaller
-    from .deps.policy import deps_policy_from_config
+    from .deps.installer import installer_for
 
     title = "Wheelhouse coverage"
     packs = [p for p in m.inventory(with_catalog=False).packs if p.enabled and p.has_requirements]
     if not packs:
         return Check("wheelhouse", PASS, title, "no installed pack has a requirements.txt")
     try:
-        installer = DependencyInstaller(deps_policy_from_config(m.config, m.layout), m.gate)
+        installer = installer_for(m)
         plan = installer.plan_for([(p.name, Path(p.path)) for p in packs])
         env = installer.environment
         wanted = [(item.requirement, ", ".join(item.packs)) for item in plan.merged if item.requirement is not None]

@@ -274,10 +274,9 @@ def cmd_cleanup_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any
 # --- dependencies -------------------------------------------------------------------------------
 def cmd_export_deps(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     from ..deps.export import export_requirements
-    from ..deps.installer import DependencyInstaller
-    from ..deps.policy import deps_policy_from_config
+    from ..deps.installer import installer_for
 
-    installer = DependencyInstaller(deps_policy_from_config(m.config, m.layout), m.gate)
+    installer = installer_for(m)  # ComfyUI's python: its markers and installed versions
     packs = [(p.name, Path(p.path)) for p in m.inventory().packs if p.enabled and p.has_requirements]
     out = Path(args.output) if args.output else None
     result = export_requirements(installer, packs, out, pin_installed=args.pin_installed)

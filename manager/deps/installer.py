@@ -11,6 +11,7 @@ Every package source handed to the installer is decided by the network gate firs
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import time
@@ -507,3 +508,15 @@ class DependencyInstaller:
                 )
             )
         return out
+
+
+def installer_for(manager: Any) -> DependencyInstaller:
+    """The dependency installer for ComfyUI's python: ``python_executable`` when set, else the
+    host's interpreter (never the Manager's own, when it runs outside ComfyUI). The one place every
+    caller (tasks, previews, restore, undo, export, doctor) builds it."""
+    from .policy import deps_policy_from_config
+
+    policy = deps_policy_from_config(manager.config, manager.layout)
+    if not str(manager.config["python_executable"] or "").strip():
+        policy = dataclasses.replace(policy, python=str(manager.host.python_executable))
+    return DependencyInstaller(policy, manager.gate)

@@ -44,13 +44,9 @@ def _ops(manager: Manager) -> Ops:
 
 def _installer(manager: Manager) -> DependencyInstaller:
     """The installer the real dependency step uses (the host's python unless python_executable)."""
-    from ..deps.installer import DependencyInstaller
-    from ..deps.policy import deps_policy_from_config
+    from ..deps.installer import installer_for
 
-    policy = deps_policy_from_config(manager.config, manager.layout)
-    if not str(manager.config["python_executable"] or "").strip():
-        policy = dataclasses.replace(policy, python=str(manager.host.python_executable))
-    return DependencyInstaller(policy, manager.gate)
+    return installer_for(manager)
 
 
 def _rel(manager: Manager, path: str | Path) -> str:

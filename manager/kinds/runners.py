@@ -187,8 +187,7 @@ def install_pip(job: Job[kp.InstallPipParams]) -> dict[str, Any]:
     rules as a pack's requirements.txt."""
     import uuid
 
-    from ..deps.installer import DependencyInstaller
-    from ..deps.policy import deps_policy_from_config
+    from ..deps.installer import installer_for
     from ..fsops import atomic_write_text
 
     manager, p = job.manager, job.params
@@ -196,7 +195,7 @@ def install_pip(job: Job[kp.InstallPipParams]) -> dict[str, Any]:
     path = manager.layout.manager_dir / "tmp" / f"pip-request-{uuid.uuid4().hex[:8]}.txt"
     atomic_write_text(path, "\n".join(lines) + "\n")
     try:
-        installer = DependencyInstaller(deps_policy_from_config(manager.config, manager.layout), manager.gate)
+        installer = installer_for(manager)  # ComfyUI's python, never the Manager's own
         result = installer.install_requirements_file(
             path, lambda line: job.ctx.progress("pip", None, str(line)), label="pip request"
         )

@@ -3,7 +3,6 @@ and the real dependency step that runs ``DependencyInstaller``."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +49,9 @@ class Ops:
 def real_deps_step(manager: Manager) -> DepsStep:
     """``DependencyInstaller.install_pack_requirements`` under the current config, using the
     host's python unless ``python_executable`` is set."""
-    from ..deps.installer import DependencyInstaller  # imported on use: keeps import light
-    from ..deps.policy import deps_policy_from_config
+    from ..deps.installer import installer_for  # imported on use: keeps import light
 
-    policy = deps_policy_from_config(manager.config, manager.layout)
-    if not str(manager.config["python_executable"] or "").strip():
-        policy = dataclasses.replace(policy, python=str(manager.host.python_executable))
-    installer = DependencyInstaller(policy, manager.gate)
+    installer = installer_for(manager)
 
     def step(pack_dir: Path, pack_name: str, progress: LineFn) -> Mapping[str, Any]:
         others = [

@@ -83,12 +83,9 @@ class RestoreResult(_Record):
 
 def dependency_installer(manager: Any) -> Any:
     """The dependency installer under the current config, for the ComfyUI python."""
-    from ..deps.installer import DependencyInstaller
-    from ..deps.policy import deps_policy_from_config
+    from ..deps.installer import installer_for
 
-    policy = deps_policy_from_config(manager.config, manager.layout)
-    policy = dataclasses.replace(policy, python=target_python(manager))
-    return DependencyInstaller(policy, manager.gate)
+    return installer_for(manager)
 
 
 def plan_restore(
