@@ -229,6 +229,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Extra folders of .whl files searched before any index (offline mode uses only these and "
         "the Manager's own wheelhouse). Comma- or newline-separated.",
     ),
+    _s(
+        "node_pack_preference",
+        _D,
+        (),
+        "list",
+        "Packs preferred, in order, when several packs provide a node type a workflow is missing: "
+        "pack ids or authors (first match wins). Without a match the type is left for the user to "
+        "choose. Comma- or newline-separated.",
+    ),
     _s("git_exe", _D, "", "str", "Path to the git executable; empty = `git` from PATH.", classic=True),
     _s(
         "always_lazy_install",
