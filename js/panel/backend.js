@@ -96,6 +96,16 @@ export class Backend {
     return d.tasks || [];
   }
 
+  /**
+   * The plans of tasks ([{kind, target, params}]) from the server's dry run: nothing is queued.
+   * Resolves to one shared plan record per task (manager/plans.py Plan.to_dict()).
+   */
+  async plan(tasks) {
+    const d = await this.client.enqueue(tasks.map((t) => ({ kind: t.kind, target: t.target, params: t.params || {} })),
+      { dryRun: true });
+    return Array.isArray(d.plans) ? d.plans : [];
+  }
+
   async status() {
     const s = await this.client.getStatus();
     const cat = s.catalog || null;

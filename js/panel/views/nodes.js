@@ -7,6 +7,7 @@ import { catalogHowTo, isCatalogMissing } from "../catalog.js";
 import { FILTERS, SORTS, PackIndex, normalisePack } from "../search.js";
 import { taskLabel } from "../tasks.js";
 import { VirtualList } from "../vlist.js";
+import { PlanDialog } from "./plan_dialog.js";
 
 const ROW_HEIGHT = 44;
 const SUB_MAX = 120;
@@ -28,6 +29,7 @@ export function actionsFor(p) {
 
 const LABELS = { install: "Install", enable: "Enable", disable: "Disable", update: "Update", fix: "Fix",
   uninstall: "Uninstall" };
+const VERBS = { ...LABELS, switch_version: "Switch version", undo: "Undo" };
 
 export class NodesView {
   constructor(ctx) {
@@ -63,7 +65,6 @@ export class NodesView {
       const a = e.target.closest("[data-batch]")?.dataset.batch;
       if (a) this.runBatch(a);
     });
-    this.confirmBar = el("div", { class: "om-confirm", hidden: true });
     this.errors = el("div", { class: "om-errors" });
     this.notices = el("div", { class: "om-notices" });
     this.list = new VirtualList({ rowHeight: ROW_HEIGHT, createRow: () => this._createRow(),
@@ -74,9 +75,10 @@ export class NodesView {
     this.drawer = el("aside", { class: "om-drawer", hidden: true, dataset: { testid: "pack-drawer" } });
     this.main = el("div", { class: "om-view" },
       el("div", { class: "om-toolbar" }, this.search, this.filter, this.sort, this.count, this.batch),
-      this.confirmBar, this.errors, this.notices, this.list.root, this.empty);
+      this.errors, this.notices, this.list.root, this.empty);
     this.root = el("div", { class: "om-view om-nodes", dataset: { view: "nodes" } },
       el("div", { class: "om-body" }, this.main, this.drawer));
+    this.planDialog = new PlanDialog({ backend: this.ctx.backend, host: this.root });
   }
 
   // -- data -----------------------------------------------------------------------------
@@ -225,15 +227,23 @@ export class NodesView {
   }
 
   // -- actions --------------------------------------------------------------------------
-  /** Run one action on one pack (uninstall asks first). */
+  /**
+   * The confirm step: show the server's plan for `tasks` and resolve to {skipDeps} on Run, null
+   * on Cancel. Uninstall's "moves to the trash" question is part of the same dialog.
+   */
+  confirmPlan(action, tasks, what) {
+    const uninstall = action === "uninstall";
+    return this.planDialog.open({
+      title: `${VERBS[action] || action} ${what}`, tasks, runLabel: VERBS[action] || "Run", danger: uninstall,
+      message: uninstall ? `Uninstall ${what}? It moves to the trash folder and can be restored from there.` : "",
+    });
+  }
+
+  /** Run one action on one pack, after its plan was shown and confirmed. */
   async act(action, p, params = {}) {
-    if (action === "uninstall" && !params.confirmed) {
-      this.confirm(`Uninstall ${p.title}? It moves to the trash folder and can be restored from there.`,
-        "Uninstall", () => this.act(action, p, { ...params, confirmed: true }));
-      return;
-    }
-    const { confirmed, ...rest } = params;
-    await this.ctx.run(action, p, rest);
+    const choice = await this.confirmPlan(action, [{ kind: action, target: p.id, params }], p.title);
+    if (!choice) return;
+    await this.ctx.run(action, p, choice.skipDeps ? { ...params, skip_deps: true } : params);
     this.list.refresh();
   }
 
@@ -244,22 +254,21 @@ export class NodesView {
       this.ctx.notify("info", "Nothing to do", `None of the selected packs can ${action}.`);
       return;
     }
-    const go = async () => {
-      for (const p of packs) await this.ctx.run(action, p, {});
-      this.selected.clear();
-      this.list.refresh();
-      this._updateBatch();
-    };
-    if (action === "uninstall") this.confirm(`Uninstall ${packs.length} pack(s)?`, "Uninstall", go);
-    else await go();
+    const choice = await this.confirmPlan(action, packs.map((p) => ({ kind: action, target: p.id, params: {} })),
+      packs.length === 1 ? packs[0].title : `${packs.length} packs`);
+    if (!choice) return;
+    const params = choice.skipDeps ? { skip_deps: true } : {};
+    for (const p of packs) await this.ctx.run(action, p, params);
+    this.selected.clear();
+    this.list.refresh();
+    this._updateBatch();
   }
 
-  confirm(message, label, onYes) {
-    replace(this.confirmBar, el("span", { text: message }),
-      el("button", { class: "om-btn om-btn-danger", dataset: { testid: "confirm-yes" },
-        onclick: () => { this.confirmBar.hidden = true; onYes(); } }, label),
-      el("button", { class: "om-btn", onclick: () => { this.confirmBar.hidden = true; } }, "Cancel"));
-    this.confirmBar.hidden = false;
+  /** Undo a finished task (its plan first: what it puts back). */
+  async undo(task) {
+    const item = { id: task.id, title: `${task.kind} ${task.target}` };
+    const choice = await this.confirmPlan("undo", [{ kind: "undo", target: task.id, params: {} }], item.title);
+    if (choice) await this.ctx.run("undo", item);
   }
 
   _onTask(task) {
@@ -383,7 +392,7 @@ export class NodesView {
     if (UNDOABLE.has(task.kind) && (task.state === "done" || task.state === "failed") && task.id) {
       parts.push(el("button", { class: "om-btn om-btn-ghost", dataset: { undoTask: task.id },
         title: "Put back the python packages and the pack as they were before this task",
-        onclick: () => this.ctx.run("undo", { id: task.id, title: `${task.kind} ${task.target}` }) }, "Undo"));
+        onclick: () => this.undo(task) }, "Undo"));
     }
     replace(this.drawerTask, ...parts);
   }
