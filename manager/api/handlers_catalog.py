@@ -192,12 +192,79 @@ def missing_packs(view: CatalogView, inv: Any, types: list[str]) -> dict[str, An
     return {"node_types": rows, "install": [{"id": k, "title": v} for k, v in to_install.items()]}
 
 
+def _str_list(body: dict[str, Any], name: str) -> list[str] | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RequestInvalid(
+            f"field {name!r} must be a list of strings", details={"field": name}, hint=f'Send {name!r} as ["..."].'
+        )
+    return value
+
+
+def _host_node_types(api: HttpDoor) -> list[str] | None:
+    """Inside ComfyUI: the node classes it registered (``nodes.NODE_CLASS_MAPPINGS``); else None."""
+    import sys
+
+    if api.door != "comfyui":
+        return None
+    mapping = getattr(sys.modules.get("nodes"), "NODE_CLASS_MAPPINGS", None)
+    return list(mapping) if isinstance(mapping, dict) else None
+
+
 async def workflow_missing(api: HttpDoor, request: web.Request) -> web.Response:
-    workflow = await read_json(request, max_bytes=WORKFLOW_MAX_BYTES)
-    if isinstance(workflow.get("workflow"), dict):  # {"workflow": {...}} wrapper
-        workflow = workflow["workflow"]
-    types = workflow_node_types(workflow)
+    """A workflow, or ``{workflow, prefer?, choices?, known_types?}``: every node type with all its
+    candidate packs, the batch that may be installed (``requests``: post them to ``/v1/queue`` as
+    one ``tasks`` batch), the types that need a choice, and, after an install, the types still
+    missing and why (``manager/missing_nodes.py``). Call it again after the batch ran: that is the
+    re-check."""
+    from ..missing_nodes import analyse, preference_of
+
+    body = await read_json(request, max_bytes=WORKFLOW_MAX_BYTES)
+    prefer: list[str] = []
+    choices: dict[str, str] = {}
+    known: list[str] | None = None
+    workflow: Any = body
+    if isinstance(body.get("workflow"), dict):  # {"workflow": {...}, options} wrapper
+        workflow = body["workflow"]
+        prefer = _str_list(body, "prefer") or []
+        known = _str_list(body, "known_types")
+        raw_choices = body.get("choices") or {}
+        if not isinstance(raw_choices, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw_choices.items()
+        ):
+            raise RequestInvalid(
+                "field 'choices' must map node types to pack ids",
+                details={"field": "choices"},
+                hint='Send {"choices": {"NodeType": "pack-id"}}.',
+            )
+        choices = raw_choices
     view = await api.view()
     _key, inv = await api.inventory()
-    result = await asyncio.to_thread(missing_packs, view, inv, types)
-    return ok(result)
+    if known is None:
+        known = _host_node_types(api)
+    loaded: list[str] | None = None
+    if api.door == "comfyui":  # the packs enabled when this ComfyUI first answered: what it loaded
+        loaded = [name for name, row in (await api.imported()).items() if row.get("enabled")]
+    failures = await asyncio.to_thread(api.import_failures)
+    report = await asyncio.to_thread(
+        lambda: analyse(
+            workflow,
+            catalog=view.catalog,
+            inventory=inv,
+            known_types=known,
+            loaded=loaded,
+            import_failures=failures,
+            preference=preference_of(api.manager.config, prefer),
+            choices=choices,
+        )
+    )
+    out = report.to_json()
+    out["node_types"] = [
+        {**r.to_dict(), "packs": [c.id for c in r.candidates]} for r in report.rows
+    ]  # the older answer's rows, each now with its candidates, choice and reason
+    out["install"] = [{"id": c.pack_id, "title": c.title} for c in report.chosen]
+    out["requests"] = [{"kind": k, "target": t, "params": p} for k, t, p in report.requests()]
+    out["applies_at_restart"] = api.door == "comfyui"
+    return ok(out)

@@ -190,8 +190,13 @@ ROUTES: tuple[Route, ...] = (
         cat.workflow_missing,
         _D.READ,
         "workflowMissing",
-        "Node types of a workflow that no installed pack provides, and the packs to install",
-        body={"type": "object", "description": "a workflow (UI or API format) or {workflow: ...}"},
+        "Node types of a workflow with every candidate pack, the batch to install, the types to choose "
+        "for, and (called again after the install) the types still missing and why",
+        body={
+            "type": "object",
+            "description": "a workflow (UI or API format), or {workflow, prefer?: [pack id or author], "
+            "choices?: {node type: pack id}, known_types?: [node class names the page has]}",
+        },
     ),
     _v1(
         "GET",

@@ -12,7 +12,16 @@ from pathlib import Path
 
 from ..errors import InternalError, ManagerError
 from ..layout import COMFYUI_ENV, comfyui_not_found, find_comfyui_root
-from . import admin_commands, cache_commands, classic_commands, commands, exit_codes, ops_commands, serve
+from . import (
+    admin_commands,
+    cache_commands,
+    classic_commands,
+    commands,
+    exit_codes,
+    ops_commands,
+    serve,
+    workflow_commands,
+)
 from .render import print_error
 
 DB_MODES = {"cache": "auto", "remote": "force", "local": "never"}
@@ -104,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(sub)
     ops_commands.add_parsers(sub)
     admin_commands.add_parsers(sub)
+    workflow_commands.add_parsers(sub)  # missing-nodes
     return p
 
 
