@@ -7,7 +7,10 @@ any pack, the prestartup script applies them in order, offline (no network at st
 inside the operations lock, and writes what happened to ``startup/last.json``.
 
 Actions: ``uninstall``, ``disable``, ``enable`` (target: an installed pack's folder name or id;
-the operations engine does the move, with its trash and rename journal) and
+the operations engine does the move, with its trash and rename journal), ``install``,
+``reinstall``, ``update``, ``switch_version`` (a pack the running ComfyUI loaded, whose files
+would be replaced under it: the HTTP door inside ComfyUI schedules these instead of running them;
+params: the task's parameters; ``policy``: the door's decision) and
 ``snapshot_restore`` (target: a stored snapshot name; params: restore options; ``policy``: the
 door's allowing decision, needed for git installs). One pending entry per target: a newer
 one replaces it. Applied or failed entries leave the file; the file is removed when empty, so
@@ -32,8 +35,15 @@ from .fsops import atomic_write_json, file_lock
 
 log = logging.getLogger("offline_manager")
 
-ACTIONS = ("uninstall", "disable", "enable", "snapshot_restore")
+ACTIONS = ("uninstall", "disable", "enable", "snapshot_restore", "install", "reinstall", "update", "switch_version")
 PACK_ACTIONS = ("uninstall", "disable", "enable")
+# a change to the files of a pack the running ComfyUI loaded: scheduled by the HTTP door inside
+# ComfyUI instead of run under the live process (docs/decisions.md); applied with the same verbs
+# the task table's runners call, with the door's allowing decision
+REPLACE_ACTIONS = ("install", "reinstall", "update", "switch_version")
+# the task kinds the HTTP door inside ComfyUI schedules when their target is a loaded pack (an
+# install never replaces an installed pack: it refuses with pack_exists, or enables a disabled one)
+LOADED_PACK_KINDS = ("reinstall", "update", "switch_version")
 MAX_PENDING = 200
 LOCK_TIMEOUT = 5.0
 
@@ -271,6 +281,8 @@ def _apply_one(manager: Any, op: PendingOp) -> Mapping[str, Any]:
         if op.action == "disable":
             return toggle.disable(ops, op.target, rep).to_dict()
         return toggle.enable(ops, op.target, rep).to_dict()
+    if op.action in REPLACE_ACTIONS:
+        return _apply_replace(manager, op, parse_policy(op.policy))
     from .snapshots import store_of
     from .snapshots.plan import RestoreOptions
     from .snapshots.restore import failure_error, restore
@@ -287,6 +299,47 @@ def _apply_one(manager: Any, op: PendingOp) -> Mapping[str, Any]:
     if not result.ok:
         raise failure_error(result)
     return result.to_json()
+
+
+def _apply_replace(manager: Any, op: PendingOp, policy: Any) -> Mapping[str, Any]:
+    """install/reinstall/update/switch_version of a scheduled pack: the runners' verbs and arguments."""
+    from .operations import install as inst
+    from .operations import update as upd
+    from .operations.ops import Ops
+    from .operations.reporting import Reporter
+
+    ops, rep, p = Ops(manager, deps_step=getattr(manager, "deps_step", None)), Reporter(), op.params
+
+    def text(key: str) -> str | None:
+        value = p.get(key)
+        return str(value) if value else None
+
+    timeout = p.get("script_timeout")
+    script_timeout = float(timeout) if isinstance(timeout, (int, float)) else None
+    skip = bool(p.get("skip_deps"))
+    if op.action == "install":
+        out = inst.install(
+            ops,
+            op.target,
+            rep,
+            version=text("version"),
+            name=text("name"),
+            ref=text("ref"),
+            policy=policy,
+            skip_deps=skip,
+            script_timeout=script_timeout,
+        )
+    elif op.action == "reinstall":
+        out = inst.reinstall(
+            ops, op.target, rep, spec=text("spec"), policy=policy, skip_deps=skip, script_timeout=script_timeout
+        )
+    elif op.action == "update":
+        out = upd.update(ops, op.target, rep, skip_deps=skip, version=text("version"))
+    else:
+        out = upd.switch_version(
+            ops, op.target, rep, version=text("version") or "", commit=text("commit") or "", skip_deps=skip
+        )
+    return out.to_dict()
 
 
 def apply_pending(manager: Any, *, lock_timeout: float = LOCK_TIMEOUT) -> list[Applied] | None:

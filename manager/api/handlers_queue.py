@@ -17,6 +17,7 @@ from ..kinds.planner import preview_plan
 from .door import HttpDoor
 from .envelope import field, ok, read_json
 from .handlers_catalog import optional_view
+from .handlers_startup import schedule_planned
 
 MAX_BATCH = 500
 
@@ -76,9 +77,40 @@ async def post_queue(api: HttpDoor, request: web.Request) -> web.Response:
     if dry_run:
         plans = [await asyncio.to_thread(preview_plan, api.manager, p) for p in planned]
         return ok({"dry_run": True, "plans": plans})
-    tasks = await api.submit(planned)
-    started = api.queue.start() if body.get("start", True) is not False else False
-    return ok({"tasks": tasks, "started": started}, status=202)
+    later = [p for p in planned if await _loaded_pack(api, p)]
+    scheduled = [await asyncio.to_thread(schedule_planned, api, p) for p in later]
+    now = [p for p in planned if p not in later]
+    tasks = await api.submit(now) if now else []
+    started = api.queue.start() if now and body.get("start", True) is not False else False
+    out: dict[str, Any] = {"tasks": tasks, "started": started}
+    if scheduled:
+        out["scheduled"] = scheduled
+        out["after_restart"] = (
+            f"{len(scheduled)} operation(s) on packs this ComfyUI has loaded will run after restart "
+            "(before the packs load); restart ComfyUI to apply them"
+        )
+    return ok(out, status=202)
+
+
+async def _loaded_pack(api: HttpDoor, planned: Any) -> str:
+    """Inside ComfyUI: the folder of the enabled pack ``planned`` would replace files of, when that
+    pack was loaded by this ComfyUI (enabled when the door first read the tree), else "".
+    Such a task is scheduled for the next start instead (docs/decisions.md)."""
+    from ..errors import ManagerError
+    from ..operations.installed import find_pack
+    from ..startup import LOADED_PACK_KINDS, check_target
+
+    if api.door != "comfyui" or api.restart is None or planned.spec.kind not in LOADED_PACK_KINDS:
+        return ""
+    try:
+        check_target(planned.spec.kind, planned.spec.target)
+        loaded = {name for name, row in (await api.imported()).items() if row.get("enabled")}
+        _key, inv = await api.inventory()
+        pack = find_pack(inv, planned.spec.target, enabled=True)
+    except ManagerError:  # not one installed pack (a new install, a URL): it runs now
+        return ""
+    key = pack.name[:-4] if pack.name.endswith(".git") else pack.name
+    return pack.name if key in loaded else ""
 
 
 async def get_queue(api: HttpDoor, request: web.Request) -> web.Response:
