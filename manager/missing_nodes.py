@@ -30,7 +30,7 @@ from .inventory import InstalledPack, Inventory
 from .operations.workflow import node_types_of
 from .records import _Record
 
-__all__ = ["Candidate", "ChosenPack", "MissingReport", "TypeRow", "analyse", "preference_of"]
+__all__ = ["Candidate", "ChosenPack", "MissingReport", "TypeRow", "analyse", "preference_of", "row_json"]
 
 STILL_MISSING = ("import_failed", "restart_needed", "wrong_pack")
 
@@ -103,9 +103,26 @@ class MissingReport(_Record):
         return out
 
     def to_json(self) -> dict[str, Any]:
-        d = self.to_dict()
+        """Plain JSON (nested records too) with the count per state."""
+        d: dict[str, Any] = _deep(self)
         d["counts"] = self.counts()
         return d
+
+
+def _deep(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return {k: _deep(v) for k, v in value.to_dict().items()}
+    if isinstance(value, (list, tuple)):
+        return [_deep(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _deep(v) for k, v in value.items()}
+    return value
+
+
+def row_json(row: TypeRow) -> dict[str, Any]:
+    """One row as plain JSON."""
+    out: dict[str, Any] = _deep(row)
+    return out
 
 
 def preference_of(config: Any, extra: Sequence[str] = ()) -> tuple[str, ...]:

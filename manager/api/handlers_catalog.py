@@ -219,7 +219,7 @@ async def workflow_missing(api: HttpDoor, request: web.Request) -> web.Response:
     one ``tasks`` batch), the types that need a choice, and, after an install, the types still
     missing and why (``manager/missing_nodes.py``). Call it again after the batch ran: that is the
     re-check."""
-    from ..missing_nodes import analyse, preference_of
+    from ..missing_nodes import analyse, preference_of, row_json
 
     body = await read_json(request, max_bytes=WORKFLOW_MAX_BYTES)
     prefer: list[str] = []
@@ -262,7 +262,7 @@ async def workflow_missing(api: HttpDoor, request: web.Request) -> web.Response:
     )
     out = report.to_json()
     out["node_types"] = [
-        {**r.to_dict(), "packs": [c.id for c in r.candidates]} for r in report.rows
+        {**row_json(r), "packs": [c.id for c in r.candidates]} for r in report.rows
     ]  # the older answer's rows, each now with its candidates, choice and reason
     out["install"] = [{"id": c.pack_id, "title": c.title} for c in report.chosen]
     out["requests"] = [{"kind": k, "target": t, "params": p} for k, t, p in report.requests()]
