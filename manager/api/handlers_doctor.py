@@ -10,7 +10,6 @@ import asyncio
 
 from aiohttp import web
 
-from ..doctor import run_checks
 from ..errors import RequestInvalid
 from .door import HttpDoor
 from .envelope import ok
@@ -27,5 +26,7 @@ async def get_doctor(api: HttpDoor, request: web.Request) -> web.Response:
             hint="Send online=true or leave it out (cm-cli.py doctor --online does the same).",
             details={"field": "online"},
         )
+    from ..doctor import run_checks  # on the first request: mounting the routes stays cheap for ComfyUI's start
+
     report = await asyncio.to_thread(run_checks, api.manager, online=raw in _TRUE, listen=api.listen)
     return ok(report.to_dict())

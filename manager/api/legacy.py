@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .. import __version__
-from ..compromised import startup_alerts as compromise_alerts
 from ..errors import ManagerError, NotFound, QueueBusy, RequestInvalid
 from ..kinds.classify import SEMVER_RE, url_params
 from .door import DB_MODES, HttpDoor, installed_map
@@ -376,6 +375,8 @@ async def startup_alerts(api: HttpDoor, request: web.Request) -> web.Response:
     cfg = api.manager.config
     alerts = [{"message": f"{p.message} {p.hint}".strip(), "level": "error"} for p in cfg.problems]
     alerts += [{"message": n, "level": "info"} for n in cfg.notes]
+    from ..compromised import startup_alerts as compromise_alerts  # on use: mounting stays cheap
+
     alerts += await asyncio.to_thread(compromise_alerts, api.manager)  # installed packs on the list: warn only
     return raw_json(alerts)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import security as sec
 from ..errors import RequestInvalid
 from . import params as kp
-from . import previews, runners
+from . import runners
 from .classify import Classified, classify_install, find_model, model_risk, spec_kind, url_params
 
 if TYPE_CHECKING:
@@ -54,6 +54,20 @@ class TaskKind:
     @property
     def queue_kind(self) -> str:
         return self.runs_as or self.name
+
+
+def _preview(name: str) -> Callable[..., Mapping[str, Any]]:
+    """``kinds.previews.<name>``, imported on the first dry run: the table is read when a host
+    mounts our routes, and the previews pull in the plan and resolver modules."""
+
+    def preview(*args: Any, **kwargs: Any) -> Mapping[str, Any]:
+        from . import previews
+
+        fn: Callable[..., Mapping[str, Any]] = getattr(previews, name)
+        return fn(*args, **kwargs)
+
+    preview.__name__ = f"preview_{name}"
+    return preview
 
 
 # --- classifiers --------------------------------------------------------------------------------------
@@ -159,7 +173,7 @@ KINDS: tuple[TaskKind, ...] = (
             ("install_local_path", sec.RISK_LOCAL_PATH),
         ),
         vet=_vet_install,
-        preview=previews.install,
+        preview=_preview("install"),
     ),
     TaskKind(
         "install_git_url",
@@ -174,7 +188,7 @@ KINDS: tuple[TaskKind, ...] = (
         runs_as="install",
         fixed_risk=sec.RISK_GIT_URL,
         vet=_vet_install,
-        preview=previews.install,
+        preview=_preview("install"),
     ),
     TaskKind(
         "reinstall",
@@ -187,7 +201,7 @@ KINDS: tuple[TaskKind, ...] = (
         "reinstall",
         (("reinstall", sec.RISK_CATALOG),),
         vet=_vet_install,
-        preview=previews.reinstall,
+        preview=_preview("reinstall"),
     ),
     TaskKind(
         "uninstall",
@@ -200,7 +214,7 @@ KINDS: tuple[TaskKind, ...] = (
         "uninstall",
         (("uninstall", ""),),
         at_next_start=True,
-        preview=previews.uninstall,
+        preview=_preview("uninstall"),
     ),
     TaskKind(
         "update",
@@ -212,7 +226,7 @@ KINDS: tuple[TaskKind, ...] = (
         runners.update,
         "update",
         (("update", ""),),
-        preview=previews.update,
+        preview=_preview("update"),
     ),
     TaskKind(
         "update_all",
@@ -225,7 +239,7 @@ KINDS: tuple[TaskKind, ...] = (
         "update all",
         (("update_all", ""),),
         default_target="all",
-        preview=previews.update_all,
+        preview=_preview("update_all"),
     ),
     TaskKind(
         "fix",
@@ -237,7 +251,7 @@ KINDS: tuple[TaskKind, ...] = (
         runners.fix,
         "fix",
         (("fix", ""),),
-        preview=previews.fix,
+        preview=_preview("fix"),
     ),
     TaskKind(
         "disable",
@@ -250,7 +264,7 @@ KINDS: tuple[TaskKind, ...] = (
         "disable",
         (("disable", ""),),
         at_next_start=True,
-        preview=previews.disable,
+        preview=_preview("disable"),
     ),
     TaskKind(
         "enable",
@@ -263,7 +277,7 @@ KINDS: tuple[TaskKind, ...] = (
         "enable",
         (("enable", ""),),
         at_next_start=True,
-        preview=previews.enable,
+        preview=_preview("enable"),
     ),
     TaskKind(
         "switch_version",
@@ -275,7 +289,7 @@ KINDS: tuple[TaskKind, ...] = (
         runners.switch_version,
         "switch-version",
         (("switch_version", ""),),
-        preview=previews.switch_version,
+        preview=_preview("switch_version"),
     ),
     TaskKind(
         "restore_trash",
@@ -346,7 +360,7 @@ KINDS: tuple[TaskKind, ...] = (
         "snapshot restore",
         (("snapshot_restore", ""),),
         at_next_start=True,
-        preview=previews.snapshot_restore,
+        preview=_preview("snapshot_restore"),
     ),
     TaskKind(
         "undo",
