@@ -99,6 +99,18 @@ def open_panel(page: Any, host: Any) -> None:
     page.wait_for_selector(VISIBLE_ROW, timeout=60_000)
 
 
+PLAN_DIALOG = "[data-testid=plan-dialog]"
+
+
+def run_plan(page: Any, *, timeout: float = 60_000) -> str:
+    """The confirm step: wait for the plan in the dialog, click its Run; returns the dialog's text."""
+    page.wait_for_selector(f"{PLAN_DIALOG}:not([data-state=planning])", timeout=timeout)
+    text = page.locator(PLAN_DIALOG).inner_text()
+    page.locator("[data-testid=plan-run]").click()
+    page.locator(PLAN_DIALOG).wait_for(state="detached")
+    return text
+
+
 def search(page: Any, text: str) -> None:
     page.fill("[data-testid=pack-search]", text)
     page.wait_for_function("t => document.querySelector('.om-nodes').dataset.query === t", arg=text)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from browser.conftest import CHROMIUM, CHROMIUM_FLAGS
-from browser.pages import ENTRY, VISIBLE_ROW, pack_row, screenshot
+from browser.pages import ENTRY, VISIBLE_ROW, pack_row, run_plan, screenshot
 
 from support.standin_host import StandInComfy
 
@@ -155,6 +155,7 @@ def test_without_a_catalog_the_panel_says_how_to_get_one_and_lists_what_is_insta
     assert page.locator("[data-testid=panel-errors] .om-error").count() == 0  # not shown as a failure
     screenshot(page, "panel-no-catalog")
     row.get_by_role("button", name="Disable").click()
+    run_plan(page)
     page.wait_for_function(
         """() => { const b = document.querySelector(
         '.om-pack-row[data-pack-id="local-pack"]:not([hidden]) .om-state');

@@ -17,6 +17,7 @@ from browser.pages import (
     PanelEnv,
     open_panel,
     pack_row,
+    run_plan,
     screenshot,
     search,
     watch_row_badges,
@@ -101,6 +102,7 @@ def test_install_disable_enable_uninstall_from_a_local_repo(
     row = pack_row(page, TEST_PACK_ID)
     watch_row_badges(page, TEST_PACK_ID)
     row.get_by_role("button", name="Install").click()
+    run_plan(page)
 
     _wait_badge(page, TEST_PACK_ID, "restart required")
     seen = page.evaluate("window.__badges")
@@ -116,14 +118,16 @@ def test_install_disable_enable_uninstall_from_a_local_repo(
     screenshot(page, "panel-installed")
 
     row.get_by_role("button", name="Disable").click()
+    run_plan(page)
     _wait_state(page, TEST_PACK_ID, "disabled")
     assert (custom_nodes / ".disabled").is_dir() and any((custom_nodes / ".disabled").iterdir())
 
     row.get_by_role("button", name="Enable").click()
+    run_plan(page)
     _wait_state(page, TEST_PACK_ID, "enabled")
 
     row.get_by_role("button", name="Uninstall").click()
-    page.locator("[data-testid=confirm-yes]").click()  # asked first: the pack goes to the trash
+    run_plan(page)  # asked first (one confirm with the plan): the pack goes to the trash
     _wait_state(page, TEST_PACK_ID, "not-installed")
     assert not [p for p in custom_nodes.iterdir() if p.name.lower().startswith("panel")]
     screenshot(page, "panel-statusbar-restart")
@@ -136,6 +140,7 @@ def test_batch_install_and_uninstall_of_selected_packs(page: Any, comfy: StandIn
         pack_row(page, pack_id).locator("input[data-action=select]").check()
     assert page.inner_text(".om-batch-count") == "2 selected"
     page.locator(".om-batch [data-batch=install]").click()
+    run_plan(page)
     for pack_id in (TEST_PACK_ID, SECOND_PACK_ID):
         _wait_state(page, pack_id, "enabled")
     assert page.locator(".om-batch").is_hidden()  # the selection is cleared after a batch
@@ -144,7 +149,7 @@ def test_batch_install_and_uninstall_of_selected_packs(page: Any, comfy: StandIn
     for pack_id in (TEST_PACK_ID, SECOND_PACK_ID):
         pack_row(page, pack_id).locator("input[data-action=select]").check()
     page.locator(".om-batch [data-batch=uninstall]").click()
-    page.locator("[data-testid=confirm-yes]").click()
+    run_plan(page)
     page.wait_for_function("document.querySelector('.om-nodes').dataset.rows === '0'", timeout=60_000)
     assert not [p for p in (panel_env.root / "custom_nodes").iterdir() if p.name.lower().startswith("panel")]
 
@@ -161,6 +166,7 @@ def test_snapshot_save_diff_restore_remove(page: Any, comfy: StandInComfy, panel
     page.click("[data-tab=nodes]")
     search(page, "panel test pack")
     pack_row(page, TEST_PACK_ID).get_by_role("button", name="Install").click()
+    run_plan(page)
     _wait_state(page, TEST_PACK_ID, "enabled")
 
     page.click("[data-tab=snapshots]")
@@ -198,13 +204,16 @@ def test_offline_mode_changes_the_status_bar_and_refuses_remote_work(page: Any, 
     page.click("[data-tab=nodes]")
     search(page, "impact pack")
     page.locator(".om-pack-row:not([hidden])").first.get_by_role("button", name="Install").click()
-    box = page.locator("[data-testid=panel-errors] .om-error").first
+    # the confirm step shows the refusal as the plan's blocker, and Run stays disabled
+    box = page.locator("[data-testid=plan-dialog] [data-testid=plan-blockers] .om-error").first
     box.wait_for(timeout=60_000)
     code = box.get_attribute("data-code")
     assert code in ("offline_mode", "network_blocked"), box.inner_text()
     assert box.locator(".om-error-code").inner_text() == code
     assert box.locator(".om-error-hint").inner_text().strip()
+    assert page.locator("[data-testid=plan-run]").is_disabled()
     screenshot(page, "panel-offline-refusal")
+    page.click("[data-testid=plan-cancel]")
 
 
 MODEL_FILE = "panel-test-model.safetensors"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser.pages import TEST_PACK_ID, pack_row, screenshot, search
+from browser.pages import TEST_PACK_ID, pack_row, run_plan, screenshot, search
 
 pytestmark = pytest.mark.browser
 
@@ -24,6 +24,7 @@ def test_standalone_page_lists_searches_and_installs(page: Any, standalone: str)
     search(page, "panel test pack")
     row = pack_row(page, TEST_PACK_ID)
     row.get_by_role("button", name="Install").click()
+    run_plan(page)
     page.wait_for_function(
         """id => { const b = document.querySelector(`.om-pack-row[data-pack-id="${id}"]:not([hidden]) .om-task`);
             return b && b.textContent === 'restart required'; }""",
@@ -53,6 +54,7 @@ def test_install_shows_the_files_to_review(page: Any, standalone: str, panel_env
     search(page, "panel test pack")
     row = pack_row(page, TEST_PACK_ID)
     row.get_by_role("button", name="Install").click()
+    run_plan(page)
     row.locator(".om-state").filter(has_text="enabled").wait_for(timeout=60_000)
     row.locator(".om-row-title").click()
     findings = page.locator("[data-testid=pack-drawer] .om-findings")

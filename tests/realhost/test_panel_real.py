@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from browser.pages import ENTRY, TEST_PACK_ID, open_panel, pack_row, screenshot, search
+from browser.pages import ENTRY, TEST_PACK_ID, open_panel, pack_row, run_plan, screenshot, search
 from realhost.helpers import need_host
 
 from support import realhost
@@ -50,23 +50,26 @@ def test_a_user_installs_disables_enables_and_uninstalls_in_the_real_page(
     screenshot(page, f"{tag}-panel-search")
 
     row.get_by_role("button", name="Install").click()
+    run_plan(page)
     _wait_state(page, TEST_PACK_ID, "enabled")
     installed = _pack_dirs(real_comfy)
     assert installed and (real_comfy.custom_nodes / installed[0] / "__init__.py").is_file()
     screenshot(page, f"{tag}-panel-installed")
 
     row.get_by_role("button", name="Disable").click()
+    run_plan(page)
     _wait_state(page, TEST_PACK_ID, "disabled")
     assert _pack_dirs(real_comfy) == []
     disabled = real_comfy.custom_nodes / ".disabled"
     assert disabled.is_dir() and any(p.name.lower().startswith("panel") for p in disabled.iterdir())
 
     row.get_by_role("button", name="Enable").click()
+    run_plan(page)
     _wait_state(page, TEST_PACK_ID, "enabled")
     assert _pack_dirs(real_comfy) == installed
 
     row.get_by_role("button", name="Uninstall").click()
-    page.locator("[data-testid=confirm-yes]").click()
+    run_plan(page)
     _wait_state(page, TEST_PACK_ID, "not-installed")
     assert _pack_dirs(real_comfy) == []
     screenshot(page, f"{tag}-panel-uninstalled")

@@ -17,7 +17,7 @@ const VERBS = { install: "Install", uninstall: "Uninstall", enable: "Enable", di
 const PACK_WORDS = { added: "added", changed: "changed", removed: "removed", enabled: "enabled", disabled: "disabled" };
 const PY_WORDS = { added: "added", upgraded: "upgraded", downgraded: "downgraded", removed: "removed" };
 
-const arrow = (from, to) => (from || to ? ` ${from || "–"} → ${to || "–"}` : "");
+const arrow = (from, to) => (from && to ? ` ${from} → ${to}` : from || to ? ` ${from || to}` : "");
 
 /** A kind the server has no dry run for answers request_invalid naming the kind (planner.preview). */
 function noDryRun(err) {

@@ -1,0 +1,175 @@
+"""The panel's confirm step, undo button and trash view in the page the real ComfyUI serves.
+
+One real ComfyUI (offline, a file:// channel with packs backed by local git repos, a local
+wheelhouse) for the module. A user clicks Install and sees the server's plan before anything
+runs: the pack added and the Python package its requirements.txt would add; ticks "without
+dependencies" and sees that package left out; Run installs the pack alone. Undo in the pack's
+drawer puts the pack into the trash; an uninstall (one confirm, with its plan) and Restore in
+the Trash tab bring a pack back. Each step is checked on disk; screenshots go to artifacts/.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser.pages import (
+    PLAN_DIALOG,
+    SECOND_PACK_ID,
+    TEST_PACK_ID,
+    make_plain_repo,
+    open_panel,
+    pack_row,
+    run_plan,
+    screenshot,
+    search,
+)
+from realhost.helpers import channel_env, keep_artifacts, need_host
+
+from support import realhost
+from support.gitrepos import git
+from support.wheels import build_wheel
+
+DEPS_PACK_ID = "plan-deps-pack"
+DEP = "om-plan-dep"
+TRASH = ".cm-trash.disabled"
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory, channel_db: Path) -> Iterator[realhost.RealComfyUI]:
+    need_host("0.8.0", browser=True)
+    work = tmp_path_factory.mktemp("plans-real")
+    env = channel_env(work, channel_db)
+    url = make_plain_repo(work / "repos" / DEPS_PACK_ID, name=DEPS_PACK_ID)
+    repo = work / "repos" / DEPS_PACK_ID
+    (repo / "requirements.txt").write_text(f"{DEP}==1.0\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "needs a python package")
+    env.add_pack(
+        {
+            "author": "realhost-tests",
+            "title": "Plan Deps Pack",
+            "id": DEPS_PACK_ID,
+            "reference": url,
+            "files": [url],
+            "install_type": "git-clone",
+            "description": "A pack whose requirements.txt asks for a package of the local wheelhouse.",
+        }
+    )
+    wheelhouse = work / "wheelhouse"
+    build_wheel(wheelhouse, DEP, "1.0")
+    h = realhost.start_comfyui(work, "0.8.0", config={**env.settings, "wheelhouse_dirs": str(wheelhouse)})
+    try:
+        yield h
+    finally:
+        h.stop()
+        keep_artifacts(h, "test_panel_plans_real-0.8.0")
+
+
+def _wait_state(page: Any, pack_id: str, state: str, timeout: float = 90_000) -> None:
+    page.wait_for_function(
+        """([id, state]) => { const r = document.querySelector(`.om-pack-row[data-pack-id="${id}"]:not([hidden])`);
+            const b = r && r.querySelector('.om-state');
+            return !!b && (state === 'not-installed' ? b.hidden : !b.hidden && b.textContent.startsWith(state)); }""",
+        arg=[pack_id, state],
+        timeout=timeout,
+    )
+
+
+def _installed(host: realhost.RealComfyUI, pack_id: str) -> bool:
+    return (host.custom_nodes / pack_id / "__init__.py").is_file()
+
+
+def _trashed(host: realhost.RealComfyUI, pack_id: str) -> bool:
+    trash = host.custom_nodes / TRASH
+    return trash.is_dir() and any(pack_id in p.name for p in trash.rglob("*") if p.is_dir())
+
+
+def _has_dist(host: realhost.RealComfyUI, name: str) -> bool:
+    code = (
+        f"import importlib.metadata as m\ntry: m.version({name!r})\nexcept m.PackageNotFoundError: raise SystemExit(1)"
+    )
+    return subprocess.run([str(host.python), "-c", code], capture_output=True, timeout=60).returncode == 0
+
+
+def _open(page: Any, host: realhost.RealComfyUI, query: str) -> None:
+    open_panel(page, host)
+    search(page, query)
+
+
+def test_install_shows_the_plan_and_runs_without_dependencies(host: realhost.RealComfyUI, page: Any) -> None:
+    _open(page, host, "plan deps pack")
+    pack_row(page, DEPS_PACK_ID).get_by_role("button", name="Install").click()
+    dialog = page.locator(PLAN_DIALOG)
+    dialog.wait_for()  # opens at once, planning
+    page.wait_for_selector(f"{PLAN_DIALOG}:not([data-state=planning])", timeout=90_000)
+    packs = dialog.locator("[data-testid=plan-packs]")
+    assert DEPS_PACK_ID in packs.locator("li[data-change=added]").inner_text(), dialog.inner_text()
+    python = dialog.locator("[data-testid=plan-python] li[data-change=added]")
+    assert DEP in python.inner_text(), dialog.inner_text()
+    assert page.locator("[data-testid=plan-run]").is_enabled()
+    screenshot(page, "realhost-plan-install")
+
+    page.locator("[data-testid=plan-skip-deps]").check()
+    page.wait_for_selector(f"{PLAN_DIALOG}:not([data-state=planning])", timeout=90_000)
+    assert dialog.locator("[data-testid=plan-python]").count() == 0
+    assert DEP in dialog.locator("[data-testid=plan-left-out]").inner_text(), dialog.inner_text()
+    screenshot(page, "realhost-plan-install-without-deps")
+    run_plan(page)
+    _wait_state(page, DEPS_PACK_ID, "enabled")
+    assert _installed(host, DEPS_PACK_ID)
+    assert not _has_dist(host, DEP)  # without dependencies: the wheel was not installed
+    screenshot(page, "realhost-plan-installed")
+
+
+def test_undo_button_puts_an_install_into_the_trash(host: realhost.RealComfyUI, page: Any) -> None:
+    _open(page, host, "panel test pack")
+    row = pack_row(page, TEST_PACK_ID)
+    row.get_by_role("button", name="Install").click()
+    run_plan(page)
+    _wait_state(page, TEST_PACK_ID, "enabled")
+    assert _installed(host, TEST_PACK_ID)
+    row.locator(".om-row-title").click()
+    undo = page.locator("[data-testid=pack-drawer] [data-undo-task]")
+    undo.wait_for(timeout=60_000)
+    screenshot(page, "realhost-undo-button")
+    undo.click()
+    page.wait_for_selector(f"{PLAN_DIALOG}:not([data-state=planning])", timeout=60_000)
+    screenshot(page, "realhost-plan-undo")
+    text = run_plan(page)  # the undo's plan first
+    assert TEST_PACK_ID in text, text
+    _wait_state(page, TEST_PACK_ID, "not-installed")
+    assert not _installed(host, TEST_PACK_ID)
+    assert _trashed(host, TEST_PACK_ID)
+    screenshot(page, "realhost-undone")
+
+
+def test_uninstall_then_restore_from_the_trash_view(host: realhost.RealComfyUI, page: Any) -> None:
+    _open(page, host, "panel test pack two")
+    row = pack_row(page, SECOND_PACK_ID)
+    row.get_by_role("button", name="Install").click()
+    run_plan(page)
+    _wait_state(page, SECOND_PACK_ID, "enabled")
+    row.get_by_role("button", name="Uninstall").click()
+    page.wait_for_selector(f"{PLAN_DIALOG}:not([data-state=planning])", timeout=60_000)
+    dialog = page.locator(PLAN_DIALOG)
+    assert "trash" in dialog.locator("[data-testid=plan-message]").inner_text()  # the one confirm
+    assert SECOND_PACK_ID in dialog.locator("[data-testid=plan-packs] li[data-change=removed]").inner_text()
+    screenshot(page, "realhost-plan-uninstall")
+    run_plan(page)
+    _wait_state(page, SECOND_PACK_ID, "not-installed")
+    assert not _installed(host, SECOND_PACK_ID)
+
+    page.locator(".om-tab[data-tab=trash]").click()
+    entry = page.locator("[data-testid=trash-table] tr[data-entry]").filter(has_text=SECOND_PACK_ID)
+    entry.wait_for(timeout=30_000)
+    screenshot(page, "realhost-trash-view")
+    entry.get_by_role("button", name="Restore").click()
+    entry.wait_for(state="detached", timeout=60_000)
+    assert _installed(host, SECOND_PACK_ID)
+    page.locator(".om-tab[data-tab=nodes]").click()
+    _wait_state(page, SECOND_PACK_ID, "enabled")
+    screenshot(page, "realhost-trash-restored")
