@@ -70,6 +70,7 @@ export class OfflineManagerClient {
   getPackVersions(id) { return this._call("GET", `/packs/${enc(id)}/versions`); }
   listInstalled() { return this._call("GET", `/installed`); }
   findNodeType(name) { return this._call("GET", `/node-types/${enc(name)}`); }
+  // workflow: the workflow JSON, or {workflow, prefer?, choices?, known_types?} (docs/api.md)
   workflowMissing(workflow) { return this._call("POST", `/workflow/missing`, { body: workflow }); }
   listModels({ mode } = {}) { return this._call("GET", `/models`, { query: { mode } }); }
   verifyModels({ sha256 } = {}) { return this._call("GET", `/models/verify`, { query: { sha256 } }); }
@@ -80,8 +81,21 @@ export class OfflineManagerClient {
   }
   // tasks: one {kind, target, params, task_id?} or an array of them; resolves to {tasks, started};
   // dryRun: nothing is queued, resolves to {dry_run, plans: [one plan record per task]} (docs/api.md)
+  // Inside ComfyUI an update/reinstall/switch_version of a loaded pack is scheduled for the next
+  // start instead: the answer then holds {scheduled: [...], after_restart: "..."}, also handed to
+  // every onScheduled(fn) listener (the panel shows it).
   enqueue(tasks, { start = true, dryRun = false } = {}) {
-    return this._call("POST", `/queue`, { body: { tasks: [].concat(tasks), start, client_id: this.clientId, ...(dryRun ? { dry_run: true } : {}) } });
+    return this._call("POST", `/queue`, { body: { tasks: [].concat(tasks), start, client_id: this.clientId, ...(dryRun ? { dry_run: true } : {}) } })
+      .then((d) => {
+        if (d && Array.isArray(d.scheduled) && d.scheduled.length) {
+          for (const fn of this._scheduledListeners || []) { try { fn(d); } catch (_e) { /* a listener must not break the call */ } }
+        }
+        return d;
+      });
+  }
+  onScheduled(fn) {
+    (this._scheduledListeners = this._scheduledListeners || []).push(fn);
+    return () => { this._scheduledListeners = this._scheduledListeners.filter((f) => f !== fn); };
   }
   startQueue() { return this._call("POST", `/queue/start`); }
   resetQueue() { return this._call("POST", `/queue/reset`); }

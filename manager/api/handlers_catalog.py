@@ -244,9 +244,9 @@ async def workflow_missing(api: HttpDoor, request: web.Request) -> web.Response:
     _key, inv = await api.inventory()
     if known is None:
         known = _host_node_types(api)
-    loaded: list[str] | None = None
-    if api.door == "comfyui":  # the packs enabled when this ComfyUI first answered: what it loaded
-        loaded = [name for name, row in (await api.imported()).items() if row.get("enabled")]
+    # the packs enabled when this door first read the tree: what the ComfyUI running now loaded at
+    # most (inside ComfyUI: what it loaded); a pack installed since needs a restart
+    loaded = [name for name, row in (await api.imported()).items() if row.get("enabled")]
     failures = await asyncio.to_thread(api.import_failures)
     report = await asyncio.to_thread(
         lambda: analyse(
