@@ -383,6 +383,9 @@ def test_every_state_changing_command_is_audited_and_dry_runs_and_reads_are_not(
     assert changes_state(parse(["cleanup-cache"])) and not changes_state(parse(["cleanup-cache", "--dry-run"]))
     assert changes_state(parse(["cache", "refresh"])) and not changes_state(parse(["cache", "status"]))
     assert changes_state(parse(["migrate"])) and not changes_state(parse(["migrate", "--dry-run"]))
+    assert changes_state(parse(["undo", "t1"])) and not changes_state(parse(["undo", "--list"]))
+    assert changes_state(parse(["missing-nodes", "w.json", "--install"]))
+    assert not changes_state(parse(["missing-nodes", "w.json"]))
 
     assert cli("cleanup-cache", "--dry-run", root=tree).returncode == 0
     assert cli("cleanup-cache", "--older-than", "0", root=tree).returncode == 0

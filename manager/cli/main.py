@@ -143,6 +143,8 @@ MUTATING = frozenset(
         "cache",  # cache refresh (= update-cache); status and health only read
         "download-deps",
         "migrate",
+        "undo",  # undo --list only reads
+        "missing-nodes",  # with --install; the analysis alone only reads
         *classic_commands.MUTATING,
     }
 )
@@ -152,6 +154,10 @@ READ_ONLY_ACTIONS = {"snapshot": {"list", "show", "diff"}, "trash": {"list"}, "c
 def changes_state(args: argparse.Namespace) -> bool:
     """True for a command that changes state (a --dry-run changes nothing: no audit line for it)."""
     if args.command not in MUTATING or getattr(args, "dry_run", False):
+        return False
+    if (args.command == "undo" and getattr(args, "list", False)) or (
+        args.command == "missing-nodes" and not getattr(args, "install", False)
+    ):
         return False
     return getattr(args, "action", None) not in READ_ONLY_ACTIONS.get(args.command, set())
 
