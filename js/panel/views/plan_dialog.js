@@ -60,7 +60,35 @@ export function renderPlan(plan) {
   const moves = (plan.moves || []).map((m) => el("li", { class: "om-plan-move",
     text: `${m.from || ""} → ${m.to || ""}${m.why ? ` (${m.why})` : ""}` }));
   const notes = (plan.notes || []).map((n) => el("li", { text: typeof n === "string" ? n : JSON.stringify(n) }));
-  const nothing = !packItems.length && !pyItems.length && !moves.length && !blockers.length && !leftOut.length;
+  // a preview answering its own shape is carried whole in `details` (the undo's plan: manager/undo.py)
+  const details = plan.details && typeof plan.details === "object" ? plan.details : null;
+  const undo = plan.kind === "undo" && details && details.plan && typeof details.plan === "object" ? details.plan : null;
+  if (undo) {
+    const step = undo.pack || {};
+    if (step.action) {
+      packItems.push(el("li", { class: "om-plan-pack", dataset: { change: step.action, name: step.pack || "" } },
+        el("span", { class: "om-badge", dataset: { kind: step.action === "uninstall" ? "failed" : "update" },
+          text: step.action === "uninstall" ? "to the trash" : step.action.replace(/_/g, " ") }), " ",
+        el("strong", { text: step.pack || "" }), step.version || step.commit ? ` → ${step.version || step.commit}` : ""));
+    }
+    for (const p of undo.install || []) {
+      pyItems.push(el("li", { class: "om-plan-py", dataset: { change: "put-back", name: p.name || "" } },
+        el("span", { class: "om-badge", dataset: { kind: "update" }, text: "put back" }), " ",
+        el("strong", { text: p.name || "" }), p.version ? ` ${p.version}` : ""));
+    }
+    for (const name of undo.remove || []) {
+      pyItems.push(el("li", { class: "om-plan-py om-plan-removed", dataset: { change: "removed", name: String(name) } },
+        el("span", { class: "om-badge", dataset: { kind: "update" }, text: "removed" }), " ", el("strong", { text: String(name) })));
+    }
+    for (const h of undo.held_back || []) held.push(el("li", { class: "om-plan-held" },
+      el("strong", { text: h.name || "" }), ` held back (${h.reason || "policy"})`));
+    for (const n of undo.notes || []) notes.push(el("li", { text: String(n) }));
+  }
+  const other = details && !undo ? el("div", { class: "om-plan-section", dataset: { testid: "plan-details" } },
+    el("div", { class: "om-label", text: "Details" }), el("pre", { class: "om-pre", text: JSON.stringify(details, null, 2) }))
+    : null;
+  const nothing = !packItems.length && !pyItems.length && !moves.length && !blockers.length && !leftOut.length
+    && !other;
   return el("div", { class: "om-plan", dataset: { testid: "plan", kind: plan.kind || "", target: plan.target || "",
     ok: String(!blockers.length) } },
   el("div", { class: "om-plan-title" },
@@ -74,6 +102,7 @@ export function renderPlan(plan) {
   section("Held back", "plan-held-back", held),
   section("Files that move", "plan-moves", moves),
   section("Notes", "plan-notes", notes),
+  other,
   nothing ? el("div", { class: "om-muted", text: "Nothing to change." }) : null,
   plan.resolver ? el("div", { class: "om-muted om-plan-resolver", text: `Python changes found with ${plan.resolver}` })
     : null);
