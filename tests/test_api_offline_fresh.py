@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 CATALOG_GETS = {
     PREFIX + "/packs",
     PREFIX + "/models",
+    PREFIX + "/models/verify",  # checks installed files against the catalog's model list
     "/customnode/getlist",
     "/customnode/getmappings",
     "/customnode/alternatives",
