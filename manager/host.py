@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .layout import Layout
+from .layout import MODEL_FOLDERS, Layout
 
 
 class Host(Protocol):
@@ -61,29 +61,7 @@ class StandaloneHost:
     def model_folders(self) -> dict[str, list[Path]]:
         """Model folder names to their directories (standalone: the default ComfyUI layout)."""
         base = self.layout.models_dir
-        names = [
-            "checkpoints",
-            "configs",
-            "loras",
-            "vae",
-            "text_encoders",
-            "diffusion_models",
-            "clip_vision",
-            "style_models",
-            "embeddings",
-            "diffusers",
-            "vae_approx",
-            "controlnet",
-            "gligen",
-            "upscale_models",
-            "latent_upscale_models",
-            "hypernetworks",
-            "photomaker",
-            "classifiers",
-            "model_patches",
-            "audio_encoders",
-        ]
-        folders = {name: [base / name] for name in names}
+        folders = {name: [base / name] for name in MODEL_FOLDERS}
         folders["text_encoders"].append(base / "clip")
         folders["diffusion_models"].insert(0, base / "unet")
         folders["controlnet"].append(base / "t2i_adapter")

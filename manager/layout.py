@@ -16,6 +16,32 @@ from pathlib import Path
 from .errors import ManagerError, PathEscape
 from .fsops import refuse_link_entries, refuse_links
 
+# The model folders ComfyUI declares (folder_paths), in its order: the standalone host's layout and
+# the "comfy" placement kind both read this one list.
+MODEL_FOLDERS = (
+    "checkpoints",
+    "configs",
+    "loras",
+    "vae",
+    "text_encoders",
+    "diffusion_models",
+    "clip_vision",
+    "style_models",
+    "embeddings",
+    "diffusers",
+    "vae_approx",
+    "controlnet",
+    "gligen",
+    "upscale_models",
+    "latent_upscale_models",
+    "hypernetworks",
+    "photomaker",
+    "classifiers",
+    "model_patches",
+    "audio_encoders",
+)
+
+
 STAGING_DIRNAME = ".cm-staging.disabled"
 TRASH_DIRNAME = ".cm-trash.disabled"
 DISABLED_DIRNAME = ".disabled"

@@ -367,9 +367,9 @@ def _check_wheels(manager: Manager, plan: UndoPlan) -> None:
 
 
 def _installer(manager: Manager) -> Any:
-    from .snapshots.restore import dependency_installer  # the installer for ComfyUI's python
+    from .deps.installer import installer_for  # the installer for ComfyUI's python
 
-    return dependency_installer(manager)
+    return installer_for(manager)
 
 
 # --- apply -------------------------------------------------------------------------------------------

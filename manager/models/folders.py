@@ -29,6 +29,7 @@ import yaml
 
 from ..errors import ModelFolderUnknown
 from ..host import Host, StandaloneHost
+from ..layout import MODEL_FOLDERS
 from ..records import ModelEntry, Notice
 from .paths import join_inside, rel_posix, safe_filename, safe_save_path
 
@@ -81,30 +82,7 @@ TYPE_FOLDERS: Mapping[str, str] = MappingProxyType(
     }
 )
 # ComfyUI's built-in folder names (folder_paths.py); other names belong to node packs.
-COMFY_FOLDERS = frozenset(
-    {
-        "checkpoints",
-        "configs",
-        "loras",
-        "vae",
-        "text_encoders",
-        "diffusion_models",
-        "clip_vision",
-        "style_models",
-        "embeddings",
-        "diffusers",
-        "vae_approx",
-        "controlnet",
-        "gligen",
-        "upscale_models",
-        "latent_upscale_models",
-        "hypernetworks",
-        "photomaker",
-        "classifiers",
-        "model_patches",
-        "audio_encoders",
-    }
-)
+COMFY_FOLDERS = frozenset(MODEL_FOLDERS)
 # main.py adds these output sub-folders as extra (non-default) search paths.
 _OUTPUT_FOLDERS = ("checkpoints", "clip", "vae", "diffusion_models", "loras")
 
