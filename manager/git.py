@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from .errors import (
     GitDetachedHead,
@@ -28,136 +27,21 @@ from .errors import (
     GitLocalChanges,
     GitUnavailable,
     InvalidGitRef,
-    InvalidGitUrl,
     NotFound,
     OfflineModeEnabled,
 )
+from .git_local import _GIT_ENV, _LOCAL_TIMEOUT, GitState, UpdateResult, run_local
+from .git_refs import _COMMIT_RE, check_ref, check_remote_url
 from .inventory import parse_git_config, read_git_meta
 from .network import NetworkGate, redact_url
 from .procs import child_kwargs, kill_tree
-from .records import _Record
 
 __all__ = ["GitClient", "GitState", "UpdateResult", "check_remote_url", "check_ref", "run_local"]
 
 Progress = Callable[[str], None]
-_ALLOWED_SCHEMES = {"https", "http", "ssh", "git", "file", "git+ssh", "ssh+git"}
-_HELPER_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
-_SCP_RE = re.compile(r"^(?:(?P<user>[^@/\s]+)@)?(?P<host>[^:/\s]{2,}):(?!//)")
-_COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
-_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _NETWORK_TIMEOUT = 900.0
-_LOCAL_TIMEOUT = 120.0
 _TAIL_LINES = 20
 _NEUTRAL_DIR = Path(os.path.abspath(os.sep))  # cwd for commands that need no repository
-# no prompt ever (a task would hang), only these transports, and English output for the hints
-_GIT_ENV = {
-    "GIT_TERMINAL_PROMPT": "0",
-    "GCM_INTERACTIVE": "never",
-    "GIT_PROTOCOL_FROM_USER": "0",
-    "GIT_ALLOW_PROTOCOL": "https:http:ssh:git:file",
-    "LC_ALL": "C",
-    "LANGUAGE": "C",
-}
-
-
-@dataclass(frozen=True)
-class GitState(_Record):
-    """Where a checkout stands, read from ``.git`` on disk."""
-
-    path: str
-    commit: str
-    branch: str  # "" when detached
-    detached: bool
-    remote_url: str
-
-
-@dataclass(frozen=True)
-class UpdateResult(_Record):
-    """Outcome of ``GitClient.update``: ``status`` is updated | up_to_date | ahead."""
-
-    path: str
-    branch: str
-    before: str
-    after: str
-    status: str
-
-    @property
-    def updated(self) -> bool:
-        return self.status == "updated"
-
-
-# --- input checks (pure) ----------------------------------------------------------------
-# Words that look like a scp-style "host:path" but are URL schemes a user never meant as ssh.
-_SCHEME_WORDS = frozenset(
-    {"javascript", "data", "vbscript", "about", "blob", "mailto", "http", "https", "ftp", "file", "ext", "fd"}
-)
-
-
-def check_remote_url(url: str) -> str:
-    """Return ``url`` stripped, or raise ``InvalidGitUrl`` for anything git could misuse.
-
-    Refused: empty, control characters, a leading ``-`` (read as an option such as
-    ``--upload-pack=...``), remote helpers (``ext::sh -c ...``, ``fd::``), schemes other than
-    https/http/ssh/git/file, and hosts or users starting with ``-`` (``ssh://-oProxyCommand=...``).
-    """
-    text = url.strip() if isinstance(url, str) else ""
-
-    def bad(reason: str) -> InvalidGitUrl:
-        return InvalidGitUrl(
-            f"refused git URL {redact_url(text)!r}: {reason}", details={"url": redact_url(text), "reason": reason}
-        )
-
-    if not text:
-        raise bad("empty")
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise bad("control characters")
-    if text.startswith("-"):
-        raise bad("starts with '-' (would be read as a git option)")
-    if _HELPER_RE.match(text) or text.lower().startswith("ext:"):
-        raise bad("git remote helpers ('transport::address') run commands")
-    if "://" in text:
-        parts = urlsplit(text)
-        scheme = parts.scheme.lower()
-        if scheme not in _ALLOWED_SCHEMES:
-            typo = " (a typo of https?)" if scheme.startswith("ht") or scheme.endswith("tps") else ""
-            raise bad(f"transport {scheme!r} is not allowed{typo}")
-        if scheme != "file":
-            if " " in text:
-                raise bad("spaces in a remote URL")
-            if not parts.hostname:
-                raise bad("no host")
-            if parts.hostname.startswith("-") or (parts.username or "").startswith("-"):
-                raise bad("host or user starts with '-'")
-        return text
-    m = _SCP_RE.match(text)
-    if m and not re.match(r"^[A-Za-z]:[\\/]", text):  # scp-like ssh address, not C:\path
-        if m.group("host").startswith("-") or (m.group("user") or "").startswith("-"):
-            raise bad("host or user starts with '-'")
-        if m.group("host").lower() in _SCHEME_WORDS:  # javascript:..., data:... are not ssh hosts
-            raise bad(f"{m.group('host')!r} is a URL scheme, not a host")
-    return text
-
-
-def check_ref(ref: str) -> str:
-    """Return ``ref`` (branch, tag or commit) or raise ``InvalidGitRef`` (git's ref-name rules)."""
-    text = ref.strip() if isinstance(ref, str) else ""
-
-    def bad(reason: str) -> InvalidGitRef:
-        return InvalidGitRef(f"refused git ref {text!r}: {reason}", details={"ref": text, "reason": reason})
-
-    if not text:
-        raise bad("empty")
-    if text.startswith("-"):
-        raise bad("starts with '-' (would be read as a git option)")
-    if _BAD_REF_CHARS.search(text):
-        raise bad("contains a space, control character or one of ~^:?*[\\")
-    if ".." in text or "@{" in text or "//" in text or text == "@":
-        raise bad("contains '..', '@{' or '//'")
-    if text.endswith((".lock", "/", ".")) or text.startswith("/"):
-        raise bad("bad start or end")
-    if any(part.startswith(".") for part in text.split("/")):
-        raise bad("a component starts with '.'")
-    return text
 
 
 def _hint_for(stderr: str) -> str:
@@ -197,34 +81,6 @@ def _emit(progress: Progress | None, line: str) -> None:
         logging.getLogger("offline_manager.git").exception("git progress callback failed")
 
 
-def run_local(git_exe: str, repo: Path, *args: str, timeout: float = _LOCAL_TIMEOUT) -> tuple[int, bytes]:
-    """A read-only git command in a local repository, for callers that hold no network gate
-    (restore preflight, the host's ComfyUI commit): exit code and stdout; ``(1, b"")`` when git
-    cannot run or overruns ``timeout``. Never give it a command that reaches a remote."""
-    try:
-        proc = subprocess.Popen(
-            [git_exe, "-C", str(repo), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **_GIT_ENV},
-            **child_kwargs(),
-        )
-    except OSError:
-        return 1, b""
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc)
-        proc.communicate()
-        return 1, b""
-    except BaseException:  # Ctrl-C: leave no git behind
-        kill_tree(proc)
-        raise
-    return proc.returncode, out
-
-
-# --- the client --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Result:
     rc: int

@@ -1,0 +1,80 @@
+"""Local git state without a network gate: the records ``GitClient`` returns, the environment
+every git command runs with, and ``run_local`` for read-only commands in a local repository.
+Re-exported by ``manager.git``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .procs import child_kwargs, kill_tree
+from .records import _Record
+
+__all__ = ["GitState", "UpdateResult", "run_local"]
+
+_LOCAL_TIMEOUT = 120.0
+# no prompt ever (a task would hang), only these transports, and English output for the hints
+_GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GCM_INTERACTIVE": "never",
+    "GIT_PROTOCOL_FROM_USER": "0",
+    "GIT_ALLOW_PROTOCOL": "https:http:ssh:git:file",
+    "LC_ALL": "C",
+    "LANGUAGE": "C",
+}
+
+
+@dataclass(frozen=True)
+class GitState(_Record):
+    """Where a checkout stands, read from ``.git`` on disk."""
+
+    path: str
+    commit: str
+    branch: str  # "" when detached
+    detached: bool
+    remote_url: str
+
+
+@dataclass(frozen=True)
+class UpdateResult(_Record):
+    """Outcome of ``GitClient.update``: ``status`` is updated | up_to_date | ahead."""
+
+    path: str
+    branch: str
+    before: str
+    after: str
+    status: str
+
+    @property
+    def updated(self) -> bool:
+        return self.status == "updated"
+
+
+def run_local(git_exe: str, repo: Path, *args: str, timeout: float = _LOCAL_TIMEOUT) -> tuple[int, bytes]:
+    """A read-only git command in a local repository, for callers that hold no network gate
+    (restore preflight, the host's ComfyUI commit): exit code and stdout; ``(1, b"")`` when git
+    cannot run or overruns ``timeout``. Never give it a command that reaches a remote."""
+    try:
+        proc = subprocess.Popen(
+            [git_exe, "-C", str(repo), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **_GIT_ENV},
+            **child_kwargs(),
+        )
+    except OSError:
+        return 1, b""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        proc.communicate()
+        return 1, b""
+    except BaseException:  # Ctrl-C: leave no git behind
+        kill_tree(proc)
+        raise
+    return proc.returncode, out
