@@ -141,6 +141,27 @@ class Layout:
     def wheelhouse_dir(self) -> Path:
         return self.manager_dir / "wheelhouse"
 
+    # the offline stores a bundle import fills and ``mirror build`` lays out (docs/bundles.md)
+    @property
+    def local_channel_dir(self) -> Path:
+        """The channel an imported bundle writes (its ``channels.list`` line points here)."""
+        return self.manager_dir / "local-channel"
+
+    @property
+    def git_mirror_dir(self) -> Path:
+        """Bare git repositories from bundles, at ``<host>/<path>.git`` of their source URL."""
+        return self.manager_dir / "git-mirror"
+
+    @property
+    def model_store_dir(self) -> Path:
+        """Model files from bundles, laid out as a local ``model_store`` root."""
+        return self.manager_dir / "model-store"
+
+    @property
+    def bundles_dir(self) -> Path:
+        """Manifests of imported bundles (the base an increment needs; ``doctor`` coverage)."""
+        return self.manager_dir / "bundles"
+
     @property
     def logs_dir(self) -> Path:
         return self.manager_dir / "logs"
@@ -186,6 +207,10 @@ class Layout:
             (cache / "archives" / "url", "archive cache"),
             (self.locks_dir, "locks folder"),
             (self.logs_dir, "logs folder"),
+            (self.local_channel_dir, "bundle channel folder"),
+            (self.git_mirror_dir, "git mirror folder"),
+            (self.model_store_dir, "bundle model store"),
+            (self.bundles_dir, "imported bundles folder"),
         )
 
     def check_working_folders(self) -> None:
