@@ -1,7 +1,7 @@
 """The panel's "Missing nodes" view on the standalone page (``cm-cli.py serve`` in a subprocess)
 over the demo tree, whose channel lists two packs for DemoResize: a workflow file is read, each
-missing type shows its candidates, the ambiguous one waits for the user's choice, Install runs
-the chosen batch, and the re-check says the installed packs need a restart."""
+missing type shows its candidates, the ambiguous one waits for the user's choice, Install shows
+the batch's plan and runs it, and the re-check says the installed packs need a restart."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser.pages import screenshot
+from browser.pages import PLAN_DIALOG, run_plan, screenshot
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
@@ -95,6 +95,13 @@ def test_missing_nodes_view_lists_candidates_installs_the_choice_and_rechecks(
     choice.select_option("demo-prompt-kit")
     screenshot(page, "missing-nodes-choices")
     page.locator("[data-testid=missing-install]").click()
+    # the confirm step: one dialog with the plan of the whole batch, then Run queues it
+    page.wait_for_selector(f"{PLAN_DIALOG}:not([data-state=planning])", timeout=60_000)
+    added = page.locator(f"{PLAN_DIALOG} [data-testid=plan-packs] li[data-change=added]").all_inner_texts()
+    assert any("demo-prompt-kit" in a for a in added) and any("demo-mask-utils" in a for a in added), added
+    assert page.locator("[data-testid=plan-skip-deps]").count() == 1  # the "without dependencies" choice
+    screenshot(page, "missing-nodes-plan")
+    run_plan(page)
     summary = page.locator("[data-testid=missing-recheck-summary]")
     summary.wait_for(timeout=120_000)
     assert "2 of 2 install(s) done" in summary.inner_text(), summary.inner_text()

@@ -1,12 +1,14 @@
 // Missing nodes: take a workflow (the one open in ComfyUI, or a file), list every node type that
 // nothing loaded provides with ALL its candidate packs (channel, stars, last update) and a
-// choice, install the chosen packs as one batch (POST /v1/queue), then re-check and show what is
-// still missing and why (import failure, restart needed, wrong pack). The server decides the
+// choice, install the chosen packs as one batch after its plan was shown and confirmed (the plan
+// dialog, with its "without dependencies" choice; then POST /v1/queue), then re-check and show
+// what is still missing and why (import failure, restart needed, wrong pack). The server decides the
 // batch (POST /v1/workflow/missing: manager/missing_nodes.py); nothing is picked here in silence:
 // a type several packs provide stays unchosen until the user picks one.
 
 import { el, replace, clear } from "../dom.js";
 import { errorBox } from "../errors.js";
+import { DEPS_KINDS, PlanDialog } from "./plan_dialog.js";
 
 const FINAL = new Set(["done", "failed", "cancelled"]);
 const STATE_TEXT = {
@@ -77,6 +79,7 @@ export class MissingView {
             el("th", {}, "Why"))),
           this.table)),
       this.after);
+    this.planDialog = new PlanDialog({ backend: this.ctx.backend, host: this.root });
   }
 
   async load() {
@@ -188,10 +191,18 @@ export class MissingView {
     try {
       // the server turns the choices into the batch (and refuses a pack that does not provide the type)
       const decided = await client.workflowMissing(this._body({ choices: this._choices() }));
-      const requests = decided.requests || [];
-      if (!requests.length) return;
-      replace(this.after, el("div", { class: "om-muted", text: `Installing ${requests.map((q) => q.target).join(", ")} ...` }));
-      const queued = await client.enqueue(requests);
+      const tasks = (decided.requests || []).map((q) => ({ kind: q.kind, target: q.target, params: q.params || {} }));
+      if (!tasks.length) return;
+      // the confirm step: the whole batch's plan in one dialog; nothing is queued before Run
+      const names = tasks.map((t) => t.target).join(", ");
+      const choice = await this.planDialog.open({ title: `Install for the missing nodes: ${names}`, tasks,
+        runLabel: "Install" });
+      if (!choice) { this._updateInstall(); return; }
+      const batch = tasks.map((t) => (choice.skipDeps && DEPS_KINDS.has(t.kind)
+        ? { ...t, params: { ...t.params, skip_deps: true } } : t));
+      replace(this.after, el("div", { class: "om-muted", dataset: { testid: "missing-installing" },
+        text: `Installing ${names}${choice.skipDeps ? " (without dependencies)" : ""} ...` }));
+      const queued = await client.enqueue(batch);
       const ids = (queued.tasks || []).map((t) => t.id);
       const finals = await this._wait(ids);
       this.report = await client.workflowMissing(this._body());
