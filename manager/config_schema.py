@@ -468,6 +468,21 @@ SETTINGS: tuple[Setting, ...] = (
         "Comma- or newline-separated.",
     ),
     _s(
+        "bundle_allowed_signers",
+        _S,
+        "",
+        "str",
+        "OpenSSH allowed_signers file (ssh-keygen -Y verify) naming the keys whose signatures bundle "
+        "verify/import accept (docs/bundles.md). Empty: a signature is reported, not checked.",
+    ),
+    _s(
+        "require_signed_bundles",
+        _S,
+        False,
+        "bool",
+        "Refuse to import an offline bundle that carries no signature valid against bundle_allowed_signers.",
+    ),
+    _s(
         "http_channel_enabled",
         _S,
         False,
