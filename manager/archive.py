@@ -19,13 +19,22 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from .errors import ArchiveInvalid, ArchiveTooLarge, ArchiveUnsafe
 
-__all__ = ["ArchiveLimits", "extract_archive", "extract_zip", "extract_tar", "safe_member_name"]
+__all__ = [
+    "ArchiveLimits",
+    "FileTap",
+    "TapFactory",
+    "extract_archive",
+    "extract_zip",
+    "extract_tar",
+    "safe_member_name",
+]
 
 _CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 _RATIO_FLOOR = 1 << 20  # ratios are only judged for entries that inflate beyond 1 MiB
 
 
@@ -46,6 +55,18 @@ class _Member:
     size: int
     mode: int
     link: str = ""
+
+
+class FileTap(Protocol):
+    """Sees one regular file's bytes as they are written (the single extraction pass)."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def done(self, path: str, mode: int, size: int) -> None: ...
+
+
+# called with the member's safe relative name when its file is opened; None: nothing to see
+TapFactory = Callable[[str], "FileTap | None"]
 
 
 def _unsafe(name: str, reason: str) -> ArchiveUnsafe:
@@ -140,15 +161,23 @@ def _check_case_clashes(members: list[_Member]) -> None:
 
 
 class _Writer:
-    """Writes checked members below ``root``; links are created last and re-verified."""
+    """Writes checked members below ``root``; links are created last and re-verified.
 
-    def __init__(self, root: Path, limits: ArchiveLimits):
+    Each folder is created and checked (its real path inside the root) once, not once per file:
+    the root is a fresh private folder and links only appear in ``finish``, so a folder checked
+    once stays inside. Files are opened with ``O_EXCL | O_NOFOLLOW`` all the same.
+    """
+
+    def __init__(self, root: Path, limits: ArchiveLimits, tap: TapFactory | None = None):
         self.root = root
+        self.base = os.fspath(root)
         self.real_root = os.path.realpath(root)
         self.limits = limits
+        self.tap = tap
         self.total = 0
         self.written: list[str] = []
         self.links: list[_Member] = []
+        self.folders: set[str] = {""}  # relative folders made and checked
 
     def _dest(self, name: str) -> Path:
         dest = self.root.joinpath(*name.split("/"))
@@ -157,16 +186,33 @@ class _Writer:
             raise _unsafe(name, "resolves outside the target")
         return dest
 
+    def _folder(self, rel: str, name: str) -> None:
+        """Make the relative folder ``rel`` (and its parents) once; check where it resolves."""
+        if rel in self.folders:
+            return
+        parent, _, _ = rel.rpartition("/")
+        self._folder(parent, name)
+        path = os.path.join(self.base, *rel.split("/"))
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            pass
+        real = os.path.realpath(path)
+        if not real.startswith(self.real_root + os.sep):
+            raise _unsafe(name, "resolves outside the target")
+        self.folders.add(rel)
+
     def directory(self, m: _Member) -> None:
-        self._dest(m.name).mkdir(parents=True, exist_ok=True)
+        self._folder(m.name, m.name)
 
     def file(self, m: _Member, stream: IO[bytes]) -> None:
-        self.root.joinpath(*m.name.split("/")).parent.mkdir(parents=True, exist_ok=True)
-        dest = self._dest(m.name)
+        self._folder(m.name.rpartition("/")[0], m.name)
+        dest = os.path.join(self.base, *m.name.split("/"))
+        tap = self.tap(m.name) if self.tap is not None else None
         written = 0
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         mode = 0o755 if m.mode & 0o111 else 0o644
-        with os.fdopen(os.open(dest, flags, mode), "wb") as out:
+        fd = os.open(dest, _OPEN_FLAGS, mode)
+        try:  # the raw descriptor: no buffered file object per member
             while True:
                 chunk = stream.read(_CHUNK)
                 if not chunk:
@@ -178,7 +224,13 @@ class _Writer:
                     raise _too_large("entry size", written, self.limits.max_entry_bytes, m.name)
                 if self.total > self.limits.max_total_bytes:
                     raise _too_large("total uncompressed size", self.total, self.limits.max_total_bytes)
-                out.write(chunk)
+                _write_all(fd, chunk)
+                if tap is not None:
+                    tap.feed(chunk)
+            if tap is not None:
+                tap.done(dest, os.fstat(fd).st_mode, written)
+        finally:
+            os.close(fd)
         self.written.append(m.name)
 
     def finish(self) -> list[str]:
@@ -195,6 +247,12 @@ class _Writer:
                 raise _unsafe(m.name, f"symlink to {m.link!r} resolves outside the target")
             self.written.append(m.name)
         return sorted(self.written)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _staged(target: Path, body: Callable[[Path], list[str]]) -> list[str]:
@@ -244,10 +302,17 @@ def _zip_members(zf: zipfile.ZipFile, limits: ArchiveLimits) -> Iterator[tuple[_
 
 
 def extract_zip(
-    archive: str | os.PathLike[str], target: str | os.PathLike[str], *, limits: ArchiveLimits = ArchiveLimits()
+    archive: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    limits: ArchiveLimits = ArchiveLimits(),
+    tap: TapFactory | None = None,
 ) -> list[str]:
     """Extract a zip into ``target`` (created; must be absent or empty); return the extracted
-    relative paths (files and links, posix separators) for a ``.tracking`` file."""
+    relative paths (files and links, posix separators) for a ``.tracking`` file.
+
+    ``tap(name)`` may return a ``FileTap`` that sees each regular file's bytes as they are
+    written (inspection and hashing in the same pass; nothing is read twice)."""
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -264,7 +329,7 @@ def extract_zip(
         def body(work: Path) -> list[str]:
             if _case_insensitive(work):
                 _check_case_clashes(members)
-            writer = _Writer(work, limits)
+            writer = _Writer(work, limits, tap)
             for m, info in pairs:
                 if m.kind == "dir":
                     writer.directory(m)
@@ -285,7 +350,11 @@ def extract_zip(
 
 # --- tar -------------------------------------------------------------------------------
 def extract_tar(
-    archive: str | os.PathLike[str], target: str | os.PathLike[str], *, limits: ArchiveLimits = ArchiveLimits()
+    archive: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    limits: ArchiveLimits = ArchiveLimits(),
+    tap: TapFactory | None = None,
 ) -> list[str]:
     """Extract a tar, tar.gz, tar.bz2 or tar.xz archive; same rules and result as ``extract_zip``.
 
@@ -326,7 +395,7 @@ def extract_tar(
         def body(work: Path) -> list[str]:
             if _case_insensitive(work):
                 _check_case_clashes(members)
-            writer = _Writer(work, limits)
+            writer = _Writer(work, limits, tap)
             for m, info in zip(members, infos, strict=True):
                 if m.kind == "dir":
                     writer.directory(m)
@@ -347,17 +416,21 @@ def extract_tar(
 
 
 def extract_archive(
-    archive: str | os.PathLike[str], target: str | os.PathLike[str], *, limits: ArchiveLimits = ArchiveLimits()
+    archive: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    limits: ArchiveLimits = ArchiveLimits(),
+    tap: TapFactory | None = None,
 ) -> list[str]:
     """Extract a zip or tar archive, chosen by its content (not its name)."""
     if zipfile.is_zipfile(archive):
-        return extract_zip(archive, target, limits=limits)
+        return extract_zip(archive, target, limits=limits, tap=tap)
     try:
         is_tar = tarfile.is_tarfile(archive)
     except OSError as exc:
         raise ArchiveInvalid(f"cannot read archive: {exc}", details={"archive": str(archive)}) from exc
     if is_tar:
-        return extract_tar(archive, target, limits=limits)
+        return extract_tar(archive, target, limits=limits, tap=tap)
     raise ArchiveInvalid(
         f"{os.fspath(archive)!r} is neither a zip nor a tar archive", details={"archive": str(archive)}
     )

@@ -17,6 +17,9 @@ at ``strong`` the first three kinds are refused in any pack, at ``normal`` in a 
 the catalog and the registry, at ``normal-`` and ``weak`` they are only reported. The ``.git``
 folder of a clone is skipped (git never runs what a clone brings there). With ``hashes=True``
 every regular file's sha256 is returned too (the known-compromise list matches on it).
+
+``Collector`` gives the same ``Inspection`` without a walk: an archive extraction hands it each
+file's bytes as it writes them (``archive.FileTap``), so an archive is read once.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "REFUSABLE_KINDS",
     "inspect_tree",
     "decide_findings",
+    "Collector",
 ]
 
 NATIVE_SUFFIXES = (".so", ".dll", ".dylib", ".pyd")
@@ -48,6 +52,7 @@ _SO_VERSIONED = re.compile(r"\.so(\.\d+)+$")
 _MACHO = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe")
 _SKIP_DIRS = (".git",)
 _MAX_LISTED = 200  # findings kept in a result; the count says how many there were
+_HEAD = 4096  # bytes of a file's start kept by a Collector (magic numbers, the PE header offset)
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ def _binary_magic(head: bytes, path: Path) -> str:
         return "Mach-O binary" if head[:4] != b"\xca\xfe\xba\xbe" else "Mach-O universal binary (or Java class)"
     if head.startswith(b"MZ") and len(head) >= 64:
         offset = int.from_bytes(head[0x3C:0x40], "little")
+        if offset + 4 <= len(head):
+            return "PE (Windows) binary" if head[offset : offset + 4] == b"PE\x00\x00" else ""
         try:
             with open(path, "rb") as fh:
                 fh.seek(offset)
@@ -119,23 +126,24 @@ def _is_script(name: str, head: bytes) -> bool:
     return head.startswith(b"#!") or name.lower().endswith(SCRIPT_SUFFIXES)
 
 
-def _classify(rel: str, path: Path, st: os.stat_result) -> Finding | None:
+def _classify(rel: str, path: Path, head: bytes, mode: int, size: int) -> Finding | None:
+    """The finding for one regular file from its first bytes (``path`` is read only for a PE
+    header beyond ``head`` or a zip's member list)."""
     name = rel.rsplit("/", 1)[-1]
     low = name.lower()
-    head = _head(path)
     magic = _binary_magic(head, path)
     if low.endswith(NATIVE_SUFFIXES) or _SO_VERSIONED.search(low):
-        return Finding(rel, "native_library", magic or "native library (by name)", st.st_size)
+        return Finding(rel, "native_library", magic or "native library (by name)", size)
     if low.endswith(PICKLE_NAMES):
-        return Finding(rel, "pickle", _pickle_detail(head, path) or "pickle (by name)", st.st_size)
+        return Finding(rel, "pickle", _pickle_detail(head, path) or "pickle (by name)", size)
     if low.endswith(PICKLE_CANDIDATES):
         why = _pickle_detail(head, path)
         if why:
-            return Finding(rel, "pickle", why, st.st_size)
+            return Finding(rel, "pickle", why, size)
     if magic:
-        return Finding(rel, "executable", magic, st.st_size)
-    if st.st_mode & 0o111 and not _is_script(name, head):
-        return Finding(rel, "exec_bit", "executable bit on a file that is not a script", st.st_size)
+        return Finding(rel, "executable", magic, size)
+    if mode & 0o111 and not _is_script(name, head):
+        return Finding(rel, "exec_bit", "executable bit on a file that is not a script", size)
     return None
 
 
@@ -177,12 +185,78 @@ def inspect_tree(root: str | os.PathLike[str], *, hashes: bool = False, only: It
                     continue
                 count += 1
                 rel = path.relative_to(base).as_posix()
-                found = _classify(rel, path, st)
+                found = _classify(rel, path, _head(path), st.st_mode, st.st_size)
                 if found is not None:
                     findings.append(found)
                 if hashes:
                     digests[rel] = _sha256(path)
     return Inspection(tuple(findings), digests, count)
+
+
+def _walk_key(rel: str) -> list[tuple[int, str]]:
+    """Sorts relative paths in ``inspect_tree``'s walk order: a folder's files, then its sorted subfolders."""
+    *folders, name = rel.split("/")
+    return [(1, f) for f in folders] + [(0, name)]
+
+
+class _Tap:
+    """One file's first bytes and running sha256, fed by the extraction that writes it."""
+
+    __slots__ = ("owner", "name", "head", "digest")
+
+    def __init__(self, owner: Collector, name: str) -> None:
+        self.owner = owner
+        self.name = name
+        self.head = b""
+        self.digest = hashlib.sha256() if owner.hashes else None
+
+    def feed(self, chunk: bytes) -> None:
+        if len(self.head) < _HEAD:
+            self.head += chunk[: _HEAD - len(self.head)]
+        if self.digest is not None:
+            self.digest.update(chunk)
+
+    def done(self, path: str, mode: int, size: int) -> None:
+        digest = self.digest.hexdigest() if self.digest is not None else ""
+        self.owner.seen.append((self.name, self.head, mode, size, digest))
+
+
+class Collector:
+    """Builds ``inspect_tree``'s ``Inspection`` from the files an extraction writes, in the same pass.
+
+    Pass ``collector.tap`` as the extraction's ``tap``; ``result(root, top)`` then answers like
+    ``inspect_tree(root)`` where ``root`` is where the extraction's folder ``top`` ("" for the
+    extraction root) now is: files outside ``top`` and inside ``.git`` folders are left out,
+    findings come in walk order. ``root`` is read only in the rare cases the first bytes do not
+    settle (a PE header far into the file, a ``.pt`` that is a zip).
+    """
+
+    def __init__(self, *, hashes: bool = False) -> None:
+        self.hashes = hashes
+        self.seen: list[tuple[str, bytes, int, int, str]] = []
+
+    def tap(self, name: str) -> _Tap:
+        return _Tap(self, name)
+
+    def result(self, root: str | os.PathLike[str], top: str = "") -> Inspection:
+        base = Path(root)
+        prefix = f"{top.strip('/')}/" if top.strip("/") else ""
+        findings: list[Finding] = []
+        digests: dict[str, str] = {}
+        count = 0
+        for name, head, mode, size, digest in sorted(self.seen, key=lambda r: _walk_key(r[0])):
+            if not name.startswith(prefix):
+                continue
+            rel = name[len(prefix) :]
+            if any(part in _SKIP_DIRS for part in rel.split("/")[:-1]):
+                continue
+            count += 1
+            found = _classify(rel, base.joinpath(*rel.split("/")), head, mode, size)
+            if found is not None:
+                findings.append(found)
+            if self.hashes:
+                digests[rel] = digest
+        return Inspection(tuple(findings), digests, count)
 
 
 def decide_findings(findings: Iterable[Finding], level: str, *, outside_catalog: bool) -> list[Finding]:

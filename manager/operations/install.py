@@ -70,7 +70,7 @@ def stage_and_place(
     staging_existed = layout.staging_dir.exists()
     work = new_staging_dir(layout, source.name)
     try:
-        fetched = fetch_into(ops, source, work, rep)
+        fetched = fetch_into(ops, source, work, rep, hashes=clist.has_hashes)
         findings = vet_staged(ops, source, fetched, clist, rep)  # before scripts run and the move
         if carry_from is not None and fetched.files == ():
             carried = carry_over_user_files(carry_from, fetched.root, read_tracking(carry_from))

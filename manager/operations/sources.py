@@ -28,6 +28,7 @@ from ..errors import (
     OfflineModeEnabled,
 )
 from ..fsops import atomic_write_text
+from ..inspect_files import Collector, Inspection
 from ..network import NetworkGate, redact_url, run_sync
 from ..records import NodePack
 from .names import name_from_url, validate_pack_name, version_token
@@ -104,6 +105,8 @@ class Fetched:
     files: tuple[str, ...] = ()  # copy installs: single files to move one by one
     tracking: tuple[str, ...] = ()
     commit: str = ""
+    # what the files hold, gathered while an archive was extracted (None: inspect the tree)
+    inspection: Inspection | None = None
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -408,9 +411,12 @@ def _merge_into(src: Path, dest: Path) -> None:
         os.rename(child, target)
 
 
-def fetch_into(ops: Ops, source: Source, work: Path, rep: Reporter) -> Fetched:
+def fetch_into(ops: Ops, source: Source, work: Path, rep: Reporter, *, hashes: bool = False) -> Fetched:
     """Materialise ``source`` inside the empty staging folder ``work``; ``Fetched.root`` is
-    ``work/<name>`` (the pack) or ``work`` itself for single-file copies."""
+    ``work/<name>`` (the pack) or ``work`` itself for single-file copies.
+
+    An archive is read once: its files are inspected (and hashed when ``hashes``) as they are
+    extracted, and ``Fetched.inspection`` holds the result."""
     dest = work / source.name
     label = source.pack_id or source.name
     spec = f"{source.pack_id}@{source.version}" if source.pack_id and source.version else (source.url or label)
@@ -423,11 +429,13 @@ def fetch_into(ops: Ops, source: Source, work: Path, rep: Reporter) -> Fetched:
         if not source.path:
             with Step(rep, "download", label):
                 _download(ops, source.url, archive, rep, purpose="registry", spec=spec)
+        seen = Collector(hashes=hashes)
         with Step(rep, "extract", label):
-            files = extract_zip(archive, dest)
+            files = extract_zip(archive, dest, tap=seen.tap)
+        inspection = seen.result(dest)
         with Step(rep, "tracking", label):
             atomic_write_text(dest / ".tracking", "".join(f"{f}\n" for f in files))
-        return Fetched(dest, tracking=tuple(files))
+        return Fetched(dest, tracking=tuple(files), inspection=inspection)
     if source.kind == "copy":
         names: list[str] = []
         with Step(rep, "download" if source.urls else "copy", label):
@@ -458,16 +466,20 @@ def fetch_into(ops: Ops, source: Source, work: Path, rep: Reporter) -> Fetched:
                 with Step(rep, "download", label):
                     _download(ops, url, cached, rep, purpose="other", spec=spec)
             archives.append(cached)
+        # one archive (the usual case) is inspected as it is extracted; merged ones afterwards
+        collector = Collector(hashes=hashes) if len(archives) == 1 else None
+        top = ""
         with Step(rep, "extract", label):
             for i, archive in enumerate(archives):
                 part = work / f"_extract-{i}"
-                extract_archive(archive, part)
+                extract_archive(archive, part, tap=collector.tap if collector is not None else None)
                 root = _pack_root(part) if source.strip_top else part
                 if len(archives) == 1:
+                    top = root.relative_to(part).as_posix() if root != part else ""
                     os.rename(root, dest)
                 else:
                     _merge_into(root, dest)
-        return Fetched(dest)
+        return Fetched(dest, inspection=collector.result(dest, top) if collector is not None else None)
     if source.kind == "local-dir":
         with Step(rep, "copy", label):
             shutil.copytree(source.path, dest, symlinks=True)

@@ -3,7 +3,9 @@
 ``vet_source`` runs before anything is fetched (pack id and repository URL against the list);
 ``vet_staged`` runs on the staged tree, before the pack's scripts run and before the rename into
 ``custom_nodes/``: it lists native libraries, pickles and executables (``inspect_files``),
-matches file hashes against the list, and refuses by ``security_level`` (docs/decisions.md).
+matches file hashes against the list, and refuses by ``security_level`` (docs/decisions.md). An
+archive's files were already inspected while they were extracted (``Fetched.inspection``): the
+tree is walked only for clones and copies.
 Either refusal leaves the tree as it was: the staging folder is removed by the caller.
 """
 
@@ -45,7 +47,9 @@ def vet_staged(
     """Inspect the staged pack; refuse by level or by a listed hash; return the findings."""
     label = source.pack_id or source.name
     with Step(rep, "inspect", label):
-        report = inspect_tree(fetched.root, hashes=clist.has_hashes, only=fetched.files)
+        report = fetched.inspection
+        if report is None or (clist.has_hashes and len(report.hashes) != report.files):
+            report = inspect_tree(fetched.root, hashes=clist.has_hashes, only=fetched.files)
         check_files(clist, f"{label} ({source.kind})", report.hashes)
         for f in report.findings[:20]:
             rep.stage("inspect", None, f"{f.kind}: {f.path} ({f.detail})")
