@@ -6,8 +6,10 @@ environment: packs are read from disk, a new commit's requirements from a clone 
 temporary folder outside the tree (through the network gate, so offline a remote is a blocker,
 never a socket), and the Python package changes from the installer's dry run
 (``DependencyInstaller.dry_run``: ``uv pip install --dry-run`` / ``pip install --dry-run
---report``) against ComfyUI's python, the wheelhouse only when offline. What cannot be known
-without fetching (a registry archive's requirements) is a note, never a guess.
+--report``) against ComfyUI's python, the wheelhouse only when offline. A registry (cnr)
+pack's requirements are read from its archive in the registry archive cache (fetched into the
+cache first in public/private mode, never installed); what cannot be known without a fetch the
+mode refuses is a note, never a guess.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +32,10 @@ if TYPE_CHECKING:
     from ..deps.installer import DependencyInstaller
     from ..inventory import InstalledPack
     from ..operations import Ops
+    from ..operations.sources import Source
     from ..records import PolicyDecision
+
+REQUIREMENTS_MAX_BYTES = 1 << 20  # a requirements.txt read from an archive for a plan
 
 
 def _answer(plan: Plan) -> dict[str, Any]:
@@ -146,6 +152,52 @@ def _clone_at(manager: Manager, url: str, ref: str, dest: Path) -> str:
     return state.commit
 
 
+# --- a registry archive's requirements ------------------------------------------------------------
+def _cnr_requirements(manager: Manager, source: Source, tmp: Path) -> tuple[Path | None, str]:
+    """A scratch folder holding the requirements.txt of the registry archive ``source`` names,
+    read from the registry archive cache (in public/private mode the archive is fetched into the
+    cache first: a plan may fill the cache, never the tree); or None and the note saying why not."""
+    from ..network import run_sync
+    from ..operations.sources import cnr_archive_path
+
+    label = f"{source.pack_id or source.name} {source.version}".strip()
+    archive = Path(source.path) if source.path else cnr_archive_path(_ops(manager), source.pack_id, source.version)
+    if not archive.is_file():
+        if not source.url or manager.gate.offline:
+            return None, (
+                f"{label}: the archive is not in the registry archive cache and offline mode fetches nothing: "
+                "its requirements are read after the download; not resolved here"
+            )
+        try:
+            run_sync(manager.gate.download(source.url, archive, purpose="registry"))
+        except ManagerError as exc:
+            return (
+                None,
+                f"{label}: the archive could not be fetched ({exc.code}: {exc}); requirements not resolved here",
+            )
+    folder = tmp / f"cnr-{source.name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            try:
+                info = zf.getinfo("requirements.txt")
+            except KeyError:
+                return folder, ""  # no requirements.txt: no dependency step
+            if info.file_size > REQUIREMENTS_MAX_BYTES:
+                return (
+                    None,
+                    f"{label}: its requirements.txt is larger than {REQUIREMENTS_MAX_BYTES} bytes; not resolved here",
+                )
+            text = zf.read(info)
+    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+        return (
+            None,
+            f"{label}: the cached archive {archive.name} cannot be read ({exc}); requirements not resolved here",
+        )
+    (folder / "requirements.txt").write_bytes(text)
+    return folder, ""
+
+
 # --- install / reinstall -------------------------------------------------------------------------------
 def install(manager: Manager, target: str, params: kp.InstallParams, decision: PolicyDecision) -> dict[str, Any]:
     return _guard("install", target, lambda: _install_plan(manager, "install", target, params, replacing=None))
@@ -197,6 +249,10 @@ def _install_plan(manager: Manager, kind: str, target: str, params: Any, *, repl
             to = _clone_at(manager, source.url, source.ref, folder)[:12]
         elif source.kind == "local-dir" and source.path:
             folder = Path(source.path)
+        elif source.kind == "cnr":
+            folder, why = _cnr_requirements(manager, source, tmp)
+            if why:
+                notes.append(why)
         else:
             notes.append(f"{source.describe()}: its requirements are read after the download; not resolved here")
         change = PackChange(
@@ -230,14 +286,8 @@ def _update_plan(manager: Manager, kind: str, key: str, skip_deps: bool, version
         source = registry_source(_ops(manager), pack.cnr_id, version or "latest", pack.name)
         if source.version == pack.version:
             return Plan(kind, key, notes=(f"{pack.name}: {pack.version} is the latest version",), skip_deps=skip_deps)
-        return Plan(
-            kind,
-            key,
-            packs=(PackChange("changed", pack.name, pack.version, source.version, "cnr"),),
-            moves=(FileMove(_rel(manager, pack.path), "trash", f"version {pack.version} kept in the trash"),),
-            notes=(f"{pack.name} {source.version}: its requirements are read after the download; not resolved here",),
-            skip_deps=skip_deps,
-        )
+        move = FileMove(_rel(manager, pack.path), "trash", f"version {pack.version} kept in the trash")
+        return _cnr_plan(manager, kind, key, pack, source, move, skip_deps)
     return Plan(
         kind,
         key,
@@ -248,6 +298,20 @@ def _update_plan(manager: Manager, kind: str, key: str, skip_deps: bool, version
             },
         ),
     )
+
+
+def _cnr_plan(
+    manager: Manager, kind: str, key: str, pack: InstalledPack, source: Source, move: FileMove, skip_deps: bool
+) -> Plan:
+    """An installed pack moved to the registry version ``source``: its archive's requirements
+    resolved like a git pack's (a note when the archive cannot be read)."""
+    change = PackChange("changed", pack.name, _at(pack), source.version, "cnr")
+    with _scratch() as tmp:
+        folder, why = _cnr_requirements(manager, source, tmp)
+        if folder is None:
+            return Plan(kind, key, packs=(change,), moves=(move,), notes=(why,), skip_deps=skip_deps)
+        base = deps_plan(manager, kind, key, [(pack.name, folder)], skip_deps=skip_deps, replacing=[pack.name])
+    return _with(base, packs=[change], moves=[move])
 
 
 def _git_plan(manager: Manager, kind: str, key: str, pack: InstalledPack, ref: str, skip_deps: bool) -> Plan:
@@ -331,11 +395,17 @@ def switch_version(
             return _git_plan(manager, "switch_version", target, pack, ref, params.skip_deps)
         if pack.kind == "git" and params.commit:
             return _git_plan(manager, "switch_version", target, pack, wanted, params.skip_deps)
+        move = FileMove(_rel(manager, pack.path), "custom_nodes/.disabled/", "the current copy is disabled")
+        if pack.cnr_id and wanted != "nightly":
+            from ..operations.sources import registry_source
+
+            source = registry_source(_ops(manager), pack.cnr_id, wanted or "latest", pack.name)
+            return _cnr_plan(manager, "switch_version", target, pack, source, move, params.skip_deps)
         return Plan(
             "switch_version",
             target,
             packs=(PackChange("changed", pack.name, _at(pack), wanted, pack.kind),),
-            moves=(FileMove(_rel(manager, pack.path), "custom_nodes/.disabled/", "the current copy is disabled"),),
+            moves=(move,),
             notes=(f"{pack.name} {wanted}: its requirements are read after the download; not resolved here",),
             skip_deps=params.skip_deps,
         )
