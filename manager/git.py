@@ -315,11 +315,14 @@ class GitClient:
         shown = redact_url(source)
         _emit(progress, f"cloning {shown}" + (f" at {ref}" if ref else ""))
         try:
-            self._check(
-                self._run(args, dest.parent, progress=progress, timeout=self.network_timeout),
-                "clone",
-                details={"url": shown, "ref": ref or ""},
-            )
+            res = self._run(args, dest.parent, progress=progress, timeout=self.network_timeout)
+            if res.rc and "--depth" in args and "support shallow" in res.err_tail:  # a dumb-HTTP mirror
+                if created:
+                    shutil.rmtree(dest, ignore_errors=True)
+                at = args.index("--depth")
+                full = args[:at] + args[at + 2 :]
+                res = self._run(full, dest.parent, progress=progress, timeout=self.network_timeout)
+            self._check(res, "clone", details={"url": shown, "ref": ref or ""})
             if is_commit:
                 assert ref is not None
                 self._check(

@@ -15,6 +15,7 @@ skipped and reported as a ``CatalogIssue``, never fatal.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import urllib.parse
@@ -160,6 +161,11 @@ class RegistryClient:
         if version is not None:
             url += "?" + urllib.parse.urlencode({"version": validate_version(version)})
         return url
+
+    def version_url(self, node_id: str, version: str) -> str:
+        """The path form of one version (``GET /nodes/{id}/versions/{version}``), which a static
+        mirror can answer (``manager/fleet/registry_static.py``)."""
+        return f"{self.base_url}/nodes/{validate_node_id(node_id)}/versions/{validate_version(version)}"
 
     # -- listing --------------------------------------------------------------------------------
     async def list_nodes(self, *, refresh: str = "auto") -> RegistryListing:
@@ -346,6 +352,16 @@ class RegistryClient:
                 url, refresh="auto", node_id=node_id, version=pinned, what=what, check=_must_be_object
             )
         info = parse_version(body, node_id=node_id, url=url)
+        if pinned is not None and info.node_id == node_id and info.version != pinned:
+            # a static mirror (mirror build) cannot see the query: ask its path form of the version
+            url = self.version_url(node_id, pinned)
+            body = await self._get_json_doc(
+                url, refresh="auto", node_id=node_id, version=pinned, what=what, check=_must_be_object
+            )
+            info = parse_version(body, node_id=node_id, url=url)
+        if info.download_url and "://" not in info.download_url and not info.download_url.startswith("//"):
+            # a mirror answers download URLs relative to the answer's own URL (any URL prefix works)
+            info = dataclasses.replace(info, download_url=urllib.parse.urljoin(url, info.download_url))
         if info.node_id != node_id or (pinned is not None and info.version != pinned):
             raise _registry_error(
                 f"asked for {node_id}@{pinned or 'latest'}, the registry answered {info.node_id}@{info.version}", url

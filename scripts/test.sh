@@ -5,6 +5,7 @@ need_tool git git
 need_tool chromium chromium
 need_tool strace strace        # the real-host tier counts ComfyUI's connect() calls with strace -f
 need_tool ip iproute2          # ... inside a network namespace with only loopback
+need_tool nginx nginx          # the fleet mirror is served by a real nginx in its tests
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 # The real-host tier's environments (real ComfyUI 0.8.0 / 0.3.64, the packaged manager 4.3): built
 # once, cached outside the clone keyed by their inputs (tests/support/realhost_env.py). When this

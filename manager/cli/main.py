@@ -18,6 +18,7 @@ from . import (
     classic_commands,
     commands,
     exit_codes,
+    mirror_commands,
     ops_commands,
     serve,
     workflow_commands,
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops_commands.add_parsers(sub)
     admin_commands.add_parsers(sub)
     workflow_commands.add_parsers(sub)  # missing-nodes
+    mirror_commands.add_parsers(sub)  # mirror build / serve
     return p
 
 
@@ -145,10 +147,16 @@ MUTATING = frozenset(
         "migrate",
         "undo",  # undo --list only reads
         "missing-nodes",  # with --install; the analysis alone only reads
+        "mirror",  # build writes the mirror folder; serve only reads
         *classic_commands.MUTATING,
     }
 )
-READ_ONLY_ACTIONS = {"snapshot": {"list", "show", "diff"}, "trash": {"list"}, "cache": {"status", "health"}}
+READ_ONLY_ACTIONS = {
+    "snapshot": {"list", "show", "diff"},
+    "trash": {"list"},
+    "cache": {"status", "health"},
+    "mirror": {"serve"},
+}
 
 
 def changes_state(args: argparse.Namespace) -> bool:
@@ -209,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve.run(args, overrides=cli_overrides(args), default_root=_default_root(args))
+        if args.command == "mirror" and args.action == "serve":  # serves a folder: no ComfyUI tree needed
+            return mirror_commands.run_serve(args)
         cache_commands.check_global_flags(args)
         code = commands.dispatch(
             args,

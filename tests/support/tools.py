@@ -1,4 +1,5 @@
-"""The outside tools the suite drives (git, uv, chromium, openssl, strace, unshare, ip): found, or the test FAILS.
+"""The outside tools the suite drives (git, uv, chromium, openssl, strace, unshare, ip, nginx): found, or
+the test FAILS.
 
 A missing tool is an installation error, never a reason to skip in silence: ``require(name)``
 returns the tool's path or fails the test with the command that installs it (the same commands
@@ -21,6 +22,7 @@ INSTALL = {
     "strace": "apt-get install strace   (scripts/test.sh installs it)",
     "unshare": "apt-get install util-linux   (and run the tests as root: unshare -n needs it)",
     "ip": "apt-get install iproute2   (scripts/test.sh installs it)",
+    "nginx": "apt-get install nginx   (scripts/test.sh installs it; the fleet mirror tests serve with it)",
 }
 
 
@@ -38,6 +40,8 @@ def find(name: str) -> str | None:
         from .wheels import find_uv
 
         return find_uv()
+    if name == "nginx":  # /usr/sbin is not on every user's PATH
+        return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
     return shutil.which(name)
 
 
