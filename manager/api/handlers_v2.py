@@ -24,7 +24,7 @@ from ..kinds.classify import SEMVER_RE, url_params
 from .door import HttpDoor
 from .envelope import field, ok, raw_json, read_json
 from .handlers_catalog import optional_view
-from .legacy import model_lookup, plan_classic_row
+from .legacy import dry_run_asked, model_lookup, plan_classic_row, plans_of
 from .v2_history import journal_of
 from .v2_records import V2_PARAM, system_state
 
@@ -100,12 +100,14 @@ def _param(item: V2Task, name: str, *, required: bool = True) -> Any:
         ) from err
 
 
-def _plan_install(api: HttpDoor, view: CatalogView | None, inv: Inventory, item: V2Task) -> PlannedTask:
+def _plan_install(
+    api: HttpDoor, view: CatalogView | None, inv: Inventory, item: V2Task, *, enforce: bool = True
+) -> PlannedTask:
     pack_id = _param(item, "id")
     selected = str(item.params.get("selected_version") or item.params.get("version") or "latest")
     found = item.params.get("repository")
     repository = found if isinstance(found, str) else ""
-    kw: dict[str, Any] = {"task_id": item.ui_id, "client_id": item.client_id}
+    kw: dict[str, Any] = {"task_id": item.ui_id, "client_id": item.client_id, "enforce": enforce}
     if selected == "unknown" or "/" in pack_id:
         # a pack the registry does not know: installed from its repository URL (an aux id
         # "owner/repo" names a GitHub repository); the policy classifies the URL
@@ -128,16 +130,19 @@ def _plan_install(api: HttpDoor, view: CatalogView | None, inv: Inventory, item:
     return api.plan("install", pack_id, params, view=view, **kw)
 
 
-def plan_item(api: HttpDoor, view: CatalogView | None, inv: Inventory, item: V2Task) -> PlannedTask:
-    """The planned task of one 4.x item (policy decided: ``security_denied`` raises here)."""
+def plan_item(
+    api: HttpDoor, view: CatalogView | None, inv: Inventory, item: V2Task, *, enforce: bool = True
+) -> PlannedTask:
+    """The planned task of one 4.x item (policy decided: ``security_denied`` raises here, unless
+    ``enforce`` is false: a dry run, where the denial is the plan's blocker)."""
     kind = KIND_NAMES[item.kind]
-    kw: dict[str, Any] = {"task_id": item.ui_id, "client_id": item.client_id}
+    kw: dict[str, Any] = {"task_id": item.ui_id, "client_id": item.client_id, "enforce": enforce}
     if kind is None:
         raise NotImplementedYet(
             "update-comfyui is not an operation of this manager", hint=_NO_COMFYUI_UPDATE, details={"kind": item.kind}
         )
     if kind == "install":
-        planned = _plan_install(api, view, inv, item)
+        planned = _plan_install(api, view, inv, item, enforce=enforce)
     elif kind == "install_model":
         filename = item.params.get("filename")
         planned = api.plan(
@@ -175,10 +180,18 @@ async def _context(api: HttpDoor, kind: str) -> tuple[CatalogView | None, Invent
 # --- routes ----------------------------------------------------------------------------------------
 async def post_task(api: HttpDoor, request: web.Request) -> web.Response:
     """``POST /v2/manager/queue/task``: queue one item; the worker is started by queue/start (4.x)."""
+    dry = dry_run_asked(request)
     item = parse_item(await read_json(request))
     view, inv = await _context(api, item.kind)
+    if dry:  # ?dry_run=true: the plan (our shared record, with the item's 4.x names); nothing queued
+        planned = plan_item(api, view, inv, item, enforce=False)
+        return ok({"dry_run": True, "plans": await plans_of(api, [planned], **_v2_names(item))})
     (task,) = await queue_planned(api, [plan_item(api, view, inv, item)])
     return ok({"task": task})
+
+
+def _v2_names(item: V2Task) -> dict[str, str]:
+    return {"ui_id": item.ui_id, "client_id": item.client_id, "v2_kind": item.kind}
 
 
 def _query_ids(request: web.Request) -> tuple[str, str]:
@@ -206,11 +219,15 @@ async def update_all(api: HttpDoor, request: web.Request) -> web.Response:
             details={"parameter": "mode"},
             hint="Use mode=remote (default), local or cache.",
         )
+    dry = dry_run_asked(request)
     view = await optional_view(api)
     item = V2Task(ui_id, client_id, "update", {"mode": mode, "ui_id": ui_id})
     planned = with_meta(
-        api.plan("update_all", "all", {"mode": mode}, view=view, task_id=ui_id, client_id=client_id), item
+        api.plan("update_all", "all", {"mode": mode}, view=view, task_id=ui_id, client_id=client_id, enforce=not dry),
+        item,
     )
+    if dry:
+        return ok({"dry_run": True, "plans": await plans_of(api, [planned], **_v2_names(item))})
     (task,) = await queue_planned(api, [planned])
     return ok({"task": task})
 
@@ -250,6 +267,7 @@ async def queue_batch(api: HttpDoor, request: web.Request) -> web.Response:
     """``POST /v2/manager/queue/batch`` (4.x legacy server): ``{install: [rows], ..., update_all:
     mode}`` -> ``{"failed": [ids]}``; queues what is valid and starts the worker. A policy refusal
     refuses the whole batch (403 with the hint, nothing queued), as the v1 batch does."""
+    dry = dry_run_asked(request)
     body = await read_json(request)
     view = await api.view() if body.get("install_model") else await optional_view(api)
     planned: list[PlannedTask] = []
@@ -270,7 +288,7 @@ async def queue_batch(api: HttpDoor, request: web.Request) -> web.Response:
             try:
                 if not isinstance(row, dict):
                     raise RequestInvalid(f"an entry of '{kind}' is not an object", details={"field": kind})
-                planned.append(await plan_classic_row(api, view, kind, row))
+                planned.append(await plan_classic_row(api, view, kind, row, enforce=not dry))
             except SecurityDenied:
                 raise
             except ManagerError as err:
@@ -278,12 +296,15 @@ async def queue_batch(api: HttpDoor, request: web.Request) -> web.Response:
                 errors[key] = err.to_dict()
     if body.get("update_all"):
         mode = body["update_all"] if body["update_all"] in ("remote", "local", "cache") else "cache"
-        planned.append(api.plan("update_all", "all", {"mode": mode}, view=view))
+        planned.append(api.plan("update_all", "all", {"mode": mode}, view=view, enforce=not dry))
     if "update_comfyui" in body:
         failed.append("comfyui")
         errors["comfyui"] = NotImplementedYet(
             "updating ComfyUI is not an operation of this manager", hint=_NO_COMFYUI_UPDATE
         ).to_dict()
+    if dry:  # ?dry_run=true: one plan per valid row, the invalid ones in failed/errors; nothing queued
+        plans = [{**p, "ui_id": t.task_id or ""} for p, t in zip(await plans_of(api, planned), planned, strict=True)]
+        return raw_json({"dry_run": True, "failed": failed, "errors": errors, "plans": plans})
     tasks = await queue_planned(api, planned) if planned else []
     started = api.queue.start()
     return raw_json({"failed": failed, "errors": errors, "tasks": tasks, "started": started})

@@ -20,6 +20,7 @@ from aiohttp import web
 from .. import __version__
 from ..errors import ManagerError, NotFound, QueueBusy, RequestInvalid
 from ..kinds.classify import SEMVER_RE, url_params
+from ..kinds.planner import preview_plan
 from .door import DB_MODES, HttpDoor, installed_map
 from .envelope import dumps, error_response, field, ok, query, raw_json, read_json
 from .handlers_admin import _channels_data, select_channel
@@ -44,7 +45,12 @@ def _text(value: str, *, status: int = 200, content_type: str = "text/plain") ->
 # --- catalog reads -------------------------------------------------------------------------------
 async def getlist(api: HttpDoor, request: web.Request) -> web.Response:
     """``{"channel", "node_packs": {id: pack}}``; ``skip_update`` is accepted and no git ever runs."""
-    view = await api.view(_mode(request))
+    mode = _mode(request)
+    if mode == "cache" and api.loaded_view is None:  # the first request after a start
+        first = await api.listing.first_packs("classic")
+        if first is not None:
+            return body_response(request, first)
+    view = await api.view(mode)
     return body_response(request, await api.listing.packs("classic", view))
 
 
@@ -187,7 +193,7 @@ def _files0(body: dict[str, Any]) -> str:
 
 
 async def _classic_install_task(
-    api: HttpDoor, view: CatalogView | None, body: dict[str, Any], kind: str
+    api: HttpDoor, view: CatalogView | None, body: dict[str, Any], kind: str, *, enforce: bool = True
 ) -> PlannedTask:
     version = body.get("version")
     selected = body.get("selected_version")
@@ -205,15 +211,15 @@ async def _classic_install_task(
                 details={"field": "files"},
                 hint="Give the repository URL as files[0], or install through /customnode/install/git_url.",
             )
-        return api.plan(kind, url, url_params(url), view=view, task_id=ui_id)
+        return api.plan(kind, url, url_params(url), view=view, task_id=ui_id, enforce=enforce)
     pack_id = field(body, "id")
     params = {"version": selected or "latest", "skip_deps": bool(body.get("skip_post_install"))}
     if kind == "install" and params["skip_deps"]:
         _key, inv = await api.inventory()
         copies = inv.find(pack_id)
         if copies and not any(p.enabled for p in copies):  # the classic "enable" fast path, queued
-            return api.plan("enable", pack_id, view=view, task_id=ui_id)
-    return api.plan(kind, pack_id, params, view=view, task_id=ui_id)
+            return api.plan("enable", pack_id, view=view, task_id=ui_id, enforce=enforce)
+    return api.plan(kind, pack_id, params, view=view, task_id=ui_id, enforce=enforce)
 
 
 def model_lookup(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,29 +234,65 @@ def _classic_target(body: dict[str, Any]) -> str:
     return str(field(body, "id"))
 
 
-async def plan_classic_row(api: HttpDoor, view: CatalogView | None, kind: str, body: dict[str, Any]) -> PlannedTask:
-    """One classic catalog row (``/manager/queue/<kind>``, the 4.x legacy batch) as a planned task."""
+async def plan_classic_row(
+    api: HttpDoor, view: CatalogView | None, kind: str, body: dict[str, Any], *, enforce: bool = True
+) -> PlannedTask:
+    """One classic catalog row (``/manager/queue/<kind>``, the 4.x legacy batch) as a planned task
+    (``enforce=False`` for a dry run: a denial becomes the plan's blocker)."""
     ui_id = body.get("ui_id") if isinstance(body.get("ui_id"), str) and body.get("ui_id") else None
     if kind in ("install", "reinstall"):
-        return await _classic_install_task(api, view, body, kind)
+        return await _classic_install_task(api, view, body, kind, enforce=enforce)
     if kind == "install_model":
-        return api.plan(kind, str(body.get("filename") or ""), model_lookup(body), view=view, task_id=ui_id)
+        return api.plan(
+            kind, str(body.get("filename") or ""), model_lookup(body), view=view, task_id=ui_id, enforce=enforce
+        )
     version = body.get("version")
     # the installed version picks the copy to uninstall; update/fix/disable take no version
     params = (
         {"version": version} if kind == "uninstall" and isinstance(version, str) and SEMVER_RE.match(version) else {}
     )
-    return api.plan(kind, _classic_target(body), params, view=view, task_id=ui_id)
+    return api.plan(kind, _classic_target(body), params, view=view, task_id=ui_id, enforce=enforce)
+
+
+def dry_run_asked(request: web.Request) -> bool:
+    """The ``dry_run`` query parameter of the classic and /v2 queue routes (``true``/``1`` or
+    ``false``/``0``; absent: false)."""
+    value = request.query.get("dry_run", "").strip().lower()
+    if value in ("", "false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise RequestInvalid(
+        f"query parameter dry_run={value!r} is not true or false",
+        details={"parameter": "dry_run"},
+        hint="Send ?dry_run=true for the plan only (nothing is queued), or leave it out.",
+    )
+
+
+async def plans_of(api: HttpDoor, planned: list[PlannedTask], **extra: Any) -> list[dict[str, Any]]:
+    """The shared plan record (``manager.plans``) of each planned task, off the loop; ``extra``
+    keys are added to each (a door's own names for the task)."""
+    out = []
+    for p in planned:
+        plan = await asyncio.to_thread(preview_plan, api.manager, p)
+        out.append({**plan, **extra})
+    return out
 
 
 def queue_route(kind: str) -> Callable[[HttpDoor, web.Request], Awaitable[web.Response]]:
-    """The handler of ``POST /manager/queue/<kind>`` (classic body: a catalog row plus ui_id)."""
+    """The handler of ``POST /manager/queue/<kind>`` (classic body: a catalog row plus ui_id);
+    ``?dry_run=true`` answers ``{dry_run, plans: [plan]}`` and queues nothing."""
 
     async def handler(api: HttpDoor, request: web.Request) -> web.Response:
+        dry = dry_run_asked(request)
         body = await read_json(request)
         # only a model needs the catalog; pack operations work on an offline box without one
         view = await api.view() if kind == "install_model" else await optional_view(api)
-        (task,) = await api.submit([await plan_classic_row(api, view, kind, body)])
+        planned = await plan_classic_row(api, view, kind, body, enforce=not dry)
+        if dry:
+            ui_id = body.get("ui_id") if isinstance(body.get("ui_id"), str) else ""
+            return ok({"dry_run": True, "plans": await plans_of(api, [planned], ui_id=ui_id)})
+        (task,) = await api.submit([planned])
         return ok({"task": task})
 
     handler.__name__ = f"queue_{kind}"
@@ -258,13 +300,17 @@ def queue_route(kind: str) -> Callable[[HttpDoor, web.Request], Awaitable[web.Re
 
 
 async def queue_update_all(api: HttpDoor, request: web.Request) -> web.Response:
+    dry = dry_run_asked(request)
     body = await read_json(request, default={})
     mode = request.query.get("mode") or body.get("mode") or "default"
+    view = await optional_view(api)
+    if dry:  # a plan changes nothing: answered even while tasks run
+        planned = api.plan("update_all", "all", {"mode": mode}, view=view, enforce=False)
+        return ok({"dry_run": True, "plans": await plans_of(api, [planned])})
     try:
         ensure_idle(api)
     except QueueBusy as err:
         return error_response(err, status=401)  # the classic status for "busy"
-    view = await optional_view(api)
     (task,) = await api.submit([api.plan("update_all", "all", {"mode": mode}, view=view)])
     return ok({"task": task})
 

@@ -27,6 +27,12 @@ _D = sec  # short alias for operations in the table below
 _get_db, _set_db = cl.setting_routes("db_mode")
 _get_upd, _set_upd = cl.setting_routes("update_policy", {"stable": "stable-comfyui", "nightly": "nightly-comfyui"})
 _get_comp, _set_comp = cl.setting_routes("component_policy")
+DRY_RUN = Param(
+    "dry_run",
+    enum=("true", "false"),
+    description="true: answer {dry_run, plans: [plan]} (the shared plan record of POST /v1/queue dry_run) "
+    "and queue nothing",
+)
 
 
 CLASSIC_ROUTES: tuple[Route, ...] = (
@@ -140,7 +146,8 @@ CLASSIC_ROUTES: tuple[Route, ...] = (
             cl.queue_route(kind),
             BY_NAME[kind].operation,
             f"classicQueue_{kind}",
-            f"Queue {kind} (classic body; ui_id becomes the task id)",
+            f"Queue {kind} (classic body; ui_id becomes the task id); ?dry_run=true: only the plan",
+            params=(DRY_RUN,),
             body=CLASSIC_ROW,
             result=TASK_RESULT,
         )
@@ -152,7 +159,8 @@ CLASSIC_ROUTES: tuple[Route, ...] = (
         cl.queue_route("install_model"),
         _D.INSTALL_MODEL,
         "classicQueue_install_model",
-        "Queue a model download (must be in the channel's model list)",
+        "Queue a model download (must be in the channel's model list); ?dry_run=true: only the plan",
+        params=(DRY_RUN,),
         body=_obj(
             name="string",
             type="string",
@@ -170,7 +178,8 @@ CLASSIC_ROUTES: tuple[Route, ...] = (
         cl.queue_update_all,
         _D.UPDATE_ALL,
         "classicQueue_update_all",
-        "Queue update-all (401 while tasks are queued or running)",
+        "Queue update-all (401 while tasks are queued or running); ?dry_run=true: only the plan",
+        params=(DRY_RUN,),
         body=_obj(mode="string"),
         result=TASK_RESULT,
     ),

@@ -206,6 +206,12 @@ def v2_routes(route: Callable[..., Route], param: Callable[..., Any]) -> tuple[R
     target = (param("target", description="snapshot name (the JSON body's target is read too)"),)
     mode = param("mode", enum=("cache", "local", "remote", "nickname"))
     node = (param("node_name", "path", True),)
+    dry = param(
+        "dry_run",
+        enum=("true", "false"),
+        description="true: answer {dry_run, plans} (one shared plan record "
+        "per task, as POST /v1/queue dry_run) and queue nothing",
+    )
     r = route
     return (
         # --- the 4.x glob server (ComfyUI-Manager 4.3, the frontend's built-in manager UI) ----------
@@ -216,8 +222,9 @@ def v2_routes(route: Callable[..., Route], param: Callable[..., Any]) -> tuple[R
             sec.INSTALL,
             "v2QueueTask",
             "Queue a 4.x QueueTaskItem (eight kinds); decided by the policy now (403 with the hint when refused); "
-            "queue/start runs it",
+            "queue/start runs it; ?dry_run=true: only the plan",
             gate=False,
+            params=(dry,),
             body=task,
             result=queued,
         ),
@@ -273,7 +280,7 @@ def v2_routes(route: Callable[..., Route], param: Callable[..., Any]) -> tuple[R
             sec.UPDATE_ALL,
             "v2QueueUpdateAll",
             "Queue update-all (one task, id ui_id: plan, auto-snapshot, update every enabled pack)",
-            params=(*ids, param("mode", enum=("remote", "local", "cache"))),
+            params=(*ids, param("mode", enum=("remote", "local", "cache")), dry),
             result=queued,
         ),
         r(
@@ -502,8 +509,10 @@ def v2_routes(route: Callable[..., Route], param: Callable[..., Any]) -> tuple[R
             v2.queue_batch,
             sec.INSTALL,
             "v2QueueBatch",
-            "Queue {install: [rows], uninstall: [...], ..., update_all: mode}; {failed: [ids]}; starts the worker",
+            "Queue {install: [rows], uninstall: [...], ..., update_all: mode}; {failed: [ids]}; starts the worker; "
+            "?dry_run=true: {failed, errors, plans}, nothing queued",
             gate=False,
+            params=(dry,),
             body={"type": "object"},
             response="json",
         ),
