@@ -124,7 +124,28 @@ def mount(instance: Any, folder_paths: Any, state: dict[str, Any]) -> None:
     # it; then events start flowing to send_sync and the worker thread starts.
     api.on_queue(forwarder.attach)
     api.on_queue(lambda queue: queue.start())
+    prewarm_after_start(instance, api)
     state.update(api=api, forwarder=forwarder, report=report, version=__version__, host=host)
+
+
+def prewarm_after_start(instance: Any, api: Any) -> None:
+    """Once ComfyUI's server runs, ready the pack lists in the background (``HttpDoor.prewarm``:
+    from the persisted lists, off the loop); nothing of it runs during ComfyUI's start."""
+    app = getattr(instance, "app", None)
+    hooks = getattr(app, "on_startup", None)
+    if hooks is None:
+        return
+    tasks: list[Any] = []
+
+    async def start_prewarm(_app: Any) -> None:
+        import asyncio
+
+        tasks.append(asyncio.ensure_future(api.prewarm()))
+
+    try:
+        hooks.append(start_prewarm)
+    except RuntimeError:  # the app already started: the first request loads the lists
+        log.debug("[offline-manager] server already started; pack lists load on first use")
 
 
 def log_ready(version: str, report: Any) -> None:

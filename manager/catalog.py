@@ -37,7 +37,7 @@ from .catalog_parse import (
 from .errors import ChannelDataInvalid
 from .records import CatalogIssue, Channel, ModelEntry, NodePack
 
-__all__ = ["Catalog", "ChannelFiles", "PackStats", "ParseCache", "normalize_url", "CHANNEL_FILES"]
+__all__ = ["Catalog", "catalog_version", "ChannelFiles", "PackStats", "ParseCache", "normalize_url", "CHANNEL_FILES"]
 
 # Bump when the mapping from bytes to records changes: it is part of ``Catalog.version``.
 CATALOG_FORMAT = "catalog-1"
@@ -91,6 +91,19 @@ class ParseCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+def catalog_version(sources: Sequence[tuple[Channel, Mapping[str, str]]]) -> str:
+    """The version ``Catalog.build`` gives the files whose sha256 digests are ``sources``
+    (channel -> file kind -> hex digest, channels in precedence order). A persisted list built
+    from a catalog is checked against it without parsing a file (``manager/list_cache.py``)."""
+    version = hashlib.sha256(CATALOG_FORMAT.encode())
+    for channel, sums in sources:
+        version.update(f"\0{channel.name}\0{channel.url}".encode())
+        for kind in CHANNEL_FILES:
+            if kind in sums:
+                version.update(f"\0{kind}\0{sums[kind]}".encode())
+    return version.hexdigest()[:20]
 
 
 def _merge_models(parsed: list[tuple[str, dict[str, ParsedFile]]], issues: list[CatalogIssue]) -> list[ModelEntry]:
@@ -159,19 +172,19 @@ class Catalog:
         """
         cache = parse_cache if parse_cache is not None else ParseCache()
         cat = cls()
-        version = hashlib.sha256(CATALOG_FORMAT.encode())
         parsed: list[tuple[str, dict[str, ParsedFile]]] = []
         issues: list[CatalogIssue] = []
+        digests: list[tuple[Channel, dict[str, str]]] = []
         for src in sources:
             name = src.channel.name
-            version.update(f"\0{name}\0{src.channel.url}".encode())
             per_file: dict[str, ParsedFile] = {}
+            sums: dict[str, str] = {}
+            digests.append((src.channel, sums))
             for kind in CHANNEL_FILES:
                 data = src.files.get(kind)
                 if data is None:
                     continue
-                digest = hashlib.sha256(data).hexdigest()
-                version.update(f"\0{kind}\0{digest}".encode())
+                digest = sums[kind] = hashlib.sha256(data).hexdigest()
                 result = cache.get(kind, data, digest)
                 if result.file_problem is not None and strict:
                     raise ChannelDataInvalid(
@@ -182,7 +195,7 @@ class Catalog:
                     )
                 per_file[kind] = result
             parsed.append((name, per_file))
-        cat.version = version.hexdigest()[:20]
+        cat.version = catalog_version(digests)
         cat.channels = tuple(name for name, _ in parsed)
 
         # github-stats first: packs get their stars while being placed.
@@ -376,6 +389,10 @@ class Catalog:
     def by_reference(self, url: str) -> NodePack | None:
         """The pack whose reference or file URL matches ``url`` once both are normalised."""
         return self._by_id.get(self._by_url.get(normalize_url(url), ""))
+
+    def url_index(self) -> Mapping[str, str]:
+        """Normalised reference/file URL -> pack id (what ``by_reference`` looks up)."""
+        return MappingProxyType(self._by_url)
 
     def by_title(self, title: str) -> list[NodePack]:
         """Packs whose title equals ``title`` ignoring case and surrounding spaces."""

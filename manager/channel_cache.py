@@ -404,12 +404,38 @@ class ChannelCache:
             age = 0.0
         return CachedFile(url, resp.body, None, "local", age)
 
+    def served_copy(self, url: str) -> tuple[CacheEntry, str, float, Notice | None] | None:
+        """What ``aget(url)`` (refresh "auto") would serve from this cache without asking the
+        network: (entry, source, age, notice), read from the sidecar alone (the body is neither
+        read nor hashed). None when ``aget`` would do more: a local URL, a network request, no
+        copy. The caller vouches for the body (``manager/list_cache.py`` keys on its stat)."""
+        if self.gate.is_local(url):
+            return None
+        try:
+            final = self.gate.decide(url, "channel")
+        except NetworkBlocked:
+            final = url
+        if self.gate.is_local(final):
+            return None
+        entry = self.peek(url)
+        if entry is None or entry.url != url:
+            return None
+        age = max(0.0, self.clock() - entry.fetched_at)
+        offline = self.gate.offline
+        if not offline and age >= self.ttl:
+            return None
+        notice = None if age < self.ttl else self._stale_notice(url, entry, age, offline=offline)
+        return entry, ("fresh" if notice is None else "stale"), age, notice
+
     def _from_cache(self, url: str, cached: tuple[CacheEntry, bytes], age: float, *, offline: bool) -> CachedFile:
         entry, data = cached
         if age < self.ttl:
             return CachedFile(url, data, entry, "fresh", age)
+        return CachedFile(url, data, entry, "stale", age, self._stale_notice(url, entry, age, offline=offline))
+
+    def _stale_notice(self, url: str, entry: CacheEntry, age: float, *, offline: bool) -> Notice:
         why = "offline mode" if offline else "refresh=never"
-        notice = Notice(
+        return Notice(
             "info",
             "cache_stale",
             f"{why}: using the cached copy of {_name(url)} fetched {format_age(age)} ago",
@@ -421,7 +447,6 @@ class ChannelCache:
             ),
             details={"url": redact_url(url), "age_seconds": age, "fetched_at": entry.fetched_at},
         )
-        return CachedFile(url, data, entry, "stale", age, notice)
 
     def _stale(self, url: str, cached: tuple[CacheEntry, bytes], age: float, error: ManagerError) -> CachedFile:
         entry, data = cached

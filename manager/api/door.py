@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the core is imported when the Manager is built, not when a 
     from ..context import CatalogView, Manager
     from ..events import Event
     from ..import_failures import ImportFailureReport
-    from ..inventory import Inventory
+    from ..inventory import CatalogLike, Inventory
     from ..kinds import PlannedTask
     from ..records import PolicyDecision
     from ..tasks import TaskQueue
@@ -386,6 +386,8 @@ class HttpDoor:
         async with self._view_lock:
             if self._view is not None and refresh != "force":
                 return self._view
+            if refresh == "force":
+                self.listing.forget()
             # catalog_view is sync core work: parsing 5,900 packs must not stall the loop.
             view = await asyncio.to_thread(self.manager.catalog_view, refresh=refresh)
             self._view = view
@@ -398,6 +400,25 @@ class HttpDoor:
 
     def forget_view(self) -> None:
         self._view = None
+        self.listing.forget()
+
+    async def prewarm(self, delay: float = 1.0) -> None:
+        """Ready the pack lists some time after the server started, so the panel's first open
+        finds them in memory: from the persisted lists, else (a first start, changed channel
+        data) by loading the catalog, which writes them for the next start. Never raises."""
+        from ..errors import ManagerError
+
+        await asyncio.sleep(delay)
+        try:
+            for kind in ("v1", "classic"):
+                if self._view is None and await self.listing.first_packs(kind) is not None:
+                    continue
+                await self.listing.packs(kind, await self.view())
+            await self.listing.settled()
+        except ManagerError as exc:  # no channel data yet: the panel's request will say why
+            log.info("pack lists not prepared: %s (%s)", exc.message, exc.code)
+        except Exception:
+            log.warning("pack lists not prepared", exc_info=True)
 
     # --- installed state -----------------------------------------------------------------------
     def tree_fingerprint(self) -> tuple[Any, ...]:
@@ -415,7 +436,18 @@ class HttpDoor:
     async def inventory(self) -> tuple[tuple[Any, ...], Inventory]:
         """(key, Inventory) for the tree as it is now; rescanned off the loop only on change."""
         view = self._view
-        key = (*self.tree_fingerprint(), view.catalog.version if view else "")
+        return await self._inventory(view.catalog.version if view else "", self.manager.inventory)
+
+    async def inventory_for(self, catalog: CatalogLike, version: str) -> tuple[tuple[Any, ...], Inventory]:
+        """The same, matched against ``catalog`` of ``version`` instead of the loaded view (a
+        persisted list's index answers before any catalog is built)."""
+        from ..inventory import scan
+
+        layout = self.manager.layout
+        return await self._inventory(version, lambda: scan(layout, catalog=catalog))
+
+    async def _inventory(self, version: str, read: Callable[[], Inventory]) -> tuple[tuple[Any, ...], Inventory]:
+        key = (*self.tree_fingerprint(), version)
         cached = self._inv
         if cached is not None and cached[0] == key:
             return cached
@@ -425,7 +457,7 @@ class HttpDoor:
             cached = self._inv
             if cached is not None and cached[0] == key:
                 return cached
-            inv = await asyncio.to_thread(self.manager.inventory)
+            inv = await asyncio.to_thread(read)
             self._inv = (key, inv)
             if self._imported is None:
                 self._imported = installed_map(inv)

@@ -49,7 +49,12 @@ async def optional_view(api: HttpDoor) -> CatalogView | None:
 
 
 async def list_packs(api: HttpDoor, request: web.Request) -> web.Response:
-    view = await api.view(query(request, "mode", default="cache", choices=MODES) or "cache")
+    mode = query(request, "mode", default="cache", choices=MODES) or "cache"
+    if mode == "cache" and api.loaded_view is None:  # the first request after a start
+        first = await api.listing.first_packs("v1")
+        if first is not None:
+            return body_response(request, first)
+    view = await api.view(mode)
     return body_response(request, await api.listing.packs("v1", view))
 
 

@@ -13,20 +13,27 @@ import asyncio
 import gzip
 import hashlib
 import html
+import itertools
+import json
+import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..list_gzip import CHUNK, chunk_texts, deflate_piece, gzip_pieces
 from .envelope import dumps, envelope_prefix
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
-    from ..context import CatalogView
+    from ..context import CatalogView, Manager
     from ..inventory import InstalledPack, Inventory
-    from ..records import NodePack
+    from ..list_cache import ChannelState, ListStore, PackIndex, PersistedList
+    from ..records import Channel, NodePack, Notice
     from .door import HttpDoor
+
+log = logging.getLogger("offline_manager.api")
 
 TRUST_ACCOUNT_DAYS = 600  # classic: an author account older than this is "trusted"
 
@@ -194,78 +201,148 @@ def by_catalog_id(inv: Inventory) -> tuple[dict[str, InstalledPack], list[Instal
 # --- encoded fragments per catalog version -----------------------------------------------------
 @dataclass(frozen=True)
 class _Fragments:
+    """One list kind's encoded pack elements for one catalog version, in catalog order, and the
+    deflate pieces of their chunks (``list_cache.chunk_texts``): a body's gzip re-compresses
+    only the chunks an installed pack changes."""
+
+    kind: str
     version: str
-    rows: Mapping[str, dict[str, Any]]  # pack id -> base row (not installed)
-    encoded: Mapping[str, bytes]  # pack id -> encoded element (with its key for objects)
     order: tuple[str, ...]
+    encoded: tuple[bytes, ...]  # aligned with order (classic: with the object key)
+    position: Mapping[str, int]
+    pieces: tuple[bytes, ...]
+
+    @classmethod
+    def make(cls, kind: str, version: str, order: Sequence[str], encoded: Sequence[bytes], pieces: Any = None) -> Any:
+        if pieces is None:
+            pieces = [deflate_piece(text) for text in chunk_texts(encoded)]
+        position = {pid: i for i, pid in enumerate(order)}
+        return cls(kind, version, tuple(order), tuple(encoded), position, tuple(pieces))
+
+    def row(self, pack_id: str) -> dict[str, Any]:
+        """The not-installed row of ``pack_id`` (decoded from its fragment; installed packs only)."""
+        enc = self.encoded[self.position[pack_id]]
+        if self.kind == "classic":
+            return dict(json.loads(b"{" + enc + b"}")[pack_id])
+        return dict(json.loads(enc))
+
+    def persisted(self, state: ChannelState, url_index: Mapping[str, str]) -> PersistedList:
+        from ..list_cache import PersistedList
+
+        ends = list(itertools.accumulate(len(p) for p in self.pieces))
+        blobs = {"deflate": b"".join(self.pieces), "deflate_ends": dumps(ends)}
+        return PersistedList(
+            self.kind, self.version, state.channel, state.files, self.order, self.encoded, url_index, blobs
+        )
+
+    @classmethod
+    def from_persisted(cls, item: PersistedList) -> Any:
+        packed, ends = item.blobs.get("deflate", b""), json.loads(item.blobs.get("deflate_ends", b"[]"))
+        starts = [0, *ends[:-1]]
+        pieces = [packed[a:b] for a, b in zip(starts, ends, strict=True)]
+        if len(pieces) != (len(item.fragments) + CHUNK - 1) // CHUNK:
+            return cls.make(item.kind, item.catalog_version, item.ids, item.fragments)  # re-compressed
+        return cls.make(item.kind, item.catalog_version, item.ids, item.fragments, pieces)
 
 
-def _classic_fragments(catalog: Catalog) -> _Fragments:
-    rows = {p.id: classic_row(p, catalog) for p in catalog.packs}
-    enc = {pid: dumps(pid) + b":" + dumps(row) for pid, row in rows.items()}
-    return _Fragments(catalog.version, rows, enc, tuple(rows))
-
-
-def _v1_fragments(catalog: Catalog) -> _Fragments:
-    rows = {}
+def _encode_catalog(kind: str, catalog: Catalog) -> _Fragments:
+    rows: dict[str, bytes] = {}
     for p in catalog.packs:
-        row = p.to_dict()
-        row["installed"] = None
-        rows[p.id] = row
-    enc = {pid: dumps(row) for pid, row in rows.items()}
-    return _Fragments(catalog.version, rows, enc, tuple(rows))
+        if kind == "classic":
+            rows[p.id] = dumps(p.id) + b":" + dumps(classic_row(p, catalog))
+        else:
+            row = p.to_dict()
+            row["installed"] = None
+            rows[p.id] = dumps(row)
+    result: _Fragments = _Fragments.make(kind, catalog.version, list(rows), list(rows.values()))
+    return result
+
+
+def _join(
+    frags: _Fragments, prefix: bytes, suffix: bytes, replaced: Mapping[int, bytes], extra: Sequence[bytes]
+) -> tuple[bytes, bytes | None]:
+    """``prefix`` + the elements (``replaced`` by position, ``extra`` after them) + ``suffix``,
+    and its gzip built from the stored deflate pieces (only changed chunks re-compressed)."""
+    parts: Sequence[bytes] = frags.encoded
+    if replaced:
+        changed = list(parts)
+        for i, enc in replaced.items():
+            changed[i] = enc
+        parts = changed
+    tail = (b"," if parts and extra else b"") + b",".join(extra)
+    data = b"".join((prefix, b",".join(parts), tail, suffix))
+    if len(data) < GZIP_MIN_BYTES:
+        return data, None
+    pieces = list(frags.pieces)
+    for chunk in {i // CHUNK for i in replaced}:
+        pieces[chunk] = deflate_piece(chunk_texts(parts, chunk * CHUNK, chunk * CHUNK + 1)[0])
+    return data, gzip_pieces(data, [deflate_piece(prefix), *pieces, deflate_piece(tail + suffix)])
 
 
 def _join_classic(
-    frags: _Fragments, view: CatalogView, inv: Inventory, failed: frozenset[str] = frozenset()
-) -> tuple[bytes, int]:
+    frags: _Fragments, channel_name: str, inv: Inventory, failed: frozenset[str] = frozenset()
+) -> tuple[bytes, bytes | None, int]:
     matched, unmatched = by_catalog_id(inv)
-    parts = []
-    for pid in frags.order:
-        pack = matched.get(pid)
-        parts.append(
-            frags.encoded[pid]
-            if pack is None
-            else dumps(pid) + b":" + dumps(classic_installed(frags.rows[pid], pack, failed))
-        )
-    for pack in unmatched:
-        if pack.pack_id not in frags.rows:
-            parts.append(dumps(pack.pack_id) + b":" + dumps(classic_unknown(pack, failed)))
-    body = b'{"channel":' + dumps(view.channel.name) + b',"node_packs":{' + b",".join(parts) + b"}}"
-    return body, len(parts)
+    replaced = {
+        frags.position[pid]: dumps(pid) + b":" + dumps(classic_installed(frags.row(pid), pack, failed))
+        for pid, pack in matched.items()
+        if pid in frags.position
+    }
+    extra = [
+        dumps(p.pack_id) + b":" + dumps(classic_unknown(p, failed))
+        for p in unmatched
+        if p.pack_id not in frags.position
+    ]
+    prefix = b'{"channel":' + dumps(channel_name) + b',"node_packs":{'
+    data, packed = _join(frags, prefix, b"}}", replaced, extra)
+    return data, packed, len(frags.order) + len(extra)
 
 
 def _join_v1(
-    frags: _Fragments, view: CatalogView, inv: Inventory, failed: frozenset[str] = frozenset()
-) -> tuple[bytes, int]:
+    frags: _Fragments, meta: Mapping[str, Any], inv: Inventory, failed: frozenset[str] = frozenset()
+) -> tuple[bytes, bytes | None, int]:
     matched, unmatched = by_catalog_id(inv)
-    parts = []
-    for pid in frags.order:
-        pack = matched.get(pid)
-        if pack is None:
-            parts.append(frags.encoded[pid])
-        else:
-            row = dict(frags.rows[pid])
+    replaced = {}
+    for pid, pack in matched.items():
+        if pid in frags.position:
+            row = frags.row(pid)
             row["installed"] = installed_dict(pack, failed)
-            parts.append(dumps(row))
+            replaced[frags.position[pid]] = dumps(row)
     head = {
-        "channel": view.channel.to_dict(),
-        "catalog_version": view.catalog.version,
-        "sources": dict(view.sources),
-        "age_seconds": view.oldest_age_seconds,
-        "notices": [n.to_dict() for n in view.notices],
+        **meta,
         "installed_count": len(inv.packs),
         "import_failed_count": sum(1 for p in inv.packs if import_failed(p, failed)),
         "unmatched": [
             dict(p.to_dict(), version=installed_version(p), import_failed=import_failed(p, failed)) for p in unmatched
         ],
     }
-    opening = dumps(head)[:-1] + b',"packs":['
-    return envelope_prefix() + opening + b",".join(parts) + b"]}}", len(parts)
+    prefix = envelope_prefix() + dumps(head)[:-1] + b',"packs":['
+    data, packed = _join(frags, prefix, b"]}}", replaced, ())
+    return data, packed, len(frags.order)
+
+
+def _meta(
+    channel: Channel, version: str, sources: Mapping[str, str], age: float, notices: Sequence[Notice]
+) -> dict[str, Any]:
+    """The v1 list's head before the installed counts (from a view or a persisted list's state)."""
+    return {
+        "channel": channel.to_dict(),
+        "catalog_version": version,
+        "sources": dict(sources),
+        "age_seconds": age,
+        "notices": [n.to_dict() for n in notices],
+    }
+
+
+Joined = tuple[bytes, "bytes | None", int]
 
 
 class ListingCache:
-    """Bodies of the list routes, rebuilt only when the catalog or the installed state changes."""
+    """Bodies of the list routes, rebuilt only when the catalog or the installed state changes.
+
+    The pack lists' fragments are persisted beside the cache (``manager/list_cache.py``) when
+    they are built for a new catalog version; after a restart ``first_packs`` answers from that
+    file (no channel file read, no catalog built) until the catalog view is loaded."""
 
     def __init__(self, api: HttpDoor, *, keep: int = 4) -> None:
         self._api = api
@@ -273,7 +350,21 @@ class ListingCache:
         self._frags: dict[str, _Fragments] = {}
         self._bodies: OrderedDict[tuple[Any, ...], Body] = OrderedDict()
         self._lock: asyncio.Lock | None = None
+        self._light: dict[str, tuple[_Fragments, ChannelState, PackIndex]] = {}
+        self._light_lock: asyncio.Lock | None = None
+        self._unsaved: dict[str, tuple[_Fragments, Catalog]] = {}
+        self._saving: set[asyncio.Task[Any]] = set()
+        self._store: ListStore | None = None
         self.builds = 0  # how many bodies were built (tests and the bench read it)
+        self.saves = 0  # persisted lists written by this door
+
+    @property
+    def store(self) -> ListStore:
+        if self._store is None:
+            from ..list_cache import ListStore
+
+            self._store = ListStore.for_manager(self._api.manager)
+        return self._store
 
     def _remember(self, key: tuple[Any, ...], body: Body) -> Body:
         self._bodies[key] = body
@@ -283,6 +374,9 @@ class ListingCache:
         return body
 
     async def _cached(self, key: tuple[Any, ...], build: Callable[[], tuple[bytes, int]]) -> Body:
+        return await self._cached_joined(key, lambda: (*_packed(build()),))
+
+    async def _cached_joined(self, key: tuple[Any, ...], build: Callable[[], Joined]) -> Body:
         found = self._bodies.get(key)
         if found is not None:
             return found
@@ -294,8 +388,8 @@ class ListingCache:
                 return found
 
             def encode() -> Body:
-                data, count = build()
-                return Body.encode(data, _etag(*key), count)
+                data, packed, count = build()
+                return Body(data, _etag(*key), count, packed)
 
             body = await asyncio.to_thread(encode)
             self.builds += 1
@@ -305,7 +399,12 @@ class ListingCache:
         key = f"{kind}:{catalog.version}"
         frags = self._frags.get(key)
         if frags is None:
-            frags = (_classic_fragments if kind == "classic" else _v1_fragments)(catalog)
+            light = self._light.get(kind)
+            if light is not None and light[0].version == catalog.version:
+                frags = light[0]  # the persisted list of this very catalog: nothing to encode
+            else:
+                frags = _encode_catalog(kind, catalog)
+                self._unsaved[kind] = (frags, catalog)
             self._frags = {k: v for k, v in self._frags.items() if not k.startswith(kind + ":")}
             self._frags[key] = frags
         return frags
@@ -315,8 +414,85 @@ class ListingCache:
         inv_key, inv = await self._api.inventory()
         failed = await self._api.failed_import_names()
         key = (kind, view.catalog.version, view.channel.name, id(view), inv_key, failed)
-        join = _join_classic if kind == "classic" else _join_v1
-        return await self._cached(key, lambda: join(self._fragments(kind, view.catalog), view, inv, failed))
+
+        def build() -> Joined:
+            frags = self._fragments(kind, view.catalog)
+            if kind == "classic":
+                return _join_classic(frags, view.channel.name, inv, failed)
+            meta = _meta(view.channel, view.catalog.version, view.sources, view.oldest_age_seconds, view.notices)
+            return _join_v1(frags, meta, inv, failed)
+
+        body = await self._cached_joined(key, build)
+        self._save_later()
+        return body
+
+    # --- the persisted lists --------------------------------------------------------------------
+    async def first_packs(self, kind: str) -> Body | None:
+        """The list from its persisted file while no catalog view is loaded (the first request
+        after a start); None when there is no valid file (the caller loads the catalog, and the
+        file is written for the next start)."""
+        light = self._light.get(kind)
+        if light is None:
+            if self._light_lock is None:
+                self._light_lock = asyncio.Lock()
+            async with self._light_lock:
+                light = self._light.get(kind)
+                if light is None:
+                    manager = self._api.manager
+                    found = await asyncio.to_thread(self._load_light, kind, manager)
+                    if found is None:
+                        return None
+                    light = self._light[kind] = found
+        frags, state, index = light
+        inv_key, inv = await self._api.inventory_for(index, frags.version)
+        failed = await self._api.failed_import_names()
+        key = (kind, frags.version, state.channel.name, "persisted", inv_key, failed)
+
+        def build() -> Joined:
+            if kind == "classic":
+                return _join_classic(frags, state.channel.name, inv, failed)
+            meta = _meta(state.channel, frags.version, state.sources, state.oldest_age_seconds, state.notices)
+            return _join_v1(frags, meta, inv, failed)
+
+        return await self._cached_joined(key, build)
+
+    def _load_light(self, kind: str, manager: Manager) -> tuple[_Fragments, ChannelState, PackIndex] | None:
+        loaded = self.store.load(kind, manager)
+        if loaded is None:
+            return None
+        item, state = loaded
+        return _Fragments.from_persisted(item), state, item.index()
+
+    def forget(self) -> None:
+        """Drop what came from persisted files (the channel changed or was refreshed)."""
+        self._light.clear()
+
+    def _save_later(self) -> None:
+        """Persist fragments built for a new catalog version, off the loop, after the answer."""
+        while self._unsaved:
+            kind, (frags, catalog) = self._unsaved.popitem()
+            task = asyncio.ensure_future(asyncio.to_thread(self._save, kind, frags, catalog))
+            self._saving.add(task)
+            task.add_done_callback(self._saving.discard)
+
+    def _save(self, kind: str, frags: _Fragments, catalog: Catalog) -> None:
+        from ..list_cache import channel_state
+
+        try:
+            manager = self._api.manager
+            state = channel_state(manager)
+            if state is None or state.version != frags.version:
+                log.debug("persisted %s list not written: the channel files changed or need the network", kind)
+                return
+            self.store.save(frags.persisted(state, catalog.url_index()))
+            self.saves += 1
+        except Exception:  # a list not persisted is rebuilt at the next start, never a failure
+            log.warning("could not persist the %s list", kind, exc_info=True)
+
+    async def settled(self) -> None:
+        """Wait for pending writes of persisted lists (tests, shutdown)."""
+        while self._saving:
+            await asyncio.gather(*list(self._saving), return_exceptions=True)
 
     async def per_catalog(self, kind: str, view: CatalogView, build: Callable[[CatalogView], bytes]) -> Body:
         """A body that depends on the catalog only (mappings, alternatives)."""
@@ -340,3 +516,9 @@ class ListingCache:
         except OSError:
             out.append(0)
         return tuple(out)
+
+
+def _packed(built: tuple[bytes, int]) -> Joined:
+    data, count = built
+    body = Body.encode(data, "", count)
+    return data, body.gzipped, count

@@ -229,11 +229,13 @@ async def serve(
             )
         if ready is not None:
             ready(url)
+        warm = asyncio.ensure_future(api.prewarm())  # the pack lists, shortly after the start
         stop = asyncio.Event()
         with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers on Windows
             # SIGTERM (systemd, docker stop, kill) winds down like Ctrl+C: the worker stops, the port closes
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
+        warm.cancel()
     finally:
         api.manager.queue.stop(timeout=5)
         await runner.cleanup()
