@@ -8,6 +8,10 @@ result (the pack, the trash entry of an uninstall, the commit or version before 
 
 ``undo TASK`` resolves everything first (every earlier version must be in the wheelhouse when
 offline, every trash entry and pack must exist) and only then changes anything: never a half-undo.
+Should a step still fail while applying (the installer exits non-zero, a pack move fails), the
+package set is put back to what it was when the undo started (from the wheelhouse offline) and
+the task fails with ``details.rolled_back`` saying what was put back; a pack step's own moves are
+undone by its rename journal (``operations/staging.py``), and it runs last.
 The torch family is left alone unless asked (``include_torch``). Pack changes: an install is
 undone by moving the pack to the trash, an uninstall by restoring its trash entry, an update or a
 version switch by switching back to the previous commit or version.
@@ -18,14 +22,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import NotFound, RequestInvalid
+from .errors import ManagerError, NotFound, RequestInvalid
 
 if TYPE_CHECKING:
     from .context import Manager
@@ -68,34 +71,6 @@ TORCH_FAMILY = frozenset(
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _RESULT_KEYS = ("action", "pack", "path", "source", "version", "commit", "previous", "changed", "trash_entry")
 
-# Runs inside the target python (stdlib only): one line of JSON, every distribution, first on sys.path wins.
-_PROBE = r"""
-import importlib.metadata as m, json, re
-out = {}
-for d in m.distributions():
-    name = d.metadata["Name"]
-    if not name:
-        continue
-    key = re.sub(r"[-_.]+", "-", name).lower()
-    if key in out:
-        continue
-    source, url = "index", ""
-    try:
-        du = json.loads(d.read_text("direct_url.json") or "null")
-    except Exception:
-        du = None
-    if isinstance(du, dict) and isinstance(du.get("url"), str) and du["url"]:
-        url = du["url"]
-        if (du.get("dir_info") or {}).get("editable"):
-            source = "editable"
-        elif url.lower().startswith("file:"):
-            source = "local"
-        else:
-            source = "url"
-    out[key] = {"name": key, "version": d.version, "source": source, "url": url}
-print(json.dumps([out[k] for k in sorted(out)]))
-"""
-
 
 def is_torch(name: str) -> bool:
     return name in TORCH_FAMILY or name.startswith("nvidia-")
@@ -110,13 +85,9 @@ def target_python(manager: Manager) -> str:
 
 def probe_packages(python: str, *, timeout: float = 120.0) -> list[dict[str, str]]:
     """Every distribution of ``python``'s environment: name (canonical), version, source, url."""
-    out = subprocess.run(
-        [python, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"{python} failed to list its packages: {(out.stderr.strip().splitlines() or [''])[-1]}")
-    data = json.loads(out.stdout)
-    return [dict(p) for p in data]
+    from .deps.environment import probe_packages as probe
+
+    return probe(python, timeout=timeout)
 
 
 # --- records ---------------------------------------------------------------------------------------
@@ -201,14 +172,22 @@ def prune_records(manager: Manager, *, older_than_days: float | None = None) -> 
     return removed
 
 
-def recorded(manager: Manager, ctx: TaskContext, run: Callable[[], Mapping[str, Any]]) -> Mapping[str, Any]:
+def recorded(
+    manager: Manager,
+    ctx: TaskContext,
+    run: Callable[[], Mapping[str, Any]],
+    *,
+    first_probe: Callable[[], list[dict[str, str]]] | None = None,
+) -> Mapping[str, Any]:
     """Run a changing task between two probes of the package set and keep the record.
 
+    ``first_probe`` gives the package set before (the run's dependency installer, which learns
+    its environment in the same run of ComfyUI's python); without it the python is probed here.
     A probe that fails (no python, a broken environment) is logged and the task runs unrecorded:
     recording never makes a task fail."""
     try:
         python = target_python(manager)
-        before = probe_packages(python)
+        before = first_probe() if first_probe is not None else probe_packages(python)
     except Exception as exc:  # noqa: BLE001 - a record is a convenience, never a reason to fail
         log.warning("undo record for task %s not kept: %s", ctx.task_id, exc)
         return run()
@@ -243,7 +222,7 @@ def recorded(manager: Manager, ctx: TaskContext, run: Callable[[], Mapping[str, 
 
 
 # --- resolve ---------------------------------------------------------------------------------------
-def package_changes(before: list[Mapping[str, str]], after: list[Mapping[str, str]]) -> list[str]:
+def package_changes(before: Sequence[Mapping[str, str]], after: Sequence[Mapping[str, str]]) -> list[str]:
     """Names whose (version, source, url) differs between the two sets, or that one set lacks."""
     b = {p["name"]: (p["version"], p["source"], p.get("url", "")) for p in before}
     a = {p["name"]: (p["version"], p["source"], p.get("url", "")) for p in after}
@@ -261,6 +240,7 @@ class UndoPlan:
     held_back: list[dict[str, str]] = field(default_factory=list)  # torch family, editable
     pack: dict[str, Any] = field(default_factory=dict)  # the pack step: action + arguments
     notes: list[str] = field(default_factory=list)
+    start: list[dict[str, str]] = field(default_factory=list)  # the package set when the undo started
 
     @property
     def empty(self) -> bool:
@@ -288,7 +268,8 @@ def plan_undo(manager: Manager, task_id: str, *, include_torch: bool = False) ->
     if record.get("undone_by"):
         plan.notes.append(f"already undone by task {record['undone_by']}")
     before = {p["name"]: p for p in record.get("before") or []}
-    now = {p["name"]: p for p in probe_packages(target_python(manager))}
+    plan.start = probe_packages(target_python(manager))
+    now = {p["name"]: p for p in plan.start}
     for name in package_changes(record.get("before") or [], record.get("after") or []):
         want, have = before.get(name), now.get(name)
         if not include_torch and is_torch(name):
@@ -393,12 +374,19 @@ def run_undo(
         if ctx is not None:
             ctx.progress("undo", None, str(line))
 
-    if plan.install:
-        out["done"].append({"step": "install", "result": _install(manager, plan, emit)})
-    if plan.remove:
-        out["done"].append({"step": "remove", "result": _uninstall(manager, plan.remove, emit)})
-    if plan.pack:
-        out["done"].append({"step": "pack", "result": _pack_step(manager, plan.pack, ctx)})
+    try:
+        if plan.install:
+            out["done"].append({"step": "install", "result": _install(manager, plan.install, emit)})
+        if plan.remove:
+            out["done"].append({"step": "remove", "result": _uninstall(manager, plan.remove, emit)})
+        if plan.pack:  # last: when it fails, its own journal has undone its moves
+            out["done"].append({"step": "pack", "result": _pack_step(manager, plan.pack, ctx)})
+    except Exception as exc:
+        rolled = _roll_back(manager, plan.start, emit)
+        if isinstance(exc, ManagerError):
+            exc.details = {**exc.details, "rolled_back": rolled, "undo_steps_done": [d["step"] for d in out["done"]]}
+            exc.message = f"undo of task {task_id} failed and was rolled back ({rolled['state']}): {exc.message}"
+        raise
     try:
         record = load_record(manager, task_id)
         record["undone_by"] = ctx.task_id if ctx is not None else "cli"
@@ -408,12 +396,39 @@ def run_undo(
     return out
 
 
-def _install(manager: Manager, plan: UndoPlan, emit: Callable[[str], None]) -> dict[str, Any]:
+def _roll_back(manager: Manager, start: list[dict[str, str]], emit: Callable[[str], None]) -> dict[str, Any]:
+    """After a failed apply: the package set back to ``start`` (what the undo found). Never raises:
+    what could not be put back is named in the answer (``state``: ``complete`` or ``partial``)."""
+    out: dict[str, Any] = {"state": "complete", "reinstalled": [], "removed": [], "failed": []}
+    try:
+        now = probe_packages(target_python(manager))
+        was = {p["name"]: p for p in start}
+        have = {p["name"]: p for p in now}
+        changed = package_changes(start, now)
+        back = [dict(was[n]) for n in changed if n in was and was[n]["source"] != "editable"]
+        extra = [n for n in changed if n not in was and n in have]
+        if back:
+            _install(manager, back, emit)
+            out["reinstalled"] = [f"{p['name']}=={p['version']}" for p in back]
+        if extra:
+            _uninstall(manager, extra, emit)
+            out["removed"] = extra
+        left = package_changes(start, probe_packages(target_python(manager)))
+        if left:
+            out["state"], out["failed"] = "partial", left
+    except Exception as exc:  # noqa: BLE001 - the rollback reports, the first error is what the task raises
+        log.warning("rollback of a failed undo was incomplete: %s", exc)
+        out["state"] = "partial"
+        out["failed"].append(getattr(exc, "message", str(exc)))
+    return out
+
+
+def _install(manager: Manager, packages: list[dict[str, str]], emit: Callable[[str], None]) -> dict[str, Any]:
     """Exact pins, past the downgrade protection on purpose (an undo puts back what was there)."""
     from .deps.plan import DepsPlan
 
     installer = _installer(manager)
-    items = tuple(_planned(p) for p in plan.install)
+    items = tuple(_planned(p) for p in packages)
     result = installer.install_plan(DepsPlan((), items, (), (), installer.environment.installed()), emit)
     return dict(result.to_dict())
 

@@ -185,3 +185,41 @@ def test_an_unknown_or_hostile_task_id_is_refused(world):
     with pytest.raises(Exception) as exc2:
         undo.load_record(world.manager, "no-such-task")
     assert getattr(exc2.value, "code", "") == "not_found"
+
+
+def _site_packages(python: Path) -> Path:
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return Path(out.stdout.strip())
+
+
+def test_a_failed_undo_puts_the_package_set_back_as_it_was(world):
+    """The undo's first half (libx 2.0 back) runs, its second half (liby out) fails for real: liby's
+    RECORD is gone, so the installer cannot uninstall it. The undo rolls libx back to 1.0 from the
+    wheelhouse: `pip freeze` equals the state before the undo byte for byte; the pack stays."""
+    w = world
+    task = _install(w)
+    records = list(_site_packages(w.python).glob("liby-1.0.dist-info/RECORD"))
+    assert len(records) == 1
+    records[0].unlink()  # a damaged install: nothing lists liby's files any more
+    before_undo = w.freeze()
+    assert b"libx==1.0" in before_undo and b"liby==1.0" in before_undo
+
+    failed = w.submit("undo", task.id)
+
+    assert failed.state.value == "failed", failed.result
+    error = failed.error
+    assert error["code"] == "deps_install_failed", error
+    assert "rolled back" in error["message"], error["message"]
+    rolled = error["details"]["rolled_back"]
+    assert rolled["state"] == "complete" and rolled["reinstalled"] == ["libx==1.0"], rolled
+    assert error["details"]["undo_steps_done"] == ["install"]  # libx 2.0 had been put back first
+    assert w.freeze() == before_undo  # byte for byte: libx is 1.0 again, liby still there
+    assert (w.root / "custom_nodes" / PACK).is_dir()  # the pack step (last) never ran
+    record = json.loads((w.root / "user" / "__manager" / "logs" / "undo" / f"{task.id}.json").read_text())
+    assert "undone_by" not in record  # the undo can be run again once liby is repaired
