@@ -23,10 +23,16 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from ..catalog_parse import CHANNEL_FILES, FILE_ALTER, FILE_MODELS, FILE_NODES
 from .errors import MirrorBuildFailed
 from .tree import FileEntry, StagedTree
 
 CHANNEL_SUFFIXES = (".json",)
+_EMPTY_CHANNEL_DOCS = {
+    FILE_NODES: b'{"custom_nodes": []}\n',
+    FILE_MODELS: b'{"models": []}\n',
+    FILE_ALTER: b'{"items": []}\n',
+}
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 # a plain file or folder name: no leading dot (hidden, "..") and no separators or control characters
 _SAFE_PART = re.compile(r"^[^./\\\x00-\x1f][^/\\\x00-\x1f]*$")
@@ -68,6 +74,11 @@ def add_channel(tree: StagedTree, channel_dir: Path, git_mirror_dir: Path, skipp
         if local_prefix.encode() in data:
             data = data.replace(local_prefix.encode(), b"https://")
         out.append(tree.write_bytes(f"channel/{rel}", data, "channel"))
+    if out:  # a client asks for every channel file: an absent one is served empty, not a 404 warning
+        have = {e.rel.rsplit("/", 1)[1] for e in out}
+        for name in CHANNEL_FILES:
+            if name not in have:
+                out.append(tree.write_bytes(f"channel/{name}", _EMPTY_CHANNEL_DOCS.get(name, b"{}\n"), "channel"))
     return out
 
 

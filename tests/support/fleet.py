@@ -31,6 +31,8 @@ CM = REPO / "cm-cli.py"
 PACK_URL = "https://github.com/fleet-owner/fleet-pack"
 MODEL_URL = "https://huggingface.co/fleet-org/fleet-model/resolve/main/fleet-model.safetensors"
 MODEL_BYTES = b"fleet-weights-" * 40_000
+# in the channel's model list but not in the model store: only its public URL has it
+MISSING_MODEL_URL = "https://huggingface.co/fleet-org/other/resolve/main/fleet-missing.safetensors"
 
 
 @dataclass
@@ -44,14 +46,14 @@ class Stores:
     model: Path | None = None
 
 
-def model_entry() -> dict[str, str]:
+def model_entry(filename: str = "fleet-model.safetensors", url: str = MODEL_URL) -> dict[str, str]:
     return {
-        "name": "Fleet model",
+        "name": filename.split(".")[0].replace("-", " ").capitalize(),
         "type": "checkpoint",
         "base": "SD1.5",
         "save_path": "checkpoints",
-        "filename": "fleet-model.safetensors",
-        "url": MODEL_URL,
+        "filename": filename,
+        "url": url,
         "description": "a model served by the fleet mirror",
         "reference": "https://huggingface.co/fleet-org/fleet-model",
         "size": str(len(MODEL_BYTES)),
@@ -72,7 +74,7 @@ def fill_stores(root: Path, work: Path) -> Stores:
     docs = {
         "custom-node-list.json": {"custom_nodes": [pack]},
         "extension-node-map.json": {PACK_URL: [["FleetNode"], {"title_aux": "fleet-pack"}]},
-        "model-list.json": {"models": [model_entry()]},
+        "model-list.json": {"models": [model_entry(), model_entry("fleet-missing.safetensors", MISSING_MODEL_URL)]},
         "alter-list.json": {"items": []},
     }
     for name, doc in docs.items():
