@@ -3,6 +3,10 @@
 One short subprocess reports the marker environment, the site folders and the platform; the
 installed versions are then read from the ``*.dist-info`` folder names in those site folders,
 in process, each time they are needed (cheap, and always current after an install).
+
+``probe_packages`` lists every distribution with its source (index, url, local, editable) as
+the target's ``importlib.metadata`` sees it (undo's before/after records); ``probe_target``
+answers both questions with one run of the interpreter.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.tags import Tag
@@ -52,6 +57,39 @@ print(json.dumps({
     "abi_suffix": sysconfig.get_config_var("SOABI") or "",
 }))
 """
+
+
+# Runs inside the target python (stdlib only): every distribution, the first on sys.path wins.
+_PACKAGES = r"""
+def packages():
+    import importlib.metadata as m, json, re
+    out = {}
+    for d in m.distributions():
+        name = d.metadata["Name"]
+        if not name:
+            continue
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in out:
+            continue
+        source, url = "index", ""
+        try:
+            du = json.loads(d.read_text("direct_url.json") or "null")
+        except Exception:
+            du = None
+        if isinstance(du, dict) and isinstance(du.get("url"), str) and du["url"]:
+            url = du["url"]
+            if (du.get("dir_info") or {}).get("editable"):
+                source = "editable"
+            elif url.lower().startswith("file:"):
+                source = "local"
+            else:
+                source = "url"
+        out[key] = {"name": key, "version": d.version, "source": source, "url": url}
+    return [out[k] for k in sorted(out)]
+"""
+_PACKAGES_ONLY = _PACKAGES + "\nimport json\nprint(json.dumps(packages()))\n"
+_BOTH = _PACKAGES + _PROBE.replace('"abi_suffix":', '"packages": packages(),\n    "abi_suffix":')
+PackageRecord = dict[str, str]  # name (canonical), version, source, url
 
 
 @dataclass(frozen=True)
@@ -141,15 +179,15 @@ def _platform_ok(tag_platform: str, target: str) -> bool:
     return tag_platform == target.replace("-", "_").replace(".", "_")
 
 
-def probe_environment(python: str, *, timeout: float = 60.0) -> TargetEnvironment:
-    """Run ``python`` once to learn its environment; ``DepsInstallerUnavailable`` if it does not run."""
+def _run_probe(python: str, script: str, timeout: float) -> str:
+    """Run ``script`` in ``python -I``; its stdout, or ``DepsInstallerUnavailable``."""
     hint = (
         "Set python_executable in config.ini to the interpreter ComfyUI runs with "
         "(empty = the interpreter running the Manager)."
     )
     try:
         out = subprocess.run(
-            [python, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            [python, "-I", "-c", script], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise DepsInstallerUnavailable(
@@ -162,7 +200,10 @@ def probe_environment(python: str, *, timeout: float = 60.0) -> TargetEnvironmen
             hint=hint,
             details={"python": python},
         )
-    data = json.loads(out.stdout)
+    return out.stdout
+
+
+def _environment(python: str, data: Mapping[str, Any]) -> TargetEnvironment:
     return TargetEnvironment(
         python=python,
         markers=data["markers"],
@@ -173,3 +214,19 @@ def probe_environment(python: str, *, timeout: float = 60.0) -> TargetEnvironmen
         prefix=data.get("prefix", ""),
         has_pip_module=bool(data.get("has_pip")),
     )
+
+
+def probe_environment(python: str, *, timeout: float = 60.0) -> TargetEnvironment:
+    """Run ``python`` once to learn its environment; ``DepsInstallerUnavailable`` if it does not run."""
+    return _environment(python, json.loads(_run_probe(python, _PROBE, timeout)))
+
+
+def probe_packages(python: str, *, timeout: float = 120.0) -> list[PackageRecord]:
+    """Every distribution of ``python``'s environment (one run): name (canonical), version, source, url."""
+    return [dict(p) for p in json.loads(_run_probe(python, _PACKAGES_ONLY, timeout))]
+
+
+def probe_target(python: str, *, timeout: float = 120.0) -> tuple[TargetEnvironment, list[PackageRecord]]:
+    """``probe_environment`` and ``probe_packages`` answered by one run of ``python``."""
+    data = json.loads(_run_probe(python, _BOTH, timeout))
+    return _environment(python, data), [dict(p) for p in data["packages"]]

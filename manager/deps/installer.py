@@ -23,11 +23,11 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
-from ..errors import NetworkBlocked
+from ..errors import ManagerError, NetworkBlocked
 from ..network import NetworkGate, NetworkMode, redact_url
 from .backends.base import InstallArgs, InstallerChoice, ProgressFn, RunOptions, run_streaming
 from .backends.detect import backend_for, detect_installer
-from .environment import TargetEnvironment, probe_environment
+from .environment import PackageRecord, TargetEnvironment, probe_environment, probe_packages, probe_target
 from .errors import DepsInstallFailed, DepsMissingWheels
 from .overrides import AppliedOverride
 from .plan import Conflict, DepsPlan, PackSource, Planned, Planner, Skipped
@@ -141,6 +141,14 @@ class DependencyInstaller:
         if self._env is None:
             self._env = probe_environment(self.policy.python)
         return self._env
+
+    def package_set(self) -> list[PackageRecord]:
+        """Every distribution of the target python now (name, version, source, url), by running it.
+        An installer that has not learnt its environment yet learns it in the same run."""
+        if self._env is None:
+            self._env, packages = probe_target(self.policy.python)
+            return packages
+        return probe_packages(self.policy.python)
 
     def wheelhouse(self) -> Wheelhouse:
         """The wheelhouse folders as they are now (plus a file:// pip_index_url as an index root)."""
@@ -508,6 +516,33 @@ class DependencyInstaller:
                 )
             )
         return out
+
+
+class RunInstaller:
+    """The dependency installer of one task run, built on first use and then shared.
+
+    The undo record's first probe (the package set before) and the deps step of every pack the
+    run installs use this one object: ComfyUI's python is probed once per run for its
+    environment and package set, and uv/pip are detected once per run.
+    """
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self._installer: DependencyInstaller | None = None
+
+    def get(self) -> DependencyInstaller:
+        if self._installer is None:
+            self._installer = installer_for(self.manager)
+        return self._installer
+
+    def package_set(self) -> list[PackageRecord]:
+        """The package set before the run's changes (see ``DependencyInstaller.package_set``)."""
+        try:
+            installer = self.get()
+        except ManagerError:  # a policy file that does not parse: the deps step reports it
+            python = str(self.manager.config["python_executable"] or self.manager.host.python_executable)
+            return probe_packages(python)
+        return installer.package_set()
 
 
 def installer_for(manager: Any) -> DependencyInstaller:

@@ -178,12 +178,16 @@ def _bind(manager: Manager, kind: TaskKind) -> Runner:
 
         raw = ctx.params
         typed = kind.params.from_mapping(raw, lenient=True)
-        job = Job(manager, ctx, typed, parse_policy(raw.get("policy")))
         if kind.name in RECORDED and not raw.get("dry_run"):
+            from ..deps.installer import RunInstaller
             from ..undo import recorded  # the package set before and after, for `undo TASK`
 
-            return recorded(manager, ctx, lambda: kind.run(job))
-        return kind.run(job)
+            # one installer per run: its first probe of ComfyUI's python gives the record's
+            # "before" and the environment the deps step plans with (one subprocess, not two)
+            installer = RunInstaller(manager)
+            job = Job(manager, ctx, typed, parse_policy(raw.get("policy")), installer)
+            return recorded(manager, ctx, lambda: kind.run(job), first_probe=installer.package_set)
+        return kind.run(Job(manager, ctx, typed, parse_policy(raw.get("policy"))))
 
     run.__name__ = f"run_{kind.name}"
     return run

@@ -14,6 +14,7 @@ from . import params as kp
 
 if TYPE_CHECKING:
     from ..context import Manager
+    from ..deps.installer import RunInstaller
     from ..operations import Ops
     from ..records import PolicyDecision
     from ..tasks import TaskContext
@@ -29,6 +30,7 @@ class Job(Generic[P]):
     ctx: TaskContext
     params: P
     policy: PolicyDecision | None
+    installer: RunInstaller | None = None  # the run's dependency installer, shared with the undo record
 
     @property
     def target(self) -> str:
@@ -37,7 +39,7 @@ class Job(Generic[P]):
     def ops(self) -> Ops:
         from ..operations import Ops
 
-        return Ops(self.manager, deps_step=self.manager.deps_step)
+        return Ops(self.manager, deps_step=self.manager.deps_step, installer=self.installer)
 
     def reporter(self) -> Any:
         from ..operations import Reporter
@@ -256,3 +258,42 @@ def undo_preview(manager: Manager, target: str, params: kp.UndoParams, decision:
     from ..undo import run_undo
 
     return run_undo(manager, target, None, include_torch=params.include_torch, dry_run=True)
+
+
+# --- offline bundles ------------------------------------------------------------------------------------------
+def bundle_import(job: Job[kp.BundleImportParams]) -> dict[str, Any]:
+    """Verify the bundle, fill the offline stores atomically, then (``apply``) restore its snapshot offline."""
+    from pathlib import Path
+
+    from ..bundles import import_bundle, preview_import
+    from ..snapshots import restore_stored
+    from ..snapshots.plan import RestoreOptions
+
+    path = Path(job.target)
+    if job.params.dry_run:
+        return {"action": "bundle_import", "dry_run": True, **preview_import(job.manager, path).to_dict()}
+
+    def restore(name: str) -> dict[str, Any]:
+        options = RestoreOptions.from_params({"pip_non_url": True})
+        return restore_stored(job.manager, name, options, dry_run=False, ctx=job.ctx, policy=job.policy)
+
+    result = import_bundle(
+        job.manager,
+        path,
+        apply=job.params.apply,
+        progress=lambda line: job.ctx.progress("bundle", None, line),
+        restore=restore,
+    )
+    return {"action": "bundle_import", "dry_run": False, **result.to_dict()}
+
+
+def bundle_import_preview(
+    manager: Manager, target: str, params: kp.BundleImportParams, decision: PolicyDecision
+) -> dict[str, Any]:
+    """What the import would add (verified first): a plan of the stores, packs listed as added."""
+    from pathlib import Path
+
+    from ..bundles import preview_import
+
+    preview = preview_import(manager, Path(target))
+    return {"action": "bundle_import", "dry_run": True, **preview.to_dict(), "shared_plan": preview.to_plan().to_dict()}

@@ -14,6 +14,7 @@ from .reporting import LineFn
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import Manager
+    from ..deps.installer import DependencyInstaller, RunInstaller
 
 DEFAULT_SCRIPT_TIMEOUT = 600.0
 
@@ -31,6 +32,7 @@ class Ops:
     manager: Manager
     deps_step: DepsStep | None = None
     script_timeout: float = DEFAULT_SCRIPT_TIMEOUT
+    installer: RunInstaller | None = None  # the task run's (one probe of ComfyUI's python per run)
 
     @property
     def layout(self) -> Layout:
@@ -43,15 +45,16 @@ class Ops:
         """The dependency step: the injected one, else the real installer (policy read now)."""
         if self.deps_step is not None:
             return self.deps_step
-        return real_deps_step(self.manager)
+        return real_deps_step(self.manager, self.installer.get() if self.installer is not None else None)
 
 
-def real_deps_step(manager: Manager) -> DepsStep:
+def real_deps_step(manager: Manager, installer: DependencyInstaller | None = None) -> DepsStep:
     """``DependencyInstaller.install_pack_requirements`` under the current config, using the
-    host's python unless ``python_executable`` is set."""
-    from ..deps.installer import installer_for  # imported on use: keeps import light
+    host's python unless ``python_executable`` is set; ``installer``: the run's, already built."""
+    if installer is None:
+        from ..deps.installer import installer_for  # imported on use: keeps import light
 
-    installer = installer_for(manager)
+        installer = installer_for(manager)
 
     def step(pack_dir: Path, pack_name: str, progress: LineFn) -> Mapping[str, Any]:
         others = [

@@ -1,0 +1,72 @@
+"""How often one install task runs ComfyUI's python (issue 21 item 4: one probe per run).
+
+The counter is real: ComfyUI's python is a shell script that logs its arguments and then runs a
+real venv's interpreter. An install with requirements runs it for the package set before (the
+same run tells the installer the environment: markers, site folders), for the package set after
+(the undo record), and uv queries it itself; nothing else. The undo record stays exact.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from manager.records import PolicyDecision
+from support.ops_fixtures import build_zip, make_env
+from support.wheels import build_wheel, installed_version, make_venv
+
+ALLOW_LOCAL = PolicyDecision.allow("install", "local_path", "test").to_dict()
+
+
+def _counting_python(tmp_path: Path, real: Path) -> tuple[Path, Path]:
+    log = tmp_path / "python-calls.log"
+    log.write_text("")
+    wrapper = tmp_path / "counted" / "bin" / "python"
+    wrapper.parent.mkdir(parents=True)
+    # one line per run: the first 40 characters of the arguments (a -c script starts on line 2)
+    wrapper.write_text(f'#!/bin/sh\nprintf "%.40s\\n" "$*" | head -n 1 >> "{log}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, log
+
+
+def _ours(log: Path) -> list[str]:
+    """Our own runs of the python (uv's interpreter query runs it with ``-I -B -c import sys``)."""
+    return [line for line in log.read_text().splitlines() if line.startswith("-I -c")]
+
+
+def test_an_install_runs_comfyuis_python_twice_and_keeps_the_undo_record(tmp_path: Path, uv_bin: str, own_caches):
+    real = make_venv(tmp_path / "venv", uv=uv_bin)
+    python, log = _counting_python(tmp_path, real)
+    env = make_env(tmp_path, python=str(python), deps=False, use_uv="true")
+    try:
+        wheelhouse = env.manager.layout.wheelhouse_dir
+        for name in ("cntpkg-a", "cntpkg-b", "cntpkg-c"):
+            build_wheel(wheelhouse, name, "1.0")
+        first = build_zip(
+            tmp_path / "first.zip", {"__init__.py": "X = 1\n", "requirements.txt": "cntpkg-a\ncntpkg-b\n"}, top="first"
+        )
+        second = build_zip(
+            tmp_path / "second.zip", {"__init__.py": "X = 2\n", "requirements.txt": "cntpkg-c>=1\n"}, top="second"
+        )
+        for archive, added, present in ((first, ["cntpkg-a", "cntpkg-b"], []), (second, ["cntpkg-c"], ["cntpkg-a"])):
+            log.write_text("")
+            task = env.run("install", str(archive), policy=ALLOW_LOCAL)
+            assert task.state.value == "done", task.error
+            assert task.result["deps"]["ran"] is True
+            calls = log.read_text().splitlines()
+            # before (+ the environment, one run) and after; the rest is uv's own interpreter query
+            assert len(_ours(log)) == 2, calls
+            assert len(calls) - 2 <= 1 and all("-B" in c for c in calls if not c.startswith("-I -c")), calls
+            record = json.loads((env.manager.layout.logs_dir / "undo" / f"{task.id}.json").read_text())
+            before = {p["name"] for p in record["before"]}
+            after = {p["name"] for p in record["after"]}
+            assert after - before == set(added) and set(present) <= before
+            for name in added:
+                assert installed_version(real, name.replace("-", "_")) == "1.0"
+        # a task without the deps step: the two record probes only
+        log.write_text("")
+        task = env.run("uninstall", "second")
+        assert task.state.value == "done", task.error
+        assert len(_ours(log)) == 2 and len(log.read_text().splitlines()) == 2
+    finally:
+        env.close()
