@@ -123,7 +123,7 @@ class Manager:
             gate,
             ChannelCache(host.layout.cache_dir / "registry", gate, ttl=float(config["cache_ttl"])),
         )
-        git = GitClient(gate, git_exe=config["git_exe"])
+        git = GitClient(gate, git_exe=config["git_exe"], mirror_root=host.layout.git_mirror_dir)
         manager = cls(host=host, config=config, gate=gate, cache=cache, channels=channels, registry=registry, git=git)
         manager.add_runners(_table_runners)
         adopt = getattr(host, "adopt_config", None)

@@ -31,6 +31,7 @@ from .errors import (
     OfflineModeEnabled,
 )
 from .git_local import _GIT_ENV, _LOCAL_TIMEOUT, GitState, UpdateResult, run_local
+from .git_mirror import find_mirror
 from .git_refs import _COMMIT_RE, check_ref, check_remote_url
 from .inventory import parse_git_config, read_git_meta
 from .network import NetworkGate, redact_url
@@ -99,8 +100,10 @@ class GitClient:
         network_timeout: float = _NETWORK_TIMEOUT,
         local_timeout: float = _LOCAL_TIMEOUT,
         logger: logging.Logger | None = None,
+        mirror_root: Path | None = None,  # bare repos from bundles, preferred (manager/git_mirror.py)
     ):
         self.gate = gate
+        self.mirror_root = mirror_root
         self.git_exe = git_exe or "git"
         self.network_timeout = network_timeout
         self.local_timeout = local_timeout
@@ -246,6 +249,9 @@ class GitClient:
         Runs before git is started, so offline mode and refused URLs open no socket at all.
         """
         checked = check_remote_url(url)
+        mirrored = find_mirror(self.mirror_root, checked)  # any mode, before the gate: a local copy
+        if mirrored is not None:
+            return str(mirrored)
         try:
             final = self.gate.decide(checked, "git")
         except OfflineModeEnabled as exc:
@@ -330,6 +336,8 @@ class GitClient:
                     "checkout",
                     details={"url": shown, "ref": ref},
                 )
+            if source != url and find_mirror(self.mirror_root, url) is not None:  # keep the public URL
+                self._git(dest, "remote", "set-url", "origin", url)
         except BaseException:
             if created and dest.exists():
                 shutil.rmtree(dest, onerror=self._log_rm_error)

@@ -78,6 +78,7 @@ INSTALL_GIT_URL = "install_git_url"  # /customnode/install/git_url: the dedicate
 INSTALL_PIP = "install_pip"  # /customnode/install/pip
 SECURITY_WRITE = "security_write"  # security_level and [security] keys: never through a door
 UNDO = "undo"  # puts back a task's earlier package set and pack state
+BUNDLE_IMPORT = "bundle_import"  # fills the offline stores from a bundle file (brings code, like a local path)
 
 # Operations that change the tree or the settings and need a level other than ``strong``.
 _MIDDLE = frozenset(
@@ -103,7 +104,9 @@ _MIDDLE = frozenset(
     }
 )
 _ALWAYS = frozenset({READ, QUEUE_CONTROL, SNAPSHOT_SAVE, CACHE_REFRESH, USER_DATA_WRITE})
-OPERATIONS = tuple(sorted(_MIDDLE | _ALWAYS | {NETWORK_MODE, INSTALL_GIT_URL, INSTALL_PIP, SECURITY_WRITE}))
+OPERATIONS = tuple(
+    sorted(_MIDDLE | _ALWAYS | {NETWORK_MODE, INSTALL_GIT_URL, INSTALL_PIP, SECURITY_WRITE, BUNDLE_IMPORT})
+)
 
 # --- risks (what the source of an operation is) ------------------------------------------------
 RISK_NONE = ""
@@ -445,6 +448,10 @@ def _rules(s: SecuritySettings, operation: str, risk: str, source: str) -> None:
         return
     if operation == INSTALL_PIP:
         _check_pip(s, risk or RISK_PIP_PACKAGE, source, "installing pip packages")
+        return
+    if operation == BUNDLE_IMPORT:  # code from a file, like a local-path install; its checksums are checked
+        _need_middle(s, "importing an offline bundle")
+        _need_loopback(s, "importing an offline bundle")
         return
     if operation in _MIDDLE:
         _need_middle(s, what)

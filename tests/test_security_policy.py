@@ -55,6 +55,8 @@ MATRIX: dict[tuple[str, str], list[str]] = {
     # classic "high" model rule: weak anywhere, normal- on loopback only
     (sec.INSTALL_MODEL, sec.RISK_MODEL_URL): ["N", "N", "Y", "Y", "N", "N", "N", "Y"],
     # the dedicated flag routes ignore the level, need loopback
+    # an offline bundle brings code from a file: a middle level and a loopback listener (docs/bundles.md)
+    (sec.BUNDLE_IMPORT, ""): ["N", "Y", "Y", "Y", "N", "N", "N", "N"],
     (sec.INSTALL_GIT_URL, ""): ["allow_git_url_install"] * 4 + ["N"] * 4,
     (sec.INSTALL_PIP, sec.RISK_PIP_PACKAGE): ["allow_pip_install"] * 4 + ["N"] * 4,
     (sec.INSTALL_PIP, sec.RISK_PIP_EXTERNAL): ["allow_pip_install+allow_external_pip"] * 4 + ["N"] * 4,

@@ -45,6 +45,8 @@ REFUSAL_CODES = frozenset(
         "channel_not_allowed",
         "pack_compromised",
         "archive_content_refused",
+        "bundle_signature_invalid",
+        "bundle_unsigned",
     }
 )
 

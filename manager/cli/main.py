@@ -147,6 +147,7 @@ MUTATING = frozenset(
         "migrate",
         "undo",  # undo --list only reads
         "missing-nodes",  # with --install; the analysis alone only reads
+        "bundle",  # import fills the stores (and --apply restores); create and verify only read the tree
         "mirror",  # build writes the mirror folder; serve only reads
         *classic_commands.MUTATING,
     }
@@ -155,6 +156,7 @@ READ_ONLY_ACTIONS = {
     "snapshot": {"list", "show", "diff"},
     "trash": {"list"},
     "cache": {"status", "health"},
+    "bundle": {"create", "verify"},
     "mirror": {"serve"},
 }
 

@@ -112,6 +112,9 @@ def add_parsers(sub: Any) -> None:
         "--older-than", type=float, default=None, metavar="DAYS", help="--prune: only records older than DAYS"
     )
     add_flags(s, kind)
+    from . import bundle_commands  # bundle create|verify|import
+
+    bundle_commands.add_parsers(sub)
 
 
 def flag_params(kind: TaskKind, args: argparse.Namespace) -> dict[str, Any]:
@@ -503,9 +506,16 @@ def _refuse_skipped(name: str, skipped: list[dict[str, Any]], report: Any) -> No
     )
 
 
+def cmd_bundle(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
+    from .bundle_commands import cmd_bundle as run
+
+    return run(m, args, refresh)
+
+
 COMMANDS = {
     **{verb: cmd_table_verb for verb in TABLE_VERBS},
     "snapshot": cmd_snapshot,
     "trash": cmd_trash,
     "undo": cmd_undo,
+    "bundle": cmd_bundle,  # bundle import is the bundle_import kind (manager/cli/bundle_commands.py)
 }

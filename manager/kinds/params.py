@@ -279,8 +279,19 @@ class UndoParams(KindParams):
     dry_run: bool = doc("only resolve: show what would be put back, change nothing", False)
 
 
+@dataclass(frozen=True)
+class BundleImportParams(KindParams):
+    CLI_FIELDS: ClassVar[tuple[str, ...]] = ("apply", "dry_run")
+    apply: bool = doc(
+        "then restore the bundled snapshot: packs from the git mirror and archive cache, packages from the wheelhouse",
+        False,
+    )
+    dry_run: bool = doc("only verify and list what the import would add: change nothing", False)
+
+
 __all__ = [
     "KindParams",
+    "BundleImportParams",
     "InstallParams",
     "ReinstallParams",
     "UninstallParams",

@@ -374,6 +374,18 @@ KINDS: tuple[TaskKind, ...] = (
         (("undo", ""),),
         preview=runners.undo_preview,
     ),
+    TaskKind(
+        "bundle_import",
+        "Import an offline bundle into the local stores (verified first; atomic), optionally restoring its snapshot",
+        "bundle file path (readable by the server)",
+        kp.BundleImportParams,
+        sec.BUNDLE_IMPORT,
+        _plain,
+        runners.bundle_import,
+        "bundle import",
+        (("bundle_import", ""),),
+        preview=runners.bundle_import_preview,
+    ),
 )
 
 BY_NAME: Mapping[str, TaskKind] = {k.name: k for k in KINDS}

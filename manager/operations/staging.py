@@ -2,7 +2,8 @@
 
 - New content is built in ``custom_nodes/.cm-staging.disabled/<name>-<random>/`` (same
   filesystem, ignored by ComfyUI and by the inventory).
-- Moves into, out of and inside ``custom_nodes/`` go through a ``RenameTxn``: each planned
+- Moves into, out of and inside ``custom_nodes/`` (and, for a bundle import, inside the manager
+  data folder) go through a ``RenameTxn``: each planned
   rename is written to a journal (``.txn-<random>.json`` in the staging folder) *before* it
   happens, so an error rolls back in this process and a SIGKILL is rolled back by the next
   operation (``prepare_tree``), which then deletes every staging leftover.
@@ -103,9 +104,13 @@ class RenameTxn:
     inside the block rolls back, a clean exit commits.
     """
 
-    def __init__(self, layout: Layout, *, label: str = "") -> None:
+    def __init__(self, layout: Layout, *, label: str = "", root: Path | None = None) -> None:
         self.layout = layout
         self.label = label
+        # custom_nodes/ (packs) or the manager data folder (the stores a bundle import fills)
+        self.root = root if root is not None else layout.custom_nodes
+        if self.root not in (layout.custom_nodes, layout.manager_dir):
+            raise ValueError(f"RenameTxn root must be custom_nodes or the manager folder, not {self.root}")
         self.moves: list[tuple[str, str]] = []
         self.journal = layout.staging_dir / f"{JOURNAL_PREFIX}{secrets.token_hex(6)}.json"
         self.done = False
@@ -118,11 +123,15 @@ class RenameTxn:
         )
 
     def move(self, src: Path, dst: Path) -> None:
-        """Rename ``src`` to ``dst`` (both inside custom_nodes/, ``dst`` must not exist)."""
-        root = self.layout.custom_nodes
+        """Rename ``src`` to ``dst`` (both inside the root, ``dst`` must not exist)."""
+        root = self.root
         ensure_inside(src.parent, root)
         ensure_inside(dst.parent, root)
-        _check_move(self.layout, src, dst)
+        if root == self.layout.custom_nodes:
+            _check_move(self.layout, src, dst)
+        else:
+            refuse_links(src.parent, self.layout.data_anchor, what="folder of the entry moved")
+            refuse_links(dst.parent, self.layout.data_anchor, what="destination folder")
         if os.path.lexists(dst):
             raise PackConflict(
                 f"{dst} already exists; refusing to overwrite it with {src.name}",
@@ -226,9 +235,10 @@ def _recover_journals(layout: Layout) -> list[str]:
             moves = []
         safe = []
         for src, dst in moves:
-            try:  # only our own tree is ever touched
-                ensure_inside(Path(src).parent, layout.custom_nodes)
-                ensure_inside(Path(dst).parent, layout.custom_nodes)
+            try:  # only our own tree is ever touched (packs, or the stores of a bundle import)
+                roots = (layout.custom_nodes, layout.manager_dir)
+                ensure_inside(Path(src).parent, *roots)
+                ensure_inside(Path(dst).parent, *roots)
                 safe.append((src, dst))
             except Exception as exc:  # PathEscape: a tampered journal
                 notes.append(f"journal {journal.name}: skipped move outside the tree: {exc}")

@@ -20,6 +20,7 @@ from packaging.requirements import Requirement
 
 from ..errors import ManagerError, NetworkBlocked, PolicyDenied, SnapshotSourcesMissing
 from ..git import run_local
+from ..git_mirror import find_mirror
 from ..records import PolicyDecision
 from .model import _Record
 from .plan import RestorePlan, RestoreStep
@@ -97,6 +98,9 @@ class _Checker:
         self.missing.append(MissingSource(step.index, what, step.target, needed, hint))
 
     def local_repo(self, url: str) -> Path | None:
+        mirrored = find_mirror(self.manager.git.mirror_root, url)  # a bundle's copy: what the clone uses
+        if mirrored is not None:
+            return mirrored
         try:
             final = self.gate.rewrite(url)
             return self.gate.local_path(final) if self.gate.is_local(final) else None

@@ -1,0 +1,368 @@
+"""``import_bundle``: verify first, extract into staging, then move each store's new entries into
+place in one journalled rename transaction (``operations/staging.py``), the manifest last.
+
+A failure rolls the moves back in this process; a kill is rolled back by the next operation's
+``prepare_tree`` (the journal names every move), so every store is as it was or complete.
+The caller holds the operations lock (the ``bundle_import`` task runs under the queue's lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..fsops import refuse_links
+from ..operations.staging import RenameTxn, prepare_tree, remove_tree
+from ..plans import FileMove, PackChange, Plan
+from .errors import BundleBaseMissing, BundleError
+from .manifest import SIGNATURE_NAME, SNAPSHOT_NAME, Manifest, sha256_file
+from .reader import error_for
+from .verify import BundleReport, check_archive
+
+if TYPE_CHECKING:
+    from ..context import Manager
+    from ..layout import Layout
+
+STAGING_NAME = ".bundle-staging"
+CHANNEL_NAME = "bundle"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StoreChange:
+    store: str  # channel | git | cnr | wheel | model | snapshot | channels.list | manifest
+    path: str  # relative to the manager data folder
+    action: str  # add | replace | same
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"store": self.store, "path": self.path, "action": self.action}
+
+
+@dataclass(frozen=True)
+class ImportPreview:
+    report: BundleReport
+    changes: tuple[StoreChange, ...]
+    base_present: bool
+
+    def to_plan(self) -> Plan:
+        """The shared plan record: every store entry the import moves in, packs it makes installable."""
+        m = self.report.manifest
+        packs = tuple(
+            PackChange(
+                "added",
+                p.get("id", ""),
+                to=p.get("commit") or p.get("version", ""),
+                source=p.get("kind", ""),
+                note="installable offline after the import",
+            )
+            for p in (m.packs if m else ())
+        )
+        moves = tuple(FileMove("bundle", c.path, c.action) for c in self.changes if c.action != "same")
+        notes = [f"signature: {self.report.signature.state} {self.report.signature.message}".strip()]
+        blockers: tuple[dict[str, Any], ...] = ()
+        if not self.base_present and m is not None and m.base is not None:
+            blockers = (_refuse_missing_base(m, Path(self.report.path)).to_dict(),)
+        return Plan("bundle_import", self.report.path, packs=packs, moves=moves, notes=tuple(notes), blockers=blockers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bundle": self.report.to_dict(),
+            "changes": [c.to_dict() for c in self.changes],
+            "adds": sum(1 for c in self.changes if c.action == "add"),
+            "replaces": sum(1 for c in self.changes if c.action == "replace"),
+            "base_present": self.base_present,
+        }
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    path: str
+    manifest_sha256: str
+    created_at: str
+    changes: tuple[StoreChange, ...]
+    snapshot: str  # stored snapshot name of the bundle's snapshot
+    signature: dict[str, Any]
+    applied: dict[str, Any] | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "manifest_sha256": self.manifest_sha256,
+            "created_at": self.created_at,
+            "changes": [c.to_dict() for c in self.changes],
+            "added": sum(1 for c in self.changes if c.action == "add"),
+            "replaced": sum(1 for c in self.changes if c.action == "replace"),
+            "unchanged": sum(1 for c in self.changes if c.action == "same"),
+            "snapshot": self.snapshot,
+            "signature": dict(self.signature),
+            "applied": self.applied,
+            "notes": list(self.notes),
+        }
+
+
+def snapshot_name(manifest_sha256: str) -> str:
+    return f"bundle-{manifest_sha256[:12]}"
+
+
+def _target(layout: Layout, member: str, manifest_sha: str) -> tuple[str, str] | None:
+    """(store, path relative to the manager folder) of an archive member."""
+    top, _, rest = member.partition("/")
+    rel_cache = os.path.relpath(layout.cache_dir / "archives" / "cnr", layout.manager_dir)
+    if top == "channel":
+        return "channel", f"{layout.local_channel_dir.name}/{rest}"
+    if top == "git":
+        return "git", f"{layout.git_mirror_dir.name}/{rest[: -len('.bundle')]}.git"
+    if top == "cnr":
+        return "cnr", f"{Path(rel_cache).as_posix()}/{rest}"
+    if top == "wheels":
+        return "wheel", f"{layout.wheelhouse_dir.name}/{rest}"
+    if top == "models":
+        return "model", f"{layout.model_store_dir.name}/{rest}"
+    if member == SNAPSHOT_NAME:
+        return "snapshot", f"{layout.snapshots_dir.name}/{snapshot_name(manifest_sha)}.json"
+    return None
+
+
+def _base_check(layout: Layout, manifest: Manifest) -> bool:
+    base = manifest.base
+    return base is None or (layout.bundles_dir / f"{base.sha256}.json").is_file()
+
+
+def _refuse_missing_base(manifest: Manifest, path: Path) -> BundleBaseMissing:
+    assert manifest.base is not None
+    return BundleBaseMissing(
+        f"{path.name} is an increment of the bundle of {manifest.base.created_at} "
+        f"(manifest sha256 {manifest.base.sha256}), which was never imported here",
+        details={"base": manifest.base.to_dict(), "bundle": str(path)},
+    )
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a.is_dir() or b.is_dir():
+        return False
+    return a.stat().st_size == b.stat().st_size and sha256_file(a) == sha256_file(b)
+
+
+def _channels_list(layout: Layout, staged: Path) -> bool:
+    """Write the new channels.list (with the bundle channel's line) into ``staged``; False when
+    the line is there already."""
+    line = f"{CHANNEL_NAME}::{layout.local_channel_dir.absolute().as_uri()}"
+    current = layout.channels_file.read_text(encoding="utf-8") if layout.channels_file.is_file() else ""
+    if any(raw.strip() == line for raw in current.splitlines()):
+        return False
+    if any(raw.strip().startswith(f"{CHANNEL_NAME}::") for raw in current.splitlines()):
+        kept = [raw for raw in current.splitlines() if not raw.strip().startswith(f"{CHANNEL_NAME}::")]
+        current = "\n".join(kept) + ("\n" if kept else "")
+    if current and not current.endswith("\n"):
+        current += "\n"
+    staged.write_text(current + line + "\n", encoding="utf-8")
+    return True
+
+
+def _build_stores(
+    manager: Manager, report: BundleReport, files: Path, stores: Path, say: Progress
+) -> list[tuple[str, str]]:
+    """Lay the extracted members out under ``stores`` as they go under the manager folder; git
+    bundles become bare repositories. Returns (store, relative path) of every entry."""
+    manifest = report.manifest
+    assert manifest is not None
+    layout = manager.layout
+    out: list[tuple[str, str]] = []
+    for entry in manifest.files:
+        target = _target(layout, entry.path, report.manifest_sha256)
+        if target is None:
+            continue
+        store, rel = target
+        dest = stores / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = files / entry.path
+        if store == "git":
+            say(f"git {rel}")
+            _bare_from_bundle(manager, src, dest)
+        else:
+            os.rename(src, dest)
+        out.append((store, rel))
+    return out
+
+
+def _bare_from_bundle(manager: Manager, bundle: Path, dest: Path) -> None:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    git = manager.git.git_exe
+    for args in (
+        ["clone", "--mirror", "--", str(bundle), str(dest)],
+        ["-C", str(dest), "remote", "remove", "origin"],
+    ):
+        res = subprocess.run(
+            [git, *args], capture_output=True, text=True, env=env, timeout=900, stdin=subprocess.DEVNULL
+        )
+        if res.returncode != 0:
+            raise BundleError(
+                f"the git bundle {bundle.name} could not be unpacked: {res.stderr.strip()[-300:]}",
+                details={"file": bundle.name},
+            )
+
+
+def _plan(layout: Layout, entries: list[tuple[str, str]], stores: Path) -> list[StoreChange]:
+    changes = []
+    for store, rel in entries:
+        live = layout.manager_dir / rel
+        if not os.path.lexists(live):
+            action = "add"
+        elif store != "git" and _same(stores / rel, live):
+            action = "same"
+        else:
+            action = "replace"
+        changes.append(StoreChange(store, rel, action))
+    return changes
+
+
+def _move_in(txn: RenameTxn, stores: Path, rel: str, old: Path) -> None:
+    """Move ``stores/rel`` to ``<manager folder>/rel``: its highest missing ancestor at once, so a
+    rollback leaves no new folder behind; an existing entry goes to ``old`` first, through the
+    same journal."""
+    root = txn.layout.manager_dir
+    relp = Path(rel)
+    for parent in reversed(relp.parents):
+        if str(parent) == ".":
+            continue
+        if not os.path.lexists(root / parent):
+            if os.path.lexists(stores / parent):  # else moved already with an earlier entry
+                txn.move(stores / parent, root / parent)
+            return
+    live = root / relp
+    if os.path.lexists(live):
+        aside = old / secrets.token_hex(6)
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        txn.move(live, aside)
+    txn.move(stores / relp, live)
+
+
+def _staging_root(layout: Layout) -> Path:
+    return layout.manager_dir / STAGING_NAME
+
+
+def clear_staging(layout: Layout) -> None:
+    """Leftovers of an interrupted import (the journal was already rolled back by prepare_tree)."""
+    folder = _staging_root(layout)
+    if os.path.lexists(folder):
+        refuse_links(folder, layout.data_anchor, what="bundle staging folder")
+        remove_tree(folder)
+
+
+def _begin(manager: Manager) -> Path:
+    layout = manager.layout
+    layout.check_working_folders()
+    prepare_tree(layout)
+    clear_staging(layout)
+    work = _staging_root(layout) / secrets.token_hex(4)
+    work.mkdir(parents=True)
+    return work
+
+
+def preview_import(manager: Manager, path: Path) -> ImportPreview:
+    """What ``import_bundle`` would add, per store; refuses a bad bundle like the import does.
+    Extracts into a scratch folder under the manager folder, changes no store."""
+    work = _begin(manager)
+    try:
+        report, entries = _extract(manager, Path(path), work, lambda _l: None)
+        assert report.manifest is not None
+        changes = _plan(manager.layout, entries, work / "stores")
+        return ImportPreview(report, tuple(changes), _base_check(manager.layout, report.manifest))
+    finally:
+        clear_staging(manager.layout)
+
+
+def _extract(manager: Manager, path: Path, work: Path, say: Progress) -> tuple[BundleReport, list[tuple[str, str]]]:
+    report = check_archive(manager, path, extract_to=work / "files", progress=say)
+    if report.problems:
+        raise error_for(report.problems, path)
+    assert report.manifest is not None
+    entries = _build_stores(manager, report, work / "files", work / "stores", say)
+    return report, entries
+
+
+def import_bundle(
+    manager: Manager,
+    path: Path,
+    *,
+    apply: bool = False,
+    progress: Progress | None = None,
+    restore: Callable[[str], dict[str, Any]] | None = None,
+) -> ImportResult:
+    """Verify ``path``, then fill the stores atomically; ``apply`` then restores the bundled
+    snapshot through ``restore(name)`` (the task runner passes the snapshot restore)."""
+    say = progress or (lambda _line: None)
+    layout = manager.layout
+    path = Path(path).absolute()
+    work = _begin(manager)
+    try:
+        report, entries = _extract(manager, path, work, say)
+        manifest = report.manifest
+        assert manifest is not None
+        if not _base_check(layout, manifest):
+            raise _refuse_missing_base(manifest, path)
+        stores = work / "stores"
+        bundles_rel = f"{layout.bundles_dir.name}/{report.manifest_sha256}"
+        (stores / layout.bundles_dir.name).mkdir(parents=True, exist_ok=True)
+        signed = _copy_exact_manifest(path, stores / f"{bundles_rel}.json")
+        changes = _plan(layout, entries, stores)
+        if _channels_list(layout, stores / layout.channels_file.name):
+            action = "replace" if layout.channels_file.exists() else "add"
+            changes.append(StoreChange("channels.list", layout.channels_file.name, action))
+        if signed:
+            changes.append(StoreChange("manifest", f"{bundles_rel}.sig", "add"))
+        changes.append(StoreChange("manifest", f"{bundles_rel}.json", "add"))  # the commit point, last
+        old = work / "old"
+        with RenameTxn(layout, label=f"bundle-import {path.name}", root=layout.manager_dir) as txn:
+            for change in changes:
+                if change.action == "same":
+                    continue
+                say(f"{change.action} {change.path}")
+                _move_in(txn, stores, change.path, old)
+    finally:
+        clear_staging(layout)
+    result = ImportResult(
+        path=str(path),
+        manifest_sha256=report.manifest_sha256,
+        created_at=manifest.created_at,
+        changes=tuple(changes),
+        snapshot=snapshot_name(report.manifest_sha256),
+        signature=report.signature.to_dict(),
+    )
+    if apply:
+        if restore is None:
+            raise BundleError("apply needs the snapshot restore of the task runner", details={"bundle": str(path)})
+        say(f"restoring the bundled snapshot {result.snapshot}")
+        return ImportResult(**{**result.__dict__, "applied": restore(result.snapshot)})
+    return result
+
+
+def _copy_exact_manifest(path: Path, dest: Path) -> bool:
+    """Keep the manifest's exact bytes (its sha256 names it; a signature covers those bytes) and
+    its signature beside it; True when signed."""
+    import tarfile
+
+    signed = False
+    with tarfile.open(path, "r:*") as tar:
+        first = tar.next()
+        assert first is not None
+        fh = tar.extractfile(first)
+        assert fh is not None
+        data = fh.read()
+        dest.write_bytes(data)
+        second = tar.next()
+        if second is not None and second.name == SIGNATURE_NAME:
+            sig = tar.extractfile(second)
+            assert sig is not None
+            dest.with_suffix(".sig").write_bytes(sig.read())
+            signed = True
+    if hashlib.sha256(data).hexdigest() != dest.stem:
+        raise BundleError("the manifest changed while the bundle was read", details={"bundle": str(path)})
+    return signed
