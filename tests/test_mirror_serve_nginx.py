@@ -21,32 +21,20 @@ import pytest
 from manager.context import Manager
 from manager.errors import NetworkBlocked
 from support import tools
-from support.fleet import CM, MODEL_BYTES, MirrorServe, Nginx, Stores, fill_stores
+from support.fleet import CM, MODEL_BYTES, MirrorServe, Nginx, Stores, fill_stores, readme_client_config
 from support.gitrepos import git
 from support.wheels import installed_names, make_venv
 
 
 def write_client(root: Path, url: str, python: Path) -> Path:
-    """A fresh tree in private mode pointed at the mirror (the README's "Fleet" config lines)."""
+    """A fresh tree in private mode pointed at the mirror: the README's "Fleet" config and channel line."""
     for sub in ("custom_nodes", "models/checkpoints", "user/__manager"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "main.py").write_text("# ComfyUI stand-in\n")
     manager = root / "user" / "__manager"
     (manager / "channels.list").write_text(f"default::{url}/channel\n")
-    (manager / "config.ini").write_text(
-        "[default]\n"
-        "network_mode = private\n"
-        f"channel_url = {url}/channel\n"
-        "http_channel_enabled = true\n"
-        f"model_store = {url}/models\n"
-        f"python_executable = {python}\n"
-        "[security]\n"
-        "allow_remote_channel = true\n"
-        "[mirrors]\n"
-        f"github = {url}/git/github.com\n"
-        f"pypi = {url}/simple\n"
-        f"registry = {url}/registry\n"
-    )
+    config = readme_client_config(url).replace("[default]\n", f"[default]\npython_executable = {python}\n", 1)
+    (manager / "config.ini").write_text(config)
     return root
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -105,14 +106,31 @@ def wait_http(url: str, proc: subprocess.Popen[str] | None = None, *, timeout: f
 
 
 # --- the servers ----------------------------------------------------------------------------------
-NGINX_SERVER_BLOCK = """\
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        absolute_redirect off;   # folder redirects keep the host and port the client used
-        location / {{ }}
-    }}
-"""
+README_HOST = "http://comfy-mirror.corp"
+
+
+def readme_block(heading: str, fence: str) -> str:
+    """The first ``fence`` code block after ``heading`` in README.md."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index(heading)
+    body = text[text.index(fence + "\n", start) + len(fence) + 1 :]
+    return body[: body.index("```")]
+
+
+def readme_server_block(port: int, root: Path) -> str:
+    """The README's nginx server block, listening on 127.0.0.1:port and serving ``root``."""
+    block = readme_block("## Fleet", "```nginx")
+    block = re.sub(r"listen 80;", f"listen 127.0.0.1:{port};", block)
+    block = re.sub(r"root /srv/comfy-mirror;", f"root {root};", block)
+    assert f"127.0.0.1:{port}" in block and str(root) in block, block
+    return block
+
+
+def readme_client_config(url: str) -> str:
+    """The README's fleet config.ini, pointed at ``url``."""
+    text = readme_block("## Fleet", "```ini")
+    assert README_HOST in text, text
+    return text.replace(README_HOST, url)
 
 
 class Nginx:
@@ -138,9 +156,7 @@ class Nginx:
             f"{user}worker_processes 1;\ndaemon off;\npid {w / 'nginx.pid'};\nerror_log {w / 'error.log'} info;\n"
             "events { worker_connections 64; }\n"
             f"http {{\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n"
-            f"    access_log {w / 'access.log'};\n{temps}\n"
-            + NGINX_SERVER_BLOCK.format(port=self.port, root=self.root)
-            + "}\n"
+            f"    access_log {w / 'access.log'};\n{temps}\n" + readme_server_block(self.port, self.root) + "}\n"
         )
 
     def start(self) -> Nginx:
