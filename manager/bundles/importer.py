@@ -229,6 +229,8 @@ def _move_in(txn: RenameTxn, stores: Path, rel: str, old: Path) -> None:
     same journal."""
     root = txn.layout.manager_dir
     relp = Path(rel)
+    if not os.path.lexists(stores / relp):
+        return  # moved in already, with a folder of an earlier entry
     for parent in reversed(relp.parents):
         if str(parent) == ".":
             continue
@@ -318,7 +320,8 @@ def import_bundle(
             changes.append(StoreChange("channels.list", layout.channels_file.name, action))
         if signed:
             changes.append(StoreChange("manifest", f"{bundles_rel}.sig", "add"))
-        changes.append(StoreChange("manifest", f"{bundles_rel}.json", "add"))  # the commit point, last
+        again = (layout.manager_dir / f"{bundles_rel}.json").is_file()  # imported before: same bytes, same name
+        changes.append(StoreChange("manifest", f"{bundles_rel}.json", "same" if again else "add"))  # commit point
         old = work / "old"
         with RenameTxn(layout, label=f"bundle-import {path.name}", root=layout.manager_dir) as txn:
             for change in changes:

@@ -1,0 +1,97 @@
+"""Offline bundles made from real parts without any network: a creator tree whose git mirror
+already holds a pack's bare repository (so ``https://example.invalid/test/<pack>`` resolves to it,
+the lookup under test) and whose registry archive cache holds a real zip; a snapshot file naming
+both is the selection. Also a rewriter that tampers with a bundle's members (same order)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from support.gitrepos import RepoInfo, git, make_repo
+from support.ops_fixtures import build_zip, cnr_files, write_config
+
+GIT_HOST = "example.invalid"
+
+
+@dataclass
+class Creator:
+    root: Path
+    snapshot: Path
+    repo: RepoInfo
+    pack_url: str
+    cnr_id: str
+    cnr_version: str
+
+
+def make_tree(root: Path, **settings: object) -> Path:
+    for sub in ("custom_nodes", "models", "user/__manager"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "main.py").write_text("# ComfyUI stand-in\n")
+    write_config(root, **{"network_mode": "offline", **settings})
+    return root
+
+
+def make_creator(base: Path, *, pack: str = "pack-a", cnr_id: str = "reg-pack", cnr_version: str = "1.0.0") -> Creator:
+    """An offline ComfyUI tree that can bundle a git pack (from its git mirror) and a registry pack
+    (from its archive cache); ``snapshot`` is the selection file."""
+    from manager.snapshots.model import PackState, Snapshot
+    from manager.snapshots.store import dump
+
+    root = make_tree(base / "creator" / "ComfyUI")
+    repo = make_repo(base / "sources" / pack, name=pack)
+    mirror = root / "user" / "__manager" / "git-mirror" / GIT_HOST / "test" / f"{pack}.git"
+    mirror.parent.mkdir(parents=True)
+    git(base, "clone", "-q", "--mirror", str(repo.path), str(mirror))
+    build_zip(
+        root / "user" / "__manager" / "cache" / "archives" / "cnr" / cnr_id / f"{cnr_version}.zip",
+        cnr_files(cnr_id, cnr_version),
+    )
+    url = f"https://{GIT_HOST}/test/{pack}"
+    snap = Snapshot(
+        created_at="2026-12-01T00:00:00Z",
+        packs=(
+            PackState(name=pack, kind="git", id=pack, url=url, commit=repo.commits[-1], branch="main"),
+            PackState(name=cnr_id, kind="cnr", id=cnr_id, version=cnr_version, cnr_id=cnr_id),
+        ),
+    )
+    snapshot = base / "selection.json"
+    snapshot.write_bytes(dump(snap))
+    return Creator(root, snapshot, repo, url, cnr_id, cnr_version)
+
+
+def members(bundle: Path) -> list[tuple[str, bytes]]:
+    with tarfile.open(bundle, "r:") as tar:
+        out = []
+        for info in tar:
+            fh = tar.extractfile(info)
+            out.append((info.name, fh.read() if fh else b""))
+        return out
+
+
+def rewrite(bundle: Path, dest: Path, change: Callable[[str, bytes], bytes | None]) -> Path:
+    """A copy of ``bundle`` with each member's bytes passed through ``change`` (None drops it)."""
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members(bundle):
+            new = change(name, data)
+            if new is None:
+                continue
+            info = tarfile.TarInfo(name)
+            info.size = len(new)
+            tar.addfile(info, io.BytesIO(new))
+    return dest
+
+
+def drop_manifest_entry(member: str) -> Callable[[str, bytes], bytes | None]:
+    def change(name: str, data: bytes) -> bytes | None:
+        if name != "manifest.json":
+            return data
+        doc = json.loads(data)
+        doc["files"] = [f for f in doc["files"] if f["path"] != member]
+        return json.dumps(doc, indent=1).encode()
+
+    return change

@@ -1,0 +1,184 @@
+"""bundle verify / import refusals on real bundles: a tampered file, a truncated archive, a dropped
+manifest line, an unsafe member, a signature by an unknown key, an unsigned bundle when signatures
+are required. Each is refused naming the item, by the core and by cm-cli.py, and every store of
+the importing tree is unchanged (checksum listing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from manager.bundles import Selection, create_bundle, import_bundle, verify_bundle
+from manager.bundles.errors import BundleError
+from manager.context import Manager
+from support import tools
+from support.bundles import Creator, drop_manifest_entry, make_creator, make_tree, members, rewrite
+from support.treesum import listing
+
+REPO = Path(__file__).resolve().parents[1]
+CM = REPO / "cm-cli.py"
+GIT_MEMBER = "git/example.invalid/test/pack-a.bundle"
+ZIP_MEMBER = "cnr/reg-pack/1.0.0.zip"
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Creator, Path]:
+    tools.require("git")
+    base = tmp_path_factory.mktemp("bundle")
+    creator = make_creator(base)
+    manager = Manager.standalone(creator.root, env={})
+    result = create_bundle(manager, Selection(snapshot=str(creator.snapshot)), base / "site.bundle.tar")
+    assert result.files == 7 and set(result.packs) == {"pack-a", "reg-pack"}, result.to_dict()
+    return creator, Path(result.path)
+
+
+def _keys(base: Path, name: str) -> Path:
+    tools.require("ssh-keygen")
+    key = base / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    return key
+
+
+def _signers(base: Path, identity: str, key: Path) -> Path:
+    path = base / "allowed_signers"
+    path.write_text(f'{identity} namespaces="offline-manager-bundle" {key.with_suffix(".pub").read_text()}')
+    return path
+
+
+def _stores(manager: Manager) -> dict[str, str]:
+    """Checksum listing of the tree: packs and every store (the audit log and lock file aside)."""
+    return listing(manager.layout.comfyui_root, skip=("user/__manager/logs", "user/__manager/locks"))
+
+
+def _importer(tmp_path: Path, **settings: object) -> Manager:
+    return Manager.standalone(make_tree(tmp_path / "box" / "ComfyUI", **settings), env={})
+
+
+def _refused(manager: Manager, bundle: Path, code: str, member: str) -> None:
+    """verify reports it naming ``member``; import raises it and changes no store; the CLI says it."""
+    report = verify_bundle(manager, bundle)
+    assert not report.ok
+    assert report.problems[0].code == code, report.to_dict()
+    assert any(p.member == member for p in report.problems if p.code == code), report.to_dict()
+    before = _stores(manager)
+    with pytest.raises(BundleError) as err:
+        import_bundle(manager, bundle)
+    assert err.value.code == code and member in str(err.value.details), err.value.to_dict()
+    assert _stores(manager) == before, "a refused import changed the tree"
+    out = subprocess.run(
+        [sys.executable, str(CM), "--comfyui", str(manager.layout.comfyui_root), "bundle", "verify", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == (4 if code in ("bundle_signature_invalid", "bundle_unsigned") else 1), out
+    assert code in out.stderr and member in out.stdout + out.stderr, out.stdout + out.stderr
+    out = subprocess.run(
+        [sys.executable, str(CM), "--comfyui", str(manager.layout.comfyui_root), "bundle", "import", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0 and code in out.stdout + out.stderr, out.stdout + out.stderr
+    assert _stores(manager) == before, "a refused CLI import changed the tree"
+
+
+def test_a_good_bundle_verifies_with_every_file_listed(made, tmp_path: Path) -> None:
+    creator, bundle = made
+    report = verify_bundle(_importer(tmp_path), bundle)
+    assert report.ok and report.problems == (), report.to_dict()
+    assert report.files == 7 and report.signature.state == "unsigned"
+    names = [name for name, _ in members(bundle)]
+    assert names[0] == "manifest.json" and GIT_MEMBER in names and ZIP_MEMBER in names
+    doc = report.to_dict()["manifest"]
+    assert {f["path"] for f in doc["files"]} == set(names[1:])
+    assert doc["snapshot"] == "snapshot.json" and doc["base"] is None and doc["creator"]["host"]
+    out = subprocess.run(
+        [sys.executable, str(CM), "--comfyui", str(creator.root), "bundle", "verify", str(bundle)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0 and "bundle verify: ok: 7 file(s)" in out.stdout, out.stdout + out.stderr
+
+
+def test_a_tampered_file_is_named(made, tmp_path: Path) -> None:
+    _creator, bundle = made
+
+    def flip(name: str, data: bytes) -> bytes:
+        return data[:-1] + bytes([data[-1] ^ 1]) if name == ZIP_MEMBER else data
+
+    bad = rewrite(bundle, tmp_path / "tampered.tar", flip)
+    _refused(_importer(tmp_path), bad, "bundle_checksum_mismatch", ZIP_MEMBER)
+
+
+def test_a_truncated_archive_is_refused(made, tmp_path: Path) -> None:
+    _creator, bundle = made
+    data = bundle.read_bytes()
+    cut = tmp_path / "truncated.tar"
+    cut.write_bytes(data[: len(data) // 2 + 100])
+    manager = _importer(tmp_path)
+    report = verify_bundle(manager, cut)
+    assert report.problems and report.problems[0].code in ("bundle_truncated", "bundle_manifest_incomplete")
+    _refused(manager, cut, report.problems[0].code, report.problems[0].member)
+    assert any(p.code == "bundle_truncated" for p in report.problems), report.to_dict()
+
+
+def test_a_dropped_manifest_line_is_named(made, tmp_path: Path) -> None:
+    _creator, bundle = made
+    bad = rewrite(bundle, tmp_path / "dropped.tar", drop_manifest_entry(GIT_MEMBER))
+    _refused(_importer(tmp_path), bad, "bundle_manifest_incomplete", GIT_MEMBER)
+
+
+def test_a_missing_member_is_named(made, tmp_path: Path) -> None:
+    _creator, bundle = made
+    bad = rewrite(bundle, tmp_path / "missing.tar", lambda name, data: None if name == ZIP_MEMBER else data)
+    _refused(_importer(tmp_path), bad, "bundle_manifest_incomplete", ZIP_MEMBER)
+
+
+def test_a_link_or_dotdot_member_is_refused(made, tmp_path: Path) -> None:
+    _creator, bundle = made
+    bad = tmp_path / "unsafe.tar"
+    with tarfile.open(bundle, "r:") as src, tarfile.open(bad, "w") as dst:
+        for info in src:
+            dst.addfile(info, src.extractfile(info))
+        link = tarfile.TarInfo("wheels/evil.whl")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        dst.addfile(link)
+    _refused(_importer(tmp_path), bad, "bundle_unsafe_member", "wheels/evil.whl")
+
+
+def test_signatures_known_unknown_and_required(made, tmp_path: Path) -> None:
+    creator, bundle = made
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    good, stranger = _keys(keys, "admin"), _keys(keys, "stranger")
+    signers = _signers(keys, "admin@site", good)
+    maker = Manager.standalone(creator.root, env={})
+    signed = create_bundle(maker, Selection(snapshot=str(creator.snapshot)), tmp_path / "signed.tar", sign_key=good)
+    forged = create_bundle(maker, Selection(snapshot=str(creator.snapshot)), tmp_path / "forged.tar", sign_key=stranger)
+    assert signed.signed and [n for n, _ in members(Path(signed.path))][:2] == ["manifest.json", "manifest.json.sig"]
+
+    checking = _importer(tmp_path / "a", bundle_allowed_signers=str(signers))
+    report = verify_bundle(checking, Path(signed.path))
+    assert report.ok and report.signature.state == "valid" and report.signature.signer == "admin@site"
+    _refused(checking, Path(forged.path), "bundle_signature_invalid", "manifest.json.sig")
+
+    strict = _importer(tmp_path / "b", bundle_allowed_signers=str(signers), require_signed_bundles="true")
+    _refused(strict, bundle, "bundle_unsigned", "manifest.json.sig")
+    assert verify_bundle(strict, Path(signed.path)).ok
+
+    # a signed manifest that was altered afterwards: the signature no longer matches
+    def alter(name: str, data: bytes) -> bytes:
+        return data.replace(b'"selection"', b'"selection" ', 1) if name == "manifest.json" else data
+
+    _refused(
+        checking,
+        rewrite(Path(signed.path), tmp_path / "altered.tar", alter),
+        "bundle_signature_invalid",
+        "manifest.json.sig",
+    )
