@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...procs import child_kwargs, kill_tree
+from ...procs import child_launch, kill_tree
 
 ProgressFn = Callable[[str], None]
 
@@ -145,8 +145,9 @@ def run_streaming(
     emit = progress or _no_progress
     tail: deque[str] = deque(maxlen=options.tail_lines)
     started = time.monotonic()
+    argv, spawn = child_launch(command)
     proc = subprocess.Popen(
-        list(command),
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -155,7 +156,7 @@ def run_streaming(
         encoding="utf-8",
         errors="replace",
         bufsize=1,
-        **child_kwargs(),
+        **spawn,
     )
     timer: threading.Timer | None = None
     timed_out = threading.Event()
