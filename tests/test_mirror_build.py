@@ -248,6 +248,9 @@ def test_mirror_serve_is_read_only_and_stays_inside_its_folder(served, tmp_path:
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 206 and resp.read() == MODEL_BYTES[10:20]
+    head = urllib.request.Request(server.url + "/wheels/fleet_dep-1.0-py3-none-any.whl", method="HEAD")
+    with urllib.request.urlopen(head, timeout=10) as resp:
+        assert resp.status == 200 and resp.read() == b"" and int(resp.headers["Content-Length"]) > 0
     for method in ("POST", "PUT", "DELETE"):
         req = urllib.request.Request(server.url + "/index.html", data=b"x", method=method)
         with pytest.raises(urllib.error.HTTPError) as info:

@@ -37,15 +37,19 @@ def content_type(path: Path) -> str:
     return guessed or "application/octet-stream"
 
 
-def _resolve(root: Path, rel: str) -> Path | None:
-    """The real path of ``rel`` under ``root``, None when it leaves ``root`` or does not exist."""
+def _resolve(root: Path, rel: str) -> tuple[Path, bool] | None:
+    """``(real path, is a folder)`` of ``rel`` under ``root``; None when it leaves ``root`` or does
+    not exist. A folder's path is its ``index.html`` (None without one: no listings)."""
     parts = [p for p in rel.split("/") if p]
     if any(p in (".", "..") or "\\" in p or "\x00" in p for p in parts):
         return None
     target = Path(os.path.realpath(root.joinpath(*parts)))
     if target != root and root not in target.parents:
         return None
-    return target if target.exists() else None
+    if target.is_dir():
+        index = target / "index.html"
+        return (index, True) if index.is_file() else None
+    return (target, False) if target.is_file() else None
 
 
 def make_app(folder: Path) -> web.Application:
@@ -55,20 +59,17 @@ def make_app(folder: Path) -> web.Application:
         raise MirrorNotBuilt(f"{folder} is not a built mirror (no {MARKER})", details={"path": str(folder)})
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        target = await asyncio.to_thread(_resolve, root, request.match_info["tail"])
-        if target is None:
+        found = await asyncio.to_thread(_resolve, root, request.match_info["tail"])
+        if found is None:
             raise web.HTTPNotFound()
-        if target.is_dir():
-            if not request.path.endswith("/"):
-                location = request.rel_url.path + "/" + (f"?{request.query_string}" if request.query_string else "")
-                raise web.HTTPMovedPermanently(location)
-            target = target / "index.html"
-            if not target.is_file():
-                raise web.HTTPNotFound()
+        target, folder = found
+        if folder and not request.path.endswith("/"):  # as nginx does: relative links then resolve
+            query = f"?{request.query_string}" if request.query_string else ""
+            raise web.HTTPMovedPermanently(request.rel_url.path + "/" + query)
         return web.FileResponse(target, headers={"Content-Type": content_type(target)})
 
     app = web.Application()
-    app.router.add_route("GET", "/{tail:.*}", handle)
+    app.router.add_get("/{tail:.*}", handle)  # and HEAD; any other method is 405
     return app
 
 
