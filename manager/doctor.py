@@ -542,6 +542,13 @@ def check_wheelhouse(m: Manager) -> Check:
     )
 
 
+def check_bundles(m: Manager) -> Check:
+    from .bundles.coverage import doctor_summary
+
+    state, detail, fix = doctor_summary(m)
+    return Check("bundles", PASS if state == "pass" else WARN, "Offline bundles", detail, fix)
+
+
 def run_checks(manager: Manager, *, online: bool = False, listen: str = "") -> DoctorReport:
     """Every check, in checklist order. ``listen``: the server's listen address ('' for the CLI)."""
     python = str(manager.config["python_executable"] or manager.host.python_executable or sys.executable)
@@ -562,6 +569,7 @@ def run_checks(manager: Manager, *, online: bool = False, listen: str = "") -> D
         lambda: check_config_files(manager),
         lambda: check_import_failures(manager),
         lambda: check_wheelhouse(manager),
+        lambda: check_bundles(manager),
     ]
     for step in steps:
         try:

@@ -163,6 +163,11 @@ class Layout:
         return self.manager_dir / "bundles"
 
     @property
+    def bundle_staging_dir(self) -> Path:
+        """Where a bundle import unpacks before moving entries into the stores (hidden; ours)."""
+        return self.manager_dir / ".bundle-staging"
+
+    @property
     def logs_dir(self) -> Path:
         return self.manager_dir / "logs"
 
@@ -211,6 +216,7 @@ class Layout:
             (self.git_mirror_dir, "git mirror folder"),
             (self.model_store_dir, "bundle model store"),
             (self.bundles_dir, "imported bundles folder"),
+            (self.bundle_staging_dir, "bundle staging folder"),
         )
 
     def check_working_folders(self) -> None:

@@ -10,9 +10,11 @@ import pytest
 from manager.layout import Layout
 from manager.network import run_sync
 from manager.tasks import TaskState
+from support.bundles import make_creator
 from support.faults import POINTS, assert_tree_consistent, check_tree, pack_listings, run_and_kill, run_install
 from support.gitrepos import make_repo
 from support.ops_fixtures import catalog_entry, write_channel, write_config
+from support.treesum import listing
 
 pytestmark = [pytest.mark.fault, pytest.mark.offline_suite]  # no socket, loopback included
 
@@ -162,13 +164,48 @@ def _next_snapshot_succeeds(layout: Layout, before: dict) -> None:
     assert_tree_consistent(layout, before=before)
 
 
-@pytest.mark.xfail(strict=True, reason="bundle import does not exist yet (issue: offline bundles)")
-def test_bundle_import_killed_leaves_tree_consistent(tmp_path: Path, pack_repo: Path) -> None:
-    import manager.bundles  # noqa: F401  (the module that will import offline bundles)
+STORES = ("git-mirror", "local-channel", "cache/archives/cnr", "snapshots", "bundles", "channels.list")
 
+
+def _stores(layout: Layout) -> dict[str, str]:
+    """Checksum listing of every store a bundle import fills (and channels.list)."""
+    out: dict[str, str] = {}
+    for name in STORES:
+        path = layout.manager_dir / name
+        if path.is_file():
+            out[name] = path.read_text(encoding="utf-8")
+        out.update({f"{name}/{k}": v for k, v in listing(path).items()})
+    return out
+
+
+def test_bundle_import_killed_leaves_tree_consistent(tmp_path: Path, pack_repo: Path) -> None:
+    """Killed after every store entry moved in, just before the manifest (the commit point): the
+    next operation rolls every store back to what it was; the import then runs to the end."""
+    from manager.bundles import Selection, create_bundle
+    from manager.context import Manager
+
+    creator = make_creator(tmp_path / "online")
+    bundle = create_bundle(
+        Manager.standalone(creator.root, env={}), Selection(snapshot=str(creator.snapshot)), tmp_path / "b.tar"
+    )
     layout = make_tree(tmp_path, pack_repo)
-    run_and_kill(layout.comfyui_root, "bundle-import", point="bundle-import")
-    assert_tree_consistent(layout)
+    before, stores_before = pack_listings(layout), _stores(layout)
+    run = run_and_kill(layout.comfyui_root, "bundle-import", point="bundle-import", spec=bundle.path)
+    assert run.status["reached"].startswith("bundle-import: os.rename bundles"), run.status
+    assert (layout.manager_dir / "git-mirror").is_dir(), "the kill should land after the stores were filled"
+    assert not (layout.manager_dir / "bundles").exists()
+    assert_tree_consistent(layout, before=before)
+
+    task = run_install(layout.comfyui_root, PACK_ID)  # the next operation rolls the import back
+    assert task.state is TaskState.DONE, task.error
+    assert _stores(layout) == stores_before, "an interrupted import must leave every store as it was"
+    assert not layout.bundle_staging_dir.exists()
+
+    run = run_and_kill(layout.comfyui_root, "bundle-import", spec=bundle.path, require_kill=False)
+    assert run.status.get("finished", {}).get("state") == "done", run.describe()
+    assert (layout.bundles_dir / f"{bundle.manifest_sha256}.json").is_file()
+    assert (layout.git_mirror_dir / "example.invalid" / "test" / "pack-a.git" / "HEAD").is_file()
+    assert (layout.cache_dir / "archives" / "cnr" / "reg-pack" / "1.0.0.zip").is_file()
 
 
 def test_kill_points_are_named_and_documented() -> None:

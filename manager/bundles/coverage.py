@@ -102,3 +102,27 @@ def coverage(manager: Manager) -> BundleCoverage:
         hit = (rel is not None and rel in urls) or bool({inst.pack_id, inst.cnr_id} & ids - {""})
         (covered if hit else uncovered).append(inst.name)
     return BundleCoverage(bundles, tuple(covered), tuple(uncovered), problems)
+
+
+def doctor_summary(manager: Manager) -> tuple[str, str, str]:
+    """(``pass`` | ``warn``, detail, fix) of the doctor's "Offline bundles" line."""
+    cov = coverage(manager)
+    if cov.problems:
+        return (
+            "warn",
+            f"unreadable imported manifest(s): {'; '.join(cov.problems[:3])}",
+            "Import the bundle again (cm-cli.py bundle import FILE).",
+        )
+    if not cov.bundles:
+        return "pass", "no bundle imported here", ""
+    newest = cov.bundles[-1]
+    total = len(cov.covered) + len(cov.uncovered)
+    wheels = len({w for b in cov.bundles for w in b.wheels})
+    detail = (
+        f"{len(cov.bundles)} bundle(s) imported (newest {newest.created_at} from {newest.creator_host or '?'}"
+        f"{', signed' if newest.signed else ''}); they cover {len(cov.covered)} of {total} installed pack(s) "
+        f"and carried {wheels} wheel(s)"
+    )
+    if cov.uncovered:
+        detail += f"; not from a bundle: {', '.join(cov.uncovered[:6])}"
+    return "pass", detail, ""

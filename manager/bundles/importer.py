@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ..context import Manager
     from ..layout import Layout
 
-STAGING_NAME = ".bundle-staging"
 CHANNEL_NAME = "bundle"
 Progress = Callable[[str], None]
 
@@ -246,13 +245,9 @@ def _move_in(txn: RenameTxn, stores: Path, rel: str, old: Path) -> None:
     txn.move(stores / relp, live)
 
 
-def _staging_root(layout: Layout) -> Path:
-    return layout.manager_dir / STAGING_NAME
-
-
 def clear_staging(layout: Layout) -> None:
     """Leftovers of an interrupted import (the journal was already rolled back by prepare_tree)."""
-    folder = _staging_root(layout)
+    folder = layout.bundle_staging_dir
     if os.path.lexists(folder):
         refuse_links(folder, layout.data_anchor, what="bundle staging folder")
         remove_tree(folder)
@@ -263,22 +258,22 @@ def _begin(manager: Manager) -> Path:
     layout.check_working_folders()
     prepare_tree(layout)
     clear_staging(layout)
-    work = _staging_root(layout) / secrets.token_hex(4)
+    work = layout.bundle_staging_dir / secrets.token_hex(4)
     work.mkdir(parents=True)
     return work
 
 
 def preview_import(manager: Manager, path: Path) -> ImportPreview:
     """What ``import_bundle`` would add, per store; refuses a bad bundle like the import does.
-    Extracts into a scratch folder under the manager folder, changes no store."""
-    work = _begin(manager)
-    try:
+    Unpacks into a scratch folder outside the tree (a dry run holds no lock), changes no store."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cm-bundle-preview-") as scratch:
+        work = Path(scratch)
         report, entries = _extract(manager, Path(path), work, lambda _l: None)
         assert report.manifest is not None
         changes = _plan(manager.layout, entries, work / "stores")
         return ImportPreview(report, tuple(changes), _base_check(manager.layout, report.manifest))
-    finally:
-        clear_staging(manager.layout)
 
 
 def _extract(manager: Manager, path: Path, work: Path, say: Progress) -> tuple[BundleReport, list[tuple[str, str]]]:

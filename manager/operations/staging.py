@@ -282,6 +282,8 @@ def prepare_tree(layout: Layout, *, keep: Iterable[Path] = ()) -> list[str]:
         leftovers = [p for p in layout.staging_dir.iterdir() if p not in kept]
     except FileNotFoundError:
         leftovers = []
+    if os.path.lexists(layout.bundle_staging_dir):  # an interrupted bundle import (its journal rolled back above)
+        leftovers.append(layout.bundle_staging_dir)
     for path in leftovers:
         remove_tree(path)
     if leftovers:

@@ -84,6 +84,8 @@ POINTS: dict[str, KillPoint] = {
         KillPoint("cache-write", audit="os.rename", arg=1, in_dir="cache_channels", suffix=".meta.json", occurrence=4),
         # a snapshot temp file is complete and about to replace the stored snapshot
         KillPoint("snapshot-write", audit="os.rename", arg=1, in_dir="snapshots_dir", suffix=".json"),
+        # a bundle import moved every store entry in (journalled); its manifest, the commit point, is next
+        KillPoint("bundle-import", audit="os.rename", arg=1, in_dir="manager_dir", prefix="bundles"),
     )
 }
 
@@ -541,7 +543,27 @@ def _child_snapshot_loop(cfg: Mapping[str, Any], kp: KillPoint | None) -> dict[s
     return {"rounds": rounds}
 
 
-_SCENARIOS = {"install": _child_install, "cache-loop": _child_cache_loop, "snapshot-loop": _child_snapshot_loop}
+def _child_bundle_import(cfg: Mapping[str, Any], kp: KillPoint | None) -> dict[str, Any]:
+    """Queue one ``bundle_import`` of the bundle file ``spec`` (the task runs under the lock)."""
+    from manager.tasks import TaskSpec
+
+    manager = build_manager(cfg["root"], deps=cfg["deps"])
+    if kp is not None and kp.audit:
+        sys.addaudithook(_audit_hook(kp, _folder(manager.layout, kp.in_dir), cfg["status"]))
+    Path(cfg["ready"]).touch()
+    queue = manager.queue
+    task = queue.enqueue(TaskSpec("bundle_import", cfg["spec"], cfg["params"]))
+    queue.run_until_idle(timeout=120)
+    final = queue.get(task.id)
+    return {"state": final.state.value, "error": dict(final.error or {})}
+
+
+_SCENARIOS = {
+    "install": _child_install,
+    "cache-loop": _child_cache_loop,
+    "snapshot-loop": _child_snapshot_loop,
+    "bundle-import": _child_bundle_import,
+}
 
 
 def _child_main(argv: list[str]) -> int:
