@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,7 @@ class HttpDoor:
         comfyui_root: str | os.PathLike[str] | None = None,
     ) -> None:
         self._manager: Manager | None = None
+        self._manager_lock = threading.Lock()
         self._factory: Callable[[], Manager] | None = None
         if callable(manager) and not hasattr(manager, "config"):
             self._factory = manager
@@ -93,7 +95,9 @@ class HttpDoor:
         """The Manager (built by the factory on first use)."""
         if self._manager is None:
             assert self._factory is not None
-            self._manager = self._factory()
+            with self._manager_lock:  # the prewarm worker and a first request build it once
+                if self._manager is None:
+                    self._manager = self._factory()
         return self._manager
 
     @property
@@ -402,14 +406,16 @@ class HttpDoor:
         self._view = None
         self.listing.forget()
 
-    async def prewarm(self, delay: float = 1.0) -> None:
-        """Ready the pack lists some time after the server started, so the panel's first open
-        finds them in memory: from the persisted lists, else (a first start, changed channel
-        data) by loading the catalog, which writes them for the next start. Never raises."""
+    async def prewarm(self, delay: float = 0.0) -> None:
+        """Ready the pack lists once the server runs, so the panel's first open finds them in
+        memory: the Manager is built (the core imported) in a worker, then the lists come from
+        the persisted files, else (a first start, changed channel data) from loading the
+        catalog, which writes them for the next start. Never raises."""
         from ..errors import ManagerError
 
         await asyncio.sleep(delay)
         try:
+            await asyncio.to_thread(lambda: self.manager)
             for kind in ("v1", "classic"):
                 if self._view is None and await self.listing.first_packs(kind) is not None:
                     continue

@@ -351,7 +351,7 @@ class ListingCache:
         self._bodies: OrderedDict[tuple[Any, ...], Body] = OrderedDict()
         self._lock: asyncio.Lock | None = None
         self._light: dict[str, tuple[_Fragments, ChannelState, PackIndex]] = {}
-        self._light_lock: asyncio.Lock | None = None
+        self._light_locks: dict[str, asyncio.Lock] = {}
         self._unsaved: dict[str, tuple[_Fragments, Catalog]] = {}
         self._saving: set[asyncio.Task[Any]] = set()
         self._store: ListStore | None = None
@@ -433,9 +433,8 @@ class ListingCache:
         file is written for the next start)."""
         light = self._light.get(kind)
         if light is None:
-            if self._light_lock is None:
-                self._light_lock = asyncio.Lock()
-            async with self._light_lock:
+            lock = self._light_locks.setdefault(kind, asyncio.Lock())
+            async with lock:
                 light = self._light.get(kind)
                 if light is None:
                     manager = self._api.manager
