@@ -107,6 +107,12 @@ export class OfflineManagerClient {
   // count, total_bytes, path}; restore/empty are the queued kinds restore_trash / empty_trash
   listTrash() { return this._call("GET", `/trash`); }
 
+  // --- offline bundles --------------------------------------------------------------------------
+  // a bundle file the server can read (absolute path); the import is the queued kind bundle_import
+  listBundles() { return this._call("GET", `/bundles`); }
+  verifyBundle(path) { return this._call("POST", `/bundles/verify`, { body: { path } }); }
+  previewBundle(path) { return this._call("POST", `/bundles/preview`, { body: { path } }); }
+
   // --- snapshots --------------------------------------------------------------------------------
   listSnapshots() { return this._call("GET", `/snapshots`); }
   // resolves to the stored entry {name, path, created_at, summary, ...}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .. import security as sec
 from . import handlers_admin as admin
+from . import handlers_bundles as bun
 from . import handlers_catalog as cat
 from . import handlers_doctor as doc
 from . import handlers_models_verify as mv
@@ -187,6 +188,65 @@ V1_ROUTES: tuple[Route, ...] = (
             count="integer",
             total_bytes="integer",
             path="string",
+        ),
+    ),
+    _v1(
+        "GET",
+        "/bundles",
+        bun.list_bundles,
+        _D.READ,
+        "listBundles",
+        "Offline bundles imported here (their manifests, oldest first) and which installed packs they cover",
+        result=_obj(
+            bundles={"type": "array", "items": {"type": "object"}},
+            covered={"type": "array", "items": {"type": "string"}},
+            uncovered={"type": "array", "items": {"type": "string"}},
+            problems={"type": "array", "items": {"type": "string"}},
+            count="integer",
+            folder="string",
+        ),
+    ),
+    _v1(
+        "POST",
+        "/bundles/verify",
+        bun.verify_bundle,
+        _D.BUNDLE_IMPORT,
+        "verifyBundle",
+        "Check a bundle file the server can read (absolute path; no link or device): every checksum, the "
+        "manifest, the signature. Bad content is reported in problems (200), not raised",
+        body=_req(_obj(path="string"), "path"),
+        result=_obj(
+            path="string",
+            ok="boolean",
+            manifest_sha256="string",
+            manifest={"type": ["object", "null"]},
+            created_at="string",
+            signature=_obj(state="string", signer="string", message="string"),
+            problems={"type": "array", "items": _obj(code="string", member="string", message="string")},
+            files="integer",
+            size="integer",
+            sizes="object",
+            policy=_obj(require_signed_bundles="boolean", allowed_signers="string"),
+        ),
+    ),
+    _v1(
+        "POST",
+        "/bundles/preview",
+        bun.preview_bundle,
+        _D.BUNDLE_IMPORT,
+        "previewBundle",
+        "What importing a bundle file would add to each store (verified first; refused like the import); "
+        "import it with POST /queue {kind: bundle_import, target: path}",
+        body=_req(_obj(path="string"), "path"),
+        result=_obj(
+            bundle="object",
+            changes={"type": "array", "items": _obj(store="string", path="string", action="string")},
+            adds="integer",
+            replaces="integer",
+            base_present="boolean",
+            stores="object",
+            plan="object",
+            policy=_obj(require_signed_bundles="boolean", allowed_signers="string"),
         ),
     ),
     _v1("GET", "/snapshots", snap.list_snapshots, _D.READ, "listSnapshots", "Saved snapshots, newest first"),

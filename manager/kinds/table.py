@@ -87,6 +87,19 @@ def _vet_install(manager: Manager, spec: TaskSpec) -> None:
     check_source(load(manager, refresh="never"), target, ids=[pack_id] if pack_id else [], urls=urls)
 
 
+def _vet_bundle(manager: Manager, spec: TaskSpec) -> None:
+    """A bundle path must name a plain readable file (no link, device or folder), checked at submit."""
+    from ..bundles.source import bundle_source
+
+    bundle_source(spec.target)
+
+
+def _preview_bundle(manager: Manager, target: str, params: kp.BundleImportParams, decision: Any) -> Mapping[str, Any]:
+    from ..bundles.source import bundle_source
+
+    return runners.bundle_import_preview(manager, str(bundle_source(target)), params, decision)
+
+
 def _switch(manager: Manager, view: CatalogView | None, target: str, params: Any) -> tuple[Classified, kp.KindParams]:
     if bool(params.version) == bool(params.commit):
         raise RequestInvalid(
@@ -384,7 +397,8 @@ KINDS: tuple[TaskKind, ...] = (
         runners.bundle_import,
         "bundle import",
         (("bundle_import", ""),),
-        preview=runners.bundle_import_preview,
+        vet=_vet_bundle,
+        preview=_preview_bundle,
     ),
 )
 
