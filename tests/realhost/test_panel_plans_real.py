@@ -1,11 +1,15 @@
-"""The panel's confirm step, undo button and trash view in the page the real ComfyUI serves.
+"""The panel's confirm step, undo button and trash view in the page the real ComfyUI serves
+(0.8.0 and 0.3.64: the module runs once per host).
 
-One real ComfyUI (offline, a file:// channel with packs backed by local git repos, a local
+One real ComfyUI per host (offline, a file:// channel with packs backed by local git repos, a local
 wheelhouse) for the module. A user clicks Install and sees the server's plan before anything
 runs: the pack added and the Python package its requirements.txt would add; ticks "without
 dependencies" and sees that package left out; Run installs the pack alone. Undo in the pack's
 drawer puts the pack into the trash; an uninstall (one confirm, with its plan) and Restore in
-the Trash tab bring a pack back. Each step is checked on disk; screenshots go to artifacts/.
+the Trash tab bring a pack back. A plan that downgrades a package and asks for a blacklisted
+one shows both rows highlighted (and is cancelled: the host's python is the tier's shared,
+cached environment, which no test of this module changes). Each step is checked on disk;
+screenshots go to artifacts/.
 """
 
 from __future__ import annotations
@@ -31,42 +35,60 @@ from realhost.helpers import channel_env, keep_artifacts, need_host
 
 from support import realhost
 from support.gitrepos import git
+from support.realhost_env import HOST_VERSIONS
 from support.wheels import build_wheel
 
 DEPS_PACK_ID = "plan-deps-pack"
 DEP = "om-plan-dep"
+DOWN_PACK_ID = "plan-downgrade-pack"
+DOWN = "tqdm"  # in both hosts' environments at a 4.x version; the wheelhouse has an older one
+BLACK = "om-plan-black"
 TRASH = ".cm-trash.disabled"
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory, channel_db: Path) -> Iterator[realhost.RealComfyUI]:
-    need_host("0.8.0", browser=True)
-    work = tmp_path_factory.mktemp("plans-real")
+@pytest.fixture(scope="module", params=HOST_VERSIONS)
+def host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, channel_db: Path
+) -> Iterator[realhost.RealComfyUI]:
+    version = request.param
+    need_host(version, browser=True)
+    work = tmp_path_factory.mktemp(f"plans-real-{version}")
     env = channel_env(work, channel_db)
-    url = make_plain_repo(work / "repos" / DEPS_PACK_ID, name=DEPS_PACK_ID)
-    repo = work / "repos" / DEPS_PACK_ID
-    (repo / "requirements.txt").write_text(f"{DEP}==1.0\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "needs a python package")
-    env.add_pack(
-        {
-            "author": "realhost-tests",
-            "title": "Plan Deps Pack",
-            "id": DEPS_PACK_ID,
-            "reference": url,
-            "files": [url],
-            "install_type": "git-clone",
-            "description": "A pack whose requirements.txt asks for a package of the local wheelhouse.",
-        }
-    )
+    for pack_id, title, reqs in (
+        (DEPS_PACK_ID, "Plan Deps Pack", f"{DEP}==1.0\n"),
+        (DOWN_PACK_ID, "Plan Downgrade Pack", f"{DOWN}==0.0.1\n{BLACK}==1.0\n"),
+    ):
+        url = make_plain_repo(work / "repos" / pack_id, name=pack_id)
+        repo = work / "repos" / pack_id
+        (repo / "requirements.txt").write_text(reqs)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "needs python packages")
+        env.add_pack(
+            {
+                "author": "realhost-tests",
+                "title": title,
+                "id": pack_id,
+                "reference": url,
+                "files": [url],
+                "install_type": "git-clone",
+                "description": "A pack whose requirements.txt asks for packages of the local wheelhouse.",
+            }
+        )
     wheelhouse = work / "wheelhouse"
-    build_wheel(wheelhouse, DEP, "1.0")
-    h = realhost.start_comfyui(work, "0.8.0", config={**env.settings, "wheelhouse_dirs": str(wheelhouse)})
+    for name, v in ((DEP, "1.0"), (DOWN, "0.0.1"), (BLACK, "1.0")):
+        build_wheel(wheelhouse, name, v)
+    h = realhost.start_comfyui(
+        work,
+        version,
+        config={**env.settings, "wheelhouse_dirs": str(wheelhouse)},
+        files={"user/__manager/pip_blacklist.list": f"{BLACK}\n"},
+    )
+    h.extra["version"] = version
     try:
         yield h
     finally:
         h.stop()
-        keep_artifacts(h, "test_panel_plans_real-0.8.0")
+        keep_artifacts(h, f"test_panel_plans_real-{version}")
 
 
 def _wait_state(page: Any, pack_id: str, state: str, timeout: float = 90_000) -> None:
@@ -111,18 +133,18 @@ def test_install_shows_the_plan_and_runs_without_dependencies(host: realhost.Rea
     python = dialog.locator("[data-testid=plan-python] li[data-change=added]")
     assert DEP in python.inner_text(), dialog.inner_text()
     assert page.locator("[data-testid=plan-run]").is_enabled()
-    screenshot(page, "realhost-plan-install")
+    screenshot(page, f"realhost-plan-install-{host.extra['version']}")
 
     page.locator("[data-testid=plan-skip-deps]").check()
     page.wait_for_selector(f"{PLAN_DIALOG}:not([data-state=planning])", timeout=90_000)
     assert dialog.locator("[data-testid=plan-python]").count() == 0
     assert DEP in dialog.locator("[data-testid=plan-left-out]").inner_text(), dialog.inner_text()
-    screenshot(page, "realhost-plan-install-without-deps")
+    screenshot(page, f"realhost-plan-install-without-deps-{host.extra['version']}")
     run_plan(page)
     _wait_state(page, DEPS_PACK_ID, "enabled")
     assert _installed(host, DEPS_PACK_ID)
     assert not _has_dist(host, DEP)  # without dependencies: the wheel was not installed
-    screenshot(page, "realhost-plan-installed")
+    screenshot(page, f"realhost-plan-installed-{host.extra['version']}")
 
 
 def test_undo_button_puts_an_install_into_the_trash(host: realhost.RealComfyUI, page: Any) -> None:
@@ -135,17 +157,17 @@ def test_undo_button_puts_an_install_into_the_trash(host: realhost.RealComfyUI, 
     row.locator(".om-row-title").click()
     undo = page.locator("[data-testid=pack-drawer] [data-undo-task]")
     undo.wait_for(timeout=60_000)
-    screenshot(page, "realhost-undo-button")
+    screenshot(page, f"realhost-undo-button-{host.extra['version']}")
     undo.click()
     page.wait_for_selector(f"{PLAN_DIALOG}:not([data-state=planning])", timeout=60_000)
     step = page.locator(f"{PLAN_DIALOG} [data-testid=plan-packs] li[data-change=uninstall]")
     assert TEST_PACK_ID in step.inner_text()  # the undo's plan first: the pack goes to the trash
-    screenshot(page, "realhost-plan-undo")
+    screenshot(page, f"realhost-plan-undo-{host.extra['version']}")
     run_plan(page)
     _wait_state(page, TEST_PACK_ID, "not-installed")
     assert not _installed(host, TEST_PACK_ID)
     assert _trashed(host, TEST_PACK_ID)
-    screenshot(page, "realhost-undone")
+    screenshot(page, f"realhost-undone-{host.extra['version']}")
 
 
 def test_uninstall_then_restore_from_the_trash_view(host: realhost.RealComfyUI, page: Any) -> None:
@@ -159,7 +181,7 @@ def test_uninstall_then_restore_from_the_trash_view(host: realhost.RealComfyUI, 
     dialog = page.locator(PLAN_DIALOG)
     assert "trash" in dialog.locator("[data-testid=plan-message]").inner_text()  # the one confirm
     assert SECOND_PACK_ID in dialog.locator("[data-testid=plan-packs] li[data-change=removed]").inner_text()
-    screenshot(page, "realhost-plan-uninstall")
+    screenshot(page, f"realhost-plan-uninstall-{host.extra['version']}")
     run_plan(page)
     _wait_state(page, SECOND_PACK_ID, "not-installed")
     assert not _installed(host, SECOND_PACK_ID)
@@ -167,10 +189,40 @@ def test_uninstall_then_restore_from_the_trash_view(host: realhost.RealComfyUI, 
     page.locator(".om-tab[data-tab=trash]").click()
     entry = page.locator("[data-testid=trash-table] tr[data-entry]").filter(has_text=SECOND_PACK_ID)
     entry.wait_for(timeout=30_000)
-    screenshot(page, "realhost-trash-view")
+    screenshot(page, f"realhost-trash-view-{host.extra['version']}")
     entry.get_by_role("button", name="Restore").click()
     entry.wait_for(state="detached", timeout=60_000)
     assert _installed(host, SECOND_PACK_ID)
     page.locator(".om-tab[data-tab=nodes]").click()
     _wait_state(page, SECOND_PACK_ID, "enabled")
-    screenshot(page, "realhost-trash-restored")
+    screenshot(page, f"realhost-trash-restored-{host.extra['version']}")
+
+
+def test_plan_highlights_a_downgrade_and_what_the_blacklist_holds_back(host: realhost.RealComfyUI, page: Any) -> None:
+    _open(page, host, "plan downgrade pack")
+    pack_row(page, DOWN_PACK_ID).get_by_role("button", name="Install").click()
+    page.wait_for_selector(f"{PLAN_DIALOG}:not([data-state=planning])", timeout=90_000)
+    dialog = page.locator(PLAN_DIALOG)
+    down = dialog.locator("[data-testid=plan-python] li[data-change=downgraded]")
+    assert down.count() == 1, dialog.inner_text()
+    text = down.inner_text()
+    assert DOWN in text and "→ 0.0.1" in text, text
+    assert "om-plan-downgraded" in (down.get_attribute("class") or "")
+    assert down.locator(".om-badge").get_attribute("data-kind") == "failed"  # the red badge
+    held = dialog.locator("[data-testid=plan-held-back] li.om-plan-held")
+    assert held.count() == 1, dialog.inner_text()
+    assert BLACK in held.inner_text() and "blacklisted" in held.inner_text() and DEPS_PACK_ID not in held.inner_text()
+    assert DOWN_PACK_ID in held.inner_text()  # which pack asks for it
+    # highlighted: each row's colour differs from the plain text of the dialog
+    colours = page.evaluate(
+        """() => { const c = (sel) => getComputedStyle(document.querySelector(sel)).color;
+            return { plain: c('[data-testid=plan-dialog] .om-plan-title'),
+                     down: c('[data-testid=plan-python] li[data-change=downgraded]'),
+                     held: c('[data-testid=plan-held-back] li.om-plan-held') }; }"""
+    )
+    assert colours["down"] != colours["plain"] and colours["held"] != colours["plain"], colours
+    assert colours["down"] != colours["held"], colours  # a downgrade (red) is not a hold (amber)
+    screenshot(page, f"realhost-plan-downgrade-held-back-{host.extra['version']}")
+    page.locator("[data-testid=plan-cancel]").click()
+    dialog.wait_for(state="detached")
+    assert not _installed(host, DOWN_PACK_ID)  # cancelled: nothing ran
