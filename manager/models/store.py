@@ -87,11 +87,15 @@ class ModelStore:
 
     @classmethod
     def from_manager(cls, manager: Any) -> ModelStore:
-        """The store configured for ``manager`` (``model_store``; empty when the key is unknown)."""
+        """The store configured for ``manager`` (``model_store``; empty when the key is unknown), then
+        the model store bundles fill (``Layout.model_store_dir``) when it exists."""
         try:
-            values = manager.config[SETTING]
+            values = tuple(manager.config[SETTING])
         except KeyError:
             values = ()
+        bundled = manager.layout.model_store_dir
+        if bundled.is_dir():
+            values = (*values, str(bundled))
         return cls.parse(values, base_dir=manager.layout.comfyui_root)
 
     @property
