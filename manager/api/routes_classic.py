@@ -159,8 +159,7 @@ CLASSIC_ROUTES: tuple[Route, ...] = (
         cl.queue_route("install_model"),
         _D.INSTALL_MODEL,
         "classicQueue_install_model",
-        "Queue a model download (must be in the channel's model list); ?dry_run=true: only the plan",
-        params=(DRY_RUN,),
+        "Queue a model download (must be in the channel's model list)",
         body=_obj(
             name="string",
             type="string",
