@@ -1,10 +1,14 @@
-"""Benchmark registry and runner: ``python -m bench [--json] [--only NAME] [--strict]``.
+"""Benchmark registry and runner: ``python -m bench [--json] [--only NAME] [--strict] [--compare FILE]``.
 
 Every ``bench/bench_*.py`` module exposes ``BENCHMARKS: list[Benchmark]``. A benchmark's
 ``measure`` receives a ``BenchContext`` and returns its figure (a float in ``unit``, or a
-``Figure`` with a note). Timings are medians of several repetitions; a figure that names a
-``baseline`` is a ratio against that baseline measured in the same run. Exit status: 0 even when
-a target is missed (1 with ``--strict``); 1 when a benchmark crashed; 2 for a bad ``--only``.
+``Figure`` with a note and the figure of its baseline, measured in the same process, same run:
+the table prints figure, baseline and their ratio side by side). ``target_on="ratio"`` judges the
+ratio against the target, else the figure. Timings are medians of several repetitions.
+``--compare FILE`` sets this run beside a saved ``--json`` run (``bench/compare.py``) and flags
+slowdowns beyond the noise threshold. Exit status: 0 even when a target is missed or a slowdown
+is flagged (1 with ``--strict``); 1 when a benchmark crashed; 2 for a bad ``--only`` or an
+unreadable comparison file.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = 1
+SCHEMA = 2  # 2: baseline_figure, ratio, target_on and noise_floor beside each figure
+TARGET_ON = ("figure", "ratio")
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,
@@ -42,8 +47,12 @@ class BenchSkip(Exception):
 
 @dataclass(frozen=True)
 class Figure:
+    """A measured value in the benchmark's unit; ``baseline``: the baseline's value in the same
+    unit, measured in the same process and run (the ratio is ``value / baseline``)."""
+
     value: float
     note: str = ""
+    baseline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -55,12 +64,16 @@ class Benchmark:
     measure: Callable[[BenchContext], float | Figure]
     target: float | None = None
     compare: str = "<"
-    baseline: str = ""  # names what a ratio figure is measured against
+    baseline: str = ""  # names what the figure is measured against (its baseline run)
     description: str = ""
+    target_on: str = "figure"  # "ratio": the target judges figure / baseline
+    noise_floor: float | None = None  # --compare: changes smaller than this (in unit) are noise
 
     def __post_init__(self) -> None:
         if self.compare not in _COMPARE:
             raise ValueError(f"benchmark {self.name}: compare must be one of {sorted(_COMPARE)}")
+        if self.target_on not in TARGET_ON:
+            raise ValueError(f"benchmark {self.name}: target_on must be one of {TARGET_ON}")
 
     def passes(self, value: float) -> bool | None:
         return None if self.target is None else _COMPARE[self.compare](value, self.target)
@@ -119,6 +132,15 @@ class Result:
     note: str = ""
     baseline: str = ""
     description: str = ""
+    baseline_figure: float | None = None
+    ratio: float | None = None
+    target_on: str = "figure"
+    noise_floor: float | None = None
+
+    @property
+    def judged(self) -> float | None:
+        """The value the target (and a comparison) looks at: the ratio or the figure."""
+        return self.ratio if self.target_on == "ratio" else self.figure
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -162,13 +184,43 @@ def _once(fn: Callable[[], Any], number: int) -> float:
 def timed_ratio(
     fn: Callable[[], Any], baseline: Callable[[], Any], *, repeat: int = 5, number: int = 1
 ) -> tuple[float, float, float]:
-    """(median fn / median baseline, median fn, median baseline), runs interleaved in one go."""
+    """(median fn / median baseline, median fn, median baseline), runs interleaved in one go
+    (which side goes first alternates, so neither always runs on a cache the other warmed)."""
     a, b = [], []
-    for _ in range(max(1, repeat)):
-        b.append(_once(baseline, number))
-        a.append(_once(fn, number))
+    for i in range(max(1, repeat)):
+        if i % 2:
+            a.append(_once(fn, number))
+            b.append(_once(baseline, number))
+        else:
+            b.append(_once(baseline, number))
+            a.append(_once(fn, number))
     ta, tb = statistics.median(a), statistics.median(b)
     return (ta / tb if tb > 0 else float("inf")), ta, tb
+
+
+def timed_pairs(
+    fn: Callable[[], Any],
+    baseline: Callable[[], Any],
+    *,
+    repeat: int = 11,
+    before: Callable[[], Any] | None = None,
+) -> tuple[float, float]:
+    """(estimate of fn, median of baseline) in seconds from ``repeat`` interleaved pairs.
+
+    ``before`` runs untimed ahead of every timed call (emptying a venv, say). The estimate is the
+    baseline's median plus the median of the paired differences: a load spike from other
+    processes lands on both halves of a pair and cancels, where two separate medians would not.
+    The side that runs first alternates."""
+    a, b = [], []
+    for i in range(max(1, repeat)):
+        for side in ("fn", "base") if i % 2 else ("base", "fn"):
+            if before is not None:
+                before()
+            start = time.perf_counter()
+            fn() if side == "fn" else baseline()
+            (a if side == "fn" else b).append(time.perf_counter() - start)
+    base = statistics.median(b)
+    return base + statistics.median(x - y for x, y in zip(a, b, strict=True)), base
 
 
 # --- discovery and running ----------------------------------------------------------------
@@ -235,6 +287,8 @@ def run_one(bench: Benchmark, ctx: BenchContext) -> Result:
         compare=bench.compare,
         baseline=bench.baseline,
         description=bench.description,
+        target_on=bench.target_on,
+        noise_floor=bench.noise_floor,
     )
     try:
         # stdout belongs to the table or the JSON document: chatter from a benchmark goes to stderr
@@ -246,9 +300,14 @@ def run_one(bench: Benchmark, ctx: BenchContext) -> Result:
         tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return Result(figure=None, status="error", note=tb, **base)
     fig = got if isinstance(got, Figure) else Figure(float(got))
-    verdict = bench.passes(fig.value)
+    ratio = fig.value / fig.baseline if fig.baseline else None
+    if bench.target_on == "ratio" and ratio is None:
+        return Result(
+            figure=fig.value, status="error", note="a ratio target but no baseline figure was measured", **base
+        )
+    verdict = bench.passes(ratio if ratio is not None and bench.target_on == "ratio" else fig.value)
     status = "info" if verdict is None else "pass" if verdict else "fail"
-    return Result(figure=fig.value, status=status, note=fig.note, **base)
+    return Result(figure=fig.value, status=status, note=fig.note, baseline_figure=fig.baseline, ratio=ratio, **base)
 
 
 def _fmt(value: float | None) -> str:
@@ -260,23 +319,46 @@ def _fmt(value: float | None) -> str:
 
 
 def render_table(results: Sequence[Result]) -> str:
-    rows = [("benchmark", "figure", "unit", "target", "result", "note")]
+    """One row per benchmark: figure and its baseline (same unit, same run), their ratio, the
+    target (``x`` when it judges the ratio), the result and the note."""
+    rows = [("benchmark", "unit", "figure", "baseline", "ratio", "target", "result", "note")]
     for r in results:
-        target = f"{r.compare} {_fmt(r.target)}" if r.target is not None else "-"
-        rows.append((r.name, _fmt(r.figure), r.unit, target, r.status, r.note))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        target = "-"
+        if r.target is not None:
+            target = f"{r.compare} {_fmt(r.target)}{'x' if r.target_on == 'ratio' else ''}"
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
+        rows.append((r.name, r.unit, _fmt(r.figure), _fmt(r.baseline_figure), ratio, target, r.status, r.note))
+    return _grid(rows, numeric=(2, 3, 4))
+
+
+def _grid(rows: Sequence[Sequence[str]], *, numeric: Sequence[int] = ()) -> str:
+    """Columns padded to their widest cell (numbers right-aligned); the last column runs free."""
+    n = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(n)]
     lines = []
-    for n, row in enumerate(rows):
-        cells = [row[i].ljust(widths[i]) if i != 1 else row[i].rjust(widths[i]) for i in range(5)]
-        lines.append("  ".join(cells + [row[5]]).rstrip())
-        if n == 0:
+    for k, row in enumerate(rows):
+        cells = [row[i].rjust(widths[i]) if i in numeric else row[i].ljust(widths[i]) for i in range(n)]
+        lines.append("  ".join([*cells, row[n]]).rstrip())
+        if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
+def document(results: Sequence[Result], db: Path | None) -> dict[str, Any]:
+    """The ``--json`` document (what ``--compare`` reads back)."""
+    return {
+        "schema": SCHEMA,
+        "python": platform.python_version(),
+        "channel_db": str(db) if db else None,
+        "results": [r.to_dict() for r in results],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import compare as cmp
+
     parser = argparse.ArgumentParser(prog="python -m bench", description="Run the benchmarks.")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON (save it for --compare)")
     parser.add_argument(
         "--only",
         action="append",
@@ -284,10 +366,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NAME",
         help="run only this benchmark (exact name, glob or dotted prefix); repeatable",
     )
-    parser.add_argument("--strict", action="store_true", help="exit 1 when any target is missed")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when any target is missed or slowdown flagged")
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per timing (median kept)")
     parser.add_argument("--list", action="store_true", help="list the benchmark names and exit")
+    parser.add_argument(
+        "--compare", metavar="FILE", help="set the results beside an earlier run saved with --json; flag slowdowns"
+    )
+    parser.add_argument(
+        "--current",
+        metavar="FILE",
+        help="with --compare: compare this saved --json run instead of running the benchmarks",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=cmp.DEFAULT_THRESHOLD,
+        help="with --compare: relative change counted as a slowdown (default 0.15), beyond each "
+        "benchmark's absolute noise floor",
+    )
     args = parser.parse_args(argv)
+
+    earlier: dict[str, dict[str, Any]] = {}
+    if args.compare:
+        try:
+            earlier = cmp.load_saved(args.compare)
+        except cmp.SavedRunError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+    if args.current:
+        if not args.compare:
+            print("bench: --current needs --compare (the earlier run)", file=sys.stderr)
+            return 2
+        try:
+            now = list(cmp.load_saved(args.current).values())
+        except cmp.SavedRunError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+        changes = cmp.compare(earlier, now, threshold=args.threshold)
+        print(
+            json.dumps({"comparison": [c.to_dict() for c in changes]}, indent=2) if args.json else cmp.render(changes)
+        )
+        return 1 if args.strict and any(c.verdict == "slower" for c in changes) else 0
 
     benchmarks = discover()
     if args.list:
@@ -301,22 +420,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = find_channel_db()
     ctx = BenchContext(repo_root=REPO_ROOT, channel_db=db, repeat=max(1, args.repeat))
     results = [run_one(b, ctx) for b in chosen]
+    changes = cmp.compare(earlier, [r.to_dict() for r in results], threshold=args.threshold) if args.compare else []
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "schema": SCHEMA,
-                    "python": platform.python_version(),
-                    "channel_db": str(db) if db else None,
-                    "results": [r.to_dict() for r in results],
-                },
-                indent=2,
-            )
-        )
+        doc = document(results, db)
+        if args.compare:
+            doc["comparison"] = [c.to_dict() for c in changes]
+        print(json.dumps(doc, indent=2))
     else:
         print(render_table(results))
+        if args.compare:
+            print(f"\ncompared with {args.compare}:")
+            print(cmp.render(changes))
     if any(r.status == "error" for r in results):
         return 1
-    if args.strict and any(r.status == "fail" for r in results):
+    if args.strict and (any(r.status == "fail" for r in results) or any(c.verdict == "slower" for c in changes)):
         return 1
     return 0
