@@ -107,14 +107,18 @@ class PackIndex:
         id: str
 
     def __init__(self, ids: Sequence[str], url_index: Mapping[str, str]) -> None:
-        self._ids = set(ids)
-        self._lower: dict[str, str] = {}
-        for pack_id in ids:
-            self._lower.setdefault(pack_id.lower(), pack_id)
+        self._ids = ids
+        self._exact: set[str] | None = None
+        self._lower: dict[str, str] | None = None
         self._urls = url_index
 
     def get(self, pack_id: str) -> PackIndex.Hit | None:
-        if pack_id in self._ids:
+        if self._exact is None or self._lower is None:  # built on the first lookup (installed packs only)
+            self._exact = set(self._ids)
+            self._lower = {}
+            for known in self._ids:
+                self._lower.setdefault(known.lower(), known)
+        if pack_id in self._exact:
             return self.Hit(pack_id)
         found = self._lower.get(pack_id.strip().lower())
         return self.Hit(found) if found else None
@@ -141,6 +145,8 @@ def _hash_file(path: Path) -> str:
 def channel_state(manager: Manager, known: Sequence[FileInput] = ()) -> ChannelState | None:
     """The active channel's files as the ladder would serve them, or None when it would do more
     than read the cache (a network request, a missing or unreadable file, a refused channel).
+    Where the state is known, refresh "auto" and "never" serve the same copies: offline, or a
+    copy younger than the TTL (the notice of a stale copy then says "offline mode" either way).
 
     Reads sidecars and stats only; a local file's digest is taken from ``known`` when its stat is
     unchanged, else the file is hashed. Blocking: call it off the event loop."""

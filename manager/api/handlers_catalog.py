@@ -50,7 +50,7 @@ async def optional_view(api: HttpDoor) -> CatalogView | None:
 
 async def list_packs(api: HttpDoor, request: web.Request) -> web.Response:
     mode = query(request, "mode", default="cache", choices=MODES) or "cache"
-    if mode == "cache" and api.loaded_view is None:  # the first request after a start
+    if mode in ("cache", "local") and api.loaded_view is None:  # the first request after a start
         first = await api.listing.first_packs("v1")
         if first is not None:
             return body_response(request, first)

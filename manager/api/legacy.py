@@ -46,7 +46,7 @@ def _text(value: str, *, status: int = 200, content_type: str = "text/plain") ->
 async def getlist(api: HttpDoor, request: web.Request) -> web.Response:
     """``{"channel", "node_packs": {id: pack}}``; ``skip_update`` is accepted and no git ever runs."""
     mode = _mode(request)
-    if mode == "cache" and api.loaded_view is None:  # the first request after a start
+    if mode in ("cache", "local") and api.loaded_view is None:  # the first request after a start
         first = await api.listing.first_packs("classic")
         if first is not None:
             return body_response(request, first)

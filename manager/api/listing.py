@@ -39,6 +39,7 @@ TRUST_ACCOUNT_DAYS = 600  # classic: an author account older than this is "trust
 
 
 GZIP_MIN_BYTES = 64 * 1024  # smaller bodies are not worth a second encoding
+MAX_KEPT_BYTES = 160 * 1024 * 1024  # encoded bodies kept in memory, all routes together
 
 
 @dataclass(frozen=True)
@@ -367,10 +368,14 @@ class ListingCache:
         return self._store
 
     def _remember(self, key: tuple[Any, ...], body: Body) -> Body:
+        """Keep ``body``; the oldest go beyond ``keep * 4`` bodies or ``MAX_KEPT_BYTES`` (a body
+        of a 59k-pack catalog is ~50 MB: superseded ones must not pile up), the newest stays."""
         self._bodies[key] = body
         self._bodies.move_to_end(key)
-        while len(self._bodies) > self._keep * 4:
-            self._bodies.popitem(last=False)
+        size = sum(len(b.data) + len(b.gzipped or b"") for b in self._bodies.values())
+        while len(self._bodies) > 1 and (len(self._bodies) > self._keep * 4 or size > MAX_KEPT_BYTES):
+            _key, old = self._bodies.popitem(last=False)
+            size -= len(old.data) + len(old.gzipped or b"")
         return body
 
     async def _cached(self, key: tuple[Any, ...], build: Callable[[], tuple[bytes, int]]) -> Body:
@@ -460,7 +465,9 @@ class ListingCache:
         if loaded is None:
             return None
         item, state = loaded
-        return _Fragments.from_persisted(item), state, item.index()
+        # one index per catalog version, whichever kind loaded it first (59k packs: ~20 MB each)
+        shared = next((i for f, _s, i in list(self._light.values()) if f.version == item.catalog_version), None)
+        return _Fragments.from_persisted(item), state, shared or item.index()
 
     def forget(self) -> None:
         """Drop what came from persisted files (the channel changed or was refreshed)."""
