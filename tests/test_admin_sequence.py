@@ -2,16 +2,17 @@
 
 The online box is a ComfyUI tree in public mode whose whole "internet" is loopback: its channel
 files and a registry stand-in on a loopback aiohttp server, a PEP 503 index of wheels built here
-(``pip_index_url``), packs in real git repositories named by ``file://`` URL, and ComfyUI's
-python a venv made here. The offline box is a second tree (``network_mode = offline``, an empty
-venv of its own); each of its lines runs inside a network namespace with only loopback
-(``unshare -n``) under ``strace -f -e trace=connect``, and no connect() to an AF_INET/AF_INET6
-address may happen at all. The online lines and the cron job run under the same strace and may
-connect to loopback only. Every line must exit 0; the effects are checked on disk: the packs at
-the snapshot's commits (upstream has moved on), the python packages pinned back to the snapshot's
-versions from the carried wheelhouse (an indirect one included, while the index has newer ones),
-the pack installed offline, cleanup-cache's report, doctor with no failing check; then the cron job
-is silent on success and mails "exit 3" with the summary line when a channel file goes missing.
+(``pip_index_url``), packs in real git repositories served over smart HTTP (``git http-backend``),
+and ComfyUI's python a venv made here; it makes one bundle file. The offline box is a second tree
+(``network_mode = offline``, an empty venv of its own); each of its lines runs inside a network
+namespace with only loopback (``unshare -n``) under ``strace -f -e trace=connect``, and no
+connect() to an AF_INET/AF_INET6 address may happen at all. The online lines and the cron job run
+under the same strace and may connect to loopback only. Every line must exit 0; the effects are
+checked on disk: the packs at the snapshot's commits (upstream has moved on), the python packages
+pinned back to the snapshot's versions from the bundle's wheels (an indirect one included, while
+the index has newer ones), the pack carried along installed offline from the bundle's channel and
+git mirror, cleanup-cache's report, doctor with no failing check; then the cron job is silent on
+success and mails "exit 3" with the summary line when a channel file goes missing.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import re
 import shlex
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from support import tools
 from support.fake_registry import FakeRegistry
-from support.gitrepos import git, make_repo
+from support.gitrepos import git, make_repo, serve_smart_http
 from support.ops_fixtures import catalog_entry
 from support.wheels import Pkg, build_wheels, installed_names, make_venv, serve_simple_index
 
@@ -209,7 +211,8 @@ def test_readme_air_gapped_walkthrough_and_cron_run_line_by_line(
         info = make_repo(sources / pack_id, name=pack_id)
         info.commit("requirements", {"requirements.txt": req})
         repos[pack_id] = info
-    channel = serve_channel(http_server, channel_packs({k: v.url for k, v in repos.items()}))
+    urls = {pack_id: serve_smart_http(http_server, sources, pack_id) for pack_id in repos}
+    channel = serve_channel(http_server, channel_packs(urls))
     FakeRegistry(prefix="/api").install(http_server)
     dist = tmp_path / "dist"
     wheels = build_wheels(
@@ -228,9 +231,10 @@ def test_readme_air_gapped_walkthrough_and_cron_run_line_by_line(
         python=online_py,
         index=index,
     )
+    offline_root = tmp_path / "offline" / "ComfyUI"
     offline = make_tree(
-        tmp_path / "offline" / "ComfyUI",
-        channel=channel,
+        offline_root,
+        channel=(offline_root / "user" / "__manager" / "local-channel").as_uri(),  # what the import writes
         registry=http_server.url("/api"),
         mode="offline",
         python=offline_py,
@@ -274,15 +278,16 @@ def test_readme_air_gapped_walkthrough_and_cron_run_line_by_line(
             online_outside[line] = outside_loopback(inet_connects(trace))
     assert not online_outside, "the online box connected outside loopback:\n" + json.dumps(online_outside, indent=1)
 
-    requirements = (work / "requirements-offline.txt").read_text()
-    for pin in ("alpha-lib==1.0", "beta-lib==1.0", "delta-lib==1.0"):  # what is installed, not the newest
-        assert re.search(rf"^{re.escape(pin)}\b", requirements, re.M), requirements
-    assert sorted(p.name for p in (work / "wheelhouse").glob("*.whl")) == [
-        "alpha_lib-1.0-py3-none-any.whl",
-        "beta_lib-1.0-py3-none-any.whl",
-        "delta_lib-1.0-py3-none-any.whl",
+    with tarfile.open(work / "site.bundle.tar") as tar:
+        names = tar.getnames()
+        snapshot = json.loads(tar.extractfile("snapshot.json").read())  # type: ignore[union-attr]
+    assert names[0] == "manifest.json", names
+    assert sorted(n for n in names if n.startswith("wheels/")) == [
+        "wheels/alpha_lib-1.0-py3-none-any.whl",
+        "wheels/beta_lib-1.0-py3-none-any.whl",
+        "wheels/delta_lib-1.0-py3-none-any.whl",
     ]
-    snapshot = json.loads((work / "snapshot.json").read_text())
+    assert len([n for n in names if n.startswith("git/")]) == 3, names  # pack-c carried along
     pinned = {p["name"]: p["version"] for p in snapshot["python"]["packages"]}
     assert pinned == {"alpha-lib": "1.0", "beta-lib": "1.0", "delta-lib": "1.0"}, pinned
     assert {p["name"]: p["commit"] for p in snapshot["packs"]} == online_commits
@@ -311,13 +316,13 @@ def test_readme_air_gapped_walkthrough_and_cron_run_line_by_line(
     for pack_id, commit in online_commits.items():
         assert pack_head(nodes / pack_id) == commit, pack_id
         assert (nodes / pack_id / "nodes.py").read_text() != "VERSION = 99\n"
-    assert pack_head(nodes / "pack-c") == repos["pack-c"].commits[-1]  # installed now: the newest
+    assert pack_head(nodes / "pack-c") == repos["pack-c"].commits[-1]  # carried along at its newest
     assert installed_names(offline_py) == {"alpha-lib": "1.0", "beta-lib": "1.0", "delta-lib": "1.0"}
     show = next(text for line, text in outputs.items() if "show snapshot-list" in line)
-    restore = next(text for line, text in outputs.items() if "restore-snapshot" in line)
+    restore = next(text for line, text in outputs.items() if "bundle import" in line)
     stored = [p.stem for p in (offline / "user" / "__manager" / "snapshots").glob("*.json")]
-    assert "snapshot" in stored and all(name in show for name in stored), (stored, show)
-    assert "alpha-lib==1.0" in restore and "restore-snapshot: ok (exit 0)" in restore, restore
+    assert any(n.startswith("bundle-") for n in stored) and all(name in show for name in stored), (stored, show)
+    assert "restored" in restore and "cm-cli.py bundle: ok (exit 0)" in restore, restore
     cleanup = next(text for line, text in outputs.items() if "cleanup-cache" in line)
     assert re.search(r"^cleanup-cache freed \d+", cleanup, re.M), cleanup
     doctor = next(text for line, text in outputs.items() if line.rstrip().endswith("doctor"))

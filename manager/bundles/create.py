@@ -80,29 +80,32 @@ class CreateResult:
         }
 
 
-def _snapshot_for(manager: Manager, selection: Selection) -> Snapshot:
+def _snapshot_for(manager: Manager, selection: Selection) -> tuple[Snapshot, tuple[PackState, ...]]:
+    """The snapshot the bundle realises, and packs carried along that it does not install."""
     from ..snapshots.capture import capture
     from ..snapshots.store import read_snapshot_file
 
-    chosen = [bool(selection.installed), bool(selection.pack_ids), bool(selection.snapshot)]
-    if sum(chosen) != 1:
+    if not (selection.installed or selection.pack_ids or selection.snapshot) or (
+        selection.snapshot and (selection.installed or selection.pack_ids)
+    ):
         raise RequestInvalid(
-            "name exactly one selection: --installed, pack ids, or --snapshot FILE",
+            "name the selection: --installed (optionally with more pack ids), pack ids, or --snapshot FILE alone",
             hint="cm-cli.py bundle create --installed --output site.bundle.tar",
             details={"selection": selection.to_dict()},
         )
-    if selection.installed:
-        return capture(manager, reason="bundle", include_models=True)
+    if selection.installed:  # the tree as it is, plus the packs named to carry along (not installed here)
+        snap = capture(manager, reason="bundle", include_models=True)
+        have = {p.id for p in snap.packs} | {p.name for p in snap.packs}
+        return snap, tuple(_pack_for(manager, i) for i in selection.pack_ids if i not in have)
     if selection.snapshot:
         path = Path(selection.snapshot)
         if path.is_file():
-            return read_snapshot_file(path)
+            return read_snapshot_file(path), ()
         from ..snapshots import store_of
 
-        return store_of(manager).load(selection.snapshot)
-    return Snapshot(
-        created_at=utc_now(), packs=tuple(_pack_for(manager, i) for i in selection.pack_ids), reason="bundle"
-    )
+        return store_of(manager).load(selection.snapshot), ()
+    packs = tuple(_pack_for(manager, i) for i in selection.pack_ids)
+    return Snapshot(created_at=utc_now(), packs=packs, reason="bundle"), ()
 
 
 def _pack_for(manager: Manager, pack_id: str) -> PackState:
@@ -163,13 +166,14 @@ def create_bundle(
     if since is not None:
         base_manifest, base_sha = read_manifest_file(_manifest_path(Path(since)))
         base = BaseRef(base_sha, base_manifest.created_at)
-    snapshot = _snapshot_for(manager, selection)
+    snapshot, extras = _snapshot_for(manager, selection)
     work = dest.parent / f".bundle-work-{secrets.token_hex(4)}"
     work.mkdir(parents=True)
     try:
         members, identities, packs, notes = _collect(
             manager,
             snapshot,
+            extras,
             selection,
             work,
             say,
@@ -264,6 +268,7 @@ def _wheel_name(member: str) -> str:
 def _collect(
     manager: Manager,
     snapshot: Snapshot,
+    extras: tuple[PackState, ...],
     selection: Selection,
     work: Path,
     say: Callable[[str], None],
@@ -277,7 +282,9 @@ def _collect(
     packs: list[dict[str, str]] = []
     notes: list[str] = []
     realised: list[PackState] = []
-    for pack in snapshot.packs:
+    sources: list[PackState] = []
+    for pack in snapshot.packs + extras:
+        original = pack
         if pack.kind == "git" and pack.url:
             member, path, identity, commit = collect.git_bundle(manager, pack, work, say)
             members.append((member, path))
@@ -298,6 +305,7 @@ def _collect(
             notes.append(f"{pack.name}: a {pack.kind} pack has no source to bundle; left out")
             continue
         realised.append(pack)
+        sources.append(original)
     if selection.installed:
         lines = collect.installed_requirements(manager)
     else:
@@ -310,7 +318,9 @@ def _collect(
     # the snapshot pins what the bundle carries wheels for: --apply never asks for a package it lacks
     carried = {_wheel_name(m) for m, _ in wheel_members}
     python = tuple(p for p in snapshot.python if p.kind == "index" and canonicalize_name(p.name) in carried)
-    snap = replace(snapshot, packs=tuple(realised), python=python, reason="bundle")
+    carried_only = {id(p) for p in extras}
+    in_snapshot = tuple(p for p, src in zip(realised, sources, strict=True) if id(src) not in carried_only)
+    snap = replace(snapshot, packs=in_snapshot, python=python, reason="bundle")
     from ..snapshots.store import dump
 
     snap_path = work / SNAPSHOT_NAME

@@ -34,6 +34,14 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("action", choices=ACTIONS, help="create | verify FILE | import FILE")
     s.add_argument("targets", nargs="*", metavar="ARG", help="create: pack ids; verify/import: the bundle file")
     s.add_argument("--installed", action="store_true", help="create: every installed pack (and its wheels)")
+    s.add_argument(
+        "--pack",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="create: a catalog or registry pack id to bundle (repeatable); with --installed, carried along "
+        "(in the bundle's channel and git mirror) without being in its snapshot",
+    )
     s.add_argument("--snapshot", help="create: the packs and packages of this snapshot file or stored snapshot")
     s.add_argument("--output", "-o", help="create: the bundle file to write")
     s.add_argument("--python-version", help="create: the target python for the wheels (e.g. 3.11), as pip takes it")
@@ -76,7 +84,8 @@ def _create(m: Manager, args: argparse.Namespace) -> Any:
         raise RequestInvalid(
             "bundle create needs --output FILE", hint="cm-cli.py bundle create --installed -o site.bundle.tar"
         )
-    selection = Selection(installed=args.installed, pack_ids=tuple(args.targets), snapshot=args.snapshot or "")
+    ids = tuple(dict.fromkeys([*args.targets, *args.pack]))
+    selection = Selection(installed=args.installed, pack_ids=ids, snapshot=args.snapshot or "")
     result = create_bundle(
         m,
         selection,
