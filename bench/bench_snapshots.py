@@ -5,6 +5,9 @@ The tree is built once per run (untimed) by ``tests/support/gitrepos.py``: 80 re
 whole ``snapshot save``: inventory scan, python packages of the ComfyUI python (one probe
 subprocess), requirements graph, models, atomic write. ``noop_restore_200`` times a restore of
 the snapshot just taken (capture again, diff, empty plan) and checks that it changed no file.
+
+Baselines, same run: for the save, the inventory scan plus writing the same document as JSON
+(what any snapshot must do); for the no-op restore, one capture (what a restore does first).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def save_200(ctx: BenchContext) -> Figure:
     once()  # warm the OS cache and the imports
     seconds = median_time(once, repeat=ctx.repeat)
     snap, saved = box[-1]
+    floor = median_time(lambda: _scan_and_write(manager, snap), repeat=ctx.repeat)
     kinds: dict[str, int] = {}
     for p in snap.packs:
         kinds[p.kind] = kinds.get(p.kind, 0) + 1
@@ -56,7 +60,18 @@ def save_200(ctx: BenchContext) -> Figure:
         f"{len(snap.python)} python packages, {saved.size // 1024} KiB"
     )
     print(f"snapshot save of {len(snap.packs)} packs: {seconds * 1000:.0f} ms ({note})")
-    return Figure(seconds * 1000, note)
+    return Figure(seconds * 1000, note, baseline=floor * 1000)
+
+
+def _scan_and_write(manager: Any, snap: Any) -> None:
+    import json
+
+    from manager.fsops import atomic_write_bytes
+    from manager.inventory import scan
+
+    scan(manager.layout)
+    doc = json.dumps(snap.to_dict(), indent=2).encode()
+    atomic_write_bytes(manager.layout.manager_dir / "bench-floor.json", doc)
 
 
 def noop_restore_200(ctx: BenchContext) -> Figure:
@@ -77,11 +92,16 @@ def noop_restore_200(ctx: BenchContext) -> Figure:
     seconds = median_time(
         lambda: results.append(restore(manager, snap, RestoreOptions(), policy=allow)), repeat=ctx.repeat
     )
+    first_step = median_time(lambda: capture(manager), repeat=ctx.repeat)
     changed = listing(root) != before
     if changed or any(r.done for r in results):
         raise RuntimeError("a no-op restore changed the tree")
     print(f"no-op restore of {len(snap.packs)} packs: {seconds * 1000:.0f} ms, files changed: none")
-    return Figure(seconds * 1000, f"{len(snap.packs)} packs, {len(snap.python)} python packages; no file changed")
+    return Figure(
+        seconds * 1000,
+        f"{len(snap.packs)} packs, {len(snap.python)} python packages; no file changed",
+        baseline=first_step * 1000,
+    )
 
 
 BENCHMARKS = [
@@ -90,6 +110,7 @@ BENCHMARKS = [
         "ms",
         save_200,
         target=1000.0,
+        baseline="inventory scan + the same document written as JSON (atomic)",
         description="capture + atomic save of a tree with 200 packs (git, registry, files, disabled)",
     ),
     Benchmark(
@@ -97,6 +118,7 @@ BENCHMARKS = [
         "ms",
         noop_restore_200,
         target=2000.0,
+        baseline="one capture of the same tree (a restore's first step)",
         description="restore of a snapshot equal to the tree: capture, diff, empty plan; no file changes",
     ),
 ]
