@@ -10,15 +10,17 @@ import { ModelsView } from "./views/models.js";
 import { SnapshotsView } from "./views/snapshots.js";
 import { SettingsView } from "./views/settings.js";
 import { TrashView } from "./views/trash.js";
+import { BundlesView } from "./views/bundles.js";
 import { MissingView } from "./views/missing.js";
 import { StatusBar } from "./views/statusbar.js";
 
 export const TABS = [["nodes", "Node packs"], ["models", "Models"], ["snapshots", "Snapshots"], ["trash", "Trash"],
-  ["missing", "Missing nodes"], ["settings", "Settings"]];
+  ["bundles", "Bundles"], ["missing", "Missing nodes"], ["settings", "Settings"]];
 
 const VERBS = { install: "Install", uninstall: "Uninstall", enable: "Enable", disable: "Disable", update: "Update",
   fix: "Fix", switch_version: "Switch version", install_model: "Install model", reinstall: "Reinstall",
-  restore_trash: "Restore", empty_trash: "Empty trash", undo: "Undo", update_all: "Update all" };
+  restore_trash: "Restore", empty_trash: "Empty trash", undo: "Undo", update_all: "Update all",
+  bundle_import: "Import bundle" };
 
 let cssReady = null;
 /**
@@ -65,7 +67,7 @@ export class Panel {
       restart: () => this.restart(),
     };
     this.views = { nodes: new NodesView(ctx), models: new ModelsView(ctx), snapshots: new SnapshotsView(ctx),
-      trash: new TrashView(ctx), missing: new MissingView(ctx), settings: new SettingsView(ctx) };
+      trash: new TrashView(ctx), bundles: new BundlesView(ctx), missing: new MissingView(ctx), settings: new SettingsView(ctx) };
     this.statusBar = new StatusBar(ctx);
     this.tabButtons = TABS.map(([id, label]) => el("button", { class: "om-tab", role: "tab", dataset: { tab: id },
       "aria-selected": "false", onclick: () => this.select(id) }, label));

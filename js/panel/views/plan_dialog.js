@@ -13,7 +13,8 @@ import { errorBox, toError } from "../errors.js";
 export const DEPS_KINDS = new Set(["install", "reinstall", "update", "update_all", "switch_version"]);
 
 const VERBS = { install: "Install", uninstall: "Uninstall", enable: "Enable", disable: "Disable", update: "Update",
-  update_all: "Update all", fix: "Fix", switch_version: "Switch version", reinstall: "Reinstall" };
+  update_all: "Update all", fix: "Fix", switch_version: "Switch version", reinstall: "Reinstall",
+  bundle_import: "Import bundle" };
 const PACK_WORDS = { added: "added", changed: "changed", removed: "removed", enabled: "enabled", disabled: "disabled" };
 const PY_WORDS = { added: "added", upgraded: "upgraded", downgraded: "downgraded", removed: "removed" };
 
