@@ -182,3 +182,41 @@ def test_signatures_known_unknown_and_required(made, tmp_path: Path) -> None:
         "bundle_signature_invalid",
         "manifest.json.sig",
     )
+
+
+def test_a_member_name_outside_its_kind_is_refused(made, tmp_path: Path) -> None:
+    """A manifest may only list names its importer can place (no nested wheels, no odd git paths)."""
+    _creator, bundle = made
+
+    def rename(name: str, data: bytes) -> bytes:
+        if name == "manifest.json":
+            return data.replace(ZIP_MEMBER.encode(), b"cnr/reg-pack/x/1.0.0.zip")
+        return data
+
+    bad = tmp_path / "renamed.tar"
+    with tarfile.open(bad, "w") as tar:
+        import io
+
+        for name, data in members(bundle):
+            new = rename(name, data)
+            info = tarfile.TarInfo("cnr/reg-pack/x/1.0.0.zip" if name == ZIP_MEMBER else name)
+            info.size = len(new)
+            tar.addfile(info, io.BytesIO(new))
+    _refused(_importer(tmp_path), bad, "bundle_manifest_incomplete", "cnr/reg-pack/x/1.0.0.zip")
+
+
+def test_import_dry_run_lists_what_it_would_add_and_changes_nothing(made, tmp_path: Path) -> None:
+    _creator, bundle = made
+    manager = _importer(tmp_path)
+    before = _stores(manager)
+    out = subprocess.run(
+        [sys.executable, str(CM), "--comfyui", str(manager.layout.comfyui_root), "bundle", "import", str(bundle)]
+        + ["--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "add      git-mirror/example.invalid/test/pack-a.git" in out.stdout, out.stdout
+    assert "bundle import --dry-run: 7 to add, 0 to replace" in out.stdout, out.stdout
+    assert _stores(manager) == before

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..layout import is_reserved_device_name
 from .errors import BundleError, BundleManifestIncomplete
 
 FORMAT = "offline-manager-bundle"
@@ -21,6 +22,16 @@ SIGN_NAMESPACE = "offline-manager-bundle"
 # member kinds by their top folder in the archive
 KINDS = {"channel": "channel", "git": "git", "cnr": "cnr", "wheels": "wheel", "models": "model"}
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_PART = r"[A-Za-z0-9_][A-Za-z0-9._~+-]*"
+# the member names each kind may have (anything else is refused before a byte is written)
+_MEMBER_RE = {
+    "channel": re.compile(rf"^channel/{_PART}\.json$"),
+    "git": re.compile(rf"^git/[a-z0-9][a-z0-9.-]*(:[0-9]+)?(/{_PART})+\.bundle$"),
+    "cnr": re.compile(rf"^cnr/{_PART}/{_PART}\.zip$"),
+    "wheel": re.compile(rf"^wheels/{_PART}\.(whl|tar\.gz|zip)$"),
+    "model": re.compile(rf"^models/{_PART}(/{_PART})+$"),
+    "snapshot": re.compile(r"^snapshot\.json$"),
+}
 _CHUNK = 1 << 20
 
 
@@ -136,6 +147,8 @@ def _entry(i: int, raw: Any) -> FileEntry:
     kind = kind_of(path)
     if not kind or raw.get("kind") != kind:
         raise _bad(f"{path}: unknown member kind", field=f"{where}kind", file=path)
+    if not _MEMBER_RE[kind].match(path) or any(is_reserved_device_name(p) for p in path.split("/")):
+        raise _bad(f"{path}: not a valid name for a {kind} member", field=f"{where}path", file=path)
     identity = raw.get("identity", "")
     if not isinstance(identity, str):
         raise _bad(f"{where}identity must be a string", field=f"{where}identity", file=path)

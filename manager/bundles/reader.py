@@ -142,8 +142,8 @@ def _one(
         scan.manifest_bytes = data
         try:
             scan.manifest = parse_manifest(data)
-        except BundleError as exc:
-            scan.add(exc.code, MANIFEST_NAME, exc.message)
+        except BundleError as exc:  # named by the file the bad line lists, when it lists one
+            scan.add(exc.code, str(exc.details.get("file") or MANIFEST_NAME), exc.message)
         return
     if name == SIGNATURE_NAME and index == 1:
         scan.signature = _bytes(tar, info)
