@@ -37,8 +37,7 @@ export class Backend {
    */
   prefetch() {
     if (!this._prefetch) {
-      this._prefetch = this.client.listPacksTagged({ mode: "local" })
-        .then((r) => ({ ...this._shapePacks(r.data), etag: r.etag })).catch(() => null);
+      this._prefetch = this.client.listPacks({ mode: "local" }).then((d) => this._shapePacks(d)).catch(() => null);
     }
     return this._prefetch;
   }
@@ -48,20 +47,14 @@ export class Backend {
    * With `prefetched`, a list fetched by `prefetch()` is used once (marked `prefetched: true`
    * so the caller revalidates it).
    */
-  async packs({ refresh = false, prefetched = false, etag = "" } = {}) {
+  async packs({ refresh = false, prefetched = false } = {}) {
     if (prefetched && this._prefetch && !refresh) {
       const early = await this._prefetch;
       this._prefetch = null;
       if (early) return { ...early, prefetched: true };
     }
     this._prefetch = null;
-    const mode = refresh ? "remote" : this.dbMode;
-    if (etag && !refresh) {
-      // Revalidating a list already shown: a 304 moves no list over the wire and re-parses nothing.
-      const r = await this.client.listPacksTagged({ mode, etag });
-      return r.notModified ? { notModified: true, etag } : { ...this._shapePacks(r.data), etag: r.etag };
-    }
-    return this._shapePacks(await this.client.listPacks({ mode }));
+    return this._shapePacks(await this.client.listPacks({ mode: refresh ? "remote" : this.dbMode }));
   }
 
   _shapePacks(d) {
