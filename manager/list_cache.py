@@ -283,19 +283,15 @@ def _decode(kind: str, raw: bytes) -> PersistedList:
         raise ValueError(f"format {header['format']!r} of kind {header['kind']!r}")
     inputs = tuple(FileInput(**f) for f in header["inputs"])
     channel = Channel(str(header["channel"]["name"]), str(header["channel"]["url"]))
-    payload = memoryview(raw)[start + size :]
-    if len(payload) != header["payload_len"] or zlib.crc32(payload) != header["crc32"]:
+    base = start + size
+    payload_len = len(raw) - base
+    if payload_len != header["payload_len"] or zlib.crc32(memoryview(raw)[base:]) != header["crc32"]:
         raise ValueError("payload does not match its checksum")
     ids, ends = header["ids"], header["ends"]
-    if len(ids) != len(ends):
-        raise ValueError("ids and fragments differ in number")
-    fragments, pos = [], 0
-    for end in ends:
-        if not pos <= end <= len(payload):
-            raise ValueError("fragment offsets out of order")
-        fragments.append(bytes(payload[pos:end]))
-        pos = end
-    blobs = {name: bytes(payload[a:b]) for name, (a, b) in header["blobs"].items()}
+    if len(ids) != len(ends) or ends != sorted(ends) or (ends and not 0 <= ends[0] <= ends[-1] <= payload_len):
+        raise ValueError("fragment offsets out of order")
+    fragments = [raw[base + a : base + b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    blobs = {name: raw[base + a : base + b] for name, (a, b) in header["blobs"].items()}
     return PersistedList(
         kind,
         str(header["catalog_version"]),

@@ -406,16 +406,17 @@ class HttpDoor:
         self._view = None
         self.listing.forget()
 
-    async def prewarm(self, delay: float = 0.0) -> None:
+    async def prewarm(self, delay: float = 0.5) -> None:
         """Ready the pack lists once the server runs, so the panel's first open finds them in
-        memory: the Manager is built (the core imported) in a worker, then the lists come from
-        the persisted files, else (a first start, changed channel data) from loading the
-        catalog, which writes them for the next start. Never raises."""
+        memory: the Manager is built (the core imported) in a worker at once; ``delay`` later
+        (a request that came first loads its own list alone) the lists come from the persisted
+        files, else (a first start, changed channel data) from loading the catalog, which
+        writes them for the next start. Never raises."""
         from ..errors import ManagerError
 
-        await asyncio.sleep(delay)
         try:
             await asyncio.to_thread(lambda: self.manager)
+            await asyncio.sleep(delay)
             for kind in ("v1", "classic"):
                 if self._view is None and await self.listing.first_packs(kind) is not None:
                     continue
