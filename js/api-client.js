@@ -38,7 +38,7 @@ export class OfflineManagerClient {
   removeEventListener(type, listener, options) { return this.api.removeEventListener(type, listener, options); }
   get clientId() { return this.api.clientId || this.api.initialClientId || undefined; }
 
-  async _call(method, path, { query, body } = {}) {
+  async _call(method, path, { query, body, etag, tagged = false } = {}) {
     let url = PREFIX + path;
     if (query) {
       const params = new URLSearchParams();
@@ -49,23 +49,28 @@ export class OfflineManagerClient {
       if (text) url += `?${text}`;
     }
     const init = { method, headers: {} };
+    if (etag) init.headers["If-None-Match"] = etag;
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
     const res = await this.api.fetchApi(url, init);
+    if (tagged && res.status === 304) return { notModified: true, etag };
     const text = await res.text();
     let payload = null;
     try { payload = text ? JSON.parse(text) : null; } catch (_) { payload = null; }
     if (payload && payload.ok === false) throw new ManagerApiError(payload.error, res.status);
     if (!res.ok) throw new ManagerApiError({ message: text.slice(0, 300) }, res.status);
-    return payload && payload.ok === true ? payload.data : payload;
+    const data = payload && payload.ok === true ? payload.data : payload;
+    return tagged ? { data, etag: res.headers.get("ETag") || "" } : data;
   }
 
   // --- status and catalog ---------------------------------------------------------------------
   getStatus() { return this._call("GET", `/status`); }
   getOpenapi() { return this._call("GET", `/openapi.json`); }
   listPacks({ mode } = {}) { return this._call("GET", `/packs`, { query: { mode } }); }
+  // {data, etag}; with `etag`, {notModified: true} when the server's list is still that one (304)
+  listPacksTagged({ mode, etag } = {}) { return this._call("GET", `/packs`, { query: { mode }, etag, tagged: true }); }
   getPack(id) { return this._call("GET", `/packs/${enc(id)}`); }
   getPackVersions(id) { return this._call("GET", `/packs/${enc(id)}/versions`); }
   listInstalled() { return this._call("GET", `/installed`); }

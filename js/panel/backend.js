@@ -37,7 +37,8 @@ export class Backend {
    */
   prefetch() {
     if (!this._prefetch) {
-      this._prefetch = this.client.listPacks({ mode: "local" }).then((d) => this._shapePacks(d)).catch(() => null);
+      this._prefetch = this.client.listPacksTagged({ mode: "local" })
+        .then((r) => ({ ...this._shapePacks(r.data), etag: r.etag })).catch(() => null);
     }
     return this._prefetch;
   }
@@ -47,14 +48,20 @@ export class Backend {
    * With `prefetched`, a list fetched by `prefetch()` is used once (marked `prefetched: true`
    * so the caller revalidates it).
    */
-  async packs({ refresh = false, prefetched = false } = {}) {
+  async packs({ refresh = false, prefetched = false, etag = "" } = {}) {
     if (prefetched && this._prefetch && !refresh) {
       const early = await this._prefetch;
       this._prefetch = null;
       if (early) return { ...early, prefetched: true };
     }
     this._prefetch = null;
-    return this._shapePacks(await this.client.listPacks({ mode: refresh ? "remote" : this.dbMode }));
+    const mode = refresh ? "remote" : this.dbMode;
+    if (etag && !refresh) {
+      // Revalidating a list already shown: a 304 moves no list over the wire and re-parses nothing.
+      const r = await this.client.listPacksTagged({ mode, etag });
+      return r.notModified ? { notModified: true, etag } : { ...this._shapePacks(r.data), etag: r.etag };
+    }
+    return this._shapePacks(await this.client.listPacks({ mode }));
   }
 
   _shapePacks(d) {

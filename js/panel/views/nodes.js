@@ -83,13 +83,14 @@ export class NodesView {
 
   // -- data -----------------------------------------------------------------------------
   /** Load (or reload) the pack list; keeps the query, selection and scroll. */
-  async load({ refresh = false } = {}) {
+  async load({ refresh = false, etag = "" } = {}) {
     try {
-      const res = await this.ctx.backend.packs({ refresh, prefetched: !this.loaded });
+      const res = await this.ctx.backend.packs({ refresh, prefetched: !this.loaded, etag });
+      if (res.notModified) return;   // the list shown is the server's list
       const rows = res.packs.map((raw, k) => normalisePack(raw, k));
       this.setPacks(rows, { keepScroll: this.loaded });
-      // A list preloaded in the background is shown at once, then revalidated.
-      if (res.prefetched) setTimeout(() => this.load(), 0);
+      // A list preloaded in the background is shown at once, then revalidated (a 304 when unchanged).
+      if (res.prefetched) setTimeout(() => this.load({ etag: res.etag }), 0);
       replace(this.notices, ...(res.notices || []).map((n) =>
         el("div", { class: "om-notice", dataset: { code: n.code || "" } },
           el("code", { text: n.code || n.level || "notice" }), " ", n.message || "", n.hint ? ` (${n.hint})` : "")));
