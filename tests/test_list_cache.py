@@ -16,7 +16,7 @@ import subprocess
 import zlib
 from pathlib import Path
 
-from manager.api.listing import GZIP_MIN_BYTES, _Fragments, _join
+from manager.api.listing import GZIP_MIN_BYTES, ListingCache, _Fragments, _join
 from manager.api.standalone import build_app
 from manager.list_gzip import CHUNK, chunk_texts, deflate_piece, gzip_pieces
 from support.api_tree import make_api
@@ -132,6 +132,33 @@ async def test_live_state_is_merged_without_rewriting_the_file(aiohttp_client, a
     assert after["node_packs"]["demo-image-tools"]["state"] == "disabled"
     assert all(r["state"] != "enabled" for r in after["node_packs"].values())
     assert api.manager.parse_cache.parses == 0 and (_lists(root) / "classic.bin").stat().st_mtime_ns == stamp
+
+
+async def test_large_fragments_are_read_again_on_a_change(aiohttp_client, api_app):
+    """Fragments over ``keep_fragment_bytes`` leave memory once the body is built (a 59k-pack list
+    holds ~80 MB of them); a changed tree reads them again, a changed channel falls back to it."""
+    root, classic, _v1, _ = await _first_run(aiohttp_client, api_app)
+    api = make_api(root)
+    api.listing = ListingCache(api, keep_fragment_bytes=0)
+    client = await aiohttp_client(build_app(api))
+    assert await (await client.get(GETLIST)).json() == classic
+    loads = api.listing.store.loads
+    disabled = root / "custom_nodes" / ".disabled"
+    disabled.mkdir(exist_ok=True)
+    shutil.move(str(root / "custom_nodes" / "demo-image-tools"), str(disabled / "demo-image-tools"))
+    after = await (await client.get(GETLIST)).json()
+    assert after["node_packs"]["demo-image-tools"]["state"] == "disabled"
+    assert api.listing.store.loads == loads + 1 and api.manager.parse_cache.parses == 0  # read again, not parsed
+
+    channel = root.parent / "demo-channel" / "custom-node-list.json"
+    data = json.loads(channel.read_text(encoding="utf-8"))
+    data["custom_nodes"][0]["description"] = "changed while the server ran"
+    channel.write_text(json.dumps(data), encoding="utf-8")
+    shutil.move(str(disabled / "demo-image-tools"), str(root / "custom_nodes" / "demo-image-tools"))
+    fresh = await (await client.get(GETLIST)).json()
+    first_id = data["custom_nodes"][0]["id"]
+    assert fresh["node_packs"][first_id]["description"] == "changed while the server ran"
+    assert fresh["node_packs"]["demo-image-tools"]["state"] == "enabled" and api.manager.parse_cache.parses == 5
 
 
 def test_a_joined_body_gzip_recompresses_only_changed_chunks():

@@ -10,6 +10,7 @@ request is a dictionary lookup and a write of bytes already in memory.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import hashlib
 import html
@@ -336,6 +337,22 @@ def _meta(
 
 
 Joined = tuple[bytes, "bytes | None", int]
+LIGHT_KEEP_BYTES = 24 * 1024 * 1024  # persisted fragments kept in memory up to this size (5.9k packs: ~5 MB)
+
+
+@dataclass(frozen=True)
+class _Light:
+    """A list kind as loaded from its persisted file (no catalog built)."""
+
+    version: str
+    state: ChannelState
+    index: PackIndex
+    frags: _Fragments | None  # None: dropped after the body was built (re-read on change)
+    size: int
+
+
+class _Gone(Exception):
+    """The persisted list changed or went away between two reads."""
 
 
 class ListingCache:
@@ -345,13 +362,14 @@ class ListingCache:
     they are built for a new catalog version; after a restart ``first_packs`` answers from that
     file (no channel file read, no catalog built) until the catalog view is loaded."""
 
-    def __init__(self, api: HttpDoor, *, keep: int = 4) -> None:
+    def __init__(self, api: HttpDoor, *, keep: int = 4, keep_fragment_bytes: int = LIGHT_KEEP_BYTES) -> None:
         self._api = api
         self._keep = keep
+        self.keep_fragment_bytes = keep_fragment_bytes
         self._frags: dict[str, _Fragments] = {}
         self._bodies: OrderedDict[tuple[Any, ...], Body] = OrderedDict()
         self._lock: asyncio.Lock | None = None
-        self._light: dict[str, tuple[_Fragments, ChannelState, PackIndex]] = {}
+        self._light: dict[str, _Light] = {}
         self._light_locks: dict[str, asyncio.Lock] = {}
         self._unsaved: dict[str, tuple[_Fragments, Catalog]] = {}
         self._saving: set[asyncio.Task[Any]] = set()
@@ -405,8 +423,8 @@ class ListingCache:
         frags = self._frags.get(key)
         if frags is None:
             light = self._light.get(kind)
-            if light is not None and light[0].version == catalog.version:
-                frags = light[0]  # the persisted list of this very catalog: nothing to encode
+            if light is not None and light.frags is not None and light.version == catalog.version:
+                frags = light.frags  # the persisted list of this very catalog: nothing to encode
             else:
                 frags = _encode_catalog(kind, catalog)
                 self._unsaved[kind] = (frags, catalog)
@@ -435,7 +453,8 @@ class ListingCache:
     async def first_packs(self, kind: str) -> Body | None:
         """The list from its persisted file while no catalog view is loaded (the first request
         after a start); None when there is no valid file (the caller loads the catalog, and the
-        file is written for the next start)."""
+        file is written for the next start). Fragments larger than ``LIGHT_KEEP_BYTES`` are not
+        kept once the body is built: a change of the installed state reads them again."""
         light = self._light.get(kind)
         if light is None:
             lock = self._light_locks.setdefault(kind, asyncio.Lock())
@@ -447,27 +466,46 @@ class ListingCache:
                     if found is None:
                         return None
                     light = self._light[kind] = found
-        frags, state, index = light
-        inv_key, inv = await self._api.inventory_for(index, frags.version)
+        inv_key, inv = await self._api.inventory_for(light.index, light.version)
         failed = await self._api.failed_import_names()
-        key = (kind, frags.version, state.channel.name, "persisted", inv_key, failed)
+        state = light.state
+        key = (kind, light.version, state.channel.name, "persisted", inv_key, failed)
 
         def build() -> Joined:
+            frags = light.frags or self._reread(kind, light.version)
             if kind == "classic":
                 return _join_classic(frags, state.channel.name, inv, failed)
             meta = _meta(state.channel, frags.version, state.sources, state.oldest_age_seconds, state.notices)
             return _join_v1(frags, meta, inv, failed)
 
-        return await self._cached_joined(key, build)
+        try:
+            body = await self._cached_joined(key, build)
+        except _Gone:  # the file changed under us: the catalog answers instead
+            self._light.pop(kind, None)
+            return None
+        if light.frags is not None and light.size > self.keep_fragment_bytes and self._light.get(kind) is light:
+            self._light[kind] = dataclasses.replace(light, frags=None)
+        return body
 
-    def _load_light(self, kind: str, manager: Manager) -> tuple[_Fragments, ChannelState, PackIndex] | None:
+    def _load_light(self, kind: str, manager: Manager) -> _Light | None:
         loaded = self.store.load(kind, manager)
         if loaded is None:
             return None
         item, state = loaded
         # one index per catalog version, whichever kind loaded it first (59k packs: ~20 MB each)
-        shared = next((i for f, _s, i in list(self._light.values()) if f.version == item.catalog_version), None)
-        return _Fragments.from_persisted(item), state, shared or item.index()
+        shared = next((x.index for x in list(self._light.values()) if x.version == item.catalog_version), None)
+        frags = _Fragments.from_persisted(item)
+        size = sum(len(e) for e in frags.encoded) + sum(len(p) for p in frags.pieces)
+        return _Light(item.catalog_version, state, shared or item.index(), frags, size)
+
+    def _reread(self, kind: str, version: str) -> _Fragments:
+        """The fragments of ``kind`` again from their file (worker thread); ``_Gone`` when it no
+        longer holds ``version`` for the channel files of now."""
+        loaded = self.store.load(kind, self._api.manager)
+        if loaded is None or loaded[0].catalog_version != version:
+            raise _Gone(kind)
+        frags: _Fragments = _Fragments.from_persisted(loaded[0])
+        return frags
 
     def forget(self) -> None:
         """Drop what came from persisted files (the channel changed or was refreshed)."""
