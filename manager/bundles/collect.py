@@ -45,9 +45,12 @@ def git_member(url: str) -> str:
     return "git/" + rel[: -len(".git")] + ".bundle"
 
 
-def git_bundle(manager: Manager, pack: PackState, work: Path, progress: Progress) -> tuple[str, Path, str, str]:
+def git_bundle(
+    manager: Manager, pack: PackState, work: Path, progress: Progress, requirements: dict[str, str]
+) -> tuple[str, Path, str, str]:
     """``git bundle`` of every branch and tag of the pack's repository (holding its pinned commit):
-    (member, file, identity = sha256 of the ref list, the commit it realises)."""
+    (member, file, identity = sha256 of the ref list, the commit it realises); the pack's
+    requirements.txt at that commit goes into ``requirements[member]``."""
     member = git_member(pack.url)
     source = manager.git.resolve_remote(pack.url)
     scratch = work / ".git-scratch" / hashlib.sha256(pack.url.encode()).hexdigest()[:16]
@@ -79,6 +82,8 @@ def git_bundle(manager: Manager, pack: PackState, work: Path, progress: Progress
         )
     heads = _git(manager, scratch, "bundle", "list-heads", str(dest)).stdout
     identity = hashlib.sha256("\n".join(sorted(heads.splitlines())).encode()).hexdigest()
+    shown = _git(manager, scratch, "show", f"{commit}:requirements.txt")
+    requirements[member] = shown.stdout if shown.returncode == 0 else ""
     shutil.rmtree(scratch, ignore_errors=True)
     return member, dest, identity, commit
 
@@ -107,6 +112,28 @@ def registry_zip(manager: Manager, pack: PackState, work: Path, progress: Progre
     progress(f"registry {node_id}@{version}: downloading")
     run_sync(manager.gate.download(info.download_url, dest, purpose="registry"))
     return member, dest
+
+
+def zip_requirements(path: Path) -> str:
+    """The requirements.txt at the root of a registry zip ("" when it has none)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.read("requirements.txt").decode("utf-8", "replace") if "requirements.txt" in zf.namelist() else ""
+    except (OSError, zipfile.BadZipFile):
+        return ""
+
+
+def requirement_lines(text: str) -> list[str]:
+    """The requirement lines of a requirements.txt (comments, blank lines and options left out;
+    ``download-deps`` reads them with the same source rules as a pack's)."""
+    out = []
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if line and not line.startswith(("#", "-")):
+            out.append(line)
+    return out
 
 
 def wheels(

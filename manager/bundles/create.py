@@ -283,10 +283,12 @@ def _collect(
     notes: list[str] = []
     realised: list[PackState] = []
     sources: list[PackState] = []
+    requirements: dict[str, str] = {}  # member -> the pack's requirements.txt at the bundled commit/version
+    own: list[str] = []  # requirement lines of packs whose installed versions do not pin their wheels
     for pack in snapshot.packs + extras:
         original = pack
         if pack.kind == "git" and pack.url:
-            member, path, identity, commit = collect.git_bundle(manager, pack, work, say)
+            member, path, identity, commit = collect.git_bundle(manager, pack, work, say, requirements)
             members.append((member, path))
             identities[member] = identity
             pack = replace(pack, commit=commit)
@@ -296,6 +298,7 @@ def _collect(
         elif pack.kind == "cnr":
             member, path = collect.registry_zip(manager, pack, work, say)
             members.append((member, path))
+            requirements[member] = collect.zip_requirements(path)
             version = member.rsplit("/", 1)[-1][: -len(".zip")]
             pack = replace(pack, version=version)
             packs.append(
@@ -306,10 +309,13 @@ def _collect(
             continue
         realised.append(pack)
         sources.append(original)
-    if selection.installed:
+        if not selection.installed or any(original is e for e in extras):
+            own += collect.requirement_lines(requirements.get(member, ""))
+    if selection.installed:  # pinned to what is installed here (and what that pulls in)
         lines = collect.installed_requirements(manager)
-    else:
+    else:  # the snapshot's pins
         lines = [p.requirement for p in snapshot.python if p.kind == "index" and p.version]
+    lines += [line for line in dict.fromkeys(own) if line not in lines]
     wheel_members = collect.wheels(manager, lines, work, say, python_version=python_version, platforms=platforms)
     members += wheel_members
     if with_models:

@@ -326,6 +326,13 @@ def import_bundle(
                 _move_in(txn, stores, change.path, old)
     finally:
         clear_staging(layout)
+    notes = []
+    channel = layout.local_channel_dir.absolute().as_uri()
+    if str(manager.config["channel_url"]).rstrip("/") != channel:
+        notes.append(
+            f"the bundled packs are in the channel {channel} (channels.list: {CHANNEL_NAME}); to install them by id, "
+            f"set channel_url to it in config.ini or add --channel {CHANNEL_NAME} to cm-cli.py"
+        )
     result = ImportResult(
         path=str(path),
         manifest_sha256=report.manifest_sha256,
@@ -333,6 +340,7 @@ def import_bundle(
         changes=tuple(changes),
         snapshot=snapshot_name(report.manifest_sha256),
         signature=report.signature.to_dict(),
+        notes=tuple(notes),
     )
     if apply:
         if restore is None:

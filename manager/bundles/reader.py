@@ -112,13 +112,26 @@ def scan_archive(path: Path, *, extract_to: Path | None = None, progress: Callab
     if scan.manifest is None:
         scan.add(BundleManifestIncomplete.code, MANIFEST_NAME, "the archive holds no manifest.json")
         return scan
-    listed = scan.manifest.by_path()
-    for member in listed:
-        if member not in scan.seen:
-            scan.add(
-                BundleManifestIncomplete.code, member, f"{member} is listed in the manifest but not in the archive"
-            )
+    missing = [m for m in scan.manifest.by_path() if m not in scan.seen]
+    if missing and not _ends_cleanly(path):  # cut at a member boundary: tar sees no error, only an end
+        scan.add(BundleTruncated.code, missing[0], f"the archive ends before {missing[0]} (no end-of-archive marker)")
+    for member in missing:
+        scan.add(BundleManifestIncomplete.code, member, f"{member} is listed in the manifest but not in the archive")
     return scan
+
+
+def _ends_cleanly(path: Path) -> bool:
+    """A tar file ends with two zero blocks; a copy cut short does not."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            if size < 1024 or size % 512:
+                return False
+            fh.seek(size - 1024)
+            return fh.read(1024) == bytes(1024)
+    except OSError:
+        return False
 
 
 def _one(

@@ -151,4 +151,6 @@ def _import(m: Manager, args: argparse.Namespace) -> Any:
             f"{result.get('unchanged', 0)} unchanged; snapshot {result.get('snapshot', '')}"
             + ("; restored" if result.get("applied") else "")
         )
+        for note in result.get("notes", []):
+            _err(f"note: {note}")
     return [t.to_dict() for t in tasks]

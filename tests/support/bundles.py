@@ -44,6 +44,10 @@ def make_creator(base: Path, *, pack: str = "pack-a", cnr_id: str = "reg-pack", 
 
     root = make_tree(base / "creator" / "ComfyUI")
     repo = make_repo(base / "sources" / pack, name=pack)
+    # no requirements at the bundled head: an offline creator cannot download wheels (that is refused)
+    git(repo.path, "rm", "-q", "requirements.txt")
+    git(repo.path, "commit", "-q", "-m", "no requirements")
+    repo.commits.append(git(repo.path, "rev-parse", "HEAD"))
     mirror = root / "user" / "__manager" / "git-mirror" / GIT_HOST / "test" / f"{pack}.git"
     mirror.parent.mkdir(parents=True)
     git(base, "clone", "-q", "--mirror", str(repo.path), str(mirror))
