@@ -54,18 +54,22 @@ def stage_and_place(
     script_timeout: float | None = None,
     previous: str = "",
     catalog_pip: tuple[str, ...] = (),
+    folders_checked: bool = False,
 ) -> OpResult:
     """Fetch ``source`` into staging, run its scripts, then rename it to ``custom_nodes/<name>``.
 
     ``displace`` moves the copy being replaced (to the trash or ``.disabled/``) in the same
     transaction; ``carry_from`` is an old registry copy whose user files are carried over.
+    ``folders_checked``: the caller's ``prepare_tree`` checked the working folders just now, with
+    nothing (no download) in between.
     """
     layout = ops.layout
     label = source.pack_id or source.name
     rep.stage("stage", None, f"staging {source.describe()}")
     notes: list[str] = []
     pip_done: dict[str, Any] | None = None
-    layout.check_working_folders()  # staging, trash, .disabled/ real folders before the fetch writes
+    if not folders_checked:
+        layout.check_working_folders()  # staging, trash, .disabled/ real folders before the fetch writes
     clist = vet_source(ops, source, rep)  # known-compromise list: refused before any fetch
     staging_existed = layout.staging_dir.exists()
     work = new_staging_dir(layout, source.name)
@@ -156,7 +160,9 @@ def install(
     listed_pip = _catalog_pip(ops, source)
     plain = tuple(p for p in listed_pip if pip_spec_risk([p]) == RISK_PIP_PACKAGE)
     external = tuple(p for p in listed_pip if p not in plain)
-    result = stage_and_place(ops, source, rep, skip_deps=skip_deps, script_timeout=script_timeout, catalog_pip=plain)
+    result = stage_and_place(
+        ops, source, rep, skip_deps=skip_deps, script_timeout=script_timeout, catalog_pip=plain, folders_checked=True
+    )
     refused: list[tuple[tuple[str, ...], str]] = []
     if external:
         refused.append(
