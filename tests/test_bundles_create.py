@@ -22,6 +22,8 @@ from support.bundles import make_creator, make_tree, members
 from support.ops_fixtures import catalog_entry, write_channel, write_config
 from support.treesum import listing
 
+pytestmark = pytest.mark.offline_suite  # no socket at all: the sources are a git mirror and the archive cache
+
 REPO = Path(__file__).resolve().parents[1]
 CM = REPO / "cm-cli.py"
 SKIP = ("user/__manager/logs", "user/__manager/locks")

@@ -19,6 +19,8 @@ from support import tools
 from support.bundles import Creator, drop_manifest_entry, make_creator, make_tree, members, rewrite
 from support.treesum import listing
 
+pytestmark = pytest.mark.offline_suite  # real bundles made and checked with no socket at all
+
 REPO = Path(__file__).resolve().parents[1]
 CM = REPO / "cm-cli.py"
 GIT_MEMBER = "git/example.invalid/test/pack-a.bundle"
@@ -106,6 +108,7 @@ def test_a_good_bundle_verifies_with_every_file_listed(made, tmp_path: Path) -> 
     assert out.returncode == 0 and "bundle verify: ok: 7 file(s)" in out.stdout, out.stdout + out.stderr
 
 
+@pytest.mark.hostile("bundle")
 def test_a_tampered_file_is_named(made, tmp_path: Path) -> None:
     _creator, bundle = made
 
@@ -116,6 +119,7 @@ def test_a_tampered_file_is_named(made, tmp_path: Path) -> None:
     _refused(_importer(tmp_path), bad, "bundle_checksum_mismatch", ZIP_MEMBER)
 
 
+@pytest.mark.hostile("bundle")
 def test_a_truncated_archive_is_refused(made, tmp_path: Path) -> None:
     _creator, bundle = made
     data = bundle.read_bytes()
@@ -128,18 +132,21 @@ def test_a_truncated_archive_is_refused(made, tmp_path: Path) -> None:
         _refused(manager, cut, "bundle_truncated", report.problems[0].member)
 
 
+@pytest.mark.hostile("bundle")
 def test_a_dropped_manifest_line_is_named(made, tmp_path: Path) -> None:
     _creator, bundle = made
     bad = rewrite(bundle, tmp_path / "dropped.tar", drop_manifest_entry(GIT_MEMBER))
     _refused(_importer(tmp_path), bad, "bundle_manifest_incomplete", GIT_MEMBER)
 
 
+@pytest.mark.hostile("bundle")
 def test_a_missing_member_is_named(made, tmp_path: Path) -> None:
     _creator, bundle = made
     bad = rewrite(bundle, tmp_path / "missing.tar", lambda name, data: None if name == ZIP_MEMBER else data)
     _refused(_importer(tmp_path), bad, "bundle_manifest_incomplete", ZIP_MEMBER)
 
 
+@pytest.mark.hostile("bundle")
 def test_a_link_or_dotdot_member_is_refused(made, tmp_path: Path) -> None:
     _creator, bundle = made
     bad = tmp_path / "unsafe.tar"
@@ -152,6 +159,7 @@ def test_a_link_or_dotdot_member_is_refused(made, tmp_path: Path) -> None:
     _refused(_importer(tmp_path), bad, "bundle_unsafe_member", "wheels/evil.whl")
 
 
+@pytest.mark.hostile("bundle")
 def test_signatures_known_unknown_and_required(made, tmp_path: Path) -> None:
     creator, bundle = made
     keys = tmp_path / "keys"
@@ -184,6 +192,7 @@ def test_signatures_known_unknown_and_required(made, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.hostile("bundle")
 def test_a_member_name_outside_its_kind_is_refused(made, tmp_path: Path) -> None:
     """A manifest may only list names its importer can place (no nested wheels, no odd git paths)."""
     _creator, bundle = made
