@@ -178,9 +178,11 @@ def _stores(layout: Layout) -> dict[str, str]:
     return out
 
 
-def test_bundle_import_killed_leaves_tree_consistent(tmp_path: Path, pack_repo: Path) -> None:
-    """Killed after every store entry moved in, just before the manifest (the commit point): the
-    next operation rolls every store back to what it was; the import then runs to the end."""
+@pytest.mark.parametrize("point", ["bundle-import-first", "bundle-import"])
+def test_bundle_import_killed_leaves_tree_consistent(point: str, tmp_path: Path, pack_repo: Path) -> None:
+    """Killed before the first store entry moves in, or after every one did, just before the
+    manifest (the commit point): the next operation rolls every store back to what it was; the
+    import then runs to the end."""
     from manager.bundles import Selection, create_bundle
     from manager.context import Manager
 
@@ -190,10 +192,12 @@ def test_bundle_import_killed_leaves_tree_consistent(tmp_path: Path, pack_repo: 
     )
     layout = make_tree(tmp_path, pack_repo)
     before, stores_before = pack_listings(layout), _stores(layout)
-    run = run_and_kill(layout.comfyui_root, "bundle-import", point="bundle-import", spec=bundle.path)
-    assert run.status["reached"].startswith("bundle-import: os.rename bundles"), run.status
-    assert (layout.manager_dir / "git-mirror").is_dir(), "the kill should land after the stores were filled"
+    run = run_and_kill(layout.comfyui_root, "bundle-import", point=point, spec=bundle.path)
+    assert run.status["reached"].startswith(f"{point}: os.rename"), run.status
+    filled = point == "bundle-import"  # else killed before the first move
+    assert (layout.manager_dir / "git-mirror").is_dir() is filled, "the kill landed elsewhere"
     assert not (layout.manager_dir / "bundles").exists()
+    assert layout.bundle_staging_dir.is_dir() and any(layout.staging_dir.glob(".txn-*.json"))
     assert_tree_consistent(layout, before=before)
 
     task = run_install(layout.comfyui_root, PACK_ID)  # the next operation rolls the import back

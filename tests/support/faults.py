@@ -86,6 +86,8 @@ POINTS: dict[str, KillPoint] = {
         KillPoint("snapshot-write", audit="os.rename", arg=1, in_dir="snapshots_dir", suffix=".json"),
         # a bundle import moved every store entry in (journalled); its manifest, the commit point, is next
         KillPoint("bundle-import", audit="os.rename", arg=1, in_dir="manager_dir", prefix="bundles"),
+        # a bundle import's first store entry (the git mirror folder) is about to move in
+        KillPoint("bundle-import-first", audit="os.rename", arg=1, in_dir="manager_dir", prefix="git-mirror"),
     )
 }
 
