@@ -84,11 +84,11 @@ def timed_open(page: Any, *, preload: bool) -> dict[str, float]:
     return page.evaluate("window.__open")
 
 
-def timed_keystrokes(page: Any) -> list[dict[str, float]]:
-    """Type each of QUERIES into the open panel's search; KEY_PROBE's t0/t1/t2 per keystroke."""
+def timed_keystrokes(page: Any, queries: tuple[str, ...] = QUERIES) -> list[dict[str, float]]:
+    """Type each of ``queries`` into the open panel's search; KEY_PROBE's t0/t1/t2 per keystroke."""
     page.evaluate(KEY_PROBE)
     out: list[dict[str, float]] = []
-    for query in QUERIES:
+    for query in queries:
         page.fill("[data-testid=pack-search]", "")
         page.wait_for_timeout(50)
         page.evaluate("window.__keys = []")
@@ -100,11 +100,21 @@ def timed_keystrokes(page: Any) -> list[dict[str, float]]:
     return out
 
 
-class PanelRig:
-    """A stand-in ComfyUI over the real DB plus a chromium, for one benchmark run."""
+def js_heap_mb(context: Any, page: Any) -> float:
+    """The page's live JS heap after a full garbage collection (Chromium's own figure)."""
+    cdp = context.new_cdp_session(page)
+    try:
+        cdp.send("HeapProfiler.collectGarbage")
+        return float(cdp.send("Runtime.getHeapUsage")["usedSize"]) / 1e6
+    finally:
+        cdp.detach()
 
-    def __init__(self, ctx: BenchContext) -> None:
-        db = ctx.require_channel_db() / "default"
+
+class PanelRig:
+    """A stand-in ComfyUI over a channel (the real DB by default) plus a chromium, for one run."""
+
+    def __init__(self, ctx: BenchContext, channel: Path | None = None) -> None:
+        db = channel or ctx.require_channel_db() / "default"
         if not Path(CHROMIUM).exists():
             raise BenchSkip(f"chromium not found at {CHROMIUM}")
         try:
@@ -160,21 +170,35 @@ class PanelRig:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _measure(ctx: BenchContext) -> dict[str, Any]:
-    rig = PanelRig(ctx)
+def _measure(ctx: BenchContext, channel: Path | None = None) -> dict[str, Any]:
+    rig = PanelRig(ctx, channel)
     try:
         cold = rig.open_once(preload=False)  # the server's first list request loads the catalog
         plain = [rig.open_once(preload=False) for _ in range(max(3, ctx.repeat))]
-        warm = [rig.open_once(preload=True) for _ in range(max(3, ctx.repeat))]
+        rig.host.settings[PRELOAD_SETTING] = True
+        rig.boot()
+        heap_before = js_heap_mb(rig.context, rig.page)
+        warm = [timed_open(rig.page, preload=True)]
+        warm += [rig.open_once(preload=True) for _ in range(max(3, ctx.repeat) - 1)]
         rig.page.focus("[data-testid=pack-search]")
         keys = rig.keystrokes()
+        rig.page.wait_for_timeout(500)  # the search index's idle warm-up is done
+        heap = js_heap_mb(rig.context, rig.page)
     finally:
         rig.close()
-    return {"cold": cold, "plain": plain, "warm": warm, "keys": keys}
+    return {"cold": cold, "plain": plain, "warm": warm, "keys": keys, "heap": heap, "heap_before": heap_before}
 
 
 def _results(ctx: BenchContext) -> dict[str, Any]:
     return ctx.memo("panel.results", lambda: _measure(ctx))
+
+
+def _results_59k(ctx: BenchContext) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        big = ctx.support("catalog_x10").channel_x10(ctx.require_channel_db())
+        return _measure(ctx, Path(big))
+
+    return ctx.memo("panel.results_59k", run)
 
 
 def open_to_rows(ctx: BenchContext) -> Figure:
@@ -211,6 +235,54 @@ def search_keystroke(ctx: BenchContext) -> Figure:
     )
 
 
+def heap(ctx: BenchContext) -> Figure:
+    r = _results(ctx)
+    return Figure(
+        r["heap"],
+        f"whole page after open and search, 5.9k packs; the panel's share {r['heap'] - r['heap_before']:.1f} MB",
+    )
+
+
+def open_to_rows_59k(ctx: BenchContext) -> Figure:
+    r = _results_59k(ctx)
+    rows = [w["t1"] - w["t0"] for w in r["warm"]]
+    painted = [w["t2"] - w["t0"] for w in r["warm"]]
+    plain = [w["t1"] - w["t0"] for w in r["plain"]]
+    return Figure(
+        statistics.median(rows),
+        f"59k packs, median of {len(rows)} opens with the preload; painted {statistics.median(painted):.0f} ms; "
+        f"without preload {statistics.median(plain):.0f} ms",
+    )
+
+
+def open_ratio(ctx: BenchContext) -> Figure:
+    small = statistics.median(w["t2"] - w["t0"] for w in _results(ctx)["plain"])
+    big = statistics.median(w["t2"] - w["t0"] for w in _results_59k(ctx)["plain"])
+    return Figure(
+        big / small,
+        f"open to painted rows without preload (the list fetched on click): 59k {big:.0f} ms / 5.9k {small:.0f} ms",
+    )
+
+
+def search_keystroke_59k(ctx: BenchContext) -> Figure:
+    keys = _results_59k(ctx)["keys"]
+    dom = sorted(k["t1"] - k["t0"] for k in keys)
+    painted = sorted(k["t2"] - k["t0"] for k in keys)
+    return Figure(
+        statistics.median(painted),
+        f"{len(painted)} keystrokes over 59k packs, to the next frame with the new rows; p95 "
+        f"{percentile(painted, 0.95):.1f} ms; rows laid out median {statistics.median(dom):.1f} ms",
+    )
+
+
+def heap_59k(ctx: BenchContext) -> Figure:
+    r = _results_59k(ctx)
+    return Figure(
+        r["heap"],
+        f"whole page after open and search, 59k packs; the panel's share {r['heap'] - r['heap_before']:.1f} MB",
+    )
+
+
 BENCHMARKS = [
     Benchmark(
         "panel.open_to_rows",
@@ -234,4 +306,31 @@ BENCHMARKS = [
         compare="<=",
         description="search keystroke until the filtered rows are in the DOM and laid out (5.9k packs)",
     ),
+]
+BENCHMARKS += [
+    Benchmark("panel.js_heap", "MB", heap, description="JS heap of the page with the panel open, 5.9k packs"),
+    Benchmark(
+        "panel.open_to_rows_59k",
+        "ms",
+        open_to_rows_59k,
+        description="click to rows at 59k packs with the preload (informational; judged by the ratio)",
+    ),
+    Benchmark(
+        "panel.open_59k_vs_5.9k",
+        "x",
+        open_ratio,
+        target=10.0,
+        compare="<=",
+        baseline="the same open at 5.9k packs, same run",
+        description="panel open (list fetched on click) grows no worse than linearly with the catalog",
+    ),
+    Benchmark(
+        "panel.search_keystroke_59k",
+        "ms",
+        search_keystroke_59k,
+        target=16.0,
+        compare="<=",
+        description="search keystroke to the next frame with the filtered rows, 59k packs",
+    ),
+    Benchmark("panel.js_heap_59k", "MB", heap_59k, description="JS heap of the page with the panel open, 59k packs"),
 ]
