@@ -70,3 +70,50 @@ def test_an_install_runs_comfyuis_python_twice_and_keeps_the_undo_record(tmp_pat
         assert len(_ours(log)) == 2 and len(log.read_text().splitlines()) == 2
     finally:
         env.close()
+
+
+_REFERENCE = r"""
+import importlib.metadata as m, json, re
+out = {}
+for d in m.distributions():
+    name = d.metadata["Name"]
+    key = re.sub(r"[-_.]+", "-", name).lower()
+    if name and key not in out:
+        out[key] = [key, d.version]
+print(json.dumps(sorted(out.values())))
+"""
+
+
+def test_the_package_probe_reads_what_the_metadata_parser_reads(tmp_path: Path, uv_bin: str, own_caches):
+    """The probe reads Name and Version off the header block by hand (fast); the email parser of
+    importlib.metadata must agree, for wheels, a local file install and a legacy egg-info."""
+    import subprocess
+
+    from manager.deps.environment import probe_packages
+
+    python = make_venv(tmp_path / "venv", uv=uv_bin)
+    wheels = [build_wheel(tmp_path / "wh", name, "2.0.1") for name in ("Mixed.Case_Name", "plain-pkg")]
+    subprocess.run(
+        [uv_bin, "pip", "install", "--python", str(python), "--offline", "--no-index", *map(str, wheels)],
+        check=True,
+        capture_output=True,
+    )
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    egg = site / "Legacy_Pkg-0.9.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.0\nname: Legacy_Pkg\nVERSION: 0.9\nSummary: x\n\nbody: 1\n")
+    probed = probe_packages(str(python))
+    reference = json.loads(
+        subprocess.run([str(python), "-I", "-c", _REFERENCE], capture_output=True, text=True, check=True).stdout
+    )
+    assert sorted([p["name"], p["version"]] for p in probed) == reference
+    by_name = {p["name"]: p for p in probed}
+    assert by_name["mixed-case-name"]["version"] == "2.0.1" and by_name["legacy-pkg"]["version"] == "0.9"
+    assert by_name["plain-pkg"]["source"] == "local" and by_name["plain-pkg"]["url"].startswith("file:")
