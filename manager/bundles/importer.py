@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -276,7 +277,22 @@ def preview_import(manager: Manager, path: Path) -> ImportPreview:
         return ImportPreview(report, tuple(changes), _base_check(manager.layout, report.manifest))
 
 
+def _room_for(path: Path, work: Path) -> None:
+    """Refuse before unpacking when the folder cannot hold the unpacked bundle (twice its size:
+    the files, and the git repositories made from them), rather than failing half-way."""
+    need = 2 * path.stat().st_size
+    free = shutil.disk_usage(work).free
+    if free < need:
+        raise BundleError(
+            f"not enough free space under {work.parent} to unpack {path.name}: {free} bytes free, about {need} needed",
+            hint="Free some space on that disk (cm-cli.py cleanup-cache frees the cache), then import again.",
+            details={"bundle": str(path), "free": free, "needed": need},
+        )
+
+
 def _extract(manager: Manager, path: Path, work: Path, say: Progress) -> tuple[BundleReport, list[tuple[str, str]]]:
+    if path.is_file():  # (a missing file is check_archive's coded refusal)
+        _room_for(path, work)
     report = check_archive(manager, path, extract_to=work / "files", progress=say)
     if report.problems:
         raise error_for(report.problems, path)
