@@ -156,3 +156,51 @@ async def test_reads_need_a_loopback_listener(aiohttp_client, api_app, bundle: P
     client = await aiohttp_client(app)
     err = await _data(await client.post(PREFIX + "/bundles/verify", json={"path": str(bundle)}), 403)
     assert err["code"] == "security_denied" and "loopback" in err["message"], err
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A bundle signed with a fresh ed25519 key, and an allowed_signers file naming that key."""
+    import subprocess
+
+    tools.require("git")
+    tools.require("ssh-keygen")
+    base = tmp_path_factory.mktemp("api-bundle-signed")
+    key = base / "site-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "site", "-f", str(key)], check=True)
+    signers = base / "allowed_signers"
+    signers.write_text(f'builder@site namespaces="offline-manager-bundle" {key.with_suffix(".pub").read_text()}')
+    creator = make_creator(base)
+    manager = Manager.standalone(creator.root, env={})
+    result = create_bundle(manager, Selection(snapshot=str(creator.snapshot)), base / "signed.tar", sign_key=key)
+    assert result.signed
+    return Path(result.path), signers
+
+
+async def test_signature_status_and_required_signatures(
+    aiohttp_client, api_app, bundle: Path, signed: tuple[Path, Path]
+) -> None:
+    signed_bundle, signers = signed
+    app, api, root = api_app(security=f"require_signed_bundles = true\nbundle_allowed_signers = {signers}")
+    client = await aiohttp_client(app)
+    report = await _data(await client.post(PREFIX + "/bundles/verify", json={"path": str(signed_bundle)}))
+    assert report["ok"] is True and report["signature"]["state"] == "valid", report
+    assert report["signature"]["signer"] == "builder@site"
+    assert report["policy"] == {"require_signed_bundles": True, "allowed_signers": str(signers)}
+    preview = await _data(await client.post(PREFIX + "/bundles/preview", json={"path": str(signed_bundle)}))
+    assert preview["bundle"]["signature"]["state"] == "valid" and preview["stores"]["git"]["add"] == 1
+
+    # the unsigned bundle is reported (verify) and refused (preview, the queued import)
+    report = await _data(await client.post(PREFIX + "/bundles/verify", json={"path": str(bundle)}))
+    assert report["ok"] is False and report["signature"]["state"] == "unsigned"
+    assert [(p["code"], p["member"]) for p in report["problems"]] == [("bundle_unsigned", "manifest.json.sig")]
+    err = await _data(await client.post(PREFIX + "/bundles/preview", json={"path": str(bundle)}), 403)
+    assert err["code"] == "bundle_unsigned" and "bundle create --sign" in err["hint"], err
+    before = listing(root, skip=("user/__manager/logs", "user/__manager/locks"))
+    queued = await _data(
+        await client.post(PREFIX + "/queue", json={"kind": "bundle_import", "target": str(bundle)}), 202
+    )
+    assert await asyncio.to_thread(api.manager.queue.run_until_idle, 120)
+    task = api.manager.queue.get(queued["tasks"][0]["id"]).to_dict()
+    assert task["state"] == "failed" and task["error"]["code"] == "bundle_unsigned", task
+    assert listing(root, skip=("user/__manager/logs", "user/__manager/locks")) == before
