@@ -1,6 +1,7 @@
 """The panel's Bundles view on the standalone page (offline box): a real bundle, made by
 ``create_bundle`` on a creator tree (a git pack as a `git bundle`, a registry zip), is named by its
-server path. A link to it is refused with ``bundle_path_invalid``; Check shows the manifest
+server path. A link to it is refused with ``bundle_path_invalid``, a damaged copy has the bad
+member named and nothing to import; Check shows the manifest
 (created at, creator host, selection, sizes by kind), the signature (unsigned, not required) and
 what each store would gain; Import shows the plan in the confirm dialog, queues ``bundle_import``
 and follows the task to done; the imported list shows it. Then the Node packs tab installs the
@@ -16,7 +17,7 @@ from browser.pages import PLAN_DIALOG, VISIBLE_ROW, pack_row, run_plan, screensh
 
 from manager.bundles import Selection, create_bundle
 from manager.context import Manager
-from support.bundles import make_creator
+from support.bundles import make_creator, rewrite
 from support.gitrepos import git
 
 pytestmark = pytest.mark.browser
@@ -70,6 +71,18 @@ def test_bundles_view_checks_imports_and_the_pack_installs_offline(
     err.filter(has_text="bundle_path_invalid").wait_for(timeout=30_000)
     assert "symbolic link" in err.inner_text()
     assert page.locator("[data-testid=bundle-import]").is_disabled()
+
+    # a damaged copy: every bad file named, nothing to import
+    member = "git/example.invalid/test/pack-a.bundle"
+    damaged = rewrite(bundle, tmp_path / "damaged.tar", lambda name, data: data + b"x" if name == member else data)
+    page.fill("[data-testid=bundle-path]", str(damaged))
+    page.locator("[data-testid=bundle-check]").click()
+    problems = page.locator(f'[data-testid=bundle-problems] li[data-member="{member}"]')
+    problems.wait_for(timeout=60_000)
+    assert problems.get_attribute("data-code") == "bundle_checksum_mismatch"
+    assert page.locator("[data-testid=bundle-import]").is_disabled()
+    assert page.locator("[data-testid=bundle-import-apply]").is_disabled()
+    screenshot(page, "bundles-view-damaged")
 
     page.fill("[data-testid=bundle-path]", str(bundle))
     page.locator("[data-testid=bundle-check]").click()
