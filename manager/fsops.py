@@ -59,6 +59,10 @@ def refuse_links(path: str | os.PathLike[str], anchor: str | os.PathLike[str], *
         if stat.S_ISLNK(st.st_mode):
             raise _link_error(current, what)
         last_real = current
+    if os.name != "nt":
+        # every part from the anchor to ``last_real`` was lstat'ed as a real folder, so it resolves
+        # inside the anchor; only Windows has link-like folders lstat does not flag (junctions)
+        return target
     real_base = os.path.realpath(base)
     real = os.path.realpath(last_real)
     if real != real_base and not real.startswith(real_base.rstrip(os.sep) + os.sep):
