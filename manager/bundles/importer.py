@@ -285,7 +285,7 @@ def _room_for(path: Path, work: Path) -> None:
     if free < need:
         raise BundleError(
             f"not enough free space under {work.parent} to unpack {path.name}: {free} bytes free, about {need} needed",
-            hint="Free some space on that disk (cm-cli.py cleanup-cache frees the cache), then import again.",
+            hint="Free some space on that disk (`cm-cli.py cleanup-cache` frees the cache), then import again.",
             details={"bundle": str(path), "free": free, "needed": need},
         )
 
