@@ -143,12 +143,20 @@ def _check_plan(members: list[_Member], limits: ArchiveLimits) -> None:
 
 
 def _case_insensitive(folder: Path) -> bool:
-    probe = folder / "cAsE-pRoBe"
-    probe.touch()
+    """Does ``folder``'s filesystem ignore case? Its own name with the case of every letter
+    swapped names the same folder only there (a stat, no probe file written and removed)."""
+    twin = folder.with_name(folder.name.swapcase())
+    if twin.name == folder.name:  # no letter to swap: write a probe
+        probe = folder / "cAsE-pRoBe"
+        probe.touch()
+        try:
+            return (folder / "case-probe").exists()
+        finally:
+            probe.unlink()
     try:
-        return (folder / "case-probe").exists()
-    finally:
-        probe.unlink()
+        return os.path.samefile(folder, twin)
+    except OSError:
+        return False
 
 
 def _check_case_clashes(members: list[_Member]) -> None:

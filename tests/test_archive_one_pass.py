@@ -160,3 +160,19 @@ def test_local_zip_install_reads_the_archive_once_and_no_written_file(tmp_path: 
     finally:
         opens.active = False
         env.close()
+
+
+def test_case_probe_reads_no_file_and_is_not_fooled_by_a_twin(tmp_path: Path):
+    """The case check stats the extraction folder under its swapped-case name; on a case-sensitive
+    filesystem a real sibling of that name is another folder, not the same one."""
+    from manager.archive import _case_insensitive
+
+    work = tmp_path / ".pack.extract-ab12.disabled"
+    work.mkdir()
+    assert _case_insensitive(work) is False
+    (tmp_path / work.name.swapcase()).mkdir()  # a coincidental twin: a different inode
+    assert _case_insensitive(work) is False
+    assert sorted(p.name for p in work.iterdir()) == []  # no probe file left behind
+    digits = tmp_path / "1234"  # nothing to swap: the probe-file fallback
+    digits.mkdir()
+    assert _case_insensitive(digits) is False and list(digits.iterdir()) == []
