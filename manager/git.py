@@ -30,6 +30,7 @@ from .errors import (
     NotFound,
     OfflineModeEnabled,
 )
+from .git_hints import hint_for_stderr
 from .git_local import _GIT_ENV, _LOCAL_TIMEOUT, GitState, UpdateResult, run_local
 from .git_mirror import find_mirror
 from .git_refs import _COMMIT_RE, check_ref, check_remote_url
@@ -43,34 +44,6 @@ Progress = Callable[[str], None]
 _NETWORK_TIMEOUT = 900.0
 _TAIL_LINES = 20
 _NEUTRAL_DIR = Path(os.path.abspath(os.sep))  # cwd for commands that need no repository
-
-
-def _hint_for(stderr: str) -> str:
-    low = stderr.lower()
-    if (
-        "could not resolve host" in low
-        or "connection refused" in low
-        or "timed out" in low
-        or "unable to access" in low
-        or "failed to connect" in low
-    ):
-        return (
-            "The git server could not be reached: check network_mode and the [mirrors] section "
-            "(github = your mirror) in config.ini, or install from a local copy of the repository "
-            "(path or file:// URL)."
-        )
-    if "not found in upstream" in low or "did not match any" in low or "couldn't find remote ref" in low:
-        return "That branch, tag or commit does not exist in the repository; list its tags or use nightly."
-    if "repository not found" in low or "does not appear to be a git repository" in low or "not found" in low:
-        return "Check the repository URL (catalog entry or command line) for typos."
-    if "dubious ownership" in low:
-        return "git refuses a folder owned by another user: run git config --global --add safe.directory <path>."
-    if "authentication" in low or "terminal prompts disabled" in low or "permission denied" in low:
-        return (
-            "The repository needs credentials; use a public URL, an ssh key, or a mirror in the [mirrors] "
-            "section of config.ini."
-        )
-    return "See the git output in the error details."
 
 
 def _emit(progress: Progress | None, line: str) -> None:
@@ -224,7 +197,7 @@ class GitClient:
         if res.rc != 0:
             raise GitError(
                 f"git {what} failed (exit {res.rc}): {res.err_tail.splitlines()[-1] if res.err_tail else ''}",
-                hint=_hint_for(res.err_tail),
+                hint=hint_for_stderr(res.err_tail),
                 details={"step": what, "exit_code": res.rc, "output_tail": res.err_tail, **(details or {})},
             )
         return res.out
