@@ -85,7 +85,8 @@ def stage_and_place(
             pip_done = _install_catalog_pip(ops, work, source.name, catalog_pip, rep)
         rep.check_cancelled()
         with Step(rep, "rename", label):
-            with RenameTxn(layout, label=f"{action} {source.name}") as txn:
+            single = displace is None and not fetched.files  # one new pack: one atomic rename
+            with RenameTxn(layout, label=f"{action} {source.name}", single=single) as txn:
                 if displace is not None:
                     notes.append(displace(txn))
                 if fetched.files:

@@ -104,9 +104,13 @@ class RenameTxn:
     inside the block rolls back, a clean exit commits.
     """
 
-    def __init__(self, layout: Layout, *, label: str = "", root: Path | None = None) -> None:
+    def __init__(self, layout: Layout, *, label: str = "", root: Path | None = None, single: bool = False) -> None:
         self.layout = layout
         self.label = label
+        # one rename only (an install placing a new pack): the rename is atomic by itself, so the
+        # journal (kept for a kill before the commit) is not fsynced: a power loss leaves the
+        # rename done or not done, never half a transaction
+        self.single = single
         # custom_nodes/ (packs) or the manager data folder (the stores a bundle import fills)
         self.root = root if root is not None else layout.custom_nodes
         if self.root not in (layout.custom_nodes, layout.manager_dir):
@@ -117,13 +121,18 @@ class RenameTxn:
         self._staging_existed = layout.staging_dir.exists()  # leave the tree as we found it
 
     def _write(self) -> None:
-        atomic_write_json(
-            self.journal,
-            {"format": 1, "label": self.label, "pid": os.getpid(), "started": time.time(), "moves": self.moves},
-        )
+        doc = {"format": 1, "label": self.label, "pid": os.getpid(), "started": time.time(), "moves": self.moves}
+        if not self.single:
+            atomic_write_json(self.journal, doc)
+            return
+        tmp = self.journal.with_name(self.journal.name + ".tmp")  # a leftover is a staging entry: removed
+        tmp.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+        os.replace(tmp, self.journal)
 
     def move(self, src: Path, dst: Path) -> None:
         """Rename ``src`` to ``dst`` (both inside the root, ``dst`` must not exist)."""
+        if self.single and self.moves:
+            raise RuntimeError(f"{self.label}: a single-rename transaction was asked for a second move")
         root = self.root
         ensure_inside(src.parent, root)
         ensure_inside(dst.parent, root)
