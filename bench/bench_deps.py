@@ -13,6 +13,8 @@ same uv flags: ``uv pip install --python <venv> --no-config --offline --no-index
   installer is new, its first probe of the target python gives the undo record's package set and
   the environment in one run, uv is detected, the 20 wheels are installed, the package set after
   is probed. Baseline: what any recorded install needs anyway: the two package probes and uv alone.
+  Informational (no target): the extra is ``uv --version`` once per run and the environment part
+  of the first probe, a few milliseconds each.
 - ``deps.prepare_20_requirements``: our in-process share alone (parse, plan, pre-check, command)
   beside ``packaging.Requirement`` parsing the same 20 lines.
 
@@ -181,9 +183,8 @@ BENCHMARKS = [
         "deps.task_run_20_wheels",
         "ms",
         task_run,
-        target=1.10,
         compare="<=",
-        target_on="ratio",
+        target_on="ratio",  # informational: the run's extra is uv detection + the probe's environment part
         baseline="the undo record's two package probes + uv alone",
         description="one install task's python work: probe before (+ environment), detect, install, probe after",
     ),
