@@ -4,6 +4,7 @@ progress and size summary, the tree left untouched, and coded refusals."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,52 @@ def test_models_go_into_the_model_store(tmp_path: Path) -> None:
     assert stored.read_bytes() == model.read_bytes()
     roots = [r.path for r in ModelStore.from_manager(Manager.standalone(box.layout.comfyui_root, env={})).local_roots]
     assert box.layout.model_store_dir in roots
+
+
+def test_bundled_models_keep_their_model_list_entries_so_install_model_finds_them(tmp_path: Path) -> None:
+    """Regression (issue 20's joint round trip): the bundle's channel had an empty model list, so a
+    bundled model sat in the model store (and on the fleet mirror) but no ``install-model`` found it."""
+    creator = make_creator(tmp_path)
+    model = creator.root / "models" / "loras" / "tiny.safetensors"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"\1" * 4096)
+    channel = write_channel(tmp_path / "channel", [catalog_entry("pack-a", creator.pack_url)])
+    entry = {"name": "Tiny", "type": "lora", "base": "SD1.5", "save_path": "loras", "filename": "tiny.safetensors"}
+    listed = [
+        {**entry, "url": "https://huggingface.co/o/tiny/resolve/main/tiny.safetensors", "description": "bundled"},
+        {
+            **entry,
+            "name": "Other",
+            "filename": "other.safetensors",
+            "url": "https://huggingface.co/o/x/other.safetensors",
+        },
+    ]
+    (tmp_path / "channel" / "model-list.json").write_text(json.dumps({"models": listed}))
+    write_config(creator.root, network_mode="offline", channel_url=channel)
+    snap = Snapshot(
+        created_at="2026-12-01T00:00:00Z",
+        packs=(PackState(name="pack-a", kind="git", id="pack-a", url=creator.pack_url),),
+        models=(ModelState(folder="loras", name="tiny.safetensors", size=4096),),
+    )
+    selection = tmp_path / "with-models.json"
+    selection.write_bytes(dump(snap))
+    manager = Manager.standalone(creator.root, env={})
+    result = create_bundle(manager, Selection(snapshot=str(selection)), tmp_path / "m.tar", with_models=True)
+    model_list = json.loads(dict(members(Path(result.path)))["channel/model-list.json"])
+    assert [(m["name"], m["filename"], m["url"]) for m in model_list["models"]] == [
+        ("Tiny", "tiny.safetensors", listed[0]["url"])
+    ], model_list  # the bundled model's entry only
+    root = make_tree(tmp_path / "box" / "ComfyUI")
+    write_config(root, network_mode="offline", channel_url=(root / "user" / "__manager" / "local-channel").as_uri())
+    import_bundle(Manager.standalone(root, env={}), Path(result.path))
+    out = subprocess.run(
+        [sys.executable, str(CM), "--comfyui", str(root), "install-model", "tiny.safetensors"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (root / "models" / "loras" / "tiny.safetensors").read_bytes() == model.read_bytes()
 
 
 def test_refusals_are_coded(tmp_path: Path) -> None:

@@ -200,9 +200,12 @@ def models(manager: Manager, snapshot: Snapshot, work: Path, progress: Progress)
     return out
 
 
-def channel_files(manager: Manager, packs: Sequence[PackState], work: Path) -> list[tuple[str, Path]]:
+def channel_files(
+    manager: Manager, packs: Sequence[PackState], work: Path, model_members: Sequence[str] = ()
+) -> list[tuple[str, Path]]:
     """The local channel: catalog entries of the bundled packs (the channel's own entry when the
-    catalog has it), so ``install <id>`` finds them offline."""
+    catalog has it), so ``install <id>`` finds them offline; and the model list's entries of the
+    bundled models (``models/<folder>/<name>`` members), so ``install-model`` finds them too."""
     entries: list[dict[str, Any]] = []
     try:
         catalog = manager.catalog_view(refresh="never").catalog
@@ -222,7 +225,7 @@ def channel_files(manager: Manager, packs: Sequence[PackState], work: Path) -> l
     bodies = {
         "custom-node-list.json": {"custom_nodes": entries},
         "extension-node-map.json": {},
-        "model-list.json": {"models": []},
+        "model-list.json": {"models": _model_entries(manager, model_members)},
         "alter-list.json": {"items": []},
     }
     out = []
@@ -239,3 +242,24 @@ def _catalog_raw(catalog: Any, pack: PackState) -> dict[str, Any] | None:
     found = catalog.get(pack.id) if pack.id else None
     raw = getattr(found, "raw", None)
     return dict(raw) if isinstance(raw, dict) else None
+
+
+def _model_entries(manager: Manager, model_members: Sequence[str]) -> list[dict[str, Any]]:
+    """The catalog's model-list entries whose placement is a bundled model file (the
+    model-list fields): without them the bundled file is in the model store but no install finds it."""
+    keys = {m.split("/", 1)[1] for m in model_members if m.startswith("models/")}
+    if not keys:
+        return []
+    from ..models.catalog import catalog_models
+
+    try:
+        items = catalog_models(manager, refresh="never").items
+    except Exception:  # no channel data here: the model files travel without entries
+        return []
+    out = []
+    for item in items:
+        if item.placement is None or f"{item.placement.folder}/{item.placement.relpath}" not in keys:
+            continue
+        entry = {k: v for k, v in item.entry.to_dict().items() if k != "channel" and (v or k != "sha256")}
+        out.append(entry)
+    return out

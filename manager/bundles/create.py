@@ -318,9 +318,9 @@ def _collect(
     lines += [line for line in dict.fromkeys(own) if line not in lines]
     wheel_members = collect.wheels(manager, lines, work, say, python_version=python_version, platforms=platforms)
     members += wheel_members
-    if with_models:
-        members += collect.models(manager, snapshot, work, say)
-    members += collect.channel_files(manager, realised, work)
+    model_members = collect.models(manager, snapshot, work, say) if with_models else []
+    members += model_members
+    members += collect.channel_files(manager, realised, work, [m for m, _ in model_members])
     # the snapshot pins what the bundle carries wheels for: --apply never asks for a package it lacks
     carried = {_wheel_name(m) for m, _ in wheel_members}
     python = tuple(p for p in snapshot.python if p.kind == "index" and canonicalize_name(p.name) in carried)
