@@ -11,7 +11,6 @@ other in this process)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,54 +20,19 @@ import pytest
 from manager.context import Manager
 from manager.errors import NetworkBlocked
 from support import tools
-from support.fleet import CM, MODEL_BYTES, MirrorServe, Nginx, Stores, fill_stores, readme_client_config
+from support.fleet import (
+    CM,
+    MODEL_BYTES,
+    MirrorServe,
+    Nginx,
+    Stores,
+    cli_traced,
+    fill_stores,
+    inet_connects,
+    write_client,
+)
 from support.gitrepos import git
 from support.wheels import installed_names, make_venv
-
-
-def write_client(root: Path, url: str, python: Path) -> Path:
-    """A fresh tree in private mode pointed at the mirror: the README's "Fleet" config and channel line."""
-    for sub in ("custom_nodes", "models/checkpoints", "user/__manager"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "main.py").write_text("# ComfyUI stand-in\n")
-    manager = root / "user" / "__manager"
-    (manager / "channels.list").write_text(f"default::{url}/channel\n")
-    config = readme_client_config(url).replace("[default]\n", f"[default]\npython_executable = {python}\n", 1)
-    (manager / "config.ini").write_text(config)
-    return root
-
-
-def run_traced(root: Path, args: list[str], trace: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CM_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-    }
-    return subprocess.run(
-        [
-            "strace",
-            "-f",
-            "-qq",
-            "-e",
-            "trace=connect",
-            "-o",
-            str(trace),
-            sys.executable,
-            str(CM),
-            "--comfyui",
-            str(root),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-
-
-def inet_connects(trace: Path) -> list[str]:
-    text = trace.read_text(encoding="utf-8", errors="replace") if trace.exists() else ""
-    return [line for line in text.splitlines() if "connect(" in line and "AF_INET" in line]
 
 
 @pytest.mark.parametrize("server_kind", ["nginx", "mirror-serve"])
@@ -101,7 +65,7 @@ def test_a_private_box_installs_a_pack_its_wheels_a_model_and_a_registry_pack_th
         }
         connects: dict[str, list[str]] = {}
         for name, args in lines.items():
-            out = run_traced(client, args, traces / f"{name}.strace")
+            out = cli_traced(client, args, traces / f"{name}.strace")
             assert out.returncode == 0, f"{args}: {out.stdout}\n{out.stderr}"
             connects[name] = inet_connects(traces / f"{name}.strace")
         # every connect of the CLI and its children (git, uv) went to the mirror on 127.0.0.1
@@ -141,7 +105,7 @@ def test_a_private_box_installs_a_pack_its_wheels_a_model_and_a_registry_pack_th
             assert "private mode" in info.value.message and "[mirrors]" in info.value.hint
         assert len(socket_audit_log.inet_connects()) == before
         # a catalog model the mirror lacks: the store misses (404 from the mirror), then its public URL is refused
-        refused = run_traced(client, ["install-model", "fleet-missing.safetensors"], traces / "refused.strace")
+        refused = cli_traced(client, ["install-model", "fleet-missing.safetensors"], traces / "refused.strace")
         said = refused.stdout + refused.stderr
         assert refused.returncode == 4 and "network_blocked" in said and "huggingface.co" in said, said
         assert not [c for c in inet_connects(traces / "refused.strace") if 'inet_addr("127.0.0.1")' not in c]

@@ -210,3 +210,51 @@ class MirrorServe:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(20)
+
+
+# --- the clients -----------------------------------------------------------------------------------
+def write_client(root: Path, url: str, python: Path) -> Path:
+    """A fresh tree in private mode pointed at the mirror: the README's "Fleet" config and channel line."""
+    for sub in ("custom_nodes", "models/checkpoints", "user/__manager"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "main.py").write_text("# ComfyUI stand-in\n")
+    manager = root / "user" / "__manager"
+    (manager / "channels.list").write_text(f"default::{url}/channel\n")
+    config = readme_client_config(url).replace("[default]\n", f"[default]\npython_executable = {python}\n", 1)
+    (manager / "config.ini").write_text(config)
+    return root
+
+
+def cli_traced(root: Path, args: list[str], trace: Path) -> subprocess.CompletedProcess[str]:
+    """``cm-cli.py --comfyui ROOT ARGS`` under ``strace -f -e trace=connect`` (log in ``trace``)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CM_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+    }
+    return subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=connect",
+            "-o",
+            str(trace),
+            sys.executable,
+            str(CM),
+            "--comfyui",
+            str(root),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+
+
+def inet_connects(trace: Path) -> list[str]:
+    """The connect() lines to an AF_INET/AF_INET6 address in an strace log."""
+    text = trace.read_text(encoding="utf-8", errors="replace") if trace.exists() else ""
+    return [line for line in text.splitlines() if "connect(" in line and "AF_INET" in line]
