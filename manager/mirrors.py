@@ -83,6 +83,17 @@ def rewrite_url(url: str, rules: Sequence[Rule]) -> str:
     return url
 
 
+def public_url(url: str, rules: Sequence[Rule]) -> str:
+    """``rewrite_url`` undone: the URL that the first rule whose replacement ``url`` continues
+    was made from (its prefix put back); ``url`` itself when no rule's replacement holds it.
+    A pack installed through a ``[mirrors]`` rule records the mirror's URL; this is its public one."""
+    for prefix, replacement in rules:
+        target = replacement.rstrip("/")
+        if target and under_prefix(url, target):
+            return prefix.rstrip("/") + url[len(target) :]
+    return url
+
+
 def _family_rules(config: Config) -> list[Rule]:
     return [(prefix, config[key]) for key, prefix in MIRROR_FAMILIES.items() if config[key]]
 

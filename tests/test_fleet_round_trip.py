@@ -3,13 +3,16 @@
 Box A (online; its whole "internet" is loopback): channel files naming a git pack by its github URL,
 the registry stand-in with a zip on a loopback "CDN", the pack's repository over smart HTTP
 (``git http-backend``) reached through A's ``[mirrors] github`` rule, a PEP 503 index of wheels
-built here, and a model in A's models folder. The README's "Air-gapped box" create line (plus
-``--pack`` for the registry pack, ``--with-models`` and ``--sign KEY`` with an ssh-keygen key made
-here) writes one signed bundle; every connect goes to loopback (strace).
+built here, and a model in A's models folder. A has the git pack (installed through its mirror
+rule: its origin is the mirror's URL) and the registry pack installed; the README's "Air-gapped
+box" create line (``--installed --pack`` a second git pack to carry along, plus ``--with-models``
+and ``--sign KEY`` with an ssh-keygen key made here) writes one signed bundle; every connect goes
+to loopback (strace).
 
 Box B (a fresh tree, ``network_mode = offline``, ``require_signed_bundles = true`` with the key in
 its ``allowed_signers``), inside ``unshare -n`` under strace: the README's ``bundle verify`` and
-``bundle import --apply`` lines, then the README "Fleet" ``mirror build`` line: not one inet connect.
+``bundle import --apply`` lines (A's packs and packages restored), then the README "Fleet"
+``mirror build`` line: not one inet connect.
 
 The mirror folder is served by a real nginx with the README's server block. Box C (a second fresh
 tree in private mode with the README's fleet config and channel line) installs the git pack, its
@@ -49,6 +52,7 @@ from support.wheels import Pkg, build_wheels, installed_names, make_venv, serve_
 
 REG = "reg-pack"
 PACK = "fleet-pack"
+CARRIED = "carried-pack"
 MODEL = "fleet-model.safetensors"
 
 
@@ -67,9 +71,13 @@ def _online_world(tmp_path: Path, http_server) -> dict:
     sources = tmp_path / "github"
     upstream = make_repo(sources / "fleet-owner" / PACK, name=PACK)
     upstream.commit("requirements", {"requirements.txt": "Fleet_Lib>=1\n"})
-    serve_smart_http(http_server, sources, f"fleet-owner/{PACK}", prefix="/gh")
+    carried = make_repo(sources / "fleet-owner" / CARRIED, name=CARRIED)
+    carried.commit("requirements", {"requirements.txt": "fleet-dep>=1\n"})
+    for name in (PACK, CARRIED):
+        serve_smart_http(http_server, sources, f"fleet-owner/{name}", prefix="/gh")
+    entries = [catalog_entry(PACK, PACK_URL), catalog_entry(CARRIED, f"https://github.com/fleet-owner/{CARRIED}")]
     channel = {
-        "custom-node-list.json": {"custom_nodes": [catalog_entry(PACK, PACK_URL)]},
+        "custom-node-list.json": {"custom_nodes": entries},
         "extension-node-map.json": {PACK_URL: [["FleetNode"], {"title_aux": PACK}]},
         "model-list.json": {"models": [model_entry()]},
         "alter-list.json": {"items": []},
@@ -96,6 +104,7 @@ def _online_world(tmp_path: Path, http_server) -> dict:
     wheels = build_wheels(tmp_path / "dist", [Pkg("Fleet_Lib", "1.0", ("fleet-dep>=1",)), Pkg("fleet-dep", "1.0")])
     return {
         "upstream": upstream,
+        "carried": carried,
         "channel": http_server.url("/channel"),
         "index": serve_simple_index(http_server, wheels),
     }
@@ -119,6 +128,7 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
     signers = tmp_path / "keys" / "allowed_signers"
     signers.write_text(f'admin@site namespaces="offline-manager-bundle" {key.with_suffix(".pub").read_text()}')
 
+    online_py = make_venv(tmp_path / "venv-a")
     online = _tree(
         tmp_path / "A" / "ComfyUI",
         [
@@ -127,7 +137,7 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
             f"channel_url = {world['channel']}",
             f"registry_url = {http_server.url('/api')}",
             f"pip_index_url = {world['index']}",
-            f"python_executable = {make_venv(tmp_path / 'venv-a')}",
+            f"python_executable = {online_py}",
             "http_channel_enabled = true",
             "[security]",
             "allow_remote_channel = true",
@@ -137,6 +147,15 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
         f"default::{world['channel']}\n",
     )
     (online / "models" / "checkpoints" / MODEL).write_bytes(MODEL_BYTES)
+    # A as a site box runs: the packs installed (the git pack through its [mirrors] rule, so its
+    # origin is the mirror's URL), their packages in A's venv
+    for args in (("install", PACK), ("install", f"{REG}@1.0.0")):
+        out = subprocess.run(
+            [sys.executable, str(CM), "--comfyui", str(online), *args], capture_output=True, text=True, timeout=600
+        )
+        assert out.returncode == 0, f"box A {args}: {out.stdout}\n{out.stderr}"
+    assert git(online / "custom_nodes" / PACK, "remote", "get-url", "origin").startswith(http_server.url("/gh"))
+    assert installed_names(online_py) == {"fleet-lib": "1.0", "fleet-dep": "1.0"}
     box_b = tmp_path / "B" / "ComfyUI"
     offline_py = make_venv(tmp_path / "venv-b")
     _tree(
@@ -154,14 +173,14 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
     work.mkdir()
     traces = tmp_path / "traces"
     traces.mkdir()
-    env = clean_env(ONLINE=str(online), OFFLINE=str(box_b), BOX=str(box_b), CM=str(CM), PACK=PACK)
+    env = clean_env(ONLINE=str(online), OFFLINE=str(box_b), BOX=str(box_b), CM=str(CM), PACK=CARRIED)
 
     # --- box A: the README's create line, the registry pack, the models, signed -------------------
     lines = walkthrough()
-    create = _readme_line(lines, "bundle create") + f" --pack {REG} --with-models --sign {shlex.quote(str(key))}"
+    create = _readme_line(lines, "bundle create") + f" --with-models --sign {shlex.quote(str(key))}"
     out = run_traced(create, work, env, traces / "create.strace")
     assert out.returncode == 0, out.stdout + out.stderr
-    for item in (f"git {PACK}", f"registry {REG}@1.0.0", "wheels:", f"model checkpoints/{MODEL}"):
+    for item in (f"git {PACK}", f"git {CARRIED}", f"registry {REG}@1.0.0", "wheels:", f"model checkpoints/{MODEL}"):
         assert item in out.stderr, (item, out.stderr)
     connects = inet_connects(traces / "create.strace")
     assert connects and not outside_loopback(connects), connects
@@ -184,7 +203,16 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
     assert "admin@site" in verify, verify
     manager_b = box_b / "user" / "__manager"
     assert (manager_b / "model-store" / "checkpoints" / MODEL).read_bytes() == MODEL_BYTES
-    assert "1 git repositories, 2 python projects" in said[build_line], said[build_line]
+    # --apply restored A's packs and packages on B, offline, from the imported stores
+    assert git(box_b / "custom_nodes" / PACK, "rev-parse", "HEAD") == world["upstream"].commits[-1]
+    assert git(box_b / "custom_nodes" / PACK, "remote", "get-url", "origin") == PACK_URL  # the public URL
+    assert "VERSION = '1.0.0'" in (box_b / "custom_nodes" / REG / "nodes.py").read_text()
+    assert installed_names(offline_py) == {"fleet-lib": "1.0", "fleet-dep": "1.0"}
+    assert "2 git repositories, 2 python projects" in said[build_line], said[build_line]
+    assert sorted(p.name for p in (mirror / "git" / "github.com" / "fleet-owner").glob("*.git")) == [
+        f"{CARRIED}.git",
+        f"{PACK}.git",
+    ]
     models = json.loads((mirror / "channel" / "model-list.json").read_text())["models"]
     assert [m["filename"] for m in models] == [MODEL], models  # the bundled model stays installable by name
 
@@ -195,6 +223,7 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
         client = write_client(tmp_path / "C" / "ComfyUI", server.url, python_c)
         installs = {
             "pack": ["install", PACK],
+            "carried": ["install", CARRIED],
             "registry": ["install", f"{REG}@1.0.0"],
             "model": ["install-model", MODEL],
         }
@@ -208,6 +237,7 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
             assert not elsewhere, f"box C {name} connected elsewhere than the mirror:\n" + "\n".join(elsewhere)
         pack = client / "custom_nodes" / PACK
         assert git(pack, "rev-parse", "HEAD") == world["upstream"].commits[-1]
+        assert git(client / "custom_nodes" / CARRIED, "rev-parse", "HEAD") == world["carried"].commits[-1]
         assert "VERSION = '1.0.0'" in (client / "custom_nodes" / REG / "nodes.py").read_text()
         assert installed_names(python_c) == {"fleet-lib": "1.0", "fleet-dep": "1.0"}
         assert (client / "models" / "checkpoints" / MODEL).read_bytes() == MODEL_BYTES

@@ -11,7 +11,7 @@ import pytest
 from manager.config import Config
 from manager.context import Manager
 from manager.errors import ConfigError, ConfigUnknownKey, NetworkBlocked, OfflineModeEnabled
-from manager.mirrors import effective_endpoints, endpoint_report, mirror_rules, rewrite_url
+from manager.mirrors import effective_endpoints, endpoint_report, mirror_rules, public_url, rewrite_url
 from manager.network import run_sync
 from support.gitrepos import make_repo, serve_smart_http
 
@@ -129,6 +129,33 @@ def test_rule_order_rewrites_then_default_channel_then_families() -> None:
     assert report["default_channel"].rule == "default_cache_as_channel_url"
     assert report["channel"].rule.startswith("rewrites")
     assert not report["github"].rewritten and report["github"].rule == ""
+
+
+def test_public_url_undoes_the_rewrite_a_mirrored_install_recorded() -> None:
+    """A pack installed through ``[mirrors] github`` has the mirror's URL as origin; a bundle made
+    from it must name the public URL (issue 20's joint round trip found it under the mirror's host)."""
+    cfg = Config.load(
+        None,
+        env={},
+        cli={
+            "rewrites": "https://gitlab.com/ -> https://special.corp/gitlab/",
+            "github": "http://comfy-mirror.corp/git/github.com/",
+        },
+    )
+    rules = mirror_rules(cfg)
+    for public in ("https://github.com/o/pack", "https://gitlab.com/g/sub/pack.git"):
+        mirrored = rewrite_url(public, rules)
+        assert mirrored != public and public_url(mirrored, rules) == public
+    # a URL no rule made, and one that only shares the host or a longer path segment, stay as they are
+    for other in (
+        "https://github.com/o/pack",
+        "http://comfy-mirror.corp/other/pack",
+        "http://comfy-mirror.corp/git/github.com.evil/pack",
+    ):
+        assert public_url(other, rules) == other
+    assert public_url("http://comfy-mirror.corp/git/github.com/o/pack", ()) == (
+        "http://comfy-mirror.corp/git/github.com/o/pack"
+    )
 
 
 def test_default_cache_as_channel_url_off_or_default_channel_adds_no_rule() -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
 from ..errors import ManagerError, RequestInvalid
+from ..mirrors import mirror_rules, public_url
 from ..snapshots.capture import utc_now
 from ..snapshots.model import PackState, Snapshot
 from . import collect
@@ -288,6 +289,9 @@ def _collect(
     for pack in snapshot.packs + extras:
         original = pack
         if pack.kind == "git" and pack.url:
+            # a pack installed through a [mirrors] rule records the mirror's URL: bundle it under
+            # its public one, the URL the offline box's catalog, git mirror and fleet clients use
+            pack = replace(pack, url=public_url(pack.url, mirror_rules(manager.config)))
             member, path, identity, commit = collect.git_bundle(manager, pack, work, say, requirements)
             members.append((member, path))
             identities[member] = identity
