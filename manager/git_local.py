@@ -53,14 +53,17 @@ class UpdateResult(_Record):
         return self.status == "updated"
 
 
-def run_local(git_exe: str, repo: Path, *args: str, timeout: float = _LOCAL_TIMEOUT) -> tuple[int, bytes]:
+def run_local(
+    git_exe: str, repo: Path, *args: str, timeout: float = _LOCAL_TIMEOUT, stdin: bytes | None = None
+) -> tuple[int, bytes]:
     """A read-only git command in a local repository, for callers that hold no network gate
     (restore preflight, the host's ComfyUI commit): exit code and stdout; ``(1, b"")`` when git
-    cannot run or overruns ``timeout``. Never give it a command that reaches a remote."""
+    cannot run or overruns ``timeout``. ``stdin`` is fed to it (``cat-file --batch`` questions).
+    Never give it a command that reaches a remote."""
     try:
         proc = subprocess.Popen(
             [git_exe, "-C", str(repo), *args],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={**os.environ, **_GIT_ENV},
@@ -69,7 +72,7 @@ def run_local(git_exe: str, repo: Path, *args: str, timeout: float = _LOCAL_TIME
     except OSError:
         return 1, b""
     try:
-        out, _ = proc.communicate(timeout=timeout)
+        out, _ = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_tree(proc)
         proc.communicate()

@@ -78,9 +78,8 @@ async def test_verify_preview_import_and_list(aiohttp_client, api_app, bundle: P
     task = api.manager.queue.get(queued["tasks"][0]["id"]).to_dict()
     assert task["state"] == "done", task
     assert task["result"]["manifest_sha256"] == report["manifest_sha256"] and task["result"]["added"] >= 3
-    mirror = root / "user" / "__manager" / "git-mirror" / "example.invalid" / "test" / "pack-a.git"
-    assert (mirror / "HEAD").is_file()
-
+    mirror = root / "user" / "__manager" / "git-mirror" / "example.invalid" / "test" / "pack-a.bundle"
+    assert mirror.is_file()  # the git bundle, kept as it came (git clones from it)
     listed = await _data(await client.get(PREFIX + "/bundles"))
     assert listed["count"] == 1
     (entry,) = listed["bundles"]

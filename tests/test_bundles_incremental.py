@@ -13,6 +13,7 @@ import pytest
 from manager.bundles import Selection, create_bundle, import_bundle, verify_bundle
 from manager.bundles.errors import BundleBaseMissing
 from manager.context import Manager
+from manager.git_mirror import find_mirror, repository_for
 from support import tools
 from support.bundles import make_creator, make_tree, members
 from support.gitrepos import git
@@ -59,9 +60,14 @@ def test_increment_carries_only_changes_and_needs_its_base(tmp_path: Path) -> No
     assert listing(box.layout.comfyui_root) == before, "a refused increment changed the tree"
 
     import_bundle(box, Path(base.path))
+    kept = box.layout.git_mirror_dir / "example.invalid" / "test" / "pack-a.bundle"
+    assert find_mirror(box.layout.git_mirror_dir, "https://example.invalid/test/pack-a") == kept  # as it came
+    old = repository_for("git", kept)  # the bare repository a restore makes from the base's bundle
+    assert git(old, "rev-parse", "refs/heads/main") != new
     result = import_bundle(box, inc)
     assert {c.store: c.action for c in result.changes}["git"] == "replace"
-    repo = box.layout.git_mirror_dir / "example.invalid" / "test" / "pack-a.git"
+    assert not old.exists(), "the repository made from the older bundle must go: the newest bundle wins"
+    repo = repository_for("git", find_mirror(box.layout.git_mirror_dir, "https://example.invalid/test/pack-a") or kept)
     assert git(repo, "rev-parse", "refs/heads/main") == new
     assert (box.layout.cache_dir / "archives" / "cnr" / "reg-pack" / "1.0.0.zip").is_file()  # from the base
     assert len(list(box.layout.bundles_dir.glob("*.json"))) == 2

@@ -226,6 +226,6 @@ def test_import_dry_run_lists_what_it_would_add_and_changes_nothing(made, tmp_pa
         timeout=120,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "add      git-mirror/example.invalid/test/pack-a.git" in out.stdout, out.stdout
+    assert "add      git-mirror/example.invalid/test/pack-a.bundle" in out.stdout, out.stdout
     assert "bundle import --dry-run: 7 to add, 0 to replace" in out.stdout, out.stdout
     assert _stores(manager) == before

@@ -208,7 +208,7 @@ def test_bundle_import_killed_leaves_tree_consistent(point: str, tmp_path: Path,
     run = run_and_kill(layout.comfyui_root, "bundle-import", spec=bundle.path, require_kill=False)
     assert run.status.get("finished", {}).get("state") == "done", run.describe()
     assert (layout.bundles_dir / f"{bundle.manifest_sha256}.json").is_file()
-    assert (layout.git_mirror_dir / "example.invalid" / "test" / "pack-a.git" / "HEAD").is_file()
+    assert (layout.git_mirror_dir / "example.invalid" / "test" / "pack-a.bundle").is_file()  # kept as it came
     assert (layout.cache_dir / "archives" / "cnr" / "reg-pack" / "1.0.0.zip").is_file()
 
 

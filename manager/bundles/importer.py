@@ -12,13 +12,13 @@ import hashlib
 import os
 import secrets
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..fsops import refuse_links
+from ..git_mirror import BUNDLE_SUFFIX
 from ..operations.staging import RenameTxn, prepare_tree, remove_tree
 from ..plans import FileMove, PackChange, Plan
 from .errors import BundleBaseMissing, BundleError
@@ -118,7 +118,7 @@ def _target(layout: Layout, member: str, manifest_sha: str) -> tuple[str, str] |
     if top == "channel":
         return "channel", f"{layout.local_channel_dir.name}/{rest}"
     if top == "git":
-        return "git", f"{layout.git_mirror_dir.name}/{rest[: -len('.bundle')]}.git"
+        return "git", f"{layout.git_mirror_dir.name}/{rest}"  # kept as a git bundle: git clones from it
     if top == "cnr":
         return "cnr", f"{Path(rel_cache).as_posix()}/{rest}"
     if top == "wheels":
@@ -169,8 +169,8 @@ def _channels_list(layout: Layout, staged: Path) -> bool:
 def _build_stores(
     manager: Manager, report: BundleReport, files: Path, stores: Path, say: Progress
 ) -> list[tuple[str, str]]:
-    """Lay the extracted members out under ``stores`` as they go under the manager folder; git
-    bundles become bare repositories. Returns (store, relative path) of every entry."""
+    """Lay the extracted members out under ``stores`` as they go under the manager folder (git
+    bundles stay files: no git runs at import). Returns (store, relative path) of every entry."""
     manifest = report.manifest
     assert manifest is not None
     layout = manager.layout
@@ -182,31 +182,18 @@ def _build_stores(
         store, rel = target
         dest = stores / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        src = files / entry.path
-        if store == "git":
-            say(f"git {rel}")
-            _bare_from_bundle(manager, src, dest)
-        else:
-            os.rename(src, dest)
+        os.rename(files / entry.path, dest)
         out.append((store, rel))
     return out
 
 
-def _bare_from_bundle(manager: Manager, bundle: Path, dest: Path) -> None:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    git = manager.git.git_exe
-    for args in (
-        ["clone", "--mirror", "--", str(bundle), str(dest)],
-        ["-C", str(dest), "remote", "remove", "origin"],
-    ):
-        res = subprocess.run(
-            [git, *args], capture_output=True, text=True, env=env, timeout=900, stdin=subprocess.DEVNULL
-        )
-        if res.returncode != 0:
-            raise BundleError(
-                f"the git bundle {bundle.name} could not be unpacked: {res.stderr.strip()[-300:]}",
-                details={"file": bundle.name},
-            )
+def _stale_repository(layout: Layout, change: StoreChange) -> Path | None:
+    """The bare repository beside a git bundle the import adds or replaces (made from an older
+    bundle, or by an import of an earlier version): it must go, so the newest bundle wins."""
+    if change.store != "git" or change.action == "same" or not change.path.endswith(BUNDLE_SUFFIX):
+        return None
+    repo = layout.manager_dir / (change.path[: -len(BUNDLE_SUFFIX)] + ".git")
+    return repo if os.path.lexists(repo) else None
 
 
 def _plan(layout: Layout, entries: list[tuple[str, str]], stores: Path) -> list[StoreChange]:
@@ -215,7 +202,7 @@ def _plan(layout: Layout, entries: list[tuple[str, str]], stores: Path) -> list[
         live = layout.manager_dir / rel
         if not os.path.lexists(live):
             action = "add"
-        elif store != "git" and _same(stores / rel, live):
+        elif _same(stores / rel, live):
             action = "same"
         else:
             action = "replace"
@@ -279,7 +266,8 @@ def preview_import(manager: Manager, path: Path) -> ImportPreview:
 
 def _room_for(path: Path, work: Path) -> None:
     """Refuse before unpacking when the folder cannot hold the unpacked bundle (twice its size:
-    the files, and the git repositories made from them), rather than failing half-way."""
+    the files, and room for the bare repositories a restore or ``mirror build`` makes from the
+    git bundles), rather than failing half-way."""
     need = 2 * path.stat().st_size
     free = shutil.disk_usage(work).free
     if free < need:
@@ -339,6 +327,11 @@ def import_bundle(
                 if change.action == "same":
                     continue
                 say(f"{change.action} {change.path}")
+                stale = _stale_repository(layout, change)
+                if stale is not None:
+                    aside = old / secrets.token_hex(6)
+                    aside.parent.mkdir(parents=True, exist_ok=True)
+                    txn.move(stale, aside)
                 _move_in(txn, stores, change.path, old)
     finally:
         clear_staging(layout)

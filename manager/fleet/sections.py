@@ -12,6 +12,7 @@ import html
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from packaging.utils import (
 )
 
 from ..catalog_parse import CHANNEL_FILES, FILE_ALTER, FILE_MODELS, FILE_NODES
+from ..git_mirror import BUNDLE_SUFFIX, bare_from_bundle, is_bare_repo, is_bundle_file
 from .errors import MirrorBuildFailed
 from .tree import FileEntry, StagedTree
 
@@ -84,51 +86,79 @@ def add_channel(tree: StagedTree, channel_dir: Path, git_mirror_dir: Path, skipp
 
 # --- git -------------------------------------------------------------------------------------------
 def bare_repos(git_mirror_dir: Path) -> list[tuple[str, Path]]:
-    """``(<host>/<path>.git, folder)`` of every bare repository in the git mirror."""
-    found: list[tuple[str, Path]] = []
+    """``(<host>/<path>.git, source)`` of every repository in the git mirror: a bare repository
+    folder, or the git bundle file an import left (when no bare repository was made from it)."""
+    found: dict[str, Path] = {}
     if not git_mirror_dir.is_dir():
-        return found
-    for dirpath, dirnames, _ in os.walk(git_mirror_dir):
+        return []
+    for dirpath, dirnames, filenames in os.walk(git_mirror_dir):
         base = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink())
         for name in list(dirnames):
             folder = base / name
-            if name.endswith(".git") and (folder / "HEAD").is_file() and (folder / "objects").is_dir():
+            if name.endswith(".git") and is_bare_repo(folder):
                 rel = folder.relative_to(git_mirror_dir).as_posix()
                 if all(_SAFE_PART.match(p) for p in rel.split("/")):
-                    found.append((rel, folder))
+                    found[rel] = folder
                 dirnames.remove(name)
-    return found
+        for name in filenames:
+            if name.endswith(BUNDLE_SUFFIX) and is_bundle_file(base / name):
+                rel = (base / name).relative_to(git_mirror_dir).as_posix()[: -len(BUNDLE_SUFFIX)] + ".git"
+                if all(_SAFE_PART.match(p) for p in rel.split("/")):
+                    found.setdefault(rel, base / name)
+    return sorted(found.items())
 
 
 def add_git(tree: StagedTree, git_mirror_dir: Path, git_exe: str, skipped: list[str]) -> list[FileEntry]:
     """Each bare repository under ``git/<host>/<path>.git``, ready for dumb HTTP clones."""
     out = []
-    for rel, folder in bare_repos(git_mirror_dir):
-        dest_rel = f"git/{rel}"
-        for inner, path in regular_files(folder, skipped):
-            if inner in _GENERATED or inner.startswith("hooks/"):
-                continue
-            out.append(tree.copy_file(f"{dest_rel}/{inner}", path, "git", hash_it=False))
-        copy = tree.path(f"{dest_rel}/HEAD").parent
-        for empty in ("refs/heads", "refs/tags", "objects/info", "objects/pack"):  # git wants them, even empty
-            (copy / empty).mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(
-            [git_exe, "--git-dir", str(copy), "update-server-info"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"},
+    with tempfile.TemporaryDirectory(prefix=".unbundled-", dir=tree.root.parent) as scratch:
+        for rel, source in bare_repos(git_mirror_dir):
+            out += _add_repo(tree, rel, _repository(git_exe, source, Path(scratch)), git_exe, skipped)
+    return out
+
+
+def _repository(git_exe: str, source: Path, scratch: Path) -> Path:
+    """A bare repository folder to copy: ``source``, or one made from a git bundle in ``scratch``
+    (dumb HTTP needs a repository; the box's git mirror keeps the bundle as it is)."""
+    if not is_bundle_file(source):
+        return source
+    folder = scratch / f"{len(list(scratch.iterdir()))}.git"
+    try:
+        bare_from_bundle(git_exe, source, folder)
+    except OSError as exc:
+        raise MirrorBuildFailed(str(exc), details={"repository": str(source)}) from exc
+    return folder
+
+
+def _add_repo(tree: StagedTree, rel: str, folder: Path, git_exe: str, skipped: list[str]) -> list[FileEntry]:
+    """The repository ``folder`` copied to ``git/<rel>`` with dumb-HTTP info files, and its
+    ``.git``-less alias."""
+    out = []
+    dest_rel = f"git/{rel}"
+    for inner, path in regular_files(folder, skipped):
+        if inner in _GENERATED or inner.startswith("hooks/"):
+            continue
+        out.append(tree.copy_file(f"{dest_rel}/{inner}", path, "git", hash_it=False))
+    copy = tree.path(f"{dest_rel}/HEAD").parent
+    for empty in ("refs/heads", "refs/tags", "objects/info", "objects/pack"):  # git wants them, even empty
+        (copy / empty).mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [git_exe, "--git-dir", str(copy), "update-server-info"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"},
+    )
+    if proc.returncode != 0:
+        raise MirrorBuildFailed(
+            f"git update-server-info failed for {rel}: {proc.stderr.strip()[:300]}",
+            details={"repository": str(folder)},
         )
-        if proc.returncode != 0:
-            raise MirrorBuildFailed(
-                f"git update-server-info failed for {rel}: {proc.stderr.strip()[:300]}",
-                details={"repository": str(folder)},
-            )
-        for generated in sorted(_GENERATED):
-            if (copy / generated).is_file():
-                out.append(tree.adopt(f"{dest_rel}/{generated}", "git"))
-        tree.symlink(dest_rel[: -len(".git")], copy.name)
+    for generated in sorted(_GENERATED):
+        if (copy / generated).is_file():
+            out.append(tree.adopt(f"{dest_rel}/{generated}", "git"))
+    tree.symlink(dest_rel[: -len(".git")], copy.name)
     return out
 
 

@@ -9,9 +9,11 @@ at once (``snapshot_sources_missing``) so an air-gapped restore never fails half
 
 from __future__ import annotations
 
+import os
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from packaging.requirements import Requirement
 
 from ..errors import ManagerError, NetworkBlocked, PolicyDenied, SnapshotSourcesMissing
 from ..git import run_local
-from ..git_mirror import find_mirror
+from ..git_mirror import find_mirror, is_bundle_file, repository_for
 from ..records import PolicyDecision
 from .model import _Record
 from .plan import RestorePlan, RestoreStep
@@ -37,22 +39,48 @@ class MissingSource(_Record):
     hint: str = ""
 
 
-def _git(git_exe: str, repo: Path, *args: str) -> tuple[int, bytes]:
-    """A read-only local git command (never touches a remote)."""
-    return run_local(git_exe, repo, *args, timeout=60)
+def commit_and_requirements(git_exe: str, repo: Path, commit: str) -> str | None:
+    """One git run: None when ``repo`` lacks ``commit`` (HEAD when empty), else the text of its
+    requirements.txt at that commit ("" when it has none)."""
+    if not repo.is_dir():
+        return None
+    rev = commit or "HEAD"
+    if "\n" in rev or rev.startswith("-"):
+        return None
+    rc, out = run_local(
+        git_exe, repo, "cat-file", "--batch", timeout=60, stdin=f"{rev}^{{commit}}\n{rev}:requirements.txt\n".encode()
+    )
+    answers = _batch_answers(out) if rc == 0 else []
+    if len(answers) != 2 or answers[0] is None:
+        return None
+    return answers[1].decode("utf-8", "replace") if answers[1] is not None else ""
 
 
 def _has_commit(git_exe: str, repo: Path, commit: str) -> bool:
     if not repo.is_dir():
         return False
     if not commit:
-        return _git(git_exe, repo, "rev-parse", "--verify", "-q", "HEAD^{commit}")[0] == 0
-    return _git(git_exe, repo, "cat-file", "-e", f"{commit}^{{commit}}")[0] == 0
+        return run_local(git_exe, repo, "rev-parse", "--verify", "-q", "HEAD^{commit}", timeout=60)[0] == 0
+    return run_local(git_exe, repo, "cat-file", "-e", f"{commit}^{{commit}}", timeout=60)[0] == 0
 
 
-def _requirements_at(git_exe: str, repo: Path, commit: str) -> str:
-    rc, out = _git(git_exe, repo, "show", f"{commit or 'HEAD'}:requirements.txt")
-    return out.decode("utf-8", "replace") if rc == 0 else ""
+def _batch_answers(out: bytes) -> list[bytes | None]:
+    """The objects ``git cat-file --batch`` printed, None for each it did not find."""
+    answers: list[bytes | None] = []
+    at = 0
+    while at < len(out):
+        end = out.find(b"\n", at)
+        if end < 0:
+            break
+        header = out[at:end].split()
+        at = end + 1
+        if len(header) == 3 and header[2].isdigit():
+            size = int(header[2])
+            answers.append(out[at : at + size])
+            at += size + 1
+        else:  # "<name> missing" / "ambiguous"
+            answers.append(None)
+    return answers
 
 
 def _zip_requirements(path: Path) -> str:
@@ -100,7 +128,10 @@ class _Checker:
     def local_repo(self, url: str) -> Path | None:
         mirrored = find_mirror(self.manager.git.mirror_root, url)  # a bundle's copy: what the clone uses
         if mirrored is not None:
-            return mirrored
+            try:
+                return repository_for(self.git_exe, mirrored)  # a bundle file: its bare repository, made once
+            except OSError:
+                return None
         try:
             final = self.gate.rewrite(url)
             return self.gate.local_path(final) if self.gate.is_local(final) else None
@@ -109,11 +140,13 @@ class _Checker:
 
     def git_step(self, step: RestoreStep, installed: Path | None) -> None:
         url, commit = str(step.params.get("url") or ""), str(step.params.get("commit") or "")
-        for repo in (installed, self.local_repo(url) if url else None):
-            if repo is not None and _has_commit(self.git_exe, repo, commit):
-                self.pack_reqs.append((step.target, _requirements_at(self.git_exe, repo, commit)))
+        local = self.local_repo(url) if url else None
+        for repo in (installed, local):
+            reqs = commit_and_requirements(self.git_exe, repo, commit) if repo is not None else None
+            if reqs is not None:
+                self.pack_reqs.append((step.target, reqs))
                 return
-        if url and self.local_repo(url) is None:
+        if url and local is None:
             self.miss(
                 step,
                 "repository",
@@ -161,7 +194,23 @@ class _Checker:
             for p in inv.packs
         )
 
+    def unbundle(self) -> None:
+        """Bare repositories for the git bundles the steps clone from, made side by side (one
+        git process each, the slow part of a first restore after an import)."""
+        root = self.manager.git.mirror_root
+        found = [find_mirror(root, str(s.params.get("url") or "")) for s in self.plan.steps if s.params.get("url")]
+        bundles = sorted({p for p in found if p is not None and is_bundle_file(p)})
+        if len(bundles) < 2:
+            return
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            for fut in [pool.submit(repository_for, self.git_exe, b) for b in bundles]:
+                try:
+                    fut.result()
+                except OSError:
+                    pass  # named as a missing repository by the step's own check
+
     def run(self, inventory_paths: dict[str, Path]) -> None:
+        self.unbundle()
         for step in self.plan.steps:
             kind = step.params.get("kind")
             if step.kind == "pack_checkout" or (step.kind == "pack_install" and kind == "git"):
@@ -261,6 +310,7 @@ def absent_pinned_commits(manager: Any, plan: RestorePlan) -> list[MissingSource
     that is gone (``repository``: the URL moved) or lacks the commit (``commit``: history rewritten).
     A remote source cannot be asked without the network; its step fails when it runs, and is undone."""
     checker = _Checker(manager, plan)
+    checker.unbundle()
     inv = manager.inventory(with_catalog=False)
     paths = {(p.name if p.enabled else p.pack_id): Path(p.path) for p in inv.packs}
     out: list[MissingSource] = []
