@@ -81,6 +81,28 @@ def test_pack_ids_from_the_catalog(tmp_path: Path) -> None:
     assert pack["commit"] == creator.repo.commits[-1] and pack["url"] == creator.pack_url
 
 
+def test_the_bundle_channel_keeps_the_catalog_entry_and_its_node_types(tmp_path: Path) -> None:
+    """Regression: the bundle's channel entry was always rebuilt from the snapshot (title = id, no
+    author, description or node map: the catalog lookup read an attribute packs do not have)."""
+    creator = make_creator(tmp_path)
+    entry = {**catalog_entry("pack-a", creator.pack_url, title="Pack A"), "pip": ["extra-lib"]}
+    channel = write_channel(tmp_path / "channel", [entry], node_map={creator.pack_url: ["PackANode"]})
+    write_config(creator.root, network_mode="offline", channel_url=channel)
+    manager = Manager.standalone(creator.root, env={})
+    result = create_bundle(manager, Selection(pack_ids=("pack-a",)), tmp_path / "ids.tar")
+    files = dict(members(Path(result.path)))
+    (carried,) = json.loads(files["channel/custom-node-list.json"])["custom_nodes"]
+    assert {k: carried[k] for k in ("title", "author", "description", "reference", "pip")} == {
+        "title": "Pack A",
+        "author": "test",
+        "description": "pack-a for tests",
+        "reference": creator.pack_url,
+        "pip": ["extra-lib"],
+    }, carried
+    node_map = json.loads(files["channel/extension-node-map.json"])
+    assert node_map == {creator.pack_url: [["PackANode"], {"title_aux": "Pack A"}]}, node_map
+
+
 def test_models_go_into_the_model_store(tmp_path: Path) -> None:
     creator = make_creator(tmp_path)
     model = creator.root / "models" / "loras" / "tiny.safetensors"

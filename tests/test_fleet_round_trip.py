@@ -213,6 +213,13 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
         f"{CARRIED}.git",
         f"{PACK}.git",
     ]
+    # the mirror's channel: A's catalog entries (public URLs, titles, node types), so the fleet's
+    # panel and missing-node lookup see the packs as A's catalog describes them
+    listed = json.loads((mirror / "channel" / "custom-node-list.json").read_text())["custom_nodes"]
+    by_id = {e["id"]: e for e in listed}
+    assert by_id[PACK]["files"] == [PACK_URL] and by_id[PACK]["description"] == f"{PACK} for tests", listed
+    node_map = json.loads((mirror / "channel" / "extension-node-map.json").read_text())
+    assert node_map[PACK_URL][0] == ["FleetNode"], node_map
     models = json.loads((mirror / "channel" / "model-list.json").read_text())["models"]
     assert [m["filename"] for m in models] == [MODEL], models  # the bundled model stays installable by name
 

@@ -207,24 +207,27 @@ def channel_files(
     catalog has it), so ``install <id>`` finds them offline; and the model list's entries of the
     bundled models (``models/<folder>/<name>`` members), so ``install-model`` finds them too."""
     entries: list[dict[str, Any]] = []
+    node_map: dict[str, Any] = {}
     try:
         catalog = manager.catalog_view(refresh="never").catalog
     except Exception:  # no channel data here: the entries are made from the snapshot
         catalog = None
     for pack in packs:
-        raw = _catalog_raw(catalog, pack)
+        raw = _catalog_entry(catalog, pack)
         if raw is None:
             raw = {"id": pack.id or pack.name, "title": pack.id or pack.name, "author": "", "description": ""}
             if pack.kind == "git":
                 raw.update({"reference": pack.url, "files": [pack.url], "install_type": "git-clone"})
             else:
                 raw.update({"reference": "", "files": [], "install_type": "cnr", "cnr_id": pack.cnr_id or pack.id})
+        else:
+            node_map.update(_node_map_entry(catalog, raw))
         entries.append(raw)
     folder = work / "channel"
     folder.mkdir(parents=True, exist_ok=True)
     bodies = {
         "custom-node-list.json": {"custom_nodes": entries},
-        "extension-node-map.json": {},
+        "extension-node-map.json": node_map,
         "model-list.json": {"models": _model_entries(manager, model_members)},
         "alter-list.json": {"items": []},
     }
@@ -236,12 +239,40 @@ def channel_files(
     return out
 
 
-def _catalog_raw(catalog: Any, pack: PackState) -> dict[str, Any] | None:
-    if catalog is None:
+def _catalog_entry(catalog: Any, pack: PackState) -> dict[str, Any] | None:
+    """The catalog's pack as a channel entry (title, author, description, URLs, pip ...), or None."""
+    found = catalog.get(pack.id) if catalog is not None and pack.id else None
+    if found is None or (pack.kind == "git") != (found.install_type == "git-clone"):
         return None
-    found = catalog.get(pack.id) if pack.id else None
-    raw = getattr(found, "raw", None)
-    return dict(raw) if isinstance(raw, dict) else None
+    if pack.kind == "git" and mirror_relpath(pack.url) not in {
+        mirror_relpath(u) for u in (*found.files, found.reference)
+    }:
+        return None  # another repository than the bundled one (a fork under the same id): not its entry
+    entry: dict[str, Any] = {
+        "id": found.id,
+        "title": found.title,
+        "author": found.author,
+        "reference": found.reference,
+        "files": list(found.files),
+        "install_type": found.install_type,
+        "description": found.description,
+    }
+    optional = {"pip": list(found.pip), "tags": list(found.tags), "cnr_id": found.cnr_id}
+    optional["nodename_pattern"] = found.nodename_pattern
+    entry.update({k: v for k, v in optional.items() if v})
+    return entry
+
+
+def _node_map_entry(catalog: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    """The extension-node-map line of a catalog pack (its node class names), so the offline box's
+    missing-node lookup finds the bundled pack; empty when the catalog lists none."""
+    names = list(catalog.node_types(entry["id"]))
+    if not names or not entry.get("reference"):
+        return {}
+    meta: dict[str, Any] = {"title_aux": entry["title"]}
+    if entry.get("nodename_pattern"):
+        meta["nodename_pattern"] = entry["nodename_pattern"]
+    return {entry["reference"]: [names, meta]}
 
 
 def _model_entries(manager: Manager, model_members: Sequence[str]) -> list[dict[str, Any]]:
