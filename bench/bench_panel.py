@@ -55,7 +55,8 @@ OPEN_PROBE = """() => {
 }"""
 
 # Per keystroke: t0 at keydown (capture), t1 once the rows for the new query are in the DOM and
-# laid out (the view stamps data-query synchronously after rendering), t2 at the next frame.
+# laid out (the view stamps data-query synchronously after rendering), t2 when the next frame
+# (the first one with the new rows) starts, t3 once that frame is done (painted).
 KEY_PROBE = """() => {
     window.__keys = [];
     const input = document.querySelector('[data-testid=pack-search]');
@@ -68,7 +69,7 @@ KEY_PROBE = """() => {
         const k = cur;
         k.t1 = performance.now();
         k.rows = Number(view.dataset.rows);
-        requestAnimationFrame(() => setTimeout(() => { k.t2 = performance.now(); }, 0));
+        requestAnimationFrame(() => { k.t2 = performance.now(); setTimeout(() => { k.t3 = performance.now(); }, 0); });
     }).observe(view, { attributes: true, attributeFilter: ['data-query'] });
 }"""
 
@@ -85,7 +86,7 @@ def timed_open(page: Any, *, preload: bool) -> dict[str, float]:
 
 
 def timed_keystrokes(page: Any, queries: tuple[str, ...] = QUERIES) -> list[dict[str, float]]:
-    """Type each of ``queries`` into the open panel's search; KEY_PROBE's t0/t1/t2 per keystroke."""
+    """Type each of ``queries`` into the open panel's search; KEY_PROBE's t0/t1/t2/t3 per keystroke."""
     page.evaluate(KEY_PROBE)
     out: list[dict[str, float]] = []
     for query in queries:
@@ -94,7 +95,7 @@ def timed_keystrokes(page: Any, queries: tuple[str, ...] = QUERIES) -> list[dict
         page.evaluate("window.__keys = []")
         page.keyboard.type(query, delay=60)
         page.wait_for_function(
-            f"window.__keys.length === {len(query)} && window.__keys.every(k => k.t2)", timeout=30_000
+            f"window.__keys.length === {len(query)} && window.__keys.every(k => k.t3)", timeout=30_000
         )
         out += page.evaluate("window.__keys")
     return out
@@ -266,12 +267,14 @@ def open_ratio(ctx: BenchContext) -> Figure:
 
 def search_keystroke_59k(ctx: BenchContext) -> Figure:
     keys = _results_59k(ctx)["keys"]
+    frame = sorted(k["t2"] - k["t0"] for k in keys)
     dom = sorted(k["t1"] - k["t0"] for k in keys)
-    painted = sorted(k["t2"] - k["t0"] for k in keys)
+    painted = sorted(k["t3"] - k["t0"] for k in keys)
     return Figure(
-        statistics.median(painted),
-        f"{len(painted)} keystrokes over 59k packs, to the next frame with the new rows; p95 "
-        f"{percentile(painted, 0.95):.1f} ms; rows laid out median {statistics.median(dom):.1f} ms",
+        statistics.median(frame),
+        f"{len(frame)} keystrokes over 59k packs, keydown to the start of the next frame, the first with the "
+        f"new rows; p95 {percentile(frame, 0.95):.1f} ms; rows laid out median {statistics.median(dom):.1f} ms; "
+        f"that frame painted median {statistics.median(painted):.1f} ms",
     )
 
 

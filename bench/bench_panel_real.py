@@ -150,13 +150,14 @@ def open_painted(ctx: BenchContext) -> Figure:
 
 def search_keystroke(ctx: BenchContext) -> Figure:
     keys = _results(ctx)["keys"]
-    painted = sorted(k["t2"] - k["t0"] for k in keys)
+    frame = sorted(k["t2"] - k["t0"] for k in keys)
     dom = sorted(k["t1"] - k["t0"] for k in keys)
+    painted = sorted(k["t3"] - k["t0"] for k in keys)
     return Figure(
-        statistics.median(painted),
-        f"real ComfyUI 0.8.0 page, {len(painted)} keystrokes of {', '.join(QUERIES)}: keydown to the next "
-        f"frame with the new rows; p95 {percentile(painted, 0.95):.1f} ms; rows laid out median "
-        f"{statistics.median(dom):.1f} ms",
+        statistics.median(frame),
+        f"real ComfyUI 0.8.0 page, {len(frame)} keystrokes of {', '.join(QUERIES)}: keydown to the start of the "
+        f"next frame, the first with the new rows; p95 {percentile(frame, 0.95):.1f} ms; rows laid out median "
+        f"{statistics.median(dom):.1f} ms; that frame painted median {statistics.median(painted):.1f} ms",
     )
 
 
