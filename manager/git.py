@@ -31,8 +31,8 @@ from .errors import (
     OfflineModeEnabled,
 )
 from .git_hints import hint_for_stderr
-from .git_local import _GIT_ENV, _LOCAL_TIMEOUT, GitState, UpdateResult, run_local
-from .git_mirror import find_mirror
+from .git_local import _GIT_ENV, _LOCAL_TIMEOUT, GitState, UpdateResult, run_local, set_origin_url
+from .git_mirror import at_source_head, find_mirror
 from .git_refs import _COMMIT_RE, check_ref, check_remote_url
 from .inventory import parse_git_config, read_git_meta
 from .network import NetworkGate, redact_url
@@ -286,7 +286,9 @@ class GitClient:
             args += ["--depth", "1"]
         if ref and not is_commit:
             args += ["--branch", ref]
-        if is_commit:
+        # a pinned commit that is the source's HEAD: the plain clone checks it out (one git run)
+        at_head = is_commit and at_source_head(source, ref or "")
+        if is_commit and not at_head:
             args.append("--no-checkout")
         args += ["--", source, str(dest)]
         created = not dest.exists()
@@ -304,18 +306,30 @@ class GitClient:
             self._check(res, "clone", details={"url": shown, "ref": ref or ""})
             if is_commit:
                 assert ref is not None
-                self._check(
-                    self._git(dest, "checkout", "-q", "--detach", ref, "--"),
-                    "checkout",
-                    details={"url": shown, "ref": ref},
-                )
+                self._detach(dest, ref, at_head, shown)
             if source != url and find_mirror(self.mirror_root, url) is not None:  # keep the public URL
-                self._git(dest, "remote", "set-url", "origin", url)
+                if not set_origin_url(dest, url):
+                    self._git(dest, "remote", "set-url", "origin", url)
         except BaseException:
             if created and dest.exists():
                 shutil.rmtree(dest, onerror=self._log_rm_error)
             raise
         return self.state(dest)
+
+    def _detach(self, dest: Path, ref: str, at_head: bool, shown: str) -> None:
+        """HEAD detached at ``ref``: written directly when the clone checked that commit out
+        (what ``checkout --detach`` would leave), else checked out by git."""
+        if at_head:
+            try:
+                commit = read_git_meta(dest).commit
+            except (OSError, ValueError):
+                commit = ""
+            if commit and commit.lower() == ref.lower():
+                (dest / ".git" / "HEAD").write_text(f"{commit}\n", encoding="ascii")  # a fresh clone in staging
+                return
+        self._check(
+            self._git(dest, "checkout", "-q", "--detach", ref, "--"), "checkout", details={"url": shown, "ref": ref}
+        )
 
     def _log_rm_error(self, func: Any, path: str, exc: Any) -> None:
         self.log.warning("could not remove %s after a failed clone: %s", path, exc)

@@ -6,6 +6,7 @@ Re-exported by ``manager.git``.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from .procs import child_kwargs, kill_tree
 from .records import _Record
 
-__all__ = ["GitState", "UpdateResult", "run_local"]
+__all__ = ["GitState", "UpdateResult", "run_local", "set_origin_url"]
 
 _LOCAL_TIMEOUT = 120.0
 # no prompt ever (a task would hang), only these transports, and English output for the hints
@@ -81,3 +82,38 @@ def run_local(
         kill_tree(proc)
         raise
     return proc.returncode, out
+
+
+_PLAIN_VALUE = re.compile(r"^[^\s\"\\;#\x00-\x1f][^\"\\;#\x00-\x1f]*(?<!\s)$")
+
+
+def set_origin_url(repo: Path, url: str) -> bool:
+    """Write ``url`` as ``remote.origin.url`` of the fresh clone in ``repo`` without starting git
+    (``git clone`` wrote exactly one url line in its ``[remote "origin"]`` section); False, changing
+    nothing, when the file is not that simple or ``url`` would need quoting: the caller runs
+    ``git remote set-url`` then."""
+    if not _PLAIN_VALUE.match(url):
+        return False
+    config = repo / ".git" / "config"
+    try:
+        lines = config.read_text(encoding="utf-8").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError):
+        return False
+    section, hits = "", []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped
+        elif section == '[remote "origin"]' and re.match(r"^\s*url\s*=", line):
+            hits.append(i)
+    if len(hits) != 1:
+        return False
+    lines[hits[0]] = f"\turl = {url}\n"
+    tmp = config.with_name(f"config.{os.getpid()}.tmp")
+    try:
+        tmp.write_text("".join(lines), encoding="utf-8")
+        os.replace(tmp, config)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True

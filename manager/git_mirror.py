@@ -114,3 +114,70 @@ def repository_for(git_exe: str, source: Path) -> Path:
         if not is_bare_repo(repo):  # not a lost race with another caller
             raise
     return repo
+
+
+def bundle_refs(bundle: Path) -> dict[str, str] | None:
+    """``{ref: commit}`` from a git bundle's header (``HEAD`` included), read without git; None
+    for a bundle this reader does not vouch for (prerequisites, an unknown version or object
+    format), whose callers then ask git."""
+    refs: dict[str, str] = {}
+    try:
+        with open(bundle, "rb") as fh:
+            first = fh.readline(64)
+            if first not in (b"# v2 git bundle\n", b"# v3 git bundle\n"):
+                return None
+            for _ in range(1_000_000):
+                line = fh.readline(4096)
+                if line in (b"\n", b""):
+                    return refs if line == b"\n" else None
+                text = line.decode("utf-8", "replace").rstrip("\n")
+                if text.startswith("@"):
+                    if text != "@object-format=sha1":
+                        return None
+                    continue
+                oid, _, name = text.partition(" ")
+                if oid.startswith("-") or len(oid) != 40 or not name:
+                    return None
+                refs[name] = oid
+    except OSError:
+        return None
+    return None
+
+
+def _bare_ref(repo: Path, ref: str) -> str:
+    try:
+        return (repo / ref).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        pass
+    try:
+        for line in (repo / "packed-refs").read_text(encoding="utf-8").splitlines():
+            sha, _, name = line.partition(" ")
+            if name.strip() == ref and not line.startswith(("#", "^")):
+                return sha.strip()
+    except (OSError, UnicodeDecodeError):
+        pass
+    return ""
+
+
+def source_head(source: Path) -> str:
+    """The commit a plain ``git clone`` of the local ``source`` (a bundle file or a bare
+    repository) checks out, read from disk; "" when unknown."""
+    if is_bundle_file(source):
+        return (bundle_refs(source) or {}).get("HEAD", "")
+    if not is_bare_repo(source):
+        return ""
+    try:
+        head = (source / "HEAD").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if head.startswith("ref:"):
+        ref = head[4:].strip()
+        return _bare_ref(source, ref) if ref.startswith("refs/") and ".." not in ref else ""
+    return head if re.fullmatch(r"[0-9a-f]{40}", head) else ""
+
+
+def at_source_head(source: str, ref: str) -> bool:
+    """Whether ``ref`` is the full commit a plain clone of the local ``source`` checks out."""
+    if len(ref) < 40 or "://" in source:
+        return False
+    return source_head(Path(source)) == ref.lower()
