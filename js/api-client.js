@@ -68,9 +68,8 @@ export class OfflineManagerClient {
   // --- status and catalog ---------------------------------------------------------------------
   getStatus() { return this._call("GET", `/status`); }
   getOpenapi() { return this._call("GET", `/openapi.json`); }
-  listPacks({ mode } = {}) { return this._call("GET", `/packs`, { query: { mode } }); }
-  // {data, etag}; with `etag`, {notModified: true} when the server's list is still that one (304)
-  listPacksTagged({ mode, etag } = {}) { return this._call("GET", `/packs`, { query: { mode }, etag, tagged: true }); }
+  // `tagged` or `etag`: {data, etag}; with `etag`, {notModified: true} while the server's list is that one (304)
+  listPacks({ mode, etag, tagged } = {}) { return this._call("GET", `/packs`, { query: { mode }, etag, tagged: !!(tagged || etag) }); }
   getPack(id) { return this._call("GET", `/packs/${enc(id)}`); }
   getPackVersions(id) { return this._call("GET", `/packs/${enc(id)}/versions`); }
   listInstalled() { return this._call("GET", `/installed`); }

@@ -37,7 +37,7 @@ export class Backend {
    */
   prefetch() {
     if (!this._prefetch) {
-      this._prefetch = this.client.listPacksTagged({ mode: "local" })
+      this._prefetch = this.client.listPacks({ mode: "local", tagged: true })
         .then((r) => ({ ...this._shapePacks(r.data), etag: r.etag })).catch(() => null);
     }
     return this._prefetch;
@@ -58,7 +58,7 @@ export class Backend {
     const mode = refresh ? "remote" : this.dbMode;
     if (etag && !refresh) {
       // Revalidating a list already shown: a 304 moves no list over the wire and re-parses nothing.
-      const r = await this.client.listPacksTagged({ mode, etag });
+      const r = await this.client.listPacks({ mode, etag });
       return r.notModified ? { notModified: true, etag } : { ...this._shapePacks(r.data), etag: r.etag };
     }
     return this._shapePacks(await this.client.listPacks({ mode }));
