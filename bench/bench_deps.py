@@ -117,10 +117,9 @@ def overhead_ratio(ctx: BenchContext) -> Figure:
     _ours(s)  # warm: uv detection, the wheelhouse listing, OS caches
     _empty(s)
     _direct(s)
-    ours, direct = timed_pairs(
-        lambda: _ours(s), lambda: _direct(s), repeat=max(15, ctx.repeat), before=lambda: _empty(s)
-    )
-    return Figure(ours * 1000, f"{N_WHEELS} wheels; +{(ours - direct) * 1000:.1f} ms", baseline=direct * 1000)
+    got = timed_pairs(lambda: _ours(s), lambda: _direct(s), repeat=max(4 * ctx.repeat, 21), before=lambda: _empty(s))
+    extra = (got.fn - got.base) * 1000
+    return Figure(got.fn * 1000, f"{N_WHEELS} wheels; +{extra:.1f} ms; {got.cpu_note()}", baseline=got.base * 1000)
 
 
 def task_run(ctx: BenchContext) -> Figure:
@@ -140,8 +139,9 @@ def task_run(ctx: BenchContext) -> Figure:
 
     _empty(s)
     ours()  # warm: the OS caches of a fresh interpreter's files
-    t_ours, t_base = timed_pairs(ours, base, repeat=max(11, ctx.repeat), before=lambda: _empty(s))
-    return Figure(t_ours * 1000, f"+{(t_ours - t_base) * 1000:.1f} ms per run", baseline=t_base * 1000)
+    got = timed_pairs(ours, base, repeat=max(11, ctx.repeat), before=lambda: _empty(s))
+    extra = (got.fn - got.base) * 1000
+    return Figure(got.fn * 1000, f"+{extra:.1f} ms per run; {got.cpu_note()}", baseline=got.base * 1000)
 
 
 def prepare_ms(ctx: BenchContext) -> Figure:

@@ -100,8 +100,8 @@ def git_local_ratio(ctx: BenchContext) -> Figure:
 
     _ours(state, str(state["src"]))  # warm: git --version detection, OS caches
     raw()
-    ours, base = timed_pairs(lambda: _ours(state, str(state["src"])), raw, repeat=max(ctx.repeat, 11))
-    return Figure(ours * 1000, "150 files", baseline=base * 1000)
+    got = timed_pairs(lambda: _ours(state, str(state["src"])), raw, repeat=max(4 * ctx.repeat, 21))
+    return Figure(got.fn * 1000, f"150 files; {got.cpu_note()}", baseline=got.base * 1000)
 
 
 def zip_local_ratio(ctx: BenchContext) -> Figure:
@@ -114,8 +114,8 @@ def zip_local_ratio(ctx: BenchContext) -> Figure:
 
     _ours(state, str(state["archive"]))
     raw()
-    ours, base = timed_pairs(lambda: _ours(state, str(state["archive"])), raw, repeat=max(ctx.repeat, 11))
-    return Figure(ours * 1000, "150 files, deflated", baseline=base * 1000)
+    got = timed_pairs(lambda: _ours(state, str(state["archive"])), raw, repeat=max(4 * ctx.repeat, 21))
+    return Figure(got.fn * 1000, f"150 files, deflated; {got.cpu_note()}", baseline=got.base * 1000)
 
 
 BENCHMARKS = [

@@ -198,29 +198,58 @@ def timed_ratio(
     return (ta / tb if tb > 0 else float("inf")), ta, tb
 
 
+@dataclass(frozen=True)
+class Pairs:
+    """What ``timed_pairs`` measured, in seconds: wall-clock estimates of fn and the baseline's
+    median, and the same for CPU time (this process and its children: what other processes'
+    load does not stretch, only disk and scheduler waits do)."""
+
+    fn: float
+    base: float
+    fn_cpu: float
+    base_cpu: float
+
+    def cpu_note(self) -> str:
+        return f"cpu {self.fn_cpu / self.base_cpu:.2f}x" if self.base_cpu > 0 else ""
+
+
+def _cpu() -> float:
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def timed_pairs(
     fn: Callable[[], Any],
     baseline: Callable[[], Any],
     *,
     repeat: int = 11,
     before: Callable[[], Any] | None = None,
-) -> tuple[float, float]:
-    """(estimate of fn, median of baseline) in seconds from ``repeat`` interleaved pairs.
+) -> Pairs:
+    """Estimates of fn and of the baseline from ``repeat`` interleaved pairs.
 
-    ``before`` runs untimed ahead of every timed call (emptying a venv, say). The estimate is the
-    baseline's median plus the median of the paired differences: a load spike from other
+    ``before`` runs untimed ahead of every timed call (emptying a venv, say). The estimate of fn
+    is the baseline's median plus the median of the paired differences: a load spike from other
     processes lands on both halves of a pair and cancels, where two separate medians would not.
     The side that runs first alternates."""
-    a, b = [], []
+    walls: dict[str, list[float]] = {"fn": [], "base": []}
+    cpus: dict[str, list[float]] = {"fn": [], "base": []}
     for i in range(max(1, repeat)):
         for side in ("fn", "base") if i % 2 else ("base", "fn"):
             if before is not None:
                 before()
-            start = time.perf_counter()
+            cpu, start = _cpu(), time.perf_counter()
             fn() if side == "fn" else baseline()
-            (a if side == "fn" else b).append(time.perf_counter() - start)
-    base = statistics.median(b)
-    return base + statistics.median(x - y for x, y in zip(a, b, strict=True)), base
+            walls[side].append(time.perf_counter() - start)
+            cpus[side].append(_cpu() - cpu)
+
+    def estimate(values: dict[str, list[float]]) -> tuple[float, float]:
+        base = statistics.median(values["base"])
+        return base + statistics.median(x - y for x, y in zip(values["fn"], values["base"], strict=True)), base
+
+    (fn_wall, base_wall), (fn_cpu, base_cpu) = estimate(walls), estimate(cpus)
+    return Pairs(fn_wall, base_wall, fn_cpu, base_cpu)
 
 
 # --- discovery and running ----------------------------------------------------------------

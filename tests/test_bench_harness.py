@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,11 +113,17 @@ def test_a_figure_with_its_baseline_is_judged_on_the_ratio(tmp_path: Path):
 
 def test_timed_pairs_interleaves_alternates_and_prepares_every_call():
     calls: list[str] = []
-    ours, base = timed_pairs(
-        lambda: calls.append("fn"), lambda: calls.append("base"), repeat=4, before=lambda: calls.append("before")
-    )
+
+    def spin(side: str) -> None:
+        calls.append(side)
+        end = time.process_time() + (0.004 if side == "fn" else 0.001)
+        while time.process_time() < end:  # CPU work: counted as CPU time whatever the machine's load
+            pass
+
+    got = timed_pairs(lambda: spin("fn"), lambda: spin("base"), repeat=4, before=lambda: calls.append("before"))
     assert calls == ["before", "base", "before", "fn", "before", "fn", "before", "base"] * 2
-    assert ours >= 0 and base >= 0
+    assert got.fn_cpu > got.base_cpu >= 0.001 and got.fn >= got.fn_cpu * 0.5
+    assert got.cpu_note().startswith("cpu ") and got.cpu_note().endswith("x")
 
 
 # --- --compare -----------------------------------------------------------------------------------
