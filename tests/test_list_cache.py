@@ -179,3 +179,56 @@ def test_gzip_from_pieces_matches_the_text():
     packed = gzip_pieces(data, [deflate_piece(b"["), *(deflate_piece(t) for t in texts), deflate_piece(b"]")])
     assert gzip.decompress(packed) == data
     assert zlib.decompress(packed, 31) == data  # one gzip member, checked by zlib's own reader
+
+
+FILES = ("custom-node-list.json", "extension-node-map.json", "model-list.json", "alter-list.json", "github-stats.json")
+
+
+def _node_list(*ids: str) -> bytes:
+    nodes = [
+        {
+            "id": i,
+            "title": f"Pack {i}",
+            "author": "someone",
+            "reference": f"https://example.invalid/{i}",
+            "files": [f"https://example.invalid/{i}"],
+            "install_type": "git-clone",
+            "description": "served by a remote channel and kept in the cache",
+        }
+        for i in ids
+    ]
+    return json.dumps({"custom_nodes": nodes}).encode()
+
+
+async def test_a_cached_remote_channel_is_checked_by_its_sidecars(aiohttp_client, tmp_path, http_server):
+    """A remote channel read through the cache: the first server fetches (loopback) and persists,
+    a restart answers from the file without a request, a changed cached copy invalidates it."""
+    for name in FILES:
+        http_server.static(f"/ch/{name}", _node_list("alpha", "beta") if name == FILES[0] else b"{}", etag=f'"{name}"')
+    root = tmp_path / "ComfyUI"
+    for sub in ("custom_nodes", "models", "user/__manager"):
+        (root / sub).mkdir(parents=True)
+    url = http_server.url("/ch")
+    (root / "user/__manager/channels.list").write_text(f"remote::{url}\n", encoding="utf-8")
+    (root / "user/__manager/config.ini").write_text(
+        f"[default]\nnetwork_mode = public\nchannel_url = {url}\nhttp_channel_enabled = true\n"
+        "[security]\nallow_remote_channel = true\n",
+        encoding="utf-8",
+    )
+    api, client = await _restart(aiohttp_client, root)
+    assert set((await (await client.get(GETLIST)).json())["node_packs"]) == {"alpha", "beta"}
+    await api.listing.settled()
+    fetched = http_server.count(f"/ch/{FILES[0]}")
+    assert fetched == 1 and api.listing.saves == 1
+
+    api2, client2 = await _restart(aiohttp_client, root)
+    assert set((await (await client2.get(GETLIST)).json())["node_packs"]) == {"alpha", "beta"}
+    assert api2.listing.store.loads == 1 and api2.manager.parse_cache.parses == 0
+    assert http_server.count(f"/ch/{FILES[0]}") == fetched  # fresh in the cache: nobody asked the channel
+
+    # a newer copy lands in the cache (another process ran update-cache): the file is stale
+    api2.manager.cache.put(f"{url}/{FILES[0]}", _node_list("alpha", "beta", "gamma"), etag='"new"')
+    api3, client3 = await _restart(aiohttp_client, root)
+    assert set((await (await client3.get(GETLIST)).json())["node_packs"]) == {"alpha", "beta", "gamma"}
+    assert api3.listing.store.rejects == 1 and api3.manager.parse_cache.parses >= 1
+    assert http_server.count(f"/ch/{FILES[0]}") == fetched
