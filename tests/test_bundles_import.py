@@ -157,6 +157,10 @@ def test_bundle_round_trip_online_create_offline_import_apply(
     manager_dir = offline / "user" / "__manager"
     assert f"bundle::{(manager_dir / 'local-channel').as_uri()}" in (manager_dir / "channels.list").read_text()
     assert len(list((manager_dir / "bundles").glob("*.json"))) == 1
+    # the restore cloned from the git bundles as imported: commits from their headers, requirements from the
+    # manifest, no bare repository made
+    assert sorted(p.name for p in (manager_dir / "git-mirror").rglob("*.bundle")) == ["pack-a.bundle", "pack-b.bundle"]
+    assert not list((manager_dir / "git-mirror").rglob("*.git"))
 
     # the bundle's channel and git mirror serve an install by id, offline: pack-a moved aside, back by id
     out = run_offline(

@@ -296,8 +296,15 @@ def _collect(
             members.append((member, path))
             identities[member] = identity
             pack = replace(pack, commit=commit)
-            packs.append(
-                {"id": pack.id or pack.name, "kind": "git", "url": pack.url, "commit": commit, "member": member}
+            packs.append(  # requirements: the restore's offline check reads them here, not through git
+                {
+                    "id": pack.id or pack.name,
+                    "kind": "git",
+                    "url": pack.url,
+                    "commit": commit,
+                    "member": member,
+                    "requirements": requirements.get(member, ""),
+                }
             )
         elif pack.kind == "cnr":
             member, path = collect.registry_zip(manager, pack, work, say)

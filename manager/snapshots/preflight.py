@@ -9,6 +9,7 @@ at once (``snapshot_sources_missing``) so an air-gapped restore never fails half
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import zipfile
@@ -22,7 +23,7 @@ from packaging.requirements import Requirement
 
 from ..errors import ManagerError, NetworkBlocked, PolicyDenied, SnapshotSourcesMissing
 from ..git import run_local
-from ..git_mirror import find_mirror, is_bundle_file, repository_for
+from ..git_mirror import bundle_refs, find_mirror, is_bundle_file, mirror_relpath, repository_for
 from ..records import PolicyDecision
 from .model import _Record
 from .plan import RestorePlan, RestoreStep
@@ -54,6 +55,25 @@ def commit_and_requirements(git_exe: str, repo: Path, commit: str) -> str | None
     if len(answers) != 2 or answers[0] is None:
         return None
     return answers[1].decode("utf-8", "replace") if answers[1] is not None else ""
+
+
+def bundled_requirements(folder: Path) -> dict[tuple[str, str], str]:
+    """``(mirror path, commit) -> requirements.txt text`` of the git packs in the imported bundle
+    manifests under ``folder`` (``bundle create`` records the text at the pinned commit)."""
+    out: dict[tuple[str, str], str] = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        try:
+            doc = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        packs = doc.get("packs") if isinstance(doc, dict) else None
+        for pack in packs if isinstance(packs, list) else ():
+            if not isinstance(pack, dict) or pack.get("kind") != "git":
+                continue
+            rel, commit, text = mirror_relpath(str(pack.get("url") or "")), pack.get("commit"), pack.get("requirements")
+            if rel and isinstance(commit, str) and isinstance(text, str):
+                out[(rel, commit.lower())] = text
+    return out
 
 
 def _has_commit(git_exe: str, repo: Path, commit: str) -> bool:
@@ -121,6 +141,27 @@ class _Checker:
         self.git_exe = str(manager.config["git_exe"] or "git")
         self.missing: list[MissingSource] = []
         self.pack_reqs: list[tuple[str, str]] = []  # (pack, requirements.txt text)
+        self._recorded: dict[tuple[str, str], str] | None = None
+
+    def recorded(self) -> dict[tuple[str, str], str]:
+        """``(mirror path, commit) -> requirements.txt`` as imported bundle manifests recorded them
+        when the bundle was made (a commit's file never changes), read once."""
+        if self._recorded is None:
+            self._recorded = bundled_requirements(self.manager.layout.bundles_dir)
+        return self._recorded
+
+    def from_bundle(self, url: str, commit: str) -> str | None:
+        """Without git, for a pack cloned from a git bundle kept in the mirror: the requirements
+        text when the bundle's header lists ``commit`` (HEAD when empty) as a ref and a manifest
+        recorded its requirements.txt; None when git has to answer."""
+        bundle = find_mirror(self.manager.git.mirror_root, url)
+        if bundle is None or not is_bundle_file(bundle):
+            return None
+        refs = bundle_refs(bundle) or {}
+        want = (commit or refs.get("HEAD", "")).lower()
+        if not want or want not in refs.values():
+            return None
+        return self.recorded().get((mirror_relpath(url) or "", want))
 
     def miss(self, step: RestoreStep, what: str, needed: str, hint: str) -> None:
         self.missing.append(MissingSource(step.index, what, step.target, needed, hint))
@@ -140,12 +181,15 @@ class _Checker:
 
     def git_step(self, step: RestoreStep, installed: Path | None) -> None:
         url, commit = str(step.params.get("url") or ""), str(step.params.get("commit") or "")
-        local = self.local_repo(url) if url else None
-        for repo in (installed, local):
-            reqs = commit_and_requirements(self.git_exe, repo, commit) if repo is not None else None
-            if reqs is not None:
-                self.pack_reqs.append((step.target, reqs))
-                return
+        reqs = commit_and_requirements(self.git_exe, installed, commit) if installed is not None else None
+        if reqs is None and url:
+            reqs = self.from_bundle(url, commit)
+        local = self.local_repo(url) if url and reqs is None else None
+        if reqs is None and local is not None:
+            reqs = commit_and_requirements(self.git_exe, local, commit)
+        if reqs is not None:
+            self.pack_reqs.append((step.target, reqs))
+            return
         if url and local is None:
             self.miss(
                 step,
@@ -195,10 +239,14 @@ class _Checker:
         )
 
     def unbundle(self) -> None:
-        """Bare repositories for the git bundles the steps clone from, made side by side (one
-        git process each, the slow part of a first restore after an import)."""
+        """Bare repositories for the git bundles whose commit and requirements no manifest answers
+        for (``from_bundle``), made side by side (one git process each)."""
         root = self.manager.git.mirror_root
-        found = [find_mirror(root, str(s.params.get("url") or "")) for s in self.plan.steps if s.params.get("url")]
+        found = [
+            find_mirror(root, str(s.params.get("url") or ""))
+            for s in self.plan.steps
+            if s.params.get("url") and self.from_bundle(str(s.params["url"]), str(s.params.get("commit") or "")) is None
+        ]
         bundles = sorted({p for p in found if p is not None and is_bundle_file(p)})
         if len(bundles) < 2:
             return
@@ -322,6 +370,8 @@ def absent_pinned_commits(manager: Any, plan: RestorePlan) -> list[MissingSource
             continue
         own = paths.get(str(step.params.get("name") or "")) if step.kind == "pack_checkout" else None
         if own is not None and _has_commit(checker.git_exe, own, commit):
+            continue
+        if url and checker.from_bundle(url, commit) is not None:  # the kept bundle lists it
             continue
         repo = checker.local_repo(url) if url else None
         if repo is None:
