@@ -263,9 +263,15 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _staged(target: Path, body: Callable[[Path], list[str]]) -> list[str]:
-    """Run ``body`` in a private sibling folder, then rename it onto ``target`` (absent or empty)."""
+def _staged(target: Path, body: Callable[[Path], list[str]], *, in_place: bool = False) -> list[str]:
+    """Run ``body`` in a private sibling folder, then rename it onto ``target`` (absent or empty).
+
+    ``in_place``: ``target`` does not exist and sits in a private folder its caller removes on
+    failure (a staging folder): ``body`` writes straight into it, no sibling and rename."""
     target = Path(target).absolute()
+    if in_place:
+        target.mkdir()  # FileExistsError when it exists: a caller bug
+        return body(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         # a caller bug, not bad input: operations always extract into a fresh staging folder
         raise FileExistsError(f"extraction target {str(target)!r} exists and is not empty")
@@ -315,12 +321,15 @@ def extract_zip(
     *,
     limits: ArchiveLimits = ArchiveLimits(),
     tap: TapFactory | None = None,
+    in_place: bool = False,
 ) -> list[str]:
     """Extract a zip into ``target`` (created; must be absent or empty); return the extracted
     relative paths (files and links, posix separators) for a ``.tracking`` file.
 
     ``tap(name)`` may return a ``FileTap`` that sees each regular file's bytes as they are
-    written (inspection and hashing in the same pass; nothing is read twice)."""
+    written (inspection and hashing in the same pass; nothing is read twice). ``in_place``: the
+    caller's private staging folder holds ``target`` and is removed on failure, so no sibling
+    folder is needed to keep ``target`` untouched."""
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -353,7 +362,7 @@ def extract_zip(
                         ) from exc
             return writer.finish()
 
-        return _staged(Path(target), body)
+        return _staged(Path(target), body, in_place=in_place)
 
 
 # --- tar -------------------------------------------------------------------------------
@@ -363,6 +372,7 @@ def extract_tar(
     *,
     limits: ArchiveLimits = ArchiveLimits(),
     tap: TapFactory | None = None,
+    in_place: bool = False,
 ) -> list[str]:
     """Extract a tar, tar.gz, tar.bz2 or tar.xz archive; same rules and result as ``extract_zip``.
 
@@ -418,7 +428,7 @@ def extract_tar(
             return writer.finish()
 
         try:
-            return _staged(Path(target), body)
+            return _staged(Path(target), body, in_place=in_place)
         except (tarfile.TarError, EOFError) as exc:
             raise ArchiveInvalid(f"damaged tar archive: {exc}", details={"archive": str(archive)}) from exc
 
@@ -429,16 +439,17 @@ def extract_archive(
     *,
     limits: ArchiveLimits = ArchiveLimits(),
     tap: TapFactory | None = None,
+    in_place: bool = False,
 ) -> list[str]:
     """Extract a zip or tar archive, chosen by its content (not its name)."""
     if zipfile.is_zipfile(archive):
-        return extract_zip(archive, target, limits=limits, tap=tap)
+        return extract_zip(archive, target, limits=limits, tap=tap, in_place=in_place)
     try:
         is_tar = tarfile.is_tarfile(archive)
     except OSError as exc:
         raise ArchiveInvalid(f"cannot read archive: {exc}", details={"archive": str(archive)}) from exc
     if is_tar:
-        return extract_tar(archive, target, limits=limits, tap=tap)
+        return extract_tar(archive, target, limits=limits, tap=tap, in_place=in_place)
     raise ArchiveInvalid(
         f"{os.fspath(archive)!r} is neither a zip nor a tar archive", details={"archive": str(archive)}
     )

@@ -431,7 +431,7 @@ def fetch_into(ops: Ops, source: Source, work: Path, rep: Reporter, *, hashes: b
                 _download(ops, source.url, archive, rep, purpose="registry", spec=spec)
         seen = Collector(hashes=hashes)
         with Step(rep, "extract", label):
-            files = extract_zip(archive, dest, tap=seen.tap)
+            files = extract_zip(archive, dest, tap=seen.tap, in_place=True)  # work is private, removed on failure
         inspection = seen.result(dest)
         with Step(rep, "tracking", label):
             atomic_write_text(dest / ".tracking", "".join(f"{f}\n" for f in files))
@@ -472,7 +472,7 @@ def fetch_into(ops: Ops, source: Source, work: Path, rep: Reporter, *, hashes: b
         with Step(rep, "extract", label):
             for i, archive in enumerate(archives):
                 part = work / f"_extract-{i}"
-                extract_archive(archive, part, tap=collector.tap if collector is not None else None)
+                extract_archive(archive, part, tap=collector.tap if collector is not None else None, in_place=True)
                 root = _pack_root(part) if source.strip_top else part
                 if len(archives) == 1:
                     top = root.relative_to(part).as_posix() if root != part else ""
