@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("offline_manager.list_cache")
 
-FORMAT = 1  # bump when the file layout or a fragment's shape changes
+FORMAT = 2  # bump when the file layout or a fragment's shape changes
 MAGIC = b"CM-LIST\n"
 _HEADER_LEN = 16  # hex digits giving the header's length
 
@@ -91,7 +91,8 @@ class PersistedList:
     channel: Channel
     inputs: tuple[FileInput, ...]
     ids: tuple[str, ...]
-    fragments: tuple[bytes, ...]  # one encoded element per id, catalog order
+    text: bytes  # the encoded elements, one per id in catalog order, joined by b","
+    ends: Sequence[int]  # where each element ends in ``text`` (the next starts one byte later)
     url_index: Mapping[str, str]  # normalised URL -> pack id
     blobs: Mapping[str, bytes] = field(default_factory=dict)
 
@@ -208,15 +209,12 @@ class ListStore:
     def save(self, item: PersistedList) -> Path:
         """Write ``item`` atomically (a reader sees the old file or the new one)."""
         refuse_links(self.folder, self.anchor, what="persisted list folder")
-        ends, pos = [], 0
-        for frag in item.fragments:
-            pos += len(frag)
-            ends.append(pos)
+        pos = len(item.text)
         blobs: dict[str, list[int]] = {}
         for name, blob in item.blobs.items():
             blobs[name] = [pos, pos + len(blob)]
             pos += len(blob)
-        payload = b"".join((*item.fragments, *item.blobs.values()))
+        payload = b"".join((item.text, *item.blobs.values()))
         header = {
             "format": FORMAT,
             "kind": item.kind,
@@ -224,7 +222,8 @@ class ListStore:
             "channel": {"name": item.channel.name, "url": item.channel.url},
             "inputs": [f.__dict__ for f in item.inputs],
             "ids": list(item.ids),
-            "ends": ends,
+            "ends": list(item.ends),
+            "text_len": len(item.text),
             "blobs": blobs,
             "url_index": dict(item.url_index),
             "payload_len": len(payload),
@@ -287,10 +286,12 @@ def _decode(kind: str, raw: bytes) -> PersistedList:
     payload_len = len(raw) - base
     if payload_len != header["payload_len"] or zlib.crc32(memoryview(raw)[base:]) != header["crc32"]:
         raise ValueError("payload does not match its checksum")
-    ids, ends = header["ids"], header["ends"]
-    if len(ids) != len(ends) or ends != sorted(ends) or (ends and not 0 <= ends[0] <= ends[-1] <= payload_len):
-        raise ValueError("fragment offsets out of order")
-    fragments = [raw[base + a : base + b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+    ids, ends, text_len = header["ids"], header["ends"], header["text_len"]
+    if not 0 <= text_len <= payload_len or len(ids) != len(ends) or (ends and ends[-1] != text_len):
+        raise ValueError("element offsets do not match the text")
+    if ends != sorted(ends) or (ends and ends[0] < 0):
+        raise ValueError("element offsets out of order")
+    text = raw[base : base + text_len]
     blobs = {name: raw[base + a : base + b] for name, (a, b) in header["blobs"].items()}
     return PersistedList(
         kind,
@@ -298,7 +299,8 @@ def _decode(kind: str, raw: bytes) -> PersistedList:
         channel,
         inputs,
         tuple(ids),
-        tuple(fragments),
+        text,
+        ends,
         header["url_index"],
         blobs,
     )

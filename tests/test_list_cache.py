@@ -163,7 +163,7 @@ async def test_large_fragments_are_read_again_on_a_change(aiohttp_client, api_ap
 
 def test_a_joined_body_gzip_recompresses_only_changed_chunks():
     fragments = [b'"p%d":{"title":"pack %d","d":"%s"}' % (i, i, b"y" * (i % 97)) for i in range(CHUNK * 40)]
-    frags = _Fragments.make("classic", "v", [f"p{i}" for i in range(len(fragments))], fragments)
+    frags = _Fragments.from_encoded("classic", "v", [f"p{i}" for i in range(len(fragments))], fragments)
     replaced = {5: b'"p5":{"state":"enabled"}', CHUNK * 7 + 3: b'"p451":{"state":"disabled"}'}
     data, packed = _join(frags, b'{"node_packs":{', b"}}", replaced, [b'"extra":{}'])
     assert packed is not None and len(data) > GZIP_MIN_BYTES

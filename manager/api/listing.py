@@ -18,12 +18,13 @@ import itertools
 import json
 import logging
 import os
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..list_gzip import CHUNK, chunk_texts, deflate_piece, gzip_pieces
+from ..list_gzip import CHUNK, deflate_piece, gzip_pieces
 from .envelope import dumps, envelope_prefix
 
 if TYPE_CHECKING:
@@ -203,27 +204,52 @@ def by_catalog_id(inv: Inventory) -> tuple[dict[str, InstalledPack], list[Instal
 # --- encoded fragments per catalog version -----------------------------------------------------
 @dataclass(frozen=True)
 class _Fragments:
-    """One list kind's encoded pack elements for one catalog version, in catalog order, and the
-    deflate pieces of their chunks (``list_cache.chunk_texts``): a body's gzip re-compresses
-    only the chunks an installed pack changes."""
+    """One list kind's encoded pack elements for one catalog version, in catalog order: one
+    buffer (the elements joined by commas, as the body holds them) with each element's span,
+    and the deflate pieces of its chunks (``list_gzip.chunk_texts``): a body's gzip re-compresses
+    only the chunks an installed pack changes. One buffer, not an object per pack: 59k packs
+    load as one allocation, and an unchanged tree's body is that buffer between its brackets."""
 
     kind: str
     version: str
     order: tuple[str, ...]
-    encoded: tuple[bytes, ...]  # aligned with order (classic: with the object key)
+    text: bytes  # the elements joined by b"," (classic: each with its object key)
+    starts: Sequence[int]
+    ends: Sequence[int]
     position: Mapping[str, int]
     pieces: tuple[bytes, ...]
 
     @classmethod
-    def make(cls, kind: str, version: str, order: Sequence[str], encoded: Sequence[bytes], pieces: Any = None) -> Any:
-        if pieces is None:
-            pieces = [deflate_piece(text) for text in chunk_texts(encoded)]
+    def make(
+        cls, kind: str, version: str, order: Sequence[str], text: bytes, ends: Sequence[int], pieces: Any = None
+    ) -> Any:
+        ends = array("q", ends)
+        starts = array("q", [0])
+        starts.extend(e + 1 for e in ends[:-1])
         position = {pid: i for i, pid in enumerate(order)}
-        return cls(kind, version, tuple(order), tuple(encoded), position, tuple(pieces))
+        frags = cls(kind, version, tuple(order), text, starts, ends, position, ())
+        if pieces is None:
+            pieces = [deflate_piece(frags.chunk(c)) for c in range((len(order) + CHUNK - 1) // CHUNK)]
+        return dataclasses.replace(frags, pieces=tuple(pieces))
+
+    @classmethod
+    def from_encoded(cls, kind: str, version: str, order: Sequence[str], encoded: Sequence[bytes]) -> Any:
+        ends = list(itertools.accumulate((len(e) + 1 for e in encoded), initial=-1))[1:]
+        return cls.make(kind, version, order, b",".join(encoded), ends)
+
+    def chunk(self, c: int, replaced: Mapping[int, bytes] | None = None) -> bytes:
+        """The text of chunk ``c`` (``list_gzip.chunk_texts``: a comma first after the first),
+        with ``replaced`` elements spliced in."""
+        first, last = c * CHUNK, min(len(self.order), (c + 1) * CHUNK) - 1
+        lo = self.starts[first] - (1 if c else 0)
+        return _splice(self, lo, self.ends[last], replaced or {})
+
+    def element(self, i: int) -> bytes:
+        return self.text[self.starts[i] : self.ends[i]]
 
     def row(self, pack_id: str) -> dict[str, Any]:
         """The not-installed row of ``pack_id`` (decoded from its fragment; installed packs only)."""
-        enc = self.encoded[self.position[pack_id]]
+        enc = self.element(self.position[pack_id])
         if self.kind == "classic":
             return dict(json.loads(b"{" + enc + b"}")[pack_id])
         return dict(json.loads(enc))
@@ -234,17 +260,39 @@ class _Fragments:
         ends = list(itertools.accumulate(len(p) for p in self.pieces))
         blobs = {"deflate": b"".join(self.pieces), "deflate_ends": dumps(ends)}
         return PersistedList(
-            self.kind, self.version, state.channel, state.files, self.order, self.encoded, url_index, blobs
+            self.kind,
+            self.version,
+            state.channel,
+            state.files,
+            self.order,
+            self.text,
+            tuple(self.ends),
+            url_index,
+            blobs,
         )
 
     @classmethod
     def from_persisted(cls, item: PersistedList) -> Any:
         packed, ends = item.blobs.get("deflate", b""), json.loads(item.blobs.get("deflate_ends", b"[]"))
         starts = [0, *ends[:-1]]
-        pieces = [packed[a:b] for a, b in zip(starts, ends, strict=True)]
-        if len(pieces) != (len(item.fragments) + CHUNK - 1) // CHUNK:
-            return cls.make(item.kind, item.catalog_version, item.ids, item.fragments)  # re-compressed
-        return cls.make(item.kind, item.catalog_version, item.ids, item.fragments, pieces)
+        pieces: list[bytes] | None = [packed[a:b] for a, b in zip(starts, ends, strict=True)]
+        if len(pieces or ()) != (len(item.ids) + CHUNK - 1) // CHUNK:
+            pieces = None  # re-compressed (the checksum passed, so this is a format slip)
+        return cls.make(item.kind, item.catalog_version, item.ids, item.text, item.ends, pieces)
+
+
+def _splice(frags: _Fragments, lo: int, hi: int, replaced: Mapping[int, bytes]) -> bytes:
+    """``frags.text[lo:hi]`` with the elements at the positions of ``replaced`` swapped in."""
+    inside = sorted(i for i in replaced if lo <= frags.starts[i] and frags.ends[i] <= hi)
+    if not inside:
+        return frags.text[lo:hi]
+    parts: list[bytes] = []
+    pos = lo
+    for i in inside:
+        parts += (frags.text[pos : frags.starts[i]], replaced[i])
+        pos = frags.ends[i]
+    parts.append(frags.text[pos:hi])
+    return b"".join(parts)
 
 
 def _encode_catalog(kind: str, catalog: Catalog) -> _Fragments:
@@ -256,7 +304,7 @@ def _encode_catalog(kind: str, catalog: Catalog) -> _Fragments:
             row = p.to_dict()
             row["installed"] = None
             rows[p.id] = dumps(row)
-    result: _Fragments = _Fragments.make(kind, catalog.version, list(rows), list(rows.values()))
+    result: _Fragments = _Fragments.from_encoded(kind, catalog.version, list(rows), list(rows.values()))
     return result
 
 
@@ -265,19 +313,14 @@ def _join(
 ) -> tuple[bytes, bytes | None]:
     """``prefix`` + the elements (``replaced`` by position, ``extra`` after them) + ``suffix``,
     and its gzip built from the stored deflate pieces (only changed chunks re-compressed)."""
-    parts: Sequence[bytes] = frags.encoded
-    if replaced:
-        changed = list(parts)
-        for i, enc in replaced.items():
-            changed[i] = enc
-        parts = changed
-    tail = (b"," if parts and extra else b"") + b",".join(extra)
-    data = b"".join((prefix, b",".join(parts), tail, suffix))
+    middle = _splice(frags, 0, len(frags.text), replaced)
+    tail = (b"," if frags.order and extra else b"") + b",".join(extra)
+    data = b"".join((prefix, middle, tail, suffix))
     if len(data) < GZIP_MIN_BYTES:
         return data, None
     pieces = list(frags.pieces)
-    for chunk in {i // CHUNK for i in replaced}:
-        pieces[chunk] = deflate_piece(chunk_texts(parts, chunk * CHUNK, chunk * CHUNK + 1)[0])
+    for c in {i // CHUNK for i in replaced}:
+        pieces[c] = deflate_piece(frags.chunk(c, replaced))
     return data, gzip_pieces(data, [deflate_piece(prefix), *pieces, deflate_piece(tail + suffix)])
 
 
@@ -495,7 +538,7 @@ class ListingCache:
         # one index per catalog version, whichever kind loaded it first (59k packs: ~20 MB each)
         shared = next((x.index for x in list(self._light.values()) if x.version == item.catalog_version), None)
         frags = _Fragments.from_persisted(item)
-        size = sum(len(e) for e in frags.encoded) + sum(len(p) for p in frags.pieces)
+        size = len(frags.text) + sum(len(p) for p in frags.pieces)
         return _Light(item.catalog_version, state, shared or item.index(), frags, size)
 
     def _reread(self, kind: str, version: str) -> _Fragments:
