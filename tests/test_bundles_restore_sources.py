@@ -12,12 +12,13 @@ import pytest
 from manager.bundles import Selection, create_bundle, import_bundle
 from manager.context import Manager
 from manager.records import PolicyDecision
+from manager.snapshots.model import PackState, Snapshot
 from manager.snapshots.plan import RestoreOptions
 from manager.snapshots.restore import restore
 from manager.snapshots.store import read_snapshot_file
 from support import tools
 from support.bundles import make_creator, make_tree
-from support.gitrepos import git
+from support.gitrepos import git, make_repo
 
 pytestmark = pytest.mark.offline_suite
 
@@ -47,3 +48,31 @@ def test_commit_below_the_tips_is_read_through_git(tmp_path: Path) -> None:
     assert git(pack, "rev-parse", "--abbrev-ref", "HEAD").strip() == "HEAD"  # detached at the pin
     assert git(pack, "remote", "get-url", "origin").strip() == creator.pack_url  # the public URL, not the mirror
     assert (pack / "requirements.txt").read_text() == "packaging\n"
+
+
+def test_mirror_clones_made_ahead_land_like_a_clone(tmp_path: Path) -> None:
+    """Two packs from the git mirror (a kept bundle and a bare repository): the restore clones
+    them side by side first, each step vets and moves its clone in; staging is left empty."""
+    tools.require("git")
+    box = Manager.standalone(make_tree(tmp_path / "box" / "ComfyUI"), env={})
+    packs = []
+    for i, form in enumerate(("bundle", "bare")):
+        repo = make_repo(tmp_path / "src" / f"pack-{i}", name=f"pack-{i}")
+        where = box.layout.git_mirror_dir / "example.invalid" / "t" / f"pack-{i}.{form if form == 'bundle' else 'git'}"
+        where.parent.mkdir(parents=True, exist_ok=True)
+        if form == "bundle":
+            git(repo.path, "bundle", "create", "-q", str(where), "--all")
+        else:
+            git(tmp_path, "clone", "-q", "--mirror", str(repo.path), str(where))
+        url = f"https://example.invalid/t/pack-{i}"
+        packs.append(PackState(name=f"pack-{i}", kind="git", id=f"pack-{i}", url=url, commit=repo.commits[i]))
+    snap = Snapshot(created_at="2026-12-01T00:00:00Z", packs=tuple(packs))
+    result = restore(box, snap, RestoreOptions(), policy=PolicyDecision.allow("snapshot_restore", "git_url", "test"))
+    assert result.ok, result
+    for pack in packs:
+        folder = box.layout.custom_nodes / pack.name
+        assert git(folder, "rev-parse", "HEAD").strip() == pack.commit
+        assert git(folder, "status", "--porcelain").strip() == ""
+        assert git(folder, "remote", "get-url", "origin").strip() == pack.url
+    staging = box.layout.staging_dir
+    assert not staging.exists() or not list(staging.iterdir()), "the clones made ahead must not stay behind"

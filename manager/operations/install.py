@@ -151,7 +151,7 @@ def install(
     with Step(rep, "resolve", label):
         source = resolve(ops, spec, version=version, name=name, ref=ref)
         check_policy(source.risk, source.describe(), policy)
-        prepare_tree(ops.layout)  # after validation: refused input touches nothing
+        prepare_tree(ops.layout, keep=ops.keep)  # after validation: refused input touches nothing
         taken = [p for p in _targets(ops, source) if os.path.lexists(p)]
         if taken:
             raise PackExists(

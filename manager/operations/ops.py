@@ -4,7 +4,7 @@ and the real dependency step that runs ``DependencyInstaller``."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +33,9 @@ class Ops:
     deps_step: DepsStep | None = None
     script_timeout: float = DEFAULT_SCRIPT_TIMEOUT
     installer: RunInstaller | None = None  # the task run's (one probe of ComfyUI's python per run)
+    # a restore's clones made ahead from the git mirror ((url, ref) -> folder), kept by prepare_tree
+    prefetched: Mapping[tuple[str, str], Path] = field(default_factory=dict)
+    keep: tuple[Path, ...] = ()
 
     @property
     def layout(self) -> Layout:

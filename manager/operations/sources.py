@@ -421,8 +421,13 @@ def fetch_into(ops: Ops, source: Source, work: Path, rep: Reporter, *, hashes: b
     label = source.pack_id or source.name
     spec = f"{source.pack_id}@{source.version}" if source.pack_id and source.version else (source.url or label)
     if source.kind == "git":
+        ready = ops.prefetched.get((source.url, source.ref))
         with Step(rep, "clone", label):
-            state = ops.manager.git.clone(source.url, dest, ref=source.ref or None, progress=rep.line_fn("clone"))
+            if ready is not None and ready.is_dir():  # cloned ahead by the restore (vetted above, like a clone)
+                os.rename(ready, dest)
+                state = ops.manager.git.state(dest)
+            else:
+                state = ops.manager.git.clone(source.url, dest, ref=source.ref or None, progress=rep.line_fn("clone"))
         return Fetched(dest, commit=state.commit)
     if source.kind == "cnr":
         archive = Path(source.path) if source.path else cnr_archive_path(ops, source.pack_id, source.version)

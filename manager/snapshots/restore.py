@@ -25,6 +25,7 @@ from .capture import capture, python_environment, target_python
 from .diff import SnapshotDiff, diff
 from .model import EntryProblem, PythonPackage, Snapshot, _Record
 from .plan import RestoreOptions, RestorePlan, RestoreStep, build_plan, python_requirements, removable
+from .prefetch import prefetch_clones
 from .preflight import MissingSource, absent_pinned_commits, preflight
 from .report import RestoreReport, report_after
 from .validate import check_entries, refusal_error
@@ -337,8 +338,21 @@ def execute_plan(
         raise refusal_error(plan.snapshot, plan.problems)
     if not checked:
         preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy, left_out=plan.left_out)
-    ops = Ops(manager, deps_step=deps_step)
-    rep = Reporter(ctx)
+    with prefetch_clones(manager, plan) as ready:
+        ops = Ops(manager, deps_step=deps_step, prefetched=ready.clones, keep=(ready.root,) if ready.root else ())
+        return _execute(manager, snapshot, plan, ops, Reporter(ctx), ctx, policy, auto_snapshot_name)
+
+
+def _execute(
+    manager: Any,
+    snapshot: Snapshot,
+    plan: RestorePlan,
+    ops: Any,
+    rep: Any,
+    ctx: Any,
+    policy: PolicyDecision | None,
+    auto_snapshot_name: str,
+) -> RestoreResult:
     total = len(plan.steps)
     done: list[StepOutcome] = []
     disabled_before: dict[int, set[str]] = {}
