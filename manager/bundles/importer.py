@@ -117,8 +117,8 @@ def _target(layout: Layout, member: str, manifest_sha: str) -> tuple[str, str] |
     rel_cache = os.path.relpath(layout.cache_dir / "archives" / "cnr", layout.manager_dir)
     if top == "channel":
         return "channel", f"{layout.local_channel_dir.name}/{rest}"
-    if top == "git":
-        return "git", f"{layout.git_mirror_dir.name}/{rest}"  # kept as a git bundle: git clones from it
+    if top == "git":  # kept as a git bundle: git clones from it (nothing else goes into the git mirror)
+        return ("git", f"{layout.git_mirror_dir.name}/{rest}") if rest.endswith(BUNDLE_SUFFIX) else None
     if top == "cnr":
         return "cnr", f"{Path(rel_cache).as_posix()}/{rest}"
     if top == "wheels":
@@ -166,25 +166,12 @@ def _channels_list(layout: Layout, staged: Path) -> bool:
     return True
 
 
-def _build_stores(
-    manager: Manager, report: BundleReport, files: Path, stores: Path, say: Progress
-) -> list[tuple[str, str]]:
-    """Lay the extracted members out under ``stores`` as they go under the manager folder (git
-    bundles stay files: no git runs at import). Returns (store, relative path) of every entry."""
+def _entries(layout: Layout, report: BundleReport) -> list[tuple[str, str]]:
+    """(store, path relative to the manager folder) of every member the import moves in."""
     manifest = report.manifest
     assert manifest is not None
-    layout = manager.layout
-    out: list[tuple[str, str]] = []
-    for entry in manifest.files:
-        target = _target(layout, entry.path, report.manifest_sha256)
-        if target is None:
-            continue
-        store, rel = target
-        dest = stores / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(files / entry.path, dest)
-        out.append((store, rel))
-    return out
+    targets = (_target(layout, entry.path, report.manifest_sha256) for entry in manifest.files)
+    return [t for t in targets if t is not None]
 
 
 def _stale_repository(layout: Layout, change: StoreChange) -> Path | None:
@@ -281,11 +268,18 @@ def _room_for(path: Path, work: Path) -> None:
 def _extract(manager: Manager, path: Path, work: Path, say: Progress) -> tuple[BundleReport, list[tuple[str, str]]]:
     if path.is_file():  # (a missing file is check_archive's coded refusal)
         _room_for(path, work)
-    report = check_archive(manager, path, extract_to=work / "files", progress=say)
+    stores = work / "stores"
+    layout = manager.layout
+
+    def place(member: str, manifest_sha: str) -> Path | None:  # written where it goes (git bundles stay files)
+        target = _target(layout, member, manifest_sha)
+        return stores / target[1] if target is not None else None
+
+    report = check_archive(manager, path, extract_to=place, progress=say)
     if report.problems:
         raise error_for(report.problems, path)
     assert report.manifest is not None
-    entries = _build_stores(manager, report, work / "files", work / "stores", say)
+    entries = _entries(layout, report)
     return report, entries
 
 

@@ -27,6 +27,8 @@ from .errors import (
 from .manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_manifest
 
 _CHUNK = 1 << 20
+# where a member is written while it is hashed: (member, manifest sha256) -> file, None: hash only
+Placement = Callable[[str, str], "Path | None"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Scan:
     signature: bytes = b""
     problems: list[BundleProblem] = field(default_factory=list)
     seen: dict[str, tuple[int, str]] = field(default_factory=dict)  # member -> (size, sha256)
+    folders: set[Path] = field(default_factory=set)  # made while extracting (one mkdir each)
 
     def add(self, code: str, member: str, message: str) -> None:
         self.problems.append(BundleProblem(code, member, message))
@@ -67,14 +70,19 @@ def _safe_name(name: str) -> str | None:
     return name
 
 
-def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, dest: Path | None) -> tuple[int, str]:
+def _read_member(
+    tar: tarfile.TarFile, info: tarfile.TarInfo, dest: Path | None, folders: set[Path] | None = None
+) -> tuple[int, str]:
     fh = tar.extractfile(info)
     assert fh is not None
     digest = hashlib.sha256()
     size = 0
     out = None
     if dest is not None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        if folders is None or dest.parent not in folders:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if folders is not None:
+                folders.add(dest.parent)
         out = open(dest, "wb")  # noqa: SIM115  (closed below)
     try:
         while chunk := fh.read(_CHUNK):
@@ -90,9 +98,12 @@ def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, dest: Path | None)
     return size, digest.hexdigest()
 
 
-def scan_archive(path: Path, *, extract_to: Path | None = None, progress: Callable[[str], None] | None = None) -> Scan:
+def scan_archive(
+    path: Path, *, extract_to: Path | Placement | None = None, progress: Callable[[str], None] | None = None
+) -> Scan:
     """One pass over ``path``: manifest first (and its signature), then every member hashed
-    (written under ``extract_to`` when given); then missing and extra members are listed."""
+    (written under ``extract_to`` when given, or where that function places it); then missing
+    and extra members are listed."""
     scan = Scan()
     try:
         tar = tarfile.open(path, "r:*")  # noqa: SIM115
@@ -139,7 +150,7 @@ def _one(
     info: tarfile.TarInfo,
     index: int,
     scan: Scan,
-    extract_to: Path | None,
+    extract_to: Path | Placement | None,
     progress: Callable[[str], None] | None,
 ) -> None:
     name = _safe_name(info.name)
@@ -171,8 +182,13 @@ def _one(
         _read_member(tar, info, None)
         scan.seen[name] = (info.size, "")
         return
-    dest = extract_to / name if extract_to is not None else None
-    size, sha = _read_member(tar, info, dest)
+    if extract_to is None:
+        dest = None
+    elif isinstance(extract_to, Path):
+        dest = extract_to / name
+    else:
+        dest = extract_to(name, scan.manifest_sha256)
+    size, sha = _read_member(tar, info, dest, scan.folders)
     scan.seen[name] = (size, sha)
     if size != entry.size or sha != entry.sha256:
         scan.add(

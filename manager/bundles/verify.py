@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import BundleError, BundleSignatureInvalid, BundleUnsigned
 from .manifest import Manifest
-from .reader import BundleProblem, Scan, error_for, scan_archive
+from .reader import BundleProblem, Placement, Scan, error_for, scan_archive
 from .sign import SignatureStatus, check_signature
 
 if TYPE_CHECKING:
@@ -65,7 +65,11 @@ def _signature_problems(manager: Manager, scan: Scan) -> tuple[SignatureStatus, 
 
 
 def check_archive(
-    manager: Manager, path: Path, *, extract_to: Path | None = None, progress: Callable[[str], None] | None = None
+    manager: Manager,
+    path: Path,
+    *,
+    extract_to: Path | Placement | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> BundleReport:
     """One pass over the archive (extracting into ``extract_to`` when given) and the signature."""
     path = Path(path)
