@@ -28,7 +28,7 @@ from .run import BenchContext, Benchmark, BenchSkip, Figure
 
 V1_PATH = "/offline-manager/v1/packs"
 RESTARTS = 3
-WARM = 30
+WARM = 100
 
 
 def _tree(base: Path, channel_src: Path) -> Path:
