@@ -134,6 +134,7 @@ def _write_tar(dest: Path, manifest: bytes, signature: bytes, members: Sequence[
                 tar.addfile(info, io.BytesIO(data))
             for name, path in members:
                 info = tar.gettarinfo(str(path), arcname=name)
+                info.mtime = int(info.mtime)  # a float mtime costs every member a pax header to write and read
                 info.uid = info.gid = 0
                 info.uname = info.gname = ""
                 info.mode = 0o644

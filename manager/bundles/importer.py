@@ -114,12 +114,12 @@ def snapshot_name(manifest_sha256: str) -> str:
 def _target(layout: Layout, member: str, manifest_sha: str) -> tuple[str, str] | None:
     """(store, path relative to the manager folder) of an archive member."""
     top, _, rest = member.partition("/")
-    rel_cache = os.path.relpath(layout.cache_dir / "archives" / "cnr", layout.manager_dir)
     if top == "channel":
         return "channel", f"{layout.local_channel_dir.name}/{rest}"
     if top == "git":  # kept as a git bundle: git clones from it (nothing else goes into the git mirror)
         return ("git", f"{layout.git_mirror_dir.name}/{rest}") if rest.endswith(BUNDLE_SUFFIX) else None
     if top == "cnr":
+        rel_cache = os.path.relpath(layout.cache_dir / "archives" / "cnr", layout.manager_dir)
         return "cnr", f"{Path(rel_cache).as_posix()}/{rest}"
     if top == "wheels":
         return "wheel", f"{layout.wheelhouse_dir.name}/{rest}"

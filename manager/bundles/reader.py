@@ -51,13 +51,17 @@ class Scan:
     problems: list[BundleProblem] = field(default_factory=list)
     seen: dict[str, tuple[int, str]] = field(default_factory=dict)  # member -> (size, sha256)
     folders: set[Path] = field(default_factory=set)  # made while extracting (one mkdir each)
+    listed: dict[str, Any] = field(default_factory=dict)  # the manifest's entries by path, once
+    _digest: str = ""
 
     def add(self, code: str, member: str, message: str) -> None:
         self.problems.append(BundleProblem(code, member, message))
 
     @property
     def manifest_sha256(self) -> str:
-        return hashlib.sha256(self.manifest_bytes).hexdigest() if self.manifest_bytes else ""
+        if not self._digest and self.manifest_bytes:
+            self._digest = hashlib.sha256(self.manifest_bytes).hexdigest()
+        return self._digest
 
 
 def _safe_name(name: str) -> str | None:
@@ -166,6 +170,7 @@ def _one(
         scan.manifest_bytes = data
         try:
             scan.manifest = parse_manifest(data)
+            scan.listed = scan.manifest.by_path()
         except BundleError as exc:  # named by the file the bad line lists, when it lists one
             scan.add(exc.code, str(exc.details.get("file") or MANIFEST_NAME), exc.message)
         return
@@ -173,7 +178,7 @@ def _one(
         scan.signature = _bytes(tar, info)
         return
     assert scan.manifest is not None
-    entry = scan.manifest.by_path().get(name)
+    entry = scan.listed.get(name)
     if name in scan.seen:
         scan.add(BundleManifestIncomplete.code, name, f"{name} appears twice in the archive")
         return
