@@ -179,6 +179,13 @@ def test_signatures_known_unknown_and_required(made, tmp_path: Path) -> None:
     strict = _importer(tmp_path / "b", bundle_allowed_signers=str(signers), require_signed_bundles="true")
     _refused(strict, bundle, "bundle_unsigned", "manifest.json.sig")
     assert verify_bundle(strict, Path(signed.path)).ok
+    imported = import_bundle(strict, Path(signed.path))  # the exact manifest and its signature are kept
+    kept = strict.layout.bundles_dir / f"{imported.manifest_sha256}.json"
+    parts = dict(members(Path(signed.path)))
+    assert (
+        kept.read_bytes() == parts["manifest.json"]
+        and kept.with_suffix(".sig").read_bytes() == parts["manifest.json.sig"]
+    )
 
     # a signed manifest that was altered afterwards: the signature no longer matches
     def alter(name: str, data: bytes) -> bytes:

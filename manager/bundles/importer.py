@@ -22,7 +22,7 @@ from ..git_mirror import BUNDLE_SUFFIX
 from ..operations.staging import RenameTxn, prepare_tree, remove_tree
 from ..plans import FileMove, PackChange, Plan
 from .errors import BundleBaseMissing, BundleError
-from .manifest import SIGNATURE_NAME, SNAPSHOT_NAME, Manifest, sha256_file
+from .manifest import SNAPSHOT_NAME, Manifest, sha256_file
 from .reader import error_for
 from .verify import BundleReport, check_archive
 
@@ -230,8 +230,7 @@ def clear_staging(layout: Layout) -> None:
 
 def _begin(manager: Manager) -> Path:
     layout = manager.layout
-    layout.check_working_folders()
-    prepare_tree(layout)
+    prepare_tree(layout)  # checks the working folders first
     clear_staging(layout)
     work = layout.bundle_staging_dir / secrets.token_hex(4)
     work.mkdir(parents=True)
@@ -306,7 +305,7 @@ def import_bundle(
         stores = work / "stores"
         bundles_rel = f"{layout.bundles_dir.name}/{report.manifest_sha256}"
         (stores / layout.bundles_dir.name).mkdir(parents=True, exist_ok=True)
-        signed = _copy_exact_manifest(path, stores / f"{bundles_rel}.json")
+        signed = _keep_exact_manifest(report, stores / f"{bundles_rel}.json")
         changes = _plan(layout, entries, stores)
         if _channels_list(layout, stores / layout.channels_file.name):
             action = "replace" if layout.channels_file.exists() else "add"
@@ -353,25 +352,13 @@ def import_bundle(
     return result
 
 
-def _copy_exact_manifest(path: Path, dest: Path) -> bool:
-    """Keep the manifest's exact bytes (its sha256 names it; a signature covers those bytes) and
-    its signature beside it; True when signed."""
-    import tarfile
-
-    signed = False
-    with tarfile.open(path, "r:*") as tar:
-        first = tar.next()
-        assert first is not None
-        fh = tar.extractfile(first)
-        assert fh is not None
-        data = fh.read()
-        dest.write_bytes(data)
-        second = tar.next()
-        if second is not None and second.name == SIGNATURE_NAME:
-            sig = tar.extractfile(second)
-            assert sig is not None
-            dest.with_suffix(".sig").write_bytes(sig.read())
-            signed = True
-    if hashlib.sha256(data).hexdigest() != dest.stem:
-        raise BundleError("the manifest changed while the bundle was read", details={"bundle": str(path)})
-    return signed
+def _keep_exact_manifest(report: BundleReport, dest: Path) -> bool:
+    """Keep the manifest's exact bytes as read by the verifying pass (its sha256 names it; a
+    signature covers those bytes) and its signature beside it; True when signed."""
+    data = report.manifest_bytes
+    if hashlib.sha256(data).hexdigest() != report.manifest_sha256 or dest.stem != report.manifest_sha256:
+        raise BundleError("the manifest read does not match its checksum", details={"bundle": report.path})
+    dest.write_bytes(data)
+    if report.signature_bytes:
+        dest.with_suffix(".sig").write_bytes(report.signature_bytes)
+    return bool(report.signature_bytes)

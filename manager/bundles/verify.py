@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,9 @@ class BundleReport:
     problems: tuple[BundleProblem, ...]
     files: int
     size: int
+    # the exact bytes read (an import keeps them: the sha256 names the manifest, a signature covers them)
+    manifest_bytes: bytes = field(default=b"", repr=False, compare=False)
+    signature_bytes: bytes = field(default=b"", repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         m = self.manifest
@@ -94,6 +97,8 @@ def check_archive(
         problems=tuple(problems),
         files=len(scan.seen),
         size=path.stat().st_size,
+        manifest_bytes=scan.manifest_bytes,
+        signature_bytes=scan.signature,
     )
 
 
