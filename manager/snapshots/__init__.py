@@ -40,13 +40,14 @@ def _retention(manager: Any) -> int:
     return int(manager.config["snapshot_retention"])
 
 
-def auto_snapshot(manager: Any, reason: str) -> StoredSnapshot:
+def auto_snapshot(manager: Any, reason: str, captured: Any = None) -> StoredSnapshot:
     """Save the current state as ``<time>_auto-<reason>`` (before update-all, restore, ...) and apply
-    ``snapshot_retention``. Returns what was stored; the caller reports its name so the change can be undone."""
+    ``snapshot_retention``. Returns what was stored; the caller reports its name so the change can be undone.
+    ``captured``: a full capture the caller took just now, with nothing changed since."""
     from .capture import capture
 
     store = store_of(manager)
-    saved = store.save(capture(manager, reason=f"auto:{reason}"))
+    saved = store.save(captured if captured is not None else capture(manager, reason=f"auto:{reason}"))
     store.prune_auto(_retention(manager))
     return saved
 

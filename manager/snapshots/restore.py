@@ -506,13 +506,17 @@ def restore(
     problems = check_entries(snapshot)  # before anything is read from the tree: no probe, no git, no change
     if any(p.status == "refused" for p in problems):
         raise refusal_error(where, problems)
-    plan = plan_restore(manager, snapshot, options, where=where)
+    current = None
+    if options.auto_snapshot:  # one capture for the plan and the auto-snapshot (nothing changes in between)
+        want_python = bool(snapshot.python) and bool(options.pip_kinds())
+        current = capture(manager, reason="auto:restore", strict_python=want_python)
+    plan = plan_restore(manager, snapshot, options, where=where, current=current)
     if plan.refused:
         raise refusal_error(plan.snapshot, plan.problems)
     if plan.empty and not plan.left_out:
         return RestoreResult(plan.snapshot, True, notes=plan.notes + ("nothing to do",), skipped=plan.skipped)
     preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy, left_out=plan.left_out)
-    auto_name = auto_snapshot(manager, "restore").name if options.auto_snapshot and not plan.empty else ""
+    auto_name = auto_snapshot(manager, "restore", current).name if options.auto_snapshot and not plan.empty else ""
     result = execute_plan(
         manager, snapshot, plan, ctx=ctx, policy=policy, deps_step=deps_step, auto_snapshot_name=auto_name, checked=True
     )
