@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 
 from ..errors import ManagerError, SnapshotRestoreFailed
 from ..records import PolicyDecision
-from .capture import capture, python_environment, target_python
+from .capture import capture, python_environment, read_python_packages, target_python
 from .diff import SnapshotDiff, diff
 from .model import EntryProblem, PythonPackage, Snapshot, _Record
 from .plan import RestoreOptions, RestorePlan, RestoreStep, build_plan, python_requirements, removable
@@ -118,9 +118,13 @@ def plan_restore(
 
 
 # --- python steps ------------------------------------------------------------------------------
-def _live_python_changes(manager: Any, snapshot: Snapshot) -> SnapshotDiff:
-    """The package differences now (packs installed earlier in the plan may have changed them)."""
-    version, pips = python_environment(target_python(manager))
+def _live_python_changes(manager: Any, snapshot: Snapshot, environment: Any = None) -> SnapshotDiff:
+    """The package differences now (packs installed earlier in the plan may have changed them);
+    ``environment``: the installer's probe of that python, made just now (else probed here)."""
+    if environment is not None:
+        version, pips = environment.python_version, read_python_packages(environment.site_dirs)
+    else:
+        version, pips = python_environment(target_python(manager))
     now = Snapshot(created_at="", python=pips, python_version=version)
     return diff(now, dataclasses.replace(snapshot, packs=(), models=()), models=False)
 
@@ -151,11 +155,11 @@ def _pip_install(
 ) -> dict[str, Any]:
     from ..deps.plan import DepsPlan, Planner
 
-    wanted, skipped = python_requirements(_live_python_changes(manager, snapshot), options.pip_kinds())
+    installer = dependency_installer(manager)
+    env = installer.environment  # one probe of ComfyUI's python: the live packages and the installer's facts
+    wanted, skipped = python_requirements(_live_python_changes(manager, snapshot, env), options.pip_kinds())
     if not wanted:
         return {"installed": [], "note": "every package already matches the snapshot"}
-    installer = dependency_installer(manager)
-    env = installer.environment
     installed = env.installed()
     lines = [_req_line(p, i + 1, where, installer) for i, p in enumerate(wanted)]
     planner = Planner(installer.policy, env)
