@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -203,6 +204,31 @@ def test_git_clones_over_dumb_http_with_both_spellings_and_through_the_mirror_ma
     assert st.commit == box.upstream.commits[-1]
     with pytest.raises(NetworkBlocked):
         m.git.clone("https://gitlab.com/fleet-owner/fleet-pack", client / "custom_nodes" / "other")
+
+
+def test_a_kept_git_bundle_is_served_as_a_repository(box: Stores, tmp_path: Path, capsys) -> None:
+    """A bundle import keeps git bundles as files; the build makes the repository dumb HTTP needs
+    (in its scratch: the box's git mirror keeps the bundle as it is)."""
+    bare = box.layout.git_mirror_dir / "github.com" / "fleet-owner" / "fleet-pack.git"
+    bundle = bare.with_name("fleet-pack.bundle")
+    git(bare, "bundle", "create", "-q", str(bundle), "--all")
+    shutil.rmtree(bare)
+    dest = tmp_path / "mirror"
+    build(box, dest, capsys)
+    assert sorted(p.name for p in bundle.parent.iterdir()) == ["fleet-pack.bundle"]
+    assert (
+        box.upstream.commits[-1]
+        in (dest / "git" / "github.com" / "fleet-owner" / "fleet-pack.git" / "info" / "refs").read_text()
+    )
+    assert not any(p.name.startswith(".unbundled") for p in tmp_path.iterdir())
+    server = MirrorServe(dest).start()
+    try:
+        clone = tmp_path / "clone"
+        git(tmp_path, "clone", "-q", f"{server.url}/git/github.com/fleet-owner/fleet-pack", str(clone))
+        assert git(clone, "rev-parse", "HEAD") == box.upstream.commits[-1]
+        assert git(clone, "tag", "--list") == "v1.0.0\nv1.1.0"
+    finally:
+        server.stop()
 
 
 def test_registry_client_reads_the_static_registry(served, tmp_path: Path, box: Stores) -> None:
