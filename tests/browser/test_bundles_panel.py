@@ -110,9 +110,9 @@ def test_bundles_view_checks_imports_and_the_pack_installs_offline(
     page.locator("[data-testid=bundles-imported] tr[data-bundle]").wait_for(timeout=30_000)
     # checked again after the import: everything it carries is here now
     git_row = page.locator("[data-testid=bundle-stores] tr[data-store=git]").inner_text()
-    assert git_row.split("\t") == ["Git repositories", "0", "1", "0"], git_row  # a git store is always re-synced
-    mirror = panel_env.root / "user" / "__manager" / "git-mirror" / "example.invalid" / "test" / "pack-a.git"
-    assert (mirror / "HEAD").is_file()
+    assert git_row.split("\t") == ["Git repositories", "0", "0", "1"], git_row  # the same bundle file: present
+    mirror = panel_env.root / "user" / "__manager" / "git-mirror" / "example.invalid" / "test" / "pack-a.bundle"
+    assert mirror.is_file()  # the git bundle kept as it came (git clones from it)
     screenshot(page, "bundles-view-imported")
 
     page.locator(".om-tab[data-tab=nodes]").click()
