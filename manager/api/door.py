@@ -415,7 +415,7 @@ class HttpDoor:
         from ..errors import ManagerError
 
         try:
-            await asyncio.to_thread(lambda: self.manager)
+            await asyncio.to_thread(self._load_core)
             await asyncio.sleep(delay)
             for kind in ("v1", "classic"):
                 if self._view is None and await self.listing.first_packs(kind) is not None:
@@ -426,6 +426,12 @@ class HttpDoor:
             log.info("pack lists not prepared: %s (%s)", exc.message, exc.code)
         except Exception:
             log.warning("pack lists not prepared", exc_info=True)
+
+    def _load_core(self) -> None:
+        """The Manager and the task table the queue routes plan with (a mount imports neither)."""
+        from .. import kinds  # noqa: F401  (imported for the first queue request)
+
+        _ = self.manager
 
     # --- installed state -----------------------------------------------------------------------
     def tree_fingerprint(self) -> tuple[Any, ...]:

@@ -22,7 +22,6 @@ from aiohttp import web
 from .. import security as sec
 from ..errors import NotImplementedYet, RequestInvalid
 from ..fsops import atomic_write_bytes, atomic_write_json
-from ..kinds.classify import url_params
 from .door import HttpDoor
 from .envelope import error_response, field, ok, raw_json, read_json
 from .handlers_catalog import optional_view
@@ -280,6 +279,8 @@ async def _row_task(api: HttpDoor, request: web.Request, kind: str) -> web.Respo
     if kind == "enable" or known:
         planned = api.plan(kind, pack_id or url, view=view)
     else:  # not in this catalog: its repository URL is classified (and gated) like any URL
+        from ..kinds.classify import url_params  # the task table loads on first use, not at mount
+
         planned = api.plan(kind, url or pack_id, url_params(url) if url else {}, view=view)
     tasks = await api.submit([planned])
     api.queue.start()

@@ -12,8 +12,6 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import QueueBusy, RequestInvalid
-from ..kinds import kind_named
-from ..kinds.planner import preview_plan
 from .door import HttpDoor
 from .envelope import field, ok, read_json
 from .handlers_catalog import optional_view
@@ -64,6 +62,9 @@ async def post_queue(api: HttpDoor, request: web.Request) -> web.Response:
             details={"field": "tasks"},
             hint='Each task is {"kind": ..., "target": ..., "params": {...}}.',
         )
+    from ..kinds import kind_named  # the task table loads on first use (or the prewarm), not at mount
+    from ..kinds.planner import preview_plan
+
     # Only models need the catalog; pack operations go on without one (an offline box's first day).
     models = any(kind_named(str(i.get("kind"))).needs_catalog for i in items if isinstance(i.get("kind"), str))
     view = await api.view() if models else await optional_view(api)

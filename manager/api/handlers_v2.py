@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..errors import ManagerError, NotImplementedYet, RequestInvalid, SecurityDenied
-from ..kinds.classify import SEMVER_RE, url_params
 from .door import HttpDoor
 from .envelope import field, ok, raw_json, read_json
 from .handlers_catalog import optional_view
@@ -118,6 +117,8 @@ def _plan_install(
                 details={"field": "params.repository"},
                 hint="Give the git URL of the pack as params.repository.",
             )
+        from ..kinds.classify import url_params  # the task table loads on first use, not at mount
+
         return api.plan("install", url, url_params(url), view=view, **kw)
     copies = inv.find(pack_id)
     if copies and not any(p.enabled for p in copies):
@@ -149,6 +150,8 @@ def plan_item(
             kind, str(filename or item.params.get("name") or ""), model_lookup(item.params), view=view, **kw
         )
     else:
+        from ..kinds.classify import SEMVER_RE
+
         target = _param(item, "cnr_id" if kind == "enable" else "node_name")
         version = item.params.get("node_ver")
         params = (

@@ -19,8 +19,6 @@ from aiohttp import web
 
 from .. import __version__
 from ..errors import ManagerError, NotFound, QueueBusy, RequestInvalid
-from ..kinds.classify import SEMVER_RE, url_params
-from ..kinds.planner import preview_plan
 from .door import DB_MODES, HttpDoor, installed_map
 from .envelope import dumps, error_response, field, ok, query, raw_json, read_json
 from .handlers_admin import _channels_data, select_channel
@@ -211,6 +209,8 @@ async def _classic_install_task(
                 details={"field": "files"},
                 hint="Give the repository URL as files[0], or install through /customnode/install/git_url.",
             )
+        from ..kinds.classify import url_params  # the task table loads on first use, not at mount
+
         return api.plan(kind, url, url_params(url), view=view, task_id=ui_id, enforce=enforce)
     pack_id = field(body, "id")
     params = {"version": selected or "latest", "skip_deps": bool(body.get("skip_post_install"))}
@@ -246,6 +246,8 @@ async def plan_classic_row(
         return api.plan(
             kind, str(body.get("filename") or ""), model_lookup(body), view=view, task_id=ui_id, enforce=enforce
         )
+    from ..kinds.classify import SEMVER_RE
+
     version = body.get("version")
     # the installed version picks the copy to uninstall; update/fix/disable take no version
     params = (
@@ -272,6 +274,8 @@ def dry_run_asked(request: web.Request) -> bool:
 async def plans_of(api: HttpDoor, planned: list[PlannedTask], **extra: Any) -> list[dict[str, Any]]:
     """The shared plan record (``manager.plans``) of each planned task, off the loop; ``extra``
     keys are added to each (a door's own names for the task)."""
+    from ..kinds.planner import preview_plan
+
     out = []
     for p in planned:
         plan = await asyncio.to_thread(preview_plan, api.manager, p)

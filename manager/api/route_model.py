@@ -6,13 +6,12 @@ build on these; this module imports no handler, so the lists can share it withou
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from ..kinds import KINDS
 from .door import HttpDoor
 
 PREFIX = "/offline-manager/v1"
@@ -66,19 +65,50 @@ CLASSIC_MODE = Param(
     enum=("cache", "local", "remote", "nickname"),
     description="classic data source; optional here (default cache)",
 )
-# one queued task: kind, its description and its params' schema all come from the task table
-TASK_PROPERTIES: dict[str, Any] = {
-    "kind": {
-        "type": "string",
-        "enum": [k.name for k in KINDS],
-        "description": "; ".join(f"{k.name}: {k.summary} (target: {k.target})" for k in KINDS),
-    },
-    "target": {"type": "string"},
-    "task_id": {"type": "string"},
-    "client_id": {"type": "string"},
-    "params": {"oneOf": [{"title": k.name, **k.params.schema()} for k in KINDS]},
-}
-TASK = {"type": "object", "required": ["kind"], "properties": TASK_PROPERTIES}
+
+
+class LazySchema(Mapping[str, Any]):
+    """A JSON schema built on its first read: the task table's schemas are read by the OpenAPI
+    generator, never by a host mounting our routes (the table is not imported for a mount)."""
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        self._build = build
+        self._value: dict[str, Any] | None = None
+
+    def _schema(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = self._build()
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._schema()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._schema())
+
+    def __len__(self) -> int:
+        return len(self._schema())
+
+
+def _task_properties() -> dict[str, Any]:
+    # one queued task: kind, its description and its params' schema all come from the task table
+    from ..kinds import KINDS
+
+    return {
+        "kind": {
+            "type": "string",
+            "enum": [k.name for k in KINDS],
+            "description": "; ".join(f"{k.name}: {k.summary} (target: {k.target})" for k in KINDS),
+        },
+        "target": {"type": "string"},
+        "task_id": {"type": "string"},
+        "client_id": {"type": "string"},
+        "params": {"oneOf": [{"title": k.name, **k.params.schema()} for k in KINDS]},
+    }
+
+
+TASK_PROPERTIES = LazySchema(_task_properties)
+TASK = LazySchema(lambda: {"type": "object", "required": ["kind"], "properties": dict(TASK_PROPERTIES)})
 CLASSIC_ROW = _obj(
     id="string",
     version="string",

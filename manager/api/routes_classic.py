@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .. import security as sec
-from ..kinds import BY_NAME
 from . import handlers_admin as admin
 from . import handlers_classic_ui as ui
 from . import handlers_snapshots as snap
@@ -23,6 +22,16 @@ from .route_model import (
 )
 
 _D = sec  # short alias for operations in the table below
+# the policy operation of each classic queue route: its task kind's (tests/test_mount_imports.py
+# checks them against the task table, which a mount does not import)
+QUEUE_OPERATIONS = {
+    "install": sec.INSTALL,
+    "reinstall": sec.REINSTALL,
+    "uninstall": sec.UNINSTALL,
+    "update": sec.UPDATE,
+    "fix": sec.FIX,
+    "disable": sec.DISABLE,
+}
 
 _get_db, _set_db = cl.setting_routes("db_mode")
 _get_upd, _set_upd = cl.setting_routes("update_policy", {"stable": "stable-comfyui", "nightly": "nightly-comfyui"})
@@ -144,14 +153,14 @@ CLASSIC_ROUTES: tuple[Route, ...] = (
             "POST",
             f"/manager/queue/{kind}",
             cl.queue_route(kind),
-            BY_NAME[kind].operation,
+            QUEUE_OPERATIONS[kind],
             f"classicQueue_{kind}",
             f"Queue {kind} (classic body; ui_id becomes the task id); ?dry_run=true: only the plan",
             params=(DRY_RUN,),
             body=CLASSIC_ROW,
             result=TASK_RESULT,
         )
-        for kind in ("install", "reinstall", "uninstall", "update", "fix", "disable")
+        for kind in QUEUE_OPERATIONS
     ),
     _c(
         "POST",

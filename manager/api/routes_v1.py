@@ -18,6 +18,7 @@ from .route_model import (
     MODE,
     TASK,
     TASK_PROPERTIES,
+    LazySchema,
     Param,
     Route,
     _obj,
@@ -135,12 +136,19 @@ V1_ROUTES: tuple[Route, ...] = (
         "Queue one task or {tasks: [...]}; each is classified and decided by the policy, then the worker starts; "
         "dry_run: true queues nothing and answers {plans: [...]}, what each task would change (200)",
         gate=False,
-        body={
-            "oneOf": [
-                {**TASK, "properties": {**TASK_PROPERTIES, "dry_run": {"type": "boolean"}}},
-                _obj(tasks={"type": "array", "items": TASK}, start="boolean", client_id="string", dry_run="boolean"),
-            ]
-        },
+        body=LazySchema(
+            lambda: {
+                "oneOf": [
+                    {**TASK, "properties": {**TASK_PROPERTIES, "dry_run": {"type": "boolean"}}},
+                    _obj(
+                        tasks={"type": "array", "items": dict(TASK)},
+                        start="boolean",
+                        client_id="string",
+                        dry_run="boolean",
+                    ),
+                ]
+            }
+        ),
         statuses=(202,),
     ),
     _v1("POST", "/queue/start", q.start_queue, _D.QUEUE_CONTROL, "startQueue", "Start the worker"),
