@@ -14,16 +14,18 @@ import dataclasses
 import gzip
 import hashlib
 import html
-import itertools
-import json
 import logging
 import os
-from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..list_build import TRUST_ACCOUNT_DAYS as TRUST_ACCOUNT_DAYS
+from ..list_build import Fragments as _Fragments
+from ..list_build import classic_row as classic_row
+from ..list_build import encode_catalog as _encode_catalog
+from ..list_build import splice as _splice
 from ..list_gzip import CHUNK, deflate_piece, gzip_pieces
 from .envelope import dumps, envelope_prefix
 
@@ -31,14 +33,11 @@ if TYPE_CHECKING:
     from ..catalog import Catalog
     from ..context import CatalogView, Manager
     from ..inventory import InstalledPack, Inventory
-    from ..list_cache import ChannelState, ListStore, PackIndex, PersistedList
-    from ..records import Channel, NodePack, Notice
+    from ..list_cache import ChannelState, ListStore, PackIndex
+    from ..records import Channel, Notice
     from .door import HttpDoor
 
 log = logging.getLogger("offline_manager.api")
-
-TRUST_ACCOUNT_DAYS = 600  # classic: an author account older than this is "trusted"
-
 
 GZIP_MIN_BYTES = 64 * 1024  # smaller bodies are not worth a second encoding
 MAX_KEPT_BYTES = 160 * 1024 * 1024  # encoded bodies kept in memory, all routes together
@@ -66,38 +65,6 @@ def _etag(*parts: Any) -> str:
 
 
 # --- row builders (pure) -------------------------------------------------------------------------
-def classic_row(pack: NodePack, catalog: Catalog) -> dict[str, Any]:
-    """A pack in the classic ``/customnode/getlist`` shape, not installed."""
-    st = catalog.stats_for(pack.id)
-    row: dict[str, Any] = {
-        "author": pack.author,
-        "title": html.escape(pack.title),
-        "id": pack.id,
-        "reference": pack.reference,
-        "files": list(pack.files),
-        "install_type": pack.install_type,
-        "description": html.escape(pack.description),
-        "pip": list(pack.pip),
-        "state": "not-installed",
-        "version": pack.latest_version or "unknown",
-        "update-state": "false",
-        "cnr_latest": pack.latest_version or None,
-        "repository": pack.reference,
-        "health": "-",
-        "invalid-installation": False,
-        "import-fail": False,
-        "stars": pack.stars if pack.stars is not None else -1,
-        "last_update": pack.last_update or "",
-        "trust": bool(st and st.author_account_age_days and st.author_account_age_days > TRUST_ACCOUNT_DAYS),
-        "is_favorite": False,
-    }
-    if pack.nodename_pattern:
-        row["nodename_pattern"] = pack.nodename_pattern
-    if pack.tags:
-        row["tags"] = list(pack.tags)
-    return row
-
-
 def installed_version(pack: InstalledPack) -> str:
     """The classic version word: a registry version, ``nightly`` for a git clone, else ``unknown``."""
     if pack.cnr_version or (pack.kind == "cnr" and pack.version):
@@ -199,113 +166,6 @@ def by_catalog_id(inv: Inventory) -> tuple[dict[str, InstalledPack], list[Instal
             seen.add(pack.pack_id.lower())
             unique.append(pack)
     return matched, unique
-
-
-# --- encoded fragments per catalog version -----------------------------------------------------
-@dataclass(frozen=True)
-class _Fragments:
-    """One list kind's encoded pack elements for one catalog version, in catalog order: one
-    buffer (the elements joined by commas, as the body holds them) with each element's span,
-    and the deflate pieces of its chunks (``list_gzip.chunk_texts``): a body's gzip re-compresses
-    only the chunks an installed pack changes. One buffer, not an object per pack: 59k packs
-    load as one allocation, and an unchanged tree's body is that buffer between its brackets."""
-
-    kind: str
-    version: str
-    order: tuple[str, ...]
-    text: bytes  # the elements joined by b"," (classic: each with its object key)
-    starts: Sequence[int]
-    ends: Sequence[int]
-    position: Mapping[str, int]
-    pieces: tuple[bytes, ...]
-
-    @classmethod
-    def make(
-        cls, kind: str, version: str, order: Sequence[str], text: bytes, ends: Sequence[int], pieces: Any = None
-    ) -> Any:
-        ends = array("q", ends)
-        starts = array("q", [0])
-        starts.extend(e + 1 for e in ends[:-1])
-        position = {pid: i for i, pid in enumerate(order)}
-        frags = cls(kind, version, tuple(order), text, starts, ends, position, ())
-        if pieces is None:
-            pieces = [deflate_piece(frags.chunk(c)) for c in range((len(order) + CHUNK - 1) // CHUNK)]
-        return dataclasses.replace(frags, pieces=tuple(pieces))
-
-    @classmethod
-    def from_encoded(cls, kind: str, version: str, order: Sequence[str], encoded: Sequence[bytes]) -> Any:
-        ends = list(itertools.accumulate((len(e) + 1 for e in encoded), initial=-1))[1:]
-        return cls.make(kind, version, order, b",".join(encoded), ends)
-
-    def chunk(self, c: int, replaced: Mapping[int, bytes] | None = None) -> bytes:
-        """The text of chunk ``c`` (``list_gzip.chunk_texts``: a comma first after the first),
-        with ``replaced`` elements spliced in."""
-        first, last = c * CHUNK, min(len(self.order), (c + 1) * CHUNK) - 1
-        lo = self.starts[first] - (1 if c else 0)
-        return _splice(self, lo, self.ends[last], replaced or {})
-
-    def element(self, i: int) -> bytes:
-        return self.text[self.starts[i] : self.ends[i]]
-
-    def row(self, pack_id: str) -> dict[str, Any]:
-        """The not-installed row of ``pack_id`` (decoded from its fragment; installed packs only)."""
-        enc = self.element(self.position[pack_id])
-        if self.kind == "classic":
-            return dict(json.loads(b"{" + enc + b"}")[pack_id])
-        return dict(json.loads(enc))
-
-    def persisted(self, state: ChannelState, url_index: Mapping[str, str]) -> PersistedList:
-        from ..list_cache import PersistedList
-
-        ends = list(itertools.accumulate(len(p) for p in self.pieces))
-        blobs = {"deflate": b"".join(self.pieces), "deflate_ends": dumps(ends)}
-        return PersistedList(
-            self.kind,
-            self.version,
-            state.channel,
-            state.files,
-            self.order,
-            self.text,
-            tuple(self.ends),
-            url_index,
-            blobs,
-        )
-
-    @classmethod
-    def from_persisted(cls, item: PersistedList) -> Any:
-        packed, ends = item.blobs.get("deflate", b""), json.loads(item.blobs.get("deflate_ends", b"[]"))
-        starts = [0, *ends[:-1]]
-        pieces: list[bytes] | None = [packed[a:b] for a, b in zip(starts, ends, strict=True)]
-        if len(pieces or ()) != (len(item.ids) + CHUNK - 1) // CHUNK:
-            pieces = None  # re-compressed (the checksum passed, so this is a format slip)
-        return cls.make(item.kind, item.catalog_version, item.ids, item.text, item.ends, pieces)
-
-
-def _splice(frags: _Fragments, lo: int, hi: int, replaced: Mapping[int, bytes]) -> bytes:
-    """``frags.text[lo:hi]`` with the elements at the positions of ``replaced`` swapped in."""
-    inside = sorted(i for i in replaced if lo <= frags.starts[i] and frags.ends[i] <= hi)
-    if not inside:
-        return frags.text[lo:hi]
-    parts: list[bytes] = []
-    pos = lo
-    for i in inside:
-        parts += (frags.text[pos : frags.starts[i]], replaced[i])
-        pos = frags.ends[i]
-    parts.append(frags.text[pos:hi])
-    return b"".join(parts)
-
-
-def _encode_catalog(kind: str, catalog: Catalog) -> _Fragments:
-    rows: dict[str, bytes] = {}
-    for p in catalog.packs:
-        if kind == "classic":
-            rows[p.id] = dumps(p.id) + b":" + dumps(classic_row(p, catalog))
-        else:
-            row = p.to_dict()
-            row["installed"] = None
-            rows[p.id] = dumps(row)
-    result: _Fragments = _Fragments.from_encoded(kind, catalog.version, list(rows), list(rows.values()))
-    return result
 
 
 def _join(

@@ -23,7 +23,8 @@ from ..cache_upkeep import (
     select_channels,
 )
 from ..context import CHANNEL_FILES, Manager
-from ..errors import RequestInvalid
+from ..errors import ManagerError, RequestInvalid
+from ..list_build import rebuild_persisted
 from ..network import run_sync
 from . import exit_codes
 from .progress import ProgressLine
@@ -179,13 +180,31 @@ def cmd_update_cache(m: Manager, args: argparse.Namespace, refresh: str) -> Any:
     if refused:
         args.exit_code = exit_codes.REFUSED
     _err(f"update-cache {report.summary()}")
+    result = report.to_dict()
+    if report.outcome != "failed":
+        result["persisted_lists"] = _rebuild_lists(m)
     if not args.json and report.outcome != "ok":  # one hint
         _err(
             "  hint: network_mode is offline: nothing can be fetched here; run it on a machine with network"
             if refused
             else "  hint: fix what the FAILED/stale lines say and run it again; cm-cli.py cache status shows every file"
         )
-    return report.to_dict()
+    return result
+
+
+def _rebuild_lists(m: Manager) -> list[str]:
+    """The persisted pack lists rebuilt from the refreshed files, so that the server's first list
+    after a cron refresh answers from them (issue 21); a failure here only means the server builds
+    them at its next start, as before."""
+    try:
+        written = rebuild_persisted(m)
+    except (ManagerError, OSError) as exc:
+        why = f"[{exc.code}] {exc.message}" if isinstance(exc, ManagerError) else str(exc)
+        _err(f"update-cache: pack lists not rebuilt ({why}); the server builds them at its next start")
+        return []
+    if written:
+        _err(f"update-cache: pack lists rebuilt for the next start ({len(written)} files in {written[0].parent})")
+    return [str(p) for p in written]
 
 
 # --- cache status / health ----------------------------------------------------------------------
