@@ -7,6 +7,7 @@ routes when ComfyUI's server is present. Any failure is logged once and ComfyUI 
 import time as _time
 
 _IMPORTED_AT = _time.perf_counter()  # our whole share of ComfyUI's start is reported from here
+_CPU_AT = _time.thread_time()  # and the CPU it took (what other processes' load does not stretch)
 WEB_DIRECTORY = "./js"
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}
@@ -28,7 +29,7 @@ def _start() -> None:
             os.path.dirname(os.path.dirname(here)),
         )
         return
-    bootstrap.start(__name__, __file__, _IMPORTED_AT)
+    bootstrap.start(__name__, __file__, _IMPORTED_AT, _CPU_AT)
 
 
 if __package__:  # imported as a package by ComfyUI (or a stand-in host), not run as a script

@@ -58,6 +58,7 @@ class MountReport:
     owners: dict[str, str] = field(default_factory=dict)  # family -> owner (or "a, b" when split)
     frontend: str = ""  # who serves the frontend's manager UI, if asked
     seconds: float = 0.0  # our share of ComfyUI's start
+    cpu_seconds: float = 0.0  # the CPU time of it (this thread's), which a loaded machine stretches less
 
 
 def _label(route: web.RouteDef) -> str:

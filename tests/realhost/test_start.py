@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 
 import pytest
 from realhost.helpers import keep_artifacts, start_or_skip
@@ -23,6 +24,12 @@ CLASSIC_SHAPES = {
 }
 
 
+def _cpu_ms(ready_line: str) -> float:
+    found = re.search(r"\(([\d.]+) ms CPU\)", ready_line)
+    assert found, ready_line
+    return float(found.group(1))
+
+
 def _our_tracebacks(log: str) -> list[str]:
     blocks = re.split(r"\n(?=Traceback \(most recent call last\))", log)
     return [b[:2000] for b in blocks[1:] if realhost.FOLDER in b.split("\n\n", 1)[0]]
@@ -33,18 +40,42 @@ def test_comfyui_reaches_ready_with_our_one_ready_line(real_comfy: realhost.Real
     ready = realhost.READY_LINE.findall(log)
     assert len(ready) == 1, ready
     assert "route owners: " in ready[0] and "offline-manager=offline-manager" in ready[0]
-    # import + mount, from the first line of our __init__; a first start also compiles our modules
-    assert realhost.ready_cost_ms(ready[0]) < 200, ready[0]
+    # import + mount, from the first line of our __init__; a first start also compiles our modules.
+    # Its CPU time is the regression guard (other processes' load stretches the wall clock, as a
+    # busy box's user sees it, but not the work we do); the wall clock must stay in sight of it.
+    assert _cpu_ms(ready[0]) < 150, ready[0]
+    assert realhost.ready_cost_ms(ready[0]) < 400, ready[0]
     assert _our_tracebacks(log) == []
     assert "IMPORT FAILED" not in log.split("Import times for custom nodes:", 1)[1].split("\n\n")[0]
 
 
+def _figures_per_start(log: str, header: str) -> list[float]:
+    """Our folder's figure in each of ComfyUI's ``header`` blocks (one block per start)."""
+    out = []
+    for block in log.split(header)[1:]:
+        lines = block.strip("\n").split("\n\n", 1)[0].splitlines()
+        ours = [
+            re.match(r"\s*([\d.]+) seconds", line) for line in lines if line.rstrip().endswith("/" + realhost.FOLDER)
+        ]
+        assert len(ours) == 1 and ours[0] is not None, f"no line for our folder under {header!r}: {block[:600]}"
+        out.append(float(ours[0].group(1)))
+    return out
+
+
 def test_import_and_prestartup_each_under_a_tenth_of_a_second(real_comfy: realhost.RealComfyUI) -> None:
-    # ComfyUI's own figures (one decimal): "0.0 seconds: .../custom_nodes/offline-manager"
-    assert real_comfy.import_seconds() is not None, "no import-time line for our folder"
-    assert real_comfy.import_seconds() < 0.1
-    assert real_comfy.prestartup_seconds() is not None, "no prestartup-time line for our folder"
-    assert real_comfy.prestartup_seconds() < 0.1
+    """ComfyUI's own figures for our folder (one decimal: "0.0 seconds: .../offline-manager"),
+    the median of three starts (a loaded box stretches one start, not three)."""
+    while len(realhost.READY_LINE.findall(real_comfy.log_text())) < 3:
+        real_comfy.restart()
+    log = real_comfy.log_text()
+    imports = _figures_per_start(log, "Import times for custom nodes:")
+    prestartups = _figures_per_start(log, "Prestartup times for custom nodes:")
+    assert len(imports) >= 3 and len(prestartups) >= 3, (imports, prestartups)
+    assert statistics.median(imports) < 0.1, imports
+    assert statistics.median(prestartups) < 0.1, prestartups
+    # our own ready line, to the tenth of a millisecond: import + mount of the starts with bytecode cached
+    later = [realhost.ready_cost_ms(line) for line in realhost.READY_LINE.findall(log)[1:]]
+    assert statistics.median(later) < 100, later
 
 
 @pytest.mark.parametrize("path", sorted(CLASSIC_SHAPES))
@@ -93,9 +124,10 @@ def test_no_connect_outside_loopback_at_start(real_comfy: realhost.RealComfyUI) 
 
 def test_a_later_start_costs_under_a_tenth_of_a_second(real_comfy: realhost.RealComfyUI) -> None:
     """The usual start (our bytecode cached by the first one): import + mount under 100 ms."""
+    before = len(realhost.READY_LINE.findall(real_comfy.log_text()))
     real_comfy.restart()
     ready = realhost.READY_LINE.findall(real_comfy.log_text())
-    assert len(ready) == 2 and realhost.ready_cost_ms(ready[-1]) < 100, ready
+    assert len(ready) == before + 1 and realhost.ready_cost_ms(ready[-1]) < 100, ready
     assert real_comfy.connects() == []
 
 
