@@ -43,7 +43,7 @@ def test_comfyui_reaches_ready_with_our_one_ready_line(real_comfy: realhost.Real
     # import + mount, from the first line of our __init__; a first start also compiles our modules.
     # Its CPU time is the regression guard (other processes' load stretches the wall clock, as a
     # busy box's user sees it, but not the work we do); the wall clock must stay in sight of it.
-    assert _cpu_ms(ready[0]) < 150, ready[0]
+    assert _cpu_ms(ready[0]) < 200, ready[0]
     assert realhost.ready_cost_ms(ready[0]) < 400, ready[0]
     assert _our_tracebacks(log) == []
     assert "IMPORT FAILED" not in log.split("Import times for custom nodes:", 1)[1].split("\n\n")[0]
