@@ -41,6 +41,7 @@ __all__ = ["Catalog", "catalog_version", "ChannelFiles", "PackStats", "ParseCach
 
 # Bump when the mapping from bytes to records changes: it is part of ``Catalog.version``.
 CATALOG_FORMAT = "catalog-1"
+KEEP_PARSED_MAX_BYTES = 8 * 1024 * 1024  # the real channel's largest file is ~2.3 MB
 MAX_CLASS_NAME = 512  # longer "class names" only get the exact lookup, never the regex scan
 
 
@@ -56,10 +57,14 @@ class ParseCache:
     """Parsed files keyed by (file kind, sha256 of the bytes): the same content is parsed once.
 
     Owned by the Manager object (no module-level state). Bounded: the least recently used
-    result is evicted beyond ``max_entries``. ``parses`` counts real parses, ``hits`` reuses.
+    result is evicted beyond ``max_entries``, and the result of a file over ``max_file_bytes``
+    is not kept (a 59k-pack list's drafts would stay beside the catalog built from them, ~30 MB,
+    to spare a parse of a few seconds when the same bytes are built again).
+    ``parses`` counts real parses, ``hits`` reuses.
     """
 
-    def __init__(self, max_entries: int = 32):
+    def __init__(self, max_entries: int = 32, max_file_bytes: int = KEEP_PARSED_MAX_BYTES):
+        self.max_file_bytes = max_file_bytes
         self.max_entries = max(1, max_entries)
         self.parses = 0
         self.hits = 0
@@ -82,6 +87,8 @@ class ParseCache:
         parsed = parser(data)  # outside the lock: a parse takes tens of milliseconds
         with self._lock:
             self.parses += 1
+            if len(data) > self.max_file_bytes:
+                return parsed
             self._items[key] = parsed
             self._items.move_to_end(key)
             while len(self._items) > self.max_entries:
@@ -127,6 +134,46 @@ def _stamp(issue: CatalogIssue, channel: str) -> CatalogIssue:
     return dataclasses.replace(issue, channel=channel)
 
 
+@dataclass(frozen=True)
+class _Lookup:
+    """Case-insensitive id and title lookups (only a miss of the exact id needs them)."""
+
+    by_id_lower: Mapping[str, NodePack]
+    by_title: Mapping[str, Sequence[NodePack]]
+
+    @classmethod
+    def of(cls, packs: Sequence[NodePack]) -> _Lookup:
+        lower: dict[str, NodePack] = {}
+        titles: dict[str, list[NodePack]] = {}
+        for pack in packs:
+            lower.setdefault(pack.id.lower(), pack)
+            titles.setdefault(pack.title.strip().lower(), []).append(pack)
+        return cls(lower, titles)
+
+
+@dataclass(frozen=True)
+class _SearchIndex:
+    """What ``Catalog.search`` scans, per pack in catalog order, built at the first search."""
+
+    hay: Sequence[str]  # "lower title\nlower id\nlower author\nlower description"
+    name_l: Sequence[str]  # "lower title\nlower id"
+    cores: Sequence[tuple[str, str]]  # name_core(title), name_core(id): exact-name ranking
+    star_order: Sequence[int]  # pack indices, most stars first (stable: catalog order in a tie)
+
+    @classmethod
+    def of(cls, packs: Sequence[NodePack]) -> _SearchIndex:
+        hay: list[str] = []
+        name_l: list[str] = []
+        cores: list[tuple[str, str]] = []
+        for pack in packs:
+            names = f"{pack.title.lower()}\n{pack.id.lower()}"
+            name_l.append(names)
+            hay.append(f"{names}\n{pack.author.lower()}\n{pack.description.lower()}")
+            cores.append((name_core(pack.title), name_core(pack.id)))
+        neg_stars = [-(p.stars or 0) for p in packs]
+        return cls(hay, name_l, cores, sorted(range(len(packs)), key=neg_stars.__getitem__))
+
+
 class Catalog:
     """Read-only merged view; build it with ``Catalog.build`` (or ``Catalog.empty()``)."""
 
@@ -140,14 +187,11 @@ class Catalog:
         self.packs, self.models, self.issues, self.channels = (), (), (), ()
         self.version = hashlib.sha256(CATALOG_FORMAT.encode()).hexdigest()[:20]
         self._by_id: dict[str, NodePack] = {}
-        self._by_id_lower: dict[str, NodePack] = {}
         self._by_url: dict[str, str] = {}  # normalised URL -> pack id
-        self._by_title: dict[str, list[NodePack]] = {}
-        self._hay: list[str] = []
-        self._name_l: list[str] = []  # "lower title\nlower id" per pack
-        self._cores: list[tuple[str, str]] = []  # name_core(title), name_core(id) per pack
-        self._neg_stars: list[int] = []  # -stars per pack: the in-tier sort key
-        self._star_order: list[int] = []  # pack indices, most stars first
+        # built on first use (a server answering lists never needs them; 59k packs: ~40 MB)
+        self._lookup: _Lookup | None = None
+        self._search: _SearchIndex | None = None
+        self._classes: Mapping[str, Sequence[str]] | None = None
         self._node_maps: list[ParsedFile] = []  # extension-node-map.json per channel, in order
         self._patterns: list[tuple[re.Pattern[str], str]] = []
         self._pack_keys: dict[str, tuple[str, ...]] = {}
@@ -285,16 +329,7 @@ class Catalog:
             )
             packs.append(pack)
             self._by_id[pack_id] = pack
-            self._by_id_lower.setdefault(pack_id.lower(), pack)
-            self._by_title.setdefault(pack.title.strip().lower(), []).append(pack)
-            id_l = pack_id.lower()
-            self._name_l.append(f"{draft.title_l}\n{id_l}")
-            self._neg_stars.append(-(pack.stars or 0))
-            self._cores.append((draft.title_core, draft.id_core if pack_id == draft.pack_id else name_core(pack_id)))
-            self._hay.append(f"{draft.title_l}\n{id_l}\n{draft.rest_l}")
         self.packs = tuple(packs)
-        # Search scans packs in this order, so hits come out already sorted inside each tier.
-        self._star_order = sorted(range(len(packs)), key=self._neg_stars.__getitem__)
 
     @staticmethod
     def _free_id(pack_id: str, owner: str, taken: Mapping[str, str]) -> str:
@@ -316,13 +351,13 @@ class Catalog:
     ) -> tuple[dict[str, NodeMapEntry], list[CatalogIssue]]:
         """Keep each channel's node-map index; collect nodename_pattern and unresolved URLs.
 
-        The class-name -> URL index is built once per file content by the parser (cached), so a
+        The class-name -> URL index is built at the first node-type lookup (``_class_index``), so a
         build only walks the ~5,600 URLs, not the ~42,000 class names.
         """
         issues: list[CatalogIssue] = []
         # patterns written in custom-node-list entries win over the node map's
         fill: dict[str, NodeMapEntry] = {
-            pack_id: NodeMapEntry(str(draft.fields["reference"]), "", (), "", draft.pattern)
+            pack_id: NodeMapEntry(str(draft.fields["reference"]), "", "", "", draft.pattern)
             for draft, pack_id, _ in placed
             if draft.pattern is not None
         }
@@ -383,7 +418,7 @@ class Catalog:
         """The pack with this id (exact first, then case-insensitive)."""
         pack = self._by_id.get(pack_id)
         if pack is None:
-            pack = self._by_id_lower.get(pack_id.strip().lower())
+            pack = self._lookups().by_id_lower.get(pack_id.strip().lower())
         return pack
 
     def by_reference(self, url: str) -> NodePack | None:
@@ -396,7 +431,7 @@ class Catalog:
 
     def by_title(self, title: str) -> list[NodePack]:
         """Packs whose title equals ``title`` ignoring case and surrounding spaces."""
-        return list(self._by_title.get(title.strip().lower(), ()))
+        return list(self._lookups().by_title.get(title.strip().lower(), ()))
 
     def search(self, text: str, *, limit: int | None = None) -> list[NodePack]:
         """Packs whose title, id, author or description contain every word of ``text``.
@@ -409,9 +444,10 @@ class Catalog:
         words = text.lower().split()
         if not words:
             return list(self.packs[:limit] if limit is not None else self.packs)
-        hay, name_l, cores = self._hay, self._name_l, self._cores
+        index = self._search_index()
+        hay, name_l, cores = index.hay, index.name_l, index.cores
         first, rest = words[0], words[1:]
-        order = self._star_order
+        order = index.star_order
         if rest:
             hits = [i for i in order if first in hay[i] and all(w in hay[i] for w in rest)]
         else:
@@ -433,16 +469,43 @@ class Catalog:
         packs = self.packs
         return [packs[i] for i in ranked]
 
+    def _lookups(self) -> _Lookup:
+        found = self._lookup
+        if found is None:  # two threads may both build it: the same content, one kept
+            found = self._lookup = _Lookup.of(self.packs)
+        return found
+
+    def _search_index(self) -> _SearchIndex:
+        found = self._search
+        if found is None:
+            found = self._search = _SearchIndex.of(self.packs)
+        return found
+
+    def _class_index(self) -> Mapping[str, Sequence[str]]:
+        """Class name -> the URL keys of the node-map entries listing it (channels in order),
+        built at the first node-type lookup: 59k packs list ~420k names (~40 MB as a dict)."""
+        found = self._classes
+        if found is None:
+            index: dict[str, list[str]] = {}
+            for pf in self._node_maps:
+                entry: NodeMapEntry
+                for entry in pf.items:
+                    key = entry.url_key
+                    for name in entry.names:
+                        have = index.setdefault(name, [key])
+                        if have[-1] is not key and key not in have:
+                            have.append(key)
+            found = self._classes = index
+        return found
+
     def packs_for_node_type(self, class_name: str) -> list[NodePack]:
         """Packs that provide node class ``class_name``: exact map entries, then pattern matches."""
         ids: list[str] = []
         by_url = self._by_url
-        for pf in self._node_maps:
-            found = pf.names.get(class_name, ())
-            for key in (found,) if isinstance(found, str) else found:
-                pack_id = by_url.get(key)
-                if pack_id is not None and pack_id not in ids:
-                    ids.append(pack_id)
+        for key in self._class_index().get(class_name, ()):
+            pack_id = by_url.get(key)
+            if pack_id is not None and pack_id not in ids:
+                ids.append(pack_id)
         if len(class_name) <= MAX_CLASS_NAME:
             for pattern, pack_id in self._patterns:
                 if pack_id not in ids and pattern.search(class_name):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -50,7 +51,7 @@ MAX_PATTERN_LEN = 500  # a longer nodename_pattern is refused: no entry needs on
 
 
 # --- parsed results ---------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackStats:
     """github-stats.json data of one repository."""
 
@@ -73,10 +74,6 @@ class PackDraft(NamedTuple):
     url_keys: tuple[str, ...]  # normalised reference and file URLs, for by_reference
     owner: str  # repository owner, used to disambiguate colliding derived ids
     pattern: re.Pattern[str] | None = None
-    title_l: str = ""  # lower-cased title, and author + description: search haystack parts
-    rest_l: str = ""
-    title_core: str = ""  # name_core() of the title and of pack_id, for exact-name ranking
-    id_core: str = ""
     issues: tuple[CatalogIssue, ...] = ()
 
     @property
@@ -87,10 +84,14 @@ class PackDraft(NamedTuple):
 class NodeMapEntry(NamedTuple):
     url: str
     url_key: str
-    names: tuple[str, ...]
+    names_text: str  # the class names joined by newlines: one object per entry, not one per name
     title: str = ""
     pattern: re.Pattern[str] | None = None
     preemptions: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.names_text.split("\n")) if self.names_text else ()
 
 
 class AlterItem(NamedTuple):
@@ -110,8 +111,6 @@ class ParsedFile:
     file_problem: CatalogIssue | None = None
     entry_count: int = 0
     stats: Mapping[str, PackStats] = field(default_factory=lambda: MappingProxyType({}))
-    # node map: class name -> URL key (str) or list of URL keys; read-only once built
-    names: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     by_url: Mapping[str, NodeMapEntry] = field(default_factory=lambda: MappingProxyType({}))  # node map
 
 
@@ -157,11 +156,18 @@ def compile_pattern(pattern: str) -> tuple[re.Pattern[str] | None, str]:
         return None, str(exc)
 
 
+def _own(text: str) -> str:
+    """A copy of ``text`` made now, while the decoded document is alive: the few strings a file's
+    records keep then share memory pages with the records instead of pinning the pages of the
+    whole document (which would stay mapped after it is freed: ~80 MB at 59k packs)."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass") if text else ""
+
+
 # --- field coercion --------------------------------------------------------------------
 def _text(entry: dict[str, Any], key: str, issues: _Issues, idx: int, title: str) -> str:
     value = entry.get(key)
     if type(value) is str:
-        return value.strip()
+        return _own(value.strip())
     if value is None:
         return ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -177,11 +183,13 @@ def _text_list(entry: dict[str, Any], key: str, issues: _Issues, idx: int, title
         return ()
     if isinstance(value, str):
         # alter-list style "a, b, c" or a single value written without brackets
-        return tuple(v.strip() for v in value.split(",") if v.strip()) if key == "tags" else (value.strip(),)
+        if key != "tags":
+            return (_own(value.strip()),)
+        return tuple(_own(v.strip()) for v in value.split(",") if v.strip())
     if not isinstance(value, list):
         issues.add(idx, "wrong_type", f"'{key}' is {type(value).__name__}, expected a list; ignored", title)
         return ()
-    out = [v.strip() for v in value if isinstance(v, str) and v.strip()]
+    out = [_own(v.strip()) for v in value if isinstance(v, str) and v.strip()]
     if len(out) != len(value):
         issues.add(
             idx, "wrong_type", f"'{key}' holds {len(value) - len(out)} non-text or empty item(s); skipped", title
@@ -256,12 +264,12 @@ def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
             issues.add(
                 idx, "missing_field", "'reference' missing" + ("; the first file URL is used" if ref else ""), title
             )
-    reference = ref.url if ref is not None else ""
+    reference = _own(ref.url) if ref is not None else ""
 
     # the folder name `git clone` would create is the id users expect when an entry has none
     repo = files[0] if install_type == "git-clone" and files else ref
     segs = _segments(repo.path) if repo is not None else []
-    owner = segs[0] if len(segs) >= 2 else ""
+    owner = sys.intern(segs[0]) if len(segs) >= 2 else ""
     if raw_id:
         pack_id, explicit = raw_id, True
     else:
@@ -296,13 +304,13 @@ def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
     keys = tuple(dict.fromkeys(k for k in (ref_key, *file_keys) if k))
     if not keys:
         identity = "id:" + pack_id  # no URL at all: only the id can tell two such entries apart
-    author = _text(entry, "author", issues, idx, title)
+    author = sys.intern(_text(entry, "author", issues, idx, title))  # one object per author, not per pack
     description = _text(entry, "description", issues, idx, title)
     fields = {
         "title": title,
         "author": author,
         "reference": reference,
-        "files": tuple(f.url for f in files),
+        "files": tuple(reference if f is ref else _own(f.url) for f in files),
         "install_type": install_type,
         "description": description,
         "pip": _text_list(entry, "pip", issues, idx, title) if "pip" in entry else (),
@@ -319,10 +327,6 @@ def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
         url_keys=keys,
         owner=owner,
         pattern=pattern,
-        title_l=title.lower(),
-        rest_l=f"{author.lower()}\n{description.lower()}",
-        title_core=name_core(title),
-        id_core=name_core(pack_id),
         issues=tuple(issues.items[first_issue:]),
     )
 
@@ -423,7 +427,6 @@ def parse_node_map(data: bytes) -> ParsedFile:
         return ParsedFile(FILE_NODE_MAP, file_problem=bad, issues=(bad,))
     issues = _Issues(FILE_NODE_MAP)
     out: list[NodeMapEntry] = []
-    by_name: dict[str, Any] = {}  # class name -> URL key, or a list of them when shared
     by_url: dict[str, NodeMapEntry] = {}
     for url, value in doc.items():
         if isinstance(value, list) and value and isinstance(value[0], list):
@@ -431,11 +434,11 @@ def parse_node_map(data: bytes) -> ParsedFile:
         else:
             issues.add(url, "wrong_type", "expected [[class names], {meta}]; skipped")
             continue
-        names = tuple(n for n in dict.fromkeys(x for x in raw_names if type(x) is str) if n)
+        names = tuple(n for n in dict.fromkeys(x for x in raw_names if type(x) is str) if n and "\n" not in n)
         if len(names) != len(raw_names):
-            issues.add(url, "wrong_type", "non-text, empty or repeated class names skipped")
+            issues.add(url, "wrong_type", "non-text, empty, multi-line or repeated class names skipped")
         title_aux = meta.get("title_aux")
-        title = title_aux if isinstance(title_aux, str) else ""
+        title = _own(title_aux) if isinstance(title_aux, str) else ""
         pattern = None
         ptext = meta.get("nodename_pattern")
         if isinstance(ptext, str) and ptext:
@@ -443,25 +446,15 @@ def parse_node_map(data: bytes) -> ParsedFile:
             if pattern is None:
                 issues.add(url, "bad_regex", f"nodename_pattern {ptext!r}: {why}; ignored", title)
         pre = meta.get("preemptions")
-        preemptions = tuple(p for p in pre if isinstance(p, str)) if isinstance(pre, list) else ()
-        entry = NodeMapEntry(url, normalize_url(url), names, title, pattern, preemptions)
+        preemptions = tuple(_own(p) for p in pre if isinstance(p, str)) if isinstance(pre, list) else ()
+        entry = NodeMapEntry(_own(url), normalize_url(url), "\n".join(names), title, pattern, preemptions)
         out.append(entry)
         by_url.setdefault(entry.url_key, entry)
-        key = entry.url_key
-        for name in names:  # the class-name index is cached with the parse, not rebuilt per catalog
-            have = by_name.setdefault(name, key)
-            if have is not key:
-                if type(have) is str:
-                    if have != key:
-                        by_name[name] = [have, key]
-                elif key not in have:
-                    have.append(key)
     return ParsedFile(
         FILE_NODE_MAP,
         tuple(out),
         tuple(issues.items),
         entry_count=len(doc),
-        names=MappingProxyType(by_name),
         by_url=MappingProxyType(by_url),
     )
 
@@ -515,7 +508,7 @@ def parse_github_stats(data: bytes) -> ParsedFile:
         last = value.get("last_update")
         stats[key] = PackStats(
             stars=stars if isinstance(stars, int) and not isinstance(stars, bool) else None,
-            last_update=last if isinstance(last, str) else "",
+            last_update=_own(last) if isinstance(last, str) else "",
             author_account_age_days=age if isinstance(age, int) and not isinstance(age, bool) else None,
         )
     return ParsedFile(FILE_STATS, issues=tuple(issues.items), entry_count=len(doc), stats=MappingProxyType(stats))

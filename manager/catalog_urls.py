@@ -7,6 +7,7 @@ Used by ``catalog_parse`` (re-exported there) while it reads the channel files.
 from __future__ import annotations
 
 import re
+import sys
 from typing import NamedTuple
 
 __all__ = ["UrlInfo", "name_core", "normalize_url", "url_info"]
@@ -66,7 +67,8 @@ def _from_match(url: str, m: re.Match[str], problem: str) -> UrlInfo:
     else:
         query = m.group(5)
         key = f"https://{khost}{path}" + (f"?{query}" if query else "")
-    return UrlInfo(url, problem or host_problem, True, key, host, raw_path)
+    # interned: the same repository's key is kept by the pack, its stats and its node-map entry
+    return UrlInfo(url, problem or host_problem, True, sys.intern(key), host, raw_path)
 
 
 def url_info(raw: str) -> UrlInfo:

@@ -20,6 +20,8 @@ def _plain(value: Any) -> Any:
 
 
 class _Record:
+    __slots__ = ()  # a subclass declared with slots=True then has no per-instance __dict__
+
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
@@ -36,7 +38,7 @@ class Channel(_Record):
         return self.url.startswith("file://") or "://" not in self.url
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodePack(_Record):
     """One custom node pack as the catalog knows it (merged from channel files)."""
 

@@ -161,6 +161,28 @@ async def test_large_fragments_are_read_again_on_a_change(aiohttp_client, api_ap
     assert fresh["node_packs"]["demo-image-tools"]["state"] == "enabled" and api.manager.parse_cache.parses == 5
 
 
+async def test_large_fragments_built_from_the_catalog_leave_memory_once_written(aiohttp_client, api_app):
+    """A server that built the catalog keeps no large fragments after writing them (a 59k-pack
+    catalog's two lists are ~90 MB beside their bodies): a changed tree reads them back from the
+    file it wrote, without encoding the catalog again, with the same rows."""
+    app, api, root = api_app()
+    api.listing.keep_fragment_bytes = 0
+    client = await aiohttp_client(app)
+    before = await (await client.get(GETLIST)).json()
+    await api.listing.settled()
+    assert api.listing.saves == 1 and api.listing._frags == {} and api.manager.parse_cache.parses == 5
+    source = root.parent / "sources" / "demo-image-tools"
+    argv = ["git", "clone", "-q", source.as_uri(), str(root / "custom_nodes" / "demo-image-tools")]
+    await asyncio.to_thread(subprocess.run, argv, check=True)
+    loads = api.listing.store.loads
+    after = await (await client.get(GETLIST)).json()
+    await api.listing.settled()
+    assert after["node_packs"]["demo-image-tools"]["state"] == "enabled"
+    assert api.listing.store.loads == loads + 1 and api.listing.saves == 1  # read back, not encoded and written
+    before["node_packs"].pop("demo-image-tools"), after["node_packs"].pop("demo-image-tools")
+    assert after == before
+
+
 def test_a_joined_body_gzip_recompresses_only_changed_chunks():
     fragments = [b'"p%d":{"title":"pack %d","d":"%s"}' % (i, i, b"y" * (i % 97)) for i in range(CHUNK * 40)]
     frags = _Fragments.from_encoded("classic", "v", [f"p{i}" for i in range(len(fragments))], fragments)

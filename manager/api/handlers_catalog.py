@@ -7,6 +7,7 @@ blocks the loop: bodies come pre-encoded from ``api.listing`` and scans run in t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -91,7 +92,7 @@ async def get_pack(api: HttpDoor, request: web.Request) -> web.Response:
             "installed": [installed_dict(inst, failed)] if inst else [],
             "node_types": list(view.catalog.node_types(pack.id)),
             "issues": [i.to_dict() for i in view.catalog.issues_for(pack.id)],
-            "stats": st.__dict__ if st else None,
+            "stats": dataclasses.asdict(st) if st else None,
         }
     )
 

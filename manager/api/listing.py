@@ -275,6 +275,7 @@ class ListingCache:
         self._light: dict[str, _Light] = {}
         self._light_locks: dict[str, asyncio.Lock] = {}
         self._unsaved: dict[str, tuple[_Fragments, Catalog]] = {}
+        self._dropped: dict[str, str] = {}  # kind -> catalog version whose large fragments left memory
         self._saving: set[asyncio.Task[Any]] = set()
         self._store: ListStore | None = None
         self.builds = 0  # how many bodies were built (tests and the bench read it)
@@ -328,6 +329,12 @@ class ListingCache:
             light = self._light.get(kind)
             if light is not None and light.frags is not None and light.version == catalog.version:
                 frags = light.frags  # the persisted list of this very catalog: nothing to encode
+            elif kind in self._dropped and self._dropped[kind] == catalog.version:
+                try:  # written by this door and dropped from memory: read back, not encoded again
+                    frags = self._reread(kind, catalog.version)
+                except _Gone:
+                    frags = _encode_catalog(kind, catalog)
+                    self._unsaved[kind] = (frags, catalog)
             else:
                 frags = _encode_catalog(kind, catalog)
                 self._unsaved[kind] = (frags, catalog)
@@ -433,6 +440,9 @@ class ListingCache:
                 return
             self.store.save(frags.persisted(state, catalog.url_index()))
             self.saves += 1
+            if len(frags.text) > self.keep_fragment_bytes:  # as for a list loaded from its file
+                self._dropped[kind] = frags.version
+                self._frags = {k: v for k, v in self._frags.items() if v is not frags}
         except Exception:  # a list not persisted is rebuilt at the next start, never a failure
             log.warning("could not persist the %s list", kind, exc_info=True)
 
