@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -23,6 +23,7 @@ from .catalog_urls import _segments
 from .catalog_urls import name_core as name_core
 from .catalog_urls import normalize_url as normalize_url
 from .catalog_urls import url_info as url_info
+from .json_stream import NotStreamable, members
 from .records import CatalogIssue, ModelEntry
 
 FILE_NODES = "custom-node-list.json"
@@ -198,18 +199,34 @@ def _text_list(entry: dict[str, Any], key: str, issues: _Issues, idx: int, title
 
 
 # --- custom-node-list.json ---------------------------------------------------------------
+def _streamed(kind: str, data: bytes, key: str | None, build: Callable[[Iterable[Any]], ParsedFile]) -> ParsedFile:
+    """``build`` over the document's members decoded one at a time (``json_stream``); a document
+    that cannot be streamed is read whole with ``json.loads``, as before, with the same result."""
+    try:
+        return build(members(data, key))
+    except NotStreamable:
+        pass
+    doc, bad = _load_json(kind, data, key)
+    if bad is not None:
+        return ParsedFile(kind, file_problem=bad, issues=(bad,))
+    return build(doc if key is not None else doc.items())
+
+
 def parse_custom_node_list(data: bytes) -> ParsedFile:
     """``{"custom_nodes": [...]}`` -> PackDraft items (see docs/catalog.md for every rule)."""
-    entries, bad = _load_json(FILE_NODES, data, "custom_nodes")
-    if bad is not None:
-        return ParsedFile(FILE_NODES, file_problem=bad, issues=(bad,))
+    return _streamed(FILE_NODES, data, "custom_nodes", _packs_from)
+
+
+def _packs_from(entries: Iterable[Any]) -> ParsedFile:
     issues = _Issues(FILE_NODES)
     drafts: list[PackDraft] = []
+    count = 0
     for idx, entry in enumerate(entries):
+        count = idx + 1
         draft = _parse_pack(entry, idx, issues)
         if draft is not None:
             drafts.append(draft)
-    return ParsedFile(FILE_NODES, tuple(drafts), tuple(issues.items), entry_count=len(entries))
+    return ParsedFile(FILE_NODES, tuple(drafts), tuple(issues.items), entry_count=count)
 
 
 def _parse_pack(entry: Any, idx: int, issues: _Issues) -> PackDraft | None:
@@ -422,13 +439,16 @@ def _unsafe_name(name: str) -> bool:
 # --- extension-node-map.json -------------------------------------------------------------
 def parse_node_map(data: bytes) -> ParsedFile:
     """``{url: [[class names], {meta}]}`` -> NodeMapEntry items."""
-    doc, bad = _load_json(FILE_NODE_MAP, data, None)
-    if bad is not None:
-        return ParsedFile(FILE_NODE_MAP, file_problem=bad, issues=(bad,))
+    return _streamed(FILE_NODE_MAP, data, None, _node_map_from)
+
+
+def _node_map_from(pairs: Iterable[Any]) -> ParsedFile:
     issues = _Issues(FILE_NODE_MAP)
     out: list[NodeMapEntry] = []
     by_url: dict[str, NodeMapEntry] = {}
-    for url, value in doc.items():
+    count = 0
+    for url, value in pairs:
+        count += 1
         if isinstance(value, list) and value and isinstance(value[0], list):
             raw_names, meta = value[0], value[1] if len(value) > 1 and isinstance(value[1], dict) else {}
         else:
@@ -454,7 +474,7 @@ def parse_node_map(data: bytes) -> ParsedFile:
         FILE_NODE_MAP,
         tuple(out),
         tuple(issues.items),
-        entry_count=len(doc),
+        entry_count=count,
         by_url=MappingProxyType(by_url),
     )
 
@@ -489,12 +509,15 @@ def parse_alter_list(data: bytes) -> ParsedFile:
 # --- github-stats.json -------------------------------------------------------------------
 def parse_github_stats(data: bytes) -> ParsedFile:
     """``{repo url: {stars, last_update, author_account_age_days}}`` -> stats keyed by normalised URL."""
-    doc, bad = _load_json(FILE_STATS, data, None)
-    if bad is not None:
-        return ParsedFile(FILE_STATS, file_problem=bad, issues=(bad,))
+    return _streamed(FILE_STATS, data, None, _stats_from)
+
+
+def _stats_from(pairs: Iterable[Any]) -> ParsedFile:
     issues = _Issues(FILE_STATS)
     stats: dict[str, PackStats] = {}
-    for url, value in doc.items():
+    count = 0
+    for url, value in pairs:
+        count += 1
         if not isinstance(value, dict):
             issues.add(url, "wrong_type", f"value is {type(value).__name__}, expected an object; skipped")
             continue
@@ -511,7 +534,7 @@ def parse_github_stats(data: bytes) -> ParsedFile:
             last_update=_own(last) if isinstance(last, str) else "",
             author_account_age_days=age if isinstance(age, int) and not isinstance(age, bool) else None,
         )
-    return ParsedFile(FILE_STATS, issues=tuple(issues.items), entry_count=len(doc), stats=MappingProxyType(stats))
+    return ParsedFile(FILE_STATS, issues=tuple(issues.items), entry_count=count, stats=MappingProxyType(stats))
 
 
 PARSERS: Mapping[str, Callable[[bytes], ParsedFile]] = MappingProxyType(
