@@ -14,6 +14,7 @@ from . import params as kp
 
 if TYPE_CHECKING:
     from ..context import Manager
+    from ..deps.installer import RunInstaller
     from ..operations import Ops
     from ..records import PolicyDecision
     from ..tasks import TaskContext
@@ -29,6 +30,7 @@ class Job(Generic[P]):
     ctx: TaskContext
     params: P
     policy: PolicyDecision | None
+    installer: RunInstaller | None = None  # the run's dependency installer, shared with the undo record
 
     @property
     def target(self) -> str:
@@ -37,7 +39,7 @@ class Job(Generic[P]):
     def ops(self) -> Ops:
         from ..operations import Ops
 
-        return Ops(self.manager, deps_step=self.manager.deps_step)
+        return Ops(self.manager, deps_step=self.manager.deps_step, installer=self.installer)
 
     def reporter(self) -> Any:
         from ..operations import Reporter
