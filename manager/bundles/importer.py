@@ -197,27 +197,37 @@ def _plan(layout: Layout, entries: list[tuple[str, str]], stores: Path) -> list[
     return changes
 
 
-def _move_in(txn: RenameTxn, stores: Path, rel: str, old: Path) -> None:
-    """Move ``stores/rel`` to ``<manager folder>/rel``: its highest missing ancestor at once, so a
-    rollback leaves no new folder behind; an existing entry goes to ``old`` first, through the
-    same journal."""
-    root = txn.layout.manager_dir
-    relp = Path(rel)
-    if not os.path.lexists(stores / relp):
-        return  # moved in already, with a folder of an earlier entry
-    for parent in reversed(relp.parents):
-        if str(parent) == ".":
+def _planned_moves(
+    layout: Layout, changes: list[StoreChange], stores: Path, old: Path
+) -> list[tuple[StoreChange, list[tuple[Path, Path]]]]:
+    """Every rename the import makes, per change, worked out before the first (the journal is
+    written once): a stale bare repository beside a new git bundle goes to ``old``; then each
+    entry moves in as its highest missing ancestor at once (so a rollback leaves no new folder
+    behind, and later entries under it ride along), an existing entry going to ``old`` first."""
+    root = layout.manager_dir
+    moved: set[Path] = set()  # relative paths moved in whole from ``stores``
+    out: list[tuple[StoreChange, list[tuple[Path, Path]]]] = []
+    for change in changes:
+        if change.action == "same":
             continue
-        if not os.path.lexists(root / parent):
-            if os.path.lexists(stores / parent):  # else moved already with an earlier entry
-                txn.move(stores / parent, root / parent)
-            return
-    live = root / relp
-    if os.path.lexists(live):
-        aside = old / secrets.token_hex(6)
-        aside.parent.mkdir(parents=True, exist_ok=True)
-        txn.move(live, aside)
-    txn.move(stores / relp, live)
+        moves: list[tuple[Path, Path]] = []
+        stale = _stale_repository(layout, change)
+        if stale is not None:
+            moves.append((stale, old / secrets.token_hex(6)))
+        relp = Path(change.path)
+        if relp not in moved and not any(p in moved for p in relp.parents):
+            missing = next((p for p in reversed(relp.parents) if str(p) != "." and not os.path.lexists(root / p)), None)
+            if missing is not None:
+                moved.add(missing)
+                moves.append((stores / missing, root / missing))
+            else:
+                live = root / relp
+                if os.path.lexists(live):
+                    moves.append((live, old / secrets.token_hex(6)))
+                moved.add(relp)
+                moves.append((stores / relp, live))
+        out.append((change, moves))
+    return out
 
 
 def clear_staging(layout: Layout) -> None:
@@ -315,17 +325,14 @@ def import_bundle(
         again = (layout.manager_dir / f"{bundles_rel}.json").is_file()  # imported before: same bytes, same name
         changes.append(StoreChange("manifest", f"{bundles_rel}.json", "same" if again else "add"))  # commit point
         old = work / "old"
+        planned = _planned_moves(layout, changes, stores, old)
+        old.mkdir(parents=True, exist_ok=True)
         with RenameTxn(layout, label=f"bundle-import {path.name}", root=layout.manager_dir) as txn:
-            for change in changes:
-                if change.action == "same":
-                    continue
+            txn.plan([move for _change, moves in planned for move in moves])  # one journal write, one fsync
+            for change, moves in planned:
                 say(f"{change.action} {change.path}")
-                stale = _stale_repository(layout, change)
-                if stale is not None:
-                    aside = old / secrets.token_hex(6)
-                    aside.parent.mkdir(parents=True, exist_ok=True)
-                    txn.move(stale, aside)
-                _move_in(txn, stores, change.path, old)
+                for src, dst in moves:
+                    txn.move(src, dst)
     finally:
         clear_staging(layout)
     notes = []

@@ -6,7 +6,10 @@
   data folder) go through a ``RenameTxn``: each planned
   rename is written to a journal (``.txn-<random>.json`` in the staging folder) *before* it
   happens, so an error rolls back in this process and a SIGKILL is rolled back by the next
-  operation (``prepare_tree``), which then deletes every staging leftover.
+  operation (``prepare_tree``), which then deletes every staging leftover. A transaction that
+  knows all its moves up front (``RenameTxn.plan``: a bundle import) journals them in one write
+  and one fsync; undoing a planned move that never happened is a no-op (its destination is
+  missing), so recovery reads such a journal like any other.
 - Nothing is ever renamed onto an existing path.
 - Our working folders (``.disabled/``, staging, trash) and every entry in them must be real,
   not symbolic links: ``prepare_tree`` checks them (``Layout.check_working_folders``) before
@@ -25,7 +28,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,19 +118,37 @@ class RenameTxn:
         self.root = root if root is not None else layout.custom_nodes
         if self.root not in (layout.custom_nodes, layout.manager_dir):
             raise ValueError(f"RenameTxn root must be custom_nodes or the manager folder, not {self.root}")
-        self.moves: list[tuple[str, str]] = []
+        self.moves: list[tuple[str, str]] = []  # done, in order (an in-process rollback undoes these)
+        self.journalled: list[tuple[str, str]] = []  # in the journal: done, being done, or planned
+        self._planned: set[tuple[str, str]] = set()
         self.journal = layout.staging_dir / f"{JOURNAL_PREFIX}{secrets.token_hex(6)}.json"
         self.done = False
         self._staging_existed = layout.staging_dir.exists()  # leave the tree as we found it
 
     def _write(self) -> None:
-        doc = {"format": 1, "label": self.label, "pid": os.getpid(), "started": time.time(), "moves": self.moves}
+        doc = {"format": 1, "label": self.label, "pid": os.getpid(), "started": time.time(), "moves": self.journalled}
         if not self.single:
             atomic_write_json(self.journal, doc)
             return
         tmp = self.journal.with_name(self.journal.name + ".tmp")  # a leftover is a staging entry: removed
         tmp.write_text(json.dumps(doc) + "\n", encoding="utf-8")
         os.replace(tmp, self.journal)
+
+    def plan(self, moves: Sequence[tuple[Path, Path]]) -> None:
+        """Journal every move this transaction will make, in one write and one fsync, before the
+        first of them: ``move`` then writes nothing for a planned pair (an unplanned one is still
+        journalled before it happens). A kill part-way leaves planned moves that never happened;
+        recovery skips those (their destination does not exist)."""
+        if self.moves or self.journalled:
+            raise RuntimeError(f"{self.label}: plan() must come before the first move")
+        pairs = [(str(src), str(dst)) for src, dst in moves]
+        for src, dst in pairs:
+            ensure_inside(Path(src).parent, self.root)
+            ensure_inside(Path(dst).parent, self.root)
+        self.layout.staging_dir.mkdir(parents=True, exist_ok=True)
+        self.journalled = pairs
+        self._planned = set(pairs)
+        self._write()
 
     def move(self, src: Path, dst: Path) -> None:
         """Rename ``src`` to ``dst`` (both inside the root, ``dst`` must not exist)."""
@@ -149,14 +170,20 @@ class RenameTxn:
                 details={"source": str(src), "destination": str(dst)},
             )
         dst.parent.mkdir(parents=True, exist_ok=True)
-        self.layout.staging_dir.mkdir(parents=True, exist_ok=True)
-        self.moves.append((str(src), str(dst)))
-        self._write()  # journal first: a kill after the rename is undone
+        pair = (str(src), str(dst))
+        planned = pair in self._planned
+        if not planned:
+            self.layout.staging_dir.mkdir(parents=True, exist_ok=True)
+            self.journalled.append(pair)
+            self._write()  # journal first: a kill after the rename is undone
+        self.moves.append(pair)
         try:
             os.rename(src, dst)
         except BaseException:
             self.moves.pop()
-            self._write()
+            if not planned:  # a planned pair stays: undoing a move that never happened is a no-op
+                self.journalled.pop()
+                self._write()
             raise
 
     def commit(self) -> None:
