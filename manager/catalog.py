@@ -35,6 +35,7 @@ from .catalog_parse import (
     normalize_url,
 )
 from .errors import ChannelDataInvalid
+from .memory import release_free_memory
 from .records import CatalogIssue, Channel, ModelEntry, NodePack
 
 __all__ = ["Catalog", "catalog_version", "ChannelFiles", "PackStats", "ParseCache", "normalize_url", "CHANNEL_FILES"]
@@ -42,6 +43,7 @@ __all__ = ["Catalog", "catalog_version", "ChannelFiles", "PackStats", "ParseCach
 # Bump when the mapping from bytes to records changes: it is part of ``Catalog.version``.
 CATALOG_FORMAT = "catalog-1"
 KEEP_PARSED_MAX_BYTES = 8 * 1024 * 1024  # the real channel's largest file is ~2.3 MB
+TRIM_AFTER_PACKS = 20_000  # a build this large leaves tens of MB free but mapped in the heap
 MAX_CLASS_NAME = 512  # longer "class names" only get the exact lookup, never the regex scan
 
 
@@ -256,6 +258,9 @@ class Catalog:
         cat.models = tuple(_merge_models(parsed, issues))
         issues.extend(cat._resolve_alternatives(parsed))
         cat.issues = tuple(issues)
+        if len(cat.packs) >= TRIM_AFTER_PACKS:  # the decoded files' pages go back to the system
+            del parsed
+            release_free_memory()
         return cat
 
     def _place_packs(

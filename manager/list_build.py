@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import io
 import itertools
 import json
 import logging
@@ -163,16 +164,29 @@ def splice(frags: Fragments, lo: int, hi: int, replaced: Mapping[int, bytes]) ->
 
 
 def encode_catalog(kind: str, catalog: Catalog) -> Fragments:
-    """Every pack of ``catalog`` encoded as list ``kind`` ("classic" or "v1") shows it, not installed."""
-    rows: dict[str, bytes] = {}
+    """Every pack of ``catalog`` encoded as list ``kind`` ("classic" or "v1") shows it, not installed.
+
+    Written into one growing buffer: each row's bytes are garbage as soon as they are copied, so
+    59k rows leave no 59k freed blocks behind in the heap (~40 MB of RSS that stayed mapped)."""
+    out = io.BytesIO()
+    ends = array("q")
+    order: list[str] = []
     for p in catalog.packs:
+        if order:
+            out.write(b",")
         if kind == "classic":
-            rows[p.id] = dumps(p.id) + b":" + dumps(classic_row(p, catalog))
+            out.write(dumps(p.id))
+            out.write(b":")
+            out.write(dumps(classic_row(p, catalog)))
         else:
             row = p.to_dict()
             row["installed"] = None
-            rows[p.id] = dumps(row)
-    result: Fragments = Fragments.from_encoded(kind, catalog.version, list(rows), list(rows.values()))
+            out.write(dumps(row))
+        ends.append(out.tell())
+        order.append(p.id)
+    text = out.getvalue()
+    out.close()
+    result: Fragments = Fragments.make(kind, catalog.version, order, text, ends)
     return result
 
 

@@ -27,6 +27,7 @@ from ..list_build import classic_row as classic_row
 from ..list_build import encode_catalog as _encode_catalog
 from ..list_build import splice as _splice
 from ..list_gzip import CHUNK, deflate_piece, gzip_pieces
+from ..memory import release_free_memory
 from .envelope import dumps, envelope_prefix
 
 if TYPE_CHECKING:
@@ -395,6 +396,8 @@ class ListingCache:
             return None
         if light.frags is not None and light.size > self.keep_fragment_bytes and self._light.get(kind) is light:
             self._light[kind] = dataclasses.replace(light, frags=None)
+            del light
+            self._trim_later()
         return body
 
     def _load_light(self, kind: str, manager: Manager) -> _Light | None:
@@ -427,7 +430,17 @@ class ListingCache:
             kind, (frags, catalog) = self._unsaved.popitem()
             task = asyncio.ensure_future(asyncio.to_thread(self._save, kind, frags, catalog))
             self._saving.add(task)
-            task.add_done_callback(self._saving.discard)
+            task.add_done_callback(self._saved)
+
+    def _saved(self, task: asyncio.Task[Any]) -> None:
+        self._saving.discard(task)
+        if self._dropped:  # large fragments left memory: their pages go back to the system
+            self._trim_later()
+
+    def _trim_later(self) -> None:
+        task = asyncio.ensure_future(asyncio.to_thread(release_free_memory))
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
 
     def _save(self, kind: str, frags: _Fragments, catalog: Catalog) -> None:
         from ..list_cache import channel_state
