@@ -36,7 +36,7 @@ from .git_mirror import at_source_head, find_mirror
 from .git_refs import _COMMIT_RE, check_ref, check_remote_url
 from .inventory import parse_git_config, read_git_meta
 from .network import NetworkGate, redact_url
-from .procs import child_kwargs, kill_tree
+from .procs import child_launch, kill_tree
 
 __all__ = ["GitClient", "GitState", "UpdateResult", "check_remote_url", "check_ref", "run_local"]
 
@@ -109,19 +109,23 @@ class GitClient:
             pass
         else:
             try:
-                handle = Git(str(cwd)).execute(argv, as_process=True, env=self._env(), **child_kwargs())
+                launched, spawn = child_launch(argv, must_exist=True)
+                handle = Git(str(cwd)).execute(launched, as_process=True, env=self._env(), **spawn)
+            except FileNotFoundError as exc:
+                raise self._unavailable(str(exc)) from exc
             except GitCommandNotFound as exc:
                 raise self._unavailable(str(exc)) from exc
             return handle, handle.proc
         try:
+            launched, spawn = child_launch(argv, must_exist=True)
             proc = subprocess.Popen(
-                argv,
+                launched,
                 cwd=cwd,
                 env={**os.environ, **self._env()},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                **child_kwargs(),
+                **spawn,
             )
         except OSError as exc:
             raise self._unavailable(str(exc)) from exc

@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .procs import child_kwargs, kill_tree
+from .procs import child_launch, kill_tree
 from .records import _Record
 
 __all__ = ["GitState", "UpdateResult", "run_local", "set_origin_url"]
@@ -62,13 +62,14 @@ def run_local(
     cannot run or overruns ``timeout``. ``stdin`` is fed to it (``cat-file --batch`` questions).
     Never give it a command that reaches a remote."""
     try:
+        argv, spawn = child_launch([git_exe, "-C", str(repo), *args], must_exist=True)
         proc = subprocess.Popen(
-            [git_exe, "-C", str(repo), *args],
+            argv,
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={**os.environ, **_GIT_ENV},
-            **child_kwargs(),
+            **spawn,
         )
     except OSError:
         return 1, b""

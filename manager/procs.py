@@ -8,6 +8,7 @@ an orphaned git must not keep writing into a staging folder the next operation i
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import os
 import shutil
@@ -65,14 +66,20 @@ def _death_signal_launcher() -> tuple[str, ...]:
     return (exe, "--pdeathsig", "KILL", "--") if "--pdeathsig" in out.stdout else ()
 
 
-def child_launch(command: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+def child_launch(command: Sequence[str], *, must_exist: bool = False) -> tuple[list[str], dict[str, Any]]:
     """``command`` and ``Popen`` keyword arguments for a child like ``child_kwargs``'s, started the
     cheap way where the machine allows: ``setpriv --pdeathsig KILL`` sets the death signal and
     execs the command, so Python spawns with vfork (a ``preexec_fn`` forces a full fork of the
-    Manager's process, about 2.5 ms per child, which shows on a 30 ms uv install). Without such
-    a setpriv it is ``child_kwargs``."""
+    Manager's process, about 2.5 ms per child, which shows on a 30 ms uv install or a git run).
+    Without such a setpriv it is ``child_kwargs``.
+
+    ``must_exist``: raise ``FileNotFoundError`` for a program that is not there, as ``Popen``
+    does without the launcher (else setpriv starts and exits 127): callers that turn that error
+    into their own (git's ``GitUnavailable``) keep it."""
     launcher = _death_signal_launcher() if os.name == "posix" else ()
     if launcher:
+        if must_exist and shutil.which(command[0]) is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", command[0])
         return [*launcher, *command], {"start_new_session": True}
     return list(command), child_kwargs()
 

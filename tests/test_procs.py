@@ -61,3 +61,39 @@ def _assert_gone(pid: int, failure: str, within: float = 5.0) -> None:
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     pytest.fail(failure)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_a_local_git_is_started_without_a_full_fork_and_dies_with_the_manager(tmp_path: Path):
+    """git runs go through ``procs.child_launch`` (setpriv --pdeathsig where util-linux has it, so
+    Python spawns with vfork, no preexec_fn): the git still dies with a SIGKILLed Manager."""
+    from manager.git import run_local
+    from manager.procs import child_launch
+
+    argv, kwargs = child_launch(["git", "--version"], must_exist=True)
+    if argv[0] == "git":  # no setpriv with --pdeathsig here: the preexec_fn fallback
+        assert "preexec_fn" in kwargs
+    else:
+        assert argv[-3:] == ["--", "git", "--version"] and "preexec_fn" not in kwargs
+    assert run_local(str(tmp_path / "no-such-git"), tmp_path, "status") == (1, b"")  # not a setpriv 127
+    fake_git = tmp_path / "git"
+    script = (
+        f"import sys; sys.path.append({str(REPO)!r})\n"
+        "from manager.git import run_local\n"
+        f"run_local({str(fake_git)!r}, __import__('pathlib').Path({str(tmp_path)!r}), 'status', timeout=60)\n"
+    )
+    # run_local reads git's stdout only at the end: the pid comes through a file
+    fake_git.write_text(f"#!/bin/sh\necho $$ > {tmp_path / 'git.pid'}\nexec sleep 60\n")
+    fake_git.chmod(0o755)
+    manager = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.time() + 10
+        while not (tmp_path / "git.pid").exists() or not (tmp_path / "git.pid").read_text().strip():
+            assert time.time() < deadline, "the git never started"
+            time.sleep(0.02)
+        child = int((tmp_path / "git.pid").read_text())
+        os.kill(child, 0)  # alive while the Manager lives
+    finally:
+        os.kill(manager.pid, signal.SIGKILL)
+        manager.wait()
+    _assert_gone(child, "the git outlived the SIGKILLed Manager")
