@@ -26,7 +26,7 @@ from .policy import check_policy
 from .remove import trash_into
 from .reporting import OpResult, Reporter, Step
 from .sources import NodeSpec, Source, fetch_into, registry_source, resolve
-from .staging import RenameTxn, carry_over_user_files, new_staging_dir, prepare_tree, remove_tree, tidy_staging
+from .staging import RenameTxn, carry_over_user_files, new_staging_dir, remove_tree, tidy_staging
 from .vetting import vet_source, vet_staged
 
 __all__ = ["install", "reinstall", "stage_and_place", "source_of_installed"]
@@ -151,7 +151,7 @@ def install(
     with Step(rep, "resolve", label):
         source = resolve(ops, spec, version=version, name=name, ref=ref)
         check_policy(source.risk, source.describe(), policy)
-        prepare_tree(ops.layout, keep=ops.keep)  # after validation: refused input touches nothing
+        ops.prepare_tree()  # after validation: refused input touches nothing
         taken = [p for p in _targets(ops, source) if os.path.lexists(p)]
         if taken:
             raise PackExists(
@@ -271,7 +271,7 @@ def reinstall(
 ) -> OpResult:
     """Fetch an installed pack again; the old copy goes to the trash in the same transaction."""
     with Step(rep, "resolve", key):
-        prepare_tree(ops.layout)
+        ops.prepare_tree()
         pack = find_pack(ops.inventory(), key, enabled=True)
         if spec:
             source = resolve(ops, spec, name=pack.name)

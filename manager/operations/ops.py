@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..inventory import Inventory
 from ..layout import Layout
 from .reporting import LineFn
+from .staging import prepare_tree
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..compromised import CompromiseList
     from ..context import Manager
     from ..deps.installer import DependencyInstaller, RunInstaller
 
@@ -36,10 +38,33 @@ class Ops:
     # a restore's clones made ahead from the git mirror ((url, ref) -> folder), kept by prepare_tree
     prefetched: Mapping[tuple[str, str], Path] = field(default_factory=dict)
     keep: tuple[Path, ...] = ()
+    _prepared: bool = field(default=False, init=False, repr=False)
+    _compromise: CompromiseList | None = field(default=None, init=False, repr=False)
 
     @property
     def layout(self) -> Layout:
         return self.manager.layout
+
+    def prepare_tree(self) -> None:
+        """``staging.prepare_tree`` (journals of a killed run rolled back, leftovers removed, the
+        run's ``keep`` spared) once per run: the run holds the operations lock, and each of its
+        steps cleans up after itself, so later steps (a restore's packs) only check the working
+        folders again, which every step must do before it writes."""
+        if self._prepared:
+            self.layout.check_working_folders()
+            return
+        prepare_tree(self.layout, keep=self.keep)
+        self._prepared = True
+
+    def compromise_list(self) -> CompromiseList:
+        """The known-compromise list, read once per run from the cached copies (``refresh="never"``:
+        update-cache fetches it with the channel's data). A list that does not parse raises and is
+        not kept, so every pack of the run is refused (fails closed)."""
+        if self._compromise is None:
+            from ..compromised import load
+
+            self._compromise = load(self.manager, refresh="never")
+        return self._compromise
 
     def inventory(self) -> Inventory:
         return self.manager.inventory()

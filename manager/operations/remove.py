@@ -159,7 +159,7 @@ def uninstall(
     """Move the pack ``key`` names (enabled or disabled) into the trash."""
     layout = ops.layout
     with Step(rep, "resolve", key):
-        prepare_tree(layout)
+        ops.prepare_tree()
         pack = find_pack(ops.inventory(), key, enabled=enabled, version=version)
         path = Path(pack.path)
         ensure_inside(path.parent, layout.custom_nodes)
@@ -205,7 +205,7 @@ def restore_trash(ops: Ops, entry_id: str, rep: Reporter) -> OpResult:
     """Move a trashed pack back where it was; refuses (``pack_conflict``) if that place is taken."""
     layout = ops.layout
     with Step(rep, "resolve", entry_id):
-        prepare_tree(layout)
+        ops.prepare_tree()
         entry = _find_entry(layout, entry_id)
         item = _read_entry(entry)
         payload = entry / item.name

@@ -26,7 +26,7 @@ from .installed import find_pack
 from .names import disabled_name, enabled_name, validate_pack_name
 from .ops import Ops
 from .reporting import OpResult, Reporter, Step
-from .staging import RenameTxn, prepare_tree
+from .staging import RenameTxn
 
 __all__ = ["disable", "enable", "move_to_disabled", "refuse_linked_pack", "ORIGINS_FILE", "read_origins"]
 
@@ -90,7 +90,7 @@ def disable(ops: Ops, key: str, rep: Reporter) -> OpResult:
     """Move an enabled pack into ``.disabled/`` (ComfyUI skips it from the next start)."""
     layout = ops.layout
     with Step(rep, "resolve", key):
-        prepare_tree(layout)
+        ops.prepare_tree()
         pack = find_pack(ops.inventory(), key, enabled=True)
         refuse_linked_pack(layout, pack)
     with Step(rep, "move", pack.name):
@@ -121,7 +121,7 @@ def enable(ops: Ops, key: str, rep: Reporter, *, version: str | None = None) -> 
     """Move a disabled pack back into ``custom_nodes/``; ``version`` picks among several."""
     layout = ops.layout
     with Step(rep, "resolve", key):
-        prepare_tree(layout)
+        ops.prepare_tree()
         pack = find_pack(ops.inventory(), key, enabled=False, version=version)
         dest = enabled_target(layout, pack)
         if os.path.lexists(dest):

@@ -31,7 +31,7 @@ from .pack_scripts import run_pack_scripts
 from .remove import trash_into
 from .reporting import OpResult, Reporter, Step
 from .sources import Source, catalog_pack, from_catalog, registry_source
-from .staging import RenameTxn, prepare_tree
+from .staging import RenameTxn
 from .toggle import enabled_target, move_to_disabled, refuse_linked_pack
 
 __all__ = ["update", "fix", "switch_version", "plan_update_all", "run_update_all", "Plan", "PlanStep"]
@@ -144,7 +144,7 @@ def _update_cnr(ops: Ops, pack: InstalledPack, rep: Reporter, *, version: str | 
 def update(ops: Ops, key: str, rep: Reporter, *, skip_deps: bool = False, version: str | None = None) -> OpResult:
     """Update one enabled pack (git: fast-forward; registry: latest or ``version``)."""
     with Step(rep, "resolve", key):
-        prepare_tree(ops.layout)
+        ops.prepare_tree()
         pack = find_pack(ops.inventory(), key, enabled=True)
     if pack.kind == "git":
         return _update_git(ops, pack, rep, skip_deps=skip_deps)
@@ -160,7 +160,7 @@ def update(ops: Ops, key: str, rep: Reporter, *, skip_deps: bool = False, versio
 def fix(ops: Ops, key: str, rep: Reporter, *, script_timeout: float | None = None) -> OpResult:
     """Run the pack's dependency installation (requirements.txt, install.py) again, in place."""
     with Step(rep, "resolve", key):
-        prepare_tree(ops.layout)
+        ops.prepare_tree()
         pack = find_pack(ops.inventory(), key, enabled=True)
     path = Path(pack.path)
     if not path.is_dir():
@@ -200,7 +200,7 @@ def switch_version(
 ) -> OpResult:
     """Move a pack to a registry ``version`` (or ``latest``), to ``nightly`` (git), or to a ``commit``."""
     with Step(rep, "resolve", key):
-        prepare_tree(ops.layout)
+        ops.prepare_tree()
         inv = ops.inventory()
         pack = find_pack(inv, key, enabled=True)
         wanted = (commit or version or "").strip()
@@ -410,7 +410,7 @@ def plan_update_all(ops: Ops, rep: Reporter | None = None, *, tidy: bool = True)
     rep = rep or Reporter()
     rep.stage("plan")
     if tidy:
-        prepare_tree(ops.layout)
+        ops.prepare_tree()
     steps: list[PlanStep] = []
     current: list[str] = []
     skipped: list[dict[str, str]] = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..compromised import CompromiseList, check_files, check_source, load
+from ..compromised import CompromiseList, check_files, check_source
 from ..errors import ArchiveContentRefused
 from ..inspect_files import decide_findings, inspect_tree
 from .ops import Ops
@@ -36,7 +36,7 @@ def vet_source(ops: Ops, source: Source, rep: Reporter) -> CompromiseList:
     rep.check_cancelled()
     # the cached lists only: update-cache / --cache-only fetch the channel's list with its data, so an
     # install never costs a request for a file most channels do not publish
-    clist = load(ops.manager, refresh="never")
+    clist = ops.compromise_list()  # once per run
     check_source(clist, f"{label} ({source.kind})", ids=[source.pack_id], urls=[source.url, *source.urls])
     return clist
 
