@@ -117,3 +117,35 @@ def test_the_package_probe_reads_what_the_metadata_parser_reads(tmp_path: Path, 
     by_name = {p["name"]: p for p in probed}
     assert by_name["mixed-case-name"]["version"] == "2.0.1" and by_name["legacy-pkg"]["version"] == "0.9"
     assert by_name["plain-pkg"]["source"] == "local" and by_name["plain-pkg"]["url"].startswith("file:")
+
+
+def test_a_restore_runs_comfyuis_python_once(tmp_path: Path, uv_bin: str, own_caches):
+    """An offline restore of pinned packages (auto-snapshot on, as by default) probes ComfyUI's
+    python once: the capture for the plan and the auto-snapshot, the offline wheel check and the
+    pip step share the restore's dependency installer (its probe, and each wheel's metadata read
+    once). uv's own interpreter query is not ours."""
+    from manager.snapshots.model import PythonPackage, Snapshot
+    from manager.snapshots.restore import restore
+
+    real = make_venv(tmp_path / "venv", uv=uv_bin)
+    python, log = _counting_python(tmp_path, real)
+    env = make_env(tmp_path, python=str(python), deps=False, use_uv="true")
+    try:
+        wheelhouse = env.manager.layout.wheelhouse_dir
+        for name in ("rstpkg-a", "rstpkg-b"):
+            build_wheel(wheelhouse, name, "1.0")
+        snapshot = Snapshot(
+            created_at="2026-12-01T00:00:00Z",
+            python=tuple(PythonPackage(name=n, version="1.0") for n in ("rstpkg-a", "rstpkg-b")),
+        )
+        log.write_text("")
+        result = restore(env.manager, snapshot, where="probe-count")
+        assert result.ok and [s.step.kind for s in result.done] == ["pip_install"], result.to_dict()
+        calls = log.read_text().splitlines()
+        assert len(_ours(log)) == 1, calls
+        assert all("-B" in c for c in calls if not c.startswith("-I -c")), calls
+        for name in ("rstpkg_a", "rstpkg_b"):
+            assert installed_version(real, name) == "1.0"
+        assert result.auto_snapshot  # the capture that found the packages missing was stored
+    finally:
+        env.close()

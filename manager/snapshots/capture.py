@@ -197,11 +197,14 @@ def capture(
     hash_models: bool = False,
     inventory: Inventory | None = None,
     strict_python: bool = False,
+    environment: Any = None,
 ) -> Snapshot:
     """Capture the tree of ``manager`` now. Reads only; the python probe is the one subprocess.
 
     A python that cannot be probed becomes a note, or raises with ``strict_python`` (a restore
-    must not read "no packages" as "every package is missing")."""
+    must not read "no packages" as "every package is missing"). ``environment``: a probe of that
+    python made just now (a restore's dependency installer's): its site folders are read instead
+    of probing again."""
     notes: list[str] = []
     inv = inventory if inventory is not None else manager.inventory()
     notes += [f"{n.code}: {n.message}" for n in inv.notices]
@@ -210,7 +213,10 @@ def capture(
     pips: tuple[PythonPackage, ...] = ()
     if include_python:
         try:
-            py_version, pips = python_environment(target_python(manager))
+            if environment is not None:
+                py_version, pips = environment.python_version, read_python_packages(environment.site_dirs)
+            else:
+                py_version, pips = python_environment(target_python(manager))
         except ManagerError as exc:
             if strict_python:
                 raise

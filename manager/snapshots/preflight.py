@@ -271,13 +271,19 @@ class _Checker:
 
 
 def _wheel_gaps(
-    manager: Any, plan: RestorePlan, pack_reqs: Sequence[tuple[str, str]], pip_requirements: Sequence[str]
+    manager: Any,
+    plan: RestorePlan,
+    pack_reqs: Sequence[tuple[str, str]],
+    pip_requirements: Sequence[str],
+    installer: Any = None,
 ) -> list[MissingSource]:
-    """Requirements (the packs' and the snapshot's pins) the wheelhouse cannot satisfy."""
+    """Requirements (the packs' and the snapshot's pins) the wheelhouse cannot satisfy.
+    ``installer``: the restore's ``RunInstaller`` (its probe and the wheels' metadata it reads
+    serve the restore's steps too)."""
     from ..deps.plan import PackSource
     from .restore import dependency_installer
 
-    installer = dependency_installer(manager)
+    installer = installer.get() if installer is not None else dependency_installer(manager)
     wanted: list[tuple[Requirement, str]] = []
     with tempfile.TemporaryDirectory(prefix="cm-restore-") as tmp:
         sources = []
@@ -319,7 +325,9 @@ def _wheel_gaps(
     ]
 
 
-def missing_local_sources(manager: Any, plan: RestorePlan, pip_requirements: Sequence[str]) -> list[MissingSource]:
+def missing_local_sources(
+    manager: Any, plan: RestorePlan, pip_requirements: Sequence[str], *, installer: Any = None
+) -> list[MissingSource]:
     """Everything an offline restore of ``plan`` would need and cannot find locally (nothing is changed)."""
     checker = _Checker(manager, plan)
     inv = manager.inventory(with_catalog=False)
@@ -331,7 +339,7 @@ def missing_local_sources(manager: Any, plan: RestorePlan, pip_requirements: Seq
     missing = list(checker.missing)
     reqs = [] if plan.options.no_deps else checker.pack_reqs
     try:
-        missing += _wheel_gaps(manager, plan, reqs, pip_requirements)
+        missing += _wheel_gaps(manager, plan, reqs, pip_requirements, installer)
     except ManagerError as exc:  # e.g. a pack's requirements.txt that cannot be read
         missing.append(MissingSource(0, "requirements", exc.details.get("pack", ""), exc.message, exc.hint))
     for text in pip_requirements:
@@ -408,14 +416,16 @@ def preflight(
     *,
     policy: PolicyDecision | None,
     left_out: Sequence[MissingSource] = (),
+    installer: Any = None,
 ) -> None:
     """Raise before the first change: denied git installs, or (offline) every missing local source.
     ``left_out``: packs already taken out of ``plan`` (their pinned commit is unreachable); listed too
-    when something else stops the restore, so everything missing is reported at once."""
+    when something else stops the restore, so everything missing is reported at once. ``installer``:
+    the restore's ``RunInstaller``, shared with its steps."""
     check_policy(plan, policy)
     if not manager.gate.offline:
         return
-    missing = missing_local_sources(manager, plan, pip_requirements)
+    missing = missing_local_sources(manager, plan, pip_requirements, installer=installer)
     if missing:
         missing = sorted([*left_out, *missing], key=lambda m: m.step)
         listing = "; ".join(f"{m.name}: {m.what} {m.needed}" for m in missing[:10])

@@ -151,11 +151,16 @@ def _req_line(pkg: PythonPackage, index: int, where: str, installer: Any) -> Any
 
 
 def _pip_install(
-    manager: Any, snapshot: Snapshot, options: RestoreOptions, where: str, emit: Callable[[str], None]
+    manager: Any,
+    snapshot: Snapshot,
+    options: RestoreOptions,
+    where: str,
+    emit: Callable[[str], None],
+    run: Any = None,
 ) -> dict[str, Any]:
     from ..deps.plan import DepsPlan, Planner
 
-    installer = dependency_installer(manager)
+    installer = run.get() if run is not None else dependency_installer(manager)
     env = installer.environment  # one probe of ComfyUI's python: the live packages and the installer's facts
     wanted, skipped = python_requirements(_live_python_changes(manager, snapshot, env), options.pip_kinds())
     if not wanted:
@@ -331,19 +336,26 @@ def execute_plan(
     deps_step: Any = None,
     auto_snapshot_name: str = "",
     checked: bool = False,
+    installer: Any = None,
 ) -> RestoreResult:
     """Run ``plan``'s steps in order; stop at the first failure and undo the steps done, in reverse
     order (``result.undone``; what could not be undone, with why, in ``result.not_undone``). Checks
-    (unsafe entries, policy, offline sources) run first and raise before anything changes."""
+    (unsafe entries, policy, offline sources) run first and raise before anything changes.
+    ``installer``: the restore's ``RunInstaller`` (one probe of ComfyUI's python, one read of each
+    wheel's metadata for the whole restore); a fresh one when not given."""
+    from ..deps.installer import RunInstaller
     from ..operations.ops import Ops
     from ..operations.reporting import Reporter
 
     if plan.refused:
         raise refusal_error(plan.snapshot, plan.problems)
+    installer = installer if installer is not None else RunInstaller(manager)
     if not checked:
-        preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy, left_out=plan.left_out)
+        texts = _pip_texts(manager, snapshot, plan)
+        preflight(manager, plan, texts, policy=policy, left_out=plan.left_out, installer=installer)
     with prefetch_clones(manager, plan) as ready:
-        ops = Ops(manager, deps_step=deps_step, prefetched=ready.clones, keep=(ready.root,) if ready.root else ())
+        keep = (ready.root,) if ready.root else ()
+        ops = Ops(manager, deps_step=deps_step, installer=installer, prefetched=ready.clones, keep=keep)
         return _execute(manager, snapshot, plan, ops, Reporter(ctx), ctx, policy, auto_snapshot_name)
 
 
@@ -368,7 +380,9 @@ def _execute(
         started = time.monotonic()
         try:
             if step.kind == "pip_install":
-                result = _pip_install(manager, snapshot, plan.options, plan.snapshot, rep.line_fn("deps"))
+                result = _pip_install(
+                    manager, snapshot, plan.options, plan.snapshot, rep.line_fn("deps"), ops.installer
+                )
             elif step.kind == "pip_uninstall":
                 result = _pip_uninstall(manager, snapshot, rep.line_fn("deps"))
             else:
@@ -397,6 +411,7 @@ def _execute(
                     tuple(kept),
                     left_out=plan.left_out,
                 ),
+                ops.installer,
             )
         done.append(StepOutcome(step, "done", round(time.monotonic() - started, 3), result=result))
     if ctx is not None:
@@ -415,7 +430,7 @@ def _execute(
         plan.skipped,
         left_out=plan.left_out,
     )
-    return _with_report(manager, snapshot, plan, finished)
+    return _with_report(manager, snapshot, plan, finished, ops.installer)
 
 
 def _installed_names(done: tuple[StepOutcome, ...]) -> set[str]:
@@ -432,12 +447,18 @@ def _differed(plan: RestorePlan) -> set[str]:
     return {c.name for c in plan.diff.python} if plan.diff is not None else set()
 
 
-def _with_report(manager: Any, snapshot: Snapshot, plan: RestorePlan, result: RestoreResult) -> RestoreResult:
+def _with_report(
+    manager: Any, snapshot: Snapshot, plan: RestorePlan, result: RestoreResult, installer: Any = None
+) -> RestoreResult:
     """``result`` with the report read from a fresh capture of the tree (after the last step, or the undo);
-    ``ok`` only when no step failed and every entry is as the snapshot has it."""
+    ``ok`` only when no step failed and every entry is as the snapshot has it. ``installer``: the
+    restore's, whose probe of the python gives the site folders read now (no second probe)."""
     options = plan.options
     want_python = bool(snapshot.python) and bool(options.pip_kinds())
-    after = capture(manager, reason="restore-report", include_python=want_python, include_models=False)
+    environment = _environment(installer) if want_python and installer is not None else None
+    after = capture(
+        manager, reason="restore-report", include_python=want_python, include_models=False, environment=environment
+    )
     failed = (result.failed.step, dict(result.failed.error or {})) if result.failed is not None else None
     report = report_after(
         snapshot,
@@ -486,6 +507,16 @@ def failure_error(result: RestoreResult) -> SnapshotRestoreFailed:
     )
 
 
+def _environment(installer: Any) -> Any:
+    """The installer's probe of ComfyUI's python, or ``None`` when it cannot be made (a policy file
+    that does not parse, a python that does not run): the capture then probes and reports it."""
+    try:
+        deps = installer.get()
+        return deps.environment if deps.policy.python == target_python(installer.manager) else None
+    except ManagerError:
+        return None
+
+
 def restore(
     manager: Any,
     snapshot: Snapshot,
@@ -504,6 +535,7 @@ def restore(
     ``snapshot_restore_failed`` (the full report in details) when a step fails, unless
     ``raise_on_failure`` is false.
     """
+    from ..deps.installer import RunInstaller
     from . import auto_snapshot
 
     options = options or RestoreOptions()
@@ -511,18 +543,29 @@ def restore(
     if any(p.status == "refused" for p in problems):
         raise refusal_error(where, problems)
     current = None
+    installer = RunInstaller(manager)  # the restore's: one probe of ComfyUI's python for all its parts
     if options.auto_snapshot:  # one capture for the plan and the auto-snapshot (nothing changes in between)
         want_python = bool(snapshot.python) and bool(options.pip_kinds())
-        current = capture(manager, reason="auto:restore", strict_python=want_python)
+        environment = _environment(installer) if want_python else None
+        current = capture(manager, reason="auto:restore", strict_python=want_python, environment=environment)
     plan = plan_restore(manager, snapshot, options, where=where, current=current)
     if plan.refused:
         raise refusal_error(plan.snapshot, plan.problems)
     if plan.empty and not plan.left_out:
         return RestoreResult(plan.snapshot, True, notes=plan.notes + ("nothing to do",), skipped=plan.skipped)
-    preflight(manager, plan, _pip_texts(manager, snapshot, plan), policy=policy, left_out=plan.left_out)
+    texts = _pip_texts(manager, snapshot, plan)
+    preflight(manager, plan, texts, policy=policy, left_out=plan.left_out, installer=installer)
     auto_name = auto_snapshot(manager, "restore", current).name if options.auto_snapshot and not plan.empty else ""
     result = execute_plan(
-        manager, snapshot, plan, ctx=ctx, policy=policy, deps_step=deps_step, auto_snapshot_name=auto_name, checked=True
+        manager,
+        snapshot,
+        plan,
+        ctx=ctx,
+        policy=policy,
+        deps_step=deps_step,
+        auto_snapshot_name=auto_name,
+        checked=True,
+        installer=installer,
     )
     if result.failed is not None and raise_on_failure:
         raise failure_error(result)
