@@ -208,8 +208,8 @@ def _rss(size: str, state: str):  # noqa: ANN202
             )
         return Figure(
             r["rss_built"],
-            f"{size} packs, catalog loaded and both lists built (the catalog's own objects are the floor here: "
-            "~270 MB at 59k, docs/decisions.md issue 21)",
+            f"{size} packs, catalog loaded and both lists built (the bodies alone are ~95 MB at 59k; "
+            "docs/decisions.md issue 21)",
         )
 
     return figure

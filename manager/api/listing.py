@@ -317,6 +317,8 @@ class ListingCache:
 
             def encode() -> Body:
                 data, packed, count = build()
+                if len(data) > self.keep_fragment_bytes:  # its transient copies' pages go back
+                    release_free_memory()
                 return Body(data, _etag(*key), count, packed)
 
             body = await asyncio.to_thread(encode)

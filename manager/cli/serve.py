@@ -41,7 +41,9 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, *, overrides: dict[str, str], default_root: str) -> int:
     """Build the Manager for the chosen tree and serve until interrupted."""
     from ..api.standalone import prepare, serve
+    from ..memory import limit_malloc_arenas
 
+    limit_malloc_arenas()  # our own process: its worker threads share two heaps (issue 21)
     if args.demo:
         from ..demo import create_demo_tree
 
