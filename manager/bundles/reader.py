@@ -110,7 +110,7 @@ def scan_archive(
     and extra members are listed."""
     scan = Scan()
     try:
-        tar = tarfile.open(path, "r:*")  # noqa: SIM115
+        tar = tarfile.open(path, "r:*") if _compressed(path) else tarfile.open(path, "r:")  # noqa: SIM115
     except (tarfile.TarError, EOFError, OSError) as exc:
         code = BundleTruncated.code if isinstance(exc, (EOFError, tarfile.ReadError)) else BundleError.code
         scan.add(code, "", f"{path.name} is not a readable bundle archive: {exc}")
@@ -133,6 +133,20 @@ def scan_archive(
     for member in missing:
         scan.add(BundleManifestIncomplete.code, member, f"{member} is listed in the manifest but not in the archive")
     return scan
+
+
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
+
+def _compressed(path: Path) -> bool:
+    """Whether ``path`` starts as gzip, bz2 or xz: a plain tar (what ``bundle create`` writes) opens
+    with ``r:``, since ``r:*`` tries those three before plain tar (~0.2-0.4 ms of a 25 ms import)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        return True  # ``r:*`` then reports it as before
+    return head.startswith(_COMPRESSED_MAGIC)
 
 
 def _ends_cleanly(path: Path) -> bool:
