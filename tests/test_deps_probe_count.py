@@ -147,5 +147,19 @@ def test_a_restore_runs_comfyuis_python_once(tmp_path: Path, uv_bin: str, own_ca
         for name in ("rstpkg_a", "rstpkg_b"):
             assert installed_version(real, name) == "1.0"
         assert result.auto_snapshot  # the capture that found the packages missing was stored
+        # as a task: the undo record's probe (before) serves the restore, then the record's after
+        from manager.snapshots.store import SnapshotStore
+
+        build_wheel(wheelhouse, "rstpkg-c", "1.0")
+        more = Snapshot(
+            created_at="2026-12-01T00:00:01Z",
+            python=(*snapshot.python, PythonPackage(name="rstpkg-c", version="1.0")),
+        )
+        SnapshotStore(env.manager.layout.snapshots_dir).save(more, "with-c")
+        log.write_text("")
+        task = env.run("snapshot_restore", "with-c")
+        assert task.state.value == "done", task.error
+        assert len(_ours(log)) == 2, log.read_text().splitlines()
+        assert installed_version(real, "rstpkg_c") == "1.0"
     finally:
         env.close()

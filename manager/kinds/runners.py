@@ -226,7 +226,13 @@ def snapshot_restore(job: Job[kp.SnapshotRestoreParams]) -> dict[str, Any]:
     from ..snapshots import restore_stored
 
     return restore_stored(
-        job.manager, job.target, restore_options(job.params), dry_run=job.params.dry_run, ctx=job.ctx, policy=job.policy
+        job.manager,
+        job.target,
+        restore_options(job.params),
+        dry_run=job.params.dry_run,
+        ctx=job.ctx,
+        policy=job.policy,
+        installer=job.installer,  # the run's: the undo record's probe serves the restore too
     )
 
 

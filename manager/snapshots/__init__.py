@@ -94,9 +94,12 @@ def check_stored(manager: Any, name: str, *, max_bytes: int | None = None) -> Sn
     return snapshot
 
 
-def restore_stored(manager: Any, name: str, options: Any, *, dry_run: bool, ctx: Any, policy: Any) -> dict[str, Any]:
+def restore_stored(
+    manager: Any, name: str, options: Any, *, dry_run: bool, ctx: Any, policy: Any, installer: Any = None
+) -> dict[str, Any]:
     """The ``snapshot_restore`` task: a stored snapshot (never a path a client names: a file is
-    imported first with ``SnapshotStore.import_file``) planned, then restored under ``policy``."""
+    imported first with ``SnapshotStore.import_file``) planned, then restored under ``policy``.
+    ``installer``: the task run's ``RunInstaller`` (its probe serves the undo record and the restore)."""
     from .restore import failure_error, plan_restore, restore
 
     snapshot = store_of(manager).load(name)
@@ -114,6 +117,7 @@ def restore_stored(manager: Any, name: str, options: Any, *, dry_run: bool, ctx:
         policy=policy,
         deps_step=manager.deps_step,
         raise_on_failure=False,
+        installer=installer,
     )
     if result.failed is not None:
         raise failure_error(result)

@@ -527,6 +527,7 @@ def restore(
     policy: PolicyDecision | None = None,
     deps_step: Any = None,
     raise_on_failure: bool = True,
+    installer: Any = None,
 ) -> RestoreResult:
     """Plan, check, auto-snapshot (when there is something to do), then execute.
 
@@ -543,7 +544,8 @@ def restore(
     if any(p.status == "refused" for p in problems):
         raise refusal_error(where, problems)
     current = None
-    installer = RunInstaller(manager)  # the restore's: one probe of ComfyUI's python for all its parts
+    # the restore's (or the task run's, given): one probe of ComfyUI's python for all its parts
+    installer = installer if installer is not None else RunInstaller(manager)
     if options.auto_snapshot:  # one capture for the plan and the auto-snapshot (nothing changes in between)
         want_python = bool(snapshot.python) and bool(options.pip_kinds())
         environment = _environment(installer) if want_python else None
