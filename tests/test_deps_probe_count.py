@@ -9,6 +9,7 @@ same run tells the installer the environment: markers, site folders), for the pa
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from manager.records import PolicyDecision
@@ -139,7 +140,19 @@ def test_a_restore_runs_comfyuis_python_once(tmp_path: Path, uv_bin: str, own_ca
             python=tuple(PythonPackage(name=n, version="1.0") for n in ("rstpkg-a", "rstpkg-b")),
         )
         log.write_text("")
-        result = restore(env.manager, snapshot, where="probe-count")
+        opened: list[str] = []
+        reading = [True]
+
+        def audit(event: str, args: tuple) -> None:  # a real audit hook: our code runs unpatched
+            if reading[0] and event == "open" and str(args[0]).endswith(".whl"):
+                opened.append(Path(str(args[0])).name)
+
+        sys.addaudithook(audit)
+        try:
+            result = restore(env.manager, snapshot, where="probe-count")
+        finally:
+            reading[0] = False
+        assert sorted(set(opened)) == sorted(opened), opened  # each wheel's metadata read once at most
         assert result.ok and [s.step.kind for s in result.done] == ["pip_install"], result.to_dict()
         calls = log.read_text().splitlines()
         assert len(_ours(log)) == 1, calls
