@@ -16,10 +16,10 @@ from manager.bundles.errors import BundleSourceMissing
 from manager.context import Manager
 from manager.errors import RequestInvalid
 from manager.models.store import ModelStore
-from manager.snapshots.model import ModelState, PackState, Snapshot
+from manager.snapshots.model import PackState, Snapshot
 from manager.snapshots.store import dump
 from support import tools
-from support.bundles import make_creator, make_tree, members
+from support.bundles import make_creator, make_tree, members, model_selection
 from support.ops_fixtures import catalog_entry, write_channel, write_config
 from support.treesum import listing
 
@@ -105,16 +105,7 @@ def test_the_bundle_channel_keeps_the_catalog_entry_and_its_node_types(tmp_path:
 
 def test_models_go_into_the_model_store(tmp_path: Path) -> None:
     creator = make_creator(tmp_path)
-    model = creator.root / "models" / "loras" / "tiny.safetensors"
-    model.parent.mkdir(parents=True)
-    model.write_bytes(b"\0" * 4096)
-    snap = Snapshot(
-        created_at="2026-12-01T00:00:00Z",
-        packs=(PackState(name="pack-a", kind="git", id="pack-a", url=creator.pack_url),),
-        models=(ModelState(folder="loras", name="tiny.safetensors", size=4096),),
-    )
-    selection = tmp_path / "with-models.json"
-    selection.write_bytes(dump(snap))
+    model, selection = model_selection(creator, tmp_path, b"\0")
     manager = Manager.standalone(creator.root, env={})
     result = create_bundle(manager, Selection(snapshot=str(selection)), tmp_path / "m.tar", with_models=True)
     assert result.sizes.get("model") == 4096, result.to_dict()
@@ -130,9 +121,7 @@ def test_bundled_models_keep_their_model_list_entries_so_install_model_finds_the
     """Regression (issue 20's joint round trip): the bundle's channel had an empty model list, so a
     bundled model sat in the model store (and on the fleet mirror) but no ``install-model`` found it."""
     creator = make_creator(tmp_path)
-    model = creator.root / "models" / "loras" / "tiny.safetensors"
-    model.parent.mkdir(parents=True)
-    model.write_bytes(b"\1" * 4096)
+    model, selection = model_selection(creator, tmp_path, b"\1")
     channel = write_channel(tmp_path / "channel", [catalog_entry("pack-a", creator.pack_url)])
     entry = {"name": "Tiny", "type": "lora", "base": "SD1.5", "save_path": "loras", "filename": "tiny.safetensors"}
     listed = [
@@ -146,13 +135,6 @@ def test_bundled_models_keep_their_model_list_entries_so_install_model_finds_the
     ]
     (tmp_path / "channel" / "model-list.json").write_text(json.dumps({"models": listed}))
     write_config(creator.root, network_mode="offline", channel_url=channel)
-    snap = Snapshot(
-        created_at="2026-12-01T00:00:00Z",
-        packs=(PackState(name="pack-a", kind="git", id="pack-a", url=creator.pack_url),),
-        models=(ModelState(folder="loras", name="tiny.safetensors", size=4096),),
-    )
-    selection = tmp_path / "with-models.json"
-    selection.write_bytes(dump(snap))
     manager = Manager.standalone(creator.root, env={})
     result = create_bundle(manager, Selection(snapshot=str(selection)), tmp_path / "m.tar", with_models=True)
     model_list = json.loads(dict(members(Path(result.path)))["channel/model-list.json"])

@@ -33,9 +33,9 @@ from test_admin_sequence import (
     serve_channel,
 )
 
-from support.fake_registry import FakeRegistry, make_node, make_version
+from support.bundles import serve_registry_pack
 from support.gitrepos import git, make_repo, serve_smart_http
-from support.ops_fixtures import build_zip, catalog_entry, cnr_files
+from support.ops_fixtures import catalog_entry
 from support.wheels import Pkg, build_wheels, installed_names, make_venv, serve_simple_index
 
 REG = "reg-pack"
@@ -58,22 +58,7 @@ def _online_world(tmp_path: Path, http_server) -> dict:
         repos[pack_id] = info
     urls = {p: serve_smart_http(http_server, sources, p) for p in repos}
     channel = serve_channel(http_server, [catalog_entry(p, u) for p, u in urls.items()])
-    zpath = build_zip(
-        tmp_path / "zips" / "node.zip", cnr_files(REG, "1.0.0", extra={"requirements.txt": "alpha-lib\n"})
-    )
-    http_server.static(f"/cdn/pub/{REG}/1.0.0/node.zip", zpath.read_bytes(), content_type="application/zip")
-    versions = [
-        make_version(REG, "pub", "1.0.0", created_at="2025-01-01T00:00:00Z", download_base=http_server.url("/cdn"))
-    ]
-    node = make_node(
-        REG,
-        name="Reg",
-        publisher_id="pub",
-        publisher_name="Pub",
-        repository="https://example.invalid/r",
-        versions=versions,
-    )
-    FakeRegistry([node], {REG: versions}, prefix="/api").install(http_server)
+    serve_registry_pack(http_server, tmp_path, REG, "alpha-lib\n")
     dist = tmp_path / "dist"
     wheels = build_wheels(
         dist, [Pkg("alpha-lib", "1.0"), Pkg("beta-lib", "1.0", ("delta-lib>=1",)), Pkg("delta-lib", "1.0")]

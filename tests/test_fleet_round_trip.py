@@ -30,7 +30,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from test_admin_sequence import (
     clean_env,
     inet_connects,
@@ -41,13 +40,21 @@ from test_admin_sequence import (
     walkthrough,
 )
 
-from manager.context import Manager
-from manager.errors import NetworkBlocked
 from support import tools
-from support.fake_registry import FakeRegistry, make_node, make_version
-from support.fleet import CM, MODEL_BYTES, PACK_URL, Nginx, cli_traced, model_entry, readme_block, write_client
+from support.bundles import serve_registry_pack
+from support.fleet import (
+    CM,
+    MODEL_BYTES,
+    PACK_URL,
+    Nginx,
+    assert_public_urls_refused,
+    cli_traced,
+    model_entry,
+    readme_block,
+    write_client,
+)
 from support.gitrepos import git, make_repo, serve_smart_http
-from support.ops_fixtures import build_zip, catalog_entry, cnr_files
+from support.ops_fixtures import catalog_entry
 from support.wheels import Pkg, build_wheels, installed_names, make_venv, serve_simple_index
 
 REG = "reg-pack"
@@ -85,22 +92,7 @@ def _online_world(tmp_path: Path, http_server) -> dict:
     for name, body in channel.items():
         http_server.static(f"/channel/{name}", json.dumps(body), etag=f'"{name}-1"')
     http_server.static("/channel/github-stats.json", "{}", etag='"stats-1"')
-    zpath = build_zip(
-        tmp_path / "zips" / "node.zip", cnr_files(REG, "1.0.0", extra={"requirements.txt": "fleet-dep>=1\n"})
-    )
-    http_server.static(f"/cdn/pub/{REG}/1.0.0/node.zip", zpath.read_bytes(), content_type="application/zip")
-    versions = [
-        make_version(REG, "pub", "1.0.0", created_at="2025-01-01T00:00:00Z", download_base=http_server.url("/cdn"))
-    ]
-    node = make_node(
-        REG,
-        name="Reg",
-        publisher_id="pub",
-        publisher_name="Pub",
-        repository="https://example.invalid/r",
-        versions=versions,
-    )
-    FakeRegistry([node], {REG: versions}, prefix="/api").install(http_server)
+    serve_registry_pack(http_server, tmp_path, REG, "fleet-dep>=1\n")
     wheels = build_wheels(tmp_path / "dist", [Pkg("Fleet_Lib", "1.0", ("fleet-dep>=1",)), Pkg("fleet-dep", "1.0")])
     return {
         "upstream": upstream,
@@ -258,17 +250,7 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
         ):
             assert path in seen, f"{path} not in nginx's access log:\n{seen}"
         # a public URL is refused by box C's gate before a socket opens
-        gate = Manager.standalone(client, env={}).gate
-        before = len(socket_audit_log.inet_connects())
-        for url, purpose in (
-            ("https://huggingface.co/other/model/resolve/main/x.safetensors", "model"),
-            ("https://files.pythonhosted.org/packages/x.whl", "pip"),
-            ("https://gitlab.com/owner/pack", "git"),
-        ):
-            with pytest.raises(NetworkBlocked) as info:
-                gate.decide(url, purpose)
-            assert "private mode" in info.value.message and "[mirrors]" in info.value.hint
-        assert len(socket_audit_log.inet_connects()) == before
+        assert_public_urls_refused(client, socket_audit_log)
     finally:
         server.stop()
     for line, text in said.items():

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from manager.context import Manager
-from manager.errors import NetworkBlocked
 from support import tools
 from support.fleet import (
     CM,
@@ -26,6 +24,7 @@ from support.fleet import (
     MirrorServe,
     Nginx,
     Stores,
+    assert_public_urls_refused,
     cli_traced,
     fill_stores,
     inet_connects,
@@ -93,17 +92,7 @@ def test_a_private_box_installs_a_pack_its_wheels_a_model_and_a_registry_pack_th
             ):
                 assert path in seen, f"{path} not in nginx's access log:\n{seen}"
         # a public URL is refused by the gate before any socket
-        m = Manager.standalone(client, env={})
-        before = len(socket_audit_log.inet_connects())
-        for url, purpose in (
-            ("https://huggingface.co/other/model/resolve/main/x.safetensors", "model"),
-            ("https://files.pythonhosted.org/packages/x.whl", "pip"),
-            ("https://gitlab.com/owner/pack", "git"),
-        ):
-            with pytest.raises(NetworkBlocked) as info:
-                m.gate.decide(url, purpose)
-            assert "private mode" in info.value.message and "[mirrors]" in info.value.hint
-        assert len(socket_audit_log.inet_connects()) == before
+        assert_public_urls_refused(client, socket_audit_log)
         # a catalog model the mirror lacks: the store misses (404 from the mirror), then its public URL is refused
         refused = cli_traced(client, ["install-model", "fleet-missing.safetensors"], traces / "refused.strace")
         said = refused.stdout + refused.stderr

@@ -11,7 +11,9 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from support.fake_registry import FakeRegistry, make_node, make_version
 from support.gitrepos import RepoInfo, git, make_repo
 from support.ops_fixtures import build_zip, cnr_files, write_config
 
@@ -99,3 +101,41 @@ def drop_manifest_entry(member: str) -> Callable[[str, bytes], bytes | None]:
         return json.dumps(doc, indent=1).encode()
 
     return change
+
+
+def serve_registry_pack(http_server: Any, work: Path, cnr_id: str, requirements: str) -> None:
+    """The registry stand-in under ``/api`` with one pack (publisher ``pub``, version 1.0.0) whose
+    zip (carrying ``requirements``) is served from a loopback "CDN" under ``/cdn``."""
+    zpath = build_zip(work / "zips" / "node.zip", cnr_files(cnr_id, "1.0.0", extra={"requirements.txt": requirements}))
+    http_server.static(f"/cdn/pub/{cnr_id}/1.0.0/node.zip", zpath.read_bytes(), content_type="application/zip")
+    versions = [
+        make_version(cnr_id, "pub", "1.0.0", created_at="2025-01-01T00:00:00Z", download_base=http_server.url("/cdn"))
+    ]
+    node = make_node(
+        cnr_id,
+        name="Reg",
+        publisher_id="pub",
+        publisher_name="Pub",
+        repository="https://example.invalid/r",
+        versions=versions,
+    )
+    FakeRegistry([node], {cnr_id: versions}, prefix="/api").install(http_server)
+
+
+def model_selection(creator: Creator, work: Path, data: bytes) -> tuple[Path, Path]:
+    """A 4 KiB lora ``tiny.safetensors`` (of ``data``, repeated) in the creator's models folder and a
+    selection file naming the creator's git pack and that model: (model path, selection path)."""
+    from manager.snapshots.model import ModelState, PackState, Snapshot
+    from manager.snapshots.store import dump
+
+    model = creator.root / "models" / "loras" / "tiny.safetensors"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(data * 4096)
+    snap = Snapshot(
+        created_at="2026-12-01T00:00:00Z",
+        packs=(PackState(name="pack-a", kind="git", id="pack-a", url=creator.pack_url),),
+        models=(ModelState(folder="loras", name="tiny.safetensors", size=4096),),
+    )
+    selection = work / "with-models.json"
+    selection.write_bytes(dump(snap))
+    return model, selection

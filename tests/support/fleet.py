@@ -20,11 +20,16 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from manager.context import Manager
+from manager.errors import NetworkBlocked
 from manager.layout import Layout
 
 from . import tools
 from .gitrepos import RepoInfo, free_port, git, make_repo
 from .ops_fixtures import build_zip, catalog_entry, cnr_files
+from .socket_audit import SocketAudit
 from .wheels import Pkg, build_wheels
 
 REPO = Path(__file__).resolve().parents[2]
@@ -258,3 +263,19 @@ def inet_connects(trace: Path) -> list[str]:
     """The connect() lines to an AF_INET/AF_INET6 address in an strace log."""
     text = trace.read_text(encoding="utf-8", errors="replace") if trace.exists() else ""
     return [line for line in text.splitlines() if "connect(" in line and "AF_INET" in line]
+
+
+def assert_public_urls_refused(root: Path, audit: SocketAudit) -> None:
+    """The private-mode box at ``root`` refuses a public model, pip and git URL in its gate, naming
+    private mode and the ``[mirrors]`` fix, before any socket opens."""
+    gate = Manager.standalone(root, env={}).gate
+    before = len(audit.inet_connects())
+    for url, purpose in (
+        ("https://huggingface.co/other/model/resolve/main/x.safetensors", "model"),
+        ("https://files.pythonhosted.org/packages/x.whl", "pip"),
+        ("https://gitlab.com/owner/pack", "git"),
+    ):
+        with pytest.raises(NetworkBlocked) as info:
+            gate.decide(url, purpose)
+        assert "private mode" in info.value.message and "[mirrors]" in info.value.hint
+    assert len(audit.inet_connects()) == before
