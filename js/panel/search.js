@@ -1,7 +1,8 @@
 // Search, filter and sort over the whole pack list, in the page, on every keystroke.
 // Sort orders are computed once per data load; a keystroke is one linear scan over
 // precomputed lower-case text (or over the previous result when the query only grew),
-// so 5.9k packs filter in about a millisecond.
+// so 5.9k packs filter in about a millisecond. Queries of one-char terms (the first keystroke,
+// which scans every pack) read a per-character index built at idle time instead.
 
 export const FILTERS = [
   ["all", "All"], ["installed", "Installed"], ["not-installed", "Not installed"],
@@ -88,13 +89,71 @@ export class PackIndex {
     this.orders = {};
     this._names = null;
     this._last = null;
+    this._chars = null;       // per-ASCII-char flags, complete (see _charStep)
+    this._charWork = null;    // the flags while being built: { flags, next }
+    this._none = null;
     this.version = (this.version || 0) + 1;
   }
 
-  /** Build everything lazily built (call from an idle callback after the first render). */
+  /** Build everything lazily built, at once (tests; the view uses `warmStep`). */
   warm() {
+    while (!this.warmStep(Infinity));
+  }
+
+  /**
+   * One slice of the idle-time work, stopping once `performance.now()` passes `deadline`:
+   * search text, the sort orders, then the per-character index. True when all is built.
+   */
+  warmStep(deadline) {
     this._text();
-    for (const [sort] of SORTS) this.order(sort);
+    for (const [sort] of SORTS) {
+      if (this.orders[sort]) continue;
+      this.order(sort);
+      if (performance.now() >= deadline) return false;
+    }
+    return this._charStep(deadline);
+  }
+
+  /**
+   * Per-character index: for each ASCII char code c, a byte per pack (bit 1: c occurs in the
+   * search text, bit 2: in the id/title). A query whose terms are all one char is then one pass
+   * over the display order reading a byte per pack instead of a substring search per pack.
+   */
+  _charStep(deadline) {
+    if (this._chars) return true;
+    const n = this.packs.length, hay = this.hay, head = this.head;
+    const work = this._charWork || (this._charWork = { flags: new Array(128).fill(null), next: 0 });
+    const flags = work.flags;
+    let i = work.next;
+    while (i < n) {
+      const stop = Math.min(n, i + 512);
+      for (; i < stop; i++) {
+        const s = hay[i], hl = head[i].length, len = s.length;
+        for (let j = 0; j < len; j++) {
+          const c = s.charCodeAt(j);
+          if (c >= 128) continue;
+          const f = flags[c] || (flags[c] = new Uint8Array(n));
+          f[i] |= j < hl ? 3 : 1;
+        }
+      }
+      if (i < n && performance.now() >= deadline) { work.next = i; return false; }
+    }
+    this._chars = flags;
+    this._charWork = null;
+    return true;
+  }
+
+  /** The per-char flags of each term when every term is one indexed char, else null. */
+  _charTerms(terms) {
+    const chars = this._chars;
+    if (!chars || !terms.length) return null;
+    const out = [];
+    for (const t of terms) {
+      const c = t.length === 1 ? t.charCodeAt(0) : 128;
+      if (c >= 128) return null;
+      out.push(chars[c] || this._none || (this._none = new Uint8Array(this.packs.length)));
+    }
+    return out;
   }
 
   _text() {
@@ -161,6 +220,22 @@ export class PackIndex {
     const hay = this.hay, head = this.head, packs = this.packs;
     const nt = terms.length;
     let na = 0, nf = 0, nr = 0;
+    const cf = this._charTerms(terms);
+    if (cf) {                                   // every term is one char: read the char index
+      const nc = cf.length, f0 = cf[0];
+      for (let k = 0; k < order.length; k++) {
+        const i = order[k];
+        if (!refine && filter !== "all" && !matchesFilter(packs[i], filter)) continue;
+        let f = f0[i];
+        for (let t = 1; t < nc && f; t++) f &= cf[t][i];
+        if (!(f & 1)) continue;
+        if (f & 2) first[nf++] = i; else rest[nr++] = i;
+        all[na++] = i;
+      }
+      first.set(rest.subarray(0, nr), nf);
+      this._last = { key, text: lower, all: all.subarray(0, na) };
+      return first.subarray(0, nf + nr);
+    }
     for (let k = 0; k < order.length; k++) {
       const i = order[k];
       if (!refine && filter !== "all" && !matchesFilter(packs[i], filter)) continue;

@@ -123,10 +123,16 @@ export class NodesView {
     this.byId = new Map(rows.map((p, i) => [p.id, i]));
     for (const id of [...this.selected]) if (!this.byId.has(id)) this.selected.delete(id);
     this.apply({ keepScroll });
-    // Search text and other sort orders are built once the rows are on screen.
+    // Search text, other sort orders and the char index are built once the rows are on screen,
+    // in idle slices of at most ~8 ms so no frame waits on them.
     const idle = typeof requestIdleCallback === "function" ? requestIdleCallback : (fn) => setTimeout(fn, 50);
-    const index = this.index;
-    idle(() => { if (this.index === index) index.warm(); });
+    const index = this.index, version = index.version;
+    const step = (deadline) => {
+      if (this.index !== index || index.version !== version) return;
+      const left = deadline && deadline.timeRemaining ? Math.min(8, deadline.timeRemaining()) : 8;
+      if (!index.warmStep(performance.now() + Math.max(1, left))) idle(step);
+    };
+    idle(step);
     if (this.detailsId && this.byId.has(this.detailsId) && !this.drawer.hidden) this.showDetails(this.detailsId);
   }
 
