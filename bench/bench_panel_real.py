@@ -13,31 +13,22 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._realhost import run_namespaced, support
 from .bench_panel import CHROMIUM, FLAGS, NOT_LOOPBACK, PRELOAD_SETTING, js_heap_mb, timed_keystrokes, timed_open
 from .run import BenchContext, Benchmark, BenchSkip, Figure, percentile
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_FILE = "user/default/comfy.settings.json"
 QUERIES = ("impact", "video", "lora")  # issue 21: what users type first
 
 
-def _support() -> Any:
-    if str(REPO_ROOT / "tests") not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT / "tests"))
-    from support import realhost
-
-    return realhost
-
-
 def measure(channel_db: Path, repeat: int, workdir: Path) -> dict[str, Any]:
     """Start the real ComfyUI, open the panel ``repeat`` times per mode, type the queries."""
-    realhost = _support()
+    realhost = support()
     from playwright.sync_api import sync_playwright
 
     host = realhost.start_comfyui(workdir, "0.8.0", config={"channel_url": (channel_db / "default").as_uri()})
@@ -85,7 +76,7 @@ def measure(channel_db: Path, repeat: int, workdir: Path) -> dict[str, Any]:
 
 
 def _measure(ctx: BenchContext) -> dict[str, Any]:
-    realhost = _support()
+    realhost = support()
     if not Path(CHROMIUM).exists():
         raise BenchSkip(f"chromium not found at {CHROMIUM}")
     reason = realhost.unavailable("0.8.0")
@@ -98,38 +89,21 @@ def _measure(ctx: BenchContext) -> dict[str, Any]:
         if not namespaced:
             return measure(db, repeat, Path(tmp))
         out = Path(tmp) / "figures.json"
-        argv = [
-            "unshare",
-            "-n",
-            "sh",
-            "-c",
-            'ip link set lo up && exec "$@"',
-            "sh",
-            sys.executable,
-            "-m",
-            "bench.bench_panel_real",
-            str(db),
-            str(repeat),
-            tmp,
-            str(out),
-        ]
-        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0 or not out.exists():
-            raise BenchSkip(
-                "could not run the real host in a network namespace (needs root): "
-                + (done.stderr.strip().splitlines() or ["no output"])[-1]
-            )
-        return json.loads(out.read_text())
+        return run_namespaced("bench.bench_panel_real", [str(db), str(repeat), tmp, str(out)], out)
 
 
 def _results(ctx: BenchContext) -> dict[str, Any]:
     return ctx.memo("panel_real.results", lambda: _measure(ctx))
 
 
+def _spans(loads: list[dict[str, float]], mark: str) -> list[float]:
+    """Milliseconds from each load's click (``t0``) to its ``mark``."""
+    return [w[mark] - w["t0"] for w in loads]
+
+
 def open_to_rows(ctx: BenchContext) -> Figure:
     r = _results(ctx)
-    rows = [w["t1"] - w["t0"] for w in r["warm"]]
-    plain = [w["t1"] - w["t0"] for w in r["plain"]]
+    rows, plain = _spans(r["warm"], "t1"), _spans(r["plain"], "t1")
     return Figure(
         statistics.median(rows),
         f"real ComfyUI 0.8.0 page, median of {len(rows)} loads with the background preload; without "
@@ -139,8 +113,7 @@ def open_to_rows(ctx: BenchContext) -> Figure:
 
 def open_painted(ctx: BenchContext) -> Figure:
     r = _results(ctx)
-    painted = [w["t2"] - w["t0"] for w in r["warm"]]
-    plain = [w["t2"] - w["t0"] for w in r["plain"]]
+    painted, plain = _spans(r["warm"], "t2"), _spans(r["plain"], "t2")
     return Figure(
         statistics.median(painted),
         f"click to the frame after the rows (painted), median of {len(painted)} loads with the preload; "
@@ -170,7 +143,7 @@ def start_cost(ctx: BenchContext) -> Figure:
     lines = r["ready"]
     if not lines:
         raise BenchSkip("no ready line in the real host's log")
-    ms = _support().ready_cost_ms(lines[-1])
+    ms = support().ready_cost_ms(lines[-1])
     return Figure(ms, f"first start after install (compiles our modules); outside connects {len(r['connects'])}")
 
 

@@ -18,26 +18,17 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._realhost import run_namespaced, support
 from .run import BenchContext, Benchmark, BenchSkip, Figure
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 STARTS = 3
 IMPORT_TIMES = "Import times for custom nodes:"
 PRESTARTUP_TIMES = "Prestartup times for custom nodes:"
-
-
-def _support() -> Any:
-    if str(REPO_ROOT / "tests") not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT / "tests"))
-    from support import realhost
-
-    return realhost
 
 
 def folder_figures(log: str, header: str, folder: str) -> list[float]:
@@ -76,7 +67,7 @@ def _starts(realhost: Any, workdir: Path, starts: int, *, ours: bool, config: di
 
 def measure(channel_db: Path | None, starts: int, workdir: Path) -> dict[str, Any]:
     """Start ComfyUI ``starts`` times without our pack, then ``starts`` times with it."""
-    realhost = _support()
+    realhost = support()
     config = {"channel_url": (channel_db / "default").as_uri()} if channel_db else {}
     without = _starts(realhost, workdir / "without", starts, ours=False, config=config)
     with_ours = _starts(realhost, workdir / "with", starts, ours=True, config=config)
@@ -84,7 +75,7 @@ def measure(channel_db: Path | None, starts: int, workdir: Path) -> dict[str, An
 
 
 def _measure(ctx: BenchContext) -> dict[str, Any]:
-    realhost = _support()
+    realhost = support()
     reason = realhost.unavailable("0.8.0")
     namespaced = reason is not None and "network namespace" in reason
     if reason and not namespaced:
@@ -98,15 +89,7 @@ def _measure(ctx: BenchContext) -> dict[str, Any]:
         if not namespaced:
             return measure(db, starts, Path(tmp))
         out = Path(tmp) / "figures.json"
-        argv = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", sys.executable]
-        argv += ["-m", "bench.bench_start", str(db or ""), str(starts), tmp, str(out)]
-        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0 or not out.exists():
-            raise BenchSkip(
-                "could not run the real host in a network namespace (needs root): "
-                + (done.stderr.strip().splitlines() or ["no output"])[-1]
-            )
-        return json.loads(out.read_text())
+        return run_namespaced("bench.bench_start", [str(db or ""), str(starts), tmp, str(out)], out)
 
 
 def _results(ctx: BenchContext) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .run import _fmt, _grid  # figures shown as the run's table shows them
+
 DEFAULT_THRESHOLD = 0.15
 # absolute changes below these are noise whatever the relative change (per unit of the value compared)
 UNIT_FLOORS: dict[str, float] = {
@@ -131,17 +133,7 @@ def compare(
     return out
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value == 0 or abs(value) >= 100:
-        return f"{value:.0f}"
-    return f"{value:.3g}"
-
-
 def render(changes: Sequence[Change]) -> str:
-    from .run import _grid
-
     rows = [("benchmark", "compared", "before", "now", "change", "verdict")]
     for c in changes:
         rel = f"{c.change * 100:+.0f}%" if c.change is not None else "-"
