@@ -14,9 +14,10 @@ from typing import Any
 
 from ..bundles import Selection, create_bundle, verify_bundle
 from ..bundles.reader import error_for
-from ..context import Manager
-from ..errors import RequestInvalid
+from ..context import Manager, load_channel_set
+from ..errors import ManagerError, RequestInvalid
 from ..kinds import BY_NAME
+from ..list_build import rebuild_persisted
 from .ops_commands import CLI_LISTEN, add_flags, flag_params, run_specs
 from .render import human_size
 
@@ -153,4 +154,23 @@ def _import(m: Manager, args: argparse.Namespace) -> Any:
         )
         for note in result.get("notes", []):
             _err(f"note: {note}")
+    if any(c.get("store") == "channel" and c.get("action") != "same" for c in result.get("changes", [])):
+        _rebuild_lists(m)
     return [t.to_dict() for t in tasks]
+
+
+def _rebuild_lists(m: Manager) -> None:
+    """The import wrote channel files: rebuild the persisted pack lists so the next server start
+    answers its first list from them (as after update-cache); a failure only means the server
+    builds them itself at its next start."""
+    try:
+        # the import may have written channels.list (the channel's name is part of the lists' key):
+        # this process read it before the import, so read it again
+        m.channels = load_channel_set(m.layout)
+        written = rebuild_persisted(m)
+    except (ManagerError, OSError) as exc:
+        why = f"[{exc.code}] {exc.message}" if isinstance(exc, ManagerError) else str(exc)
+        _err(f"bundle import: pack lists not rebuilt ({why}); the server builds them at its next start")
+        return
+    if written:
+        _err(f"bundle import: pack lists rebuilt for the next start ({len(written)} files in {written[0].parent})")
