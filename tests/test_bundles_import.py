@@ -33,7 +33,7 @@ from test_admin_sequence import (
     serve_channel,
 )
 
-from support.bundles import serve_registry_pack
+from support.bundles import online_config, serve_registry_pack
 from support.gitrepos import git, make_repo, serve_smart_http
 from support.ops_fixtures import catalog_entry
 from support.wheels import Pkg, build_wheels, installed_names, make_venv, serve_simple_index
@@ -76,17 +76,7 @@ def test_bundle_round_trip_online_create_offline_import_apply(
     offline_py = make_venv(tmp_path / "offline-venv")
     online = _tree(
         tmp_path / "online" / "ComfyUI",
-        [
-            "[default]",
-            "network_mode = public",
-            f"channel_url = {world['channel']}",
-            f"registry_url = {http_server.url('/api')}",
-            f"pip_index_url = {world['index']}",
-            f"python_executable = {online_py}",
-            "http_channel_enabled = true",
-            "[security]",
-            "allow_remote_channel = true",
-        ],
+        online_config(world["channel"], http_server.url("/api"), world["index"], online_py),
     )
     (online / "user" / "__manager" / "channels.list").write_text(f"default::{world['channel']}\n")
     offline = _tree(

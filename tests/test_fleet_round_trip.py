@@ -41,7 +41,7 @@ from test_admin_sequence import (
 )
 
 from support import tools
-from support.bundles import serve_registry_pack
+from support.bundles import online_config, serve_registry_pack
 from support.fleet import (
     CM,
     MODEL_BYTES,
@@ -124,15 +124,7 @@ def test_bundle_import_mirror_and_a_fleet_client_round_trip(
     online = _tree(
         tmp_path / "A" / "ComfyUI",
         [
-            "[default]",
-            "network_mode = public",
-            f"channel_url = {world['channel']}",
-            f"registry_url = {http_server.url('/api')}",
-            f"pip_index_url = {world['index']}",
-            f"python_executable = {online_py}",
-            "http_channel_enabled = true",
-            "[security]",
-            "allow_remote_channel = true",
+            *online_config(world["channel"], http_server.url("/api"), world["index"], online_py),
             "[mirrors]",
             f"github = {http_server.url('/gh')}",
         ],

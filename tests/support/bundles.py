@@ -139,3 +139,19 @@ def model_selection(creator: Creator, work: Path, data: bytes) -> tuple[Path, Pa
     selection = work / "with-models.json"
     selection.write_bytes(dump(snap))
     return model, selection
+
+
+def online_config(channel: str, registry: str, index: str, python: Path) -> list[str]:
+    """config.ini lines of an online (public mode) box whose channel, registry and package index are
+    the given loopback URLs, installing into the venv of ``python``."""
+    return [
+        "[default]",
+        "network_mode = public",
+        f"channel_url = {channel}",
+        f"registry_url = {registry}",
+        f"pip_index_url = {index}",
+        f"python_executable = {python}",
+        "http_channel_enabled = true",
+        "[security]",
+        "allow_remote_channel = true",
+    ]
