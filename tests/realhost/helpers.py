@@ -57,6 +57,24 @@ def channel_host(
     env = channel_env(workdir, channel_db)
     host = realhost.start_comfyui(workdir, version, config=env.settings, **kwargs)
     host.extra["env_panel"] = env
+    with stopped_after(host, label):
+        yield host
+
+
+def browser_host_work(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, channel_db: Path, prefix: str
+) -> tuple[str, Path, PanelEnv]:
+    """For a module fixture parametrized by host version: (version, a fresh work folder named
+    ``prefix-version``, its file:// channel env); skips when the tier or chromium is missing."""
+    version: str = request.param
+    need_host(version, browser=True)
+    work = tmp_path_factory.mktemp(f"{prefix}-{version}")
+    return version, work, channel_env(work, channel_db)
+
+
+@contextlib.contextmanager
+def stopped_after(host: realhost.RealComfyUI, label: str) -> Iterator[realhost.RealComfyUI]:
+    """``host`` for the block; then stopped, its log and strace record kept as ``label``."""
     try:
         yield host
     finally:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from browser.pages import PLAN_DIALOG, make_plain_repo, run_plan, screenshot
-from realhost.helpers import channel_env, keep_artifacts, need_host
+from realhost.helpers import browser_host_work, stopped_after
 
 from support import realhost
 from support.gitrepos import git
@@ -74,10 +74,7 @@ def _repo(work: Path, pack_id: str) -> str:
 def host(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, channel_db: Path
 ) -> Iterator[realhost.RealComfyUI]:
-    version = request.param
-    need_host(version, browser=True)
-    work = tmp_path_factory.mktemp(f"missing-real-{version}")
-    env = channel_env(work, channel_db)
+    version, work, env = browser_host_work(request, tmp_path_factory, channel_db, "missing-real")
     node_map_path = env.channel / "extension-node-map.json"
     node_map = json.loads(node_map_path.read_text(encoding="utf-8"))
     stats_path = env.channel / "github-stats.json"
@@ -110,11 +107,8 @@ def host(
     h = realhost.start_comfyui(work, version, config=config, extra_nodes=extra)
     h.extra["version"] = version
     h.extra["work"] = work
-    try:
+    with stopped_after(h, f"test_missing_nodes_real-{version}"):
         yield h
-    finally:
-        h.stop()
-        keep_artifacts(h, f"test_missing_nodes_real-{version}")
 
 
 def _ui_workflow(types: list[str]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from browser.pages import (
     screenshot,
     search,
 )
-from realhost.helpers import channel_env, keep_artifacts, need_host
+from realhost.helpers import browser_host_work, stopped_after
 
 from support import realhost
 from support.gitrepos import git
@@ -50,10 +50,7 @@ TRASH = ".cm-trash.disabled"
 def host(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, channel_db: Path
 ) -> Iterator[realhost.RealComfyUI]:
-    version = request.param
-    need_host(version, browser=True)
-    work = tmp_path_factory.mktemp(f"plans-real-{version}")
-    env = channel_env(work, channel_db)
+    version, work, env = browser_host_work(request, tmp_path_factory, channel_db, "plans-real")
     for pack_id, title, reqs in (
         (DEPS_PACK_ID, "Plan Deps Pack", f"{DEP}==1.0\n"),
         (DOWN_PACK_ID, "Plan Downgrade Pack", f"{DOWN}==0.0.1\n{BLACK}==1.0\n"),
@@ -84,11 +81,8 @@ def host(
         files={"user/__manager/pip_blacklist.list": f"{BLACK}\n"},
     )
     h.extra["version"] = version
-    try:
+    with stopped_after(h, f"test_panel_plans_real-{version}"):
         yield h
-    finally:
-        h.stop()
-        keep_artifacts(h, f"test_panel_plans_real-{version}")
 
 
 def _wait_state(page: Any, pack_id: str, state: str, timeout: float = 90_000) -> None:
