@@ -34,13 +34,6 @@ async def test_bundle_import_rebuilds_the_persisted_lists(tmp_path: Path, aiohtt
     box = tmp_path / "box" / "ComfyUI"
     make_tree(box, channel_url=(box / "user" / "__manager" / "local-channel").as_uri())
     lists = box / "user" / "__manager" / "cache" / "lists"
-    # A bundle's channel carries four of the five channel files (no github-stats.json), and
-    # list_cache.channel_state persists lists only for a channel whose five files all exist: the
-    # stats file is placed here as a channel the site keeps would have it (gap noted in the report).
-    channel = box / "user" / "__manager" / "local-channel"
-    channel.mkdir(parents=True)
-    (channel / "github-stats.json").write_text("{}\n")
-
     out = _cli(box, "bundle", "import", bundle.path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "pack lists rebuilt for the next start (2 files" in out.stderr, out.stderr

@@ -57,7 +57,7 @@ def test_snapshot_selection_via_cli_prints_progress_and_sizes_and_changes_nothin
     assert out.returncode == 0, out.stdout + out.stderr
     assert "git pack-a: fetching" in out.stderr and "registry reg-pack@1.0.0: from the archive cache" in out.stderr
     summary = out.stdout.splitlines()[0]
-    assert "7 file(s)" in summary and "2 pack(s)" in summary and "git " in summary and "cnr " in summary, summary
+    assert "8 file(s)" in summary and "2 pack(s)" in summary and "git " in summary and "cnr " in summary, summary
     assert listing(creator.root, skip=SKIP) == before, "bundle create changed the ComfyUI tree"
     names = [n for n, _ in members(tmp_path / "b.tar")]
     assert names[0] == "manifest.json" and "git/example.invalid/test/pack-a.bundle" in names

@@ -34,7 +34,7 @@ def test_increment_carries_only_changes_and_needs_its_base(tmp_path: Path) -> No
 
     same = create_bundle(maker, selection, tmp_path / "same.tar", since=Path(base.path))
     assert [n for n, _ in members(Path(same.path))] == ["manifest.json", "snapshot.json"], "nothing changed"
-    assert same.carried_over == 6 and same.base is not None and same.base.sha256 == base.manifest_sha256
+    assert same.carried_over == 7 and same.base is not None and same.base.sha256 == base.manifest_sha256
 
     new = creator.repo.commit("fix", {"nodes.py": "VERSION = 4\n"})
     mirror = creator.root / "user" / "__manager" / "git-mirror" / "example.invalid" / "test" / "pack-a.git"

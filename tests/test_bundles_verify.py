@@ -34,7 +34,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Creator, Path]:
     creator = make_creator(base)
     manager = Manager.standalone(creator.root, env={})
     result = create_bundle(manager, Selection(snapshot=str(creator.snapshot)), base / "site.bundle.tar")
-    assert result.files == 7 and set(result.packs) == {"pack-a", "reg-pack"}, result.to_dict()
+    assert result.files == 8 and set(result.packs) == {"pack-a", "reg-pack"}, result.to_dict()
     return creator, Path(result.path)
 
 
@@ -93,7 +93,7 @@ def test_a_good_bundle_verifies_with_every_file_listed(made, tmp_path: Path) -> 
     creator, bundle = made
     report = verify_bundle(_importer(tmp_path), bundle)
     assert report.ok and report.problems == (), report.to_dict()
-    assert report.files == 7 and report.signature.state == "unsigned"
+    assert report.files == 8 and report.signature.state == "unsigned"
     names = [name for name, _ in members(bundle)]
     assert names[0] == "manifest.json" and GIT_MEMBER in names and ZIP_MEMBER in names
     doc = report.to_dict()["manifest"]
@@ -105,7 +105,7 @@ def test_a_good_bundle_verifies_with_every_file_listed(made, tmp_path: Path) -> 
         text=True,
         timeout=120,
     )
-    assert out.returncode == 0 and "bundle verify: ok: 7 file(s)" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and "bundle verify: ok: 8 file(s)" in out.stdout, out.stdout + out.stderr
 
 
 @pytest.mark.hostile("bundle")
@@ -234,5 +234,5 @@ def test_import_dry_run_lists_what_it_would_add_and_changes_nothing(made, tmp_pa
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "add      git-mirror/example.invalid/test/pack-a.bundle" in out.stdout, out.stdout
-    assert "bundle import --dry-run: 7 to add, 0 to replace" in out.stdout, out.stdout
+    assert "bundle import --dry-run: 8 to add, 0 to replace" in out.stdout, out.stdout
     assert _stores(manager) == before

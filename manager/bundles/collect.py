@@ -208,6 +208,7 @@ def channel_files(
     bundled models (``models/<folder>/<name>`` members), so ``install-model`` finds them too."""
     entries: list[dict[str, Any]] = []
     node_map: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
     try:
         catalog = manager.catalog_view(refresh="never").catalog
     except Exception:  # no channel data here: the entries are made from the snapshot
@@ -222,6 +223,7 @@ def channel_files(
                 raw.update({"reference": "", "files": [], "install_type": "cnr", "cnr_id": pack.cnr_id or pack.id})
         else:
             node_map.update(_node_map_entry(catalog, raw))
+            stats.update(_stats_entry(catalog, raw))
         entries.append(raw)
     folder = work / "channel"
     folder.mkdir(parents=True, exist_ok=True)
@@ -230,6 +232,8 @@ def channel_files(
         "extension-node-map.json": node_map,
         "model-list.json": {"models": _model_entries(manager, model_members)},
         "alter-list.json": {"items": []},
+        # all five channel files, so the box's persisted pack lists (list_cache) accept this channel
+        "github-stats.json": stats,
     }
     out = []
     for name, body in bodies.items():
@@ -261,6 +265,15 @@ def _catalog_entry(catalog: Any, pack: PackState) -> dict[str, Any] | None:
     optional["nodename_pattern"] = found.nodename_pattern
     entry.update({k: v for k, v in optional.items() if v})
     return entry
+
+
+def _stats_entry(catalog: Any, entry: dict[str, Any]) -> dict[str, Any]:
+    """The github-stats.json line of a catalog pack (stars, last update), keyed by its reference."""
+    st = catalog.stats_for(entry["id"])
+    if st is None or not entry.get("reference"):
+        return {}
+    body = {"stars": st.stars, "last_update": st.last_update, "author_account_age_days": st.author_account_age_days}
+    return {entry["reference"]: {k: v for k, v in body.items() if v is not None}}
 
 
 def _node_map_entry(catalog: Any, entry: dict[str, Any]) -> dict[str, Any]:
