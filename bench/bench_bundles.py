@@ -144,8 +144,9 @@ def _made(ctx: BenchContext) -> dict[str, Any]:
     if "result" not in s:
         s["result"] = _create(s)
         files = s["result"].files
-        if files != N_PACKS + N_WHEELS + 5:  # + 4 channel files + the snapshot
-            raise RuntimeError(f"the bundle holds {files} files, expected {N_PACKS + N_WHEELS + 5}")
+        expected = N_PACKS + N_WHEELS + 6  # + the 5 channel files + the snapshot
+        if files != expected:
+            raise RuntimeError(f"the bundle holds {files} files, expected {expected}")
     return s
 
 
